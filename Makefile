@@ -1,0 +1,58 @@
+# Custos. `make demo` runs a federation on this machine; `make test` runs the
+# test suite. See README.md.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+GO ?= go
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/custos-cctv/custos/node.Version=$(VERSION)
+DEMO_FOR ?= 30s
+BENCH_COUNT ?= 5
+BENCH_TIME ?= 3s
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.PHONY: all build test demo bench lint fuzz clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/custos ./cmd/custos
+
+# The whole suite, with the race detector. Multi-node tests run in-process on
+# 127.0.0.1; the `wg show` test needs wireguard-tools (.ci/run installs it).
+test:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+demo: build
+	./bin/custos demo --for $(DEMO_FOR)
+
+# Throughput of Custos's mesh next to its baselines, measured in one run:
+# plain wireguard-go + netstack, Tailscale's tsnet (local control + DERP),
+# quic-go and TCP on loopback. Medians of BENCH_COUNT runs and ratios.
+bench:
+	@mkdir -p bin
+	$(GO) test -run '^$$' -bench . -benchtime=$(BENCH_TIME) -count=$(BENCH_COUNT) -timeout 30m ./e2e/bench/ | tee bin/bench.out
+	@echo
+	$(GO) run ./cmd/benchreport \
+	  -ratio MeshTCP=BaselineWireguardNetstackTCP \
+	  -ratio MeshQUIC=BaselineWireguardNetstackQUIC \
+	  -ratio MeshTCP=BaselineTsnetTCP \
+	  -ratio MeshQUIC=BaselineTsnetQUIC \
+	  -ratio MeshQUIC=BaselineQUICLoopback \
+	  < bin/bench.out
+
+lint:
+	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+# A short coverage-guided run of every fuzz target.
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParsePeers -fuzztime 30s ./node/
+	$(GO) test -run '^$$' -fuzz FuzzParseNodePublic -fuzztime 15s ./keys/
+	$(GO) test -run '^$$' -fuzz FuzzParseNodePrivate -fuzztime 15s ./keys/
+
+clean:
+	rm -rf bin

@@ -1,0 +1,105 @@
+// Command custos is the Custos CLI. It parses flags, talks to the local node
+// and prints; the logic lives in package node and below.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+	"time"
+
+	gvlog "gvisor.dev/gvisor/pkg/log"
+)
+
+type command struct {
+	summary string
+	run     func(ctx context.Context, args []string, stdout io.Writer) error
+}
+
+var commands = map[string]command{
+	"up":      {"run a node until SIGINT/SIGTERM", runUp},
+	"status":  {"show a running node's key, mesh address and peers", runStatus},
+	"key":     {"print a node's public key and mesh address (creating the key if needed)", runKey},
+	"demo":    {"run a small federation on this machine and show what it does", runDemo},
+	"version": {"print the version", runVersion},
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintf(w, "usage: custos <command> [flags]\n\ncommands:\n")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprintf(w, "\nRun 'custos <command> -h' for a command's flags.\n")
+}
+
+func main() {
+	// gVisor's netstack logs protocol warnings (an aborted TCP handshake,
+	// say) straight to stderr in its own format; they are expected in a mesh
+	// whose peers come and go, and our own logs report what matters.
+	gvlog.SetTarget(quietEmitter{})
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+type quietEmitter struct{}
+
+func (quietEmitter) Emit(int, gvlog.Level, time.Time, string, ...any) {}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stdout)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	cmd, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "custos: unknown command %q\n\n", args[0])
+		usage(stderr)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := cmd.run(ctx, args[1:], stdout); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(stderr, "custos %s: %v\n", args[0], err)
+			return 2
+		}
+		fmt.Fprintf(stderr, "custos %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
+
+// usageError is a bad flag or argument: exit status 2.
+type usageError struct{ error }
+
+// parseFlags parses args and refuses stray positional arguments.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	fs.SetOutput(os.Stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	return nil
+}

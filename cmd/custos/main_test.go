@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/custos-cctv/custos/node"
+)
+
+func runCLI(args ...string) (code int, stdout, stderr string) {
+	var o, e bytes.Buffer
+	code = run(args, &o, &e)
+	return code, o.String(), e.String()
+}
+
+func TestCLIErrors(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{nil, 2, "usage: custos"},
+		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{[]string{"up"}, 2, "--dir is required"},
+		{[]string{"up", "--dir", dir}, 2, "--listen is required"},
+		{[]string{"up", "--dir", dir, "--listen", "localhost:5"}, 2, "want IP:PORT"},
+		{[]string{"up", "--dir", dir, "--listen", "127.0.0.1:0"}, 2, "port 0"},
+		{[]string{"up", "--dir", dir, "--listen", "127.0.0.1:1", "--bogus"}, 2, "flag provided but not defined"},
+		{[]string{"up", "--dir", dir, "--listen", "127.0.0.1:1", "extra"}, 2, `unexpected argument "extra"`},
+		{[]string{"up", "--dir", dir, "--listen", "127.0.0.1:1", "--peers", filepath.Join(dir, "none.toml")}, 1, "no such file"},
+		{[]string{"status"}, 2, "--dir is required"},
+		{[]string{"status", "--dir", dir}, 1, "no node is running there"},
+		{[]string{"demo", "--for", "-1s"}, 2, "must not be negative"},
+		{[]string{"key"}, 2, "--dir is required"},
+	}
+	for _, tc := range cases {
+		code, out, errOut := runCLI(tc.args...)
+		if code != tc.code || !strings.Contains(out+errOut, tc.want) {
+			t.Errorf("custos %q: exit %d, output %q; want exit %d mentioning %q", tc.args, code, out+errOut, tc.code, tc.want)
+		}
+	}
+}
+
+func TestCLIVersionAndKey(t *testing.T) {
+	code, out, _ := runCLI("version")
+	if code != 0 || !strings.HasPrefix(out, "custos ") {
+		t.Fatalf("version: %d %q", code, out)
+	}
+	dir := t.TempDir()
+	code, out, _ = runCLI("key", "--dir", dir, "--json")
+	var k struct {
+		PublicKey string `json:"public_key"`
+		MeshAddr  string `json:"mesh_addr"`
+		Created   bool   `json:"created"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &k) != nil || !strings.HasPrefix(k.PublicKey, "nodekey:") || !k.Created {
+		t.Fatalf("key: %d %q", code, out)
+	}
+	if strings.Contains(out, "privkey") {
+		t.Fatal("key printed the private key")
+	}
+	_, out2, _ := runCLI("key", "--dir", dir, "--json")
+	if !strings.Contains(out2, k.PublicKey) || strings.Contains(out2, `"created":true`) {
+		t.Fatalf("second key call: %q", out2)
+	}
+}
+
+func TestCLIUpAndStatus(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store-1")
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := pc.LocalAddr().(*net.UDPAddr).Port
+	pc.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var upOut bytes.Buffer
+	go func() {
+		done <- runUp(ctx, []string{"--dir", dir, "--listen", net.JoinHostPort("127.0.0.1", itoa(port)), "--quiet"}, &upOut)
+	}()
+	var st node.Status
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, out, errOut := runCLI("status", "--dir", dir, "--json")
+		if code == 0 {
+			if err := json.Unmarshal([]byte(out), &st); err != nil {
+				t.Fatalf("status --json: %v\n%s", err, out)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status never answered: %s", errOut)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st.Name != "store-1" || int(st.ListenPort) != port || !st.MeshAddr.IsValid() {
+		t.Fatalf("status = %+v", st)
+	}
+	code, out, _ := runCLI("status", "--dir", dir)
+	if code != 0 || !strings.Contains(out, "store-1") || !strings.Contains(out, st.PublicKey.String()) || !strings.Contains(out, "(no peers)") {
+		t.Fatalf("status text: %d\n%s", code, out)
+	}
+	// A second node in the same directory is refused with a clear error.
+	code, _, errOut := runCLI("up", "--dir", dir, "--listen", "127.0.0.1:1")
+	if code != 1 || !strings.Contains(errOut, "already running") {
+		t.Fatalf("second up: %d %q", code, errOut)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("up returned %v on shutdown", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("up did not stop after its context ended")
+	}
+	if code, _, _ := runCLI("status", "--dir", dir); code != 1 {
+		t.Fatal("status still answers after shutdown")
+	}
+}
+
+func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }

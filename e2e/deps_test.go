@@ -1,0 +1,73 @@
+package e2e
+
+import (
+	"encoding/json"
+	"io"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/custos-cctv/custos"
+
+// TestDeps enforces DESIGN §3's import direction
+// (cmd → node → {media, consensus, mesh} → {policy, keys}) on the whole
+// transitive import graph, test imports excluded.
+func TestDeps(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps=false", "-json=ImportPath,Deps", module+"/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	type pkg struct {
+		ImportPath string
+		Deps       []string
+	}
+	var pkgs []pkg
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	for {
+		var p pkg
+		if err := dec.Decode(&p); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		pkgs = append(pkgs, p)
+	}
+	if len(pkgs) < 5 {
+		t.Fatalf("go list found only %d packages", len(pkgs))
+	}
+	// in reports whether path is pkg or below it.
+	in := func(path, pkg string) bool {
+		full := module + "/" + pkg
+		return path == full || strings.HasPrefix(path, full+"/")
+	}
+	rules := []struct {
+		pkg     string
+		allowed func(dep string) bool
+		why     string
+	}{
+		{"keys", func(d string) bool { return in(d, "keys") }, "keys is pure crypto and imports nothing of the project"},
+		{"policy", func(d string) bool { return in(d, "policy") }, "policy is deterministic and imports nothing of the project"},
+		{"mesh", func(d string) bool { return in(d, "mesh") || in(d, "keys") || in(d, "policy") }, "mesh never imports consensus, media or node"},
+		{"media", func(d string) bool { return in(d, "media") || in(d, "keys") || in(d, "policy") }, "media never imports consensus, mesh or node"},
+		{"consensus", func(d string) bool { return in(d, "consensus") || in(d, "keys") || in(d, "policy") }, "consensus defines the transport it needs; node wires it to the mesh"},
+		{"node", func(d string) bool { return !in(d, "cmd") && !in(d, "e2e") }, "node is imported by cmd, never the reverse"},
+	}
+	checked := 0
+	for _, p := range pkgs {
+		for _, r := range rules {
+			if !in(p.ImportPath, r.pkg) {
+				continue
+			}
+			checked++
+			for _, d := range p.Deps {
+				if strings.HasPrefix(d, module+"/") && !r.allowed(d) {
+					t.Errorf("%s imports %s: %s", p.ImportPath, d, r.why)
+				}
+			}
+		}
+	}
+	if checked < 6 {
+		t.Fatalf("checked only %d packages; the module layout changed?", checked)
+	}
+}

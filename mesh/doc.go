@@ -1,0 +1,13 @@
+// Package mesh owns the node's encrypted network: a wireguard-go device on a
+// userspace gVisor netstack (no root, no kernel module), the WireGuard peer
+// set, the read-only UAPI socket that `wg show` reads, and memberlist gossip
+// over the mesh for liveness and endpoint discovery.
+//
+// Who is a peer is decided by the caller through SetPeers (in Custos, the
+// node turns the replicated policy into that set); gossip never adds a
+// member. Every mesh address is derived from its WireGuard key
+// (keys.MeshAddr) and each peer's AllowedIPs is exactly that /128, so a
+// packet's source address proves which key sent it.
+//
+// The package never imports consensus, policy or media.
+package mesh

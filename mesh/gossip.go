@@ -1,0 +1,261 @@
+package mesh
+
+import (
+	"context"
+	"encoding/json"
+	"maps"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/custos-cctv/custos/keys"
+)
+
+// gossip runs memberlist over the mesh. Members are named by their public
+// key; a member is believed only if its mesh address is the one its key
+// implies, and it only ever informs us about peers we already have: it can
+// fill in a peer's endpoint, never add a peer.
+type gossip struct {
+	m    *Mesh
+	list *memberlist.Memberlist
+	meta []byte
+
+	mu    sync.Mutex            // guards state
+	state map[netip.Addr]string // last event per verified member
+
+	wg     sync.WaitGroup
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// gossipMeta is what a node tells others about itself: where its WireGuard
+// socket is reachable on the underlay.
+type gossipMeta struct {
+	Endpoint string `json:"ep,omitempty"`
+}
+
+func startGossip(m *Mesh, endpoint netip.AddrPort) (*gossip, error) {
+	g := &gossip{m: m, state: map[netip.Addr]string{}}
+	g.ctx, g.cancel = context.WithCancel(context.Background())
+	if endpoint.Addr().IsValid() && !endpoint.Addr().IsUnspecified() {
+		g.meta, _ = json.Marshal(gossipMeta{Endpoint: endpoint.String()})
+	}
+	t, err := newGossipTransport(meshNet{m}, netip.AddrPortFrom(m.addr, GossipPort), m.logf)
+	if err != nil {
+		return nil, err
+	}
+	cfg := gossipConfig(m.pub.String(), t, m.logf)
+	cfg.Delegate = g
+	cfg.Events = g
+	list, err := memberlist.Create(cfg)
+	if err != nil {
+		t.Shutdown()
+		return nil, err
+	}
+	g.list = list
+	g.wg.Add(1)
+	go g.rejoinLoop()
+	return g, nil
+}
+
+// Two WireGuard peers that start a handshake at the same moment each answer
+// the other's initiation, drop the answer to their own, and wait 5 s
+// (REKEY_TIMEOUT) before trying again. Gossip is what makes peers talk first,
+// so it decides who speaks first: the peer with the lower key joins at once,
+// the other only after the lower one had joinGrace to do so.
+const (
+	rejoinInterval = time.Second
+	joinGrace      = 2500 * time.Millisecond
+)
+
+// speaksFirst reports whether we contact p without waiting.
+func (g *gossip) speaksFirst(p Peer) bool { return g.m.pub.Compare(p.PublicKey) < 0 }
+
+// rejoinLoop contacts peers that gossip does not see alive: peers that
+// started after us, or came back after a partition longer than memberlist
+// keeps gossiping to the dead.
+func (g *gossip) rejoinLoop() {
+	defer g.wg.Done()
+	missingSince := map[netip.Addr]time.Time{}
+	for {
+		// Jitter keeps two nodes' loops from staying in lockstep.
+		jitter := time.Duration(rand.Int64N(int64(rejoinInterval / 4)))
+		select {
+		case <-g.ctx.Done():
+			return
+		case <-time.After(rejoinInterval + jitter):
+		}
+		live := g.liveness()
+		now := time.Now()
+		var due []Peer
+		seen := map[netip.Addr]bool{}
+		for _, p := range g.m.PeerList() {
+			a := g.m.AddrOf(p.PublicKey)
+			seen[a] = true
+			if s := live[a]; s == "alive" || s == "suspect" {
+				delete(missingSince, a)
+				continue
+			}
+			since, ok := missingSince[a]
+			if !ok {
+				since = now
+				missingSince[a] = now
+			}
+			if g.speaksFirst(p) || now.Sub(since) >= joinGrace {
+				due = append(due, p)
+			}
+		}
+		for a := range missingSince {
+			if !seen[a] {
+				delete(missingSince, a)
+			}
+		}
+		if len(due) > 0 {
+			g.joinNow(due)
+		}
+	}
+}
+
+// join contacts new peers we speak first to, in the background; the others,
+// and peers not up yet, are left to rejoinLoop.
+func (g *gossip) join(added []Peer) {
+	var peers []Peer
+	for _, p := range added {
+		if g.speaksFirst(p) {
+			peers = append(peers, p)
+		}
+	}
+	if len(peers) == 0 {
+		return
+	}
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		g.joinNow(peers)
+	}()
+}
+
+func (g *gossip) joinNow(peers []Peer) {
+	if g.ctx.Err() != nil {
+		return
+	}
+	addrs := make([]string, 0, len(peers))
+	for _, p := range peers {
+		addrs = append(addrs, netip.AddrPortFrom(g.m.AddrOf(p.PublicKey), GossipPort).String())
+	}
+	g.list.Join(addrs)
+}
+
+func (g *gossip) close() {
+	g.cancel()
+	g.list.Shutdown()
+	g.wg.Wait()
+}
+
+// liveness maps mesh address to memberlist state. Members() omits dead
+// nodes, so the last join/leave event fills those in.
+func (g *gossip) liveness() map[netip.Addr]string {
+	g.mu.Lock()
+	out := maps.Clone(g.state)
+	g.mu.Unlock()
+	for _, n := range g.list.Members() {
+		a, ok := g.verified(n)
+		if !ok {
+			continue
+		}
+		out[a] = stateName(n.State)
+	}
+	return out
+}
+
+// verified checks that a member's address is the one its name (key) implies.
+func (g *gossip) verified(n *memberlist.Node) (netip.Addr, bool) {
+	pub, err := keys.ParseNodePublic(n.Name)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	a, ok := netip.AddrFromSlice(n.Addr)
+	if !ok || !keys.CheckMeshAddr(g.m.prefix, pub, a.Unmap()) {
+		return netip.Addr{}, false
+	}
+	return a.Unmap(), true
+}
+
+func stateName(s memberlist.NodeStateType) string {
+	switch s {
+	case memberlist.StateAlive:
+		return "alive"
+	case memberlist.StateSuspect:
+		return "suspect"
+	case memberlist.StateDead:
+		return "dead"
+	case memberlist.StateLeft:
+		return "left"
+	}
+	return "unknown"
+}
+
+// learnEndpoint fills in the WireGuard endpoint of a known peer that has none.
+func (g *gossip) learnEndpoint(n *memberlist.Node) {
+	a, ok := g.verified(n)
+	if !ok {
+		return
+	}
+	var meta gossipMeta
+	if len(n.Meta) == 0 || json.Unmarshal(n.Meta, &meta) != nil {
+		return
+	}
+	ep, err := netip.ParseAddrPort(meta.Endpoint)
+	if err != nil || ep.Port() == 0 || ep.Addr().IsUnspecified() {
+		return
+	}
+	g.m.learnEndpoint(a, ep)
+}
+
+// memberlist.Delegate: we only publish metadata.
+func (g *gossip) NodeMeta(limit int) []byte {
+	if len(g.meta) > limit {
+		return nil
+	}
+	return g.meta
+}
+func (g *gossip) NotifyMsg([]byte)                           {}
+func (g *gossip) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (g *gossip) LocalState(join bool) []byte                { return nil }
+func (g *gossip) MergeRemoteState(buf []byte, join bool)     {}
+
+// memberlist.EventDelegate.
+func (g *gossip) NotifyJoin(n *memberlist.Node)   { g.record(n, "alive"); g.learnEndpoint(n) }
+func (g *gossip) NotifyUpdate(n *memberlist.Node) { g.record(n, "alive"); g.learnEndpoint(n) }
+func (g *gossip) NotifyLeave(n *memberlist.Node) {
+	if n.State == memberlist.StateLeft {
+		g.record(n, "left")
+	} else {
+		g.record(n, "dead")
+	}
+}
+
+func (g *gossip) record(n *memberlist.Node, state string) {
+	if a, ok := g.verified(n); ok {
+		g.mu.Lock()
+		g.state[a] = state
+		g.mu.Unlock()
+	}
+}
+
+// meshNet gives the gossip transport mesh sockets.
+type meshNet struct{ m *Mesh }
+
+func (n meshNet) ListenUDP(a netip.AddrPort) (net.PacketConn, error) {
+	return n.m.tnet.ListenUDPAddrPort(a)
+}
+func (n meshNet) ListenTCP(a netip.AddrPort) (net.Listener, error) {
+	return n.m.tnet.ListenTCPAddrPort(a)
+}
+func (n meshNet) DialTCP(ctx context.Context, a netip.AddrPort) (net.Conn, error) {
+	return n.m.DialTCP(ctx, a)
+}

@@ -1,0 +1,250 @@
+package mesh
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/tun/netstack"
+
+	"github.com/custos-cctv/custos/keys"
+)
+
+// DefaultMTU leaves room for WireGuard's 80 bytes of IPv6+UDP+WireGuard
+// overhead inside a 1500-byte underlay; QUIC inside the mesh must keep its
+// packets at or below 1350 bytes (see QUICPacketSize).
+const DefaultMTU = 1420
+
+// QUICPacketSize is the largest QUIC packet that fits the tunnel MTU over
+// IPv6. Netstack conns are not *net.UDPConn, so quic-go cannot discover it.
+const QUICPacketSize = 1350
+
+// GossipPort is the mesh port memberlist uses (UDP and TCP) on every node.
+const GossipPort = 7946
+
+// Sentinel errors callers branch on with errors.Is.
+var (
+	// ErrNoPeer: the address belongs to no current peer, so no packet could
+	// reach it. Returned at once instead of a dial that would time out.
+	ErrNoPeer = errors.New("no mesh peer has this address")
+	// ErrClosed: the mesh was closed.
+	ErrClosed = errors.New("mesh closed")
+)
+
+// Config configures a Mesh. The zero value of every optional field works.
+type Config struct {
+	// PrivateKey is the node's WireGuard key (required). Only the device
+	// keeps it; the caller may zero its copy once New returns.
+	PrivateKey keys.NodePrivate
+	// Prefix is the federation's mesh prefix (required; see keys.MeshPrefix).
+	Prefix netip.Prefix
+	// ListenPort is the UDP port of the WireGuard socket; 0 picks a free one.
+	// The socket binds all local addresses, as wireguard-go's default bind
+	// does (it is what gives batched, offloaded I/O).
+	ListenPort uint16
+	// Endpoint is the underlay address other nodes should send to, gossiped
+	// to peers that know our key but not where we are. Optional.
+	Endpoint netip.AddrPort
+	// MTU of the tunnel; 0 means DefaultMTU.
+	MTU int
+	// UAPISocket, if set, is the path of a read-only WireGuard UAPI socket
+	// (mode 0600) for `wg show`.
+	UAPISocket string
+	// NoGossip disables memberlist (benchmarks, tests of the bare tunnel).
+	NoGossip bool
+	// Name is this node's human name, for logs and gossip metadata.
+	Name string
+	// Logf receives log lines; nil discards them. Never given a secret.
+	Logf func(format string, args ...any)
+	// Bind replaces wireguard-go's default UDP bind (tests only).
+	Bind conn.Bind
+}
+
+// Peer is one desired WireGuard peer.
+type Peer struct {
+	Name      string
+	PublicKey keys.NodePublic
+	// Endpoint is where to send packets; the zero value means "not known
+	// yet": WireGuard learns it when the peer talks first, or gossip tells.
+	Endpoint netip.AddrPort
+}
+
+// Mesh is one node's place in the WireGuard mesh.
+type Mesh struct {
+	logf   func(string, ...any)
+	pub    keys.NodePublic
+	prefix netip.Prefix
+	addr   netip.Addr
+	name   string
+	mtu    int
+
+	dev  *device.Device
+	tnet *netstack.Net
+	port uint16
+
+	uapi   net.Listener
+	gossip *gossip
+
+	done   chan struct{} // closed by Close
+	wg     sync.WaitGroup
+	resets atomic.Int64 // sessions restarted by the watchdog
+
+	mu       sync.Mutex // guards the fields below
+	closed   bool
+	peers    map[keys.NodePublic]Peer
+	byAddr   map[netip.Addr]keys.NodePublic
+	conns    map[netip.Addr]map[*trackedConn]struct{}
+	watchers map[int]func(Peer)
+	watchID  int
+}
+
+// New starts a mesh node: the netstack, the WireGuard device listening on
+// UDP, the UAPI socket and gossip. A partial start is undone.
+func New(cfg Config) (_ *Mesh, err error) {
+	if cfg.PrivateKey.IsZero() {
+		return nil, errors.New("mesh: no private key")
+	}
+	if !cfg.Prefix.IsValid() || !cfg.Prefix.Addr().Is6() {
+		return nil, fmt.Errorf("mesh: federation prefix %v is not an IPv6 prefix", cfg.Prefix)
+	}
+	mtu := cfg.MTU
+	if mtu == 0 {
+		mtu = DefaultMTU
+	}
+	if mtu < 1280 || mtu > 9000 {
+		return nil, fmt.Errorf("mesh: MTU %d out of range 1280..9000 (IPv6 needs at least 1280)", mtu)
+	}
+	logf := cfg.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	pub := cfg.PrivateKey.Public()
+	m := &Mesh{
+		logf:     logf,
+		pub:      pub,
+		prefix:   cfg.Prefix.Masked(),
+		name:     cfg.Name,
+		mtu:      mtu,
+		peers:    map[keys.NodePublic]Peer{},
+		byAddr:   map[netip.Addr]keys.NodePublic{},
+		conns:    map[netip.Addr]map[*trackedConn]struct{}{},
+		watchers: map[int]func(Peer){},
+		done:     make(chan struct{}),
+	}
+	m.addr = keys.MeshAddr(m.prefix, pub)
+
+	tdev, tnet, err := netstack.CreateNetTUN([]netip.Addr{m.addr}, nil, mtu)
+	if err != nil {
+		return nil, fmt.Errorf("mesh: netstack: %w", err)
+	}
+	m.tnet = tnet
+	bind := cfg.Bind
+	if bind == nil {
+		bind = conn.NewDefaultBind()
+	}
+	m.dev = device.NewDevice(tdev, bind, &device.Logger{
+		Verbosef: device.DiscardLogf,
+		Errorf:   func(f string, a ...any) { logf("wireguard: "+f, a...) },
+	})
+	defer func() {
+		if err != nil {
+			m.Close()
+		}
+	}()
+	setup := fmt.Sprintf("private_key=%s\nlisten_port=%d\n", cfg.PrivateKey.WireGuardHex(), cfg.ListenPort)
+	err = m.dev.IpcSet(setup)
+	clearString(&setup)
+	if err != nil {
+		return nil, errors.New("mesh: configure wireguard: private key or port refused")
+	}
+	// Up binds the UDP socket: the error a user meets for a port in use.
+	if err := m.dev.Up(); err != nil {
+		return nil, fmt.Errorf("mesh: cannot listen on UDP port %d (in use, or not permitted): %w", cfg.ListenPort, err)
+	}
+	st, err := m.stats()
+	if err != nil {
+		return nil, err
+	}
+	m.port = st.listenPort
+	if cfg.UAPISocket != "" {
+		if m.uapi, err = listenUAPI(cfg.UAPISocket, m.dev, logf); err != nil {
+			return nil, err
+		}
+	}
+	if !cfg.NoGossip {
+		ep := cfg.Endpoint
+		if !ep.IsValid() {
+			ep = netip.AddrPortFrom(netip.IPv6Unspecified(), m.port)
+		}
+		if m.gossip, err = startGossip(m, ep); err != nil {
+			return nil, err
+		}
+	}
+	m.wg.Add(1)
+	go m.watchdog()
+	logf("mesh: up as %s at %s, wireguard on UDP port %d", pub.ShortString(), m.addr, m.port)
+	return m, nil
+}
+
+// Addr is this node's mesh address.
+func (m *Mesh) Addr() netip.Addr { return m.addr }
+
+// PublicKey is this node's WireGuard public key.
+func (m *Mesh) PublicKey() keys.NodePublic { return m.pub }
+
+// Prefix is the federation prefix.
+func (m *Mesh) Prefix() netip.Prefix { return m.prefix }
+
+// ListenPort is the UDP port WireGuard listens on.
+func (m *Mesh) ListenPort() uint16 { return m.port }
+
+// MTU is the tunnel MTU.
+func (m *Mesh) MTU() int { return m.mtu }
+
+// AddrOf returns the mesh address a key must use in this federation.
+func (m *Mesh) AddrOf(pub keys.NodePublic) netip.Addr { return keys.MeshAddr(m.prefix, pub) }
+
+// Close stops gossip, the UAPI socket and the device (which forgets the
+// private key) and closes every tracked connection. It is safe to call more than once.
+func (m *Mesh) Close() error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	close(m.done)
+	var open []*trackedConn
+	for _, set := range m.conns {
+		for c := range set {
+			open = append(open, c)
+		}
+	}
+	m.mu.Unlock()
+
+	m.wg.Wait()
+	if m.gossip != nil {
+		m.gossip.close()
+	}
+	if m.uapi != nil {
+		m.uapi.Close()
+	}
+	for _, c := range open {
+		c.Close()
+	}
+	if m.dev != nil {
+		m.dev.Close()
+	}
+	return nil
+}
+
+func clearString(s *string) {
+	// Strings are immutable; the best we can do is drop the reference so the
+	// key material is not kept alive by us.
+	*s = ""
+}

@@ -1,0 +1,74 @@
+package mesh
+
+import (
+	"context"
+	"net/netip"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.zx2c4.com/wireguard/conn"
+
+	"github.com/custos-cctv/custos/keys"
+)
+
+// dropBind drops incoming WireGuard transport-data packets while drop is set:
+// the symptom of wireguard-go's simultaneous-handshake race (a session whose
+// one direction decrypts nothing) without having to win the race.
+type dropBind struct {
+	conn.Bind
+	drop atomic.Bool
+}
+
+func (b *dropBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
+	fns, p, err := b.Bind.Open(port)
+	for i, fn := range fns {
+		fns[i] = func(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+			n, err := fn(packets, sizes, eps)
+			if b.drop.Load() {
+				for j := 0; j < n; j++ {
+					if sizes[j] > 0 && packets[j][0] == 4 { // MessageTransportType
+						sizes[j] = 0 // wireguard-go ignores empty packets
+					}
+				}
+			}
+			return n, err
+		}
+	}
+	return fns, p, err
+}
+
+func TestWatchdogRestartsOneWaySession(t *testing.T) {
+	checkLeaks(t)
+	bind := &dropBind{Bind: conn.NewDefaultBind()}
+	a := newTestMesh(t, "a", true)
+	b, err := New(Config{PrivateKey: keys.NewNodePrivate(), Prefix: testPrefix, Name: "b", Bind: bind,
+		Logf: func(f string, args ...any) { t.Logf("b: "+f, args...) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	connectAll(t, map[string]*Mesh{"a": a, "b": b})
+	echoTCP(t, a, 80)
+	waitUntil(t, 15*time.Second, "first session", func() bool {
+		st, _ := b.Status()
+		return len(st) == 1 && st[0].Liveness == "alive"
+	})
+	// b now receives no data from a, although its session looks fine.
+	bind.drop.Store(true)
+	time.Sleep(stuckAfter + 2*watchdogInterval)
+	bind.drop.Store(false)
+	waitUntil(t, 5*time.Second, "watchdog reset", func() bool { return b.resets.Load() > 0 })
+	// After the reset a fresh handshake restores both directions well
+	// before WireGuard's own 15 s timers would.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := b.DialTCP(ctx, netip.AddrPortFrom(a.Addr(), 80))
+	if err != nil {
+		t.Fatalf("after watchdog reset: %v", err)
+	}
+	c.Close()
+	if a.resets.Load() != 0 {
+		t.Fatalf("a restarted %d sessions; only the side that receives nothing should", a.resets.Load())
+	}
+}

@@ -1,0 +1,299 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/mesh"
+)
+
+// Version is set at build time (-ldflags "-X …/node.Version=…").
+var Version = "dev"
+
+// DefaultFederation names the mesh prefix when none is configured.
+const DefaultFederation = "custos"
+
+// Config configures a node. Dir and Listen are required.
+type Config struct {
+	// Dir is the data directory (created 0700 if absent). It holds the node
+	// key (node.key, 0600) and the local API socket (custos.sock).
+	Dir string
+	// Name is the node's human name; default: the directory's base name.
+	Name string
+	// Listen is the underlay UDP address for WireGuard. The socket binds
+	// the port on all local addresses (as wireguard-go does); the address
+	// is what peers are told to send to.
+	Listen netip.AddrPort
+	// Federation names the mesh prefix; all nodes of a federation share it.
+	Federation string
+	// PeersFile is the static peers file (TOML); re-read when it changes.
+	PeersFile string
+	// UAPISocket is the WireGuard UAPI socket path; default Dir/wg.sock.
+	// Link it into /var/run/wireguard/NAME.sock for `wg show NAME`.
+	UAPISocket string
+	// NoGossip turns memberlist off.
+	NoGossip bool
+	// Logf receives log lines; nil discards them.
+	Logf func(format string, args ...any)
+	// PeersPoll is how often the peers file is checked; default 1s.
+	PeersPoll time.Duration
+}
+
+// Node is a running Custos node.
+type Node struct {
+	cfg     Config
+	logf    func(string, ...any)
+	started time.Time
+	mesh    *mesh.Mesh
+	api     *apiServer
+
+	mu        sync.Mutex // guards peersHash and peersErr
+	peersHash [32]byte
+	peersErr  error
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+// KeyPath is where a node keeps its WireGuard key.
+func KeyPath(dir string) string { return filepath.Join(dir, "node.key") }
+
+// SocketPath is the node's local API socket.
+func SocketPath(dir string) string { return filepath.Join(dir, "custos.sock") }
+
+// Validate checks cfg and fills defaults.
+func (cfg *Config) Validate() error {
+	if cfg.Dir == "" {
+		return errors.New("node: no data directory (use --dir DIR)")
+	}
+	if !cfg.Listen.IsValid() {
+		return errors.New("node: no listen address (use --listen HOST:PORT)")
+	}
+	if cfg.Name == "" {
+		cfg.Name = filepath.Base(filepath.Clean(cfg.Dir))
+	}
+	if err := validName(cfg.Name); err != nil {
+		return fmt.Errorf("node: name: %w", err)
+	}
+	if cfg.Federation == "" {
+		cfg.Federation = DefaultFederation
+	}
+	if cfg.UAPISocket == "" {
+		cfg.UAPISocket = filepath.Join(cfg.Dir, "wg.sock")
+	}
+	if cfg.PeersPoll == 0 {
+		cfg.PeersPoll = time.Second
+	}
+	if cfg.Logf == nil {
+		cfg.Logf = func(string, ...any) {}
+	}
+	return nil
+}
+
+// New validates cfg, loads or creates the node key and starts the node.
+func New(cfg Config) (_ *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("node: data directory: %w", err)
+	}
+	// Before touching sockets or keys: one node per data directory.
+	if socketAnswers(SocketPath(cfg.Dir)) {
+		return nil, fmt.Errorf("node: another node is already running in %s", cfg.Dir)
+	}
+	prefix, err := keys.MeshPrefix(cfg.Federation)
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	var peers []mesh.Peer
+	var peersHash [32]byte
+	if cfg.PeersFile != "" {
+		b, err := os.ReadFile(cfg.PeersFile)
+		if err != nil {
+			return nil, fmt.Errorf("node: peers file: %w", err)
+		}
+		if peers, err = ParsePeers(b); err != nil {
+			return nil, fmt.Errorf("node: peers file %s: %w", cfg.PeersFile, err)
+		}
+		peersHash = sha256.Sum256(b)
+	}
+	priv, created, err := keys.LoadOrCreateNodeKey(KeyPath(cfg.Dir))
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	defer priv.Zero()
+	if created {
+		cfg.Logf("node: created node key %s", KeyPath(cfg.Dir))
+	}
+	n := &Node{cfg: cfg, logf: cfg.Logf, started: time.Now(), stop: make(chan struct{}), peersHash: peersHash}
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+	n.mesh, err = mesh.New(mesh.Config{
+		PrivateKey: priv,
+		Prefix:     prefix,
+		ListenPort: cfg.Listen.Port(),
+		Endpoint:   cfg.Listen,
+		UAPISocket: cfg.UAPISocket,
+		NoGossip:   cfg.NoGossip,
+		Name:       cfg.Name,
+		Logf:       cfg.Logf,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	if err := n.mesh.SetPeers(peers); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	if n.api, err = startAPI(SocketPath(cfg.Dir), n); err != nil {
+		return nil, err
+	}
+	if cfg.PeersFile != "" {
+		n.wg.Add(1)
+		go n.watchPeers()
+	}
+	n.logf("node: %s up; mesh %s; wireguard UDP %d; api %s", cfg.Name, n.mesh.Addr(), n.mesh.ListenPort(), SocketPath(cfg.Dir))
+	return n, nil
+}
+
+// Mesh returns the node's mesh.
+func (n *Node) Mesh() *mesh.Mesh { return n.mesh }
+
+// Name returns the node's name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// Run blocks until ctx is done, then closes the node.
+func (n *Node) Run(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+	case <-n.stop:
+	}
+	return n.Close()
+}
+
+// Close stops the node in reverse start order. Safe to call twice.
+func (n *Node) Close() error {
+	n.once.Do(func() {
+		close(n.stop)
+		n.wg.Wait()
+		if n.api != nil {
+			n.api.close()
+		}
+		if n.mesh != nil {
+			n.mesh.Close()
+		}
+	})
+	return nil
+}
+
+// watchPeers re-reads the peers file when its content changes, so that
+// removing a line removes the peer within one poll interval. A broken edit
+// keeps the last good peer set and is reported in status.
+func (n *Node) watchPeers() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.PeersPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+		n.ReloadPeers()
+	}
+}
+
+// ReloadPeers applies the peers file now if it changed.
+func (n *Node) ReloadPeers() {
+	if n.cfg.PeersFile == "" {
+		return
+	}
+	b, err := os.ReadFile(n.cfg.PeersFile)
+	var h [32]byte
+	if err == nil {
+		h = sha256.Sum256(b)
+	}
+	n.mu.Lock()
+	same := err == nil && bytes.Equal(h[:], n.peersHash[:])
+	n.mu.Unlock()
+	if same {
+		return
+	}
+	var peers []mesh.Peer
+	if err == nil {
+		peers, err = ParsePeers(b)
+	}
+	if err == nil {
+		err = n.mesh.SetPeers(peers)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err != nil {
+		err = fmt.Errorf("peers file %s: %w (keeping the previous peers)", n.cfg.PeersFile, err)
+		if n.peersErr == nil || n.peersErr.Error() != err.Error() {
+			n.logf("node: %v", err)
+		}
+		n.peersErr = err
+		return
+	}
+	n.peersHash, n.peersErr = h, nil
+	n.logf("node: peers file reloaded: %d peers", len(peers))
+}
+
+// Status is what `custos status` shows.
+type Status struct {
+	Name       string            `json:"name"`
+	Version    string            `json:"version"`
+	PublicKey  keys.NodePublic   `json:"public_key"`
+	MeshAddr   netip.Addr        `json:"mesh_addr"`
+	Federation string            `json:"federation"`
+	Prefix     netip.Prefix      `json:"mesh_prefix"`
+	Listen     string            `json:"listen"`
+	ListenPort uint16            `json:"listen_port"`
+	UAPISocket string            `json:"uapi_socket"`
+	Uptime     string            `json:"uptime"`
+	PeersFile  string            `json:"peers_file,omitempty"`
+	PeersError string            `json:"peers_error,omitempty"`
+	Peers      []mesh.PeerStatus `json:"peers"`
+}
+
+// Status reports the node's state.
+func (n *Node) Status() (Status, error) {
+	peers, err := n.mesh.Status()
+	if err != nil {
+		return Status{}, err
+	}
+	st := Status{
+		Name:       n.cfg.Name,
+		Version:    Version,
+		PublicKey:  n.mesh.PublicKey(),
+		MeshAddr:   n.mesh.Addr(),
+		Federation: n.cfg.Federation,
+		Prefix:     n.mesh.Prefix(),
+		Listen:     n.cfg.Listen.String(),
+		ListenPort: n.mesh.ListenPort(),
+		UAPISocket: n.cfg.UAPISocket,
+		Uptime:     time.Since(n.started).Round(time.Second).String(),
+		PeersFile:  n.cfg.PeersFile,
+		Peers:      peers,
+	}
+	n.mu.Lock()
+	if n.peersErr != nil {
+		st.PeersError = n.peersErr.Error()
+	}
+	n.mu.Unlock()
+	return st, nil
+}
