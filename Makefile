@@ -53,6 +53,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParsePeers -fuzztime 30s ./node/
 	$(GO) test -run '^$$' -fuzz FuzzParseNodePublic -fuzztime 15s ./keys/
 	$(GO) test -run '^$$' -fuzz FuzzParseNodePrivate -fuzztime 15s ./keys/
+	$(GO) test -run '^$$' -fuzz FuzzParseGossipMeta -fuzztime 15s ./mesh/
+	$(GO) test -run '^$$' -fuzz FuzzUAPI -fuzztime 15s ./mesh/
 
 clean:
 	rm -rf bin

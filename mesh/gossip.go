@@ -205,15 +205,32 @@ func (g *gossip) learnEndpoint(n *memberlist.Node) {
 	if !ok {
 		return
 	}
+	if ep, ok := parseGossipMeta(n.Meta); ok {
+		g.m.learnEndpoint(a, ep)
+	}
+}
+
+// parseGossipMeta decodes a member's metadata, which any member can send:
+// only a unicast IP:port with a non-zero port is accepted. A member could
+// gossip a false endpoint for itself or, since memberlist does not sign
+// alive messages, for another member; that can only misdirect packets that
+// stay encrypted to the real key (a denial of service that WireGuard's
+// roaming repairs as soon as the real peer speaks), and a configured
+// endpoint is never overridden.
+func parseGossipMeta(b []byte) (netip.AddrPort, bool) {
 	var meta gossipMeta
-	if len(n.Meta) == 0 || json.Unmarshal(n.Meta, &meta) != nil {
-		return
+	if len(b) == 0 || len(b) > memberlist.MetaMaxSize || json.Unmarshal(b, &meta) != nil {
+		return netip.AddrPort{}, false
 	}
 	ep, err := netip.ParseAddrPort(meta.Endpoint)
-	if err != nil || ep.Port() == 0 || ep.Addr().IsUnspecified() {
-		return
+	if err != nil || ep.Port() == 0 || ep.Addr().Zone() != "" {
+		return netip.AddrPort{}, false
 	}
-	g.m.learnEndpoint(a, ep)
+	a := ep.Addr().Unmap()
+	if a.IsUnspecified() || a.IsMulticast() {
+		return netip.AddrPort{}, false
+	}
+	return netip.AddrPortFrom(a, ep.Port()), true
 }
 
 // memberlist.Delegate: we only publish metadata.
