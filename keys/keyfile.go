@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // ErrKeyFilePermissions is returned when a key file is readable or writable
@@ -14,8 +16,9 @@ import (
 var ErrKeyFilePermissions = errors.New("key file permissions too open")
 
 // LoadOrCreateNodeKey reads the node key at path, or makes a new one there
-// (mode 0600, written to a temporary file, fsynced and renamed so a crash
-// never leaves half a key). created reports whether it made one.
+// (mode 0600, written to a temporary file, fsynced and then hard-linked into
+// place, so a crash never leaves half a key and an existing key is never
+// replaced). created reports whether it made one.
 //
 // It refuses a file that group or others can access: a key that others may
 // have read is not a key this node can trust to be its own.
@@ -35,9 +38,20 @@ func LoadOrCreateNodeKey(path string) (k NodePrivate, created bool, err error) {
 	return k, true, nil
 }
 
-// LoadNodeKey reads an existing node key file, checking its mode first.
+// LoadNodeKey reads an existing node key file. It opens the file without
+// following symlinks and checks the open file itself (no check-then-open
+// race): a regular file, owned by this process's user, with no group or
+// other permissions.
 func LoadNodeKey(path string) (NodePrivate, error) {
-	fi, err := os.Stat(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return NodePrivate{}, fmt.Errorf("keys: node key %s is a symlink; a key file must be a regular file", path)
+		}
+		return NodePrivate{}, fmt.Errorf("keys: node key: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
 	if err != nil {
 		return NodePrivate{}, fmt.Errorf("keys: node key: %w", err)
 	}
@@ -48,7 +62,11 @@ func LoadNodeKey(path string) (NodePrivate, error) {
 		return NodePrivate{}, fmt.Errorf("keys: node key %s has mode %#o: %w; run: chmod 600 %s",
 			path, perm, ErrKeyFilePermissions, path)
 	}
-	b, err := os.ReadFile(path)
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		return NodePrivate{}, fmt.Errorf("keys: node key %s belongs to uid %d, not to this process (uid %d): %w",
+			path, st.Uid, os.Geteuid(), ErrKeyFilePermissions)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
 	if err != nil {
 		return NodePrivate{}, fmt.Errorf("keys: node key: %w", err)
 	}
@@ -86,7 +104,10 @@ func writeSecretFile(path string, k NodePrivate) error {
 	if err := f.Chmod(0o600); err != nil {
 		return fmt.Errorf("keys: write node key: %w", err)
 	}
-	if _, err := f.Write(append(text, '\n')); err != nil {
+	if _, err := f.Write(text); err != nil {
+		return fmt.Errorf("keys: write node key: %w", err)
+	}
+	if _, err := f.Write([]byte{'\n'}); err != nil {
 		return fmt.Errorf("keys: write node key: %w", err)
 	}
 	if err := f.Sync(); err != nil {

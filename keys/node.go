@@ -79,10 +79,6 @@ func ParseNodePrivate(b []byte) (NodePrivate, error) {
 	return k, nil
 }
 
-// WireGuardHex is the untyped hex form wireguard-go's UAPI wants. The
-// caller must not log it.
-func (k NodePrivate) WireGuardHex() string { return k.k.UntypedHexString() }
-
 // Raw32 returns the raw key bytes, for crypto that needs them (the caller
 // zeroes its copy).
 func (k NodePrivate) Raw32() [32]byte { return k.k.Raw32() }
@@ -90,15 +86,19 @@ func (k NodePrivate) Raw32() [32]byte { return k.k.Raw32() }
 // nodePublicPrefix is Tailscale's text prefix for node public keys.
 const nodePublicPrefix = "nodekey:"
 
-// ParseNodePublic parses "nodekey:<64 hex>".
+// ParseNodePublic parses "nodekey:<64 hex>". Errors never echo the input:
+// what was pasted where a public key belongs may be a private key.
 func ParseNodePublic(s string) (NodePublic, error) {
+	if strings.HasPrefix(s, "privkey:") {
+		return NodePublic{}, fmt.Errorf("keys: this is a PRIVATE key where a public key belongs; remove it from here and make the node a new key: %w", ErrBadKey)
+	}
 	hexPart, ok := strings.CutPrefix(s, nodePublicPrefix)
 	if !ok {
-		return NodePublic{}, fmt.Errorf("keys: public key %q: %w (want nodekey:<64 hex digits>)", truncate(s), ErrBadKey)
+		return NodePublic{}, fmt.Errorf("keys: public key must start with %q: %w (want nodekey:<64 hex digits>)", nodePublicPrefix, ErrBadKey)
 	}
 	p, err := ParseNodePublicHex(hexPart)
 	if err != nil {
-		return NodePublic{}, fmt.Errorf("keys: public key %q: %w (want nodekey:<64 hex digits>)", truncate(s), ErrBadKey)
+		return NodePublic{}, fmt.Errorf("keys: public key: %w (want nodekey:<64 hex digits>)", err)
 	}
 	return p, nil
 }
@@ -107,13 +107,13 @@ func ParseNodePublic(s string) (NodePublic, error) {
 func ParseNodePublicHex(s string) (NodePublic, error) {
 	var p NodePublic
 	if len(s) != 64 {
-		return NodePublic{}, fmt.Errorf("keys: public key hex %q: %w", truncate(s), ErrBadKey)
+		return NodePublic{}, fmt.Errorf("%d hex digits instead of 64: %w", len(s), ErrBadKey)
 	}
 	if _, err := hex.Decode(p.k[:], []byte(s)); err != nil {
-		return NodePublic{}, fmt.Errorf("keys: public key hex %q: %w", truncate(s), ErrBadKey)
+		return NodePublic{}, fmt.Errorf("not hexadecimal: %w", ErrBadKey)
 	}
 	if p.IsZero() {
-		return NodePublic{}, fmt.Errorf("keys: public key is all zeros: %w", ErrBadKey)
+		return NodePublic{}, fmt.Errorf("all zeros: %w", ErrBadKey)
 	}
 	return p, nil
 }
@@ -140,11 +140,4 @@ func (p *NodePublic) UnmarshalText(b []byte) error {
 	q, err := ParseNodePublic(string(b))
 	*p = q
 	return err
-}
-
-func truncate(s string) string {
-	if len(s) > 80 {
-		return s[:80] + "…"
-	}
-	return s
 }

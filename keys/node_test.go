@@ -53,6 +53,23 @@ func TestPublicKeyText(t *testing.T) {
 	}
 }
 
+func TestPublicKeyErrorsNeverEchoInput(t *testing.T) {
+	priv, _ := NewNodePrivate().MarshalSecretText()
+	hexPart := strings.TrimPrefix(string(priv), "privkey:")
+	for _, in := range []string{string(priv), "nodekey:" + hexPart[:60] + "zzzz", hexPart} {
+		_, err := ParseNodePublic(in)
+		if err == nil {
+			t.Fatalf("accepted %q", in)
+		}
+		if strings.Contains(err.Error(), hexPart[:16]) {
+			t.Fatalf("error echoes the input: %v", err)
+		}
+	}
+	if _, err := ParseNodePublic(string(priv)); !strings.Contains(err.Error(), "PRIVATE key") {
+		t.Fatalf("a private key pasted as public key must be called out: %v", err)
+	}
+}
+
 func TestPrivateKeyEqualAndZero(t *testing.T) {
 	a, b := NewNodePrivate(), NewNodePrivate()
 	if a.Equal(b) || !a.Equal(a) {
@@ -112,6 +129,19 @@ func TestKeyFile(t *testing.T) {
 	os.WriteFile(path, []byte("garbage\n"), 0o600)
 	if _, _, err := LoadOrCreateNodeKey(path); !errors.Is(err, ErrBadKey) {
 		t.Fatalf("garbage key file: err = %v, want ErrBadKey", err)
+	}
+	// A symlink to a good key is refused: whoever can write the directory
+	// could point it anywhere.
+	good := filepath.Join(dir, "real.key")
+	if _, _, err := LoadOrCreateNodeKey(good); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(path)
+	if err := os.Symlink(good, path); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := LoadOrCreateNodeKey(path); err == nil || !strings.Contains(err.Error(), "symlink") {
+		t.Fatalf("symlinked key file: err = %v", err)
 	}
 	os.Remove(path)
 	os.Mkdir(path, 0o700)

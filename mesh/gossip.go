@@ -3,6 +3,7 @@ package mesh
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"math/rand/v2"
 	"net"
@@ -24,8 +25,11 @@ type gossip struct {
 	list *memberlist.Memberlist
 	meta []byte
 
-	mu    sync.Mutex            // guards state
-	state map[netip.Addr]string // last event per verified member
+	mu     sync.Mutex            // guards state and closed
+	state  map[netip.Addr]string // last event per verified member
+	closed bool
+
+	joinSem chan struct{} // bounds concurrent joins
 
 	wg     sync.WaitGroup
 	ctx    context.Context
@@ -39,7 +43,7 @@ type gossipMeta struct {
 }
 
 func startGossip(m *Mesh, endpoint netip.AddrPort) (*gossip, error) {
-	g := &gossip{m: m, state: map[netip.Addr]string{}}
+	g := &gossip{m: m, state: map[netip.Addr]string{}, joinSem: make(chan struct{}, maxConcurrentJoins)}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	if endpoint.Addr().IsValid() && !endpoint.Addr().IsUnspecified() {
 		g.meta, _ = json.Marshal(gossipMeta{Endpoint: endpoint.String()})
@@ -51,6 +55,7 @@ func startGossip(m *Mesh, endpoint netip.AddrPort) (*gossip, error) {
 	cfg := gossipConfig(m.pub.String(), t, m.logf)
 	cfg.Delegate = g
 	cfg.Events = g
+	cfg.Alive = g
 	list, err := memberlist.Create(cfg)
 	if err != nil {
 		t.Shutdown()
@@ -68,8 +73,9 @@ func startGossip(m *Mesh, endpoint netip.AddrPort) (*gossip, error) {
 // so it decides who speaks first: the peer with the lower key joins at once,
 // the other only after the lower one had joinGrace to do so.
 const (
-	rejoinInterval = time.Second
-	joinGrace      = 2500 * time.Millisecond
+	maxConcurrentJoins = 8
+	rejoinInterval     = time.Second
+	joinGrace          = 2500 * time.Millisecond
 )
 
 // speaksFirst reports whether we contact p without waiting.
@@ -114,9 +120,7 @@ func (g *gossip) rejoinLoop() {
 				delete(missingSince, a)
 			}
 		}
-		if len(due) > 0 {
-			g.joinNow(due)
-		}
+		g.goJoin(due)
 	}
 }
 
@@ -129,47 +133,48 @@ func (g *gossip) join(added []Peer) {
 			peers = append(peers, p)
 		}
 	}
-	if len(peers) == 0 {
-		return
-	}
-	g.wg.Add(1)
-	go func() {
-		defer g.wg.Done()
-		g.joinNow(peers)
-	}()
+	g.goJoin(peers)
 }
 
-func (g *gossip) joinNow(peers []Peer) {
-	if g.ctx.Err() != nil {
+// goJoin contacts peers concurrently (memberlist's Join tries addresses one
+// after another, each down peer costing a TCP timeout).
+func (g *gossip) goJoin(peers []Peer) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
 		return
 	}
-	addrs := make([]string, 0, len(peers))
 	for _, p := range peers {
-		addrs = append(addrs, netip.AddrPortFrom(g.m.AddrOf(p.PublicKey), GossipPort).String())
+		addr := netip.AddrPortFrom(g.m.AddrOf(p.PublicKey), GossipPort).String()
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			g.joinSem <- struct{}{}
+			defer func() { <-g.joinSem }()
+			if g.ctx.Err() == nil {
+				g.list.Join([]string{addr})
+			}
+		}()
 	}
-	g.list.Join(addrs)
 }
 
 func (g *gossip) close() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
 	g.cancel()
 	g.list.Shutdown()
 	g.wg.Wait()
 }
 
-// liveness maps mesh address to memberlist state. Members() omits dead
-// nodes, so the last join/leave event fills those in.
+// liveness maps mesh address to the last state memberlist reported for it.
+// It is built only from event callbacks, which memberlist calls with its own
+// lock held: the *Node values Members() returns keep changing under
+// memberlist's feet and must not be read later.
 func (g *gossip) liveness() map[netip.Addr]string {
 	g.mu.Lock()
-	out := maps.Clone(g.state)
-	g.mu.Unlock()
-	for _, n := range g.list.Members() {
-		a, ok := g.verified(n)
-		if !ok {
-			continue
-		}
-		out[a] = stateName(n.State)
-	}
-	return out
+	defer g.mu.Unlock()
+	return maps.Clone(g.state)
 }
 
 // verified checks that a member's address is the one its name (key) implies.
@@ -245,6 +250,24 @@ func (g *gossip) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (g *gossip) LocalState(join bool) []byte                { return nil }
 func (g *gossip) MergeRemoteState(buf []byte, join bool)     {}
 
+// NotifyAlive is memberlist's AliveDelegate: a member is accepted only if it
+// is us or a current peer, at the address its key implies. Anything else
+// gossip tells us about is dropped before memberlist stores it, so a member
+// cannot make others track names of its invention.
+func (g *gossip) NotifyAlive(n *memberlist.Node) error {
+	a, ok := g.verified(n)
+	if !ok {
+		return fmt.Errorf("mesh: gossip member %.20q: address does not match its key", n.Name)
+	}
+	if a == g.m.addr {
+		return nil
+	}
+	if _, ok := g.m.PeerByAddr(a); !ok {
+		return fmt.Errorf("mesh: gossip member %s is not a peer", a)
+	}
+	return nil
+}
+
 // memberlist.EventDelegate.
 func (g *gossip) NotifyJoin(n *memberlist.Node)   { g.record(n, "alive"); g.learnEndpoint(n) }
 func (g *gossip) NotifyUpdate(n *memberlist.Node) { g.record(n, "alive"); g.learnEndpoint(n) }
@@ -271,7 +294,7 @@ func (n meshNet) ListenUDP(a netip.AddrPort) (net.PacketConn, error) {
 	return n.m.tnet.ListenUDPAddrPort(a)
 }
 func (n meshNet) ListenTCP(a netip.AddrPort) (net.Listener, error) {
-	return n.m.tnet.ListenTCPAddrPort(a)
+	return n.m.ListenTCP(a.Port()) // tracked: a removed peer's streams are cut
 }
 func (n meshNet) DialTCP(ctx context.Context, a netip.AddrPort) (net.Conn, error) {
 	return n.m.DialTCP(ctx, a)

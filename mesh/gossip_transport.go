@@ -400,6 +400,9 @@ func gossipConfig(name string, t *gossipTransport, logf func(string, ...any)) *m
 	// UDP) so they never need fragmenting inside the tunnel (WireGuard tunnel
 	// MTUs are 1280–1420); memberlist's default of 1400 would.
 	c.UDPBufferSize = 1232
+	// A join or push/pull to a peer that is down should not hold a join
+	// slot for the LAN default of 10 s; 3 s is ample inside the mesh.
+	c.TCPTimeout = 3 * time.Second
 	return c
 }
 

@@ -39,7 +39,8 @@ var (
 // Config configures a Mesh. The zero value of every optional field works.
 type Config struct {
 	// PrivateKey is the node's WireGuard key (required). Only the device
-	// keeps it; the caller may zero its copy once New returns.
+	// keeps it; New zeroes the copy in Config, and the caller should zero
+	// its own once New returns.
 	PrivateKey keys.NodePrivate
 	// Prefix is the federation's mesh prefix (required; see keys.MeshPrefix).
 	Prefix netip.Prefix
@@ -52,9 +53,10 @@ type Config struct {
 	Endpoint netip.AddrPort
 	// MTU of the tunnel; 0 means DefaultMTU.
 	MTU int
-	// UAPISocket, if set, is the path of a read-only WireGuard UAPI socket
-	// (mode 0600) for `wg show`.
-	UAPISocket string
+	// UAPI, if set, is a listener (normally a unix socket the caller made
+	// private) on which the mesh serves the WireGuard UAPI read-only, for
+	// `wg show`. The mesh closes it on Close.
+	UAPI net.Listener
 	// NoGossip disables memberlist (benchmarks, tests of the bare tunnel).
 	NoGossip bool
 	// Name is this node's human name, for logs and gossip metadata.
@@ -87,12 +89,14 @@ type Mesh struct {
 	tnet *netstack.Net
 	port uint16
 
-	uapi   net.Listener
+	uapi   *uapiServer
 	gossip *gossip
 
 	done   chan struct{} // closed by Close
 	wg     sync.WaitGroup
 	resets atomic.Int64 // sessions restarted by the watchdog
+
+	setMu sync.Mutex // serializes SetPeers, callbacks included
 
 	mu       sync.Mutex // guards the fields below
 	closed   bool
@@ -156,11 +160,17 @@ func New(cfg Config) (_ *Mesh, err error) {
 			m.Close()
 		}
 	}()
-	setup := fmt.Sprintf("private_key=%s\nlisten_port=%d\n", cfg.PrivateKey.WireGuardHex(), cfg.ListenPort)
-	err = m.dev.IpcSet(setup)
-	clearString(&setup)
+	// The key goes to the device as bytes, never through the text UAPI, so
+	// no immutable string copy of it is made; our copies are wiped.
+	raw := cfg.PrivateKey.Raw32()
+	err = m.dev.SetPrivateKey(device.NoisePrivateKey(raw))
+	clear(raw[:])
+	cfg.PrivateKey.Zero()
 	if err != nil {
-		return nil, errors.New("mesh: configure wireguard: private key or port refused")
+		return nil, errors.New("mesh: wireguard refused the private key")
+	}
+	if err := m.dev.IpcSet(fmt.Sprintf("listen_port=%d\n", cfg.ListenPort)); err != nil {
+		return nil, fmt.Errorf("mesh: configure wireguard: %w", err)
 	}
 	// Up binds the UDP socket: the error a user meets for a port in use.
 	if err := m.dev.Up(); err != nil {
@@ -171,10 +181,8 @@ func New(cfg Config) (_ *Mesh, err error) {
 		return nil, err
 	}
 	m.port = st.listenPort
-	if cfg.UAPISocket != "" {
-		if m.uapi, err = listenUAPI(cfg.UAPISocket, m.dev, logf); err != nil {
-			return nil, err
-		}
+	if cfg.UAPI != nil {
+		m.uapi = newUAPIServer(cfg.UAPI, m.dev, logf)
 	}
 	if !cfg.NoGossip {
 		ep := cfg.Endpoint
@@ -232,7 +240,7 @@ func (m *Mesh) Close() error {
 		m.gossip.close()
 	}
 	if m.uapi != nil {
-		m.uapi.Close()
+		m.uapi.close()
 	}
 	for _, c := range open {
 		c.Close()
@@ -241,10 +249,4 @@ func (m *Mesh) Close() error {
 		m.dev.Close()
 	}
 	return nil
-}
-
-func clearString(s *string) {
-	// Strings are immutable; the best we can do is drop the reference so the
-	// key material is not kept alive by us.
-	*s = ""
 }

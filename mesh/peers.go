@@ -34,10 +34,38 @@ func (m *Mesh) SetPeers(desired []Peer) error {
 		want[raw] = p
 	}
 
+	// One SetPeers at a time, callbacks included, so that a "removed"
+	// callback can never arrive after a later call re-added the peer.
+	m.setMu.Lock()
+	defer m.setMu.Unlock()
+
+	removed, err := m.removePeers(want)
+	m.notifyRemoved(removed)
+	if err != nil {
+		return err
+	}
+	added, err := m.addPeers(desired)
+	for _, p := range added {
+		m.logf("mesh: added peer %s (%s)", p.Name, p.PublicKey.ShortString())
+	}
+	if err != nil {
+		return err
+	}
+	if m.gossip != nil && len(added) > 0 {
+		m.gossip.join(added)
+	}
+	return nil
+}
+
+// removePeers takes every peer not in want out of WireGuard and our books,
+// and closes their tracked connections. Removal is applied on its own, before
+// anything is added, so that a failure later can never leave a revoked peer
+// in place.
+func (m *Mesh) removePeers(want map[[32]byte]Peer) ([]Peer, error) {
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
-		return ErrClosed
+		return nil, ErrClosed
 	}
 	var cfg strings.Builder
 	var removed []Peer
@@ -47,65 +75,98 @@ func (m *Mesh) SetPeers(desired []Peer) error {
 			removed = append(removed, old)
 		}
 	}
-	for _, p := range desired {
-		old, had := m.peers[p.PublicKey]
-		if had && old.Endpoint == p.Endpoint {
-			continue
-		}
-		fmt.Fprintf(&cfg, "public_key=%s\n", p.PublicKey.WireGuardHex())
-		if !had {
-			fmt.Fprintf(&cfg, "replace_allowed_ips=true\nallowed_ip=%s/128\n", m.AddrOf(p.PublicKey))
-		}
-		if p.Endpoint.IsValid() {
-			fmt.Fprintf(&cfg, "endpoint=%s\n", p.Endpoint)
-		}
+	if len(removed) == 0 {
+		m.mu.Unlock()
+		return nil, nil
 	}
-	if cfg.Len() > 0 {
-		if err := m.dev.IpcSet(cfg.String()); err != nil {
-			m.mu.Unlock()
-			return fmt.Errorf("mesh: set peers: %w", err)
+	err := m.dev.IpcSet(cfg.String())
+	if err != nil {
+		// wireguard-go applies a set line by line, so some removals may
+		// have happened: retry each peer alone, and whatever the outcome
+		// forget them all and cut their connections (fail closed).
+		err = nil
+		for _, p := range removed {
+			if e := m.dev.IpcSet(fmt.Sprintf("public_key=%s\nremove=true\n", p.PublicKey.WireGuardHex())); e != nil {
+				err = e
+			}
 		}
-	}
-	for _, p := range removed {
-		delete(m.peers, p.PublicKey)
-		delete(m.byAddr, m.AddrOf(p.PublicKey))
-	}
-	var added []Peer
-	for _, p := range desired {
-		if _, had := m.peers[p.PublicKey]; !had {
-			added = append(added, p)
-		}
-		m.peers[p.PublicKey] = p
-		m.byAddr[m.AddrOf(p.PublicKey)] = p.PublicKey
 	}
 	var cut []*trackedConn
 	for _, p := range removed {
-		for c := range m.conns[m.AddrOf(p.PublicKey)] {
+		a := m.AddrOf(p.PublicKey)
+		delete(m.peers, p.PublicKey)
+		delete(m.byAddr, a)
+		for c := range m.conns[a] {
 			cut = append(cut, c)
 		}
 	}
+	m.mu.Unlock()
+	for _, c := range cut {
+		c.Close()
+	}
+	if err != nil {
+		return removed, fmt.Errorf("mesh: remove peers: %w", err)
+	}
+	return removed, nil
+}
+
+// addPeers adds new peers and updates changed endpoints. Every peer line
+// carries its allowed IP, so a peer WireGuard lost is recreated whole.
+func (m *Mesh) addPeers(desired []Peer) ([]Peer, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	var cfg strings.Builder
+	var added, changed []Peer
+	for _, p := range desired {
+		old, had := m.peers[p.PublicKey]
+		if had && old.Endpoint == p.Endpoint && old.Name == p.Name {
+			continue
+		}
+		fmt.Fprintf(&cfg, "public_key=%s\nreplace_allowed_ips=true\nallowed_ip=%s/128\n", p.PublicKey.WireGuardHex(), m.AddrOf(p.PublicKey))
+		if p.Endpoint.IsValid() {
+			fmt.Fprintf(&cfg, "endpoint=%s\n", p.Endpoint)
+		}
+		if had {
+			changed = append(changed, p)
+		} else {
+			added = append(added, p)
+		}
+	}
+	if cfg.Len() == 0 {
+		return nil, nil
+	}
+	if err := m.dev.IpcSet(cfg.String()); err != nil {
+		// Nothing is recorded: a peer half-configured in WireGuard without
+		// our record can carry no tracked connection, and the next SetPeers
+		// removes or completes it.
+		return nil, fmt.Errorf("mesh: set peers: %w", err)
+	}
+	for _, p := range append(added, changed...) {
+		m.peers[p.PublicKey] = p
+		m.byAddr[m.AddrOf(p.PublicKey)] = p.PublicKey
+	}
+	return added, nil
+}
+
+func (m *Mesh) notifyRemoved(removed []Peer) {
+	if len(removed) == 0 {
+		return
+	}
+	m.mu.Lock()
 	watchers := make([]func(Peer), 0, len(m.watchers))
 	for _, w := range m.watchers {
 		watchers = append(watchers, w)
 	}
 	m.mu.Unlock()
-
-	for _, c := range cut {
-		c.Close()
-	}
 	for _, p := range removed {
 		m.logf("mesh: removed peer %s (%s)", p.Name, p.PublicKey.ShortString())
 		for _, w := range watchers {
 			w(p)
 		}
 	}
-	for _, p := range added {
-		m.logf("mesh: added peer %s (%s)", p.Name, p.PublicKey.ShortString())
-	}
-	if m.gossip != nil && len(added) > 0 {
-		m.gossip.join(added)
-	}
-	return nil
 }
 
 // OnPeerRemoved registers fn to be called (synchronously, after the peer is
@@ -157,13 +218,19 @@ func (m *Mesh) PeerList() []Peer {
 func (m *Mesh) learnEndpoint(a netip.Addr, ep netip.AddrPort) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	k, ok := m.byAddr[a]
+	k, ok := m.byAddr[a.Unmap()]
 	if !ok || m.closed {
 		return
 	}
 	p := m.peers[k]
 	if p.Endpoint.IsValid() {
 		return // configured endpoints win; WireGuard roaming handles moves
+	}
+	// Only a peer WireGuard has no endpoint for at all: once it has one
+	// (learned from the peer's own authenticated packets, or from gossip
+	// earlier), a gossiped claim can no longer redirect it.
+	if st, err := m.stats(); err != nil || st.peers[k].Endpoint != "" {
+		return
 	}
 	if err := m.dev.IpcSet(fmt.Sprintf("public_key=%s\nupdate_only=true\nendpoint=%s\n", k.WireGuardHex(), ep)); err != nil {
 		m.logf("mesh: learn endpoint of %s: %v", k.ShortString(), err)

@@ -1,12 +1,10 @@
 package mesh
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"net/netip"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/custos-cctv/custos/keys"
@@ -52,13 +50,14 @@ func (m *Mesh) stats() (deviceStats, error) {
 		}
 		cur, hsSec, hsNsec = nil, 0, 0
 	}
-	sc := bufio.NewScanner(bytes.NewReader(buf.Bytes()))
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), "=")
-		if !ok {
+	for line := range bytes.Lines(buf.Bytes()) {
+		k, val, ok := bytes.Cut(bytes.TrimSuffix(line, []byte("\n")), []byte("="))
+		// Never turn the key lines into strings: strings cannot be wiped.
+		if !ok || bytes.Equal(k, []byte("private_key")) || bytes.Equal(k, []byte("preshared_key")) {
 			continue
 		}
-		switch k {
+		v := string(val)
+		switch string(k) {
 		case "listen_port":
 			p, _ := strconv.ParseUint(v, 10, 16)
 			st.listenPort = uint16(p)
@@ -66,7 +65,7 @@ func (m *Mesh) stats() (deviceStats, error) {
 			flush()
 			pub, err := keys.ParseNodePublicHex(v)
 			if err != nil {
-				return deviceStats{}, err
+				return deviceStats{}, fmt.Errorf("mesh: device reported a bad peer key: %w", err)
 			}
 			cur = &PeerStatus{PublicKey: pub, Addr: m.AddrOf(pub)}
 		case "endpoint":

@@ -6,44 +6,42 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
+	"sync"
+	"time"
 
 	"golang.zx2c4.com/wireguard/device"
 )
 
-// listenUAPI serves the standard WireGuard UAPI protocol on a unix socket,
-// read-only: "get" answers as wireguard-go would, minus the private_key line;
-// "set" is refused with EPERM. Peers come from the policy, never from
-// whoever can reach a socket, and no socket ever hands out the node key.
-// `wg show` needs only "get"; it then omits the interface's own public key.
-func listenUAPI(path string, dev *device.Device, logf func(string, ...any)) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("mesh: uapi socket directory: %w", err)
-	}
-	// A stale socket from a crashed run would make Listen fail; remove it
-	// only if it really is a socket nobody answers on.
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("mesh: uapi path %s exists and is not a socket", path)
-		}
-		if c, err := net.Dial("unix", path); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("mesh: uapi socket %s is in use by another process", path)
-		}
-		os.Remove(path)
-	}
-	// Connecting needs write permission on the socket, which the usual
-	// umask already denies to others; Chmod then narrows it to the owner.
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("mesh: uapi socket: %w", err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("mesh: uapi socket: %w", err)
-	}
+// uapiServer serves the standard WireGuard UAPI protocol read-only: "get"
+// answers as wireguard-go would, minus the private_key and preshared_key
+// lines; "set" is refused with EPERM. Peers come from the policy, never from
+// whoever can reach a socket, and no socket ever hands out a key. `wg show`
+// needs only "get"; it then omits the interface's own public key.
+type uapiServer struct {
+	ln  net.Listener
+	dev *device.Device
+
+	mu    sync.Mutex // guards conns and closed
+	conns map[net.Conn]struct{}
+	done  bool
+	wg    sync.WaitGroup
+}
+
+const (
+	uapiEPERM = 1
+	uapiEIO   = 5
+	// A UAPI client that stays silent this long is dropped, and a line
+	// longer than uapiMaxLine ends the connection: nothing legitimate
+	// (wg show, a monitoring agent) needs more.
+	uapiIdle    = 30 * time.Second
+	uapiMaxLine = 4096
+)
+
+func newUAPIServer(ln net.Listener, dev *device.Device, logf func(string, ...any)) *uapiServer {
+	s := &uapiServer{ln: ln, dev: dev, conns: map[net.Conn]struct{}{}}
+	s.wg.Add(1)
 	go func() {
+		defer s.wg.Done()
 		for {
 			c, err := ln.Accept()
 			if err != nil {
@@ -52,47 +50,79 @@ func listenUAPI(path string, dev *device.Device, logf func(string, ...any)) (net
 				}
 				return
 			}
-			go serveUAPI(c, dev)
+			s.mu.Lock()
+			if s.done {
+				s.mu.Unlock()
+				c.Close()
+				return
+			}
+			s.conns[c] = struct{}{}
+			s.wg.Add(1)
+			s.mu.Unlock()
+			go func() {
+				defer s.wg.Done()
+				serveUAPI(c, dev)
+				s.mu.Lock()
+				delete(s.conns, c)
+				s.mu.Unlock()
+			}()
 		}
 	}()
-	return ln, nil
+	return s
 }
 
-const uapiEPERM = 1
+func (s *uapiServer) close() {
+	s.mu.Lock()
+	s.done = true
+	s.ln.Close()
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
 
+// serveUAPI answers UAPI operations on c until EOF, an error, or an
+// operation it does not know.
 func serveUAPI(c net.Conn, dev *device.Device) {
 	defer c.Close()
-	r := bufio.NewReader(c)
+	r := bufio.NewReaderSize(c, uapiMaxLine)
+	readLine := func() ([]byte, bool) {
+		c.SetReadDeadline(time.Now().Add(uapiIdle))
+		l, err := r.ReadSlice('\n')
+		return l, err == nil // a line longer than the buffer is an error too
+	}
 	for {
-		op, err := r.ReadString('\n')
-		if err != nil {
+		op, ok := readLine()
+		if !ok {
 			return
 		}
-		switch op {
+		switch string(op) {
 		case "get=1\n":
-			if b, err := r.ReadByte(); err != nil || b != '\n' {
+			if end, ok := readLine(); !ok || len(end) != 1 {
 				return
 			}
 			var buf bytes.Buffer
 			if err := dev.IpcGetOperation(&buf); err != nil {
-				fmt.Fprintf(c, "errno=%d\n\n", 5) // EIO
 				clear(buf.Bytes()[:buf.Cap()])
+				fmt.Fprintf(c, "errno=%d\n\n", uapiEIO)
 				continue
 			}
-			out := withoutPrivateKey(buf.Bytes())
+			out := withoutKeys(buf.Bytes())
 			clear(buf.Bytes()[:buf.Cap()])
 			out = append(out, "errno=0\n\n"...)
+			c.SetWriteDeadline(time.Now().Add(uapiIdle))
 			if _, err := c.Write(out); err != nil {
 				return
 			}
 		case "set=1\n":
 			// Drain the set body (it ends with an empty line) and refuse it.
 			for {
-				l, err := r.ReadString('\n')
-				if err != nil {
+				l, ok := readLine()
+				if !ok {
 					return
 				}
-				if l == "\n" {
+				if len(l) == 1 {
 					break
 				}
 			}
@@ -103,12 +133,13 @@ func serveUAPI(c net.Conn, dev *device.Device) {
 	}
 }
 
-// withoutPrivateKey copies a UAPI get answer minus its private_key line,
-// working on bytes so that no immutable string copy of the key is made.
-func withoutPrivateKey(get []byte) []byte {
+// withoutKeys copies a UAPI get answer minus its private_key and
+// preshared_key lines, working on bytes so that no immutable string copy of
+// a key is made.
+func withoutKeys(get []byte) []byte {
 	out := make([]byte, 0, len(get))
 	for line := range bytes.SplitAfterSeq(get, []byte("\n")) {
-		if !bytes.HasPrefix(line, []byte("private_key=")) {
+		if !bytes.HasPrefix(line, []byte("private_key=")) && !bytes.HasPrefix(line, []byte("preshared_key=")) {
 			out = append(out, line...)
 		}
 	}

@@ -1,7 +1,9 @@
 package mesh
 
 import (
+	"context"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/custos-cctv/custos/keys"
@@ -13,22 +15,27 @@ import (
 // interleaved, and derive a keypair under the wrong index. One direction of
 // the session then silently drops every packet while the other works, until
 // WireGuard's own timers start a new handshake 15 s later. (Reproduced here
-// with two nodes starting together: about one start in ten stalled.)
+// with two nodes starting together.)
 //
-// The watchdog looks for exactly that symptom: we keep sending to a peer
-// whose session is fresh, yet receive nothing from it. It then drops and
-// re-adds the peer inside WireGuard only (our peer set, tracked connections
-// and endpoint stay as they are), so the next packet starts a clean
-// handshake. Gossip probes every peer twice a second, so a healthy session
-// never looks one-way for stuckAfter.
+// The symptom: we keep sending to a peer whose session is fresh, yet receive
+// nothing from it. A healthy one-way flow looks the same for up to 10 s
+// (WireGuard's passive keepalive), so a suspect is probed before anything is
+// done: a TCP SYN to the peer over the mesh must draw an answer, a SYN-ACK or
+// a reset, whatever the peer runs. Only when no answer comes back is the
+// peer dropped and re-added inside WireGuard (our peer set, tracked
+// connections and endpoint stay as they are), so the next packet starts a
+// clean handshake.
 const (
 	watchdogInterval = time.Second
 	stuckAfter       = 3 * time.Second
+	probeTimeout     = 1500 * time.Millisecond
 	// freshSession bounds which sessions are suspects: the race happens at a
 	// handshake, and a peer that is really gone has an old handshake.
 	freshSession = 30 * time.Second
 	// resetBackoff keeps a peer that stays one-way from being reset in a loop.
 	resetBackoff = 10 * time.Second
+	// probePort is where the probe knocks; nothing needs to listen there.
+	probePort = 9
 )
 
 type flowSample struct {
@@ -72,11 +79,39 @@ func (m *Mesh) watchdog() {
 			if sending && now.Sub(s.rxChanged) >= stuckAfter &&
 				!ps.LastHandshake.IsZero() && now.Sub(ps.LastHandshake) < freshSession &&
 				now.Sub(s.lastReset) >= resetBackoff {
-				s.lastReset, s.rxChanged = now, now
-				m.resetSession(k, ps.Endpoint)
+				s.lastReset = now // also the probe's backoff
+				m.wg.Add(1)
+				go m.probeAndReset(k, ps.RxBytes, ps.Endpoint)
 			}
 		}
 	}
+}
+
+// probeAndReset knocks on the peer and restarts the session if nothing at
+// all came back from it.
+func (m *Mesh) probeAndReset(k keys.NodePublic, rxBefore uint64, endpoint string) {
+	defer m.wg.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-m.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	c, err := m.tnet.DialContextTCPAddrPort(ctx, netip.AddrPortFrom(m.AddrOf(k), probePort))
+	if err == nil {
+		c.Close()
+		return // answered
+	}
+	if ctx.Err() == nil {
+		return // refused: the peer answered with a reset
+	}
+	if st, err := m.stats(); err != nil || st.peers[k].RxBytes != rxBefore {
+		return // something arrived meanwhile
+	}
+	m.resetSession(k, endpoint)
 }
 
 // resetSession drops and re-adds a peer in the WireGuard device, keeping its
@@ -99,5 +134,5 @@ func (m *Mesh) resetSession(k keys.NodePublic, endpoint string) {
 		return
 	}
 	m.resets.Add(1)
-	m.logf("mesh: session with %s (%s) received nothing for %v while sending; restarted its handshake", p.Name, k.ShortString(), stuckAfter)
+	m.logf("mesh: session with %s (%s) carried nothing back for %v and a probe went unanswered; restarted its handshake", p.Name, k.ShortString(), stuckAfter)
 }

@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"sync/atomic"
 	"testing"
@@ -56,9 +57,8 @@ func TestWatchdogRestartsOneWaySession(t *testing.T) {
 	})
 	// b now receives no data from a, although its session looks fine.
 	bind.drop.Store(true)
-	time.Sleep(stuckAfter + 2*watchdogInterval)
+	waitUntil(t, stuckAfter+probeTimeout+5*watchdogInterval, "watchdog reset", func() bool { return b.resets.Load() > 0 })
 	bind.drop.Store(false)
-	waitUntil(t, 5*time.Second, "watchdog reset", func() bool { return b.resets.Load() > 0 })
 	// After the reset a fresh handshake restores both directions well
 	// before WireGuard's own 15 s timers would.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -70,5 +70,47 @@ func TestWatchdogRestartsOneWaySession(t *testing.T) {
 	c.Close()
 	if a.resets.Load() != 0 {
 		t.Fatalf("a restarted %d sessions; only the side that receives nothing should", a.resets.Load())
+	}
+}
+
+// A healthy one-way flow (UDP push, the receiver silent) must not be taken
+// for the race: the probe draws a reset from the peer, and nothing restarts.
+func TestWatchdogLeavesOneWayFlowAlone(t *testing.T) {
+	checkLeaks(t)
+	a := newTestMesh(t, "a", false)
+	b := newTestMesh(t, "b", false)
+	connectAll(t, map[string]*Mesh{"a": a, "b": b})
+	sink, err := b.ListenUDP(6000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	src, err := a.ListenUDP(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	var got atomic.Int64
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, _, err := sink.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			got.Add(int64(n))
+		}
+	}()
+	dst := net.UDPAddrFromAddrPort(netip.AddrPortFrom(b.Addr(), 6000))
+	deadline := time.Now().Add(stuckAfter + 4*watchdogInterval + probeTimeout)
+	for time.Now().Before(deadline) {
+		src.WriteTo(make([]byte, 1000), dst)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got.Load() == 0 {
+		t.Fatal("the one-way flow never arrived")
+	}
+	if n := a.resets.Load(); n != 0 {
+		t.Fatalf("watchdog restarted a healthy one-way session %d times", n)
 	}
 }

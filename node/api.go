@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"time"
 )
 
@@ -19,21 +18,11 @@ type apiServer struct {
 }
 
 func startAPI(path string, n *Node) (*apiServer, error) {
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("node: %s exists and is not a socket", path)
-		}
-		if socketAnswers(path) {
-			return nil, fmt.Errorf("node: another node is already running in %s (its socket %s answers)", n.cfg.Dir, path)
-		}
-		os.Remove(path) // stale, from a node that did not shut down
-	}
-	ln, err := net.Listen("unix", path)
+	ln, err := listenPrivate(path)
 	if err != nil {
-		return nil, fmt.Errorf("node: api socket: %w", err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
+		if errors.Is(err, errSocketInUse) {
+			return nil, fmt.Errorf("node: another node is already running in %s", n.cfg.Dir)
+		}
 		return nil, fmt.Errorf("node: api socket: %w", err)
 	}
 	mux := http.NewServeMux()
@@ -49,15 +38,6 @@ func startAPI(path string, n *Node) (*apiServer, error) {
 	a := &apiServer{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
 	go a.srv.Serve(ln)
 	return a, nil
-}
-
-func socketAnswers(path string) bool {
-	c, err := net.DialTimeout("unix", path, time.Second)
-	if err != nil {
-		return false
-	}
-	c.Close()
-	return true
 }
 
 func (a *apiServer) close() {

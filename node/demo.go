@@ -15,7 +15,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"text/tabwriter"
+	"slices"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -55,59 +55,17 @@ func RunDemo(ctx context.Context, w io.Writer, opt DemoOptions) (err error) {
 	say := func(f string, a ...any) { fmt.Fprintf(w, f+"\n", a...) }
 	say("== Custos demo: a federation of userspace WireGuard nodes on 127.0.0.1 (data in %s)", opt.Dir)
 
-	names := []string{"dc-a", "dc-b", "store-praha-1", "stranger"}
 	nodes := map[string]*Node{}
 	defer func() {
 		for _, n := range nodes {
 			n.Close()
 		}
 	}()
-	// Keys and ports first, so that each peers file can list the others.
-	type ident struct {
-		listen netip.AddrPort
-		peer   mesh.Peer
+	peersOf, err := startDemoNodes(opt.Dir, nodes, say)
+	if err != nil {
+		return err
 	}
-	ids := map[string]ident{}
-	for _, name := range names {
-		port, err := freeUDPPort()
-		if err != nil {
-			return err
-		}
-		dir := filepath.Join(opt.Dir, name)
-		pub, err := demoKey(dir)
-		if err != nil {
-			return err
-		}
-		ap := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)
-		ids[name] = ident{listen: ap, peer: mesh.Peer{Name: name, PublicKey: pub, Endpoint: ap}}
-	}
-	// The stranger lists dc-a; nobody lists the stranger.
-	members := names[:3]
-	peersOf := func(self string, list []string) []mesh.Peer {
-		var ps []mesh.Peer
-		for _, o := range list {
-			if o != self {
-				ps = append(ps, ids[o].peer)
-			}
-		}
-		return ps
-	}
-	for _, name := range names {
-		ps := peersOf(name, members)
-		if name == "stranger" {
-			ps = peersOf(name, []string{"dc-a"})
-		}
-		pf := filepath.Join(opt.Dir, name, "peers.toml")
-		if err := os.WriteFile(pf, FormatPeers(ps), 0o600); err != nil {
-			return err
-		}
-		n, err := New(Config{Dir: filepath.Join(opt.Dir, name), Name: name, Listen: ids[name].listen, PeersFile: pf, PeersPoll: 100 * time.Millisecond})
-		if err != nil {
-			return fmt.Errorf("start %s: %w", name, err)
-		}
-		nodes[name] = n
-		say("   started %-14s %s  mesh %s  udp %s", name, n.Mesh().PublicKey().ShortString(), n.Mesh().Addr(), ids[name].listen)
-	}
+	members := demoMembers
 
 	say("\n== 1. Gossip: memberlist over the mesh finds every member alive")
 	t0 := time.Now()
@@ -164,7 +122,7 @@ func RunDemo(ctx context.Context, w io.Writer, opt DemoOptions) (err error) {
 
 	say("\n== status of dc-a (what `custos status --dir %s` prints)", filepath.Join(opt.Dir, "dc-a"))
 	if st, err := nodes["dc-a"].Status(); err == nil {
-		printPeers(w, st)
+		WritePeerTable(w, st.Peers, "   ")
 	}
 	say("\n== figures: TCP %.0f Mbit/s, QUIC %.0f Mbit/s, peer cut %v, dead after %v",
 		tcpMbps, quicMbps, cut.Round(time.Millisecond), dead.Round(time.Millisecond))
@@ -184,6 +142,57 @@ func RunDemo(ctx context.Context, w io.Writer, opt DemoOptions) (err error) {
 	}
 	say("== demo done")
 	return nil
+}
+
+// demoMembers are the federation's members; the demo's fourth node, the
+// stranger, lists dc-a as its peer, but nobody lists the stranger.
+var demoMembers = []string{"dc-a", "dc-b", "store-praha-1"}
+
+// startDemoNodes makes keys and ports for every demo node first, so that
+// each peers file can list the others, then starts the nodes into nodes.
+// peersOf returns the peers-file entries of a list of nodes, minus self.
+func startDemoNodes(dir string, nodes map[string]*Node, say func(string, ...any)) (peersOf func(self string, list []string) []mesh.Peer, err error) {
+	names := append(slices.Clone(demoMembers), "stranger")
+	listen := map[string]netip.AddrPort{}
+	entry := map[string]mesh.Peer{}
+	for _, name := range names {
+		port, err := freeUDPPort()
+		if err != nil {
+			return nil, err
+		}
+		pub, err := demoKey(filepath.Join(dir, name))
+		if err != nil {
+			return nil, err
+		}
+		listen[name] = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)
+		entry[name] = mesh.Peer{Name: name, PublicKey: pub, Endpoint: listen[name]}
+	}
+	peersOf = func(self string, list []string) []mesh.Peer {
+		var ps []mesh.Peer
+		for _, o := range list {
+			if o != self {
+				ps = append(ps, entry[o])
+			}
+		}
+		return ps
+	}
+	for _, name := range names {
+		ps := peersOf(name, demoMembers)
+		if name == "stranger" {
+			ps = peersOf(name, []string{"dc-a"})
+		}
+		pf := filepath.Join(dir, name, "peers.toml")
+		if err := os.WriteFile(pf, FormatPeers(ps), 0o600); err != nil {
+			return nil, err
+		}
+		n, err := New(Config{Dir: filepath.Join(dir, name), Name: name, Listen: listen[name], PeersFile: pf, PeersPoll: 100 * time.Millisecond})
+		if err != nil {
+			return nil, fmt.Errorf("start %s: %w", name, err)
+		}
+		nodes[name] = n
+		say("   started %-14s %s  mesh %s  udp %s", name, n.Mesh().PublicKey().ShortString(), n.Mesh().Addr(), listen[name])
+	}
+	return peersOf, nil
 }
 
 // demoKey makes (or reads) the node key of dir and returns its public half.
@@ -429,19 +438,6 @@ func demoRemoval(ctx context.Context, store, dcb *Node, peersOf func(string, []s
 	case <-time.After(10 * time.Second):
 		return 0, errors.New("stream still open 10 s after removal")
 	}
-}
-
-func printPeers(w io.Writer, st Status) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "   PEER\tMESH ADDRESS\tENDPOINT\tHANDSHAKE\tRX\tTX\tLIVENESS\n")
-	for _, p := range st.Peers {
-		hs := "never"
-		if !p.LastHandshake.IsZero() {
-			hs = time.Since(p.LastHandshake).Round(time.Second).String() + " ago"
-		}
-		fmt.Fprintf(tw, "   %s\t%s\t%s\t%s\t%d\t%d\t%s\n", p.Name, p.Addr, p.Endpoint, hs, p.RxBytes, p.TxBytes, p.Liveness)
-	}
-	tw.Flush()
 }
 
 type zeroReader struct{}

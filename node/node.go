@@ -1,9 +1,7 @@
 package node
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -56,6 +54,7 @@ type Node struct {
 	mesh    *mesh.Mesh
 	api     *apiServer
 
+	reloadMu  sync.Mutex // serializes ReloadPeers
 	mu        sync.Mutex // guards peersHash and peersErr
 	peersHash [32]byte
 	peersErr  error
@@ -105,8 +104,8 @@ func New(cfg Config) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("node: data directory: %w", err)
+	if err := prepareDir(cfg.Dir); err != nil {
+		return nil, err
 	}
 	// Before touching sockets or keys: one node per data directory.
 	if socketAnswers(SocketPath(cfg.Dir)) {
@@ -119,14 +118,9 @@ func New(cfg Config) (_ *Node, err error) {
 	var peers []mesh.Peer
 	var peersHash [32]byte
 	if cfg.PeersFile != "" {
-		b, err := os.ReadFile(cfg.PeersFile)
-		if err != nil {
-			return nil, fmt.Errorf("node: peers file: %w", err)
+		if peers, peersHash, err = readPeersFile(cfg.PeersFile); err != nil {
+			return nil, fmt.Errorf("node: %w", err)
 		}
-		if peers, err = ParsePeers(b); err != nil {
-			return nil, fmt.Errorf("node: peers file %s: %w", cfg.PeersFile, err)
-		}
-		peersHash = sha256.Sum256(b)
 	}
 	priv, created, err := keys.LoadOrCreateNodeKey(KeyPath(cfg.Dir))
 	if err != nil {
@@ -142,17 +136,22 @@ func New(cfg Config) (_ *Node, err error) {
 			n.Close()
 		}
 	}()
+	uapi, err := listenPrivate(cfg.UAPISocket)
+	if err != nil {
+		return nil, fmt.Errorf("node: wireguard uapi socket: %w", err)
+	}
 	n.mesh, err = mesh.New(mesh.Config{
 		PrivateKey: priv,
 		Prefix:     prefix,
 		ListenPort: cfg.Listen.Port(),
 		Endpoint:   cfg.Listen,
-		UAPISocket: cfg.UAPISocket,
+		UAPI:       uapi,
 		NoGossip:   cfg.NoGossip,
 		Name:       cfg.Name,
 		Logf:       cfg.Logf,
 	})
 	if err != nil {
+		uapi.Close()
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	if err := n.mesh.SetPeers(peers); err != nil {
@@ -216,25 +215,21 @@ func (n *Node) watchPeers() {
 	}
 }
 
-// ReloadPeers applies the peers file now if it changed.
+// ReloadPeers applies the peers file now if it changed. A file that is
+// missing or broken keeps the previous peers (a half-written edit must not
+// cut a store off) and is reported in status and the log until fixed.
 func (n *Node) ReloadPeers() {
 	if n.cfg.PeersFile == "" {
 		return
 	}
-	b, err := os.ReadFile(n.cfg.PeersFile)
-	var h [32]byte
-	if err == nil {
-		h = sha256.Sum256(b)
-	}
+	n.reloadMu.Lock()
+	defer n.reloadMu.Unlock()
+	peers, h, err := readPeersFile(n.cfg.PeersFile)
 	n.mu.Lock()
-	same := err == nil && bytes.Equal(h[:], n.peersHash[:])
+	same := err == nil && h == n.peersHash
 	n.mu.Unlock()
 	if same {
 		return
-	}
-	var peers []mesh.Peer
-	if err == nil {
-		peers, err = ParsePeers(b)
 	}
 	if err == nil {
 		err = n.mesh.SetPeers(peers)
@@ -242,7 +237,7 @@ func (n *Node) ReloadPeers() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if err != nil {
-		err = fmt.Errorf("peers file %s: %w (keeping the previous peers)", n.cfg.PeersFile, err)
+		err = fmt.Errorf("%w (keeping the previous peers)", err)
 		if n.peersErr == nil || n.peersErr.Error() != err.Error() {
 			n.logf("node: %v", err)
 		}
@@ -251,6 +246,25 @@ func (n *Node) ReloadPeers() {
 	}
 	n.peersHash, n.peersErr = h, nil
 	n.logf("node: peers file reloaded: %d peers", len(peers))
+}
+
+// prepareDir makes the data directory 0700, or checks an existing one:
+// whoever can write it could replace the key or the sockets.
+func prepareDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("node: data directory: %w", err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("node: data directory: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("node: data directory %s is not a directory", dir)
+	}
+	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
+		return fmt.Errorf("node: data directory %s has mode %#o: others could replace its key or sockets; run: chmod 700 %s", dir, perm, dir)
+	}
+	return nil
 }
 
 // Status is what `custos status` shows.

@@ -2,8 +2,10 @@ package node
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"strings"
@@ -39,15 +41,27 @@ const maxPeersFile = 4 << 20
 
 // LoadPeersFile reads and validates a peers file.
 func LoadPeersFile(path string) ([]mesh.Peer, error) {
-	b, err := os.ReadFile(path)
+	peers, _, err := readPeersFile(path)
+	return peers, err
+}
+
+// readPeersFile reads at most maxPeersFile bytes of a peers file, parses it
+// and returns the hash of its content (to notice changes).
+func readPeersFile(path string) ([]mesh.Peer, [32]byte, error) {
+	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("peers file: %w", err)
+		return nil, [32]byte{}, fmt.Errorf("peers file: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxPeersFile+1))
+	if err != nil {
+		return nil, [32]byte{}, fmt.Errorf("peers file %s: %w", path, err)
 	}
 	peers, err := ParsePeers(b)
 	if err != nil {
-		return nil, fmt.Errorf("peers file %s: %w", path, err)
+		return nil, [32]byte{}, fmt.Errorf("peers file %s: %w", path, err)
 	}
-	return peers, nil
+	return peers, sha256.Sum256(b), nil
 }
 
 // ParsePeers parses peers-file TOML. An empty file means no peers.
@@ -119,7 +133,7 @@ func validName(s string) error {
 		return errors.New("missing")
 	}
 	if len(s) > 63 {
-		return fmt.Errorf("%q is longer than 63 characters", s[:63]+"…")
+		return fmt.Errorf("%q… is longer than 63 characters", strings.ToValidUTF8(s[:63], ""))
 	}
 	for _, r := range s {
 		switch {

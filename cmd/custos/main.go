@@ -75,12 +75,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
-		var ue usageError
-		if errors.As(err, &ue) {
-			fmt.Fprintf(stderr, "custos %s: %v\n", args[0], err)
+		fmt.Fprintf(stderr, "custos %s: %v\n", args[0], err)
+		if errors.As(err, new(usageError)) {
 			return 2
 		}
-		fmt.Fprintf(stderr, "custos %s: %v\n", args[0], err)
 		return 1
 	}
 	return 0

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"text/tabwriter"
 	"time"
 
 	"github.com/custos-cctv/custos/node"
@@ -49,34 +48,5 @@ func printStatus(w io.Writer, st node.Status) {
 		fmt.Fprintf(w, "WARNING    %s\n", st.PeersError)
 	}
 	fmt.Fprintf(w, "\n")
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "PEER\tKEY\tMESH ADDRESS\tENDPOINT\tHANDSHAKE\tRX\tTX\tLIVENESS\n")
-	for _, p := range st.Peers {
-		hs := "never"
-		if !p.LastHandshake.IsZero() {
-			hs = time.Since(p.LastHandshake).Round(time.Second).String() + " ago"
-		}
-		ep := p.Endpoint
-		if ep == "" {
-			ep = "-"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.PublicKey.ShortString(), p.Addr, ep, hs, bytesStr(p.RxBytes), bytesStr(p.TxBytes), p.Liveness)
-	}
-	if len(st.Peers) == 0 {
-		fmt.Fprintf(tw, "(no peers)\n")
-	}
-	tw.Flush()
-}
-
-func bytesStr(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := uint64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+	node.WritePeerTable(w, st.Peers, "")
 }

@@ -51,7 +51,11 @@ func runUp(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	st, _ := n.Status()
+	st, err := n.Status()
+	if err != nil {
+		n.Close()
+		return err
+	}
 	fmt.Fprintf(stdout, "custos %s up: %s at %s, WireGuard on UDP %d. Stop with Ctrl-C.\n", st.Name, st.PublicKey, st.MeshAddr, st.ListenPort)
 	return n.Run(ctx)
 }
@@ -60,6 +64,9 @@ func parseListen(s string) (netip.AddrPort, error) {
 	ap, err := netip.ParseAddrPort(s)
 	if err != nil {
 		return netip.AddrPort{}, fmt.Errorf("--listen %q: want IP:PORT such as 127.0.0.1:51820 or [::1]:51820", s)
+	}
+	if ap.Addr().IsUnspecified() {
+		return netip.AddrPort{}, fmt.Errorf("--listen %q: give the address peers reach this node at, not a wildcard (the UDP socket listens on all addresses anyway)", s)
 	}
 	if ap.Port() == 0 {
 		return netip.AddrPort{}, fmt.Errorf("--listen %q: port 0 would change at every start; give a fixed port", s)
