@@ -169,10 +169,11 @@ func New(cfg Config) (_ *Mesh, err error) {
 	if err != nil {
 		return nil, errors.New("mesh: wireguard refused the private key")
 	}
+	// Setting the port or bringing the device up binds the UDP socket:
+	// either is where a user meets a port in use.
 	if err := m.dev.IpcSet(fmt.Sprintf("listen_port=%d\n", cfg.ListenPort)); err != nil {
-		return nil, fmt.Errorf("mesh: configure wireguard: %w", err)
+		return nil, fmt.Errorf("mesh: cannot listen on UDP port %d (in use, or not permitted): %w", cfg.ListenPort, err)
 	}
-	// Up binds the UDP socket: the error a user meets for a port in use.
 	if err := m.dev.Up(); err != nil {
 		return nil, fmt.Errorf("mesh: cannot listen on UDP port %d (in use, or not permitted): %w", cfg.ListenPort, err)
 	}
