@@ -1,5 +1,6 @@
 // Package mesh owns the node's encrypted network: a wireguard-go device on a
-// userspace gVisor netstack (no root, no kernel module), the WireGuard peer
+// userspace gVisor netstack (no root, no kernel module; netstack.go says why
+// the tun device over gVisor is our own), the WireGuard peer
 // set, the read-only UAPI socket that `wg show` reads, and memberlist gossip
 // over the mesh for liveness and endpoint discovery.
 //

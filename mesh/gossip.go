@@ -291,7 +291,7 @@ func (g *gossip) record(n *memberlist.Node, state string) {
 type meshNet struct{ m *Mesh }
 
 func (n meshNet) ListenUDP(a netip.AddrPort) (net.PacketConn, error) {
-	return n.m.tnet.ListenUDPAddrPort(a)
+	return n.m.tnet.listenUDP(a)
 }
 func (n meshNet) ListenTCP(a netip.AddrPort) (net.Listener, error) {
 	return n.m.ListenTCP(a.Port()) // tracked: a removed peer's streams are cut

@@ -10,7 +10,6 @@ import (
 
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
-	"golang.zx2c4.com/wireguard/tun/netstack"
 
 	"github.com/custos-cctv/custos/keys"
 )
@@ -86,7 +85,7 @@ type Mesh struct {
 	mtu    int
 
 	dev  *device.Device
-	tnet *netstack.Net
+	tnet *netTUN
 	port uint16
 
 	uapi   *uapiServer
@@ -142,11 +141,11 @@ func New(cfg Config) (_ *Mesh, err error) {
 	}
 	m.addr = keys.MeshAddr(m.prefix, pub)
 
-	tdev, tnet, err := netstack.CreateNetTUN([]netip.Addr{m.addr}, nil, mtu)
+	tdev, err := newNetTUN(m.addr, mtu)
 	if err != nil {
-		return nil, fmt.Errorf("mesh: netstack: %w", err)
+		return nil, err
 	}
-	m.tnet = tnet
+	m.tnet = tdev
 	bind := cfg.Bind
 	if bind == nil {
 		bind = conn.NewDefaultBind()

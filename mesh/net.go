@@ -17,7 +17,7 @@ func (m *Mesh) DialTCP(ctx context.Context, dst netip.AddrPort) (net.Conn, error
 	if err := m.checkPeerAddr(dst.Addr()); err != nil {
 		return nil, fmt.Errorf("mesh: dial %s: %w", dst, err)
 	}
-	c, err := m.tnet.DialContextTCPAddrPort(ctx, dst)
+	c, err := m.tnet.dialTCP(ctx, dst)
 	if err != nil {
 		return nil, fmt.Errorf("mesh: dial %s: %w", dst, err)
 	}
@@ -27,7 +27,7 @@ func (m *Mesh) DialTCP(ctx context.Context, dst netip.AddrPort) (net.Conn, error
 // ListenTCP listens on a TCP port of this node's mesh address. Accepted
 // connections are tracked so that removing their peer closes them.
 func (m *Mesh) ListenTCP(port uint16) (net.Listener, error) {
-	ln, err := m.tnet.ListenTCPAddrPort(netip.AddrPortFrom(m.addr, port))
+	ln, err := m.tnet.listenTCP(netip.AddrPortFrom(m.addr, port))
 	if err != nil {
 		return nil, fmt.Errorf("mesh: listen tcp port %d: %w", port, err)
 	}
@@ -38,7 +38,7 @@ func (m *Mesh) ListenTCP(port uint16) (net.Listener, error) {
 // one). The conn is a net.PacketConn but not a *net.UDPConn: QUIC over it
 // must keep packets within QUICPacketSize.
 func (m *Mesh) ListenUDP(port uint16) (net.PacketConn, error) {
-	c, err := m.tnet.ListenUDPAddrPort(netip.AddrPortFrom(m.addr, port))
+	c, err := m.tnet.listenUDP(netip.AddrPortFrom(m.addr, port))
 	if err != nil {
 		return nil, fmt.Errorf("mesh: listen udp port %d: %w", port, err)
 	}

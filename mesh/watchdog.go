@@ -100,7 +100,7 @@ func (m *Mesh) probeAndReset(k keys.NodePublic, rxBefore uint64, endpoint string
 		case <-ctx.Done():
 		}
 	}()
-	c, err := m.tnet.DialContextTCPAddrPort(ctx, netip.AddrPortFrom(m.AddrOf(k), probePort))
+	c, err := m.tnet.dialTCP(ctx, netip.AddrPortFrom(m.AddrOf(k), probePort))
 	if err == nil {
 		c.Close()
 		return // answered
