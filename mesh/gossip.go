@@ -190,20 +190,6 @@ func (g *gossip) verified(n *memberlist.Node) (netip.Addr, bool) {
 	return a.Unmap(), true
 }
 
-func stateName(s memberlist.NodeStateType) string {
-	switch s {
-	case memberlist.StateAlive:
-		return "alive"
-	case memberlist.StateSuspect:
-		return "suspect"
-	case memberlist.StateDead:
-		return "dead"
-	case memberlist.StateLeft:
-		return "left"
-	}
-	return "unknown"
-}
-
 // learnEndpoint fills in the WireGuard endpoint of a known peer that has none.
 func (g *gossip) learnEndpoint(n *memberlist.Node) {
 	a, ok := g.verified(n)
