@@ -55,6 +55,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseNodePrivate -fuzztime 15s ./keys/
 	$(GO) test -run '^$$' -fuzz FuzzParseGossipMeta -fuzztime 15s ./mesh/
 	$(GO) test -run '^$$' -fuzz FuzzUAPI -fuzztime 15s ./mesh/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeEnvelope -fuzztime 15s ./policy/
 
 clean:
 	rm -rf bin

@@ -1,9 +1,32 @@
-// Package policy will own the replicated state of a federation (sites,
-// nodes, admins, cameras, grants, invites, requests) and its signed
-// commands, and Authorize(state, subject, action, resource, now), which
-// every node calls before serving anything. Deterministic and free of I/O
-// and clocks; it imports nothing of the project.
+// Package policy owns the replicated state of a Custos federation and the
+// only ways to change it.
 //
-// Empty until the replicated-policy issue; until then the mesh takes its
-// peers from a static peers file (package node).
+// State holds sites, nodes (public key, role, site, jurisdiction, validity
+// window), users with their OpenPGP keys and roles (admin, approver, auditor,
+// helpdesk, viewer), cameras (purpose, legal basis, retention), grants and
+// invites. It changes only by Apply, which takes a signed Envelope:
+//
+//	Envelope{Body, Sig}
+//	Body = JSON of Command{ID, Time, Signer, Kind, <one payload>}
+//	Sig  = detached OpenPGP signature by Signer's key over
+//	       "custos/policy/v1\x00" ‖ Body
+//
+// The signed bytes are the bytes carried, so there is no re-encoding to get
+// wrong; Body is decoded strictly (unknown fields refused). Every replica runs
+// Apply on every command and so verifies every signature itself: a
+// compromised leader cannot forge a change. Apply refuses a command signed by
+// an unknown or revoked user, by a user whose role lacks the action, a
+// replayed ID, or a time outside the replay window, each with a reason.
+//
+// Apply is deterministic: time enters only as Command.Time, chosen by the
+// proposer and bounded by the consensus leader, and the state's clock
+// (State.Clock) only moves forward. The same log gives byte-identical
+// Marshal output on every replica.
+//
+// Authorize(state, subject, action, resource, now) decides every access,
+// denying by default with a reason; the zero State denies everything.
+// DesiredPeers turns the state into a node's WireGuard peer set.
+//
+// The package does no I/O, reads no clock and imports nothing of the
+// project.
 package policy

@@ -1,0 +1,622 @@
+package policy
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Envelope is a signed command as it travels and sits in the Raft log.
+type Envelope struct {
+	Body []byte `json:"body"` // JSON of a Command
+	Sig  []byte `json:"sig"`  // detached OpenPGP signature over SignedBytes(Body)
+}
+
+// signingDomain separates policy signatures from any other use of a key.
+const signingDomain = "custos/policy/v1\x00"
+
+// SignedBytes is what a user's key signs for a command body.
+func SignedBytes(body []byte) []byte { return append([]byte(signingDomain), body...) }
+
+// MaxEnvelope bounds a command: policies are small, and a replica must not
+// be made to parse megabytes.
+const MaxEnvelope = 64 << 10
+
+// Command kinds.
+const (
+	KindGenesis      = "genesis"
+	KindAddUser      = "user.add"
+	KindRevokeUser   = "user.revoke"
+	KindAddSite      = "site.add"
+	KindAddNode      = "node.add"
+	KindRevokeNode   = "node.revoke"
+	KindAddCamera    = "camera.add"
+	KindRemoveCamera = "camera.remove"
+	KindAddGrant     = "grant.add"
+	KindRevokeGrant  = "grant.revoke"
+	KindCreateInvite = "invite.create"
+	KindRedeemInvite = "invite.redeem"
+)
+
+// Command is one change to the policy. Exactly the payload its Kind names
+// is set.
+type Command struct {
+	ID     string    `json:"id"`
+	Time   time.Time `json:"time"`
+	Signer string    `json:"signer"` // user name; "" for invite.redeem (the secret is the proof)
+	Kind   string    `json:"kind"`
+
+	Genesis *Genesis `json:"genesis,omitempty"`
+	User    *User    `json:"user,omitempty"`
+	Site    *Site    `json:"site,omitempty"`
+	Node    *Node    `json:"node,omitempty"`
+	Camera  *Camera  `json:"camera,omitempty"`
+	Grant   *Grant   `json:"grant,omitempty"`
+	Invite  *Invite  `json:"invite,omitempty"`
+	Redeem  *Redeem  `json:"redeem,omitempty"`
+	Name    string   `json:"name,omitempty"` // the object of a revoke/remove
+}
+
+// Genesis founds a federation: its name, the first admin (who signs the
+// genesis command with the key it installs) and the first datacenter.
+type Genesis struct {
+	Federation string `json:"federation"`
+	Admin      User   `json:"admin"`
+	Node       Node   `json:"node"`
+}
+
+// Redeem spends an invite: the joining node's key and the invite's secret.
+type Redeem struct {
+	Invite    string `json:"invite"`
+	Secret    string `json:"secret"` // hex; its SHA-256 must equal the invite's SecretHash
+	PublicKey string `json:"public_key"`
+	Endpoint  string `json:"endpoint,omitempty"`
+}
+
+// EncodeCommand returns the body bytes to sign.
+func EncodeCommand(c *Command) ([]byte, error) {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("policy: encode command: %w", err)
+	}
+	return b, nil
+}
+
+// DecodeEnvelope parses an envelope from untrusted bytes (the Raft log, a
+// forwarded request).
+func DecodeEnvelope(b []byte) (Envelope, error) {
+	var e Envelope
+	if len(b) > MaxEnvelope {
+		return e, fmt.Errorf("policy: command of %d bytes exceeds %d", len(b), MaxEnvelope)
+	}
+	if err := strictUnmarshal(b, &e); err != nil {
+		return e, fmt.Errorf("policy: envelope: %w", err)
+	}
+	return e, nil
+}
+
+// Marshal encodes an envelope.
+func (e Envelope) Marshal() []byte {
+	b, _ := json.Marshal(e) // two byte slices cannot fail to encode
+	return b
+}
+
+// DecodeCommand parses a command body strictly.
+func DecodeCommand(body []byte) (*Command, error) {
+	if len(body) > MaxEnvelope {
+		return nil, fmt.Errorf("policy: command body too large")
+	}
+	var c Command
+	if err := strictUnmarshal(body, &c); err != nil {
+		return nil, fmt.Errorf("policy: command: %w", err)
+	}
+	return &c, nil
+}
+
+func strictUnmarshal(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data")
+	}
+	return nil
+}
+
+// Refused is the error of a command that Apply refused; nothing changed.
+type Refused struct {
+	ID, Kind, Reason string
+}
+
+func (r *Refused) Error() string {
+	return fmt.Sprintf("policy: command %s (%s) refused: %s", r.ID, r.Kind, r.Reason)
+}
+
+// ErrRefused matches every *Refused with errors.Is.
+var ErrRefused = errors.New("policy: command refused")
+
+func (r *Refused) Is(target error) bool { return target == ErrRefused }
+
+// Apply verifies and applies one envelope. On refusal it returns *Refused
+// and leaves the state untouched, so every replica, given the same log,
+// ends in the same state.
+func (s *State) Apply(env Envelope) (*Command, error) {
+	c, err := DecodeCommand(env.Body)
+	if err != nil {
+		return nil, &Refused{Kind: "?", Reason: err.Error()}
+	}
+	refuse := func(format string, a ...any) (*Command, error) {
+		return c, &Refused{ID: c.ID, Kind: c.Kind, Reason: fmt.Sprintf(format, a...)}
+	}
+	if err := validName(c.ID); err != nil {
+		return refuse("command id: %v", err)
+	}
+	if c.Time.IsZero() {
+		return refuse("command has no time")
+	}
+	if _, seen := s.Seen[c.ID]; seen {
+		return refuse("replay: command id %s was already applied", c.ID)
+	}
+	if !s.Clock.IsZero() && c.Time.Before(s.Clock.Add(-ReplayWindow)) {
+		return refuse("command time %s is older than the replay window (%v before %s)",
+			c.Time.UTC().Format(time.RFC3339), ReplayWindow, s.Clock.UTC().Format(time.RFC3339))
+	}
+	if err := s.authenticate(c, env); err != nil {
+		return refuse("%v", err)
+	}
+	mutate, err := s.plan(c)
+	if err != nil {
+		return refuse("%v", err)
+	}
+	// A snapshot drops empty maps (omitempty): make them before writing.
+	s.ensureMaps()
+	mutate()
+	s.record(c)
+	return c, nil
+}
+
+// authenticate checks who signed: the genesis admin's own key, an invite's
+// secret, or a current admin's key.
+func (s *State) authenticate(c *Command, env Envelope) error {
+	switch c.Kind {
+	case KindGenesis:
+		if s.Federation != "" {
+			return errors.New("the federation already exists")
+		}
+		if c.Genesis == nil {
+			return errors.New("genesis without payload")
+		}
+		if c.Signer != c.Genesis.Admin.Name {
+			return fmt.Errorf("genesis must be signed by the admin it installs (%q), not %q", c.Genesis.Admin.Name, c.Signer)
+		}
+		fp, err := verifySignature(c.Genesis.Admin.PublicKey, SignedBytes(env.Body), env.Sig, c.Time)
+		if err != nil {
+			return err
+		}
+		if fp != c.Genesis.Admin.Fingerprint {
+			return errors.New("genesis admin fingerprint does not match its key")
+		}
+		return nil
+	case KindRedeemInvite:
+		if s.Federation == "" {
+			return errors.New("no federation")
+		}
+		if c.Signer != "" || len(env.Sig) != 0 {
+			return errors.New("an invite is redeemed with its secret, not a signature")
+		}
+		return nil // the secret is checked in plan
+	}
+	if s.Federation == "" {
+		return errors.New("no federation: the first command must be genesis")
+	}
+	u := s.Users[c.Signer]
+	switch {
+	case u == nil:
+		return fmt.Errorf("signer %q is not a user of this federation", c.Signer)
+	case u.Revoked:
+		return fmt.Errorf("signer %q is revoked", c.Signer)
+	case u.Role != UserAdmin:
+		return fmt.Errorf("signer %q has role %s; changing the policy needs role admin", c.Signer, u.Role)
+	}
+	fp, err := verifySignature(u.PublicKey, SignedBytes(env.Body), env.Sig, c.Time)
+	if err != nil {
+		return fmt.Errorf("signature of %q: %w", c.Signer, err)
+	}
+	if fp != u.Fingerprint {
+		return fmt.Errorf("signed by key %s, not %q's key", fp, c.Signer)
+	}
+	return nil
+}
+
+// record remembers the command for replay protection and moves the clock.
+func (s *State) record(c *Command) {
+	if s.Seen == nil {
+		s.Seen = map[string]time.Time{}
+	}
+	s.Seen[c.ID] = c.Time
+	if c.Time.After(s.Clock) {
+		s.Clock = c.Time
+	}
+	horizon := s.Clock.Add(-ReplayWindow)
+	for id, t := range s.Seen {
+		if t.Before(horizon) {
+			delete(s.Seen, id) // older commands are refused by time anyway
+		}
+	}
+	s.Applied++
+}
+
+// plan validates c against the state and returns the change to make.
+func (s *State) plan(c *Command) (func(), error) {
+	switch c.Kind {
+	case KindGenesis:
+		g := c.Genesis
+		if err := validName(g.Federation); err != nil {
+			return nil, fmt.Errorf("federation: %w", err)
+		}
+		if g.Admin.Role != UserAdmin {
+			return nil, errors.New("the first user must have role admin")
+		}
+		if err := s.checkUser(&g.Admin); err != nil {
+			return nil, err
+		}
+		if g.Node.Role != RoleDatacenter {
+			return nil, errors.New("the first node must be a datacenter")
+		}
+		if err := s.checkNode(&g.Node); err != nil {
+			return nil, err
+		}
+		return func() {
+			s.Federation = g.Federation
+			s.ensureMaps()
+			u, n := g.Admin, g.Node
+			s.Users[u.Name], s.Nodes[n.Name] = &u, &n
+		}, nil
+	case KindAddUser:
+		if c.User == nil {
+			return nil, errors.New("no user")
+		}
+		if err := s.checkUser(c.User); err != nil {
+			return nil, err
+		}
+		u := *c.User
+		return func() { s.Users[u.Name] = &u }, nil
+	case KindRevokeUser:
+		u := s.Users[c.Name]
+		if u == nil || u.Revoked {
+			return nil, fmt.Errorf("no active user %q", c.Name)
+		}
+		if u.Role == UserAdmin && s.activeAdmins() == 1 {
+			return nil, fmt.Errorf("%q is the last admin; add another admin first", c.Name)
+		}
+		return func() { u.Revoked = true }, nil
+	case KindAddSite:
+		if c.Site == nil {
+			return nil, errors.New("no site")
+		}
+		if err := validName(c.Site.Name); err != nil {
+			return nil, fmt.Errorf("site: %w", err)
+		}
+		if s.Sites[c.Site.Name] != nil {
+			return nil, fmt.Errorf("site %q exists", c.Site.Name)
+		}
+		if c.Site.Jurisdiction == "" {
+			return nil, errors.New("site needs a jurisdiction (e.g. EU)")
+		}
+		site := *c.Site
+		return func() { s.Sites[site.Name] = &site }, nil
+	case KindAddNode:
+		if c.Node == nil {
+			return nil, errors.New("no node")
+		}
+		if err := s.checkNode(c.Node); err != nil {
+			return nil, err
+		}
+		n := *c.Node
+		return func() { s.Nodes[n.Name] = &n }, nil
+	case KindRevokeNode:
+		n := s.Nodes[c.Name]
+		if n == nil || n.Revoked {
+			return nil, fmt.Errorf("no active node %q", c.Name)
+		}
+		return func() { n.Revoked = true }, nil
+	case KindAddCamera:
+		return s.planCamera(c.Camera)
+	case KindRemoveCamera:
+		if s.Cameras[c.Name] == nil {
+			return nil, fmt.Errorf("no camera %q", c.Name)
+		}
+		name := c.Name
+		return func() { delete(s.Cameras, name) }, nil
+	case KindAddGrant:
+		return s.planGrant(c.Grant, c.Signer)
+	case KindRevokeGrant:
+		g := s.Grants[c.Name]
+		if g == nil || g.Revoked {
+			return nil, fmt.Errorf("no active grant %q", c.Name)
+		}
+		return func() { g.Revoked = true }, nil
+	case KindCreateInvite:
+		return s.planInvite(c.Invite, c.Signer)
+	case KindRedeemInvite:
+		return s.planRedeem(c.Redeem, c.Time)
+	}
+	return nil, fmt.Errorf("unknown command kind %q", c.Kind)
+}
+
+func (s *State) ensureMaps() {
+	if s.Sites == nil {
+		s.Sites = map[string]*Site{}
+	}
+	if s.Nodes == nil {
+		s.Nodes = map[string]*Node{}
+	}
+	if s.Users == nil {
+		s.Users = map[string]*User{}
+	}
+	if s.Cameras == nil {
+		s.Cameras = map[string]*Camera{}
+	}
+	if s.Grants == nil {
+		s.Grants = map[string]*Grant{}
+	}
+	if s.Invites == nil {
+		s.Invites = map[string]*Invite{}
+	}
+}
+
+func (s *State) activeAdmins() int {
+	n := 0
+	for _, u := range s.Users {
+		if u.Role == UserAdmin && !u.Revoked {
+			n++
+		}
+	}
+	return n
+}
+
+func (s *State) checkUser(u *User) error {
+	if err := validName(u.Name); err != nil {
+		return fmt.Errorf("user: %w", err)
+	}
+	if s.Users[u.Name] != nil {
+		return fmt.Errorf("user %q exists (revoked users keep their name)", u.Name)
+	}
+	switch u.Role {
+	case UserAdmin, UserApprover, UserAuditor, UserHelpdesk, UserViewer:
+	default:
+		return fmt.Errorf("user role %q: want admin, approver, auditor, helpdesk or viewer", u.Role)
+	}
+	fp, err := publicKeyFingerprint(u.PublicKey)
+	if err != nil {
+		return fmt.Errorf("user %q: %w", u.Name, err)
+	}
+	if fp != u.Fingerprint {
+		return fmt.Errorf("user %q: fingerprint does not match the key", u.Name)
+	}
+	for _, o := range s.Users {
+		if o.Fingerprint == fp {
+			return fmt.Errorf("user %q: key already belongs to %q", u.Name, o.Name)
+		}
+	}
+	return nil
+}
+
+func (s *State) checkNode(n *Node) error {
+	if err := validNodeKey(n.PublicKey); err != nil {
+		return fmt.Errorf("node %q: %w", n.Name, err)
+	}
+	for _, o := range s.Nodes {
+		if o.PublicKey == n.PublicKey {
+			return fmt.Errorf("node %q: key already belongs to %q", n.Name, o.Name)
+		}
+	}
+	return s.checkNodeWithoutKey(n)
+}
+
+// checkNodeWithoutKey checks everything about a node but its key (an
+// invite's node has none yet).
+func (s *State) checkNodeWithoutKey(n *Node) error {
+	if err := validName(n.Name); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	if s.Nodes[n.Name] != nil {
+		return fmt.Errorf("node %q exists (revoked nodes keep their name)", n.Name)
+	}
+	switch n.Role {
+	case RoleDatacenter, RoleWitness, RoleAdminNode:
+	case RoleStore:
+		if s.Sites[n.Site] == nil {
+			return fmt.Errorf("store %q: no site %q", n.Name, n.Site)
+		}
+	case RoleInstaller:
+		if s.Sites[n.Site] == nil {
+			return fmt.Errorf("installer %q: no site %q", n.Name, n.Site)
+		}
+		if n.Window.Until.IsZero() {
+			return fmt.Errorf("installer %q needs a window end: installers are members only while they install", n.Name)
+		}
+	default:
+		return fmt.Errorf("node role %q: want datacenter, witness, store, admin or installer", n.Role)
+	}
+	if n.Jurisdiction == "" {
+		return fmt.Errorf("node %q needs a jurisdiction (e.g. EU)", n.Name)
+	}
+	if !n.Window.Until.IsZero() && !n.Window.Until.After(n.Window.From) {
+		return fmt.Errorf("node %q: window ends before it starts", n.Name)
+	}
+	return nil
+}
+
+// validNodeKey checks "nodekey:<64 hex>" without importing keys.
+func validNodeKey(k string) error {
+	h, ok := bytes.CutPrefix([]byte(k), []byte("nodekey:"))
+	if !ok || len(h) != 64 {
+		return errors.New("public key must be nodekey:<64 hex digits>")
+	}
+	var raw [32]byte
+	if _, err := hex.Decode(raw[:], h); err != nil || raw == [32]byte{} {
+		return errors.New("public key must be nodekey:<64 hex digits>, not all zero")
+	}
+	return nil
+}
+
+func (s *State) planCamera(c *Camera) (func(), error) {
+	if c == nil {
+		return nil, errors.New("no camera")
+	}
+	if err := validName(c.Name); err != nil {
+		return nil, fmt.Errorf("camera: %w", err)
+	}
+	if s.Sites[c.Site] == nil {
+		return nil, fmt.Errorf("camera %q: no site %q", c.Name, c.Site)
+	}
+	if s.Cameras[c.Key()] != nil {
+		return nil, fmt.Errorf("camera %q exists", c.Key())
+	}
+	if c.Purpose == "" || c.LegalBasis == "" {
+		return nil, fmt.Errorf("camera %q needs a purpose and a legal basis (GDPR art. 6)", c.Key())
+	}
+	if c.Retention <= 0 {
+		return nil, fmt.Errorf("camera %q: retention must be positive (default %v)", c.Key(), DefaultRetention)
+	}
+	if c.Retention > DefaultRetention && len(c.Justification) < 20 {
+		return nil, fmt.Errorf("camera %q: retention %v is above the default %v and needs a written justification", c.Key(), c.Retention, DefaultRetention)
+	}
+	for _, t := range c.Tags {
+		if err := validName(t); err != nil {
+			return nil, fmt.Errorf("camera %q tag: %w", c.Key(), err)
+		}
+	}
+	cam := *c
+	cam.Tags = slices.Clone(c.Tags)
+	return func() { s.Cameras[cam.Key()] = &cam }, nil
+}
+
+func (s *State) planGrant(g *Grant, signer string) (func(), error) {
+	if g == nil {
+		return nil, errors.New("no grant")
+	}
+	if err := validName(g.ID); err != nil {
+		return nil, fmt.Errorf("grant id: %w", err)
+	}
+	if s.Grants[g.ID] != nil {
+		return nil, fmt.Errorf("grant %q exists", g.ID)
+	}
+	switch g.Subject.Kind {
+	case "user":
+		u := s.Users[g.Subject.Name]
+		if u == nil || u.Revoked {
+			return nil, fmt.Errorf("grant %q: no active user %q", g.ID, g.Subject.Name)
+		}
+		if u.Role == UserHelpdesk && g.Window.Until.IsZero() {
+			return nil, fmt.Errorf("grant %q: helpdesk access must be time-boxed (give an end)", g.ID)
+		}
+	case "node":
+		n := s.Nodes[g.Subject.Name]
+		if n == nil || n.Revoked {
+			return nil, fmt.Errorf("grant %q: no active node %q", g.ID, g.Subject.Name)
+		}
+		if n.Role == RoleInstaller {
+			return nil, fmt.Errorf("grant %q: an installer's access is fixed (live view of its own site during its window)", g.ID)
+		}
+	default:
+		return nil, fmt.Errorf("grant %q: subject kind %q: want user or node", g.ID, g.Subject.Kind)
+	}
+	if len(g.Actions) == 0 {
+		return nil, fmt.Errorf("grant %q gives no action", g.ID)
+	}
+	for _, a := range g.Actions {
+		switch a {
+		case ActLive, ActPlayback, ActExport:
+		default:
+			return nil, fmt.Errorf("grant %q: action %q: grants give live, playback or export (manage, approve and audit come with a user's role)", g.ID, a)
+		}
+	}
+	if err := validSelector(g.Selector); err != nil {
+		return nil, fmt.Errorf("grant %q: %w", g.ID, err)
+	}
+	if !g.Window.Until.IsZero() && !g.Window.Until.After(g.Window.From) {
+		return nil, fmt.Errorf("grant %q: window ends before it starts", g.ID)
+	}
+	ng := *g
+	ng.Actions = slices.Clone(g.Actions)
+	ng.GrantedBy = signer
+	ng.Revoked = false
+	return func() { s.Grants[ng.ID] = &ng }, nil
+}
+
+func (s *State) planInvite(inv *Invite, signer string) (func(), error) {
+	if inv == nil {
+		return nil, errors.New("no invite")
+	}
+	if err := validName(inv.ID); err != nil {
+		return nil, fmt.Errorf("invite id: %w", err)
+	}
+	if s.Invites[inv.ID] != nil {
+		return nil, fmt.Errorf("invite %q exists", inv.ID)
+	}
+	// The node it will create must be valid, except for its key.
+	probe := Node{Name: inv.Name, Role: inv.Role, Site: inv.Site, Jurisdiction: s.jurisdictionFor(inv.Site), Window: inv.Window}
+	if err := s.checkNodeWithoutKey(&probe); err != nil {
+		return nil, fmt.Errorf("invite %q: %w", inv.ID, err)
+	}
+	if h, err := hex.DecodeString(inv.SecretHash); err != nil || len(h) != sha256.Size {
+		return nil, fmt.Errorf("invite %q: secret hash must be 64 hex digits", inv.ID)
+	}
+	if inv.Expires.IsZero() {
+		return nil, fmt.Errorf("invite %q needs an expiry", inv.ID)
+	}
+	ni := *inv
+	ni.CreatedBy, ni.Spent = signer, false
+	return func() { s.Invites[ni.ID] = &ni }, nil
+}
+
+func (s *State) planRedeem(r *Redeem, at time.Time) (func(), error) {
+	if r == nil {
+		return nil, errors.New("no redeem payload")
+	}
+	inv := s.Invites[r.Invite]
+	if inv == nil {
+		return nil, fmt.Errorf("no invite %q", r.Invite)
+	}
+	secret, err := hex.DecodeString(r.Secret)
+	if err != nil || len(secret) < 16 {
+		return nil, errors.New("invite secret must be hex, at least 16 bytes")
+	}
+	sum := sha256.Sum256(secret)
+	want, _ := hex.DecodeString(inv.SecretHash)
+	if subtle.ConstantTimeCompare(sum[:], want) != 1 {
+		return nil, fmt.Errorf("invite %q: wrong secret", r.Invite)
+	}
+	if inv.Spent {
+		return nil, fmt.Errorf("invite %q was already used", r.Invite)
+	}
+	if !at.Before(inv.Expires) {
+		return nil, fmt.Errorf("invite %q expired at %s", r.Invite, inv.Expires.UTC().Format(time.RFC3339))
+	}
+	n := Node{Name: inv.Name, PublicKey: r.PublicKey, Role: inv.Role, Site: inv.Site,
+		Jurisdiction: s.jurisdictionFor(inv.Site), Window: inv.Window, Endpoint: r.Endpoint}
+	if err := s.checkNode(&n); err != nil {
+		return nil, fmt.Errorf("invite %q: %w", r.Invite, err)
+	}
+	return func() {
+		inv.Spent = true
+		s.Nodes[n.Name] = &n
+	}, nil
+}
+
+func (s *State) jurisdictionFor(site string) string {
+	if st := s.Sites[site]; st != nil {
+		return st.Jurisdiction
+	}
+	return "EU"
+}

@@ -1,0 +1,449 @@
+package policy
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
+	openpgp "github.com/ProtonMail/go-crypto/openpgp/v2"
+)
+
+var (
+	t0      = time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)
+	keyTime = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+type testUser struct {
+	name   string
+	entity *openpgp.Entity
+	pub    []byte
+	fp     string
+}
+
+func newTestUser(t testing.TB, name string) *testUser {
+	t.Helper()
+	// v4 EdDSA: what Custos makes for admins, so that GnuPG 2.2 and sq can
+	// check what they signed (neither reads v6 keys yet).
+	e, err := openpgp.NewEntity(name, "", "", &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA, Curve: packet.Curve25519,
+		Time: func() time.Time { return keyTime }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := e.Serialize(&buf); err != nil {
+		t.Fatal(err)
+	}
+	return &testUser{name: name, entity: e, pub: buf.Bytes(), fp: hex.EncodeToString(e.PrimaryKey.Fingerprint)}
+}
+
+func (u *testUser) user(role UserRole) User {
+	return User{Name: u.name, Role: role, PublicKey: u.pub, Fingerprint: u.fp}
+}
+
+// fataler is what sign needs of testing.TB and *rapid.T alike.
+type fataler interface {
+	Helper()
+	Fatal(args ...any)
+}
+
+func (u *testUser) sign(t fataler, c *Command) Envelope {
+	t.Helper()
+	c.Signer = u.name
+	body, err := EncodeCommand(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sig bytes.Buffer
+	at := c.Time
+	if at.Before(keyTime) {
+		at = keyTime.Add(time.Second) // a key cannot sign before it exists
+	}
+	cfg := &packet.Config{Time: func() time.Time { return at }}
+	if err := openpgp.DetachSign(&sig, []*openpgp.Entity{u.entity}, bytes.NewReader(SignedBytes(body)), cfg); err != nil {
+		t.Fatal(err)
+	}
+	return Envelope{Body: body, Sig: sig.Bytes()}
+}
+
+func nodeKey(b byte) string { return "nodekey:" + hex.EncodeToString(bytes.Repeat([]byte{b}, 32)) }
+
+var cmdSeq int
+
+func cmd(kind string, at time.Time) *Command {
+	cmdSeq++
+	return &Command{ID: fmt.Sprintf("c%d", cmdSeq), Time: at, Kind: kind}
+}
+
+// founded returns a state with genesis applied by admin alice, a site and a store.
+func founded(t testing.TB, alice *testUser) *State {
+	t.Helper()
+	s := &State{}
+	g := cmd(KindGenesis, t0)
+	g.Genesis = &Genesis{Federation: "acme", Admin: alice.user(UserAdmin),
+		Node: Node{Name: "dc-a", PublicKey: nodeKey(1), Role: RoleDatacenter, Jurisdiction: "EU"}}
+	mustApply(t, s, alice.sign(t, g))
+	c := cmd(KindAddSite, t0)
+	c.Site = &Site{Name: "praha-1", Jurisdiction: "EU"}
+	mustApply(t, s, alice.sign(t, c))
+	c = cmd(KindAddNode, t0)
+	c.Node = &Node{Name: "store-praha-1", PublicKey: nodeKey(2), Role: RoleStore, Site: "praha-1", Jurisdiction: "EU"}
+	mustApply(t, s, alice.sign(t, c))
+	c = cmd(KindAddCamera, t0)
+	c.Camera = &Camera{Site: "praha-1", Name: "entrance", Purpose: "theft prevention", LegalBasis: "art. 6(1)(f)", Retention: DefaultRetention, Tags: []string{"doors"}}
+	mustApply(t, s, alice.sign(t, c))
+	return s
+}
+
+func mustApply(t testing.TB, s *State, e Envelope) {
+	t.Helper()
+	if _, err := s.Apply(e); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func refused(t *testing.T, s *State, e Envelope, want string) {
+	t.Helper()
+	before, _ := s.Marshal()
+	_, err := s.Apply(e)
+	if !errors.Is(err, ErrRefused) {
+		t.Fatalf("applied, want refusal mentioning %q (err %v)", want, err)
+	}
+	if !strings.Contains(err.Error(), want) {
+		t.Fatalf("refusal %q does not mention %q", err, want)
+	}
+	after, _ := s.Marshal()
+	if !bytes.Equal(before, after) {
+		t.Fatal("a refused command changed the state")
+	}
+}
+
+func TestZeroStateDeniesEverything(t *testing.T) {
+	var s State
+	for _, subj := range []Subject{{"user", "alice"}, {"node", "dc-a"}, {"x", ""}} {
+		for _, a := range []Action{ActLive, ActPlayback, ActExport, ActManage, ActApprove, ActAudit} {
+			if d := Authorize(&s, subj, a, "praha-1/entrance", t0); d.Allow || d.Reason == "" {
+				t.Errorf("zero state: %v %s = %+v", subj, a, d)
+			}
+		}
+	}
+	if d := Authorize(nil, Subject{"user", "a"}, ActLive, "", t0); d.Allow {
+		t.Error("nil state allowed")
+	}
+	if p := DesiredPeers(&s, "dc-a", t0); len(p) != 0 {
+		t.Error("zero state gives peers")
+	}
+	var d Decision
+	if d.Allow {
+		t.Error("zero Decision allows")
+	}
+}
+
+func TestSignaturesAndRoles(t *testing.T) {
+	alice, bob, mallory := newTestUser(t, "alice"), newTestUser(t, "bob"), newTestUser(t, "mallory")
+	s := founded(t, alice)
+	c := cmd(KindAddUser, t0)
+	u := bob.user(UserApprover)
+	c.User = &u
+	mustApply(t, s, alice.sign(t, c))
+
+	site := func() *Command {
+		c := cmd(KindAddSite, t0)
+		c.Site = &Site{Name: "brno-" + c.ID, Jurisdiction: "EU"}
+		return c
+	}
+
+	// A stranger's key, even claiming to be alice.
+	forged := site()
+	env := mallory.sign(t, forged)
+	refused(t, s, env, "not a user")
+	forged2 := site()
+	env = mallory.sign(t, forged2)
+	body, _ := DecodeCommand(env.Body)
+	body.Signer = "alice"
+	nb, _ := EncodeCommand(body)
+	refused(t, s, Envelope{Body: nb, Sig: env.Sig}, "bad signature")
+	// A tampered body under a good signature.
+	good := alice.sign(t, site())
+	tampered := bytes.Replace(good.Body, []byte(`"EU"`), []byte(`"US"`), 1)
+	refused(t, s, Envelope{Body: tampered, Sig: good.Sig}, "bad signature")
+	// No signature.
+	refused(t, s, Envelope{Body: good.Body}, "no signature")
+	// Wrong role: an approver cannot change the policy.
+	refused(t, s, bob.sign(t, site()), "needs role admin")
+	// Replay.
+	mustApply(t, s, good)
+	refused(t, s, good, "replay")
+	// Too old.
+	old := site()
+	old.Time = t0.Add(-2 * ReplayWindow)
+	refused(t, s, alice.sign(t, old), "replay window")
+	// Revoked admin: add carol as admin, revoke alice, alice is refused.
+	carol := newTestUser(t, "carol")
+	c = cmd(KindAddUser, t0)
+	u = carol.user(UserAdmin)
+	c.User = &u
+	mustApply(t, s, alice.sign(t, c))
+	c = cmd(KindRevokeUser, t0)
+	c.Name = "alice"
+	mustApply(t, s, carol.sign(t, c))
+	refused(t, s, alice.sign(t, site()), "revoked")
+	// The last admin cannot be revoked.
+	c = cmd(KindRevokeUser, t0)
+	c.Name = "carol"
+	refused(t, s, carol.sign(t, c), "last admin")
+	// Unknown fields and kinds.
+	refused(t, s, Envelope{Body: []byte(`{"id":"x1","time":"2026-11-27T08:00:00Z","kind":"site.add","evil":1}`), Sig: []byte{1}}, "unknown field")
+	k := cmd("site.delete-everything", t0)
+	refused(t, s, carol.sign(t, k), "unknown command kind")
+}
+
+func TestGenesisRules(t *testing.T) {
+	alice, mallory := newTestUser(t, "alice"), newTestUser(t, "mallory")
+	g := func() *Command {
+		c := cmd(KindGenesis, t0)
+		c.Genesis = &Genesis{Federation: "acme", Admin: alice.user(UserAdmin),
+			Node: Node{Name: "dc-a", PublicKey: nodeKey(1), Role: RoleDatacenter, Jurisdiction: "EU"}}
+		return c
+	}
+	s := &State{}
+	// Signed by someone else than the admin it installs.
+	c := g()
+	env := mallory.sign(t, c)
+	refused(t, s, env, "must be signed by the admin it installs")
+	c = g()
+	c.Genesis.Admin.Name = "mallory"
+	c.Genesis.Admin.PublicKey = alice.pub // claims alice's key
+	refused(t, s, mallory.sign(t, c), "bad signature")
+	// Anything before genesis.
+	site := cmd(KindAddSite, t0)
+	site.Site = &Site{Name: "x", Jurisdiction: "EU"}
+	refused(t, s, alice.sign(t, site), "first command must be genesis")
+	mustApply(t, s, alice.sign(t, g()))
+	refused(t, s, alice.sign(t, g()), "already exists")
+}
+
+func TestAuthorize(t *testing.T) {
+	alice := newTestUser(t, "alice")
+	s := founded(t, alice)
+	add := func(c *Command) { mustApply(t, s, alice.sign(t, c)) }
+	guard, help := newTestUser(t, "guard"), newTestUser(t, "help")
+	for _, x := range []struct {
+		u    *testUser
+		role UserRole
+	}{{guard, UserViewer}, {help, UserHelpdesk}} {
+		c := cmd(KindAddUser, t0)
+		u := x.u.user(x.role)
+		c.User = &u
+		add(c)
+	}
+	c := cmd(KindAddCamera, t0)
+	c.Camera = &Camera{Site: "praha-1", Name: "tills", Purpose: "p", LegalBasis: "b", Retention: time.Hour, Tags: []string{"tills"}}
+	add(c)
+	c = cmd(KindAddGrant, t0)
+	c.Grant = &Grant{ID: "g-guard", Subject: Subject{"user", "guard"}, Actions: []Action{ActLive}, Selector: "praha-1/*",
+		Window: Window{From: t0, Until: t0.Add(8 * time.Hour)}, Purpose: "shift"}
+	add(c)
+
+	cases := []struct {
+		name  string
+		subj  Subject
+		act   Action
+		res   string
+		at    time.Time
+		allow bool
+	}{
+		{"guard live in window", Subject{"user", "guard"}, ActLive, "praha-1/entrance", t0.Add(time.Hour), true},
+		{"guard live before window", Subject{"user", "guard"}, ActLive, "praha-1/entrance", t0.Add(-time.Minute), false},
+		{"guard live at window end", Subject{"user", "guard"}, ActLive, "praha-1/entrance", t0.Add(8 * time.Hour), false},
+		{"guard playback", Subject{"user", "guard"}, ActPlayback, "praha-1/entrance", t0.Add(time.Hour), false},
+		{"guard unknown camera", Subject{"user", "guard"}, ActLive, "praha-1/nope", t0.Add(time.Hour), false},
+		{"guard manage", Subject{"user", "guard"}, ActManage, "", t0, false},
+		{"helpdesk nothing", Subject{"user", "help"}, ActLive, "praha-1/entrance", t0, false},
+		{"admin manage", Subject{"user", "alice"}, ActManage, "", t0, true},
+		{"admin no footage by role", Subject{"user", "alice"}, ActPlayback, "praha-1/entrance", t0, false},
+		{"unknown user", Subject{"user", "eve"}, ActLive, "praha-1/entrance", t0, false},
+		{"store no grant", Subject{"node", "store-praha-1"}, ActLive, "praha-1/entrance", t0, false},
+	}
+	for _, tc := range cases {
+		d := Authorize(s, tc.subj, tc.act, tc.res, tc.at)
+		if d.Allow != tc.allow || d.Reason == "" {
+			t.Errorf("%s: %+v, want allow=%v with a reason", tc.name, d, tc.allow)
+		}
+	}
+
+	// Helpdesk: only with a time-boxed support grant.
+	c = cmd(KindAddGrant, t0)
+	c.Grant = &Grant{ID: "support", Subject: Subject{"user", "help"}, Actions: []Action{ActLive}, Selector: "tag:tills"}
+	refused(t, s, alice.sign(t, c), "time-boxed")
+	c = cmd(KindAddGrant, t0)
+	c.Grant = &Grant{ID: "support", Subject: Subject{"user", "help"}, Actions: []Action{ActLive}, Selector: "tag:tills", Window: Window{Until: t0.Add(time.Hour)}}
+	add(c)
+	if d := Authorize(s, Subject{"user", "help"}, ActLive, "praha-1/tills", t0); !d.Allow {
+		t.Errorf("helpdesk with support grant: %+v", d)
+	}
+	if d := Authorize(s, Subject{"user", "help"}, ActLive, "praha-1/entrance", t0); d.Allow {
+		t.Errorf("support grant leaked to an untagged camera: %+v", d)
+	}
+	if d := Authorize(s, Subject{"user", "help"}, ActLive, "praha-1/tills", t0.Add(time.Hour)); d.Allow {
+		t.Errorf("support grant outlived its window: %+v", d)
+	}
+	// Revoking the grant ends it.
+	c = cmd(KindRevokeGrant, t0)
+	c.Name = "g-guard"
+	add(c)
+	if d := Authorize(s, Subject{"user", "guard"}, ActLive, "praha-1/entrance", t0.Add(time.Hour)); d.Allow {
+		t.Errorf("revoked grant still allows: %+v", d)
+	}
+	// Grants cannot give role duties.
+	c = cmd(KindAddGrant, t0)
+	c.Grant = &Grant{ID: "sneaky", Subject: Subject{"user", "guard"}, Actions: []Action{ActManage}, Selector: "*"}
+	refused(t, s, alice.sign(t, c), "grants give live, playback or export")
+}
+
+func TestInstaller(t *testing.T) {
+	alice := newTestUser(t, "alice")
+	s := founded(t, alice)
+	c := cmd(KindAddSite, t0)
+	c.Site = &Site{Name: "brno-1", Jurisdiction: "EU"}
+	mustApply(t, s, alice.sign(t, c))
+	c = cmd(KindAddCamera, t0)
+	c.Camera = &Camera{Site: "brno-1", Name: "door", Purpose: "p", LegalBasis: "b", Retention: time.Hour}
+	mustApply(t, s, alice.sign(t, c))
+	c = cmd(KindAddNode, t0)
+	c.Node = &Node{Name: "store-brno-1", PublicKey: nodeKey(5), Role: RoleStore, Site: "brno-1", Jurisdiction: "EU"}
+	mustApply(t, s, alice.sign(t, c))
+
+	// An installer needs a window end.
+	c = cmd(KindAddNode, t0)
+	c.Node = &Node{Name: "inst", PublicKey: nodeKey(9), Role: RoleInstaller, Site: "praha-1", Jurisdiction: "EU"}
+	refused(t, s, alice.sign(t, c), "needs a window end")
+
+	// By invite: one-time secret, expiry.
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	sum := sha256.Sum256(secret)
+	from, until := t0.Add(time.Hour), t0.Add(3*time.Hour)
+	c = cmd(KindCreateInvite, t0)
+	c.Invite = &Invite{ID: "inv1", Role: RoleInstaller, Name: "inst", Site: "praha-1", Window: Window{From: from, Until: until},
+		Expires: t0.Add(2 * time.Hour), SecretHash: hex.EncodeToString(sum[:])}
+	mustApply(t, s, alice.sign(t, c))
+	redeem := func(sec []byte, at time.Time) Envelope {
+		c := cmd(KindRedeemInvite, at)
+		c.Redeem = &Redeem{Invite: "inv1", Secret: hex.EncodeToString(sec), PublicKey: nodeKey(9)}
+		b, _ := EncodeCommand(c)
+		return Envelope{Body: b}
+	}
+	wrong := make([]byte, 32)
+	refused(t, s, redeem(wrong, t0), "wrong secret")
+	refused(t, s, redeem(secret, t0.Add(2*time.Hour)), "expired")
+	mustApply(t, s, redeem(secret, t0.Add(30*time.Minute)))
+	refused(t, s, redeem(secret, t0.Add(31*time.Minute)), "already used")
+
+	inst := Subject{"node", "inst"}
+	if d := Authorize(s, inst, ActLive, "praha-1/entrance", from.Add(-time.Second)); d.Allow {
+		t.Errorf("installer before window: %+v", d)
+	}
+	if d := Authorize(s, inst, ActLive, "praha-1/entrance", from); !d.Allow {
+		t.Errorf("installer live own site in window: %+v", d)
+	}
+	if d := Authorize(s, inst, ActPlayback, "praha-1/entrance", from); d.Allow {
+		t.Errorf("installer playback: %+v", d)
+	}
+	if d := Authorize(s, inst, ActLive, "brno-1/door", from); d.Allow {
+		t.Errorf("installer other site: %+v", d)
+	}
+	if d := Authorize(s, inst, ActLive, "praha-1/entrance", until); d.Allow {
+		t.Errorf("installer after window: %+v", d)
+	}
+	// Grants cannot widen an installer.
+	c = cmd(KindAddGrant, t0)
+	c.Grant = &Grant{ID: "inst-more", Subject: inst, Actions: []Action{ActPlayback}, Selector: "*"}
+	refused(t, s, alice.sign(t, c), "installer's access is fixed")
+
+	// Peers: the installer is a peer of its own site's store only inside
+	// its window, never of the other store.
+	names := func(ns []*Node) string {
+		var out []string
+		for _, n := range ns {
+			out = append(out, n.Name)
+		}
+		return strings.Join(out, ",")
+	}
+	if got := names(DesiredPeers(s, "store-praha-1", from)); got != "dc-a,inst" {
+		t.Errorf("store-praha-1 peers in window = %s", got)
+	}
+	if got := names(DesiredPeers(s, "store-praha-1", until)); got != "dc-a" {
+		t.Errorf("store-praha-1 peers after window = %s", got)
+	}
+	if got := names(DesiredPeers(s, "store-brno-1", from)); got != "dc-a" {
+		t.Errorf("store-brno-1 peers = %s (stores do not peer with each other or other sites' installers)", got)
+	}
+	if got := names(DesiredPeers(s, "dc-a", from)); got != "inst,store-brno-1,store-praha-1" {
+		t.Errorf("dc-a peers = %s", got)
+	}
+	if got := DesiredPeers(s, "inst", until); len(got) != 0 {
+		t.Errorf("expired installer has peers %s", names(got))
+	}
+	if got := NextChange(s, t0); !got.Equal(from) {
+		t.Errorf("NextChange = %v, want the installer's window start %v", got, from)
+	}
+	if got := NextChange(s, from); !got.Equal(until) {
+		t.Errorf("NextChange = %v, want %v", got, until)
+	}
+	// Revoking a node removes it from everyone's peers.
+	c = cmd(KindRevokeNode, t0)
+	c.Name = "store-praha-1"
+	mustApply(t, s, alice.sign(t, c))
+	if got := names(DesiredPeers(s, "dc-a", from)); got != "inst,store-brno-1" {
+		t.Errorf("after revoke dc-a peers = %s", got)
+	}
+}
+
+func TestCameraRetention(t *testing.T) {
+	alice := newTestUser(t, "alice")
+	s := founded(t, alice)
+	c := cmd(KindAddCamera, t0)
+	c.Camera = &Camera{Site: "praha-1", Name: "yard", Purpose: "p", LegalBasis: "b", Retention: 7 * 24 * time.Hour}
+	refused(t, s, alice.sign(t, c), "justification")
+	c = cmd(KindAddCamera, t0)
+	c.Camera = &Camera{Site: "praha-1", Name: "yard", Purpose: "p", LegalBasis: "b", Retention: 7 * 24 * time.Hour,
+		Justification: "insurance requires a week of footage for the loading yard"}
+	mustApply(t, s, alice.sign(t, c))
+	c = cmd(KindAddCamera, t0)
+	c.Camera = &Camera{Site: "nowhere", Name: "x", Purpose: "p", LegalBasis: "b", Retention: time.Hour}
+	refused(t, s, alice.sign(t, c), "no site")
+}
+
+func FuzzDecodeEnvelope(f *testing.F) {
+	f.Add([]byte(`{"body":"e30=","sig":""}`))
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"body":null}`))
+	alice := newTestUser(f, "alice")
+	s := founded(f, alice)
+	snap, _ := s.Marshal()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		env, err := DecodeEnvelope(b)
+		if err != nil {
+			return
+		}
+		var st State
+		if err := st.Unmarshal(snap); err != nil {
+			t.Fatal(err)
+		}
+		before, _ := st.Marshal()
+		if _, err := st.Apply(env); err == nil {
+			t.Fatalf("an unsigned fuzzed envelope was applied: %q", b)
+		}
+		after, _ := st.Marshal()
+		if !bytes.Equal(before, after) {
+			t.Fatal("a refused envelope changed the state")
+		}
+	})
+}

@@ -1,0 +1,235 @@
+package policy
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Role of a node in the federation (DESIGN §2).
+type NodeRole string
+
+const (
+	RoleDatacenter NodeRole = "datacenter"
+	RoleWitness    NodeRole = "witness"
+	RoleStore      NodeRole = "store"
+	RoleAdminNode  NodeRole = "admin"
+	RoleInstaller  NodeRole = "installer"
+)
+
+// UserRole of a person with an OpenPGP key.
+type UserRole string
+
+const (
+	UserAdmin    UserRole = "admin"    // changes the policy
+	UserApprover UserRole = "approver" // approves footage requests
+	UserAuditor  UserRole = "auditor"  // reads audit journals
+	UserHelpdesk UserRole = "helpdesk" // nothing unless a support grant is open
+	UserViewer   UserRole = "viewer"   // what grants give, nothing more
+)
+
+// Action a grant can allow.
+type Action string
+
+const (
+	ActLive     Action = "live"
+	ActPlayback Action = "playback"
+	ActExport   Action = "export"
+	ActManage   Action = "manage"
+	ActApprove  Action = "approve"
+	ActAudit    Action = "audit"
+)
+
+// DefaultRetention is the Czech authority's and the EDPB's default.
+const DefaultRetention = 72 * time.Hour
+
+// ReplayWindow bounds how old a command may be relative to the state's
+// clock; IDs are remembered for this long, so a replay is always caught.
+const ReplayWindow = 24 * time.Hour
+
+// State is the replicated policy. Its zero value is an empty federation that
+// denies everything. Maps are keyed by name (IDs for grants and invites).
+type State struct {
+	Federation string               `json:"federation,omitempty"`
+	Clock      time.Time            `json:"clock,omitzero"` // latest command time applied
+	Sites      map[string]*Site     `json:"sites,omitempty"`
+	Nodes      map[string]*Node     `json:"nodes,omitempty"`
+	Users      map[string]*User     `json:"users,omitempty"`
+	Cameras    map[string]*Camera   `json:"cameras,omitempty"` // key "site/name"
+	Grants     map[string]*Grant    `json:"grants,omitempty"`
+	Invites    map[string]*Invite   `json:"invites,omitempty"`
+	Seen       map[string]time.Time `json:"seen,omitempty"` // command IDs within the replay window
+	Applied    uint64               `json:"applied"`        // commands applied
+}
+
+type Site struct {
+	Name         string `json:"name"`
+	Jurisdiction string `json:"jurisdiction"` // e.g. "EU"
+}
+
+// Window is a validity interval; a zero bound is open.
+type Window struct {
+	From  time.Time `json:"from,omitzero"`
+	Until time.Time `json:"until,omitzero"`
+}
+
+// Contains reports whether t is inside [From, Until).
+func (w Window) Contains(t time.Time) bool {
+	if !w.From.IsZero() && t.Before(w.From) {
+		return false
+	}
+	if !w.Until.IsZero() && !t.Before(w.Until) {
+		return false
+	}
+	return true
+}
+
+type Node struct {
+	Name         string   `json:"name"`
+	PublicKey    string   `json:"public_key"` // "nodekey:<hex>"
+	Role         NodeRole `json:"role"`
+	Site         string   `json:"site,omitempty"`
+	Jurisdiction string   `json:"jurisdiction"`
+	Window       Window   `json:"window"`
+	Endpoint     string   `json:"endpoint,omitempty"` // public underlay address (datacenters)
+	Revoked      bool     `json:"revoked,omitempty"`
+}
+
+type User struct {
+	Name        string   `json:"name"`
+	Role        UserRole `json:"role"`
+	PublicKey   []byte   `json:"public_key"`  // OpenPGP public key (binary)
+	Fingerprint string   `json:"fingerprint"` // hex, of the primary key
+	Revoked     bool     `json:"revoked,omitempty"`
+}
+
+type Camera struct {
+	Site          string        `json:"site"`
+	Name          string        `json:"name"`
+	Purpose       string        `json:"purpose"`
+	LegalBasis    string        `json:"legal_basis"`
+	Retention     time.Duration `json:"retention"`
+	Justification string        `json:"justification,omitempty"`
+	Tags          []string      `json:"tags,omitempty"`
+}
+
+// Key is the camera's map key and resource name, "site/name".
+func (c *Camera) Key() string { return c.Site + "/" + c.Name }
+
+// Grant allows a subject some actions on the cameras a selector matches,
+// inside a window, for a purpose.
+type Grant struct {
+	ID        string   `json:"id"`
+	Subject   Subject  `json:"subject"`
+	Actions   []Action `json:"actions"`
+	Selector  string   `json:"selector"` // "site/cam", "site/*", "tag:name", "*"
+	Window    Window   `json:"window"`
+	Purpose   string   `json:"purpose,omitempty"`
+	GrantedBy string   `json:"granted_by"`
+	Revoked   bool     `json:"revoked,omitempty"`
+}
+
+// Subject is who asks: a user or a node.
+type Subject struct {
+	Kind string `json:"kind"` // "user" or "node"
+	Name string `json:"name"`
+}
+
+func (s Subject) String() string { return s.Kind + ":" + s.Name }
+
+// ParseSubject reads "user:NAME" or "node:NAME".
+func ParseSubject(s string) (Subject, error) {
+	k, n, ok := strings.Cut(s, ":")
+	if !ok || (k != "user" && k != "node") || validName(n) != nil {
+		return Subject{}, fmt.Errorf("subject %q: want user:NAME or node:NAME", s)
+	}
+	return Subject{Kind: k, Name: n}, nil
+}
+
+// Invite lets one node join once, inside its window.
+type Invite struct {
+	ID         string    `json:"id"`
+	Role       NodeRole  `json:"role"`
+	Name       string    `json:"name"`
+	Site       string    `json:"site,omitempty"`
+	Window     Window    `json:"window"`      // the membership window of the node it creates
+	Expires    time.Time `json:"expires"`     // the invite itself is void from then on
+	SecretHash string    `json:"secret_hash"` // hex SHA-256 of the one-time secret
+	CreatedBy  string    `json:"created_by"`
+	Spent      bool      `json:"spent,omitempty"`
+}
+
+// Marshal is the canonical encoding of the state: encoding/json writes
+// struct fields in declaration order and map keys sorted, so equal states
+// give equal bytes.
+func (s *State) Marshal() ([]byte, error) { return json.Marshal(s) }
+
+// Unmarshal replaces s with a snapshot.
+func (s *State) Unmarshal(b []byte) error {
+	var n State
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("policy: snapshot: %w", err)
+	}
+	*s = n
+	return nil
+}
+
+// SelectorMatches reports whether sel matches camera c.
+func SelectorMatches(sel string, c *Camera) bool {
+	switch {
+	case sel == "*":
+		return true
+	case strings.HasPrefix(sel, "tag:"):
+		return slices.Contains(c.Tags, strings.TrimPrefix(sel, "tag:"))
+	default:
+		site, cam, ok := strings.Cut(sel, "/")
+		if !ok {
+			return false
+		}
+		return site == c.Site && (cam == "*" || cam == c.Name)
+	}
+}
+
+// validSelector checks a selector's syntax.
+func validSelector(sel string) error {
+	switch {
+	case sel == "*":
+		return nil
+	case strings.HasPrefix(sel, "tag:"):
+		return validName(strings.TrimPrefix(sel, "tag:"))
+	default:
+		site, cam, ok := strings.Cut(sel, "/")
+		if !ok {
+			return fmt.Errorf("camera selector %q: want SITE/CAMERA, SITE/*, tag:NAME or *", sel)
+		}
+		if err := validName(site); err != nil {
+			return fmt.Errorf("camera selector %q: %w", sel, err)
+		}
+		if cam != "*" {
+			if err := validName(cam); err != nil {
+				return fmt.Errorf("camera selector %q: %w", sel, err)
+			}
+		}
+		return nil
+	}
+}
+
+// validName accepts 1–63 letters, digits, '-', '_' and '.'.
+func validName(s string) error {
+	if s == "" {
+		return fmt.Errorf("empty name")
+	}
+	if len(s) > 63 {
+		return fmt.Errorf("name longer than 63 characters")
+	}
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '.':
+		default:
+			return fmt.Errorf("name %q has %q; use letters, digits, '-', '_' or '.'", s, r)
+		}
+	}
+	return nil
+}
