@@ -1,0 +1,121 @@
+package node
+
+import (
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/mesh"
+	"github.com/custos-cctv/custos/policy"
+)
+
+// policySource is what membership needs from the replicated policy: the
+// current state (read-only) and Changed, a channel that is closed when the
+// state next changes (take it before reading the state, and no change is
+// ever missed).
+type policySource interface {
+	State() *policy.State
+	Changed() <-chan struct{}
+}
+
+// peerSetter is the mesh as membership sees it.
+type peerSetter interface {
+	SetPeers([]mesh.Peer) error
+}
+
+// maxReconcileWait bounds the time between reconciliations even when no
+// window boundary is due: a safety net against a missed signal or a clock
+// step, cheap because SetPeers changes nothing when nothing changed.
+const maxReconcileWait = 10 * time.Second
+
+// membership keeps the mesh's peers equal to policy.DesiredPeers for this
+// node, by this node's own clock: on every applied command, and at every
+// window boundary (policy.NextChange), also when cut off from consensus —
+// a store that hears nothing still drops an installer whose window ended.
+type membership struct {
+	self  string
+	src   policySource
+	mesh  peerSetter
+	now   func() time.Time
+	logf  func(string, ...any)
+	stop  chan struct{}
+	wg    sync.WaitGroup
+	errMu sync.Mutex // guards err
+	err   error      // of the last reconciliation, for status
+}
+
+func startMembership(self string, src policySource, m peerSetter, now func() time.Time, logf func(string, ...any)) *membership {
+	ms := &membership{self: self, src: src, mesh: m, now: now, logf: logf, stop: make(chan struct{})}
+	ms.reconcile() // peers are in place when start returns
+	ms.wg.Add(1)
+	go ms.loop()
+	return ms
+}
+
+func (ms *membership) close() {
+	close(ms.stop)
+	ms.wg.Wait()
+}
+
+func (ms *membership) loop() {
+	defer ms.wg.Done()
+	for {
+		changed := ms.src.Changed()
+		ms.reconcile()
+		wait := maxReconcileWait
+		if st := ms.src.State(); st != nil {
+			if next := policy.NextChange(st, ms.now()); !next.IsZero() {
+				// A few ms past the boundary, so that Window.Contains has
+				// flipped when we look.
+				if d := next.Sub(ms.now()) + 5*time.Millisecond; d < wait {
+					wait = d
+				}
+			}
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ms.stop:
+			t.Stop()
+			return
+		case <-changed:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// reconcile applies the desired peers now.
+func (ms *membership) reconcile() {
+	st := ms.src.State()
+	peers, err := PeersFromPolicy(st, ms.self, ms.now())
+	if err == nil {
+		err = ms.mesh.SetPeers(peers)
+	}
+	ms.errMu.Lock()
+	ms.err = err
+	ms.errMu.Unlock()
+	if err != nil {
+		ms.logf("node: membership: %v", err)
+	}
+}
+
+// PeersFromPolicy turns policy.DesiredPeers into mesh peers.
+func PeersFromPolicy(st *policy.State, self string, now time.Time) ([]mesh.Peer, error) {
+	var out []mesh.Peer
+	for _, n := range policy.DesiredPeers(st, self, now) {
+		pub, err := keys.ParseNodePublic(n.PublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("policy node %q: %w", n.Name, err)
+		}
+		p := mesh.Peer{Name: n.Name, PublicKey: pub}
+		if n.Endpoint != "" {
+			if ep, err := netip.ParseAddrPort(n.Endpoint); err == nil && ep.Port() != 0 && !ep.Addr().IsUnspecified() {
+				p.Endpoint = ep
+			}
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
