@@ -56,6 +56,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseGossipMeta -fuzztime 15s ./mesh/
 	$(GO) test -run '^$$' -fuzz FuzzUAPI -fuzztime 15s ./mesh/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeEnvelope -fuzztime 15s ./policy/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeEntry -fuzztime 15s ./policy/audit/
+	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime 15s -fuzzminimizetime 100x ./policy/audit/
 
 clean:
 	rm -rf bin

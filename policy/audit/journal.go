@@ -1,0 +1,341 @@
+package audit
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// DefaultRetention is how long entries are kept when Options.Retention is 0.
+const DefaultRetention = 30 * 24 * time.Hour
+
+var (
+	// ErrClosed is returned by every method of a closed Journal but Close.
+	ErrClosed = errors.New("audit: journal closed")
+	// ErrLocked means another Journal (in this process or another) has the
+	// directory open.
+	ErrLocked = errors.New("audit: journal is open elsewhere")
+	// ErrDamaged means the journal's files are not what this package
+	// writes; Verify says where and how.
+	ErrDamaged = errors.New("audit: journal damaged")
+)
+
+// Options configure a Journal. The zero value is ready to use.
+type Options struct {
+	// Retention is how long Prune keeps entries. 0 means DefaultRetention;
+	// negative is an error.
+	Retention time.Duration
+	// Now is the clock for events appended without a time, and for Prune
+	// called with a zero time. Nil means time.Now.
+	Now func() time.Time
+	// Node is written into events appended without one.
+	Node string
+}
+
+// Journal is an open audit journal. Its methods are safe for concurrent use.
+type Journal struct {
+	dir       string // the audit directory
+	opts      Options
+	lock      *os.File // lockName, held for the Journal's life
+	wlock     *os.File // writeLockName, held while changing files (lock.go)
+	recovered []string
+
+	mu     sync.Mutex
+	f      *os.File // the journal, for appending
+	size   int64    // bytes of complete entries in f
+	seq    uint64   // the last entry appended (or the checkpoint's)
+	hash   Digest
+	broken error // after a failed write that could not be undone
+	closed bool
+}
+
+// Open opens the audit journal in dir (a node's data directory), creating
+// dir/audit/ if needed, and repairs what a crash may have left (package
+// doc); Recovered says what it repaired. Only one Journal may have a
+// directory open at a time (ErrLocked).
+func Open(dir string, opts Options) (*Journal, error) {
+	if opts.Retention < 0 {
+		return nil, fmt.Errorf("audit: open: negative retention %v", opts.Retention)
+	}
+	if opts.Retention == 0 {
+		opts.Retention = DefaultRetention
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	adir := filepath.Join(dir, subdir)
+	if err := os.MkdirAll(adir, 0o700); err != nil {
+		return nil, fmt.Errorf("audit: open: %w", err)
+	}
+	lock, wlock, err := lockDir(adir)
+	if err != nil {
+		return nil, fmt.Errorf("audit: open %s: %w", adir, err)
+	}
+	j := &Journal{dir: adir, opts: opts, lock: lock, wlock: wlock}
+	if err := j.start(); err != nil {
+		wlock.Close()
+		lock.Close()
+		return nil, fmt.Errorf("audit: open %s: %w", adir, err)
+	}
+	return j, nil
+}
+
+// start repairs the directory and opens the journal for appending.
+func (j *Journal) start() error {
+	unlock, err := flock(j.wlock, syscall.LOCK_EX)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := j.recover(); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(j.dir, journalName), os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	j.f, j.size = f, fi.Size()
+	return nil
+}
+
+// recover brings the directory into a state Append can continue from, or
+// fails with ErrDamaged (package doc, Crashes).
+func (j *Journal) recover() error {
+	if err := removeTemps(j.dir); err != nil {
+		return err
+	}
+	s, err := scan(j.dir)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(j.dir, journalName)
+	if s.torn > 0 {
+		if err := truncateFile(path, s.validEnd); err != nil {
+			return err
+		}
+		j.recovered = append(j.recovered, fmt.Sprintf(
+			"dropped an unterminated last line (%d bytes): an append cut off by a crash, never acknowledged", s.torn))
+	}
+	if s.keepFrom >= 0 {
+		if err := rewriteJournal(j.dir, s.keepFrom, s.validEnd); err != nil {
+			return err
+		}
+		j.recovered = append(j.recovered, fmt.Sprintf(
+			"finished an interrupted prune: removed the entries up to %d that the checkpoint covers", s.Checkpoint.Seq))
+	}
+	h, last := s.head, s.last
+	switch {
+	case !s.headExists && s.Entries == 0 && !s.cpExists: // new, or a crash before the first head
+		return j.setHead(position{})
+	case h == nil:
+		return fmt.Errorf("%w: the head file is missing or damaged, so the journal's end is unknown; run `custos audit verify`", ErrDamaged)
+	case last != nil && last.Seq == h.Seq+1 && last.Prev == h.Hash:
+		j.recovered = append(j.recovered, fmt.Sprintf(
+			"moved the head file forward to entry %d: a crash came between writing the entry and updating the head", last.Seq))
+		return j.setHead(position{last.Seq, last.Hash})
+	case last != nil && last.Seq > h.Seq:
+		return fmt.Errorf("%w: the journal continues to entry %d past its head file (entry %d); run `custos audit verify`",
+			ErrDamaged, last.Seq, h.Seq)
+	}
+	// Chain on from the head even if the journal ends earlier or its last
+	// line is damaged: the gap stays visible to Verify.
+	j.seq, j.hash = h.Seq, h.Hash
+	return nil
+}
+
+func (j *Journal) setHead(p position) error {
+	b, err := encodeRecord(p)
+	if err == nil {
+		err = writeAtomic(j.dir, headName, b)
+	}
+	if err != nil {
+		return fmt.Errorf("write head: %w", err)
+	}
+	j.seq, j.hash = p.Seq, p.Hash
+	return nil
+}
+
+func truncateFile(path string, size int64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		return err
+	}
+	return fsync(f)
+}
+
+// Recovered lists what Open repaired after a crash, for the node to log.
+func (j *Journal) Recovered() []string { return append([]string(nil), j.recovered...) }
+
+// Append records e and returns it as the journal holds it, after it is on
+// disk (journal and head fsynced). An error means it was not recorded, with
+// one exception the error says: the entry is in the journal but the head
+// could not be updated; the Journal then refuses further appends until it
+// is reopened.
+func (j *Journal) Append(e Event) (Entry, error) {
+	e, err := normalize(e, j.opts.Now, j.opts.Node)
+	if err != nil {
+		return Entry{}, fmt.Errorf("audit: append: %w", err)
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err := j.usableLocked(); err != nil {
+		return Entry{}, fmt.Errorf("audit: append: %w", err)
+	}
+	unlock, err := flock(j.wlock, syscall.LOCK_EX)
+	if err != nil {
+		return Entry{}, fmt.Errorf("audit: append: %w", err)
+	}
+	defer unlock()
+	return j.appendLocked(e)
+}
+
+func (j *Journal) usableLocked() error {
+	if j.closed {
+		return ErrClosed
+	}
+	if j.broken != nil {
+		return fmt.Errorf("journal unusable since an earlier failure, reopen it: %w", j.broken)
+	}
+	return nil
+}
+
+func (j *Journal) appendLocked(e Event) (Entry, error) {
+	ent := Entry{Seq: j.seq + 1, Prev: j.hash, Event: e}
+	ent.Hash = ent.sum()
+	line, err := encodeLine(ent)
+	if err != nil {
+		return Entry{}, fmt.Errorf("audit: append: %w", err)
+	}
+	if _, err = j.f.Write(line); err == nil {
+		err = fsync(j.f)
+	}
+	if err != nil {
+		// Undo a partial write so no line ever follows half a line.
+		if terr := j.f.Truncate(j.size); terr != nil {
+			j.broken = terr
+		} else if serr := fsync(j.f); serr != nil {
+			j.broken = serr
+		}
+		return Entry{}, fmt.Errorf("audit: append: %w", err)
+	}
+	j.size += int64(len(line))
+	if err := j.setHead(position{ent.Seq, ent.Hash}); err != nil {
+		j.seq, j.hash, j.broken = ent.Seq, ent.Hash, err
+		return ent, fmt.Errorf("audit: append: entry %d is in the journal but the head is not: %w", ent.Seq, err)
+	}
+	return ent, nil
+}
+
+// Head returns the last entry's sequence number and hash (the checkpoint's
+// after a prune that removed everything; 0 and zero for an empty journal):
+// what a replica records to detect a rewritten chain later.
+func (j *Journal) Head() (seq uint64, hash Digest) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.seq, j.hash
+}
+
+// Since returns the entries whose time is at or after t, in journal order.
+func (j *Journal) Since(t time.Time) ([]Entry, error) {
+	return j.read("since", func(e *Entry) bool { return !e.Time.Before(t) })
+}
+
+// After returns the entries with a sequence number above seq, in order:
+// what a replica that has seq asks for.
+func (j *Journal) After(seq uint64) ([]Entry, error) {
+	return j.read("after", func(e *Entry) bool { return e.Seq > seq })
+}
+
+// read returns the entries keep selects. It reads without blocking appends:
+// the file is opened under the lock, and only the bytes it held then are
+// read (a prune replaces the file, so the descriptor keeps the old one).
+func (j *Journal) read(op string, keep func(*Entry) bool) ([]Entry, error) {
+	j.mu.Lock()
+	if j.closed {
+		j.mu.Unlock()
+		return nil, fmt.Errorf("audit: %s: %w", op, ErrClosed)
+	}
+	f, err := mustOpenJournal(j.dir)
+	size := j.size
+	j.mu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("audit: %s: %w", op, err)
+	}
+	defer f.Close()
+	var out []Entry
+	var bad error
+	_, _, err = eachLine(f, size, func(num int, _ int64, line []byte, err error) bool {
+		var e Entry
+		if err == nil {
+			e, err = parseLine(line)
+		}
+		if err == nil && e.sum() != e.Hash {
+			err = errors.New("contents do not match its hash")
+		}
+		if err != nil {
+			bad = fmt.Errorf("audit: %s: line %d: %v: %w; run `custos audit verify`", op, num, err, ErrDamaged)
+			return false
+		}
+		if keep(&e) {
+			out = append(out, e)
+		}
+		return true
+	})
+	if bad != nil {
+		return nil, bad
+	}
+	if err != nil {
+		return nil, fmt.Errorf("audit: %s: %w", op, err)
+	}
+	return out, nil
+}
+
+// Verify checks the journal like the package's Verify, consistently with
+// concurrent appends and prunes (it holds the lock while reading).
+func (j *Journal) Verify() (Report, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closed {
+		return Report{}, fmt.Errorf("audit: verify: %w", ErrClosed)
+	}
+	s, err := scan(j.dir)
+	if err != nil {
+		return Report{}, fmt.Errorf("audit: verify %s: %w", j.dir, err)
+	}
+	return s.Report, nil
+}
+
+// Close closes the journal and releases the directory. Calling it again
+// does nothing.
+func (j *Journal) Close() error {
+	j.mu.Lock()
+	if j.closed {
+		j.mu.Unlock()
+		return nil
+	}
+	j.closed = true
+	err := j.f.Close()
+	j.mu.Unlock()
+	for _, c := range []*os.File{j.wlock, j.lock} {
+		if cerr := c.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("audit: close: %w", err)
+	}
+	return nil
+}

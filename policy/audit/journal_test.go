@@ -1,0 +1,356 @@
+package audit
+
+import (
+	"errors"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+func TestAppendReopenContinuesChain(t *testing.T) {
+	dir := t.TempDir()
+	j := openJ(t, dir, Options{})
+	first := appendN(t, j, 0, 5)
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	j = openJ(t, dir, Options{})
+	if got := j.Recovered(); len(got) != 0 {
+		t.Errorf("Recovered after a clean close = %q, want nothing", got)
+	}
+	more := appendN(t, j, 5, 3)
+	all, err := j.Since(time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(all, append(first, more...)) {
+		t.Fatalf("Since(zero) = %v, want what Append returned", seqs(all))
+	}
+	checkChain(t, all, 1)
+	if seq, hash := j.Head(); seq != 8 || hash != more[2].Hash {
+		t.Errorf("Head = %d %s, want 8 %s", seq, hash, more[2].Hash)
+	}
+	r := verify(t, dir)
+	wantOK(t, r)
+	if r.Entries != 8 || r.LastSeq != 8 || r.LastHash != more[2].Hash {
+		t.Errorf("Verify = %+v, want 8 entries ending at 8", r)
+	}
+}
+
+func TestSinceAndAfter(t *testing.T) {
+	j := openJ(t, t.TempDir(), Options{})
+	appendN(t, j, 0, 6) // times t0 .. t0+5h
+	for _, tc := range []struct {
+		name string
+		get  func() ([]Entry, error)
+		want []uint64
+	}{
+		{"since zero", func() ([]Entry, error) { return j.Since(time.Time{}) }, []uint64{1, 2, 3, 4, 5, 6}},
+		{"since exact time is inclusive", func() ([]Entry, error) { return j.Since(t0.Add(3 * time.Hour)) }, []uint64{4, 5, 6}},
+		{"since between entries", func() ([]Entry, error) { return j.Since(t0.Add(150 * time.Minute)) }, []uint64{4, 5, 6}},
+		{"since other zone", func() ([]Entry, error) {
+			return j.Since(t0.Add(5 * time.Hour).In(time.FixedZone("CEST", 2*3600)))
+		}, []uint64{6}},
+		{"since future", func() ([]Entry, error) { return j.Since(t0.Add(24 * time.Hour)) }, nil},
+		{"after 0", func() ([]Entry, error) { return j.After(0) }, []uint64{1, 2, 3, 4, 5, 6}},
+		{"after 4", func() ([]Entry, error) { return j.After(4) }, []uint64{5, 6}},
+		{"after last", func() ([]Entry, error) { return j.After(6) }, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tc.get()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(seqs(got), tc.want) {
+				t.Errorf("got %v, want %v", seqs(got), tc.want)
+			}
+		})
+	}
+}
+
+func TestAppendNormalizes(t *testing.T) {
+	clock := newClock()
+	j := openJ(t, t.TempDir(), Options{Now: clock.Now, Node: "dc-a"})
+	long := strings.Repeat("€", MaxFieldBytes) // 3 bytes a rune: must be cut on a rune boundary
+	in := Event{Actor: "nodekey:\xff\xfe", Object: long, Reason: "a\x00b\n<&>"}
+	got, err := j.Append(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Time.Equal(t0) || got.Time.Location() != time.UTC {
+		t.Errorf("Time = %v, want the clock's %v in UTC", got.Time, t0)
+	}
+	if got.Node != "dc-a" {
+		t.Errorf("Node = %q, want Options.Node", got.Node)
+	}
+	if got.Actor != "nodekey:\uFFFD" {
+		t.Errorf("Actor = %q, want invalid UTF-8 replaced", got.Actor)
+	}
+	if len(got.Object) > MaxFieldBytes || !utf8.ValidString(got.Object) || !strings.HasSuffix(got.Object, truncMark) {
+		t.Errorf("Object is %d bytes (valid %v), want cut to %d with a marker", len(got.Object), utf8.ValidString(got.Object), MaxFieldBytes)
+	}
+	e, err := j.Append(Event{Time: t0.In(time.FixedZone("CEST", 2*3600)), Node: "store-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Node != "store-1" || e.Time.Location() != time.UTC {
+		t.Errorf("got node %q time %v, want the caller's node and UTC", e.Node, e.Time)
+	}
+	back, err := j.Since(time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(back) != 2 || back[0] != got || back[1] != e {
+		t.Errorf("read back %+v, want %+v and %+v", back, got, e)
+	}
+	if _, err := j.Append(Event{Time: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}); err == nil {
+		t.Error("Append accepted a time in the year 10000")
+	}
+}
+
+func TestConcurrentAppends(t *testing.T) {
+	dir := t.TempDir()
+	j := openJ(t, dir, Options{})
+	const workers, each = 8, 20
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*each)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				if _, err := j.Append(event(w*each + i)); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	// A reader and verifiers, with and without the Journal's lock, run
+	// beside the writers and must never see damage.
+	wg.Go(func() {
+		for range 5 {
+			if _, err := j.Since(time.Time{}); err != nil {
+				errs <- err
+			}
+			if r, err := j.Verify(); err != nil || !r.OK {
+				errs <- errors.Join(err, errors.New(r.String()))
+			}
+		}
+	})
+	wg.Go(func() {
+		for range 50 {
+			if r, err := Verify(dir); err != nil || !r.OK {
+				errs <- errors.Join(err, errors.New(r.String()))
+			}
+		}
+	})
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	all, err := j.Since(time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != workers*each {
+		t.Fatalf("%d entries, want %d", len(all), workers*each)
+	}
+	checkChain(t, all, 1)
+	wantOK(t, verify(t, dir))
+}
+
+func TestOpenRecoversFromCrash(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		crash func(t *testing.T, dir string) // leaves the state a crash leaves, after 5 entries
+		note  string                         // in Verify's notes before Open, and in Recovered
+		want  uint64                         // entries that survive
+	}{
+		{"torn half line", func(t *testing.T, dir string) {
+			line := nextLine(t, dir)
+			writeLines(t, dir, append(lines(t, dir), line[:len(line)/2]))
+		}, "unterminated", 5},
+		{"torn newline only", func(t *testing.T, dir string) {
+			line := nextLine(t, dir)
+			writeLines(t, dir, append(lines(t, dir), line[:len(line)-1]))
+		}, "unterminated", 5},
+		{"head one behind", func(t *testing.T, dir string) {
+			old, err := os.ReadFile(auditFile(dir, headName))
+			if err != nil {
+				t.Fatal(err)
+			}
+			j := openJ(t, dir, Options{})
+			appendN(t, j, 5, 1)
+			j.Close()
+			if err := os.WriteFile(auditFile(dir, headName), old, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, "head", 6},
+		{"temporary files left", func(t *testing.T, dir string) {
+			if err := os.WriteFile(auditFile(dir, ".head.json-123.tmp"), []byte("{"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, "", 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := build(t, 5)
+			tc.crash(t, dir)
+			before := verify(t, dir)
+			wantOK(t, before)
+			if tc.note != "" && !strings.Contains(strings.Join(before.Notes, "\n"), tc.note) {
+				t.Errorf("Verify notes %q, want one about %q", before.Notes, tc.note)
+			}
+			j := openJ(t, dir, Options{})
+			rec := strings.Join(j.Recovered(), "\n")
+			if tc.note != "" && !strings.Contains(rec, tc.note) || tc.note == "" && rec != "" {
+				t.Errorf("Recovered = %q, want a note about %q", rec, tc.note)
+			}
+			e, err := j.Append(event(9))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.Seq != tc.want+1 {
+				t.Errorf("appended seq %d, want %d", e.Seq, tc.want+1)
+			}
+			j.Close()
+			after := verify(t, dir)
+			wantOK(t, after)
+			if len(after.Notes) != 0 || after.Entries != int(tc.want)+1 {
+				t.Errorf("after recovery Verify = %+v, want %d entries and no notes", after, tc.want+1)
+			}
+			if ents, _ := os.ReadDir(auditFile(dir, "")); len(ents) != 4 {
+				t.Errorf("audit dir has %d files, want journal, head and two locks", len(ents))
+			}
+		})
+	}
+}
+
+// nextLine is the line the next append to the closed journal in dir would
+// write: what a crash may leave partly written.
+func nextLine(t *testing.T, dir string) []byte {
+	t.Helper()
+	ls := lines(t, dir)
+	last := mustDecode(t, ls[len(ls)-1])
+	next := Entry{Seq: last.Seq + 1, Prev: last.Hash, Event: event(int(last.Seq))}
+	next.Hash = next.sum()
+	line, err := encodeLine(next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return line
+}
+
+func TestOpenRefusesUnknownEnd(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		damage func(t *testing.T, dir string)
+	}{
+		{"head missing", func(t *testing.T, dir string) { os.Remove(auditFile(dir, headName)) }},
+		{"head garbage", func(t *testing.T, dir string) { os.WriteFile(auditFile(dir, headName), []byte("x"), 0o600) }},
+		{"journal past head", func(t *testing.T, dir string) {
+			ls := lines(t, dir)
+			b, _ := encodeRecord(position{Seq: 3, Hash: mustDecode(t, ls[2]).Hash})
+			os.WriteFile(auditFile(dir, headName), b, 0o600)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := build(t, 5)
+			tc.damage(t, dir)
+			j, err := Open(dir, Options{})
+			if !errors.Is(err, ErrDamaged) {
+				j.Close()
+				t.Fatalf("Open = %v, want ErrDamaged", err)
+			}
+			if r := verify(t, dir); r.OK || r.Fault != FaultHead {
+				t.Errorf("Verify = %+v, want a head fault", r)
+			}
+		})
+	}
+}
+
+func TestAppendAfterDeletedTailKeepsEvidence(t *testing.T) {
+	dir := build(t, 5)
+	writeLines(t, dir, lines(t, dir)[:4])
+	j := openJ(t, dir, Options{})
+	e, err := j.Append(event(7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Seq != 6 {
+		t.Errorf("appended seq %d, want 6 (chained on from the head)", e.Seq)
+	}
+	r := verify(t, dir)
+	if r.Fault != FaultDeleted || r.FirstBad != 5 {
+		t.Errorf("Verify = %+v, want entry 5 deleted", r)
+	}
+}
+
+func TestLockClosedAndModes(t *testing.T) {
+	dir := t.TempDir()
+	j := openJ(t, dir, Options{})
+	if _, err := Open(dir, Options{}); !errors.Is(err, ErrLocked) {
+		t.Errorf("second Open = %v, want ErrLocked", err)
+	}
+	appendN(t, j, 0, 1)
+	for name, want := range map[string]os.FileMode{
+		"": os.ModeDir | 0o700, journalName: 0o600, headName: 0o600, lockName: 0o600, writeLockName: 0o600,
+	} {
+		if fi, err := os.Stat(auditFile(dir, name)); err != nil || fi.Mode() != want {
+			t.Errorf("%q: mode %v (%v), want %v", name, fi.Mode(), err, want)
+		}
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Close(); err != nil {
+		t.Errorf("second Close = %v, want nil", err)
+	}
+	_, err1 := j.Append(event(1))
+	_, err2 := j.Since(time.Time{})
+	_, err3 := j.Prune(t0)
+	_, err4 := j.Verify()
+	for i, err := range []error{err1, err2, err3, err4} {
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("call %d after Close = %v, want ErrClosed", i, err)
+		}
+	}
+	openJ(t, dir, Options{}) // the lock was released
+	if _, err := Open(t.TempDir(), Options{Retention: -time.Hour}); err == nil {
+		t.Error("Open accepted a negative retention")
+	}
+}
+
+func mustDecode(t testing.TB, line []byte) Entry {
+	t.Helper()
+	e, err := DecodeEntry(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func TestFailedAppendIsUndone(t *testing.T) {
+	dir := t.TempDir()
+	j := openJ(t, dir, Options{})
+	appendN(t, j, 0, 2)
+	fsync = func(*os.File) error { fsync = (*os.File).Sync; return errors.New("injected fsync failure") }
+	t.Cleanup(func() { fsync = (*os.File).Sync })
+	if _, err := j.Append(event(2)); err == nil {
+		t.Fatal("Append succeeded although its fsync failed")
+	}
+	e, err := j.Append(event(3))
+	if err != nil || e.Seq != 3 {
+		t.Fatalf("Append after a failed one = %d, %v; want 3", e.Seq, err)
+	}
+	all, err := j.Since(time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := seqs(all); !slices.Equal(got, []uint64{1, 2, 3}) || all[2].Object != event(3).Object {
+		t.Errorf("journal holds %v, want 1..3 without the failed event", got)
+	}
+	wantOK(t, verify(t, dir))
+}
