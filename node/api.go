@@ -5,9 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
+
+	"github.com/custos-cctv/custos/policy/audit"
 )
 
 // The local API is HTTP on a unix socket (mode 0600) in the data directory:
@@ -32,8 +37,32 @@ func startAPI(path string, n *Node) (*apiServer, error) {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(st)
+		writeJSON(w, st)
+	})
+	mux.HandleFunc("GET /v1/audit", func(w http.ResponseWriter, r *http.Request) {
+		var since time.Time
+		if v := r.URL.Query().Get("since"); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				http.Error(w, "since: want RFC 3339 time", http.StatusBadRequest)
+				return
+			}
+			since = t
+		}
+		entries, err := n.Audit(since)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		writeJSON(w, entries)
+	})
+	mux.HandleFunc("GET /v1/audit/verify", func(w http.ResponseWriter, r *http.Request) {
+		rep, err := n.VerifyAudit()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		writeJSON(w, rep)
 	})
 	a := &apiServer{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
 	go a.srv.Serve(ln)
@@ -46,31 +75,62 @@ func (a *apiServer) close() {
 	a.srv.Shutdown(ctx)
 }
 
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}
+
 // ErrNotRunning means no node answers in the data directory.
 var ErrNotRunning = errors.New("no node is running there")
 
 // FetchStatus asks the node running in dir for its status.
 func FetchStatus(ctx context.Context, dir string) (Status, error) {
-	path := SocketPath(dir)
+	var st Status
+	return st, apiGet(ctx, dir, "/v1/status", &st)
+}
+
+// FetchAudit asks the node running in dir for its audit entries since t.
+func FetchAudit(ctx context.Context, dir string, since time.Time) ([]audit.Entry, error) {
+	var es []audit.Entry
+	path := "/v1/audit"
+	if !since.IsZero() {
+		path += "?since=" + url.QueryEscape(since.UTC().Format(time.RFC3339))
+	}
+	return es, apiGet(ctx, dir, path, &es)
+}
+
+// VerifyAuditIn checks the audit journal in dir: through the running node
+// if there is one, else directly on the files.
+func VerifyAuditIn(ctx context.Context, dir string) (audit.Report, error) {
+	var rep audit.Report
+	err := apiGet(ctx, dir, "/v1/audit/verify", &rep)
+	if errors.Is(err, ErrNotRunning) {
+		return audit.Verify(dir)
+	}
+	return rep, err
+}
+
+func apiGet(ctx context.Context, dir, path string, out any) error {
+	sock := SocketPath(dir)
 	hc := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
+			return d.DialContext(ctx, "unix", sock)
 		},
 	}}
 	defer hc.CloseIdleConnections()
-	req, _ := http.NewRequestWithContext(ctx, "GET", "http://custos/v1/status", nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://custos"+path, nil)
 	resp, err := hc.Do(req)
 	if err != nil {
-		return Status{}, fmt.Errorf("%s: %w (start one with: custos up --dir %s --listen HOST:PORT)", dir, ErrNotRunning, dir)
+		return fmt.Errorf("%s: %w (start one with: custos up --dir %s --listen HOST:PORT)", dir, ErrNotRunning, dir)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return Status{}, fmt.Errorf("node in %s answered %s", dir, resp.Status)
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("node in %s: %s: %s", dir, resp.Status, strings.TrimSpace(string(b)))
 	}
-	var st Status
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		return Status{}, fmt.Errorf("node in %s: bad status answer: %w", dir, err)
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("node in %s: bad answer: %w", dir, err)
 	}
-	return st, nil
+	return nil
 }

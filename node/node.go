@@ -12,6 +12,7 @@ import (
 
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/mesh"
+	"github.com/custos-cctv/custos/policy/audit"
 )
 
 // Version is set at build time (-ldflags "-X …/node.Version=…").
@@ -44,6 +45,8 @@ type Config struct {
 	Logf func(format string, args ...any)
 	// PeersPoll is how often the peers file is checked; default 1s.
 	PeersPoll time.Duration
+	// AuditRetention is how long audit entries are kept; default 30 days.
+	AuditRetention time.Duration
 }
 
 // Node is a running Custos node.
@@ -53,6 +56,7 @@ type Node struct {
 	started time.Time
 	mesh    *mesh.Mesh
 	api     *apiServer
+	audit   *audit.Journal
 
 	reloadMu  sync.Mutex // serializes ReloadPeers
 	mu        sync.Mutex // guards peersHash and peersErr
@@ -136,6 +140,12 @@ func New(cfg Config) (_ *Node, err error) {
 			n.Close()
 		}
 	}()
+	if n.audit, err = audit.Open(cfg.Dir, audit.Options{Node: cfg.Name, Retention: cfg.AuditRetention}); err != nil {
+		return nil, fmt.Errorf("node: audit journal: %w", err)
+	}
+	for _, r := range n.audit.Recovered() {
+		n.logf("node: audit journal: recovered after a crash: %s", r)
+	}
 	uapi, err := listenPrivate(cfg.UAPISocket)
 	if err != nil {
 		return nil, fmt.Errorf("node: wireguard uapi socket: %w", err)
@@ -157,6 +167,8 @@ func New(cfg Config) (_ *Node, err error) {
 	if err := n.mesh.SetPeers(peers); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
+	n.auditEvent(audit.Event{Actor: cfg.Name, Action: "node-start", Object: n.mesh.PublicKey().String()})
+	n.auditPeers(nil, peers, "peers-file")
 	if n.api, err = startAPI(SocketPath(cfg.Dir), n); err != nil {
 		return nil, err
 	}
@@ -164,6 +176,8 @@ func New(cfg Config) (_ *Node, err error) {
 		n.wg.Add(1)
 		go n.watchPeers()
 	}
+	n.wg.Add(1)
+	go n.pruneAudit()
 	n.logf("node: %s up; mesh %s; wireguard UDP %d; api %s", cfg.Name, n.mesh.Addr(), n.mesh.ListenPort(), SocketPath(cfg.Dir))
 	return n, nil
 }
@@ -193,6 +207,10 @@ func (n *Node) Close() error {
 		}
 		if n.mesh != nil {
 			n.mesh.Close()
+		}
+		if n.audit != nil {
+			n.auditEvent(audit.Event{Actor: n.cfg.Name, Action: "node-stop"})
+			n.audit.Close()
 		}
 	})
 	return nil
@@ -231,8 +249,12 @@ func (n *Node) ReloadPeers() {
 	if same {
 		return
 	}
+	old := n.mesh.PeerList()
 	if err == nil {
 		err = n.mesh.SetPeers(peers)
+	}
+	if err == nil {
+		n.auditPeers(old, peers, "peers-file")
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -247,6 +269,59 @@ func (n *Node) ReloadPeers() {
 	n.peersHash, n.peersErr = h, nil
 	n.logf("node: peers file reloaded: %d peers", len(peers))
 }
+
+// auditEvent appends to the journal; a failure is logged loudly (the event
+// itself is already done by then).
+func (n *Node) auditEvent(e audit.Event) {
+	if _, err := n.audit.Append(e); err != nil {
+		n.logf("node: AUDIT FAILURE: %v (event %s %s)", err, e.Action, e.Object)
+	}
+}
+
+// auditPeers records who joined and left this node's mesh.
+func (n *Node) auditPeers(old, cur []mesh.Peer, actor string) {
+	was := map[keys.NodePublic]bool{}
+	for _, p := range old {
+		was[p.PublicKey] = true
+	}
+	is := map[keys.NodePublic]bool{}
+	for _, p := range cur {
+		is[p.PublicKey] = true
+		if !was[p.PublicKey] {
+			n.auditEvent(audit.Event{Actor: actor, Action: "peer-add", Object: p.Name + " " + p.PublicKey.String(), Decision: audit.Allow})
+		}
+	}
+	for _, p := range old {
+		if !is[p.PublicKey] {
+			n.auditEvent(audit.Event{Actor: actor, Action: "peer-remove", Object: p.Name + " " + p.PublicKey.String()})
+		}
+	}
+}
+
+// pruneAudit drops audit entries past retention, at start and hourly.
+func (n *Node) pruneAudit() {
+	defer n.wg.Done()
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if removed, err := n.audit.Prune(time.Now()); err != nil {
+			n.logf("node: AUDIT prune: %v", err)
+		} else if removed > 0 {
+			n.logf("node: audit: pruned %d entries past retention", removed)
+		}
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Audit returns the journal's entries since t.
+func (n *Node) Audit(since time.Time) ([]audit.Entry, error) { return n.audit.Since(since) }
+
+// VerifyAudit checks the journal's chain.
+func (n *Node) VerifyAudit() (audit.Report, error) { return n.audit.Verify() }
 
 // prepareDir makes the data directory 0700, or checks an existing one:
 // whoever can write it could replace the key or the sockets.

@@ -28,6 +28,7 @@ var commands = map[string]command{
 	"key":     {"print a node's public key and mesh address (creating the key if needed)", runKey},
 	"demo":    {"run a small federation on this machine and show what it does", runDemo},
 	"version": {"print the version", runVersion},
+	"audit":   {"read the node's audit journal, or verify its hash chain (audit verify)", runAudit},
 }
 
 func usage(w io.Writer) {
@@ -76,8 +77,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 0
 		}
 		fmt.Fprintf(stderr, "custos %s: %v\n", args[0], err)
-		if errors.As(err, new(usageError)) {
+		switch {
+		case errors.As(err, new(usageError)):
 			return 2
+		case errors.Is(err, errAuditBroken):
+			return 3
 		}
 		return 1
 	}

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -128,3 +130,61 @@ func TestCLIUpAndStatus(t *testing.T) {
 }
 
 func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
+
+func TestCLIAudit(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "dc-a")
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := pc.LocalAddr().(*net.UDPAddr).Port
+	pc.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- runUp(ctx, []string{"--dir", dir, "--listen", net.JoinHostPort("127.0.0.1", itoa(port)), "--quiet"}, io.Discard)
+	}()
+	var out string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var code int
+		code, out, _ = runCLI("audit", "--dir", dir, "--json", "--since", "1h")
+		if code == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("audit never answered")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(out, `"action": "node-start"`) {
+		t.Fatalf("audit lacks node-start:\n%s", out)
+	}
+	if code, out, _ := runCLI("audit", "verify", "--dir", dir); code != 0 || !strings.Contains(out, "OK") {
+		t.Fatalf("audit verify on a running node: %d %s", code, out)
+	}
+	if code, _, errOut := runCLI("audit", "--dir", dir, "--since", "yesterday"); code != 2 || !strings.Contains(errOut, "RFC 3339") {
+		t.Fatalf("bad --since: %d %s", code, errOut)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// Offline: an edited entry is caught, with its own exit status.
+	if code, _, _ := runCLI("audit", "verify", "--dir", dir); code != 0 {
+		t.Fatal("verify of a stopped node's intact journal failed")
+	}
+	j := filepath.Join(dir, "audit", "journal.jsonl")
+	b, err := os.ReadFile(j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(j, bytes.Replace(b, []byte("node-start"), []byte("node-stxrt"), 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := runCLI("audit", "verify", "--dir", dir)
+	if code != 3 || !strings.Contains(out, "1") {
+		t.Fatalf("verify of an edited journal: exit %d\n%s", code, out)
+	}
+	t.Logf("audit verify on the edited journal: %s", strings.TrimSpace(out))
+}
