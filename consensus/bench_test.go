@@ -1,0 +1,129 @@
+package consensus_test
+
+import (
+	"context"
+	"io"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
+)
+
+// The benchmarks commit one 256-byte command at a time, waiting for each,
+// and report the latency's median and 99th percentile. All use the default
+// timeouts and fsync every commit on every voter (raft-wal).
+
+// BenchmarkCommitLeader: Submit on the leader of 3 voters.
+func BenchmarkCommitLeader(b *testing.B) {
+	c := newCluster(b, nil)
+	voters := c.startVoters(3)
+	l := c.leader(voters, 10*time.Second)
+	benchCommit(b, func(cmd []byte) error {
+		_, err := l.node.Submit(context.Background(), cmd)
+		return err
+	})
+}
+
+// BenchmarkCommitForwarded: Submit on a non-voter, forwarded to the leader
+// of 3 voters.
+func BenchmarkCommitForwarded(b *testing.B) {
+	c := newCluster(b, nil)
+	voters := c.startVoters(3)
+	nv := c.addNonvoter(3, voters)
+	c.leader(voters, 10*time.Second)
+	benchCommit(b, func(cmd []byte) error {
+		_, err := nv.node.Submit(context.Background(), cmd)
+		return err
+	})
+}
+
+// BenchmarkPlainRaftCommit is the baseline without Custos code: three
+// voters on hashicorp/raft's own TCP transport on 127.0.0.1, the same
+// raft-wal store and file snapshots, a trivial FSM, Apply on the leader.
+func BenchmarkPlainRaftCommit(b *testing.B) {
+	var nodes []*raft.Raft
+	var servers []raft.Server
+	for i := range 3 {
+		trans, err := raft.NewTCPTransport("127.0.0.1:0", nil, 3, 10*time.Second, io.Discard)
+		if err != nil {
+			b.Fatal(err)
+		}
+		dir := b.TempDir()
+		meta := &metadb.BoltMetaDB{}
+		log, err := wal.Open(dir, wal.WithMetaStore(meta), wal.WithSegmentSize(8<<20))
+		if err != nil {
+			b.Fatal(err)
+		}
+		snaps, err := raft.NewFileSnapshotStore(dir, 2, io.Discard)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg := raft.DefaultConfig()
+		cfg.LocalID = raft.ServerID(string(rune('a' + i)))
+		cfg.HeartbeatTimeout = 1500 * time.Millisecond
+		cfg.ElectionTimeout = 1500 * time.Millisecond
+		cfg.LeaderLeaseTimeout = 750 * time.Millisecond
+		cfg.NoLegacyTelemetry = true
+		cfg.Logger = hclog.NewNullLogger()
+		r, err := raft.NewRaft(cfg, nopFSM{}, log, log, snaps, trans)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() {
+			r.Shutdown().Error()
+			log.Close()
+			meta.Close()
+		})
+		nodes = append(nodes, r)
+		servers = append(servers, raft.Server{ID: cfg.LocalID, Address: trans.LocalAddr()})
+	}
+	if err := nodes[0].BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil {
+		b.Fatal(err)
+	}
+	var leader *raft.Raft
+	waitFor(b, 10*time.Second, "a plain raft leader", func() bool {
+		for _, r := range nodes {
+			if r.State() == raft.Leader {
+				leader = r
+				return true
+			}
+		}
+		return false
+	})
+	benchCommit(b, func(cmd []byte) error {
+		return leader.Apply(cmd, 10*time.Second).Error()
+	})
+}
+
+func benchCommit(b *testing.B, commit func([]byte) error) {
+	cmd := make([]byte, 256)
+	lat := make([]time.Duration, 0, 4096)
+	for b.Loop() {
+		start := time.Now()
+		if err := commit(cmd); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	slices.Sort(lat)
+	ms := func(q int) float64 {
+		return float64(lat[min(len(lat)-1, len(lat)*q/100)]) / float64(time.Millisecond)
+	}
+	b.ReportMetric(ms(50), "p50-ms")
+	b.ReportMetric(ms(99), "p99-ms")
+}
+
+type nopFSM struct{}
+
+func (nopFSM) Apply(*raft.Log) any                 { return nil }
+func (nopFSM) Snapshot() (raft.FSMSnapshot, error) { return nopSnapshot{}, nil }
+func (nopFSM) Restore(rc io.ReadCloser) error      { return rc.Close() }
+
+type nopSnapshot struct{}
+
+func (nopSnapshot) Persist(sink raft.SnapshotSink) error { return sink.Close() }
+func (nopSnapshot) Release()                             {}

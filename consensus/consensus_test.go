@@ -1,0 +1,327 @@
+package consensus_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/custos-cctv/custos/consensus"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// 3 voters + 2 non-voters: commands submitted anywhere, most on non-voters,
+// are applied on every replica in the same order.
+func TestSubmitForwardedAppliesEverywhereInOrder(t *testing.T) {
+	c := newCluster(t, fastTimeouts)
+	voters := c.startVoters(3)
+	nv1 := c.addNonvoter(3, voters)
+	nv2 := c.addNonvoter(4, voters)
+	all := append(voters[:3:3], nv1, nv2)
+	l := c.leader(voters, 5*time.Second)
+	var follower *member
+	for _, v := range voters {
+		if v != l {
+			follower = v
+		}
+	}
+
+	var wg sync.WaitGroup
+	for _, job := range []struct {
+		m *member
+		n int
+	}{{nv1, 25}, {nv2, 25}, {follower, 10}, {l, 10}} {
+		wg.Go(func() {
+			for k := range job.n {
+				submit(t, job.m, fmt.Sprintf("n%d-cmd%d", job.m.i, k))
+			}
+		})
+	}
+	wg.Wait()
+	waitSame(t, all, 70, 10*time.Second)
+
+	st := nv1.node.Status()
+	if st.Role != consensus.Follower || !st.Member || st.Voter || st.LeaderID != l.id || st.LeaderAddr != l.addr {
+		t.Errorf("non-voter status = %+v, want a non-voting follower member that knows leader %s at %v", st, l.id, l.addr)
+	}
+	if got := len(st.Members); got != 5 {
+		t.Errorf("non-voter sees %d members, want 5", got)
+	}
+	js, err := json.Marshal(st)
+	if err != nil || !strings.Contains(string(js), `"role":"follower"`) {
+		t.Errorf("status JSON = %s, %v; want role follower", js, err)
+	}
+	if ls := l.node.Status(); ls.Role != consensus.Leader || !ls.Voter || ls.CommitIndex < 70 || ls.AppliedIndex < 70 {
+		t.Errorf("leader status = %+v", ls)
+	}
+}
+
+// Refusals by the state machine and by the leader's Vet reach the
+// submitter with the same text whether it leads or not.
+func TestSubmitRejected(t *testing.T) {
+	c := newCluster(t, func(cfg *consensus.Config) {
+		fastTimeouts(cfg)
+		cfg.Vet = func(cmd []byte) error {
+			if strings.HasPrefix(string(cmd), "veto:") {
+				return errors.New("vetoed by the leader")
+			}
+			return nil
+		}
+	})
+	voters := c.startVoters(3)
+	nv := c.addNonvoter(3, voters)
+	l := c.leader(voters, 5*time.Second)
+
+	for _, tc := range []struct{ cmd, want string }{
+		{"reject:x", `consensus: command rejected: refused "x"`},
+		{"veto:y", "consensus: command rejected: vetoed by the leader"},
+	} {
+		for _, m := range []*member{l, nv} {
+			_, err := m.node.Submit(ctx(t, 10*time.Second), []byte(tc.cmd))
+			if !errors.Is(err, consensus.ErrRejected) || err.Error() != tc.want {
+				t.Errorf("Submit(%q) on n%d = %v, want %q (ErrRejected)", tc.cmd, m.i, err, tc.want)
+			}
+		}
+	}
+	_, err := nv.node.Submit(ctx(t, 10*time.Second), make([]byte, consensus.MaxCommand+1))
+	if !errors.Is(err, consensus.ErrTooLarge) {
+		t.Errorf("Submit(too large) = %v, want ErrTooLarge", err)
+	}
+	submit(t, nv, "after")
+	if err := nv.node.Sync(ctx(t, 10*time.Second)); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	if got := nv.fsm.Len(); got != 1 {
+		t.Errorf("after Sync the non-voter has %d entries, want 1", got)
+	}
+	if err := nv.node.AddVoter(ctx(t, time.Second), nv.server()); !errors.Is(err, consensus.ErrNotLeader) {
+		t.Errorf("AddVoter on a non-voter = %v, want ErrNotLeader", err)
+	}
+	if err := nv.node.Barrier(ctx(t, time.Second)); !errors.Is(err, consensus.ErrNotLeader) {
+		t.Errorf("Barrier on a non-voter = %v, want ErrNotLeader", err)
+	}
+	if err := l.node.VerifyLeader(ctx(t, 5*time.Second)); err != nil {
+		t.Errorf("VerifyLeader on the leader: %v", err)
+	}
+	if err := l.node.Barrier(ctx(t, 5*time.Second)); err != nil {
+		t.Errorf("Barrier on the leader: %v", err)
+	}
+	if err := voters[0].node.Bootstrap([]consensus.Server{voters[0].server()}); !errors.Is(err, consensus.ErrAlreadyBootstrapped) {
+		t.Errorf("second Bootstrap = %v, want ErrAlreadyBootstrapped", err)
+	}
+}
+
+// Killing the leader (default timeouts): a new one within seconds, Submit
+// resumes, nothing committed is lost, and two voters of three keep the
+// cluster writable.
+func TestLeaderFailover(t *testing.T) {
+	c := newCluster(t, nil)
+	voters := c.startVoters(3)
+	nv := c.addNonvoter(3, voters)
+	for k := range 20 {
+		submit(t, nv, fmt.Sprintf("before%d", k))
+	}
+	old := c.leader(voters, 5*time.Second)
+	var rest []*member
+	for _, v := range voters {
+		if v != old {
+			rest = append(rest, v)
+		}
+	}
+
+	start := time.Now()
+	old.stop()
+	// Submit from the non-voter while the voters elect.
+	type result struct {
+		err error
+		at  time.Duration
+	}
+	done := make(chan result, 1)
+	go func() {
+		_, err := nv.node.Submit(ctx(t, 20*time.Second), []byte("during"))
+		done <- result{err, time.Since(start)}
+	}()
+	l := c.leader(rest, 15*time.Second)
+	elected := time.Since(start)
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("Submit during failover: %v", r.err)
+	}
+	t.Logf("failover: new leader %s after %v; first Submit through after %v", l.id, elected.Round(time.Millisecond), r.at.Round(time.Millisecond))
+	// Typically 2–4 s with the default timeouts; a split vote adds an
+	// election timeout (1.5–3 s).
+	if elected > 10*time.Second {
+		t.Errorf("new leader after %v, want under 10s", elected)
+	}
+	for k := range 10 {
+		submit(t, nv, fmt.Sprintf("after%d", k))
+	}
+	survivors := append(rest, nv)
+	waitSame(t, survivors, 31, 10*time.Second)
+	st := string(nv.fsm.State())
+	for k := range 20 {
+		if !strings.Contains(st, fmt.Sprintf("before%d", k)) {
+			t.Errorf("committed entry before%d lost", k)
+		}
+	}
+}
+
+// A peer that the policy does not admit: the others refuse its conns before
+// reading a byte and never dial it; it gets no state, never leads, and its
+// Submit fails with ErrNoLeader.
+func TestAdmitRefusesPeer(t *testing.T) {
+	c := newCluster(t, fastTimeouts)
+	voters := c.startVoters(3)
+	l := c.leader(voters, 5*time.Second)
+	termBefore := l.node.Status().Term
+
+	// The rogue admits everyone and claims to be a voter of the cluster.
+	rogue := c.add(9, false)
+	rogue.admit = func(netip.Addr) error { return nil }
+	rogue.start()
+	servers := []consensus.Server{rogue.server()}
+	for _, v := range voters {
+		servers = append(servers, v.server())
+	}
+	if err := rogue.node.Bootstrap(servers); err != nil {
+		t.Fatalf("rogue Bootstrap: %v", err)
+	}
+	// The leader is told to add it (a policy lag, say): it must still
+	// not dial a peer that Admit refuses.
+	if err := l.node.AddNonvoter(ctx(t, 10*time.Second), rogue.server()); err != nil {
+		t.Fatalf("AddNonvoter(rogue): %v", err)
+	}
+	for k := range 5 {
+		submit(t, voters[k%3], fmt.Sprintf("cmd%d", k))
+	}
+	ra := rogue.addr.Addr()
+	waitFor(t, 10*time.Second, "the rogue's conns to be refused by every voter", func() bool {
+		for _, v := range voters {
+			if v.deniedCount(ra) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	waitFor(t, 10*time.Second, "the leader to refuse dialing the rogue", func() bool {
+		return l.deniedCount(ra) >= 2
+	})
+
+	_, err := rogue.node.Submit(ctx(t, 2*time.Second), []byte("rogue-cmd"))
+	if !errors.Is(err, consensus.ErrNoLeader) {
+		t.Errorf("rogue Submit = %v, want ErrNoLeader", err)
+	}
+	t.Logf("rogue Submit: %v", err)
+	for _, v := range voters {
+		if got := c.net.Dials(v.addr.Addr(), ra); got != 0 {
+			t.Errorf("n%d dialed the rogue %d times, want 0", v.i, got)
+		}
+		if c.net.Accepts(ra, v.addr.Addr()) == 0 {
+			t.Errorf("the rogue never reached n%d: the accept-side refusal was not exercised", v.i)
+		}
+	}
+	if st := rogue.node.Status(); st.LeaderID != "" || st.AppliedIndex != 0 || rogue.fsm.Len() != 0 || st.Role == consensus.Leader {
+		t.Errorf("rogue status = %+v, %d entries; want no leader and no state", st, rogue.fsm.Len())
+	}
+	if st := l.node.Status(); st.Role != consensus.Leader || st.Term != termBefore {
+		t.Errorf("leader status after the rogue's campaign = %+v, want leader in term %d", st, termBefore)
+	}
+	waitSame(t, voters, 5, 5*time.Second)
+	if err := l.node.Remove(ctx(t, 10*time.Second), rogue.id); err != nil {
+		t.Errorf("Remove(rogue): %v", err)
+	}
+}
+
+// With no Admit, a node refuses everyone, both ways: fail closed.
+func TestNilAdmitRefusesAll(t *testing.T) {
+	c := newCluster(t, fastTimeouts)
+	a, b := c.add(0, true), c.add(1, true)
+	for _, m := range []*member{a, b} {
+		m.fsm = &testFSM{}
+		cfg := m.config()
+		cfg.Admit = nil
+		n, err := consensus.Open(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.node = n
+		t.Cleanup(func() { n.Close() })
+	}
+	if err := a.node.Bootstrap([]consensus.Server{a.server(), b.server()}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second) // several election timeouts
+	for _, m := range []*member{a, b} {
+		if st := m.node.Status(); st.Role == consensus.Leader || st.LeaderID != "" {
+			t.Errorf("n%d status = %+v, want no leader", m.i, st)
+		}
+	}
+	if d := c.net.Dials(a.addr.Addr(), b.addr.Addr()) + c.net.Dials(b.addr.Addr(), a.addr.Addr()); d != 0 {
+		t.Errorf("%d dials made with a nil Admit, want 0", d)
+	}
+}
+
+// A node restarted from its Dir recovers its snapshot and log and catches
+// up, by log or by snapshot from the leader.
+func TestRestartRecoversAndCatchesUp(t *testing.T) {
+	c := newCluster(t, func(cfg *consensus.Config) {
+		fastTimeouts(cfg)
+		cfg.SnapshotThreshold = 8
+		cfg.TrailingLogs = 4
+		cfg.SnapshotInterval = 50 * time.Millisecond
+	})
+	voters := c.startVoters(3)
+	nv := c.addNonvoter(3, voters)
+	all := append(voters[:3:3], nv)
+	for k := range 30 {
+		submit(t, nv, fmt.Sprintf("a%d", k))
+	}
+	waitSame(t, all, 30, 10*time.Second)
+	l := c.leader(voters, 5*time.Second)
+	var follower *member
+	for _, v := range voters {
+		if v != l {
+			follower = v
+		}
+	}
+	// Let both take a snapshot of their own.
+	time.Sleep(500 * time.Millisecond)
+	follower.stop()
+	nv.stop()
+	for k := range 30 {
+		submit(t, l, fmt.Sprintf("b%d", k))
+	}
+	follower.start()
+	nv.start()
+	if follower.fsm.Restores() == 0 || nv.fsm.Restores() == 0 {
+		t.Errorf("restores at start: follower %d, non-voter %d; want each to load its own snapshot", follower.fsm.Restores(), nv.fsm.Restores())
+	}
+	submit(t, nv, "c0")
+	waitSame(t, all, 61, 15*time.Second)
+	if st := nv.node.Status(); !st.Member || st.Voter || st.LeaderID != l.id {
+		t.Errorf("restarted non-voter status = %+v", st)
+	}
+}
+
+// consensus imports nothing of the project.
+func TestDeps(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "github.com/custos-cctv/custos/consensus", "github.com/custos-cctv/custos/consensus/consensustest").CombinedOutput()
+	if err != nil {
+		t.Skipf("go list: %v\n%s", err, out)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if strings.HasPrefix(dep, "github.com/custos-cctv/custos/") && !strings.HasPrefix(dep, "github.com/custos-cctv/custos/consensus") {
+			t.Errorf("consensus depends on %s; it must import nothing of the project (never mesh, media or node)", dep)
+		}
+	}
+}

@@ -1,0 +1,215 @@
+package consensus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Forwarding: a non-leader sends requests to the leader on the Raft port,
+// after the protocol byte 'F'. doc.go describes the frames.
+
+const (
+	// forwardIdle is how long the leader keeps an idle forwarding conn.
+	forwardIdle = 2 * time.Minute
+	// poolIdle is how long a requester reuses an idle conn; shorter than
+	// forwardIdle, so a pooled conn is not one the leader is closing.
+	poolIdle = 30 * time.Second
+	// poolSize is how many idle conns a requester keeps per leader.
+	poolSize = 4
+	// maxForwardWait caps the wait a request may ask the leader for.
+	maxForwardWait = time.Minute
+	// responseMargin is kept from the requester's deadline, so the leader's
+	// answer arrives before the requester gives up.
+	responseMargin = 50 * time.Millisecond
+)
+
+// forward sends one request to the leader at addr and returns its result.
+//
+// The leader acknowledges a request (kindAccepted) after reading it whole and
+// before acting on it. A conn that fails before that acknowledgement, be it
+// a stale pooled conn, a leader going away or one whose Admit refuses us,
+// carried nothing that was applied, so the caller may retry; a conn that
+// fails after it leaves the outcome unknown.
+func (n *Node) forward(ctx context.Context, addr string, kind frameKind, payload []byte) ([]byte, error) {
+	c := n.pool.get(addr)
+	if c == nil {
+		var err error
+		c, err = n.stream.dial(ctx, addr, protoForward)
+		if err != nil {
+			return nil, &retryError{err}
+		}
+	}
+	defer func() {
+		if c != nil {
+			c.Close()
+		}
+	}()
+	conn := c
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+	defer stop()
+	dl := deadline(ctx)
+	c.SetDeadline(dl)
+	wait := max(time.Until(dl)-responseMargin, time.Millisecond)
+	if err := writeFrame(c, requestFrame(kind, wait, payload)); err != nil {
+		return nil, &retryError{fmt.Errorf("send to leader %s: %w", addr, err)}
+	}
+	resp, err := readFrame(c)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: leader %s: %v", ErrOutcomeUnknown, addr, ctx.Err())
+		}
+		return nil, &retryError{fmt.Errorf("leader %s closed the connection before taking the request: %w", addr, err)}
+	}
+	if resp.kind == kindAccepted {
+		resp, err = readFrame(c)
+		if err != nil {
+			return nil, fmt.Errorf("%w: no answer from leader %s: %v", ErrOutcomeUnknown, addr, err)
+		}
+	}
+	if !stop() {
+		return nil, fmt.Errorf("%w: %v", ErrOutcomeUnknown, ctx.Err())
+	}
+	c.SetDeadline(time.Time{})
+	n.pool.put(addr, c)
+	c = nil
+	switch resp.kind {
+	case kindOK:
+		return resp.body, nil
+	case kindRejected:
+		return nil, &rejectedError{text: cleanText(string(resp.body))}
+	case kindRetry:
+		return nil, &retryError{fmt.Errorf("leader %s: %s", addr, cleanText(string(resp.body)))}
+	case kindUnknown:
+		return nil, fmt.Errorf("%w: leader %s: %s", ErrOutcomeUnknown, addr, cleanText(string(resp.body)))
+	case kindInvalid:
+		return nil, fmt.Errorf("leader %s refused the request: %s", addr, cleanText(string(resp.body)))
+	}
+	return nil, fmt.Errorf("%w: leader %s answered with frame kind %#x", ErrOutcomeUnknown, addr, byte(resp.kind))
+}
+
+// serveForward answers requests on one forwarding conn until it ends.
+func (n *Node) serveForward(c net.Conn) {
+	select {
+	case <-n.ready: // a request may come in while Open is still starting raft
+	case <-n.ctx.Done():
+		return
+	}
+	for {
+		c.SetReadDeadline(time.Now().Add(forwardIdle))
+		req, err := readFrame(c)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrDeadlineExceeded) {
+				n.cfg.Logf("consensus: forwarding from %v: %v", c.RemoteAddr(), err)
+				c.SetWriteDeadline(time.Now().Add(n.cfg.IOTimeout))
+				writeFrame(c, textFrame(kindInvalid, err.Error()))
+			}
+			return
+		}
+		c.SetWriteDeadline(time.Now().Add(n.cfg.IOTimeout))
+		if err := n.answer(c, req); err != nil {
+			return
+		}
+	}
+}
+
+// answer handles one forwarded request: it refuses it at once, or
+// acknowledges it, acts on it and sends the result.
+func (n *Node) answer(c net.Conn, req frame) error {
+	wait, payload, err := parseRequest(req)
+	if err != nil {
+		return writeFrame(c, textFrame(kindInvalid, err.Error()))
+	}
+	if len(payload) > MaxCommand {
+		return writeFrame(c, textFrame(kindInvalid, fmt.Sprintf("command of %d bytes, at most %d", len(payload), MaxCommand)))
+	}
+	if n.raft.State() != raft.Leader {
+		return writeFrame(c, textFrame(kindRetry, "not the leader"))
+	}
+	if err := writeFrame(c, frame{kind: kindAccepted}); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, min(wait, maxForwardWait))
+	defer cancel()
+	var res []byte
+	switch req.kind {
+	case kindSubmit:
+		res, err = n.applyLocal(ctx, payload)
+	case kindReadIndex:
+		res, err = n.readIndexLocal(ctx)
+	}
+	var re *retryError
+	var rj *rejectedError
+	resp := textFrame(kindUnknown, fmt.Sprint(err))
+	switch {
+	case err == nil:
+		resp = frame{kind: kindOK, body: res}
+	case errors.As(err, &rj):
+		resp = textFrame(kindRejected, rj.text)
+	case errors.As(err, &re):
+		resp = textFrame(kindRetry, err.Error())
+	}
+	c.SetWriteDeadline(time.Now().Add(n.cfg.IOTimeout))
+	return writeFrame(c, resp)
+}
+
+// connPool keeps idle forwarding conns per leader address. A pooled conn
+// may have died meanwhile; the acknowledgement makes that safe to find out
+// by using it.
+type connPool struct {
+	mu     sync.Mutex
+	idle   map[string][]pooledConn // guarded by mu
+	closed bool                    // guarded by mu
+}
+
+type pooledConn struct {
+	c     net.Conn
+	since time.Time
+}
+
+// get returns an idle conn to addr that is not too old, or nil.
+func (p *connPool) get(addr string) net.Conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for list := p.idle[addr]; len(list) > 0; list = p.idle[addr] {
+		pc := list[len(list)-1]
+		p.idle[addr] = list[:len(list)-1]
+		if time.Since(pc.since) < poolIdle {
+			return pc.c
+		}
+		pc.c.Close()
+	}
+	return nil
+}
+
+func (p *connPool) put(addr string, c net.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || len(p.idle[addr]) >= poolSize {
+		c.Close()
+		return
+	}
+	if p.idle == nil {
+		p.idle = make(map[string][]pooledConn)
+	}
+	p.idle[addr] = append(p.idle[addr], pooledConn{c: c, since: time.Now()})
+}
+
+func (p *connPool) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	for _, list := range p.idle {
+		for _, pc := range list {
+			pc.c.Close()
+		}
+	}
+	p.idle = nil
+}

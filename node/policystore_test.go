@@ -1,0 +1,99 @@
+package node
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/policy"
+)
+
+func TestPolicyStoreApplyAndSnapshot(t *testing.T) {
+	now := time.Now().UTC().Truncate(time.Second)
+	admin, err := keys.NewAdminKey("alice", now.Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	ps := newPolicyStore()
+	var seen []string
+	ps.onApply = func(c *policy.Command, err error) {
+		if c != nil {
+			seen = append(seen, c.ID)
+		}
+	}
+	changed := ps.Changed()
+	genesis := &policy.Command{ID: "genesis", Time: now, Kind: policy.KindGenesis, Genesis: &policy.Genesis{
+		Federation: "acme",
+		Admin:      policy.User{Name: "alice", Role: policy.UserAdmin, PublicKey: admin.PublicKey(), Fingerprint: admin.Fingerprint()},
+		Node:       policy.Node{Name: "dc-a", PublicKey: keys.NewNodePrivate().Public().String(), Role: policy.RoleDatacenter, Jurisdiction: "EU"},
+	}}
+	body, _ := policy.EncodeCommand(genesis)
+	res := applyResult(t, ps, policy.Envelope{Body: body})
+	if !res.Applied {
+		t.Fatalf("genesis refused: %s", res.Reason)
+	}
+	select {
+	case <-changed:
+	default:
+		t.Fatal("Changed was not closed by an applied command")
+	}
+	before := ps.State()
+	// A signed command from the admin applies; a replay is refused, changes
+	// nothing and does not signal.
+	site := &policy.Command{ID: "s1", Time: now, Signer: "alice", Kind: policy.KindAddSite, Site: &policy.Site{Name: "praha-1", Jurisdiction: "EU"}}
+	body, _ = policy.EncodeCommand(site)
+	sig, err := admin.Sign(policy.SignedBytes(body), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := policy.Envelope{Body: body, Sig: sig}
+	if res := applyResult(t, ps, env); !res.Applied {
+		t.Fatalf("site refused: %s", res.Reason)
+	}
+	if before.Sites["praha-1"] != nil {
+		t.Fatal("Apply changed a state a reader held (must copy)")
+	}
+	changed = ps.Changed()
+	if res := applyResult(t, ps, env); res.Applied || res.Reason == "" {
+		t.Fatalf("replay applied: %+v", res)
+	}
+	select {
+	case <-changed:
+		t.Fatal("a refused command signalled a change")
+	default:
+	}
+	if res := applyResult(t, ps, policy.Envelope{Body: []byte("garbage")}); res.Applied {
+		t.Fatal("garbage applied")
+	}
+	snap, err := ps.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := newPolicyStore()
+	if err := other.Restore(snap); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := ps.State().Marshal()
+	b, _ := other.State().Marshal()
+	if string(a) != string(b) {
+		t.Fatal("restored snapshot differs")
+	}
+	if len(seen) != 3 {
+		t.Fatalf("onApply saw %v", seen)
+	}
+}
+
+func applyResult(t *testing.T, ps *policyStore, env policy.Envelope) ApplyResult {
+	t.Helper()
+	out, err := ps.Apply(env.Marshal(), 1)
+	if err != nil {
+		t.Fatalf("Apply error (a broken replica): %v", err)
+	}
+	var r ApplyResult
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
