@@ -29,6 +29,7 @@ var commands = map[string]command{
 	"demo":    {"run a small federation on this machine and show what it does", runDemo},
 	"version": {"print the version", runVersion},
 	"audit":   {"read the node's audit journal, or verify its hash chain (audit verify)", runAudit},
+	"admin":   {"make an admin's OpenPGP signing key (admin keygen)", runAdmin},
 }
 
 func usage(w io.Writer) {

@@ -188,3 +188,29 @@ func TestCLIAudit(t *testing.T) {
 	}
 	t.Logf("audit verify on the edited journal: %s", strings.TrimSpace(out))
 }
+
+func TestCLIAdminKeygen(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "alice.key")
+	t.Setenv("CUSTOS_PASSPHRASE", "a long enough passphrase")
+	code, stdout, errOut := runCLI("admin", "keygen", "--out", out, "--name", "alice")
+	if code != 0 || !strings.Contains(stdout, "fingerprint") {
+		t.Fatalf("keygen: %d %s %s", code, stdout, errOut)
+	}
+	if fi, err := os.Stat(out); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("private key file: %v %v", fi, err)
+	}
+	if _, err := os.Stat(out + ".pub"); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runCLI("admin", "keygen", "--out", out, "--name", "alice"); code != 1 || !strings.Contains(errOut, "refusing to overwrite") {
+		t.Fatalf("second keygen: %d %s", code, errOut)
+	}
+	if code, _, _ := runCLI("admin", "keygen", "--name", "x"); code != 2 {
+		t.Fatal("missing --out accepted")
+	}
+	t.Setenv("CUSTOS_PASSPHRASE", "short")
+	if code, _, errOut := runCLI("admin", "keygen", "--out", filepath.Join(dir, "b.key"), "--name", "b"); code != 1 || !strings.Contains(errOut, "shorter than 8") {
+		t.Fatalf("short passphrase: %d %s", code, errOut)
+	}
+}
