@@ -42,6 +42,10 @@ bench:
 	  -ratio MeshQUIC=BaselineTsnetQUIC \
 	  -ratio MeshQUIC=BaselineQUICLoopback \
 	  < bin/bench.out
+	@echo
+	@echo "Policy commit latency (3 voters on loopback, fsync on every voter) beside plain hashicorp/raft:"
+	$(GO) test -run '^$$' -bench . -benchtime=2000x -count=3 -timeout 20m ./consensus/ | tee bin/bench-consensus.out
+	$(GO) run ./cmd/benchreport < bin/bench-consensus.out
 
 lint:
 	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
