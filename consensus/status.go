@@ -30,6 +30,17 @@ func (r Role) String() string {
 // MarshalText writes the role's name, for --json.
 func (r Role) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
 
+// UnmarshalText reads a role's name (status read back over the local API).
+func (r *Role) UnmarshalText(b []byte) error {
+	for i, n := range roleNames {
+		if n == string(b) {
+			*r = Role(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("consensus: unknown role %q", b)
+}
+
 // Member is a server in the cluster's latest configuration.
 type Member struct {
 	Server

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/custos-cctv/custos/policy"
 	"github.com/custos-cctv/custos/policy/audit"
 )
 
@@ -64,6 +66,32 @@ func startAPI(path string, n *Node) (*apiServer, error) {
 		}
 		writeJSON(w, rep)
 	})
+	mux.HandleFunc("GET /v1/policy", func(w http.ResponseWriter, r *http.Request) {
+		st := n.Policy()
+		if st == nil {
+			http.Error(w, "this node runs from a static peers file, not a replicated policy", http.StatusConflict)
+			return
+		}
+		writeJSON(w, st)
+	})
+	mux.HandleFunc("POST /v1/submit", func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(io.LimitReader(r.Body, policy.MaxEnvelope+1))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		env, err := policy.DecodeEnvelope(b)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		res, err := n.Submit(r.Context(), env)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		writeJSON(w, res)
+	})
 	a := &apiServer{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
 	go a.srv.Serve(ln)
 	return a, nil
@@ -110,7 +138,26 @@ func VerifyAuditIn(ctx context.Context, dir string) (audit.Report, error) {
 	return rep, err
 }
 
+// FetchPolicy asks the node running in dir for its replica of the policy.
+func FetchPolicy(ctx context.Context, dir string) (*policy.State, error) {
+	var st policy.State
+	if err := apiDo(ctx, dir, "GET", "/v1/policy", nil, &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// SubmitVia submits a signed command through the node running in dir.
+func SubmitVia(ctx context.Context, dir string, env policy.Envelope) (ApplyResult, error) {
+	var r ApplyResult
+	return r, apiDo(ctx, dir, "POST", "/v1/submit", env.Marshal(), &r)
+}
+
 func apiGet(ctx context.Context, dir, path string, out any) error {
+	return apiDo(ctx, dir, "GET", path, nil, out)
+}
+
+func apiDo(ctx context.Context, dir, method, path string, body []byte, out any) error {
 	sock := SocketPath(dir)
 	hc := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -119,7 +166,11 @@ func apiGet(ctx context.Context, dir, path string, out any) error {
 		},
 	}}
 	defer hc.CloseIdleConnections()
-	req, _ := http.NewRequestWithContext(ctx, "GET", "http://custos"+path, nil)
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, _ := http.NewRequestWithContext(ctx, method, "http://custos"+path, rd)
 	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("%s: %w (start one with: custos up --dir %s --listen HOST:PORT)", dir, ErrNotRunning, dir)

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/custos-cctv/custos/consensus"
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/mesh"
 	"github.com/custos-cctv/custos/policy/audit"
@@ -57,6 +58,9 @@ type Node struct {
 	mesh    *mesh.Mesh
 	api     *apiServer
 	audit   *audit.Journal
+	policy  *policyStore    // nil when running from a peers file
+	raft    *consensus.Node // likewise
+	members *membership
 
 	reloadMu  sync.Mutex // serializes ReloadPeers
 	mu        sync.Mutex // guards peersHash and peersErr
@@ -115,6 +119,16 @@ func New(cfg Config) (_ *Node, err error) {
 	if socketAnswers(SocketPath(cfg.Dir)) {
 		return nil, fmt.Errorf("node: another node is already running in %s", cfg.Dir)
 	}
+	fed, err := FederationOf(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if fed != "" {
+		if cfg.PeersFile != "" {
+			return nil, fmt.Errorf("node: %s belongs to federation %q, whose policy decides the peers; drop --peers", cfg.Dir, fed)
+		}
+		cfg.Federation = fed
+	}
 	prefix, err := keys.MeshPrefix(cfg.Federation)
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
@@ -169,6 +183,12 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	n.auditEvent(audit.Event{Actor: cfg.Name, Action: "node-start", Object: n.mesh.PublicKey().String()})
 	n.auditPeers(nil, peers, "peers-file")
+	if fed != "" {
+		if err := n.startConsensus(n.mesh.PublicKey()); err != nil {
+			return nil, err
+		}
+		n.members = startMembership(cfg.Name, n.policy, n.mesh, time.Now, n.logf)
+	}
 	if n.api, err = startAPI(SocketPath(cfg.Dir), n); err != nil {
 		return nil, err
 	}
@@ -204,6 +224,12 @@ func (n *Node) Close() error {
 		n.wg.Wait()
 		if n.api != nil {
 			n.api.close()
+		}
+		if n.members != nil {
+			n.members.close()
+		}
+		if n.raft != nil {
+			n.raft.Close()
 		}
 		if n.mesh != nil {
 			n.mesh.Close()
@@ -357,6 +383,7 @@ type Status struct {
 	PeersFile  string            `json:"peers_file,omitempty"`
 	PeersError string            `json:"peers_error,omitempty"`
 	Peers      []mesh.PeerStatus `json:"peers"`
+	Consensus  *consensus.Status `json:"consensus,omitempty"`
 }
 
 // Status reports the node's state.
@@ -384,5 +411,9 @@ func (n *Node) Status() (Status, error) {
 		st.PeersError = n.peersErr.Error()
 	}
 	n.mu.Unlock()
+	if n.raft != nil {
+		cs := n.raft.Status()
+		st.Consensus = &cs
+	}
 	return st, nil
 }

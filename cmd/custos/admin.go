@@ -17,8 +17,11 @@ import (
 )
 
 func runAdmin(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) > 0 && args[0] == "add" {
+		return runAdminAdd(ctx, args[1:], stdout)
+	}
 	if len(args) == 0 || args[0] != "keygen" {
-		return usageError{errors.New("usage: custos admin keygen --out FILE --name NAME (more admin commands come with the replicated policy)")}
+		return usageError{errors.New("usage: custos admin keygen --out FILE --name NAME | custos admin add --name N --key FILE.pub --role R --dir DIR --as ADMINKEY")}
 	}
 	fs := flag.NewFlagSet("admin keygen", flag.ContinueOnError)
 	out := fs.String("out", "", "private key `file` to write (0600); the public key goes to FILE.pub")

@@ -29,7 +29,13 @@ var commands = map[string]command{
 	"demo":    {"run a small federation on this machine and show what it does", runDemo},
 	"version": {"print the version", runVersion},
 	"audit":   {"read the node's audit journal, or verify its hash chain (audit verify)", runAudit},
-	"admin":   {"make an admin's OpenPGP signing key (admin keygen)", runAdmin},
+	"admin":   {"admin keygen (make an admin's OpenPGP key) and admin add (add a user to the policy)", runAdmin},
+	"init":    {"found a federation on its first datacenter", runInit},
+	"site":    {"site add: add a site to the policy", runSite},
+	"grant":   {"grant a user or node live/playback/export on cameras, for a window", runGrant},
+	"revoke":  {"revoke a node, grant or admin", runRevoke},
+	"members": {"list the policy's nodes", runMembers},
+	"grants":  {"list the policy's grants", runGrants},
 }
 
 func usage(w io.Writer) {
@@ -83,6 +89,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		case errors.Is(err, errAuditBroken):
 			return 3
+		case errors.As(err, new(errDenied)):
+			return 4
 		}
 		return 1
 	}

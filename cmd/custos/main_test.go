@@ -214,3 +214,76 @@ func TestCLIAdminKeygen(t *testing.T) {
 		t.Fatalf("short passphrase: %d %s", code, errOut)
 	}
 }
+
+func TestCLIPolicyFlow(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("CUSTOS_PASSPHRASE", "a long enough passphrase")
+	alice := filepath.Join(tmp, "alice.key")
+	bob := filepath.Join(tmp, "bob.key")
+	for _, k := range []string{alice, bob} {
+		if code, _, errOut := runCLI("admin", "keygen", "--out", k, "--name", strings.TrimSuffix(filepath.Base(k), ".key")); code != 0 {
+			t.Fatalf("keygen: %s", errOut)
+		}
+	}
+	dir := filepath.Join(tmp, "dc-a")
+	pc, _ := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	listen := pc.LocalAddr().String()
+	pc.Close()
+	if code, out, errOut := runCLI("init", "--dir", dir, "--name", "dc-a", "--listen", listen, "--federation", "acme", "--admin-key", alice+".pub"); code != 0 {
+		t.Fatalf("init: %s %s", out, errOut)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runUp(ctx, []string{"--dir", dir, "--listen", listen, "--quiet"}, io.Discard) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if code, _, _ := runCLI("members", "--dir", dir); code == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("node never answered")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	must := func(args ...string) string {
+		t.Helper()
+		code, out, errOut := runCLI(args...)
+		if code != 0 {
+			t.Fatalf("custos %q: exit %d: %s%s", args, code, out, errOut)
+		}
+		return out
+	}
+	must("site", "add", "--name", "praha-1", "--dir", dir, "--as", alice)
+	must("admin", "add", "--name", "bob", "--key", bob+".pub", "--role", "viewer", "--dir", dir, "--as", alice)
+	must("grant", "--to", "user:bob", "--action", "live", "--cameras", "praha-1/*", "--until", "8h", "--purpose", "night shift", "--id", "g1", "--dir", dir, "--as", alice)
+	out := must("grants", "--dir", dir)
+	if !strings.Contains(out, "g1") || !strings.Contains(out, "night shift") || !strings.Contains(out, "active") {
+		t.Fatalf("grants:\n%s", out)
+	}
+	// bob is a viewer: the policy refuses his change with its own exit status.
+	code, _, errOut := runCLI("site", "add", "--name", "brno-1", "--dir", dir, "--as", bob)
+	if code != 4 || !strings.Contains(errOut, "needs role admin") {
+		t.Fatalf("viewer changing the policy: exit %d %s", code, errOut)
+	}
+	must("revoke", "grant", "g1", "--dir", dir, "--as", alice)
+	if out := must("grants", "--dir", dir, "--json"); !strings.Contains(out, `"revoked":true`) {
+		t.Fatalf("grants after revoke: %s", out)
+	}
+	if out := must("members", "--dir", dir); !strings.Contains(out, "dc-a") || !strings.Contains(out, "datacenter") {
+		t.Fatalf("members:\n%s", out)
+	}
+	// Bad input is a usage error, not a submission.
+	if code, _, _ := runCLI("grant", "--to", "bob", "--action", "live", "--cameras", "*", "--dir", dir, "--as", alice); code != 2 {
+		t.Fatal("a bad --to was not a usage error")
+	}
+	t.Setenv("CUSTOS_PASSPHRASE", "the wrong passphrase")
+	if code, _, errOut := runCLI("site", "add", "--name", "x", "--dir", dir, "--as", alice); code != 1 || !strings.Contains(errOut, "wrong passphrase") {
+		t.Fatalf("wrong passphrase: %d %s", code, errOut)
+	}
+	// Every change and the refusal are in the audit journal.
+	out = must("audit", "--dir", dir, "--json")
+	if strings.Count(out, `"action": "policy-change"`) < 5 || !strings.Contains(out, "needs role admin") {
+		t.Fatalf("audit lacks the policy changes:\n%s", out)
+	}
+}

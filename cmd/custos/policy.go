@@ -1,0 +1,336 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/node"
+	"github.com/custos-cctv/custos/policy"
+)
+
+// errDenied marks a command the policy refused: exit status 4.
+type errDenied struct{ reason string }
+
+func (e errDenied) Error() string { return "refused by the policy: " + e.reason }
+
+func runInit(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("init", flag.ContinueOnError)
+	dir := fs.String("dir", "", "data `directory` of the first datacenter")
+	name := fs.String("name", "", "its node `name` (e.g. dc-a)")
+	listen := fs.String("listen", "", "its public underlay UDP address `HOST:PORT`")
+	fed := fs.String("federation", "", "the new federation's `name` (decides the mesh prefix)")
+	adminKey := fs.String("admin-key", "", "the first admin's public key `FILE.pub` (from custos admin keygen)")
+	adminName := fs.String("admin-name", "", "the first admin's `name` (default: the key file's base name)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *dir == "" || *name == "" || *listen == "" || *fed == "" || *adminKey == "" {
+		return usageError{errors.New("--dir, --name, --listen, --federation and --admin-key are required")}
+	}
+	ap, err := parseListen(*listen)
+	if err != nil {
+		return usageError{err}
+	}
+	pub, fp, err := keys.ReadPublicKeyFile(*adminKey)
+	if err != nil {
+		return err
+	}
+	an := *adminName
+	if an == "" {
+		an = strings.TrimSuffix(strings.TrimSuffix(filepath.Base(*adminKey), ".pub"), ".key")
+	}
+	if err := node.Init(node.Config{Dir: *dir, Name: *name, Listen: ap, Federation: *fed},
+		node.InitOptions{Federation: *fed, AdminName: an, AdminPublic: pub, AdminFP: fp}); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "federation %q founded in %s: datacenter %s, first admin %s (%s).\nStart it with: custos up --dir %s --listen %s\n",
+		*fed, *dir, *name, an, fp, *dir, ap)
+	return nil
+}
+
+// signAndSubmit signs c with the admin key file and submits it through the
+// node in dir.
+func signAndSubmit(ctx context.Context, dir, keyFile, signer string, c *policy.Command, stdout io.Writer) error {
+	pass, err := readPassphrase(false)
+	if err != nil {
+		return err
+	}
+	k, err := keys.LoadAdminKey(keyFile, pass)
+	clear(pass)
+	if err != nil {
+		return err
+	}
+	defer k.Close()
+	if signer == "" {
+		signer = strings.TrimSuffix(filepath.Base(keyFile), ".key")
+	}
+	c.ID, c.Time, c.Signer = node.NewCommandID(), time.Now().UTC(), signer
+	body, err := policy.EncodeCommand(c)
+	if err != nil {
+		return err
+	}
+	sig, err := k.Sign(policy.SignedBytes(body), c.Time)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	res, err := node.SubmitVia(ctx, dir, policy.Envelope{Body: body, Sig: sig})
+	if err != nil {
+		return err
+	}
+	if !res.Applied {
+		return errDenied{res.Reason}
+	}
+	fmt.Fprintf(stdout, "applied %s %s\n", res.Kind, res.ID)
+	return nil
+}
+
+// commonFlags are the flags every policy-changing command takes.
+func commonFlags(fs *flag.FlagSet) (dir, as, signer *string) {
+	dir = fs.String("dir", "", "data `directory` of the local node the command goes through")
+	as = fs.String("as", "", "the signing admin's private key `FILE`")
+	signer = fs.String("signer", "", "the admin's `name` in the policy (default: the key file's base name)")
+	return
+}
+
+func needCommon(dir, as string) error {
+	if dir == "" || as == "" {
+		return usageError{errors.New("--dir and --as are required")}
+	}
+	return nil
+}
+
+func runSite(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 || args[0] != "add" {
+		return usageError{errors.New("usage: custos site add --name S [--jurisdiction EU] --dir DIR --as ADMINKEY")}
+	}
+	fs := flag.NewFlagSet("site add", flag.ContinueOnError)
+	dir, as, signer := commonFlags(fs)
+	name := fs.String("name", "", "site `name` (e.g. praha-1)")
+	jur := fs.String("jurisdiction", "EU", "where the site's data may be kept")
+	if err := parseFlags(fs, args[1:]); err != nil {
+		return err
+	}
+	if err := needCommon(*dir, *as); err != nil {
+		return err
+	}
+	return signAndSubmit(ctx, *dir, *as, *signer, &policy.Command{Kind: policy.KindAddSite, Site: &policy.Site{Name: *name, Jurisdiction: *jur}}, stdout)
+}
+
+func runAdminAdd(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("admin add", flag.ContinueOnError)
+	dir, as, signer := commonFlags(fs)
+	name := fs.String("name", "", "the user's `name`")
+	keyFile := fs.String("key", "", "the user's public key `FILE.pub`")
+	role := fs.String("role", "", "admin, approver, auditor, helpdesk or viewer")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := needCommon(*dir, *as); err != nil {
+		return err
+	}
+	if *name == "" || *keyFile == "" || *role == "" {
+		return usageError{errors.New("--name, --key and --role are required")}
+	}
+	pub, fp, err := keys.ReadPublicKeyFile(*keyFile)
+	if err != nil {
+		return err
+	}
+	u := &policy.User{Name: *name, Role: policy.UserRole(*role), PublicKey: pub, Fingerprint: fp}
+	return signAndSubmit(ctx, *dir, *as, *signer, &policy.Command{Kind: policy.KindAddUser, User: u}, stdout)
+}
+
+func runGrant(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("grant", flag.ContinueOnError)
+	dir, as, signer := commonFlags(fs)
+	to := fs.String("to", "", "`SUBJECT`: user:NAME or node:NAME")
+	actions := fs.String("action", "", "`ACTION[,ACTION…]`: live, playback, export")
+	sel := fs.String("cameras", "", "camera `SELECTOR`: SITE/CAMERA, SITE/*, tag:NAME or *")
+	from := fs.String("from", "", "start (RFC 3339 `time`; default now)")
+	until := fs.String("until", "", "end (RFC 3339 `time`, or a duration from now such as 8h)")
+	purpose := fs.String("purpose", "", "why (shown in audits)")
+	id := fs.String("id", "", "grant `id` (default: generated)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := needCommon(*dir, *as); err != nil {
+		return err
+	}
+	subj, err := policy.ParseSubject(*to)
+	if err != nil {
+		return usageError{fmt.Errorf("--to: %w", err)}
+	}
+	if *actions == "" || *sel == "" {
+		return usageError{errors.New("--action and --cameras are required")}
+	}
+	var acts []policy.Action
+	for _, a := range strings.Split(*actions, ",") {
+		acts = append(acts, policy.Action(strings.TrimSpace(a)))
+	}
+	now := time.Now()
+	var w policy.Window
+	if *from != "" {
+		if w.From, err = time.Parse(time.RFC3339, *from); err != nil {
+			return usageError{fmt.Errorf("--from %q: want an RFC 3339 time", *from)}
+		}
+	}
+	if *until != "" {
+		if w.Until, err = parseTimeOrLater(*until, now); err != nil {
+			return usageError{fmt.Errorf("--until: %w", err)}
+		}
+	}
+	gid := *id
+	if gid == "" {
+		gid = "g-" + strings.TrimPrefix(node.NewCommandID(), "c-")
+	}
+	g := &policy.Grant{ID: gid, Subject: subj, Actions: acts, Selector: *sel, Window: w, Purpose: *purpose}
+	return signAndSubmit(ctx, *dir, *as, *signer, &policy.Command{Kind: policy.KindAddGrant, Grant: g}, stdout)
+}
+
+func runRevoke(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) < 2 {
+		return usageError{errors.New("usage: custos revoke node|grant|admin NAME --dir DIR --as ADMINKEY")}
+	}
+	kinds := map[string]string{"node": policy.KindRevokeNode, "grant": policy.KindRevokeGrant, "admin": policy.KindRevokeUser, "user": policy.KindRevokeUser}
+	kind, ok := kinds[args[0]]
+	if !ok {
+		return usageError{fmt.Errorf("revoke %q: want node, grant or admin", args[0])}
+	}
+	name := args[1]
+	fs := flag.NewFlagSet("revoke", flag.ContinueOnError)
+	dir, as, signer := commonFlags(fs)
+	if err := parseFlags(fs, args[2:]); err != nil {
+		return err
+	}
+	if err := needCommon(*dir, *as); err != nil {
+		return err
+	}
+	return signAndSubmit(ctx, *dir, *as, *signer, &policy.Command{Kind: kind, Name: name}, stdout)
+}
+
+func fetchPolicyFlags(ctx context.Context, name string, args []string) (*policy.State, bool, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	dir := fs.String("dir", "", "data `directory` of the local node")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return nil, false, err
+	}
+	if *dir == "" {
+		return nil, false, usageError{errors.New("--dir is required")}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := node.FetchPolicy(ctx, *dir)
+	return st, *asJSON, err
+}
+
+func runMembers(ctx context.Context, args []string, stdout io.Writer) error {
+	st, asJSON, err := fetchPolicyFlags(ctx, "members", args)
+	if err != nil {
+		return err
+	}
+	names := make([]string, 0, len(st.Nodes))
+	for n := range st.Nodes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if asJSON {
+		out := make([]*policy.Node, 0, len(names))
+		for _, n := range names {
+			out = append(out, st.Nodes[n])
+		}
+		return json.NewEncoder(stdout).Encode(out)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "NODE\tROLE\tSITE\tWINDOW\tSTATE\tKEY\n")
+	now := time.Now()
+	for _, name := range names {
+		n := st.Nodes[name]
+		state := "member"
+		switch {
+		case n.Revoked:
+			state = "revoked"
+		case !policy.Member(st, name, now):
+			state = "outside window"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Role, dash(n.Site), windowText(n.Window), state, n.PublicKey)
+	}
+	return tw.Flush()
+}
+
+func runGrants(ctx context.Context, args []string, stdout io.Writer) error {
+	st, asJSON, err := fetchPolicyFlags(ctx, "grants", args)
+	if err != nil {
+		return err
+	}
+	ids := make([]string, 0, len(st.Grants))
+	for id := range st.Grants {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	if asJSON {
+		out := make([]*policy.Grant, 0, len(ids))
+		for _, id := range ids {
+			out = append(out, st.Grants[id])
+		}
+		return json.NewEncoder(stdout).Encode(out)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "GRANT\tTO\tACTIONS\tCAMERAS\tWINDOW\tSTATE\tPURPOSE\n")
+	for _, id := range ids {
+		g := st.Grants[id]
+		state := "active"
+		if g.Revoked {
+			state = "revoked"
+		}
+		acts := make([]string, len(g.Actions))
+		for i, a := range g.Actions {
+			acts[i] = string(a)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", g.ID, g.Subject, strings.Join(acts, ","), g.Selector, windowText(g.Window), state, g.Purpose)
+	}
+	return tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func windowText(w policy.Window) string {
+	if w.From.IsZero() && w.Until.IsZero() {
+		return "always"
+	}
+	f, u := "…", "…"
+	if !w.From.IsZero() {
+		f = w.From.Local().Format(time.DateTime)
+	}
+	if !w.Until.IsZero() {
+		u = w.Until.Local().Format(time.DateTime)
+	}
+	return f + " → " + u
+}
+
+// parseTimeOrLater reads an RFC 3339 time or a duration from now.
+func parseTimeOrLater(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return now.Add(d), nil
+	}
+	return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time nor a positive duration", s)
+}

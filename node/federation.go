@@ -1,0 +1,251 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/custos-cctv/custos/consensus"
+	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/mesh"
+	"github.com/custos-cctv/custos/policy"
+	"github.com/custos-cctv/custos/policy/audit"
+)
+
+// RaftPort is the mesh TCP port of consensus (Raft and forwarding).
+const RaftPort = 7000
+
+// maxClockSkew bounds a command's time against the leader's clock.
+const maxClockSkew = 5 * time.Minute
+
+// federationFile marks a data directory whose node takes its peers from the
+// replicated policy, and names the federation.
+const federationFile = "federation.json"
+
+type federationInfo struct {
+	Federation string `json:"federation"`
+}
+
+// FederationOf returns the federation a data directory belongs to, or "" if
+// it runs from a static peers file.
+func FederationOf(dir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, federationFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("node: %w", err)
+	}
+	var fi federationInfo
+	if err := json.Unmarshal(b, &fi); err != nil || fi.Federation == "" {
+		return "", fmt.Errorf("node: %s is damaged", filepath.Join(dir, federationFile))
+	}
+	return fi.Federation, nil
+}
+
+// InitOptions found a new federation on its first datacenter.
+type InitOptions struct {
+	Federation  string
+	AdminName   string
+	AdminPublic []byte // binary OpenPGP public key
+	AdminFP     string
+}
+
+// Init prepares dir as the first datacenter of a new federation. The node
+// writes the genesis entry when it first starts (see startConsensus).
+func Init(cfg Config, opt InitOptions) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if cfg.Listen.Addr().IsUnspecified() {
+		return errors.New("node: --listen must be the address other nodes reach this datacenter at")
+	}
+	if err := prepareDir(cfg.Dir); err != nil {
+		return err
+	}
+	if fed, _ := FederationOf(cfg.Dir); fed != "" {
+		return fmt.Errorf("node: %s already belongs to federation %q", cfg.Dir, fed)
+	}
+	priv, _, err := keys.LoadOrCreateNodeKey(KeyPath(cfg.Dir))
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	pub := priv.Public()
+	priv.Zero()
+	g := &policy.Command{ID: "genesis", Time: time.Now().UTC(), Kind: policy.KindGenesis, Genesis: &policy.Genesis{
+		Federation: opt.Federation,
+		Admin:      policy.User{Name: opt.AdminName, Role: policy.UserAdmin, PublicKey: opt.AdminPublic, Fingerprint: opt.AdminFP},
+		Node: policy.Node{Name: cfg.Name, PublicKey: pub.String(), Role: policy.RoleDatacenter, Jurisdiction: "EU",
+			Endpoint: cfg.Listen.String()},
+	}}
+	// Check it now, so that a bad name or key fails here and not at start.
+	var probe policy.State
+	body, err := policy.EncodeCommand(g)
+	if err != nil {
+		return err
+	}
+	if _, err := probe.Apply(policy.Envelope{Body: body}); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	// Stored as a command; its time is set when the node first starts and
+	// writes it, so that the leader's clock check accepts it.
+	if err := os.WriteFile(filepath.Join(cfg.Dir, "genesis.json"), body, 0o600); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	b, _ := json.Marshal(federationInfo{Federation: opt.Federation})
+	return os.WriteFile(filepath.Join(cfg.Dir, federationFile), b, 0o600)
+}
+
+// meshNetwork is consensus.Network on the mesh.
+type meshNetwork struct{ m *mesh.Mesh }
+
+func (n meshNetwork) Listen(port uint16) (net.Listener, error) { return n.m.ListenTCP(port) }
+func (n meshNetwork) Dial(ctx context.Context, a netip.AddrPort) (net.Conn, error) {
+	return n.m.DialTCP(ctx, a)
+}
+
+// admit lets a mesh address speak Raft with us only if it belongs to a live
+// member of the policy we hold: fail closed, also before the first command.
+func (n *Node) admit(remote netip.Addr) error {
+	st := n.policy.State()
+	now := time.Now()
+	for name, pn := range st.Nodes {
+		pub, err := keys.ParseNodePublic(pn.PublicKey)
+		if err != nil {
+			continue
+		}
+		if n.mesh.AddrOf(pub) == remote {
+			if policy.Member(st, name, now) {
+				return nil
+			}
+			return fmt.Errorf("node %q is not a live member", name)
+		}
+	}
+	return fmt.Errorf("%s is no member of the policy", remote)
+}
+
+// vet runs on the leader before a command enters the log: its time must be
+// near the leader's clock (DESIGN §6: chosen by the proposer, bounded by the
+// leader), so that nobody can sign commands for a distant future or past.
+func vet(cmd []byte) error {
+	env, err := policy.DecodeEnvelope(cmd)
+	if err != nil {
+		return err
+	}
+	c, err := policy.DecodeCommand(env.Body)
+	if err != nil {
+		return err
+	}
+	if d := time.Since(c.Time); d > maxClockSkew || d < -maxClockSkew {
+		return fmt.Errorf("command time %s is more than %v from the leader's clock", c.Time.UTC().Format(time.RFC3339), maxClockSkew)
+	}
+	return nil
+}
+
+// startConsensus opens Raft over the mesh with the policy as its state
+// machine; on a freshly initialised first datacenter it bootstraps the
+// cluster and writes the genesis entry.
+func (n *Node) startConsensus(pub keys.NodePublic) error {
+	n.policy = newPolicyStore()
+	n.policy.onApply = func(c *policy.Command, err error) {
+		e := audit.Event{Action: "policy-change", Decision: audit.Allow}
+		if c != nil {
+			e.Actor, e.Object = c.Signer, c.Kind+" "+c.ID
+			if c.Signer == "" {
+				e.Actor = c.Kind
+			}
+		}
+		if err != nil {
+			e.Decision, e.Reason = audit.Deny, err.Error()
+		}
+		n.auditEvent(e)
+	}
+	var err error
+	n.raft, err = consensus.Open(consensus.Config{
+		Dir:     n.cfg.Dir,
+		ID:      pub.String(),
+		Addr:    netip.AddrPortFrom(n.mesh.Addr(), RaftPort),
+		Network: meshNetwork{n.mesh},
+		Admit:   n.admit,
+		FSM:     n.policy,
+		Vet:     vet,
+		Logf:    n.logf,
+	})
+	if err != nil {
+		return fmt.Errorf("node: consensus: %w", err)
+	}
+	gpath := filepath.Join(n.cfg.Dir, "genesis.json")
+	gbody, err := os.ReadFile(gpath)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // an existing member: its log holds everything
+	}
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	err = n.raft.Bootstrap([]consensus.Server{{ID: pub.String(), Addr: netip.AddrPortFrom(n.mesh.Addr(), RaftPort)}})
+	if err != nil && !errors.Is(err, consensus.ErrAlreadyBootstrapped) {
+		return fmt.Errorf("node: bootstrap: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if n.policy.State().Federation == "" {
+		g, err := policy.DecodeCommand(gbody)
+		if err != nil {
+			return fmt.Errorf("node: %s: %w", gpath, err)
+		}
+		g.Time = time.Now().UTC()
+		body, err := policy.EncodeCommand(g)
+		if err != nil {
+			return err
+		}
+		out, err := n.raft.Submit(ctx, policy.Envelope{Body: body}.Marshal())
+		if err != nil {
+			return fmt.Errorf("node: write genesis: %w", err)
+		}
+		var r ApplyResult
+		if json.Unmarshal(out, &r) != nil || !r.Applied {
+			return fmt.Errorf("node: genesis refused: %s", r.Reason)
+		}
+	}
+	return os.Remove(gpath)
+}
+
+// Submit sends a signed command through consensus and returns how the
+// policy took it.
+func (n *Node) Submit(ctx context.Context, env policy.Envelope) (ApplyResult, error) {
+	if n.raft == nil {
+		return ApplyResult{}, errors.New("this node runs from a static peers file, not a replicated policy")
+	}
+	out, err := n.raft.Submit(ctx, env.Marshal())
+	if err != nil {
+		return ApplyResult{}, err
+	}
+	var r ApplyResult
+	if err := json.Unmarshal(out, &r); err != nil {
+		return ApplyResult{}, fmt.Errorf("node: bad apply result: %w", err)
+	}
+	return r, nil
+}
+
+// Policy returns the local replica of the policy (nil without one).
+func (n *Node) Policy() *policy.State {
+	if n.policy == nil {
+		return nil
+	}
+	return n.policy.State()
+}
+
+// NewCommandID makes a random command id.
+func NewCommandID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return "c-" + hex.EncodeToString(b)
+}

@@ -1,0 +1,109 @@
+package node
+
+import (
+	"context"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/policy"
+)
+
+func signed(t *testing.T, k *keys.AdminKey, signer string, c *policy.Command) policy.Envelope {
+	t.Helper()
+	c.Signer, c.ID, c.Time = signer, NewCommandID(), time.Now().UTC()
+	body, err := policy.EncodeCommand(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := k.Sign(policy.SignedBytes(body), c.Time)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return policy.Envelope{Body: body, Sig: sig}
+}
+
+func TestFirstDatacenterRunsThePolicy(t *testing.T) {
+	checkLeaks(t)
+	admin, err := keys.NewAdminKey("alice", time.Now().Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	mallory, _ := keys.NewAdminKey("mallory", time.Now().Add(-time.Hour))
+	defer mallory.Close()
+	dir := filepath.Join(t.TempDir(), "dc-a")
+	port, _ := freeUDPPort()
+	cfg := Config{Dir: dir, Name: "dc-a", Listen: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port), Logf: t.Logf}
+	if err := Init(cfg, InitOptions{Federation: "acme", AdminName: "alice", AdminPublic: admin.PublicKey(), AdminFP: admin.Fingerprint()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := Init(cfg, InitOptions{Federation: "acme", AdminName: "alice", AdminPublic: admin.PublicKey(), AdminFP: admin.Fingerprint()}); err == nil {
+		t.Fatal("a second init of the same directory succeeded")
+	}
+	if _, err := New(Config{Dir: dir, Listen: cfg.Listen, PeersFile: "x.toml"}); err == nil || !strings.Contains(err.Error(), "drop --peers") {
+		t.Fatalf("peers file on a federation node: %v", err)
+	}
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	st := n.Policy()
+	if st.Federation != "acme" || st.Users["alice"] == nil || st.Nodes["dc-a"] == nil {
+		t.Fatalf("after genesis: %+v", st)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	res, err := SubmitVia(ctx, dir, signed(t, admin, "alice", &policy.Command{Kind: policy.KindAddSite, Site: &policy.Site{Name: "praha-1", Jurisdiction: "EU"}}))
+	if err != nil || !res.Applied {
+		t.Fatalf("site add: %+v %v", res, err)
+	}
+	// A forged command is refused by the replica, with a reason, and audited.
+	res, err = SubmitVia(ctx, dir, signed(t, mallory, "alice", &policy.Command{Kind: policy.KindAddSite, Site: &policy.Site{Name: "evil", Jurisdiction: "EU"}}))
+	if err != nil || res.Applied || !strings.Contains(res.Reason, "signature") {
+		t.Fatalf("forged command: %+v %v", res, err)
+	}
+	got, err := FetchPolicy(ctx, dir)
+	if err != nil || got.Sites["praha-1"] == nil || got.Sites["evil"] != nil {
+		t.Fatalf("policy over the API: %+v %v", got, err)
+	}
+	ss, err := FetchStatus(ctx, dir)
+	if err != nil || ss.Consensus == nil || ss.Consensus.LeaderID != n.Mesh().PublicKey().String() {
+		t.Fatalf("status consensus: %+v %v", ss.Consensus, err)
+	}
+	entries, err := n.Audit(time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var allow, deny int
+	for _, e := range entries {
+		if e.Action == "policy-change" {
+			if e.Decision == "allow" {
+				allow++
+			} else {
+				deny++
+			}
+		}
+	}
+	if allow < 2 || deny != 1 {
+		t.Fatalf("audit policy-change events: %d allowed, %d denied", allow, deny)
+	}
+	// Restart: the policy comes back from the log.
+	n.Close()
+	n2, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n2.Close()
+	deadline := time.Now().Add(15 * time.Second)
+	for n2.Policy().Sites["praha-1"] == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the policy did not come back after a restart")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
