@@ -44,6 +44,24 @@ func printStatus(w io.Writer, st node.Status) {
 	if st.PeersFile != "" {
 		fmt.Fprintf(w, "peers file %s\n", st.PeersFile)
 	}
+	if c := st.Consensus; c != nil {
+		leader := c.LeaderID
+		if leader == c.ID {
+			leader = "this node"
+		} else if leader == "" {
+			leader = "none known"
+		}
+		voters, others := 0, 0
+		for _, m := range c.Members {
+			if m.Voter {
+				voters++
+			} else {
+				others++
+			}
+		}
+		fmt.Fprintf(w, "raft       %s (voter %v), leader %s, term %d, commit %d, applied %d, %d voters + %d non-voters\n",
+			c.Role, c.Voter, leader, c.Term, c.CommitIndex, c.AppliedIndex, voters, others)
+	}
 	if st.PeersError != "" {
 		fmt.Fprintf(w, "WARNING    %s\n", st.PeersError)
 	}
