@@ -76,18 +76,8 @@ func TestCLIVersionAndKey(t *testing.T) {
 
 func TestCLIUpAndStatus(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "store-1")
-	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := pc.LocalAddr().(*net.UDPAddr).Port
-	pc.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	var upOut bytes.Buffer
-	go func() {
-		done <- runUp(ctx, []string{"--dir", dir, "--listen", net.JoinHostPort("127.0.0.1", itoa(port)), "--quiet"}, &upOut)
-	}()
+	port := freeLoopbackPort(t)
+	cancel, done := startUp(dir, port)
 	var st node.Status
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -131,19 +121,30 @@ func TestCLIUpAndStatus(t *testing.T) {
 
 func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
 
-func TestCLIAudit(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "dc-a")
+func freeLoopbackPort(t *testing.T) int {
+	t.Helper()
 	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := pc.LocalAddr().(*net.UDPAddr).Port
-	pc.Close()
+	defer pc.Close()
+	return pc.LocalAddr().(*net.UDPAddr).Port
+}
+
+// startUp runs `custos up` in the background; cancel stops it and done
+// reports how it ended.
+func startUp(dir string, port int) (cancel func(), done <-chan error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
+	ch := make(chan error, 1)
 	go func() {
-		done <- runUp(ctx, []string{"--dir", dir, "--listen", net.JoinHostPort("127.0.0.1", itoa(port)), "--quiet"}, io.Discard)
+		ch <- runUp(ctx, []string{"--dir", dir, "--listen", net.JoinHostPort("127.0.0.1", itoa(port)), "--quiet"}, io.Discard)
 	}()
+	return cancel, ch
+}
+
+func TestCLIAudit(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "dc-a")
+	cancel, done := startUp(dir, freeLoopbackPort(t))
 	var out string
 	deadline := time.Now().Add(10 * time.Second)
 	for {
