@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
+	"github.com/ProtonMail/go-crypto/openpgp/ecdh"
 	"github.com/ProtonMail/go-crypto/openpgp/eddsa"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	"github.com/ProtonMail/go-crypto/openpgp/s2k"
@@ -79,11 +80,23 @@ func (k *AdminKey) Sign(msg []byte, at time.Time) ([]byte, error) {
 
 // Close wipes the private key material.
 func (k *AdminKey) Close() {
-	if k.entity != nil && k.entity.PrivateKey != nil {
+	if k.entity == nil {
+		return
+	}
+	if k.entity.PrivateKey != nil {
 		if p, ok := k.entity.PrivateKey.PrivateKey.(*eddsa.PrivateKey); ok {
 			clear(p.D)
 		}
 		k.entity.PrivateKey = nil
+	}
+	for i := range k.entity.Subkeys {
+		sk := &k.entity.Subkeys[i]
+		if sk.PrivateKey != nil {
+			if p, ok := sk.PrivateKey.PrivateKey.(*ecdh.PrivateKey); ok {
+				clear(p.D)
+			}
+			sk.PrivateKey = nil
+		}
 	}
 	k.entity = nil
 }

@@ -132,10 +132,13 @@ func (n *Node) admit(remote netip.Addr) error {
 	return fmt.Errorf("%s is no member of the policy", remote)
 }
 
-// vet runs on the leader before a command enters the log: its time must be
-// near the leader's clock (DESIGN §6: chosen by the proposer, bounded by the
-// leader), so that nobody can sign commands for a distant future or past.
-func vet(cmd []byte) error {
+// vet runs on the leader before a command enters the log. The command's
+// time must be near the leader's clock (DESIGN §6: chosen by the proposer,
+// bounded by the leader), and a dry run on the leader's replica must accept
+// it: a refused command would otherwise still take space in every replica's
+// log and audit journal, and any member could fill them with junk. Every
+// replica still checks it again when it is applied.
+func (n *Node) vet(cmd []byte) error {
 	env, err := policy.DecodeEnvelope(cmd)
 	if err != nil {
 		return err
@@ -146,6 +149,13 @@ func vet(cmd []byte) error {
 	}
 	if d := time.Since(c.Time); d > maxClockSkew || d < -maxClockSkew {
 		return fmt.Errorf("command time %s is more than %v from the leader's clock", c.Time.UTC().Format(time.RFC3339), maxClockSkew)
+	}
+	dry, err := clone(n.policy.State())
+	if err != nil {
+		return err
+	}
+	if _, err := dry.Apply(env); err != nil {
+		return err
 	}
 	return nil
 }
@@ -176,7 +186,7 @@ func (n *Node) startConsensus(pub keys.NodePublic) error {
 		Network: meshNetwork{n.mesh},
 		Admit:   n.admit,
 		FSM:     n.policy,
-		Vet:     vet,
+		Vet:     n.vet,
 		Logf:    n.logf,
 	})
 	if err != nil {
@@ -196,6 +206,11 @@ func (n *Node) startConsensus(pub keys.NodePublic) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	// After a crash between writing genesis and removing the file, the log
+	// already holds it: catch up with the log before deciding.
+	if err := n.raft.Sync(ctx); err != nil {
+		return fmt.Errorf("node: catch up with the log: %w", err)
+	}
 	if n.policy.State().Federation == "" {
 		g, err := policy.DecodeCommand(gbody)
 		if err != nil {
@@ -225,6 +240,16 @@ func (n *Node) Submit(ctx context.Context, env policy.Envelope) (ApplyResult, er
 		return ApplyResult{}, errors.New("this node runs from a static peers file, not a replicated policy")
 	}
 	out, err := n.raft.Submit(ctx, env.Marshal())
+	if errors.Is(err, consensus.ErrRejected) {
+		// Refused before it entered the log (see vet): nothing changed
+		// anywhere, so this node records the denied attempt.
+		r := ApplyResult{Reason: err.Error()}
+		if c, derr := policy.DecodeCommand(env.Body); derr == nil {
+			r.ID, r.Kind = c.ID, c.Kind
+			n.auditEvent(audit.Event{Actor: c.Signer, Action: "policy-change", Object: c.Kind + " " + c.ID, Decision: audit.Deny, Reason: err.Error()})
+		}
+		return r, nil
+	}
 	if err != nil {
 		return ApplyResult{}, err
 	}

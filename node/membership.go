@@ -89,10 +89,11 @@ func (ms *membership) loop() {
 // reconcile applies the desired peers now.
 func (ms *membership) reconcile() {
 	st := ms.src.State()
-	peers, err := PeersFromPolicy(st, ms.self, ms.now())
-	if err == nil {
-		err = ms.mesh.SetPeers(peers)
+	peers, skipped := PeersFromPolicy(st, ms.self, ms.now())
+	for _, s := range skipped {
+		ms.logf("node: membership: skipping %s", s)
 	}
+	err := ms.mesh.SetPeers(peers)
 	ms.errMu.Lock()
 	ms.err = err
 	ms.errMu.Unlock()
@@ -101,21 +102,35 @@ func (ms *membership) reconcile() {
 	}
 }
 
-// PeersFromPolicy turns policy.DesiredPeers into mesh peers.
-func PeersFromPolicy(st *policy.State, self string, now time.Time) ([]mesh.Peer, error) {
-	var out []mesh.Peer
+// PeersFromPolicy turns policy.DesiredPeers into mesh peers. An entry that
+// cannot be a peer (a bad key, a key listed twice) is skipped and reported,
+// never allowed to block the rest: one bad entry must not stop a revocation
+// from reaching the mesh.
+func PeersFromPolicy(st *policy.State, self string, now time.Time) (peers []mesh.Peer, skipped []string) {
+	seen := map[keys.NodePublic]string{}
+	if me := st.Nodes[self]; me != nil {
+		if pub, err := keys.ParseNodePublic(me.PublicKey); err == nil {
+			seen[pub] = self
+		}
+	}
 	for _, n := range policy.DesiredPeers(st, self, now) {
 		pub, err := keys.ParseNodePublic(n.PublicKey)
 		if err != nil {
-			return nil, fmt.Errorf("policy node %q: %w", n.Name, err)
+			skipped = append(skipped, fmt.Sprintf("node %q: %v", n.Name, err))
+			continue
 		}
+		if other, dup := seen[pub]; dup {
+			skipped = append(skipped, fmt.Sprintf("node %q has the key of %q", n.Name, other))
+			continue
+		}
+		seen[pub] = n.Name
 		p := mesh.Peer{Name: n.Name, PublicKey: pub}
 		if n.Endpoint != "" {
 			if ep, err := netip.ParseAddrPort(n.Endpoint); err == nil && ep.Port() != 0 && !ep.Addr().IsUnspecified() {
 				p.Endpoint = ep
 			}
 		}
-		out = append(out, p)
+		peers = append(peers, p)
 	}
-	return out, nil
+	return peers, skipped
 }

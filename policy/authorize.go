@@ -88,7 +88,8 @@ func authorizeNode(s *State, name string, action Action, resource string, now ti
 // answer (and its reason) is the same on every node.
 func byGrant(s *State, subj Subject, action Action, resource string, now time.Time) Decision {
 	c := s.Cameras[resource]
-	if resource != "" && c == nil {
+	if c == nil {
+		// Grants give footage, and footage is always of a camera.
 		return deny("no camera %q", resource)
 	}
 	ids := make([]string, 0, len(s.Grants))
@@ -102,10 +103,7 @@ func byGrant(s *State, subj Subject, action Action, resource string, now time.Ti
 		if g.Revoked || g.Subject != subj || !slices.Contains(g.Actions, action) {
 			continue
 		}
-		if c != nil && !SelectorMatches(g.Selector, c) {
-			continue
-		}
-		if c == nil && g.Selector != "*" {
+		if !SelectorMatches(g.Selector, c) {
 			continue
 		}
 		if !g.Window.Contains(now) {

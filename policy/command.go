@@ -274,6 +274,7 @@ func (s *State) plan(c *Command) (func(), error) {
 			s.Federation = g.Federation
 			s.ensureMaps()
 			u, n := g.Admin, g.Node
+			u.PublicKey = bytes.Clone(g.Admin.PublicKey)
 			s.Users[u.Name], s.Nodes[n.Name] = &u, &n
 		}, nil
 	case KindAddUser:
@@ -284,6 +285,7 @@ func (s *State) plan(c *Command) (func(), error) {
 			return nil, err
 		}
 		u := *c.User
+		u.PublicKey = bytes.Clone(c.User.PublicKey)
 		return func() { s.Users[u.Name] = &u }, nil
 	case KindRevokeUser:
 		u := s.Users[c.Name]
@@ -452,15 +454,17 @@ func (s *State) checkNodeWithoutKey(n *Node) error {
 	return nil
 }
 
-// validNodeKey checks "nodekey:<64 hex>" without importing keys.
+// validNodeKey checks "nodekey:<64 lower-case hex>" without importing keys.
+// Only the canonical form is accepted, so that one key has one spelling and
+// the duplicate check (a string compare) cannot be fooled by case.
 func validNodeKey(k string) error {
 	h, ok := bytes.CutPrefix([]byte(k), []byte("nodekey:"))
 	if !ok || len(h) != 64 {
 		return errors.New("public key must be nodekey:<64 hex digits>")
 	}
 	var raw [32]byte
-	if _, err := hex.Decode(raw[:], h); err != nil || raw == [32]byte{} {
-		return errors.New("public key must be nodekey:<64 hex digits>, not all zero")
+	if _, err := hex.Decode(raw[:], h); err != nil || raw == [32]byte{} || hex.EncodeToString(raw[:]) != string(h) {
+		return errors.New("public key must be nodekey:<64 lower-case hex digits>, not all zero")
 	}
 	return nil
 }

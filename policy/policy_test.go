@@ -457,3 +457,18 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		}
 	})
 }
+
+func TestNodeKeysHaveOneSpelling(t *testing.T) {
+	alice := newTestUser(t, "alice")
+	s := founded(t, alice)
+	c := cmd(KindAddNode, t0)
+	c.Node = &Node{Name: "dc-b", PublicKey: nodeKey(0xab), Role: RoleDatacenter, Jurisdiction: "EU"}
+	mustApply(t, s, alice.sign(t, c))
+	// The same key in capitals must not pass as another node's.
+	c = cmd(KindAddNode, t0)
+	c.Node = &Node{Name: "dc-c", PublicKey: "nodekey:" + strings.ToUpper(nodeKey(0xab)[len("nodekey:"):]), Role: RoleDatacenter, Jurisdiction: "EU"}
+	refused(t, s, alice.sign(t, c), "lower-case")
+	if d := Authorize(s, Subject{"user", "alice"}, ActLive, "", t0); d.Allow {
+		t.Fatalf("a media action on no camera was allowed: %+v", d)
+	}
+}

@@ -56,6 +56,9 @@ func runAdmin(ctx context.Context, args []string, stdout io.Writer) error {
 // when confirm is set). It never echoes.
 func readPassphrase(confirm bool) ([]byte, error) {
 	if p := os.Getenv("CUSTOS_PASSPHRASE"); p != "" {
+		// Taken once, then removed from this process's environment. (The
+		// parent shell still has it: prefer the prompt where you can.)
+		os.Unsetenv("CUSTOS_PASSPHRASE")
 		return []byte(p), nil
 	}
 	fd := int(os.Stdin.Fd())

@@ -15,7 +15,20 @@ import (
 	"github.com/custos-cctv/custos/node"
 )
 
+// testPassphrase is put into CUSTOS_PASSPHRASE before every runCLI: the
+// CLI removes it from the environment once read.
+var testPassphrase string
+
+func setPass(t *testing.T, p string) {
+	t.Helper()
+	testPassphrase = p
+	t.Cleanup(func() { testPassphrase = ""; os.Unsetenv("CUSTOS_PASSPHRASE") })
+}
+
 func runCLI(args ...string) (code int, stdout, stderr string) {
+	if testPassphrase != "" {
+		os.Setenv("CUSTOS_PASSPHRASE", testPassphrase)
+	}
 	var o, e bytes.Buffer
 	code = run(args, &o, &e)
 	return code, o.String(), e.String()
@@ -193,7 +206,7 @@ func TestCLIAudit(t *testing.T) {
 func TestCLIAdminKeygen(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "alice.key")
-	t.Setenv("CUSTOS_PASSPHRASE", "a long enough passphrase")
+	setPass(t, "a long enough passphrase")
 	code, stdout, errOut := runCLI("admin", "keygen", "--out", out, "--name", "alice")
 	if code != 0 || !strings.Contains(stdout, "fingerprint") {
 		t.Fatalf("keygen: %d %s %s", code, stdout, errOut)
@@ -210,7 +223,7 @@ func TestCLIAdminKeygen(t *testing.T) {
 	if code, _, _ := runCLI("admin", "keygen", "--name", "x"); code != 2 {
 		t.Fatal("missing --out accepted")
 	}
-	t.Setenv("CUSTOS_PASSPHRASE", "short")
+	setPass(t, "short")
 	if code, _, errOut := runCLI("admin", "keygen", "--out", filepath.Join(dir, "b.key"), "--name", "b"); code != 1 || !strings.Contains(errOut, "shorter than 8") {
 		t.Fatalf("short passphrase: %d %s", code, errOut)
 	}
@@ -218,7 +231,7 @@ func TestCLIAdminKeygen(t *testing.T) {
 
 func TestCLIPolicyFlow(t *testing.T) {
 	tmp := t.TempDir()
-	t.Setenv("CUSTOS_PASSPHRASE", "a long enough passphrase")
+	setPass(t, "a long enough passphrase")
 	alice := filepath.Join(tmp, "alice.key")
 	bob := filepath.Join(tmp, "bob.key")
 	for _, k := range []string{alice, bob} {
@@ -278,7 +291,7 @@ func TestCLIPolicyFlow(t *testing.T) {
 	if code, _, _ := runCLI("grant", "--to", "bob", "--action", "live", "--cameras", "*", "--dir", dir, "--as", alice); code != 2 {
 		t.Fatal("a bad --to was not a usage error")
 	}
-	t.Setenv("CUSTOS_PASSPHRASE", "the wrong passphrase")
+	setPass(t, "the wrong passphrase")
 	if code, _, errOut := runCLI("site", "add", "--name", "x", "--dir", dir, "--as", alice); code != 1 || !strings.Contains(errOut, "wrong passphrase") {
 		t.Fatalf("wrong passphrase: %d %s", code, errOut)
 	}
