@@ -30,25 +30,31 @@ const maxClockSkew = 5 * time.Minute
 // replicated policy, and names the federation.
 const federationFile = "federation.json"
 
-type federationInfo struct {
-	Federation string `json:"federation"`
-}
+// federationFile holds the node's Anchor: the genesis it accepts.
 
 // FederationOf returns the federation a data directory belongs to, or "" if
 // it runs from a static peers file.
 func FederationOf(dir string) (string, error) {
+	a, err := readAnchor(dir)
+	if a == nil {
+		return "", err
+	}
+	return a.Federation, nil
+}
+
+func readAnchor(dir string) (*Anchor, error) {
 	b, err := os.ReadFile(filepath.Join(dir, federationFile))
 	if errors.Is(err, os.ErrNotExist) {
-		return "", nil
+		return nil, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("node: %w", err)
+		return nil, fmt.Errorf("node: %w", err)
 	}
-	var fi federationInfo
-	if err := json.Unmarshal(b, &fi); err != nil || fi.Federation == "" {
-		return "", fmt.Errorf("node: %s is damaged", filepath.Join(dir, federationFile))
+	var a Anchor
+	if err := json.Unmarshal(b, &a); err != nil || a.Federation == "" || a.AdminFP == "" || a.NodeKey == "" {
+		return nil, fmt.Errorf("node: %s is damaged", filepath.Join(dir, federationFile))
 	}
-	return fi.Federation, nil
+	return &a, nil
 }
 
 // InitOptions found a new federation on its first datacenter.
@@ -100,7 +106,7 @@ func Init(cfg Config, opt InitOptions) error {
 	if err := os.WriteFile(filepath.Join(cfg.Dir, "genesis.json"), body, 0o600); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
-	b, _ := json.Marshal(federationInfo{Federation: opt.Federation})
+	b, _ := json.Marshal(Anchor{Federation: opt.Federation, AdminFP: opt.AdminFP, NodeKey: pub.String()})
 	return os.WriteFile(filepath.Join(cfg.Dir, federationFile), b, 0o600)
 }
 
@@ -164,7 +170,11 @@ func (n *Node) vet(cmd []byte) error {
 // machine; on a freshly initialised first datacenter it bootstraps the
 // cluster and writes the genesis entry.
 func (n *Node) startConsensus(pub keys.NodePublic) error {
-	n.policy = newPolicyStore()
+	anchor, err := readAnchor(n.cfg.Dir)
+	if err != nil {
+		return err
+	}
+	n.policy = newPolicyStore(anchor)
 	n.policy.onApply = func(c *policy.Command, err error) {
 		e := audit.Event{Action: "policy-change", Decision: audit.Allow}
 		if c != nil {
@@ -178,7 +188,6 @@ func (n *Node) startConsensus(pub keys.NodePublic) error {
 		}
 		n.auditEvent(e)
 	}
-	var err error
 	n.raft, err = consensus.Open(consensus.Config{
 		Dir:     n.cfg.Dir,
 		ID:      pub.String(),

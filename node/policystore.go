@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -25,12 +26,43 @@ type policyStore struct {
 	mu      sync.Mutex // serializes Apply, Restore and the changed channel
 	cur     atomic.Pointer[policy.State]
 	changed chan struct{}
+	// log holds every applied envelope. A snapshot is this log, and a
+	// restore replays it through policy.Apply, so that a snapshot sent by
+	// a compromised leader is checked signature by signature like any log
+	// entry: there is no path into the state that skips verification.
+	log [][]byte
+	// anchor, if set, is the genesis this node accepts: its federation,
+	// first admin and founding node. A genesis that differs is refused.
+	anchor *Anchor
 	// onApply, if set, sees every command applied or refused (for audit).
 	onApply func(c *policy.Command, err error)
 }
 
-func newPolicyStore() *policyStore {
-	p := &policyStore{changed: make(chan struct{})}
+// Anchor pins the genesis a node will accept.
+type Anchor struct {
+	Federation string `json:"federation"`
+	AdminFP    string `json:"admin_fingerprint"`
+	NodeKey    string `json:"founder_key"`
+}
+
+func (a *Anchor) check(env policy.Envelope) error {
+	if a == nil {
+		return nil
+	}
+	c, err := policy.DecodeCommand(env.Body)
+	if err != nil || c.Kind != policy.KindGenesis || c.Genesis == nil {
+		return nil
+	}
+	g := c.Genesis
+	if g.Federation != a.Federation || g.Admin.Fingerprint != a.AdminFP || g.Node.PublicKey != a.NodeKey {
+		return fmt.Errorf("genesis of federation %q by admin %s does not match this node's anchor (federation %q, admin %s)",
+			g.Federation, g.Admin.Fingerprint, a.Federation, a.AdminFP)
+	}
+	return nil
+}
+
+func newPolicyStore(anchor *Anchor) *policyStore {
+	p := &policyStore{changed: make(chan struct{}), anchor: anchor}
 	p.cur.Store(&policy.State{})
 	return p
 }
@@ -67,6 +99,9 @@ func (p *policyStore) Apply(cmd []byte, index uint64) ([]byte, error) {
 	env, err := policy.DecodeEnvelope(cmd)
 	var c *policy.Command
 	if err == nil {
+		err = p.anchor.check(env)
+	}
+	if err == nil {
 		c, err = next.Apply(env)
 	}
 	if c != nil {
@@ -76,6 +111,7 @@ func (p *policyStore) Apply(cmd []byte, index uint64) ([]byte, error) {
 		res.Reason = err.Error()
 	} else {
 		res.Applied = true
+		p.log = append(p.log, bytes.Clone(cmd))
 		p.cur.Store(next)
 		close(p.changed)
 		p.changed = make(chan struct{})
@@ -86,15 +122,42 @@ func (p *policyStore) Apply(cmd []byte, index uint64) ([]byte, error) {
 	return json.Marshal(res)
 }
 
-func (p *policyStore) Snapshot() ([]byte, error) { return p.cur.Load().Marshal() }
+// snapshotV1 is the snapshot format: the applied envelopes, in order.
+type snapshotV1 struct {
+	Version int      `json:"v"`
+	Log     [][]byte `json:"log"`
+}
 
+func (p *policyStore) Snapshot() ([]byte, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return json.Marshal(snapshotV1{Version: 1, Log: p.log})
+}
+
+// Restore rebuilds the state by replaying the snapshot's envelopes through
+// policy.Apply; one that does not apply (a forged or tampered entry, a
+// foreign genesis) fails the whole restore and leaves the state as it was.
 func (p *policyStore) Restore(b []byte) error {
+	var snap snapshotV1
+	if err := json.Unmarshal(b, &snap); err != nil || snap.Version != 1 {
+		return fmt.Errorf("node: policy snapshot: not a version 1 snapshot")
+	}
 	var s policy.State
-	if err := s.Unmarshal(b); err != nil {
-		return err
+	for i, raw := range snap.Log {
+		env, err := policy.DecodeEnvelope(raw)
+		if err == nil {
+			err = p.anchor.check(env)
+		}
+		if err == nil {
+			_, err = s.Apply(env)
+		}
+		if err != nil {
+			return fmt.Errorf("node: policy snapshot entry %d: %w", i, err)
+		}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.log = snap.Log
 	p.cur.Store(&s)
 	close(p.changed)
 	p.changed = make(chan struct{})

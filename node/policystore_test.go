@@ -16,7 +16,7 @@ func TestPolicyStoreApplyAndSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer admin.Close()
-	ps := newPolicyStore()
+	ps := newPolicyStore(nil)
 	var seen []string
 	ps.onApply = func(c *policy.Command, err error) {
 		if c != nil {
@@ -71,7 +71,7 @@ func TestPolicyStoreApplyAndSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	other := newPolicyStore()
+	other := newPolicyStore(nil)
 	if err := other.Restore(snap); err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +82,31 @@ func TestPolicyStoreApplyAndSnapshot(t *testing.T) {
 	}
 	if len(seen) != 3 {
 		t.Fatalf("onApply saw %v", seen)
+	}
+
+	// A snapshot with a forged entry is refused whole.
+	forged := &policy.Command{ID: "s2", Time: now, Signer: "alice", Kind: policy.KindAddSite, Site: &policy.Site{Name: "evil", Jurisdiction: "EU"}}
+	fbody, _ := policy.EncodeCommand(forged)
+	var bad snapshotV1
+	json.Unmarshal(snap, &bad)
+	bad.Log = append(bad.Log, policy.Envelope{Body: fbody, Sig: sig}.Marshal())
+	badSnap, _ := json.Marshal(bad)
+	victim := newPolicyStore(nil)
+	if err := victim.Restore(badSnap); err == nil {
+		t.Fatal("a snapshot with a forged entry was restored")
+	}
+	if victim.State().Federation != "" {
+		t.Fatal("a refused snapshot changed the state")
+	}
+
+	// An anchored node refuses a genesis that is not its own.
+	anchored := newPolicyStore(&Anchor{Federation: "acme", AdminFP: "00", NodeKey: genesis.Genesis.Node.PublicKey})
+	gbody, _ := policy.EncodeCommand(genesis)
+	if res := applyResult(t, anchored, policy.Envelope{Body: gbody}); res.Applied {
+		t.Fatal("a genesis with another admin was accepted by an anchored node")
+	}
+	if err := anchored.Restore(snap); err == nil {
+		t.Fatal("an anchored node restored a foreign federation")
 	}
 }
 
