@@ -2,8 +2,7 @@ package policy
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"crypto/subtle"
+	"crypto/ed25519"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -71,12 +70,30 @@ type Genesis struct {
 	Node       Node   `json:"node"`
 }
 
-// Redeem spends an invite: the joining node's key and the invite's secret.
+// Redeem spends an invite: the joining node's key, signed with the invite's
+// one-time key (see RedeemSignedBytes).
 type Redeem struct {
 	Invite    string `json:"invite"`
-	Secret    string `json:"secret"` // hex; its SHA-256 must equal the invite's SecretHash
 	PublicKey string `json:"public_key"`
 	Endpoint  string `json:"endpoint,omitempty"`
+	Proof     []byte `json:"proof"` // Ed25519 signature by the invite's key
+}
+
+// RedeemSignedBytes is what the invite's one-time key signs: the invite and
+// the key and endpoint of the node it admits, so a proof seen in the log
+// cannot admit any other key.
+func RedeemSignedBytes(r *Redeem) []byte {
+	return []byte("custos/invite/v1\x00" + r.Invite + "\x00" + r.PublicKey + "\x00" + r.Endpoint)
+}
+
+// InviteKeyFromSecret returns the one-time key pair of an invite secret
+// (a 32-byte Ed25519 seed).
+func InviteKeyFromSecret(secret []byte) (ed25519.PublicKey, ed25519.PrivateKey, error) {
+	if len(secret) != ed25519.SeedSize {
+		return nil, nil, fmt.Errorf("invite secret must be %d bytes", ed25519.SeedSize)
+	}
+	priv := ed25519.NewKeyFromSeed(secret)
+	return priv.Public().(ed25519.PublicKey), priv, nil
 }
 
 // EncodeCommand returns the body bytes to sign.
@@ -569,8 +586,8 @@ func (s *State) planInvite(inv *Invite, signer string) (func(), error) {
 	if err := s.checkNodeWithoutKey(&probe); err != nil {
 		return nil, fmt.Errorf("invite %q: %w", inv.ID, err)
 	}
-	if h, err := hex.DecodeString(inv.SecretHash); err != nil || len(h) != sha256.Size {
-		return nil, fmt.Errorf("invite %q: secret hash must be 64 hex digits", inv.ID)
+	if k, err := hex.DecodeString(inv.Key); err != nil || len(k) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("invite %q: key must be 64 hex digits (an Ed25519 public key)", inv.ID)
 	}
 	if inv.Expires.IsZero() {
 		return nil, fmt.Errorf("invite %q needs an expiry", inv.ID)
@@ -588,14 +605,9 @@ func (s *State) planRedeem(r *Redeem, at time.Time) (func(), error) {
 	if inv == nil {
 		return nil, fmt.Errorf("no invite %q", r.Invite)
 	}
-	secret, err := hex.DecodeString(r.Secret)
-	if err != nil || len(secret) < 16 {
-		return nil, errors.New("invite secret must be hex, at least 16 bytes")
-	}
-	sum := sha256.Sum256(secret)
-	want, _ := hex.DecodeString(inv.SecretHash)
-	if subtle.ConstantTimeCompare(sum[:], want) != 1 {
-		return nil, fmt.Errorf("invite %q: wrong secret", r.Invite)
+	key, _ := hex.DecodeString(inv.Key) // checked when the invite was made
+	if len(r.Proof) != ed25519.SignatureSize || !ed25519.Verify(key, RedeemSignedBytes(r), r.Proof) {
+		return nil, fmt.Errorf("invite %q: the proof does not verify (wrong secret, or the key or endpoint was changed)", r.Invite)
 	}
 	if inv.Spent {
 		return nil, fmt.Errorf("invite %q was already used", r.Invite)

@@ -2,9 +2,10 @@ package policy
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -335,26 +336,38 @@ func TestInstaller(t *testing.T) {
 	c.Node = &Node{Name: "inst", PublicKey: nodeKey(9), Role: RoleInstaller, Site: "praha-1", Jurisdiction: "EU"}
 	refused(t, s, alice.sign(t, c), "needs a window end")
 
-	// By invite: one-time secret, expiry.
+	// By invite: a one-time key whose secret only the token carries.
 	secret := make([]byte, 32)
 	rand.Read(secret)
-	sum := sha256.Sum256(secret)
+	ipub, ipriv, err := InviteKeyFromSecret(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
 	from, until := t0.Add(time.Hour), t0.Add(3*time.Hour)
 	c = cmd(KindCreateInvite, t0)
 	c.Invite = &Invite{ID: "inv1", Role: RoleInstaller, Name: "inst", Site: "praha-1", Window: Window{From: from, Until: until},
-		Expires: t0.Add(2 * time.Hour), SecretHash: hex.EncodeToString(sum[:])}
+		Expires: t0.Add(2 * time.Hour), Key: hex.EncodeToString(ipub)}
 	mustApply(t, s, alice.sign(t, c))
-	redeem := func(sec []byte, at time.Time) Envelope {
+	redeem := func(priv ed25519.PrivateKey, key string, at time.Time) Envelope {
 		c := cmd(KindRedeemInvite, at)
-		c.Redeem = &Redeem{Invite: "inv1", Secret: hex.EncodeToString(sec), PublicKey: nodeKey(9)}
+		c.Redeem = &Redeem{Invite: "inv1", PublicKey: key}
+		c.Redeem.Proof = ed25519.Sign(priv, RedeemSignedBytes(c.Redeem))
 		b, _ := EncodeCommand(c)
 		return Envelope{Body: b}
 	}
-	wrong := make([]byte, 32)
-	refused(t, s, redeem(wrong, t0), "wrong secret")
-	refused(t, s, redeem(secret, t0.Add(2*time.Hour)), "expired")
-	mustApply(t, s, redeem(secret, t0.Add(30*time.Minute)))
-	refused(t, s, redeem(secret, t0.Add(31*time.Minute)), "already used")
+	_, wrong, _ := ed25519.GenerateKey(rand.Reader)
+	refused(t, s, redeem(wrong, nodeKey(9), t0), "does not verify")
+	refused(t, s, redeem(ipriv, nodeKey(9), t0.Add(2*time.Hour)), "expired")
+	good := redeem(ipriv, nodeKey(9), t0.Add(30*time.Minute))
+	// The proof admits only the key it signed.
+	var stolen Command
+	json.Unmarshal(good.Body, &stolen)
+	stolen.ID = "stolen"
+	stolen.Redeem.PublicKey = nodeKey(0xee)
+	sb, _ := EncodeCommand(&stolen)
+	refused(t, s, Envelope{Body: sb}, "does not verify")
+	mustApply(t, s, good)
+	refused(t, s, redeem(ipriv, nodeKey(10), t0.Add(31*time.Minute)), "already used")
 
 	inst := Subject{"node", "inst"}
 	if d := Authorize(s, inst, ActLive, "praha-1/entrance", from.Add(-time.Second)); d.Allow {

@@ -150,15 +150,19 @@ func ParseSubject(s string) (Subject, error) {
 
 // Invite lets one node join once, inside its window.
 type Invite struct {
-	ID         string    `json:"id"`
-	Role       NodeRole  `json:"role"`
-	Name       string    `json:"name"`
-	Site       string    `json:"site,omitempty"`
-	Window     Window    `json:"window"`      // the membership window of the node it creates
-	Expires    time.Time `json:"expires"`     // the invite itself is void from then on
-	SecretHash string    `json:"secret_hash"` // hex SHA-256 of the one-time secret
-	CreatedBy  string    `json:"created_by"`
-	Spent      bool      `json:"spent,omitempty"`
+	ID      string    `json:"id"`
+	Role    NodeRole  `json:"role"`
+	Name    string    `json:"name"`
+	Site    string    `json:"site,omitempty"`
+	Window  Window    `json:"window"`  // the membership window of the node it creates
+	Expires time.Time `json:"expires"` // the invite itself is void from then on
+	// Key is the hex Ed25519 public key of the invite's one-time secret
+	// (the secret is the private key's seed, carried only in the token).
+	// A redeem proves the secret by signing the joining node's key, so the
+	// secret itself never enters the log.
+	Key       string `json:"key"`
+	CreatedBy string `json:"created_by"`
+	Spent     bool   `json:"spent,omitempty"`
 }
 
 // Marshal is the canonical encoding of the state: encoding/json writes
