@@ -210,3 +210,17 @@ func ReadPublicKeyFile(path string) (pub []byte, fingerprint string, err error) 
 	}
 	return out.Bytes(), hex.EncodeToString(el[0].PrimaryKey.Fingerprint), nil
 }
+
+// VerifyAdminSignature checks a detached signature over msg by the binary
+// OpenPGP public key pub and returns the signer's fingerprint.
+func VerifyAdminSignature(pub, msg, sig []byte) (string, error) {
+	el, err := openpgp.ReadKeyRing(bytes.NewReader(pub))
+	if err != nil || len(el) != 1 {
+		return "", errors.New("keys: not one OpenPGP public key")
+	}
+	_, signer, err := openpgp.VerifyDetachedSignature(el, bytes.NewReader(msg), bytes.NewReader(sig), nil)
+	if err != nil {
+		return "", fmt.Errorf("keys: bad signature: %w", err)
+	}
+	return hex.EncodeToString(signer.PrimaryKey.Fingerprint), nil
+}

@@ -123,6 +123,16 @@ func (n meshNetwork) Dial(ctx context.Context, a netip.AddrPort) (net.Conn, erro
 func (n *Node) admit(remote netip.Addr) error {
 	st := n.policy.State()
 	now := time.Now()
+	if st.Federation == "" {
+		// A joined node before its first replica: only the datacenters its
+		// (admin-signed) token named may bring it the log.
+		for _, p := range n.seed {
+			if n.mesh.AddrOf(p.PublicKey) == remote {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s: no policy yet, and not a datacenter from the join token", remote)
+	}
 	for name, pn := range st.Nodes {
 		pub, err := keys.ParseNodePublic(pn.PublicKey)
 		if err != nil {

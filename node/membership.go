@@ -35,7 +35,7 @@ const maxReconcileWait = 10 * time.Second
 // window boundary (policy.NextChange), also when cut off from consensus —
 // a store that hears nothing still drops an installer whose window ended.
 type membership struct {
-	self  string
+	self  string // our public key, "nodekey:…"
 	src   policySource
 	mesh  peerSetter
 	now   func() time.Time
@@ -44,10 +44,15 @@ type membership struct {
 	wg    sync.WaitGroup
 	errMu sync.Mutex // guards err
 	err   error      // of the last reconciliation, for status
+	// seed is who a joined node talks to until its replica holds a policy.
+	seed []mesh.Peer
 }
 
-func startMembership(self string, src policySource, m peerSetter, now func() time.Time, logf func(string, ...any)) *membership {
-	ms := &membership{self: self, src: src, mesh: m, now: now, logf: logf, stop: make(chan struct{})}
+// startMembership starts reconciling for the node with public key selfKey
+// (found in the policy by key, never by the name it was started with);
+// seed is who to talk to while the local replica holds no policy yet.
+func startMembership(selfKey string, src policySource, m peerSetter, now func() time.Time, logf func(string, ...any), seed ...mesh.Peer) *membership {
+	ms := &membership{self: selfKey, src: src, mesh: m, now: now, logf: logf, stop: make(chan struct{}), seed: seed}
 	ms.reconcile() // peers are in place when start returns
 	ms.wg.Add(1)
 	go ms.loop()
@@ -89,7 +94,13 @@ func (ms *membership) loop() {
 // reconcile applies the desired peers now.
 func (ms *membership) reconcile() {
 	st := ms.src.State()
-	peers, skipped := PeersFromPolicy(st, ms.self, ms.now())
+	if st == nil || st.Federation == "" {
+		if err := ms.mesh.SetPeers(ms.seed); err != nil {
+			ms.logf("node: membership: seed peers: %v", err)
+		}
+		return
+	}
+	peers, skipped := PeersFromPolicy(st, NameByKey(st, ms.self), ms.now())
 	for _, s := range skipped {
 		ms.logf("node: membership: skipping %s", s)
 	}
@@ -100,6 +111,17 @@ func (ms *membership) reconcile() {
 	if err != nil {
 		ms.logf("node: membership: %v", err)
 	}
+}
+
+// NameByKey finds a node's name in the policy by its public key ("" if
+// absent: such a node gets no peers).
+func NameByKey(st *policy.State, key string) string {
+	for name, n := range st.Nodes {
+		if n.PublicKey == key {
+			return name
+		}
+	}
+	return ""
 }
 
 // PeersFromPolicy turns policy.DesiredPeers into mesh peers. An entry that

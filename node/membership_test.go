@@ -68,8 +68,8 @@ func TestMembershipFollowsPolicyAndClock(t *testing.T) {
 		return st
 	}
 	src := &fakePolicy{st: state(false), changed: make(chan struct{})}
-	for name, n := range map[string]nd{"dc": dc, "store": store, "inst": inst} {
-		ms := startMembership(name, src, n.m, time.Now, t.Logf)
+	for _, n := range []nd{dc, store, inst} {
+		ms := startMembership(n.m.PublicKey().String(), src, n.m, time.Now, t.Logf)
 		t.Cleanup(ms.close)
 	}
 	ln, err := inst.m.ListenTCP(80)

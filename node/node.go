@@ -13,6 +13,7 @@ import (
 	"github.com/custos-cctv/custos/consensus"
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/mesh"
+	"github.com/custos-cctv/custos/policy"
 	"github.com/custos-cctv/custos/policy/audit"
 )
 
@@ -61,6 +62,8 @@ type Node struct {
 	policy  *policyStore    // nil when running from a peers file
 	raft    *consensus.Node // likewise
 	members *membership
+	seed    []mesh.Peer // datacenters to reach before the policy names peers
+	join    *joinServer
 
 	reloadMu  sync.Mutex // serializes ReloadPeers
 	mu        sync.Mutex // guards peersHash and peersErr
@@ -184,10 +187,21 @@ func New(cfg Config) (_ *Node, err error) {
 	n.auditEvent(audit.Event{Actor: cfg.Name, Action: "node-start", Object: n.mesh.PublicKey().String()})
 	n.auditPeers(nil, peers, "peers-file")
 	if fed != "" {
+		if n.seed, err = readSeed(cfg.Dir); err != nil {
+			return nil, err
+		}
 		if err := n.startConsensus(n.mesh.PublicKey()); err != nil {
 			return nil, err
 		}
-		n.members = startMembership(cfg.Name, n.policy, n.mesh, time.Now, n.logf)
+		n.members = startMembership(n.mesh.PublicKey().String(), n.policy, n.mesh, time.Now, n.logf, n.seed...)
+		n.wg.Add(1)
+		go n.raftMembers()
+		st := n.policy.State()
+		if me := st.Nodes[NameByKey(st, n.mesh.PublicKey().String())]; me != nil && me.Role == policy.RoleDatacenter {
+			if n.join, err = startJoinServer(n, cfg.Listen); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if n.api, err = startAPI(SocketPath(cfg.Dir), n); err != nil {
 		return nil, err
@@ -224,6 +238,9 @@ func (n *Node) Close() error {
 		n.wg.Wait()
 		if n.api != nil {
 			n.api.close()
+		}
+		if n.join != nil {
+			n.join.close()
 		}
 		if n.members != nil {
 			n.members.close()

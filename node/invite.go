@@ -1,0 +1,80 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/policy"
+)
+
+// InviteSpec says who may join.
+type InviteSpec struct {
+	Role    policy.NodeRole
+	Name    string
+	Site    string
+	Window  policy.Window // membership window (installers need an end)
+	Expires time.Time     // the token is void from then on
+}
+
+// MakeInvite records an invite in the policy through the node running in
+// dir, signed by admin, and returns the join token. The token holds the
+// invite's one-time secret: hand it over like a password.
+func MakeInvite(ctx context.Context, dir string, admin *keys.AdminKey, signer string, spec InviteSpec, now time.Time) (string, error) {
+	anchor, err := readAnchor(dir)
+	if err != nil {
+		return "", err
+	}
+	if anchor == nil {
+		return "", fmt.Errorf("node: %s is not part of a federation", dir)
+	}
+	st, err := FetchPolicy(ctx, dir)
+	if err != nil {
+		return "", err
+	}
+	var dcs []TokenPeer
+	for name, n := range st.Nodes {
+		if n.Role == policy.RoleDatacenter && policy.Member(st, name, now) && n.Endpoint != "" {
+			dcs = append(dcs, TokenPeer{Name: name, PublicKey: n.PublicKey, Endpoint: n.Endpoint})
+		}
+	}
+	if len(dcs) == 0 {
+		return "", errors.New("node: the policy has no datacenter with an endpoint for a new node to contact")
+	}
+	sort.Slice(dcs, func(i, j int) bool { return dcs[i].Name < dcs[j].Name })
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	defer clear(secret)
+	pub, priv, err := policy.InviteKeyFromSecret(secret)
+	clear(priv)
+	if err != nil {
+		return "", err
+	}
+	id := "inv-" + strings.TrimPrefix(NewCommandID(), "c-")
+	c := &policy.Command{ID: NewCommandID(), Time: now.UTC(), Signer: signer, Kind: policy.KindCreateInvite, Invite: &policy.Invite{
+		ID: id, Role: spec.Role, Name: spec.Name, Site: spec.Site, Window: spec.Window, Expires: spec.Expires, Key: hex.EncodeToString(pub)}}
+	body, err := policy.EncodeCommand(c)
+	if err != nil {
+		return "", err
+	}
+	sig, err := admin.Sign(policy.SignedBytes(body), c.Time)
+	if err != nil {
+		return "", err
+	}
+	res, err := SubmitVia(ctx, dir, policy.Envelope{Body: body, Sig: sig})
+	if err != nil {
+		return "", err
+	}
+	if !res.Applied {
+		return "", &policy.Refused{ID: res.ID, Kind: res.Kind, Reason: res.Reason}
+	}
+	t := &Token{Version: 1, Anchor: *anchor, Invite: id, Secret: secret, Role: string(spec.Role), Name: spec.Name, Site: spec.Site,
+		Expires: spec.Expires, Datacenters: dcs, AdminKey: admin.PublicKey()}
+	return EncodeToken(t, func(msg []byte) ([]byte, error) { return admin.Sign(msg, now) })
+}

@@ -1,0 +1,283 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/custos-cctv/custos/consensus"
+	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/mesh"
+	"github.com/custos-cctv/custos/policy"
+	"github.com/custos-cctv/custos/policy/audit"
+)
+
+// Joining. A new node cannot reach anyone inside the mesh, since nobody has
+// its key yet, so it hands its redeem to a datacenter over the underlay: TCP
+// on the datacenter's listen address (the port number WireGuard uses for
+// UDP). The redeem carries no secret, only a proof that binds the joining
+// node's key, so the channel needs no encryption: someone who copies it can
+// only admit the same key. The datacenter accepts nothing but redeems, and
+// its leader dry-runs each one (vet) before it enters the log.
+
+const (
+	joinMaxRequest = policy.MaxEnvelope
+	joinTimeout    = 15 * time.Second
+	joinMaxConns   = 4
+)
+
+// joinFile records, on a joining node, whom to contact until the policy
+// names its peers.
+const joinFile = "join.json"
+
+type joinInfo struct {
+	Datacenters []TokenPeer `json:"datacenters"`
+}
+
+type joinServer struct {
+	ln  net.Listener
+	wg  sync.WaitGroup
+	sem chan struct{}
+}
+
+func startJoinServer(n *Node, listen netip.AddrPort) (*joinServer, error) {
+	ln, err := net.Listen("tcp", listen.String())
+	if err != nil {
+		return nil, fmt.Errorf("node: join service on TCP %s: %w", listen, err)
+	}
+	js := &joinServer{ln: ln, sem: make(chan struct{}, joinMaxConns)}
+	js.wg.Add(1)
+	go func() {
+		defer js.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			select {
+			case js.sem <- struct{}{}:
+			default:
+				c.Close() // busy: the joiner retries
+				continue
+			}
+			js.wg.Add(1)
+			go func() {
+				defer js.wg.Done()
+				defer func() { <-js.sem }()
+				n.serveJoin(c)
+			}()
+		}
+	}()
+	return js, nil
+}
+
+func (js *joinServer) close() {
+	js.ln.Close()
+	js.wg.Wait()
+}
+
+func (n *Node) serveJoin(c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(joinTimeout))
+	b, err := io.ReadAll(io.LimitReader(c, joinMaxRequest+1))
+	res := ApplyResult{}
+	defer func() { json.NewEncoder(c).Encode(res) }()
+	if err != nil || len(b) > joinMaxRequest {
+		res.Reason = "join request unreadable or too large"
+		return
+	}
+	env, err := policy.DecodeEnvelope(b)
+	var cmd *policy.Command
+	if err == nil {
+		cmd, err = policy.DecodeCommand(env.Body)
+	}
+	if err == nil && cmd.Kind != policy.KindRedeemInvite {
+		err = errors.New("the join service takes only invite redeems")
+	}
+	if err != nil {
+		res.Reason = err.Error()
+		n.auditEvent(audit.Event{Actor: c.RemoteAddr().String(), Action: "join", Decision: audit.Deny, Reason: err.Error()})
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), joinTimeout)
+	defer cancel()
+	res, err = n.Submit(ctx, env)
+	if err != nil {
+		res.Reason = err.Error()
+	}
+	d := audit.Allow
+	if !res.Applied {
+		d = audit.Deny
+	}
+	n.auditEvent(audit.Event{Actor: cmd.Redeem.PublicKey, Action: "join", Object: "invite " + cmd.Redeem.Invite, Decision: d, Reason: res.Reason})
+}
+
+// PrepareJoin readies dir to join the federation of a token: the node key,
+// the anchor, and the datacenters to contact. It then sends the redeem to
+// the datacenters, one after another, until one takes it.
+func PrepareJoin(ctx context.Context, cfg Config, t *Token) (ApplyResult, error) {
+	if err := cfg.Validate(); err != nil {
+		return ApplyResult{}, err
+	}
+	if err := prepareDir(cfg.Dir); err != nil {
+		return ApplyResult{}, err
+	}
+	if fed, _ := FederationOf(cfg.Dir); fed != "" {
+		return ApplyResult{}, fmt.Errorf("node: %s already belongs to federation %q", cfg.Dir, fed)
+	}
+	priv, _, err := keys.LoadOrCreateNodeKey(KeyPath(cfg.Dir))
+	if err != nil {
+		return ApplyResult{}, fmt.Errorf("node: %w", err)
+	}
+	pub := priv.Public()
+	priv.Zero()
+	env, err := t.Redeem(pub, cfg.Listen.String(), time.Now())
+	if err != nil {
+		return ApplyResult{}, err
+	}
+	var res ApplyResult
+	var lastErr error
+	for _, dc := range t.Datacenters {
+		res, lastErr = sendJoin(ctx, dc.Endpoint, env)
+		if lastErr == nil {
+			break
+		}
+	}
+	if lastErr != nil {
+		return ApplyResult{}, fmt.Errorf("node: no datacenter took the join: %w", lastErr)
+	}
+	if !res.Applied {
+		return res, nil
+	}
+	jb, _ := json.Marshal(joinInfo{Datacenters: t.Datacenters})
+	if err := os.WriteFile(filepath.Join(cfg.Dir, joinFile), jb, 0o600); err != nil {
+		return res, err
+	}
+	ab, _ := json.Marshal(t.Anchor)
+	return res, os.WriteFile(filepath.Join(cfg.Dir, federationFile), ab, 0o600)
+}
+
+func sendJoin(ctx context.Context, endpoint string, env policy.Envelope) (ApplyResult, error) {
+	var d net.Dialer
+	ctx, cancel := context.WithTimeout(ctx, joinTimeout)
+	defer cancel()
+	c, err := d.DialContext(ctx, "tcp", endpoint)
+	if err != nil {
+		return ApplyResult{}, err
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
+	}
+	if _, err := c.Write(env.Marshal()); err != nil {
+		return ApplyResult{}, err
+	}
+	c.(*net.TCPConn).CloseWrite()
+	var res ApplyResult
+	if err := json.NewDecoder(io.LimitReader(c, 64<<10)).Decode(&res); err != nil {
+		return ApplyResult{}, fmt.Errorf("join answer from %s: %w", endpoint, err)
+	}
+	return res, nil
+}
+
+// readSeed returns the datacenters a joined node contacts until its policy
+// replica names its peers.
+func readSeed(dir string) ([]mesh.Peer, error) {
+	b, err := os.ReadFile(filepath.Join(dir, joinFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var ji joinInfo
+	if err := json.Unmarshal(b, &ji); err != nil {
+		return nil, fmt.Errorf("node: %s is damaged", joinFile)
+	}
+	var out []mesh.Peer
+	for _, dc := range ji.Datacenters {
+		pub, err := keys.ParseNodePublic(dc.PublicKey)
+		if err != nil {
+			continue
+		}
+		ep, _ := netip.ParseAddrPort(dc.Endpoint)
+		out = append(out, mesh.Peer{Name: dc.Name, PublicKey: pub, Endpoint: ep})
+	}
+	return out, nil
+}
+
+// raftMembers keeps, on the leader, the Raft configuration equal to the
+// policy: live datacenters and witnesses vote, live stores and admin nodes
+// replicate as non-voters, installers hold no replica, and anyone else is
+// removed. It runs on every policy change and when this node becomes leader.
+func (n *Node) raftMembers() {
+	defer n.wg.Done()
+	leader := false
+	for {
+		changed := n.policy.Changed()
+		if leader {
+			n.reconcileRaft()
+		}
+		select {
+		case <-n.stop:
+			return
+		case l := <-n.raft.LeaderCh():
+			leader = l
+		case <-changed:
+		case <-time.After(maxReconcileWait):
+		}
+	}
+}
+
+func (n *Node) reconcileRaft() {
+	st := n.policy.State()
+	now := time.Now()
+	want := map[string]consensus.Server{}
+	voter := map[string]bool{}
+	for name, pn := range st.Nodes {
+		if !policy.Member(st, name, now) || pn.Role == policy.RoleInstaller {
+			continue
+		}
+		pub, err := keys.ParseNodePublic(pn.PublicKey)
+		if err != nil {
+			continue
+		}
+		want[pn.PublicKey] = consensus.Server{ID: pn.PublicKey, Addr: netip.AddrPortFrom(n.mesh.AddrOf(pub), RaftPort)}
+		voter[pn.PublicKey] = pn.Role == policy.RoleDatacenter || pn.Role == policy.RoleWitness
+	}
+	cur := n.raft.Status()
+	have := map[string]bool{}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, m := range cur.Members {
+		have[m.ID] = m.Voter
+		if _, ok := want[m.ID]; !ok && m.ID != cur.ID {
+			if err := n.raft.Remove(ctx, m.ID); err != nil {
+				n.logf("node: raft: remove %s: %v", m.ID, err)
+			}
+		}
+	}
+	for id, s := range want {
+		isVoter, present := have[id]
+		if present && isVoter == voter[id] {
+			continue
+		}
+		var err error
+		if voter[id] {
+			err = n.raft.AddVoter(ctx, s)
+		} else {
+			err = n.raft.AddNonvoter(ctx, s)
+		}
+		if err != nil {
+			n.logf("node: raft: add %s: %v", id, err)
+		}
+	}
+}

@@ -1,0 +1,148 @@
+package node
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/policy"
+)
+
+// A join token is one line an admin hands to whoever installs a node:
+//
+//	custos1.<base64url(JSON body)>.<base64url(OpenPGP signature of the body)>
+//
+// The body names the federation and the genesis it must accept (Anchor),
+// the invite and its one-time secret, the datacenters to contact, and the
+// inviting admin's public key, which made the signature. The secret never
+// leaves the joining node: it signs the node's own key with it (the
+// redeem's proof), and only that proof travels.
+const tokenPrefix = "custos1."
+
+// maxToken bounds what we parse: a token is a few kilobytes.
+const maxToken = 32 << 10
+
+// Token is a decoded join token.
+type Token struct {
+	Version     int         `json:"v"`
+	Anchor      Anchor      `json:"anchor"`
+	Invite      string      `json:"invite"`
+	Secret      []byte      `json:"secret"` // 32-byte seed of the invite's one-time key
+	Role        string      `json:"role"`
+	Name        string      `json:"name"`
+	Site        string      `json:"site,omitempty"`
+	Expires     time.Time   `json:"expires"`
+	Datacenters []TokenPeer `json:"datacenters"`
+	AdminKey    []byte      `json:"admin_key"` // binary OpenPGP public key of the signer
+}
+
+// TokenPeer is a datacenter a joining node contacts.
+type TokenPeer struct {
+	Name      string `json:"name"`
+	PublicKey string `json:"public_key"`
+	Endpoint  string `json:"endpoint"`
+}
+
+// EncodeToken signs a token with the admin's key.
+func EncodeToken(t *Token, sign func(msg []byte) ([]byte, error)) (string, error) {
+	body, err := json.Marshal(t)
+	if err != nil {
+		return "", err
+	}
+	sig, err := sign(append([]byte("custos/token/v1\x00"), body...))
+	if err != nil {
+		return "", err
+	}
+	enc := base64.RawURLEncoding
+	return tokenPrefix + enc.EncodeToString(body) + "." + enc.EncodeToString(sig), nil
+}
+
+// ErrBadToken is wrapped by every token error.
+var ErrBadToken = errors.New("bad join token")
+
+// DecodeToken parses and checks a token: its form, the signature by the
+// admin key it carries, its expiry at now, and its fields. It does not
+// prove the admin is an admin of the federation: the joining node checks
+// that against the policy it receives.
+func DecodeToken(s string, now time.Time) (*Token, error) {
+	bad := func(format string, a ...any) (*Token, error) {
+		return nil, fmt.Errorf("%w: %s", ErrBadToken, fmt.Sprintf(format, a...))
+	}
+	s = strings.TrimSpace(s)
+	if len(s) > maxToken {
+		return bad("longer than %d bytes", maxToken)
+	}
+	rest, ok := strings.CutPrefix(s, tokenPrefix)
+	if !ok {
+		return bad("it must start with %q", tokenPrefix)
+	}
+	b64body, b64sig, ok := strings.Cut(rest, ".")
+	if !ok {
+		return bad("missing signature part")
+	}
+	enc := base64.RawURLEncoding
+	body, err := enc.DecodeString(b64body)
+	if err != nil {
+		return bad("body is not base64url")
+	}
+	sig, err := enc.DecodeString(b64sig)
+	if err != nil {
+		return bad("signature is not base64url")
+	}
+	var t Token
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&t); err != nil {
+		return bad("body: %v", err)
+	}
+	if t.Version != 1 {
+		return bad("version %d (this custos reads version 1)", t.Version)
+	}
+	if _, err := keys.VerifyAdminSignature(t.AdminKey, append([]byte("custos/token/v1\x00"), body...), sig); err != nil {
+		return bad("the signature does not verify (altered or forged token)")
+	}
+	if !now.Before(t.Expires) {
+		return bad("expired at %s", t.Expires.UTC().Format(time.RFC3339))
+	}
+	if len(t.Secret) != 32 || t.Invite == "" || t.Anchor.Federation == "" || t.Anchor.AdminFP == "" || t.Anchor.NodeKey == "" {
+		return bad("incomplete")
+	}
+	if len(t.Datacenters) == 0 {
+		return bad("names no datacenter to contact")
+	}
+	for _, dc := range t.Datacenters {
+		if _, err := keys.ParseNodePublic(dc.PublicKey); err != nil {
+			return bad("datacenter %q: %v", dc.Name, err)
+		}
+		if ap, err := netip.ParseAddrPort(dc.Endpoint); err != nil || ap.Port() == 0 || ap.Addr().IsUnspecified() {
+			return bad("datacenter %q: endpoint %q", dc.Name, dc.Endpoint)
+		}
+	}
+	return &t, nil
+}
+
+// Redeem builds the redeem envelope for a joining node's key and endpoint.
+func (t *Token) Redeem(pub keys.NodePublic, endpoint string, now time.Time) (policy.Envelope, error) {
+	_, priv, err := policy.InviteKeyFromSecret(t.Secret)
+	if err != nil {
+		return policy.Envelope{}, err
+	}
+	defer clear(priv)
+	r := &policy.Redeem{Invite: t.Invite, PublicKey: pub.String(), Endpoint: endpoint}
+	r.Proof = ed25519Sign(priv, policy.RedeemSignedBytes(r))
+	c := &policy.Command{ID: NewCommandID(), Time: now.UTC(), Kind: policy.KindRedeemInvite, Redeem: r}
+	body, err := policy.EncodeCommand(c)
+	if err != nil {
+		return policy.Envelope{}, err
+	}
+	return policy.Envelope{Body: body}, nil
+}
+
+func ed25519Sign(priv []byte, msg []byte) []byte { return ed25519.Sign(priv, msg) }
