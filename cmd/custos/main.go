@@ -32,6 +32,8 @@ var commands = map[string]command{
 	"admin":   {"admin keygen (make an admin's OpenPGP key) and admin add (add a user to the policy)", runAdmin},
 	"init":    {"found a federation on its first datacenter", runInit},
 	"site":    {"site add: add a site to the policy", runSite},
+	"invite":  {"invite a node: prints a one-line join token", runInvite},
+	"join":    {"join a federation with a token", runJoin},
 	"grant":   {"grant a user or node live/playback/export on cameras, for a window", runGrant},
 	"revoke":  {"revoke a node, grant or admin", runRevoke},
 	"members": {"list the policy's nodes", runMembers},

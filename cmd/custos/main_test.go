@@ -301,3 +301,71 @@ func TestCLIPolicyFlow(t *testing.T) {
 		t.Fatalf("audit lacks the policy changes:\n%s", out)
 	}
 }
+
+func TestCLIInviteAndJoin(t *testing.T) {
+	tmp := t.TempDir()
+	setPass(t, "a long enough passphrase")
+	alice := filepath.Join(tmp, "alice.key")
+	if code, _, errOut := runCLI("admin", "keygen", "--out", alice, "--name", "alice"); code != 0 {
+		t.Fatal(errOut)
+	}
+	dc := filepath.Join(tmp, "dc-a")
+	dcPort := freeLoopbackPort(t)
+	dcListen := net.JoinHostPort("127.0.0.1", itoa(dcPort))
+	if code, _, errOut := runCLI("init", "--dir", dc, "--name", "dc-a", "--listen", dcListen, "--federation", "acme", "--admin-key", alice+".pub"); code != 0 {
+		t.Fatal(errOut)
+	}
+	cancel, done := startUp(dc, dcPort)
+	defer func() { cancel(); <-done }()
+	waitCLI(t, "members", "--dir", dc)
+	if code, _, errOut := runCLI("site", "add", "--name", "praha-1", "--dir", dc, "--as", alice); code != 0 {
+		t.Fatal(errOut)
+	}
+	code, token, errOut := runCLI("invite", "--role", "store", "--name", "store-1", "--site", "praha-1", "--expires", "1h", "--dir", dc, "--as", alice)
+	if code != 0 || !strings.HasPrefix(token, "custos1.") {
+		t.Fatalf("invite: %d %s %s", code, token, errOut)
+	}
+	token = strings.TrimSpace(token)
+	st := filepath.Join(tmp, "store-1")
+	stPort := freeLoopbackPort(t)
+	if code, out, errOut := runCLI("join", "--dir", st, "--token", token, "--listen", net.JoinHostPort("127.0.0.1", itoa(stPort))); code != 0 {
+		t.Fatalf("join: %s %s", out, errOut)
+	}
+	// The token is spent: a second join is refused by the policy (exit 4).
+	if code, _, errOut := runCLI("join", "--dir", filepath.Join(tmp, "x"), "--token", token, "--listen", net.JoinHostPort("127.0.0.1", itoa(freeLoopbackPort(t)))); code != 4 || !strings.Contains(errOut, "already used") {
+		t.Fatalf("reused token: %d %s", code, errOut)
+	}
+	if code, _, errOut := runCLI("join", "--dir", filepath.Join(tmp, "y"), "--token", token+"x", "--listen", "127.0.0.1:1"); code != 1 || !strings.Contains(errOut, "bad join token") {
+		t.Fatalf("altered token: %d %s", code, errOut)
+	}
+	cancel2, done2 := startUp(st, stPort)
+	defer func() { cancel2(); <-done2 }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, members, _ := runCLI("members", "--dir", st)
+		code, status, _ := runCLI("status", "--dir", st)
+		if code == 0 && strings.Contains(members, "store-1") && strings.Contains(status, "voter false") && strings.Contains(status, "leader nodekey:") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the joined store never received the policy:\n%s\n%s", members, status)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// waitCLI runs a command until it succeeds (up to 20 s) and returns its output.
+func waitCLI(t *testing.T, args ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, out, errOut := runCLI(args...)
+		if code == 0 {
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("custos %q never succeeded: %s", args, errOut)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/node"
+	"github.com/custos-cctv/custos/policy"
+)
+
+func runInvite(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("invite", flag.ContinueOnError)
+	dir, as, signer := commonFlags(fs)
+	role := fs.String("role", "", "the new node's `role`: datacenter, witness, store, admin or installer")
+	name := fs.String("name", "", "the new node's `name`")
+	site := fs.String("site", "", "its `site` (stores and installers)")
+	from := fs.String("from", "", "membership starts (RFC 3339 `time`)")
+	until := fs.String("until", "", "membership ends (RFC 3339 `time` or a duration such as 4h; installers must have one)")
+	expires := fs.Duration("expires", 24*time.Hour, "the token is void after this `duration`")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := needCommon(*dir, *as); err != nil {
+		return err
+	}
+	if *role == "" || *name == "" {
+		return usageError{errors.New("--role and --name are required")}
+	}
+	if *expires <= 0 || *expires > 30*24*time.Hour {
+		return usageError{errors.New("--expires must be between 1s and 720h")}
+	}
+	now := time.Now()
+	spec := node.InviteSpec{Role: policy.NodeRole(*role), Name: *name, Site: *site, Expires: now.Add(*expires)}
+	var err error
+	if *from != "" {
+		if spec.Window.From, err = time.Parse(time.RFC3339, *from); err != nil {
+			return usageError{fmt.Errorf("--from %q: want an RFC 3339 time", *from)}
+		}
+	}
+	if *until != "" {
+		if spec.Window.Until, err = parseTimeOrLater(*until, now); err != nil {
+			return usageError{fmt.Errorf("--until: %w", err)}
+		}
+	}
+	pass, err := readPassphrase(false)
+	if err != nil {
+		return err
+	}
+	k, err := keys.LoadAdminKey(*as, pass)
+	clear(pass)
+	if err != nil {
+		return err
+	}
+	defer k.Close()
+	who := *signer
+	if who == "" {
+		who = strings.TrimSuffix(baseName(*as), ".key")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	token, err := node.MakeInvite(ctx, *dir, k, who, spec, now)
+	if err != nil {
+		var r *policy.Refused
+		if errors.As(err, &r) {
+			return errDenied{r.Reason}
+		}
+		return err
+	}
+	fmt.Fprintln(stdout, token)
+	return nil
+}
+
+func runJoin(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("join", flag.ContinueOnError)
+	dir := fs.String("dir", "", "data `directory` for the new node")
+	token := fs.String("token", "", "the join `token` from custos invite")
+	listen := fs.String("listen", "", "this node's underlay UDP address `HOST:PORT`")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *dir == "" || *token == "" || *listen == "" {
+		return usageError{errors.New("--dir, --token and --listen are required")}
+	}
+	ap, err := parseListen(*listen)
+	if err != nil {
+		return usageError{err}
+	}
+	t, err := node.DecodeToken(*token, time.Now())
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	res, err := node.PrepareJoin(ctx, node.Config{Dir: *dir, Name: t.Name, Listen: ap}, t)
+	if err != nil {
+		return err
+	}
+	if !res.Applied {
+		return errDenied{res.Reason}
+	}
+	fmt.Fprintf(stdout, "%s joined federation %q as %s. Start it with: custos up --dir %s --listen %s\n", t.Name, t.Anchor.Federation, t.Role, *dir, ap)
+	return nil
+}
+
+func baseName(p string) string {
+	if i := strings.LastIndexByte(p, '/'); i >= 0 {
+		return p[i+1:]
+	}
+	return p
+}
