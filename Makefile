@@ -62,6 +62,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeEnvelope -fuzztime 15s ./policy/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeEntry -fuzztime 15s ./policy/audit/
 	$(GO) test -run '^$$' -fuzz FuzzReadFrame -fuzztime 15s ./consensus/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeToken -fuzztime 15s ./node/
 	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime 15s -fuzzminimizetime 100x ./policy/audit/
 
 clean:
