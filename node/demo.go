@@ -33,6 +33,8 @@ type DemoOptions struct {
 	Dir string
 	// TransferBytes is the size of each throughput transfer; default 64 MiB.
 	TransferBytes int64
+	// NoFederation skips the second part (Raft, invites, windows).
+	NoFederation bool
 }
 
 // RunDemo starts a small federation on this machine (two datacenters, a
@@ -126,6 +128,12 @@ func RunDemo(ctx context.Context, w io.Writer, opt DemoOptions) (err error) {
 	}
 	say("\n== figures: TCP %.0f Mbit/s, QUIC %.0f Mbit/s, peer cut %v, dead after %v",
 		tcpMbps, quicMbps, cut.Round(time.Millisecond), dead.Round(time.Millisecond))
+
+	if !opt.NoFederation {
+		if err := RunFederationDemo(ctx, w, filepath.Join(opt.Dir, "federation")); err != nil {
+			return fmt.Errorf("federation demo: %w", err)
+		}
+	}
 
 	if opt.For > 0 {
 		rest := opt.For - time.Since(start)

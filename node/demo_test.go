@@ -18,7 +18,8 @@ func TestDemo(t *testing.T) {
 	if err := RunDemo(ctx, &out, DemoOptions{For: time.Nanosecond, TransferBytes: 4 << 20, Dir: t.TempDir()}); err != nil {
 		t.Fatalf("demo: %v\n%s", err, out.String())
 	}
-	for _, want := range []string{"all 3 members alive", "Mbit/s", "refused:", "include the stranger: false", "no mesh peer has this address", "stream was cut", "sees dc-b dead", "demo done"} {
+	for _, want := range []string{"all 3 members alive", "Mbit/s", "refused:", "include the stranger: false", "no mesh peer has this address", "stream was cut", "sees dc-b dead",
+		"joined as witness", "joined as store", "installer live     praha-1/entrance  allowed", "installer playback", "dropped by store-praha-1", "cut off by every node", "voter", "demo done"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
 		}

@@ -215,9 +215,9 @@ func readSeed(dir string) ([]mesh.Peer, error) {
 }
 
 // raftMembers keeps, on the leader, the Raft configuration equal to the
-// policy: live datacenters and witnesses vote, live stores and admin nodes
-// replicate as non-voters, installers hold no replica, and anyone else is
-// removed. It runs on every policy change and when this node becomes leader.
+// policy: live datacenters and witnesses vote; live stores, admin nodes and
+// installers (inside their window: they need the policy to know their
+// peers) replicate as non-voters; anyone else is removed. It runs on every policy change and when this node becomes leader.
 func (n *Node) raftMembers() {
 	defer n.wg.Done()
 	leader := false
@@ -243,7 +243,7 @@ func (n *Node) reconcileRaft() {
 	want := map[string]consensus.Server{}
 	voter := map[string]bool{}
 	for name, pn := range st.Nodes {
-		if !policy.Member(st, name, now) || pn.Role == policy.RoleInstaller {
+		if !policy.Member(st, name, now) {
 			continue
 		}
 		pub, err := keys.ParseNodePublic(pn.PublicKey)

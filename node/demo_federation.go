@@ -1,0 +1,193 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/netip"
+	"path/filepath"
+	"time"
+
+	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/policy"
+)
+
+// RunFederationDemo founds a federation on this machine: dc-a, then dc-b,
+// a witness, two stores and an admin node join with invite tokens; an
+// installer joins one store for a short window and is dropped at its end by
+// every node's own clock; a revoked store is cut off. It prints each step
+// and the cluster's status.
+func RunFederationDemo(ctx context.Context, w io.Writer, dir string) error {
+	say := func(f string, a ...any) { fmt.Fprintf(w, f+"\n", a...) }
+	loop := netip.MustParseAddr("127.0.0.1")
+	listen := func() (netip.AddrPort, error) {
+		p, err := freeUDPPort()
+		return netip.AddrPortFrom(loop, p), err
+	}
+	admin, err := keys.NewAdminKey("alice", time.Now().Add(-time.Minute))
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+	nodes := map[string]*Node{}
+	defer func() {
+		for _, n := range nodes {
+			n.Close()
+		}
+	}()
+	start := func(name string, ap netip.AddrPort) error {
+		n, err := New(Config{Dir: filepath.Join(dir, name), Name: name, Listen: ap})
+		if err != nil {
+			return fmt.Errorf("start %s: %w", name, err)
+		}
+		nodes[name] = n
+		return nil
+	}
+	sign := func(c *policy.Command) policy.Envelope {
+		c.ID, c.Time, c.Signer = NewCommandID(), time.Now().UTC(), "alice"
+		body, _ := policy.EncodeCommand(c)
+		sig, _ := admin.Sign(policy.SignedBytes(body), c.Time)
+		return policy.Envelope{Body: body, Sig: sig}
+	}
+	submit := func(c *policy.Command) error {
+		res, err := SubmitVia(ctx, filepath.Join(dir, "dc-a"), sign(c))
+		if err != nil {
+			return err
+		}
+		if !res.Applied {
+			return fmt.Errorf("%s refused: %s", c.Kind, res.Reason)
+		}
+		return nil
+	}
+
+	say("\n== Federation demo: Raft over the mesh, joining by invite (data in %s)", dir)
+	ap, err := listen()
+	if err != nil {
+		return err
+	}
+	if err := Init(Config{Dir: filepath.Join(dir, "dc-a"), Name: "dc-a", Listen: ap},
+		InitOptions{Federation: "acme-retail", AdminName: "alice", AdminPublic: admin.PublicKey(), AdminFP: admin.Fingerprint()}); err != nil {
+		return err
+	}
+	if err := start("dc-a", ap); err != nil {
+		return err
+	}
+	say("   dc-a founded federation \"acme-retail\"; first admin alice (%s)", admin.Fingerprint()[:16])
+	for _, s := range []string{"praha-1", "brno-1"} {
+		if err := submit(&policy.Command{Kind: policy.KindAddSite, Site: &policy.Site{Name: s, Jurisdiction: "EU"}}); err != nil {
+			return err
+		}
+	}
+	for _, c := range []*policy.Camera{
+		{Site: "praha-1", Name: "entrance", Purpose: "protection of property and persons", LegalBasis: "GDPR art. 6(1)(f)", Retention: policy.DefaultRetention},
+		{Site: "brno-1", Name: "door", Purpose: "protection of property and persons", LegalBasis: "GDPR art. 6(1)(f)", Retention: policy.DefaultRetention},
+	} {
+		if err := submit(&policy.Command{Kind: policy.KindAddCamera, Camera: c}); err != nil {
+			return err
+		}
+	}
+	joinAs := func(name string, role policy.NodeRole, site string, win policy.Window) (time.Duration, error) {
+		t0 := time.Now()
+		token, err := MakeInvite(ctx, filepath.Join(dir, "dc-a"), admin, "alice",
+			InviteSpec{Role: role, Name: name, Site: site, Window: win, Expires: time.Now().Add(time.Hour)}, time.Now())
+		if err != nil {
+			return 0, fmt.Errorf("invite %s: %w", name, err)
+		}
+		tok, err := DecodeToken(token, time.Now())
+		if err != nil {
+			return 0, err
+		}
+		ap, err := listen()
+		if err != nil {
+			return 0, err
+		}
+		res, err := PrepareJoin(ctx, Config{Dir: filepath.Join(dir, name), Name: name, Listen: ap}, tok)
+		if err != nil {
+			return 0, err
+		}
+		if !res.Applied {
+			return 0, fmt.Errorf("join %s refused: %s", name, res.Reason)
+		}
+		if err := start(name, ap); err != nil {
+			return 0, err
+		}
+		if err := waitCond(ctx, 30*time.Second, func() bool {
+			st := nodes[name].Policy()
+			return st != nil && st.Nodes[name] != nil
+		}); err != nil {
+			return 0, fmt.Errorf("%s never received the policy: %w", name, err)
+		}
+		return time.Since(t0), nil
+	}
+	for _, j := range []struct {
+		name string
+		role policy.NodeRole
+		site string
+	}{{"dc-b", policy.RoleDatacenter, ""}, {"witness", policy.RoleWitness, ""}, {"store-praha-1", policy.RoleStore, "praha-1"},
+		{"store-brno-1", policy.RoleStore, "brno-1"}, {"admin-alice", policy.RoleAdminNode, ""}} {
+		d, err := joinAs(j.name, j.role, j.site, policy.Window{})
+		if err != nil {
+			return err
+		}
+		say("   %-14s joined as %-10s (token → replica of the policy in %v)", j.name, j.role, d.Round(time.Millisecond))
+	}
+
+	say("\n== An installer joins praha-1 for 6 seconds")
+	end := time.Now().Add(6 * time.Second)
+	if _, err := joinAs("installer-jan", policy.RoleInstaller, "praha-1", policy.Window{Until: end}); err != nil {
+		return err
+	}
+	inst := nodes["installer-jan"].Mesh().Addr()
+	peerOf := func(n string) bool { _, ok := nodes[n].Mesh().PeerByAddr(inst); return ok }
+	say("   peer of store-praha-1: %v, of store-brno-1: %v (stores see only their own site's installers)", peerOf("store-praha-1"), peerOf("store-brno-1"))
+	for _, q := range []struct {
+		act policy.Action
+		cam string
+	}{{policy.ActLive, "praha-1/entrance"}, {policy.ActPlayback, "praha-1/entrance"}, {policy.ActLive, "brno-1/door"}} {
+		d := policy.Authorize(nodes["store-praha-1"].Policy(), policy.Subject{Kind: "node", Name: "installer-jan"}, q.act, q.cam, time.Now())
+		verdict := "denied"
+		if d.Allow {
+			verdict = "allowed"
+		}
+		say("   installer %-8s %-17s %s: %s", q.act, q.cam, verdict, d.Reason)
+	}
+	if err := waitCond(ctx, time.Until(end)+5*time.Second, func() bool {
+		return time.Now().After(end) && !peerOf("store-praha-1") && !peerOf("dc-a")
+	}); err != nil {
+		return fmt.Errorf("installer still a peer after its window: %w", err)
+	}
+	say("   window ended: dropped by store-praha-1 and dc-a %v after its end, by their own clocks", time.Since(end).Round(time.Millisecond))
+
+	say("\n== store-brno-1 is revoked")
+	brno := nodes["store-brno-1"].Mesh().Addr()
+	if err := submit(&policy.Command{Kind: policy.KindRevokeNode, Name: "store-brno-1"}); err != nil {
+		return err
+	}
+	t0 := time.Now()
+	if err := waitCond(ctx, 5*time.Second, func() bool {
+		for _, n := range []string{"dc-a", "dc-b", "witness", "admin-alice"} {
+			if _, ok := nodes[n].Mesh().PeerByAddr(brno); ok {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		return fmt.Errorf("revoked store still connected: %w", err)
+	}
+	say("   cut off by every node within %v", time.Since(t0).Round(time.Millisecond))
+
+	st, err := nodes["dc-a"].Status()
+	if err == nil && st.Consensus != nil {
+		c := st.Consensus
+		say("\n== dc-a: raft %s, term %d, commit %d; members:", c.Role, c.Term, c.CommitIndex)
+		pol := nodes["dc-a"].Policy()
+		for _, m := range c.Members {
+			kind := "non-voter"
+			if m.Voter {
+				kind = "voter"
+			}
+			say("   %-14s %s", NameByKey(pol, m.ID), kind)
+		}
+	}
+	return nil
+}
