@@ -232,10 +232,23 @@ func (n *Node) raftMembers() {
 		case l := <-n.raft.LeaderCh():
 			leader = l
 		case <-changed:
-		case <-time.After(maxReconcileWait):
+		case <-time.After(n.raftRecheck()):
 		}
 	}
 }
+
+// raftRecheck is how soon raftMembers looks again: soon while a future voter
+// waits for promotion.
+func (n *Node) raftRecheck() time.Duration {
+	if len(n.stagedSince) > 0 {
+		return time.Second
+	}
+	return maxReconcileWait
+}
+
+// promoteAfter is how long a future voter replicates as a non-voter, and
+// is seen alive by gossip, before it gets a vote.
+const promoteAfter = 3 * time.Second
 
 func (n *Node) reconcileRaft() {
 	st := n.policy.State()
@@ -265,16 +278,41 @@ func (n *Node) reconcileRaft() {
 			}
 		}
 	}
+	live := map[netip.Addr]bool{}
+	if ps, err := n.mesh.Status(); err == nil {
+		for _, p := range ps {
+			live[p.Addr] = p.Liveness == "alive"
+		}
+	}
 	for id, s := range want {
 		isVoter, present := have[id]
 		if present && isVoter == voter[id] {
+			delete(n.stagedSince, id)
 			continue
 		}
 		var err error
-		if voter[id] {
-			err = n.raft.AddVoter(ctx, s)
-		} else {
+		switch {
+		case !present:
+			// Every server starts as a non-voter: a voter that cannot be
+			// reached yet would cost the cluster its quorum (with one voter,
+			// the leader would step down at once).
 			err = n.raft.AddNonvoter(ctx, s)
+			if voter[id] {
+				n.stagedSince[id] = time.Now()
+			}
+		case voter[id]:
+			// Promote once it has replicated for a while and gossip sees it.
+			since, ok := n.stagedSince[id]
+			if !ok {
+				n.stagedSince[id] = time.Now()
+				continue
+			}
+			if time.Since(since) < promoteAfter || !live[s.Addr.Addr()] {
+				continue
+			}
+			err = n.raft.AddVoter(ctx, s)
+		default:
+			err = n.raft.AddNonvoter(ctx, s) // demotion
 		}
 		if err != nil {
 			n.logf("node: raft: add %s: %v", id, err)

@@ -63,7 +63,10 @@ type Node struct {
 	raft    *consensus.Node // likewise
 	members *membership
 	seed    []mesh.Peer // datacenters to reach before the policy names peers
-	join    *joinServer
+	// stagedSince: future voters replicating as non-voters, since when
+	// (touched only by the raftMembers goroutine).
+	stagedSince map[string]time.Time
+	join        *joinServer
 
 	reloadMu  sync.Mutex // serializes ReloadPeers
 	mu        sync.Mutex // guards peersHash and peersErr
@@ -151,7 +154,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if created {
 		cfg.Logf("node: created node key %s", KeyPath(cfg.Dir))
 	}
-	n := &Node{cfg: cfg, logf: cfg.Logf, started: time.Now(), stop: make(chan struct{}), peersHash: peersHash}
+	n := &Node{cfg: cfg, logf: cfg.Logf, started: time.Now(), stop: make(chan struct{}), peersHash: peersHash, stagedSince: map[string]time.Time{}}
 	defer func() {
 		if err != nil {
 			n.Close()
