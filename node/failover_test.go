@@ -2,12 +2,10 @@ package node
 
 import (
 	"context"
-	"net/netip"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/policy"
 )
 
@@ -16,28 +14,11 @@ import (
 // submitted on the store commits, and nothing committed before is lost.
 func TestLeaderLossKeepsPolicyWritable(t *testing.T) {
 	checkLeaks(t)
-	admin, err := keys.NewAdminKey("alice", time.Now().Add(-time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	tmp := t.TempDir()
-	loop := netip.MustParseAddr("127.0.0.1")
-	listen := func() netip.AddrPort { p, _ := freeUDPPort(); return netip.AddrPortFrom(loop, p) }
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	dcA := Config{Dir: filepath.Join(tmp, "dc-a"), Name: "dc-a", Listen: listen()}
-	if err := Init(dcA, InitOptions{Federation: "acme", AdminName: "alice", AdminPublic: admin.PublicKey(), AdminFP: admin.Fingerprint()}); err != nil {
-		t.Fatal(err)
-	}
-	a, err := New(dcA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	if res, err := SubmitVia(ctx, dcA.Dir, signed(t, admin, "alice", &policy.Command{Kind: policy.KindAddSite, Site: &policy.Site{Name: "praha-1", Jurisdiction: "EU"}})); err != nil || !res.Applied {
-		t.Fatalf("site: %+v %v", res, err)
-	}
+	f := foundAcme(t, ctx)
+	admin, a, tmp, listen := f.admin, f.dc, f.tmp, f.listen
+	dcA := a.cfg
 	nodes := map[string]*Node{}
 	for _, j := range []struct {
 		name string
@@ -81,6 +62,7 @@ func TestLeaderLossKeepsPolicyWritable(t *testing.T) {
 	stopped := time.Now()
 	// A client retries while the survivors elect a leader.
 	var res ApplyResult
+	var err error
 	for {
 		res, err = SubmitVia(ctx, filepath.Join(tmp, "store"), signed(t, admin, "alice", &policy.Command{Kind: policy.KindAddSite, Site: &policy.Site{Name: "brno-1", Jurisdiction: "EU"}}))
 		if err == nil || time.Since(stopped) > 30*time.Second {

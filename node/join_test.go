@@ -24,31 +24,45 @@ func waitTrue(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-func TestInviteJoinRevoke(t *testing.T) {
-	checkLeaks(t)
+// acme is a founded federation: admin alice, dc-a running, site praha-1.
+type acme struct {
+	admin  *keys.AdminKey
+	dc     *Node
+	tmp    string
+	listen func() netip.AddrPort
+}
+
+func foundAcme(t *testing.T, ctx context.Context) acme {
+	t.Helper()
 	admin, err := keys.NewAdminKey("alice", time.Now().Add(-time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer admin.Close()
-	tmp := t.TempDir()
-	loop := netip.MustParseAddr("127.0.0.1")
-	listen := func() netip.AddrPort { p, _ := freeUDPPort(); return netip.AddrPortFrom(loop, p) }
-	dcDir := filepath.Join(tmp, "dc-a")
-	dcCfg := Config{Dir: dcDir, Name: "dc-a", Listen: listen(), Logf: func(f string, a ...any) { t.Logf("dc-a: "+f, a...) }}
-	if err := Init(dcCfg, InitOptions{Federation: "acme", AdminName: "alice", AdminPublic: admin.PublicKey(), AdminFP: admin.Fingerprint()}); err != nil {
+	t.Cleanup(admin.Close)
+	f := acme{admin: admin, tmp: t.TempDir(), listen: func() netip.AddrPort {
+		p, _ := freeUDPPort()
+		return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p)
+	}}
+	cfg := Config{Dir: filepath.Join(f.tmp, "dc-a"), Name: "dc-a", Listen: f.listen(), Logf: func(s string, a ...any) { t.Logf("dc-a: "+s, a...) }}
+	if err := Init(cfg, InitOptions{Federation: "acme", AdminName: "alice", AdminPublic: admin.PublicKey(), AdminFP: admin.Fingerprint()}); err != nil {
 		t.Fatal(err)
 	}
-	dc, err := New(dcCfg)
-	if err != nil {
+	if f.dc, err = New(cfg); err != nil {
 		t.Fatal(err)
 	}
-	defer dc.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if res, err := SubmitVia(ctx, dcDir, signed(t, admin, "alice", &policy.Command{Kind: policy.KindAddSite, Site: &policy.Site{Name: "praha-1", Jurisdiction: "EU"}})); err != nil || !res.Applied {
+	t.Cleanup(func() { f.dc.Close() })
+	if res, err := SubmitVia(ctx, cfg.Dir, signed(t, admin, "alice", &policy.Command{Kind: policy.KindAddSite, Site: &policy.Site{Name: "praha-1", Jurisdiction: "EU"}})); err != nil || !res.Applied {
 		t.Fatalf("site: %+v %v", res, err)
 	}
+	return f
+}
+
+func TestInviteJoinRevoke(t *testing.T) {
+	checkLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	f := foundAcme(t, ctx)
+	admin, dc, dcDir, tmp, listen := f.admin, f.dc, f.dc.cfg.Dir, f.tmp, f.listen
 	now := time.Now()
 	token, err := MakeInvite(ctx, dcDir, admin, "alice", InviteSpec{Role: policy.RoleStore, Name: "store-praha-1", Site: "praha-1", Expires: now.Add(time.Hour)}, now)
 	if err != nil {
