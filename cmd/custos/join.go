@@ -36,18 +36,11 @@ func runInvite(ctx context.Context, args []string, stdout io.Writer) error {
 		return usageError{errors.New("--expires must be between 1s and 720h")}
 	}
 	now := time.Now()
-	spec := node.InviteSpec{Role: policy.NodeRole(*role), Name: *name, Site: *site, Expires: now.Add(*expires)}
-	var err error
-	if *from != "" {
-		if spec.Window.From, err = time.Parse(time.RFC3339, *from); err != nil {
-			return usageError{fmt.Errorf("--from %q: want an RFC 3339 time", *from)}
-		}
+	win, err := parseWindow(*from, *until, now)
+	if err != nil {
+		return err
 	}
-	if *until != "" {
-		if spec.Window.Until, err = parseTimeOrLater(*until, now); err != nil {
-			return usageError{fmt.Errorf("--until: %w", err)}
-		}
-	}
+	spec := node.InviteSpec{Role: policy.NodeRole(*role), Name: *name, Site: *site, Window: win, Expires: now.Add(*expires)}
 	pass, err := readPassphrase(false)
 	if err != nil {
 		return err

@@ -178,17 +178,9 @@ func runGrant(ctx context.Context, args []string, stdout io.Writer) error {
 	for _, a := range strings.Split(*actions, ",") {
 		acts = append(acts, policy.Action(strings.TrimSpace(a)))
 	}
-	now := time.Now()
-	var w policy.Window
-	if *from != "" {
-		if w.From, err = time.Parse(time.RFC3339, *from); err != nil {
-			return usageError{fmt.Errorf("--from %q: want an RFC 3339 time", *from)}
-		}
-	}
-	if *until != "" {
-		if w.Until, err = parseTimeOrLater(*until, now); err != nil {
-			return usageError{fmt.Errorf("--until: %w", err)}
-		}
+	w, err := parseWindow(*from, *until, time.Now())
+	if err != nil {
+		return err
 	}
 	gid := *id
 	if gid == "" {
@@ -240,28 +232,19 @@ func runMembers(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	names := make([]string, 0, len(st.Nodes))
-	for n := range st.Nodes {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	nodes := sortedValues(st.Nodes)
 	if asJSON {
-		out := make([]*policy.Node, 0, len(names))
-		for _, n := range names {
-			out = append(out, st.Nodes[n])
-		}
-		return json.NewEncoder(stdout).Encode(out)
+		return json.NewEncoder(stdout).Encode(nodes)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "NODE\tROLE\tSITE\tWINDOW\tSTATE\tKEY\n")
 	now := time.Now()
-	for _, name := range names {
-		n := st.Nodes[name]
+	for _, n := range nodes {
 		state := "member"
 		switch {
 		case n.Revoked:
 			state = "revoked"
-		case !policy.Member(st, name, now):
+		case !policy.Member(st, n.Name, now):
 			state = "outside window"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Role, dash(n.Site), windowText(n.Window), state, n.PublicKey)
@@ -274,22 +257,13 @@ func runGrants(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ids := make([]string, 0, len(st.Grants))
-	for id := range st.Grants {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
+	grants := sortedValues(st.Grants)
 	if asJSON {
-		out := make([]*policy.Grant, 0, len(ids))
-		for _, id := range ids {
-			out = append(out, st.Grants[id])
-		}
-		return json.NewEncoder(stdout).Encode(out)
+		return json.NewEncoder(stdout).Encode(grants)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "GRANT\tTO\tACTIONS\tCAMERAS\tWINDOW\tSTATE\tPURPOSE\n")
-	for _, id := range ids {
-		g := st.Grants[id]
+	for _, g := range grants {
 		state := "active"
 		if g.Revoked {
 			state = "revoked"
@@ -322,6 +296,38 @@ func windowText(w policy.Window) string {
 		u = w.Until.Local().Format(time.DateTime)
 	}
 	return f + " → " + u
+}
+
+// parseWindow reads --from (RFC 3339) and --until (RFC 3339 or a duration
+// from now); empty flags leave that side open.
+func parseWindow(from, until string, now time.Time) (policy.Window, error) {
+	var w policy.Window
+	var err error
+	if from != "" {
+		if w.From, err = time.Parse(time.RFC3339, from); err != nil {
+			return w, usageError{fmt.Errorf("--from %q: want an RFC 3339 time", from)}
+		}
+	}
+	if until != "" {
+		if w.Until, err = parseTimeOrLater(until, now); err != nil {
+			return w, usageError{fmt.Errorf("--until: %w", err)}
+		}
+	}
+	return w, nil
+}
+
+// sortedValues returns m's values ordered by key, for stable listings.
+func sortedValues[V any](m map[string]V) []V {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	out := make([]V, 0, len(ks))
+	for _, k := range ks {
+		out = append(out, m[k])
+	}
+	return out
 }
 
 // parseTimeOrLater reads an RFC 3339 time or a duration from now.
