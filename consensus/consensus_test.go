@@ -325,3 +325,37 @@ func TestDeps(t *testing.T) {
 		}
 	}
 }
+
+// Admission is checked on dial and accept; a peer revoked while its conns
+// are open loses them on Readmit, so the log stops reaching it although the
+// leader had a working conn to it.
+func TestReadmitClosesRevokedPeersConns(t *testing.T) {
+	c := newCluster(t, fastTimeouts)
+	voters := c.startVoters(3)
+	nv := c.addNonvoter(3, voters)
+	submit(t, voters[0], "before")
+	all := append(append([]*member{}, voters...), nv)
+	waitSame(t, all, 1, 10*time.Second)
+
+	c.mu.Lock()
+	c.allowed[nv.addr.Addr()] = false
+	c.mu.Unlock()
+	closed := 0
+	for _, m := range all {
+		closed += m.node.Readmit()
+	}
+	if closed == 0 {
+		t.Fatal("Readmit closed no conn, but the leader replicates to the revoked non-voter over one")
+	}
+	submit(t, voters[0], "after")
+	waitSame(t, voters, 2, 10*time.Second)
+	// Give the log every chance to reach it: heartbeats run every few ms.
+	time.Sleep(time.Second)
+	if got := nv.fsm.Len(); got != 1 {
+		t.Fatalf("the revoked non-voter applied %d entries, want 1 (it kept a conn)", got)
+	}
+	l := c.leader(voters, 5*time.Second)
+	if l.deniedCount(nv.addr.Addr()) == 0 && nv.deniedCount(l.addr.Addr()) == 0 {
+		t.Error("no admission refusal recorded for the revoked peer after Readmit")
+	}
+}

@@ -42,7 +42,12 @@ func (n *Node) forward(ctx context.Context, addr string, kind frameKind, payload
 	c := n.pool.get(addr)
 	if c == nil {
 		var err error
-		c, err = n.stream.dial(ctx, addr, protoForward)
+		// A leader that died is still named until an election; a short dial
+		// gives up on it quickly, and a failed dial sent nothing, so the
+		// retry loop asks raft for the leader again.
+		dctx, cancel := context.WithTimeout(ctx, n.cfg.HeartbeatTimeout)
+		c, err = n.stream.dial(dctx, addr, protoForward)
+		cancel()
 		if err != nil {
 			return nil, &retryError{err}
 		}

@@ -239,6 +239,11 @@ func (n *Node) VerifyLeader(ctx context.Context) error {
 	return nil
 }
 
+// Readmit asks Admit again for every open Raft and forwarding conn and
+// closes those it now refuses; it returns how many it closed. Call it when
+// the answers Admit gives may have changed (a node revoked or expired).
+func (n *Node) Readmit() int { return n.stream.recheck() }
+
 // LeaderCh delivers true when this node becomes the leader and false when
 // it stops being it. It keeps only the latest change for a slow receiver.
 // Only one receiver should use it.

@@ -231,14 +231,38 @@ func (s *streamLayer) track(c net.Conn) *trackedConn {
 		return nil
 	}
 	tc := &trackedConn{Conn: c, s: s}
+	if ra, err := remoteAddr(c); err == nil {
+		tc.remote = ra
+	}
 	s.conns[tc] = struct{}{}
 	return tc
+}
+
+// recheck asks Admit again for the peer of every open conn and closes those
+// it now refuses: admission is checked on dial and accept, and a node that
+// is revoked while a conn is open must not keep it.
+func (s *streamLayer) recheck() (closed int) {
+	s.mu.Lock()
+	conns := make([]*trackedConn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		if !c.remote.IsValid() || s.admit(c.remote) != nil {
+			s.logf("consensus: closed connection to %v: no longer admitted", c.remote)
+			c.Close()
+			closed++
+		}
+	}
+	return closed
 }
 
 // trackedConn removes itself from its layer when closed.
 type trackedConn struct {
 	net.Conn
-	s *streamLayer
+	s      *streamLayer
+	remote netip.Addr // the peer's mesh address, as Admit saw it
 }
 
 func (c *trackedConn) Close() error {

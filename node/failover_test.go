@@ -17,29 +17,11 @@ func TestLeaderLossKeepsPolicyWritable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	f := foundAcme(t, ctx)
-	admin, a, tmp, listen := f.admin, f.dc, f.tmp, f.listen
-	dcA := a.cfg
-	nodes := map[string]*Node{}
-	for _, j := range []struct {
-		name string
-		role policy.NodeRole
-		site string
-	}{{"dc-b", policy.RoleDatacenter, ""}, {"witness", policy.RoleWitness, ""}, {"store", policy.RoleStore, "praha-1"}} {
-		token, err := MakeInvite(ctx, dcA.Dir, admin, "alice", InviteSpec{Role: j.role, Name: j.name, Site: j.site, Expires: time.Now().Add(time.Hour)}, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		tok, _ := DecodeToken(token, time.Now())
-		cfg := Config{Dir: filepath.Join(tmp, j.name), Name: j.name, Listen: listen()}
-		if res, err := PrepareJoin(ctx, cfg, tok); err != nil || !res.Applied {
-			t.Fatalf("join %s: %+v %v", j.name, res, err)
-		}
-		n, err := New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer n.Close()
-		nodes[j.name] = n
+	admin, a, tmp := f.admin, f.dc, f.tmp
+	nodes := map[string]*Node{
+		"dc-b":    joinAcme(t, ctx, f, InviteSpec{Role: policy.RoleDatacenter, Name: "dc-b"}),
+		"witness": joinAcme(t, ctx, f, InviteSpec{Role: policy.RoleWitness, Name: "witness"}),
+		"store":   joinAcme(t, ctx, f, InviteSpec{Role: policy.RoleStore, Name: "store", Site: "praha-1"}),
 	}
 	waitTrue(t, 30*time.Second, "three voters", func() bool {
 		v := 0

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/custos-cctv/custos/consensus"
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/mesh"
 	"github.com/custos-cctv/custos/policy"
@@ -23,6 +24,20 @@ type policySource interface {
 // peerSetter is the mesh as membership sees it.
 type peerSetter interface {
 	SetPeers([]mesh.Peer) error
+}
+
+// readmitting sets the mesh's peers, then has Raft re-check who may keep
+// its open conns: the mesh cuts a removed peer, and Raft also drops a conn
+// whose peer is still reachable but no longer a live member.
+type readmitting struct {
+	m *mesh.Mesh
+	r *consensus.Node
+}
+
+func (x readmitting) SetPeers(p []mesh.Peer) error {
+	err := x.m.SetPeers(p)
+	x.r.Readmit()
+	return err
 }
 
 // maxReconcileWait bounds the time between reconciliations even when no
