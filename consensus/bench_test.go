@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-cctv/custos/consensus"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	wal "github.com/hashicorp/raft-wal"
@@ -45,7 +46,54 @@ func BenchmarkCommitForwarded(b *testing.B) {
 // voters on hashicorp/raft's own TCP transport on 127.0.0.1, the same
 // raft-wal store and file snapshots, a trivial FSM, Apply on the leader.
 func BenchmarkPlainRaftCommit(b *testing.B) {
+	nodes, _ := startPlainRaft(b)
+	leader := plainLeader(b, nodes, nil)
+	benchCommit(b, func(cmd []byte) error {
+		return leader.Apply(cmd, 10*time.Second).Error()
+	})
+}
+
+// BenchmarkPlainRaftFailover is the failover baseline: the leader of three
+// plain raft voters shuts down (and its transport closes); the time until a
+// command commits on the new leader. Run it with -benchtime=1x -count=N.
+func BenchmarkPlainRaftFailover(b *testing.B) {
+	var took []time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		nodes, trans := startPlainRaft(b)
+		old := plainLeader(b, nodes, nil)
+		b.StartTimer()
+		start := time.Now()
+		old.Shutdown().Error()
+		for i, r := range nodes {
+			if r == old {
+				trans[i].Close()
+			}
+		}
+		for done := false; !done; {
+			for _, r := range nodes {
+				if r != old && r.State() == raft.Leader && r.Apply([]byte("after"), 10*time.Second).Error() == nil {
+					done = true
+					break
+				}
+			}
+			time.Sleep(time.Millisecond)
+			if time.Since(start) > time.Minute {
+				b.Fatal("no commit a minute after the leader stopped")
+			}
+		}
+		took = append(took, time.Since(start))
+	}
+	slices.Sort(took)
+	b.ReportMetric(float64(took[len(took)/2])/float64(time.Millisecond), "failover-ms")
+}
+
+// startPlainRaft starts three voters without Custos code: hashicorp/raft's
+// own TCP transport on 127.0.0.1, the same raft-wal store and file
+// snapshots, a trivial FSM, and Custos's default timeouts.
+func startPlainRaft(b *testing.B) ([]*raft.Raft, []*raft.NetworkTransport) {
 	var nodes []*raft.Raft
+	var transports []*raft.NetworkTransport
 	var servers []raft.Server
 	for i := range 3 {
 		trans, err := raft.NewTCPTransport("127.0.0.1:0", nil, 3, 10*time.Second, io.Discard)
@@ -64,9 +112,9 @@ func BenchmarkPlainRaftCommit(b *testing.B) {
 		}
 		cfg := raft.DefaultConfig()
 		cfg.LocalID = raft.ServerID(string(rune('a' + i)))
-		cfg.HeartbeatTimeout = 1500 * time.Millisecond
-		cfg.ElectionTimeout = 1500 * time.Millisecond
-		cfg.LeaderLeaseTimeout = 750 * time.Millisecond
+		cfg.HeartbeatTimeout = consensus.DefaultHeartbeatTimeout
+		cfg.ElectionTimeout = consensus.DefaultElectionTimeout
+		cfg.LeaderLeaseTimeout = consensus.DefaultLeaderLeaseTimeout
 		cfg.NoLegacyTelemetry = true
 		cfg.Logger = hclog.NewNullLogger()
 		r, err := raft.NewRaft(cfg, nopFSM{}, log, log, snaps, trans)
@@ -75,28 +123,31 @@ func BenchmarkPlainRaftCommit(b *testing.B) {
 		}
 		b.Cleanup(func() {
 			r.Shutdown().Error()
+			trans.Close()
 			log.Close()
 			meta.Close()
 		})
-		nodes = append(nodes, r)
+		nodes, transports = append(nodes, r), append(transports, trans)
 		servers = append(servers, raft.Server{ID: cfg.LocalID, Address: trans.LocalAddr()})
 	}
 	if err := nodes[0].BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil {
 		b.Fatal(err)
 	}
+	return nodes, transports
+}
+
+func plainLeader(b *testing.B, nodes []*raft.Raft, not *raft.Raft) *raft.Raft {
 	var leader *raft.Raft
 	waitFor(b, 10*time.Second, "a plain raft leader", func() bool {
 		for _, r := range nodes {
-			if r.State() == raft.Leader {
+			if r != not && r.State() == raft.Leader {
 				leader = r
 				return true
 			}
 		}
 		return false
 	})
-	benchCommit(b, func(cmd []byte) error {
-		return leader.Apply(cmd, 10*time.Second).Error()
-	})
+	return leader
 }
 
 func benchCommit(b *testing.B, commit func([]byte) error) {

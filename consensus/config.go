@@ -50,9 +50,9 @@ type StateMachine interface {
 // Defaults for Config's zero fields. They suit voters in different cities on
 // a WireGuard mesh (round trips of tens of milliseconds, some relayed).
 const (
-	DefaultHeartbeatTimeout   = 1500 * time.Millisecond
-	DefaultElectionTimeout    = 1500 * time.Millisecond
-	DefaultLeaderLeaseTimeout = 750 * time.Millisecond
+	DefaultHeartbeatTimeout   = 1000 * time.Millisecond
+	DefaultElectionTimeout    = 1000 * time.Millisecond
+	DefaultLeaderLeaseTimeout = 500 * time.Millisecond
 	DefaultCommitTimeout      = 50 * time.Millisecond
 	DefaultIOTimeout          = 10 * time.Second
 	DefaultSubmitTimeout      = 10 * time.Second
@@ -102,13 +102,13 @@ type Config struct {
 
 	// HeartbeatTimeout is how long a follower waits without hearing from
 	// the leader before it starts an election (randomized up to 2x).
-	// Default 1.5 s.
+	// Default 1 s (raft's own default).
 	HeartbeatTimeout time.Duration
 	// ElectionTimeout is how long a candidate waits before a new
-	// election (randomized up to 2x). Default 1.5 s.
+	// election (randomized up to 2x). Default 1 s.
 	ElectionTimeout time.Duration
 	// LeaderLeaseTimeout is how long a leader stays leader without
-	// reaching a quorum. At most HeartbeatTimeout. Default 750 ms.
+	// reaching a quorum. At most HeartbeatTimeout. Default 500 ms.
 	LeaderLeaseTimeout time.Duration
 	// CommitTimeout bounds how late an idle follower learns the commit
 	// index. Default 50 ms.

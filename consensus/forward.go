@@ -45,7 +45,9 @@ func (n *Node) forward(ctx context.Context, addr string, kind frameKind, payload
 		// A leader that died is still named until an election; a short dial
 		// gives up on it quickly, and a failed dial sent nothing, so the
 		// retry loop asks raft for the leader again.
+		// A new leader's first heartbeat ends the wait at once.
 		dctx, cancel := context.WithTimeout(ctx, n.cfg.HeartbeatTimeout)
+		go n.cancelOnLeaderChange(dctx, cancel, addr)
 		c, err = n.stream.dial(dctx, addr, protoForward)
 		cancel()
 		if err != nil {
@@ -98,6 +100,24 @@ func (n *Node) forward(ctx context.Context, addr string, kind frameKind, payload
 		return nil, fmt.Errorf("leader %s refused the request: %s", addr, cleanText(string(resp.body)))
 	}
 	return nil, fmt.Errorf("%w: leader %s answered with frame kind %#x", ErrOutcomeUnknown, addr, byte(resp.kind))
+}
+
+// cancelOnLeaderChange calls cancel when raft names a leader other than
+// addr, or when ctx ends.
+func (n *Node) cancelOnLeaderChange(ctx context.Context, cancel context.CancelFunc, addr string) {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if a, _ := n.raft.LeaderWithID(); string(a) != addr {
+				cancel()
+				return
+			}
+		}
+	}
 }
 
 // serveForward answers requests on one forwarding conn until it ends.

@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"log"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -11,7 +13,7 @@ import (
 
 // joinAcme invites and joins one node to the federation f founded, starts
 // it, and stops it at the end of the test.
-func joinAcme(t *testing.T, ctx context.Context, f acme, spec InviteSpec) *Node {
+func joinAcme(t testing.TB, ctx context.Context, f acme, spec InviteSpec) *Node {
 	t.Helper()
 	if spec.Expires.IsZero() {
 		spec.Expires = time.Now().Add(time.Hour)
@@ -24,7 +26,7 @@ func joinAcme(t *testing.T, ctx context.Context, f acme, spec InviteSpec) *Node 
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Dir: filepath.Join(f.tmp, spec.Name), Name: spec.Name, Listen: f.listen()}
+	cfg := Config{Dir: filepath.Join(f.tmp, spec.Name), Name: spec.Name, Listen: f.listen(), Logf: testLogf(t, spec.Name)}
 	if res, err := PrepareJoin(ctx, cfg, tok); err != nil || !res.Applied {
 		t.Fatalf("join %s: %+v %v", spec.Name, res, err)
 	}
@@ -34,6 +36,24 @@ func joinAcme(t *testing.T, ctx context.Context, f acme, spec InviteSpec) *Node 
 	}
 	t.Cleanup(func() { n.Close() })
 	return n
+}
+
+// testLogf sends a node's log to the test log, or with CUSTOS_TEST_LOG set
+// (benchmarks, whose logs print even when they pass) to that file.
+func testLogf(t testing.TB, name string) func(string, ...any) {
+	if path := os.Getenv("CUSTOS_TEST_LOG"); path != "" {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		l := log.New(f, name+": ", log.Lmicroseconds)
+		return l.Printf
+	}
+	if _, bench := t.(*testing.B); bench {
+		return nil
+	}
+	return func(s string, a ...any) { t.Logf(name+": "+s, a...) }
 }
 
 func hasPeer(n *Node, name string) bool {

@@ -185,6 +185,7 @@ func (n *Node) startConsensus(pub keys.NodePublic) error {
 		return err
 	}
 	n.policy = newPolicyStore(anchor)
+	n.auditq = newAuditQueue(n.audit, n.logf)
 	n.policy.onApply = func(c *policy.Command, err error) {
 		e := audit.Event{Action: "policy-change", Decision: audit.Allow}
 		if c != nil {
@@ -196,7 +197,7 @@ func (n *Node) startConsensus(pub keys.NodePublic) error {
 		if err != nil {
 			e.Decision, e.Reason = audit.Deny, err.Error()
 		}
-		n.auditEvent(e)
+		n.auditq.enqueue(e)
 	}
 	n.raft, err = consensus.Open(consensus.Config{
 		Dir:     n.cfg.Dir,

@@ -12,7 +12,7 @@ import (
 	"github.com/custos-cctv/custos/policy"
 )
 
-func signed(t *testing.T, k *keys.AdminKey, signer string, c *policy.Command) policy.Envelope {
+func signed(t testing.TB, k *keys.AdminKey, signer string, c *policy.Command) policy.Envelope {
 	t.Helper()
 	c.Signer, c.ID, c.Time = signer, NewCommandID(), time.Now().UTC()
 	body, err := policy.EncodeCommand(c)

@@ -13,7 +13,7 @@ import (
 	"github.com/custos-cctv/custos/policy"
 )
 
-func waitTrue(t *testing.T, d time.Duration, what string, cond func() bool) {
+func waitTrue(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
@@ -32,7 +32,7 @@ type acme struct {
 	listen func() netip.AddrPort
 }
 
-func foundAcme(t *testing.T, ctx context.Context) acme {
+func foundAcme(t testing.TB, ctx context.Context) acme {
 	t.Helper()
 	admin, err := keys.NewAdminKey("alice", time.Now().Add(-time.Hour))
 	if err != nil {
@@ -43,7 +43,7 @@ func foundAcme(t *testing.T, ctx context.Context) acme {
 		p, _ := freeUDPPort()
 		return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p)
 	}}
-	cfg := Config{Dir: filepath.Join(f.tmp, "dc-a"), Name: "dc-a", Listen: f.listen(), Logf: func(s string, a ...any) { t.Logf("dc-a: "+s, a...) }}
+	cfg := Config{Dir: filepath.Join(f.tmp, "dc-a"), Name: "dc-a", Listen: f.listen(), Logf: testLogf(t, "dc-a")}
 	if err := Init(cfg, InitOptions{Federation: "acme", AdminName: "alice", AdminPublic: admin.PublicKey(), AdminFP: admin.Fingerprint()}); err != nil {
 		t.Fatal(err)
 	}

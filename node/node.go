@@ -59,6 +59,7 @@ type Node struct {
 	mesh    *mesh.Mesh
 	api     *apiServer
 	audit   *audit.Journal
+	auditq  *auditQueue // the policy state machine's events
 	policy  *policyStore    // nil when running from a peers file
 	raft    *consensus.Node // likewise
 	members *membership
@@ -254,6 +255,9 @@ func (n *Node) Close() error {
 		if n.mesh != nil {
 			n.mesh.Close()
 		}
+		if n.auditq != nil {
+			n.auditq.close()
+		}
 		if n.audit != nil {
 			n.auditEvent(audit.Event{Actor: n.cfg.Name, Action: "node-stop"})
 			n.audit.Close()
@@ -364,10 +368,22 @@ func (n *Node) pruneAudit() {
 }
 
 // Audit returns the journal's entries since t.
-func (n *Node) Audit(since time.Time) ([]audit.Entry, error) { return n.audit.Since(since) }
+func (n *Node) Audit(since time.Time) ([]audit.Entry, error) {
+	n.flushAudit()
+	return n.audit.Since(since)
+}
+
+func (n *Node) flushAudit() {
+	if n.auditq != nil {
+		n.auditq.flush()
+	}
+}
 
 // VerifyAudit checks the journal's chain.
-func (n *Node) VerifyAudit() (audit.Report, error) { return n.audit.Verify() }
+func (n *Node) VerifyAudit() (audit.Report, error) {
+	n.flushAudit()
+	return n.audit.Verify()
+}
 
 // prepareDir makes the data directory 0700, or checks an existing one:
 // whoever can write it could replace the key or the sockets.

@@ -164,14 +164,4 @@ func (p *policyStore) Restore(b []byte) error {
 	return nil
 }
 
-func clone(s *policy.State) (*policy.State, error) {
-	b, err := s.Marshal()
-	if err != nil {
-		return nil, fmt.Errorf("node: copy policy state: %w", err)
-	}
-	var n policy.State
-	if err := n.Unmarshal(b); err != nil {
-		return nil, fmt.Errorf("node: copy policy state: %w", err)
-	}
-	return &n, nil
-}
+func clone(s *policy.State) (*policy.State, error) { return s.Clone(), nil }

@@ -3,11 +3,14 @@ package policy
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -68,6 +71,8 @@ type Genesis struct {
 	Federation string `json:"federation"`
 	Admin      User   `json:"admin"`
 	Node       Node   `json:"node"`
+	// Recovery is the public half of the controller's recovery key.
+	Recovery []byte `json:"recovery,omitempty"`
 }
 
 // Redeem spends an invite: the joining node's key, signed with the invite's
@@ -76,14 +81,17 @@ type Redeem struct {
 	Invite    string `json:"invite"`
 	PublicKey string `json:"public_key"`
 	Endpoint  string `json:"endpoint,omitempty"`
+	// Custodian is a joining datacenter's custodian public key.
+	Custodian []byte `json:"custodian,omitempty"`
 	Proof     []byte `json:"proof"` // Ed25519 signature by the invite's key
 }
 
 // RedeemSignedBytes is what the invite's one-time key signs: the invite and
-// the key and endpoint of the node it admits, so a proof seen in the log
-// cannot admit any other key.
+// the key, endpoint and custodian key of the node it admits, so a proof seen
+// in the log cannot admit any other key or swap the custodian.
 func RedeemSignedBytes(r *Redeem) []byte {
-	return []byte("custos/invite/v1\x00" + r.Invite + "\x00" + r.PublicKey + "\x00" + r.Endpoint)
+	sum := sha256.Sum256(r.Custodian)
+	return []byte("custos/invite/v2\x00" + r.Invite + "\x00" + r.PublicKey + "\x00" + r.Endpoint + "\x00" + hex.EncodeToString(sum[:]))
 }
 
 // InviteKeyFromSecret returns the one-time key pair of an invite secret
@@ -287,12 +295,19 @@ func (s *State) plan(c *Command) (func(), error) {
 		if err := s.checkNode(&g.Node); err != nil {
 			return nil, err
 		}
+		if g.Recovery != nil {
+			if err := checkCustodianKey(g.Recovery); err != nil {
+				return nil, fmt.Errorf("recovery key: %w", err)
+			}
+		}
 		return func() {
 			s.Federation = g.Federation
 			s.ensureMaps()
 			u, n := g.Admin, g.Node
 			u.PublicKey = bytes.Clone(g.Admin.PublicKey)
+			n.Custodian = bytes.Clone(g.Node.Custodian)
 			s.Users[u.Name], s.Nodes[n.Name] = &u, &n
+			s.Recovery = bytes.Clone(g.Recovery)
 		}, nil
 	case KindAddUser:
 		if c.User == nil {
@@ -336,6 +351,7 @@ func (s *State) plan(c *Command) (func(), error) {
 			return nil, err
 		}
 		n := *c.Node
+		n.Custodian = bytes.Clone(c.Node.Custodian)
 		return func() { s.Nodes[n.Name] = &n }, nil
 	case KindRevokeNode:
 		n := s.Nodes[c.Name]
@@ -465,6 +481,14 @@ func (s *State) checkNodeWithoutKey(n *Node) error {
 	if n.Jurisdiction == "" {
 		return fmt.Errorf("node %q needs a jurisdiction (e.g. EU)", n.Name)
 	}
+	if n.Custodian != nil {
+		if n.Role != RoleDatacenter {
+			return fmt.Errorf("node %q: only datacenters hold custodian keys", n.Name)
+		}
+		if err := checkCustodianKey(n.Custodian); err != nil {
+			return fmt.Errorf("node %q: custodian key: %w", n.Name, err)
+		}
+	}
 	if !n.Window.Until.IsZero() && !n.Window.Until.After(n.Window.From) {
 		return fmt.Errorf("node %q: window ends before it starts", n.Name)
 	}
@@ -512,6 +536,9 @@ func (s *State) planCamera(c *Camera) (func(), error) {
 		if err := validName(t); err != nil {
 			return nil, fmt.Errorf("camera %q tag: %w", c.Key(), err)
 		}
+	}
+	if err := validSource(c.Source); err != nil {
+		return nil, fmt.Errorf("camera %q: %w", c.Key(), err)
 	}
 	cam := *c
 	cam.Tags = slices.Clone(c.Tags)
@@ -616,7 +643,8 @@ func (s *State) planRedeem(r *Redeem, at time.Time) (func(), error) {
 		return nil, fmt.Errorf("invite %q expired at %s", r.Invite, inv.Expires.UTC().Format(time.RFC3339))
 	}
 	n := Node{Name: inv.Name, PublicKey: r.PublicKey, Role: inv.Role, Site: inv.Site,
-		Jurisdiction: s.jurisdictionFor(inv.Site), Window: inv.Window, Endpoint: r.Endpoint}
+		Jurisdiction: s.jurisdictionFor(inv.Site), Window: inv.Window, Endpoint: r.Endpoint,
+		Custodian: bytes.Clone(r.Custodian)}
 	if err := s.checkNode(&n); err != nil {
 		return nil, fmt.Errorf("invite %q: %w", r.Invite, err)
 	}
@@ -631,4 +659,36 @@ func (s *State) jurisdictionFor(site string) string {
 		return st.Jurisdiction
 	}
 	return "EU"
+}
+
+// validSource checks a camera's source URL: rtsp://host[:port]/path or
+// synthetic:[?query], and never credentials, which would be replicated to
+// every node and kept in every log.
+func validSource(src string) error {
+	if src == "" {
+		return nil
+	}
+	if len(src) > 1024 {
+		return errors.New("source URL longer than 1024 bytes")
+	}
+	u, err := url.Parse(src)
+	if err != nil {
+		return errors.New("source is not a URL (want rtsp://HOST[:PORT]/PATH or synthetic:)")
+	}
+	if u.User != nil {
+		return errors.New("the source URL carries credentials; they never enter the policy: add the camera through its store's --dir, which keeps them there")
+	}
+	switch u.Scheme {
+	case "rtsp":
+		if u.Host == "" {
+			return errors.New("rtsp source without a host")
+		}
+	case "synthetic":
+	default:
+		return fmt.Errorf("source scheme %q: want rtsp or synthetic", u.Scheme)
+	}
+	if strings.ContainsAny(src, "\x00\r\n") {
+		return errors.New("source URL has control characters")
+	}
+	return nil
 }

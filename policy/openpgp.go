@@ -61,3 +61,22 @@ func verifySignature(pub, msg, sig []byte, at time.Time) (string, error) {
 	}
 	return hex.EncodeToString(signer.PrimaryKey.Fingerprint), nil
 }
+
+// checkCustodianKey accepts the public half of a custodian key (package
+// keys makes them: RFC 9580 v6, an X25519 encryption subkey), which stores
+// encrypt epoch-key shares to.
+func checkCustodianKey(pub []byte) error {
+	e, err := readPublicKey(pub)
+	if err != nil {
+		return err
+	}
+	if e.PrimaryKey.Version != 6 {
+		return fmt.Errorf("custodian key is OpenPGP v%d, want v6", e.PrimaryKey.Version)
+	}
+	for _, sk := range e.Subkeys {
+		if sk.PublicKey.PubKeyAlgo == packet.PubKeyAlgoX25519 {
+			return nil
+		}
+	}
+	return errors.New("custodian key has no X25519 encryption subkey")
+}

@@ -52,16 +52,19 @@ const ReplayWindow = 24 * time.Hour
 // State is the replicated policy. Its zero value is an empty federation that
 // denies everything. Maps are keyed by name (IDs for grants and invites).
 type State struct {
-	Federation string               `json:"federation,omitempty"`
-	Clock      time.Time            `json:"clock,omitzero"` // latest command time applied
-	Sites      map[string]*Site     `json:"sites,omitempty"`
-	Nodes      map[string]*Node     `json:"nodes,omitempty"`
-	Users      map[string]*User     `json:"users,omitempty"`
-	Cameras    map[string]*Camera   `json:"cameras,omitempty"` // key "site/name"
-	Grants     map[string]*Grant    `json:"grants,omitempty"`
-	Invites    map[string]*Invite   `json:"invites,omitempty"`
-	Seen       map[string]time.Time `json:"seen,omitempty"` // command IDs within the replay window
-	Applied    uint64               `json:"applied"`        // commands applied
+	Federation string             `json:"federation,omitempty"`
+	Clock      time.Time          `json:"clock,omitzero"` // latest command time applied
+	Sites      map[string]*Site   `json:"sites,omitempty"`
+	Nodes      map[string]*Node   `json:"nodes,omitempty"`
+	Users      map[string]*User   `json:"users,omitempty"`
+	Cameras    map[string]*Camera `json:"cameras,omitempty"` // key "site/name"
+	Grants     map[string]*Grant  `json:"grants,omitempty"`
+	Invites    map[string]*Invite `json:"invites,omitempty"`
+	// Recovery is the public half of the controller's offline recovery key,
+	// the third custodian of every epoch key (DESIGN §7).
+	Recovery []byte               `json:"recovery,omitempty"`
+	Seen     map[string]time.Time `json:"seen,omitempty"` // command IDs within the replay window
+	Applied  uint64               `json:"applied"`        // commands applied
 }
 
 type Site struct {
@@ -94,7 +97,11 @@ type Node struct {
 	Jurisdiction string   `json:"jurisdiction"`
 	Window       Window   `json:"window"`
 	Endpoint     string   `json:"endpoint,omitempty"` // public underlay address (datacenters)
-	Revoked      bool     `json:"revoked,omitempty"`
+	// Custodian is a datacenter's custodian public key (binary OpenPGP):
+	// stores encrypt one share of every epoch key to it. Its private half
+	// never leaves that datacenter.
+	Custodian []byte `json:"custodian,omitempty"`
+	Revoked   bool   `json:"revoked,omitempty"`
 }
 
 type User struct {
@@ -113,6 +120,10 @@ type Camera struct {
 	Retention     time.Duration `json:"retention"`
 	Justification string        `json:"justification,omitempty"`
 	Tags          []string      `json:"tags,omitempty"`
+	// Source is where the store of the camera's site records from:
+	// rtsp://host[:port]/path or synthetic:[?…]. Never credentials: those
+	// stay on the store (see node's camera secrets).
+	Source string `json:"source,omitempty"`
 }
 
 // Key is the camera's map key and resource name, "site/name".

@@ -354,3 +354,37 @@ func TestFailedAppendIsUndone(t *testing.T) {
 	}
 	wantOK(t, verify(t, dir))
 }
+
+// AppendBatch is many Appends in one write: the same chain, the same head,
+// and a batch with a bad event records nothing.
+func TestAppendBatch(t *testing.T) {
+	dir := t.TempDir()
+	j := openJ(t, dir, Options{})
+	first := appendN(t, j, 0, 2)
+	batch, err := j.AppendBatch([]Event{event(2), event(3), event(4)})
+	if err != nil || len(batch) != 3 {
+		t.Fatalf("AppendBatch = %d entries, %v", len(batch), err)
+	}
+	if _, err := j.AppendBatch([]Event{event(5), {Time: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}}); err == nil {
+		t.Fatal("AppendBatch with an event in the year 10000 succeeded")
+	}
+	all, err := j.Since(time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(all, append(first, batch...)) {
+		t.Fatalf("Since(zero) = %v, want the two appends then the batch", seqs(all))
+	}
+	checkChain(t, all, 1)
+	if seq, hash := j.Head(); seq != 5 || hash != batch[2].Hash {
+		t.Errorf("Head = %d %s, want 5 %s", seq, hash, batch[2].Hash)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r := verify(t, dir)
+	wantOK(t, r)
+	if r.Entries != 5 {
+		t.Errorf("Verify = %+v, want 5 entries", r)
+	}
+}

@@ -1,0 +1,56 @@
+package policy
+
+import (
+	"maps"
+	"slices"
+)
+
+// Clone returns a deep copy of s: nothing the copy holds is shared with s,
+// so Apply on the copy never changes s. Replicas apply to a copy and swap it
+// in, so that readers always see one whole state; a JSON round trip did the
+// same at a cost that grew with the state and dominated commit latency.
+func (s *State) Clone() *State {
+	if s == nil {
+		return nil
+	}
+	c := *s
+	c.Sites = cloneMap(s.Sites, func(v Site) Site { return v })
+	c.Nodes = cloneMap(s.Nodes, func(v Node) Node {
+		v.Custodian = slices.Clone(v.Custodian)
+		return v
+	})
+	c.Users = cloneMap(s.Users, func(v User) User {
+		v.PublicKey = slices.Clone(v.PublicKey)
+		return v
+	})
+	c.Cameras = cloneMap(s.Cameras, func(v Camera) Camera {
+		v.Tags = slices.Clone(v.Tags)
+		return v
+	})
+	c.Grants = cloneMap(s.Grants, func(v Grant) Grant {
+		v.Actions = slices.Clone(v.Actions)
+		return v
+	})
+	c.Invites = cloneMap(s.Invites, func(v Invite) Invite { return v })
+	c.Seen = maps.Clone(s.Seen)
+	c.Recovery = slices.Clone(s.Recovery)
+	return &c
+}
+
+// cloneMap copies a map of pointers, each value copied by deep (which must
+// copy what the value holds by reference). A nil map stays nil.
+func cloneMap[V any](m map[string]*V, deep func(V) V) map[string]*V {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]*V, len(m))
+	for k, v := range m {
+		if v == nil {
+			out[k] = nil
+			continue
+		}
+		c := deep(*v)
+		out[k] = &c
+	}
+	return out
+}

@@ -1,0 +1,111 @@
+package policy
+
+import (
+	"bytes"
+	"reflect"
+	"testing"
+	"time"
+)
+
+// fill sets every field reachable from v to a non-zero value, maps and
+// slices with one element, so that a Clone that forgets a field shows.
+func fill(v reflect.Value, depth int) {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if v.Type() == reflect.TypeFor[*time.Location]() {
+			return
+		}
+		v.Set(reflect.New(v.Type().Elem()))
+		fill(v.Elem(), depth+1)
+	case reflect.Struct:
+		if v.Type() == reflect.TypeFor[time.Time]() {
+			v.Set(reflect.ValueOf(t0))
+			return
+		}
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() {
+				fill(v.Field(i), depth+1)
+			}
+		}
+	case reflect.Map:
+		m := reflect.MakeMap(v.Type())
+		k, e := reflect.New(v.Type().Key()).Elem(), reflect.New(v.Type().Elem()).Elem()
+		fill(k, depth+1)
+		fill(e, depth+1)
+		m.SetMapIndex(k, e)
+		v.Set(m)
+	case reflect.Slice:
+		s := reflect.MakeSlice(v.Type(), 1, 1)
+		fill(s.Index(0), depth+1)
+		v.Set(s)
+	case reflect.String:
+		v.SetString("x")
+	case reflect.Bool:
+		v.SetBool(true)
+	case reflect.Int, reflect.Int64:
+		v.SetInt(7)
+	case reflect.Uint8, reflect.Uint64:
+		v.SetUint(7)
+	}
+}
+
+// shared reports the first path at which a and b hold the same slice, map or
+// pointer.
+func shared(a, b reflect.Value, path string) string {
+	switch a.Kind() {
+	case reflect.Pointer:
+		if a.IsNil() {
+			return ""
+		}
+		if a.Pointer() == b.Pointer() && a.Type() != reflect.TypeFor[*time.Location]() {
+			return path
+		}
+		return shared(a.Elem(), b.Elem(), path)
+	case reflect.Struct:
+		for i := range a.NumField() {
+			if a.Type().Field(i).IsExported() {
+				if p := shared(a.Field(i), b.Field(i), path+"."+a.Type().Field(i).Name); p != "" {
+					return p
+				}
+			}
+		}
+	case reflect.Map:
+		if a.Len() > 0 && a.Pointer() == b.Pointer() {
+			return path
+		}
+		for _, k := range a.MapKeys() {
+			if p := shared(a.MapIndex(k), b.MapIndex(k), path+"["+k.String()+"]"); p != "" {
+				return p
+			}
+		}
+	case reflect.Slice:
+		if a.Len() > 0 && a.Pointer() == b.Pointer() {
+			return path
+		}
+		for i := range a.Len() {
+			if p := shared(a.Index(i), b.Index(i), path+"[]"); p != "" {
+				return p
+			}
+		}
+	}
+	return ""
+}
+
+// Every field of the state, present and future, is copied: a field added
+// to State or to any of its values without a deep copy in Clone fails here.
+func TestCloneSharesNothing(t *testing.T) {
+	var s State
+	fill(reflect.ValueOf(&s).Elem(), 0)
+	c := s.Clone()
+	if p := shared(reflect.ValueOf(&s).Elem(), reflect.ValueOf(c).Elem(), "State"); p != "" {
+		t.Fatalf("Clone shares %s with the original", p)
+	}
+	a, _ := s.Marshal()
+	b, _ := c.Marshal()
+	if !bytes.Equal(a, b) {
+		t.Fatalf("clone differs:\n%s\n%s", a, b)
+	}
+	if (*State)(nil).Clone() != nil {
+		t.Fatal("nil.Clone() is not nil")
+	}
+}
