@@ -1,0 +1,142 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"time"
+
+	"github.com/custos-cctv/custos/media/h264"
+)
+
+// rtspSource is one RTSP camera. It holds the URL without its userinfo;
+// the credentials live only in user and pass and go only into
+// Authorization headers.
+type rtspSource struct {
+	url        string // rtsp://host:port/path?query, no userinfo
+	hostport   string
+	user, pass string
+	hasCreds   bool
+	opt        Options
+	log        *slog.Logger
+	stats      *tracker
+}
+
+var _ Source = (*rtspSource)(nil)
+
+func newRTSP(u *url.URL, opt Options) (*rtspSource, error) {
+	bad := func(why string) error {
+		return fmt.Errorf("source: open %s: %w: %s", u.Redacted(), ErrBadURL, why)
+	}
+	if u.Opaque != "" || u.Host == "" {
+		return nil, bad("want rtsp://[user:pass@]host[:port]/path")
+	}
+	if u.Fragment != "" {
+		return nil, bad("a fragment (#…) means nothing to a camera")
+	}
+	host, port := u.Hostname(), u.Port()
+	if host == "" {
+		return nil, bad("no host")
+	}
+	if port == "" {
+		port = "554"
+	}
+	s := &rtspSource{hostport: net.JoinHostPort(host, port), opt: opt}
+	if u.User != nil {
+		s.user = u.User.Username()
+		s.pass, _ = u.User.Password()
+		s.hasCreds = true
+	}
+	clean := *u
+	clean.User = nil
+	s.url = clean.String()
+	s.log = opt.Logger.With("camera", s.url)
+	s.stats = &tracker{clock: opt.clock, secret: s.pass}
+	return s, nil
+}
+
+// Stats reports the source's health.
+func (s *rtspSource) Stats() Stats { return s.stats.snapshot() }
+
+// errEmit carries the caller's own error out of Run unchanged.
+type errEmit struct{ err error }
+
+func (e errEmit) Error() string { return e.err.Error() }
+
+// Run connects, plays and reconnects until ctx ends.
+func (s *rtspSource) Run(ctx context.Context, emit func(h264.Frame) error) error {
+	defer func() {
+		if ctx.Err() != nil {
+			s.stats.setState(StateIdle)
+		}
+	}()
+	wait := s.opt.Backoff.Initial
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			s.stats.reconnected()
+		}
+		s.stats.setState(StateConnecting)
+		played, err := s.session(ctx, emit)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if e, ok := errors.AsType[errEmit](err); ok {
+			return e.err
+		}
+		err = s.scrubbed(err)
+		s.stats.setError(err)
+		if errors.Is(err, ErrUnsupportedCodec) || errors.Is(err, ErrBadURL) {
+			s.stats.setState(StateFailed)
+			s.log.Error("camera unusable", "err", err)
+			return fmt.Errorf("source: %s: %w", s.url, err)
+		}
+		if played >= s.opt.Backoff.Healthy {
+			wait = s.opt.Backoff.Initial
+		}
+		// Jitter (±20%) keeps cameras behind one failed switch from
+		// reconnecting in lockstep.
+		d := time.Duration(float64(wait) * (0.8 + 0.4*rand.Float64()))
+		s.log.Warn("camera connection failed; retrying", "err", err, "in", d.Round(time.Millisecond))
+		s.stats.setState(StateBackoff)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.opt.clock.After(d):
+		}
+		wait = min(2*wait, s.opt.Backoff.Max)
+	}
+}
+
+// scrubbed guarantees that no error leaving this source holds the
+// password, whatever a lower layer put in its text.
+func (s *rtspSource) scrubbed(err error) error {
+	if err == nil || s.pass == "" {
+		return err
+	}
+	if msg := err.Error(); scrub(msg, s.pass) != msg {
+		return scrubbedError{msg: scrub(msg, s.pass), err: err}
+	}
+	return err
+}
+
+type scrubbedError struct {
+	msg string
+	err error
+}
+
+func (e scrubbedError) Error() string { return e.msg }
+
+// Unwrap exposes only the sentinels, not the error whose text held the secret.
+func (e scrubbedError) Unwrap() []error {
+	var out []error
+	for _, s := range []error{ErrUnauthorized, ErrUnsupportedCodec, ErrBadURL, ErrTimeout, context.Canceled, context.DeadlineExceeded} {
+		if errors.Is(e.err, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -1,0 +1,389 @@
+package source
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/textproto"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pion/rtp"
+
+	"github.com/custos-cctv/custos/media/h264"
+)
+
+// rtspConn is one TCP connection to a camera, from OPTIONS to TEARDOWN.
+// The read side belongs to the goroutine running session; the write side
+// is shared with the keep-alive goroutine.
+type rtspConn struct {
+	src  *rtspSource
+	conn net.Conn
+	br   *bufio.Reader
+	rbuf []byte
+
+	mu      sync.Mutex // guards the fields below and writes on conn
+	cseq    int
+	auth    *auth // nil when the URL has no credentials
+	session string
+}
+
+// statusError is a non-2xx answer.
+type statusError struct {
+	method string
+	code   int
+	reason string
+}
+
+func (e *statusError) Error() string {
+	return fmt.Sprintf("rtsp: %s: camera answered %d %s", e.method, e.code, e.reason)
+}
+
+var aLongTimeAgo = time.Unix(1, 0)
+
+// session runs one connection: dial, negotiate, play until an error or
+// ctx ends. played is how long frames flowed, for the backoff's reset.
+func (s *rtspSource) session(ctx context.Context, emit func(h264.Frame) error) (played time.Duration, err error) {
+	d := net.Dialer{Timeout: s.opt.DialTimeout}
+	conn, err := d.DialContext(ctx, "tcp", s.hostport)
+	if err != nil {
+		return 0, fmt.Errorf("rtsp: dial %s: %w", s.hostport, err)
+	}
+	defer conn.Close()
+	// Unblock any read when ctx ends; readDeadline re-checks ctx after
+	// every deadline it sets, so this cannot be overwritten unseen.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(aLongTimeAgo) })
+	defer stop()
+
+	c := &rtspConn{src: s, conn: conn, br: bufio.NewReaderSize(conn, 64<<10)}
+	if s.hasCreds {
+		c.auth = &auth{user: s.user, pass: s.pass}
+	}
+	tr, keepMethod, keepEvery, rtpCh, err := c.handshake(ctx)
+	if err != nil {
+		return 0, err
+	}
+	s.stats.setState(StatePlaying)
+	s.log.Info("camera playing", "keepalive", keepMethod, "every", keepEvery)
+	start := s.opt.clock.Now()
+
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { c.keepAlive(done, keepMethod, tr.aggregate, keepEvery) })
+	err = c.play(ctx, tr, rtpCh, emit)
+	close(done)
+	wg.Wait()
+
+	if _, isEmit := err.(errEmit); isEmit || ctx.Err() != nil {
+		_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = c.send("TEARDOWN", tr.aggregate, nil) // best effort; we close anyway
+	}
+	return s.opt.clock.Now().Sub(start), err
+}
+
+// handshake runs OPTIONS, DESCRIBE, SETUP and PLAY.
+func (c *rtspConn) handshake(ctx context.Context) (tr track, keepMethod string, keepEvery time.Duration, rtpCh byte, err error) {
+	u := c.src.url
+	keepMethod = "OPTIONS"
+	opts, err := c.roundTrip(ctx, "OPTIONS", u, nil)
+	var se *statusError
+	switch {
+	case errors.As(err, &se): // some cameras refuse OPTIONS; DESCRIBE will tell
+	case err != nil:
+		return tr, "", 0, 0, err
+	case strings.Contains(strings.ToUpper(opts.get("Public")), "GET_PARAMETER"):
+		keepMethod = "GET_PARAMETER"
+	}
+
+	desc, err := c.roundTrip(ctx, "DESCRIBE", u, [][2]string{{"Accept", "application/sdp"}})
+	if err != nil {
+		return tr, "", 0, 0, err
+	}
+	base := u
+	for _, h := range []string{"Content-Base", "Content-Location"} {
+		if b, ok := cleanRTSPURL(desc.get(h)); ok {
+			base = b
+			break
+		}
+	}
+	if tr, err = parseSDP(desc.body, base); err != nil {
+		return tr, "", 0, 0, fmt.Errorf("rtsp: DESCRIBE: %w", err)
+	}
+
+	setup, err := c.roundTrip(ctx, "SETUP", tr.control,
+		[][2]string{{"Transport", "RTP/AVP/TCP;unicast;interleaved=0-1"}})
+	if err != nil {
+		return tr, "", 0, 0, err
+	}
+	if rtpCh, err = parseTransport(setup.get("Transport")); err != nil {
+		return tr, "", 0, 0, fmt.Errorf("rtsp: SETUP: %w", err)
+	}
+	id, timeout, err := parseSession(setup.get("Session"))
+	if err != nil {
+		return tr, "", 0, 0, fmt.Errorf("rtsp: SETUP: %w", err)
+	}
+	c.mu.Lock()
+	c.session = id
+	c.mu.Unlock()
+
+	if _, err := c.roundTrip(ctx, "PLAY", tr.aggregate, [][2]string{{"Range", "npt=0.000-"}}); err != nil {
+		return tr, "", 0, 0, err
+	}
+	return tr, keepMethod, max(timeout/2, 500*time.Millisecond), rtpCh, nil
+}
+
+// cleanRTSPURL accepts a camera-supplied base URL only if it is an
+// absolute rtsp URL, and drops any userinfo from it.
+func cleanRTSPURL(s string) (string, bool) {
+	u, err := url.Parse(s)
+	if s == "" || err != nil || !strings.EqualFold(u.Scheme, "rtsp") || u.Host == "" {
+		return "", false
+	}
+	u.User = nil
+	return u.String(), true
+}
+
+// parseTransport returns the RTP channel the camera chose.
+func parseTransport(v string) (byte, error) {
+	if !strings.Contains(strings.ToUpper(v), "TCP") {
+		return 0, fmt.Errorf("camera refused RTP over TCP (Transport %.60q); enable RTSP-over-TCP on the camera", v)
+	}
+	for _, p := range strings.Split(v, ";") {
+		if ch, ok := strings.CutPrefix(strings.TrimSpace(p), "interleaved="); ok {
+			first, _, _ := strings.Cut(ch, "-")
+			n, err := strconv.ParseUint(first, 10, 8)
+			if err != nil {
+				return 0, fmt.Errorf("bad interleaved channel in Transport %.60q", v)
+			}
+			return byte(n), nil
+		}
+	}
+	return 0, nil // RFC 2326: the server may omit what we asked for
+}
+
+// parseSession splits "id;timeout=60". The timeout defaults to 60 s.
+func parseSession(v string) (id string, timeout time.Duration, err error) {
+	id, params, _ := strings.Cut(v, ";")
+	id = strings.TrimSpace(id)
+	if id == "" || len(id) > 256 || strings.ContainsFunc(id, func(r rune) bool { return r <= ' ' || r > '~' }) {
+		return "", 0, fmt.Errorf("missing or bad Session header %.60q", v)
+	}
+	timeout = 60 * time.Second
+	for _, p := range strings.Split(params, ";") {
+		if t, ok := strings.CutPrefix(strings.TrimSpace(p), "timeout="); ok {
+			if n, err := strconv.Atoi(t); err == nil && n > 0 && n <= 3600 {
+				timeout = time.Duration(n) * time.Second
+			}
+		}
+	}
+	return id, timeout, nil
+}
+
+// send writes one request and returns its CSeq.
+func (c *rtspConn) send(method, uri string, extra [][2]string) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cseq++
+	hdr := extra
+	if c.session != "" {
+		hdr = append(hdr[:len(hdr):len(hdr)], [2]string{"Session", c.session})
+	}
+	if c.auth != nil {
+		if h := c.auth.header(method, uri); h != "" {
+			hdr = append(hdr[:len(hdr):len(hdr)], [2]string{"Authorization", h})
+		}
+	}
+	b, err := formatRequest(method, uri, c.cseq, hdr)
+	if err != nil {
+		return 0, fmt.Errorf("rtsp: %s: %w", method, err)
+	}
+	_ = c.conn.SetWriteDeadline(time.Now().Add(c.src.opt.DialTimeout))
+	if _, err := c.conn.Write(b); err != nil {
+		return 0, fmt.Errorf("rtsp: %s: write: %w", method, err)
+	}
+	return c.cseq, nil
+}
+
+// roundTrip sends a request and waits for its response, answering one
+// authentication challenge (two if the camera says the nonce was stale).
+func (c *rtspConn) roundTrip(ctx context.Context, method, uri string, extra [][2]string) (*message, error) {
+	for tries := 0; ; tries++ {
+		cseq, err := c.send(method, uri, extra)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := c.response(ctx, method, cseq)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case resp.status == 401:
+			if c.auth == nil {
+				return nil, fmt.Errorf("rtsp: %s: %w: the camera requires a user name and password; put them in the URL (rtsp://user:pass@host/…)",
+					method, ErrUnauthorized)
+			}
+			challenges := resp.header[textproto.CanonicalMIMEHeaderKey("WWW-Authenticate")]
+			stale := strings.Contains(strings.ToLower(strings.Join(challenges, " ")), "stale=true")
+			if tries >= 2 || (tries == 1 && !stale) {
+				return nil, fmt.Errorf("rtsp: %s: %w (401); check the user name and password", method, ErrUnauthorized)
+			}
+			c.mu.Lock()
+			err := c.auth.challenge(challenges)
+			c.mu.Unlock()
+			if err != nil {
+				return nil, fmt.Errorf("rtsp: %s: %w", method, err)
+			}
+		case resp.status < 200 || resp.status > 299:
+			return nil, &statusError{method, resp.status, limit(resp.reason, 80)}
+		default:
+			return resp, nil
+		}
+	}
+}
+
+// response reads until the answer to cseq, skipping interleaved data and
+// requests from the camera.
+func (c *rtspConn) response(ctx context.Context, method string, cseq int) (*message, error) {
+	if err := c.readDeadline(ctx, c.src.opt.DialTimeout); err != nil {
+		return nil, err
+	}
+	for {
+		b, err := c.br.Peek(1)
+		if err != nil {
+			return nil, c.readErr(ctx, method, c.src.opt.DialTimeout, err)
+		}
+		if b[0] == '$' {
+			if _, c.rbuf, err = readInterleaved(c.br, c.rbuf); err != nil {
+				return nil, c.readErr(ctx, method, c.src.opt.DialTimeout, err)
+			}
+			continue
+		}
+		m, err := readMessage(c.br)
+		if err != nil {
+			return nil, c.readErr(ctx, method, c.src.opt.DialTimeout, err)
+		}
+		if got := m.get("CSeq"); !m.request && (got == "" || got == strconv.Itoa(cseq)) {
+			return m, nil
+		}
+	}
+}
+
+// readDeadline arms the read deadline, then reports whether ctx ended,
+// so a cancellation that raced with the arming is not lost.
+func (c *rtspConn) readDeadline(ctx context.Context, d time.Duration) error {
+	_ = c.conn.SetReadDeadline(time.Now().Add(d))
+	return ctx.Err()
+}
+
+func (c *rtspConn) readErr(ctx context.Context, op string, wait time.Duration, err error) error {
+	var ne net.Error
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case errors.As(err, &ne) && ne.Timeout():
+		return fmt.Errorf("rtsp: %s: %w: nothing received for %s", op, ErrTimeout, wait)
+	case errors.Is(err, io.EOF):
+		return fmt.Errorf("rtsp: %s: camera closed the connection", op)
+	}
+	return fmt.Errorf("rtsp: %s: %w", op, err)
+}
+
+// keepAlive pings the session at every interval until done is closed.
+// Errors are left to the reader, which sees the connection fail.
+func (c *rtspConn) keepAlive(done <-chan struct{}, method, uri string, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			if _, err := c.send(method, uri, nil); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// play reads RTP until an error or ctx ends, emitting whole frames.
+func (c *rtspConn) play(ctx context.Context, tr track, rtpCh byte, emit func(h264.Frame) error) error {
+	dp := newDepacketizer(tr.sps, tr.pps)
+	wall := rtpClock{rate: tr.clockRate}
+	timeout := c.src.opt.ReadTimeout
+	var pkt rtp.Packet
+	for {
+		if err := c.readDeadline(ctx, timeout); err != nil {
+			return err
+		}
+		b, err := c.br.Peek(1)
+		if err != nil {
+			return c.readErr(ctx, "read", timeout, err)
+		}
+		if b[0] != '$' {
+			m, err := readMessage(c.br)
+			if err != nil {
+				return c.readErr(ctx, "read", timeout, err)
+			}
+			if m.status == 401 || m.status == 454 {
+				return &statusError{"keep-alive", m.status, limit(m.reason, 80)}
+			}
+			continue
+		}
+		var ch byte
+		var payload []byte
+		if ch, payload, err = readInterleaved(c.br, c.rbuf); err != nil {
+			return c.readErr(ctx, "read", timeout, err)
+		}
+		c.rbuf = payload
+		if ch != rtpCh || pkt.Unmarshal(payload) != nil || pkt.PayloadType != tr.payloadType {
+			continue // RTCP, another track, or garbage (the sequence gap shows as loss)
+		}
+		for _, au := range dp.push(&pkt) {
+			f := h264.Frame{Time: wall.at(au.ts, c.src.opt.clock.Now()), Key: au.key, Data: au.data}
+			if err := emit(f); err != nil {
+				return errEmit{err}
+			}
+			c.src.stats.frame(len(f.Data))
+		}
+	}
+}
+
+// rtpClock maps RTP timestamps to wall-clock time: the first is anchored
+// to now, later ones add their (wrap-aware) distance from it at the
+// track's clock rate. If the result strays more than maxSkew from now —
+// the camera restarted its clock, or drifted over a very long session —
+// it re-anchors, accepting one jump instead of a growing error.
+type rtpClock struct {
+	rate     uint32
+	anchored bool
+	base     time.Time
+	last     uint32
+	ticks    int64 // since base, extended past 32-bit wrap
+}
+
+const maxSkew = 5 * time.Second
+
+func (c *rtpClock) at(ts uint32, now time.Time) time.Time {
+	if c.rate == 0 {
+		c.rate = 90000
+	}
+	if !c.anchored {
+		c.anchored, c.base, c.last, c.ticks = true, now, ts, 0
+		return now
+	}
+	c.ticks += int64(int32(ts - c.last))
+	c.last = ts
+	r := int64(c.rate)
+	t := c.base.Add(time.Duration(c.ticks/r)*time.Second + time.Duration(c.ticks%r*int64(time.Second)/r))
+	if t.Sub(now) > maxSkew || now.Sub(t) > maxSkew {
+		c.base, c.ticks = now, 0
+		return now
+	}
+	return t
+}

@@ -1,0 +1,138 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/custos-cctv/custos/media/h264"
+)
+
+// Source is one camera's frame stream.
+//
+// Run delivers frames to emit, in order, from the calling goroutine, until
+// ctx ends; then it releases everything it holds (connections, goroutines)
+// and returns ctx.Err(). Transient failures (refused connection, dead
+// camera, rejected credentials) are retried with backoff and only reported
+// through Stats. Run returns any other error only when retrying cannot
+// help (ErrUnsupportedCodec, ErrBadURL), or when emit returns an error,
+// which Run returns unchanged. Frame.Data is owned by the receiver.
+// Run must not be called concurrently with itself.
+//
+// Stats is safe to call at any time from any goroutine.
+type Source interface {
+	Run(ctx context.Context, emit func(h264.Frame) error) error
+	Stats() Stats
+}
+
+// Errors callers may branch on with errors.Is.
+var (
+	// ErrBadURL: the camera URL cannot be used; fix the configuration.
+	ErrBadURL = errors.New("bad camera URL")
+	// ErrUnsupportedCodec: the camera does not offer H.264.
+	ErrUnsupportedCodec = errors.New("unsupported codec")
+	// ErrUnauthorized: the camera rejected (or demanded) credentials.
+	ErrUnauthorized = errors.New("camera rejected the credentials")
+	// ErrTimeout: the camera stopped answering or sending video.
+	ErrTimeout = errors.New("camera timed out")
+)
+
+// Options tune a source. The zero value is usable: every field documents
+// its default.
+type Options struct {
+	// Logger receives connection events; nil discards them. No line ever
+	// carries a password.
+	Logger *slog.Logger
+	// DialTimeout bounds connecting and each request/response exchange
+	// before PLAY. Default 5 s.
+	DialTimeout time.Duration
+	// ReadTimeout: a camera that sends nothing for this long is dead and is
+	// reconnected. Default 10 s.
+	ReadTimeout time.Duration
+	// Backoff paces reconnection.
+	Backoff Backoff
+
+	clock clock // tests fake time; nil means the real clock
+}
+
+// Backoff is capped exponential backoff: wait Initial after the first
+// failure, double each further failure up to Max, and start again from
+// Initial once a connection has stayed healthy for Healthy.
+type Backoff struct {
+	Initial time.Duration // default 1 s
+	Max     time.Duration // default 30 s
+	Healthy time.Duration // default 30 s
+}
+
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = 5 * time.Second
+	}
+	if o.ReadTimeout <= 0 {
+		o.ReadTimeout = 10 * time.Second
+	}
+	if o.Backoff.Initial <= 0 {
+		o.Backoff.Initial = time.Second
+	}
+	if o.Backoff.Max < o.Backoff.Initial {
+		o.Backoff.Max = max(30*time.Second, o.Backoff.Initial)
+	}
+	if o.Backoff.Healthy <= 0 {
+		o.Backoff.Healthy = 30 * time.Second
+	}
+	if o.clock == nil {
+		o.clock = realClock{}
+	}
+	return o
+}
+
+// Open returns the source for rawURL without connecting: errors here are
+// configuration errors (wrapping ErrBadURL) and never contain a password.
+func Open(rawURL string, opt Options) (Source, error) {
+	opt = opt.withDefaults()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		// url.Error quotes the input, password included: say only what is wrong.
+		return nil, fmt.Errorf("source: open %s: %w: cannot parse it", Redact(rawURL), ErrBadURL)
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "synthetic":
+		return newSynthetic(u, opt)
+	case "rtsp":
+		return newRTSP(u, opt)
+	case "":
+		return nil, fmt.Errorf("source: open %s: %w: no scheme; want an rtsp:// or synthetic: URL", Redact(rawURL), ErrBadURL)
+	default:
+		return nil, fmt.Errorf("source: open %s: %w: unsupported scheme %q; want an rtsp:// or synthetic: URL",
+			Redact(rawURL), ErrBadURL, u.Scheme)
+	}
+}
+
+// Redact returns rawURL fit for a log line: any password is replaced by
+// "xxxxx". An unparsable URL loses everything between "//" and the last
+// "@" of its authority, so a password cannot slip through that way either.
+func Redact(rawURL string) string {
+	if u, err := url.Parse(rawURL); err == nil {
+		return u.Redacted()
+	}
+	i := strings.Index(rawURL, "//")
+	if i < 0 {
+		return rawURL
+	}
+	rest := rawURL[i+2:]
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	if at := strings.LastIndex(rest[:end], "@"); at >= 0 {
+		return rawURL[:i+2] + "xxxxx@" + rest[at+1:]
+	}
+	return rawURL
+}

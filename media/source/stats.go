@@ -1,0 +1,153 @@
+package source
+
+import (
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// State is where a source is in its life.
+type State int
+
+const (
+	StateIdle       State = iota // Run not called yet, or returned after ctx ended
+	StateConnecting              // dialing and negotiating
+	StatePlaying                 // frames are flowing
+	StateBackoff                 // waiting before the next attempt
+	StateFailed                  // Run returned a permanent error
+)
+
+func (s State) String() string {
+	switch s {
+	case StateIdle:
+		return "idle"
+	case StateConnecting:
+		return "connecting"
+	case StatePlaying:
+		return "playing"
+	case StateBackoff:
+		return "backoff"
+	case StateFailed:
+		return "failed"
+	}
+	return "unknown"
+}
+
+// Stats is a snapshot of a source's health. It never contains a password.
+type Stats struct {
+	State      State
+	Frames     uint64  // frames emitted since the source was opened
+	Bytes      uint64  // bytes of Frame.Data emitted
+	FPS        float64 // frames per second over the last few seconds
+	Bitrate    float64 // bits per second of Frame.Data over the last few seconds
+	LastError  string  // the most recent failure, "" if none
+	Reconnects int     // connection attempts after the first
+}
+
+// statsWindow is how far back FPS and Bitrate look: long enough to smooth a
+// GOP's size swings, short enough that a stall shows within seconds.
+const statsWindow = 5 * time.Second
+
+// maxSamples bounds the per-frame history; at high rates the window simply
+// covers less time, which still yields the right rate.
+const maxSamples = 512
+
+type sample struct {
+	at    time.Time
+	bytes int
+}
+
+// tracker accumulates Stats. secret, when set, is scrubbed from every error
+// text as a last line of defence: no code path should put it there.
+type tracker struct {
+	clock  clock
+	secret string
+
+	mu         sync.Mutex
+	state      State
+	frames     uint64
+	bytes      uint64
+	lastErr    string
+	reconnects int
+	ring       [maxSamples]sample
+	head, n    int // ring[head] is the oldest of n samples
+}
+
+func (t *tracker) setState(s State) {
+	t.mu.Lock()
+	t.state = s
+	t.mu.Unlock()
+}
+
+func (t *tracker) setError(err error) {
+	if err == nil {
+		return
+	}
+	msg := scrub(err.Error(), t.secret)
+	t.mu.Lock()
+	t.lastErr = msg
+	t.mu.Unlock()
+}
+
+func (t *tracker) reconnected() {
+	t.mu.Lock()
+	t.reconnects++
+	t.mu.Unlock()
+}
+
+func (t *tracker) frame(size int) {
+	now := t.clock.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.frames++
+	t.bytes += uint64(size)
+	if t.n == maxSamples {
+		t.head = (t.head + 1) % maxSamples
+		t.n--
+	}
+	t.ring[(t.head+t.n)%maxSamples] = sample{now, size}
+	t.n++
+}
+
+func (t *tracker) snapshot() Stats {
+	now := t.clock.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := Stats{
+		State: t.state, Frames: t.frames, Bytes: t.bytes,
+		LastError: t.lastErr, Reconnects: t.reconnects,
+	}
+	// Rate over the samples inside the window, measured from the oldest
+	// of them to now, so a stalled source decays towards zero.
+	var first time.Time
+	count, bytes := 0, 0
+	for i := 0; i < t.n; i++ {
+		s := t.ring[(t.head+i)%maxSamples]
+		if now.Sub(s.at) > statsWindow {
+			continue
+		}
+		if count == 0 {
+			first = s.at
+		}
+		count++
+		bytes += s.bytes
+	}
+	if span := now.Sub(first).Seconds(); count > 1 && span > 0 {
+		st.FPS = float64(count-1) / span
+		st.Bitrate = float64(bytes) * 8 / span
+	}
+	return st
+}
+
+// scrub removes secret from msg, also in its percent-encoded form.
+func scrub(msg, secret string) string {
+	if secret == "" {
+		return msg
+	}
+	_, userinfo, _ := strings.Cut(url.UserPassword("u", secret).String(), ":")
+	for _, form := range []string{secret, userinfo, url.PathEscape(secret), url.QueryEscape(secret)} {
+		msg = strings.ReplaceAll(msg, form, "xxxxx")
+	}
+	return msg
+}

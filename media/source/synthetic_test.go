@@ -1,0 +1,177 @@
+package source
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/custos-cctv/custos/media/clip"
+	"github.com/custos-cctv/custos/media/h264"
+)
+
+func TestFixtureHasInBandParameterSets(t *testing.T) {
+	fx := loadFixture(t)
+	for i, au := range fx.aus {
+		ty := types(au)
+		idr := false
+		for _, x := range ty {
+			idr = idr || x == h264.NALIDR
+		}
+		if idr != (i%clip.GOP == 0) {
+			t.Fatalf("frame %d: IDR = %v, want IDR exactly every %d frames", i, idr, clip.GOP)
+		}
+		if idr && (ty[0] != h264.NALSPS || ty[1] != h264.NALPPS) {
+			t.Fatalf("IDR frame %d starts with NAL types %v, want SPS, PPS", i, ty)
+		}
+	}
+}
+
+func TestSyntheticPacing(t *testing.T) {
+	fc := newFakeClock()
+	src, err := Open("synthetic:", Options{clock: fc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &collector{}
+	start := fc.Now()
+	run(t, src, c)
+	const period = 40 * time.Millisecond
+	for n := 1; n <= 60; n++ {
+		// The source has emitted n frames and is blocked on the clock:
+		// without an Advance it emits nothing more.
+		waitFor(t, 5*time.Second, "source blocked on the clock", func() bool { return c.len() == n && fc.Waiters() == 1 })
+		if got := c.len(); got != n {
+			t.Fatalf("after %d periods: %d frames, want %d", n-1, got, n)
+		}
+		fc.Advance(period)
+	}
+	frames, _ := c.snapshot()
+	for i, f := range frames {
+		if want := start.Add(time.Duration(i) * period); !f.Time.Equal(want) {
+			t.Fatalf("frame %d Time = %v, want %v", i, f.Time, want)
+		}
+	}
+	st := src.Stats()
+	if st.State != StatePlaying || st.Frames != uint64(len(frames)) {
+		t.Errorf("Stats = %+v, want playing with %d frames", st, len(frames))
+	}
+	if st.FPS < 20 || st.FPS > 30 {
+		t.Errorf("Stats.FPS = %.1f, want about 25", st.FPS)
+	}
+	if st.Bitrate <= 0 {
+		t.Errorf("Stats.Bitrate = %v, want > 0", st.Bitrate)
+	}
+}
+
+func TestSyntheticLoopsWithFreshTimes(t *testing.T) {
+	fx := loadFixture(t)
+	for _, tc := range []struct {
+		url    string
+		period time.Duration
+	}{
+		{"synthetic:?pace=none", 40 * time.Millisecond},
+		{"synthetic:?pace=none&fps=50", 20 * time.Millisecond},
+		{"synthetic:?fps=30&pace=none", time.Second / 30},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			src, err := Open(tc.url, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			const n = 2*clip.Frames + 30
+			c := &collector{limit: n}
+			_, result := run(t, src, c)
+			if err := result(); !errors.Is(err, errEnough) {
+				t.Fatalf("Run = %v, want the emit error returned unchanged", err)
+			}
+			frames, _ := c.snapshot()
+			if len(frames) != n {
+				t.Fatalf("got %d frames, want %d", len(frames), n)
+			}
+			for i, f := range frames {
+				fx.checkFrame(t, f, i%clip.Frames)
+				if i > 0 {
+					if d := f.Time.Sub(frames[i-1].Time); d != tc.period {
+						t.Fatalf("frame %d: Time step %v, want exactly %v", i, d, tc.period)
+					}
+				}
+			}
+			if d := time.Since(frames[0].Time); d < 0 || d > time.Minute {
+				t.Errorf("first frame Time is %v from now, want a fresh wall-clock time", d)
+			}
+		})
+	}
+}
+
+func TestSyntheticScale(t *testing.T) {
+	src, err := Open("synthetic:?pace=none&scale=4", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := clipFrames(1)
+	c := &collector{limit: clip.GOP + 1}
+	_, result := run(t, src, c)
+	result()
+	frames, _ := c.snapshot()
+	for i, f := range frames {
+		nals := h264.SplitNALs(f.Data)
+		if got, want := len(f.Data), 4*len(plain[i].Data); got < want || got > want+16 {
+			t.Fatalf("frame %d: %d bytes, want about %d", i, got, want)
+		}
+		if h264.Type(nals[len(nals)-1]) != 12 {
+			t.Fatalf("frame %d: last NAL type %d, want filler (12)", i, h264.Type(nals[len(nals)-1]))
+		}
+		if f.Key && (h264.Type(nals[0]) != h264.NALSPS || h264.Type(nals[1]) != h264.NALPPS) {
+			t.Fatalf("scaled keyframe %d starts with %v", i, types(nals))
+		}
+	}
+}
+
+func TestOpenRejects(t *testing.T) {
+	for _, tc := range []struct {
+		url, want string
+	}{
+		{"synthetic:?fsp=25", `unknown parameter "fsp"`},
+		{"synthetic:?fps=0", "fps"},
+		{"synthetic:?fps=abc", "fps"},
+		{"synthetic:?fps=25&fps=30", "given 2 times"},
+		{"synthetic:?pace=fast", "pace"},
+		{"synthetic:?scale=1000", "scale"},
+		{"synthetic:clip", "only query parameters"},
+		{"synthetic://host", "only query parameters"},
+		{"ftp://user:hunter22@cam/x", `unsupported scheme "ftp"`},
+		{"cam.local/stream", "no scheme"},
+		{"rtsp://", "want rtsp://"},
+		{"rtsp://admin:hunter22@cam/x#frag", "fragment"},
+		{"rtsp://admin:hunter22@cam:port/x", "cannot parse"},
+		{"rtsp://admin:hunter22@[::1/x", "cannot parse"},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			_, err := Open(tc.url, Options{})
+			if !errors.Is(err, ErrBadURL) {
+				t.Fatalf("Open(%q) = %v, want ErrBadURL", tc.url, err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not say %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "hunter22") {
+				t.Errorf("error %q leaks the password", err)
+			}
+		})
+	}
+}
+
+func TestRedact(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"rtsp://admin:hunter22@cam:554/s", "rtsp://admin:xxxxx@cam:554/s"},
+		{"rtsp://cam/s", "rtsp://cam/s"},
+		{"rtsp://admin@cam/s", "rtsp://admin@cam/s"},
+		{"rtsp://admin:hunter22@cam:port/s", "rtsp://xxxxx@cam:port/s"},
+		{"synthetic:?fps=5", "synthetic:?fps=5"},
+	} {
+		if got := Redact(tc.in); got != tc.want {
+			t.Errorf("Redact(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
