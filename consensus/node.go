@@ -90,7 +90,7 @@ func Open(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consensus: open snapshots: %w", err)
 	}
-	n.stream, err = newStreamLayer(cfg, n.serveForward)
+	n.stream, err = newStreamLayer(n.ctx, cfg, n.serveForward)
 	if err != nil {
 		return nil, err
 	}

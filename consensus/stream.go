@@ -19,6 +19,10 @@ import (
 // forwarding conns to serveForward. It tracks every conn it made or accepted
 // and closes them all on Close, so nothing outlives the node.
 type streamLayer struct {
+	// ctx ends when the node starts closing: a dial in flight (to a peer
+	// that is gone, which can take the whole IOTimeout) must not hold up
+	// raft's shutdown, which waits for its replication goroutines.
+	ctx       context.Context
 	network   Network
 	admit     Admit
 	addr      netip.AddrPort // advertised: what peers dial
@@ -39,12 +43,13 @@ type streamLayer struct {
 
 var _ raft.StreamLayer = (*streamLayer)(nil)
 
-func newStreamLayer(cfg Config, forward func(net.Conn)) (*streamLayer, error) {
+func newStreamLayer(ctx context.Context, cfg Config, forward func(net.Conn)) (*streamLayer, error) {
 	ln, err := cfg.Network.Listen(cfg.Addr.Port())
 	if err != nil {
 		return nil, fmt.Errorf("consensus: listen on port %d: %w", cfg.Addr.Port(), err)
 	}
 	s := &streamLayer{
+		ctx:       ctx,
 		network:   cfg.Network,
 		admit:     cfg.Admit,
 		addr:      cfg.Addr,
@@ -78,7 +83,7 @@ func (s *streamLayer) Addr() net.Addr { return net.TCPAddrFromAddrPort(s.addr) }
 
 // Dial opens a Raft conn to a peer. It implements raft.StreamLayer.
 func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
 	return s.dial(ctx, string(address), protoRaft)
 }

@@ -92,6 +92,20 @@ func startAPI(path string, n *Node) (*apiServer, error) {
 		}
 		writeJSON(w, res)
 	})
+	mux.HandleFunc("POST /v1/camera-secret", func(w http.ResponseWriter, r *http.Request) {
+		var req cameraSecretRequest
+		dec := json.NewDecoder(io.LimitReader(r.Body, 8<<10))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			http.Error(w, "want {camera, user, password}", http.StatusBadRequest)
+			return
+		}
+		if err := n.SetCameraSecret(req.Camera, CameraSecret{User: req.User, Password: req.Password}); err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
+		writeJSON(w, struct{}{})
+	})
 	a := &apiServer{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
 	go a.srv.Serve(ln)
 	return a, nil
@@ -148,6 +162,20 @@ func FetchPolicy(ctx context.Context, dir string) (*policy.State, error) {
 }
 
 // SubmitVia submits a signed command through the node running in dir.
+type cameraSecretRequest struct {
+	Camera   string `json:"camera"`
+	User     string `json:"user"`
+	Password string `json:"password"`
+}
+
+// SetCameraSecretVia hands a camera's credentials to the store running in
+// dir, which keeps them in its data directory only.
+func SetCameraSecretVia(ctx context.Context, dir, camera string, s CameraSecret) error {
+	b, _ := json.Marshal(cameraSecretRequest{Camera: camera, User: s.User, Password: s.Password})
+	defer clear(b)
+	return apiDo(ctx, dir, "POST", "/v1/camera-secret", b, nil)
+}
+
 func SubmitVia(ctx context.Context, dir string, env policy.Envelope) (ApplyResult, error) {
 	var r ApplyResult
 	return r, apiDo(ctx, dir, "POST", "/v1/submit", env.Marshal(), &r)
@@ -179,6 +207,9 @@ func apiDo(ctx context.Context, dir, method, path string, body []byte, out any) 
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		return fmt.Errorf("node in %s: %s: %s", dir, resp.Status, strings.TrimSpace(string(b)))
+	}
+	if out == nil {
+		return nil
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
 		return fmt.Errorf("node in %s: bad answer: %w", dir, err)

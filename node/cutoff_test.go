@@ -15,6 +15,12 @@ import (
 // it, and stops it at the end of the test.
 func joinAcme(t testing.TB, ctx context.Context, f acme, spec InviteSpec) *Node {
 	t.Helper()
+	return joinAcmeWith(t, ctx, f, spec, nil)
+}
+
+// joinAcmeWith is joinAcme with a say in the node's Config.
+func joinAcmeWith(t testing.TB, ctx context.Context, f acme, spec InviteSpec, tweak func(*Config)) *Node {
+	t.Helper()
 	if spec.Expires.IsZero() {
 		spec.Expires = time.Now().Add(time.Hour)
 	}
@@ -29,6 +35,9 @@ func joinAcme(t testing.TB, ctx context.Context, f acme, spec InviteSpec) *Node 
 	cfg := Config{Dir: filepath.Join(f.tmp, spec.Name), Name: spec.Name, Listen: f.listen(), Logf: testLogf(t, spec.Name)}
 	if res, err := PrepareJoin(ctx, cfg, tok); err != nil || !res.Applied {
 		t.Fatalf("join %s: %+v %v", spec.Name, res, err)
+	}
+	if tweak != nil {
+		tweak(&cfg)
 	}
 	n, err := New(cfg)
 	if err != nil {

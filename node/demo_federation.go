@@ -65,10 +65,13 @@ func RunFederationDemo(ctx context.Context, w io.Writer, dir string) error {
 	if err != nil {
 		return err
 	}
-	if err := Init(Config{Dir: filepath.Join(dir, "dc-a"), Name: "dc-a", Listen: ap},
-		InitOptions{Federation: "acme-retail", AdminName: "alice", AdminPublic: admin.PublicKey(), AdminFP: admin.Fingerprint()}); err != nil {
+	recovery, err := Init(Config{Dir: filepath.Join(dir, "dc-a"), Name: "dc-a", Listen: ap},
+		InitOptions{Federation: "acme-retail", AdminName: "alice", AdminPublic: admin.PublicKey(), AdminFP: admin.Fingerprint()})
+	if err != nil {
 		return err
 	}
+	// custos init prints it once; the demo only keeps it in memory.
+	defer clear(recovery)
 	if err := start("dc-a", ap); err != nil {
 		return err
 	}

@@ -67,47 +67,98 @@ type InitOptions struct {
 
 // Init prepares dir as the first datacenter of a new federation. The node
 // writes the genesis entry when it first starts (see startConsensus).
-func Init(cfg Config, opt InitOptions) error {
+// Init also makes this datacenter's custodian key (DIR/custodian.key) and
+// the controller's recovery key, whose private half it returns armored, to
+// be printed once and kept offline: no node ever stores it.
+func Init(cfg Config, opt InitOptions) (recovery []byte, err error) {
 	if err := cfg.Validate(); err != nil {
-		return err
+		return nil, err
 	}
 	if cfg.Listen.Addr().IsUnspecified() {
-		return errors.New("node: --listen must be the address other nodes reach this datacenter at")
+		return nil, errors.New("node: --listen must be the address other nodes reach this datacenter at")
 	}
 	if err := prepareDir(cfg.Dir); err != nil {
-		return err
+		return nil, err
 	}
 	if fed, _ := FederationOf(cfg.Dir); fed != "" {
-		return fmt.Errorf("node: %s already belongs to federation %q", cfg.Dir, fed)
+		return nil, fmt.Errorf("node: %s already belongs to federation %q", cfg.Dir, fed)
 	}
 	priv, _, err := keys.LoadOrCreateNodeKey(KeyPath(cfg.Dir))
 	if err != nil {
-		return fmt.Errorf("node: %w", err)
+		return nil, fmt.Errorf("node: %w", err)
 	}
 	pub := priv.Public()
 	priv.Zero()
+	custodian, err := makeCustodianKey(cfg.Dir, cfg.Name)
+	if err != nil {
+		return nil, err
+	}
+	rk, err := keys.NewCustodianKey("recovery")
+	if err != nil {
+		return nil, fmt.Errorf("node: recovery key: %w", err)
+	}
+	defer rk.Zero()
+	if recovery, err = rk.ArmoredRecoveryKey(); err != nil {
+		return nil, fmt.Errorf("node: recovery key: %w", err)
+	}
 	g := &policy.Command{ID: "genesis", Time: time.Now().UTC(), Kind: policy.KindGenesis, Genesis: &policy.Genesis{
 		Federation: opt.Federation,
 		Admin:      policy.User{Name: opt.AdminName, Role: policy.UserAdmin, PublicKey: opt.AdminPublic, Fingerprint: opt.AdminFP},
 		Node: policy.Node{Name: cfg.Name, PublicKey: pub.String(), Role: policy.RoleDatacenter, Jurisdiction: "EU",
-			Endpoint: cfg.Listen.String()},
+			Endpoint: cfg.Listen.String(), Custodian: custodian},
+		Recovery: rk.Custodian().PublicKey(),
 	}}
+	// On any failure below, the recovery key printed nowhere is wiped.
+	defer func() {
+		if err != nil {
+			clear(recovery)
+			recovery = nil
+		}
+	}()
 	// Check it now, so that a bad name or key fails here and not at start.
 	var probe policy.State
 	body, err := policy.EncodeCommand(g)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if _, err := probe.Apply(policy.Envelope{Body: body}); err != nil {
-		return fmt.Errorf("node: %w", err)
+		return nil, fmt.Errorf("node: %w", err)
 	}
 	// Stored as a command; its time is set when the node first starts and
 	// writes it, so that the leader's clock check accepts it.
 	if err := os.WriteFile(filepath.Join(cfg.Dir, "genesis.json"), body, 0o600); err != nil {
-		return fmt.Errorf("node: %w", err)
+		return nil, fmt.Errorf("node: %w", err)
 	}
 	b, _ := json.Marshal(Anchor{Federation: opt.Federation, AdminFP: opt.AdminFP, NodeKey: pub.String()})
-	return os.WriteFile(filepath.Join(cfg.Dir, federationFile), b, 0o600)
+	if err := os.WriteFile(filepath.Join(cfg.Dir, federationFile), b, 0o600); err != nil {
+		return nil, err
+	}
+	return recovery, nil
+}
+
+// CustodianKeyPath is where a datacenter keeps its custodian key.
+func CustodianKeyPath(dir string) string { return filepath.Join(dir, "custodian.key") }
+
+// makeCustodianKey makes a datacenter's custodian key pair in dir (the
+// private half only there, mode 0600) and returns the public half for the
+// policy. An existing key (a retried join) is reused.
+func makeCustodianKey(dir, name string) ([]byte, error) {
+	path := CustodianKeyPath(dir)
+	if k, err := keys.LoadCustodianKey(path); err == nil {
+		defer k.Zero()
+		return k.Custodian().PublicKey(), nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("node: custodian key: %w", err)
+	}
+	k, err := keys.NewCustodianKey(name)
+	if err != nil {
+		return nil, fmt.Errorf("node: custodian key: %w", err)
+	}
+	defer k.Zero()
+	if err := keys.WriteCustodianKey(path, k); err != nil {
+		return nil, fmt.Errorf("node: custodian key: %w", err)
+	}
+	return k.Custodian().PublicKey(), nil
 }
 
 // meshNetwork is consensus.Network on the mesh.

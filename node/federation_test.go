@@ -1,8 +1,11 @@
 package node
 
 import (
+	"bytes"
 	"context"
+	"io/fs"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -38,10 +41,23 @@ func TestFirstDatacenterRunsThePolicy(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "dc-a")
 	port, _ := freeUDPPort()
 	cfg := Config{Dir: dir, Name: "dc-a", Listen: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port), Logf: t.Logf}
-	if err := Init(cfg, InitOptions{Federation: "acme", AdminName: "alice", AdminPublic: admin.PublicKey(), AdminFP: admin.Fingerprint()}); err != nil {
+	recovery, err := Init(cfg, InitOptions{Federation: "acme", AdminName: "alice", AdminPublic: admin.PublicKey(), AdminFP: admin.Fingerprint()})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Init(cfg, InitOptions{Federation: "acme", AdminName: "alice", AdminPublic: admin.PublicKey(), AdminFP: admin.Fingerprint()}); err == nil {
+	rk, err := keys.ParseRecoveryKey(recovery)
+	if err != nil {
+		t.Fatalf("the recovery key Init returned: %v", err)
+	}
+	defer rk.Zero()
+	custodian, err := keys.LoadCustodianKey(CustodianKeyPath(dir))
+	if err != nil {
+		t.Fatalf("dc-a's custodian key: %v", err)
+	}
+	defer custodian.Zero()
+	// The recovery key is printed once and stored nowhere.
+	assertNoFileContains(t, dir, recovery[40:120])
+	if _, err := Init(cfg, InitOptions{Federation: "acme", AdminName: "alice", AdminPublic: admin.PublicKey(), AdminFP: admin.Fingerprint()}); err == nil {
 		t.Fatal("a second init of the same directory succeeded")
 	}
 	if _, err := New(Config{Dir: dir, Listen: cfg.Listen, PeersFile: "x.toml"}); err == nil || !strings.Contains(err.Error(), "drop --peers") {
@@ -55,6 +71,9 @@ func TestFirstDatacenterRunsThePolicy(t *testing.T) {
 	st := n.Policy()
 	if st.Federation != "acme" || st.Users["alice"] == nil || st.Nodes["dc-a"] == nil {
 		t.Fatalf("after genesis: %+v", st)
+	}
+	if !bytes.Equal(st.Recovery, rk.Custodian().PublicKey()) || !bytes.Equal(st.Nodes["dc-a"].Custodian, custodian.Custodian().PublicKey()) {
+		t.Fatal("the policy does not hold the recovery key and dc-a's custodian key that Init made")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -106,4 +125,19 @@ func TestFirstDatacenterRunsThePolicy(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// assertNoFileContains fails if any file under dir holds needle.
+func assertNoFileContains(t testing.TB, dir string, needle []byte) {
+	t.Helper()
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err == nil && bytes.Contains(b, needle) {
+			t.Errorf("%s holds a secret it must never hold", path)
+		}
+		return nil
+	})
 }

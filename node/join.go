@@ -40,6 +40,18 @@ const joinFile = "join.json"
 
 type joinInfo struct {
 	Datacenters []TokenPeer `json:"datacenters"`
+	Role        string      `json:"role,omitempty"` // what the invite made this node
+}
+
+// isStoreJoin reports whether dir joined as a store: such a node records
+// from its first start, before its replica names its role.
+func isStoreJoin(dir string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, joinFile))
+	if err != nil {
+		return false
+	}
+	var ji joinInfo
+	return json.Unmarshal(b, &ji) == nil && ji.Role == string(policy.RoleStore)
 }
 
 type joinServer struct {
@@ -139,7 +151,13 @@ func PrepareJoin(ctx context.Context, cfg Config, t *Token) (ApplyResult, error)
 	}
 	pub := priv.Public()
 	priv.Zero()
-	env, err := t.Redeem(pub, cfg.Listen.String(), time.Now())
+	var custodian []byte
+	if t.Role == string(policy.RoleDatacenter) {
+		if custodian, err = makeCustodianKey(cfg.Dir, cfg.Name); err != nil {
+			return ApplyResult{}, err
+		}
+	}
+	env, err := t.Redeem(pub, cfg.Listen.String(), custodian, time.Now())
 	if err != nil {
 		return ApplyResult{}, err
 	}
@@ -157,7 +175,7 @@ func PrepareJoin(ctx context.Context, cfg Config, t *Token) (ApplyResult, error)
 	if !res.Applied {
 		return res, nil
 	}
-	jb, _ := json.Marshal(joinInfo{Datacenters: t.Datacenters})
+	jb, _ := json.Marshal(joinInfo{Datacenters: t.Datacenters, Role: t.Role})
 	if err := os.WriteFile(filepath.Join(cfg.Dir, joinFile), jb, 0o600); err != nil {
 		return res, err
 	}

@@ -30,6 +30,8 @@ type acme struct {
 	dc     *Node
 	tmp    string
 	listen func() netip.AddrPort
+	// recovery is the controller's recovery key Init printed.
+	recovery []byte
 }
 
 func foundAcme(t testing.TB, ctx context.Context) acme {
@@ -44,7 +46,7 @@ func foundAcme(t testing.TB, ctx context.Context) acme {
 		return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p)
 	}}
 	cfg := Config{Dir: filepath.Join(f.tmp, "dc-a"), Name: "dc-a", Listen: f.listen(), Logf: testLogf(t, "dc-a")}
-	if err := Init(cfg, InitOptions{Federation: "acme", AdminName: "alice", AdminPublic: admin.PublicKey(), AdminFP: admin.Fingerprint()}); err != nil {
+	if f.recovery, err = Init(cfg, InitOptions{Federation: "acme", AdminName: "alice", AdminPublic: admin.PublicKey(), AdminFP: admin.Fingerprint()}); err != nil {
 		t.Fatal(err)
 	}
 	if f.dc, err = New(cfg); err != nil {

@@ -49,6 +49,8 @@ type Config struct {
 	PeersPoll time.Duration
 	// AuditRetention is how long audit entries are kept; default 30 days.
 	AuditRetention time.Duration
+	// Recording tunes a store's recording (zero: production defaults).
+	Recording RecordingConfig
 }
 
 // Node is a running Custos node.
@@ -59,7 +61,8 @@ type Node struct {
 	mesh    *mesh.Mesh
 	api     *apiServer
 	audit   *audit.Journal
-	auditq  *auditQueue // the policy state machine's events
+	auditq  *auditQueue     // the policy state machine's events
+	rec     *recording      // a store's cameras; nil elsewhere
 	policy  *policyStore    // nil when running from a peers file
 	raft    *consensus.Node // likewise
 	members *membership
@@ -201,8 +204,14 @@ func New(cfg Config) (_ *Node, err error) {
 		n.wg.Add(1)
 		go n.raftMembers()
 		st := n.policy.State()
-		if me := st.Nodes[NameByKey(st, n.mesh.PublicKey().String())]; me != nil && me.Role == policy.RoleDatacenter {
+		me := st.Nodes[NameByKey(st, n.mesh.PublicKey().String())]
+		if me != nil && me.Role == policy.RoleDatacenter {
 			if n.join, err = startJoinServer(n, cfg.Listen); err != nil {
+				return nil, err
+			}
+		}
+		if me != nil && me.Role == policy.RoleStore || isStoreJoin(cfg.Dir) {
+			if n.rec, err = startRecording(n, cfg.Recording); err != nil {
 				return nil, err
 			}
 		}
@@ -245,6 +254,9 @@ func (n *Node) Close() error {
 		}
 		if n.join != nil {
 			n.join.close()
+		}
+		if n.rec != nil {
+			n.rec.close()
 		}
 		if n.members != nil {
 			n.members.close()
@@ -420,6 +432,7 @@ type Status struct {
 	PeersError string            `json:"peers_error,omitempty"`
 	Peers      []mesh.PeerStatus `json:"peers"`
 	Consensus  *consensus.Status `json:"consensus,omitempty"`
+	Recording  *RecordingStatus  `json:"recording,omitempty"`
 }
 
 // Status reports the node's state.
@@ -450,6 +463,9 @@ func (n *Node) Status() (Status, error) {
 	if n.raft != nil {
 		cs := n.raft.Status()
 		st.Consensus = &cs
+	}
+	if n.rec != nil {
+		st.Recording = n.rec.status()
 	}
 	return st, nil
 }

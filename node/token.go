@@ -129,13 +129,14 @@ func DecodeToken(s string, now time.Time) (*Token, error) {
 }
 
 // Redeem builds the redeem envelope for a joining node's key and endpoint.
-func (t *Token) Redeem(pub keys.NodePublic, endpoint string, now time.Time) (policy.Envelope, error) {
+// custodian is a joining datacenter's custodian public key (nil otherwise).
+func (t *Token) Redeem(pub keys.NodePublic, endpoint string, custodian []byte, now time.Time) (policy.Envelope, error) {
 	_, priv, err := policy.InviteKeyFromSecret(t.Secret)
 	if err != nil {
 		return policy.Envelope{}, err
 	}
 	defer clear(priv)
-	r := &policy.Redeem{Invite: t.Invite, PublicKey: pub.String(), Endpoint: endpoint}
+	r := &policy.Redeem{Invite: t.Invite, PublicKey: pub.String(), Endpoint: endpoint, Custodian: custodian}
 	r.Proof = ed25519Sign(priv, policy.RedeemSignedBytes(r))
 	c := &policy.Command{ID: NewCommandID(), Time: now.UTC(), Kind: policy.KindRedeemInvite, Redeem: r}
 	body, err := policy.EncodeCommand(c)

@@ -173,25 +173,32 @@ func Summarize(results []Result) []Summary {
 }
 
 // Ratio is one -ratio flag: Num / Den.
-type Ratio struct{ Num, Den string }
+// Unit, if set, names the metric compared (e.g. p50-ms); otherwise the
+// throughput in Mbit/s.
+type Ratio struct{ Num, Den, Unit string }
 
 type ratioFlags []Ratio
 
 func (r *ratioFlags) String() string {
 	var parts []string
 	for _, x := range *r {
-		parts = append(parts, x.Num+"="+x.Den)
+		p := x.Num + "=" + x.Den
+		if x.Unit != "" {
+			p += ":" + x.Unit
+		}
+		parts = append(parts, p)
 	}
 	return strings.Join(parts, ",")
 }
 
 func (r *ratioFlags) Set(s string) error {
 	num, den, ok := strings.Cut(s, "=")
+	den, unit, _ := strings.Cut(den, ":")
 	num, den = normalizeName(strings.TrimSpace(num)), normalizeName(strings.TrimSpace(den))
 	if !ok || num == "" || den == "" {
-		return fmt.Errorf("want NAME=BASELINE, got %q", s)
+		return fmt.Errorf("want NAME=BASELINE[:UNIT], got %q", s)
 	}
-	*r = append(*r, Ratio{num, den})
+	*r = append(*r, Ratio{num, den, strings.TrimSpace(unit)})
 	return nil
 }
 
@@ -239,15 +246,22 @@ func Report(w io.Writer, sums []Summary, ratios []Ratio) error {
 	for _, r := range ratios {
 		num, okN := byName[r.Num]
 		den, okD := byName[r.Den]
-		nv, okNV := num.Mbits()
-		dv, okDV := den.Mbits()
+		what, get := "MB/s", Summary.Mbits
+		if r.Unit != "" {
+			what = r.Unit
+			get = func(s Summary) (float64, bool) { v, ok := s.Medians[r.Unit]; return v, ok }
+		}
+		nv, okNV := get(num)
+		dv, okDV := get(den)
 		switch {
 		case !okN || !okNV:
-			fmt.Fprintf(w, "%s / %s = ? (no MB/s result for %s)\n", r.Num, r.Den, r.Num)
+			fmt.Fprintf(w, "%s / %s = ? (no %s result for %s)\n", r.Num, r.Den, what, r.Num)
 			missing = append(missing, r.Num)
 		case !okD || !okDV || dv == 0:
-			fmt.Fprintf(w, "%s / %s = ? (no MB/s result for %s)\n", r.Num, r.Den, r.Den)
+			fmt.Fprintf(w, "%s / %s = ? (no %s result for %s)\n", r.Num, r.Den, what, r.Den)
 			missing = append(missing, r.Den)
+		case r.Unit != "":
+			fmt.Fprintf(w, "%s / %s = %.2fx (%s %s vs %s, %+.3g)\n", r.Num, r.Den, nv/dv, r.Unit, formatFloat(nv), formatFloat(dv), nv-dv)
 		default:
 			fmt.Fprintf(w, "%s / %s = %.2fx\n", r.Num, r.Den, nv/dv)
 		}

@@ -114,8 +114,30 @@ func TestSummarizeAndReport(t *testing.T) {
 	}
 	t.Logf("\n%s", out.String())
 
-	if err := Report(&out, sums, []Ratio{{"Nope", "MeshTCP"}}); err == nil {
+	if err := Report(&out, sums, []Ratio{{Num: "Nope", Den: "MeshTCP"}}); err == nil {
 		t.Error("missing ratio benchmark: no error")
+	}
+}
+
+// A ratio of a named metric (latency), with the difference beside it.
+func TestMetricRatio(t *testing.T) {
+	sums := []Summary{
+		{Name: "PolicyFailover", Runs: 5, Medians: map[string]float64{"failover-ms": 2100}},
+		{Name: "PlainRaftFailover", Runs: 5, Medians: map[string]float64{"failover-ms": 2000}},
+	}
+	var ratios ratioFlags
+	if err := ratios.Set("PolicyFailover=PlainRaftFailover:failover-ms"); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := Report(&out, sums, ratios); err != nil {
+		t.Fatal(err)
+	}
+	if want := "PolicyFailover / PlainRaftFailover = 1.05x (failover-ms 2100 vs 2000, +100)"; !strings.Contains(out.String(), want) {
+		t.Errorf("report lacks %q:\n%s", want, out.String())
+	}
+	if err := Report(&out, sums, []Ratio{{Num: "PolicyFailover", Den: "PlainRaftFailover", Unit: "p50-ms"}}); err == nil {
+		t.Error("ratio of a metric neither reports: no error")
 	}
 }
 

@@ -38,6 +38,8 @@ var commands = map[string]command{
 	"revoke":  {"revoke a node, grant or admin", runRevoke},
 	"members": {"list the policy's nodes", runMembers},
 	"grants":  {"list the policy's grants", runGrants},
+	"camera":  {"add, list or remove cameras (credentials stay on their store)", runCamera},
+	"cameras": {"what a store records: per camera fps, bitrate, segments, errors", runCameras},
 }
 
 func usage(w io.Writer) {

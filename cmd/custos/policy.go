@@ -49,12 +49,17 @@ func runInit(ctx context.Context, args []string, stdout io.Writer) error {
 	if an == "" {
 		an = strings.TrimSuffix(strings.TrimSuffix(filepath.Base(*adminKey), ".pub"), ".key")
 	}
-	if err := node.Init(node.Config{Dir: *dir, Name: *name, Listen: ap, Federation: *fed},
-		node.InitOptions{Federation: *fed, AdminName: an, AdminPublic: pub, AdminFP: fp}); err != nil {
+	recovery, err := node.Init(node.Config{Dir: *dir, Name: *name, Listen: ap, Federation: *fed},
+		node.InitOptions{Federation: *fed, AdminName: an, AdminPublic: pub, AdminFP: fp})
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "federation %q founded in %s: datacenter %s, first admin %s (%s).\nStart it with: custos up --dir %s --listen %s\n",
-		*fed, *dir, *name, an, fp, *dir, ap)
+	defer clear(recovery)
+	fmt.Fprintf(stdout, "federation %q founded in %s: datacenter %s, first admin %s (%s).\n", *fed, *dir, *name, an, fp)
+	fmt.Fprintf(stdout, "\nThe controller's RECOVERY KEY follows. It is printed this once and stored nowhere.\n"+
+		"Keep it offline (printed, or on a removable disk in a safe): with one datacenter it can\n"+
+		"open recordings a lost datacenter held a share of, and alone it opens nothing.\n\n%s\n", recovery)
+	fmt.Fprintf(stdout, "Start the datacenter with: custos up --dir %s --listen %s\n", *dir, ap)
 	return nil
 }
 

@@ -67,4 +67,8 @@ func printStatus(w io.Writer, st node.Status) {
 	}
 	fmt.Fprintf(w, "\n")
 	node.WritePeerTable(w, st.Peers, "")
+	if st.Recording != nil {
+		fmt.Fprintf(w, "\n")
+		writeCameras(w, st.Recording)
+	}
 }

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/custos-cctv/custos/node"
+	"github.com/custos-cctv/custos/policy"
+)
+
+func runCamera(ctx context.Context, args []string, stdout io.Writer) error {
+	const use = "usage: custos camera add|list|remove …"
+	if len(args) == 0 {
+		return usageError{errors.New(use)}
+	}
+	switch args[0] {
+	case "add":
+		return runCameraAdd(ctx, args[1:], stdout)
+	case "list":
+		return runCameraList(ctx, args[1:], stdout)
+	case "remove":
+		return runCameraRemove(ctx, args[1:], stdout)
+	}
+	return usageError{fmt.Errorf("camera %q: %s", args[0], use)}
+}
+
+// runCameraAdd puts a camera into the policy. Credentials in --source are
+// split off first and handed to the store in --dir, which alone keeps them;
+// the policy gets the URL without them.
+func runCameraAdd(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("camera add", flag.ContinueOnError)
+	dir, as, signer := commonFlags(fs)
+	site := fs.String("site", "", "the camera's `site`")
+	name := fs.String("name", "", "the camera's `name` within its site")
+	source := fs.String("source", "", "rtsp://[USER:PASS@]HOST[:PORT]/PATH or synthetic:")
+	purpose := fs.String("purpose", "", "why it records (GDPR art. 5(1)(b))")
+	basis := fs.String("basis", "legitimate interest (GDPR art. 6(1)(f))", "legal basis")
+	retention := fs.Duration("retention", policy.DefaultRetention, "how long recordings are kept (e.g. 72h)")
+	justification := fs.String("justification", "", "why a retention above 72h is needed (required then)")
+	tags := fs.String("tags", "", "comma-separated `TAGS` for grants such as tag:tills")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := needCommon(*dir, *as); err != nil {
+		return err
+	}
+	if *site == "" || *name == "" || *source == "" || *purpose == "" {
+		return usageError{errors.New("--site, --name, --source and --purpose are required")}
+	}
+	clean, secret, err := node.SplitCredentials(*source)
+	if err != nil {
+		return usageError{fmt.Errorf("--source: %w", err)}
+	}
+	cam := &policy.Camera{Site: *site, Name: *name, Source: clean, Purpose: *purpose, LegalBasis: *basis,
+		Retention: *retention, Justification: *justification}
+	if *tags != "" {
+		cam.Tags = strings.Split(*tags, ",")
+	}
+	if secret.User != "" {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := node.SetCameraSecretVia(sctx, *dir, cam.Key(), secret)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("camera credentials: %w", err)
+		}
+		fmt.Fprintf(stdout, "credentials for %s kept on the store in %s only (not in the policy)\n", cam.Key(), *dir)
+	}
+	return signAndSubmit(ctx, *dir, *as, *signer, &policy.Command{Kind: policy.KindAddCamera, Camera: cam}, stdout)
+}
+
+func runCameraRemove(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return usageError{errors.New("usage: custos camera remove SITE/NAME --dir DIR --as ADMINKEY")}
+	}
+	fs := flag.NewFlagSet("camera remove", flag.ContinueOnError)
+	dir, as, signer := commonFlags(fs)
+	if err := parseFlags(fs, args[1:]); err != nil {
+		return err
+	}
+	if err := needCommon(*dir, *as); err != nil {
+		return err
+	}
+	return signAndSubmit(ctx, *dir, *as, *signer, &policy.Command{Kind: policy.KindRemoveCamera, Name: args[0]}, stdout)
+}
+
+func runCameraList(ctx context.Context, args []string, stdout io.Writer) error {
+	st, asJSON, err := fetchPolicyFlags(ctx, "camera list", args)
+	if err != nil {
+		return err
+	}
+	cams := sortedValues(st.Cameras)
+	if asJSON {
+		return json.NewEncoder(stdout).Encode(cams)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "CAMERA\tSOURCE\tRETENTION\tPURPOSE\tTAGS\n")
+	for _, c := range cams {
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\n", c.Key(), dash(c.Source), c.Retention, c.Purpose, dash(strings.Join(c.Tags, ",")))
+	}
+	return tw.Flush()
+}
+
+// runCameras shows what a store records: per camera its source, frame rate,
+// bitrate, segments and bytes stored, oldest and newest footage, errors.
+func runCameras(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("cameras", flag.ContinueOnError)
+	dir := fs.String("dir", "", "data `directory` of the running store")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *dir == "" {
+		return usageError{errors.New("--dir is required")}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := node.FetchStatus(ctx, *dir)
+	if err != nil {
+		return err
+	}
+	if st.Recording == nil {
+		return fmt.Errorf("%s (%s) is not a store: it records no cameras", st.Name, *dir)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st.Recording)
+	}
+	writeCameras(stdout, st.Recording)
+	return nil
+}
+
+func writeCameras(w io.Writer, r *node.RecordingStatus) {
+	if r.Waiting != "" {
+		fmt.Fprintf(w, "recording  not recording: %s\n", r.Waiting)
+	}
+	if r.Disk.DiskFull {
+		fmt.Fprintf(w, "ALARM      disk full since %s: %s\n", r.Disk.Since.Local().Format(time.DateTime), r.Disk.Reason)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "CAMERA\tSTATE\tSOURCE\tFPS\tKBIT/S\tLAST SEGMENT\tSEGMENTS\tMB\tOLDEST\tERRORS\n")
+	for _, c := range r.Cameras {
+		errs := c.LastError
+		if errs == "" {
+			errs = c.SourceErr
+		}
+		if c.Lost > 0 {
+			errs = fmt.Sprintf("%d segments lost; %s", c.Lost, errs)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%.0f\t%s\t%d\t%.1f\t%s\t%s\n", c.Camera, c.State, c.Source, c.FPS, c.BitrateBPS/1000,
+			timeText(c.LastSegment), c.Segments, float64(c.Bytes)/1e6, timeText(c.Oldest), dash(errs))
+	}
+	tw.Flush()
+}
+
+func timeText(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format(time.DateTime)
+}

@@ -1,0 +1,182 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/custos-cctv/custos/policy"
+	"github.com/custos-cctv/custos/policy/audit"
+)
+
+// Camera credentials are secrets of the store that records the camera: they
+// live only in its data directory (camera-secrets.json, mode 0600), never in
+// the policy, the Raft log, a log line or a status. `custos camera add`
+// hands them to the running store over its owner-only socket.
+
+const camSecretsFile = "camera-secrets.json"
+
+// CameraSecret is a camera's RTSP login.
+type CameraSecret struct {
+	User     string `json:"user"`
+	Password string `json:"password"`
+}
+
+// String never shows the password.
+func (s CameraSecret) String() string { return s.User + ":[redacted]" }
+
+// GoString, so that %#v does not show it either.
+func (s CameraSecret) GoString() string { return s.String() }
+
+var camSecretsMu sync.Mutex // serializes read-modify-write of the file
+
+// loadCameraSecrets reads dir's camera credentials (none if the file is
+// absent). The file must be a regular file of ours, readable by us only.
+func loadCameraSecrets(dir string) (map[string]CameraSecret, error) {
+	path := filepath.Join(dir, camSecretsFile)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return map[string]CameraSecret{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("node: camera secrets: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("node: camera secrets: %w", err)
+	}
+	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("node: %s must be a regular file of mode 0600 (it is %v): fix it with chmod 600", path, fi.Mode())
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		return nil, fmt.Errorf("node: %s belongs to uid %d, not to this node's user", path, st.Uid)
+	}
+	var m map[string]CameraSecret
+	dec := json.NewDecoder(f)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		// The decoder's error may quote the file; it never reaches a log.
+		return nil, fmt.Errorf("node: %s is not valid camera secrets JSON", path)
+	}
+	if m == nil {
+		m = map[string]CameraSecret{}
+	}
+	return m, nil
+}
+
+// saveCameraSecret sets (or with an empty user, removes) one camera's
+// credentials: temporary file, fsync, rename, fsync of the directory.
+func saveCameraSecret(dir, camera string, s CameraSecret) error {
+	camSecretsMu.Lock()
+	defer camSecretsMu.Unlock()
+	m, err := loadCameraSecrets(dir)
+	if err != nil {
+		return err
+	}
+	if s.User == "" {
+		delete(m, camera)
+	} else {
+		m[camera] = s
+	}
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, ".camera-secrets-*")
+	if err != nil {
+		return fmt.Errorf("node: camera secrets: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return fmt.Errorf("node: camera secrets: %w", err)
+	}
+	_, err = tmp.Write(b)
+	clear(b)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), filepath.Join(dir, camSecretsFile))
+	}
+	if err == nil {
+		err = syncDir(dir)
+	}
+	if err != nil {
+		return fmt.Errorf("node: camera secrets: %w", err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// SplitCredentials returns a source URL without its user:password part, and
+// that part. Only rtsp URLs carry credentials.
+func SplitCredentials(src string) (clean string, s CameraSecret, err error) {
+	u, err := url.Parse(src)
+	if err != nil {
+		return "", CameraSecret{}, errors.New("source is not a URL (want rtsp://[USER:PASS@]HOST[:PORT]/PATH or synthetic:)")
+	}
+	if u.User == nil {
+		return src, CameraSecret{}, nil
+	}
+	s.User = u.User.Username()
+	s.Password, _ = u.User.Password()
+	u.User = nil
+	return u.String(), s, nil
+}
+
+// withCredentials puts a camera's credentials back into its source URL, in
+// memory only, for the RTSP client.
+func withCredentials(src string, s CameraSecret) string {
+	if s.User == "" {
+		return src
+	}
+	u, err := url.Parse(src)
+	if err != nil {
+		return src
+	}
+	u.User = url.UserPassword(s.User, s.Password)
+	return u.String()
+}
+
+// SetCameraSecret keeps a camera's credentials on this node, which must be
+// the store of the camera's site: nowhere else records it, so nowhere else
+// may hold them. An empty user removes them.
+func (n *Node) SetCameraSecret(camera string, s CameraSecret) error {
+	st := n.Policy()
+	if st == nil {
+		return errors.New("this node runs from a static peers file and records no cameras")
+	}
+	me := st.Nodes[NameByKey(st, n.mesh.PublicKey().String())]
+	site, _, ok := strings.Cut(camera, "/")
+	if !ok {
+		return fmt.Errorf("camera %q: want SITE/NAME", camera)
+	}
+	if me == nil || me.Role != policy.RoleStore || me.Site != site {
+		return fmt.Errorf("camera credentials are kept only on the store of site %q, and this node is not it: run the command with that store's --dir", site)
+	}
+	if err := saveCameraSecret(n.cfg.Dir, camera, s); err != nil {
+		return err
+	}
+	n.auditEvent(audit.Event{Actor: "local-admin", Action: "camera-credentials", Object: camera, Decision: audit.Allow, Reason: "set on this store only"})
+	n.cameraSecretsChanged()
+	return nil
+}
