@@ -43,9 +43,25 @@ bench:
 	  -ratio MeshQUIC=BaselineQUICLoopback \
 	  < bin/bench.out
 	@echo
-	@echo "Policy commit latency (3 voters on loopback, fsync on every voter) beside plain hashicorp/raft:"
-	$(GO) test -run '^$$' -bench . -benchtime=2000x -count=3 -timeout 20m ./consensus/ | tee bin/bench-consensus.out
-	$(GO) run ./cmd/benchreport < bin/bench-consensus.out
+	@echo "Policy: commit latency and failover beside plain hashicorp/raft (3 voters, loopback TCP, same log store):"
+	$(GO) test -run '^$$' -bench 'PlainRaftCommit|CommitLeader|CommitForwarded' -benchtime=2000x -count=3 -timeout 20m ./consensus/ | tee bin/bench-policy.out
+	$(GO) test -run '^$$' -bench 'PlainRaftFailover' -benchtime=1x -count=5 -timeout 20m ./consensus/ | tee -a bin/bench-policy.out
+	$(GO) test -run '^$$' -bench 'MeshRaftCommit|PolicyCommit' -benchtime=1000x -count=3 -timeout 20m ./node/ | tee -a bin/bench-policy.out
+	$(GO) test -run '^$$' -bench 'PolicyFailover' -benchtime=1x -count=5 -timeout 20m ./node/ | tee -a bin/bench-policy.out
+	$(GO) test -run '^$$' -bench 'PolicyReplication50' -benchtime=100x -count=3 -timeout 20m ./node/ | tee -a bin/bench-policy.out
+	$(GO) run ./cmd/benchreport \
+	  -ratio CommitLeader=PlainRaftCommit:p50-ms \
+	  -ratio MeshRaftCommit=PlainRaftCommit:p50-ms \
+	  -ratio PolicyCommit/leader=PlainRaftCommit:p50-ms \
+	  -ratio PolicyCommit/store=PlainRaftCommit:p50-ms \
+	  -ratio PolicyCommit/leader=PlainRaftCommit:p99-ms \
+	  -ratio PolicyFailover=PlainRaftFailover:failover-ms \
+	  < bin/bench-policy.out
+	@echo
+	@echo "Recording: segment encryption beside raw AES-256-GCM, muxing, the segment store, the whole pipeline:"
+	$(GO) test -run '^$$' -bench 'EncryptSegment|RawAESGCM|NewEpochKey' -count=5 ./keys/ | tee bin/bench-media.out
+	$(GO) test -run '^$$' -bench . -count=3 ./media/ts/ ./media/store/ ./media/ | tee -a bin/bench-media.out
+	$(GO) run ./cmd/benchreport -ratio EncryptSegment=RawAESGCM < bin/bench-media.out
 
 lint:
 	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
@@ -55,15 +71,28 @@ lint:
 # A short coverage-guided run of every fuzz target.
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParsePeers -fuzztime 30s ./node/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeToken -fuzztime 15s ./node/
 	$(GO) test -run '^$$' -fuzz FuzzParseNodePublic -fuzztime 15s ./keys/
 	$(GO) test -run '^$$' -fuzz FuzzParseNodePrivate -fuzztime 15s ./keys/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeEpochRecord -fuzztime 15s ./keys/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeShare -fuzztime 15s ./keys/
+	$(GO) test -run '^$$' -fuzz FuzzDecryptSegment -fuzztime 15s ./keys/
 	$(GO) test -run '^$$' -fuzz FuzzParseGossipMeta -fuzztime 15s ./mesh/
 	$(GO) test -run '^$$' -fuzz FuzzUAPI -fuzztime 15s ./mesh/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeEnvelope -fuzztime 15s ./policy/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeEntry -fuzztime 15s ./policy/audit/
-	$(GO) test -run '^$$' -fuzz FuzzReadFrame -fuzztime 15s ./consensus/
-	$(GO) test -run '^$$' -fuzz FuzzDecodeToken -fuzztime 15s ./node/
 	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime 15s -fuzzminimizetime 100x ./policy/audit/
+	$(GO) test -run '^$$' -fuzz FuzzReadFrame -fuzztime 15s ./consensus/
+	$(GO) test -run '^$$' -fuzz FuzzReadMessage -fuzztime 15s ./media/source/
+	$(GO) test -run '^$$' -fuzz FuzzReadInterleaved -fuzztime 15s ./media/source/
+	$(GO) test -run '^$$' -fuzz FuzzDepacketize -fuzztime 15s -fuzzminimizetime 0 ./media/source/
+	$(GO) test -run '^$$' -fuzz FuzzParseSDP -fuzztime 15s ./media/source/
+	$(GO) test -run '^$$' -fuzz FuzzAuthChallenge -fuzztime 15s ./media/source/
+	$(GO) test -run '^$$' -fuzz FuzzSegmenter -fuzztime 15s ./media/ts/
+	$(GO) test -run '^$$' -fuzz FuzzMuxFrame -fuzztime 15s ./media/ts/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeIndexEntry -fuzztime 15s ./media/store/
+	$(GO) test -run '^$$' -fuzz FuzzParseSegmentName -fuzztime 15s ./media/store/
+	$(GO) test -run '^$$' -fuzz FuzzCameraDir -fuzztime 15s ./media/store/
 
 clean:
 	rm -rf bin

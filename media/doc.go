@@ -4,6 +4,25 @@
 // retention (media/store), and the recorder that joins them under the
 // policy's cameras. Replication, live fan-out and export come later.
 //
+// # Recording
+//
+// A Recorder records one camera: source frames → ts.Segmenter → a bounded
+// queue → a writer that stores the epoch record (once, before any segment
+// of its epoch), encrypts the segment to the epoch's public key and stores
+// the ciphertext. Plaintext exists only in memory and is zeroed once
+// encrypted; no private key is ever in this package (keys.EpochKeys wipes
+// each one right after splitting it to the custodians). Neither key
+// generation nor a slow disk holds up the camera: when the queue is full
+// the newest segment is dropped and counted, and a full disk loses
+// segments behind an alarm (Stats().DiskFull) until space is freed. See
+// Recorder for the reasoning.
+//
+// # Retention
+//
+// Retain deletes a camera's footage and epoch records past its retention.
+// It does not schedule itself: the node calls it periodically for each
+// camera with the policy's retention.
+//
 // It never imports consensus, mesh or node (e2e/deps_test.go): node hands it
 // the policy and the keys it needs.
 package media

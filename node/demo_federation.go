@@ -4,11 +4,16 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/netip"
+	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/media/ts"
 	"github.com/custos-cctv/custos/policy"
 )
 
@@ -36,7 +41,9 @@ func RunFederationDemo(ctx context.Context, w io.Writer, dir string) error {
 		}
 	}()
 	start := func(name string, ap netip.AddrPort) error {
-		n, err := New(Config{Dir: filepath.Join(dir, name), Name: name, Listen: ap})
+		// Short segments, so the demo shows them accumulate.
+		n, err := New(Config{Dir: filepath.Join(dir, name), Name: name, Listen: ap,
+			Recording: RecordingConfig{Segment: ts.Config{Target: 2 * time.Second}}})
 		if err != nil {
 			return fmt.Errorf("start %s: %w", name, err)
 		}
@@ -82,8 +89,10 @@ func RunFederationDemo(ctx context.Context, w io.Writer, dir string) error {
 		}
 	}
 	for _, c := range []*policy.Camera{
-		{Site: "praha-1", Name: "entrance", Purpose: "protection of property and persons", LegalBasis: "GDPR art. 6(1)(f)", Retention: policy.DefaultRetention},
-		{Site: "brno-1", Name: "door", Purpose: "protection of property and persons", LegalBasis: "GDPR art. 6(1)(f)", Retention: policy.DefaultRetention},
+		{Site: "praha-1", Name: "entrance", Source: "synthetic:", Purpose: "protection of property and persons", LegalBasis: "GDPR art. 6(1)(f)", Retention: policy.DefaultRetention},
+		{Site: "praha-1", Name: "tills", Source: "synthetic:", Purpose: "protection of property and persons", LegalBasis: "GDPR art. 6(1)(f)", Retention: policy.DefaultRetention, Tags: []string{"tills"}},
+		{Site: "brno-1", Name: "door", Source: "synthetic:", Purpose: "protection of property and persons", LegalBasis: "GDPR art. 6(1)(f)", Retention: policy.DefaultRetention},
+		{Site: "brno-1", Name: "yard", Source: "synthetic:?fps=10", Purpose: "protection of property and persons", LegalBasis: "GDPR art. 6(1)(f)", Retention: 24 * time.Hour},
 	} {
 		if err := submit(&policy.Command{Kind: policy.KindAddCamera, Camera: c}); err != nil {
 			return err
@@ -135,6 +144,28 @@ func RunFederationDemo(ctx context.Context, w io.Writer, dir string) error {
 		say("   %-14s joined as %-10s (token → replica of the policy in %v)", j.name, j.role, d.Round(time.Millisecond))
 	}
 
+	say("\n== Each store records its site's two synthetic cameras, encrypted per epoch")
+	if err := waitCond(ctx, 20*time.Second, func() bool {
+		for _, name := range []string{"store-praha-1", "store-brno-1"} {
+			st, err := nodes[name].Status()
+			if err != nil || st.Recording == nil || len(st.Recording.Cameras) != 2 {
+				return false
+			}
+			for _, c := range st.Recording.Cameras {
+				if c.SegmentsWritten < 1 {
+					return false
+				}
+			}
+		}
+		return true
+	}); err != nil {
+		return fmt.Errorf("the stores are not recording: %w", err)
+	}
+	for _, name := range []string{"store-praha-1", "store-brno-1"} {
+		demoCameras(w, name, nodes[name])
+	}
+	demoEncrypted(w, filepath.Join(dir, "store-praha-1"))
+
 	say("\n== An installer joins praha-1 for 6 seconds")
 	end := time.Now().Add(6 * time.Second)
 	if _, err := joinAs("installer-jan", policy.RoleInstaller, "praha-1", policy.Window{Until: end}); err != nil {
@@ -179,6 +210,12 @@ func RunFederationDemo(ctx context.Context, w io.Writer, dir string) error {
 	}
 	say("   cut off by every node within %v", time.Since(t0).Round(time.Millisecond))
 
+	say("\n== Recordings a little later (store-brno-1, cut off, never heard of its revocation: it keeps")
+	say("   recording locally, encrypted to keys whose shares only the datacenters and the recovery key open)")
+	for _, name := range []string{"store-praha-1", "store-brno-1"} {
+		demoCameras(w, name, nodes[name])
+	}
+
 	st, err := nodes["dc-a"].Status()
 	if err == nil && st.Consensus != nil {
 		c := st.Consensus
@@ -193,4 +230,55 @@ func RunFederationDemo(ctx context.Context, w io.Writer, dir string) error {
 		}
 	}
 	return nil
+}
+
+// demoCameras prints what a store records.
+func demoCameras(w io.Writer, name string, n *Node) {
+	st, err := n.Status()
+	if err != nil || st.Recording == nil {
+		return
+	}
+	if st.Recording.Waiting != "" {
+		fmt.Fprintf(w, "   %s: not recording: %s\n", name, st.Recording.Waiting)
+	}
+	for _, c := range st.Recording.Cameras {
+		fmt.Fprintf(w, "   %-14s %-17s %-9s %4.1f fps %6.0f kbit/s  %3d segments %6.2f MB  %d epoch keys  last %s\n",
+			name, c.Camera, c.State, c.FPS, c.BitrateBPS/1000, c.Segments, float64(c.Bytes)/1e6, c.Epochs, c.LastSegment.Local().Format(time.TimeOnly))
+	}
+}
+
+// demoEncrypted shows a few stored segment files: OpenPGP messages, no
+// MPEG-TS packet or H.264 start code in sight.
+func demoEncrypted(w io.Writer, dir string) {
+	var files []string
+	filepath.WalkDir(MediaDir(dir), func(path string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() && strings.HasSuffix(path, ".seg") {
+			files = append(files, path)
+		}
+		return nil
+	})
+	sort.Strings(files)
+	for i, f := range files {
+		if i == 2 {
+			break
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		rel, _ := filepath.Rel(dir, f)
+		fmt.Fprintf(w, "   %s…seg: %d bytes, starts % x (an OpenPGP message); MPEG-TS packets in it: %d\n",
+			rel[:min(len(rel), 70)], len(b), b[:min(4, len(b))], tsPackets(b))
+	}
+}
+
+// tsPackets counts runs of five MPEG-TS sync bytes 188 bytes apart.
+func tsPackets(b []byte) int {
+	n := 0
+	for i := 0; i+4*188 < len(b); i++ {
+		if b[i] == 0x47 && b[i+188] == 0x47 && b[i+2*188] == 0x47 && b[i+3*188] == 0x47 && b[i+4*188] == 0x47 {
+			n++
+		}
+	}
+	return n
 }

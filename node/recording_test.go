@@ -43,7 +43,7 @@ func TestStoreRecordsEncrypted(t *testing.T) {
 			return false
 		}
 		c := st.Recording.Cameras[0]
-		return c.Camera == "praha-1/entrance" && c.Written >= 4 && c.Epochs > 0
+		return c.Camera == "praha-1/entrance" && c.SegmentsWritten >= 4 && c.Epochs > 0
 	})
 	st, _ := store1.Status()
 	t.Logf("recording: %+v", st.Recording.Cameras[0])

@@ -149,12 +149,12 @@ func writeCameras(w io.Writer, r *node.RecordingStatus) {
 	for _, c := range r.Cameras {
 		errs := c.LastError
 		if errs == "" {
-			errs = c.SourceErr
+			errs = c.SourceError
 		}
-		if c.Lost > 0 {
-			errs = fmt.Sprintf("%d segments lost; %s", c.Lost, errs)
+		if c.SegmentsLost > 0 {
+			errs = fmt.Sprintf("%d segments lost; %s", c.SegmentsLost, errs)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%.0f\t%s\t%d\t%.1f\t%s\t%s\n", c.Camera, c.State, c.Source, c.FPS, c.BitrateBPS/1000,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%.0f\t%s\t%d\t%.1f\t%s\t%s\n", c.Camera, c.State, c.SourceState, c.FPS, c.BitrateBPS/1000,
 			timeText(c.LastSegment), c.Segments, float64(c.Bytes)/1e6, timeText(c.Oldest), dash(errs))
 	}
 	tw.Flush()

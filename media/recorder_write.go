@@ -1,0 +1,186 @@
+package media
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/media/store"
+	"github.com/custos-cctv/custos/media/ts"
+)
+
+// writer turns finished segments into stored ciphertext. It runs on one
+// goroutine (Run's) or, in the benchmark, inline; it is not safe for
+// concurrent use.
+type writer struct {
+	r   *Recorder
+	ek  *keys.EpochKeys
+	cur *epoch       // the epoch of the last segment, its record stored
+	buf bytes.Buffer // ciphertext, reused from segment to segment
+}
+
+// epoch is an epoch whose record is durably stored, with the encrypter to
+// its public key.
+type epoch struct {
+	start, end time.Time
+	enc        *keys.SegmentEncrypter
+}
+
+func (e *epoch) covers(t time.Time) bool { return !t.Before(e.start) && t.Before(e.end) }
+
+func newWriter(r *Recorder, ek *keys.EpochKeys) *writer { return &writer{r: r, ek: ek} }
+
+// write stores seg, or counts it lost with the reason. Either way its
+// plaintext is wiped before write returns.
+func (w *writer) write(seg *ts.Segment) {
+	r := w.r
+	meta, err := w.put(seg)
+	if err == nil {
+		if r.stats.noteStored(meta) {
+			r.log.Info("disk space is back; recording is stored again")
+			r.event(EventDiskRecovered, "segments are stored again")
+		}
+		return
+	}
+	if errors.Is(err, store.ErrDiskFull) && r.stats.raiseDiskFull(r.cfg.Now()) {
+		r.log.Error("disk full: segments are lost until space is freed", "err", err)
+		r.event(EventDiskFull, err.Error())
+	}
+	r.lose(seg, err)
+}
+
+// put encrypts seg to its epoch's key and stores it, the epoch record
+// first. seg.Data is wiped as soon as it is encrypted.
+func (w *writer) put(seg *ts.Segment) (store.SegmentMeta, error) {
+	camera := w.r.cfg.Camera
+	meta := store.SegmentMeta{Camera: camera, Start: seg.Start, End: seg.End}
+	ep, err := w.epochFor(seg.Start)
+	if err != nil {
+		clear(seg.Data)
+		return meta, fmt.Errorf("media: record %s: segment %s: %w", camera, stamp(seg.Start), err)
+	}
+	meta.EpochStart = ep.start
+
+	w.buf.Reset()
+	w.buf.Grow(len(seg.Data) + len(seg.Data)/64 + 4096) // AEAD chunk tags and headers
+	err = ep.enc.Encrypt(&w.buf, seg.Data)
+	// The plaintext is not needed any more. (go-crypto's buffers keep
+	// transient copies that only the garbage collector reclaims.)
+	clear(seg.Data)
+	if err != nil {
+		return meta, fmt.Errorf("media: record %s: encrypt segment %s: %w", camera, stamp(seg.Start), err)
+	}
+	if w.r.hookBeforePut != nil {
+		w.r.hookBeforePut(meta)
+	}
+	if err := w.r.cfg.Store.Put(meta, w.buf.Bytes()); err != nil {
+		return meta, fmt.Errorf("media: record %s: %w", camera, err)
+	}
+	return meta, nil
+}
+
+// epochFor returns the epoch covering t with its record durably stored.
+//
+// A record the store already holds for t is used as it is: after a
+// restart inside an epoch the store has that epoch's record (made by the
+// last run, whose private key is gone), and the store refuses a second
+// record for the same span. Otherwise EpochKeys hands out the record made
+// ahead of time and it is stored here, before any segment that needs it.
+// PutEpoch is idempotent, so a failed attempt (a full disk) is simply made
+// again for the next segment.
+func (w *writer) epochFor(t time.Time) (*epoch, error) {
+	if w.cur != nil && w.cur.covers(t) {
+		return w.cur, nil
+	}
+	ep, err := w.storedEpoch(t)
+	if err != nil {
+		return nil, err
+	}
+	if ep == nil {
+		if ep, err = w.newEpoch(t); err != nil {
+			return nil, err
+		}
+	}
+	w.cur = ep
+	return ep, nil
+}
+
+// storedEpoch returns the stored epoch covering t, or nil if none is.
+func (w *writer) storedEpoch(t time.Time) (*epoch, error) {
+	st, camera := w.r.cfg.Store, w.r.cfg.Camera
+	metas, err := st.Epochs(camera, t, t.Add(time.Nanosecond))
+	if err != nil {
+		return nil, fmt.Errorf("look up the stored epoch: %w", err)
+	}
+	for _, m := range metas {
+		if !t.Before(m.Start) && t.Before(m.End) {
+			return w.loadEpoch(m)
+		}
+	}
+	return nil, nil
+}
+
+// loadEpoch reads back a stored record. It is checked like any untrusted
+// record (UnmarshalEpochRecord) and must name this camera and span.
+func (w *writer) loadEpoch(m store.EpochMeta) (*epoch, error) {
+	camera := w.r.cfg.Camera
+	b, err := w.r.cfg.Store.Epoch(camera, m.Start)
+	if err != nil {
+		return nil, fmt.Errorf("read the stored epoch record: %w", err)
+	}
+	rec, err := keys.UnmarshalEpochRecord(b)
+	if err != nil {
+		return nil, fmt.Errorf("stored epoch record %s: %w", stamp(m.Start), err)
+	}
+	if rec.Camera != camera || !rec.Start.Equal(m.Start) || !rec.End.Equal(m.End) {
+		return nil, fmt.Errorf("stored epoch record %s names camera %s, %s to %s: not this camera's record for the span",
+			stamp(m.Start), rec.Camera, stamp(rec.Start), stamp(rec.End))
+	}
+	if !w.sameCustodians(rec) {
+		// The custodians changed since that record was made (a restart
+		// inside the epoch). Its shares still open with the old
+		// custodians' keys; the next epoch uses the new ones.
+		w.r.log.Warn("the stored epoch record's custodians differ from the configured ones; using it until the epoch ends",
+			"epoch", m.Start)
+	}
+	enc, err := keys.NewSegmentEncrypter(rec)
+	if err != nil {
+		return nil, fmt.Errorf("stored epoch record %s: %w", stamp(m.Start), err)
+	}
+	w.r.log.Info("using the stored epoch record", "epoch", m.Start, "fingerprint", rec.Fingerprint)
+	return &epoch{start: rec.Start, end: rec.End, enc: enc}, nil
+}
+
+func (w *writer) sameCustodians(rec *keys.EpochRecord) bool {
+	if len(rec.Shares) != len(w.r.cfg.Custodians) {
+		return false
+	}
+	for i, c := range w.r.cfg.Custodians {
+		if rec.Shares[i].Fingerprint != c.Fingerprint() {
+			return false
+		}
+	}
+	return true
+}
+
+// newEpoch takes the record EpochKeys made for t and stores it durably.
+func (w *writer) newEpoch(t time.Time) (*epoch, error) {
+	enc, err := w.ek.Encrypter(t)
+	if err != nil {
+		return nil, fmt.Errorf("epoch key: %w", err)
+	}
+	rec := enc.Record()
+	b, err := rec.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("epoch record %s: %w", stamp(rec.Start), err)
+	}
+	if err := w.r.cfg.Store.PutEpoch(w.r.cfg.Camera, rec.Start, rec.End, b); err != nil {
+		return nil, err
+	}
+	w.r.log.Debug("epoch record stored", "epoch", rec.Start, "fingerprint", rec.Fingerprint)
+	return &epoch{start: rec.Start, end: rec.End, enc: enc}, nil
+}
+
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
