@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/node"
 )
 
@@ -243,9 +245,31 @@ func TestCLIPolicyFlow(t *testing.T) {
 	pc, _ := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	listen := pc.LocalAddr().String()
 	pc.Close()
-	if code, out, errOut := runCLI("init", "--dir", dir, "--name", "dc-a", "--listen", listen, "--federation", "acme", "--admin-key", alice+".pub"); code != 0 {
+	code, out, errOut := runCLI("init", "--dir", dir, "--name", "dc-a", "--listen", listen, "--federation", "acme", "--admin-key", alice+".pub")
+	if code != 0 {
 		t.Fatalf("init: %s %s", out, errOut)
 	}
+	// The recovery key is printed once, parses, and is stored nowhere.
+	i := strings.Index(out, "-----BEGIN PGP PRIVATE KEY BLOCK-----")
+	j := strings.Index(out, "-----END PGP PRIVATE KEY BLOCK-----")
+	if i < 0 || j < i {
+		t.Fatalf("init printed no recovery key:\n%s", out)
+	}
+	block := out[i : j+len("-----END PGP PRIVATE KEY BLOCK-----")]
+	rk, err := keys.ParseRecoveryKey([]byte(block))
+	if err != nil {
+		t.Fatalf("the printed recovery key: %v", err)
+	}
+	rk.Zero()
+	body := strings.Split(block, "\n")[3]
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if b, _ := os.ReadFile(path); strings.Contains(string(b), body) {
+				t.Errorf("%s holds the recovery key", path)
+			}
+		}
+		return nil
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- runUp(ctx, []string{"--dir", dir, "--listen", listen, "--quiet"}, io.Discard) }()
@@ -271,12 +295,12 @@ func TestCLIPolicyFlow(t *testing.T) {
 	must("site", "add", "--name", "praha-1", "--dir", dir, "--as", alice)
 	must("admin", "add", "--name", "bob", "--key", bob+".pub", "--role", "viewer", "--dir", dir, "--as", alice)
 	must("grant", "--to", "user:bob", "--action", "live", "--cameras", "praha-1/*", "--until", "8h", "--purpose", "night shift", "--id", "g1", "--dir", dir, "--as", alice)
-	out := must("grants", "--dir", dir)
+	out = must("grants", "--dir", dir)
 	if !strings.Contains(out, "g1") || !strings.Contains(out, "night shift") || !strings.Contains(out, "active") {
 		t.Fatalf("grants:\n%s", out)
 	}
 	// bob is a viewer: the policy refuses his change with its own exit status.
-	code, _, errOut := runCLI("site", "add", "--name", "brno-1", "--dir", dir, "--as", bob)
+	code, _, errOut = runCLI("site", "add", "--name", "brno-1", "--dir", dir, "--as", bob)
 	if code != 4 || !strings.Contains(errOut, "needs role admin") {
 		t.Fatalf("viewer changing the policy: exit %d %s", code, errOut)
 	}
@@ -287,6 +311,26 @@ func TestCLIPolicyFlow(t *testing.T) {
 	if out := must("members", "--dir", dir); !strings.Contains(out, "dc-a") || !strings.Contains(out, "datacenter") {
 		t.Fatalf("members:\n%s", out)
 	}
+	// Cameras: credentials are kept only by the site's store, never sent
+	// to the policy through another node.
+	code, _, errOut = runCLI("camera", "add", "--site", "praha-1", "--name", "door", "--source", "rtsp://admin:hunter2@10.0.0.7/s1",
+		"--purpose", "protection of property", "--dir", dir, "--as", alice)
+	if code != 1 || !strings.Contains(errOut, "only on the store of site") || strings.Contains(errOut, "hunter2") {
+		t.Fatalf("camera with credentials through a datacenter: exit %d %s", code, errOut)
+	}
+	code, _, errOut = runCLI("camera", "add", "--site", "praha-1", "--name", "door", "--source", "rtsp://10.0.0.7/s1",
+		"--purpose", "protection of property", "--retention", "240h", "--dir", dir, "--as", alice)
+	if code != 4 || !strings.Contains(errOut, "justification") {
+		t.Fatalf("10 days of retention without a justification: exit %d %s", code, errOut)
+	}
+	must("camera", "add", "--site", "praha-1", "--name", "door", "--source", "rtsp://10.0.0.7/s1", "--purpose", "protection of property", "--dir", dir, "--as", alice)
+	if out := must("camera", "list", "--dir", dir); !strings.Contains(out, "praha-1/door") || !strings.Contains(out, "rtsp://10.0.0.7/s1") || !strings.Contains(out, "72h0m0s") {
+		t.Fatalf("camera list:\n%s", out)
+	}
+	if code, _, errOut := runCLI("cameras", "--dir", dir); code != 1 || !strings.Contains(errOut, "not a store") {
+		t.Fatalf("cameras on a datacenter: exit %d %s", code, errOut)
+	}
+	must("camera", "remove", "praha-1/door", "--dir", dir, "--as", alice)
 	// Bad input is a usage error, not a submission.
 	if code, _, _ := runCLI("grant", "--to", "bob", "--action", "live", "--cameras", "*", "--dir", dir, "--as", alice); code != 2 {
 		t.Fatal("a bad --to was not a usage error")
