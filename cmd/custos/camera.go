@@ -91,44 +91,27 @@ func runCameraRemove(ctx context.Context, args []string, stdout io.Writer) error
 }
 
 func runCameraList(ctx context.Context, args []string, stdout io.Writer) error {
-	st, asJSON, err := fetchPolicyFlags(ctx, "camera list", args)
-	if err != nil {
-		return err
-	}
-	cams := sortedValues(st.Cameras)
-	if asJSON {
-		return json.NewEncoder(stdout).Encode(cams)
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "CAMERA\tSOURCE\tRETENTION\tPURPOSE\tTAGS\n")
-	for _, c := range cams {
-		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\n", c.Key(), dash(c.Source), c.Retention, c.Purpose, dash(strings.Join(c.Tags, ",")))
-	}
-	return tw.Flush()
+	return listPolicy(ctx, "camera list", args, stdout, func(st *policy.State) map[string]*policy.Camera { return st.Cameras },
+		"CAMERA\tSOURCE\tRETENTION\tPURPOSE\tTAGS", func(_ *policy.State, c *policy.Camera) string {
+			return fmt.Sprintf("%s\t%s\t%v\t%s\t%s", c.Key(), dash(c.Source), c.Retention, c.Purpose, dash(strings.Join(c.Tags, ",")))
+		})
 }
 
 // runCameras shows what a store records: per camera its source, frame rate,
 // bitrate, segments and bytes stored, oldest and newest footage, errors.
 func runCameras(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("cameras", flag.ContinueOnError)
-	dir := fs.String("dir", "", "data `directory` of the running store")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parseFlags(fs, args); err != nil {
+	dir, asJSON, err := dirFlags("cameras", args)
+	if err != nil {
 		return err
 	}
-	if *dir == "" {
-		return usageError{errors.New("--dir is required")}
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	st, err := node.FetchStatus(ctx, *dir)
+	st, err := fetchStatus(ctx, dir)
 	if err != nil {
 		return err
 	}
 	if st.Recording == nil {
-		return fmt.Errorf("%s (%s) is not a store: it records no cameras", st.Name, *dir)
+		return fmt.Errorf("%s (%s) is not a store: it records no cameras", st.Name, dir)
 	}
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(st.Recording)

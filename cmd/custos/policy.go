@@ -216,70 +216,74 @@ func runRevoke(ctx context.Context, args []string, stdout io.Writer) error {
 	return signAndSubmit(ctx, *dir, *as, *signer, &policy.Command{Kind: kind, Name: name}, stdout)
 }
 
-func fetchPolicyFlags(ctx context.Context, name string, args []string) (*policy.State, bool, error) {
+// dirFlags parses the --dir and --json flags every read-only command takes.
+func dirFlags(name string, args []string) (dir string, asJSON bool, err error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	dir := fs.String("dir", "", "data `directory` of the local node")
-	asJSON := fs.Bool("json", false, "print JSON")
+	d := fs.String("dir", "", "data `directory` of the local node")
+	j := fs.Bool("json", false, "print JSON")
 	if err := parseFlags(fs, args); err != nil {
-		return nil, false, err
+		return "", false, err
 	}
-	if *dir == "" {
-		return nil, false, usageError{errors.New("--dir is required")}
+	if *d == "" {
+		return "", false, usageError{errors.New("--dir is required")}
+	}
+	return *d, *j, nil
+}
+
+// listPolicy prints one of the local replica's maps, sorted by key: as JSON,
+// or as a table of header and one row per value.
+func listPolicy[V any](ctx context.Context, name string, args []string, stdout io.Writer,
+	pick func(*policy.State) map[string]V, header string, row func(*policy.State, V) string) error {
+	dir, asJSON, err := dirFlags(name, args)
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	st, err := node.FetchPolicy(ctx, *dir)
-	return st, *asJSON, err
+	st, err := node.FetchPolicy(ctx, dir)
+	if err != nil {
+		return err
+	}
+	values := sortedValues(pick(st))
+	if asJSON {
+		return json.NewEncoder(stdout).Encode(values)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, v := range values {
+		fmt.Fprintln(tw, row(st, v))
+	}
+	return tw.Flush()
 }
 
 func runMembers(ctx context.Context, args []string, stdout io.Writer) error {
-	st, asJSON, err := fetchPolicyFlags(ctx, "members", args)
-	if err != nil {
-		return err
-	}
-	nodes := sortedValues(st.Nodes)
-	if asJSON {
-		return json.NewEncoder(stdout).Encode(nodes)
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "NODE\tROLE\tSITE\tWINDOW\tSTATE\tKEY\n")
 	now := time.Now()
-	for _, n := range nodes {
-		state := "member"
-		switch {
-		case n.Revoked:
-			state = "revoked"
-		case !policy.Member(st, n.Name, now):
-			state = "outside window"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Role, dash(n.Site), windowText(n.Window), state, n.PublicKey)
-	}
-	return tw.Flush()
+	return listPolicy(ctx, "members", args, stdout, func(st *policy.State) map[string]*policy.Node { return st.Nodes },
+		"NODE\tROLE\tSITE\tWINDOW\tSTATE\tKEY", func(st *policy.State, n *policy.Node) string {
+			state := "member"
+			switch {
+			case n.Revoked:
+				state = "revoked"
+			case !policy.Member(st, n.Name, now):
+				state = "outside window"
+			}
+			return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", n.Name, n.Role, dash(n.Site), windowText(n.Window), state, n.PublicKey)
+		})
 }
 
 func runGrants(ctx context.Context, args []string, stdout io.Writer) error {
-	st, asJSON, err := fetchPolicyFlags(ctx, "grants", args)
-	if err != nil {
-		return err
-	}
-	grants := sortedValues(st.Grants)
-	if asJSON {
-		return json.NewEncoder(stdout).Encode(grants)
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "GRANT\tTO\tACTIONS\tCAMERAS\tWINDOW\tSTATE\tPURPOSE\n")
-	for _, g := range grants {
-		state := "active"
-		if g.Revoked {
-			state = "revoked"
-		}
-		acts := make([]string, len(g.Actions))
-		for i, a := range g.Actions {
-			acts[i] = string(a)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", g.ID, g.Subject, strings.Join(acts, ","), g.Selector, windowText(g.Window), state, g.Purpose)
-	}
-	return tw.Flush()
+	return listPolicy(ctx, "grants", args, stdout, func(st *policy.State) map[string]*policy.Grant { return st.Grants },
+		"GRANT\tTO\tACTIONS\tCAMERAS\tWINDOW\tSTATE\tPURPOSE", func(_ *policy.State, g *policy.Grant) string {
+			state := "active"
+			if g.Revoked {
+				state = "revoked"
+			}
+			acts := make([]string, len(g.Actions))
+			for i, a := range g.Actions {
+				acts[i] = string(a)
+			}
+			return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s", g.ID, g.Subject, strings.Join(acts, ","), g.Selector, windowText(g.Window), state, g.Purpose)
+		})
 }
 
 func dash(s string) string {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"time"
@@ -12,28 +11,27 @@ import (
 )
 
 func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	dir := fs.String("dir", "", "data `directory` of the running node")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *dir == "" {
-		return usageError{fmt.Errorf("--dir is required")}
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	st, err := node.FetchStatus(ctx, *dir)
+	dir, asJSON, err := dirFlags("status", args)
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	st, err := fetchStatus(ctx, dir)
+	if err != nil {
+		return err
+	}
+	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(st)
 	}
 	printStatus(stdout, st)
 	return nil
+}
+
+func fetchStatus(ctx context.Context, dir string) (node.Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return node.FetchStatus(ctx, dir)
 }
 
 func printStatus(w io.Writer, st node.Status) {
