@@ -175,7 +175,7 @@ func (k *CustodianKey) OpenShare(rec *EpochRecord) (Share, error) {
 		return Share{}, fmt.Errorf("keys: open share of epoch %s for %s: %w", rec.Fingerprint, k.pub.name, err)
 	}
 	defer clear(env)
-	s, err := parseShareEnvelope(env, rec.Fingerprint)
+	s, err := parseShareEnvelope(env, rec.binding())
 	if err == nil && int(s.X) != i+1 {
 		s.Zero()
 		err = fmt.Errorf("share for position %d carries x = %d: %w", i+1, s.X, ErrBadShare)

@@ -3,6 +3,7 @@ package keys
 import (
 	"bytes"
 	"crypto/subtle"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -48,9 +49,22 @@ var ErrKeyMismatch = errors.New("shares do not rebuild this epoch's key")
 // ErrNotCustodian is returned when a record holds no share for a key.
 var ErrNotCustodian = errors.New("no share for this custodian in the epoch record")
 
-// shareContext starts every share envelope; the epoch fingerprint follows,
-// so a share moved into another record is refused before it is used.
-const shareContext = "custos/epoch-share/v1\x00"
+// shareContext starts every share envelope; the epoch's binding follows —
+// its key's fingerprint, camera, start and end — so a share moved into
+// another record, or a record relabelled with another camera or time (to
+// have a custodian release an out-of-scope key as if it were in scope), is
+// refused before the share is used.
+const shareContext = "custos/epoch-share/v2\x00"
+
+// binding is what every share of r is bound to.
+func (r *EpochRecord) binding() []byte {
+	b := make([]byte, 0, len(r.Fingerprint)+1+len(r.Camera)+16)
+	b = append(b, r.Fingerprint[:]...)
+	b = append(b, byte(len(r.Camera)))
+	b = append(b, r.Camera...)
+	b = binary.BigEndian.AppendUint64(b, uint64(r.Start.Unix()))
+	return binary.BigEndian.AppendUint64(b, uint64(r.End.Unix()))
+}
 
 // testHookWiped, when set by a test, sees each secret buffer NewEpochKey
 // wiped, after wiping.
@@ -97,7 +111,7 @@ func NewEpochKey(camera string, start time.Time, length time.Duration, custodian
 	}
 	s := EpochStart(start, length)
 	rec := &EpochRecord{Camera: camera, Start: s, End: s.Add(length), PublicKey: pub, Fingerprint: fingerprintOf(e.PrimaryKey)}
-	if rec.Shares, err = encryptShares(scalar, rec.Fingerprint, custodians); err != nil {
+	if rec.Shares, err = encryptShares(scalar, rec.binding(), custodians); err != nil {
 		return nil, fmt.Errorf("keys: new epoch key: %w", err)
 	}
 	return rec, nil
@@ -127,7 +141,7 @@ func checkEpochArgs(camera string, length time.Duration, custodians []Custodian)
 }
 
 // encryptShares splits scalar and seals share i to custodians[i].
-func encryptShares(scalar []byte, epoch KeyFingerprint, custodians []Custodian) ([]EncryptedShare, error) {
+func encryptShares(scalar []byte, epoch []byte, custodians []Custodian) ([]EncryptedShare, error) {
 	shares, err := Split(scalar, len(custodians), EpochThreshold)
 	if err != nil {
 		return nil, err
@@ -150,22 +164,22 @@ func encryptShares(scalar []byte, epoch KeyFingerprint, custodians []Custodian) 
 
 // shareEnvelope is the plaintext sealed to a custodian: context, epoch
 // fingerprint, share. The caller wipes it.
-func shareEnvelope(epoch KeyFingerprint, s Share) []byte {
+func shareEnvelope(epoch []byte, s Share) []byte {
 	b := make([]byte, 0, len(shareContext)+len(epoch)+2+len(s.Y))
 	b = append(b, shareContext...)
-	b = append(b, epoch[:]...)
+	b = append(b, epoch...)
 	b = append(b, shareVersion, s.X)
 	return append(b, s.Y...)
 }
 
 // parseShareEnvelope checks the context and epoch and returns the share.
-func parseShareEnvelope(b []byte, epoch KeyFingerprint) (Share, error) {
+func parseShareEnvelope(b []byte, epoch []byte) (Share, error) {
 	rest, ok := bytes.CutPrefix(b, []byte(shareContext))
 	if !ok || len(rest) < len(epoch) {
 		return Share{}, fmt.Errorf("not a Custos share envelope: %w", ErrBadShare)
 	}
-	if subtle.ConstantTimeCompare(rest[:len(epoch)], epoch[:]) != 1 {
-		return Share{}, fmt.Errorf("the share belongs to another epoch key: %w", ErrBadShare)
+	if subtle.ConstantTimeCompare(rest[:len(epoch)], epoch) != 1 {
+		return Share{}, fmt.Errorf("the share belongs to another epoch key, camera or time: %w", ErrBadShare)
 	}
 	return ParseShare(rest[len(epoch):])
 }

@@ -289,3 +289,37 @@ func BenchmarkNewEpochKey(b *testing.B) {
 		}
 	}
 }
+
+// A record relabelled with another camera or epoch — to make a custodian
+// release an out-of-scope key as if it were in scope — is refused: every
+// share is bound to its camera and time as well as its key.
+func TestRelabelledRecordIsRefused(t *testing.T) {
+	f := newFixture(t)
+	for _, tc := range []struct {
+		name   string
+		change func(r *EpochRecord)
+	}{
+		{"camera", func(r *EpochRecord) { r.Camera = "store-2/till" }},
+		{"epoch", func(r *EpochRecord) { r.Start, r.End = r.Start.Add(DefaultEpochLength), r.End.Add(DefaultEpochLength) }},
+		{"end", func(r *EpochRecord) { r.End = r.End.Add(DefaultEpochLength) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := *f.rec
+			tc.change(&r)
+			b, err := r.Marshal()
+			if err != nil {
+				t.Skipf("the record encoder refuses the change itself: %v", err)
+			}
+			rr, err := UnmarshalEpochRecord(b)
+			if err != nil {
+				t.Skipf("the record decoder refuses the change itself: %v", err)
+			}
+			if _, err := f.keys[0].OpenShare(rr); !errors.Is(err, ErrBadShare) {
+				t.Fatalf("OpenShare of a relabelled record: %v, want ErrBadShare", err)
+			}
+		})
+	}
+	// The untouched record still opens.
+	sh := openShare(t, f.keys[0], f.rec)
+	sh.Zero()
+}
