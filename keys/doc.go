@@ -5,6 +5,8 @@
 // who hold the shares (custodian*.go), and segment encryption with
 // SEIPDv2/AES-256-GCM only (segment*.go). Epoch records are the wire and
 // disk format (epoch_record.go) and are untrusted whenever they are read.
+// Custodians release shares to a request's one-time key with HPKE
+// (release*.go); an export's manifest is signed by the exporter (manifest*.go).
 //
 // It is pure crypto and key storage: it never touches the network and imports
 // nothing of the project (e2e/deps_test.go enforces this). Private
