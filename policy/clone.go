@@ -32,6 +32,7 @@ func (s *State) Clone() *State {
 		return v
 	})
 	c.Invites = cloneMap(s.Invites, func(v Invite) Invite { return v })
+	c.Requests = cloneMap(s.Requests, cloneRequest)
 	c.Seen = maps.Clone(s.Seen)
 	c.Recovery = slices.Clone(s.Recovery)
 	return &c

@@ -44,6 +44,10 @@ const (
 	KindRevokeGrant  = "grant.revoke"
 	KindCreateInvite = "invite.create"
 	KindRedeemInvite = "invite.redeem"
+
+	KindCreateRequest  = "request.create"  // a footage request (request.go)
+	KindApproveRequest = "request.approve" // one approval of it
+	KindDenyRequest    = "request.deny"    // a veto
 )
 
 // Command is one change to the policy. Exactly the payload its Kind names
@@ -63,6 +67,10 @@ type Command struct {
 	Invite  *Invite  `json:"invite,omitempty"`
 	Redeem  *Redeem  `json:"redeem,omitempty"`
 	Name    string   `json:"name,omitempty"` // the object of a revoke/remove
+
+	Request  *Request  `json:"request,omitempty"`
+	Approval *Approval `json:"approval,omitempty"`
+	Denial   *Denial   `json:"denial,omitempty"`
 }
 
 // Genesis founds a federation: its name, the first admin and the first
@@ -209,7 +217,7 @@ func (s *State) Apply(env Envelope) (*Command, error) {
 }
 
 // authenticate checks who signed: the genesis admin's own key, an invite's
-// secret, or a current admin's key.
+// secret, or the key of a current user whose role may sign the command.
 func (s *State) authenticate(c *Command, env Envelope) error {
 	switch c.Kind {
 	case KindGenesis:
@@ -244,8 +252,9 @@ func (s *State) authenticate(c *Command, env Envelope) error {
 		return fmt.Errorf("signer %q is not a user of this federation", c.Signer)
 	case u.Revoked:
 		return fmt.Errorf("signer %q is revoked", c.Signer)
-	case u.Role != UserAdmin:
-		return fmt.Errorf("signer %q has role %s; changing the policy needs role admin", c.Signer, u.Role)
+	}
+	if err := s.roleMaySign(c, u); err != nil {
+		return err
 	}
 	fp, err := verifySignature(u.PublicKey, SignedBytes(env.Body), env.Sig, c.Time)
 	if err != nil {
@@ -272,6 +281,7 @@ func (s *State) record(c *Command) {
 			delete(s.Seen, id) // older commands are refused by time anyway
 		}
 	}
+	s.pruneRequests()
 	s.Applied++
 }
 
@@ -379,6 +389,12 @@ func (s *State) plan(c *Command) (func(), error) {
 		return s.planInvite(c.Invite, c.Signer)
 	case KindRedeemInvite:
 		return s.planRedeem(c.Redeem, c.Time)
+	case KindCreateRequest:
+		return s.planRequest(c.Request, c)
+	case KindApproveRequest:
+		return s.planApprove(c.Approval, c)
+	case KindDenyRequest:
+		return s.planDeny(c.Denial, c)
 	}
 	return nil, fmt.Errorf("unknown command kind %q", c.Kind)
 }
@@ -401,6 +417,9 @@ func (s *State) ensureMaps() {
 	}
 	if s.Invites == nil {
 		s.Invites = map[string]*Invite{}
+	}
+	if s.Requests == nil {
+		s.Requests = map[string]*Request{}
 	}
 }
 

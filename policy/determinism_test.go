@@ -3,6 +3,8 @@ package policy
 import (
 	"bytes"
 	"fmt"
+	"maps"
+	"slices"
 	"testing"
 	"time"
 
@@ -13,19 +15,41 @@ import (
 // replica, including one that restarts from a snapshot halfway, whatever mix
 // of valid and refused commands the log holds.
 func TestApplyDeterministic(t *testing.T) {
-	alice, bob := newTestUser(t, "alice"), newTestUser(t, "bob")
-	signers := []*testUser{alice, bob}
+	alice, bob, carol := newTestUser(t, "alice"), newTestUser(t, "bob"), newTestUser(t, "carol")
+	signers := []*testUser{alice, bob, carol}
 	rapid.Check(t, func(rt *rapid.T) {
 		var log []Envelope
 		g := &Command{ID: "genesis", Time: t0, Kind: KindGenesis, Genesis: &Genesis{Federation: "acme", Admin: alice.user(UserAdmin),
 			Node: Node{Name: "dc-a", PublicKey: nodeKey(1), Role: RoleDatacenter, Jurisdiction: "EU"}}}
 		log = append(log, unsigned(rt, g))
+		// ref follows the log as it is made, so that approvals can name the
+		// digest of the request the state holds.
+		var ref State
+		ref.Apply(log[0])
+		// Site a, its camera, approver carol, a request and often approver
+		// bob exist from the start, so that requests on site a can be made,
+		// approved and denied.
+		carolUser, bobUser := carol.user(UserApprover), bob.user(UserApprover)
+		pre := []*Command{
+			{ID: "pre-site", Time: t0, Kind: KindAddSite, Site: &Site{Name: "site-a", Jurisdiction: "EU"}},
+			{ID: "pre-cam", Time: t0, Kind: KindAddCamera, Camera: &Camera{Site: "site-a", Name: "cam", Purpose: "p", LegalBasis: "b", Retention: time.Hour}},
+			{ID: "pre-carol", Time: t0, Kind: KindAddUser, User: &carolUser},
+			{ID: "pre-request", Time: t0, Kind: KindCreateRequest, Request: &Request{ID: "r-pre", Node: "dc-a", Selector: "site-a/cam",
+				From: t0.Add(-time.Hour), To: t0, Purpose: "p", Basis: "b", Key: oneTimeKey, Expires: t0.Add(48 * time.Hour)}},
+		}
+		if rapid.Bool().Draw(rt, "bob first") {
+			pre = append(pre, &Command{ID: "pre-bob", Time: t0, Kind: KindAddUser, User: &bobUser})
+		}
+		for _, c := range pre {
+			log = append(log, alice.sign(rt, c))
+			ref.Apply(log[len(log)-1])
+		}
 		n := rapid.IntRange(1, 40).Draw(rt, "commands")
 		for i := range n {
 			at := t0.Add(time.Duration(rapid.IntRange(-30, 300).Draw(rt, "minutes")) * time.Minute)
 			c := &Command{ID: fmt.Sprintf("c%d", rapid.IntRange(0, n).Draw(rt, "id")), Time: at}
 			name := rapid.SampledFrom([]string{"a", "b", "c"}).Draw(rt, "name")
-			switch rapid.IntRange(0, 7).Draw(rt, "kind") {
+			switch rapid.IntRange(0, 11).Draw(rt, "kind") {
 			case 0:
 				c.Kind, c.Site = KindAddSite, &Site{Name: "site-" + name, Jurisdiction: "EU"}
 			case 1:
@@ -33,7 +57,8 @@ func TestApplyDeterministic(t *testing.T) {
 			case 2:
 				c.Kind, c.Camera = KindAddCamera, &Camera{Site: "site-" + name, Name: "cam", Purpose: "p", LegalBasis: "b", Retention: time.Hour}
 			case 3:
-				c.Kind, c.Grant = KindAddGrant, &Grant{ID: "g-" + name, Subject: Subject{"user", "bob"}, Actions: []Action{ActLive}, Selector: "site-" + name + "/*",
+				acts := rapid.SampledFrom([][]Action{{ActLive}, {ActLive, ActExport}}).Draw(rt, "actions")
+				c.Kind, c.Grant = KindAddGrant, &Grant{ID: "g-" + name, Subject: Subject{"user", "bob"}, Actions: acts, Selector: "site-" + name + "/*",
 					Window: Window{Until: at.Add(time.Hour)}}
 			case 4:
 				c.Kind, c.Name = KindRevokeGrant, "g-"+name
@@ -44,9 +69,26 @@ func TestApplyDeterministic(t *testing.T) {
 				c.Kind, c.Name = KindRevokeNode, "store-"+name
 			case 7:
 				c.Kind, c.Name = KindRemoveCamera, "site-"+name+"/cam"
+			case 8:
+				u := carol.user(UserApprover)
+				c.Kind, c.User = KindAddUser, &u
+			case 9:
+				life := time.Duration(rapid.IntRange(1, 48).Draw(rt, "life")) * time.Hour
+				c.Kind, c.Request = KindCreateRequest, &Request{ID: "r-" + name, Node: "dc-a", Selector: "site-a/*",
+					From: at.Add(-2 * time.Hour), To: at.Add(-time.Hour), Purpose: "p", Basis: "b", Key: oneTimeKey, Expires: at.Add(life)}
+			case 10:
+				id, digest := pickRequest(rt, &ref), "wrong"
+				if r := ref.Requests[id]; r != nil && rapid.IntRange(0, 3).Draw(rt, "digest") > 0 {
+					digest = RequestDigest(r)
+				}
+				c.Kind, c.Approval = KindApproveRequest, &Approval{Request: id, Digest: digest}
+			case 11:
+				c.Kind, c.Denial = KindDenyRequest, &Denial{Request: pickRequest(rt, &ref), Reason: "no"}
 			}
-			signer := signers[rapid.IntRange(0, 1).Draw(rt, "signer")]
-			log = append(log, signer.sign(rt, c))
+			signer := signers[rapid.IntRange(0, 2).Draw(rt, "signer")]
+			env := signer.sign(rt, c)
+			log = append(log, env)
+			ref.Apply(env)
 		}
 		var a, b State
 		var refusedA, refusedB int
@@ -78,4 +120,10 @@ func TestApplyDeterministic(t *testing.T) {
 			rt.Fatalf("applied %d + refused %d != %d commands", a.Applied, refusedA, len(log))
 		}
 	})
+}
+
+// pickRequest returns the ID of one of s's requests, or of none.
+func pickRequest(rt *rapid.T, s *State) string {
+	ids := append(slices.Sorted(maps.Keys(s.Requests)), "r-none")
+	return rapid.SampledFrom(ids).Draw(rt, "request")
 }

@@ -3,8 +3,9 @@
 //
 // State holds sites, nodes (public key, role, site, jurisdiction, validity
 // window), users with their OpenPGP keys and roles (admin, approver, auditor,
-// helpdesk, viewer), cameras (purpose, legal basis, retention), grants and
-// invites. It changes only by Apply, which takes a signed Envelope:
+// helpdesk, viewer), cameras (purpose, legal basis, retention), grants,
+// invites and footage requests with their approvals (request.go). It changes
+// only by Apply, which takes a signed Envelope:
 //
 //	Envelope{Body, Sig}
 //	Body = JSON of Command{ID, Time, Signer, Kind, <one payload>}

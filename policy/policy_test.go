@@ -451,6 +451,17 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	alice := newTestUser(f, "alice")
 	s := founded(f, alice)
 	snap, _ := s.Marshal()
+	// Signed request commands that the snapshot refuses (no such request;
+	// a request by a stranger), so that mutations start from real ones.
+	for _, c := range []*Command{
+		{ID: "fz1", Time: t0, Kind: KindApproveRequest, Approval: &Approval{Request: "r1", Digest: strings.Repeat("ab", 32)}},
+		{ID: "fz2", Time: t0, Kind: KindDenyRequest, Denial: &Denial{Request: "r1", Reason: "no"}},
+	} {
+		f.Add(alice.sign(f, c).Marshal())
+	}
+	req := &Command{ID: "fz3", Time: t0, Kind: KindCreateRequest, Request: &Request{ID: "r1", Node: "dc-a", Selector: "praha-1/*",
+		From: t0.Add(-time.Hour), To: t0, Purpose: "p", Basis: "b", Key: oneTimeKey, Expires: t0.Add(time.Hour)}}
+	f.Add(newTestUser(f, "mallory").sign(f, req).Marshal())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		env, err := DecodeEnvelope(b)
 		if err != nil {

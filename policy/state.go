@@ -60,6 +60,12 @@ type State struct {
 	Cameras    map[string]*Camera `json:"cameras,omitempty"` // key "site/name"
 	Grants     map[string]*Grant  `json:"grants,omitempty"`
 	Invites    map[string]*Invite `json:"invites,omitempty"`
+	// Requests are footage requests, kept until a replay window after they
+	// expire (request.go).
+	Requests map[string]*Request `json:"requests,omitempty"`
+	// Threshold is how many approvals a request needs; 0 means
+	// DefaultThreshold.
+	Threshold int `json:"threshold,omitempty"`
 	// Recovery is the public half of the controller's offline recovery key,
 	// the third custodian of every epoch key (DESIGN §7).
 	Recovery []byte               `json:"recovery,omitempty"`
