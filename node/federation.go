@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/custos-cctv/custos/consensus"
@@ -161,6 +162,26 @@ func makeCustodianKey(dir, name string) ([]byte, error) {
 	return k.Custodian().PublicKey(), nil
 }
 
+// journaledCommands returns the IDs of the commands the journal records as
+// applied or refused by this replica ("policy-change" entries, whose object
+// is "KIND ID").
+func journaledCommands(j *audit.Journal) (map[string]bool, error) {
+	entries, err := j.Since(time.Time{})
+	if err != nil {
+		return nil, err
+	}
+	ids := map[string]bool{}
+	for _, e := range entries {
+		if e.Action != "policy-change" {
+			continue
+		}
+		if _, id, ok := strings.Cut(e.Object, " "); ok {
+			ids[id] = true
+		}
+	}
+	return ids, nil
+}
+
 // meshNetwork is consensus.Network on the mesh.
 type meshNetwork struct{ m *mesh.Mesh }
 
@@ -175,14 +196,16 @@ func (n *Node) admit(remote netip.Addr) error {
 	st := n.policy.State()
 	now := time.Now()
 	if st.Federation == "" {
-		// A joined node before its first replica: only the datacenters its
-		// (admin-signed) token named may bring it the log.
+		// Before the first replica (a joined node, or any node restarted
+		// before a leader told it the commit index): only the peers it last
+		// had, or the datacenters its admin-signed token named, may bring
+		// it the log.
 		for _, p := range n.seed {
 			if n.mesh.AddrOf(p.PublicKey) == remote {
 				return nil
 			}
 		}
-		return fmt.Errorf("%s: no policy yet, and not a datacenter from the join token", remote)
+		return fmt.Errorf("%s: no policy yet, and neither a last-known peer nor a datacenter from the join token", remote)
 	}
 	for name, pn := range st.Nodes {
 		pub, err := keys.ParseNodePublic(pn.PublicKey)
@@ -237,7 +260,17 @@ func (n *Node) startConsensus(pub keys.NodePublic) error {
 	}
 	n.policy = newPolicyStore(anchor)
 	n.auditq = newAuditQueue(n.audit, n.logf)
+	// After a restart Raft applies again every entry since the last
+	// snapshot; what the journal already holds is not journaled twice.
+	journaled, err := journaledCommands(n.audit)
+	if err != nil {
+		return fmt.Errorf("node: reading the audit journal: %w", err)
+	}
 	n.policy.onApply = func(c *policy.Command, err error) {
+		if c != nil && journaled[c.ID] {
+			delete(journaled, c.ID)
+			return
+		}
 		e := audit.Event{Action: "policy-change", Decision: audit.Allow}
 		if c != nil {
 			e.Actor, e.Object = c.Signer, c.Kind+" "+c.ID

@@ -125,6 +125,22 @@ func TestFirstDatacenterRunsThePolicy(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// Raft applied the log again; the journal records each command once.
+	entries, err = n2.Audit(time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	times := map[string]int{}
+	for _, e := range entries {
+		if e.Action == "policy-change" {
+			times[e.Object]++
+		}
+	}
+	for obj, k := range times {
+		if k != 1 {
+			t.Errorf("the journal records %q %d times after a restart", obj, k)
+		}
+	}
 }
 
 // assertNoFileContains fails if any file under dir holds needle.

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -206,9 +207,93 @@ func sendJoin(ctx context.Context, endpoint string, env policy.Envelope) (ApplyR
 	return res, nil
 }
 
-// readSeed returns the datacenters a joined node contacts until its policy
-// replica names its peers.
+// readSeed returns whom a node talks to until its policy replica names its
+// peers: the peers it last had (lastPeersFile), else the datacenters its
+// join token named. A restarted node's replica is empty until a leader
+// tells it the commit index (Raft restores the state machine only from a
+// snapshot and replays the log only once it knows what is committed); with
+// no peers meanwhile it could reach no leader, and a founding datacenter,
+// which has no token, would be cut off for good.
 func readSeed(dir string) ([]mesh.Peer, error) {
+	if last, err := readLastPeers(dir); err != nil {
+		return nil, err
+	} else if len(last) > 0 {
+		return last, nil
+	}
+	return readTokenSeed(dir)
+}
+
+// lastPeersFile holds the mesh peers a node's policy last gave it.
+const lastPeersFile = "last-peers.json"
+
+type lastPeer struct {
+	Name      string `json:"name"`
+	PublicKey string `json:"public_key"`
+	Endpoint  string `json:"endpoint,omitempty"`
+}
+
+func readLastPeers(dir string) ([]mesh.Peer, error) {
+	b, err := os.ReadFile(filepath.Join(dir, lastPeersFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	var list []lastPeer
+	if err := json.Unmarshal(b, &list); err != nil {
+		return nil, fmt.Errorf("node: %s is damaged (delete it; the node then starts from its join token)", lastPeersFile)
+	}
+	var out []mesh.Peer
+	for _, p := range list {
+		pub, err := keys.ParseNodePublic(p.PublicKey)
+		if err != nil {
+			continue
+		}
+		ep, _ := netip.ParseAddrPort(p.Endpoint)
+		out = append(out, mesh.Peer{Name: p.Name, PublicKey: pub, Endpoint: ep})
+	}
+	return out, nil
+}
+
+// writeLastPeers records peers (temporary file, fsync, rename) when they
+// differ from what the file holds.
+func writeLastPeers(dir string, peers []mesh.Peer) error {
+	list := make([]lastPeer, 0, len(peers))
+	for _, p := range peers {
+		lp := lastPeer{Name: p.Name, PublicKey: p.PublicKey.String()}
+		if p.Endpoint.IsValid() {
+			lp.Endpoint = p.Endpoint.String()
+		}
+		list = append(list, lp)
+	}
+	b, err := json.MarshalIndent(list, "", "  ")
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(dir, lastPeersFile)
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, b) {
+		return nil
+	}
+	tmp, err := os.CreateTemp(dir, ".last-peers-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err = tmp.Write(b); err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	return err
+}
+
+// readTokenSeed returns the datacenters a joined node's token named.
+func readTokenSeed(dir string) ([]mesh.Peer, error) {
 	b, err := os.ReadFile(filepath.Join(dir, joinFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil

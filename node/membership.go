@@ -61,13 +61,16 @@ type membership struct {
 	err   error      // of the last reconciliation, for status
 	// seed is who a joined node talks to until its replica holds a policy.
 	seed []mesh.Peer
+	// persist, if set, records the peers the policy gave (see readSeed).
+	persist func([]mesh.Peer) error
 }
 
 // startMembership starts reconciling for the node with public key selfKey
 // (found in the policy by key, never by the name it was started with);
 // seed is who to talk to while the local replica holds no policy yet.
-func startMembership(selfKey string, src policySource, m peerSetter, now func() time.Time, logf func(string, ...any), seed ...mesh.Peer) *membership {
-	ms := &membership{self: selfKey, src: src, mesh: m, now: now, logf: logf, stop: make(chan struct{}), seed: seed}
+// persist, if not nil, records each peer set the policy gives.
+func startMembership(selfKey string, src policySource, m peerSetter, now func() time.Time, logf func(string, ...any), persist func([]mesh.Peer) error, seed ...mesh.Peer) *membership {
+	ms := &membership{self: selfKey, src: src, mesh: m, now: now, logf: logf, stop: make(chan struct{}), seed: seed, persist: persist}
 	ms.reconcile() // peers are in place when start returns
 	ms.wg.Add(1)
 	go ms.loop()
@@ -120,6 +123,11 @@ func (ms *membership) reconcile() {
 		ms.logf("node: membership: skipping %s", s)
 	}
 	err := ms.mesh.SetPeers(peers)
+	if err == nil && ms.persist != nil {
+		if perr := ms.persist(peers); perr != nil {
+			ms.logf("node: membership: remembering the peers for a restart: %v", perr)
+		}
+	}
 	ms.errMu.Lock()
 	ms.err = err
 	ms.errMu.Unlock()

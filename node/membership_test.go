@@ -69,7 +69,7 @@ func TestMembershipFollowsPolicyAndClock(t *testing.T) {
 	}
 	src := &fakePolicy{st: state(false), changed: make(chan struct{})}
 	for _, n := range []nd{dc, store, inst} {
-		ms := startMembership(n.m.PublicKey().String(), src, n.m, time.Now, t.Logf)
+		ms := startMembership(n.m.PublicKey().String(), src, n.m, time.Now, t.Logf, nil)
 		t.Cleanup(ms.close)
 	}
 	ln, err := inst.m.ListenTCP(80)

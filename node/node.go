@@ -200,7 +200,8 @@ func New(cfg Config) (_ *Node, err error) {
 		if err := n.startConsensus(n.mesh.PublicKey()); err != nil {
 			return nil, err
 		}
-		n.members = startMembership(n.mesh.PublicKey().String(), n.policy, readmitting{n.mesh, n.raft}, time.Now, n.logf, n.seed...)
+		n.members = startMembership(n.mesh.PublicKey().String(), n.policy, readmitting{n.mesh, n.raft}, time.Now, n.logf,
+			func(p []mesh.Peer) error { return writeLastPeers(cfg.Dir, p) }, n.seed...)
 		n.wg.Add(1)
 		go n.raftMembers()
 		st := n.policy.State()
