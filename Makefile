@@ -8,6 +8,7 @@ LDFLAGS := -X github.com/custos-cctv/custos/node.Version=$(VERSION)
 DEMO_FOR ?= 30s
 BENCH_COUNT ?= 5
 BENCH_TIME ?= 3s
+CAPACITY_CAMERAS ?= 50,100,150
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: all build test demo bench lint fuzz clean
@@ -59,9 +60,13 @@ bench:
 	  < bin/bench-policy.out
 	@echo
 	@echo "Recording: segment encryption beside raw AES-256-GCM, muxing, the segment store, the whole pipeline:"
-	$(GO) test -run '^$$' -bench 'EncryptSegment|RawAESGCM|NewEpochKey' -count=5 ./keys/ | tee bin/bench-media.out
-	$(GO) test -run '^$$' -bench . -count=3 ./media/ts/ ./media/store/ ./media/ | tee -a bin/bench-media.out
-	$(GO) run ./cmd/benchreport -ratio EncryptSegment=RawAESGCM < bin/bench-media.out
+	$(GO) test -run '^$$' -bench 'EncryptSegment|DecryptSegment|RawAESGCM|NewEpochKey|SealOpenShare' -count=5 ./keys/ | tee bin/bench-media.out
+	$(GO) test -run '^$$' -bench 'Mux|Put|RecordPipeline' -count=3 ./media/ts/ ./media/store/ ./media/ | tee -a bin/bench-media.out
+	$(GO) run ./cmd/benchreport -ratio EncryptSegment=RawAESGCM -ratio DecryptSegment=RawAESGCM -ratio Muxer=MuxAstits < bin/bench-media.out
+	@echo
+	@echo "How many 4 Mbit/s cameras one store sustains (paced synthetic sources, one store, fsync; behind=1 means it fell behind):"
+	CUSTOS_CAPACITY_CAMERAS=$(CAPACITY_CAMERAS) $(GO) test -run '^$$' -bench StoreCapacity -benchtime=1x -timeout 30m ./media/ | tee bin/bench-capacity.out
+	$(GO) run ./cmd/benchreport < bin/bench-capacity.out
 
 lint:
 	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi

@@ -196,7 +196,11 @@ func (s *Store) store(camera, rel string, e entry, data []byte) error {
 	if e.kind == kindEpoch {
 		bucket = bucketEpochs
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	// Batch: concurrent Puts (one per camera) share one index commit and
+	// its fsyncs instead of queueing for bbolt's single writer, which under
+	// load held back the whole store (the capacity benchmark found it).
+	// The function is idempotent, as Batch requires: it may run twice.
+	err := s.db.Batch(func(tx *bolt.Tx) error {
 		c, err := tx.Bucket(bucket).CreateBucketIfNotExists([]byte(camera))
 		if err != nil {
 			return err

@@ -1,0 +1,293 @@
+package media
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/custos-cctv/custos/media/clip"
+	"github.com/custos-cctv/custos/media/h264"
+	"github.com/custos-cctv/custos/media/source"
+	"github.com/custos-cctv/custos/media/ts"
+)
+
+// systemPython runs GStreamer's Python bindings (python3-gi is installed
+// for the system's interpreter, not for whatever python3 is on PATH).
+const systemPython = "/usr/bin/python3"
+
+// TestRecordFromGStreamer records from GStreamer's own RTSP server
+// (media/source/testdata/gst_rtsp_server.py, the clip remuxed with
+// `ffmpeg -c copy` so its NAL units are untouched) through a real
+// Recorder with 1 s segments, for about 4 s of video, then stops cleanly
+// and checks what a release would get: every segment decrypts with dc-a's
+// and dc-b's shares; the concatenation decodes in ffprobe without an
+// error, with exactly the frames the camera delivered, about 25 per
+// second of wall time; and the recorded frames are the fixture's, NAL
+// unit for NAL unit, byte for byte, in order, each frame in its own PES.
+func TestRecordFromGStreamer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("records in real time from a GStreamer RTSP server")
+	}
+	t.Parallel() // waits on real time; overlaps the kill -9 test
+	url := startGStreamerRTSP(t)
+	src, err := source.Open(url, source.Options{Backoff: source.Backoff{Initial: 100 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRig(t, rigOpts{config: func(c *RecorderConfig) { c.Source = src }})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	began := time.Now()
+	go func() { r.done <- r.rec.Run(ctx) }()
+
+	const want = 4 * clip.FPS // 4 s of video
+	deadline := time.Now().Add(30 * time.Second)
+	for r.rec.Stats().Frames < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30 s: %+v", r.rec.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-r.done:
+		if err != context.Canceled {
+			t.Fatalf("Run after a clean stop: %v, want context.Canceled", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return 20 s after its context ended")
+	}
+	wall := time.Since(began)
+
+	st := r.rec.Stats()
+	t.Logf("recorded %v of wall time: %d frames at %.1f fps, %.0f kbit/s; %d segments stored",
+		wall.Round(time.Millisecond), st.Frames, st.FPS, st.BitrateBPS/1e3, st.SegmentsWritten)
+	if st.State != StateStopped || st.SegmentsLost != 0 || st.FramesDropped != 0 || st.FramesRefused != 0 ||
+		st.Reconnects != 0 || st.SourceError != "" || st.LastError != "" {
+		t.Errorf("Stats after recording from GStreamer: %+v", st)
+	}
+	// GStreamer paces the clip at 25 fps: the frames took about their
+	// duration to arrive (start-up takes part of the wall time).
+	if fps := float64(st.Frames) / wall.Seconds(); fps < 12 || fps > 30 {
+		t.Errorf("%d frames in %v of wall time: %.1f fps, want about %d", st.Frames, wall, fps, clip.FPS)
+	}
+
+	segs := decryptDC(t, r.st)
+	if len(segs) == 0 || uint64(len(segs)) != st.SegmentsWritten {
+		t.Fatalf("%d segments decrypt; the recorder stored %d", len(segs), st.SegmentsWritten)
+	}
+	var plain []byte
+	for i, s := range segs {
+		if i > 0 && s.meta.Start.Before(segs[i-1].meta.End) {
+			t.Errorf("segment %d starts at %s, before segment %d ends at %s", i, stamp(s.meta.Start), i-1, stamp(segs[i-1].meta.End))
+		}
+		if d := time.Since(s.meta.Start); d < 0 || d > time.Minute {
+			t.Errorf("segment %d starts %v ago; want footage stamped with the time it was recorded", i, d)
+		}
+		plain = append(plain, s.plain...)
+	}
+	frames := tsFrames(t, plain)
+	if uint64(frames) != st.Frames {
+		t.Errorf("%d frames stored, the camera delivered %d: a clean stop must store them all", frames, st.Frames)
+	}
+	if span := segs[len(segs)-1].meta.End.Sub(segs[0].meta.Start); span < time.Duration(frames-1)*frameInterval || span > time.Duration(frames+1)*frameInterval {
+		t.Errorf("segments span %v for %d frames at 25 fps", span, frames)
+	}
+	checkFixtureNALs(t, plain)
+	ffprobeFrames(t, plain, frames)
+}
+
+// checkFixtureNALs demuxes MPEG-TS and checks that every access unit is
+// the fixture's next frame: the same NAL units, byte for byte, in the
+// fixture's order (the muxer's AUD aside; the clip has none), starting at
+// one of its keyframes and wrapping around at its end.
+func checkFixtureNALs(t *testing.T, plain []byte) {
+	t.Helper()
+	fixture := clipAccessUnits()
+	if len(fixture) != clip.Frames {
+		t.Fatalf("the fixture splits into %d access units, want %d", len(fixture), clip.Frames)
+	}
+	got := tsAccessUnits(t, plain)
+	if len(got) == 0 {
+		t.Fatal("no access unit in the recording")
+	}
+	first := -1
+	for i := 0; i < clip.Frames; i += clip.GOP {
+		if equalNALs(got[0], fixture[i]) {
+			first = i
+			break
+		}
+	}
+	if first < 0 {
+		t.Fatalf("the first recorded frame (NAL types %v) is none of the fixture's keyframes", nalTypes(got[0]))
+	}
+	for k, au := range got {
+		i := (first + k) % clip.Frames
+		if !equalNALs(au, fixture[i]) {
+			t.Fatalf("recorded frame %d (NAL types %v, %d bytes) is not fixture frame %d (NAL types %v, %d bytes) byte for byte",
+				k, nalTypes(au), nalBytes(au), i, nalTypes(fixture[i]), nalBytes(fixture[i]))
+		}
+	}
+	t.Logf("%d recorded frames are fixture frames %d… byte for byte", len(got), first)
+}
+
+// clipAccessUnits splits the fixture into frames: a frame is its picture's
+// slice NAL units and whatever non-slice NAL units (SPS, PPS, SEI) come
+// right before them. The clip has one slice per picture.
+func clipAccessUnits() [][][]byte {
+	var aus [][][]byte
+	var cur [][]byte
+	for _, n := range h264.SplitNALs(clip.H264) {
+		cur = append(cur, n)
+		if t := h264.Type(n); t >= 1 && t <= 5 {
+			aus = append(aus, cur)
+			cur = nil
+		}
+	}
+	return aus
+}
+
+// tsAccessUnits returns the NAL units of each PES on the video PID (one
+// PES per frame), AUDs left out.
+func tsAccessUnits(t *testing.T, b []byte) [][][]byte {
+	t.Helper()
+	var pes [][]byte
+	for p := b; len(p) >= ts.PacketSize; p = p[ts.PacketSize:] {
+		pkt := p[:ts.PacketSize]
+		if pkt[0] != 0x47 {
+			t.Fatal("TS packet without sync byte")
+		}
+		if pid := int(pkt[1]&0x1f)<<8 | int(pkt[2]); pid != ts.PIDVideo || pkt[3]&0x10 == 0 {
+			continue
+		}
+		off := 4
+		if pkt[3]&0x20 != 0 {
+			off += 1 + int(pkt[4])
+		}
+		if off > ts.PacketSize {
+			t.Fatal("TS adaptation field runs past its packet")
+		}
+		if pkt[1]&0x40 != 0 {
+			pes = append(pes, nil)
+		}
+		if len(pes) == 0 {
+			t.Fatal("video payload before the first PES start")
+		}
+		pes[len(pes)-1] = append(pes[len(pes)-1], pkt[off:]...)
+	}
+	aus := make([][][]byte, 0, len(pes))
+	for i, p := range pes {
+		if len(p) < 9 || !bytes.Equal(p[:3], []byte{0, 0, 1}) || p[3] != 0xe0 || len(p) < 9+int(p[8]) {
+			t.Fatalf("PES %d: bad header % x", i, p[:min(len(p), 9)])
+		}
+		var nals [][]byte
+		for _, n := range h264.SplitNALs(p[9+int(p[8]):]) {
+			if h264.Type(n) != h264.NALAUD {
+				nals = append(nals, n)
+			}
+		}
+		aus = append(aus, nals)
+	}
+	return aus
+}
+
+func equalNALs(a, b [][]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !bytes.Equal(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func nalTypes(nals [][]byte) []int {
+	out := make([]int, len(nals))
+	for i, n := range nals {
+		out[i] = h264.Type(n)
+	}
+	return out
+}
+
+func nalBytes(nals [][]byte) int {
+	n := 0
+	for _, u := range nals {
+		n += len(u)
+	}
+	return n
+}
+
+// startGStreamerRTSP runs GStreamer's RTSP server on the fixture, as
+// media/source's TestGStreamer does, and returns the clip's URL. It skips
+// only if python3, its GstRtspServer bindings or ffmpeg are missing.
+func startGStreamerRTSP(t *testing.T) string {
+	t.Helper()
+	if _, err := os.Stat(systemPython); err != nil {
+		t.Skipf("GStreamer RTSP test needs %s (apt install python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)", systemPython)
+	}
+	probe := `import gi; gi.require_version("GstRtspServer", "1.0"); gi.require_version("GstRtsp", "1.0"); from gi.repository import GstRtspServer, GstRtsp`
+	if out, err := exec.Command(systemPython, "-c", probe).CombinedOutput(); err != nil {
+		t.Skipf("GStreamer RTSP test needs the GstRtspServer Python bindings (apt install gir1.2-gst-rtsp-server-1.0 python3-gi): %v\n%s", err, out)
+	}
+	ffmpeg, err := exec.LookPath("ffmpeg")
+	if err != nil {
+		t.Skip("GStreamer RTSP test needs ffmpeg to put the clip in a container GStreamer can pace (apt install ffmpeg)")
+	}
+	// -c copy: the NAL units stay byte for byte those of the fixture.
+	clipPath := filepath.Join(t.TempDir(), "clip.mkv")
+	remux := exec.Command(ffmpeg, "-v", "error", "-r", strconv.Itoa(clip.FPS), "-i", "clip/clip-640x360-25fps-10s.h264", "-c", "copy", clipPath)
+	if out, err := remux.CombinedOutput(); err != nil {
+		t.Fatalf("remux the clip with ffmpeg: %v\n%s", err, out)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, systemPython, "source/testdata/gst_rtsp_server.py", strconv.Itoa(port), clipPath)
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatalf("start GStreamer server: %v", err)
+	}
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if strings.TrimSpace(sc.Text()) == "READY" {
+				ready <- true
+				return
+			}
+		}
+		ready <- false
+	}()
+	// cmd.Wait closes stdout, which ends the reader above.
+	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
+	select {
+	case ok := <-ready:
+		if !ok {
+			t.Fatal("GStreamer server exited before it was ready")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("GStreamer server not ready within 20 s")
+	}
+	return "rtsp://127.0.0.1:" + strconv.Itoa(port) + "/clip"
+}
