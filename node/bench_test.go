@@ -45,6 +45,8 @@ func benchFederation(b *testing.B, ctx context.Context) (f acme, voters []*Node,
 	return f, voters, store
 }
 
+var benchSites int
+
 // BenchmarkPolicyCommit: one signed site.add at a time, submitted on the
 // leader (dc-a) and on a store (forwarded to the leader over the mesh),
 // from Submit to the leader's apply result; every replica checks the
@@ -59,11 +61,10 @@ func BenchmarkPolicyCommit(b *testing.B) {
 	}{{"leader", voters[0]}, {"store", store}} {
 		b.Run(via.name, func(b *testing.B) {
 			var lat []time.Duration
-			i := 0
 			for b.Loop() {
-				i++
+				benchSites++ // unique across -count runs of one federation
 				env := signed(b, f.admin, "alice", &policy.Command{Kind: policy.KindAddSite,
-					Site: &policy.Site{Name: fmt.Sprintf("%s-%d", via.name, i), Jurisdiction: "EU"}})
+					Site: &policy.Site{Name: fmt.Sprintf("%s-%d", via.name, benchSites), Jurisdiction: "EU"}})
 				start := time.Now()
 				res, err := via.n.Submit(ctx, env)
 				if err != nil || !res.Applied {
