@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -99,6 +100,30 @@ func TestStoreRecordsEncrypted(t *testing.T) {
 	for _, p := range probes {
 		assertNoFileContains(t, f.tmp, p)
 	}
+	// And no file of the store holds MPEG-TS packets or H.264 parameter
+	// sets or IDR slices behind a start code — the shapes of plaintext
+	// video — while the decrypted recording does.
+	if tsPackets(plain) == 0 || !bytes.Contains(plain, []byte{0, 0, 0, 1, 0x67}) {
+		t.Fatal("the decrypted recording lacks the patterns the scan looks for")
+	}
+	filepath.WalkDir(store1.cfg.Dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil
+		}
+		if n := tsPackets(b); n > 0 {
+			t.Errorf("%s holds %d runs of MPEG-TS packets", path, n)
+		}
+		for _, sc := range [][]byte{{0, 0, 0, 1, 0x67}, {0, 0, 0, 1, 0x68}, {0, 0, 0, 1, 0x65}} {
+			if bytes.Contains(b, sc) {
+				t.Errorf("%s holds an H.264 start code with NAL header %#x", path, sc[4])
+			}
+		}
+		return nil
+	})
 	assertNoFileContains(t, f.tmp, f.recovery[40:120])
 }
 
