@@ -110,6 +110,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open index %s: %w", filepath.Join(dir, indexName), err)
 	}
+	// Batched index commits (see store) wait this long for company: short,
+	// since a lone writer pays it on every segment.
+	db.MaxBatchDelay = 2 * time.Millisecond
 	err = db.Update(func(tx *bolt.Tx) error {
 		_, err1 := tx.CreateBucketIfNotExists(bucketSegments)
 		_, err2 := tx.CreateBucketIfNotExists(bucketEpochs)
