@@ -106,6 +106,29 @@ func startAPI(path string, n *Node) (*apiServer, error) {
 		}
 		writeJSON(w, struct{}{})
 	})
+	mux.HandleFunc("POST /v1/release-key", func(w http.ResponseWriter, r *http.Request) {
+		pub, err := n.NewReleaseKey()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
+		writeJSON(w, releaseKeyAnswer{Key: pub})
+	})
+	mux.HandleFunc("POST /v1/export", func(w http.ResponseWriter, r *http.Request) {
+		var req ExportRequest
+		dec := json.NewDecoder(io.LimitReader(r.Body, 8<<10))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			http.Error(w, "want {request, out, exporter}", http.StatusBadRequest)
+			return
+		}
+		res, err := n.Export(r.Context(), req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		writeJSON(w, res)
+	})
 	a := &apiServer{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
 	go a.srv.Serve(ln)
 	return a, nil
@@ -161,7 +184,6 @@ func FetchPolicy(ctx context.Context, dir string) (*policy.State, error) {
 	return &st, nil
 }
 
-// SubmitVia submits a signed command through the node running in dir.
 type cameraSecretRequest struct {
 	Camera   string `json:"camera"`
 	User     string `json:"user"`
@@ -176,6 +198,27 @@ func SetCameraSecretVia(ctx context.Context, dir, camera string, s CameraSecret)
 	return apiDo(ctx, dir, "POST", "/v1/camera-secret", b, nil)
 }
 
+// releaseKeyAnswer is the answer of POST /v1/release-key: the public half
+// only; the private half never leaves the node's memory.
+type releaseKeyAnswer struct {
+	Key string `json:"key"`
+}
+
+// NewReleaseKeyVia has the node running in dir make a one-time release key
+// and returns its public half (hex), for a request to carry.
+func NewReleaseKeyVia(ctx context.Context, dir string) (string, error) {
+	var a releaseKeyAnswer
+	return a.Key, apiDo(ctx, dir, "POST", "/v1/release-key", []byte("{}"), &a)
+}
+
+// ExportVia has the node running in dir export a request's footage.
+func ExportVia(ctx context.Context, dir string, req ExportRequest) (ExportResult, error) {
+	var res ExportResult
+	b, _ := json.Marshal(req)
+	return res, apiDo(ctx, dir, "POST", "/v1/export", b, &res)
+}
+
+// SubmitVia submits a signed command through the node running in dir.
 func SubmitVia(ctx context.Context, dir string, env policy.Envelope) (ApplyResult, error) {
 	var r ApplyResult
 	return r, apiDo(ctx, dir, "POST", "/v1/submit", env.Marshal(), &r)

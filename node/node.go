@@ -71,6 +71,8 @@ type Node struct {
 	// (touched only by the raftMembers goroutine).
 	stagedSince map[string]time.Time
 	join        *joinServer
+	svc         *service     // the node service (service.go); nil without a policy
+	relKeys     *releaseKeys // one-time release keys made here (release_keys.go)
 
 	reloadMu  sync.Mutex // serializes ReloadPeers
 	mu        sync.Mutex // guards peersHash and peersErr
@@ -158,7 +160,8 @@ func New(cfg Config) (_ *Node, err error) {
 	if created {
 		cfg.Logf("node: created node key %s", KeyPath(cfg.Dir))
 	}
-	n := &Node{cfg: cfg, logf: cfg.Logf, started: time.Now(), stop: make(chan struct{}), peersHash: peersHash, stagedSince: map[string]time.Time{}}
+	n := &Node{cfg: cfg, logf: cfg.Logf, started: time.Now(), stop: make(chan struct{}), peersHash: peersHash, stagedSince: map[string]time.Time{},
+		relKeys: newReleaseKeys()}
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -216,6 +219,12 @@ func New(cfg Config) (_ *Node, err error) {
 				return nil, err
 			}
 		}
+		// After the recordings it serves, before the API that exports.
+		if n.svc, err = startService(n, ServicePort); err != nil {
+			return nil, err
+		}
+		n.wg.Add(1)
+		go n.sweepReleaseKeys()
 	}
 	if n.api, err = startAPI(SocketPath(cfg.Dir), n); err != nil {
 		return nil, err
@@ -250,11 +259,17 @@ func (n *Node) Close() error {
 	n.once.Do(func() {
 		close(n.stop)
 		n.wg.Wait()
+		if n.svc != nil {
+			n.svc.stopClients() // exports in the API end now
+		}
 		if n.api != nil {
 			n.api.close()
 		}
 		if n.join != nil {
 			n.join.close()
+		}
+		if n.svc != nil {
+			n.svc.close() // before the recordings its handlers read
 		}
 		if n.rec != nil {
 			n.rec.close()
@@ -268,6 +283,7 @@ func (n *Node) Close() error {
 		if n.mesh != nil {
 			n.mesh.Close()
 		}
+		n.relKeys.zeroAll()
 		if n.auditq != nil {
 			n.auditq.close()
 		}

@@ -40,6 +40,13 @@ var commands = map[string]command{
 	"grants":  {"list the policy's grants", runGrants},
 	"camera":  {"add, list or remove cameras (credentials stay on their store)", runCamera},
 	"cameras": {"what a store records: per camera fps, bitrate, segments, errors", runCameras},
+
+	"request":       {"request recorded footage (cameras, range, purpose, legal basis) for approval", runRequest},
+	"requests":      {"list footage requests and their approvals", runRequests},
+	"approve":       {"approve a footage request (never your own)", runApprove},
+	"deny":          {"deny a footage request, with a reason (a veto)", runDeny},
+	"export":        {"export an approved request's footage to an MPEG-TS file with a signed manifest", runExport},
+	"verify-export": {"check an export against its signed manifest", runVerifyExport},
 }
 
 func usage(w io.Writer) {
@@ -50,7 +57,7 @@ func usage(w io.Writer) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
+		fmt.Fprintf(w, "  %-13s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprintf(w, "\nRun 'custos <command> -h' for a command's flags.\n")
 }

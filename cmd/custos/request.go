@@ -1,0 +1,324 @@
+package main
+
+// Footage requests and exports (issue 5): request, requests, approve, deny,
+// export, verify-export. The logic is in policy (what is allowed), keys
+// (the crypto) and node (release and export); this file parses, signs and
+// prints.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/node"
+	"github.com/custos-cctv/custos/policy"
+)
+
+func runRequest(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("request", flag.ContinueOnError)
+	dir, as, signer := commonFlags(fs)
+	sel := fs.String("cameras", "", "camera `SELECTOR`: SITE/CAMERA, SITE/*, tag:NAME or *")
+	from := fs.String("from", "", "start of the footage (RFC 3339 `time`)")
+	to := fs.String("to", "", "end of the footage, exclusive (RFC 3339 `time`)")
+	purpose := fs.String("purpose", "", "why the footage is needed")
+	basis := fs.String("basis", "", "the legal basis, e.g. \"art. 6(1)(f): theft on 2026-11-26\"")
+	expires := fs.Duration("expires", 24*time.Hour, "how long the request (and its keys) may live")
+	id := fs.String("id", "", "request `id` (default: generated)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := needCommon(*dir, *as); err != nil {
+		return err
+	}
+	if *sel == "" || *from == "" || *to == "" || *purpose == "" || *basis == "" {
+		return usageError{errors.New("--cameras, --from, --to, --purpose and --basis are required")}
+	}
+	r := &policy.Request{ID: *id, Selector: *sel, Purpose: *purpose, Basis: *basis, Expires: time.Now().Add(*expires).UTC()}
+	var err error
+	if r.From, err = time.Parse(time.RFC3339, *from); err != nil {
+		return usageError{fmt.Errorf("--from %q: want an RFC 3339 time", *from)}
+	}
+	if r.To, err = time.Parse(time.RFC3339, *to); err != nil {
+		return usageError{fmt.Errorf("--to %q: want an RFC 3339 time", *to)}
+	}
+	if r.ID == "" {
+		r.ID = "r-" + strings.TrimPrefix(node.NewCommandID(), "c-")
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := node.FetchStatus(cctx, *dir)
+	if err != nil {
+		return err
+	}
+	r.Node = st.Name
+	// The one-time key is made in the node's memory; only its public half
+	// comes here.
+	if r.Key, err = node.NewReleaseKeyVia(cctx, *dir); err != nil {
+		return err
+	}
+	if err := signAndSubmit(ctx, *dir, *as, *signer, &policy.Command{Kind: policy.KindCreateRequest, Request: r}, io.Discard); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s\n", r.ID)
+	return nil
+}
+
+// requestRow is one request as `custos requests --json` prints it.
+type requestRow struct {
+	*policy.Request
+	Status    string `json:"status"`
+	Threshold int    `json:"threshold"`
+	Digest    string `json:"digest"`
+}
+
+func runRequests(ctx context.Context, args []string, stdout io.Writer) error {
+	dir, asJSON, err := dirFlags("requests", args)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := node.FetchPolicy(ctx, dir)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	var rows []requestRow
+	for _, r := range sortedValues(st.Requests) {
+		rows = append(rows, requestRow{Request: r, Status: policy.RequestStatus(r, st.ApprovalThreshold(), now),
+			Threshold: st.ApprovalThreshold(), Digest: policy.RequestDigest(r)})
+	}
+	if asJSON {
+		return json.NewEncoder(stdout).Encode(rows)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "REQUEST\tSTATUS\tAPPROVALS\tREQUESTER\tNODE\tCAMERAS\tFROM\tTO\tPURPOSE")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Status, len(r.Approvals), r.Threshold, r.Requester, r.Node,
+			strings.Join(r.Cameras, ","), r.From.Local().Format(time.DateTime), r.To.Local().Format(time.DateTime), r.Purpose)
+	}
+	return tw.Flush()
+}
+
+// requestArg splits "ID --flags…" for approve, deny and export.
+func requestArg(name string, args []string) (string, []string, error) {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return "", nil, usageError{fmt.Errorf("usage: custos %s ID [flags]", name)}
+	}
+	return args[0], args[1:], nil
+}
+
+// localRequest is request id from the local replica, or an error.
+func localRequest(ctx context.Context, dir, id string) (*policy.Request, *policy.State, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := node.FetchPolicy(ctx, dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	r := st.Requests[id]
+	if r == nil {
+		return nil, nil, fmt.Errorf("no request %q in the policy of the node in %s", id, dir)
+	}
+	return r, st, nil
+}
+
+func runApprove(ctx context.Context, args []string, stdout io.Writer) error {
+	id, rest, err := requestArg("approve", args)
+	if err != nil {
+		return err
+	}
+	fs := flag.NewFlagSet("approve", flag.ContinueOnError)
+	dir, as, signer := commonFlags(fs)
+	if err := parseFlags(fs, rest); err != nil {
+		return err
+	}
+	if err := needCommon(*dir, *as); err != nil {
+		return err
+	}
+	r, _, err := localRequest(ctx, *dir, id)
+	if err != nil {
+		return err
+	}
+	// The approval signs the digest of exactly the request shown here.
+	fmt.Fprintf(stdout, "approving %s by %s: %s, %s to %s, purpose %q, basis %q\n", r.ID, r.Requester,
+		strings.Join(r.Cameras, ","), r.From.UTC().Format(time.RFC3339), r.To.UTC().Format(time.RFC3339), r.Purpose, r.Basis)
+	return signAndSubmit(ctx, *dir, *as, *signer, &policy.Command{Kind: policy.KindApproveRequest,
+		Approval: &policy.Approval{Request: id, Digest: policy.RequestDigest(r)}}, stdout)
+}
+
+func runDeny(ctx context.Context, args []string, stdout io.Writer) error {
+	id, rest, err := requestArg("deny", args)
+	if err != nil {
+		return err
+	}
+	fs := flag.NewFlagSet("deny", flag.ContinueOnError)
+	dir, as, signer := commonFlags(fs)
+	reason := fs.String("reason", "", "why the request is refused (required)")
+	if err := parseFlags(fs, rest); err != nil {
+		return err
+	}
+	if err := needCommon(*dir, *as); err != nil {
+		return err
+	}
+	if *reason == "" {
+		return usageError{errors.New("--reason is required")}
+	}
+	return signAndSubmit(ctx, *dir, *as, *signer, &policy.Command{Kind: policy.KindDenyRequest,
+		Denial: &policy.Denial{Request: id, Reason: *reason}}, stdout)
+}
+
+// manifestPaths are where an export's manifest and signature go.
+func manifestPaths(export string) (body, sig string) {
+	return export + ".manifest.json", export + ".manifest.sig"
+}
+
+func runExport(ctx context.Context, args []string, stdout io.Writer) error {
+	id, rest, err := requestArg("export", args)
+	if err != nil {
+		return err
+	}
+	fs := flag.NewFlagSet("export", flag.ContinueOnError)
+	dir, as, signer := commonFlags(fs)
+	out := fs.String("out", "", "the MPEG-TS `FILE` to write (must not exist)")
+	if err := parseFlags(fs, rest); err != nil {
+		return err
+	}
+	if err := needCommon(*dir, *as); err != nil {
+		return err
+	}
+	if *out == "" {
+		return usageError{errors.New("--out is required")}
+	}
+	abs, err := filepath.Abs(*out)
+	if err != nil {
+		return err
+	}
+	k, name, err := loadSigner(*as, *signer)
+	if err != nil {
+		return err
+	}
+	defer k.Close()
+	fmt.Fprintf(os.Stderr, "exporting %s to %s…\n", id, abs)
+	res, err := node.ExportVia(ctx, *dir, node.ExportRequest{Request: id, Out: abs, Exporter: name})
+	if err != nil {
+		return err
+	}
+	if res.Refused != "" {
+		return errDenied{res.Refused}
+	}
+	body, sig, err := keys.SignManifest(k, res.Manifest)
+	if err != nil {
+		return err
+	}
+	bp, sp := manifestPaths(abs)
+	if err := os.WriteFile(bp, body, 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(sp, sig, 0o600); err != nil {
+		return err
+	}
+	o := res.Manifest.Output
+	fmt.Fprintf(stdout, "exported %s: %s, %d frames, %d bytes, sha256 %s\nmanifest %s, signed by %s (%s)\nkeys released in %v; export took %v\n",
+		id, abs, o.Frames, o.Bytes, o.SHA256, bp, name, k.Fingerprint(), res.Release.Round(time.Millisecond), res.Total.Round(time.Millisecond))
+	return nil
+}
+
+// loadSigner loads an admin key with the passphrase and names its user.
+func loadSigner(keyFile, signer string) (*keys.AdminKey, string, error) {
+	pass, err := readPassphrase(false)
+	if err != nil {
+		return nil, "", err
+	}
+	k, err := keys.LoadAdminKey(keyFile, pass)
+	clear(pass)
+	if err != nil {
+		return nil, "", err
+	}
+	if signer == "" {
+		signer = strings.TrimSuffix(filepath.Base(keyFile), ".key")
+	}
+	return k, signer, nil
+}
+
+func runVerifyExport(ctx context.Context, args []string, stdout io.Writer) error {
+	file, rest, err := requestArg("verify-export", args)
+	if err != nil {
+		return err
+	}
+	fs := flag.NewFlagSet("verify-export", flag.ContinueOnError)
+	dir := fs.String("dir", "", "data `directory` of a local node, whose policy names the exporter's key")
+	if err := parseFlags(fs, rest); err != nil {
+		return err
+	}
+	if *dir == "" {
+		return usageError{errors.New("--dir is required")}
+	}
+	m, err := verifyExport(ctx, *dir, file)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "OK: %s is the export of request %s (%s, %s to %s), %d frames; exported by %s on %s; requested by %s, approved by %s\n",
+		file, m.RequestID, strings.Join(m.Cameras, ","), m.From.Format(time.RFC3339), m.To.Format(time.RFC3339), m.Output.Frames,
+		m.Exporter, m.ExporterNode, m.Requester, strings.Join(m.Approvers, ", "))
+	return nil
+}
+
+// verifyExport checks file against its signed manifest and the exporter's
+// key as the local policy knows it.
+func verifyExport(ctx context.Context, dir, file string) (*keys.Manifest, error) {
+	bp, sp := manifestPaths(file)
+	body, err := os.ReadFile(bp)
+	if err != nil {
+		return nil, err
+	}
+	sig, err := os.ReadFile(sp)
+	if err != nil {
+		return nil, err
+	}
+	claimed, err := keys.ParseManifest(body)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := node.FetchPolicy(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	if claimed.Federation != st.Federation {
+		return nil, fmt.Errorf("the manifest is of federation %q, the local node's is %q", claimed.Federation, st.Federation)
+	}
+	u := st.Users[claimed.Exporter]
+	if u == nil {
+		return nil, fmt.Errorf("the exporter %q is no user in the policy", claimed.Exporter)
+	}
+	m, fp, err := keys.VerifyManifest(body, sig, u.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	if !strings.EqualFold(fp, u.Fingerprint) {
+		return nil, fmt.Errorf("the manifest is signed by key %s, not by %s's key %s", fp, u.Name, u.Fingerprint)
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if err := keys.CheckExport(m, f); err != nil {
+		return nil, err
+	}
+	if m.Output.Name != filepath.Base(file) {
+		fmt.Fprintf(os.Stderr, "note: the file was exported as %s\n", m.Output.Name)
+	}
+	return m, nil
+}

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/custos-cctv/custos/keys"
+)
+
+// The request commands against a running datacenter: file a request, list
+// it, self-approval refused (exit 4), an approver's approval counted, an
+// export with one approval refused (exit 4), a second decision by the same
+// approver refused; verify-export accepts a signed export and rejects a
+// flipped byte. (The release and export themselves run across a federation
+// in node's TestReleaseAndExport.)
+func TestCLIRequestFlow(t *testing.T) {
+	tmp := t.TempDir()
+	setPass(t, "a long enough passphrase")
+	alice, bob := filepath.Join(tmp, "alice.key"), filepath.Join(tmp, "bob.key")
+	for _, k := range []string{alice, bob} {
+		if code, _, errOut := runCLI("admin", "keygen", "--out", k, "--name", strings.TrimSuffix(filepath.Base(k), ".key")); code != 0 {
+			t.Fatalf("keygen: %s", errOut)
+		}
+	}
+	dir := filepath.Join(tmp, "dc-a")
+	port := freeLoopbackPort(t)
+	listen := net.JoinHostPort("127.0.0.1", itoa(port))
+	if code, _, errOut := runCLI("init", "--dir", dir, "--name", "dc-a", "--listen", listen, "--federation", "acme", "--admin-key", alice+".pub"); code != 0 {
+		t.Fatal(errOut)
+	}
+	cancel, done := startUp(dir, port)
+	defer func() { cancel(); <-done }()
+	waitCLI(t, "members", "--dir", dir)
+	must := func(args ...string) string {
+		t.Helper()
+		code, out, errOut := runCLI(args...)
+		if code != 0 {
+			t.Fatalf("custos %q: exit %d: %s%s", args, code, out, errOut)
+		}
+		return out
+	}
+	refused := func(code int, want string, args ...string) {
+		t.Helper()
+		c, out, errOut := runCLI(args...)
+		if c != code || !strings.Contains(out+errOut, want) {
+			t.Fatalf("custos %q: exit %d %s%s; want exit %d mentioning %q", args, c, out, errOut, code, want)
+		}
+	}
+	must("site", "add", "--name", "praha-1", "--dir", dir, "--as", alice)
+	must("camera", "add", "--site", "praha-1", "--name", "door", "--source", "rtsp://10.0.0.7/s1", "--purpose", "protection of property", "--dir", dir, "--as", alice)
+	must("admin", "add", "--name", "bob", "--key", bob+".pub", "--role", "approver", "--dir", dir, "--as", alice)
+
+	from := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+	to := time.Now().Add(-59 * time.Minute).UTC().Format(time.RFC3339)
+	refused(2, "--cameras, --from, --to, --purpose and --basis are required", "request", "--cameras", "praha-1/door", "--dir", dir, "--as", alice)
+	refused(2, "RFC 3339", "request", "--cameras", "praha-1/door", "--from", "yesterday", "--to", to, "--purpose", "p", "--basis", "b", "--dir", dir, "--as", alice)
+	if out := must("request", "--cameras", "praha-1/door", "--from", from, "--to", to, "--purpose", "theft at the door",
+		"--basis", "art. 6(1)(f)", "--id", "r1", "--dir", dir, "--as", alice); strings.TrimSpace(out) != "r1" {
+		t.Fatalf("request printed %q", out)
+	}
+	if out := must("requests", "--dir", dir); !strings.Contains(out, "r1") || !strings.Contains(out, "pending") || !strings.Contains(out, "0/2") {
+		t.Fatalf("requests:\n%s", out)
+	}
+	refused(4, "never the requester", "approve", "r1", "--dir", dir, "--as", alice)
+	refused(2, "usage: custos approve ID", "approve", "--dir", dir, "--as", bob)
+	if out := must("approve", "r1", "--dir", dir, "--as", bob); !strings.Contains(out, "praha-1/door") || !strings.Contains(out, "applied request.approve") {
+		t.Fatalf("approve:\n%s", out)
+	}
+	var rows []struct {
+		ID        string `json:"id"`
+		Node      string `json:"node"`
+		Key       string `json:"key"`
+		Status    string `json:"status"`
+		Approvals []struct{ User string }
+	}
+	if err := json.Unmarshal([]byte(must("requests", "--dir", dir, "--json")), &rows); err != nil || len(rows) != 1 ||
+		rows[0].Node != "dc-a" || len(rows[0].Key) != 64 || len(rows[0].Approvals) != 1 || rows[0].Approvals[0].User != "bob" {
+		t.Fatalf("requests --json: %+v %v", rows, err)
+	}
+	out := filepath.Join(tmp, "r1.ts")
+	refused(4, "pending (1 of 2 approvals)", "export", "r1", "--out", out, "--dir", dir, "--as", alice)
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Fatalf("a refused export left %s", out)
+	}
+	refused(4, "already approved or denied", "deny", "r1", "--reason", "no", "--dir", dir, "--as", bob)
+	refused(2, "--reason is required", "deny", "r1", "--dir", dir, "--as", bob)
+
+	checkVerifyExport(t, tmp, dir, alice)
+}
+
+// checkVerifyExport writes an export and its manifest signed with alice's
+// key as export does, and checks verify-export on it and on a copy with one
+// byte flipped.
+func checkVerifyExport(t *testing.T, tmp, dir, aliceFile string) {
+	t.Helper()
+	k, err := keys.LoadAdminKey(aliceFile, []byte(testPassphrase))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	file := filepath.Join(tmp, "x.ts")
+	data := []byte(strings.Repeat("not really video ", 100))
+	if err := os.WriteFile(file, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	h := hex.EncodeToString(sum[:])
+	from := time.Now().Add(-time.Hour).Truncate(time.Second)
+	m := &keys.Manifest{Version: keys.ManifestVersion, Federation: "acme", RequestID: "r1", Requester: "carol", Approvers: []string{"bob", "dave"},
+		Purpose: "p", Basis: "b", Cameras: []string{"praha-1/door"}, From: from, To: from.Add(time.Minute), Exporter: "alice", ExporterNode: "dc-a",
+		Created: time.Now(), Segments: []keys.ManifestSegment{{Camera: "praha-1/door", Start: from, End: from.Add(time.Second), CiphertextSHA256: h, PlaintextSHA256: h}},
+		Output: keys.ManifestOutput{Name: "x.ts", Bytes: int64(len(data)), SHA256: h, Frames: 1}}
+	body, sig, err := keys.SignManifest(k, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bp, sp := manifestPaths(file)
+	os.WriteFile(bp, body, 0o600)
+	os.WriteFile(sp, sig, 0o600)
+	if code, out, errOut := runCLI("verify-export", file, "--dir", dir); code != 0 || !strings.Contains(out, "OK") {
+		t.Fatalf("verify-export: exit %d %s%s", code, out, errOut)
+	}
+	data[7] ^= 1
+	os.WriteFile(file, data, 0o600)
+	if code, out, errOut := runCLI("verify-export", file, "--dir", dir); code != 1 || !strings.Contains(errOut, "does not match") {
+		t.Fatalf("verify-export of a flipped byte: exit %d %s%s", code, out, errOut)
+	}
+}

@@ -1,0 +1,517 @@
+package node
+
+// Export (issue 5 item 3), the requester's side: under a releasable request
+// whose one-time key this node holds, fetch the scope's epoch records from
+// each camera's store, have two custodians release their shares to the
+// key, rebuild each epoch key in memory, fetch the scope's segments, decrypt
+// them in memory, keep the frames in [from, to) from the first keyframe at
+// or after from, and mux them into one MPEG-TS file at the path the caller
+// gave (the one plaintext a disk may get, invariant 1). Epoch keys and
+// plaintext buffers are wiped as soon as they are done with, and the
+// release key when the export succeeds.
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/media/h264"
+	"github.com/custos-cctv/custos/media/ts"
+	"github.com/custos-cctv/custos/mesh"
+	"github.com/custos-cctv/custos/policy"
+	"github.com/custos-cctv/custos/policy/audit"
+)
+
+var (
+	errNoPolicy    = errors.New("this node runs from a static peers file, not a replicated policy")
+	errTooManyKeys = fmt.Errorf("this node already holds %d release keys", maxReleaseKeys)
+)
+
+// ExportRequest asks the node to export a request's footage.
+type ExportRequest struct {
+	Request  string `json:"request"`
+	Out      string `json:"out"`      // absolute path of the file to write; must not exist
+	Exporter string `json:"exporter"` // the user who exports (who signs the manifest)
+}
+
+// ExportResult is the outcome of an export. Refused says why the policy
+// did not allow it (nothing was written then).
+type ExportResult struct {
+	Refused  string         `json:"refused,omitempty"`
+	Manifest *keys.Manifest `json:"manifest,omitempty"`
+	// Release is the time from the start of the export to every epoch key
+	// of the scope rebuilt in memory.
+	Release time.Duration `json:"release_ns"`
+	// Total is the whole export; Ciphertext the bytes fetched and decrypted.
+	Total      time.Duration `json:"total_ns"`
+	Ciphertext int64         `json:"ciphertext_bytes"`
+}
+
+// errRefused marks a policy refusal of an export.
+type errRefused struct{ reason string }
+
+func (e errRefused) Error() string { return e.reason }
+
+// Export runs an export; a policy refusal comes back as Refused.
+func (n *Node) Export(ctx context.Context, req ExportRequest) (ExportResult, error) {
+	start := time.Now()
+	if n.svc == nil {
+		return ExportResult{}, errNoPolicy
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(n.svc.ctx, cancel)()
+	res, err := n.export(ctx, req, start)
+	n.auditExport(req, res, err)
+	var ref errRefused
+	if errors.As(err, &ref) {
+		return ExportResult{Refused: ref.reason}, nil
+	}
+	return res, err
+}
+
+func (n *Node) auditExport(req ExportRequest, res ExportResult, err error) {
+	e := audit.Event{Actor: req.Exporter, Action: "export", Object: req.Request + " " + filepath.Base(req.Out), Decision: audit.Allow}
+	if err != nil {
+		e.Decision, e.Reason = audit.Deny, err.Error()
+	} else if m := res.Manifest; m != nil {
+		e.Reason = fmt.Sprintf("%d frames, %d bytes, sha256 %s, from %d segments", m.Output.Frames, m.Output.Bytes, m.Output.SHA256, len(m.Segments))
+	}
+	n.auditEvent(e)
+}
+
+// export does the work; policy refusals are errRefused.
+func (n *Node) export(ctx context.Context, req ExportRequest, start time.Time) (ExportResult, error) {
+	if !filepath.IsAbs(req.Out) || filepath.Clean(req.Out) != req.Out {
+		return ExportResult{}, fmt.Errorf("output path %q must be absolute and clean", req.Out)
+	}
+	if _, err := os.Lstat(req.Out); err == nil {
+		return ExportResult{}, fmt.Errorf("%s exists; refusing to overwrite it", req.Out)
+	}
+	st, err := n.syncPolicy(ctx)
+	if err != nil {
+		return ExportResult{}, err
+	}
+	if u := st.Users[req.Exporter]; u == nil || u.Revoked {
+		return ExportResult{}, errRefused{fmt.Sprintf("the exporter %q is not a user of the federation", req.Exporter)}
+	}
+	r, rk, err := n.exportable(st, req.Request)
+	if err != nil {
+		return ExportResult{}, err
+	}
+	x := &exporter{n: n, st: st, r: r, rk: rk, keys: map[string]*keys.EpochPrivateKey{}}
+	defer x.zero()
+	if err := x.releaseAll(ctx); err != nil {
+		return ExportResult{}, err
+	}
+	release := time.Since(start)
+	m, err := x.write(ctx, req)
+	if err != nil {
+		return ExportResult{}, err
+	}
+	m.Exporter = req.Exporter
+	n.relKeys.drop(r.Key)
+	return ExportResult{Manifest: m, Release: release, Total: time.Since(start), Ciphertext: x.ciphertext}, nil
+}
+
+// exportable checks that request id may be exported here now and returns
+// it with its release key.
+func (n *Node) exportable(st *policy.State, id string) (*policy.Request, *keys.ReleaseKey, error) {
+	r, err := st.ReleasableRequest(id, time.Now())
+	if err != nil {
+		return nil, nil, errRefused{err.Error()}
+	}
+	if self := n.selfName(st); r.Node != self {
+		return nil, nil, errRefused{fmt.Sprintf("request %q is released to node %s; export it there, not on %s", id, r.Node, self)}
+	}
+	rk := n.relKeys.get(r.Key)
+	if rk == nil {
+		return nil, nil, fmt.Errorf("this node holds no release key for request %q (it was dropped: the node restarted, or the request was already exported)", id)
+	}
+	return r, rk, nil
+}
+
+// exporter is one export in progress.
+type exporter struct {
+	n          *Node
+	st         *policy.State
+	r          *policy.Request
+	rk         *keys.ReleaseKey
+	keys       map[string]*keys.EpochPrivateKey // by camera and epoch start
+	ciphertext int64
+}
+
+func epochID(camera string, start time.Time) string { return camera + "@" + stamp(start) }
+
+func (x *exporter) zero() {
+	for id, k := range x.keys {
+		k.Zero()
+		delete(x.keys, id)
+	}
+}
+
+// storeOf is the live store of camera's site.
+func storeOf(st *policy.State, camera string) (string, error) {
+	c := st.Cameras[camera]
+	if c == nil {
+		return "", fmt.Errorf("camera %s is no longer in the policy", camera)
+	}
+	var names []string
+	for name, nd := range st.Nodes {
+		if nd.Role == policy.RoleStore && nd.Site == c.Site && policy.Member(st, name, time.Now()) {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return "", fmt.Errorf("site %s has no live store to fetch %s from", c.Site, camera)
+	}
+	sort.Strings(names)
+	return names[0], nil
+}
+
+// releaseAll rebuilds the epoch keys of every camera in scope.
+func (x *exporter) releaseAll(ctx context.Context) error {
+	for _, cam := range x.r.Cameras {
+		recs, err := x.fetchEpochs(ctx, cam)
+		if err != nil {
+			return err
+		}
+		for i := 0; i < len(recs); i += releaseBatch {
+			if err := x.release(ctx, recs[i:min(i+releaseBatch, len(recs))]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// scopeCall runs a store op for camera over the request's range.
+func (x *exporter) scopeCall(ctx context.Context, camera, op string) (*rpcReader, *mesh.QUICConn, error) {
+	storeName, err := storeOf(x.st, camera)
+	if err != nil {
+		return nil, nil, err
+	}
+	conn, err := x.n.dialNode(ctx, x.st, storeName)
+	if err != nil {
+		return nil, nil, err
+	}
+	body, _ := json.Marshal(scopeQuery{Request: x.r.ID, Camera: camera, From: x.r.From, To: x.r.To})
+	rd, err := rpcCall(ctx, conn, op, body)
+	if err != nil {
+		conn.Close()
+		return nil, nil, fmt.Errorf("store %s: %w", storeName, err)
+	}
+	return rd, conn, nil
+}
+
+// fetchEpochs gets camera's epoch records in scope from its store.
+func (x *exporter) fetchEpochs(ctx context.Context, camera string) ([][]byte, error) {
+	rd, conn, err := x.scopeCall(ctx, camera, opEpochs)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	defer rd.Close()
+	var out [][]byte
+	for {
+		b, err := rd.Next()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+}
+
+// custodians are the live datacenters holding custodian keys, by name.
+func custodians(st *policy.State) []string {
+	var out []string
+	for name, nd := range st.Nodes {
+		if nd.Role == policy.RoleDatacenter && nd.Custodian != nil && policy.Member(st, name, time.Now()) {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// release asks custodians, in order, for their shares of recs until two
+// answered for every record, and rebuilds the keys.
+func (x *exporter) release(ctx context.Context, raw [][]byte) error {
+	recs := make([]*keys.EpochRecord, len(raw))
+	for i, b := range raw {
+		rec, err := keys.UnmarshalEpochRecord(b)
+		if err != nil {
+			return fmt.Errorf("epoch record from the store: %w", err)
+		}
+		recs[i] = rec
+	}
+	shares := make([][]keys.Share, len(recs))
+	defer func() {
+		for _, ss := range shares {
+			for i := range ss {
+				ss[i].Zero()
+			}
+		}
+	}()
+	var failures []string
+	got := 0
+	for _, c := range custodians(x.st) {
+		if got == keys.EpochThreshold {
+			break
+		}
+		if err := x.sharesFrom(ctx, c, raw, recs, shares); err != nil {
+			failures = append(failures, fmt.Sprintf("%s: %v", c, err))
+			continue
+		}
+		got++
+	}
+	if got < keys.EpochThreshold {
+		return fmt.Errorf("only %d of the %d custodians needed released their shares: %v", got, keys.EpochThreshold, failures)
+	}
+	for i, rec := range recs {
+		k, err := keys.CombineEpochKey(rec, shares[i]...)
+		if err != nil {
+			return fmt.Errorf("epoch %s of %s: %w", stamp(rec.Start), rec.Camera, err)
+		}
+		x.keys[epochID(rec.Camera, rec.Start)] = k
+	}
+	return nil
+}
+
+// sharesFrom gets custodian c's shares of recs and opens them; on any
+// failure none of its shares is kept.
+func (x *exporter) sharesFrom(ctx context.Context, c string, raw [][]byte, recs []*keys.EpochRecord, shares [][]keys.Share) error {
+	sealed, err := x.askCustodian(ctx, c, raw)
+	if err != nil {
+		return err
+	}
+	if len(sealed) != len(recs) {
+		return fmt.Errorf("sent %d shares for %d epoch records", len(sealed), len(recs))
+	}
+	opened := make([]keys.Share, len(recs))
+	for i, msg := range sealed {
+		s, err := x.rk.OpenShareFor(msg, x.r.ID, recs[i])
+		if err != nil {
+			for j := range opened[:i] {
+				opened[j].Zero()
+			}
+			return err
+		}
+		opened[i] = s
+	}
+	for i := range recs {
+		shares[i] = append(shares[i], opened[i])
+	}
+	return nil
+}
+
+// askCustodian runs the release op on custodian c (directly when c is this
+// node).
+func (x *exporter) askCustodian(ctx context.Context, c string, raw [][]byte) ([][]byte, error) {
+	q := releaseQuery{Request: x.r.ID, Records: raw}
+	if c == x.n.selfName(x.st) {
+		return x.n.releaseShares(x.st, c, q)
+	}
+	conn, err := x.n.dialNode(ctx, x.st, c)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	body, _ := json.Marshal(q)
+	rd, err := rpcCall(ctx, conn, opRelease, body)
+	if err != nil {
+		return nil, err
+	}
+	defer rd.Close()
+	var out [][]byte
+	for {
+		b, err := rd.Next()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(out) == len(raw) {
+			return nil, errors.New("more shares than epoch records")
+		}
+		out = append(out, b)
+	}
+}
+
+// output is the export file being written: a temporary file beside the
+// destination, hashed as it is written.
+type output struct {
+	f      *os.File
+	h      hash.Hash
+	n      int64
+	frames int
+	mux    ts.Muxer
+	buf    []byte
+}
+
+func (o *output) writeFrame(f tsFrame) error {
+	var err error
+	o.buf, err = o.mux.AppendFrame(o.buf[:0], h264.Frame{Time: timeOfTicks(f.Ticks), Key: f.Key, Data: f.Data})
+	if err != nil {
+		return err
+	}
+	o.h.Write(o.buf)
+	if _, err := o.f.Write(o.buf); err != nil {
+		return err
+	}
+	clear(o.buf)
+	o.n += int64(len(o.buf))
+	o.frames++
+	return nil
+}
+
+// write fetches, decrypts and trims every camera's segments into the
+// output file and returns the manifest (without the exporter).
+func (x *exporter) write(ctx context.Context, req ExportRequest) (*keys.Manifest, error) {
+	f, err := os.CreateTemp(filepath.Dir(req.Out), "."+filepath.Base(req.Out)+".tmp-*")
+	if err != nil {
+		return nil, fmt.Errorf("export file: %w", err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if f != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err := f.Chmod(0o600); err != nil {
+		return nil, err
+	}
+	o := &output{f: f, h: sha256.New()}
+	m := x.manifest(req)
+	for _, cam := range x.r.Cameras {
+		segs, err := x.camera(ctx, cam, o)
+		if err != nil {
+			return nil, err
+		}
+		m.Segments = append(m.Segments, segs...)
+	}
+	if o.frames == 0 {
+		return nil, fmt.Errorf("no decodable footage in %s…%s (no keyframe recorded in the range?)", stamp(x.r.From), stamp(x.r.To))
+	}
+	if err := f.Sync(); err != nil {
+		return nil, fmt.Errorf("export file: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("export file: %w", err)
+	}
+	f = nil
+	if err := os.Rename(tmp, req.Out); err != nil {
+		os.Remove(tmp)
+		return nil, fmt.Errorf("export file: %w", err)
+	}
+	m.Output = keys.ManifestOutput{Name: filepath.Base(req.Out), Bytes: o.n, SHA256: hex.EncodeToString(o.h.Sum(nil)), Frames: o.frames}
+	return m, nil
+}
+
+func (x *exporter) manifest(req ExportRequest) *keys.Manifest {
+	approvers := make([]string, 0, len(x.r.Approvals))
+	for _, a := range x.r.Approvals {
+		approvers = append(approvers, a.User)
+	}
+	return &keys.Manifest{
+		Version: keys.ManifestVersion, Federation: x.st.Federation, RequestID: x.r.ID, Requester: x.r.Requester,
+		Approvers: approvers, Purpose: x.r.Purpose, Basis: x.r.Basis, Cameras: slices.Clone(x.r.Cameras),
+		From: x.r.From, To: x.r.To, Exporter: req.Exporter, ExporterNode: x.n.selfName(x.st), Created: time.Now().UTC(),
+	}
+}
+
+// camera streams camera's segments from its store into o and returns the
+// manifest entries of those that gave frames.
+func (x *exporter) camera(ctx context.Context, cam string, o *output) ([]keys.ManifestSegment, error) {
+	rd, conn, err := x.scopeCall(ctx, cam, opSegments)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	defer rd.Close()
+	from, to := ticksOf(x.r.From), ticksOf(x.r.To)
+	started := false
+	var out []keys.ManifestSegment
+	for {
+		hb, err := rd.Next()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		var h segmentHeader
+		if len(hb) > maxSegmentHeader || strictJSON(hb, &h) != nil {
+			return nil, errors.New("store sent a bad segment header")
+		}
+		ct, err := rd.Next()
+		if err != nil {
+			return nil, fmt.Errorf("segment %s: %w", stamp(h.Start), err)
+		}
+		if err := checkSegmentSum(h, ct); err != nil {
+			return nil, err
+		}
+		x.ciphertext += int64(len(ct))
+		k := x.keys[epochID(cam, h.EpochStart)]
+		if k == nil {
+			// Encrypted to an epoch that does not overlap the scope: it
+			// starts before from, and its frames from the next keyframe
+			// on are in the next segment.
+			continue
+		}
+		ms, used, err := x.segment(k, cam, h, ct, from, to, &started, o)
+		if err != nil {
+			return nil, err
+		}
+		if used {
+			out = append(out, ms)
+		}
+	}
+}
+
+// segment decrypts one segment and writes its in-scope frames.
+func (x *exporter) segment(k *keys.EpochPrivateKey, cam string, h segmentHeader, ct []byte, from, to int64, started *bool, o *output) (keys.ManifestSegment, bool, error) {
+	pt, err := keys.DecryptSegment(k, ct)
+	if err != nil {
+		return keys.ManifestSegment{}, false, fmt.Errorf("segment %s of %s: %w", stamp(h.Start), cam, err)
+	}
+	defer clear(pt)
+	psum := sha256.Sum256(pt)
+	frames, err := demuxTS(pt, h.Start)
+	defer clearFrames(frames)
+	if err != nil {
+		return keys.ManifestSegment{}, false, fmt.Errorf("segment %s of %s: %w", stamp(h.Start), cam, err)
+	}
+	used := false
+	for _, f := range frames {
+		if f.Ticks < from || f.Ticks >= to {
+			continue
+		}
+		if !*started && !f.Key {
+			continue // cannot decode before the first keyframe in range
+		}
+		*started = true
+		if err := o.writeFrame(f); err != nil {
+			return keys.ManifestSegment{}, false, fmt.Errorf("export file: %w", err)
+		}
+		used = true
+	}
+	return keys.ManifestSegment{Camera: cam, Start: h.Start, End: h.End,
+		CiphertextSHA256: h.SHA256, PlaintextSHA256: hex.EncodeToString(psum[:])}, used, nil
+}

@@ -1,0 +1,311 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/media/clip"
+	"github.com/custos-cctv/custos/media/h264"
+	"github.com/custos-cctv/custos/media/store"
+	"github.com/custos-cctv/custos/media/ts"
+	"github.com/custos-cctv/custos/policy"
+)
+
+// The whole release across an in-process federation (dc-a, dc-b, a store
+// recording praha-1/entrance, an admin node "desk" where alice files the
+// request): one approval is not enough, self-approval is refused, two
+// approvals release the keys to desk only, and the export holds exactly the
+// frames of the requested range, with a manifest that verifies. The store
+// and the custodians refuse anything outside the request's scope and any
+// other node than desk.
+func TestReleaseAndExport(t *testing.T) {
+	checkLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	f := foundAcme(t, ctx)
+	dcB := joinAcme(t, ctx, f, InviteSpec{Role: policy.RoleDatacenter, Name: "dc-b"})
+	submitOK := func(dir string, env policy.Envelope) {
+		t.Helper()
+		if res, err := SubmitVia(ctx, dir, env); err != nil || !res.Applied {
+			t.Fatalf("submit: %+v %v", res, err)
+		}
+	}
+	dcDir := f.dc.cfg.Dir
+	for _, c := range []*policy.Camera{
+		{Site: "praha-1", Name: "entrance", Source: "synthetic:", Purpose: "theft prevention", LegalBasis: "legitimate interest", Retention: 72 * time.Hour},
+		{Site: "praha-1", Name: "yard", Purpose: "theft prevention", LegalBasis: "legitimate interest", Retention: 72 * time.Hour},
+	} {
+		submitOK(dcDir, signed(t, f.admin, "alice", &policy.Command{Kind: policy.KindAddCamera, Camera: c}))
+	}
+	approvers := map[string]*keys.AdminKey{}
+	for _, name := range []string{"bob", "carol"} {
+		k, err := keys.NewAdminKey(name, time.Now().Add(-time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(k.Close)
+		approvers[name] = k
+		submitOK(dcDir, signed(t, f.admin, "alice", &policy.Command{Kind: policy.KindAddUser,
+			User: &policy.User{Name: name, Role: policy.UserApprover, PublicKey: k.PublicKey(), Fingerprint: k.Fingerprint()}}))
+	}
+	desk := joinAcme(t, ctx, f, InviteSpec{Role: policy.RoleAdminNode, Name: "desk"})
+	st1 := joinAcmeWith(t, ctx, f, InviteSpec{Role: policy.RoleStore, Name: "store", Site: "praha-1"}, func(c *Config) {
+		c.Recording = RecordingConfig{Segment: ts.Config{Target: time.Second}, MinFree: -1}
+	})
+	const cam = "praha-1/entrance"
+	var segs []store.SegmentMeta
+	waitTrue(t, 60*time.Second, "the store to record 6 segments", func() bool {
+		segs, _ = st1.rec.st.Segments(cam, time.Time{}, time.Now().Add(time.Hour))
+		return len(segs) >= 6
+	})
+	from := segs[2].Start // a keyframe: segments start at one
+	to := from.Add(2 * time.Second)
+
+	pub, err := desk.NewReleaseKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deskDir := desk.cfg.Dir
+	submitOK(deskDir, signed(t, f.admin, "alice", &policy.Command{Kind: policy.KindCreateRequest, Request: &policy.Request{
+		ID: "r1", Node: "desk", Selector: cam, From: from, To: to, Purpose: "theft at the entrance",
+		Basis: "art. 6(1)(f)", Key: pub, Expires: time.Now().Add(time.Hour)}}))
+	waitTrue(t, 10*time.Second, "desk to see r1", func() bool { return desk.Policy().Requests["r1"] != nil })
+	digest := policy.RequestDigest(desk.Policy().Requests["r1"])
+	approve := func(k *keys.AdminKey, name string) (ApplyResult, error) {
+		return SubmitVia(ctx, deskDir, signed(t, k, name, &policy.Command{Kind: policy.KindApproveRequest,
+			Approval: &policy.Approval{Request: "r1", Digest: digest}}))
+	}
+	if res, err := approve(f.admin, "alice"); err != nil || res.Applied || !strings.Contains(res.Reason, "never the requester") {
+		t.Fatalf("self-approval: %+v %v", res, err)
+	}
+	if res, err := approve(approvers["bob"], "bob"); err != nil || !res.Applied {
+		t.Fatalf("bob's approval: %+v %v", res, err)
+	}
+	out := filepath.Join(t.TempDir(), "r1.ts")
+	res, err := desk.Export(ctx, ExportRequest{Request: "r1", Out: out, Exporter: "alice"})
+	if err != nil || !strings.Contains(res.Refused, "pending (1 of 2 approvals)") {
+		t.Fatalf("export with one approval: %+v %v", res, err)
+	}
+	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a refused export wrote %s", out)
+	}
+	if res, err := approve(approvers["carol"], "carol"); err != nil || !res.Applied {
+		t.Fatalf("carol's approval: %+v %v", res, err)
+	}
+	approved := time.Now() // carol's approval is committed
+	res, err = desk.Export(ctx, ExportRequest{Request: "r1", Out: out, Exporter: "alice"})
+	if err != nil || res.Refused != "" || res.Manifest == nil {
+		t.Fatalf("export: %+v %v", res, err)
+	}
+	m := res.Manifest
+	t.Logf("last approval committed → keys usable on desk: %v (release alone %v); export %v, %d bytes of ciphertext (%.1f MB/s); %d frames, %d bytes",
+		(time.Since(approved) - res.Total + res.Release).Round(time.Millisecond), res.Release.Round(time.Millisecond), res.Total.Round(time.Millisecond), res.Ciphertext,
+		float64(res.Ciphertext)/1e6/res.Total.Seconds(), m.Output.Frames, m.Output.Bytes)
+	if n := desk.heldReleaseKeys(); n != 0 {
+		t.Errorf("desk holds %d release keys after the export", n)
+	}
+	if fi, err := os.Stat(out); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("export file: %v %v", fi, err)
+	}
+	want := 2 * clip.FPS
+	if m.Output.Frames != want || strings.Join(m.Approvers, ",") != "bob,carol" || m.Requester != "alice" || m.ExporterNode != "desk" {
+		t.Errorf("manifest: %d frames (want %d), approvers %v, requester %s, node %s", m.Output.Frames, want, m.Approvers, m.Requester, m.ExporterNode)
+	}
+	plain, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := ffprobeFrames(t, plain); n != want {
+		t.Errorf("ffprobe decoded %d frames from the export, want exactly %d (2 s at %d fps)", n, want, clip.FPS)
+	}
+	checkManifest(t, f.admin, m, out)
+	checkScopeRefused(t, ctx, desk, dcB, st1, f.dc, from, to)
+}
+
+// checkManifest signs m as the CLI does and checks that it verifies, and
+// that a flipped byte in the export does not.
+func checkManifest(t *testing.T, k *keys.AdminKey, m *keys.Manifest, out string) {
+	t.Helper()
+	body, sig, err := keys.SignManifest(k, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm, fp, err := keys.VerifyManifest(body, sig, k.PublicKey())
+	if err != nil || fp != k.Fingerprint() {
+		t.Fatalf("verify manifest: %v (%s)", err, fp)
+	}
+	b, _ := os.ReadFile(out)
+	if err := keys.CheckExport(vm, bytes.NewReader(b)); err != nil {
+		t.Fatalf("check export: %v", err)
+	}
+	b[len(b)/2] ^= 1
+	if err := keys.CheckExport(vm, bytes.NewReader(b)); !errors.Is(err, keys.ErrExportMismatch) {
+		t.Fatalf("a flipped byte: %v", err)
+	}
+}
+
+// checkScopeRefused: the store serves desk nothing outside r1's scope, and
+// serves and releases nothing to any other node, even within it.
+func checkScopeRefused(t *testing.T, ctx context.Context, desk, dcB, st1, dcA *Node, from, to time.Time) {
+	t.Helper()
+	call := func(by *Node, target, op string, q any) error {
+		st := by.Policy()
+		conn, err := by.dialNode(ctx, st, target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		body, _ := json.Marshal(q)
+		rd, err := rpcCall(ctx, conn, op, body)
+		if err != nil {
+			return err
+		}
+		defer rd.Close()
+		for {
+			if _, err := rd.Next(); err != nil {
+				if err == io.EOF {
+					return nil
+				}
+				return err
+			}
+		}
+	}
+	isDenied := func(what string, err error, want string) {
+		t.Helper()
+		var re *rpcError
+		if !errors.As(err, &re) || re.Code != rpcDenied || !strings.Contains(re.Message, want) {
+			t.Errorf("%s: %v; want a denial saying %q", what, err, want)
+		}
+	}
+	in := scopeQuery{Request: "r1", Camera: "praha-1/entrance", From: from, To: to}
+	other := scopeQuery{Request: "r1", Camera: "praha-1/yard", From: from, To: to}
+	earlier := scopeQuery{Request: "r1", Camera: "praha-1/entrance", From: from.Add(-time.Hour), To: from.Add(-time.Minute)}
+	for _, op := range []string{opSegments, opEpochs} {
+		if err := call(desk, "store", op, in); err != nil {
+			t.Errorf("%s in scope for desk: %v", op, err)
+		}
+		isDenied(op+" of another camera", call(desk, "store", op, other), "outside the scope")
+		isDenied(op+" of an earlier time", call(desk, "store", op, earlier), "outside the scope")
+		isDenied(op+" for dc-b", call(dcB, "store", op, in), "released to node desk, not to dc-b")
+	}
+	recs, err := st1.rec.st.Epochs("praha-1/entrance", from, to)
+	if err != nil || len(recs) == 0 {
+		t.Fatalf("epochs: %v", err)
+	}
+	raw, err := st1.rec.st.Epoch("praha-1/entrance", recs[0].Start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	isDenied("release to dc-b", call(dcB, "dc-a", opRelease, releaseQuery{Request: "r1", Records: [][]byte{raw}}), "released to node desk, not to dc-b")
+	isDenied("release to the store", call(st1, "dc-b", opRelease, releaseQuery{Request: "r1", Records: [][]byte{raw}}), "released to node desk, not to store")
+	isDenied("segments from a datacenter", call(desk, "dc-b", opSegments, in), "not a store")
+	events, err := st1.Audit(time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var allow, deny int
+	for _, e := range events {
+		if e.Action == "serve-segments" {
+			if e.Decision == "allow" {
+				allow++
+			} else {
+				deny++
+			}
+		}
+	}
+	if allow < 2 || deny < 3 {
+		t.Errorf("store audit: %d segment serves allowed, %d denied; want ≥ 2 and ≥ 3", allow, deny)
+	}
+	_ = dcA
+}
+
+// demuxTS reads back what ts.Muxer writes: the same frames, times (to the
+// 90 kHz tick) and keyframe flags.
+func TestDemuxTSRoundTrip(t *testing.T) {
+	base := time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC)
+	var mux ts.Muxer
+	var b []byte
+	b = mux.AppendTables(b)
+	var frames []h264.Frame
+	for i := range 60 {
+		nal := byte(h264.NALIDR)
+		if i%25 != 0 {
+			nal = 1 // a non-IDR slice
+		}
+		data := append([]byte{0, 0, 0, 1, 0x60 | nal}, bytes.Repeat([]byte{byte(i + 1)}, 50+i*97)...)
+		fr := h264.Frame{Time: base.Add(time.Duration(i) * time.Second / clip.FPS), Key: i%25 == 0, Data: data}
+		frames = append(frames, fr)
+		var err error
+		if b, err = mux.AppendFrame(b, fr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := demuxTS(b, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(frames) {
+		t.Fatalf("%d frames read back, %d written", len(got), len(frames))
+	}
+	for i, g := range got {
+		at := base.Add(time.Duration(i) * time.Second / clip.FPS)
+		if g.Ticks != ticksOf(at) || g.Key != frames[i].Key || !bytes.HasSuffix(g.Data, frames[i].Data) {
+			t.Fatalf("frame %d: ticks %d (want %d), key %v", i, g.Ticks, ticksOf(at), g.Key)
+		}
+		if ticksOf(timeOfTicks(g.Ticks)) != g.Ticks {
+			t.Fatalf("frame %d: timeOfTicks does not round-trip", i)
+		}
+	}
+	if _, err := demuxTS(b[:len(b)-1], base); err == nil {
+		t.Error("a truncated packet was accepted")
+	}
+}
+
+// Release keys are wiped and dropped when nothing needs them any more: a
+// key no request named after releaseKeyUnbound, a key whose request
+// expired, was denied, or left the policy; a pending request's key stays.
+func TestReleaseKeysSweep(t *testing.T) {
+	h := newReleaseKeys()
+	now := time.Now()
+	mk := func() string {
+		pub, err := h.make(now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pub
+	}
+	pending, expired, denied, unbound, gone := mk(), mk(), mk(), mk(), mk()
+	st := &policy.State{Requests: map[string]*policy.Request{
+		"p": {ID: "p", Node: "desk", Key: pending, Expires: now.Add(time.Hour)},
+		"e": {ID: "e", Node: "desk", Key: expired, Expires: now.Add(time.Minute)},
+		"d": {ID: "d", Node: "desk", Key: denied, Expires: now.Add(time.Hour), Denials: []policy.Denial{{User: "bob", Reason: "no"}}},
+		"g": {ID: "g", Node: "desk", Key: gone, Expires: now.Add(time.Hour)},
+	}}
+	h.sweep(st, "desk", now)
+	if h.count() != 4 || h.get(denied) != nil {
+		t.Fatalf("after the first sweep: %d keys, denied's kept: %v", h.count(), h.get(denied) != nil)
+	}
+	k := h.get(expired)
+	delete(st.Requests, "g")
+	h.sweep(st, "desk", now.Add(2*time.Minute))
+	if h.get(expired) != nil || !k.IsZero() || h.get(gone) != nil || h.get(pending) == nil || h.get(unbound) == nil {
+		t.Fatalf("after expiry: %d keys", h.count())
+	}
+	h.sweep(st, "desk", now.Add(releaseKeyUnbound+time.Second))
+	if h.get(unbound) != nil || h.get(pending) == nil || h.count() != 1 {
+		t.Fatalf("after %v: %d keys", releaseKeyUnbound, h.count())
+	}
+	h.zeroAll()
+	if h.count() != 0 {
+		t.Fatal("zeroAll left keys")
+	}
+}

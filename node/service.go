@@ -1,0 +1,145 @@
+package node
+
+// The node service: the rpc ops (rpc.go) every federation node serves on
+// its mesh address at ServicePort over authenticated QUIC. Only live
+// members of the local policy get a connection (admitService), and every
+// op checks again, per request, who asks and for what (service_store.go,
+// release.go): deny by default.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/mesh"
+	"github.com/custos-cctv/custos/policy"
+	"github.com/custos-cctv/custos/policy/audit"
+)
+
+// ServicePort is the mesh UDP port of the node service (QUIC).
+const ServicePort = 7001
+
+// Ops of the node service.
+const (
+	opEpochs   = "epochs"   // store: epoch records of an approved scope
+	opSegments = "segments" // store: ciphertext segments of an approved scope
+	opRelease  = "release"  // datacenter: shares released to a request's key
+)
+
+// service is the running node service and what its clients share.
+type service struct {
+	ln  *mesh.QUICListener
+	rpc *rpcServer
+	wg  chan error // serve's result
+	// ctx ends when the node starts closing: exports and calls made on
+	// behalf of the local API stop with it.
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// startService listens on ServicePort and serves the ops.
+func startService(n *Node, port uint16) (*service, error) {
+	ln, err := n.mesh.ListenQUIC(port, mesh.QUICConfig{Admit: n.admitService})
+	if err != nil {
+		return nil, fmt.Errorf("node: service: %w", err)
+	}
+	s := &service{ln: ln, rpc: newRPCServer(n.logf), wg: make(chan error, 1)}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.rpc.handle(opEpochs, n.handleEpochs)
+	s.rpc.handle(opSegments, n.handleSegments)
+	s.rpc.handle(opRelease, n.handleRelease)
+	go func() { s.wg <- s.rpc.serve(ln) }()
+	return s, nil
+}
+
+// stopClients cancels what runs on behalf of local callers (exports).
+func (s *service) stopClients() { s.cancel() }
+
+// close stops serving: handlers first, then the listener.
+func (s *service) close() {
+	s.cancel()
+	s.rpc.close()
+	s.ln.Close()
+	<-s.wg
+}
+
+// admitService lets a peer connect only if its key is a live member of the
+// policy this node holds now. Fail closed: no policy, no member.
+func (n *Node) admitService(peer keys.NodePublic) error {
+	st := n.policy.State()
+	name := NameByKey(st, peer.String())
+	if name == "" {
+		return fmt.Errorf("%s is no member of the policy", peer.ShortString())
+	}
+	if !policy.Member(st, name, time.Now()) {
+		return fmt.Errorf("node %q is not a live member", name)
+	}
+	return nil
+}
+
+// callerName is the live member peer is, or an rpc denial.
+func (n *Node) callerName(st *policy.State, peer keys.NodePublic) (string, error) {
+	name := NameByKey(st, peer.String())
+	if name == "" || !policy.Member(st, name, time.Now()) {
+		return "", &rpcError{Code: rpcDenied, Message: "you are not a live member of the federation"}
+	}
+	return name, nil
+}
+
+// selfName is this node's name in the policy st (found by key).
+func (n *Node) selfName(st *policy.State) string {
+	return NameByKey(st, n.mesh.PublicKey().String())
+}
+
+// syncPolicy makes the local replica at least as new as the leader's
+// commit index (a linearizable read): an approval or revocation committed
+// anywhere is seen before anything is served or released on its strength.
+func (n *Node) syncPolicy(ctx context.Context) (*policy.State, error) {
+	if n.raft == nil {
+		return nil, errors.New("this node runs from a static peers file, not a replicated policy")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := n.raft.Sync(ctx); err != nil {
+		return nil, fmt.Errorf("cannot confirm the policy is current (no quorum?): %w", err)
+	}
+	return n.policy.State(), nil
+}
+
+// dialNode opens a service connection to the live member name.
+func (n *Node) dialNode(ctx context.Context, st *policy.State, name string) (*mesh.QUICConn, error) {
+	nd := st.Nodes[name]
+	if nd == nil || !policy.Member(st, name, time.Now()) {
+		return nil, fmt.Errorf("node %q is not a live member", name)
+	}
+	pub, err := keys.ParseNodePublic(nd.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("node %q: %w", name, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	addr := netip.AddrPortFrom(n.mesh.AddrOf(pub), ServicePort)
+	c, err := n.mesh.DialQUIC(ctx, addr, mesh.QUICConfig{Admit: func(got keys.NodePublic) error {
+		if got != pub {
+			return fmt.Errorf("expected %s, reached %s", name, got.ShortString())
+		}
+		return nil
+	}})
+	if err != nil {
+		return nil, fmt.Errorf("reach %s: %w", name, err)
+	}
+	return c, nil
+}
+
+// auditServe records a serve decision: allow with what went out, or deny
+// with why.
+func (n *Node) auditServe(actor, action, object string, err error, detail string) {
+	e := audit.Event{Actor: actor, Action: action, Object: object, Decision: audit.Allow, Reason: detail}
+	if err != nil {
+		e.Decision, e.Reason = audit.Deny, err.Error()
+	}
+	n.auditEvent(e)
+}
