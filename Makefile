@@ -62,7 +62,10 @@ bench:
 	@echo "Recording: segment encryption beside raw AES-256-GCM, muxing, the segment store, the whole pipeline:"
 	$(GO) test -run '^$$' -bench 'EncryptSegment|DecryptSegment|RawAESGCM|NewEpochKey|SealOpenShare' -count=5 ./keys/ | tee bin/bench-media.out
 	$(GO) test -run '^$$' -bench 'Mux|Put|RecordPipeline' -count=3 ./media/ts/ ./media/store/ ./media/ | tee -a bin/bench-media.out
-	$(GO) run ./cmd/benchreport -ratio EncryptSegment=RawAESGCM -ratio DecryptSegment=RawAESGCM -ratio Muxer=MuxAstits < bin/bench-media.out
+	$(GO) test -run '^$$' -bench 'BenchmarkRelease$$' -benchtime=20x -count=3 -timeout 20m ./node/ | tee -a bin/bench-media.out
+	$(GO) run ./cmd/benchreport -ratio EncryptSegment=RawAESGCM -ratio DecryptSegment=RawAESGCM -ratio Muxer=MuxAstits \
+	  -ratio Release=DecryptSegment < bin/bench-media.out
+	@echo "(Release: p50/p99-ms from the last approval's commit to keys usable on the requester; MB/s: export, decrypt + remux, beside raw decryption)"
 	@echo
 	@echo "How many 4 Mbit/s cameras one store sustains (paced synthetic sources, one store, fsync; behind=1 means it fell behind):"
 	CUSTOS_CAPACITY_CAMERAS=$(CAPACITY_CAMERAS) $(GO) test -run '^$$' -bench StoreCapacity -benchtime=1x -timeout 30m ./media/ | tee bin/bench-capacity.out

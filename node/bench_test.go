@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"testing"
@@ -14,6 +15,8 @@ import (
 	"github.com/custos-cctv/custos/consensus"
 	"github.com/custos-cctv/custos/consensus/consensustest"
 	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/media/store"
+	"github.com/custos-cctv/custos/media/ts"
 	"github.com/custos-cctv/custos/mesh"
 	"github.com/custos-cctv/custos/policy"
 	gvlog "gvisor.dev/gvisor/pkg/log"
@@ -325,3 +328,75 @@ func TestMain(m *testing.M) {
 type quietEmitter struct{}
 
 func (quietEmitter) Emit(int, gvlog.Level, time.Time, string, ...any) {}
+
+// BenchmarkRelease: one request at a time for 4 s of a recording camera,
+// approved by two approvers, exported on an admin node. Reported: the time
+// from the commit of the last approval to every epoch key of the scope
+// usable on the requester (p50, p99), and the export's decrypt-and-remux
+// throughput (keys excluded), to set beside keys' BenchmarkDecryptSegment.
+func BenchmarkRelease(b *testing.B) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	f := foundAcme(b, ctx)
+	joinAcme(b, ctx, f, InviteSpec{Role: policy.RoleDatacenter, Name: "dc-b"})
+	submit := func(dir string, env policy.Envelope) {
+		if res, err := SubmitVia(ctx, dir, env); err != nil || !res.Applied {
+			b.Fatalf("submit: %+v %v", res, err)
+		}
+	}
+	const cam = "praha-1/entrance"
+	submit(f.dc.cfg.Dir, signed(b, f.admin, "alice", &policy.Command{Kind: policy.KindAddCamera, Camera: &policy.Camera{
+		Site: "praha-1", Name: "entrance", Source: "synthetic:", Purpose: "p", LegalBasis: "b", Retention: 72 * time.Hour}}))
+	approvers := map[string]*keys.AdminKey{}
+	for _, name := range []string{"bob", "carol"} {
+		k, err := keys.NewAdminKey(name, time.Now().Add(-time.Hour))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(k.Close)
+		approvers[name] = k
+		submit(f.dc.cfg.Dir, signed(b, f.admin, "alice", &policy.Command{Kind: policy.KindAddUser,
+			User: &policy.User{Name: name, Role: policy.UserApprover, PublicKey: k.PublicKey(), Fingerprint: k.Fingerprint()}}))
+	}
+	desk := joinAcme(b, ctx, f, InviteSpec{Role: policy.RoleAdminNode, Name: "desk"})
+	st1 := joinAcmeWith(b, ctx, f, InviteSpec{Role: policy.RoleStore, Name: "store", Site: "praha-1"}, func(c *Config) {
+		c.Recording = RecordingConfig{Segment: ts.Config{Target: time.Second}, MinFree: -1}
+	})
+	var segs []store.SegmentMeta
+	waitTrue(b, 60*time.Second, "6 recorded segments", func() bool {
+		segs, _ = st1.rec.st.Segments(cam, time.Time{}, time.Now().Add(time.Hour))
+		return len(segs) >= 6
+	})
+	from := segs[1].Start
+	to := from.Add(4 * time.Second)
+	var lat []time.Duration
+	var bytes int64
+	var decrypt time.Duration
+	i := 0
+	for b.Loop() {
+		i++
+		id := fmt.Sprintf("r%d", i)
+		pub, err := desk.NewReleaseKey()
+		if err != nil {
+			b.Fatal(err)
+		}
+		submit(desk.cfg.Dir, signed(b, f.admin, "alice", &policy.Command{Kind: policy.KindCreateRequest, Request: &policy.Request{
+			ID: id, Node: "desk", Selector: cam, From: from, To: to, Purpose: "bench", Basis: "bench", Key: pub, Expires: time.Now().Add(time.Hour)}}))
+		waitTrue(b, 10*time.Second, "the request on desk", func() bool { return desk.Policy().Requests[id] != nil })
+		digest := policy.RequestDigest(desk.Policy().Requests[id])
+		for _, name := range []string{"bob", "carol"} {
+			submit(desk.cfg.Dir, signed(b, approvers[name], name, &policy.Command{Kind: policy.KindApproveRequest,
+				Approval: &policy.Approval{Request: id, Digest: digest}}))
+		}
+		approved := time.Now()
+		res, err := desk.Export(ctx, ExportRequest{Request: id, Out: filepath.Join(b.TempDir(), id+".ts"), Exporter: "alice"})
+		if err != nil || res.Refused != "" {
+			b.Fatalf("export: %+v %v", res, err)
+		}
+		lat = append(lat, time.Since(approved)-res.Total+res.Release)
+		bytes += res.Ciphertext
+		decrypt += res.Total - res.Release
+	}
+	reportLatency(b, lat)
+	b.ReportMetric(float64(bytes)/1e6/decrypt.Seconds(), "MB/s")
+}
