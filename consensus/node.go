@@ -239,6 +239,30 @@ func (n *Node) VerifyLeader(ctx context.Context) error {
 	return nil
 }
 
+// TransferLeadership hands leadership to the voter with this id and waits
+// until that server has taken it over (for maintenance: stepping a node
+// down before it is stopped). Leader only, as AddVoter.
+func (n *Node) TransferLeadership(ctx context.Context, id string) error {
+	ctx, cancel := n.withTimeout(ctx)
+	defer cancel()
+	if err := n.leaderOnly(); err != nil {
+		return fmt.Errorf("%w: transfer leadership", err)
+	}
+	cf := n.raft.GetConfiguration()
+	if err := wait(ctx, cf); err != nil {
+		return fmt.Errorf("consensus: transfer leadership: %w", n.raftErr(err))
+	}
+	for _, s := range cf.Configuration().Servers {
+		if string(s.ID) == id && s.Suffrage == raft.Voter {
+			if err := wait(ctx, n.raft.LeadershipTransferToServer(s.ID, s.Address)); err != nil {
+				return fmt.Errorf("consensus: transfer leadership to %s: %w", id, n.raftErr(err))
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("consensus: transfer leadership: %s is not a voter", id)
+}
+
 // Readmit asks Admit again for every open Raft and forwarding conn and
 // closes those it now refuses; it returns how many it closed. Call it when
 // the answers Admit gives may have changed (a node revoked or expired).

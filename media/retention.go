@@ -22,9 +22,12 @@ import (
 // store holds, with the policy's retention for that camera (DESIGN §6:
 // 72 h by default), about once a minute and before reporting the store's
 // space, so footage leaves within a minute of its time, and a disk that
-// filled up gets space back as soon as retention allows. Deleting the
-// custodians' shares of expired epochs (crypto-shredding, DESIGN §7) is
-// the datacenters' part, not this.
+// filled up gets space back as soon as retention allows. Deleting an epoch
+// record is the crypto-shredding of DESIGN §7: the record holds the only
+// copies of the epoch key's encrypted shares (custodians hold keys, not
+// shares), so once it is gone no copy of the epoch's segments, anywhere,
+// can be decrypted by any combination of custodians. (When records are
+// replicated to the datacenters, their copies must go the same way.)
 func Retain(st *store.Store, camera string, retention time.Duration, now time.Time) (store.Deleted, error) {
 	fail := func(err error) (store.Deleted, error) {
 		return store.Deleted{Camera: camera}, fmt.Errorf("media: retain %s: %w", camera, err)

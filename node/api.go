@@ -129,6 +129,34 @@ func startAPI(path string, n *Node) (*apiServer, error) {
 		}
 		writeJSON(w, res)
 	})
+	mux.HandleFunc("POST /v1/recover-records", func(w http.ResponseWriter, r *http.Request) {
+		var req recoverBody
+		if err := decodeAPI(r, 4<<10, &req); err != nil {
+			http.Error(w, "want {request}", http.StatusBadRequest)
+			return
+		}
+		recs, err := n.RecoverRecords(r.Context(), req.Request)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
+		writeJSON(w, recoverAnswer{Records: recs})
+	})
+	mux.HandleFunc("POST /v1/recovered-shares", func(w http.ResponseWriter, r *http.Request) {
+		var req recoveredBody
+		if err := decodeAPI(r, 4*maxRecoveredShares*maxSealedShare/3, &req); err != nil {
+			http.Error(w, "want {request, shares}", http.StatusBadRequest)
+			return
+		}
+		epochs, err := n.AddRecoveredShares(req.Request, req.Shares)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
+		writeJSON(w, struct {
+			Epochs int `json:"epochs"`
+		}{epochs})
+	})
 	a := &apiServer{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
 	go a.srv.Serve(ln)
 	return a, nil
@@ -138,6 +166,18 @@ func (a *apiServer) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	a.srv.Shutdown(ctx)
+}
+
+// decodeAPI decodes a local API body of at most limit bytes strictly.
+func decodeAPI(r *http.Request, limit int64, v any) error {
+	b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return err
+	}
+	if int64(len(b)) > limit {
+		return errors.New("body too large")
+	}
+	return strictJSON(b, v)
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/custos-cctv/custos/keys"
@@ -249,7 +250,8 @@ func custodians(st *policy.State) []string {
 }
 
 // release asks custodians, in order, for their shares of recs until two
-// answered for every record, and rebuilds the keys.
+// answered for every record (the recovery key's shares, when the node was
+// handed them, count as one), and rebuilds the keys.
 func (x *exporter) release(ctx context.Context, raw [][]byte) error {
 	recs := make([]*keys.EpochRecord, len(raw))
 	for i, b := range raw {
@@ -269,6 +271,9 @@ func (x *exporter) release(ctx context.Context, raw [][]byte) error {
 	}()
 	var failures []string
 	got := 0
+	if x.useRecovered(recs, shares) {
+		got++
+	}
 	for _, c := range custodians(x.st) {
 		if got == keys.EpochThreshold {
 			break
@@ -280,7 +285,8 @@ func (x *exporter) release(ctx context.Context, raw [][]byte) error {
 		got++
 	}
 	if got < keys.EpochThreshold {
-		return fmt.Errorf("only %d of the %d custodians needed released their shares: %v", got, keys.EpochThreshold, failures)
+		return fmt.Errorf("only %d of the %d custodians needed released their shares (%s); the controller's recovery key can stand in for one: custos recover-shares %s --key FILE",
+			got, keys.EpochThreshold, strings.Join(failures, "; "), x.r.ID)
 	}
 	for i, rec := range recs {
 		k, err := keys.CombineEpochKey(rec, shares[i]...)
@@ -299,6 +305,12 @@ func (x *exporter) sharesFrom(ctx context.Context, c string, raw [][]byte, recs 
 	if err != nil {
 		return err
 	}
+	return x.openInto(sealed, recs, shares)
+}
+
+// openInto opens one sealed share per record and adds them to shares; on
+// any failure none is kept.
+func (x *exporter) openInto(sealed [][]byte, recs []*keys.EpochRecord, shares [][]keys.Share) error {
 	if len(sealed) != len(recs) {
 		return fmt.Errorf("sent %d shares for %d epoch records", len(sealed), len(recs))
 	}

@@ -140,7 +140,7 @@ func parsePES(p []byte, refTicks int64) (tsFrame, error) {
 	q := p[9:14]
 	pts := uint64(q[0]>>1&7)<<30 | uint64(q[1])<<22 | uint64(q[2]>>1)<<15 | uint64(q[3])<<7 | uint64(q[4]>>1)
 	data := p[9+hl:]
-	if n := int(p[4])<<8 | int(p[5]); n != 0 && 6+n < len(p) {
+	if n := int(p[4])<<8 | int(p[5]); n != 0 && 6+n < len(p) && 6+n >= 9+hl {
 		data = p[9+hl : 6+n] // a bounded PES: stuffing after it is not video
 	}
 	return tsFrame{Ticks: unwrapPTS(pts, refTicks), Key: h264.IsKey(data), Data: data, buf: p}, nil

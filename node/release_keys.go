@@ -29,6 +29,9 @@ type heldKey struct {
 	k     *keys.ReleaseKey
 	made  time.Time
 	bound bool // a request of this node named it
+	// recovered are the recovery key's shares sealed to this key, by
+	// epoch (custos recover-shares); they go with the key.
+	recovered map[string][]byte
 }
 
 // releaseKeys holds the node's release keys by public hex.
@@ -75,8 +78,35 @@ func (h *releaseKeys) drop(pub string) {
 func (h *releaseKeys) dropLocked(pub string) {
 	if hk := h.keys[pub]; hk != nil {
 		hk.k.Zero()
+		for _, b := range hk.recovered {
+			clear(b)
+		}
 		delete(h.keys, pub)
 	}
+}
+
+// setRecovered keeps the recovery key's sealed shares for key pub, in
+// place of any it had; false if the node holds no such key.
+func (h *releaseKeys) setRecovered(pub string, byEpoch map[string][]byte) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	hk := h.keys[pub]
+	if hk == nil {
+		return false
+	}
+	hk.recovered = byEpoch
+	return true
+}
+
+// recoveredShare is the recovery key's sealed share of epoch for key pub,
+// or nil.
+func (h *releaseKeys) recoveredShare(pub, epoch string) []byte {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if hk := h.keys[pub]; hk != nil {
+		return hk.recovered[epoch]
+	}
+	return nil
 }
 
 // sweep drops the keys st and now say are done with; self is this node's

@@ -26,13 +26,17 @@ import (
 // approvals release the keys to desk only, and the export holds exactly the
 // frames of the requested range, with a manifest that verifies. The store
 // and the custodians refuse anything outside the request's scope and any
-// other node than desk.
+// other node than desk. The same federation (with a witness, so that a
+// quorum outlives a leader) then runs release_recovery_test.go's
+// scenarios: the leader lost between approval and release, the recovery
+// key standing in for dc-b, expiry, and crypto-shredding.
 func TestReleaseAndExport(t *testing.T) {
 	checkLeaks(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	f := foundAcme(t, ctx)
 	dcB := joinAcme(t, ctx, f, InviteSpec{Role: policy.RoleDatacenter, Name: "dc-b"})
+	witness := joinAcme(t, ctx, f, InviteSpec{Role: policy.RoleWitness, Name: "witness"})
 	submitOK := func(dir string, env policy.Envelope) {
 		t.Helper()
 		if res, err := SubmitVia(ctx, dir, env); err != nil || !res.Applied {
@@ -59,7 +63,9 @@ func TestReleaseAndExport(t *testing.T) {
 	}
 	desk := joinAcme(t, ctx, f, InviteSpec{Role: policy.RoleAdminNode, Name: "desk"})
 	st1 := joinAcmeWith(t, ctx, f, InviteSpec{Role: policy.RoleStore, Name: "store", Site: "praha-1"}, func(c *Config) {
-		c.Recording = RecordingConfig{Segment: ts.Config{Target: time.Second}, MinFree: -1}
+		// Short epochs: the request spans more than one, and retention
+		// can pass an epoch while the store keeps recording.
+		c.Recording = RecordingConfig{Segment: ts.Config{Target: time.Second}, EpochLength: 3 * time.Second, MinFree: -1}
 	})
 	const cam = "praha-1/entrance"
 	var segs []store.SegmentMeta
@@ -129,6 +135,13 @@ func TestReleaseAndExport(t *testing.T) {
 	}
 	checkManifest(t, f.admin, m, out)
 	checkScopeRefused(t, ctx, desk, dcB, st1, f.dc, from, to)
+
+	x := &relFed{t: t, ctx: ctx, f: f, desk: desk, dcB: dcB, witness: witness, store: st1, approvers: approvers, cam: cam, from: from, to: to}
+	expiring := x.expiringRequest()
+	x.checkLeaderLoss()
+	x.checkRecovery()
+	x.checkExpiry(expiring)
+	x.checkShredding(segs[0])
 }
 
 // checkManifest signs m as the CLI does and checks that it verifies, and

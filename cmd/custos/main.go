@@ -41,12 +41,13 @@ var commands = map[string]command{
 	"camera":  {"add, list or remove cameras (credentials stay on their store)", runCamera},
 	"cameras": {"what a store records: per camera fps, bitrate, segments, errors", runCameras},
 
-	"request":       {"request recorded footage (cameras, range, purpose, legal basis) for approval", runRequest},
-	"requests":      {"list footage requests and their approvals", runRequests},
-	"approve":       {"approve a footage request (never your own)", runApprove},
-	"deny":          {"deny a footage request, with a reason (a veto)", runDeny},
-	"export":        {"export an approved request's footage to an MPEG-TS file with a signed manifest", runExport},
-	"verify-export": {"check an export against its signed manifest", runVerifyExport},
+	"request":        {"request recorded footage (cameras, range, purpose, legal basis) for approval", runRequest},
+	"requests":       {"list footage requests and their approvals", runRequests},
+	"approve":        {"approve a footage request (never your own)", runApprove},
+	"deny":           {"deny a footage request, with a reason (a veto)", runDeny},
+	"export":         {"export an approved request's footage to an MPEG-TS file with a signed manifest", runExport},
+	"verify-export":  {"check an export against its signed manifest", runVerifyExport},
+	"recover-shares": {"release the recovery key's shares of a request to its node (stands in for a lost datacenter)", runRecoverShares},
 }
 
 func usage(w io.Writer) {

@@ -322,3 +322,58 @@ func verifyExport(ctx context.Context, dir, file string) (*keys.Manifest, error)
 	}
 	return m, nil
 }
+
+// maxRecoveryKeyFile bounds the recovery key file read.
+const maxRecoveryKeyFile = 64 << 10
+
+func runRecoverShares(ctx context.Context, args []string, stdout io.Writer) error {
+	id, rest, err := requestArg("recover-shares", args)
+	if err != nil {
+		return err
+	}
+	fs := flag.NewFlagSet("recover-shares", flag.ContinueOnError)
+	dir := fs.String("dir", "", "data `directory` of the request's node")
+	keyFile := fs.String("key", "", "`FILE` holding the armored recovery key custos init printed")
+	if err := parseFlags(fs, rest); err != nil {
+		return err
+	}
+	if *dir == "" || *keyFile == "" {
+		return usageError{errors.New("--dir and --key are required")}
+	}
+	rk, err := loadRecoveryKey(*keyFile)
+	if err != nil {
+		return err
+	}
+	defer rk.Zero()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	n, err := node.RecoverSharesVia(ctx, *dir, id, rk)
+	if errors.Is(err, policy.ErrNotReleasable) {
+		return errDenied{err.Error()}
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "the recovery key's shares of %d epochs are sealed to request %s's one-time key and held by its node; export it now\n", n, id)
+	return nil
+}
+
+// loadRecoveryKey reads and parses the armored recovery key in path; the
+// text is wiped, and the caller wipes the key. Errors never echo the file.
+func loadRecoveryKey(path string) (*keys.CustodianKey, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b := make([]byte, maxRecoveryKeyFile+1) // one buffer: no stale copies
+	defer clear(b)
+	n, err := io.ReadFull(f, b)
+	if err != io.ErrUnexpectedEOF && err != io.EOF {
+		if err == nil {
+			err = fmt.Errorf("more than %d bytes: not a recovery key", maxRecoveryKeyFile)
+		}
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return keys.ParseRecoveryKey(b[:n])
+}

@@ -32,7 +32,8 @@ func TestCLIRequestFlow(t *testing.T) {
 	dir := filepath.Join(tmp, "dc-a")
 	port := freeLoopbackPort(t)
 	listen := net.JoinHostPort("127.0.0.1", itoa(port))
-	if code, _, errOut := runCLI("init", "--dir", dir, "--name", "dc-a", "--listen", listen, "--federation", "acme", "--admin-key", alice+".pub"); code != 0 {
+	code, initOut, errOut := runCLI("init", "--dir", dir, "--name", "dc-a", "--listen", listen, "--federation", "acme", "--admin-key", alice+".pub")
+	if code != 0 {
 		t.Fatal(errOut)
 	}
 	cancel, done := startUp(dir, port)
@@ -89,10 +90,46 @@ func TestCLIRequestFlow(t *testing.T) {
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
 		t.Fatalf("a refused export left %s", out)
 	}
+	checkRecoverSharesRefused(t, tmp, dir, initOut)
 	refused(4, "already approved or denied", "deny", "r1", "--reason", "no", "--dir", dir, "--as", bob)
 	refused(2, "--reason is required", "deny", "r1", "--dir", dir, "--as", bob)
 
 	checkVerifyExport(t, tmp, dir, alice)
+}
+
+// checkRecoverSharesRefused: recover-shares wants --dir and --key, refuses
+// a file that is no recovery key without echoing it, and a request that is
+// not approved (exit 4). (Its success, with a datacenter missing, is in
+// node's TestReleaseAndExport.)
+func checkRecoverSharesRefused(t *testing.T, tmp, dir, initOut string) {
+	t.Helper()
+	i := strings.Index(initOut, "-----BEGIN PGP PRIVATE KEY BLOCK-----")
+	j := strings.Index(initOut, "-----END PGP PRIVATE KEY BLOCK-----")
+	if i < 0 || j < i {
+		t.Fatal("init printed no recovery key")
+	}
+	rkFile, junk := filepath.Join(tmp, "recovery.asc"), filepath.Join(tmp, "junk.asc")
+	if err := os.WriteFile(rkFile, []byte(initOut[i:j+len("-----END PGP PRIVATE KEY BLOCK-----")]+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(junk, []byte("SECRET-LOOKING-JUNK"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		code int
+		want string
+		args []string
+	}{
+		{2, "--dir and --key are required", []string{"recover-shares", "r1", "--dir", dir}},
+		{2, "usage: custos recover-shares ID", []string{"recover-shares", "--dir", dir, "--key", rkFile}},
+		{1, "not one armored OpenPGP private key", []string{"recover-shares", "r1", "--dir", dir, "--key", junk}},
+		{4, "pending (1 of 2 approvals)", []string{"recover-shares", "r1", "--dir", dir, "--key", rkFile}},
+	} {
+		code, out, errOut := runCLI(c.args...)
+		if code != c.code || !strings.Contains(out+errOut, c.want) || strings.Contains(out+errOut, "SECRET-LOOKING") || strings.Contains(out+errOut, "PRIVATE KEY") {
+			t.Errorf("custos %q: exit %d %s%s; want exit %d mentioning %q", c.args, code, out, errOut, c.code, c.want)
+		}
+	}
 }
 
 // checkVerifyExport writes an export and its manifest signed with alice's
