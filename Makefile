@@ -85,6 +85,14 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeEpochRecord -fuzztime 15s ./keys/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeShare -fuzztime 15s ./keys/
 	$(GO) test -run '^$$' -fuzz FuzzDecryptSegment -fuzztime 15s ./keys/
+	$(GO) test -run '^$$' -fuzz FuzzOpenReleasedShare -fuzztime 15s ./keys/
+	$(GO) test -run '^$$' -fuzz FuzzParseManifest -fuzztime 15s ./keys/
+	$(GO) test -run '^$$' -fuzz FuzzReadRequestFrame -fuzztime 15s ./node/
+	$(GO) test -run '^$$' -fuzz FuzzReadDataFrame -fuzztime 15s ./node/
+	$(GO) test -run '^$$' -fuzz FuzzReadStatusFrame -fuzztime 15s ./node/
+	$(GO) test -run '^$$' -fuzz FuzzDemuxTS -fuzztime 15s -fuzzminimizetime 0 ./node/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeOpBody -fuzztime 15s ./node/
+	$(GO) test -run '^$$' -fuzz FuzzNodeKeyFromCert -fuzztime 15s ./mesh/
 	$(GO) test -run '^$$' -fuzz FuzzParseGossipMeta -fuzztime 15s ./mesh/
 	$(GO) test -run '^$$' -fuzz FuzzUAPI -fuzztime 15s ./mesh/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeEnvelope -fuzztime 15s ./policy/
