@@ -20,6 +20,7 @@ import (
 	"hash"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -99,6 +100,11 @@ func (n *Node) export(ctx context.Context, req ExportRequest, start time.Time) (
 	}
 	if _, err := os.Lstat(req.Out); err == nil {
 		return ExportResult{}, fmt.Errorf("%s exists; refusing to overwrite it", req.Out)
+	}
+	if isMP4(req.Out) {
+		if _, err := exec.LookPath("ffmpeg"); err != nil {
+			return ExportResult{}, fmt.Errorf("an .mp4 export is remuxed by ffmpeg, which is not installed (apt-get install ffmpeg); or export to .ts")
+		}
 	}
 	st, err := n.syncPolicy(ctx)
 	if err != nil {
@@ -428,12 +434,55 @@ func (x *exporter) write(ctx context.Context, req ExportRequest) (*keys.Manifest
 		return nil, fmt.Errorf("export file: %w", err)
 	}
 	f = nil
-	if err := os.Rename(tmp, req.Out); err != nil {
+	sum, size := hex.EncodeToString(o.h.Sum(nil)), o.n
+	if isMP4(req.Out) {
+		var err error
+		if sum, size, err = remuxMP4(ctx, tmp, req.Out); err != nil {
+			os.Remove(tmp)
+			return nil, err
+		}
+		os.Remove(tmp)
+	} else if err := os.Rename(tmp, req.Out); err != nil {
 		os.Remove(tmp)
 		return nil, fmt.Errorf("export file: %w", err)
 	}
-	m.Output = keys.ManifestOutput{Name: filepath.Base(req.Out), Bytes: o.n, SHA256: hex.EncodeToString(o.h.Sum(nil)), Frames: o.frames}
+	m.Output = keys.ManifestOutput{Name: filepath.Base(req.Out), Bytes: size, SHA256: sum, Frames: o.frames}
 	return m, nil
+}
+
+func isMP4(path string) bool { return strings.EqualFold(filepath.Ext(path), ".mp4") }
+
+// remuxMP4 copies the MPEG-TS export at src into an MP4 at dst with ffmpeg
+// (no re-encoding: the same frames), 0600, and returns its SHA-256 and size.
+// The TS beside it is the export's own temporary file, removed by the caller.
+func remuxMP4(ctx context.Context, src, dst string) (string, int64, error) {
+	tmp := filepath.Join(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp.mp4")
+	defer os.Remove(tmp)
+	cmd := exec.CommandContext(ctx, "ffmpeg", "-nostdin", "-v", "error", "-f", "mpegts", "-i", src,
+		"-c", "copy", "-movflags", "+faststart", "-f", "mp4", tmp)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", 0, fmt.Errorf("remux to mp4 with ffmpeg: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		return "", 0, err
+	}
+	f, err := os.Open(tmp)
+	if err != nil {
+		return "", 0, err
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err == nil {
+		err = f.Sync()
+	}
+	f.Close()
+	if err != nil {
+		return "", 0, fmt.Errorf("remux to mp4: %w", err)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return "", 0, fmt.Errorf("export file: %w", err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
 func (x *exporter) manifest(req ExportRequest) *keys.Manifest {
