@@ -25,6 +25,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/custos-cctv/custos/keys"
@@ -117,7 +118,8 @@ func (n *Node) export(ctx context.Context, req ExportRequest, start time.Time) (
 	if err != nil {
 		return ExportResult{}, err
 	}
-	x := &exporter{n: n, st: st, r: r, rk: rk, keys: map[string]*keys.EpochPrivateKey{}}
+	x := &exporter{n: n, st: st, r: r, rk: rk, keys: map[string]*keys.EpochPrivateKey{}, progress: n.exports.start(r)}
+	defer n.exports.end(r.ID)
 	defer x.zero()
 	if err := x.releaseAll(ctx); err != nil {
 		return ExportResult{}, err
@@ -151,6 +153,7 @@ func (n *Node) exportable(st *policy.State, id string) (*policy.Request, *keys.R
 
 // exporter is one export in progress.
 type exporter struct {
+	progress   *exportTracker // shown in status while the export runs
 	n          *Node
 	st         *policy.State
 	r          *policy.Request
@@ -552,6 +555,7 @@ func (x *exporter) segment(k *keys.EpochPrivateKey, cam string, h segmentHeader,
 	if err != nil {
 		return keys.ManifestSegment{}, false, fmt.Errorf("segment %s of %s: %w", stamp(h.Start), cam, err)
 	}
+	x.progress.add(cam, h.End, int64(len(ct)))
 	defer clear(pt)
 	psum := sha256.Sum256(pt)
 	frames, err := demuxTS(pt, h.Start)
@@ -575,4 +579,77 @@ func (x *exporter) segment(k *keys.EpochPrivateKey, cam string, h segmentHeader,
 	}
 	return keys.ManifestSegment{Camera: cam, Start: h.Start, End: h.End,
 		CiphertextSHA256: h.SHA256, PlaintextSHA256: hex.EncodeToString(psum[:])}, used, nil
+}
+
+// ExportProgress is a running export, as status shows it: how much of the
+// requested footage (per camera, by time) is written.
+type ExportProgress struct {
+	Request  string  `json:"request"`
+	Fraction float64 `json:"fraction"` // 0..1
+	Bytes    int64   `json:"ciphertext_bytes"`
+}
+
+// exportTracker follows one running export.
+type exportTracker struct {
+	mu      sync.Mutex
+	p       ExportProgress
+	from    time.Time
+	span    time.Duration // of one camera's range
+	cameras int
+	done    map[string]time.Duration // per camera, footage covered
+}
+
+func (p *exportTracker) add(cam string, end time.Time, n int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.p.Bytes += n
+	if d := min(end.Sub(p.from), p.span); d > p.done[cam] {
+		p.done[cam] = d
+	}
+	var sum time.Duration
+	for _, d := range p.done {
+		sum += d
+	}
+	p.p.Fraction = float64(sum) / float64(p.span*time.Duration(p.cameras))
+}
+
+func (p *exportTracker) snapshot() ExportProgress {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.p
+}
+
+// exportsRunning are this node's exports in progress.
+type exportsRunning struct {
+	mu  sync.Mutex
+	ids map[string]*exportTracker
+}
+
+func (e *exportsRunning) start(r *policy.Request) *exportTracker {
+	p := &exportTracker{p: ExportProgress{Request: r.ID}, from: r.From, span: max(r.To.Sub(r.From), time.Nanosecond),
+		cameras: max(len(r.Cameras), 1), done: map[string]time.Duration{}}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.ids == nil {
+		e.ids = map[string]*exportTracker{}
+	}
+	e.ids[r.ID] = p
+	return p
+}
+
+func (e *exportsRunning) end(id string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.ids, id)
+}
+
+func (e *exportsRunning) list() []ExportProgress {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]ExportProgress, 0, len(e.ids))
+	for _, p := range e.ids {
+		out = append(out, p.snapshot())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Request < out[j].Request })
+	return out
 }

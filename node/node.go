@@ -73,6 +73,7 @@ type Node struct {
 	join        *joinServer
 	svc         *service     // the node service (service.go); nil without a policy
 	relKeys     *releaseKeys // one-time release keys made here (release_keys.go)
+	exports     exportsRunning
 
 	reloadMu  sync.Mutex // serializes ReloadPeers
 	mu        sync.Mutex // guards peersHash and peersErr
@@ -450,6 +451,7 @@ type Status struct {
 	Peers      []mesh.PeerStatus `json:"peers"`
 	Consensus  *consensus.Status `json:"consensus,omitempty"`
 	Recording  *RecordingStatus  `json:"recording,omitempty"`
+	Exports    []ExportProgress  `json:"exports,omitempty"` // running exports
 }
 
 // Status reports the node's state.
@@ -483,6 +485,9 @@ func (n *Node) Status() (Status, error) {
 	}
 	if n.rec != nil {
 		st.Recording = n.rec.status()
+	}
+	if ex := n.exports.list(); len(ex) > 0 {
+		st.Exports = ex
 	}
 	return st, nil
 }

@@ -65,10 +65,8 @@ func (x *relFed) submit(env policy.Envelope) {
 	}
 }
 
-// export exports id and checks it holds exactly the frames of x's range.
-func (x *relFed) export(id string) { x.exportAs(id, ".ts") }
-
-// exportAs is export to a file of the given extension (.ts or .mp4).
+// exportAs exports id to a file of the given extension (.ts or .mp4) and
+// checks it holds exactly the frames of x's range.
 func (x *relFed) exportAs(id, ext string) {
 	x.t.Helper()
 	out := filepath.Join(x.t.TempDir(), id+ext)

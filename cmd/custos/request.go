@@ -11,6 +11,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"golang.org/x/term"
 	"io"
 	"os"
 	"path/filepath"
@@ -209,7 +210,9 @@ func runExport(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer k.Close()
 	fmt.Fprintf(os.Stderr, "exporting %s to %s…\n", id, abs)
+	stop := showProgress(ctx, *dir, id)
 	res, err := node.ExportVia(ctx, *dir, node.ExportRequest{Request: id, Out: abs, Exporter: name})
+	stop()
 	if err != nil {
 		return err
 	}
@@ -376,4 +379,49 @@ func loadRecoveryKey(path string) (*keys.CustodianKey, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return keys.ParseRecoveryKey(b[:n])
+}
+
+// showProgress draws a progress bar for export id on a terminal (stderr),
+// from the running node's status, until the returned stop is called.
+func showProgress(ctx context.Context, dir, id string) (stop func()) {
+	if !term.IsTerminal(int(os.Stderr.Fd())) {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		drawn := false
+		for {
+			select {
+			case <-done:
+				if drawn {
+					fmt.Fprint(os.Stderr, "\r\033[K")
+				}
+				return
+			case <-t.C:
+			}
+			sctx, cancel := context.WithTimeout(ctx, time.Second)
+			st, err := node.FetchStatus(sctx, dir)
+			cancel()
+			if err != nil {
+				continue
+			}
+			for _, p := range st.Exports {
+				if p.Request == id {
+					fmt.Fprintf(os.Stderr, "\r%s %3.0f%%  %.1f MB", progressBar(p.Fraction, 30), 100*p.Fraction, float64(p.Bytes)/1e6)
+					drawn = true
+				}
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+// progressBar renders f (0..1) in width cells.
+func progressBar(f float64, width int) string {
+	n := int(min(max(f, 0), 1) * float64(width))
+	return "[" + strings.Repeat("#", n) + strings.Repeat(".", width-n) + "]"
 }

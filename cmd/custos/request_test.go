@@ -170,3 +170,14 @@ func checkVerifyExport(t *testing.T, tmp, dir, aliceFile string) {
 		t.Fatalf("verify-export of a flipped byte: exit %d %s%s", code, out, errOut)
 	}
 }
+
+func TestProgressBar(t *testing.T) {
+	for _, tc := range []struct {
+		f    float64
+		want string
+	}{{0, "[..........]"}, {0.5, "[#####.....]"}, {1, "[##########]"}, {1.7, "[##########]"}, {-1, "[..........]"}} {
+		if got := progressBar(tc.f, 10); got != tc.want {
+			t.Errorf("progressBar(%v) = %q, want %q", tc.f, got, tc.want)
+		}
+	}
+}
