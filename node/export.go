@@ -14,7 +14,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -212,14 +211,8 @@ func (x *exporter) scopeCall(ctx context.Context, camera, op string) (*rpcReader
 	if err != nil {
 		return nil, nil, err
 	}
-	conn, err := x.n.dialNode(ctx, x.st, storeName)
+	rd, conn, err := x.n.callNode(ctx, x.st, storeName, op, scopeQuery{Request: x.r.ID, Camera: camera, From: x.r.From, To: x.r.To})
 	if err != nil {
-		return nil, nil, err
-	}
-	body, _ := json.Marshal(scopeQuery{Request: x.r.ID, Camera: camera, From: x.r.From, To: x.r.To})
-	rd, err := rpcCall(ctx, conn, op, body)
-	if err != nil {
-		conn.Close()
 		return nil, nil, fmt.Errorf("store %s: %w", storeName, err)
 	}
 	return rd, conn, nil
@@ -233,17 +226,7 @@ func (x *exporter) fetchEpochs(ctx context.Context, camera string) ([][]byte, er
 	}
 	defer conn.Close()
 	defer rd.Close()
-	var out [][]byte
-	for {
-		b, err := rd.Next()
-		if err == io.EOF {
-			return out, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, b)
-	}
+	return readFrames(rd, 0)
 }
 
 // custodians are the live datacenters holding custodian keys, by name.
@@ -347,31 +330,13 @@ func (x *exporter) askCustodian(ctx context.Context, c string, raw [][]byte) ([]
 	if c == x.n.selfName(x.st) {
 		return x.n.releaseShares(x.st, c, q)
 	}
-	conn, err := x.n.dialNode(ctx, x.st, c)
+	rd, conn, err := x.n.callNode(ctx, x.st, c, opRelease, q)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
-	body, _ := json.Marshal(q)
-	rd, err := rpcCall(ctx, conn, opRelease, body)
-	if err != nil {
-		return nil, err
-	}
 	defer rd.Close()
-	var out [][]byte
-	for {
-		b, err := rd.Next()
-		if err == io.EOF {
-			return out, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		if len(out) == len(raw) {
-			return nil, errors.New("more shares than epoch records")
-		}
-		out = append(out, b)
-	}
+	return readFrames(rd, len(raw))
 }
 
 // output is the export file being written: a temporary file beside the

@@ -3,9 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -95,28 +93,13 @@ func (x *relFed) checkFrames(id string, res ExportResult, out string) {
 
 // frames runs op on target as by and returns the frames answered.
 func frames(ctx context.Context, by *Node, target, op string, q any) ([][]byte, error) {
-	conn, err := by.dialNode(ctx, by.Policy(), target)
+	rd, conn, err := by.callNode(ctx, by.Policy(), target, op, q)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
-	body, _ := json.Marshal(q)
-	rd, err := rpcCall(ctx, conn, op, body)
-	if err != nil {
-		return nil, err
-	}
 	defer rd.Close()
-	var out [][]byte
-	for {
-		b, err := rd.Next()
-		if err == io.EOF {
-			return out, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, bytes.Clone(b))
-	}
+	return readFrames(rd, 0)
 }
 
 func wantDenied(t *testing.T, what string, err error, want string) {

@@ -3,9 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -171,26 +169,8 @@ func checkManifest(t *testing.T, k *keys.AdminKey, m *keys.Manifest, out string)
 func checkScopeRefused(t *testing.T, ctx context.Context, desk, dcB, st1, dcA *Node, from, to time.Time) {
 	t.Helper()
 	call := func(by *Node, target, op string, q any) error {
-		st := by.Policy()
-		conn, err := by.dialNode(ctx, st, target)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		body, _ := json.Marshal(q)
-		rd, err := rpcCall(ctx, conn, op, body)
-		if err != nil {
-			return err
-		}
-		defer rd.Close()
-		for {
-			if _, err := rd.Next(); err != nil {
-				if err == io.EOF {
-					return nil
-				}
-				return err
-			}
-		}
+		_, err := frames(ctx, by, target, op, q)
+		return err
 	}
 	isDenied := func(what string, err error, want string) {
 		t.Helper()

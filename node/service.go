@@ -8,8 +8,10 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"time"
 
@@ -142,4 +144,43 @@ func (n *Node) auditServe(actor, action, object string, err error, detail string
 		e.Decision, e.Reason = audit.Deny, err.Error()
 	}
 	n.auditEvent(e)
+}
+
+// callNode opens op with body q (JSON) on node target; the caller closes
+// the reader and the connection.
+func (n *Node) callNode(ctx context.Context, st *policy.State, target, op string, q any) (*rpcReader, *mesh.QUICConn, error) {
+	conn, err := n.dialNode(ctx, st, target)
+	if err != nil {
+		return nil, nil, err
+	}
+	body, err := json.Marshal(q)
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	rd, err := rpcCall(ctx, conn, op, body)
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	return rd, conn, nil
+}
+
+// readFrames reads every data frame of rd; more than max (if max > 0) is
+// an error: a peer that answers with more than was asked is broken or lying.
+func readFrames(rd *rpcReader, max int) ([][]byte, error) {
+	var out [][]byte
+	for {
+		b, err := rd.Next()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if max > 0 && len(out) == max {
+			return nil, fmt.Errorf("more than the %d frames asked for", max)
+		}
+		out = append(out, b)
+	}
 }
