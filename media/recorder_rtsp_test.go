@@ -1,30 +1,20 @@
 package media
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/custos-cctv/custos/media/clip"
 	"github.com/custos-cctv/custos/media/h264"
 	"github.com/custos-cctv/custos/media/source"
+	"github.com/custos-cctv/custos/media/source/gsttest"
 	"github.com/custos-cctv/custos/media/ts"
 )
 
-// systemPython runs GStreamer's Python bindings (python3-gi is installed
-// for the system's interpreter, not for whatever python3 is on PATH).
-const systemPython = "/usr/bin/python3"
-
 // TestRecordFromGStreamer records from GStreamer's own RTSP server
-// (media/source/testdata/gst_rtsp_server.py, the clip remuxed with
+// (run by media/source/gsttest, the clip remuxed with
 // `ffmpeg -c copy` so its NAL units are untouched) through a real
 // Recorder with 1 s segments, for about 4 s of video, then stops cleanly
 // and checks what a release would get: every segment decrypts with dc-a's
@@ -37,7 +27,7 @@ func TestRecordFromGStreamer(t *testing.T) {
 		t.Skip("records in real time from a GStreamer RTSP server")
 	}
 	t.Parallel() // waits on real time; overlaps the kill -9 test
-	url := startGStreamerRTSP(t)
+	url := gsttest.Start(t)
 	src, err := source.Open(url, source.Options{Backoff: source.Backoff{Initial: 100 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
@@ -225,69 +215,4 @@ func nalBytes(nals [][]byte) int {
 		n += len(u)
 	}
 	return n
-}
-
-// startGStreamerRTSP runs GStreamer's RTSP server on the fixture, as
-// media/source's TestGStreamer does, and returns the clip's URL. It skips
-// only if python3, its GstRtspServer bindings or ffmpeg are missing.
-func startGStreamerRTSP(t *testing.T) string {
-	t.Helper()
-	if _, err := os.Stat(systemPython); err != nil {
-		t.Skipf("GStreamer RTSP test needs %s (apt install python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)", systemPython)
-	}
-	probe := `import gi; gi.require_version("GstRtspServer", "1.0"); gi.require_version("GstRtsp", "1.0"); from gi.repository import GstRtspServer, GstRtsp`
-	if out, err := exec.Command(systemPython, "-c", probe).CombinedOutput(); err != nil {
-		t.Skipf("GStreamer RTSP test needs the GstRtspServer Python bindings (apt install gir1.2-gst-rtsp-server-1.0 python3-gi): %v\n%s", err, out)
-	}
-	ffmpeg, err := exec.LookPath("ffmpeg")
-	if err != nil {
-		t.Skip("GStreamer RTSP test needs ffmpeg to put the clip in a container GStreamer can pace (apt install ffmpeg)")
-	}
-	// -c copy: the NAL units stay byte for byte those of the fixture.
-	clipPath := filepath.Join(t.TempDir(), "clip.mkv")
-	remux := exec.Command(ffmpeg, "-v", "error", "-r", strconv.Itoa(clip.FPS), "-i", "clip/clip-640x360-25fps-10s.h264", "-c", "copy", clipPath)
-	if out, err := remux.CombinedOutput(); err != nil {
-		t.Fatalf("remux the clip with ffmpeg: %v\n%s", err, out)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, systemPython, "source/testdata/gst_rtsp_server.py", strconv.Itoa(port), clipPath)
-	cmd.Stderr = os.Stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatalf("start GStreamer server: %v", err)
-	}
-	ready := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if strings.TrimSpace(sc.Text()) == "READY" {
-				ready <- true
-				return
-			}
-		}
-		ready <- false
-	}()
-	// cmd.Wait closes stdout, which ends the reader above.
-	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
-	select {
-	case ok := <-ready:
-		if !ok {
-			t.Fatal("GStreamer server exited before it was ready")
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("GStreamer server not ready within 20 s")
-	}
-	return "rtsp://127.0.0.1:" + strconv.Itoa(port) + "/clip"
 }

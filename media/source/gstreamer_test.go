@@ -1,92 +1,18 @@
 package source
 
 import (
-	"bufio"
 	"context"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/custos-cctv/custos/media/clip"
+	"github.com/custos-cctv/custos/media/source/gsttest"
 )
-
-const systemPython = "/usr/bin/python3"
-
-// startGStreamer runs testdata/gst_rtsp_server.py (GStreamer's own RTSP
-// server, which nobody here wrote) and returns the clip's URL. It skips
-// only if python3 or its GstRtspServer bindings are not installed.
-func startGStreamer(t *testing.T) string {
-	t.Helper()
-	if _, err := os.Stat(systemPython); err != nil {
-		t.Skipf("GStreamer RTSP test needs %s (apt install python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)", systemPython)
-	}
-	probe := `import gi; gi.require_version("GstRtspServer", "1.0"); gi.require_version("GstRtsp", "1.0"); from gi.repository import GstRtspServer, GstRtsp`
-	if out, err := exec.Command(systemPython, "-c", probe).CombinedOutput(); err != nil {
-		t.Skipf("GStreamer RTSP test needs the GstRtspServer Python bindings (apt install gir1.2-gst-rtsp-server-1.0 python3-gi): %v\n%s", err, out)
-	}
-	ffmpeg, err := exec.LookPath("ffmpeg")
-	if err != nil {
-		t.Skip("GStreamer RTSP test needs ffmpeg to put the clip in a container GStreamer can pace (apt install ffmpeg)")
-	}
-	// -c copy: the NAL units stay byte for byte those of the fixture.
-	clipPath := filepath.Join(t.TempDir(), "clip.mkv")
-	remux := exec.Command(ffmpeg, "-v", "error", "-r", strconv.Itoa(clip.FPS), "-i", "../clip/clip-640x360-25fps-10s.h264", "-c", "copy", clipPath)
-	if out, err := remux.CombinedOutput(); err != nil {
-		t.Fatalf("remux the clip with ffmpeg: %v\n%s", err, out)
-	}
-	port := freePort(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, systemPython, "testdata/gst_rtsp_server.py", strconv.Itoa(port), clipPath)
-	cmd.Stderr = os.Stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start GStreamer server: %v", err)
-	}
-	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
-	ready := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if strings.TrimSpace(sc.Text()) == "READY" {
-				ready <- true
-				return
-			}
-		}
-		ready <- false
-	}()
-	select {
-	case ok := <-ready:
-		if !ok {
-			t.Fatal("GStreamer server exited before it was ready")
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("GStreamer server not ready within 20s")
-	}
-	return "rtsp://127.0.0.1:" + strconv.Itoa(port) + "/clip"
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // TestGStreamer records from a real RTSP server and checks every frame
 // against the fixture byte for byte.
 func TestGStreamer(t *testing.T) {
-	url := startGStreamer(t)
+	url := gsttest.Start(t)
 	fx := loadFixture(t)
 	src, err := Open(url, Options{Backoff: Backoff{Initial: 100 * time.Millisecond}})
 	if err != nil {

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""A real RTSP server for TestGStreamer: serves an H.264 clip in Matroska
+"""A real RTSP server for the tests (gsttest.Start runs it): serves an H.264 clip in Matroska
 at rtsp://127.0.0.1:PORT/clip, paced by the container's timestamps. (A raw
 .h264 file will not do: h264parse paces it but leaves PTS unset, so every
 RTP packet gets the same timestamp. The test remuxes the fixture with

@@ -1,0 +1,100 @@
+// Package gsttest runs GStreamer's RTSP server — a real camera server that
+// nobody here wrote — on the fixture clip, for the tests of the RTSP client
+// and of the recorder. It is imported only by tests.
+package gsttest
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/custos-cctv/custos/media/clip"
+)
+
+// SystemPython is Debian's python3, which has the gi bindings (a pyenv
+// python3 earlier on PATH would not).
+const SystemPython = "/usr/bin/python3"
+
+// Start serves the fixture at the returned rtsp:// URL until the test ends.
+// It skips only if python3, its GstRtspServer bindings or ffmpeg are
+// missing (.ci/run installs them and checks that they are there).
+func Start(t testing.TB) string {
+	t.Helper()
+	if _, err := os.Stat(SystemPython); err != nil {
+		t.Skipf("GStreamer RTSP test needs %s (apt install python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)", SystemPython)
+	}
+	probe := `import gi; gi.require_version("GstRtspServer", "1.0"); gi.require_version("GstRtsp", "1.0"); from gi.repository import GstRtspServer, GstRtsp`
+	if out, err := exec.Command(SystemPython, "-c", probe).CombinedOutput(); err != nil {
+		t.Skipf("GStreamer RTSP test needs the GstRtspServer Python bindings (apt install gir1.2-gst-rtsp-server-1.0 python3-gi): %v\n%s", err, out)
+	}
+	ffmpeg, err := exec.LookPath("ffmpeg")
+	if err != nil {
+		t.Skip("GStreamer RTSP test needs ffmpeg to put the clip in a container GStreamer can pace (apt install ffmpeg)")
+	}
+	// GStreamer paces a raw .h264 file but leaves its timestamps unset;
+	// remuxed with -c copy the NAL units stay byte for byte the fixture's.
+	tmp := t.TempDir()
+	raw := filepath.Join(tmp, "clip.h264")
+	if err := os.WriteFile(raw, clip.H264, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mkv := filepath.Join(tmp, "clip.mkv")
+	remux := exec.Command(ffmpeg, "-v", "error", "-r", strconv.Itoa(clip.FPS), "-i", raw, "-c", "copy", mkv)
+	if out, err := remux.CombinedOutput(); err != nil {
+		t.Fatalf("remux the clip with ffmpeg: %v\n%s", err, out)
+	}
+	port := freePort(t)
+	_, here, _, _ := runtime.Caller(0)
+	script := filepath.Join(filepath.Dir(here), "gst_rtsp_server.py")
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, SystemPython, script, strconv.Itoa(port), mkv)
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatalf("start GStreamer server: %v", err)
+	}
+	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if strings.TrimSpace(sc.Text()) == "READY" {
+				ready <- true
+				return
+			}
+		}
+		ready <- false
+	}()
+	select {
+	case ok := <-ready:
+		if !ok {
+			t.Fatal("GStreamer server exited before it was ready")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("GStreamer server not ready within 20s")
+	}
+	return "rtsp://127.0.0.1:" + strconv.Itoa(port) + "/clip"
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
