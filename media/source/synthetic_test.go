@@ -46,6 +46,9 @@ func TestSyntheticPacing(t *testing.T) {
 		}
 		fc.Advance(period)
 	}
+	// Let the frame the last Advance released be counted too: the source
+	// updates its stats after emit returns and only then waits again.
+	waitFor(t, 5*time.Second, "source blocked on the clock again", func() bool { return c.len() == 61 && fc.Waiters() == 1 })
 	frames, _ := c.snapshot()
 	for i, f := range frames {
 		if want := start.Add(time.Duration(i) * period); !f.Time.Equal(want) {
