@@ -16,11 +16,13 @@ import (
 
 // InviteSpec says who may join.
 type InviteSpec struct {
-	Role    policy.NodeRole
-	Name    string
-	Site    string
-	Window  policy.Window // membership window (installers need an end)
-	Expires time.Time     // the token is void from then on
+	Role policy.NodeRole
+	Name string
+	Site string
+	// Jurisdiction of a node without a site (a datacenter); empty: EU.
+	Jurisdiction string
+	Window       policy.Window // membership window (installers need an end)
+	Expires      time.Time     // the token is void from then on
 }
 
 // MakeInvite records an invite in the policy through the node running in
@@ -58,7 +60,7 @@ func MakeInvite(ctx context.Context, dir string, admin *keys.AdminKey, signer st
 	}
 	id := "inv-" + strings.TrimPrefix(NewCommandID(), "c-")
 	c := &policy.Command{ID: NewCommandID(), Time: now.UTC(), Signer: signer, Kind: policy.KindCreateInvite, Invite: &policy.Invite{
-		ID: id, Role: spec.Role, Name: spec.Name, Site: spec.Site, Window: spec.Window, Expires: spec.Expires, Key: hex.EncodeToString(pub)}}
+		ID: id, Role: spec.Role, Name: spec.Name, Site: spec.Site, Jurisdiction: spec.Jurisdiction, Window: spec.Window, Expires: spec.Expires, Key: hex.EncodeToString(pub)}}
 	body, err := policy.EncodeCommand(c)
 	if err != nil {
 		return "", err

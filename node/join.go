@@ -46,13 +46,19 @@ type joinInfo struct {
 
 // isStoreJoin reports whether dir joined as a store: such a node records
 // from its first start, before its replica names its role.
-func isStoreJoin(dir string) bool {
+func isStoreJoin(dir string) bool { return joinedAs(dir) == policy.RoleStore }
+
+// joinedAs is the role this directory's node joined with, if it joined.
+func joinedAs(dir string) policy.NodeRole {
 	b, err := os.ReadFile(filepath.Join(dir, joinFile))
 	if err != nil {
-		return false
+		return ""
 	}
 	var ji joinInfo
-	return json.Unmarshal(b, &ji) == nil && ji.Role == string(policy.RoleStore)
+	if json.Unmarshal(b, &ji) != nil {
+		return ""
+	}
+	return policy.NodeRole(ji.Role)
 }
 
 type joinServer struct {

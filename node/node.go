@@ -51,22 +51,27 @@ type Config struct {
 	AuditRetention time.Duration
 	// Recording tunes a store's recording (zero: production defaults).
 	Recording RecordingConfig
+	// Replication tunes replication to the datacenters (zero: production
+	// defaults, no uplink limit).
+	Replication ReplicationConfig
 }
 
 // Node is a running Custos node.
 type Node struct {
-	cfg     Config
-	logf    func(string, ...any)
-	started time.Time
-	mesh    *mesh.Mesh
-	api     *apiServer
-	audit   *audit.Journal
-	auditq  *auditQueue     // the policy state machine's events
-	rec     *recording      // a store's cameras; nil elsewhere
-	policy  *policyStore    // nil when running from a peers file
-	raft    *consensus.Node // likewise
-	members *membership
-	seed    []mesh.Peer // datacenters to reach before the policy names peers
+	cfg      Config
+	logf     func(string, ...any)
+	started  time.Time
+	mesh     *mesh.Mesh
+	api      *apiServer
+	audit    *audit.Journal
+	auditq   *auditQueue     // the policy state machine's events
+	rec      *recording      // a store's cameras; nil elsewhere
+	repl     *replSource     // a store's replication to the datacenters; nil elsewhere
+	replicas *replicas       // a datacenter's replicas of the stores; nil elsewhere
+	policy   *policyStore    // nil when running from a peers file
+	raft     *consensus.Node // likewise
+	members  *membership
+	seed     []mesh.Peer // datacenters to reach before the policy names peers
 	// stagedSince: future voters replicating as non-voters, since when
 	// (touched only by the raftMembers goroutine).
 	stagedSince map[string]time.Time
@@ -215,10 +220,16 @@ func New(cfg Config) (_ *Node, err error) {
 				return nil, err
 			}
 		}
+		if me != nil && me.Role == policy.RoleDatacenter || joinedAs(cfg.Dir) == policy.RoleDatacenter {
+			if n.replicas, err = startReplicas(n, cfg.Replication); err != nil {
+				return nil, err
+			}
+		}
 		if me != nil && me.Role == policy.RoleStore || isStoreJoin(cfg.Dir) {
 			if n.rec, err = startRecording(n, cfg.Recording); err != nil {
 				return nil, err
 			}
+			n.repl = newReplSource(n, cfg.Replication)
 		}
 		// After the recordings it serves, before the API that exports.
 		if n.svc, err = startService(n, ServicePort); err != nil {
@@ -274,6 +285,9 @@ func (n *Node) Close() error {
 		}
 		if n.rec != nil {
 			n.rec.close()
+		}
+		if n.replicas != nil {
+			n.replicas.close()
 		}
 		if n.members != nil {
 			n.members.close()
@@ -451,7 +465,12 @@ type Status struct {
 	Peers      []mesh.PeerStatus `json:"peers"`
 	Consensus  *consensus.Status `json:"consensus,omitempty"`
 	Recording  *RecordingStatus  `json:"recording,omitempty"`
-	Exports    []ExportProgress  `json:"exports,omitempty"` // running exports
+	// Replication is a store's: per camera and datacenter, how far each
+	// datacenter's replica reaches and the lag.
+	Replication []ReplicationStatus `json:"replication,omitempty"`
+	// Replicas is a datacenter's: the stores it keeps replicas of.
+	Replicas []ReplicaStatus  `json:"replicas,omitempty"`
+	Exports  []ExportProgress `json:"exports,omitempty"` // running exports
 }
 
 // Status reports the node's state.
@@ -485,6 +504,12 @@ func (n *Node) Status() (Status, error) {
 	}
 	if n.rec != nil {
 		st.Recording = n.rec.status()
+	}
+	if n.repl != nil {
+		st.Replication = n.repl.status()
+	}
+	if n.replicas != nil {
+		st.Replicas = n.replicas.status()
 	}
 	if ex := n.exports.list(); len(ex) > 0 {
 		st.Exports = ex

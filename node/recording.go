@@ -122,6 +122,9 @@ func (r *recording) loop() {
 // reconcile makes the running recorders match the policy.
 func (r *recording) reconcile() {
 	st := r.n.policy.State()
+	if r.n.repl != nil {
+		r.n.repl.refuseOutside(st)
+	}
 	want, why := r.desired(st)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -184,7 +187,8 @@ func (r *recording) desired(st *policy.State) (map[string]wantRec, string) {
 }
 
 // custodiansOf returns whom epoch keys are split to: every live datacenter
-// with a custodian key, and the controller's recovery key.
+// with a custodian key in a jurisdiction the policy keeps data in (a share
+// is data: DESIGN §4 invariant 9), and the controller's recovery key.
 func custodiansOf(st *policy.State) ([]keys.Custodian, error) {
 	var out []keys.Custodian
 	names := make([]string, 0, len(st.Nodes))
@@ -194,7 +198,7 @@ func custodiansOf(st *policy.State) ([]keys.Custodian, error) {
 	sort.Strings(names)
 	for _, name := range names {
 		nd := st.Nodes[name]
-		if nd.Role != policy.RoleDatacenter || nd.Revoked || nd.Custodian == nil {
+		if nd.Role != policy.RoleDatacenter || nd.Revoked || nd.Custodian == nil || !st.DataJurisdictionAllowed(nd.Jurisdiction) {
 			continue
 		}
 		c, err := keys.NewCustodian(name, nd.Custodian)
@@ -254,11 +258,15 @@ func (r *recording) logger() *slog.Logger {
 // retain deletes what is past each camera's retention, and audits it. A
 // camera gone from the policy keeps the default retention: its footage is
 // erased on schedule, never kept forever and never dropped at once.
-func (r *recording) retain() {
-	st := r.n.policy.State()
-	cams, err := r.st.Cameras()
+func (r *recording) retain() { retainStore(r.n, r.st) }
+
+// retainStore applies retention to a store's recordings or a datacenter's
+// replicas alike.
+func retainStore(n *Node, s *store.Store) {
+	st := n.policy.State()
+	cams, err := s.Cameras()
 	if err != nil {
-		r.n.logf("node: retention: %v", err)
+		n.logf("node: retention: %v", err)
 		return
 	}
 	now := time.Now()
@@ -267,14 +275,14 @@ func (r *recording) retain() {
 		if c := st.Cameras[id]; c != nil && c.Retention > 0 {
 			keep = c.Retention
 		}
-		d, err := media.Retain(r.st, id, keep, now)
+		d, err := media.Retain(s, id, keep, now)
 		if err != nil {
-			r.n.logf("node: retention: %v", err)
-			r.n.auditEvent(audit.Event{Actor: r.n.cfg.Name, Action: "erase", Object: id, Decision: audit.Deny, Reason: err.Error()})
+			n.logf("node: retention: %v", err)
+			n.auditEvent(audit.Event{Actor: n.cfg.Name, Action: "erase", Object: id, Decision: audit.Deny, Reason: err.Error()})
 			continue
 		}
 		if d.Segments > 0 || d.Epochs > 0 || d.Damaged > 0 {
-			r.n.auditEvent(audit.Event{Actor: r.n.cfg.Name, Action: "erase", Object: id, Decision: audit.Allow,
+			n.auditEvent(audit.Event{Actor: n.cfg.Name, Action: "erase", Object: id, Decision: audit.Allow,
 				Reason: fmt.Sprintf("retention %v: %d segments (%d bytes, %s to %s) and %d epoch keys deleted",
 					keep, d.Segments, d.Bytes, d.From.UTC().Format(time.RFC3339), d.To.UTC().Format(time.RFC3339), d.Epochs)})
 		}

@@ -53,6 +53,7 @@ func startService(n *Node, port uint16) (*service, error) {
 	s.rpc.handle(opEpochs, n.handleEpochs)
 	s.rpc.handle(opSegments, n.handleSegments)
 	s.rpc.handle(opRelease, n.handleRelease)
+	s.rpc.handle(opReplicate, n.handleReplicate)
 	go func() { s.wg <- s.rpc.serve(ln) }()
 	return s, nil
 }

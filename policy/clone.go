@@ -35,6 +35,7 @@ func (s *State) Clone() *State {
 	c.Requests = cloneMap(s.Requests, cloneRequest)
 	c.Seen = maps.Clone(s.Seen)
 	c.Recovery = slices.Clone(s.Recovery)
+	c.DataJurisdictions = slices.Clone(s.DataJurisdictions)
 	return &c
 }
 

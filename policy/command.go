@@ -628,7 +628,13 @@ func (s *State) planInvite(inv *Invite, signer string) (func(), error) {
 		return nil, fmt.Errorf("invite %q exists", inv.ID)
 	}
 	// The node it will create must be valid, except for its key.
-	probe := Node{Name: inv.Name, Role: inv.Role, Site: inv.Site, Jurisdiction: s.jurisdictionFor(inv.Site), Window: inv.Window}
+	if inv.Jurisdiction != "" && inv.Site != "" {
+		return nil, fmt.Errorf("invite %q: a node of site %s has its site's jurisdiction; give a jurisdiction only to a node without a site", inv.ID, inv.Site)
+	}
+	if inv.Jurisdiction != "" && !validJurisdiction(inv.Jurisdiction) {
+		return nil, fmt.Errorf("invite %q: jurisdiction %q: want 2 to 8 upper-case letters (e.g. EU, US)", inv.ID, inv.Jurisdiction)
+	}
+	probe := Node{Name: inv.Name, Role: inv.Role, Site: inv.Site, Jurisdiction: s.inviteJurisdiction(inv), Window: inv.Window}
 	if err := s.checkNodeWithoutKey(&probe); err != nil {
 		return nil, fmt.Errorf("invite %q: %w", inv.ID, err)
 	}
@@ -662,7 +668,7 @@ func (s *State) planRedeem(r *Redeem, at time.Time) (func(), error) {
 		return nil, fmt.Errorf("invite %q expired at %s", r.Invite, inv.Expires.UTC().Format(time.RFC3339))
 	}
 	n := Node{Name: inv.Name, PublicKey: r.PublicKey, Role: inv.Role, Site: inv.Site,
-		Jurisdiction: s.jurisdictionFor(inv.Site), Window: inv.Window, Endpoint: r.Endpoint,
+		Jurisdiction: s.inviteJurisdiction(inv), Window: inv.Window, Endpoint: r.Endpoint,
 		Custodian: bytes.Clone(r.Custodian)}
 	if err := s.checkNode(&n); err != nil {
 		return nil, fmt.Errorf("invite %q: %w", r.Invite, err)
@@ -671,6 +677,26 @@ func (s *State) planRedeem(r *Redeem, at time.Time) (func(), error) {
 		inv.Spent = true
 		s.Nodes[n.Name] = &n
 	}, nil
+}
+
+// inviteJurisdiction is the jurisdiction of the node inv creates.
+func (s *State) inviteJurisdiction(inv *Invite) string {
+	if inv.Site == "" && inv.Jurisdiction != "" {
+		return inv.Jurisdiction
+	}
+	return s.jurisdictionFor(inv.Site)
+}
+
+func validJurisdiction(j string) bool {
+	if len(j) < 2 || len(j) > 8 {
+		return false
+	}
+	for i := range len(j) {
+		if j[i] < 'A' || j[i] > 'Z' {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *State) jurisdictionFor(site string) string {

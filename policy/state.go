@@ -68,9 +68,12 @@ type State struct {
 	Threshold int `json:"threshold,omitempty"`
 	// Recovery is the public half of the controller's offline recovery key,
 	// the third custodian of every epoch key (DESIGN §7).
-	Recovery []byte               `json:"recovery,omitempty"`
-	Seen     map[string]time.Time `json:"seen,omitempty"` // command IDs within the replay window
-	Applied  uint64               `json:"applied"`        // commands applied
+	Recovery []byte `json:"recovery,omitempty"`
+	// DataJurisdictions are where segments, key shares and audit journals
+	// may go (DESIGN §4 invariant 9); empty means DefaultDataJurisdictions.
+	DataJurisdictions []string             `json:"data_jurisdictions,omitempty"`
+	Seen              map[string]time.Time `json:"seen,omitempty"` // command IDs within the replay window
+	Applied           uint64               `json:"applied"`        // commands applied
 }
 
 type Site struct {
@@ -167,12 +170,15 @@ func ParseSubject(s string) (Subject, error) {
 
 // Invite lets one node join once, inside its window.
 type Invite struct {
-	ID      string    `json:"id"`
-	Role    NodeRole  `json:"role"`
-	Name    string    `json:"name"`
-	Site    string    `json:"site,omitempty"`
-	Window  Window    `json:"window"`  // the membership window of the node it creates
-	Expires time.Time `json:"expires"` // the invite itself is void from then on
+	ID   string   `json:"id"`
+	Role NodeRole `json:"role"`
+	Name string   `json:"name"`
+	Site string   `json:"site,omitempty"`
+	// Jurisdiction of a node without a site (a datacenter); a site's
+	// node takes its site's. Empty means "EU".
+	Jurisdiction string    `json:"jurisdiction,omitempty"`
+	Window       Window    `json:"window"`  // the membership window of the node it creates
+	Expires      time.Time `json:"expires"` // the invite itself is void from then on
 	// Key is the hex Ed25519 public key of the invite's one-time secret
 	// (the secret is the private key's seed, carried only in the token).
 	// A redeem proves the secret by signing the joining node's key, so the

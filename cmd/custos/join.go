@@ -20,6 +20,7 @@ func runInvite(ctx context.Context, args []string, stdout io.Writer) error {
 	role := fs.String("role", "", "the new node's `role`: datacenter, witness, store, admin or installer")
 	name := fs.String("name", "", "the new node's `name`")
 	site := fs.String("site", "", "its `site` (stores and installers)")
+	jur := fs.String("jurisdiction", "", "the `jurisdiction` of a node without a site, such as a datacenter (default EU); replicas go only to datacenters in the policy's data jurisdictions")
 	from := fs.String("from", "", "membership starts (RFC 3339 `time`)")
 	until := fs.String("until", "", "membership ends (RFC 3339 `time` or a duration such as 4h; installers must have one)")
 	expires := fs.Duration("expires", 24*time.Hour, "the token is void after this `duration`")
@@ -40,7 +41,7 @@ func runInvite(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	spec := node.InviteSpec{Role: policy.NodeRole(*role), Name: *name, Site: *site, Window: win, Expires: now.Add(*expires)}
+	spec := node.InviteSpec{Role: policy.NodeRole(*role), Name: *name, Site: *site, Jurisdiction: *jur, Window: win, Expires: now.Add(*expires)}
 	pass, err := readPassphrase(false)
 	if err != nil {
 		return err

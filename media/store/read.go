@@ -242,3 +242,41 @@ func (e entry) rel(escCam string) string {
 	}
 	return segmentRel(escCam, segName{e.start, e.end, e.epoch, e.sha})
 }
+
+// Newest returns camera's newest segment and newest epoch record (ok false
+// for each that is missing): a replica's cursor, since a camera's segments
+// and epochs are stored in time order.
+func (s *Store) Newest(camera string) (seg SegmentMeta, segOK bool, ep EpochMeta, epOK bool, err error) {
+	if err := checkCamera(camera); err != nil {
+		return seg, false, ep, false, fmt.Errorf("store: newest of %s: %w: %v", camera, ErrInvalid, err)
+	}
+	if err := s.enter(); err != nil {
+		return seg, false, ep, false, err
+	}
+	defer s.closeMu.RUnlock()
+	err = s.db.View(func(tx *bolt.Tx) error {
+		if b := cameraBucket(tx, bucketSegments, camera); b != nil {
+			if _, v := b.Cursor().Last(); v != nil {
+				e, err := decodeEntry(v)
+				if err != nil {
+					return fmt.Errorf("%w: index: %v", ErrCorrupt, err)
+				}
+				seg, segOK = e.segment(camera), true
+			}
+		}
+		if b := cameraBucket(tx, bucketEpochs, camera); b != nil {
+			if _, v := b.Cursor().Last(); v != nil {
+				e, err := decodeEntry(v)
+				if err != nil {
+					return fmt.Errorf("%w: index: %v", ErrCorrupt, err)
+				}
+				ep, epOK = EpochMeta{Camera: camera, Start: e.start, End: e.end, Size: e.size, SHA256: e.sha}, true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return SegmentMeta{}, false, EpochMeta{}, false, fmt.Errorf("store: newest of %s: %w", camera, err)
+	}
+	return seg, segOK, ep, epOK, nil
+}

@@ -239,3 +239,7 @@ func decodeStrict(b []byte, v any) error {
 	}
 	return nil
 }
+
+// Line is the entry's journal line, newline included: the exact bytes a
+// replica keeps (DecodeEntry reads it back).
+func (e Entry) Line() ([]byte, error) { return encodeLine(e) }

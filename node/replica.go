@@ -1,0 +1,469 @@
+package node
+
+// Replication, the datacenter's side: one puller per live store of the
+// policy keeps a replica of the store's encrypted segments and epoch records
+// in this node's own media store (the same layout as the store's, so
+// "byte-identical" can be checked file by file) and of its audit journal in
+// DIR/replicas/audit/<store>.jsonl. A datacenter keeps ciphertext only: it
+// never holds an epoch key, only its own custodian share inside each record
+// (DESIGN §4 invariant 3). It applies each camera's retention like the store.
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/media/store"
+	"github.com/custos-cctv/custos/mesh"
+	"github.com/custos-cctv/custos/policy"
+	"github.com/custos-cctv/custos/policy/audit"
+)
+
+// replicas runs a datacenter's pullers.
+type replicas struct {
+	n    *Node
+	st   *store.Store
+	cfg  ReplicationConfig
+	stop chan struct{}
+	wg   sync.WaitGroup
+
+	mu      sync.Mutex
+	pullers map[string]*puller // by store name
+}
+
+type puller struct {
+	store  string
+	site   string
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu       sync.Mutex
+	lastPull time.Time
+	err      string
+	audit    *auditReplica
+}
+
+func startReplicas(n *Node, cfg ReplicationConfig) (*replicas, error) {
+	st, err := store.Open(MediaDir(n.cfg.Dir), store.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("node: replicas: %w", err)
+	}
+	if rec := st.Recovery(); !rec.Empty() {
+		n.logf("node: replicas: repaired after an unclean stop: %s", rec)
+		n.auditEvent(audit.Event{Actor: n.cfg.Name, Action: "replicas-repaired", Object: MediaDir(n.cfg.Dir), Decision: audit.Allow, Reason: rec.String()})
+	}
+	if cfg.PullWait <= 0 {
+		cfg.PullWait = 5 * time.Second
+	}
+	r := &replicas{n: n, st: st, cfg: cfg, stop: make(chan struct{}), pullers: map[string]*puller{}}
+	r.reconcile()
+	r.wg.Add(1)
+	go r.loop()
+	return r, nil
+}
+
+func (r *replicas) close() {
+	close(r.stop)
+	r.wg.Wait()
+	r.mu.Lock()
+	for name, p := range r.pullers {
+		p.cancel()
+		<-p.done
+		delete(r.pullers, name)
+	}
+	r.mu.Unlock()
+	r.st.Close()
+}
+
+func (r *replicas) loop() {
+	defer r.wg.Done()
+	ret := time.NewTicker(time.Minute)
+	defer ret.Stop()
+	retainStore(r.n, r.st)
+	for {
+		changed := r.n.policy.Changed()
+		select {
+		case <-r.stop:
+			return
+		case <-changed:
+		case <-ret.C:
+			retainStore(r.n, r.st)
+		case <-time.After(maxReconcileWait):
+		}
+		r.reconcile()
+	}
+}
+
+// reconcile runs one puller per live store of the policy while this node
+// may hold replicas itself.
+func (r *replicas) reconcile() {
+	st := r.n.policy.State()
+	now := time.Now()
+	want := map[string]string{}
+	if policy.ReplicaTarget(st, r.n.selfName(st), now) == nil {
+		for name, nd := range st.Nodes {
+			if nd.Role == policy.RoleStore && nd.Site != "" && policy.Member(st, name, now) {
+				want[name] = nd.Site
+			}
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for name, p := range r.pullers {
+		if want[name] != p.site {
+			p.cancel()
+			<-p.done
+			delete(r.pullers, name)
+		}
+	}
+	for name, site := range want {
+		if r.pullers[name] != nil {
+			continue
+		}
+		ar, err := openAuditReplica(filepath.Join(r.n.cfg.Dir, "replicas", "audit"), name)
+		if err != nil {
+			r.n.logf("node: replica of %s's audit journal: %v", name, err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		p := &puller{store: name, site: site, cancel: cancel, done: make(chan struct{}), audit: ar}
+		r.pullers[name] = p
+		go func() {
+			defer close(p.done)
+			defer p.audit.close()
+			r.pull(ctx, p)
+		}()
+	}
+}
+
+// pull keeps one store's replica current until ctx ends: pull, store,
+// repeat; on any failure drop the connection and retry with a capped,
+// jittered backoff.
+func (r *replicas) pull(ctx context.Context, p *puller) {
+	var conn *mesh.QUICConn
+	defer func() {
+		if conn != nil {
+			conn.Close()
+		}
+	}()
+	backoff := 500 * time.Millisecond
+	for ctx.Err() == nil {
+		err := func() error {
+			if conn == nil {
+				c, err := r.n.dialNode(ctx, r.n.policy.State(), p.store)
+				if err != nil {
+					return err
+				}
+				conn = c
+			}
+			return r.pullOnce(ctx, conn, p)
+		}()
+		p.mu.Lock()
+		if err == nil {
+			p.lastPull, p.err = time.Now(), ""
+		} else if ctx.Err() == nil {
+			p.err = err.Error()
+		}
+		p.mu.Unlock()
+		if err == nil {
+			backoff = 500 * time.Millisecond
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if conn != nil {
+			conn.Close()
+			conn = nil
+		}
+		var re *rpcError
+		if errors.As(err, &re) && re.Code == rpcDenied {
+			r.n.logf("node: replica of %s: %v", p.store, err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff/2 + rand.N(backoff/2)):
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
+// cursors is what this replica holds of site's cameras.
+func (r *replicas) cursors(site string) (map[string]replCursor, error) {
+	cams, err := r.st.Cameras()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]replCursor{}
+	for _, cam := range cams {
+		if !strings.HasPrefix(cam, site+"/") {
+			continue
+		}
+		seg, segOK, ep, epOK, err := r.st.Newest(cam)
+		if err != nil {
+			return nil, err
+		}
+		var c replCursor
+		if segOK {
+			c.Segment = seg.Start
+		}
+		if epOK {
+			c.Epoch = ep.Start
+		}
+		out[cam] = c
+	}
+	return out, nil
+}
+
+// pullOnce asks for what is missing and stores the answer in order. Each
+// item is durable before the next is read; a failure leaves a prefix
+// stored, which the next pull's cursor acknowledges.
+func (r *replicas) pullOnce(ctx context.Context, conn *mesh.QUICConn, p *puller) error {
+	held, err := r.cursors(p.site)
+	if err != nil {
+		return err
+	}
+	body, err := json.Marshal(replPull{Cameras: held, AuditSeq: p.audit.seq(), WaitMS: int(r.cfg.PullWait / time.Millisecond)})
+	if err != nil {
+		return err
+	}
+	rd, err := rpcCall(ctx, conn, opReplicate, body)
+	if err != nil {
+		return err
+	}
+	defer rd.Close()
+	for {
+		hb, err := rd.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var h replItem
+		if len(hb) > maxReplItem {
+			return fmt.Errorf("replica of %s: item header of %d bytes", p.store, len(hb))
+		}
+		if err := strictJSON(hb, &h); err != nil {
+			return fmt.Errorf("replica of %s: item header: %w", p.store, err)
+		}
+		payload, err := rd.Next()
+		if err != nil {
+			return noEOF(err)
+		}
+		if err := r.apply(p, h, payload); err != nil {
+			return fmt.Errorf("replica of %s: %w", p.store, err)
+		}
+	}
+}
+
+// apply checks one item against what the store claims and stores it.
+func (r *replicas) apply(p *puller, h replItem, payload []byte) error {
+	if h.Kind != "audit" && !strings.HasPrefix(h.Camera, p.site+"/") {
+		return fmt.Errorf("camera %q is not of the store's site %s", h.Camera, p.site)
+	}
+	var sum [32]byte
+	if h.Kind != "audit" {
+		got := sha256.Sum256(payload)
+		want, err := hex.DecodeString(h.SHA256)
+		if err != nil || !bytes.Equal(want, got[:]) {
+			return fmt.Errorf("%s %s %s: payload does not match its SHA-256", h.Kind, h.Camera, stamp(h.Start))
+		}
+		sum = got
+	}
+	switch h.Kind {
+	case "epoch":
+		rec, err := keys.UnmarshalEpochRecord(payload)
+		if err != nil {
+			return fmt.Errorf("epoch record %s %s: %w", h.Camera, stamp(h.Start), err)
+		}
+		if rec.Camera != h.Camera || !rec.Start.Equal(h.Start) || !rec.End.Equal(h.End) {
+			return fmt.Errorf("epoch record %s %s: names camera %s %s…%s", h.Camera, stamp(h.Start), rec.Camera, stamp(rec.Start), stamp(rec.End))
+		}
+		return r.st.PutEpoch(h.Camera, h.Start, h.End, payload)
+	case "segment":
+		return r.st.Put(store.SegmentMeta{Camera: h.Camera, Start: h.Start, End: h.End, EpochStart: h.EpochStart,
+			Size: int64(len(payload)), SHA256: sum}, payload)
+	case "audit":
+		return p.audit.append(payload, h.Count)
+	}
+	return fmt.Errorf("unknown item kind %q", h.Kind)
+}
+
+// ReplicaStatus is one store's replica on a datacenter.
+type ReplicaStatus struct {
+	Store    string          `json:"store"`
+	State    string          `json:"state"` // pulling, unreachable
+	LastPull time.Time       `json:"last_pull,omitzero"`
+	Error    string          `json:"error,omitempty"`
+	AuditSeq uint64          `json:"audit_seq"` // the store's audit entries held, up to
+	Cameras  []ReplicaCamera `json:"cameras"`
+}
+
+// ReplicaCamera is what a datacenter holds of one camera.
+type ReplicaCamera struct {
+	Camera   string    `json:"camera"`
+	Segments int       `json:"segments"`
+	Bytes    int64     `json:"bytes"`
+	Newest   time.Time `json:"newest,omitzero"` // end of the newest segment held
+}
+
+func (r *replicas) status() []ReplicaStatus {
+	r.mu.Lock()
+	ps := make([]*puller, 0, len(r.pullers))
+	for _, p := range r.pullers {
+		ps = append(ps, p)
+	}
+	r.mu.Unlock()
+	sort.Slice(ps, func(i, j int) bool { return ps[i].store < ps[j].store })
+	cams, _ := r.st.Cameras()
+	var out []ReplicaStatus
+	for _, p := range ps {
+		p.mu.Lock()
+		rs := ReplicaStatus{Store: p.store, LastPull: p.lastPull, Error: p.err, AuditSeq: p.audit.seq()}
+		p.mu.Unlock()
+		rs.State = "pulling"
+		if time.Since(rs.LastPull) > replStaleAfter {
+			rs.State = "unreachable"
+		}
+		for _, cam := range cams {
+			if !strings.HasPrefix(cam, p.site+"/") {
+				continue
+			}
+			s, err := r.st.Stats(cam)
+			if err != nil {
+				continue
+			}
+			rs.Cameras = append(rs.Cameras, ReplicaCamera{Camera: cam, Segments: s.Segments, Bytes: s.Bytes, Newest: s.Newest})
+		}
+		out = append(out, rs)
+	}
+	return out
+}
+
+// auditReplica is a datacenter's copy of one store's audit journal: the
+// store's lines, byte for byte, appended only when each entry's hash checks
+// and it chains onto the last one held. A store whose journal was rewritten
+// cannot make the replica follow: the break is refused and audited.
+type auditReplica struct {
+	path string
+	mu   sync.Mutex
+	last uint64
+	hash audit.Digest
+}
+
+func openAuditReplica(dir, storeName string) (*auditReplica, error) {
+	a := &auditReplica{path: filepath.Join(dir, storeName+".jsonl")}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return a, err
+	}
+	f, err := os.Open(a.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return a, nil
+	}
+	if err != nil {
+		return a, err
+	}
+	defer f.Close()
+	// The last complete line names where the chain continues.
+	fi, err := f.Stat()
+	if err != nil {
+		return a, err
+	}
+	off := max(fi.Size()-2*audit.MaxLineBytes, 0)
+	tail := make([]byte, fi.Size()-off)
+	if _, err := f.ReadAt(tail, off); err != nil {
+		return a, err
+	}
+	if i := bytes.LastIndexByte(tail, '\n'); i >= 0 && i != len(tail)-1 {
+		// An unterminated last line: a crash mid-append; it is cut off.
+		if err := os.Truncate(a.path, off+int64(i)+1); err != nil {
+			return a, err
+		}
+		tail = tail[:i+1]
+	}
+	lines := bytes.Split(bytes.TrimSuffix(tail, []byte("\n")), []byte("\n"))
+	if last := lines[len(lines)-1]; len(last) > 0 {
+		e, err := audit.DecodeEntry(last)
+		if err != nil {
+			return a, fmt.Errorf("%s: last line: %w", a.path, err)
+		}
+		a.last, a.hash = e.Seq, e.Hash
+	}
+	return a, nil
+}
+
+func (a *auditReplica) seq() uint64 {
+	if a == nil {
+		return 0
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.last
+}
+
+func (a *auditReplica) close() {}
+
+// append verifies and appends count lines, with one fsync.
+func (a *auditReplica) append(lines []byte, count int) error {
+	if a == nil {
+		return errors.New("no audit replica")
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	parts := bytes.SplitAfter(lines, []byte("\n"))
+	if len(parts) > 0 && len(parts[len(parts)-1]) == 0 {
+		parts = parts[:len(parts)-1]
+	}
+	if len(parts) != count {
+		return fmt.Errorf("audit: %d lines, header says %d", len(parts), count)
+	}
+	last, hash := a.last, a.hash
+	for _, l := range parts {
+		e, err := audit.DecodeEntry(l)
+		if err != nil {
+			return fmt.Errorf("audit: %w", err)
+		}
+		// The first entry ever held may start anywhere (the store may
+		// have pruned); after that each must chain on.
+		if last != 0 && (e.Seq != last+1 || e.Prev != hash) {
+			return fmt.Errorf("audit: entry %d does not chain onto entry %d held (the store's journal was rewritten?)", e.Seq, last)
+		}
+		last, hash = e.Seq, e.Hash
+	}
+	f, err := os.OpenFile(a.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	fi, err := f.Stat()
+	if err == nil {
+		if _, err = f.Write(lines); err == nil {
+			err = f.Sync()
+		}
+		if err != nil {
+			// Undo a partial write so the file ends where the chain does.
+			f.Truncate(fi.Size())
+		}
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("audit replica: %w", err)
+	}
+	a.last, a.hash = last, hash
+	return nil
+}

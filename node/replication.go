@@ -1,0 +1,436 @@
+package node
+
+// Replication, the store's side (DESIGN §8, §4 invariants 9 and 10): the
+// datacenters pull. Each pull names what the datacenter already holds (per
+// camera, the newest segment and epoch record; the last audit entry), which
+// is at once its acknowledgement of everything before and the cursor to
+// resume from, so a pull after any restart, partition or crash of either
+// side continues where the last acknowledged one ended, and sending a thing
+// twice is harmless (the store's Put is idempotent). The store answers with
+// the epoch records and audit entries the datacenter lacks first, then
+// segments in time order (which keeps each camera's order), paced by the
+// store's uplink budget. A store never deletes anything because it was
+// replicated: only retention deletes.
+//
+// Why pull and not push: the cursor lives with the copy it describes, so it
+// cannot disagree with it, and the rpc framing (one bounded request, a
+// streamed answer) fits a pull without a second framing for uploads.
+
+import (
+	"cmp"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/media/store"
+	"github.com/custos-cctv/custos/policy"
+	"github.com/custos-cctv/custos/policy/audit"
+)
+
+const opReplicate = "replicate"
+
+// ReplicationConfig tunes replication; the zero value is production.
+type ReplicationConfig struct {
+	// UplinkBytesPerSec is a store's budget for segments sent to all
+	// datacenters together; 0 means unlimited. Epoch records and audit
+	// entries are small and go first, outside the budget.
+	UplinkBytesPerSec int64
+	// PullWait is how long a datacenter's pull waits at the store for
+	// something new before it returns empty (long poll); default 5 s.
+	PullWait time.Duration
+}
+
+// Replication limits.
+const (
+	replBatchSegments = 64       // segments per pull answer
+	replBatchBytes    = 64 << 20 // ciphertext bytes per pull answer
+	replBatchAudit    = 2000     // audit entries per pull answer
+	replMaxWait       = 30 * time.Second
+	replPollEvery     = 200 * time.Millisecond
+	replStaleAfter    = 30 * time.Second // no pull for this long: unreachable
+	replRefusalAudit  = 10 * time.Minute // a repeated refusal is audited again after this
+)
+
+// replPull is the body of a pull: what the datacenter holds.
+type replPull struct {
+	Cameras  map[string]replCursor `json:"cameras"`
+	AuditSeq uint64                `json:"audit_seq"`
+	WaitMS   int                   `json:"wait_ms"`
+}
+
+// replCursor is the newest segment and epoch record a replica holds of a
+// camera (start times); everything before is held too.
+type replCursor struct {
+	Segment time.Time `json:"segment,omitzero"`
+	Epoch   time.Time `json:"epoch,omitzero"`
+}
+
+// replItem heads each item of a pull's answer; the next frame is its
+// payload (an epoch record, a segment's ciphertext, or audit lines).
+type replItem struct {
+	Kind       string    `json:"kind"` // "epoch", "segment" or "audit"
+	Camera     string    `json:"camera,omitempty"`
+	Start      time.Time `json:"start,omitzero"`
+	End        time.Time `json:"end,omitzero"`
+	EpochStart time.Time `json:"epoch_start,omitzero"`
+	SHA256     string    `json:"sha256,omitempty"`
+	Count      int       `json:"count,omitempty"` // audit lines
+}
+
+const maxReplItem = 1 << 10
+
+// farFuture bounds "everything after" queries of the store.
+var farFuture = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// replSource is a store's replication state: the uplink budget and what
+// each datacenter acknowledged.
+type replSource struct {
+	n       *Node
+	cfg     ReplicationConfig
+	limiter *rate.Limiter // nil: unlimited
+
+	mu      sync.Mutex
+	acks    map[string]map[string]replCursor // datacenter → camera → held
+	lastAck map[string]time.Time             // datacenter → last pull
+	refused map[string]refusal               // datacenter → last audited refusal
+}
+
+type refusal struct {
+	reason string
+	at     time.Time
+}
+
+func newReplSource(n *Node, cfg ReplicationConfig) *replSource {
+	r := &replSource{n: n, cfg: cfg, acks: map[string]map[string]replCursor{},
+		lastAck: map[string]time.Time{}, refused: map[string]refusal{}}
+	if cfg.UplinkBytesPerSec > 0 {
+		// A burst of a quarter second (at least 64 KiB) keeps the pace
+		// smooth without making small budgets unusable.
+		burst := max(int(cfg.UplinkBytesPerSec/4), 64<<10)
+		r.limiter = rate.NewLimiter(rate.Limit(cfg.UplinkBytesPerSec), burst)
+	}
+	return r
+}
+
+// handleReplicate serves a datacenter's pull. It reads the local policy, not
+// a linearizable one: a store cut off from consensus must keep replicating
+// to the datacenters it can reach (invariant 10), and who may hold replicas
+// changes rarely and only by commands every replica applies.
+func (n *Node) handleReplicate(ctx context.Context, peer keys.NodePublic, body []byte, w *rpcWriter) error {
+	var q replPull
+	if err := strictJSON(body, &q); err != nil {
+		return &rpcError{Code: rpcBadRequest, Message: "want {cameras, audit_seq, wait_ms}: " + err.Error()}
+	}
+	if n.rec == nil || n.repl == nil {
+		return denied("this node is not a store and has nothing to replicate")
+	}
+	st := n.policy.State()
+	caller, err := n.callerName(st, peer)
+	if err != nil {
+		return err
+	}
+	if err := policy.ReplicaTarget(st, caller, time.Now()); err != nil {
+		n.repl.refuse(caller, err)
+		return denied("%v", err)
+	}
+	site := n.selfSite(st)
+	n.repl.ack(caller, site, q.Cameras)
+	wait := min(time.Duration(q.WaitMS)*time.Millisecond, replMaxWait)
+	if q.WaitMS == 0 {
+		wait = 0
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		sent, err := n.repl.serve(ctx, site, q, w)
+		if err != nil || sent > 0 || !time.Now().Before(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(replPollEvery):
+		}
+	}
+}
+
+// selfSite is this node's site in st.
+func (n *Node) selfSite(st *policy.State) string {
+	if me := st.Nodes[n.selfName(st)]; me != nil {
+		return me.Site
+	}
+	return ""
+}
+
+// refuse audits a refused datacenter: once, then again when the reason
+// changes or replRefusalAudit has passed, so a retrying datacenter cannot
+// flood the journal.
+func (r *replSource) refuse(dc string, why error) {
+	r.mu.Lock()
+	last, seen := r.refused[dc]
+	due := !seen || last.reason != why.Error() || time.Since(last.at) > replRefusalAudit
+	if due {
+		r.refused[dc] = refusal{reason: why.Error(), at: time.Now()}
+	}
+	r.mu.Unlock()
+	if due {
+		r.n.logf("node: replication to %s refused: %v", dc, why)
+		r.n.auditEvent(audit.Event{Actor: dc, Action: "replicate", Object: r.n.cfg.Name, Decision: audit.Deny, Reason: why.Error()})
+	}
+}
+
+// refuseOutside audits, once, each datacenter of the policy that the
+// store will not replicate to (nor split key shares to): a datacenter in a
+// jurisdiction the policy keeps no data in is refused whether or not it
+// ever asks.
+func (r *replSource) refuseOutside(st *policy.State) {
+	for name, nd := range st.Nodes {
+		if nd.Role != policy.RoleDatacenter || nd.Revoked || st.DataJurisdictionAllowed(nd.Jurisdiction) {
+			continue
+		}
+		r.mu.Lock()
+		_, seen := r.refused[name]
+		r.mu.Unlock()
+		if !seen {
+			r.refuse(name, policy.ReplicaTarget(st, name, time.Now()))
+		}
+	}
+}
+
+// ack records what datacenter dc holds; the first pull of a session is
+// audited (a pull every few seconds is not).
+func (r *replSource) ack(dc, site string, held map[string]replCursor) {
+	r.mu.Lock()
+	first := time.Since(r.lastAck[dc]) > replStaleAfter
+	m := r.acks[dc]
+	if m == nil {
+		m = map[string]replCursor{}
+		r.acks[dc] = m
+	}
+	for cam, c := range held {
+		if strings.HasPrefix(cam, site+"/") {
+			m[cam] = c
+		}
+	}
+	r.lastAck[dc] = time.Now()
+	delete(r.refused, dc)
+	r.mu.Unlock()
+	if first {
+		r.n.auditEvent(audit.Event{Actor: dc, Action: "replicate", Object: r.n.cfg.Name, Decision: audit.Allow,
+			Reason: "datacenter in an allowed jurisdiction pulls ciphertext, epoch records and audit"})
+	}
+}
+
+// serve writes one batch of what q lacks: epoch records, then audit
+// entries, then segments by start time. It returns how many items it sent.
+func (r *replSource) serve(ctx context.Context, site string, q replPull, w *rpcWriter) (int, error) {
+	s := r.n.rec.st
+	cams, err := s.Cameras()
+	if err != nil {
+		return 0, fmt.Errorf("listing cameras: %w", err)
+	}
+	sent := 0
+	var segs []store.SegmentMeta
+	for _, cam := range cams {
+		if !strings.HasPrefix(cam, site+"/") {
+			continue // only the store's own site's footage leaves it
+		}
+		held := q.Cameras[cam]
+		eps, err := s.Epochs(cam, after(held.Epoch), farFuture)
+		if err != nil {
+			return sent, err
+		}
+		for _, m := range eps {
+			if !m.Start.After(held.Epoch) && !held.Epoch.IsZero() {
+				continue
+			}
+			rec, err := s.Epoch(cam, m.Start)
+			if err != nil {
+				return sent, fmt.Errorf("reading epoch record: %w", err)
+			}
+			if err := writeItem(w, replItem{Kind: "epoch", Camera: cam, Start: m.Start, End: m.End, SHA256: hex.EncodeToString(m.SHA256[:])}, rec); err != nil {
+				return sent, err
+			}
+			sent++
+		}
+		ss, err := s.Segments(cam, after(held.Segment), farFuture)
+		if err != nil {
+			return sent, err
+		}
+		for _, m := range ss {
+			if held.Segment.IsZero() || m.Start.After(held.Segment) {
+				segs = append(segs, m)
+			}
+		}
+	}
+	entries, err := r.n.audit.After(q.AuditSeq)
+	if err != nil {
+		return sent, fmt.Errorf("reading the audit journal: %w", err)
+	}
+	if len(entries) > replBatchAudit {
+		entries = entries[:replBatchAudit]
+	}
+	if len(entries) > 0 {
+		var lines []byte
+		for _, e := range entries {
+			l, err := e.Line()
+			if err != nil {
+				return sent, err
+			}
+			lines = append(lines, l...)
+		}
+		if err := writeItem(w, replItem{Kind: "audit", Count: len(entries)}, lines); err != nil {
+			return sent, err
+		}
+		sent++
+	}
+	slices.SortStableFunc(segs, func(a, b store.SegmentMeta) int { return a.Start.Compare(b.Start) })
+	var bytes int64
+	for i, m := range segs {
+		if i == replBatchSegments || bytes >= replBatchBytes {
+			break
+		}
+		ct, err := s.ReadSegment(m)
+		if err != nil {
+			return sent, fmt.Errorf("reading segment: %w", err)
+		}
+		if err := r.pace(ctx, len(ct)); err != nil {
+			return sent, err
+		}
+		h := replItem{Kind: "segment", Camera: m.Camera, Start: m.Start, End: m.End, EpochStart: m.EpochStart, SHA256: hex.EncodeToString(m.SHA256[:])}
+		if err := writeItem(w, h, ct); err != nil {
+			return sent, err
+		}
+		bytes += int64(len(ct))
+		sent++
+	}
+	return sent, nil
+}
+
+// after is the query bound for "after t": the store's Segments and Epochs
+// return what overlaps [from, to); callers drop what starts at or before t.
+func after(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Unix(0, 0)
+	}
+	return t
+}
+
+// pace waits until n bytes fit the uplink budget.
+func (r *replSource) pace(ctx context.Context, n int) error {
+	if r.limiter == nil {
+		return nil
+	}
+	for n > 0 {
+		k := min(n, r.limiter.Burst())
+		if err := r.limiter.WaitN(ctx, k); err != nil {
+			return err
+		}
+		n -= k
+	}
+	return nil
+}
+
+func writeItem(w *rpcWriter, h replItem, payload []byte) error {
+	b, err := json.Marshal(h)
+	if err != nil {
+		return err
+	}
+	if err := w.WriteFrame(b); err != nil {
+		return err
+	}
+	return w.WriteFrame(payload)
+}
+
+// ReplicationStatus is one camera's replication to one datacenter, as a
+// store sees it.
+type ReplicationStatus struct {
+	Camera     string `json:"camera"`
+	Datacenter string `json:"datacenter"`
+	// State: caught-up, behind, waiting (no pull yet), unreachable (no
+	// pull for 30 s) or refused (the policy keeps data elsewhere).
+	State       string    `json:"state"`
+	UpTo        time.Time `json:"replicated_up_to,omitzero"` // end of the newest segment acknowledged
+	LagSeconds  float64   `json:"lag_seconds"`               // newest local segment's end − UpTo
+	LagBytes    int64     `json:"lag_bytes"`                 // ciphertext not yet acknowledged
+	LagSegments int       `json:"lag_segments"`
+	LastPull    time.Time `json:"last_pull,omitzero"`
+	Error       string    `json:"error,omitempty"`
+}
+
+// status reports every camera the store holds against every datacenter
+// of the policy.
+func (r *replSource) status() []ReplicationStatus {
+	st := r.n.policy.State()
+	site := r.n.selfSite(st)
+	s := r.n.rec.st
+	cams, err := s.Cameras()
+	if err != nil {
+		return []ReplicationStatus{{State: "error", Error: err.Error()}}
+	}
+	var dcs []string
+	for name, nd := range st.Nodes {
+		if nd.Role == policy.RoleDatacenter && !nd.Revoked {
+			dcs = append(dcs, name)
+		}
+	}
+	sort.Strings(dcs)
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []ReplicationStatus
+	for _, cam := range cams {
+		if !strings.HasPrefix(cam, site+"/") {
+			continue
+		}
+		local, err := s.Segments(cam, time.Unix(0, 0), farFuture)
+		if err != nil {
+			out = append(out, ReplicationStatus{Camera: cam, State: "error", Error: err.Error()})
+			continue
+		}
+		for _, dc := range dcs {
+			rs := ReplicationStatus{Camera: cam, Datacenter: dc, LastPull: r.lastAck[dc]}
+			if err := policy.ReplicaTarget(st, dc, now); err != nil {
+				rs.State, rs.Error = "refused", err.Error()
+				out = append(out, rs)
+				continue
+			}
+			held := r.acks[dc][cam]
+			for _, m := range local {
+				if !held.Segment.IsZero() && !m.Start.After(held.Segment) {
+					if m.Start.Equal(held.Segment) {
+						rs.UpTo = m.End
+					}
+					continue
+				}
+				rs.LagSegments++
+				rs.LagBytes += m.Size
+			}
+			if n := len(local); n > 0 && rs.LagSegments > 0 {
+				from := cmp.Or(rs.UpTo, local[0].Start)
+				rs.LagSeconds = local[n-1].End.Sub(from).Seconds()
+			}
+			switch {
+			case rs.LastPull.IsZero():
+				rs.State = "waiting"
+			case now.Sub(rs.LastPull) > replStaleAfter:
+				rs.State = "unreachable"
+				rs.Error = fmt.Sprintf("no pull for %s", now.Sub(rs.LastPull).Round(time.Second))
+			case rs.LagSegments == 0:
+				rs.State = "caught-up"
+			default:
+				rs.State = "behind"
+			}
+			out = append(out, rs)
+		}
+	}
+	return out
+}
