@@ -2,7 +2,8 @@
 // (media/source: RTSP and the synthetic clip), the GOP-aligned MPEG-TS
 // segmenter (media/ts), the encrypted segment store with its index and
 // retention (media/store), and the recorder that joins them under the
-// policy's cameras. Replication, live fan-out and export come later.
+// policy's cameras, and the live-view hub that fans a camera's frames out
+// to its viewers. Replication and export come later.
 //
 // # Recording
 //
@@ -16,6 +17,14 @@
 // the newest segment is dropped and counted, and a full disk loses
 // segments behind an alarm (Stats().DiskFull) until space is freed. See
 // Recorder for the reasoning.
+//
+// # Live view
+//
+// A Live hub keeps a camera's most recent GOPs in memory and fans every
+// frame out to its viewers: a viewer starts at the latest keyframe, all
+// viewers share one copy of each frame, and a viewer that falls behind
+// skips to the next keyframe instead of slowing the recorder, which
+// publishes to the hub (RecorderConfig.Live), or the other viewers.
 //
 // # Retention
 //

@@ -149,9 +149,13 @@ func (r *Recorder) Run(ctx context.Context) error {
 	return err
 }
 
-// push feeds one frame to the segmenter and queues the segment it closes.
-// It runs on the source's goroutine and never blocks.
+// push feeds one frame to the live view, if any, and to the segmenter, and
+// queues the segment it closes. It runs on the source's goroutine and
+// never blocks.
 func (r *Recorder) push(seg *ts.Segmenter, f h264.Frame, queue chan<- *ts.Segment) {
+	if r.cfg.Live != nil {
+		r.cfg.Live.Publish(f) // copies f.Data, so before the clear below
+	}
 	done, err := seg.Push(f)
 	clear(f.Data) // the segmenter copied it; drop our plaintext copy now
 	r.stats.framesDropped.Store(int64(seg.Dropped()))

@@ -52,6 +52,11 @@ type RecorderConfig struct {
 	// Logger receives the recorder's events; nil discards them. No line
 	// carries a key, a share or a camera password.
 	Logger *slog.Logger
+	// Live, if set, is the camera's live-view hub: the Recorder publishes
+	// every frame its source delivers to it, before the segmenter, and
+	// never waits for a viewer (Live.Publish does not block). Optional;
+	// the Recorder does not close it.
+	Live *Live
 	// OnEvent, if set, receives audit-worthy events. It is called from
 	// the recorder's goroutines, possibly two at once, must return
 	// quickly (a slow one holds up recording) and must not call Run.
