@@ -114,6 +114,7 @@ func startAPI(path string, n *Node) (*apiServer, error) {
 		}
 		writeJSON(w, releaseKeyAnswer{Key: pub})
 	})
+	mux.HandleFunc("POST /v1/live", n.serveLiveAPI)
 	mux.HandleFunc("POST /v1/export", func(w http.ResponseWriter, r *http.Request) {
 		var req ExportRequest
 		dec := json.NewDecoder(io.LimitReader(r.Body, 8<<10))
@@ -269,28 +270,11 @@ func apiGet(ctx context.Context, dir, path string, out any) error {
 }
 
 func apiDo(ctx context.Context, dir, method, path string, body []byte, out any) error {
-	sock := SocketPath(dir)
-	hc := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", sock)
-		},
-	}}
-	defer hc.CloseIdleConnections()
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, _ := http.NewRequestWithContext(ctx, method, "http://custos"+path, rd)
-	resp, err := hc.Do(req)
+	resp, err := apiRequest(ctx, dir, method, path, body)
 	if err != nil {
-		return fmt.Errorf("%s: %w (start one with: custos up --dir %s --listen HOST:PORT)", dir, ErrNotRunning, dir)
+		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("node in %s: %s: %s", dir, resp.Status, strings.TrimSpace(string(b)))
-	}
 	if out == nil {
 		return nil
 	}
@@ -298,4 +282,42 @@ func apiDo(ctx context.Context, dir, method, path string, body []byte, out any) 
 		return fmt.Errorf("node in %s: bad answer: %w", dir, err)
 	}
 	return nil
+}
+
+// apiStream POSTs body to path and returns the OK response for the caller
+// to read and close.
+func apiStream(ctx context.Context, dir, path string, body []byte) (*http.Response, error) {
+	return apiRequest(ctx, dir, "POST", path, body)
+}
+
+// apiRequest sends one request to the node's API; a non-OK status is an
+// error carrying the node's message.
+func apiRequest(ctx context.Context, dir, method, path string, body []byte) (*http.Response, error) {
+	sock := SocketPath(dir)
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		},
+		DisableKeepAlives: true, // one request per connection: nothing idles after
+	}
+	hc := &http.Client{Transport: tr}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, _ := http.NewRequestWithContext(ctx, method, "http://custos"+path, rd)
+	resp, err := hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%s: %w (start one with: custos up --dir %s --listen HOST:PORT)", dir, ErrNotRunning, dir)
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		return nil, fmt.Errorf("node in %s: %s: %s", dir, resp.Status, strings.TrimSpace(string(b)))
+	}
+	return resp, nil
 }

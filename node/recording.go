@@ -53,6 +53,7 @@ type RecordingConfig struct {
 type runningRec struct {
 	key    string // what it was started with; a change restarts it
 	rec    *media.Recorder
+	live   *media.Live // its live-view ring; closed when it stops
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -225,8 +226,9 @@ func (r *recording) startLocked(id string, w wantRec) error {
 	if err != nil {
 		return err
 	}
+	live := media.NewLive(id, media.LiveConfig{})
 	rec, err := media.NewRecorder(media.RecorderConfig{
-		Camera: id, Source: src, Store: r.st, Custodians: w.custodians,
+		Camera: id, Source: src, Store: r.st, Custodians: w.custodians, Live: live,
 		EpochLength: r.cfg.EpochLength, Segment: r.cfg.Segment, Logger: r.logger(),
 		OnEvent: func(e media.Event) {
 			d := audit.Allow
@@ -237,12 +239,14 @@ func (r *recording) startLocked(id string, w wantRec) error {
 		},
 	})
 	if err != nil {
+		live.Close()
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	rr := &runningRec{key: w.key, rec: rec, cancel: cancel, done: make(chan struct{})}
+	rr := &runningRec{key: w.key, rec: rec, live: live, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(rr.done)
+		defer live.Close()
 		if err := rec.Run(ctx); err != nil && ctx.Err() == nil {
 			r.n.logf("node: camera %s stopped: %v", id, err)
 		}
@@ -312,6 +316,16 @@ func (r *recording) status() *RecordingStatus {
 		s.Cameras = append(s.Cameras, r.recs[id].rec.Stats())
 	}
 	return s
+}
+
+// liveHub is camera's live-view ring, if it records here now.
+func (r *recording) liveHub(camera string) *media.Live {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if rr := r.recs[camera]; rr != nil {
+		return rr.live
+	}
+	return nil
 }
 
 // cameraSecretsChanged restarts recorders whose credentials changed.

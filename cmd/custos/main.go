@@ -45,6 +45,7 @@ var commands = map[string]command{
 	"requests":       {"list footage requests and their approvals", runRequests},
 	"approve":        {"approve a footage request (never your own)", runApprove},
 	"deny":           {"deny a footage request, with a reason (a veto)", runDeny},
+	"live":           {"watch a camera live: MPEG-TS to a file or stdout (custos live … | ffplay -)", runLive},
 	"export":         {"export an approved request's footage to an MPEG-TS file with a signed manifest", runExport},
 	"verify-export":  {"check an export against its signed manifest", runVerifyExport},
 	"recover-shares": {"release the recovery key's shares of a request to its node (stands in for a lost datacenter)", runRecoverShares},
