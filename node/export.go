@@ -211,11 +211,39 @@ func (x *exporter) scopeCall(ctx context.Context, camera, op string) (*rpcReader
 	if err != nil {
 		return nil, nil, err
 	}
-	rd, conn, err := x.n.callNode(ctx, x.st, storeName, op, scopeQuery{Request: x.r.ID, Camera: camera, From: x.r.From, To: x.r.To})
-	if err != nil {
-		return nil, nil, fmt.Errorf("store %s: %w", storeName, err)
+	q := scopeQuery{Request: x.r.ID, Camera: camera, From: x.r.From, To: x.r.To}
+	rd, conn, err := x.n.callNode(ctx, x.st, storeName, op, q)
+	if err == nil {
+		return rd, conn, nil
 	}
-	return rd, conn, nil
+	err = fmt.Errorf("store %s: %w", storeName, err)
+	var re *rpcError
+	if errors.As(err, &re) || ctx.Err() != nil {
+		return nil, nil, err // the store answered: its answer stands
+	}
+	// The store is unreachable (stolen, burnt, offline): the datacenters'
+	// replicas hold the same ciphertext.
+	for _, dc := range replicaHolders(x.st) {
+		rd, conn, derr := x.n.callNode(ctx, x.st, dc, op, q)
+		if derr == nil {
+			x.n.logf("node: export %s: %s is unreachable; reading %s's replica of %s", x.r.ID, storeName, dc, camera)
+			return rd, conn, nil
+		}
+		err = fmt.Errorf("%w; datacenter %s: %w", err, dc, derr)
+	}
+	return nil, nil, err
+}
+
+// replicaHolders are the datacenters that may hold replicas, by name.
+func replicaHolders(st *policy.State) []string {
+	var out []string
+	for name := range st.Nodes {
+		if policy.ReplicaTarget(st, name, time.Now()) == nil {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // fetchEpochs gets camera's epoch records in scope from its store.

@@ -301,6 +301,13 @@ func (x *relFed) checkShredding(seg store.SegmentMeta) {
 	if _, err := st.Epoch(x.cam, rec.Start); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("the epoch record after retention: %v", err)
 	}
+	// The datacenters apply the same retention to their replicas, on the
+	// same clock (retainStore); here it runs at the same simulated time.
+	for _, dc := range []*Node{x.f.dc, x.dcB} {
+		if _, err := media.Retain(dc.replicas.st, x.cam, 72*time.Hour, cutoff.Add(72*time.Hour)); err != nil {
+			t.Fatalf("retention on %s's replica: %v", dc.cfg.Name, err)
+		}
+	}
 	// Only the shredded epoch's part of seg: a segment may run on into the
 	// next epoch, whose record is not past retention.
 	end := seg.End
@@ -423,4 +430,36 @@ func (x *relFed) sharesOnDisk(rec *keys.EpochRecord) []string {
 		x.t.Fatal(err)
 	}
 	return on
+}
+
+// checkStoreOffline: with the store gone (stolen, burnt), an approved
+// request is exported from the datacenters' replicas (issue 6 item 3).
+func (x *relFed) checkStoreOffline() {
+	t := x.t
+	var segs []store.SegmentMeta
+	waitTrue(t, 60*time.Second, "two newer segments on the store, replicated to dc-a and dc-b", func() bool {
+		segs, _ = x.store.rec.st.Segments(x.cam, x.to.Add(time.Second), time.Now().Add(time.Hour))
+		if len(segs) < 2 {
+			return false
+		}
+		s, err := x.store.Status()
+		if err != nil {
+			return false
+		}
+		n := 0
+		for _, r := range s.Replication {
+			if r.Camera == x.cam && !r.UpTo.Before(segs[1].End) {
+				n++
+			}
+		}
+		return n == 2
+	})
+	x.from, x.to = segs[0].Start, segs[0].Start.Add(time.Second)
+	if err := x.store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	x.request("r9", x.from, x.to, time.Now().Add(time.Hour))
+	x.approve("r9", "bob")
+	x.approve("r9", "carol")
+	x.exportAs("r9", ".ts")
 }

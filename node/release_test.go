@@ -140,6 +140,7 @@ func TestReleaseAndExport(t *testing.T) {
 	x.checkRecovery()
 	x.checkExpiry(expiring)
 	x.checkShredding(segs[0])
+	x.checkStoreOffline()
 }
 
 // checkManifest signs m as the CLI does and checks that it verifies, and
@@ -200,7 +201,11 @@ func checkScopeRefused(t *testing.T, ctx context.Context, desk, dcB, st1, dcA *N
 	}
 	isDenied("release to dc-b", call(dcB, "dc-a", opRelease, releaseQuery{Request: "r1", Records: [][]byte{raw}}), "released to node desk, not to dc-b")
 	isDenied("release to the store", call(st1, "dc-b", opRelease, releaseQuery{Request: "r1", Records: [][]byte{raw}}), "released to node desk, not to store")
-	isDenied("segments from a datacenter", call(desk, "dc-b", opSegments, in), "not a store")
+	// A datacenter serves its replica under the same rules.
+	if err := call(desk, "dc-b", opSegments, in); err != nil {
+		t.Errorf("segments from dc-b's replica, in scope for desk: %v", err)
+	}
+	isDenied("segments from dc-b for the store", call(st1, "dc-b", opSegments, in), "released to node desk, not to store")
 	events, err := st1.Audit(time.Time{})
 	if err != nil {
 		t.Fatal(err)

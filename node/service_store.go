@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/media/store"
 )
 
 // scopeQuery is the body of the epochs and segments ops.
@@ -56,8 +57,8 @@ func (n *Node) authorizeScope(ctx context.Context, peer keys.NodePublic, body []
 	if err := strictJSON(body, &q); err != nil {
 		return q, peer.ShortString(), &rpcError{Code: rpcBadRequest, Message: "want {request, camera, from, to}: " + err.Error()}
 	}
-	if n.rec == nil {
-		return q, peer.ShortString(), denied("this node is not a store and serves no recordings")
+	if n.media() == nil {
+		return q, peer.ShortString(), denied("this node is neither a store nor a datacenter and holds no recordings")
 	}
 	st, err := n.syncPolicy(ctx)
 	if err != nil {
@@ -81,6 +82,18 @@ func (n *Node) authorizeScope(ctx context.Context, peer keys.NodePublic, body []
 	return q, caller, nil
 }
 
+// media is the store of encrypted recordings this node serves: a store's
+// own, or a datacenter's replicas (playback when the store is offline).
+func (n *Node) media() *store.Store {
+	switch {
+	case n.rec != nil:
+		return n.rec.st
+	case n.replicas != nil:
+		return n.replicas.st
+	}
+	return nil
+}
+
 // handleEpochs serves the raw epoch records of the scope, one per frame.
 func (n *Node) handleEpochs(ctx context.Context, peer keys.NodePublic, body []byte, w *rpcWriter) error {
 	q, caller, err := n.authorizeScope(ctx, peer, body)
@@ -88,12 +101,12 @@ func (n *Node) handleEpochs(ctx context.Context, peer keys.NodePublic, body []by
 		n.auditServe(caller, "serve-epochs", q.object(), err, "")
 		return err
 	}
-	metas, err := n.rec.st.Epochs(q.Camera, q.From, q.To)
+	metas, err := n.media().Epochs(q.Camera, q.From, q.To)
 	if err != nil {
 		return fmt.Errorf("listing epoch records: %w", err)
 	}
 	for _, m := range metas {
-		rec, err := n.rec.st.Epoch(q.Camera, m.Start)
+		rec, err := n.media().Epoch(q.Camera, m.Start)
 		if err != nil {
 			return fmt.Errorf("reading epoch record: %w", err)
 		}
@@ -114,7 +127,7 @@ func (n *Node) handleSegments(ctx context.Context, peer keys.NodePublic, body []
 		n.auditServe(caller, "serve-segments", q.object(), err, "")
 		return err
 	}
-	metas, err := n.rec.st.Segments(q.Camera, q.From, q.To)
+	metas, err := n.media().Segments(q.Camera, q.From, q.To)
 	if err != nil {
 		return fmt.Errorf("listing segments: %w", err)
 	}
@@ -123,7 +136,7 @@ func (n *Node) handleSegments(ctx context.Context, peer keys.NodePublic, body []
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		ct, err := n.rec.st.ReadSegment(m)
+		ct, err := n.media().ReadSegment(m)
 		if err != nil {
 			return fmt.Errorf("reading segment: %w", err)
 		}
