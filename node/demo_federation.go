@@ -194,6 +194,13 @@ func RunFederationDemo(ctx context.Context, w io.Writer, dir string) error {
 	}
 	say("   window ended: dropped by store-praha-1 and dc-a %v after its end, by their own clocks", time.Since(end).Round(time.Millisecond))
 
+	if err := demoReplication(ctx, w, nodes); err != nil {
+		return err
+	}
+	if err := demoLive(ctx, w, dir, nodes, submit); err != nil {
+		return err
+	}
+
 	say("\n== store-brno-1 is revoked")
 	brno := nodes["store-brno-1"].Mesh().Addr()
 	if err := submit(&policy.Command{Kind: policy.KindRevokeNode, Name: "store-brno-1"}); err != nil {

@@ -69,4 +69,8 @@ func printStatus(w io.Writer, st node.Status) {
 		fmt.Fprintf(w, "\n")
 		writeCameras(w, st.Recording)
 	}
+	if len(st.Replication) > 0 || len(st.Replicas) > 0 {
+		fmt.Fprintf(w, "\n")
+		node.WriteReplication(w, st)
+	}
 }
