@@ -22,6 +22,7 @@ func runUp(ctx context.Context, args []string, stdout io.Writer) error {
 	uapi := fs.String("uapi", "", "WireGuard UAPI socket `path` (default DIR/wg.sock)")
 	noGossip := fs.Bool("no-gossip", false, "turn memberlist gossip off")
 	quiet := fs.Bool("quiet", false, "log only errors")
+	uplink := fs.Float64("uplink-mbit", 0, "a store's replication budget to the datacenters, in `Mbit/s` (0: unlimited); epoch records and audit go first")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: custos up --dir DIR --listen HOST:PORT [--peers FILE] [flags]\n\n")
 		fs.PrintDefaults()
@@ -39,6 +40,9 @@ func runUp(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return usageError{err}
 	}
+	if *uplink < 0 || *uplink > 1e6 {
+		return usageError{fmt.Errorf("--uplink-mbit %v: want 0 (unlimited) to 1000000", *uplink)}
+	}
 	logger := log.New(os.Stderr, "", log.LstdFlags)
 	logf := logger.Printf
 	if *quiet {
@@ -47,6 +51,7 @@ func runUp(ctx context.Context, args []string, stdout io.Writer) error {
 	n, err := node.New(node.Config{
 		Dir: *dir, Name: *name, Listen: ap, Federation: *fed, PeersFile: *peers,
 		UAPISocket: *uapi, NoGossip: *noGossip, Logf: logf,
+		Replication: node.ReplicationConfig{UplinkBytesPerSec: int64(*uplink * 1e6 / 8)},
 	})
 	if err != nil {
 		return err
