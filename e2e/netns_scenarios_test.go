@@ -125,7 +125,10 @@ func TestNetnsKillStore(t *testing.T) {
 func TestNetnsLossyStoreLink(t *testing.T) {
 	f := newNetFed(t)
 	f.waitReplicated(time.Now(), 60*time.Second, f.dcA, f.dcB)
+	before := f.storeSegments()
 	f.lab.impair(f.ns[f.store], 50*time.Millisecond, 5)
+	took, how := f.submitTimed(f.store, time.Now(), 45*time.Second, "site", "add", "--name", "over-lossy-link")
+	f.logf("a command through the store on the impaired link committed in %v (%s)", took.Round(time.Millisecond), how)
 	const watch = 45 * time.Second
 	live := f.startLive(netCameras[0], watch)
 	start := time.Now()
@@ -155,5 +158,7 @@ func TestNetnsLossyStoreLink(t *testing.T) {
 	}
 	f.finishLive(live, 25*int(watch/time.Second)/2)
 	f.lab.clearImpair(f.ns[f.store])
-	f.storeSegments()
+	if after := f.storeSegments(); after < before+int(watch/segmentEvery)*len(netCameras) {
+		t.Errorf("the store went from %d to %d segments in %v on the impaired link", before, after, watch)
+	}
 }
