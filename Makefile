@@ -11,7 +11,7 @@ BENCH_TIME ?= 3s
 CAPACITY_CAMERAS ?= 50,100,150
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build test demo bench lint fuzz clean
+.PHONY: all build test e2e demo bench lint fuzz clean
 
 all: build
 
@@ -25,6 +25,11 @@ test:
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+# Fault scenarios on network namespaces (DESIGN §9): nodes as separate
+# processes with real partitions, loss, delay and kill -9. Needs root.
+e2e:
+	CUSTOS_NETNS=1 $(GO) test -count=1 -timeout 40m -run 'Netns' -v ./e2e/
 
 demo: build
 	./bin/custos demo --for $(DEMO_FOR)
