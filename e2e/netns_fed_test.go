@@ -141,21 +141,7 @@ func (f *netFed) up(p *custosProc) {
 		f.t.Fatalf("%s already runs", p.name)
 	}
 	fmt.Fprintf(p.stderr, "=== custos up --dir %s --listen %s (netns %s)\n", p.dir, p.listen, f.ns[p].ns)
-	cmd := f.ns[p].command(context.Background(), f.bin, "up", "--dir", p.dir, "--listen", p.listen)
-	cmd.Stderr = p.stderr
-	if err := cmd.Start(); err != nil {
-		f.t.Fatalf("start %s: %v", p.name, err)
-	}
-	first := p.cmd == nil
-	p.cmd, p.done, p.killed = cmd, make(chan struct{}), false
-	done := p.done
-	go func() {
-		p.err = cmd.Wait()
-		close(done)
-	}()
-	if first {
-		f.t.Cleanup(func() { f.stop(p) })
-	}
+	f.start(p, f.ns[p].command(context.Background(), f.bin, "up", "--dir", p.dir, "--listen", p.listen))
 }
 
 // restart starts p again on the same directory and address and waits until

@@ -297,7 +297,13 @@ func (f *procFed) up(p *custosProc) {
 		f.t.Fatalf("%s already runs", p.name)
 	}
 	fmt.Fprintf(p.stderr, "=== custos up --dir %s --listen %s\n", p.dir, p.listen)
-	cmd := exec.Command(f.bin, "up", "--dir", p.dir, "--listen", p.listen)
+	f.start(p, exec.Command(f.bin, "up", "--dir", p.dir, "--listen", p.listen))
+}
+
+// start runs cmd as p's process, reaped in the background, and killed when
+// the test ends.
+func (f *procFed) start(p *custosProc, cmd *exec.Cmd) {
+	f.t.Helper()
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		f.t.Fatalf("start %s: %v", p.name, err)

@@ -220,7 +220,10 @@ func New(cfg Config) (_ *Node, err error) {
 				return nil, err
 			}
 		}
-		if me != nil && me.Role == policy.RoleDatacenter || joinedAs(cfg.Dir) == policy.RoleDatacenter {
+		// A restarted node's replica may still be empty (Raft replays its
+		// log once a leader names the commit index), so its role also
+		// comes from its directory: a datacenter holds a custodian key.
+		if me != nil && me.Role == policy.RoleDatacenter || joinedAs(cfg.Dir) == policy.RoleDatacenter || fileExists(CustodianKeyPath(cfg.Dir)) {
 			if n.replicas, err = startReplicas(n, cfg.Replication); err != nil {
 				return nil, err
 			}
@@ -515,4 +518,9 @@ func (n *Node) Status() (Status, error) {
 		st.Exports = ex
 	}
 	return st, nil
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

@@ -62,13 +62,9 @@ type runningRec struct {
 func MediaDir(dir string) string { return filepath.Join(dir, "media") }
 
 func startRecording(n *Node, cfg RecordingConfig) (*recording, error) {
-	st, err := store.Open(MediaDir(n.cfg.Dir), store.Options{MinFree: cfg.MinFree})
+	st, err := openMedia(n, "recordings", store.Options{MinFree: cfg.MinFree})
 	if err != nil {
-		return nil, fmt.Errorf("node: recordings: %w", err)
-	}
-	if rec := st.Recovery(); !rec.Empty() {
-		n.logf("node: recordings: repaired after an unclean stop: %s", rec)
-		n.auditEvent(audit.Event{Actor: n.cfg.Name, Action: "recordings-repaired", Object: MediaDir(n.cfg.Dir), Decision: audit.Allow, Reason: rec.String()})
+		return nil, err
 	}
 	if cfg.RetentionEvery <= 0 {
 		cfg.RetentionEvery = time.Minute
@@ -78,6 +74,20 @@ func startRecording(n *Node, cfg RecordingConfig) (*recording, error) {
 	r.wg.Add(1)
 	go r.loop()
 	return r, nil
+}
+
+// openMedia opens the node's media store (a store's recordings, a
+// datacenter's replicas) and audits what it repaired after an unclean stop.
+func openMedia(n *Node, what string, opts store.Options) (*store.Store, error) {
+	st, err := store.Open(MediaDir(n.cfg.Dir), opts)
+	if err != nil {
+		return nil, fmt.Errorf("node: %s: %w", what, err)
+	}
+	if rec := st.Recovery(); !rec.Empty() {
+		n.logf("node: %s: repaired after an unclean stop: %s", what, rec)
+		n.auditEvent(audit.Event{Actor: n.cfg.Name, Action: what + "-repaired", Object: MediaDir(n.cfg.Dir), Decision: audit.Allow, Reason: rec.String()})
+	}
+	return st, nil
 }
 
 func (r *recording) close() {

@@ -57,13 +57,9 @@ type puller struct {
 }
 
 func startReplicas(n *Node, cfg ReplicationConfig) (*replicas, error) {
-	st, err := store.Open(MediaDir(n.cfg.Dir), store.Options{})
+	st, err := openMedia(n, "replicas", store.Options{})
 	if err != nil {
-		return nil, fmt.Errorf("node: replicas: %w", err)
-	}
-	if rec := st.Recovery(); !rec.Empty() {
-		n.logf("node: replicas: repaired after an unclean stop: %s", rec)
-		n.auditEvent(audit.Event{Actor: n.cfg.Name, Action: "replicas-repaired", Object: MediaDir(n.cfg.Dir), Decision: audit.Allow, Reason: rec.String()})
+		return nil, err
 	}
 	if cfg.PullWait <= 0 {
 		cfg.PullWait = 5 * time.Second
