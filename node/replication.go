@@ -21,6 +21,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -138,9 +139,9 @@ func (n *Node) handleReplicate(ctx context.Context, peer keys.NodePublic, body [
 	if err != nil {
 		return err
 	}
-	if err := policy.ReplicaTarget(st, caller, time.Now()); err != nil {
-		n.repl.refuse(caller, err)
-		return denied("%v", err)
+	if d := policy.Authorize(st, policy.Subject{Kind: "node", Name: caller}, policy.ActReplicate, "", time.Now()); !d.Allow {
+		n.repl.refuse(caller, errors.New(d.Reason))
+		return denied("%s", d.Reason)
 	}
 	site := n.selfSite(st)
 	n.repl.ack(caller, site, q.Cameras)

@@ -72,6 +72,12 @@ func authorizeNode(s *State, name string, action Action, resource string, now ti
 	case !n.Window.Contains(now):
 		return deny("node %q is outside its membership window %s", name, windowString(n.Window))
 	}
+	if action == ActReplicate {
+		if err := ReplicaTarget(s, name, now); err != nil {
+			return deny("%v", err)
+		}
+		return Decision{Allow: true, Reason: fmt.Sprintf("datacenter in jurisdiction %s", n.Jurisdiction)}
+	}
 	if n.Role == RoleInstaller {
 		// An installer's only right: live view of its own site's cameras,
 		// inside its window. Grants cannot widen it (refused at grant time).

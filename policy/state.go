@@ -40,6 +40,10 @@ const (
 	ActManage   Action = "manage"
 	ActApprove  Action = "approve"
 	ActAudit    Action = "audit"
+	// ActReplicate is a node's right to hold replicas of a store's
+	// recordings, key shares and audit journal: a live datacenter in an
+	// allowed jurisdiction (ReplicaTarget); no grant gives it.
+	ActReplicate Action = "replicate"
 )
 
 // DefaultRetention is the Czech authority's and the EDPB's default.
