@@ -192,8 +192,15 @@ func (r *ratioFlags) String() string {
 }
 
 func (r *ratioFlags) Set(s string) error {
-	num, den, ok := strings.Cut(s, "=")
-	den, unit, _ := strings.Cut(den, ":")
+	// Sub-benchmark names may hold "=" (LiveLatency/viewers=1): the
+	// baseline is after the last one.
+	body, unit, _ := strings.Cut(s, ":")
+	i := strings.LastIndex(body, "=")
+	ok := i >= 0
+	num, den := body, ""
+	if ok {
+		num, den = body[:i], body[i+1:]
+	}
 	num, den = normalizeName(strings.TrimSpace(num)), normalizeName(strings.TrimSpace(den))
 	if !ok || num == "" || den == "" {
 		return fmt.Errorf("want NAME=BASELINE[:UNIT], got %q", s)

@@ -150,3 +150,16 @@ func TestNoInput(t *testing.T) {
 		t.Errorf("Report on empty input: err = %v", err)
 	}
 }
+
+func TestRatioNameWithEquals(t *testing.T) {
+	var ratios ratioFlags
+	if err := ratios.Set("LiveLatency/viewers=10=LiveLatencyBaseline:p50-ms"); err != nil {
+		t.Fatal(err)
+	}
+	if want := (Ratio{"LiveLatency/viewers=10", "LiveLatencyBaseline", "p50-ms"}); ratios[0] != want {
+		t.Errorf("got %+v, want %+v", ratios[0], want)
+	}
+	if err := ratios.Set("NoBaseline"); err == nil {
+		t.Error("a ratio without a baseline was accepted")
+	}
+}
