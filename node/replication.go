@@ -245,6 +245,13 @@ func (r *replSource) serve(ctx context.Context, site string, q replPull, w *rpcW
 			continue // only the store's own site's footage leaves it
 		}
 		held := q.Cameras[cam]
+		// Segments are listed before epoch records: a record is durable
+		// before any segment encrypted to it, so every segment listed
+		// has its record in the list that follows.
+		ss, err := s.Segments(cam, after(held.Segment), farFuture)
+		if err != nil {
+			return sent, err
+		}
 		eps, err := s.Epochs(cam, after(held.Epoch), farFuture)
 		if err != nil {
 			return sent, err
@@ -262,19 +269,19 @@ func (r *replSource) serve(ctx context.Context, site string, q replPull, w *rpcW
 			}
 			sent++
 		}
-		ss, err := s.Segments(cam, after(held.Segment), farFuture)
-		if err != nil {
-			return sent, err
-		}
 		for _, m := range ss {
 			if held.Segment.IsZero() || m.Start.After(held.Segment) {
 				segs = append(segs, m)
 			}
 		}
 	}
-	entries, err := r.n.audit.After(q.AuditSeq)
-	if err != nil {
-		return sent, fmt.Errorf("reading the audit journal: %w", err)
+	// Reading the journal parses every line; skip it when the
+	// datacenter already holds the head (the usual pull).
+	var entries []audit.Entry
+	if head, _ := r.n.audit.Head(); head > q.AuditSeq {
+		if entries, err = r.n.audit.After(q.AuditSeq); err != nil {
+			return sent, fmt.Errorf("reading the audit journal: %w", err)
+		}
 	}
 	if len(entries) > replBatchAudit {
 		entries = entries[:replBatchAudit]
