@@ -63,6 +63,9 @@ func runLive(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(os.Stderr, "live: %s: %d bytes of MPEG-TS in %s\n", *cam, res.Bytes, time.Since(began).Round(time.Second))
 	if err != nil {
+		if res.Bytes == 0 && *out != "-" {
+			os.Remove(*out) // nothing was watched: leave no empty file behind
+		}
 		return err
 	}
 	if res.Ended != "" {

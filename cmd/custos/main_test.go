@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"io/fs"
 	"net"
@@ -329,6 +330,22 @@ func TestCLIPolicyFlow(t *testing.T) {
 	}
 	if code, _, errOut := runCLI("cameras", "--dir", dir); code != 1 || !strings.Contains(errOut, "not a store") {
 		t.Fatalf("cameras on a datacenter: exit %d %s", code, errOut)
+	}
+	// Live view: bad flags are usage errors; an unknown camera is an error
+	// that leaves no file behind; an existing file is never overwritten.
+	if code, _, errOut := runCLI("live", "--dir", dir); code != 2 || !strings.Contains(errOut, "--camera") {
+		t.Fatalf("live without --camera: exit %d %s", code, errOut)
+	}
+	liveOut := filepath.Join(t.TempDir(), "live.ts")
+	if code, _, errOut := runCLI("live", "--dir", dir, "--camera", "praha-1/nope", "--out", liveOut, "--for", "5s"); code != 1 || !strings.Contains(errOut, `no camera "praha-1/nope"`) {
+		t.Fatalf("live of an unknown camera: exit %d %s", code, errOut)
+	}
+	if _, err := os.Stat(liveOut); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a failed live view left %s: %v", liveOut, err)
+	}
+	os.WriteFile(liveOut, []byte("keep"), 0o600)
+	if code, _, errOut := runCLI("live", "--dir", dir, "--camera", "praha-1/door", "--out", liveOut); code != 1 || !strings.Contains(errOut, "exists") {
+		t.Fatalf("live over an existing file: exit %d %s", code, errOut)
 	}
 	must("camera", "remove", "praha-1/door", "--dir", dir, "--as", alice)
 	// Bad input is a usage error, not a submission.
