@@ -344,6 +344,16 @@ func (n *Node) Submit(ctx context.Context, env policy.Envelope) (ApplyResult, er
 		return ApplyResult{}, errors.New("this node runs from a static peers file, not a replicated policy")
 	}
 	out, err := n.raft.Submit(ctx, env.Marshal())
+	if errors.Is(err, consensus.ErrOutcomeUnknown) {
+		// The leader changed while committing. Settle it: after a
+		// linearizable read the command either was applied (its ID is
+		// in the replay window) or never will be, and then submitting it
+		// once more is safe (a replay would be refused, not applied twice).
+		if r, ok := n.settleUnknown(ctx, env); ok {
+			return r, nil
+		}
+		out, err = n.raft.Submit(ctx, env.Marshal())
+	}
 	if errors.Is(err, consensus.ErrRejected) {
 		// Refused before it entered the log (see vet): nothing changed
 		// anywhere, so this node records the denied attempt.
@@ -362,6 +372,24 @@ func (n *Node) Submit(ctx context.Context, env policy.Envelope) (ApplyResult, er
 		return ApplyResult{}, fmt.Errorf("node: bad apply result: %w", err)
 	}
 	return r, nil
+}
+
+// settleUnknown reports whether a command whose outcome was unknown was in
+// fact applied, once the local replica is current.
+func (n *Node) settleUnknown(ctx context.Context, env policy.Envelope) (ApplyResult, bool) {
+	c, err := policy.DecodeCommand(env.Body)
+	if err != nil {
+		return ApplyResult{}, false
+	}
+	st, err := n.syncPolicy(ctx)
+	if err != nil {
+		return ApplyResult{}, false
+	}
+	if _, applied := st.Seen[c.ID]; applied {
+		n.logf("node: command %s %s: outcome was unknown after a leader change; it was applied", c.Kind, c.ID)
+		return ApplyResult{ID: c.ID, Kind: c.Kind, Applied: true}, true
+	}
+	return ApplyResult{}, false
 }
 
 // Policy returns the local replica of the policy (nil without one).

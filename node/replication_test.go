@@ -241,3 +241,28 @@ func TestReplicationUplinkBudget(t *testing.T) {
 		t.Error("pace ignored a cancelled context")
 	}
 }
+
+// A command whose outcome was unknown (the leader changed while it was
+// being committed) is settled by a linearizable read: applied if its ID is
+// in the replay window, and otherwise safe to submit again.
+func TestSettleUnknownOutcome(t *testing.T) {
+	checkLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	f := foundAcme(t, ctx)
+	done := signed(t, f.admin, "alice", &policy.Command{Kind: policy.KindAddSite, Site: &policy.Site{Name: "brno-1", Jurisdiction: "EU"}})
+	if res, err := f.dc.Submit(ctx, done); err != nil || !res.Applied {
+		t.Fatalf("submit: %+v %v", res, err)
+	}
+	if res, ok := f.dc.settleUnknown(ctx, done); !ok || !res.Applied || res.Kind != policy.KindAddSite {
+		t.Errorf("an applied command settles as %+v %v", res, ok)
+	}
+	fresh := signed(t, f.admin, "alice", &policy.Command{Kind: policy.KindAddSite, Site: &policy.Site{Name: "ostrava-1", Jurisdiction: "EU"}})
+	if res, ok := f.dc.settleUnknown(ctx, fresh); ok {
+		t.Errorf("a command never submitted settles as applied: %+v", res)
+	}
+	// Submitting the applied one again is refused as a replay, not applied twice.
+	if res, err := f.dc.Submit(ctx, done); err != nil || res.Applied || !strings.Contains(res.Reason, "replay") {
+		t.Errorf("resubmitting an applied command: %+v %v", res, err)
+	}
+}
