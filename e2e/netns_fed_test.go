@@ -219,15 +219,12 @@ type replStatus struct {
 
 func (f *netFed) netStatus(p *custosProc) (netStatus, error) {
 	var st netStatus
-	out, errOut, err := f.run(10*time.Second, "status", "--dir", p.dir, "--json")
+	out, err := f.statusInto(p, &st)
 	if err != nil {
-		return st, fmt.Errorf("custos status --dir %s: %v: %s", p.name, err, strings.TrimSpace(errOut))
-	}
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		return st, fmt.Errorf("custos status --dir %s: %v", p.name, err)
+		return st, err
 	}
 	var keys map[string]json.RawMessage
-	json.Unmarshal([]byte(out), &keys)
+	json.Unmarshal(out, &keys)
 	_, st.hasRepl = keys["replication"]
 	return st, nil
 }

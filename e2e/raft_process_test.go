@@ -554,14 +554,21 @@ type raftMember struct {
 
 func (f *procFed) status(p *custosProc) (nodeStatus, error) {
 	var st nodeStatus
+	_, err := f.statusInto(p, &st)
+	return st, err
+}
+
+// statusInto decodes `custos status --json` of p into v and returns the
+// raw JSON.
+func (f *procFed) statusInto(p *custosProc, v any) ([]byte, error) {
 	out, errOut, err := f.run(10*time.Second, "status", "--dir", p.dir, "--json")
 	if err != nil {
-		return st, fmt.Errorf("custos status --dir %s: %v: %s", p.name, err, strings.TrimSpace(errOut))
+		return nil, fmt.Errorf("custos status --dir %s: %v: %s", p.name, err, strings.TrimSpace(errOut))
 	}
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		return st, fmt.Errorf("custos status --dir %s: %v", p.name, err)
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		return nil, fmt.Errorf("custos status --dir %s: %v", p.name, err)
 	}
-	return st, nil
+	return []byte(out), nil
 }
 
 // policyView is the part of a replica's policy.State read here.
