@@ -81,8 +81,9 @@ type Node struct {
 	exports     exportsRunning
 
 	reloadMu  sync.Mutex // serializes ReloadPeers
-	mu        sync.Mutex // guards peersHash and peersErr
+	mu        sync.Mutex // guards peersHash, peersSeen and peersErr
 	peersHash [32]byte
+	peersSeen [32]byte // the content the last poll read (see ReloadPeers)
 	peersErr  error
 
 	stop chan struct{}
@@ -314,7 +315,7 @@ func (n *Node) Close() error {
 }
 
 // watchPeers re-reads the peers file when its content changes, so that
-// removing a line removes the peer within one poll interval. A broken edit
+// removing a line removes the peer within two poll intervals. A broken edit
 // keeps the last good peer set and is reported in status.
 func (n *Node) watchPeers() {
 	defer n.wg.Done()
@@ -342,8 +343,13 @@ func (n *Node) ReloadPeers() {
 	peers, h, err := readPeersFile(n.cfg.PeersFile)
 	n.mu.Lock()
 	same := err == nil && h == n.peersHash
+	// A new content is applied once two polls in a row read it: an edit
+	// caught half-written (an editor truncates, then writes) parses as
+	// fewer peers and must not cut them off.
+	settling := err == nil && !same && h != n.peersSeen
+	n.peersSeen = h
 	n.mu.Unlock()
-	if same {
+	if same || settling {
 		return
 	}
 	old := n.mesh.PeerList()
