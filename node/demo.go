@@ -35,6 +35,9 @@ type DemoOptions struct {
 	TransferBytes int64
 	// NoFederation skips the second part (Raft, invites, windows).
 	NoFederation bool
+	// Logf, if set, receives the federation's nodes' logs, each line
+	// prefixed with the node's name (tests show them when they fail).
+	Logf func(format string, args ...any)
 }
 
 // RunDemo starts a small federation on this machine (two datacenters, a
@@ -130,7 +133,7 @@ func RunDemo(ctx context.Context, w io.Writer, opt DemoOptions) (err error) {
 		tcpMbps, quicMbps, cut.Round(time.Millisecond), dead.Round(time.Millisecond))
 
 	if !opt.NoFederation {
-		if err := RunFederationDemo(ctx, w, filepath.Join(opt.Dir, "federation")); err != nil {
+		if err := RunFederationDemo(ctx, w, filepath.Join(opt.Dir, "federation"), opt.Logf); err != nil {
 			return fmt.Errorf("federation demo: %w", err)
 		}
 	}

@@ -24,7 +24,7 @@ import (
 // installer joins one store for a short window and is dropped at its end by
 // every node's own clock; a revoked store is cut off. It prints each step
 // and the cluster's status.
-func RunFederationDemo(ctx context.Context, w io.Writer, dir string) error {
+func RunFederationDemo(ctx context.Context, w io.Writer, dir string, logf func(string, ...any)) error {
 	say := func(f string, a ...any) { fmt.Fprintf(w, f+"\n", a...) }
 	loop := netip.MustParseAddr("127.0.0.1")
 	listen := func() (netip.AddrPort, error) {
@@ -44,7 +44,11 @@ func RunFederationDemo(ctx context.Context, w io.Writer, dir string) error {
 	}()
 	start := func(name string, ap netip.AddrPort) error {
 		// Short segments, so the demo shows them accumulate.
-		n, err := New(Config{Dir: filepath.Join(dir, name), Name: name, Listen: ap,
+		var nlogf func(string, ...any)
+		if logf != nil {
+			nlogf = func(f string, a ...any) { logf(name+": "+f, a...) }
+		}
+		n, err := New(Config{Dir: filepath.Join(dir, name), Name: name, Listen: ap, Logf: nlogf,
 			Recording: RecordingConfig{Segment: ts.Config{Target: 2 * time.Second}}})
 		if err != nil {
 			return fmt.Errorf("start %s: %w", name, err)
@@ -168,8 +172,10 @@ func RunFederationDemo(ctx context.Context, w io.Writer, dir string) error {
 	}
 	demoEncrypted(w, filepath.Join(dir, "store-praha-1"))
 
-	say("\n== An installer joins praha-1 for 6 seconds")
-	end := time.Now().Add(6 * time.Second)
+	// The window must outlast the join itself, which takes a few seconds
+	// on a loaded machine (a window that ends first admits no one).
+	say("\n== An installer joins praha-1 for 12 seconds")
+	end := time.Now().Add(12 * time.Second)
 	if _, err := joinAs("installer-jan", policy.RoleInstaller, "praha-1", policy.Window{Until: end}); err != nil {
 		return err
 	}

@@ -12,10 +12,10 @@ import (
 // stranger, a removed peer, a dead node.
 func TestDemo(t *testing.T) {
 	checkLeaks(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	var out bytes.Buffer
-	if err := RunDemo(ctx, &out, DemoOptions{For: time.Nanosecond, TransferBytes: 4 << 20, Dir: t.TempDir()}); err != nil {
+	if err := RunDemo(ctx, &out, DemoOptions{For: time.Nanosecond, TransferBytes: 4 << 20, Dir: t.TempDir(), Logf: t.Logf}); err != nil {
 		t.Fatalf("demo: %v\n%s", err, out.String())
 	}
 	for _, want := range []string{"all 3 members alive", "Mbit/s", "refused:", "include the stranger: false", "no mesh peer has this address", "stream was cut", "sees dc-b dead",
