@@ -399,7 +399,7 @@ func (r *replSource) status() []ReplicationStatus {
 		if !strings.HasPrefix(cam, site+"/") {
 			continue
 		}
-		local, err := s.Segments(cam, time.Unix(0, 0), farFuture)
+		newest, ok, _, _, err := s.Newest(cam)
 		if err != nil {
 			out = append(out, ReplicationStatus{Camera: cam, State: "error", Error: err.Error()})
 			continue
@@ -411,20 +411,31 @@ func (r *replSource) status() []ReplicationStatus {
 				out = append(out, rs)
 				continue
 			}
+			// Only what follows the acknowledged segment is read, so the
+			// cost is the lag, not the store.
 			held := r.acks[dc][cam]
-			for _, m := range local {
+			pending, err := s.Segments(cam, after(held.Segment), farFuture)
+			if err != nil {
+				rs.State, rs.Error = "error", err.Error()
+				out = append(out, rs)
+				continue
+			}
+			var first time.Time
+			for _, m := range pending {
 				if !held.Segment.IsZero() && !m.Start.After(held.Segment) {
 					if m.Start.Equal(held.Segment) {
 						rs.UpTo = m.End
 					}
 					continue
 				}
+				if first.IsZero() {
+					first = m.Start
+				}
 				rs.LagSegments++
 				rs.LagBytes += m.Size
 			}
-			if n := len(local); n > 0 && rs.LagSegments > 0 {
-				from := cmp.Or(rs.UpTo, local[0].Start)
-				rs.LagSeconds = local[n-1].End.Sub(from).Seconds()
+			if ok && rs.LagSegments > 0 {
+				rs.LagSeconds = newest.End.Sub(cmp.Or(rs.UpTo, first)).Seconds()
 			}
 			switch {
 			case rs.LastPull.IsZero():
