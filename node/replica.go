@@ -64,6 +64,9 @@ func startReplicas(n *Node, cfg ReplicationConfig) (*replicas, error) {
 	if cfg.PullWait <= 0 {
 		cfg.PullWait = 5 * time.Second
 	}
+	if cfg.Lanes <= 0 {
+		cfg.Lanes = 4
+	}
 	r := &replicas{n: n, st: st, cfg: cfg, stop: make(chan struct{}), pullers: map[string]*puller{}}
 	r.reconcile()
 	r.wg.Add(1)
@@ -145,26 +148,28 @@ func (r *replicas) reconcile() {
 }
 
 // pull keeps one store's replica current until ctx ends: pull, store,
-// repeat; on any failure drop the connection and retry with a capped,
+// repeat; on any failure drop the connections and retry with a capped,
 // jittered backoff.
 func (r *replicas) pull(ctx context.Context, p *puller) {
-	var conn *mesh.QUICConn
-	defer func() {
-		if conn != nil {
-			conn.Close()
+	var lanes []*mesh.QUICConn // lanes[0] also carries the pulls
+	closeLanes := func() {
+		for _, c := range lanes {
+			c.Close()
 		}
-	}()
+		lanes = nil
+	}
+	defer closeLanes()
 	backoff := 500 * time.Millisecond
 	for ctx.Err() == nil {
 		err := func() error {
-			if conn == nil {
+			for len(lanes) < r.cfg.Lanes {
 				c, err := r.n.dialNode(ctx, r.n.policy.State(), p.store)
 				if err != nil {
 					return err
 				}
-				conn = c
+				lanes = append(lanes, c)
 			}
-			return r.pullOnce(ctx, conn, p)
+			return r.pullOnce(ctx, lanes, p)
 		}()
 		p.mu.Lock()
 		if err == nil {
@@ -180,10 +185,7 @@ func (r *replicas) pull(ctx context.Context, p *puller) {
 		if ctx.Err() != nil {
 			return
 		}
-		if conn != nil {
-			conn.Close()
-			conn = nil
-		}
+		closeLanes()
 		var re *rpcError
 		if errors.As(err, &re) && re.Code == rpcDenied {
 			r.n.logf("node: replica of %s: %v", p.store, err)
@@ -224,10 +226,12 @@ func (r *replicas) cursors(site string) (map[string]replCursor, error) {
 	return out, nil
 }
 
-// pullOnce asks for what is missing and stores the answer in order. Each
-// item is durable before the next is read; a failure leaves a prefix
-// stored, which the next pull's cursor acknowledges.
-func (r *replicas) pullOnce(ctx context.Context, conn *mesh.QUICConn, p *puller) error {
+// pullOnce asks for what is missing, stores the epoch records and audit
+// entries, then fetches the segments named over all lanes at once and
+// stores them in the order named. Each item is durable before the next is
+// stored; a failure leaves a prefix stored, which the next pull's cursor
+// acknowledges.
+func (r *replicas) pullOnce(ctx context.Context, lanes []*mesh.QUICConn, p *puller) error {
 	held, err := r.cursors(p.site)
 	if err != nil {
 		return err
@@ -236,34 +240,114 @@ func (r *replicas) pullOnce(ctx context.Context, conn *mesh.QUICConn, p *puller)
 	if err != nil {
 		return err
 	}
-	rd, err := rpcCall(ctx, conn, opReplicate, body)
+	rd, err := rpcCall(ctx, lanes[0], opReplicate, body)
 	if err != nil {
 		return err
 	}
-	defer rd.Close()
-	for {
-		hb, err := rd.Next()
-		if err == io.EOF {
-			return nil
+	var refs []replItem
+	err = func() error {
+		defer rd.Close()
+		for {
+			hb, err := rd.Next()
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			var h replItem
+			if len(hb) > maxReplItem {
+				return fmt.Errorf("replica of %s: item header of %d bytes", p.store, len(hb))
+			}
+			if err := strictJSON(hb, &h); err != nil {
+				return fmt.Errorf("replica of %s: item header: %w", p.store, err)
+			}
+			if h.Kind == "segment" {
+				if len(refs) == replBatchSegments {
+					return fmt.Errorf("replica of %s: more segments than the %d a pull names", p.store, replBatchSegments)
+				}
+				refs = append(refs, h)
+				continue
+			}
+			payload, err := rd.Next()
+			if err != nil {
+				return noEOF(err)
+			}
+			if err := r.apply(p, h, payload); err != nil {
+				return fmt.Errorf("replica of %s: %w", p.store, err)
+			}
 		}
-		if err != nil {
-			return err
+	}()
+	if err != nil {
+		return err
+	}
+	return r.fetchSegments(ctx, lanes, p, refs)
+}
+
+// fetchSegments fetches refs over the lanes, lane i taking refs i, i+n, …
+// in turn, and stores each as soon as all before it are stored.
+func (r *replicas) fetchSegments(ctx context.Context, lanes []*mesh.QUICConn, p *puller, refs []replItem) error {
+	if len(refs) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	type got struct {
+		ct  []byte
+		err error
+	}
+	results := make([]chan got, len(refs))
+	for i := range results {
+		results[i] = make(chan got, 1)
+	}
+	for l, conn := range lanes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := l; i < len(refs); i += len(lanes) {
+				h := refs[i]
+				b, _ := json.Marshal(replGet{Camera: h.Camera, Start: h.Start, SHA256: h.SHA256})
+				var g got
+				if rd, err := rpcCall(ctx, conn, opReplicateGet, b); err != nil {
+					g.err = err
+				} else {
+					fs, err := readFrames(rd, 1)
+					rd.Close()
+					switch {
+					case err != nil:
+						g.err = err
+					case len(fs) != 1:
+						g.err = fmt.Errorf("segment %s %s: no data", h.Camera, stamp(h.Start))
+					default:
+						g.ct = fs[0]
+					}
+				}
+				results[i] <- g
+				if g.err != nil {
+					return // the stores stop at the first failure anyway
+				}
+			}
+		}()
+	}
+	for i, h := range refs {
+		var g got
+		select {
+		case g = <-results[i]:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
-		var h replItem
-		if len(hb) > maxReplItem {
-			return fmt.Errorf("replica of %s: item header of %d bytes", p.store, len(hb))
+		if g.err != nil {
+			return fmt.Errorf("replica of %s: fetching segment %s %s: %w", p.store, h.Camera, stamp(h.Start), g.err)
 		}
-		if err := strictJSON(hb, &h); err != nil {
-			return fmt.Errorf("replica of %s: item header: %w", p.store, err)
-		}
-		payload, err := rd.Next()
-		if err != nil {
-			return noEOF(err)
-		}
-		if err := r.apply(p, h, payload); err != nil {
+		if err := r.apply(p, h, g.ct); err != nil {
 			return fmt.Errorf("replica of %s: %w", p.store, err)
 		}
 	}
+	return nil
 }
 
 // apply checks one item against what the store claims and stores it.

@@ -54,6 +54,7 @@ func startService(n *Node, port uint16) (*service, error) {
 	s.rpc.handle(opSegments, n.handleSegments)
 	s.rpc.handle(opRelease, n.handleRelease)
 	s.rpc.handle(opReplicate, n.handleReplicate)
+	s.rpc.handle(opReplicateGet, n.handleReplicateGet)
 	s.rpc.handle(opLive, n.handleLive)
 	go func() { s.wg <- s.rpc.serve(ln) }()
 	return s, nil
