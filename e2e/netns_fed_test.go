@@ -157,18 +157,7 @@ func (f *netFed) restart(p *custosProc) {
 
 // runIn is procFed.run inside p's namespace.
 func (f *netFed) runIn(p *custosProc, timeout time.Duration, args ...string) (stdout, stderr string, err error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := f.ns[p].command(ctx, f.bin, args...)
-	cmd.Env = append(os.Environ(), "CUSTOS_PASSPHRASE="+e2ePassphrase)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	cmd.WaitDelay = time.Second
-	err = cmd.Run()
-	if ctx.Err() != nil {
-		err = fmt.Errorf("no answer within %v: %w", timeout, err)
-	}
-	return out.String(), errOut.String(), err
+	return runCLI(timeout, func(ctx context.Context) *exec.Cmd { return f.ns[p].command(ctx, f.bin, args...) })
 }
 
 func (f *netFed) voters() []*custosProc { return []*custosProc{f.dcA, f.dcB, f.witness} }

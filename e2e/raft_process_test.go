@@ -374,9 +374,15 @@ func (f *procFed) fatalf(p *custosProc, format string, args ...any) {
 // run runs one CLI command with the admin's passphrase in its environment
 // (never in the test's) and a deadline of its own.
 func (f *procFed) run(timeout time.Duration, args ...string) (stdout, stderr string, err error) {
+	return runCLI(timeout, func(ctx context.Context) *exec.Cmd { return exec.CommandContext(ctx, f.bin, args...) })
+}
+
+// runCLI runs the command mk makes under a deadline, with the admin's
+// passphrase in its environment (never in the test's).
+func runCLI(timeout time.Duration, mk func(context.Context) *exec.Cmd) (stdout, stderr string, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, f.bin, args...)
+	cmd := mk(ctx)
 	cmd.Env = append(os.Environ(), "CUSTOS_PASSPHRASE="+e2ePassphrase)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut

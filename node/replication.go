@@ -151,19 +151,10 @@ func (n *Node) handleReplicate(ctx context.Context, peer keys.NodePublic, body [
 	if err := strictJSON(body, &q); err != nil {
 		return &rpcError{Code: rpcBadRequest, Message: "want {cameras, audit_seq, wait_ms}: " + err.Error()}
 	}
-	if n.rec == nil || n.repl == nil {
-		return denied("this node is not a store and has nothing to replicate")
-	}
-	st := n.policy.State()
-	caller, err := n.callerName(st, peer)
+	caller, site, err := n.replicaCaller(peer)
 	if err != nil {
 		return err
 	}
-	if d := policy.Authorize(st, policy.Subject{Kind: "node", Name: caller}, policy.ActReplicate, "", time.Now()); !d.Allow {
-		n.repl.refuse(caller, errors.New(d.Reason))
-		return denied("%s", d.Reason)
-	}
-	site := n.selfSite(st)
 	n.repl.ack(caller, site, q.Cameras)
 	wait := min(time.Duration(q.WaitMS)*time.Millisecond, replMaxWait)
 	if q.WaitMS == 0 {
@@ -181,6 +172,24 @@ func (n *Node) handleReplicate(ctx context.Context, peer keys.NodePublic, body [
 		case <-time.After(replPollEvery):
 		}
 	}
+}
+
+// replicaCaller authorizes a replication request: this node is a store and
+// the caller may hold replicas (policy.Authorize, ActReplicate); a refusal
+// is audited. It returns the caller and this store's site.
+func (n *Node) replicaCaller(peer keys.NodePublic) (caller, site string, err error) {
+	if n.rec == nil || n.repl == nil {
+		return "", "", denied("this node is not a store and has nothing to replicate")
+	}
+	st := n.policy.State()
+	if caller, err = n.callerName(st, peer); err != nil {
+		return "", "", err
+	}
+	if d := policy.Authorize(st, policy.Subject{Kind: "node", Name: caller}, policy.ActReplicate, "", time.Now()); !d.Allow {
+		n.repl.refuse(caller, errors.New(d.Reason))
+		return "", "", denied("%s", d.Reason)
+	}
+	return caller, n.selfSite(st), nil
 }
 
 // selfSite is this node's site in st.
@@ -353,19 +362,11 @@ func (n *Node) handleReplicateGet(ctx context.Context, peer keys.NodePublic, bod
 	if err != nil || len(sum) != 32 {
 		return &rpcError{Code: rpcBadRequest, Message: "sha256: want 64 hex digits"}
 	}
-	if n.rec == nil || n.repl == nil {
-		return denied("this node is not a store and has nothing to replicate")
-	}
-	st := n.policy.State()
-	caller, err := n.callerName(st, peer)
+	caller, site, err := n.replicaCaller(peer)
 	if err != nil {
 		return err
 	}
-	if d := policy.Authorize(st, policy.Subject{Kind: "node", Name: caller}, policy.ActReplicate, "", time.Now()); !d.Allow {
-		n.repl.refuse(caller, errors.New(d.Reason))
-		return denied("%s", d.Reason)
-	}
-	if site := n.selfSite(st); !strings.HasPrefix(q.Camera, site+"/") {
+	if !strings.HasPrefix(q.Camera, site+"/") {
 		return denied("camera %q is not of this store's site %s", q.Camera, site)
 	}
 	ct, err := n.rec.st.ReadSegment(store.SegmentMeta{Camera: q.Camera, Start: q.Start, SHA256: [32]byte(sum)})
