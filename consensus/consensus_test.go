@@ -176,6 +176,34 @@ func TestLeaderFailover(t *testing.T) {
 	}
 }
 
+// A leader that vanishes without closing anything (power lost, packets
+// blackholed): a non-voter's request in flight to it is abandoned as soon
+// as raft names another leader, and goes through the new one, instead of
+// waiting out its deadline on a conn that will never answer.
+func TestSilentLeaderFailover(t *testing.T) {
+	c := newCluster(t, nil)
+	voters := c.startVoters(3)
+	nv := c.addNonvoter(3, voters)
+	for k := range 5 {
+		submit(t, nv, fmt.Sprintf("before%d", k)) // leaves a pooled conn to the leader
+	}
+	old := c.leader(voters, 5*time.Second)
+	c.net.Silence(old.addr.Addr())
+	defer c.net.Unsilence(old.addr.Addr())
+	start := time.Now()
+	// The deadline is long; before the fix the request waited all of it
+	// on the silent conn and failed with ErrOutcomeUnknown.
+	res, err := nv.node.Submit(ctx(t, 60*time.Second), []byte("during"))
+	took := time.Since(start)
+	if err != nil {
+		t.Fatalf("Submit through a non-voter while the leader is silent: %v (after %v)", err, took.Round(time.Millisecond))
+	}
+	t.Logf("silent leader: Submit through the non-voter committed after %v (%s)", took.Round(time.Millisecond), res)
+	if took > 30*time.Second {
+		t.Errorf("Submit took %v: it waited on the silent leader", took)
+	}
+}
+
 // A peer that the policy does not admit: the others refuse its conns before
 // reading a byte and never dial it; it gets no state, never leads, and its
 // Submit fails with ErrNoLeader.

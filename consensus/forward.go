@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -62,6 +63,19 @@ func (n *Node) forward(ctx context.Context, addr string, kind frameKind, payload
 	conn := c
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
 	defer stop()
+	// A leader that dies silently (its host gone, packets blackholed)
+	// never closes the conn: without this, the request would wait out
+	// the whole deadline. When raft names another leader (or none), the
+	// conn is abandoned at once.
+	var moved atomic.Bool
+	wctx, wcancel := context.WithCancel(ctx)
+	watching := make(chan struct{})
+	go func() {
+		defer close(watching)
+		n.cancelOnLeaderChange(wctx, func() { moved.Store(true); conn.SetDeadline(time.Now()) }, addr)
+	}()
+	unwatch := func() { wcancel(); <-watching }
+	defer unwatch()
 	dl := deadline(ctx)
 	c.SetDeadline(dl)
 	wait := max(time.Until(dl)-responseMargin, time.Millisecond)
@@ -70,7 +84,7 @@ func (n *Node) forward(ctx context.Context, addr string, kind frameKind, payload
 	}
 	resp, err := readFrame(c)
 	if err != nil {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil && !moved.Load() {
 			return nil, fmt.Errorf("%w: leader %s: %v", ErrOutcomeUnknown, addr, ctx.Err())
 		}
 		return nil, &retryError{fmt.Errorf("leader %s closed the connection before taking the request: %w", addr, err)}
@@ -78,8 +92,20 @@ func (n *Node) forward(ctx context.Context, addr string, kind frameKind, payload
 	if resp.kind == kindAccepted {
 		resp, err = readFrame(c)
 		if err != nil {
+			if moved.Load() && kind == kindReadIndex {
+				return nil, &retryError{fmt.Errorf("leader %s was replaced while reading: %w", addr, err)}
+			}
 			return nil, fmt.Errorf("%w: no answer from leader %s: %v", ErrOutcomeUnknown, addr, err)
 		}
+	}
+	unwatch()
+	if moved.Load() {
+		// The answer raced the watcher, which has cut the conn's deadline:
+		// use the answer, but not the conn.
+		stop()
+		c.SetDeadline(time.Time{})
+		res, err := decodeForwardAnswer(addr, resp)
+		return res, err
 	}
 	if !stop() {
 		return nil, fmt.Errorf("%w: %v", ErrOutcomeUnknown, ctx.Err())
@@ -87,6 +113,11 @@ func (n *Node) forward(ctx context.Context, addr string, kind frameKind, payload
 	c.SetDeadline(time.Time{})
 	n.pool.put(addr, c)
 	c = nil
+	return decodeForwardAnswer(addr, resp)
+}
+
+// decodeForwardAnswer turns the leader's final frame into Submit's result.
+func decodeForwardAnswer(addr string, resp frame) ([]byte, error) {
 	switch resp.kind {
 	case kindOK:
 		return resp.body, nil

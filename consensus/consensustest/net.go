@@ -19,6 +19,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -44,6 +45,7 @@ type Net struct {
 	conns     map[*conn]pair               // guarded by mu
 	dials     map[pair]int                 // guarded by mu
 	accepts   map[pair]int                 // guarded by mu
+	silent    map[netip.Addr]chan struct{} // guarded by mu; closed by Unsilence
 }
 
 type pair struct{ from, to netip.Addr }
@@ -56,7 +58,40 @@ func New() *Net {
 		conns:     make(map[*conn]pair),
 		dials:     make(map[pair]int),
 		accepts:   make(map[pair]int),
+		silent:    make(map[netip.Addr]chan struct{}),
 	}
+}
+
+// Silence makes host a vanish without a word, as a host that lost power or
+// whose packets are blackholed: its conns stay open but carry nothing
+// either way (reads wait for their deadline, writes are swallowed), and
+// dials to it hang until their context ends. Nothing is closed.
+func (n *Net) Silence(a netip.Addr) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.silent[a] == nil {
+		n.silent[a] = make(chan struct{})
+	}
+}
+
+// Unsilence undoes Silence for new traffic.
+func (n *Net) Unsilence(a netip.Addr) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if ch := n.silent[a]; ch != nil {
+		close(ch)
+		delete(n.silent, a)
+	}
+}
+
+// silenced returns the channel Unsilence closes if either end is silent.
+func (n *Net) silenced(a, b netip.Addr) chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if ch := n.silent[a]; ch != nil {
+		return ch
+	}
+	return n.silent[b]
 }
 
 // Host returns the host with mesh address addr.
@@ -146,6 +181,13 @@ func (h *Host) Dial(ctx context.Context, to netip.AddrPort) (net.Conn, error) {
 	if cut {
 		return nil, opErr(syscall.EHOSTUNREACH)
 	}
+	if ch := n.silenced(h.addr, to.Addr()); ch != nil {
+		select {
+		case <-ctx.Done():
+			return nil, opErr(ctx.Err())
+		case <-ch:
+		}
+	}
 	if l == nil {
 		return nil, opErr(syscall.ECONNREFUSED)
 	}
@@ -167,7 +209,8 @@ func (h *Host) Dial(ctx context.Context, to netip.AddrPort) (net.Conn, error) {
 
 // track wraps rc with mesh addresses and registers it for Cut.
 func (n *Net) track(rc net.Conn, local, remote netip.AddrPort, p pair) *conn {
-	c := &conn{Conn: rc, net: n, local: net.TCPAddrFromAddrPort(local), remote: net.TCPAddrFromAddrPort(remote)}
+	c := &conn{Conn: rc, net: n, local: net.TCPAddrFromAddrPort(local), remote: net.TCPAddrFromAddrPort(remote),
+		closed: make(chan struct{}), kick: make(chan struct{}, 1)}
 	n.mu.Lock()
 	n.conns[c] = p
 	n.mu.Unlock()
@@ -179,12 +222,85 @@ type conn struct {
 	net.Conn
 	net           *Net
 	local, remote *net.TCPAddr
+	closed        chan struct{} // closed by Close
+	closeOnce     sync.Once
+	kick          chan struct{} // a deadline changed
+
+	mu           sync.Mutex
+	readDeadline time.Time // guarded by mu
+}
+
+// Read waits out its deadline while either end is silent.
+func (c *conn) Read(p []byte) (int, error) {
+	for {
+		ch := c.net.silenced(c.local.AddrPort().Addr(), c.remote.AddrPort().Addr())
+		if ch == nil {
+			return c.Conn.Read(p)
+		}
+		c.mu.Lock()
+		dl := c.readDeadline
+		c.mu.Unlock()
+		if !dl.IsZero() && !time.Now().Before(dl) {
+			return 0, os.ErrDeadlineExceeded
+		}
+		var expire <-chan time.Time
+		var t *time.Timer
+		if !dl.IsZero() {
+			t = time.NewTimer(time.Until(dl))
+			expire = t.C
+		}
+		var err error
+		select {
+		case <-ch: // heard again
+		case <-c.kick: // a new deadline: look again
+		case <-expire:
+			err = os.ErrDeadlineExceeded
+		case <-c.closed:
+			err = net.ErrClosed
+		}
+		if t != nil {
+			t.Stop()
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+}
+
+// Write swallows what is written while either end is silent.
+func (c *conn) Write(p []byte) (int, error) {
+	if c.net.silenced(c.local.AddrPort().Addr(), c.remote.AddrPort().Addr()) != nil {
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
+func (c *conn) SetDeadline(t time.Time) error {
+	c.setReadDeadline(t)
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *conn) SetReadDeadline(t time.Time) error {
+	c.setReadDeadline(t)
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *conn) setReadDeadline(t time.Time) {
+	c.mu.Lock()
+	c.readDeadline = t
+	c.mu.Unlock()
+	// Wake a silent Read so it sees the new deadline.
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
 }
 
 func (c *conn) LocalAddr() net.Addr  { return c.local }
 func (c *conn) RemoteAddr() net.Addr { return c.remote }
 
 func (c *conn) Close() error {
+	c.closeOnce.Do(func() { close(c.closed) })
 	c.net.mu.Lock()
 	delete(c.net.conns, c)
 	c.net.mu.Unlock()
