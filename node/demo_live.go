@@ -42,11 +42,7 @@ func demoReplication(ctx context.Context, w io.Writer, nodes map[string]*Node) e
 			return err
 		}
 		say("   %s:", name)
-		var b strings.Builder
-		WriteReplication(&b, st)
-		for _, l := range strings.Split(strings.TrimRight(b.String(), "\n"), "\n") {
-			say("     %s", l)
-		}
+		WriteReplication(w, st, "     ")
 	}
 	return nil
 }

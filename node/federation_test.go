@@ -94,20 +94,7 @@ func TestFirstDatacenterRunsThePolicy(t *testing.T) {
 	if err != nil || ss.Consensus == nil || ss.Consensus.LeaderID != n.Mesh().PublicKey().String() {
 		t.Fatalf("status consensus: %+v %v", ss.Consensus, err)
 	}
-	entries, err := n.Audit(time.Time{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var allow, deny int
-	for _, e := range entries {
-		if e.Action == "policy-change" {
-			if e.Decision == "allow" {
-				allow++
-			} else {
-				deny++
-			}
-		}
-	}
+	allow, deny := auditDecisions(t, n, "policy-change")
 	if allow < 2 || deny != 1 {
 		t.Fatalf("audit policy-change events: %d allowed, %d denied", allow, deny)
 	}
@@ -126,7 +113,7 @@ func TestFirstDatacenterRunsThePolicy(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	// Raft applied the log again; the journal records each command once.
-	entries, err = n2.Audit(time.Time{})
+	entries, err := n2.Audit(time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,6 +131,26 @@ func TestFirstDatacenterRunsThePolicy(t *testing.T) {
 }
 
 // assertNoFileContains fails if any file under dir holds needle.
+// auditDecisions counts n's audit events of action by decision.
+func auditDecisions(t testing.TB, n *Node, action string) (allow, deny int) {
+	t.Helper()
+	entries, err := n.Audit(time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Action != action {
+			continue
+		}
+		if e.Decision == "allow" {
+			allow++
+		} else {
+			deny++
+		}
+	}
+	return allow, deny
+}
+
 func assertNoFileContains(t testing.TB, dir string, needle []byte) {
 	t.Helper()
 	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {

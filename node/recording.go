@@ -112,21 +112,29 @@ func (r *recording) nudge() {
 
 func (r *recording) loop() {
 	defer r.wg.Done()
-	ret := time.NewTicker(r.cfg.RetentionEvery)
+	followPolicy(r.n, r.stop, r.wake, r.cfg.RetentionEvery, r.retain, r.reconcile)
+}
+
+// followPolicy runs retain at once and every retainEvery, and reconcile
+// on every policy change, every wake and at least every maxReconcileWait
+// (a window may open or close with no command), until stop closes. It is
+// the life of a store's recorders and of a datacenter's replicas alike.
+func followPolicy(n *Node, stop, wake <-chan struct{}, retainEvery time.Duration, retain, reconcile func()) {
+	ret := time.NewTicker(retainEvery)
 	defer ret.Stop()
-	r.retain()
+	retain()
 	for {
-		changed := r.n.policy.Changed()
+		changed := n.policy.Changed()
 		select {
-		case <-r.stop:
+		case <-stop:
 			return
 		case <-changed:
-		case <-r.wake:
+		case <-wake:
 		case <-ret.C:
-			r.retain()
+			retain()
 		case <-time.After(maxReconcileWait):
 		}
-		r.reconcile()
+		reconcile()
 	}
 }
 

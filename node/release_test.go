@@ -206,20 +206,7 @@ func checkScopeRefused(t *testing.T, ctx context.Context, desk, dcB, st1, dcA *N
 		t.Errorf("segments from dc-b's replica, in scope for desk: %v", err)
 	}
 	isDenied("segments from dc-b for the store", call(st1, "dc-b", opSegments, in), "released to node desk, not to store")
-	events, err := st1.Audit(time.Time{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var allow, deny int
-	for _, e := range events {
-		if e.Action == "serve-segments" {
-			if e.Decision == "allow" {
-				allow++
-			} else {
-				deny++
-			}
-		}
-	}
+	allow, deny := auditDecisions(t, st1, "serve-segments")
 	if allow < 2 || deny < 3 {
 		t.Errorf("store audit: %d segment serves allowed, %d denied; want ≥ 2 and ≥ 3", allow, deny)
 	}

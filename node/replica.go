@@ -89,21 +89,7 @@ func (r *replicas) close() {
 
 func (r *replicas) loop() {
 	defer r.wg.Done()
-	ret := time.NewTicker(time.Minute)
-	defer ret.Stop()
-	retainStore(r.n, r.st)
-	for {
-		changed := r.n.policy.Changed()
-		select {
-		case <-r.stop:
-			return
-		case <-changed:
-		case <-ret.C:
-			retainStore(r.n, r.st)
-		case <-time.After(maxReconcileWait):
-		}
-		r.reconcile()
-	}
+	followPolicy(r.n, r.stop, nil, time.Minute, func() { retainStore(r.n, r.st) }, r.reconcile)
 }
 
 // reconcile runs one puller per live store of the policy while this node

@@ -71,6 +71,6 @@ func printStatus(w io.Writer, st node.Status) {
 	}
 	if len(st.Replication) > 0 || len(st.Replicas) > 0 {
 		fmt.Fprintf(w, "\n")
-		node.WriteReplication(w, st)
+		node.WriteReplication(w, st, "")
 	}
 }
