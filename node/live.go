@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -183,6 +184,29 @@ func (n *Node) streamLive(ctx context.Context, hub *media.Live, camera string, w
 	}
 }
 
+// parseLiveFrame reads one frame of a live stream: an access unit, or the
+// store's end with its reason (ended != "").
+func parseLiveFrame(b []byte) (f h264.Frame, ended string, err error) {
+	if len(b) < liveHeader {
+		return f, "", fmt.Errorf("%d bytes, shorter than the %d-byte header", len(b), liveHeader)
+	}
+	flags := b[8]
+	if flags&^(liveKey|liveEnd) != 0 {
+		return f, "", fmt.Errorf("unknown flags %#x", flags)
+	}
+	if flags&liveEnd != 0 {
+		ended = strings.ToValidUTF8(string(b[liveHeader:]), "\uFFFD")
+		if ended == "" {
+			ended = "the store ended the stream"
+		}
+		return f, ended, nil
+	}
+	if len(b) == liveHeader {
+		return f, "", errors.New("an empty access unit")
+	}
+	return h264.Frame{Time: time.Unix(0, int64(binary.BigEndian.Uint64(b))), Key: flags&liveKey != 0, Data: b[liveHeader:]}, "", nil
+}
+
 // LiveResult is what a live view did.
 type LiveResult struct {
 	Camera string `json:"camera"`
@@ -241,14 +265,14 @@ func (n *Node) Live(ctx context.Context, camera string, out io.Writer, opts Live
 			}
 			return res, fmt.Errorf("live view of %s: %w", camera, err)
 		}
-		if len(b) < liveHeader {
-			return res, fmt.Errorf("live view of %s: a frame of %d bytes", camera, len(b))
+		f, ended, err := parseLiveFrame(b)
+		if err != nil {
+			return res, fmt.Errorf("live view of %s: frame %d: %w", camera, res.Frames, err)
 		}
-		if b[8]&liveEnd != 0 {
-			res.Ended = string(b[liveHeader:])
+		if ended != "" {
+			res.Ended = ended
 			return res, nil
 		}
-		f := h264.Frame{Time: time.Unix(0, int64(binary.BigEndian.Uint64(b))), Key: b[8]&liveKey != 0, Data: b[liveHeader:]}
 		if opts.OnFrame != nil {
 			opts.OnFrame(f)
 		}
