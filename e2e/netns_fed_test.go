@@ -8,7 +8,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -16,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -33,8 +31,6 @@ type netFed struct {
 	ns                             map[*custosProc]*labNode
 	dcA, dcB, witness, store, desk *custosProc
 	began                          time.Time
-
-	warnOnce sync.Map // feature → struct{}: a missing feature is reported once
 }
 
 // newNetFed founds the federation and waits until the store records both
@@ -168,15 +164,6 @@ func (f *netFed) logf(format string, args ...any) {
 	f.t.Logf("[%6.1fs] %s", time.Since(f.began).Seconds(), fmt.Sprintf(format, args...))
 }
 
-// missing fails the test once per feature that this build lacks, and says
-// so; the scenario goes on with what it can check.
-func (f *netFed) missing(feature, why string) {
-	f.t.Helper()
-	if _, seen := f.warnOnce.LoadOrStore(feature, struct{}{}); !seen {
-		f.t.Errorf("%s: %s", feature, why)
-	}
-}
-
 // netStatus is the part of `custos status --json` the scenarios read.
 type netStatus struct {
 	nodeStatus
@@ -189,10 +176,8 @@ type netStatus struct {
 			LastSegment  time.Time `json:"last_segment"`
 		} `json:"cameras"`
 	} `json:"recording"`
-	// Replication is on stores: one entry per camera × datacenter; nil when
-	// the build has no replication.
+	// Replication is on stores: one entry per camera × datacenter.
 	Replication []replStatus `json:"replication"`
-	hasRepl     bool
 }
 
 type replStatus struct {
@@ -208,14 +193,8 @@ type replStatus struct {
 
 func (f *netFed) netStatus(p *custosProc) (netStatus, error) {
 	var st netStatus
-	out, err := f.statusInto(p, &st)
-	if err != nil {
-		return st, err
-	}
-	var keys map[string]json.RawMessage
-	json.Unmarshal(out, &keys)
-	_, st.hasRepl = keys["replication"]
-	return st, nil
+	_, err := f.statusInto(p, &st)
+	return st, err
 }
 
 // segments is how many segments the store holds, all cameras.
@@ -296,32 +275,18 @@ func (f *netFed) storeSegments() int {
 }
 
 // waitReplicated waits until the store reports every camera replicated to
-// each of dcs up to at least t. It reports a build without replication once
-// (a test failure) and returns false then.
+// each of dcs up to at least t; a timeout fails the test (and returns false).
 func (f *netFed) waitReplicated(t time.Time, d time.Duration, dcs ...*custosProc) bool {
 	f.t.Helper()
-	if _, absent := f.warnOnce.Load("replication"); absent {
-		return false
-	}
 	for _, dc := range dcs {
-		var hasRepl bool
-		started := time.Now()
 		ok := f.poll(d, func() (bool, string) {
 			st, err := f.netStatus(f.store)
 			if err != nil {
 				return false, err.Error()
 			}
-			hasRepl = hasRepl || st.hasRepl
-			if !st.hasRepl && time.Since(started) > 20*time.Second {
-				return true, "" // 20 s of recording and no replication status: not built
-			}
 			up := st.replicatedUpTo(dc.name)
 			return !up.IsZero() && !up.Before(t), st.describeReplication()
 		}, fmt.Sprintf("the store replicating every camera to %s up to %s", dc.name, t.Format("15:04:05.000")))
-		if !hasRepl {
-			f.missing("replication", "the store's `custos status --json` has no \"replication\" list (not built yet?)")
-			return false
-		}
 		if !ok {
 			return false
 		}
@@ -440,14 +405,9 @@ type liveView struct {
 }
 
 // startLive runs `custos live` for d on desk (through its socket, from the
-// host namespace). A build without the command is reported once and gives
-// nil.
+// host namespace).
 func (f *netFed) startLive(camera string, d time.Duration) *liveView {
 	f.t.Helper()
-	if _, errOut, err := f.run(10*time.Second, "live", "-h"); err != nil && strings.Contains(errOut, "unknown command") {
-		f.missing("live view", "`custos live` does not exist in this build (not built yet?)")
-		return nil
-	}
 	v := &liveView{camera: camera, out: filepath.Join(f.tmp, strings.ReplaceAll(camera, "/", "_")+".ts"), done: make(chan struct{})}
 	v.cmd = exec.Command(f.bin, "live", "--dir", f.desk.dir, "--camera", camera, "--out", v.out, "--for", d.String())
 	v.cmd.Stderr = &v.stderr
@@ -472,9 +432,6 @@ func (v *liveView) size() int64 {
 // checkFlowing fails the test unless the live output grows within d.
 func (f *netFed) checkFlowing(v *liveView, d time.Duration, when string) {
 	f.t.Helper()
-	if v == nil {
-		return
-	}
 	from := v.size()
 	if !f.poll(d, func() (bool, string) {
 		return v.size() > from, fmt.Sprintf("%d bytes", v.size())
@@ -488,9 +445,6 @@ func (f *netFed) checkFlowing(v *liveView, d time.Duration, when string) {
 // with ffprobe, that its output holds at least minFrames video frames.
 func (f *netFed) finishLive(v *liveView, minFrames int) {
 	f.t.Helper()
-	if v == nil {
-		return
-	}
 	select {
 	case <-v.done:
 	case <-time.After(2 * time.Minute):

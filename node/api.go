@@ -284,12 +284,6 @@ func apiDo(ctx context.Context, dir, method, path string, body []byte, out any) 
 	return nil
 }
 
-// apiStream POSTs body to path and returns the OK response for the caller
-// to read and close.
-func apiStream(ctx context.Context, dir, path string, body []byte) (*http.Response, error) {
-	return apiRequest(ctx, dir, "POST", path, body)
-}
-
 // apiRequest sends one request to the node's API; a non-OK status is an
 // error carrying the node's message.
 func apiRequest(ctx context.Context, dir, method, path string, body []byte) (*http.Response, error) {

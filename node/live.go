@@ -233,18 +233,14 @@ func (n *Node) Live(ctx context.Context, camera string, out io.Writer, opts Live
 	if st == nil {
 		return res, errors.New("this node has no policy")
 	}
-	c := st.Cameras[camera]
-	if c == nil {
+	if st.Cameras[camera] == nil {
 		return res, fmt.Errorf("no camera %q in the policy (want SITE/NAME)", camera)
 	}
-	for name, nd := range st.Nodes {
-		if nd.Role == policy.RoleStore && nd.Site == c.Site && policy.Member(st, name, time.Now()) {
-			res.Store = name
-		}
+	store, err := storeOf(st, camera)
+	if err != nil {
+		return res, err
 	}
-	if res.Store == "" {
-		return res, fmt.Errorf("site %s has no live store to watch %s from", c.Site, camera)
-	}
+	res.Store = store
 	rd, conn, err := n.callNode(ctx, st, res.Store, opLive, liveQuery{Camera: camera})
 	if err != nil {
 		return res, fmt.Errorf("live view of %s: %w", camera, err)
@@ -355,7 +351,7 @@ func mustRead(r io.Reader, max int64) []byte {
 func LiveVia(ctx context.Context, dir, camera string, out io.Writer) (LiveResult, error) {
 	res := LiveResult{Camera: camera}
 	body, _ := json.Marshal(liveQuery{Camera: camera})
-	resp, err := apiStream(ctx, dir, "/v1/live", body)
+	resp, err := apiRequest(ctx, dir, "POST", "/v1/live", body)
 	if err != nil {
 		return res, err
 	}

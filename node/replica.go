@@ -127,7 +127,6 @@ func (r *replicas) reconcile() {
 		r.pullers[name] = p
 		go func() {
 			defer close(p.done)
-			defer p.audit.close()
 			r.pull(ctx, p)
 		}()
 	}
@@ -480,8 +479,6 @@ func (a *auditReplica) seq() uint64 {
 	defer a.mu.Unlock()
 	return a.last
 }
-
-func (a *auditReplica) close() {}
 
 // append verifies and appends count lines, with one fsync.
 func (a *auditReplica) append(lines []byte, count int) error {
