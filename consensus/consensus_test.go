@@ -204,6 +204,33 @@ func TestSilentLeaderFailover(t *testing.T) {
 	}
 }
 
+// A linearizable read on a leader that loses its leadership under it (its
+// barrier fails with "leadership lost") is asked again, of the next leader,
+// instead of failing as if it were a command of unknown outcome.
+func TestSyncAcrossLeaderLoss(t *testing.T) {
+	c := newCluster(t, nil)
+	voters := c.startVoters(3)
+	submit(t, voters[0], "before")
+	old := c.leader(voters, 5*time.Second)
+	var rest []*member
+	for _, v := range voters {
+		if v != old {
+			rest = append(rest, v)
+		}
+	}
+	c.net.Silence(old.addr.Addr())
+	done := make(chan error, 1)
+	go func() { done <- old.node.Sync(ctx(t, 60*time.Second)) }()
+	c.leader(rest, 20*time.Second)
+	// The old leader's barrier has failed by now or soon will (it cannot
+	// reach a quorum); let it hear the new leader.
+	time.Sleep(2 * time.Second)
+	c.net.Unsilence(old.addr.Addr())
+	if err := <-done; err != nil {
+		t.Fatalf("Sync on a leader that lost its leadership: %v", err)
+	}
+}
+
 // A peer that the policy does not admit: the others refuse its conns before
 // reading a byte and never dial it; it gets no state, never leads, and its
 // Submit fails with ErrNoLeader.

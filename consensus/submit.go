@@ -104,6 +104,11 @@ func (n *Node) onLeader(ctx context.Context, op string, kind frameKind, payload 
 		default:
 			res, err = n.forward(ctx, string(addr), kind, payload)
 		}
+		if kind == kindReadIndex && errors.Is(err, ErrOutcomeUnknown) && ctx.Err() == nil {
+			// A read changes nothing, so a leader lost under it (its
+			// barrier failed, or it never answered) only means: ask again.
+			err = &retryError{err}
+		}
 		var re *retryError
 		if !errors.As(err, &re) {
 			if err != nil && !errors.Is(err, ErrRejected) {

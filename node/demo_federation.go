@@ -172,10 +172,12 @@ func RunFederationDemo(ctx context.Context, w io.Writer, dir string, logf func(s
 	}
 	demoEncrypted(w, filepath.Join(dir, "store-praha-1"))
 
-	// The window must outlast the join itself, which takes a few seconds
-	// on a loaded machine (a window that ends first admits no one).
-	say("\n== An installer joins praha-1 for 12 seconds")
-	end := time.Now().Add(12 * time.Second)
+	// The window must outlast the join itself, which takes seconds on a
+	// loaded machine (a window that ends first admits no one); replication
+	// and live view are shown while it runs.
+	const window = 25 * time.Second
+	say("\n== An installer joins praha-1 for %v", window)
+	end := time.Now().Add(window)
 	if _, err := joinAs("installer-jan", policy.RoleInstaller, "praha-1", policy.Window{Until: end}); err != nil {
 		return err
 	}
@@ -193,12 +195,6 @@ func RunFederationDemo(ctx context.Context, w io.Writer, dir string, logf func(s
 		}
 		say("   installer %-8s %-17s %s: %s", q.act, q.cam, verdict, d.Reason)
 	}
-	if err := waitCond(ctx, time.Until(end)+5*time.Second, func() bool {
-		return time.Now().After(end) && !peerOf("store-praha-1") && !peerOf("dc-a")
-	}); err != nil {
-		return fmt.Errorf("installer still a peer after its window: %w", err)
-	}
-	say("   window ended: dropped by store-praha-1 and dc-a %v after its end, by their own clocks", time.Since(end).Round(time.Millisecond))
 
 	if err := demoReplication(ctx, w, nodes); err != nil {
 		return err
@@ -206,6 +202,14 @@ func RunFederationDemo(ctx context.Context, w io.Writer, dir string, logf func(s
 	if err := demoLive(ctx, w, dir, nodes, submit); err != nil {
 		return err
 	}
+
+	say("\n== The installer's window ends")
+	if err := waitCond(ctx, time.Until(end)+5*time.Second, func() bool {
+		return time.Now().After(end) && !peerOf("store-praha-1") && !peerOf("dc-a")
+	}); err != nil {
+		return fmt.Errorf("installer still a peer after its window: %w", err)
+	}
+	say("   dropped by store-praha-1 and dc-a %v after its end, by their own clocks", time.Since(end).Round(time.Millisecond))
 
 	say("\n== store-brno-1 is revoked")
 	brno := nodes["store-brno-1"].Mesh().Addr()

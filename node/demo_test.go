@@ -16,7 +16,8 @@ func TestDemo(t *testing.T) {
 	defer cancel()
 	var out bytes.Buffer
 	if err := RunDemo(ctx, &out, DemoOptions{For: time.Nanosecond, TransferBytes: 4 << 20, Dir: t.TempDir(), Logf: t.Logf}); err != nil {
-		t.Fatalf("demo: %v\n%s", err, out.String())
+		// The error goes last: CI shows the tail of a long failure.
+		t.Fatalf("demo output:\n%s\ndemo failed: %v", out.String(), err)
 	}
 	for _, want := range []string{"all 3 members alive", "Mbit/s", "refused:", "include the stranger: false", "no mesh peer has this address", "stream was cut", "sees dc-b dead",
 		"joined as witness", "joined as store", "installer live     praha-1/entrance  allowed", "installer playback", "dropped by store-praha-1", "cut off by every node", "voter", "demo done"} {

@@ -11,7 +11,8 @@ import (
 
 // TestLeaderLossKeepsPolicyWritable: dc-a (the leader), dc-b and a witness
 // vote; dc-a is stopped; dc-b and the witness elect a leader and a command
-// submitted on the store commits, and nothing committed before is lost.
+// submitted on the store commits, and nothing committed before is lost;
+// a new node joins through dc-b.
 func TestLeaderLossKeepsPolicyWritable(t *testing.T) {
 	checkLeaks(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -68,5 +69,14 @@ func TestLeaderLossKeepsPolicyWritable(t *testing.T) {
 			}
 		}
 		return true
+	})
+	// With dc-a gone, a new store still joins: its token names both
+	// datacenters, and dc-b, which itself joined by token, takes it.
+	viaB := f
+	viaB.dc = nodes["dc-b"]
+	late := joinAcme(t, ctx, viaB, InviteSpec{Role: policy.RoleStore, Name: "store-brno-1", Site: "brno-1"})
+	waitTrue(t, 30*time.Second, "the store that joined through dc-b to hold the policy", func() bool {
+		st := late.Policy()
+		return st != nil && st.Nodes["store-brno-1"] != nil
 	})
 }

@@ -344,12 +344,17 @@ func (n *Node) Submit(ctx context.Context, env policy.Envelope) (ApplyResult, er
 		return ApplyResult{}, errors.New("this node runs from a static peers file, not a replicated policy")
 	}
 	out, err := n.raft.Submit(ctx, env.Marshal())
-	if errors.Is(err, consensus.ErrOutcomeUnknown) {
-		// The leader changed while committing. Settle it: after a
-		// linearizable read the command either was applied (its ID is
-		// in the replay window) or never will be, and then submitting it
-		// once more is safe (a replay would be refused, not applied twice).
-		if r, ok := n.settleUnknown(ctx, env); ok {
+	// The leader changed while committing. Settle it: after a
+	// linearizable read the command either was applied (its ID is in the
+	// replay window) or never will be, and then submitting it again is
+	// safe (a replay would be refused, not applied twice). Leaders can
+	// change again meanwhile on a loaded machine; the loop ends with ctx.
+	for attempt := 0; errors.Is(err, consensus.ErrOutcomeUnknown) && attempt < maxSettle; attempt++ {
+		r, applied, serr := n.settleUnknown(ctx, env)
+		if serr != nil {
+			return ApplyResult{}, fmt.Errorf("%w (and settling it failed: %v)", err, serr)
+		}
+		if applied {
 			return r, nil
 		}
 		out, err = n.raft.Submit(ctx, env.Marshal())
@@ -374,22 +379,26 @@ func (n *Node) Submit(ctx context.Context, env policy.Envelope) (ApplyResult, er
 	return r, nil
 }
 
+// maxSettle bounds how often Submit settles and resubmits one command.
+const maxSettle = 5
+
 // settleUnknown reports whether a command whose outcome was unknown was in
-// fact applied, once the local replica is current.
-func (n *Node) settleUnknown(ctx context.Context, env policy.Envelope) (ApplyResult, bool) {
+// fact applied, once the local replica is current; an error means that
+// could not be found out.
+func (n *Node) settleUnknown(ctx context.Context, env policy.Envelope) (ApplyResult, bool, error) {
 	c, err := policy.DecodeCommand(env.Body)
 	if err != nil {
-		return ApplyResult{}, false
+		return ApplyResult{}, false, err
 	}
 	st, err := n.syncPolicy(ctx)
 	if err != nil {
-		return ApplyResult{}, false
+		return ApplyResult{}, false, err
 	}
 	if _, applied := st.Seen[c.ID]; applied {
 		n.logf("node: command %s %s: outcome was unknown after a leader change; it was applied", c.Kind, c.ID)
-		return ApplyResult{ID: c.ID, Kind: c.Kind, Applied: true}, true
+		return ApplyResult{ID: c.ID, Kind: c.Kind, Applied: true}, true, nil
 	}
-	return ApplyResult{}, false
+	return ApplyResult{}, false, nil
 }
 
 // Policy returns the local replica of the policy (nil without one).

@@ -33,6 +33,11 @@ const (
 	joinMaxRequest = policy.MaxEnvelope
 	joinTimeout    = 15 * time.Second
 	joinMaxConns   = 4
+	// joinAnswerMargin: the datacenter gives up committing a redeem this
+	// long before the joiner gives up waiting, so the joiner hears how it
+	// ended (if it stopped listening first and asked the next datacenter,
+	// a redeem that did commit would look like a spent invite).
+	joinAnswerMargin = 3 * time.Second
 )
 
 // joinFile records, on a joining node, whom to contact until the policy
@@ -126,7 +131,7 @@ func (n *Node) serveJoin(c net.Conn) {
 		n.auditEvent(audit.Event{Actor: c.RemoteAddr().String(), Action: "join", Decision: audit.Deny, Reason: err.Error()})
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), joinTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), joinTimeout-joinAnswerMargin)
 	defer cancel()
 	res, err = n.Submit(ctx, env)
 	if err != nil {

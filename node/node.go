@@ -216,15 +216,15 @@ func New(cfg Config) (_ *Node, err error) {
 		go n.raftMembers()
 		st := n.policy.State()
 		me := st.Nodes[NameByKey(st, n.mesh.PublicKey().String())]
-		if me != nil && me.Role == policy.RoleDatacenter {
+		// A joining or restarted node's replica may still be empty (Raft
+		// replays its log once a leader names the commit index), so its
+		// role also comes from its directory: the role its token gave, or
+		// the custodian key every datacenter holds. A datacenter that
+		// waited for its replica would refuse the joins its tokens name.
+		if me != nil && me.Role == policy.RoleDatacenter || joinedAs(cfg.Dir) == policy.RoleDatacenter || fileExists(CustodianKeyPath(cfg.Dir)) {
 			if n.join, err = startJoinServer(n, cfg.Listen); err != nil {
 				return nil, err
 			}
-		}
-		// A restarted node's replica may still be empty (Raft replays its
-		// log once a leader names the commit index), so its role also
-		// comes from its directory: a datacenter holds a custodian key.
-		if me != nil && me.Role == policy.RoleDatacenter || joinedAs(cfg.Dir) == policy.RoleDatacenter || fileExists(CustodianKeyPath(cfg.Dir)) {
 			if n.replicas, err = startReplicas(n, cfg.Replication); err != nil {
 				return nil, err
 			}

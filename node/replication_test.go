@@ -256,12 +256,12 @@ func TestSettleUnknownOutcome(t *testing.T) {
 	if res, err := f.dc.Submit(ctx, done); err != nil || !res.Applied {
 		t.Fatalf("submit: %+v %v", res, err)
 	}
-	if res, ok := f.dc.settleUnknown(ctx, done); !ok || !res.Applied || res.Kind != policy.KindAddSite {
-		t.Errorf("an applied command settles as %+v %v", res, ok)
+	if res, ok, err := f.dc.settleUnknown(ctx, done); err != nil || !ok || !res.Applied || res.Kind != policy.KindAddSite {
+		t.Errorf("an applied command settles as %+v %v %v", res, ok, err)
 	}
 	fresh := signed(t, f.admin, "alice", &policy.Command{Kind: policy.KindAddSite, Site: &policy.Site{Name: "ostrava-1", Jurisdiction: "EU"}})
-	if res, ok := f.dc.settleUnknown(ctx, fresh); ok {
-		t.Errorf("a command never submitted settles as applied: %+v", res)
+	if res, ok, err := f.dc.settleUnknown(ctx, fresh); err != nil || ok {
+		t.Errorf("a command never submitted settles as applied: %+v %v", res, err)
 	}
 	// Submitting the applied one again is refused as a replay, not applied twice.
 	if res, err := f.dc.Submit(ctx, done); err != nil || res.Applied || !strings.Contains(res.Reason, "replay") {
