@@ -20,11 +20,13 @@ build:
 
 # The whole suite, with the race detector. Multi-node tests run in-process on
 # 127.0.0.1; the `wg show` test needs wireguard-tools (.ci/run installs it).
+# The whole-federation demo test runs on its own, without it (see TestDemo).
 test:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
+	$(GO) test -count=1 -timeout 10m -run '^TestDemo$$' ./node/
 
 # Fault scenarios on network namespaces (DESIGN §9): nodes as separate
 # processes with real partitions, loss, delay and kill -9. Needs root.

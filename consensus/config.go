@@ -48,11 +48,15 @@ type StateMachine interface {
 }
 
 // Defaults for Config's zero fields. They suit voters in different cities on
-// a WireGuard mesh (round trips of tens of milliseconds, some relayed).
+// a WireGuard mesh (round trips of tens of milliseconds, some relayed). The
+// Raft timeouts are twice raft's LAN defaults (as Consul scales them for
+// modest servers): with a 500 ms lease, a leader on a busy machine whose
+// round trips stretched past it stepped down, again and again, and the
+// policy went unwritable for tens of seconds; a failover now takes 2 to 5 s.
 const (
-	DefaultHeartbeatTimeout   = 1000 * time.Millisecond
-	DefaultElectionTimeout    = 1000 * time.Millisecond
-	DefaultLeaderLeaseTimeout = 500 * time.Millisecond
+	DefaultHeartbeatTimeout   = 2000 * time.Millisecond
+	DefaultElectionTimeout    = 2000 * time.Millisecond
+	DefaultLeaderLeaseTimeout = 1000 * time.Millisecond
 	DefaultCommitTimeout      = 50 * time.Millisecond
 	DefaultIOTimeout          = 10 * time.Second
 	DefaultSubmitTimeout      = 10 * time.Second
@@ -102,13 +106,13 @@ type Config struct {
 
 	// HeartbeatTimeout is how long a follower waits without hearing from
 	// the leader before it starts an election (randomized up to 2x).
-	// Default 1 s (raft's own default).
+	// Default 2 s.
 	HeartbeatTimeout time.Duration
 	// ElectionTimeout is how long a candidate waits before a new
-	// election (randomized up to 2x). Default 1 s.
+	// election (randomized up to 2x). Default 2 s.
 	ElectionTimeout time.Duration
 	// LeaderLeaseTimeout is how long a leader stays leader without
-	// reaching a quorum. At most HeartbeatTimeout. Default 500 ms.
+	// reaching a quorum. At most HeartbeatTimeout. Default 1 s.
 	LeaderLeaseTimeout time.Duration
 	// CommitTimeout bounds how late an idle follower learns the commit
 	// index. Default 50 ms.

@@ -158,10 +158,11 @@ func TestLeaderFailover(t *testing.T) {
 		t.Fatalf("Submit during failover: %v", r.err)
 	}
 	t.Logf("failover: new leader %s after %v; first Submit through after %v", l.id, elected.Round(time.Millisecond), r.at.Round(time.Millisecond))
-	// Typically 2–4 s with the default timeouts; a split vote adds an
-	// election timeout (1.5–3 s).
-	if elected > 10*time.Second {
-		t.Errorf("new leader after %v, want under 10s", elected)
+	// Typically 3–6 s with the default timeouts; a split vote adds an
+	// election timeout (2–4 s). The bound is loose: tests must not fail
+	// on a slow machine, only when no leader comes at all.
+	if elected > 20*time.Second {
+		t.Errorf("new leader after %v, want under 20s", elected)
 	}
 	for k := range 10 {
 		submit(t, nv, fmt.Sprintf("after%d", k))

@@ -11,11 +11,22 @@ import (
 // TestDemo runs the main job end to end: four nodes, traffic, a refused
 // stranger, a removed peer, a dead node.
 func TestDemo(t *testing.T) {
+	if raceEnabled {
+		// Seven nodes and four cameras in one process cost the race
+		// detector's 5–10× CPU; on two loaded cores Raft round trips then
+		// outlast the leader's lease and leadership flaps for tens of
+		// seconds, and the demo, bound by windows and deadlines, fails for
+		// that alone. Every path it takes has its own test under -race;
+		// make test runs this one without it.
+		t.Skip("the demo runs without the race detector (make test does)")
+	}
 	checkLeaks(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	var out bytes.Buffer
-	if err := RunDemo(ctx, &out, DemoOptions{For: time.Nanosecond, TransferBytes: 4 << 20, Dir: t.TempDir(), Logf: t.Logf}); err != nil {
+	if err := RunDemo(ctx, &out, DemoOptions{For: time.Nanosecond, TransferBytes: 4 << 20, Dir: t.TempDir(), Logf: func(f string, a ...any) {
+		t.Logf("%s "+f, append([]any{time.Now().Format("15:04:05.000")}, a...)...)
+	}}); err != nil {
 		// The error goes last: CI shows the tail of a long failure.
 		t.Fatalf("demo output:\n%s\ndemo failed: %v", out.String(), err)
 	}
