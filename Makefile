@@ -77,13 +77,16 @@ bench:
 	@echo "Live view and replication: glass-to-glass latency over the mesh beside the store's in-process live hub; a 1 h backlog pulled by dc-a beside a plain mesh QUIC stream of the same bytes:"
 	$(GO) test -run '^$$' -bench 'LiveLatency' -benchtime=1x -count=3 -timeout 20m ./node/ | tee bin/bench-live.out
 	$(GO) test -run '^$$' -bench 'ReplicationCatchUp' -benchtime=1x -count=3 -timeout 30m ./node/ | tee -a bin/bench-live.out
+	$(GO) test -run '^$$' -bench 'JournalAfter' -count=3 ./policy/audit/ | tee -a bin/bench-live.out
 	$(GO) run ./cmd/benchreport \
 	  -ratio LiveLatency/viewers=1=LiveLatencyBaseline:p50-ms \
 	  -ratio LiveLatency/viewers=10=LiveLatencyBaseline:p50-ms \
 	  -ratio LiveLatency/viewers=1=LiveLatencyBaseline:p99-ms \
 	  -ratio ReplicationCatchUp/pull=ReplicationCatchUp/mesh-quic-plain \
+	  -ratio JournalAfter/marks=JournalAfter/full-scan \
 	  < bin/bench-live.out
-	@echo "(LiveLatency: ms from capture to the frame on the viewer node, live frames only; ReplicationCatchUp/pull: realtime-x = footage / catch-up time, target >= 20)"
+	@echo "(LiveLatency: ms from capture to the frame on the viewer node, live frames only; ReplicationCatchUp/pull: realtime-x = footage / catch-up time, target >= 20;"
+	@echo " JournalAfter: one pull's read of a store's audit journal, 100 000 entries, 20 new, from the nearest mark beside a scan of every line)"
 	@echo
 	@echo "How many 4 Mbit/s cameras one store sustains (paced synthetic sources, one store, fsync; behind=1 means it fell behind):"
 	CUSTOS_CAPACITY_CAMERAS=$(CAPACITY_CAMERAS) $(GO) test -run '^$$' -bench StoreCapacity -benchtime=1x -timeout 30m ./media/ | tee bin/bench-capacity.out

@@ -71,7 +71,16 @@ func TestLeaderLossKeepsPolicyWritable(t *testing.T) {
 		return true
 	})
 	// With dc-a gone, a new store still joins: its token names both
-	// datacenters, and dc-b, which itself joined by token, takes it.
+	// datacenters, and dc-b, which itself joined by token, takes it. The
+	// witness leads meanwhile: the token names it too, or the new node
+	// would refuse the log from a leader it was never told of.
+	wid := nodes["witness"].raft.Status().ID
+	if st := nodes["dc-b"].raft.Status(); st.Role.String() == "leader" {
+		if err := nodes["dc-b"].raft.TransferLeadership(ctx, wid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitTrue(t, 10*time.Second, "the witness to lead", func() bool { return nodes["witness"].raft.Status().Role.String() == "leader" })
 	viaB := f
 	viaB.dc = nodes["dc-b"]
 	late := joinAcme(t, ctx, viaB, InviteSpec{Role: policy.RoleStore, Name: "store-brno-1", Site: "brno-1"})

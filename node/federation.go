@@ -198,14 +198,14 @@ func (n *Node) admit(remote netip.Addr) error {
 	if st.Federation == "" {
 		// Before the first replica (a joined node, or any node restarted
 		// before a leader told it the commit index): only the peers it last
-		// had, or the datacenters its admin-signed token named, may bring
-		// it the log.
+		// had, or the voters its admin-signed token named, may bring it
+		// the log.
 		for _, p := range n.seed {
 			if n.mesh.AddrOf(p.PublicKey) == remote {
 				return nil
 			}
 		}
-		return fmt.Errorf("%s: no policy yet, and neither a last-known peer nor a datacenter from the join token", remote)
+		return fmt.Errorf("%s: no policy yet, and neither a last-known peer nor a voter from the join token", remote)
 	}
 	for name, pn := range st.Nodes {
 		pub, err := keys.ParseNodePublic(pn.PublicKey)

@@ -40,16 +40,27 @@ func MakeInvite(ctx context.Context, dir string, admin *keys.AdminKey, signer st
 	if err != nil {
 		return "", err
 	}
-	var dcs []TokenPeer
+	var dcs, voters []TokenPeer
 	for name, n := range st.Nodes {
-		if n.Role == policy.RoleDatacenter && policy.Member(st, name, now) && n.Endpoint != "" {
-			dcs = append(dcs, TokenPeer{Name: name, PublicKey: n.PublicKey, Endpoint: n.Endpoint})
+		if !policy.Member(st, name, now) || n.Endpoint == "" {
+			continue
+		}
+		p := TokenPeer{Name: name, PublicKey: n.PublicKey, Endpoint: n.Endpoint}
+		switch n.Role {
+		case policy.RoleDatacenter:
+			dcs = append(dcs, p)
+		case policy.RoleWitness:
+			voters = append(voters, p)
 		}
 	}
 	if len(dcs) == 0 {
 		return "", errors.New("node: the policy has no datacenter with an endpoint for a new node to contact")
 	}
-	sort.Slice(dcs, func(i, j int) bool { return dcs[i].Name < dcs[j].Name })
+	byName := func(ps []TokenPeer) {
+		sort.Slice(ps, func(i, j int) bool { return ps[i].Name < ps[j].Name })
+	}
+	byName(dcs)
+	byName(voters)
 	secret := make([]byte, 32)
 	rand.Read(secret)
 	defer clear(secret)
@@ -77,6 +88,6 @@ func MakeInvite(ctx context.Context, dir string, admin *keys.AdminKey, signer st
 		return "", &policy.Refused{ID: res.ID, Kind: res.Kind, Reason: res.Reason}
 	}
 	t := &Token{Version: 1, Anchor: *anchor, Invite: id, Secret: secret, Role: string(spec.Role), Name: spec.Name, Site: spec.Site,
-		Expires: spec.Expires, Datacenters: dcs, AdminKey: admin.PublicKey()}
+		Expires: spec.Expires, Datacenters: dcs, Voters: voters, AdminKey: admin.PublicKey()}
 	return EncodeToken(t, func(msg []byte) ([]byte, error) { return admin.Sign(msg, now) })
 }

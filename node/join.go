@@ -46,7 +46,8 @@ const joinFile = "join.json"
 
 type joinInfo struct {
 	Datacenters []TokenPeer `json:"datacenters"`
-	Role        string      `json:"role,omitempty"` // what the invite made this node
+	Voters      []TokenPeer `json:"voters,omitempty"` // the token's other voters
+	Role        string      `json:"role,omitempty"`   // what the invite made this node
 }
 
 // isStoreJoin reports whether dir joined as a store: such a node records
@@ -187,7 +188,7 @@ func PrepareJoin(ctx context.Context, cfg Config, t *Token) (ApplyResult, error)
 	if !res.Applied {
 		return res, nil
 	}
-	jb, _ := json.Marshal(joinInfo{Datacenters: t.Datacenters, Role: t.Role})
+	jb, _ := json.Marshal(joinInfo{Datacenters: t.Datacenters, Voters: t.Voters, Role: t.Role})
 	if err := os.WriteFile(filepath.Join(cfg.Dir, joinFile), jb, 0o600); err != nil {
 		return res, err
 	}
@@ -219,8 +220,8 @@ func sendJoin(ctx context.Context, endpoint string, env policy.Envelope) (ApplyR
 }
 
 // readSeed returns whom a node talks to until its policy replica names its
-// peers: the peers it last had (lastPeersFile), else the datacenters its
-// join token named. A restarted node's replica is empty until a leader
+// peers: the peers it last had (lastPeersFile), else the datacenters and
+// other voters its join token named. A restarted node's replica is empty until a leader
 // tells it the commit index (Raft restores the state machine only from a
 // snapshot and replays the log only once it knows what is committed); with
 // no peers meanwhile it could reach no leader, and a founding datacenter,
@@ -317,13 +318,13 @@ func readTokenSeed(dir string) ([]mesh.Peer, error) {
 		return nil, fmt.Errorf("node: %s is damaged", joinFile)
 	}
 	var out []mesh.Peer
-	for _, dc := range ji.Datacenters {
-		pub, err := keys.ParseNodePublic(dc.PublicKey)
+	for _, p := range append(ji.Datacenters, ji.Voters...) {
+		pub, err := keys.ParseNodePublic(p.PublicKey)
 		if err != nil {
 			continue
 		}
-		ep, _ := netip.ParseAddrPort(dc.Endpoint)
-		out = append(out, mesh.Peer{Name: dc.Name, PublicKey: pub, Endpoint: ep})
+		ep, _ := netip.ParseAddrPort(p.Endpoint)
+		out = append(out, mesh.Peer{Name: p.Name, PublicKey: pub, Endpoint: ep})
 	}
 	return out, nil
 }

@@ -304,16 +304,13 @@ func (r *replSource) serve(ctx context.Context, site string, q replPull, w *rpcW
 			}
 		}
 	}
-	// Reading the journal parses every line; skip it when the
-	// datacenter already holds the head (the usual pull).
+	// The journal is read from a mark near the datacenter's cursor, and
+	// not at all when it holds the head (the usual pull).
 	var entries []audit.Entry
 	if head, _ := r.n.audit.Head(); head > q.AuditSeq {
-		if entries, err = r.n.audit.After(q.AuditSeq); err != nil {
+		if entries, err = r.n.audit.After(q.AuditSeq, replBatchAudit); err != nil {
 			return sent, fmt.Errorf("reading the audit journal: %w", err)
 		}
-	}
-	if len(entries) > replBatchAudit {
-		entries = entries[:replBatchAudit]
 	}
 	if len(entries) > 0 {
 		var lines []byte

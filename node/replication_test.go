@@ -285,7 +285,7 @@ func TestAuditReplicaRefusesBrokenChains(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	es, err := j.After(0)
+	es, err := j.After(0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,10 +40,15 @@ type Token struct {
 	Site        string      `json:"site,omitempty"`
 	Expires     time.Time   `json:"expires"`
 	Datacenters []TokenPeer `json:"datacenters"`
-	AdminKey    []byte      `json:"admin_key"` // binary OpenPGP public key of the signer
+	// Voters are the other Raft voters (witnesses) when the token was
+	// made. Any voter may lead, and a new node admits only its seeds
+	// until its replica names its peers: a witness leading when the node
+	// joined could otherwise never bring it the log.
+	Voters   []TokenPeer `json:"voters,omitempty"`
+	AdminKey []byte      `json:"admin_key"` // binary OpenPGP public key of the signer
 }
 
-// TokenPeer is a datacenter a joining node contacts.
+// TokenPeer is a datacenter (or another voter) a joining node contacts.
 type TokenPeer struct {
 	Name      string `json:"name"`
 	PublicKey string `json:"public_key"`
@@ -117,12 +122,17 @@ func DecodeToken(s string, now time.Time) (*Token, error) {
 	if len(t.Datacenters) == 0 {
 		return bad("names no datacenter to contact")
 	}
-	for _, dc := range t.Datacenters {
-		if _, err := keys.ParseNodePublic(dc.PublicKey); err != nil {
-			return bad("datacenter %q: %v", dc.Name, err)
-		}
-		if ap, err := netip.ParseAddrPort(dc.Endpoint); err != nil || ap.Port() == 0 || ap.Addr().IsUnspecified() {
-			return bad("datacenter %q: endpoint %q", dc.Name, dc.Endpoint)
+	for _, group := range []struct {
+		what  string
+		peers []TokenPeer
+	}{{"datacenter", t.Datacenters}, {"voter", t.Voters}} {
+		for _, p := range group.peers {
+			if _, err := keys.ParseNodePublic(p.PublicKey); err != nil {
+				return bad("%s %q: %v", group.what, p.Name, err)
+			}
+			if ap, err := netip.ParseAddrPort(p.Endpoint); err != nil || ap.Port() == 0 || ap.Addr().IsUnspecified() {
+				return bad("%s %q: endpoint %q", group.what, p.Name, p.Endpoint)
+			}
 		}
 	}
 	return &t, nil

@@ -62,7 +62,9 @@
 // head.json (temporary file, fsync, rename, fsync of the directory). Only
 // then does it return: three fsyncs an event, which suits the rate of
 // access decisions, not of video frames. Since and After read without
-// blocking appends.
+// blocking appends. After starts at the nearest of the offsets reads have
+// marked (one every 256 entries; a prune drops them), so a replica asking
+// for what follows its copy costs what it gets, not the journal's length.
 // The head file is what makes deleting the newest entries detectable: a
 // journal that ends before the entry the head records has lost its tail.
 //

@@ -146,6 +146,7 @@ func (j *Journal) replaceLocked(from int64) error {
 	}
 	j.f.Close()
 	j.f, j.size = f, j.size-from
+	j.marks, j.gen = nil, j.gen+1 // the offsets moved
 	return nil
 }
 
