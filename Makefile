@@ -83,10 +83,10 @@ bench:
 	  -ratio LiveLatency/viewers=10=LiveLatencyBaseline:p50-ms \
 	  -ratio LiveLatency/viewers=1=LiveLatencyBaseline:p99-ms \
 	  -ratio ReplicationCatchUp/pull=ReplicationCatchUp/mesh-quic-plain \
-	  -ratio JournalAfter/marks=JournalAfter/full-scan \
+	  -ratio JournalAfter/full-scan=JournalAfter/marks:ms/pull \
 	  < bin/bench-live.out
 	@echo "(LiveLatency: ms from capture to the frame on the viewer node, live frames only; ReplicationCatchUp/pull: realtime-x = footage / catch-up time, target >= 20;"
-	@echo " JournalAfter: one pull's read of a store's audit journal, 100 000 entries, 20 new, from the nearest mark beside a scan of every line)"
+	@echo " JournalAfter: one pull's read of a store's audit journal, 100 000 entries, 20 new: a scan of every line / from the nearest mark)"
 	@echo
 	@echo "How many 4 Mbit/s cameras one store sustains (paced synthetic sources, one store, fsync; behind=1 means it fell behind):"
 	CUSTOS_CAPACITY_CAMERAS=$(CAPACITY_CAMERAS) $(GO) test -run '^$$' -bench StoreCapacity -benchtime=1x -timeout 30m ./media/ | tee bin/bench-capacity.out
