@@ -221,11 +221,11 @@ func sendJoin(ctx context.Context, endpoint string, env policy.Envelope) (ApplyR
 
 // readSeed returns whom a node talks to until its policy replica names its
 // peers: the peers it last had (lastPeersFile), else the datacenters and
-// other voters its join token named. A restarted node's replica is empty until a leader
-// tells it the commit index (Raft restores the state machine only from a
-// snapshot and replays the log only once it knows what is committed); with
-// no peers meanwhile it could reach no leader, and a founding datacenter,
-// which has no token, would be cut off for good.
+// other voters its join token named. A restarted node's replica is empty
+// until a leader tells it the commit index (Raft restores the state machine
+// only from a snapshot and replays the log only once it knows what is
+// committed); with no peers meanwhile it could reach no leader, and a
+// founding datacenter, which has no token, would be cut off for good.
 func readSeed(dir string) ([]mesh.Peer, error) {
 	if last, err := readLastPeers(dir); err != nil {
 		return nil, err
