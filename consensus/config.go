@@ -52,7 +52,7 @@ type StateMachine interface {
 // Raft timeouts are twice raft's LAN defaults (as Consul scales them for
 // modest servers): with a 500 ms lease, a leader on a busy machine whose
 // round trips stretched past it stepped down, again and again, and the
-// policy went unwritable for tens of seconds; a failover now takes 2 to 5 s.
+// policy went unwritable for tens of seconds; a failover now takes 3 to 5 s.
 const (
 	DefaultHeartbeatTimeout   = 2000 * time.Millisecond
 	DefaultElectionTimeout    = 2000 * time.Millisecond

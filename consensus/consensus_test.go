@@ -158,7 +158,7 @@ func TestLeaderFailover(t *testing.T) {
 		t.Fatalf("Submit during failover: %v", r.err)
 	}
 	t.Logf("failover: new leader %s after %v; first Submit through after %v", l.id, elected.Round(time.Millisecond), r.at.Round(time.Millisecond))
-	// Typically 3–6 s with the default timeouts; a split vote adds an
+	// Typically 3–5 s with the default timeouts; a split vote adds an
 	// election timeout (2–4 s). The bound is loose: tests must not fail
 	// on a slow machine, only when no leader comes at all.
 	if elected > 20*time.Second {

@@ -98,13 +98,14 @@
 //
 // # Timeouts
 //
-// The defaults (see [Config]) are hashicorp/raft's own: a heartbeat timeout
-// of 1 s, an election timeout of 1 s and a leader lease of 500 ms. Voters are
-// the datacenters and the witness, on links with round trips of tens of
-// milliseconds, well inside them. A follower that hears nothing from the
-// leader for 1–2 s starts a pre-vote, so losing the leader costs about two to
-// three seconds of write unavailability (`make bench` measures it beside
-// plain raft); reads of the
+// The defaults (see [Config]) are twice hashicorp/raft's LAN defaults: a
+// heartbeat timeout of 2 s, an election timeout of 2 s and a leader lease of
+// 1 s. Voters are the datacenters and the witness, on links with round trips
+// of tens of milliseconds; the margin is for round trips that stretch on a
+// loaded machine (with a 500 ms lease, leadership flapped for tens of
+// seconds). A follower that hears nothing from the leader for 2–4 s starts a
+// pre-vote, so losing the leader costs about three to five seconds of write
+// unavailability (`make bench` measures it beside plain raft); reads of the
 // local replica go on throughout. Tests shorten all of them.
 //
 // # Reads

@@ -32,7 +32,9 @@ func (n *Node) Submit(ctx context.Context, cmd []byte) ([]byte, error) {
 // before the call: the leader confirms its leadership (by committing a
 // barrier entry) and names the index of its last applied command, and Sync
 // waits until this node has applied it. A read of the replica after Sync
-// returns nil is linearizable. It works on any node.
+// returns nil is linearizable. It works on any node. A leader lost under
+// the read only makes it ask again; with no leader before ctx ends it fails
+// with ErrNoLeader.
 func (n *Node) Sync(ctx context.Context) error {
 	ctx, cancel := n.withTimeout(ctx)
 	defer cancel()

@@ -15,7 +15,7 @@ import (
 // a new node joins through dc-b.
 func TestLeaderLossKeepsPolicyWritable(t *testing.T) {
 	checkLeaks(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 	f := foundAcme(t, ctx)
 	admin, a, tmp := f.admin, f.dc, f.tmp
@@ -71,7 +71,8 @@ func TestLeaderLossKeepsPolicyWritable(t *testing.T) {
 		return true
 	})
 	// With dc-a gone, a new store still joins: its token names both
-	// datacenters, and dc-b, which itself joined by token, takes it. The
+	// datacenters, dc-a first (stopped, it refuses the connection at once),
+	// and dc-b, which itself joined by token, takes it. The
 	// witness leads meanwhile: the token names it too, or the new node
 	// would refuse the log from a leader it was never told of.
 	wid := nodes["witness"].raft.Status().ID

@@ -348,7 +348,8 @@ func (n *Node) Submit(ctx context.Context, env policy.Envelope) (ApplyResult, er
 	// linearizable read the command either was applied (its ID is in the
 	// replay window) or never will be, and then submitting it again is
 	// safe (a replay would be refused, not applied twice). Leaders can
-	// change again meanwhile on a loaded machine; the loop ends with ctx.
+	// change again meanwhile on a loaded machine; the loop ends with ctx,
+	// or after maxSettle rounds.
 	for attempt := 0; errors.Is(err, consensus.ErrOutcomeUnknown) && attempt < maxSettle; attempt++ {
 		r, applied, serr := n.settleUnknown(ctx, env)
 		if serr != nil {

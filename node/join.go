@@ -304,7 +304,8 @@ func writeLastPeers(dir string, peers []mesh.Peer) error {
 	return err
 }
 
-// readTokenSeed returns the datacenters a joined node's token named.
+// readTokenSeed returns the datacenters and other voters a joined node's
+// token named.
 func readTokenSeed(dir string) ([]mesh.Peer, error) {
 	b, err := os.ReadFile(filepath.Join(dir, joinFile))
 	if errors.Is(err, os.ErrNotExist) {

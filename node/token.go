@@ -20,8 +20,9 @@ import (
 //	custos1.<base64url(JSON body)>.<base64url(OpenPGP signature of the body)>
 //
 // The body names the federation and the genesis it must accept (Anchor),
-// the invite and its one-time secret, the datacenters to contact, and the
-// inviting admin's public key, which made the signature. The secret never
+// the invite and its one-time secret, the datacenters to contact, the
+// other Raft voters, and the inviting admin's public key, which made the
+// signature. The secret never
 // leaves the joining node: it signs the node's own key with it (the
 // redeem's proof), and only that proof travels.
 const tokenPrefix = "custos1."

@@ -448,6 +448,23 @@ func TestAfterReadsFromMarks(t *testing.T) {
 	}
 	check("after a prune")
 
+	// A prune in the middle of a read: the read finishes on the old file,
+	// and the marks it learned there are not kept.
+	clock.Set(t0.Add(8 * day))
+	pruned := false
+	if _, err := j.read("test", 0, 0, func(e *Entry) bool {
+		if !pruned {
+			pruned = true
+			if _, err := j.Prune(t0.Add(5*day + (3*n/4)*time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	check("after a prune during a read")
+
 	// Damage entry 10's line, then 2*markEvery+5's.
 	j.Close()
 	path := filepath.Join(dir, subdir, journalName)

@@ -137,6 +137,9 @@ func (j *Journal) dueLocked(cutoff time.Time, limit uint64) (due, error) {
 // replaceLocked shortens the journal to the entries from offset from on and
 // continues appending to the new file.
 func (j *Journal) replaceLocked(from int64) error {
+	// The offsets move as soon as the new file is renamed into place,
+	// even if a later step fails.
+	j.marks, j.gen = nil, j.gen+1
 	if err := rewriteJournal(j.dir, from, j.size); err != nil {
 		return err
 	}
@@ -146,7 +149,6 @@ func (j *Journal) replaceLocked(from int64) error {
 	}
 	j.f.Close()
 	j.f, j.size = f, j.size-from
-	j.marks, j.gen = nil, j.gen+1 // the offsets moved
 	return nil
 }
 
