@@ -92,9 +92,7 @@ func (n *Node) forward(ctx context.Context, addr string, kind frameKind, payload
 	if resp.kind == kindAccepted {
 		resp, err = readFrame(c)
 		if err != nil {
-			if moved.Load() && kind == kindReadIndex {
-				return nil, &retryError{fmt.Errorf("leader %s was replaced while reading: %w", addr, err)}
-			}
+			// A read is asked again by onLeader; a command's fate is open.
 			return nil, fmt.Errorf("%w: no answer from leader %s: %v", ErrOutcomeUnknown, addr, err)
 		}
 	}
@@ -104,8 +102,7 @@ func (n *Node) forward(ctx context.Context, addr string, kind frameKind, payload
 		// use the answer, but not the conn.
 		stop()
 		c.SetDeadline(time.Time{})
-		res, err := decodeForwardAnswer(addr, resp)
-		return res, err
+		return decodeForwardAnswer(addr, resp)
 	}
 	if !stop() {
 		return nil, fmt.Errorf("%w: %v", ErrOutcomeUnknown, ctx.Err())
