@@ -164,6 +164,7 @@ func BenchmarkPolicyReplication50(b *testing.B) {
 		Admin:      policy.User{Name: "alice", Role: policy.UserAdmin, PublicKey: admin.PublicKey(), Fingerprint: admin.Fingerprint()},
 		Node:       policy.Node{Name: "dc-a", PublicKey: nk.Public().String(), Role: policy.RoleDatacenter, Jurisdiction: "EU"},
 	}})
+	testFederation = policy.FederationID("acme", admin.Fingerprint(), nk.Public().String())
 	nk.Zero()
 	if _, err := nodes[0].Submit(ctx, policy.Envelope{Body: gbody}.Marshal()); err != nil {
 		b.Fatal(err)
@@ -362,6 +363,7 @@ func BenchmarkRelease(b *testing.B) {
 	st1 := joinAcmeWith(b, ctx, f, InviteSpec{Role: policy.RoleStore, Name: "store", Site: "praha-1"}, func(c *Config) {
 		c.Recording = RecordingConfig{Segment: ts.Config{Target: time.Second}, MinFree: -1}
 	})
+	submit(f.dc.cfg.Dir, signed(b, f.admin, "alice", &policy.Command{Kind: policy.KindSeal, Seal: &policy.Seal{Threshold: 2}}))
 	var segs []store.SegmentMeta
 	waitTrue(b, 60*time.Second, "6 recorded segments", func() bool {
 		segs, _ = st1.rec.st.Segments(cam, time.Time{}, time.Now().Add(time.Hour))
@@ -383,7 +385,7 @@ func BenchmarkRelease(b *testing.B) {
 		submit(desk.cfg.Dir, signed(b, f.admin, "alice", &policy.Command{Kind: policy.KindCreateRequest, Request: &policy.Request{
 			ID: id, Node: "desk", Selector: cam, From: from, To: to, Purpose: "bench", Basis: "bench", Key: pub, Expires: time.Now().Add(time.Hour)}}))
 		waitTrue(b, 10*time.Second, "the request on desk", func() bool { return desk.Policy().Requests[id] != nil })
-		digest := policy.RequestDigest(desk.Policy().Requests[id])
+		digest := policy.RequestDigest(testFederation, desk.Policy().Requests[id])
 		for _, name := range []string{"bob", "carol"} {
 			submit(desk.cfg.Dir, signed(b, approvers[name], name, &policy.Command{Kind: policy.KindApproveRequest,
 				Approval: &policy.Approval{Request: id, Digest: digest}}))

@@ -24,7 +24,8 @@ func joinAcmeWith(t testing.TB, ctx context.Context, f acme, spec InviteSpec, tw
 	if spec.Expires.IsZero() {
 		spec.Expires = time.Now().Add(time.Hour)
 	}
-	token, err := MakeInvite(ctx, f.dc.cfg.Dir, f.admin, "alice", spec, time.Now())
+	inv, err := MakeInvite(ctx, f.dc.cfg.Dir, f.admin, "alice", spec, time.Now())
+	token := inv.Token
 	if err != nil {
 		t.Fatalf("invite %s: %v", spec.Name, err)
 	}

@@ -56,14 +56,13 @@ func RunFederationDemo(ctx context.Context, w io.Writer, dir string, logf func(s
 		nodes[name] = n
 		return nil
 	}
-	sign := func(c *policy.Command) policy.Envelope {
-		c.ID, c.Time, c.Signer = NewCommandID(), time.Now().UTC(), "alice"
-		body, _ := policy.EncodeCommand(c)
-		sig, _ := admin.Sign(policy.SignedBytes(body), c.Time)
-		return policy.Envelope{Body: body, Sig: sig}
-	}
+	var fid string // the federation's ID, once dc-a is founded
 	submit := func(c *policy.Command) error {
-		res, err := SubmitVia(ctx, filepath.Join(dir, "dc-a"), sign(c))
+		env, err := SignCommand(admin, fid, "alice", c)
+		if err != nil {
+			return err
+		}
+		res, err := SubmitVia(ctx, filepath.Join(dir, "dc-a"), env)
 		if err != nil {
 			return err
 		}
@@ -85,6 +84,9 @@ func RunFederationDemo(ctx context.Context, w io.Writer, dir string, logf func(s
 	}
 	// custos init prints it once; the demo only keeps it in memory.
 	defer clear(recovery)
+	if fid, err = FederationIDOf(filepath.Join(dir, "dc-a")); err != nil {
+		return err
+	}
 	if err := start("dc-a", ap); err != nil {
 		return err
 	}
@@ -106,12 +108,12 @@ func RunFederationDemo(ctx context.Context, w io.Writer, dir string, logf func(s
 	}
 	joinAs := func(name string, role policy.NodeRole, site string, win policy.Window) (time.Duration, error) {
 		t0 := time.Now()
-		token, err := MakeInvite(ctx, filepath.Join(dir, "dc-a"), admin, "alice",
+		inv, err := MakeInvite(ctx, filepath.Join(dir, "dc-a"), admin, "alice",
 			InviteSpec{Role: role, Name: name, Site: site, Window: win, Expires: time.Now().Add(time.Hour)}, time.Now())
 		if err != nil {
 			return 0, fmt.Errorf("invite %s: %w", name, err)
 		}
-		tok, err := DecodeToken(token, time.Now())
+		tok, err := DecodeToken(inv.Token, time.Now())
 		if err != nil {
 			return 0, err
 		}
@@ -362,6 +364,9 @@ func demoRelease(ctx context.Context, w io.Writer, dir string, nodes map[string]
 			return err
 		}
 	}
+	if err := demoGovernance(ctx, w, nodes["admin-alice"], filepath.Join(dir, "admin-alice"), alice, approvers, submit); err != nil {
+		return err
+	}
 	const cam = "praha-1/entrance"
 	store := nodes["store-praha-1"]
 	segs, err := store.rec.st.Segments(cam, time.Time{}, time.Now().Add(time.Hour))
@@ -383,11 +388,10 @@ func demoRelease(ctx context.Context, w io.Writer, dir string, nodes map[string]
 		return err
 	}
 	deskDir := filepath.Join(dir, "admin-alice")
+	fid := desk.Policy().FederationID
 	signAs := func(k *keys.AdminKey, name string, c *policy.Command) policy.Envelope {
-		c.ID, c.Time, c.Signer = NewCommandID(), time.Now().UTC(), name
-		body, _ := policy.EncodeCommand(c)
-		sig, _ := k.Sign(policy.SignedBytes(body), c.Time)
-		return policy.Envelope{Body: body, Sig: sig}
+		env, _ := SignCommand(k, fid, name, c)
+		return env
 	}
 	res, err := SubmitVia(ctx, deskDir, signAs(alice, "alice", &policy.Command{Kind: policy.KindCreateRequest, Request: &policy.Request{
 		ID: "r-demo", Node: "admin-alice", Selector: cam, From: from, To: to, Purpose: "a theft reported at the entrance",
@@ -399,7 +403,7 @@ func demoRelease(ctx context.Context, w io.Writer, dir string, nodes map[string]
 	if err := waitCond(ctx, 10*time.Second, func() bool { return desk.Policy().Requests["r-demo"] != nil }); err != nil {
 		return err
 	}
-	digest := policy.RequestDigest(desk.Policy().Requests["r-demo"])
+	digest := policy.RequestDigest(fid, desk.Policy().Requests["r-demo"])
 	approve := func(k *keys.AdminKey, name string) (ApplyResult, error) {
 		return SubmitVia(ctx, deskDir, signAs(k, name, &policy.Command{Kind: policy.KindApproveRequest, Approval: &policy.Approval{Request: "r-demo", Digest: digest}}))
 	}

@@ -17,16 +17,49 @@ import (
 
 func signed(t testing.TB, k *keys.AdminKey, signer string, c *policy.Command) policy.Envelope {
 	t.Helper()
-	c.Signer, c.ID, c.Time = signer, NewCommandID(), time.Now().UTC()
-	body, err := policy.EncodeCommand(c)
+	env, err := SignCommand(k, testFederation, signer, c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sig, err := k.Sign(policy.SignedBytes(body), c.Time)
+	return env
+}
+
+// testFederation is the federation signed tests sign for: useFederation
+// sets it after a test founds one (no test in this package runs in
+// parallel).
+var testFederation string
+
+func useFederation(t testing.TB, dir string) {
+	t.Helper()
+	fid, err := FederationIDOf(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return policy.Envelope{Body: body, Sig: sig}
+	testFederation = fid
+}
+
+// seal adds two approvers to f's federation and seals it with a quorum
+// of two, so that footage requests are accepted; it returns the approvers'
+// keys.
+func (f acme) seal(t testing.TB, ctx context.Context) map[string]*keys.AdminKey {
+	t.Helper()
+	approvers := map[string]*keys.AdminKey{}
+	for _, name := range []string{"bob", "carol"} {
+		k, err := keys.NewAdminKey(name, time.Now().Add(-time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(k.Close)
+		approvers[name] = k
+		if res, err := SubmitVia(ctx, f.dc.cfg.Dir, signed(t, f.admin, "alice", &policy.Command{Kind: policy.KindAddUser,
+			User: &policy.User{Name: name, Role: policy.UserApprover, PublicKey: k.PublicKey(), Fingerprint: k.Fingerprint()}})); err != nil || !res.Applied {
+			t.Fatalf("approver %s: %+v %v", name, res, err)
+		}
+	}
+	if res, err := SubmitVia(ctx, f.dc.cfg.Dir, signed(t, f.admin, "alice", &policy.Command{Kind: policy.KindSeal, Seal: &policy.Seal{Threshold: 2}})); err != nil || !res.Applied {
+		t.Fatalf("seal: %+v %v", res, err)
+	}
+	return approvers
 }
 
 func TestFirstDatacenterRunsThePolicy(t *testing.T) {
@@ -45,6 +78,7 @@ func TestFirstDatacenterRunsThePolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	useFederation(t, dir)
 	rk, err := keys.ParseRecoveryKey(recovery)
 	if err != nil {
 		t.Fatalf("the recovery key Init returned: %v", err)

@@ -25,20 +25,30 @@ type InviteSpec struct {
 	Expires      time.Time     // the token is void from then on
 }
 
+// InviteResult is a join token and, for a datacenter or witness in a
+// sealed federation, the proposal that must be approved before it works.
+type InviteResult struct {
+	Token    string
+	Proposal string // "" when the invite is in the policy already
+}
+
 // MakeInvite records an invite in the policy through the node running in
 // dir, signed by admin, and returns the join token. The token holds the
-// invite's one-time secret: hand it over like a password.
-func MakeInvite(ctx context.Context, dir string, admin *keys.AdminKey, signer string, spec InviteSpec, now time.Time) (string, error) {
+// invite's one-time secret: hand it over like a password. An invite for a
+// datacenter or witness in a sealed federation is a governance change: it
+// is proposed, and the token works once the quorum approved it.
+func MakeInvite(ctx context.Context, dir string, admin *keys.AdminKey, signer string, spec InviteSpec, now time.Time) (InviteResult, error) {
+	var none InviteResult
 	anchor, err := readAnchor(dir)
 	if err != nil {
-		return "", err
+		return none, err
 	}
 	if anchor == nil {
-		return "", fmt.Errorf("node: %s is not part of a federation", dir)
+		return none, fmt.Errorf("node: %s is not part of a federation", dir)
 	}
 	st, err := FetchPolicy(ctx, dir)
 	if err != nil {
-		return "", err
+		return none, err
 	}
 	var dcs, voters []TokenPeer
 	for name, n := range st.Nodes {
@@ -54,7 +64,7 @@ func MakeInvite(ctx context.Context, dir string, admin *keys.AdminKey, signer st
 		}
 	}
 	if len(dcs) == 0 {
-		return "", errors.New("node: the policy has no datacenter with an endpoint for a new node to contact")
+		return none, errors.New("node: the policy has no datacenter with an endpoint for a new node to contact")
 	}
 	byName := func(ps []TokenPeer) {
 		sort.Slice(ps, func(i, j int) bool { return ps[i].Name < ps[j].Name })
@@ -67,27 +77,20 @@ func MakeInvite(ctx context.Context, dir string, admin *keys.AdminKey, signer st
 	pub, priv, err := policy.InviteKeyFromSecret(secret)
 	clear(priv)
 	if err != nil {
-		return "", err
+		return none, err
 	}
 	id := "inv-" + strings.TrimPrefix(NewCommandID(), "c-")
-	c := &policy.Command{ID: NewCommandID(), Time: now.UTC(), Signer: signer, Kind: policy.KindCreateInvite, Invite: &policy.Invite{
+	c := &policy.Command{Kind: policy.KindCreateInvite, Invite: &policy.Invite{
 		ID: id, Role: spec.Role, Name: spec.Name, Site: spec.Site, Jurisdiction: spec.Jurisdiction, Window: spec.Window, Expires: spec.Expires, Key: hex.EncodeToString(pub)}}
-	body, err := policy.EncodeCommand(c)
+	res, proposal, err := SubmitGoverned(ctx, dir, st, admin, signer, c)
 	if err != nil {
-		return "", err
-	}
-	sig, err := admin.Sign(policy.SignedBytes(body), c.Time)
-	if err != nil {
-		return "", err
-	}
-	res, err := SubmitVia(ctx, dir, policy.Envelope{Body: body, Sig: sig})
-	if err != nil {
-		return "", err
+		return none, err
 	}
 	if !res.Applied {
-		return "", &policy.Refused{ID: res.ID, Kind: res.Kind, Reason: res.Reason}
+		return none, &policy.Refused{ID: res.ID, Kind: res.Kind, Reason: res.Reason}
 	}
 	t := &Token{Version: 1, Anchor: *anchor, Invite: id, Secret: secret, Role: string(spec.Role), Name: spec.Name, Site: spec.Site,
 		Expires: spec.Expires, Datacenters: dcs, Voters: voters, AdminKey: admin.PublicKey()}
-	return EncodeToken(t, func(msg []byte) ([]byte, error) { return admin.Sign(msg, now) })
+	token, err := EncodeToken(t, func(msg []byte) ([]byte, error) { return admin.Sign(msg, now) })
+	return InviteResult{Token: token, Proposal: proposal}, err
 }

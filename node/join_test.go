@@ -49,6 +49,7 @@ func foundAcme(t testing.TB, ctx context.Context) acme {
 	if f.recovery, err = Init(cfg, InitOptions{Federation: "acme", AdminName: "alice", AdminPublic: admin.PublicKey(), AdminFP: admin.Fingerprint()}); err != nil {
 		t.Fatal(err)
 	}
+	useFederation(t, cfg.Dir)
 	if f.dc, err = New(cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +67,8 @@ func TestInviteJoinRevoke(t *testing.T) {
 	f := foundAcme(t, ctx)
 	admin, dc, dcDir, tmp, listen := f.admin, f.dc, f.dc.cfg.Dir, f.tmp, f.listen
 	now := time.Now()
-	token, err := MakeInvite(ctx, dcDir, admin, "alice", InviteSpec{Role: policy.RoleStore, Name: "store-praha-1", Site: "praha-1", Expires: now.Add(time.Hour)}, now)
+	inv, err := MakeInvite(ctx, dcDir, admin, "alice", InviteSpec{Role: policy.RoleStore, Name: "store-praha-1", Site: "praha-1", Expires: now.Add(time.Hour)}, now)
+	token := inv.Token
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,7 +44,7 @@ func TestPolicyStoreApplyAndSnapshot(t *testing.T) {
 	// nothing and does not signal.
 	site := &policy.Command{ID: "s1", Time: now, Signer: "alice", Kind: policy.KindAddSite, Site: &policy.Site{Name: "praha-1", Jurisdiction: "EU"}}
 	body, _ = policy.EncodeCommand(site)
-	sig, err := admin.Sign(policy.SignedBytes(body), now)
+	sig, err := admin.Sign(policy.SignedBytes(ps.State().FederationID, body), now)
 	if err != nil {
 		t.Fatal(err)
 	}

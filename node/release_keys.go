@@ -127,7 +127,7 @@ func (h *releaseKeys) sweep(st *policy.State, self string, now time.Time) {
 		switch {
 		case r != nil:
 			hk.bound = true
-			if s := policy.RequestStatus(r, st.ApprovalThreshold(), now); s == policy.RequestExpired || s == policy.RequestDenied {
+			if s := st.RequestStatus(r, now); s == policy.RequestExpired || s == policy.RequestDenied {
 				h.dropLocked(pub)
 			}
 		case hk.bound || now.Sub(hk.made) > releaseKeyUnbound:

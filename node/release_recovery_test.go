@@ -51,7 +51,7 @@ func (x *relFed) request(id string, from, to, expires time.Time) string {
 
 func (x *relFed) approve(id, name string) {
 	x.t.Helper()
-	digest := policy.RequestDigest(x.desk.Policy().Requests[id])
+	digest := policy.RequestDigest(testFederation, x.desk.Policy().Requests[id])
 	x.submit(signed(x.t, x.approvers[name], name, &policy.Command{Kind: policy.KindApproveRequest,
 		Approval: &policy.Approval{Request: id, Digest: digest}}))
 }

@@ -74,6 +74,8 @@ func TestReleaseAndExport(t *testing.T) {
 	from := segs[2].Start // a keyframe: segments start at one
 	to := from.Add(2 * time.Second)
 
+	// Approvers in place, the founder seals: requests open from now on.
+	submitOK(dcDir, signed(t, f.admin, "alice", &policy.Command{Kind: policy.KindSeal, Seal: &policy.Seal{Threshold: 2}}))
 	pub, err := desk.NewReleaseKey()
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +85,7 @@ func TestReleaseAndExport(t *testing.T) {
 		ID: "r1", Node: "desk", Selector: cam, From: from, To: to, Purpose: "theft at the entrance",
 		Basis: "art. 6(1)(f)", Key: pub, Expires: time.Now().Add(time.Hour)}}))
 	waitTrue(t, 10*time.Second, "desk to see r1", func() bool { return desk.Policy().Requests["r1"] != nil })
-	digest := policy.RequestDigest(desk.Policy().Requests["r1"])
+	digest := policy.RequestDigest(testFederation, desk.Policy().Requests["r1"])
 	approve := func(k *keys.AdminKey, name string) (ApplyResult, error) {
 		return SubmitVia(ctx, deskDir, signed(t, k, name, &policy.Command{Kind: policy.KindApproveRequest,
 			Approval: &policy.Approval{Request: "r1", Digest: digest}}))

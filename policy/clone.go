@@ -33,6 +33,12 @@ func (s *State) Clone() *State {
 	})
 	c.Invites = cloneMap(s.Invites, func(v Invite) Invite { return v })
 	c.Requests = cloneMap(s.Requests, cloneRequest)
+	c.Proposals = cloneMap(s.Proposals, func(v Proposal) Proposal {
+		v.Body = slices.Clone(v.Body)
+		v.Approvals = slices.Clone(v.Approvals)
+		return v
+	})
+	c.Rescue = slices.Clone(s.Rescue)
 	c.Seen = maps.Clone(s.Seen)
 	c.Recovery = slices.Clone(s.Recovery)
 	c.DataJurisdictions = slices.Clone(s.DataJurisdictions)

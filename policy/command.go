@@ -21,10 +21,24 @@ type Envelope struct {
 }
 
 // signingDomain separates policy signatures from any other use of a key.
-const signingDomain = "custos/policy/v1\x00"
+const signingDomain = "custos/policy/v2\x00"
 
-// SignedBytes is what a user's key signs for a command body.
-func SignedBytes(body []byte) []byte { return append([]byte(signingDomain), body...) }
+// SignedBytes is what a user's key signs for a command body in the
+// federation whose FederationID is federation: a command signed for one
+// federation is refused by every other, even one with the same admin.
+func SignedBytes(federation string, body []byte) []byte {
+	b := make([]byte, 0, len(signingDomain)+len(federation)+1+len(body))
+	b = append(append(append(b, signingDomain...), federation...), 0)
+	return append(b, body...)
+}
+
+// FederationID names one federation: a digest of its name, its founding
+// admin's key and its first datacenter's key, all fixed by genesis. Two
+// federations share it only if they share a founder and a first node.
+func FederationID(name, adminFingerprint, firstNodeKey string) string {
+	h := sha256.Sum256([]byte("custos/federation/v1\x00" + name + "\x00" + adminFingerprint + "\x00" + firstNodeKey))
+	return hex.EncodeToString(h[:16])
+}
 
 // MaxEnvelope bounds a command: policies are small, and a replica must not
 // be made to parse megabytes.
@@ -71,6 +85,12 @@ type Command struct {
 	Request  *Request  `json:"request,omitempty"`
 	Approval *Approval `json:"approval,omitempty"`
 	Denial   *Denial   `json:"denial,omitempty"`
+
+	Seal      *Seal     `json:"seal,omitempty"`
+	Proposal  *Proposal `json:"proposal,omitempty"`
+	Rescue    *Rescue   `json:"rescue,omitempty"`
+	Threshold int       `json:"threshold,omitempty"` // quorum.set
+	Recovery  []byte    `json:"recovery,omitempty"`  // recovery.set
 }
 
 // Genesis founds a federation: its name, the first admin and the first
@@ -205,6 +225,10 @@ func (s *State) Apply(env Envelope) (*Command, error) {
 	if err := s.authenticate(c, env); err != nil {
 		return refuse("%v", err)
 	}
+	if s.Sealed() && s.IsGovernance(c) {
+		return refuse("%v: the federation is sealed, so %s of this kind takes %d approvals of approvers other than you; propose it (custos ... --propose) and have them approve it",
+			ErrNeedsQuorum, c.Kind, s.ApprovalThreshold())
+	}
 	mutate, err := s.plan(c)
 	if err != nil {
 		return refuse("%v", err)
@@ -256,7 +280,7 @@ func (s *State) authenticate(c *Command, env Envelope) error {
 	if err := s.roleMaySign(c, u); err != nil {
 		return err
 	}
-	fp, err := verifySignature(u.PublicKey, SignedBytes(env.Body), env.Sig, c.Time)
+	fp, err := VerifySignature(u.PublicKey, SignedBytes(s.FederationID, env.Body), env.Sig, c.Time)
 	if err != nil {
 		return fmt.Errorf("signature of %q: %w", c.Signer, err)
 	}
@@ -266,12 +290,17 @@ func (s *State) authenticate(c *Command, env Envelope) error {
 	return nil
 }
 
-// record remembers the command for replay protection and moves the clock.
-func (s *State) record(c *Command) {
+// remember keeps c's ID for replay protection.
+func (s *State) remember(c *Command) {
 	if s.Seen == nil {
 		s.Seen = map[string]time.Time{}
 	}
 	s.Seen[c.ID] = c.Time
+}
+
+// record remembers the command for replay protection and moves the clock.
+func (s *State) record(c *Command) {
+	s.remember(c)
 	if c.Time.After(s.Clock) {
 		s.Clock = c.Time
 	}
@@ -282,6 +311,7 @@ func (s *State) record(c *Command) {
 		}
 	}
 	s.pruneRequests()
+	s.pruneProposals()
 	s.Applied++
 }
 
@@ -312,6 +342,7 @@ func (s *State) plan(c *Command) (func(), error) {
 		}
 		return func() {
 			s.Federation = g.Federation
+			s.FederationID = FederationID(g.Federation, g.Admin.Fingerprint, g.Node.PublicKey)
 			s.ensureMaps()
 			u, n := g.Admin, g.Node
 			u.PublicKey = bytes.Clone(g.Admin.PublicKey)
@@ -395,6 +426,18 @@ func (s *State) plan(c *Command) (func(), error) {
 		return s.planApprove(c.Approval, c)
 	case KindDenyRequest:
 		return s.planDeny(c.Denial, c)
+	case KindSeal:
+		return s.planSeal(c.Seal, c)
+	case KindPropose:
+		return s.planPropose(c.Proposal, c)
+	case KindApproveProposal:
+		return s.planApproveProposal(c.Approval, c)
+	case KindRescueProposal:
+		return s.planRescue(c.Rescue, c)
+	case KindSetThreshold:
+		return s.planSetThreshold(c.Threshold, c)
+	case KindSetRecovery:
+		return s.planSetRecovery(c.Recovery)
 	}
 	return nil, fmt.Errorf("unknown command kind %q", c.Kind)
 }
@@ -420,6 +463,9 @@ func (s *State) ensureMaps() {
 	}
 	if s.Requests == nil {
 		s.Requests = map[string]*Request{}
+	}
+	if s.Proposals == nil {
+		s.Proposals = map[string]*Proposal{}
 	}
 }
 

@@ -34,11 +34,10 @@ func TestApplyDeterministic(t *testing.T) {
 			{ID: "pre-site", Time: t0, Kind: KindAddSite, Site: &Site{Name: "site-a", Jurisdiction: "EU"}},
 			{ID: "pre-cam", Time: t0, Kind: KindAddCamera, Camera: &Camera{Site: "site-a", Name: "cam", Purpose: "p", LegalBasis: "b", Retention: time.Hour}},
 			{ID: "pre-carol", Time: t0, Kind: KindAddUser, User: &carolUser},
+			{ID: "pre-bob", Time: t0, Kind: KindAddUser, User: &bobUser},
+			{ID: "pre-seal", Time: t0, Kind: KindSeal, Seal: &Seal{Threshold: 2}},
 			{ID: "pre-request", Time: t0, Kind: KindCreateRequest, Request: &Request{ID: "r-pre", Node: "dc-a", Selector: "site-a/cam",
 				From: t0.Add(-time.Hour), To: t0, Purpose: "p", Basis: "b", Key: oneTimeKey, Expires: t0.Add(48 * time.Hour)}},
-		}
-		if rapid.Bool().Draw(rt, "bob first") {
-			pre = append(pre, &Command{ID: "pre-bob", Time: t0, Kind: KindAddUser, User: &bobUser})
 		}
 		for _, c := range pre {
 			log = append(log, alice.sign(rt, c))
@@ -79,7 +78,7 @@ func TestApplyDeterministic(t *testing.T) {
 			case 10:
 				id, digest := pickRequest(rt, &ref), "wrong"
 				if r := ref.Requests[id]; r != nil && rapid.IntRange(0, 3).Draw(rt, "digest") > 0 {
-					digest = RequestDigest(r)
+					digest = RequestDigest(ref.FederationID, r)
 				}
 				c.Kind, c.Approval = KindApproveRequest, &Approval{Request: id, Digest: digest}
 			case 11:

@@ -2,6 +2,9 @@ package policy
 
 import (
 	"bytes"
+	"crypto"
+	"crypto/subtle"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -43,23 +46,107 @@ func publicKeyFingerprint(pub []byte) (string, error) {
 	return hex.EncodeToString(e.PrimaryKey.Fingerprint), nil
 }
 
-// verifySignature checks a detached signature over msg by the key pub, as of
-// time at (the command's own time, so that every replica decides alike
+// SignatureSkew is how far a signature's creation time may be from the time
+// it signs for (a command's time): a signature made for one moment is not
+// accepted as another's, and a key is judged valid at the signed moment.
+const SignatureSkew = 2 * time.Minute
+
+// maxSignature bounds a detached signature: one Ed25519 packet is ~120 bytes.
+const maxSignature = 4 << 10
+
+// VerifySignature checks a detached signature over msg by the key pub, made
+// for time at (a command's own time, so that every replica decides alike
 // whatever its clock), and returns the fingerprint of the signing key.
-func verifySignature(pub, msg, sig []byte, at time.Time) (string, error) {
+//
+// It accepts exactly one v4 binary-document signature packet with every
+// subpacket hashed, created within SignatureSkew of at, by a key valid at
+// at. go-crypto alone would skip other packets, try every signature in the
+// stream, accept text-mode signatures and ignore the unhashed area, so one
+// signature could be reshaped into other bytes that still verify.
+func VerifySignature(pub, msg, sig []byte, at time.Time) (string, error) {
 	if len(sig) == 0 {
 		return "", errors.New("no signature")
+	}
+	p, err := parseOneSignature(sig)
+	if err != nil {
+		return "", err
+	}
+	if d := p.CreationTime.Sub(at); d > SignatureSkew || d < -SignatureSkew {
+		return "", fmt.Errorf("signature made at %s, not at the signed time %s (allowed skew %v)",
+			p.CreationTime.UTC().Format(time.RFC3339), at.UTC().Format(time.RFC3339), SignatureSkew)
 	}
 	e, err := readPublicKey(pub)
 	if err != nil {
 		return "", err
 	}
-	cfg := &packet.Config{Time: func() time.Time { return at }}
+	// go-crypto judges the key and the signature at the signature's own
+	// time, which is within SignatureSkew of at.
+	created := p.CreationTime
+	cfg := &packet.Config{Time: func() time.Time { return created }}
 	_, signer, err := openpgp.VerifyDetachedSignature(openpgp.EntityList{e}, bytes.NewReader(msg), bytes.NewReader(sig), cfg)
 	if err != nil {
 		return "", fmt.Errorf("bad signature: %w", err)
 	}
+	if !hashTagMatches(p, msg) {
+		return "", errors.New("bad signature: hash tag does not match")
+	}
 	return hex.EncodeToString(signer.PrimaryKey.Fingerprint), nil
+}
+
+// parseOneSignature accepts one v4 binary signature packet, written in the
+// encoding it was read from (no trailing data, no unhashed subpackets).
+func parseOneSignature(sig []byte) (*packet.Signature, error) {
+	if len(sig) > maxSignature {
+		return nil, fmt.Errorf("%d-byte signature, at most %d", len(sig), maxSignature)
+	}
+	r := bytes.NewReader(sig)
+	pkt, err := packet.Read(r)
+	p, ok := pkt.(*packet.Signature)
+	if err != nil || !ok || r.Len() != 0 {
+		return nil, errors.New("not exactly one OpenPGP signature packet")
+	}
+	if p.Version != 4 || p.SigType != packet.SigTypeBinary {
+		return nil, fmt.Errorf("want a v4 signature of a binary document, got v%d type %#x", p.Version, p.SigType)
+	}
+	if p.Hash != crypto.SHA256 && p.Hash != crypto.SHA384 && p.Hash != crypto.SHA512 {
+		return nil, fmt.Errorf("signature hash %v: want SHA-256, SHA-384 or SHA-512", p.Hash)
+	}
+	if !noUnhashedSubpackets(sig) {
+		return nil, errors.New("signature carries unhashed subpackets (or an old-format header)")
+	}
+	return p, nil
+}
+
+// noUnhashedSubpackets reads the unhashed area's length of a v4 signature
+// packet with a new-format header (what go-crypto and GnuPG write).
+func noUnhashedSubpackets(sig []byte) bool {
+	if len(sig) < 2 || sig[0] != 0xc2 {
+		return false
+	}
+	hdr := 2 // one-octet body length
+	switch {
+	case sig[1] >= 192 && sig[1] < 224:
+		hdr = 3
+	case sig[1] == 255:
+		hdr = 6
+	case sig[1] >= 224:
+		return false // partial body lengths
+	}
+	body := sig[hdr:]
+	if len(body) < 6 {
+		return false
+	}
+	n := int(binary.BigEndian.Uint16(body[4:6]))
+	return len(body) >= 8+n && body[6+n] == 0 && body[7+n] == 0
+}
+
+// hashTagMatches checks the signature's two-octet hash tag, which go-crypto
+// does not check for v4 signatures.
+func hashTagMatches(p *packet.Signature, signed []byte) bool {
+	h := p.Hash.New()
+	h.Write(signed)
+	h.Write(p.HashSuffix)
+	return subtle.ConstantTimeCompare(h.Sum(nil)[:2], p.HashTag[:]) == 1
 }
 
 // checkCustodianKey accepts the public half of a custodian key (package

@@ -54,6 +54,10 @@ type fataler interface {
 	Fatal(args ...any)
 }
 
+// testFederation is the FederationID the test helpers sign for: founded
+// sets it (no test in this package runs in parallel).
+var testFederation string
+
 func (u *testUser) sign(t fataler, c *Command) Envelope {
 	t.Helper()
 	c.Signer = u.name
@@ -67,7 +71,7 @@ func (u *testUser) sign(t fataler, c *Command) Envelope {
 		at = keyTime.Add(time.Second) // a key cannot sign before it exists
 	}
 	cfg := &packet.Config{Time: func() time.Time { return at }}
-	if err := openpgp.DetachSign(&sig, []*openpgp.Entity{u.entity}, bytes.NewReader(SignedBytes(body)), cfg); err != nil {
+	if err := openpgp.DetachSign(&sig, []*openpgp.Entity{u.entity}, bytes.NewReader(SignedBytes(testFederation, body)), cfg); err != nil {
 		t.Fatal(err)
 	}
 	return Envelope{Body: body, Sig: sig.Bytes()}
@@ -75,6 +79,9 @@ func (u *testUser) sign(t fataler, c *Command) Envelope {
 
 func unsigned(t fataler, c *Command) Envelope {
 	t.Helper()
+	if g := c.Genesis; g != nil {
+		testFederation = FederationID(g.Federation, g.Admin.Fingerprint, g.Node.PublicKey)
+	}
 	b, err := EncodeCommand(c)
 	if err != nil {
 		t.Fatal(err)

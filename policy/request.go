@@ -98,6 +98,9 @@ type Approval struct {
 	Digest  string    `json:"digest"` // RequestDigest of the request approved
 	User    string    `json:"user,omitempty"`
 	Time    time.Time `json:"time,omitzero"`
+	// Key is the approver's key fingerprint when they approved: the
+	// approval counts only while that user is current with that key.
+	Key string `json:"key,omitempty"`
 }
 
 // Denial is the payload of request.deny and, with User and Time set by
@@ -110,15 +113,17 @@ type Denial struct {
 }
 
 // requestDomain separates request digests from any other hash.
-const requestDomain = "custos/request/v1\x00"
+const requestDomain = "custos/request/v2\x00"
 
-// RequestDigest is the hex SHA-256 of r's immutable fields in a canonical,
+// RequestDigest is the hex SHA-256 of the federation's ID and r's immutable fields in a canonical,
 // length-prefixed encoding; an approval names it, so it approves exactly
 // this request (a request re-created under the same ID after pruning has
 // another Created, hence another digest).
-func RequestDigest(r *Request) string {
+func RequestDigest(federation string, r *Request) string {
 	h := sha256.New()
 	h.Write([]byte(requestDomain))
+	h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(federation))))
+	h.Write([]byte(federation))
 	str := func(s string) {
 		h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(s))))
 		h.Write([]byte(s))
@@ -145,22 +150,39 @@ func RequestDigest(r *Request) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// RequestStatus is r's status at now with threshold approvals needed (0 or
-// less: DefaultThreshold). Expired wins over everything, then a denial
-// (a veto), then enough approvals. r must not be nil.
-func RequestStatus(r *Request, threshold int, now time.Time) string {
-	if threshold <= 0 {
-		threshold = DefaultThreshold
-	}
+// RequestStatus is r's status at now. Expired wins over everything, then a
+// denial (a veto), then enough approvals that still count (CountApprovals).
+// r must not be nil.
+func (s *State) RequestStatus(r *Request, now time.Time) string {
 	switch {
 	case !now.Before(r.Expires):
 		return RequestExpired
 	case len(r.Denials) > 0:
 		return RequestDenied
-	case len(r.Approvals) >= threshold:
+	case s.CountApprovals(r.Approvals, now, r.Requester) >= s.ApprovalThreshold():
 		return RequestApproved
 	}
 	return RequestPending
+}
+
+// CountApprovals counts the distinct approvers in as whose approval still
+// counts at now: a current user who may approve (role admin or approver,
+// not revoked) with the same key as when they approved, and none of
+// excluded (a requester, a proposer, the subject of a revocation). An
+// approval by someone revoked or demoted since stops counting.
+func (s *State) CountApprovals(as []Approval, now time.Time, excluded ...string) int {
+	seen := map[string]bool{}
+	for _, a := range as {
+		u := s.Users[a.User]
+		if u == nil || seen[a.User] || slices.Contains(excluded, a.User) || u.Fingerprint != a.Key {
+			continue
+		}
+		if !Authorize(s, Subject{Kind: "user", Name: a.User}, ActApprove, "", now).Allow {
+			continue
+		}
+		seen[a.User] = true
+	}
+	return len(seen)
 }
 
 // ApprovalThreshold is how many approvals a request needs: State.Threshold,
@@ -184,9 +206,10 @@ func (s *State) ReleasableRequest(id string, now time.Time) (*Request, error) {
 	if r == nil {
 		return nil, fmt.Errorf("%w: no request %q", ErrNotReleasable, id)
 	}
-	switch RequestStatus(r, s.ApprovalThreshold(), now) {
+	switch s.RequestStatus(r, now) {
 	case RequestPending:
-		return nil, fmt.Errorf("%w: request %q is pending (%d of %d approvals)", ErrNotReleasable, id, len(r.Approvals), s.ApprovalThreshold())
+		return nil, fmt.Errorf("%w: request %q is pending (%d of %d approvals); an approval counts only while its approver is current",
+			ErrNotReleasable, id, s.CountApprovals(r.Approvals, now, r.Requester), s.ApprovalThreshold())
 	case RequestDenied:
 		d := r.Denials[0]
 		return nil, fmt.Errorf("%w: request %q was denied by %s: %s", ErrNotReleasable, id, d.User, d.Reason)
@@ -243,9 +266,9 @@ func (s *State) roleMaySign(c *Command, u *User) error {
 	switch c.Kind {
 	case KindCreateRequest:
 		return nil
-	case KindApproveRequest, KindDenyRequest:
+	case KindApproveRequest, KindDenyRequest, KindPropose, KindApproveProposal, KindRescueProposal:
 		if d := Authorize(s, Subject{Kind: "user", Name: u.Name}, ActApprove, "", c.Time); !d.Allow {
-			return fmt.Errorf("signer %q has role %s; approving or denying a request needs role admin or approver", u.Name, u.Role)
+			return fmt.Errorf("signer %q has role %s; deciding a request or a proposal needs role admin or approver", u.Name, u.Role)
 		}
 		return nil
 	}
@@ -261,6 +284,11 @@ func (s *State) planRequest(r *Request, c *Command) (func(), error) {
 	}
 	if err := validName(r.ID); err != nil {
 		return nil, fmt.Errorf("request id: %w", err)
+	}
+	if !s.Sealed() {
+		// Before the seal one admin chose every approver: a quorum of
+		// them is one person, so nothing recorded opens yet.
+		return nil, errors.New("the federation is not sealed yet: footage requests open once its approvers are sealed (custos quorum seal)")
 	}
 	if s.Requests[r.ID] != nil {
 		return nil, fmt.Errorf("request %q exists", r.ID)
@@ -296,6 +324,13 @@ func (s *State) checkRequest(r *Request, c *Command) ([]string, error) {
 	}
 	if err := checkOneTimeKey(r.Key); err != nil {
 		return nil, err
+	}
+	// A one-time key serves one request: a second request naming it (then
+	// denied or expired) would make its node drop the key of the first.
+	for _, o := range s.Requests {
+		if o.Key == r.Key {
+			return nil, fmt.Errorf("one-time key is already the key of request %q; make a new key for each request", o.ID)
+		}
 	}
 	if err := validSelector(r.Selector); err != nil {
 		return nil, err
@@ -427,14 +462,18 @@ func (s *State) planApprove(a *Approval, c *Command) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	if want := RequestDigest(r); a.Digest != want {
+	if want := RequestDigest(s.FederationID, r); a.Digest != want {
 		return nil, fmt.Errorf("approval of request %q names digest %q, but the request's is %s: the request reviewed is not the one in the policy", r.ID, a.Digest, want)
 	}
-	na := Approval{Request: r.ID, Digest: a.Digest, User: c.Signer, Time: c.Time}
-	approved := len(r.Approvals)+1 >= s.ApprovalThreshold()
+	if a.Key != "" && a.Key != s.Users[c.Signer].Fingerprint {
+		return nil, fmt.Errorf("approval names key %s, not %q's key", a.Key, c.Signer)
+	}
+	na := Approval{Request: r.ID, Digest: a.Digest, User: c.Signer, Time: c.Time, Key: s.Users[c.Signer].Fingerprint}
+	approvals := append(slices.Clone(r.Approvals), na)
+	approved := s.CountApprovals(approvals, s.later(c.Time), r.Requester) >= s.ApprovalThreshold()
 	return func() {
-		r.Approvals = append(r.Approvals, na)
-		if approved {
+		r.Approvals = approvals
+		if approved && r.ApprovedAt.IsZero() {
 			r.ApprovedAt = c.Time
 		}
 	}, nil
@@ -472,7 +511,7 @@ func (s *State) decidable(id, user string, at time.Time, c *Command, verb string
 	}
 	// As in checkRequest: a backdated command cannot revive a request the
 	// federation already saw expire.
-	switch RequestStatus(r, s.ApprovalThreshold(), s.later(c.Time)) {
+	switch s.RequestStatus(r, s.later(c.Time)) {
 	case RequestExpired:
 		return nil, fmt.Errorf("request %q expired at %s", id, stamp(r.Expires))
 	case RequestDenied:

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"slices"
@@ -56,6 +57,9 @@ func newReqFed(t *testing.T) *reqFed {
 		c.Camera = &cam
 		f.admin(t, c)
 	}
+	seal := cmd(KindSeal, t0)
+	seal.Seal = &Seal{Threshold: 2}
+	f.admin(t, seal)
 	return f
 }
 
@@ -72,20 +76,58 @@ func (f *reqFed) grant(t testing.TB, id, user string, act Action, sel string, w 
 	f.admin(t, c)
 }
 
+// revoke revokes name as frank; revoking an admin or approver is a
+// proposal that two other approvers approve.
 func (f *reqFed) revoke(t testing.TB, kind, name string, at time.Time) {
 	t.Helper()
 	c := cmd(kind, at)
 	c.Name = name
-	mustApply(t, f.s, f.users["frank"].sign(t, c))
+	if !f.s.IsGovernance(c) {
+		mustApply(t, f.s, f.users["frank"].sign(t, c))
+		return
+	}
+	var approvers []string
+	for _, u := range []string{"alice", "bob", "carol"} {
+		if u != name && len(approvers) < 2 {
+			approvers = append(approvers, u)
+		}
+	}
+	f.govern(t, "frank", approvers, c, at)
+}
+
+// govern proposes inner as proposer and has approvers approve it, all at at;
+// the last approval must execute it.
+func (f *reqFed) govern(t testing.TB, proposer string, approvers []string, inner *Command, at time.Time) {
+	t.Helper()
+	inner.Signer, inner.Time = proposer, at
+	body, err := EncodeCommand(inner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := cmd(KindPropose, at)
+	id := "p-" + p.ID
+	p.Proposal = &Proposal{ID: id, Body: body, Expires: at.Add(time.Hour)}
+	mustApply(t, f.s, f.users[proposer].sign(t, p))
+	for _, a := range approvers {
+		c := cmd(KindApproveProposal, at)
+		c.Approval = &Approval{Request: id, Digest: ProposalDigest(f.s.FederationID, f.s.Proposals[id])}
+		mustApply(t, f.s, f.users[a].sign(t, c))
+	}
+	if f.s.Proposals[id].Executed.IsZero() {
+		t.Fatalf("proposal %s of %s did not execute after %v approved", id, inner.Kind, approvers)
+	}
 }
 
 var oneTimeKey = hex.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
 
 // goodRequest asks for an hour of praha-1's footage, made at tc.
+// goodRequest is a valid request with a one-time key of its own.
 func goodRequest() *Request {
+	key := make([]byte, 32)
+	rand.Read(key)
 	return &Request{ID: "r1", Node: "admin-1", Selector: "praha-1/*", From: t0.Add(-time.Hour), To: t0,
 		Purpose: "theft at till 2 on the 26th", Basis: "art. 6(1)(f) GDPR, legitimate interest",
-		Key: oneTimeKey, Expires: tc.Add(24 * time.Hour)}
+		Key: hex.EncodeToString(key), Expires: tc.Add(24 * time.Hour)}
 }
 
 func (f *reqFed) create(t testing.TB, by string, r *Request, at time.Time) Envelope {
@@ -205,7 +247,7 @@ func TestRequestCreate(t *testing.T) {
 			if got.Requester != tc2.by || !got.Created.Equal(tc) || len(got.Cameras) == 0 {
 				t.Fatalf("stored request %+v: want requester %s, created %v and its cameras", got, tc2.by, tc)
 			}
-			if st := RequestStatus(got, f.s.ApprovalThreshold(), tc); st != RequestPending {
+			if st := f.s.RequestStatus(got, tc); st != RequestPending {
 				t.Fatalf("new request is %s, want pending", st)
 			}
 		})
@@ -265,7 +307,7 @@ func TestRequestDecisions(t *testing.T) {
 			f := newReqFed(t)
 			f.s.Threshold = c.threshold
 			mustApply(t, f.s, f.create(t, "alice", goodRequest(), tc))
-			digest := RequestDigest(f.s.Requests["r1"])
+			digest := RequestDigest(f.s.FederationID, f.s.Requests["r1"])
 			var lastApproval time.Time
 			for i, st := range c.steps {
 				var env Envelope
@@ -276,13 +318,12 @@ func TestRequestDecisions(t *testing.T) {
 				case "wrong-digest":
 					other := *f.s.Requests["r1"]
 					other.Purpose = "something else"
-					env = f.approve(t, st.by, "r1", RequestDigest(&other), at)
+					env = f.approve(t, st.by, "r1", RequestDigest(f.s.FederationID, &other), at)
 				case "deny":
 					env = f.deny(t, st.by, "r1", st.arg, at)
 				case "revoke-user":
-					cm := cmd(KindRevokeUser, at)
-					cm.Name = st.arg
-					env = f.users[st.by].sign(t, cm)
+					f.revoke(t, KindRevokeUser, st.arg, at)
+					continue
 				}
 				if st.want != "" {
 					refused(t, f.s, env, st.want)
@@ -296,7 +337,7 @@ func TestRequestDecisions(t *testing.T) {
 				}
 			}
 			r := f.s.Requests["r1"]
-			if got := RequestStatus(r, f.s.ApprovalThreshold(), tc.Add(time.Hour)); got != c.status {
+			if got := f.s.RequestStatus(r, tc.Add(time.Hour)); got != c.status {
 				t.Fatalf("status %s, want %s", got, c.status)
 			}
 			if approved := c.status == RequestApproved; approved != !r.ApprovedAt.IsZero() || (approved && !r.ApprovedAt.Equal(lastApproval)) {
@@ -320,7 +361,7 @@ func TestApprovalSignatures(t *testing.T) {
 	r2 := goodRequest()
 	r2.ID = "r2"
 	mustApply(t, f.s, f.create(t, "alice", r2, tc))
-	digest := RequestDigest(f.s.Requests["r1"])
+	digest := RequestDigest(f.s.FederationID, f.s.Requests["r1"])
 
 	// mallory's key, claiming to be bob.
 	env := (&reqFed{users: map[string]*testUser{"mallory": mallory}}).approve(t, "mallory", "r1", digest, tc)
@@ -352,7 +393,10 @@ func TestApprovalSignatures(t *testing.T) {
 func TestRequestDigest(t *testing.T) {
 	base := goodRequest()
 	base.Requester, base.Created, base.Cameras = "alice", tc, []string{"praha-1/entrance", "praha-1/tills"}
-	d0 := RequestDigest(base)
+	d0 := RequestDigest("fed-1", base)
+	if RequestDigest("fed-2", base) == d0 {
+		t.Error("the digest does not depend on the federation")
+	}
 	if len(d0) != 64 {
 		t.Fatalf("digest %q is not hex SHA-256", d0)
 	}
@@ -376,7 +420,7 @@ func TestRequestDigest(t *testing.T) {
 	for name, change := range changes {
 		r := cloneRequest(*base)
 		change(&r)
-		if RequestDigest(&r) == d0 {
+		if RequestDigest("fed-1", &r) == d0 {
 			t.Errorf("changing %s keeps the digest", name)
 		}
 	}
@@ -385,34 +429,54 @@ func TestRequestDigest(t *testing.T) {
 	same.Denials = []Denial{{User: "carol"}}
 	same.ApprovedAt = tc
 	same.Expires = same.Expires.In(time.FixedZone("CET", 3600)) // the same instant
-	if RequestDigest(&same) != d0 {
+	if RequestDigest("fed-1", &same) != d0 {
 		t.Error("the digest depends on decisions or on a time's zone")
 	}
 }
 
 func TestRequestStatus(t *testing.T) {
 	exp := tc.Add(time.Hour)
-	two := []Approval{{User: "bob"}, {User: "carol"}}
+	two := []Approval{{User: "bob", Key: "b"}, {User: "carol", Key: "c"}}
+	users := func() map[string]*User {
+		return map[string]*User{
+			"bob":   {Name: "bob", Role: UserApprover, Fingerprint: "b"},
+			"carol": {Name: "carol", Role: UserApprover, Fingerprint: "c"},
+			"dave":  {Name: "dave", Role: UserViewer, Fingerprint: "d"},
+		}
+	}
 	cases := []struct {
 		name      string
 		r         Request
 		threshold int
+		change    func(map[string]*User)
 		now       time.Time
 		want      string
 	}{
-		{"new", Request{Expires: exp}, 0, tc, RequestPending},
-		{"one of two", Request{Expires: exp, Approvals: two[:1]}, 2, tc, RequestPending},
-		{"two of two", Request{Expires: exp, Approvals: two}, 2, tc, RequestApproved},
-		{"threshold 0 means 2", Request{Expires: exp, Approvals: two[:1]}, 0, tc, RequestPending},
-		{"threshold -1 means 2", Request{Expires: exp, Approvals: two}, -1, tc, RequestApproved},
-		{"two of three", Request{Expires: exp, Approvals: two}, 3, tc, RequestPending},
-		{"denied despite approvals", Request{Expires: exp, Approvals: two, Denials: []Denial{{User: "x"}}}, 2, tc, RequestDenied},
-		{"last instant", Request{Expires: exp, Approvals: two}, 2, exp.Add(-time.Nanosecond), RequestApproved},
-		{"at expiry", Request{Expires: exp, Approvals: two}, 2, exp, RequestExpired},
-		{"denied and expired", Request{Expires: exp, Denials: []Denial{{User: "x"}}}, 2, exp.Add(time.Hour), RequestExpired},
+		{"new", Request{Expires: exp}, 0, nil, tc, RequestPending},
+		{"one of two", Request{Expires: exp, Approvals: two[:1]}, 2, nil, tc, RequestPending},
+		{"two of two", Request{Expires: exp, Approvals: two}, 2, nil, tc, RequestApproved},
+		{"threshold 0 means 2", Request{Expires: exp, Approvals: two[:1]}, 0, nil, tc, RequestPending},
+		{"threshold -1 means 2", Request{Expires: exp, Approvals: two}, -1, nil, tc, RequestApproved},
+		{"two of three", Request{Expires: exp, Approvals: two}, 3, nil, tc, RequestPending},
+		{"denied despite approvals", Request{Expires: exp, Approvals: two, Denials: []Denial{{User: "x"}}}, 2, nil, tc, RequestDenied},
+		{"last instant", Request{Expires: exp, Approvals: two}, 2, nil, exp.Add(-time.Nanosecond), RequestApproved},
+		{"at expiry", Request{Expires: exp, Approvals: two}, 2, nil, exp, RequestExpired},
+		{"denied and expired", Request{Expires: exp, Denials: []Denial{{User: "x"}}}, 2, nil, exp.Add(time.Hour), RequestExpired},
+		// An approval counts only while its approver is current.
+		{"approver revoked since", Request{Expires: exp, Approvals: two}, 2, func(u map[string]*User) { u["carol"].Revoked = true }, tc, RequestPending},
+		{"approver demoted since", Request{Expires: exp, Approvals: two}, 2, func(u map[string]*User) { u["carol"].Role = UserViewer }, tc, RequestPending},
+		{"approver gone", Request{Expires: exp, Approvals: two}, 2, func(u map[string]*User) { delete(u, "carol") }, tc, RequestPending},
+		{"approval by another key", Request{Expires: exp, Approvals: []Approval{{User: "bob", Key: "b"}, {User: "carol", Key: "x"}}}, 2, nil, tc, RequestPending},
+		{"one approver twice", Request{Expires: exp, Approvals: []Approval{two[0], two[0]}}, 2, nil, tc, RequestPending},
+		{"requester's own approval", Request{Requester: "carol", Expires: exp, Approvals: two}, 2, nil, tc, RequestPending},
+		{"a viewer's approval", Request{Expires: exp, Approvals: []Approval{two[0], {User: "dave", Key: "d"}}}, 2, nil, tc, RequestPending},
 	}
 	for _, c := range cases {
-		if got := RequestStatus(&c.r, c.threshold, c.now); got != c.want {
+		s := &State{Federation: "acme", Threshold: c.threshold, Users: users()}
+		if c.change != nil {
+			c.change(s.Users)
+		}
+		if got := s.RequestStatus(&c.r, c.now); got != c.want {
 			t.Errorf("%s: got %s, want %s", c.name, got, c.want)
 		}
 	}
@@ -432,7 +496,7 @@ func TestReleasableRequest(t *testing.T) {
 			f.grant(t, "g-dave", "dave", ActExport, "*", Window{})
 		}
 		mustApply(t, f.s, f.create(t, by, r, tc))
-		d := RequestDigest(f.s.Requests[id])
+		d := RequestDigest(f.s.FederationID, f.s.Requests[id])
 		switch id {
 		case "pending":
 			mustApply(t, f.s, f.approve(t, "bob", id, d, tc))
@@ -562,7 +626,7 @@ func TestRequestScopeIsFixed(t *testing.T) {
 	r := goodRequest()
 	r.Selector = "tag:doors"
 	mustApply(t, f.s, f.create(t, "alice", r, tc))
-	d := RequestDigest(f.s.Requests["r1"])
+	d := RequestDigest(f.s.FederationID, f.s.Requests["r1"])
 	mustApply(t, f.s, f.approve(t, "bob", "r1", d, tc))
 	mustApply(t, f.s, f.approve(t, "carol", "r1", d, tc))
 	c := cmd(KindRemoveCamera, tc)

@@ -56,20 +56,29 @@ const ReplayWindow = 24 * time.Hour
 // State is the replicated policy. Its zero value is an empty federation that
 // denies everything. Maps are keyed by name (IDs for grants and invites).
 type State struct {
-	Federation string             `json:"federation,omitempty"`
-	Clock      time.Time          `json:"clock,omitzero"` // latest command time applied
-	Sites      map[string]*Site   `json:"sites,omitempty"`
-	Nodes      map[string]*Node   `json:"nodes,omitempty"`
-	Users      map[string]*User   `json:"users,omitempty"`
-	Cameras    map[string]*Camera `json:"cameras,omitempty"` // key "site/name"
-	Grants     map[string]*Grant  `json:"grants,omitempty"`
-	Invites    map[string]*Invite `json:"invites,omitempty"`
+	Federation string `json:"federation,omitempty"`
+	// FederationID is set by genesis (see FederationID); every signature
+	// over a command or a request names it.
+	FederationID string             `json:"federation_id,omitempty"`
+	Clock        time.Time          `json:"clock,omitzero"` // latest command time applied
+	Sites        map[string]*Site   `json:"sites,omitempty"`
+	Nodes        map[string]*Node   `json:"nodes,omitempty"`
+	Users        map[string]*User   `json:"users,omitempty"`
+	Cameras      map[string]*Camera `json:"cameras,omitempty"` // key "site/name"
+	Grants       map[string]*Grant  `json:"grants,omitempty"`
+	Invites      map[string]*Invite `json:"invites,omitempty"`
 	// Requests are footage requests, kept until a replay window after they
 	// expire (request.go).
 	Requests map[string]*Request `json:"requests,omitempty"`
-	// Threshold is how many approvals a request needs; 0 means
-	// DefaultThreshold.
+	// Threshold is how many approvals a request or a governance proposal
+	// needs; 0 means DefaultThreshold.
 	Threshold int `json:"threshold,omitempty"`
+	// SealedAt ends the bootstrap (governance.go): from then on governance
+	// changes are Proposals that need the quorum. Zero: not sealed yet.
+	SealedAt time.Time `json:"sealed_at,omitzero"`
+	// Rescue are the digests of the unspent rescue codes (governance.go).
+	Rescue    []string             `json:"rescue,omitempty"`
+	Proposals map[string]*Proposal `json:"proposals,omitempty"`
 	// Recovery is the public half of the controller's offline recovery key,
 	// the third custodian of every epoch key (DESIGN §7).
 	Recovery []byte `json:"recovery,omitempty"`

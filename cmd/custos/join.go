@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -58,7 +59,7 @@ func runInvite(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	token, err := node.MakeInvite(ctx, *dir, k, who, spec, now)
+	inv, err := node.MakeInvite(ctx, *dir, k, who, spec, now)
 	if err != nil {
 		var r *policy.Refused
 		if errors.As(err, &r) {
@@ -66,7 +67,13 @@ func runInvite(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		return err
 	}
-	fmt.Fprintln(stdout, token)
+	if inv.Proposal != "" {
+		// A datacenter or witness holds key shares or votes: the token
+		// works once the quorum approved its invite.
+		fmt.Fprintf(os.Stderr, "the invite of a %s is proposal %s: the token below works once the quorum approved it (custos approve %s)\n",
+			spec.Role, inv.Proposal, inv.Proposal)
+	}
+	fmt.Fprintln(stdout, inv.Token)
 	return nil
 }
 

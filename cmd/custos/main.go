@@ -43,7 +43,10 @@ var commands = map[string]command{
 
 	"request":        {"request recorded footage (cameras, range, purpose, legal basis) for approval", runRequest},
 	"requests":       {"list footage requests and their approvals", runRequests},
-	"approve":        {"approve a footage request (never your own)", runApprove},
+	"approve":        {"approve a footage request or a governance proposal (never your own)", runApprove},
+	"quorum":         {"quorum seal: end the bootstrap, so governance changes need the approvers' quorum; quorum show", runQuorum},
+	"proposals":      {"list governance proposals and their approvals", runProposals},
+	"rescue":         {"execute a proposal during a lock-out with a rescue code and every remaining approver", runRescue},
 	"deny":           {"deny a footage request, with a reason (a veto)", runDeny},
 	"live":           {"watch a camera live: MPEG-TS to a file or stdout (custos live … | ffplay -)", runLive},
 	"export":         {"export an approved request's footage to an MPEG-TS file with a signed manifest", runExport},

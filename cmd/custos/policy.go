@@ -66,36 +66,29 @@ func runInit(ctx context.Context, args []string, stdout io.Writer) error {
 // signAndSubmit signs c with the admin key file and submits it through the
 // node in dir.
 func signAndSubmit(ctx context.Context, dir, keyFile, signer string, c *policy.Command, stdout io.Writer) error {
-	pass, err := readPassphrase(false)
-	if err != nil {
-		return err
-	}
-	k, err := keys.LoadAdminKey(keyFile, pass)
-	clear(pass)
+	k, signer, err := loadSigner(keyFile, signer)
 	if err != nil {
 		return err
 	}
 	defer k.Close()
-	if signer == "" {
-		signer = strings.TrimSuffix(filepath.Base(keyFile), ".key")
-	}
-	c.ID, c.Time, c.Signer = node.NewCommandID(), time.Now().UTC(), signer
-	body, err := policy.EncodeCommand(c)
-	if err != nil {
-		return err
-	}
-	sig, err := k.Sign(policy.SignedBytes(body), c.Time)
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	res, err := node.SubmitVia(ctx, dir, policy.Envelope{Body: body, Sig: sig})
+	st, err := node.FetchPolicy(ctx, dir)
+	if err != nil {
+		return err
+	}
+	res, proposal, err := node.SubmitGoverned(ctx, dir, st, k, signer, c)
 	if err != nil {
 		return err
 	}
 	if !res.Applied {
 		return errDenied{res.Reason}
+	}
+	if proposal != "" {
+		fmt.Fprintf(stdout, "proposed %s: the federation is sealed, so this change takes effect once %d approvers other than you approve it\n"+
+			"(each runs: custos approve %s --dir DIR --as KEY); custos proposals lists it\n%s\n",
+			c.Kind, st.ApprovalThreshold(), proposal, proposal)
+		return nil
 	}
 	fmt.Fprintf(stdout, "applied %s %s\n", res.Kind, res.ID)
 	return nil

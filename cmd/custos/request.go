@@ -78,7 +78,10 @@ type requestRow struct {
 	*policy.Request
 	Status    string `json:"status"`
 	Threshold int    `json:"threshold"`
-	Digest    string `json:"digest"`
+	// Counted are the approvals that count now (an approver revoked
+	// since no longer does).
+	Counted int    `json:"counted"`
+	Digest  string `json:"digest"`
 }
 
 func runRequests(ctx context.Context, args []string, stdout io.Writer) error {
@@ -95,8 +98,8 @@ func runRequests(ctx context.Context, args []string, stdout io.Writer) error {
 	now := time.Now()
 	var rows []requestRow
 	for _, r := range sortedValues(st.Requests) {
-		rows = append(rows, requestRow{Request: r, Status: policy.RequestStatus(r, st.ApprovalThreshold(), now),
-			Threshold: st.ApprovalThreshold(), Digest: policy.RequestDigest(r)})
+		rows = append(rows, requestRow{Request: r, Status: st.RequestStatus(r, now), Counted: st.CountApprovals(r.Approvals, now, r.Requester),
+			Threshold: st.ApprovalThreshold(), Digest: policy.RequestDigest(st.FederationID, r)})
 	}
 	if asJSON {
 		return json.NewEncoder(stdout).Encode(rows)
@@ -104,7 +107,7 @@ func runRequests(ctx context.Context, args []string, stdout io.Writer) error {
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "REQUEST\tSTATUS\tAPPROVALS\tREQUESTER\tNODE\tCAMERAS\tFROM\tTO\tPURPOSE")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Status, len(r.Approvals), r.Threshold, r.Requester, r.Node,
+		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Status, r.Counted, r.Threshold, r.Requester, r.Node,
 			strings.Join(r.Cameras, ","), r.From.Local().Format(time.DateTime), r.To.Local().Format(time.DateTime), r.Purpose)
 	}
 	return tw.Flush()
@@ -146,7 +149,12 @@ func runApprove(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := needCommon(*dir, *as); err != nil {
 		return err
 	}
-	r, _, err := localRequest(ctx, *dir, id)
+	if p, st, err := localProposal(ctx, *dir, id); err != nil {
+		return err
+	} else if p != nil {
+		return approveProposal(ctx, *dir, *as, *signer, st, p, stdout)
+	}
+	r, st, err := localRequest(ctx, *dir, id)
 	if err != nil {
 		return err
 	}
@@ -154,7 +162,7 @@ func runApprove(ctx context.Context, args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "approving %s by %s: %s, %s to %s, purpose %q, basis %q\n", r.ID, r.Requester,
 		strings.Join(r.Cameras, ","), r.From.UTC().Format(time.RFC3339), r.To.UTC().Format(time.RFC3339), r.Purpose, r.Basis)
 	return signAndSubmit(ctx, *dir, *as, *signer, &policy.Command{Kind: policy.KindApproveRequest,
-		Approval: &policy.Approval{Request: id, Digest: policy.RequestDigest(r)}}, stdout)
+		Approval: &policy.Approval{Request: id, Digest: policy.RequestDigest(st.FederationID, r)}}, stdout)
 }
 
 func runDeny(ctx context.Context, args []string, stdout io.Writer) error {

@@ -23,8 +23,8 @@ import (
 func TestCLIRequestFlow(t *testing.T) {
 	tmp := t.TempDir()
 	setPass(t, "a long enough passphrase")
-	alice, bob := filepath.Join(tmp, "alice.key"), filepath.Join(tmp, "bob.key")
-	for _, k := range []string{alice, bob} {
+	alice, bob, carol, m1 := filepath.Join(tmp, "alice.key"), filepath.Join(tmp, "bob.key"), filepath.Join(tmp, "carol.key"), filepath.Join(tmp, "m1.key")
+	for _, k := range []string{alice, bob, carol, m1} {
 		if code, _, errOut := runCLI("admin", "keygen", "--out", k, "--name", strings.TrimSuffix(filepath.Base(k), ".key")); code != 0 {
 			t.Fatalf("keygen: %s", errOut)
 		}
@@ -60,6 +60,7 @@ func TestCLIRequestFlow(t *testing.T) {
 
 	from := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
 	to := time.Now().Add(-59 * time.Minute).UTC().Format(time.RFC3339)
+	checkGovernance(t, dir, alice, bob, carol, m1, from, to, must, refused)
 	refused(2, "--cameras, --from, --to, --purpose and --basis are required", "request", "--cameras", "praha-1/door", "--dir", dir, "--as", alice)
 	refused(2, "RFC 3339", "request", "--cameras", "praha-1/door", "--from", "yesterday", "--to", to, "--purpose", "p", "--basis", "b", "--dir", dir, "--as", alice)
 	if out := must("request", "--cameras", "praha-1/door", "--from", from, "--to", to, "--purpose", "theft at the door",
@@ -179,5 +180,41 @@ func TestProgressBar(t *testing.T) {
 		if got := progressBar(tc.f, 10); got != tc.want {
 			t.Errorf("progressBar(%v) = %q, want %q", tc.f, got, tc.want)
 		}
+	}
+}
+
+// checkGovernance: before the seal no request is accepted and sealing needs
+// three approvers; once sealed, alice alone cannot add an approver: her
+// command becomes a proposal that waits for two approvers besides her.
+func checkGovernance(t *testing.T, dir, alice, bob, carol, m1, from, to string, must func(...string) string, refused func(int, string, ...string)) {
+	t.Helper()
+	refused(4, "not sealed yet", "request", "--cameras", "praha-1/door", "--from", from, "--to", to, "--purpose", "p",
+		"--basis", "b", "--dir", dir, "--as", alice)
+	if out := must("quorum", "show", "--dir", dir); !strings.Contains(out, "bootstrap: not sealed") {
+		t.Fatalf("quorum show before the seal:\n%s", out)
+	}
+	refused(4, "needs at least 3 users who can approve", "quorum", "seal", "--dir", dir, "--as", alice)
+	must("admin", "add", "--name", "carol", "--key", carol+".pub", "--role", "approver", "--dir", dir, "--as", alice)
+	out := must("quorum", "seal", "--dir", dir, "--as", alice)
+	if n := strings.Count(out, "rescue "); n < 3 || !strings.Contains(out, "applied quorum.seal") {
+		t.Fatalf("quorum seal printed:\n%s", out)
+	}
+	out = must("admin", "add", "--name", "m1", "--key", m1+".pub", "--role", "approver", "--dir", dir, "--as", alice)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	id := lines[len(lines)-1]
+	if !strings.HasPrefix(id, "p-") || !strings.Contains(out, "takes effect once 2 approvers other than you approve") {
+		t.Fatalf("admin add on a sealed federation printed:\n%s", out)
+	}
+	if out := must("proposals", "--dir", dir); !strings.Contains(out, id) || !strings.Contains(out, "0/2") || !strings.Contains(out, "user.add m1") {
+		t.Fatalf("proposals:\n%s", out)
+	}
+	refused(4, "never the proposer", "approve", id, "--dir", dir, "--as", alice)
+	must("approve", id, "--dir", dir, "--as", bob)
+	if out := must("quorum", "show", "--dir", dir); strings.Contains(out, "m1") {
+		t.Fatalf("one approval besides alice's made m1 an approver:\n%s", out)
+	}
+	must("approve", id, "--dir", dir, "--as", carol)
+	if out := must("quorum", "show", "--dir", dir); !strings.Contains(out, "m1") || !strings.Contains(out, "sealed at") {
+		t.Fatalf("the quorum's approval did not add m1:\n%s", out)
 	}
 }
