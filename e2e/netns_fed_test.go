@@ -66,7 +66,9 @@ func newNetFed(t *testing.T) *netFed {
 	f.dcA, f.dcB, f.witness, f.store, f.desk = f.nodes[0], f.nodes[1], f.nodes[2], f.nodes[3], f.nodes[4]
 
 	f.must(nil, "admin", "keygen", "--out", f.admin, "--name", "alice")
-	f.must(f.dcA, "init", "--dir", f.dcA.dir, "--name", "dc-a", "--listen", f.dcA.listen, "--federation", "acme", "--admin-key", f.admin+".pub")
+	recovery := filepath.Join(tmp, "recovery.key") // made apart from every node, as on the admin's machine
+	f.must(nil, "recovery", "keygen", "--out", recovery)
+	f.must(f.dcA, "init", "--dir", f.dcA.dir, "--name", "dc-a", "--listen", f.dcA.listen, "--federation", "acme", "--admin-key", f.admin+".pub", "--recovery", recovery+".pub")
 	f.up(f.dcA)
 	f.waitUntil(f.dcA, 60*time.Second, "dc-a to lead its one-node cluster", func() (bool, string) {
 		st, err := f.status(f.dcA)

@@ -37,7 +37,9 @@ func TestKillLeaderProcess(t *testing.T) {
 	// 1. Found the federation on dc-a, then invite, join and start the others.
 	dcA := f.node("dc-a", "datacenter", "")
 	f.must(nil, "admin", "keygen", "--out", f.admin, "--name", "alice")
-	f.must(dcA, "init", "--dir", dcA.dir, "--name", "dc-a", "--listen", dcA.listen, "--federation", "acme", "--admin-key", f.admin+".pub")
+	recovery := filepath.Join(f.tmp, "recovery.key") // made apart from every node, as on the admin's machine
+	f.must(nil, "recovery", "keygen", "--out", recovery)
+	f.must(dcA, "init", "--dir", dcA.dir, "--name", "dc-a", "--listen", dcA.listen, "--federation", "acme", "--admin-key", f.admin+".pub", "--recovery", recovery+".pub")
 	f.up(dcA)
 	f.waitUntil(dcA, 60*time.Second, "dc-a to lead its one-node cluster", func() (bool, string) {
 		st, err := f.status(dcA)

@@ -77,8 +77,9 @@ func (c Custodian) String() string { return "custodian:" + c.name + ":" + c.fp.S
 // CustodianKey is a custodian's private key. On a datacenter it lives in an
 // unprotected 0600 file beside node.key (WriteCustodianKey): the datacenter
 // must open shares unattended, and one datacenter's shares alone open
-// nothing. The recovery key is printed once (ArmoredRecoveryKey) and kept
-// offline. It never prints; Zero wipes it.
+// nothing. The recovery key is made on an admin's machine and kept offline
+// in a passphrase-protected file (WriteRecoveryKey). It never prints; Zero
+// wipes it.
 type CustodianKey struct {
 	_      [0]func()
 	entity *openpgp.Entity

@@ -67,11 +67,7 @@ func TestRecoveryKeyExport(t *testing.T) {
 		t.Fatalf("parsed %s %v", k.Name(), k.Fingerprint())
 	}
 	// The recovery key stands in for a lost datacenter.
-	ek, err := CombineEpochKey(f.rec, openShare(t, k, f.rec), openShare(t, f.keys[1], f.rec))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := DecryptSegment(ek, f.ct); err != nil {
+	if _, err := DecryptSegmentAsCustodians(f.rec, f.ct, k, f.keys[1]); err != nil {
 		t.Fatal(err)
 	}
 	// A damaged block fails without echoing what was pasted.

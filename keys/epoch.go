@@ -8,11 +8,8 @@ import (
 	"fmt"
 	"time"
 
-	x25519lib "github.com/cloudflare/circl/dh/x25519"
-
+	"filippo.io/edwards25519"
 	"github.com/ProtonMail/go-crypto/openpgp/ed25519"
-	"github.com/ProtonMail/go-crypto/openpgp/packet"
-	"github.com/ProtonMail/go-crypto/openpgp/x25519"
 )
 
 // EpochRecord is what a store keeps and replicates for one (camera, epoch):
@@ -33,18 +30,24 @@ type EpochRecord struct {
 type EncryptedShare struct {
 	Custodian   string         // the custodian's name ("dc-a", "dc-b", "recovery")
 	Fingerprint KeyFingerprint // the custodian key's fingerprint
-	Encrypted   []byte
+	// Public is the public share K_i = [k_i]·B (an edwards25519 point),
+	// which checks the custodian's answers (threshold.go). The record's
+	// check makes sure the public shares interpolate to the epoch's public
+	// key, so a record cannot carry public shares of another key.
+	Public    [32]byte
+	Encrypted []byte
 }
 
-// EpochThreshold is how many shares rebuild an epoch key (DESIGN §7: 2 of 3).
+// EpochThreshold is how many custodians' answers open a segment (DESIGN
+// §7: 2 of 3). The shares are never combined into the key itself.
 const EpochThreshold = 2
 
 // DefaultEpochLength is the default time slice of one epoch key.
 const DefaultEpochLength = 15 * time.Minute
 
-// ErrKeyMismatch is returned when shares rebuild a key that does not match
-// the record's public key (wrong, tampered or too few shares).
-var ErrKeyMismatch = errors.New("shares do not rebuild this epoch's key")
+// ErrKeyMismatch is returned when a share does not match its public share
+// in the record (wrong or tampered).
+var ErrKeyMismatch = errors.New("share does not match this epoch's key")
 
 // ErrNotCustodian is returned when a record holds no share for a key.
 var ErrNotCustodian = errors.New("no share for this custodian in the epoch record")
@@ -54,7 +57,7 @@ var ErrNotCustodian = errors.New("no share for this custodian in the epoch recor
 // another record, or a record relabelled with another camera or time (to
 // have a custodian release an out-of-scope key as if it were in scope), is
 // refused before the share is used.
-const shareContext = "custos/epoch-share/v2\x00"
+const shareContext = "custos/epoch-share/v3\x00"
 
 // binding is what every share of r is bound to.
 func (r *EpochRecord) binding() []byte {
@@ -86,9 +89,10 @@ func EpochStart(t time.Time, length time.Duration) time.Time {
 }
 
 // NewEpochKey makes the key pair of camera's epoch containing start (see
-// EpochStart), splits the X25519 private scalar 2-of-n among custodians
-// (share i to custodians[i]), encrypts each share to its custodian, wipes
-// every private byte and returns the record. It takes about a millisecond;
+// EpochStart), splits the clamped X25519 private scalar, reduced mod L,
+// 2-of-n over Z_L among custodians (share i to custodians[i]), encrypts each
+// share to its custodian, records the public shares, wipes every private
+// byte and returns the record. It takes about a millisecond;
 // EpochKeys makes them ahead so that recording never waits.
 func NewEpochKey(camera string, start time.Time, length time.Duration, custodians []Custodian) (*EpochRecord, error) {
 	if err := checkEpochArgs(camera, length, custodians); err != nil {
@@ -112,6 +116,9 @@ func NewEpochKey(camera string, start time.Time, length time.Duration, custodian
 	s := EpochStart(start, length)
 	rec := &EpochRecord{Camera: camera, Start: s, End: s.Add(length), PublicKey: pub, Fingerprint: fingerprintOf(e.PrimaryKey)}
 	if rec.Shares, err = encryptShares(scalar, rec.binding(), custodians); err != nil {
+		return nil, fmt.Errorf("keys: new epoch key: %w", err)
+	}
+	if _, _, err := rec.check(); err != nil {
 		return nil, fmt.Errorf("keys: new epoch key: %w", err)
 	}
 	return rec, nil
@@ -140,12 +147,26 @@ func checkEpochArgs(camera string, length time.Duration, custodians []Custodian)
 	return nil
 }
 
-// encryptShares splits scalar and seals share i to custodians[i].
+// encryptShares splits the clamped X25519 scalar (mod L) and seals share i
+// to custodians[i].
 func encryptShares(scalar []byte, epoch []byte, custodians []Custodian) ([]EncryptedShare, error) {
-	shares, err := Split(scalar, len(custodians), EpochThreshold)
+	if len(scalar) != scalarLen {
+		return nil, fmt.Errorf("%d-byte X25519 secret", len(scalar))
+	}
+	k, err := edwards25519.NewScalar().SetBytesWithClamping(scalar)
 	if err != nil {
 		return nil, err
 	}
+	shares, pubs, err := splitScalar(k, len(custodians), EpochThreshold)
+	k.Set(edwards25519.NewScalar())
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		for i := range shares {
+			shares[i].Zero()
+		}
+	}()
 	out := make([]EncryptedShare, len(custodians))
 	for i, c := range custodians {
 		env := shareEnvelope(epoch, shares[i])
@@ -157,7 +178,7 @@ func encryptShares(scalar []byte, epoch []byte, custodians []Custodian) ([]Encry
 		if err != nil {
 			return nil, fmt.Errorf("encrypt share to %s: %w", c.name, err)
 		}
-		out[i] = EncryptedShare{Custodian: c.name, Fingerprint: c.fp, Encrypted: enc}
+		out[i] = EncryptedShare{Custodian: c.name, Fingerprint: c.fp, Public: pubs[i], Encrypted: enc}
 	}
 	return out, nil
 }
@@ -182,83 +203,4 @@ func parseShareEnvelope(b []byte, epoch []byte) (Share, error) {
 		return Share{}, fmt.Errorf("the share belongs to another epoch key, camera or time: %w", ErrBadShare)
 	}
 	return ParseShare(rest[len(epoch):])
-}
-
-// EpochPrivateKey is an epoch's X25519 private key rebuilt from shares, held
-// in memory only until a request expires. It never prints, cannot be
-// compared with ==, and is wiped by Zero.
-type EpochPrivateKey struct {
-	_      [0]func()
-	fp     KeyFingerprint
-	sub    *packet.PublicKey // the record's X25519 subkey
-	scalar [32]byte
-	zeroed bool
-}
-
-// CombineEpochKey rebuilds rec's private key from at least EpochThreshold
-// shares and checks, in constant time, that its public point is the one in
-// rec.PublicKey before returning it. Wrong, tampered or too few shares give
-// ErrKeyMismatch (or ErrBadShare), never a key.
-func CombineEpochKey(rec *EpochRecord, shares ...Share) (*EpochPrivateKey, error) {
-	_, sub, err := rec.check()
-	if err != nil {
-		return nil, fmt.Errorf("keys: combine epoch key: %w", err)
-	}
-	secret, err := Combine(shares)
-	if err != nil {
-		return nil, fmt.Errorf("keys: combine epoch key: %w", err)
-	}
-	defer clear(secret)
-	k := &EpochPrivateKey{fp: rec.Fingerprint, sub: sub}
-	if len(secret) != len(k.scalar) {
-		return nil, fmt.Errorf("keys: combine epoch key: %d-byte secret: %w", len(secret), ErrKeyMismatch)
-	}
-	copy(k.scalar[:], secret)
-	if !k.matches(sub.PublicKey.(*x25519.PublicKey).Point) {
-		k.Zero()
-		return nil, fmt.Errorf("keys: combine epoch key for %s: %w", rec.Fingerprint, ErrKeyMismatch)
-	}
-	return k, nil
-}
-
-// matches derives the public point from the scalar and compares it with
-// point in constant time.
-func (k *EpochPrivateKey) matches(point []byte) bool {
-	var sk, pk x25519lib.Key
-	copy(sk[:], k.scalar[:])
-	x25519lib.KeyGen(&pk, &sk)
-	clear(sk[:])
-	return subtle.ConstantTimeCompare(pk[:], point) == 1
-}
-
-// Fingerprint is the epoch key's (public) fingerprint.
-func (k *EpochPrivateKey) Fingerprint() KeyFingerprint { return k.fp }
-
-// Zero wipes the key; it cannot decrypt afterwards.
-func (k *EpochPrivateKey) Zero() {
-	clear(k.scalar[:])
-	k.zeroed = true
-}
-
-// IsZero reports whether the key was wiped (or never made).
-func (k *EpochPrivateKey) IsZero() bool { return k == nil || k.zeroed || k.sub == nil }
-
-// String never reveals the key.
-func (k EpochPrivateKey) String() string { return "epochkey:[redacted]" }
-
-// GoString never reveals the key, also under %#v.
-func (k EpochPrivateKey) GoString() string { return k.String() }
-
-// Format never reveals the key under any verb.
-func (k EpochPrivateKey) Format(f fmt.State, _ rune) { fmt.Fprint(f, k.String()) }
-
-// privateKey wraps the scalar for go-crypto without copying it; go-crypto's
-// X25519 copies it to a stack array it does not wipe, which Go cannot
-// prevent anyway.
-func (k *EpochPrivateKey) privateKey() *packet.PrivateKey {
-	pub := k.sub.PublicKey.(*x25519.PublicKey)
-	return &packet.PrivateKey{
-		PublicKey:  *k.sub,
-		PrivateKey: &x25519.PrivateKey{PublicKey: *pub, Secret: k.scalar[:]},
-	}
 }

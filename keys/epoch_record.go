@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"time"
 
+	"filippo.io/edwards25519"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	openpgp "github.com/ProtonMail/go-crypto/openpgp/v2"
+	"github.com/ProtonMail/go-crypto/openpgp/x25519"
 )
 
-// Binary form of an EpochRecord, version 1. Every field has one encoding,
+// Binary form of an EpochRecord, version 2. Every field has one encoding,
 // lengths are exact and bounded, and nothing may follow the last share, so
 // the encoding is canonical: one record, one byte string (the decoder
 // re-encodes and compares to make sure). There are no optional or unknown
@@ -24,9 +26,12 @@ import (
 //	[32] fingerprint
 //	u8  n shares, then n times:
 //	    u8 len | custodian name, [32] custodian fingerprint,
+//	    [32] public share              edwards25519 point [k_i]·B
 //	    u16 len | encrypted share      one OpenPGP message
+//
+// Version 1 (byte-wise shares, no public shares) is not read any more.
 
-var recordMagic = []byte("CSEP\x01")
+var recordMagic = []byte("CSEP\x02")
 
 const (
 	maxShares           = 16
@@ -64,6 +69,7 @@ func (r *EpochRecord) encode() []byte {
 		b = append(b, byte(len(s.Custodian)))
 		b = append(b, s.Custodian...)
 		b = append(b, s.Fingerprint[:]...)
+		b = append(b, s.Public[:]...)
 		b = binary.BigEndian.AppendUint16(b, uint16(len(s.Encrypted)))
 		b = append(b, s.Encrypted...)
 	}
@@ -92,7 +98,7 @@ func UnmarshalEpochRecord(b []byte) (*EpochRecord, error) {
 
 func decodeRecord(d *reader) (*EpochRecord, error) {
 	if !bytes.Equal(d.next(len(recordMagic)), recordMagic) {
-		return nil, fmt.Errorf("not a version 1 epoch record: %w", ErrBadRecord)
+		return nil, fmt.Errorf("not a version 2 epoch record: %w", ErrBadRecord)
 	}
 	r := &EpochRecord{Camera: string(d.next(int(d.u8())))}
 	r.Start = time.Unix(int64(d.u64()), 0).UTC()
@@ -106,6 +112,7 @@ func decodeRecord(d *reader) (*EpochRecord, error) {
 	for range n {
 		s := EncryptedShare{Custodian: string(d.next(int(d.u8())))}
 		copy(s.Fingerprint[:], d.next(len(s.Fingerprint)))
+		copy(s.Public[:], d.next(len(s.Public)))
 		s.Encrypted = bytes.Clone(d.next(int(d.u16())))
 		r.Shares = append(r.Shares, s)
 	}
@@ -138,6 +145,9 @@ func (r *EpochRecord) check() (*openpgp.Entity, *packet.PublicKey, error) {
 		return nil, nil, fmt.Errorf("fingerprint does not match the public key: %w", ErrBadRecord)
 	}
 	if err := r.checkShares(); err != nil {
+		return nil, nil, err
+	}
+	if err := r.checkPublicShares(sub); err != nil {
 		return nil, nil, err
 	}
 	return e, sub, nil
@@ -251,4 +261,35 @@ func (d *reader) u64() uint64 {
 		return binary.BigEndian.Uint64(v)
 	}
 	return 0
+}
+
+// checkPublicShares checks that the public shares are prime-order points
+// on one line (degree EpochThreshold−1 = 1) whose value at 0 is the epoch's
+// X25519 public key: so they are the public shares of this key's scalar,
+// and a custodian's answer checked against them is an answer about this
+// key.
+func (r *EpochRecord) checkPublicShares(sub *packet.PublicKey) error {
+	pts := make([]*edwards25519.Point, len(r.Shares))
+	for i, s := range r.Shares {
+		p, err := edwards25519.NewIdentityPoint().SetBytes(s.Public[:])
+		if err != nil || !bytes.Equal(p.Bytes(), s.Public[:]) || !primeOrder(p) {
+			return fmt.Errorf("share %d: public share is not a prime-order point: %w", i, ErrBadRecord)
+		}
+		pts[i] = p
+	}
+	xs := []byte{1, 2}
+	at := func(x byte) *edwards25519.Point {
+		v := edwards25519.NewIdentityPoint().ScalarMult(lagrangeAt(xs, 0, x), pts[0])
+		return v.Add(v, edwards25519.NewIdentityPoint().ScalarMult(lagrangeAt(xs, 1, x), pts[1]))
+	}
+	pub, ok := sub.PublicKey.(*x25519.PublicKey)
+	if !ok || !bytes.Equal(at(0).BytesMontgomery(), pub.Point) {
+		return fmt.Errorf("public shares are not of the epoch's key: %w", ErrBadRecord)
+	}
+	for i := 2; i < len(pts); i++ {
+		if at(byte(i+1)).Equal(pts[i]) != 1 {
+			return fmt.Errorf("share %d: public share is not on the others' line: %w", i, ErrBadRecord)
+		}
+	}
+	return nil
 }

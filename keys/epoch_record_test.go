@@ -42,16 +42,30 @@ func TestEpochRecordDecoderRejects(t *testing.T) {
 		return r.encode()
 	}
 	cases := map[string][]byte{
-		"trailing byte":       append(bytes.Clone(good), 0),
-		"version 2":           append([]byte("CSEP\x02"), good[5:]...),
-		"fingerprint differs": mutate(func(r *EpochRecord) { r.Fingerprint[0] ^= 1 }),
-		"one share":           mutate(func(r *EpochRecord) { r.Shares = r.Shares[:1] }),
-		"duplicate custodian": mutate(func(r *EpochRecord) { r.Shares[1].Custodian = r.Shares[0].Custodian }),
-		"off boundary":        mutate(func(r *EpochRecord) { r.Start = r.Start.Add(time.Second) }),
-		"end before start":    mutate(func(r *EpochRecord) { r.End = r.Start.Add(-time.Minute) }),
-		"camera with NUL":     mutate(func(r *EpochRecord) { r.Camera = "cam\x00" }),
-		"custodian fp zero":   mutate(func(r *EpochRecord) { r.Shares[0].Fingerprint = KeyFingerprint{} }),
-		"empty share":         mutate(func(r *EpochRecord) { r.Shares[0].Encrypted = nil }),
+		"trailing byte": append(bytes.Clone(good), 0),
+		"version 1":     append([]byte("CSEP\x01"), good[5:]...),
+		"version 3":     append([]byte("CSEP\x03"), good[5:]...),
+		// The public shares check answers: they must be of this key.
+		"public share flipped":  mutate(func(r *EpochRecord) { r.Shares[2].Public[0] ^= 1 }),
+		"public shares swapped": mutate(func(r *EpochRecord) { r.Shares[0].Public, r.Shares[1].Public = r.Shares[1].Public, r.Shares[0].Public }),
+		"third share off the line": mutate(func(r *EpochRecord) {
+			r.Shares[2].Public = r.Shares[1].Public
+		}),
+		"public shares of another key": mutate(func(r *EpochRecord) {
+			g := newFixture(t)
+			for i := range r.Shares {
+				r.Shares[i].Public = g.rec.Shares[i].Public
+			}
+		}),
+		"identity as public share": mutate(func(r *EpochRecord) { r.Shares[0].Public = [32]byte{1} }),
+		"fingerprint differs":      mutate(func(r *EpochRecord) { r.Fingerprint[0] ^= 1 }),
+		"one share":                mutate(func(r *EpochRecord) { r.Shares = r.Shares[:1] }),
+		"duplicate custodian":      mutate(func(r *EpochRecord) { r.Shares[1].Custodian = r.Shares[0].Custodian }),
+		"off boundary":             mutate(func(r *EpochRecord) { r.Start = r.Start.Add(time.Second) }),
+		"end before start":         mutate(func(r *EpochRecord) { r.End = r.Start.Add(-time.Minute) }),
+		"camera with NUL":          mutate(func(r *EpochRecord) { r.Camera = "cam\x00" }),
+		"custodian fp zero":        mutate(func(r *EpochRecord) { r.Shares[0].Fingerprint = KeyFingerprint{} }),
+		"empty share":              mutate(func(r *EpochRecord) { r.Shares[0].Encrypted = nil }),
 		"custodian key as epoch key": mutate(func(r *EpochRecord) {
 			r.PublicKey, r.Fingerprint = f.custs[0].pub, f.custs[0].fp // has a user ID
 		}),

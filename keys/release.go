@@ -10,13 +10,15 @@ import (
 	"time"
 )
 
-// Releasing a share (DESIGN §7): a custodian that sees an approved request
-// opens its share of each epoch key in scope and seals it to the request's
+// Releasing a segment (DESIGN §7): a custodian that sees an approved request
+// answers, for each segment in scope, its share times the segment's
+// ephemeral key with a proof (threshold.go), sealed to the request's
 // one-time X25519 key with HPKE (RFC 9180, base mode, DHKEM(X25519,
-// HKDF-SHA256), HKDF-SHA256, AES-256-GCM). The ReleaseContext — request,
-// custodian, camera, epoch — is the HPKE info, so a sealed share opens only
-// for the request, epoch and custodian slot it was released for; it is also
-// sent in clear (release_wire.go) so the requester knows what it received.
+// HKDF-SHA256), HKDF-SHA256, AES-256-GCM). Shares themselves never leave
+// their custodian. The ReleaseContext — request, custodian, epoch, segment,
+// ephemeral key — is the HPKE info, so a sealed answer opens only for the
+// request, segment and custodian slot it was released for; it is also sent
+// in clear (release_wire.go) so the requester knows what it received.
 
 // ReleaseKey is a requester's one-time X25519 key pair. It is made in memory,
 // lives until the request expires, and is never written anywhere: it has no
@@ -24,7 +26,7 @@ import (
 // with ==, and is wiped by Zero.
 //
 // The scalar's one long-lived copy is here. NewReleaseKey gets it from a
-// crypto/ecdh key and each OpenShare makes a transient one from it; their
+// crypto/ecdh key and each opening makes a transient one from it; their
 // internal copies, and HPKE's derived secrets, are beyond our reach to wipe
 // (Go offers no way) and become garbage when those calls return. The zero
 // ReleaseKey opens nothing.
@@ -35,29 +37,33 @@ type ReleaseKey struct {
 	zeroed bool
 }
 
-// ReleaseContext says what a released share is: the request it was released
-// under, the custodian that released it, and the epoch key it is a share of.
-// All of it is public, and all of it is bound into the encryption.
+// ReleaseContext says what a released answer is: the request it was
+// released under, the custodian that released it, the epoch key and the
+// segment it answers for. All of it is public, and all of it is bound into
+// the encryption and the proof.
 type ReleaseContext struct {
-	RequestID   string
-	Custodian   string         // the custodian's name ("dc-a")
-	CustodianFP KeyFingerprint // the custodian key's fingerprint
-	Camera      string
-	EpochStart  time.Time // whole seconds; UTC once opened
-	EpochEnd    time.Time
-	EpochFP     KeyFingerprint // the epoch key's fingerprint
+	RequestID    string
+	Custodian    string         // the custodian's name ("dc-a")
+	CustodianFP  KeyFingerprint // the custodian key's fingerprint
+	Camera       string
+	EpochStart   time.Time // whole seconds; UTC once opened
+	EpochEnd     time.Time
+	EpochFP      KeyFingerprint // the epoch key's fingerprint
+	SegmentStart time.Time      // the segment's span, to the nanosecond, as the custodian's index has it
+	SegmentEnd   time.Time
+	Ephemeral    [32]byte // the segment's X25519 ephemeral key
 }
 
-// ErrBadRelease is wrapped by every error about a released share that is
+// ErrBadRelease is wrapped by every error about a released answer that is
 // malformed or does not open with the key (the two are indistinguishable).
-var ErrBadRelease = errors.New("bad released share")
+var ErrBadRelease = errors.New("bad released answer")
 
-// ErrReleaseMismatch is wrapped when a released share opens but belongs to
-// another request, epoch or custodian than the one expected.
-var ErrReleaseMismatch = errors.New("released share is not the one expected")
+// ErrReleaseMismatch is wrapped when a released answer opens but belongs to
+// another request, epoch, segment or custodian than the one expected.
+var ErrReleaseMismatch = errors.New("released answer is not the one expected")
 
 // releaseInfoDomain starts the HPKE info of every release.
-const releaseInfoDomain = "custos/release/v1\x00"
+const releaseInfoDomain = "custos/release/v2\x00"
 
 const maxRequestIDLen = 127
 
@@ -106,8 +112,7 @@ func (k ReleaseKey) Format(f fmt.State, _ rune) { fmt.Fprint(f, k.String()) }
 
 // ParseReleasePublicHex parses a release public key in the one form
 // PublicHex writes (64 lower-case hex digits, as the policy stores it). It
-// refuses the all-zero key; SealShare refuses other low-order
-// points.
+// refuses the all-zero key; sealing refuses other low-order points.
 func ParseReleasePublicHex(s string) ([32]byte, error) {
 	var p [32]byte
 	if len(s) != 64 {
@@ -122,129 +127,68 @@ func ParseReleasePublicHex(s string) ([32]byte, error) {
 	return p, nil
 }
 
-// SealShare encrypts s to recipient, bound to ctx, and returns the wire
-// message (release_wire.go). The custodian that calls it must have checked
-// that the request is approved and that ctx's epoch is in its scope.
-func SealShare(recipient [32]byte, ctx ReleaseContext, s Share) ([]byte, error) {
-	if err := ctx.check(); err != nil {
-		return nil, fmt.Errorf("keys: seal share: %w", err)
-	}
-	if s.X == 0 || len(s.Y) == 0 || len(s.Y) > MaxSecretLen {
-		return nil, fmt.Errorf("keys: seal share: x = %d, %d bytes: %w", s.X, len(s.Y), ErrBadShare)
-	}
+// sealRelease encrypts pt to recipient with HPKE, the context head as
+// info, and returns the wire message (release_wire.go).
+func sealRelease(recipient [32]byte, head, pt []byte) ([]byte, error) {
 	kem, kdf, aead := releaseSuite()
 	pk, err := kem.NewPublicKey(recipient[:])
 	if err != nil {
-		return nil, fmt.Errorf("keys: seal share: recipient: %w", ErrBadKey)
+		return nil, fmt.Errorf("keys: seal partial: recipient: %w", ErrBadKey)
 	}
-	pt := s.MarshalSecret()
-	defer clear(pt)
-	head := ctx.encode()
 	sealed, err := hpke.Seal(pk, kdf, aead, releaseInfo(head), pt)
 	if err != nil {
 		// Low-order recipient points fail here (all-zero shared secret).
-		return nil, fmt.Errorf("keys: seal share: %w", err)
+		return nil, fmt.Errorf("keys: seal partial: %w", err)
 	}
 	return appendRelease(head, sealed), nil
 }
 
-// OpenShare parses a released share strictly and opens it. It returns the
-// context the share is bound to, unchecked against any expectation: use
-// OpenShareFor, or ReleaseContext.Check, before trusting it for a purpose.
-// The caller wipes the share.
-func (k *ReleaseKey) OpenShare(msg []byte) (ReleaseContext, Share, error) {
+// openRelease parses a released answer strictly and opens it. It returns
+// the context, unchecked against any expectation (EpochOpener.OpenPartial
+// checks it), its encoded bytes and the plaintext, which the caller wipes.
+func (k *ReleaseKey) openRelease(msg []byte) (ReleaseContext, []byte, []byte, error) {
 	if k.IsZero() {
-		return ReleaseContext{}, Share{}, errors.New("keys: open released share: the release key is wiped")
+		return ReleaseContext{}, nil, nil, errors.New("keys: open released answer: the release key is wiped")
 	}
 	ctx, head, sealed, err := parseRelease(msg)
 	if err != nil {
-		return ReleaseContext{}, Share{}, fmt.Errorf("keys: open released share: %w", err)
+		return ReleaseContext{}, nil, nil, fmt.Errorf("keys: open released answer: %w", err)
 	}
-	s, err := k.open(releaseInfo(head), sealed)
+	pt, err := k.open(releaseInfo(head), sealed)
 	if err != nil {
-		return ReleaseContext{}, Share{}, fmt.Errorf("keys: open released share from %s for epoch %s: %w", ctx.Custodian, ctx.EpochFP, err)
+		return ReleaseContext{}, nil, nil, fmt.Errorf("keys: open released answer from %s for epoch %s: %w", ctx.Custodian, ctx.EpochFP, err)
 	}
-	return ctx, s, nil
+	return ctx, head, pt, nil
 }
 
-// open decrypts sealed (enc || ciphertext) with info and parses the share.
-func (k *ReleaseKey) open(info, sealed []byte) (Share, error) {
+// ReleasedContext opens a released answer and returns what it is bound to,
+// without checking it against a segment (the node uses it to file answers
+// handed in by the recovery custodian). The answer itself is wiped.
+func (k *ReleaseKey) ReleasedContext(msg []byte) (ReleaseContext, error) {
+	ctx, _, pt, err := k.openRelease(msg)
+	clear(pt)
+	return ctx, err
+}
+
+// open decrypts sealed (enc || ciphertext) with info.
+func (k *ReleaseKey) open(info, sealed []byte) ([]byte, error) {
 	priv, err := ecdh.X25519().NewPrivateKey(k.scalar[:])
 	if err != nil {
-		return Share{}, fmt.Errorf("release key: %w", ErrBadKey)
+		return nil, fmt.Errorf("release key: %w", ErrBadKey)
 	}
 	hk, err := hpke.NewDHKEMPrivateKey(priv)
 	if err != nil {
-		return Share{}, fmt.Errorf("release key: %w", ErrBadKey)
+		return nil, fmt.Errorf("release key: %w", ErrBadKey)
 	}
 	_, kdf, aead := releaseSuite()
 	pt, err := hpke.Open(hk, kdf, aead, info, sealed)
 	if err != nil {
 		// Wrong key, other context or tampering: HPKE cannot tell them apart.
-		return Share{}, fmt.Errorf("does not open with this key and context: %w", ErrBadRelease)
+		return nil, fmt.Errorf("does not open with this key and context: %w", ErrBadRelease)
 	}
-	defer clear(pt)
-	s, err := ParseShare(pt)
-	if err != nil {
-		return Share{}, fmt.Errorf("%w: %w", err, ErrBadRelease)
+	if len(pt) != partialLen {
+		clear(pt)
+		return nil, fmt.Errorf("%d-byte answer: %w", len(pt), ErrBadRelease)
 	}
-	return s, nil
-}
-
-// OpenShareFor opens a released share and checks it is the one expected:
-// released under requestID, for rec's epoch key, by a custodian that holds
-// a share in rec, with that custodian's x coordinate. Anything else is
-// refused (ErrReleaseMismatch) and the share wiped.
-func (k *ReleaseKey) OpenShareFor(msg []byte, requestID string, rec *EpochRecord) (Share, error) {
-	ctx, s, err := k.OpenShare(msg)
-	if err != nil {
-		return Share{}, err
-	}
-	if err := ctx.Check(requestID, rec); err != nil {
-		s.Zero()
-		return Share{}, err
-	}
-	if i := rec.shareIndex(ctx.CustodianFP); int(s.X) != i+1 {
-		s.Zero()
-		return Share{}, fmt.Errorf("keys: released share from %s carries x = %d, not its position %d: %w", ctx.Custodian, s.X, i+1, ErrReleaseMismatch)
-	}
-	return s, nil
-}
-
-// Check reports whether c is the context of a share of rec's epoch key
-// released under requestID by one of rec's custodians (name and key).
-func (c ReleaseContext) Check(requestID string, rec *EpochRecord) error {
-	if _, _, err := rec.check(); err != nil {
-		return fmt.Errorf("keys: check released share: %w", err)
-	}
-	i := rec.shareIndex(c.CustodianFP)
-	switch {
-	case c.RequestID != requestID:
-		return fmt.Errorf("keys: released share is for request %q, not %q: %w", c.RequestID, requestID, ErrReleaseMismatch)
-	case c.EpochFP != rec.Fingerprint || c.Camera != rec.Camera ||
-		!c.EpochStart.Equal(rec.Start) || !c.EpochEnd.Equal(rec.End):
-		return fmt.Errorf("keys: released share is of epoch %s (%s from %s), not %s: %w",
-			c.EpochFP, c.Camera, c.EpochStart.UTC().Format(time.RFC3339), rec.Fingerprint, ErrReleaseMismatch)
-	case i < 0 || rec.Shares[i].Custodian != c.Custodian:
-		return fmt.Errorf("keys: released share comes from %s (%s), not a custodian of epoch %s: %w",
-			c.Custodian, c.CustodianFP, rec.Fingerprint, ErrReleaseMismatch)
-	}
-	return nil
-}
-
-// ReleaseShare is what a custodian does for one epoch of an approved
-// request: open its share of rec's key, seal it to the request's one-time
-// key, wipe it. The caller must have checked that the request is approved
-// and that rec is in its scope.
-func (k *CustodianKey) ReleaseShare(rec *EpochRecord, requestID string, recipient [32]byte) ([]byte, error) {
-	s, err := k.OpenShare(rec)
-	if err != nil {
-		return nil, err
-	}
-	defer s.Zero()
-	ctx := ReleaseContext{
-		RequestID: requestID, Custodian: k.Name(), CustodianFP: k.Fingerprint(),
-		Camera: rec.Camera, EpochStart: rec.Start, EpochEnd: rec.End, EpochFP: rec.Fingerprint,
-	}
-	return SealShare(recipient, ctx, s)
+	return pt, nil
 }

@@ -8,7 +8,8 @@ import (
 	"time"
 )
 
-// Wire form of a released share, version 1. Every field has one encoding,
+// Wire form of a released answer (a custodian's partial for one segment),
+// version 2. Every field has one encoding,
 // lengths are exact and bounded, and nothing may follow the ciphertext. The
 // context travels in clear; the HPKE info is releaseInfoDomain followed by
 // exactly the context bytes below, so changing any of them makes the
@@ -21,20 +22,24 @@ import (
 //	u8  len | camera
 //	i64 epoch start, i64 epoch end     Unix seconds, big-endian
 //	[32] epoch key fingerprint
+//	i64 segment start, i64 segment end Unix nanoseconds, big-endian
+//	[32] segment ephemeral key         X25519, from the segment's PKESK
 //	[32] HPKE encapsulated key         ephemeral X25519 public key
-//	u16 len | ciphertext               AES-256-GCM of the share's
-//	                                   MarshalSecret form, 16-byte tag
+//	u16 len | ciphertext               AES-256-GCM, 16-byte tag, of
+//	                                   P ‖ c ‖ z: the partial [k_i]·E'
+//	                                   and its proof's challenge and
+//	                                   response (threshold.go)
 
-var releaseMagic = []byte("CSRS\x01")
+var releaseMagic = []byte("CSRP\x02")
 
 const (
 	hpkeEncLen = 32 // DHKEM(X25519) encapsulated key
 	gcmTagLen  = 16
-	minSealed  = 3 + gcmTagLen // version, x, one byte of y
-	maxSealed  = 2 + MaxSecretLen + gcmTagLen
-	// MaxReleaseLen bounds a released share's wire form.
+	partialLen = 3 * 32
+	sealedLen  = partialLen + gcmTagLen
+	// MaxReleaseLen bounds a released answer's wire form.
 	MaxReleaseLen = 5 + 1 + maxRequestIDLen + 1 + maxCustodianNameLen + 32 +
-		1 + maxCameraLen + 16 + 32 + hpkeEncLen + 2 + maxSealed
+		1 + maxCameraLen + 16 + 32 + 16 + 32 + hpkeEncLen + 2 + sealedLen
 )
 
 // encode is the context's canonical form: the head of the wire message and
@@ -50,7 +55,10 @@ func (c ReleaseContext) encode() []byte {
 	b = append(b, c.Camera...)
 	b = binary.BigEndian.AppendUint64(b, uint64(c.EpochStart.Unix()))
 	b = binary.BigEndian.AppendUint64(b, uint64(c.EpochEnd.Unix()))
-	return append(b, c.EpochFP[:]...)
+	b = append(b, c.EpochFP[:]...)
+	b = binary.BigEndian.AppendUint64(b, uint64(c.SegmentStart.UnixNano()))
+	b = binary.BigEndian.AppendUint64(b, uint64(c.SegmentEnd.UnixNano()))
+	return append(b, c.Ephemeral[:]...)
 }
 
 // check validates c as an EpochRecord's fields are validated.
@@ -73,6 +81,17 @@ func (c ReleaseContext) check() error {
 	}
 	if c.EpochStart.Nanosecond() != 0 || !c.EpochStart.Equal(EpochStart(c.EpochStart, l)) {
 		return errors.New("epoch start is not on an epoch boundary")
+	}
+	// A segment starts in its epoch (it is encrypted to the key of the
+	// epoch of its start) and lasts a positive time; times stay inside
+	// what UnixNano can carry.
+	if c.SegmentStart.Before(c.EpochStart) || !c.SegmentStart.Before(c.EpochEnd) ||
+		!c.SegmentEnd.After(c.SegmentStart) || c.SegmentEnd.Sub(c.SegmentStart) > maxEpochLength ||
+		c.SegmentEnd.Year() > 2200 {
+		return errors.New("segment span is not inside its epoch")
+	}
+	if c.Ephemeral == [32]byte{} {
+		return errors.New("no ephemeral key")
 	}
 	return nil
 }
@@ -112,7 +131,7 @@ func parseRelease(msg []byte) (ReleaseContext, []byte, []byte, error) {
 	}
 	d := &reader{b: msg}
 	if !bytes.Equal(d.next(len(releaseMagic)), releaseMagic) {
-		return ReleaseContext{}, nil, nil, fmt.Errorf("not a version 1 released share: %w", ErrBadRelease)
+		return ReleaseContext{}, nil, nil, fmt.Errorf("not a version 2 released answer: %w", ErrBadRelease)
 	}
 	headStart := len(msg) - len(d.b)
 	var c ReleaseContext
@@ -123,6 +142,9 @@ func parseRelease(msg []byte) (ReleaseContext, []byte, []byte, error) {
 	c.EpochStart = time.Unix(int64(d.u64()), 0).UTC()
 	c.EpochEnd = time.Unix(int64(d.u64()), 0).UTC()
 	copy(c.EpochFP[:], d.next(32))
+	c.SegmentStart = time.Unix(0, int64(d.u64())).UTC()
+	c.SegmentEnd = time.Unix(0, int64(d.u64())).UTC()
+	copy(c.Ephemeral[:], d.next(32))
 	head := msg[headStart : len(msg)-len(d.b)]
 	enc := d.next(hpkeEncLen)
 	n := int(d.u16())
@@ -132,7 +154,7 @@ func parseRelease(msg []byte) (ReleaseContext, []byte, []byte, error) {
 		return ReleaseContext{}, nil, nil, fmt.Errorf("truncated: %w", ErrBadRelease)
 	case len(d.b) != 0:
 		return ReleaseContext{}, nil, nil, fmt.Errorf("%d bytes after the ciphertext: %w", len(d.b), ErrBadRelease)
-	case n < minSealed || n > maxSealed:
+	case n != sealedLen:
 		return ReleaseContext{}, nil, nil, fmt.Errorf("%d-byte ciphertext: %w", n, ErrBadRelease)
 	}
 	if err := c.check(); err != nil {

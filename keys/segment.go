@@ -1,7 +1,6 @@
 package keys
 
 import (
-	"errors"
 	"fmt"
 	"io"
 
@@ -78,18 +77,37 @@ func EncryptSegment(dst io.Writer, rec *EpochRecord, plaintext []byte) error {
 	return e.Encrypt(dst, plaintext)
 }
 
-// DecryptSegment decrypts one segment with its epoch's private key. It
-// refuses, before returning any plaintext, a message encrypted to another
-// key (ErrWrongKey) and anything but the exact shape EncryptSegment writes
-// or any failed tag (ErrBadCiphertext): no SEIPDv1, no unprotected data, no
-// other AEAD mode or cipher, no truncation, nothing appended.
-func DecryptSegment(key *EpochPrivateKey, ciphertext []byte) ([]byte, error) {
-	if key.IsZero() {
-		return nil, errors.New("keys: decrypt segment: the epoch key is wiped")
-	}
-	pt, err := open(key.privateKey(), ciphertext)
+// DecryptSegmentAsCustodians decrypts one segment of rec's epoch with the
+// answers of custodians a and b computed in this process (tests and tools
+// that hold two custodian keys, such as a store's own checks in a test).
+// It goes through the same threshold path as a release, so it too never
+// rebuilds the epoch key.
+func DecryptSegmentAsCustodians(rec *EpochRecord, ciphertext []byte, a, b *CustodianKey) ([]byte, error) {
+	o, err := NewEpochOpener(rec)
 	if err != nil {
-		return nil, fmt.Errorf("keys: decrypt segment (epoch %s): %w", key.fp, err)
+		return nil, err
 	}
-	return pt, nil
+	e, err := o.Ephemeral(ciphertext)
+	if err != nil {
+		return nil, err
+	}
+	ep, err := liftEphemeral(e[:])
+	if err != nil {
+		return nil, fmt.Errorf("keys: decrypt segment: %w", err)
+	}
+	var parts []*Partial
+	defer func() {
+		for _, p := range parts {
+			p.Zero()
+		}
+	}()
+	for _, c := range []*CustodianKey{a, b} {
+		s, err := c.Share(rec)
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, s.partial(e, ep))
+		s.Zero()
+	}
+	return o.DecryptSegment(ciphertext, parts...)
 }

@@ -84,7 +84,15 @@ func open(priv *packet.PrivateKey, msg []byte) ([]byte, error) {
 		return nil, fmt.Errorf("session key: %w", ErrBadCiphertext)
 	}
 	defer clear(ek.Key)
-	rc, err := se.Decrypt(se.Cipher, ek.Key)
+	return openBody(r, msg, se, ek.Key)
+}
+
+// openBody decrypts the SEIPDv2 packet se, read from r (a reader over
+// msg), with sessionKey and checks the one literal packet inside and that
+// nothing follows. The plaintext is returned only once every chunk tag and
+// the final tag have verified.
+func openBody(r *bytes.Reader, msg []byte, se *packet.SymmetricallyEncrypted, sessionKey []byte) ([]byte, error) {
+	rc, err := se.Decrypt(se.Cipher, sessionKey)
 	if err != nil {
 		return nil, fmt.Errorf("%v: %w", err, ErrBadCiphertext)
 	}

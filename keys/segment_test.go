@@ -14,15 +14,21 @@ import (
 	openpgp "github.com/ProtonMail/go-crypto/openpgp/v2"
 )
 
-// epochKeyFor combines dc-a's and dc-b's shares of f.rec.
-func epochKeyFor(t testing.TB, f *epochFixture) *EpochPrivateKey {
+// testEpochKey stands for what tests used to rebuild: dc-a and dc-b,
+// answering for f.rec's segments in this process.
+type testEpochKey struct {
+	rec  *EpochRecord
+	a, b *CustodianKey
+}
+
+func epochKeyFor(t testing.TB, f *epochFixture) *testEpochKey {
 	t.Helper()
-	k, err := CombineEpochKey(f.rec, openShare(t, f.keys[0], f.rec), openShare(t, f.keys[1], f.rec))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(k.Zero)
-	return k
+	return &testEpochKey{rec: f.rec, a: f.keys[0], b: f.keys[1]}
+}
+
+// decryptWith decrypts ct through the threshold path, as a release does.
+func decryptWith(k *testEpochKey, ct []byte) ([]byte, error) {
+	return DecryptSegmentAsCustodians(k.rec, ct, k.a, k.b)
 }
 
 func recordEntity(t testing.TB, rec *EpochRecord) *openpgp.Entity {
@@ -77,7 +83,7 @@ func TestKeyPreferencesSelectGCM(t *testing.T) {
 	w.Write(f.seg)
 	w.Close()
 	assertGCMMessage(t, ct.Bytes(), f.rec)
-	if pt, err := DecryptSegment(epochKeyFor(t, f), ct.Bytes()); err != nil || !bytes.Equal(pt, f.seg) {
+	if pt, err := decryptWith(epochKeyFor(t, f), ct.Bytes()); err != nil || !bytes.Equal(pt, f.seg) {
 		t.Fatalf("go-crypto's message: %v", err)
 	}
 }
@@ -122,7 +128,7 @@ func TestDecryptSegmentRefusesOtherShapes(t *testing.T) {
 	key := epochKeyFor(t, f)
 	ocb := packet.CipherSuite{Cipher: packet.CipherAES256, Mode: packet.AEADModeOCB}
 	aes128 := packet.CipherSuite{Cipher: packet.CipherAES128, Mode: packet.AEADModeGCM}
-	if _, err := DecryptSegment(key, craft(t, f.rec, true, gcmSuite, literal(""))); err != nil {
+	if _, err := decryptWith(key, craft(t, f.rec, true, gcmSuite, literal(""))); err != nil {
 		t.Fatalf("the crafting itself is wrong: %v", err)
 	}
 	signed := func() []byte {
@@ -150,7 +156,7 @@ func TestDecryptSegmentRefusesOtherShapes(t *testing.T) {
 		{"another epoch's key", other.ct, ErrWrongKey},
 		{"empty", nil, ErrBadCiphertext},
 	} {
-		if pt, err := DecryptSegment(key, tc.msg); !errors.Is(err, tc.want) || pt != nil {
+		if pt, err := decryptWith(key, tc.msg); !errors.Is(err, tc.want) || pt != nil {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
 		}
 	}
@@ -168,13 +174,13 @@ func TestTamperedSegmentIsRefused(t *testing.T) {
 		for _, bit := range []byte{0x01, 0x80} {
 			m := bytes.Clone(msg)
 			m[i] ^= bit
-			if pt, err := DecryptSegment(key, m); err == nil {
+			if pt, err := decryptWith(key, m); err == nil {
 				t.Fatalf("byte %d ^ %#x: decrypted to %q", i, bit, pt)
 			}
 		}
 	}
 	for n := 0; n < len(msg); n++ {
-		if _, err := DecryptSegment(key, msg[:n]); err == nil {
+		if _, err := decryptWith(key, msg[:n]); err == nil {
 			t.Fatalf("truncated to %d of %d bytes: decrypted", n, len(msg))
 		}
 	}
@@ -182,10 +188,10 @@ func TestTamperedSegmentIsRefused(t *testing.T) {
 	big := make([]byte, 600<<10)
 	ct.Reset()
 	EncryptSegment(&ct, f.rec, big)
-	if _, err := DecryptSegment(key, ct.Bytes()[:len(ct.Bytes())-16]); err == nil {
+	if _, err := decryptWith(key, ct.Bytes()[:len(ct.Bytes())-16]); err == nil {
 		t.Fatal("a segment without its final tag decrypted")
 	}
-	if pt, err := DecryptSegment(key, ct.Bytes()); err != nil || !bytes.Equal(pt, big) {
+	if pt, err := decryptWith(key, ct.Bytes()); err != nil || !bytes.Equal(pt, big) {
 		t.Fatalf("multi-chunk segment: %v", err)
 	}
 }
@@ -193,17 +199,13 @@ func TestTamperedSegmentIsRefused(t *testing.T) {
 var fuzzKey struct {
 	once sync.Once
 	f    *epochFixture
-	key  *EpochPrivateKey
+	key  *testEpochKey
 }
 
 func FuzzDecryptSegment(f *testing.F) {
 	fuzzKey.once.Do(func() {
 		fuzzKey.f = newFixture(f)
-		k, err := CombineEpochKey(fuzzKey.f.rec, openShare(f, fuzzKey.f.keys[0], fuzzKey.f.rec), openShare(f, fuzzKey.f.keys[1], fuzzKey.f.rec))
-		if err != nil {
-			f.Fatal(err)
-		}
-		fuzzKey.key = k
+		fuzzKey.key = epochKeyFor(f, fuzzKey.f)
 	})
 	var small bytes.Buffer
 	EncryptSegment(&small, fuzzKey.f.rec, []byte("seed"))
@@ -211,7 +213,7 @@ func FuzzDecryptSegment(f *testing.F) {
 	f.Add(fuzzKey.f.rec.Shares[0].Encrypted)
 	f.Add([]byte{0xC1, 0x00})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		pt, err := DecryptSegment(fuzzKey.key, b)
+		pt, err := decryptWith(fuzzKey.key, b)
 		if err == nil && !bytes.Equal(b, small.Bytes()) && len(pt) > 0 {
 			// Only genuine messages decrypt; the fuzzer cannot forge GCM.
 			t.Logf("decrypted %d bytes", len(pt))
@@ -252,15 +254,17 @@ func BenchmarkRawAESGCM(b *testing.B) {
 	}
 }
 
+// BenchmarkDecryptSegment is the requester's work for one segment once
+// two custodians' answers are in: combine, unwrap, decrypt.
 func BenchmarkDecryptSegment(b *testing.B) {
 	f := newFixture(b)
-	key := epochKeyFor(b, f)
 	seg := make([]byte, benchSegmentLen)
 	var ct bytes.Buffer
 	EncryptSegment(&ct, f.rec, seg)
+	o, parts := answersFor(b, f, ct.Bytes())
 	b.SetBytes(benchSegmentLen)
 	for b.Loop() {
-		if _, err := DecryptSegment(key, ct.Bytes()); err != nil {
+		if _, err := o.DecryptSegment(ct.Bytes(), parts...); err != nil {
 			b.Fatal(err)
 		}
 	}

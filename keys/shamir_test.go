@@ -8,185 +8,122 @@ import (
 	"strings"
 	"testing"
 
+	"filippo.io/edwards25519"
 	"pgregory.net/rapid"
 )
 
-// refMul is the textbook GF(2^8) product: carry-less multiply, then reduce
-// modulo x^8+x^4+x^3+x+1. Slow and branchy; only for checking gfMul.
-func refMul(a, b byte) byte {
-	var p uint16
-	for i := 0; i < 8; i++ {
-		if b&(1<<i) != 0 {
-			p ^= uint16(a) << i
-		}
-	}
-	for i := 15; i >= 8; i-- {
-		if p&(1<<i) != 0 {
-			p ^= 0x11b << (i - 8)
-		}
-	}
-	return byte(p)
+func randomScalar() *edwards25519.Scalar {
+	var b [64]byte
+	rand.Read(b[:])
+	s, _ := edwards25519.NewScalar().SetUniformBytes(b[:])
+	return s
 }
 
-func TestGFMulMatchesReference(t *testing.T) {
-	for a := 0; a < 256; a++ {
-		for b := 0; b < 256; b++ {
-			if got, want := gfMul(byte(a), byte(b)), refMul(byte(a), byte(b)); got != want {
-				t.Fatalf("gfMul(%d, %d) = %d, want %d", a, b, got, want)
+// interpolate rebuilds f(0) from shares (a test-only helper: production
+// code never rebuilds a secret).
+func interpolate(t testing.TB, shares []Share) *edwards25519.Scalar {
+	t.Helper()
+	xs := make([]byte, len(shares))
+	for i, s := range shares {
+		xs[i] = s.X
+	}
+	if err := checkXs(xs); err != nil {
+		t.Fatal(err)
+	}
+	k := edwards25519.NewScalar()
+	for i, s := range shares {
+		v, err := s.scalar()
+		if err != nil {
+			t.Fatal(err)
+		}
+		k.MultiplyAdd(lagrangeAt(xs, i, 0), v, k)
+	}
+	return k
+}
+
+// Any t of n shares rebuild the secret, and the public shares are the
+// shares times the base point.
+func TestSplitScalarAnyT(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		n := rapid.IntRange(2, 8).Draw(rt, "n")
+		th := rapid.IntRange(2, n).Draw(rt, "t")
+		k := randomScalar()
+		shares, pubs, err := splitScalar(k, n, th)
+		if err != nil {
+			rt.Fatal(err)
+		}
+		perm := rapid.Permutation(shares).Draw(rt, "order")
+		if got := interpolate(t, perm[:th]); got.Equal(k) != 1 {
+			rt.Fatalf("%d of %d shares do not rebuild the secret", th, n)
+		}
+		if th > 2 {
+			if got := interpolate(t, perm[:th-1]); got.Equal(k) == 1 {
+				rt.Fatalf("%d shares (fewer than %d) rebuilt the secret", th-1, th)
 			}
 		}
-	}
-}
-
-func TestGFInv(t *testing.T) {
-	if got := gfInv(0); got != 0 {
-		t.Fatalf("gfInv(0) = %d, want 0", got)
-	}
-	for a := 1; a < 256; a++ {
-		if got := gfMul(byte(a), gfInv(byte(a))); got != 1 {
-			t.Fatalf("a·a⁻¹ = %d for a = %d, want 1", got, a)
-		}
-	}
-}
-
-func TestGFFieldAxioms(t *testing.T) {
-	rapid.Check(t, func(t *rapid.T) {
-		a, b, c := rapid.Byte().Draw(t, "a"), rapid.Byte().Draw(t, "b"), rapid.Byte().Draw(t, "c")
-		if gfMul(a, b^c) != gfMul(a, b)^gfMul(a, c) {
-			t.Fatal("not distributive")
-		}
-		if gfMul(gfMul(a, b), c) != gfMul(a, gfMul(b, c)) {
-			t.Fatal("not associative")
-		}
-		if gfMul(a, b) != gfMul(b, a) || gfMul(a, 1) != a {
-			t.Fatal("not commutative or 1 is not the identity")
+		for i, s := range shares {
+			v, _ := s.scalar()
+			if !bytes.Equal(edwards25519.NewIdentityPoint().ScalarBaseMult(v).Bytes(), pubs[i][:]) {
+				rt.Fatalf("public share %d is not [k_%d]B", i, i)
+			}
 		}
 	})
 }
 
-func TestSplitCombineAnyK(t *testing.T) {
-	rapid.Check(t, func(t *rapid.T) {
-		secret := rapid.SliceOfN(rapid.Byte(), 1, 64).Draw(t, "secret")
-		n := rapid.IntRange(2, 20).Draw(t, "n")
-		k := rapid.IntRange(2, n).Draw(t, "k")
-		shares, err := Split(secret, n, k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pick := rapid.Permutation(shares).Draw(t, "order")
-		got, err := Combine(pick[:k])
-		if err != nil || !bytes.Equal(got, secret) {
-			t.Fatalf("%d of %d shares: got %x, %v; want the secret", k, n, got, err)
-		}
-		more := rapid.IntRange(k, n).Draw(t, "more")
-		if got, _ := Combine(pick[:more]); !bytes.Equal(got, secret) {
-			t.Fatalf("%d shares (threshold %d) did not rebuild the secret", more, k)
-		}
-	})
-}
-
-func TestSplitFewerThanKRevealsNothing(t *testing.T) {
-	rapid.Check(t, func(t *rapid.T) {
-		// 16 bytes: a chance match is 2^-128.
-		secret := rapid.SliceOfN(rapid.Byte(), 16, 64).Draw(t, "secret")
-		n := rapid.IntRange(3, 20).Draw(t, "n")
-		k := rapid.IntRange(3, n).Draw(t, "k")
-		shares, _ := Split(secret, n, k)
-		pick := rapid.Permutation(shares).Draw(t, "order")
-		got, err := Combine(pick[:k-1])
-		if err != nil {
-			t.Fatal(err)
-		}
-		if bytes.Equal(got, secret) {
-			t.Fatalf("%d shares rebuilt a secret split with threshold %d", k-1, k)
-		}
-	})
-}
-
-// A single share's byte is uniform for a fixed secret (chi-square over 256
-// bins, 64k samples; the bound is p ≈ 1e-9 for a uniform source).
-func TestShareIsUniform(t *testing.T) {
-	if testing.Short() {
-		t.Skip("statistical")
-	}
-	var bins [256]int
-	const samples = 1 << 16
-	secret := []byte{0x42}
-	for range samples {
-		s, _ := Split(secret, 3, 2)
-		bins[s[0].Y[0]]++
-	}
-	var chi float64
-	const want = samples / 256.0
-	for _, c := range bins {
-		chi += (float64(c) - want) * (float64(c) - want) / want
-	}
-	if chi > 420 {
-		t.Fatalf("chi-square %.1f over 255 degrees of freedom: share bytes are not uniform", chi)
-	}
-}
-
-func TestSplitRefuses(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		secret []byte
-		n, k   int
-	}{
-		{"empty", nil, 3, 2},
-		{"k=1", []byte{1}, 3, 1},
-		{"n<k", []byte{1}, 2, 3},
-		{"n>255", []byte{1}, 256, 2},
-		{"long", make([]byte, MaxSecretLen+1), 3, 2},
-	} {
-		if _, err := Split(tc.secret, tc.n, tc.k); err == nil {
-			t.Errorf("%s: Split accepted it", tc.name)
+func TestInvertScalar(t *testing.T) {
+	for range 50 {
+		s := randomScalar()
+		if edwards25519.NewScalar().Multiply(s, invertScalar(s)).Equal(smallScalar(1)) != 1 {
+			t.Fatal("s · s^-1 ≠ 1")
 		}
 	}
 }
 
-func TestCombineRefuses(t *testing.T) {
-	s, _ := Split([]byte("secret"), 3, 2)
-	for _, tc := range []struct {
-		name   string
-		shares []Share
-	}{
-		{"none", nil},
-		{"one", s[:1]},
-		{"duplicate x", []Share{s[0], s[0]}},
-		{"zero x", []Share{s[0], {X: 0, Y: s[1].Y}}},
-		{"lengths differ", []Share{s[0], {X: 2, Y: s[1].Y[:3]}}},
-		{"empty y", []Share{{X: 1}, {X: 2}}},
-	} {
-		if _, err := Combine(tc.shares); !errors.Is(err, ErrBadShare) {
-			t.Errorf("%s: got %v, want ErrBadShare", tc.name, err)
+func TestSplitScalarRefuses(t *testing.T) {
+	k := randomScalar()
+	for _, tc := range []struct{ n, t int }{{3, 1}, {1, 2}, {2, 3}, {maxShares + 1, 2}} {
+		if _, _, err := splitScalar(k, tc.n, tc.t); err == nil {
+			t.Errorf("n=%d t=%d accepted", tc.n, tc.t)
+		}
+	}
+	for _, xs := range [][]byte{{1}, {0, 1}, {2, 2}} {
+		if err := checkXs(xs); !errors.Is(err, ErrBadShare) {
+			t.Errorf("xs %v: %v", xs, err)
 		}
 	}
 }
 
 func TestSplitWipesCoefficients(t *testing.T) {
-	var seen []byte
-	testHookSplitWiped = func(c []byte) { seen = c }
-	t.Cleanup(func() { testHookSplitWiped = nil })
-	if _, err := Split(bytes.Repeat([]byte{7}, 32), 5, 4); err != nil {
+	var seen [][]byte
+	testHookSplitWiped = func(c []byte) { seen = append(seen, bytes.Clone(c)) }
+	defer func() { testHookSplitWiped = nil }()
+	if _, _, err := splitScalar(randomScalar(), 5, 4); err != nil {
 		t.Fatal(err)
 	}
-	if len(seen) != 3*32 || !allZero(seen) {
-		t.Fatalf("coefficients after Split: %d bytes, all zero %v", len(seen), allZero(seen))
+	if len(seen) != 3 {
+		t.Fatalf("%d coefficients wiped, want 3", len(seen))
+	}
+	for _, c := range seen {
+		if !allZero(c) {
+			t.Fatal("a coefficient survived")
+		}
 	}
 }
 
 func TestShareEncoding(t *testing.T) {
-	s := Share{X: 3, Y: []byte{1, 2, 3}}
+	s := Share{X: 3, Y: randomScalar().Bytes()}
 	b := s.MarshalSecret()
 	got, err := ParseShare(b)
 	if err != nil || got.X != 3 || !bytes.Equal(got.Y, s.Y) {
 		t.Fatalf("round trip: %v %v", got, err)
 	}
-	b[2] = 9
-	if got.Y[0] != 1 {
+	b[2] ^= 1
+	if got.Y[0] != s.Y[0] {
 		t.Fatal("ParseShare aliases its input")
 	}
-	for _, bad := range [][]byte{nil, {1, 1}, {2, 1, 1}, {1, 0, 1}, append([]byte{1, 1}, make([]byte, MaxSecretLen+1)...)} {
+	notCanonical := append([]byte{shareVersion, 1}, bytes.Repeat([]byte{0xff}, 32)...)
+	for _, bad := range [][]byte{nil, {2, 1}, {1, 1, 1}, append([]byte{1, 1}, s.Y...), append([]byte{2, 0}, s.Y...),
+		append([]byte{2, 1}, s.Y[:31]...), append(append([]byte{2, 1}, s.Y...), 0), notCanonical} {
 		if _, err := ParseShare(bad); !errors.Is(err, ErrBadShare) {
 			t.Errorf("ParseShare(% x…) = %v, want ErrBadShare", bad[:min(len(bad), 3)], err)
 		}
@@ -198,7 +135,7 @@ func TestShareEncoding(t *testing.T) {
 }
 
 func FuzzDecodeShare(f *testing.F) {
-	f.Add([]byte{1, 1, 0xaa})
+	f.Add(append([]byte{2, 1}, make([]byte, 32)...))
 	f.Add([]byte{1, 255, 1, 2, 3, 4})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -213,8 +150,7 @@ func FuzzDecodeShare(f *testing.F) {
 }
 
 func TestShareNeverPrints(t *testing.T) {
-	y := make([]byte, 16)
-	rand.Read(y)
+	y := randomScalar().Bytes()
 	s := Share{X: 1, Y: y}
 	assertNoSecret(t, y, s, &s, []Share{s}, struct{ S Share }{s})
 }

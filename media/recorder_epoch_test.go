@@ -76,13 +76,11 @@ func TestEpochBoundary(t *testing.T) {
 		t.Fatal("the first two segments share an epoch key")
 	}
 	dcA, dcB := dcKeys(t)
-	key := combine(t, first.rec, dcA, dcB)
-	defer key.Zero()
 	ct, err := r.st.ReadSegment(second.meta)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := keys.DecryptSegment(key, ct); !errors.Is(err, keys.ErrWrongKey) {
+	if _, err := keys.DecryptSegmentAsCustodians(first.rec, ct, dcA, dcB); !errors.Is(err, keys.ErrWrongKey) {
 		t.Errorf("decrypting epoch %s's segment with epoch %s's key: %v, want ErrWrongKey", second.rec.Start, first.rec.Start, err)
 	}
 }

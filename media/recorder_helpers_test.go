@@ -233,34 +233,27 @@ type decrypted struct {
 }
 
 // decryptAll reads every stored segment of the camera and decrypts it the
-// way a release does: custodians a and b open their shares of each epoch,
-// CombineEpochKey rebuilds the key, DecryptSegment opens the segment.
+// way a release does: custodians a and b answer for each segment and the
+// answers open it (no epoch key is rebuilt).
 func decryptAll(t testing.TB, st *store.Store, a, b *keys.CustodianKey) []decrypted {
 	t.Helper()
 	metas, err := st.Segments(testCamera, allFrom, allTo)
 	if err != nil {
 		t.Fatal(err)
 	}
-	epochKeys := map[time.Time]*keys.EpochPrivateKey{}
 	records := map[time.Time]*keys.EpochRecord{}
-	defer func() {
-		for _, k := range epochKeys {
-			k.Zero()
-		}
-	}()
 	var out []decrypted
 	for _, m := range metas {
-		key, ok := epochKeys[m.EpochStart]
+		rec, ok := records[m.EpochStart]
 		if !ok {
-			rec := storedRecord(t, st, m.EpochStart)
-			key = combine(t, rec, a, b)
-			epochKeys[m.EpochStart], records[m.EpochStart] = key, rec
+			rec = storedRecord(t, st, m.EpochStart)
+			records[m.EpochStart] = rec
 		}
 		ct, err := st.ReadSegment(m)
 		if err != nil {
 			t.Fatalf("read segment %s: %v", m.Start, err)
 		}
-		pt, err := keys.DecryptSegment(key, ct)
+		pt, err := keys.DecryptSegmentAsCustodians(rec, ct, a, b)
 		if err != nil {
 			t.Fatalf("decrypt segment %s with %s+%s: %v", m.Start, a.Name(), b.Name(), err)
 		}
@@ -280,26 +273,6 @@ func storedRecord(t testing.TB, st *store.Store, start time.Time) *keys.EpochRec
 		t.Fatalf("epoch record %s: %v", start, err)
 	}
 	return rec
-}
-
-// combine rebuilds rec's private key from custodians a's and b's shares.
-func combine(t testing.TB, rec *keys.EpochRecord, a, b *keys.CustodianKey) *keys.EpochPrivateKey {
-	t.Helper()
-	sa, err := a.OpenShare(rec)
-	if err != nil {
-		t.Fatalf("%s opens its share: %v", a.Name(), err)
-	}
-	defer sa.Zero()
-	sb, err := b.OpenShare(rec)
-	if err != nil {
-		t.Fatalf("%s opens its share: %v", b.Name(), err)
-	}
-	defer sb.Zero()
-	key, err := keys.CombineEpochKey(rec, sa, sb)
-	if err != nil {
-		t.Fatalf("combine %s+%s: %v", a.Name(), b.Name(), err)
-	}
-	return key
 }
 
 // tsFrames counts the access units in MPEG-TS: each is one PES, which

@@ -391,7 +391,7 @@ func BenchmarkRelease(b *testing.B) {
 				Approval: &policy.Approval{Request: id, Digest: digest}}))
 		}
 		approved := time.Now()
-		res, err := desk.Export(ctx, ExportRequest{Request: id, Out: filepath.Join(b.TempDir(), id+".ts"), Exporter: "alice"})
+		res, err := desk.Export(ctx, order(b, f.admin, ExportRequest{Request: id, Out: filepath.Join(b.TempDir(), id+".ts"), Exporter: "alice"}))
 		if err != nil || res.Refused != "" {
 			b.Fatalf("export: %+v %v", res, err)
 		}

@@ -77,13 +77,20 @@ func RunFederationDemo(ctx context.Context, w io.Writer, dir string, logf func(s
 	if err != nil {
 		return err
 	}
-	recovery, err := Init(Config{Dir: filepath.Join(dir, "dc-a"), Name: "dc-a", Listen: ap},
-		InitOptions{Federation: "acme-retail", AdminName: "alice", AdminPublic: admin.PublicKey(), AdminFP: admin.Fingerprint()})
+	// Demo shortcut: the controller's recovery key is made here, in the demo
+	// process, where custos recovery keygen would make it on the admin's
+	// machine; only its public half goes to dc-a, and the demo never
+	// needs the private half, so it is wiped at once.
+	recovery, err := keys.NewCustodianKey("recovery")
 	if err != nil {
 		return err
 	}
-	// custos init prints it once; the demo only keeps it in memory.
-	defer clear(recovery)
+	recoveryPub := recovery.Custodian().PublicKey()
+	recovery.Zero()
+	if err := Init(Config{Dir: filepath.Join(dir, "dc-a"), Name: "dc-a", Listen: ap},
+		InitOptions{Federation: "acme-retail", AdminName: "alice", AdminPublic: admin.PublicKey(), AdminFP: admin.Fingerprint(), Recovery: recoveryPub}); err != nil {
+		return err
+	}
 	if fid, err = FederationIDOf(filepath.Join(dir, "dc-a")); err != nil {
 		return err
 	}
@@ -417,14 +424,14 @@ func demoRelease(ctx context.Context, w io.Writer, dir string, nodes map[string]
 	if err := os.MkdirAll(filepath.Dir(out), 0o700); err != nil {
 		return err
 	}
-	if r, err := desk.Export(ctx, ExportRequest{Request: "r-demo", Out: out, Exporter: "alice"}); err == nil && r.Refused != "" {
+	if r, err := desk.Export(ctx, signedOrder(alice, fid, ExportRequest{Request: "r-demo", Out: out, Exporter: "alice"})); err == nil && r.Refused != "" {
 		say("   export after bob's approval alone: refused (%s)", r.Refused)
 	}
 	if res, err := approve(approvers["carol"], "carol"); err != nil || !res.Applied {
 		return fmt.Errorf("carol's approval: %+v %v", res, err)
 	}
 	approved := time.Now()
-	r, err := desk.Export(ctx, ExportRequest{Request: "r-demo", Out: out, Exporter: "alice"})
+	r, err := desk.Export(ctx, signedOrder(alice, fid, ExportRequest{Request: "r-demo", Out: out, Exporter: "alice"}))
 	if err != nil || r.Refused != "" {
 		return fmt.Errorf("export: %+v %v", r, err)
 	}

@@ -64,3 +64,10 @@ func demoGovernance(ctx context.Context, w io.Writer, desk *Node, deskDir string
 	say("   bob approved: 1 of 2, so m1 is still no user; without carol the proposal expires unexecuted")
 	return nil
 }
+
+// signedOrder is req signed by its exporter k; a failure to sign shows as
+// the node's refusal of an unsigned order.
+func signedOrder(k *keys.AdminKey, fid string, req ExportRequest) ExportRequest {
+	SignExport(k, fid, &req)
+	return req
+}

@@ -1,14 +1,18 @@
 package node
 
-// Export (issue 5 item 3), the requester's side: under a releasable request
-// whose one-time key this node holds, fetch the scope's epoch records from
-// each camera's store, have two custodians release their shares to the
-// key, rebuild each epoch key in memory, fetch the scope's segments, decrypt
-// them in memory, keep the frames in [from, to) from the first keyframe at
-// or after from, and mux them into one MPEG-TS file at the path the caller
-// gave (the one plaintext a disk may get, invariant 1). Epoch keys and
-// plaintext buffers are wiped as soon as they are done with, and the
-// release key when the export succeeds.
+// Export, the requester's side: under a releasable request whose one-time
+// key this node holds, and only for the request's own requester, fetch the
+// scope's epoch records (public) from each camera's store, fetch the scope's
+// segments, and for each batch of segments have two custodians answer for
+// each segment (release.go; the recovery key's answers, when handed in,
+// count as one custodian), check each answer's proof, combine two into that
+// segment's session key alone, decrypt in memory, keep the frames in
+// [from, to) from the first keyframe at or after from, and mux them into one
+// MPEG-TS file at the path the caller gave (the one plaintext a disk may
+// get, invariant 1). No epoch key is ever rebuilt, here or anywhere; answers
+// and plaintext buffers are wiped as soon as they are done with, and the
+// release key when the export succeeds. A refused export (another user, a
+// pending request) leaves the release key where it was.
 
 import (
 	"context"
@@ -40,11 +44,54 @@ var (
 	errTooManyKeys = fmt.Errorf("this node already holds %d release keys", maxReleaseKeys)
 )
 
-// ExportRequest asks the node to export a request's footage.
+// ExportRequest asks the node to export a request's footage. It is an
+// order signed by the exporter (SignExport): the node serves it only to the
+// request's requester, proven by their key, not by a name.
 type ExportRequest struct {
-	Request  string `json:"request"`
-	Out      string `json:"out"`      // absolute path of the file to write; must not exist
-	Exporter string `json:"exporter"` // the user who exports (who signs the manifest)
+	Request  string    `json:"request"`
+	Out      string    `json:"out"`      // absolute path of the file to write; must not exist
+	Exporter string    `json:"exporter"` // the user who exports (who signs the manifest)
+	Time     time.Time `json:"time"`     // when the order was signed; it is good for policy.SignatureSkew
+	Sig      []byte    `json:"sig"`      // the exporter's signature over exportOrder
+}
+
+// exportOrder is what an exporter signs: the federation, the request, the
+// output path and the time, so an order cannot be reused for another
+// request, file, federation or moment.
+func exportOrder(federation string, req ExportRequest) []byte {
+	return []byte("custos/export/v1\x00" + federation + "\x00" + req.Request + "\x00" + req.Out + "\x00" + req.Exporter + "\x00" +
+		req.Time.UTC().Format(time.RFC3339Nano))
+}
+
+// SignExport signs req as its exporter, with k, for the federation fid.
+func SignExport(k *keys.AdminKey, fid string, req *ExportRequest) error {
+	req.Time = time.Now().UTC()
+	sig, err := k.Sign(exportOrder(fid, *req), req.Time)
+	if err != nil {
+		return err
+	}
+	req.Sig = sig
+	return nil
+}
+
+// checkExportOrder: the order is signed by the exporter's current key,
+// recently.
+func checkExportOrder(st *policy.State, req ExportRequest, now time.Time) error {
+	u := st.Users[req.Exporter]
+	if u == nil || u.Revoked {
+		return errRefused{fmt.Sprintf("the exporter %q is not a user of the federation", req.Exporter)}
+	}
+	if d := now.Sub(req.Time); d > policy.SignatureSkew || d < -policy.SignatureSkew {
+		return errRefused{fmt.Sprintf("the export order was signed at %s, more than %v from this node's clock: sign a new one", stamp(req.Time), policy.SignatureSkew)}
+	}
+	fp, err := policy.VerifySignature(u.PublicKey, exportOrder(st.FederationID, req), req.Sig, req.Time)
+	if err == nil && fp != u.Fingerprint {
+		err = errors.New("signed by another key")
+	}
+	if err != nil {
+		return errRefused{fmt.Sprintf("the export order is not signed by %s's key: %v", req.Exporter, err)}
+	}
+	return nil
 }
 
 // ExportResult is the outcome of an export. Refused says why the policy
@@ -52,8 +99,8 @@ type ExportRequest struct {
 type ExportResult struct {
 	Refused  string         `json:"refused,omitempty"`
 	Manifest *keys.Manifest `json:"manifest,omitempty"`
-	// Release is the time from the start of the export to every epoch key
-	// of the scope rebuilt in memory.
+	// Release is the time spent getting the scope's epoch records and the
+	// custodians' answers for every segment (the export's key-release part).
 	Release time.Duration `json:"release_ns"`
 	// Total is the whole export; Ciphertext the bytes fetched and decrypted.
 	Total      time.Duration `json:"total_ns"`
@@ -110,27 +157,32 @@ func (n *Node) export(ctx context.Context, req ExportRequest, start time.Time) (
 	if err != nil {
 		return ExportResult{}, err
 	}
-	if u := st.Users[req.Exporter]; u == nil || u.Revoked {
-		return ExportResult{}, errRefused{fmt.Sprintf("the exporter %q is not a user of the federation", req.Exporter)}
+	if err := checkExportOrder(st, req, time.Now()); err != nil {
+		return ExportResult{}, err
 	}
 	r, rk, err := n.exportable(st, req.Request)
 	if err != nil {
 		return ExportResult{}, err
 	}
-	x := &exporter{n: n, st: st, r: r, rk: rk, keys: map[string]*keys.EpochPrivateKey{}, progress: n.exports.start(r)}
+	// A release belongs to its requester: anyone else is refused before
+	// anything is fetched, and the one-time key stays for the requester.
+	if req.Exporter != r.Requester {
+		return ExportResult{}, errRefused{fmt.Sprintf("request %q was filed by %s; only its requester may export it, not %s", r.ID, r.Requester, req.Exporter)}
+	}
+	x := &exporter{n: n, st: st, r: r, rk: rk, openers: map[string]*keys.EpochOpener{}, progress: n.exports.start(r)}
 	defer n.exports.end(r.ID)
-	defer x.zero()
-	if err := x.releaseAll(ctx); err != nil {
+	t0 := time.Now()
+	if err := x.loadEpochs(ctx); err != nil {
 		return ExportResult{}, err
 	}
-	release := time.Since(start)
+	x.release += time.Since(t0)
 	m, err := x.write(ctx, req)
 	if err != nil {
 		return ExportResult{}, err
 	}
 	m.Exporter = req.Exporter
 	n.relKeys.drop(r.Key)
-	return ExportResult{Manifest: m, Release: release, Total: time.Since(start), Ciphertext: x.ciphertext}, nil
+	return ExportResult{Manifest: m, Release: x.release, Total: time.Since(start), Ciphertext: x.ciphertext}, nil
 }
 
 // exportable checks that request id may be exported here now and returns
@@ -157,18 +209,15 @@ type exporter struct {
 	st         *policy.State
 	r          *policy.Request
 	rk         *keys.ReleaseKey
-	keys       map[string]*keys.EpochPrivateKey // by camera and epoch start
+	openers    map[string]*keys.EpochOpener // by camera and epoch start; public
 	ciphertext int64
+	release    time.Duration // spent on epoch records and custodians' answers
 }
 
 func epochID(camera string, start time.Time) string { return camera + "@" + stamp(start) }
 
-func (x *exporter) zero() {
-	for id, k := range x.keys {
-		k.Zero()
-		delete(x.keys, id)
-	}
-}
+// segmentID names a segment by camera and start, to the nanosecond.
+func segmentID(camera string, start time.Time) string { return camera + "@" + stamp(start) }
 
 // storeOf is the live store of camera's site.
 func storeOf(st *policy.State, camera string) (string, error) {
@@ -189,17 +238,26 @@ func storeOf(st *policy.State, camera string) (string, error) {
 	return names[0], nil
 }
 
-// releaseAll rebuilds the epoch keys of every camera in scope.
-func (x *exporter) releaseAll(ctx context.Context) error {
+// loadEpochs fetches and checks the epoch records of every camera in scope.
+func (x *exporter) loadEpochs(ctx context.Context) error {
 	for _, cam := range x.r.Cameras {
 		recs, err := x.fetchEpochs(ctx, cam)
 		if err != nil {
 			return err
 		}
-		for i := 0; i < len(recs); i += releaseBatch {
-			if err := x.release(ctx, recs[i:min(i+releaseBatch, len(recs))]); err != nil {
+		for _, b := range recs {
+			rec, err := keys.UnmarshalEpochRecord(b)
+			if err != nil {
+				return fmt.Errorf("epoch record from the store: %w", err)
+			}
+			if rec.Camera != cam {
+				return fmt.Errorf("the store sent an epoch record of %s for %s", rec.Camera, cam)
+			}
+			o, err := keys.NewEpochOpener(rec)
+			if err != nil {
 				return err
 			}
+			x.openers[epochID(cam, rec.Start)] = o
 		}
 	}
 	return nil
@@ -269,94 +327,108 @@ func custodians(st *policy.State) []string {
 	return out
 }
 
-// release asks custodians, in order, for their shares of recs until two
-// answered for every record (the recovery key's shares, when the node was
-// handed them, count as one), and rebuilds the keys.
-func (x *exporter) release(ctx context.Context, raw [][]byte) error {
-	recs := make([]*keys.EpochRecord, len(raw))
-	for i, b := range raw {
-		rec, err := keys.UnmarshalEpochRecord(b)
-		if err != nil {
-			return fmt.Errorf("epoch record from the store: %w", err)
-		}
-		recs[i] = rec
-	}
-	shares := make([][]keys.Share, len(recs))
+// pendingSegment is a fetched segment waiting for its custodians' answers.
+type pendingSegment struct {
+	h  segmentHeader
+	ct []byte
+	o  *keys.EpochOpener
+}
+
+func (p pendingSegment) ref(cam string) keys.SegmentRef {
+	return keys.SegmentRef{Camera: cam, Start: p.h.Start, End: p.h.End}
+}
+
+// answers gets, for every segment of batch, the verified answers of
+// EpochThreshold distinct custodians: the recovery key's (custos
+// recover-shares) when the node was handed them, then the datacenters' in
+// order until each segment has enough. A custodian whose answer fails its
+// proof or does not hold a segment is passed over for that segment and
+// named in the error if the segment stays short.
+func (x *exporter) answers(ctx context.Context, cam string, batch []pendingSegment) ([][]*keys.Partial, error) {
+	t0 := time.Now()
+	defer func() { x.release += time.Since(t0) }()
+	parts := make([][]*keys.Partial, len(batch))
+	ok := false
 	defer func() {
-		for _, ss := range shares {
-			for i := range ss {
-				ss[i].Zero()
-			}
+		if !ok {
+			zeroAnswers(parts)
 		}
 	}()
 	var failures []string
-	got := 0
-	if x.useRecovered(recs, shares) {
-		got++
+	for i, p := range batch {
+		msg := x.n.relKeys.recoveredPartial(x.r.Key, segmentID(cam, p.h.Start))
+		if msg == nil {
+			continue
+		}
+		a, err := p.o.OpenPartial(x.rk, msg, x.r.ID, p.ref(cam), p.ct)
+		if err != nil {
+			failures = append(failures, fmt.Sprintf("recovery: %v", err))
+			continue
+		}
+		parts[i] = append(parts[i], a)
 	}
 	for _, c := range custodians(x.st) {
-		if got == keys.EpochThreshold {
+		var idx []int
+		for i := range batch {
+			if len(parts[i]) < keys.EpochThreshold {
+				idx = append(idx, i)
+			}
+		}
+		if len(idx) == 0 {
 			break
 		}
-		if err := x.sharesFrom(ctx, c, raw, recs, shares); err != nil {
+		q := releaseQuery{Request: x.r.ID, Camera: cam}
+		for _, i := range idx {
+			q.Segments = append(q.Segments, batch[i].h.Start)
+		}
+		sealed, err := x.askCustodian(ctx, c, q)
+		if err == nil && len(sealed) != len(idx) {
+			err = fmt.Errorf("answered %d segments of %d", len(sealed), len(idx))
+		}
+		if err != nil {
 			failures = append(failures, fmt.Sprintf("%s: %v", c, err))
 			continue
 		}
-		got++
-	}
-	if got < keys.EpochThreshold {
-		return fmt.Errorf("only %d of the %d custodians needed released their shares (%s); the controller's recovery key can stand in for one: custos recover-shares %s --key FILE",
-			got, keys.EpochThreshold, strings.Join(failures, "; "), x.r.ID)
-	}
-	for i, rec := range recs {
-		k, err := keys.CombineEpochKey(rec, shares[i]...)
-		if err != nil {
-			return fmt.Errorf("epoch %s of %s: %w", stamp(rec.Start), rec.Camera, err)
-		}
-		x.keys[epochID(rec.Camera, rec.Start)] = k
-	}
-	return nil
-}
-
-// sharesFrom gets custodian c's shares of recs and opens them; on any
-// failure none of its shares is kept.
-func (x *exporter) sharesFrom(ctx context.Context, c string, raw [][]byte, recs []*keys.EpochRecord, shares [][]keys.Share) error {
-	sealed, err := x.askCustodian(ctx, c, raw)
-	if err != nil {
-		return err
-	}
-	return x.openInto(sealed, recs, shares)
-}
-
-// openInto opens one sealed share per record and adds them to shares; on
-// any failure none is kept.
-func (x *exporter) openInto(sealed [][]byte, recs []*keys.EpochRecord, shares [][]keys.Share) error {
-	if len(sealed) != len(recs) {
-		return fmt.Errorf("sent %d shares for %d epoch records", len(sealed), len(recs))
-	}
-	opened := make([]keys.Share, len(recs))
-	for i, msg := range sealed {
-		s, err := x.rk.OpenShareFor(msg, x.r.ID, recs[i])
-		if err != nil {
-			for j := range opened[:i] {
-				opened[j].Zero()
+		missing := 0
+		for j, i := range idx {
+			if len(sealed[j]) == len(notHeld) && sealed[j][0] == notHeld[0] {
+				missing++
+				continue
 			}
-			return err
+			a, err := batch[i].o.OpenPartial(x.rk, sealed[j], x.r.ID, batch[i].ref(cam), batch[i].ct)
+			if err != nil {
+				failures = append(failures, fmt.Sprintf("%s: %v", c, err))
+				continue
+			}
+			parts[i] = append(parts[i], a)
 		}
-		opened[i] = s
+		if missing > 0 {
+			failures = append(failures, fmt.Sprintf("%s: %d segments not replicated there yet", c, missing))
+		}
 	}
-	for i := range recs {
-		shares[i] = append(shares[i], opened[i])
+	for i, p := range batch {
+		if len(parts[i]) < keys.EpochThreshold {
+			return nil, fmt.Errorf("segment %s of %s: only %d of the %d custodians needed answered (%s); the controller's recovery key can stand in for one: custos recover-shares %s --key FILE",
+				stamp(p.h.Start), cam, len(parts[i]), keys.EpochThreshold, strings.Join(failures, "; "), x.r.ID)
+		}
 	}
-	return nil
+	ok = true
+	return parts, nil
+}
+
+func zeroAnswers(parts [][]*keys.Partial) {
+	for _, ps := range parts {
+		for _, p := range ps {
+			p.Zero()
+		}
+	}
 }
 
 // askCustodian runs the release op on custodian c (directly when c is this
 // node).
-func (x *exporter) askCustodian(ctx context.Context, c string, raw [][]byte) ([][]byte, error) {
-	q := releaseQuery{Request: x.r.ID, Records: raw}
+func (x *exporter) askCustodian(ctx context.Context, c string, q releaseQuery) ([][]byte, error) {
 	if c == x.n.selfName(x.st) {
-		return x.n.releaseShares(x.st, c, q)
+		return x.n.releasePartials(x.st, c, q)
 	}
 	rd, conn, err := x.n.callNode(ctx, x.st, c, opRelease, q)
 	if err != nil {
@@ -364,7 +436,7 @@ func (x *exporter) askCustodian(ctx context.Context, c string, raw [][]byte) ([]
 	}
 	defer conn.Close()
 	defer rd.Close()
-	return readFrames(rd, len(raw))
+	return readFrames(rd, len(q.Segments))
 }
 
 // output is the export file being written: a temporary file beside the
@@ -505,9 +577,35 @@ func (x *exporter) camera(ctx context.Context, cam string, o *output) ([]keys.Ma
 	from, to := ticksOf(x.r.From), ticksOf(x.r.To)
 	started := false
 	var out []keys.ManifestSegment
+	var batch []pendingSegment
+	held := 0
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		parts, err := x.answers(ctx, cam, batch)
+		if err != nil {
+			return err
+		}
+		defer zeroAnswers(parts)
+		for i, p := range batch {
+			ms, used, err := x.segment(p.o, parts[i], cam, p.h, p.ct, from, to, &started, o)
+			if err != nil {
+				return err
+			}
+			if used {
+				out = append(out, ms)
+			}
+		}
+		batch, held = batch[:0], 0
+		return nil
+	}
 	for {
 		hb, err := rd.Next()
 		if err == io.EOF {
+			if err := flush(); err != nil {
+				return nil, err
+			}
 			return out, nil
 		}
 		if err != nil {
@@ -525,26 +623,30 @@ func (x *exporter) camera(ctx context.Context, cam string, o *output) ([]keys.Ma
 			return nil, err
 		}
 		x.ciphertext += int64(len(ct))
-		k := x.keys[epochID(cam, h.EpochStart)]
-		if k == nil {
+		o := x.openers[epochID(cam, h.EpochStart)]
+		if o == nil {
 			// Encrypted to an epoch that does not overlap the scope: it
 			// starts before from, and its frames from the next keyframe
 			// on are in the next segment.
 			continue
 		}
-		ms, used, err := x.segment(k, cam, h, ct, from, to, &started, o)
-		if err != nil {
-			return nil, err
-		}
-		if used {
-			out = append(out, ms)
+		batch = append(batch, pendingSegment{h: h, ct: ct, o: o})
+		held += len(ct)
+		if len(batch) == releaseBatch || held >= maxBatchBytes {
+			if err := flush(); err != nil {
+				return nil, err
+			}
 		}
 	}
 }
 
+// maxBatchBytes bounds the ciphertext held while a batch waits for its
+// answers.
+const maxBatchBytes = 64 << 20
+
 // segment decrypts one segment and writes its in-scope frames.
-func (x *exporter) segment(k *keys.EpochPrivateKey, cam string, h segmentHeader, ct []byte, from, to int64, started *bool, o *output) (keys.ManifestSegment, bool, error) {
-	pt, err := keys.DecryptSegment(k, ct)
+func (x *exporter) segment(k *keys.EpochOpener, parts []*keys.Partial, cam string, h segmentHeader, ct []byte, from, to int64, started *bool, o *output) (keys.ManifestSegment, bool, error) {
+	pt, err := k.DecryptSegment(ct, parts...)
 	if err != nil {
 		return keys.ManifestSegment{}, false, fmt.Errorf("segment %s of %s: %w", stamp(h.Start), cam, err)
 	}

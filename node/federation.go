@@ -44,6 +44,9 @@ func FederationOf(dir string) (string, error) {
 }
 
 func readAnchor(dir string) (*Anchor, error) {
+	if err := joinWasRefused(dir); err != nil {
+		return nil, err
+	}
 	b, err := os.ReadFile(filepath.Join(dir, federationFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -64,77 +67,79 @@ type InitOptions struct {
 	AdminName   string
 	AdminPublic []byte // binary OpenPGP public key
 	AdminFP     string
+	// Recovery is the public half of the controller's recovery key
+	// (armored or binary), made offline by custos recovery keygen. Its
+	// private half never comes near a node: a datacenter that saw it would
+	// hold two shares of every epoch key.
+	Recovery []byte
 }
 
 // Init prepares dir as the first datacenter of a new federation. The node
 // writes the genesis entry when it first starts (see startConsensus).
-// Init also makes this datacenter's custodian key (DIR/custodian.key) and
-// the controller's recovery key, whose private half it returns armored, to
-// be printed once and kept offline: no node ever stores it.
-func Init(cfg Config, opt InitOptions) (recovery []byte, err error) {
+// Init also makes this datacenter's custodian key (DIR/custodian.key); the
+// genesis names it and the recovery key's public half. Nothing Init makes
+// or keeps is a secret of anyone but this datacenter.
+func Init(cfg Config, opt InitOptions) error {
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return err
 	}
 	if cfg.Listen.Addr().IsUnspecified() {
-		return nil, errors.New("node: --listen must be the address other nodes reach this datacenter at")
+		return errors.New("node: --listen must be the address other nodes reach this datacenter at")
+	}
+	if len(opt.Recovery) == 0 {
+		return errors.New("node: no recovery key: give the public half that custos recovery keygen made on the admin's machine (--recovery FILE.pub)")
+	}
+	rec, err := keys.NewCustodian("recovery", opt.Recovery)
+	if err != nil {
+		return fmt.Errorf("node: recovery key: %w", err)
 	}
 	if err := prepareDir(cfg.Dir); err != nil {
-		return nil, err
+		return err
 	}
-	if fed, _ := FederationOf(cfg.Dir); fed != "" {
-		return nil, fmt.Errorf("node: %s already belongs to federation %q", cfg.Dir, fed)
+	if fed, err := FederationOf(cfg.Dir); err != nil {
+		return err
+	} else if fed != "" {
+		return fmt.Errorf("node: %s already belongs to federation %q", cfg.Dir, fed)
 	}
 	priv, _, err := keys.LoadOrCreateNodeKey(KeyPath(cfg.Dir))
 	if err != nil {
-		return nil, fmt.Errorf("node: %w", err)
+		return fmt.Errorf("node: %w", err)
 	}
 	pub := priv.Public()
 	priv.Zero()
 	custodian, err := makeCustodianKey(cfg.Dir, cfg.Name)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	rk, err := keys.NewCustodianKey("recovery")
-	if err != nil {
-		return nil, fmt.Errorf("node: recovery key: %w", err)
-	}
-	defer rk.Zero()
-	if recovery, err = rk.ArmoredRecoveryKey(); err != nil {
-		return nil, fmt.Errorf("node: recovery key: %w", err)
+	// Two shares on one host: the recovery key must not be this
+	// datacenter's own custodian key (its custodian.key.pub given by
+	// mistake, or a reused directory).
+	if own, err := keys.NewCustodian("recovery", custodian); err != nil || own.Fingerprint() == rec.Fingerprint() {
+		return errors.New("node: the recovery key given is this datacenter's own custodian key; make the recovery key with custos recovery keygen on the admin's machine")
 	}
 	g := &policy.Command{ID: "genesis", Time: time.Now().UTC(), Kind: policy.KindGenesis, Genesis: &policy.Genesis{
 		Federation: opt.Federation,
 		Admin:      policy.User{Name: opt.AdminName, Role: policy.UserAdmin, PublicKey: opt.AdminPublic, Fingerprint: opt.AdminFP},
 		Node: policy.Node{Name: cfg.Name, PublicKey: pub.String(), Role: policy.RoleDatacenter, Jurisdiction: "EU",
 			Endpoint: cfg.Listen.String(), Custodian: custodian},
-		Recovery: rk.Custodian().PublicKey(),
+		Recovery: rec.PublicKey(),
 	}}
-	// On any failure below, the recovery key printed nowhere is wiped.
-	defer func() {
-		if err != nil {
-			clear(recovery)
-			recovery = nil
-		}
-	}()
 	// Check it now, so that a bad name or key fails here and not at start.
 	var probe policy.State
 	body, err := policy.EncodeCommand(g)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if _, err := probe.Apply(policy.Envelope{Body: body}); err != nil {
-		return nil, fmt.Errorf("node: %w", err)
+		return fmt.Errorf("node: %w", err)
 	}
 	// Stored as a command; its time is set when the node first starts and
 	// writes it, so that the leader's clock check accepts it.
 	if err := os.WriteFile(filepath.Join(cfg.Dir, "genesis.json"), body, 0o600); err != nil {
-		return nil, fmt.Errorf("node: %w", err)
+		return fmt.Errorf("node: %w", err)
 	}
 	b, _ := json.Marshal(Anchor{Federation: opt.Federation, AdminFP: opt.AdminFP, NodeKey: pub.String()})
-	if err := os.WriteFile(filepath.Join(cfg.Dir, federationFile), b, 0o600); err != nil {
-		return nil, err
-	}
-	return recovery, nil
+	return os.WriteFile(filepath.Join(cfg.Dir, federationFile), b, 0o600)
 }
 
 // CustodianKeyPath is where a datacenter keeps its custodian key.

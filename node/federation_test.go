@@ -24,6 +24,15 @@ func signed(t testing.TB, k *keys.AdminKey, signer string, c *policy.Command) po
 	return env
 }
 
+// order signs an export order as its exporter, with k.
+func order(t testing.TB, k *keys.AdminKey, req ExportRequest) ExportRequest {
+	t.Helper()
+	if err := SignExport(k, testFederation, &req); err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
 // testFederation is the federation signed tests sign for: useFederation
 // sets it after a test founds one (no test in this package runs in
 // parallel).
@@ -74,25 +83,63 @@ func TestFirstDatacenterRunsThePolicy(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "dc-a")
 	port, _ := freeUDPPort()
 	cfg := Config{Dir: dir, Name: "dc-a", Listen: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port), Logf: t.Logf}
-	recovery, err := Init(cfg, InitOptions{Federation: "acme", AdminName: "alice", AdminPublic: admin.PublicKey(), AdminFP: admin.Fingerprint()})
+	rk, err := keys.NewCustodianKey("recovery") // made offline, on the admin's machine
 	if err != nil {
 		t.Fatal(err)
 	}
-	useFederation(t, dir)
-	rk, err := keys.ParseRecoveryKey(recovery)
-	if err != nil {
-		t.Fatalf("the recovery key Init returned: %v", err)
-	}
 	defer rk.Zero()
+	opt := InitOptions{Federation: "acme", AdminName: "alice", AdminPublic: admin.PublicKey(), AdminFP: admin.Fingerprint()}
+	// Init takes only the public half of the recovery key, and checks it.
+	if err := Init(cfg, opt); err == nil || !strings.Contains(err.Error(), "--recovery") {
+		t.Fatalf("init without a recovery key: %v", err)
+	}
+	for name, bad := range map[string][]byte{"junk": []byte("junk"), "an admin key": mallory.PublicKey()} {
+		if err := Init(cfg, InitOptions{Federation: "acme", AdminName: "alice", AdminPublic: admin.PublicKey(), AdminFP: admin.Fingerprint(), Recovery: bad}); err == nil || !strings.Contains(err.Error(), "recovery key") {
+			t.Fatalf("init with %s as the recovery key: %v", name, err)
+		}
+	}
+	if _, err := os.Stat(KeyPath(dir)); err == nil {
+		t.Fatal("a refused init left a node key behind")
+	}
+	opt.Recovery = rk.Custodian().ArmoredPublicKey()
+	if err := Init(cfg, opt); err != nil {
+		t.Fatal(err)
+	}
+	useFederation(t, dir)
 	custodian, err := keys.LoadCustodianKey(CustodianKeyPath(dir))
 	if err != nil {
 		t.Fatalf("dc-a's custodian key: %v", err)
 	}
 	defer custodian.Zero()
-	// The recovery key is printed once and stored nowhere.
-	assertNoFileContains(t, dir, recovery[40:120])
-	if _, err := Init(cfg, InitOptions{Federation: "acme", AdminName: "alice", AdminPublic: admin.PublicKey(), AdminFP: admin.Fingerprint()}); err == nil {
+	// No private part of the recovery key is anywhere under the node's
+	// directory: neither its armored form nor its raw secret.
+	priv, err := rk.ArmoredRecoveryKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer clear(priv)
+	assertNoFileContains(t, dir, priv[40:120])
+	assertNoFileContains(t, dir, priv[len(priv)-200:len(priv)-120])
+	if err := Init(cfg, opt); err == nil {
 		t.Fatal("a second init of the same directory succeeded")
+	}
+	// Its own custodian key given as the recovery key: two shares on one host.
+	other := filepath.Join(t.TempDir(), "dc-x")
+	if err := os.MkdirAll(other, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	own, err := keys.NewCustodianKey("dc-x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Zero()
+	if err := keys.WriteCustodianKey(CustodianKeyPath(other), own); err != nil {
+		t.Fatal(err)
+	}
+	ocfg := Config{Dir: other, Name: "dc-x", Listen: cfg.Listen}
+	if err := Init(ocfg, InitOptions{Federation: "acme", AdminName: "alice", AdminPublic: admin.PublicKey(), AdminFP: admin.Fingerprint(),
+		Recovery: own.Custodian().PublicKey()}); err == nil || !strings.Contains(err.Error(), "own custodian key") {
+		t.Fatalf("init with the datacenter's own custodian key as the recovery key: %v", err)
 	}
 	if _, err := New(Config{Dir: dir, Listen: cfg.Listen, PeersFile: "x.toml"}); err == nil || !strings.Contains(err.Error(), "drop --peers") {
 		t.Fatalf("peers file on a federation node: %v", err)

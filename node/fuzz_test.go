@@ -51,7 +51,7 @@ func FuzzDemuxTS(f *testing.F) {
 func FuzzDecodeOpBody(f *testing.F) {
 	for _, v := range []any{
 		scopeQuery{Request: "r1", Camera: "praha-1/entrance", From: time.Unix(1.8e9, 0), To: time.Unix(1.8e9+2, 0)},
-		releaseQuery{Request: "r1", Records: [][]byte{[]byte("rec")}},
+		releaseQuery{Request: "r1", Camera: "praha-1/entrance", Segments: []time.Time{time.Unix(1.8e9, 5)}},
 		segmentHeader{Start: time.Unix(1.8e9, 0), SHA256: "00"},
 		recoverBody{Request: "r1"},
 		recoveredBody{Request: "r1", Shares: [][]byte{{1, 2}}},

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,6 +49,37 @@ type joinInfo struct {
 	Datacenters []TokenPeer `json:"datacenters"`
 	Voters      []TokenPeer `json:"voters,omitempty"` // the token's other voters
 	Role        string      `json:"role,omitempty"`   // what the invite made this node
+	// Invite and Signer (the fingerprint of the key that signed the
+	// token) are what the node checks against the policy once its
+	// replica holds its own membership (see checkJoin); Checked records
+	// that the check passed.
+	Invite  string `json:"invite,omitempty"`
+	Signer  string `json:"signer,omitempty"`
+	Checked bool   `json:"checked,omitempty"`
+}
+
+func readJoinInfo(dir string) (*joinInfo, error) {
+	b, err := os.ReadFile(filepath.Join(dir, joinFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	var ji joinInfo
+	if err := json.Unmarshal(b, &ji); err != nil {
+		return nil, fmt.Errorf("node: %s is damaged", filepath.Join(dir, joinFile))
+	}
+	return &ji, nil
+}
+
+// writeJoinInfo replaces the join file (temporary file, fsync, rename).
+func writeJoinInfo(dir string, ji *joinInfo) error {
+	b, err := json.Marshal(ji)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(dir, joinFile, b)
 }
 
 // isStoreJoin reports whether dir joined as a store: such a node records
@@ -56,12 +88,8 @@ func isStoreJoin(dir string) bool { return joinedAs(dir) == policy.RoleStore }
 
 // joinedAs is the role this directory's node joined with, if it joined.
 func joinedAs(dir string) policy.NodeRole {
-	b, err := os.ReadFile(filepath.Join(dir, joinFile))
-	if err != nil {
-		return ""
-	}
-	var ji joinInfo
-	if json.Unmarshal(b, &ji) != nil {
+	ji, err := readJoinInfo(dir)
+	if err != nil || ji == nil {
 		return ""
 	}
 	return policy.NodeRole(ji.Role)
@@ -155,8 +183,13 @@ func PrepareJoin(ctx context.Context, cfg Config, t *Token) (ApplyResult, error)
 	if err := prepareDir(cfg.Dir); err != nil {
 		return ApplyResult{}, err
 	}
-	if fed, _ := FederationOf(cfg.Dir); fed != "" {
+	if fed, err := FederationOf(cfg.Dir); err != nil {
+		return ApplyResult{}, err
+	} else if fed != "" {
 		return ApplyResult{}, fmt.Errorf("node: %s already belongs to federation %q", cfg.Dir, fed)
+	}
+	if t.signer == "" {
+		return ApplyResult{}, errors.New("node: the token was not checked (use DecodeToken)")
 	}
 	priv, _, err := keys.LoadOrCreateNodeKey(KeyPath(cfg.Dir))
 	if err != nil {
@@ -188,8 +221,10 @@ func PrepareJoin(ctx context.Context, cfg Config, t *Token) (ApplyResult, error)
 	if !res.Applied {
 		return res, nil
 	}
-	jb, _ := json.Marshal(joinInfo{Datacenters: t.Datacenters, Voters: t.Voters, Role: t.Role})
-	if err := os.WriteFile(filepath.Join(cfg.Dir, joinFile), jb, 0o600); err != nil {
+	// The token's signature was checked only against the key it carries;
+	// the node checks that key against the policy once it holds it.
+	ji := &joinInfo{Datacenters: t.Datacenters, Voters: t.Voters, Role: t.Role, Invite: t.Invite, Signer: t.signer}
+	if err := writeJoinInfo(cfg.Dir, ji); err != nil {
 		return res, err
 	}
 	ab, _ := json.Marshal(t.Anchor)
@@ -283,11 +318,17 @@ func writeLastPeers(dir string, peers []mesh.Peer) error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(dir, lastPeersFile)
-	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, b) {
+	if old, err := os.ReadFile(filepath.Join(dir, lastPeersFile)); err == nil && bytes.Equal(old, b) {
 		return nil
 	}
-	tmp, err := os.CreateTemp(dir, ".last-peers-*")
+	return writeFileAtomic(dir, lastPeersFile, b)
+}
+
+// writeFileAtomic replaces dir/name with b, mode 0600: temporary file,
+// fsync, rename, so a crash leaves the old file or the new, never half.
+func writeFileAtomic(dir, name string, b []byte) error {
+	path := filepath.Join(dir, name)
+	tmp, err := os.CreateTemp(dir, "."+name+"-*")
 	if err != nil {
 		return err
 	}
@@ -307,16 +348,9 @@ func writeLastPeers(dir string, peers []mesh.Peer) error {
 // readTokenSeed returns the datacenters and other voters a joined node's
 // token named.
 func readTokenSeed(dir string) ([]mesh.Peer, error) {
-	b, err := os.ReadFile(filepath.Join(dir, joinFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
+	ji, err := readJoinInfo(dir)
+	if err != nil || ji == nil {
 		return nil, err
-	}
-	var ji joinInfo
-	if err := json.Unmarshal(b, &ji); err != nil {
-		return nil, fmt.Errorf("node: %s is damaged", joinFile)
 	}
 	var out []mesh.Peer
 	for _, p := range append(ji.Datacenters, ji.Voters...) {
@@ -434,4 +468,133 @@ func (n *Node) reconcileRaft() {
 			n.logf("node: raft: add %s: %v", id, err)
 		}
 	}
+}
+
+// Checking the token's signer. A joining node cannot know the federation's
+// admins before its replica holds the policy, so DecodeToken checks only
+// that the key the token carries made its signature. Once the replica
+// holds this node's own membership (its redeem, hence the invite before
+// it, is applied), checkJoin checks that key against the committed
+// policy. A token signed by anyone else — a revoked admin, someone who
+// never was one, or someone who re-signed a copied token with other
+// datacenters — fails here: the node undoes its join and stops.
+
+// ErrJoinRefused is wrapped when a joined node found its token's signer
+// not to check out against the policy.
+var ErrJoinRefused = errors.New("join refused and undone")
+
+// joinRefusedFile marks a directory whose join was undone, with the
+// reason; readAnchor refuses such a directory.
+const joinRefusedFile = "join-refused.json"
+
+type joinRefusal struct {
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+}
+
+// joinWasRefused returns ErrJoinRefused, with the reason, for a directory
+// whose join was undone.
+func joinWasRefused(dir string) error {
+	b, err := os.ReadFile(filepath.Join(dir, joinRefusedFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	var r joinRefusal
+	if json.Unmarshal(b, &r) != nil || r.Reason == "" {
+		r.Reason = "(reason unreadable)"
+	}
+	return fmt.Errorf("node: %s: %w: %s. The directory belongs to no federation; join again, in an empty directory, with a token an admin of the federation made", dir, ErrJoinRefused, r.Reason)
+}
+
+// startJoinCheck starts checkJoin on a joined node whose token's signer
+// was not yet checked against the policy.
+func (n *Node) startJoinCheck() error {
+	ji, err := readJoinInfo(n.cfg.Dir)
+	if err != nil || ji == nil || ji.Checked || ji.Invite == "" {
+		return err
+	}
+	n.wg.Add(1)
+	go n.checkJoin(ji)
+	return nil
+}
+
+func (n *Node) checkJoin(ji *joinInfo) {
+	defer n.wg.Done()
+	self := n.mesh.PublicKey().String()
+	for {
+		changed := n.policy.Changed()
+		done, err := verifyJoin(n.policy.State(), self, ji)
+		if done && err == nil {
+			ji.Checked = true
+			if werr := writeJoinInfo(n.cfg.Dir, ji); werr != nil {
+				n.logf("node: recording the join check: %v (it runs again at the next start)", werr)
+			}
+			n.auditEvent(audit.Event{Actor: n.cfg.Name, Action: "join", Object: "invite " + ji.Invite, Decision: audit.Allow,
+				Reason: "the token's signer " + ji.Signer + " made the invite and is a current admin"})
+			return
+		}
+		if done {
+			n.refuseJoin(ji, err)
+			return
+		}
+		select {
+		case <-n.stop:
+			return
+		case <-changed:
+		}
+	}
+}
+
+// verifyJoin checks a joined node's token against the policy st. It is
+// done once st holds the node (key self): until then the replica may lag.
+func verifyJoin(st *policy.State, self string, ji *joinInfo) (done bool, err error) {
+	if st == nil || st.Federation == "" {
+		return false, nil
+	}
+	name := NameByKey(st, self)
+	if name == "" {
+		return false, nil
+	}
+	inv := st.Invites[ji.Invite]
+	if inv == nil {
+		return true, fmt.Errorf("the policy of federation %q holds no invite %q, the one the join token names", st.Federation, ji.Invite)
+	}
+	if inv.Name != name || string(inv.Role) != ji.Role {
+		return true, fmt.Errorf("invite %q is for %s %q, but this node is %q and its token said %s", ji.Invite, inv.Role, inv.Name, name, ji.Role)
+	}
+	u := st.Users[inv.CreatedBy]
+	if u == nil || u.Revoked || u.Role != policy.UserAdmin {
+		return true, fmt.Errorf("invite %q was made by %q, who is not a current admin of federation %q", ji.Invite, inv.CreatedBy, st.Federation)
+	}
+	if !strings.EqualFold(u.Fingerprint, ji.Signer) {
+		return true, fmt.Errorf("the join token was signed by key %s, not by admin %q (key %s) who made invite %q", ji.Signer, u.Name, u.Fingerprint, ji.Invite)
+	}
+	return true, nil
+}
+
+// refuseJoin undoes this node's join and stops it: the directory is
+// marked refused first (joinRefusedFile), so that it stays refused whatever
+// happens next; once the node is stopped, and nothing writes there any
+// more, the directory loses its federation, token and last peers. The
+// membership the redeem made stays in the policy until an admin revokes it;
+// this node no longer uses it.
+func (n *Node) refuseJoin(ji *joinInfo, why error) {
+	reason := why.Error()
+	n.logf("node: JOIN REFUSED: %s; undoing the join and stopping", reason)
+	n.auditEvent(audit.Event{Actor: n.cfg.Name, Action: "join", Object: "invite " + ji.Invite, Decision: audit.Deny, Reason: reason})
+	b, _ := json.Marshal(joinRefusal{Reason: reason, At: time.Now().UTC()})
+	if err := writeFileAtomic(n.cfg.Dir, joinRefusedFile, b); err != nil {
+		n.logf("node: marking the join refused: %v", err)
+	}
+	dir, logf := n.cfg.Dir, n.logf
+	n.fail(fmt.Errorf("node: %w: %s", ErrJoinRefused, reason), func() {
+		for _, f := range []string{federationFile, joinFile, lastPeersFile} {
+			if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				logf("node: undoing the join: %v", err)
+			}
+		}
+	})
 }

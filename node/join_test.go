@@ -30,7 +30,8 @@ type acme struct {
 	dc     *Node
 	tmp    string
 	listen func() netip.AddrPort
-	// recovery is the controller's recovery key Init printed.
+	// recovery is the controller's recovery key (armored, unprotected),
+	// made apart from every node; Init took only its public half.
 	recovery []byte
 }
 
@@ -46,7 +47,18 @@ func foundAcme(t testing.TB, ctx context.Context) acme {
 		return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p)
 	}}
 	cfg := Config{Dir: filepath.Join(f.tmp, "dc-a"), Name: "dc-a", Listen: f.listen(), Logf: testLogf(t, "dc-a")}
-	if f.recovery, err = Init(cfg, InitOptions{Federation: "acme", AdminName: "alice", AdminPublic: admin.PublicKey(), AdminFP: admin.Fingerprint()}); err != nil {
+	// The recovery key is made apart from any node, as custos recovery
+	// keygen does on the admin's machine; the test keeps it in memory.
+	rk, err := keys.NewCustodianKey("recovery")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rk.Zero()
+	if f.recovery, err = rk.ArmoredRecoveryKey(); err != nil {
+		t.Fatal(err)
+	}
+	if err = Init(cfg, InitOptions{Federation: "acme", AdminName: "alice", AdminPublic: admin.PublicKey(), AdminFP: admin.Fingerprint(),
+		Recovery: rk.Custodian().ArmoredPublicKey()}); err != nil {
 		t.Fatal(err)
 	}
 	useFederation(t, cfg.Dir)

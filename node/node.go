@@ -89,6 +89,10 @@ type Node struct {
 	stop chan struct{}
 	wg   sync.WaitGroup
 	once sync.Once
+
+	failMu   sync.Mutex
+	failure  error         // why the node stopped itself (fail); Run returns it
+	failDone chan struct{} // closed once fail's close and cleanup are done
 }
 
 // KeyPath is where a node keeps its WireGuard key.
@@ -251,6 +255,12 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	n.wg.Add(1)
 	go n.pruneAudit()
+	// Last: a failed check stops the node, which must be whole by then.
+	if fed != "" {
+		if err := n.startJoinCheck(); err != nil {
+			return nil, err
+		}
+	}
 	n.logf("node: %s up; mesh %s; wireguard UDP %d; api %s", cfg.Name, n.mesh.Addr(), n.mesh.ListenPort(), SocketPath(cfg.Dir))
 	return n, nil
 }
@@ -261,13 +271,49 @@ func (n *Node) Mesh() *mesh.Mesh { return n.mesh }
 // Name returns the node's name.
 func (n *Node) Name() string { return n.cfg.Name }
 
-// Run blocks until ctx is done, then closes the node.
+// Run blocks until ctx is done or the node stops itself, then closes the
+// node; it returns why the node stopped itself, if it did.
 func (n *Node) Run(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case <-n.stop:
 	}
-	return n.Close()
+	n.Close()
+	n.failMu.Lock()
+	done := n.failDone
+	n.failMu.Unlock()
+	if done != nil {
+		<-done
+	}
+	return n.Failure()
+}
+
+// fail stops the node for good because of err (Run returns it), then runs
+// cleanup, if any, on the stopped node. It returns at once: the caller may
+// be one of the goroutines Close waits for.
+func (n *Node) fail(err error, cleanup func()) {
+	n.failMu.Lock()
+	defer n.failMu.Unlock()
+	if n.failDone != nil {
+		return
+	}
+	n.failure = err
+	done := make(chan struct{})
+	n.failDone = done
+	go func() {
+		defer close(done)
+		n.Close()
+		if cleanup != nil {
+			cleanup()
+		}
+	}()
+}
+
+// Failure is why the node stopped itself, or nil.
+func (n *Node) Failure() error {
+	n.failMu.Lock()
+	defer n.failMu.Unlock()
+	return n.failure
 }
 
 // Close stops the node in reverse start order. Safe to call twice.

@@ -150,37 +150,24 @@ func decryptRecording(t *testing.T, dir, camera string, a, b *keys.CustodianKey)
 		t.Fatalf("segments: %d, %v", len(segs), err)
 	}
 	var out []byte
-	keyOf := map[time.Time]*keys.EpochPrivateKey{}
+	recOf := map[time.Time]*keys.EpochRecord{}
 	for _, m := range segs {
-		k := keyOf[m.EpochStart]
-		if k == nil {
+		rec := recOf[m.EpochStart]
+		if rec == nil {
 			raw, err := st.Epoch(camera, m.EpochStart)
 			if err != nil {
 				t.Fatal(err)
 			}
-			rec, err := keys.UnmarshalEpochRecord(raw)
-			if err != nil {
+			if rec, err = keys.UnmarshalEpochRecord(raw); err != nil {
 				t.Fatal(err)
 			}
-			sa, err := a.OpenShare(rec)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sb, err := b.OpenShare(rec)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if k, err = keys.CombineEpochKey(rec, sa, sb); err != nil {
-				t.Fatal(err)
-			}
-			defer k.Zero()
-			keyOf[m.EpochStart] = k
+			recOf[m.EpochStart] = rec
 		}
 		ct, err := st.ReadSegment(m)
 		if err != nil {
 			t.Fatal(err)
 		}
-		pt, err := keys.DecryptSegment(k, ct)
+		pt, err := keys.DecryptSegmentAsCustodians(rec, ct, a, b)
 		if err != nil {
 			t.Fatalf("segment %v: %v", m.Start, err)
 		}

@@ -1,42 +1,60 @@
 package node
 
-// Key release (DESIGN §7, issue 5 item 2), the custodian's side: a
-// datacenter asked by a request's node for its shares of the epoch keys in
-// the request's scope checks, after a linearizable read of the policy, that
-// the request is releasable and that the caller is its node, then opens its
-// share of each epoch record (each must be in scope: RequestCovers on the
-// record's own camera and span, which the share is bound to) and seals it to
-// the request's one-time key. The custodian key is read from its file for
-// the call and wiped when it returns; it is never kept in memory between
-// releases.
+// Key release (DESIGN §7), the custodian's side. Shares never leave a
+// custodian: a datacenter asked by a request's node to open segments checks,
+// after a linearizable read of the policy, that the request is releasable
+// and that the caller is its node; then, for each segment named, it reads
+// the segment from its OWN replica — its span and epoch from its own index,
+// its ephemeral key from its own copy of the ciphertext — and refuses the
+// whole call if any segment is outside the request's cameras and range
+// (RequestCovers on the segment's own span: a segment overlapping the
+// range's edge is in scope). For each in-scope segment it answers its share
+// of the segment's epoch key times the segment's ephemeral key, with a
+// proof, sealed to the request's one-time key (keys.EpochShare.SealPartial).
+// The requester never names an epoch or sends a record or ciphertext: what
+// a custodian answers for is decided by what it holds.
+//
+// A segment the datacenter does not hold yet (replication lags) gets the
+// one-byte answer notHeld, never an answer computed from bytes the
+// requester supplied; the requester asks the next custodian (the other
+// datacenter, or the recovery key) for it.
+//
+// The custodian key is read from its file for the call and wiped when it
+// returns; it is never kept in memory between releases.
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/media/store"
 	"github.com/custos-cctv/custos/policy"
 )
 
-// releaseQuery is the body of the release op.
+// releaseQuery is the body of the release op: one camera's segments, by
+// their start (the store's segment header), in the request's scope.
 type releaseQuery struct {
-	Request string   `json:"request"`
-	Records [][]byte `json:"records"` // epoch records, as the store keeps them
+	Request  string      `json:"request"`
+	Camera   string      `json:"camera"`
+	Segments []time.Time `json:"segments"`
 }
 
-// releaseBatch is how many records go in one release call (the rpc body
-// is at most 64 KiB; a record's base64 is about 1 KiB).
+// releaseBatch is how many segments go in one release call.
 const releaseBatch = 32
 
-// handleRelease is the release op: one sealed share per record, as one
-// frame each, in the records' order; or a refusal of all of them.
+// notHeld is the answer for a segment this custodian holds no copy of.
+var notHeld = []byte{0}
+
+// handleRelease is the release op: one answer per segment, as one frame
+// each, in the query's order; or a refusal of all of them.
 func (n *Node) handleRelease(ctx context.Context, peer keys.NodePublic, body []byte, w *rpcWriter) error {
 	var q releaseQuery
 	if err := strictJSON(body, &q); err != nil {
-		return &rpcError{Code: rpcBadRequest, Message: "want {request, records}: " + err.Error()}
+		return &rpcError{Code: rpcBadRequest, Message: "want {request, camera, segments}: " + err.Error()}
 	}
 	st, err := n.syncPolicy(ctx)
 	if err != nil {
@@ -47,7 +65,7 @@ func (n *Node) handleRelease(ctx context.Context, peer keys.NodePublic, body []b
 		n.auditServe(peer.ShortString(), "key-release", q.Request, err, "")
 		return err
 	}
-	sealed, err := n.releaseShares(st, caller, q)
+	sealed, err := n.releasePartials(st, caller, q)
 	if err != nil {
 		return err
 	}
@@ -59,13 +77,20 @@ func (n *Node) handleRelease(ctx context.Context, peer keys.NodePublic, body []b
 	return nil
 }
 
-// releaseShares is the custodian's decision and work for caller, audited
+// releasePartials is the custodian's decision and work for caller, audited
 // either way. Refusals are *rpcError with code rpcDenied.
-func (n *Node) releaseShares(st *policy.State, caller string, q releaseQuery) ([][]byte, error) {
+func (n *Node) releasePartials(st *policy.State, caller string, q releaseQuery) ([][]byte, error) {
 	sealed, err := n.releaseChecked(st, caller, q)
 	detail := ""
 	if err == nil {
-		detail = fmt.Sprintf("%d shares sealed to the request's one-time key for node %s", len(sealed), caller)
+		held := 0
+		for _, s := range sealed {
+			if len(s) > 1 {
+				held++
+			}
+		}
+		detail = fmt.Sprintf("%s: %d of %d segments answered (sealed to the request's one-time key for node %s), %d not held here",
+			q.Camera, held, len(sealed), caller, len(sealed)-held)
 	}
 	n.auditServe(caller, "key-release", q.Request, err, detail)
 	return sealed, err
@@ -76,8 +101,8 @@ func (n *Node) releaseChecked(st *policy.State, caller string, q releaseQuery) (
 	if me := st.Nodes[self]; me == nil || me.Role != policy.RoleDatacenter || me.Custodian == nil {
 		return nil, denied("this node is not a custodian")
 	}
-	if len(q.Records) == 0 || len(q.Records) > releaseBatch {
-		return nil, &rpcError{Code: rpcBadRequest, Message: fmt.Sprintf("send 1 to %d epoch records per call", releaseBatch)}
+	if len(q.Segments) == 0 || len(q.Segments) > releaseBatch {
+		return nil, &rpcError{Code: rpcBadRequest, Message: fmt.Sprintf("send 1 to %d segments per call", releaseBatch)}
 	}
 	r, err := st.ReleasableRequest(q.Request, time.Now())
 	if err != nil {
@@ -90,23 +115,46 @@ func (n *Node) releaseChecked(st *policy.State, caller string, q releaseQuery) (
 	if err != nil {
 		return nil, fmt.Errorf("request %q: its one-time key: %w", r.ID, err)
 	}
-	recs := make([]*keys.EpochRecord, len(q.Records))
-	for i, b := range q.Records {
-		rec, err := keys.UnmarshalEpochRecord(b)
-		if err != nil {
-			return nil, &rpcError{Code: rpcBadRequest, Message: fmt.Sprintf("record %d: %v", i, err)}
-		}
-		if !st.RequestCovers(r, rec.Camera, rec.Start, rec.End) {
-			return nil, denied("record %d (%s from %s) is outside the scope of request %q; nothing released", i, rec.Camera, stamp(rec.Start), r.ID)
-		}
-		recs[i] = rec
+	if n.replicas == nil {
+		return nil, denied("this datacenter keeps no replicas to answer from")
 	}
-	return n.sealShares(r.ID, recipient, recs)
+	metas, err := heldSegments(n.replicas.st, q)
+	if err != nil {
+		return nil, err
+	}
+	// Scope first, for every segment, before any key is touched: on the
+	// segment's own span as this node's index has it.
+	for i, m := range metas {
+		if m != nil && !st.RequestCovers(r, m.Camera, m.Start, m.End) {
+			return nil, denied("segment %d (%s %s…%s) is outside the scope of request %q; nothing released",
+				i, m.Camera, stamp(m.Start), stamp(m.End), r.ID)
+		}
+	}
+	return n.sealPartials(r.ID, recipient, metas)
 }
 
-// sealShares loads the custodian key, releases a share of each record and
-// wipes the key.
-func (n *Node) sealShares(id string, recipient [32]byte, recs []*keys.EpochRecord) ([][]byte, error) {
+// heldSegments looks up q's segments in this node's own index; nil for
+// those it does not hold.
+func heldSegments(st *store.Store, q releaseQuery) ([]*store.SegmentMeta, error) {
+	lo, hi := slices.MinFunc(q.Segments, time.Time.Compare), slices.MaxFunc(q.Segments, time.Time.Compare)
+	list, err := st.Segments(q.Camera, lo, hi.Add(time.Nanosecond))
+	if err != nil {
+		return nil, &rpcError{Code: rpcBadRequest, Message: err.Error()}
+	}
+	byStart := make(map[int64]*store.SegmentMeta, len(list))
+	for i := range list {
+		byStart[list[i].Start.UnixNano()] = &list[i]
+	}
+	out := make([]*store.SegmentMeta, len(q.Segments))
+	for i, s := range q.Segments {
+		out[i] = byStart[s.UnixNano()]
+	}
+	return out, nil
+}
+
+// sealPartials loads the custodian key and answers each held segment from
+// this node's own copy of it and of its epoch record.
+func (n *Node) sealPartials(id string, recipient [32]byte, metas []*store.SegmentMeta) ([][]byte, error) {
 	ck, err := keys.LoadCustodianKey(CustodianKeyPath(n.cfg.Dir))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, denied("this datacenter holds no custodian key")
@@ -115,10 +163,49 @@ func (n *Node) sealShares(id string, recipient [32]byte, recs []*keys.EpochRecor
 		return nil, fmt.Errorf("custodian key: %w", err)
 	}
 	defer ck.Zero()
-	out := make([][]byte, len(recs))
-	for i, rec := range recs {
-		if out[i], err = ck.ReleaseShare(rec, id, recipient); err != nil {
-			return nil, fmt.Errorf("record %d: %w", i, err)
+	shares := map[int64]*keys.EpochShare{}
+	defer func() {
+		for _, s := range shares {
+			s.Zero()
+		}
+	}()
+	media := n.replicas.st
+	out := make([][]byte, len(metas))
+	for i, m := range metas {
+		if m == nil {
+			out[i] = notHeld
+			continue
+		}
+		es := shares[m.EpochStart.Unix()]
+		if es == nil {
+			raw, err := media.Epoch(m.Camera, m.EpochStart)
+			if errors.Is(err, store.ErrNotFound) {
+				out[i] = notHeld
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("segment %d: epoch record: %w", i, err)
+			}
+			rec, err := keys.UnmarshalEpochRecord(raw)
+			if err != nil {
+				return nil, fmt.Errorf("segment %d: epoch record: %w", i, err)
+			}
+			if es, err = ck.Share(rec); err != nil {
+				return nil, fmt.Errorf("segment %d: %w", i, err)
+			}
+			shares[m.EpochStart.Unix()] = es
+		}
+		ct, err := media.ReadSegment(*m)
+		if errors.Is(err, store.ErrNotFound) {
+			out[i] = notHeld // removed by retention since the listing
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("segment %d: %w", i, err)
+		}
+		out[i], err = es.SealPartial(id, keys.SegmentRef{Camera: m.Camera, Start: m.Start, End: m.End}, ct, recipient)
+		if err != nil {
+			return nil, fmt.Errorf("segment %s %s: %w", m.Camera, stamp(m.Start), err)
 		}
 	}
 	return out, nil

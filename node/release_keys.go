@@ -29,8 +29,8 @@ type heldKey struct {
 	k     *keys.ReleaseKey
 	made  time.Time
 	bound bool // a request of this node named it
-	// recovered are the recovery key's shares sealed to this key, by
-	// epoch (custos recover-shares); they go with the key.
+	// recovered are the recovery key's answers sealed to this key, by
+	// segment (custos recover-shares); they go with the key.
 	recovered map[string][]byte
 }
 
@@ -85,26 +85,26 @@ func (h *releaseKeys) dropLocked(pub string) {
 	}
 }
 
-// setRecovered keeps the recovery key's sealed shares for key pub, in
+// setRecovered keeps the recovery key's sealed answers for key pub, in
 // place of any it had; false if the node holds no such key.
-func (h *releaseKeys) setRecovered(pub string, byEpoch map[string][]byte) bool {
+func (h *releaseKeys) setRecovered(pub string, bySegment map[string][]byte) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	hk := h.keys[pub]
 	if hk == nil {
 		return false
 	}
-	hk.recovered = byEpoch
+	hk.recovered = bySegment
 	return true
 }
 
-// recoveredShare is the recovery key's sealed share of epoch for key pub,
-// or nil.
-func (h *releaseKeys) recoveredShare(pub, epoch string) []byte {
+// recoveredPartial is the recovery key's sealed answer for segment (see
+// segmentID) for key pub, or nil.
+func (h *releaseKeys) recoveredPartial(pub, segment string) []byte {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if hk := h.keys[pub]; hk != nil {
-		return hk.recovered[epoch]
+		return hk.recovered[segment]
 	}
 	return nil
 }

@@ -68,7 +68,7 @@ func (x *relFed) submit(env policy.Envelope) {
 func (x *relFed) exportAs(id, ext string) {
 	x.t.Helper()
 	out := filepath.Join(x.t.TempDir(), id+ext)
-	res, err := x.desk.Export(x.ctx, ExportRequest{Request: id, Out: out, Exporter: "alice"})
+	res, err := x.desk.Export(x.ctx, order(x.t, x.f.admin, ExportRequest{Request: id, Out: out, Exporter: "alice"}))
 	if err != nil || res.Refused != "" {
 		x.t.Fatalf("export %s: %+v %v", id, res, err)
 	}
@@ -116,8 +116,9 @@ type expiring struct {
 	pub    string
 	rk     *keys.ReleaseKey
 	sealed []byte
-	rec    *keys.EpochRecord
-	raw    []byte
+	o      *keys.EpochOpener
+	seg    keys.SegmentRef
+	ct     []byte
 }
 
 // expiringRequest files and approves r2, which expires in 10 s, and takes
@@ -132,20 +133,28 @@ func (x *relFed) expiringRequest() expiring {
 	if err != nil || len(recs) == 0 {
 		t.Fatalf("r2's epochs: %d, %v", len(recs), err)
 	}
-	e.raw = recs[0]
-	if e.rec, err = keys.UnmarshalEpochRecord(e.raw); err != nil {
+	rec, err := keys.UnmarshalEpochRecord(recs[0])
+	if err != nil {
 		t.Fatal(err)
 	}
-	sealed, err := frames(x.ctx, x.desk, "dc-a", opRelease, releaseQuery{Request: "r2", Records: [][]byte{e.raw}})
+	if e.o, err = keys.NewEpochOpener(rec); err != nil {
+		t.Fatal(err)
+	}
+	m := x.replicatedSegment(rec)
+	e.seg = keys.SegmentRef{Camera: m.Camera, Start: m.Start, End: m.End}
+	if e.ct, err = x.store.rec.st.ReadSegment(m); err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := frames(x.ctx, x.desk, "dc-a", opRelease, releaseQuery{Request: "r2", Camera: x.cam, Segments: []time.Time{m.Start}})
 	if err != nil || len(sealed) != 1 {
 		t.Fatalf("dc-a's release for r2: %v", err)
 	}
 	e.sealed = sealed[0]
-	s, err := e.rk.OpenShareFor(e.sealed, "r2", e.rec)
+	p, err := e.o.OpenPartial(e.rk, e.sealed, "r2", e.seg, e.ct)
 	if err != nil {
-		t.Fatalf("r2's share before expiry: %v", err)
+		t.Fatalf("r2's answer before expiry: %v", err)
 	}
-	s.Zero()
+	p.Zero()
 	return e
 }
 
@@ -173,7 +182,7 @@ func (x *relFed) checkLeaderLoss() {
 	tries := 0
 	for {
 		tries++
-		res, err := x.desk.Export(x.ctx, ExportRequest{Request: "r3", Out: out, Exporter: "alice"})
+		res, err := x.desk.Export(x.ctx, order(x.t, x.f.admin, ExportRequest{Request: "r3", Out: out, Exporter: "alice"}))
 		if err == nil && res.Refused == "" {
 			t.Logf("r3 exported %v after the leader stopped (%d tries)", time.Since(killed).Round(time.Millisecond), tries)
 			x.checkFrames("r3", res, out)
@@ -201,7 +210,7 @@ func (x *relFed) checkRecovery() {
 	}
 	defer os.Rename(path+".away", path)
 	out := filepath.Join(t.TempDir(), "r4.ts")
-	_, err := x.desk.Export(x.ctx, ExportRequest{Request: "r4", Out: out, Exporter: "alice"})
+	_, err := x.desk.Export(x.ctx, order(x.t, x.f.admin, ExportRequest{Request: "r4", Out: out, Exporter: "alice"}))
 	if err == nil || !strings.Contains(err.Error(), "(dc-b: rpc: release: this datacenter holds no custodian key)") || !strings.Contains(err.Error(), "recover-shares r4") {
 		t.Fatalf("export without dc-b's key: %v", err)
 	}
@@ -210,11 +219,11 @@ func (x *relFed) checkRecovery() {
 		t.Fatal(err)
 	}
 	defer ka.Zero()
-	if _, err := RecoverSharesVia(x.ctx, x.desk.cfg.Dir, "r4", ka); err == nil || !strings.Contains(err.Error(), "not this federation's recovery key") {
+	if _, err := RecoverSharesVia(x.ctx, x.desk.cfg.Dir, testFederation, "r4", ka); err == nil || !strings.Contains(err.Error(), "not this federation's recovery key") {
 		t.Fatalf("dc-a's key as the recovery key: %v", err)
 	}
-	recs, _ := frames(x.ctx, x.desk, "store", opEpochs, scopeQuery{Request: "r4", Camera: x.cam, From: x.from, To: x.to})
-	fromA, err := frames(x.ctx, x.desk, "dc-a", opRelease, releaseQuery{Request: "r4", Records: recs})
+	segs, _ := x.store.rec.st.Segments(x.cam, x.from, x.to)
+	fromA, err := frames(x.ctx, x.desk, "dc-a", opRelease, releaseQuery{Request: "r4", Camera: x.cam, Segments: []time.Time{segs[0].Start}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,9 +235,14 @@ func (x *relFed) checkRecovery() {
 		t.Fatal(err)
 	}
 	defer rk.Zero()
-	n, err := RecoverSharesVia(x.ctx, x.desk.cfg.Dir, "r4", rk)
-	if err != nil || n != len(recs) {
-		t.Fatalf("recover-shares: %d epochs (want %d), %v", n, len(recs), err)
+	// The holder proves the release from the signed ledger, anchored in
+	// the federation ID they know: another ID proves nothing.
+	if _, err := RecoverSharesVia(x.ctx, x.desk.cfg.Dir, "00112233445566778899aabbccddeeff", "r4", rk); !errors.Is(err, policy.ErrUnverified) {
+		t.Fatalf("recover-shares for another federation: %v", err)
+	}
+	n, err := RecoverSharesVia(x.ctx, x.desk.cfg.Dir, testFederation, "r4", rk)
+	if err != nil || n != len(segs) {
+		t.Fatalf("recover-shares: %d segments (want %d), %v", n, len(segs), err)
 	}
 	x.exportAs("r4", ".mp4") // remuxed by ffmpeg: the same frames in MP4
 	if _, err := exec.LookPath("ffmpeg"); err == nil {
@@ -249,18 +263,18 @@ func (x *relFed) checkExpiry(e expiring) {
 	if !e.rk.IsZero() {
 		t.Error("r2's release key was dropped but not wiped")
 	}
-	if s, err := e.rk.OpenShareFor(e.sealed, "r2", e.rec); err == nil {
-		s.Zero()
-		t.Error("a share released to r2 opens after its expiry")
+	if p, err := e.o.OpenPartial(e.rk, e.sealed, "r2", e.seg, e.ct); err == nil {
+		p.Zero()
+		t.Error("an answer released to r2 opens after its expiry")
 	}
-	res, err := x.desk.Export(x.ctx, ExportRequest{Request: "r2", Out: filepath.Join(t.TempDir(), "r2.ts"), Exporter: "alice"})
+	res, err := x.desk.Export(x.ctx, order(x.t, x.f.admin, ExportRequest{Request: "r2", Out: filepath.Join(t.TempDir(), "r2.ts"), Exporter: "alice"}))
 	if err != nil || !strings.Contains(res.Refused, "expired") {
 		t.Errorf("export of the expired r2: %+v %v", res, err)
 	}
 	in := scopeQuery{Request: "r2", Camera: x.cam, From: x.from, To: x.to}
 	_, err = frames(x.ctx, x.desk, "store", opSegments, in)
 	wantDenied(t, "segments of the expired r2", err, "expired")
-	_, err = frames(x.ctx, x.desk, "dc-a", opRelease, releaseQuery{Request: "r2", Records: [][]byte{e.raw}})
+	_, err = frames(x.ctx, x.desk, "dc-a", opRelease, releaseQuery{Request: "r2", Camera: x.cam, Segments: []time.Time{e.seg.Start}})
 	wantDenied(t, "release for the expired r2", err, "expired")
 }
 
@@ -383,25 +397,10 @@ func (x *relFed) nextEpochStart(epoch time.Time) time.Time {
 	return next
 }
 
-// opensWith reports whether custodians a and b rebuild rec's key and it
-// decrypts ct.
+// opensWith reports whether custodians a and b, answering for ct, decrypt
+// it.
 func opensWith(rec *keys.EpochRecord, a, b *keys.CustodianKey, ct []byte) bool {
-	sa, err := a.OpenShare(rec)
-	if err != nil {
-		return false
-	}
-	defer sa.Zero()
-	sb, err := b.OpenShare(rec)
-	if err != nil {
-		return false
-	}
-	defer sb.Zero()
-	k, err := keys.CombineEpochKey(rec, sa, sb)
-	if err != nil {
-		return false
-	}
-	defer k.Zero()
-	pt, err := keys.DecryptSegment(k, ct)
+	pt, err := keys.DecryptSegmentAsCustodians(rec, ct, a, b)
 	clear(pt)
 	return err == nil
 }
@@ -462,4 +461,26 @@ func (x *relFed) checkStoreOffline() {
 	x.approve("r9", "bob")
 	x.approve("r9", "carol")
 	x.exportAs("r9", ".ts")
+}
+
+// replicatedSegment waits for dc-a to hold a replica of a segment of rec's
+// epoch inside the relFed's range, and returns the store's meta of it.
+func (x *relFed) replicatedSegment(rec *keys.EpochRecord) store.SegmentMeta {
+	x.t.Helper()
+	var m store.SegmentMeta
+	waitTrue(x.t, 30*time.Second, "dc-a to replicate a segment in range", func() bool {
+		segs, _ := x.store.rec.st.Segments(x.cam, x.from, x.to)
+		for _, s := range segs {
+			if !s.EpochStart.Equal(rec.Start) {
+				continue
+			}
+			held, _ := x.f.dc.replicas.st.Segments(x.cam, s.Start, s.Start.Add(time.Nanosecond))
+			if len(held) > 0 {
+				m = s
+				return true
+			}
+		}
+		return false
+	})
+	return m
 }

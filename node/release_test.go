@@ -97,7 +97,7 @@ func TestReleaseAndExport(t *testing.T) {
 		t.Fatalf("bob's approval: %+v %v", res, err)
 	}
 	out := filepath.Join(t.TempDir(), "r1.ts")
-	res, err := desk.Export(ctx, ExportRequest{Request: "r1", Out: out, Exporter: "alice"})
+	res, err := desk.Export(ctx, order(t, f.admin, ExportRequest{Request: "r1", Out: out, Exporter: "alice"}))
 	if err != nil || !strings.Contains(res.Refused, "pending (1 of 2 approvals)") {
 		t.Fatalf("export with one approval: %+v %v", res, err)
 	}
@@ -108,7 +108,45 @@ func TestReleaseAndExport(t *testing.T) {
 		t.Fatalf("carol's approval: %+v %v", res, err)
 	}
 	approved := time.Now() // carol's approval is committed
-	res, err = desk.Export(ctx, ExportRequest{Request: "r1", Out: out, Exporter: "alice"})
+	checkOutsideRefused(t, ctx, desk, f.dc, dcB, st1, from, to)
+	// The release belongs to alice: bob, a user of the federation, cannot
+	// export her approved request; the refusal is audited, nothing is
+	// written, and her one-time key stays for her own export below.
+	stolen := filepath.Join(t.TempDir(), "stolen.ts")
+	res, err = desk.Export(ctx, order(t, approvers["bob"], ExportRequest{Request: "r1", Out: stolen, Exporter: "bob"}))
+	if err != nil || !strings.Contains(res.Refused, "only its requester") {
+		t.Fatalf("bob's export of alice's request: %+v %v", res, err)
+	}
+	// Nor by naming alice: the order must carry her signature.
+	for name, forged := range map[string]ExportRequest{
+		"unsigned":      {Request: "r1", Out: stolen, Exporter: "alice", Time: time.Now()},
+		"signed by bob": order(t, approvers["bob"], ExportRequest{Request: "r1", Out: stolen, Exporter: "alice"}),
+		"another file": func() ExportRequest {
+			o := order(t, f.admin, ExportRequest{Request: "r1", Out: out, Exporter: "alice"})
+			o.Out = stolen
+			return o
+		}(),
+		"an old order": func() ExportRequest {
+			o := ExportRequest{Request: "r1", Out: stolen, Exporter: "alice", Time: time.Now().Add(-time.Hour)}
+			o.Sig, _ = f.admin.Sign(exportOrder(testFederation, o), o.Time)
+			return o
+		}(),
+	} {
+		res, err = desk.Export(ctx, forged)
+		if err != nil || !strings.Contains(res.Refused, "export order") {
+			t.Fatalf("export order %s: %+v %v", name, res, err)
+		}
+	}
+	if _, err := os.Stat(stolen); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("a refused export wrote its file")
+	}
+	if desk.heldReleaseKeys() != 1 {
+		t.Fatal("a refused export dropped the requester's release key")
+	}
+	if _, deny := auditDecisions(t, desk, "export"); deny < 2 {
+		t.Errorf("desk audited %d refused exports, want ≥ 2 (one approval; bob)", deny)
+	}
+	res, err = desk.Export(ctx, order(t, f.admin, ExportRequest{Request: "r1", Out: out, Exporter: "alice"}))
 	if err != nil || res.Refused != "" || res.Manifest == nil {
 		t.Fatalf("export: %+v %v", res, err)
 	}
@@ -193,16 +231,13 @@ func checkScopeRefused(t *testing.T, ctx context.Context, desk, dcB, st1, dcA *N
 		isDenied(op+" of an earlier time", call(desk, "store", op, earlier), "outside the scope")
 		isDenied(op+" for dc-b", call(dcB, "store", op, in), "released to node desk, not to dc-b")
 	}
-	recs, err := st1.rec.st.Epochs("praha-1/entrance", from, to)
-	if err != nil || len(recs) == 0 {
-		t.Fatalf("epochs: %v", err)
+	segs, err := st1.rec.st.Segments("praha-1/entrance", from, to)
+	if err != nil || len(segs) == 0 {
+		t.Fatalf("segments: %v", err)
 	}
-	raw, err := st1.rec.st.Epoch("praha-1/entrance", recs[0].Start)
-	if err != nil {
-		t.Fatal(err)
-	}
-	isDenied("release to dc-b", call(dcB, "dc-a", opRelease, releaseQuery{Request: "r1", Records: [][]byte{raw}}), "released to node desk, not to dc-b")
-	isDenied("release to the store", call(st1, "dc-b", opRelease, releaseQuery{Request: "r1", Records: [][]byte{raw}}), "released to node desk, not to store")
+	rq := releaseQuery{Request: "r1", Camera: "praha-1/entrance", Segments: []time.Time{segs[0].Start}}
+	isDenied("release to dc-b", call(dcB, "dc-a", opRelease, rq), "released to node desk, not to dc-b")
+	isDenied("release to the store", call(st1, "dc-b", opRelease, rq), "released to node desk, not to store")
 	// A datacenter serves its replica under the same rules.
 	if err := call(desk, "dc-b", opSegments, in); err != nil {
 		t.Errorf("segments from dc-b's replica, in scope for desk: %v", err)
@@ -213,6 +248,95 @@ func checkScopeRefused(t *testing.T, ctx context.Context, desk, dcB, st1, dcA *N
 		t.Errorf("store audit: %d segment serves allowed, %d denied; want ≥ 2 and ≥ 3", allow, deny)
 	}
 	_ = dcA
+}
+
+// checkOutsideRefused: the custodians answer for r1's segments only. The
+// answers released for an in-scope segment do not open a replica segment
+// outside the range (the last one recorded, the furthest out), and each
+// datacenter refuses to answer for a segment that starts at or after the
+// range's end, although it holds it.
+func checkOutsideRefused(t *testing.T, ctx context.Context, desk, dcA, dcB, st1 *Node, from, to time.Time) {
+	t.Helper()
+	const cam = "praha-1/entrance"
+	var in, out store.SegmentMeta
+	waitTrue(t, 60*time.Second, "both datacenters to replicate a segment after the range", func() bool {
+		segs, _ := st1.rec.st.Segments(cam, from.Add(-time.Hour), time.Now().Add(time.Hour))
+		found := false
+		for _, s := range segs {
+			if s.Start.Before(to) && s.End.After(from) && in.Start.IsZero() {
+				in = s
+			}
+			if !s.Start.Before(to.Add(time.Second)) {
+				out, found = s, true
+			}
+		}
+		if !found {
+			return false
+		}
+		for _, dc := range []*Node{dcA, dcB} {
+			if held, _ := dc.replicas.st.Segments(cam, out.Start, out.Start.Add(time.Nanosecond)); len(held) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	r := desk.Policy().Requests["r1"]
+	rk := desk.relKeys.get(r.Key)
+	raw, err := st1.rec.st.Epoch(cam, in.EpochStart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := keys.UnmarshalEpochRecord(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := keys.NewEpochOpener(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctIn, err := st1.rec.st.ReadSegment(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parts []*keys.Partial
+	for _, dc := range []string{"dc-a", "dc-b"} {
+		sealed, err := frames(ctx, desk, dc, opRelease, releaseQuery{Request: "r1", Camera: cam, Segments: []time.Time{in.Start}})
+		if err != nil || len(sealed) != 1 {
+			t.Fatalf("%s's answer for an in-scope segment: %v", dc, err)
+		}
+		p, err := o.OpenPartial(rk, sealed[0], "r1", keys.SegmentRef{Camera: cam, Start: in.Start, End: in.End}, ctIn)
+		if err != nil {
+			t.Fatalf("%s's answer: %v", dc, err)
+		}
+		parts = append(parts, p)
+	}
+	if pt, err := o.DecryptSegment(ctIn, parts...); err != nil || len(pt) == 0 {
+		t.Fatalf("the in-scope segment: %v", err)
+	}
+	ctOut, err := dcA.replicas.st.ReadSegment(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.DecryptSegment(ctOut, parts...); err == nil {
+		t.Fatal("the answers released for r1 opened a replica segment outside its range")
+	}
+	if rawOut, err := dcA.replicas.st.Epoch(cam, out.EpochStart); err == nil {
+		if recOut, err := keys.UnmarshalEpochRecord(rawOut); err == nil {
+			if oo, err := keys.NewEpochOpener(recOut); err == nil {
+				if _, err := oo.DecryptSegment(ctOut, parts...); err == nil {
+					t.Fatal("the answers released for r1 opened an outside segment under its own epoch")
+				}
+			}
+		}
+	}
+	zeroAnswers([][]*keys.Partial{parts})
+	for _, dc := range []string{"dc-a", "dc-b"} {
+		_, err := frames(ctx, desk, dc, opRelease, releaseQuery{Request: "r1", Camera: cam, Segments: []time.Time{out.Start}})
+		var re *rpcError
+		if !errors.As(err, &re) || re.Code != rpcDenied || !strings.Contains(re.Message, "outside the scope") {
+			t.Errorf("%s answering for a segment %v after the range's end: %v", dc, out.Start.Sub(to), err)
+		}
+	}
 }
 
 // demuxTS reads back what ts.Muxer writes: the same frames, times (to the

@@ -25,6 +25,16 @@ import (
 // signature. The secret never
 // leaves the joining node: it signs the node's own key with it (the
 // redeem's proof), and only that proof travels.
+//
+// What the signature proves, and when. A joining node has nothing but the
+// token: DecodeToken checks that the key the token carries made the
+// signature (strictly: one binary-mode packet, hashed subpackets only, not
+// dated in the future), which proves the token was not altered since that
+// key signed it, and nothing yet about who holds the key. Once the node's
+// replica holds its own membership, checkJoin checks that key against the
+// committed policy: the invite must exist, have been made by an admin who
+// is current (not revoked) and whose key is the token's signer, and name
+// this node's role and name; otherwise the node undoes its join and stops.
 const tokenPrefix = "custos1."
 
 // maxToken bounds what we parse: a token is a few kilobytes.
@@ -47,7 +57,15 @@ type Token struct {
 	// joined could otherwise never bring it the log.
 	Voters   []TokenPeer `json:"voters,omitempty"`
 	AdminKey []byte      `json:"admin_key"` // binary OpenPGP public key of the signer
+
+	// signer is the fingerprint of AdminKey, set once DecodeToken has
+	// checked the signature.
+	signer string
 }
+
+// Signer is the fingerprint of the key that signed the token (empty on a
+// token DecodeToken did not return).
+func (t *Token) Signer() string { return t.signer }
 
 // TokenPeer is a datacenter (or another voter) a joining node contacts.
 type TokenPeer struct {
@@ -74,9 +92,11 @@ func EncodeToken(t *Token, sign func(msg []byte) ([]byte, error)) (string, error
 var ErrBadToken = errors.New("bad join token")
 
 // DecodeToken parses and checks a token: its form, the signature by the
-// admin key it carries, its expiry at now, and its fields. It does not
-// prove the admin is an admin of the federation: the joining node checks
-// that against the policy it receives.
+// admin key it carries (keys.VerifyAdminSignatureStrict: one binary-mode
+// signature packet, hashed subpackets only, dated no later than now plus
+// maxClockSkew), its expiry at now, and its fields. It cannot prove that
+// the key belongs to an admin of the federation: the joining node checks
+// that against the policy once it holds it (checkJoin).
 func DecodeToken(s string, now time.Time) (*Token, error) {
 	bad := func(format string, a ...any) (*Token, error) {
 		return nil, fmt.Errorf("%w: %s", ErrBadToken, fmt.Sprintf(format, a...))
@@ -111,9 +131,16 @@ func DecodeToken(s string, now time.Time) (*Token, error) {
 	if t.Version != 1 {
 		return bad("version %d (this custos reads version 1)", t.Version)
 	}
-	if _, err := keys.VerifyAdminSignature(t.AdminKey, append([]byte("custos/token/v1\x00"), body...), sig); err != nil {
+	fp, _, err := keys.VerifyAdminSignatureStrict(t.AdminKey, append([]byte("custos/token/v1\x00"), body...), sig, now, maxClockSkew)
+	switch {
+	case errors.Is(err, keys.ErrSignatureForm):
+		return bad("the signature is not one binary signature with hashed subpackets only, as custos invite makes them")
+	case errors.Is(err, keys.ErrSignatureInFuture):
+		return bad("the signature is dated in the future (is this machine's clock right?): %v", err)
+	case err != nil:
 		return bad("the signature does not verify (altered or forged token)")
 	}
+	t.signer = fp
 	if !now.Before(t.Expires) {
 		return bad("expired at %s", t.Expires.UTC().Format(time.RFC3339))
 	}

@@ -39,6 +39,7 @@ func (s *State) Clone() *State {
 		return v
 	})
 	c.Rescue = slices.Clone(s.Rescue)
+	c.Ledger = cloneEnvelopes(s.Ledger)
 	c.Seen = maps.Clone(s.Seen)
 	c.Recovery = slices.Clone(s.Recovery)
 	c.DataJurisdictions = slices.Clone(s.DataJurisdictions)
@@ -59,6 +60,18 @@ func cloneMap[V any](m map[string]*V, deep func(V) V) map[string]*V {
 		}
 		c := deep(*v)
 		out[k] = &c
+	}
+	return out
+}
+
+// cloneEnvelopes copies envelopes and their bytes.
+func cloneEnvelopes(es []Envelope) []Envelope {
+	if es == nil {
+		return nil
+	}
+	out := make([]Envelope, len(es))
+	for i, e := range es {
+		out[i] = Envelope{Body: slices.Clone(e.Body), Sig: slices.Clone(e.Sig)}
 	}
 	return out
 }

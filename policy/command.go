@@ -233,9 +233,11 @@ func (s *State) Apply(env Envelope) (*Command, error) {
 	if err != nil {
 		return refuse("%v", err)
 	}
+	kept := s.keepsEnvelope(c)
 	// A snapshot drops empty maps (omitempty): make them before writing.
 	s.ensureMaps()
 	mutate()
+	s.keepEnvelope(c, env, kept)
 	s.record(c)
 	return c, nil
 }

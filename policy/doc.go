@@ -10,14 +10,21 @@
 //	Envelope{Body, Sig}
 //	Body = JSON of Command{ID, Time, Signer, Kind, <one payload>}
 //	Sig  = detached OpenPGP signature by Signer's key over
-//	       "custos/policy/v1\x00" ‖ Body
+//	       "custos/policy/v2\x00" ‖ FederationID ‖ "\x00" ‖ Body
 //
 // The signed bytes are the bytes carried, so there is no re-encoding to get
 // wrong; Body is decoded strictly (unknown fields refused). Every replica runs
 // Apply on every command and so verifies every signature itself: a
 // compromised leader cannot forge a change. Apply refuses a command signed by
 // an unknown or revoked user, by a user whose role lacks the action, a
-// replayed ID, or a time outside the replay window, each with a reason.
+// replayed ID, or a time outside the replay window, each with a reason. A
+// signature counts only as one binary v4 packet, all subpackets hashed, made
+// within SignatureSkew of the command's time (openpgp.go).
+//
+// Once sealed, a federation changes who may approve, administer, vote or
+// hold key shares only through proposals that the quorum approves
+// (governance.go); the ledger keeps the signed envelopes that prove it to a
+// verifier that trusts no node (ledger.go).
 //
 // Apply is deterministic: time enters only as Command.Time, chosen by the
 // proposer and bounded by the consensus leader, and the state's clock

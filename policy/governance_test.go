@@ -110,11 +110,11 @@ func TestGovernanceNeedsTheQuorum(t *testing.T) {
 				t.Fatal("one approval besides the proposer executed the change")
 			}
 			after := f.s.Clone()
-			after.Proposals = nil
+			after.Proposals, after.Ledger = nil, nil
 			after.Applied, after.Seen = 0, nil
 			var was State
 			was.Unmarshal(before)
-			was.Proposals, was.Applied, was.Seen = nil, 0, nil
+			was.Proposals, was.Ledger, was.Applied, was.Seen = nil, nil, 0, nil
 			a, _ := after.Marshal()
 			w, _ := was.Marshal()
 			if !bytes.Equal(a, w) {

@@ -118,7 +118,9 @@ func parseOneSignature(sig []byte) (*packet.Signature, error) {
 }
 
 // noUnhashedSubpackets reads the unhashed area's length of a v4 signature
-// packet with a new-format header (what go-crypto and GnuPG write).
+// packet with a new-format header (what go-crypto and GnuPG write). keys
+// has the same check for manifests: keys and policy import nothing of the
+// project, so each keeps its copy of these few lines.
 func noUnhashedSubpackets(sig []byte) bool {
 	if len(sig) < 2 || sig[0] != 0xc2 {
 		return false

@@ -86,7 +86,11 @@ type Request struct {
 	Created time.Time `json:"created,omitzero"` // the command's time
 
 	// Kept by Apply.
-	Approvals  []Approval `json:"approvals,omitempty"`
+	Approvals []Approval `json:"approvals,omitempty"`
+	// Evidence are the signed envelopes of the approvals, in order, so a
+	// verifier can check them without trusting the node that serves them
+	// (VerifyRelease).
+	Evidence   []Envelope `json:"evidence,omitempty"`
 	Denials    []Denial   `json:"denials,omitempty"`
 	ApprovedAt time.Time  `json:"approved_at,omitzero"` // when the last approval needed came
 }
@@ -310,7 +314,7 @@ func (s *State) checkRequest(r *Request, c *Command) ([]string, error) {
 	if !r.Created.IsZero() && !r.Created.Equal(c.Time) {
 		return nil, fmt.Errorf("created %s is not the command's time %s", stamp(r.Created), stamp(c.Time))
 	}
-	if len(r.Approvals) > 0 || len(r.Denials) > 0 || !r.ApprovedAt.IsZero() {
+	if len(r.Approvals) > 0 || len(r.Evidence) > 0 || len(r.Denials) > 0 || !r.ApprovedAt.IsZero() {
 		return nil, errors.New("a new request carries no approvals or denials")
 	}
 	if err := checkRequestTimes(r, c.Time); err != nil {
@@ -560,6 +564,7 @@ func (s *State) later(t time.Time) time.Time {
 func cloneRequest(r Request) Request {
 	r.Cameras = slices.Clone(r.Cameras)
 	r.Approvals = slices.Clone(r.Approvals)
+	r.Evidence = cloneEnvelopes(r.Evidence)
 	r.Denials = slices.Clone(r.Denials)
 	return r
 }

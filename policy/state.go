@@ -79,6 +79,10 @@ type State struct {
 	// Rescue are the digests of the unspent rescue codes (governance.go).
 	Rescue    []string             `json:"rescue,omitempty"`
 	Proposals map[string]*Proposal `json:"proposals,omitempty"`
+	// Ledger holds the signed envelopes of genesis and of every governance
+	// command, in order (ledger.go): replayed from genesis they prove who
+	// may approve, to a verifier that trusts no node.
+	Ledger []Envelope `json:"ledger,omitempty"`
 	// Recovery is the public half of the controller's offline recovery key,
 	// the third custodian of every epoch key (DESIGN §7).
 	Recovery []byte `json:"recovery,omitempty"`

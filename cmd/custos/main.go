@@ -52,6 +52,7 @@ var commands = map[string]command{
 	"export":         {"export an approved request's footage to an MPEG-TS file with a signed manifest", runExport},
 	"verify-export":  {"check an export against its signed manifest", runVerifyExport},
 	"recover-shares": {"release the recovery key's shares of a request to its node (stands in for a lost datacenter)", runRecoverShares},
+	"recovery":       {"recovery keygen (make the controller's recovery key, offline, on the admin's machine) and recovery show FILE.pub", runRecovery},
 }
 
 func usage(w io.Writer) {

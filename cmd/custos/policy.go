@@ -31,11 +31,15 @@ func runInit(ctx context.Context, args []string, stdout io.Writer) error {
 	fed := fs.String("federation", "", "the new federation's `name` (decides the mesh prefix)")
 	adminKey := fs.String("admin-key", "", "the first admin's public key `FILE.pub` (from custos admin keygen)")
 	adminName := fs.String("admin-name", "", "the first admin's `name` (default: the key file's base name)")
+	recovery := fs.String("recovery", "", "the public half `FILE.pub` of the controller's recovery key (from custos recovery keygen, run on the admin's machine)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *dir == "" || *name == "" || *listen == "" || *fed == "" || *adminKey == "" {
 		return usageError{errors.New("--dir, --name, --listen, --federation and --admin-key are required")}
+	}
+	if *recovery == "" {
+		return usageError{errors.New("--recovery FILE.pub is required: make the recovery key on the admin's machine with custos recovery keygen --out FILE, keep FILE offline, and give FILE.pub here")}
 	}
 	ap, err := parseListen(*listen)
 	if err != nil {
@@ -45,20 +49,24 @@ func runInit(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	rec, err := keys.ReadRecoveryPublicKey(*recovery)
+	if err != nil {
+		return fmt.Errorf("--recovery: %w", err)
+	}
 	an := *adminName
 	if an == "" {
 		an = strings.TrimSuffix(strings.TrimSuffix(filepath.Base(*adminKey), ".pub"), ".key")
 	}
-	recovery, err := node.Init(node.Config{Dir: *dir, Name: *name, Listen: ap, Federation: *fed},
-		node.InitOptions{Federation: *fed, AdminName: an, AdminPublic: pub, AdminFP: fp})
-	if err != nil {
+	if err := node.Init(node.Config{Dir: *dir, Name: *name, Listen: ap, Federation: *fed},
+		node.InitOptions{Federation: *fed, AdminName: an, AdminPublic: pub, AdminFP: fp, Recovery: rec.PublicKey()}); err != nil {
 		return err
 	}
-	defer clear(recovery)
-	fmt.Fprintf(stdout, "federation %q founded in %s: datacenter %s, first admin %s (%s).\n", *fed, *dir, *name, an, fp)
-	fmt.Fprintf(stdout, "\nThe controller's RECOVERY KEY follows. It is printed this once and stored nowhere.\n"+
-		"Keep it offline (printed, or on a removable disk in a safe): with one datacenter it can\n"+
-		"open recordings a lost datacenter held a share of, and alone it opens nothing.\n\n%s\n", recovery)
+	fmt.Fprintf(stdout, "federation %q founded in %s: datacenter %s, first admin %s (%s), recovery key %s.\n", *fed, *dir, *name, an, fp, rec.Fingerprint())
+	if fid, err := node.FederationIDOf(*dir); err == nil {
+		// The recovery key's holder proves a release from signatures
+		// anchored here (recover-shares --federation), not from any node.
+		fmt.Fprintf(stdout, "Federation ID %s: keep it with the recovery key (custos recover-shares --federation %s).\n", fid, fid)
+	}
 	fmt.Fprintf(stdout, "Start the datacenter with: custos up --dir %s --listen %s\n", *dir, ap)
 	return nil
 }
@@ -223,17 +231,24 @@ func dirFlags(name string, args []string) (dir string, asJSON bool, err error) {
 	return *d, *j, nil
 }
 
-// listPolicy prints one of the local replica's maps, sorted by key: as JSON,
-// or as a table of header and one row per value.
-func listPolicy[V any](ctx context.Context, name string, args []string, stdout io.Writer,
-	pick func(*policy.State) map[string]V, header string, row func(*policy.State, V) string) error {
+// localPolicy parses a listing command's --dir and --json and reads the
+// local replica's policy.
+func localPolicy(ctx context.Context, name string, args []string) (*policy.State, bool, error) {
 	dir, asJSON, err := dirFlags(name, args)
 	if err != nil {
-		return err
+		return nil, false, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	st, err := node.FetchPolicy(ctx, dir)
+	return st, asJSON, err
+}
+
+// listPolicy prints one of the local replica's maps, sorted by key: as JSON,
+// or as a table of header and one row per value.
+func listPolicy[V any](ctx context.Context, name string, args []string, stdout io.Writer,
+	pick func(*policy.State) map[string]V, header string, row func(*policy.State, V) string) error {
+	st, asJSON, err := localPolicy(ctx, name, args)
 	if err != nil {
 		return err
 	}

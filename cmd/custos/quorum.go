@@ -84,27 +84,23 @@ func runQuorumSeal(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 func runQuorumShow(ctx context.Context, args []string, stdout io.Writer) error {
-	dir, asJSON, err := dirFlags("quorum show", args)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	st, err := node.FetchPolicy(ctx, dir)
+	st, asJSON, err := localPolicy(ctx, "quorum show", args)
 	if err != nil {
 		return err
 	}
 	now := time.Now()
 	info := struct {
+		ID        string    `json:"federation_id"`
 		Sealed    bool      `json:"sealed"`
 		SealedAt  time.Time `json:"sealed_at,omitzero"`
 		Threshold int       `json:"threshold"`
 		Approvers []string  `json:"approvers"`
 		Rescue    int       `json:"rescue_codes_left"`
-	}{st.Sealed(), st.SealedAt, st.ApprovalThreshold(), st.Approvers(now), len(st.Rescue)}
+	}{st.FederationID, st.Sealed(), st.SealedAt, st.ApprovalThreshold(), st.Approvers(now), len(st.Rescue)}
 	if asJSON {
 		return json.NewEncoder(stdout).Encode(info)
 	}
+	fmt.Fprintf(stdout, "federation %s, ID %s\n", st.Federation, info.ID)
 	if !info.Sealed {
 		fmt.Fprintf(stdout, "bootstrap: not sealed. One admin changes everything and no footage request is accepted.\n"+
 			"Add at least %d admins or approvers, then: custos quorum seal --dir DIR --as KEY\n", info.Threshold+1)
@@ -136,13 +132,7 @@ func proposalRowOf(st *policy.State, p *policy.Proposal, now time.Time) proposal
 }
 
 func runProposals(ctx context.Context, args []string, stdout io.Writer) error {
-	dir, asJSON, err := dirFlags("proposals", args)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	st, err := node.FetchPolicy(ctx, dir)
+	st, asJSON, err := localPolicy(ctx, "proposals", args)
 	if err != nil {
 		return err
 	}

@@ -85,13 +85,7 @@ type requestRow struct {
 }
 
 func runRequests(ctx context.Context, args []string, stdout io.Writer) error {
-	dir, asJSON, err := dirFlags("requests", args)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	st, err := node.FetchPolicy(ctx, dir)
+	st, asJSON, err := localPolicy(ctx, "requests", args)
 	if err != nil {
 		return err
 	}
@@ -217,9 +211,18 @@ func runExport(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer k.Close()
+	fid, err := node.FederationIDOf(*dir)
+	if err != nil {
+		return err
+	}
+	// The node serves the export to the requester's key, not to a name.
+	order := node.ExportRequest{Request: id, Out: abs, Exporter: name}
+	if err := node.SignExport(k, fid, &order); err != nil {
+		return err
+	}
 	fmt.Fprintf(os.Stderr, "exporting %s to %s…\n", id, abs)
 	stop := showProgress(ctx, *dir, id)
-	res, err := node.ExportVia(ctx, *dir, node.ExportRequest{Request: id, Out: abs, Exporter: name})
+	res, err := node.ExportVia(ctx, *dir, order)
 	stop()
 	if err != nil {
 		return err
@@ -334,9 +337,6 @@ func verifyExport(ctx context.Context, dir, file string) (*keys.Manifest, error)
 	return m, nil
 }
 
-// maxRecoveryKeyFile bounds the recovery key file read.
-const maxRecoveryKeyFile = 64 << 10
-
 func runRecoverShares(ctx context.Context, args []string, stdout io.Writer) error {
 	id, rest, err := requestArg("recover-shares", args)
 	if err != nil {
@@ -344,49 +344,44 @@ func runRecoverShares(ctx context.Context, args []string, stdout io.Writer) erro
 	}
 	fs := flag.NewFlagSet("recover-shares", flag.ContinueOnError)
 	dir := fs.String("dir", "", "data `directory` of the request's node")
-	keyFile := fs.String("key", "", "`FILE` holding the armored recovery key custos init printed")
+	keyFile := fs.String("key", "", "the recovery key `FILE` custos recovery keygen wrote (passphrase-protected)")
+	passFile := fs.String("passphrase-file", "", "read the recovery key's passphrase from the first line of `F` (default: CUSTOS_PASSPHRASE, else ask on the terminal)")
+	fid := fs.String("federation", "", "the federation `ID` custos init printed (custos quorum show prints it too): the release is proven from signatures anchored there, not taken from the node")
 	if err := parseFlags(fs, rest); err != nil {
 		return err
 	}
-	if *dir == "" || *keyFile == "" {
-		return usageError{errors.New("--dir and --key are required")}
+	if *dir == "" || *keyFile == "" || *fid == "" {
+		return usageError{errors.New("--dir, --key and --federation are required")}
 	}
-	rk, err := loadRecoveryKey(*keyFile)
+	rk, err := loadRecoveryKey(*keyFile, *passFile)
 	if err != nil {
 		return err
 	}
 	defer rk.Zero()
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	n, err := node.RecoverSharesVia(ctx, *dir, id, rk)
-	if errors.Is(err, policy.ErrNotReleasable) {
+	n, err := node.RecoverSharesVia(ctx, *dir, *fid, id, rk)
+	if errors.Is(err, policy.ErrNotReleasable) || errors.Is(err, policy.ErrUnverified) {
 		return errDenied{err.Error()}
 	}
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "the recovery key's shares of %d epochs are sealed to request %s's one-time key and held by its node; export it now\n", n, id)
+	fmt.Fprintf(stdout, "the recovery key's answers for %d segments are sealed to request %s's one-time key and held by its node; export it now\n", n, id)
 	return nil
 }
 
-// loadRecoveryKey reads and parses the armored recovery key in path; the
-// text is wiped, and the caller wipes the key. Errors never echo the file.
-func loadRecoveryKey(path string) (*keys.CustodianKey, error) {
-	f, err := os.Open(path)
+// loadRecoveryKey opens the passphrase-protected recovery key file that
+// custos recovery keygen wrote (keys.LoadRecoveryKey checks the file's
+// owner and mode and refuses an unencrypted key); the passphrase is wiped,
+// and the caller wipes the key. Errors never echo the file.
+func loadRecoveryKey(path, passFile string) (*keys.CustodianKey, error) {
+	pass, err := recoveryPassphrase(passFile, false)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	b := make([]byte, maxRecoveryKeyFile+1) // one buffer: no stale copies
-	defer clear(b)
-	n, err := io.ReadFull(f, b)
-	if err != io.ErrUnexpectedEOF && err != io.EOF {
-		if err == nil {
-			err = fmt.Errorf("more than %d bytes: not a recovery key", maxRecoveryKeyFile)
-		}
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return keys.ParseRecoveryKey(b[:n])
+	defer clear(pass)
+	return keys.LoadRecoveryKey(path, pass)
 }
 
 // showProgress draws a progress bar for export id on a terminal (stderr),

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/node"
 )
 
 // The request commands against a running datacenter: file a request, list
@@ -32,7 +33,8 @@ func TestCLIRequestFlow(t *testing.T) {
 	dir := filepath.Join(tmp, "dc-a")
 	port := freeLoopbackPort(t)
 	listen := net.JoinHostPort("127.0.0.1", itoa(port))
-	code, initOut, errOut := runCLI("init", "--dir", dir, "--name", "dc-a", "--listen", listen, "--federation", "acme", "--admin-key", alice+".pub")
+	rkFile := newRecoveryKey(t, tmp)
+	code, _, errOut := runCLI("init", "--dir", dir, "--name", "dc-a", "--listen", listen, "--federation", "acme", "--admin-key", alice+".pub", "--recovery", rkFile+".pub")
 	if code != 0 {
 		t.Fatal(errOut)
 	}
@@ -91,7 +93,7 @@ func TestCLIRequestFlow(t *testing.T) {
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
 		t.Fatalf("a refused export left %s", out)
 	}
-	checkRecoverSharesRefused(t, tmp, dir, initOut)
+	checkRecoverSharesRefused(t, tmp, dir, rkFile)
 	refused(4, "already approved or denied", "deny", "r1", "--reason", "no", "--dir", dir, "--as", bob)
 	refused(2, "--reason is required", "deny", "r1", "--dir", dir, "--as", bob)
 
@@ -99,21 +101,29 @@ func TestCLIRequestFlow(t *testing.T) {
 }
 
 // checkRecoverSharesRefused: recover-shares wants --dir and --key, refuses
-// a file that is no recovery key without echoing it, and a request that is
-// not approved (exit 4). (Its success, with a datacenter missing, is in
-// node's TestReleaseAndExport.)
-func checkRecoverSharesRefused(t *testing.T, tmp, dir, initOut string) {
+// a file that is no recovery key without echoing it, a wrong passphrase,
+// an unencrypted key, and a request filed on a custodian. (Its success,
+// with a datacenter missing, is in node's TestReleaseAndExport.)
+func checkRecoverSharesRefused(t *testing.T, tmp, dir, rkFile string) {
 	t.Helper()
-	i := strings.Index(initOut, "-----BEGIN PGP PRIVATE KEY BLOCK-----")
-	j := strings.Index(initOut, "-----END PGP PRIVATE KEY BLOCK-----")
-	if i < 0 || j < i {
-		t.Fatal("init printed no recovery key")
-	}
-	rkFile, junk := filepath.Join(tmp, "recovery.asc"), filepath.Join(tmp, "junk.asc")
-	if err := os.WriteFile(rkFile, []byte(initOut[i:j+len("-----END PGP PRIVATE KEY BLOCK-----")]+"\n"), 0o600); err != nil {
+	junk, plain, wrong := filepath.Join(tmp, "junk.asc"), filepath.Join(tmp, "plain.key"), filepath.Join(tmp, "wrong-pass")
+	if err := os.WriteFile(junk, []byte("SECRET-LOOKING-JUNK"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(junk, []byte("SECRET-LOOKING-JUNK"), 0o600); err != nil {
+	if err := os.WriteFile(wrong, []byte("not the passphrase\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fid, err := node.FederationIDOf(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rk, err := keys.LoadRecoveryKey(rkFile, []byte(testPassphrase))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = keys.WriteCustodianKey(plain, rk)
+	rk.Zero()
+	if err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
@@ -121,10 +131,13 @@ func checkRecoverSharesRefused(t *testing.T, tmp, dir, initOut string) {
 		want string
 		args []string
 	}{
-		{2, "--dir and --key are required", []string{"recover-shares", "r1", "--dir", dir}},
-		{2, "usage: custos recover-shares ID", []string{"recover-shares", "--dir", dir, "--key", rkFile}},
-		{1, "not one armored OpenPGP private key", []string{"recover-shares", "r1", "--dir", dir, "--key", junk}},
-		{4, "pending (1 of 2 approvals)", []string{"recover-shares", "r1", "--dir", dir, "--key", rkFile}},
+		{2, "--dir, --key and --federation are required", []string{"recover-shares", "r1", "--dir", dir, "--key", rkFile}},
+		{2, "usage: custos recover-shares ID", []string{"recover-shares", "--dir", dir, "--key", rkFile, "--federation", fid}},
+		{1, "not one armored OpenPGP private key", []string{"recover-shares", "r1", "--dir", dir, "--key", junk, "--federation", fid}},
+		{1, "wrong passphrase", []string{"recover-shares", "r1", "--dir", dir, "--key", rkFile, "--passphrase-file", wrong, "--federation", fid}},
+		{1, "not passphrase-protected", []string{"recover-shares", "r1", "--dir", dir, "--key", plain, "--federation", fid}},
+		// r1 was filed on dc-a, a custodian: the recovery key never answers there.
+		{1, "the recovery key answers only to a node that holds no share", []string{"recover-shares", "r1", "--dir", dir, "--key", rkFile, "--federation", fid}},
 	} {
 		code, out, errOut := runCLI(c.args...)
 		if code != c.code || !strings.Contains(out+errOut, c.want) || strings.Contains(out+errOut, "SECRET-LOOKING") || strings.Contains(out+errOut, "PRIVATE KEY") {
