@@ -96,6 +96,7 @@ bench:
 
 lint:
 	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) mod tidy -diff
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
@@ -121,6 +122,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseGossipMeta -fuzztime 15s ./mesh/
 	$(GO) test -run '^$$' -fuzz FuzzUAPI -fuzztime 15s ./mesh/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeEnvelope -fuzztime 15s ./policy/
+	$(GO) test -run '^$$' -fuzz FuzzVerifyRelease -fuzztime 15s ./policy/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeEntry -fuzztime 15s ./policy/audit/
 	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime 15s -fuzzminimizetime 100x ./policy/audit/
 	$(GO) test -run '^$$' -fuzz FuzzReadFrame -fuzztime 15s ./consensus/

@@ -6,10 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
@@ -155,37 +153,36 @@ func WriteAdminKey(path string, k *AdminKey, passphrase []byte) error {
 	return nil
 }
 
-// LoadAdminKey reads and unlocks an admin key file, with the same file
-// checks as node keys (no symlink, owner only).
+// LoadAdminKey reads and unlocks an admin key file, with the checks every
+// secret file gets (no symlink, a regular file, owned by this user, mode
+// 0600). A key that is not passphrase-protected is refused: whoever copies
+// the file would hold the admin's signature.
 func LoadAdminKey(path string, passphrase []byte) (*AdminKey, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	b, err := readSecretFile(path, 64<<10)
 	if err != nil {
 		return nil, fmt.Errorf("keys: admin key: %w", err)
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("keys: admin key: %w", err)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("keys: admin key %s has mode %#o: %w; run: chmod 600 %s", path, perm, ErrKeyFilePermissions, path)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
-	if err != nil {
-		return nil, fmt.Errorf("keys: admin key: %w", err)
-	}
+	defer clear(b)
 	el, err := openpgp.ReadArmoredKeyRing(bytes.NewReader(b))
 	if err != nil || len(el) != 1 || el[0].PrivateKey == nil {
 		return nil, fmt.Errorf("keys: %s is not an armored OpenPGP private key (made by custos admin keygen)", path)
 	}
 	e := el[0]
-	if e.PrivateKey.Encrypted {
-		if err := e.DecryptPrivateKeys(passphrase); err != nil {
-			return nil, fmt.Errorf("keys: admin key %s: %w", path, ErrBadPassphrase)
-		}
+	if !e.PrivateKey.Encrypted {
+		zeroAdminEntity(e)
+		return nil, fmt.Errorf("keys: admin key %s is not passphrase-protected: %w; make a new one with custos admin keygen", path, ErrKeyUnprotected)
+	}
+	if err := e.DecryptPrivateKeys(passphrase); err != nil {
+		return nil, fmt.Errorf("keys: admin key %s: %w", path, ErrBadPassphrase)
 	}
 	return &AdminKey{entity: e}, nil
 }
+
+// ErrKeyUnprotected is wrapped when a private key file is not encrypted.
+var ErrKeyUnprotected = errors.New("the private key is stored without a passphrase")
+
+// zeroAdminEntity drops a refused key's private parts.
+func zeroAdminEntity(e *openpgp.Entity) { (&AdminKey{entity: e}).Close() }
 
 // ReadPublicKeyFile reads an armored (or binary) OpenPGP public key file and
 // returns it in binary form with its fingerprint.

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	openpgp "github.com/ProtonMail/go-crypto/openpgp/v2"
 )
 
@@ -93,5 +94,47 @@ func TestAdminKeyRoundTrip(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "msg"), append(msg, '!'), 0o600)
 	if out, err := exec.Command(gpg, "--homedir", home, "--batch", "--verify", filepath.Join(dir, "msg.sig"), filepath.Join(dir, "msg")).CombinedOutput(); err == nil {
 		t.Fatalf("gpg accepted a tampered message:\n%s", out)
+	}
+}
+
+// An admin key file that is not passphrase-protected is refused whatever
+// passphrase is given, and so are a symlink and a file that is not regular.
+func TestLoadAdminKeyRefusesUnprotected(t *testing.T) {
+	dir := t.TempDir()
+	k, err := NewAdminKey("alice", time.Now().Add(-time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	var b bytes.Buffer
+	w, _ := armor.Encode(&b, openpgp.PrivateKeyType, nil)
+	if err := k.entity.SerializePrivateWithoutSigning(w, nil); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	plain := filepath.Join(dir, "plain.key")
+	if err := os.WriteFile(plain, b.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, pass := range []string{"", "anything at all"} {
+		if _, err := LoadAdminKey(plain, []byte(pass)); !errors.Is(err, ErrKeyUnprotected) {
+			t.Fatalf("unencrypted admin key with passphrase %q: %v", pass, err)
+		}
+	}
+	good := filepath.Join(dir, "alice.key")
+	if err := WriteAdminKey(good, k, []byte("correct horse battery")); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link.key")
+	if err := os.Symlink(good, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadAdminKey(link, []byte("correct horse battery")); err == nil || !strings.Contains(err.Error(), "symlink") {
+		t.Fatalf("a symlinked admin key: %v", err)
+	}
+	sub := filepath.Join(dir, "adir")
+	os.Mkdir(sub, 0o700)
+	if _, err := LoadAdminKey(sub, []byte("correct horse battery")); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Fatalf("a directory as the admin key: %v", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/custos-cctv/custos/media/source"
 	"github.com/custos-cctv/custos/policy"
 	"github.com/custos-cctv/custos/policy/audit"
 )
@@ -143,18 +144,10 @@ func SplitCredentials(src string) (clean string, s CameraSecret, err error) {
 	return u.String(), s, nil
 }
 
-// withCredentials puts a camera's credentials back into its source URL, in
-// memory only, for the RTSP client.
-func withCredentials(src string, s CameraSecret) string {
-	if s.User == "" {
-		return src
-	}
-	u, err := url.Parse(src)
-	if err != nil {
-		return src
-	}
-	u.User = url.UserPassword(s.User, s.Password)
-	return u.String()
+// credentials are s as the RTSP client takes them: apart from the URL, so
+// that no string holding them (a URL with userinfo) is ever formatted.
+func (s CameraSecret) credentials() source.Credentials {
+	return source.Credentials{User: s.User, Password: s.Password}
 }
 
 // SetCameraSecret keeps a camera's credentials on this node, which must be

@@ -27,9 +27,12 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/media/h264"
@@ -158,6 +161,9 @@ func (n *Node) export(ctx context.Context, req ExportRequest, start time.Time) (
 		return ExportResult{}, err
 	}
 	if err := checkExportOrder(st, req, time.Now()); err != nil {
+		return ExportResult{}, err
+	}
+	if err := n.auditReady(req.Exporter, "export", req.Request); err != nil {
 		return ExportResult{}, err
 	}
 	r, rk, err := n.exportable(st, req.Request)
@@ -290,6 +296,68 @@ func (x *exporter) scopeCall(ctx context.Context, camera, op string) (*rpcReader
 		err = fmt.Errorf("%w; datacenter %s: %w", err, dc, derr)
 	}
 	return nil, nil, err
+}
+
+// replicaSegment reads the segment bad names from a datacenter's replica,
+// for a store that holds it but cannot read it intact. The copy must have
+// the SHA-256 the store's index gave.
+func (x *exporter) replicaSegment(ctx context.Context, cam string, bad segmentHeader) ([]byte, error) {
+	from, to, ok := x.r.Clip(bad.Start, bad.End)
+	if !ok {
+		return nil, fmt.Errorf("segment %s %s is outside the request", cam, stamp(bad.Start))
+	}
+	q := scopeQuery{Request: x.r.ID, Camera: cam, From: from, To: to}
+	var errs []string
+	for _, dc := range replicaHolders(x.st) {
+		ct, err := x.segmentFrom(ctx, dc, q, bad)
+		if err == nil {
+			x.n.logf("node: export %s: segment %s %s is corrupt on its store; read %s's replica", x.r.ID, cam, stamp(bad.Start), dc)
+			return ct, nil
+		}
+		errs = append(errs, dc+": "+err.Error())
+	}
+	return nil, fmt.Errorf("segment %s %s is corrupt on its store (%s) and no replica holds an intact copy (%s)",
+		cam, stamp(bad.Start), bad.Corrupt, strings.Join(errs, "; "))
+}
+
+// segmentFrom reads from node the segment of q that bad names.
+func (x *exporter) segmentFrom(ctx context.Context, node string, q scopeQuery, bad segmentHeader) ([]byte, error) {
+	rd, conn, err := x.n.callNode(ctx, x.st, node, opSegments, q)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	defer rd.Close()
+	for {
+		hb, err := rd.Next()
+		if err == io.EOF {
+			return nil, errors.New("it does not hold the segment")
+		}
+		if err != nil {
+			return nil, err
+		}
+		var h segmentHeader
+		if len(hb) > maxSegmentHeader || strictJSON(hb, &h) != nil {
+			return nil, errors.New("a bad segment header")
+		}
+		if h.Corrupt != "" {
+			if h.Start.Equal(bad.Start) {
+				return nil, errors.New("its copy is corrupt too")
+			}
+			continue
+		}
+		ct, err := rd.Next()
+		if err != nil {
+			return nil, err
+		}
+		if !h.Start.Equal(bad.Start) {
+			continue
+		}
+		if h.SHA256 != bad.SHA256 {
+			return nil, errors.New("its copy has another SHA-256 than the store's index")
+		}
+		return ct, checkSegmentSum(h, ct)
+	}
 }
 
 // replicaHolders are the datacenters that may hold replicas, by name.
@@ -467,22 +535,16 @@ func (o *output) writeFrame(f tsFrame) error {
 }
 
 // write fetches, decrypts and trims every camera's segments into the
-// output file and returns the manifest (without the exporter).
+// output file and returns the manifest (without the exporter). The file is
+// built unnamed (O_TMPFILE) and linked in at the path asked only when it is
+// whole: a crash leaves no plaintext behind under any name, and a file that
+// appeared at that path meanwhile is never overwritten (link, not rename).
 func (x *exporter) write(ctx context.Context, req ExportRequest) (*keys.Manifest, error) {
-	f, err := os.CreateTemp(filepath.Dir(req.Out), "."+filepath.Base(req.Out)+".tmp-*")
+	f, err := unnamedFile(filepath.Dir(req.Out))
 	if err != nil {
 		return nil, fmt.Errorf("export file: %w", err)
 	}
-	tmp := f.Name()
-	defer func() {
-		if f != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(0o600); err != nil {
-		return nil, err
-	}
+	defer f.Close()
 	o := &output{f: f, h: sha256.New()}
 	m := x.manifest(req)
 	for _, cam := range x.r.Cameras {
@@ -495,62 +557,78 @@ func (x *exporter) write(ctx context.Context, req ExportRequest) (*keys.Manifest
 	if o.frames == 0 {
 		return nil, fmt.Errorf("no decodable footage in %s…%s (no keyframe recorded in the range?)", stamp(x.r.From), stamp(x.r.To))
 	}
-	if err := f.Sync(); err != nil {
-		return nil, fmt.Errorf("export file: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("export file: %w", err)
-	}
-	f = nil
 	sum, size := hex.EncodeToString(o.h.Sum(nil)), o.n
 	if isMP4(req.Out) {
-		var err error
-		if sum, size, err = remuxMP4(ctx, tmp, req.Out); err != nil {
-			os.Remove(tmp)
+		if sum, size, err = remuxMP4(ctx, f, req.Out); err != nil {
 			return nil, err
 		}
-		os.Remove(tmp)
-	} else if err := os.Rename(tmp, req.Out); err != nil {
-		os.Remove(tmp)
-		return nil, fmt.Errorf("export file: %w", err)
+	} else if err := publish(f, req.Out); err != nil {
+		return nil, err
 	}
 	m.Output = keys.ManifestOutput{Name: filepath.Base(req.Out), Bytes: size, SHA256: sum, Frames: o.frames}
 	return m, nil
 }
 
+// unnamedFile opens a new file in dir that has no name (O_TMPFILE, 0600):
+// it disappears with the process unless publish links it in.
+func unnamedFile(dir string) (*os.File, error) {
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("an unnamed file in %s (O_TMPFILE, which the export needs so that no plaintext is left behind): %w", dir, err)
+	}
+	return os.NewFile(uintptr(fd), filepath.Join(dir, "(unnamed export)")), nil
+}
+
+// publish syncs f and gives it the name dst, failing if dst exists.
+func publish(f *os.File, dst string) error {
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("export file: %w", err)
+	}
+	err := unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(f.Fd())), unix.AT_FDCWD, dst, unix.AT_SYMLINK_FOLLOW)
+	if errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("%s appeared while the export ran; refusing to overwrite it", dst)
+	}
+	if err != nil {
+		return fmt.Errorf("export file: %w", err)
+	}
+	return nil
+}
+
 func isMP4(path string) bool { return strings.EqualFold(filepath.Ext(path), ".mp4") }
 
-// remuxMP4 copies the MPEG-TS export at src into an MP4 at dst with ffmpeg
-// (no re-encoding: the same frames), 0600, and returns its SHA-256 and size.
-// The TS beside it is the export's own temporary file, removed by the caller.
-func remuxMP4(ctx context.Context, src, dst string) (string, int64, error) {
-	tmp := filepath.Join(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp.mp4")
-	defer os.Remove(tmp)
-	cmd := exec.CommandContext(ctx, "ffmpeg", "-nostdin", "-v", "error", "-f", "mpegts", "-i", src,
-		"-c", "copy", "-movflags", "+faststart", "-f", "mp4", tmp)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", 0, fmt.Errorf("remux to mp4 with ffmpeg: %v: %s", err, strings.TrimSpace(string(out)))
-	}
-	if err := os.Chmod(tmp, 0o600); err != nil {
+// remuxMP4 copies the MPEG-TS export in src into an MP4 at dst with ffmpeg
+// (no re-encoding: the same frames) and returns its SHA-256 and size. ffmpeg
+// reads and writes unnamed files it is handed as descriptors, so neither
+// the TS nor the MP4 has a name before the MP4 is whole.
+func remuxMP4(ctx context.Context, src *os.File, dst string) (string, int64, error) {
+	out, err := unnamedFile(filepath.Dir(dst))
+	if err != nil {
 		return "", 0, err
 	}
-	f, err := os.Open(tmp)
+	defer out.Close()
+	if _, err := src.Seek(0, io.SeekStart); err != nil {
+		return "", 0, err
+	}
+	// -y: /dev/fd/4 exists (it is our unnamed file), so ffmpeg must write
+	// to it rather than ask.
+	cmd := exec.CommandContext(ctx, "ffmpeg", "-nostdin", "-y", "-v", "error", "-f", "mpegts", "-i", "/dev/fd/3",
+		"-c", "copy", "-movflags", "+faststart", "-f", "mp4", "/dev/fd/4")
+	cmd.ExtraFiles = []*os.File{src, out}
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", 0, fmt.Errorf("remux to mp4 with ffmpeg: %v: %s", err, strings.TrimSpace(string(b)))
+	}
+	fi, err := out.Stat()
 	if err != nil {
 		return "", 0, err
 	}
 	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err == nil {
-		err = f.Sync()
-	}
-	f.Close()
-	if err != nil {
+	if _, err := io.Copy(h, io.NewSectionReader(out, 0, fi.Size())); err != nil {
 		return "", 0, fmt.Errorf("remux to mp4: %w", err)
 	}
-	if err := os.Rename(tmp, dst); err != nil {
-		return "", 0, fmt.Errorf("export file: %w", err)
+	if err := publish(out, dst); err != nil {
+		return "", 0, err
 	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
+	return hex.EncodeToString(h.Sum(nil)), fi.Size(), nil
 }
 
 func (x *exporter) manifest(req ExportRequest) *keys.Manifest {
@@ -615,8 +693,14 @@ func (x *exporter) camera(ctx context.Context, cam string, o *output) ([]keys.Ma
 		if len(hb) > maxSegmentHeader || strictJSON(hb, &h) != nil {
 			return nil, errors.New("store sent a bad segment header")
 		}
-		ct, err := rd.Next()
-		if err != nil {
+		var ct []byte
+		if h.Corrupt != "" {
+			// The store's copy is damaged: a replica's, with the hash
+			// the store's index gave, stands in.
+			if ct, err = x.replicaSegment(ctx, cam, h); err != nil {
+				return nil, err
+			}
+		} else if ct, err = rd.Next(); err != nil {
 			return nil, fmt.Errorf("segment %s: %w", stamp(h.Start), err)
 		}
 		if err := checkSegmentSum(h, ct); err != nil {

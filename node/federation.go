@@ -11,7 +11,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/custos-cctv/custos/consensus"
@@ -167,26 +166,6 @@ func makeCustodianKey(dir, name string) ([]byte, error) {
 	return k.Custodian().PublicKey(), nil
 }
 
-// journaledCommands returns the IDs of the commands the journal records as
-// applied or refused by this replica ("policy-change" entries, whose object
-// is "KIND ID").
-func journaledCommands(j *audit.Journal) (map[string]bool, error) {
-	entries, err := j.Since(time.Time{})
-	if err != nil {
-		return nil, err
-	}
-	ids := map[string]bool{}
-	for _, e := range entries {
-		if e.Action != "policy-change" {
-			continue
-		}
-		if _, id, ok := strings.Cut(e.Object, " "); ok {
-			ids[id] = true
-		}
-	}
-	return ids, nil
-}
-
 // meshNetwork is consensus.Network on the mesh.
 type meshNetwork struct{ m *mesh.Mesh }
 
@@ -265,29 +244,14 @@ func (n *Node) startConsensus(pub keys.NodePublic) error {
 	}
 	n.policy = newPolicyStore(anchor)
 	n.auditq = newAuditQueue(n.audit, n.logf)
-	// After a restart Raft applies again every entry since the last
-	// snapshot; what the journal already holds is not journaled twice.
-	journaled, err := journaledCommands(n.audit)
+	// Every command applied or refused here is journaled once, including
+	// those that arrive in a snapshot and those Raft replays after a
+	// restart (cmdaudit.go).
+	ca, err := newCmdAudit(n.audit, n.auditq)
 	if err != nil {
 		return fmt.Errorf("node: reading the audit journal: %w", err)
 	}
-	n.policy.onApply = func(c *policy.Command, err error) {
-		if c != nil && journaled[c.ID] {
-			delete(journaled, c.ID)
-			return
-		}
-		e := audit.Event{Action: "policy-change", Decision: audit.Allow}
-		if c != nil {
-			e.Actor, e.Object = c.Signer, c.Kind+" "+c.ID
-			if c.Signer == "" {
-				e.Actor = c.Kind
-			}
-		}
-		if err != nil {
-			e.Decision, e.Reason = audit.Deny, err.Error()
-		}
-		n.auditq.enqueue(e)
-	}
+	n.policy.onApply, n.policy.onRestore = ca.record, ca.restored
 	n.raft, err = consensus.Open(consensus.Config{
 		Dir:     n.cfg.Dir,
 		ID:      pub.String(),

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/custos-cctv/custos/consensus"
 	"github.com/custos-cctv/custos/keys"
@@ -32,8 +33,28 @@ import (
 
 const (
 	joinMaxRequest = policy.MaxEnvelope
-	joinTimeout    = 15 * time.Second
-	joinMaxConns   = 4
+	// joinTimeout is how long a joiner waits for its answer.
+	joinTimeout = 15 * time.Second
+	// joinReadTimeout: a joiner sends its redeem (at most joinMaxRequest
+	// bytes) as soon as it connects; a connection that has not sent all of
+	// it by then is cut, so idle connections cannot hold the service.
+	joinReadTimeout = 5 * time.Second
+	// joinMaxConns connections are served at once, at most
+	// joinMaxPerSource of them from one source (an IPv4 address or an
+	// IPv6 /64). When all are taken, a new connection displaces the
+	// oldest one still sending its request: a real joiner sends at once,
+	// so it is displaced only if joinMaxConns others arrive meanwhile.
+	joinMaxConns     = 32
+	joinMaxPerSource = 2
+	// joinMaxSubmits redeems are being committed at once; more wait.
+	joinMaxSubmits = 4
+	// Refusals are audited once per source and reason per
+	// joinAuditEvery, and at most joinAuditBurst at once and
+	// joinAuditPerSec after that over all sources.
+	joinAuditEvery  = 10 * time.Minute
+	joinAuditBurst  = 20
+	joinAuditPerSec = 0.2
+	joinAuditKeys   = 4096
 	// joinAnswerMargin: the datacenter gives up committing a redeem this
 	// long before the joiner gives up waiting, so the joiner hears how it
 	// ended (if it stopped listening first and asked the next datacenter,
@@ -95,10 +116,28 @@ func joinedAs(dir string) policy.NodeRole {
 	return policy.NodeRole(ji.Role)
 }
 
+// joinServer is the join service: TCP from anyone on the underlay, so
+// everything about it is bounded (DESIGN §4 invariant 14): connections in
+// all and per source, the time to send a request, its size, redeems being
+// committed, and the audit entries refusals write.
 type joinServer struct {
-	ln  net.Listener
-	wg  sync.WaitGroup
-	sem chan struct{}
+	n       *Node
+	ln      net.Listener
+	wg      sync.WaitGroup
+	submits chan struct{}
+	gate    *auditGate
+
+	mu          sync.Mutex
+	readTimeout time.Duration // joinReadTimeout; tests shorten it
+	conns       map[net.Conn]*joinConn
+	perSource   map[netip.Prefix]int
+}
+
+type joinConn struct {
+	src         netip.Prefix
+	start       time.Time
+	readTimeout time.Duration
+	reading     bool // still receiving its request: may be displaced
 }
 
 func startJoinServer(n *Node, listen netip.AddrPort) (*joinServer, error) {
@@ -106,45 +145,162 @@ func startJoinServer(n *Node, listen netip.AddrPort) (*joinServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: join service on TCP %s: %w", listen, err)
 	}
-	js := &joinServer{ln: ln, sem: make(chan struct{}, joinMaxConns)}
+	js := &joinServer{n: n, ln: ln, readTimeout: joinReadTimeout,
+		submits: make(chan struct{}, joinMaxSubmits),
+		gate:    newAuditGate(joinAuditEvery, joinAuditPerSec, joinAuditBurst, joinAuditKeys),
+		conns:   map[net.Conn]*joinConn{}, perSource: map[netip.Prefix]int{}}
 	js.wg.Add(1)
-	go func() {
-		defer js.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			select {
-			case js.sem <- struct{}{}:
-			default:
-				c.Close() // busy: the joiner retries
+	go js.accept()
+	return js, nil
+}
+
+func (js *joinServer) accept() {
+	defer js.wg.Done()
+	for {
+		c, err := js.ln.Accept()
+		if err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
 				continue
 			}
-			js.wg.Add(1)
-			go func() {
-				defer js.wg.Done()
-				defer func() { <-js.sem }()
-				n.serveJoin(c)
-			}()
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: keep serving.
+			time.Sleep(100 * time.Millisecond)
+			continue
 		}
-	}()
-	return js, nil
+		src := joinSource(c.RemoteAddr())
+		jc, why := js.admit(c, src)
+		if why != "" {
+			c.Close() // the joiner tries again, or the next datacenter
+			js.refuse(src, why, "", "")
+			continue
+		}
+		js.wg.Add(1)
+		go func() {
+			defer js.wg.Done()
+			defer js.release(c)
+			js.serve(c, jc)
+		}()
+	}
+}
+
+// joinSource is whom per-source limits count a connection against: its
+// IPv4 address, or its IPv6 /64 (one host's usual share).
+func joinSource(a net.Addr) netip.Prefix {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return netip.Prefix{}
+	}
+	ip := ta.AddrPort().Addr().Unmap()
+	if ip.Is4() {
+		return netip.PrefixFrom(ip, 32)
+	}
+	p, _ := ip.Prefix(64)
+	return p
+}
+
+// admit takes a slot for c, or says why not.
+func (js *joinServer) admit(c net.Conn, src netip.Prefix) (*joinConn, string) {
+	js.mu.Lock()
+	defer js.mu.Unlock()
+	if js.perSource[src] >= joinMaxPerSource {
+		return nil, fmt.Sprintf("more than %d connections at once from this source", joinMaxPerSource)
+	}
+	if len(js.conns) >= joinMaxConns {
+		var oldest net.Conn
+		for oc, jc := range js.conns {
+			if jc.reading && (oldest == nil || jc.start.Before(js.conns[oldest].start)) {
+				oldest = oc
+			}
+		}
+		if oldest == nil {
+			return nil, "join service busy"
+		}
+		js.dropLocked(oldest)
+		oldest.Close() // its reader fails at once
+	}
+	jc := &joinConn{src: src, start: time.Now(), readTimeout: js.readTimeout, reading: true}
+	js.conns[c] = jc
+	js.perSource[src]++
+	return jc, ""
+}
+
+func (js *joinServer) dropLocked(c net.Conn) {
+	jc := js.conns[c]
+	if jc == nil {
+		return
+	}
+	delete(js.conns, c)
+	if js.perSource[jc.src]--; js.perSource[jc.src] <= 0 {
+		delete(js.perSource, jc.src)
+	}
+}
+
+func (js *joinServer) release(c net.Conn) {
+	js.mu.Lock()
+	js.dropLocked(c)
+	js.mu.Unlock()
+}
+
+func (js *joinServer) doneReading(c net.Conn) {
+	js.mu.Lock()
+	if jc := js.conns[c]; jc != nil {
+		jc.reading = false
+	}
+	js.mu.Unlock()
 }
 
 func (js *joinServer) close() {
 	js.ln.Close()
+	js.mu.Lock()
+	for c := range js.conns {
+		c.SetReadDeadline(time.Now()) // readers stop; redeems in commit end by their deadline
+	}
+	js.mu.Unlock()
 	js.wg.Wait()
 }
 
-func (n *Node) serveJoin(c net.Conn) {
+// refuse audits a refused join attempt, if the gate lets it: once per
+// source and reason per joinAuditEvery, within the overall rate. why is
+// one of a few fixed texts, so that junk cannot vary the key; detail (what
+// exactly was wrong, maybe chosen by the sender) goes only into the entry.
+func (js *joinServer) refuse(src netip.Prefix, why, object, detail string) {
+	ok, note := js.gate.pass(src.String()+"\x00"+why, time.Now())
+	if !ok {
+		return
+	}
+	reason := why
+	if detail != "" {
+		reason += ": " + clipText(detail, 300)
+	}
+	js.n.auditEvent(audit.Event{Actor: src.String(), Action: "join", Object: clipText(object, 100), Decision: audit.Deny, Reason: reason + note})
+}
+
+// clipText cuts s to at most n bytes of valid UTF-8.
+func clipText(s string, n int) string {
+	s = strings.ToValidUTF8(s, "?")
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+func (js *joinServer) serve(c net.Conn, jc *joinConn) {
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(joinTimeout))
+	src, start := jc.src, jc.start
+	c.SetDeadline(start.Add(jc.readTimeout))
 	b, err := io.ReadAll(io.LimitReader(c, joinMaxRequest+1))
+	js.doneReading(c)
+	c.SetDeadline(start.Add(joinTimeout))
 	res := ApplyResult{}
 	defer func() { json.NewEncoder(c).Encode(res) }()
 	if err != nil || len(b) > joinMaxRequest {
-		res.Reason = "join request unreadable or too large"
+		res.Reason = fmt.Sprintf("join request unreadable, over %d bytes, or not sent within %v", joinMaxRequest, jc.readTimeout)
+		js.refuse(src, "join request unreadable, too large or too slow", "", "")
 		return
 	}
 	env, err := policy.DecodeEnvelope(b)
@@ -152,25 +308,67 @@ func (n *Node) serveJoin(c net.Conn) {
 	if err == nil {
 		cmd, err = policy.DecodeCommand(env.Body)
 	}
-	if err == nil && cmd.Kind != policy.KindRedeemInvite {
+	if err == nil && (cmd.Kind != policy.KindRedeemInvite || cmd.Redeem == nil) {
 		err = errors.New("the join service takes only invite redeems")
 	}
 	if err != nil {
 		res.Reason = err.Error()
-		n.auditEvent(audit.Event{Actor: c.RemoteAddr().String(), Action: "join", Decision: audit.Deny, Reason: err.Error()})
+		js.refuse(src, "not an invite redeem", "", err.Error())
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), joinTimeout-joinAnswerMargin)
+	object := "invite " + cmd.Redeem.Invite
+	ctx, cancel := context.WithDeadline(context.Background(), start.Add(joinTimeout-joinAnswerMargin))
 	defer cancel()
-	res, err = n.Submit(ctx, env)
+	// The leader vets every command, but a refusal there is audited as a
+	// policy change on every try; the dry run here refuses junk first,
+	// through the gate.
+	if err := js.n.preVetJoin(ctx, env, cmd); err != nil {
+		res.Reason = err.Error()
+		js.refuse(src, "redeem refused", object, err.Error())
+		return
+	}
+	select {
+	case js.submits <- struct{}{}:
+		defer func() { <-js.submits }()
+	case <-ctx.Done():
+		res.Reason = "join service busy; try again"
+		return
+	}
+	res, err = js.n.Submit(ctx, env)
 	if err != nil {
 		res.Reason = err.Error()
 	}
-	d := audit.Allow
 	if !res.Applied {
-		d = audit.Deny
+		js.refuse(src, "redeem not applied", object, res.Reason)
+		return
 	}
-	n.auditEvent(audit.Event{Actor: cmd.Redeem.PublicKey, Action: "join", Object: "invite " + cmd.Redeem.Invite, Decision: d, Reason: res.Reason})
+	js.n.auditEvent(audit.Event{Actor: cmd.Redeem.PublicKey, Action: "join", Object: object, Decision: audit.Allow, Reason: res.Reason})
+}
+
+// preVetJoin dry-runs a redeem on this node's replica, and once more on a
+// replica made current if the first try fails (it may lag behind the
+// invite).
+func (n *Node) preVetJoin(ctx context.Context, env policy.Envelope, cmd *policy.Command) error {
+	if d := time.Since(cmd.Time); d > maxClockSkew || d < -maxClockSkew {
+		return fmt.Errorf("command time %s is more than %v from this datacenter's clock", cmd.Time.UTC().Format(time.RFC3339), maxClockSkew)
+	}
+	try := func(st *policy.State) error {
+		dry, err := clone(st)
+		if err != nil {
+			return err
+		}
+		_, err = dry.Apply(env)
+		return err
+	}
+	err := try(n.policy.State())
+	if err == nil {
+		return nil
+	}
+	st, serr := n.syncPolicy(ctx)
+	if serr != nil {
+		return err
+	}
+	return try(st)
 }
 
 // PrepareJoin readies dir to join the federation of a token: the node key,

@@ -84,6 +84,9 @@ func (n *Node) handleLive(ctx context.Context, peer keys.NodePublic, body []byte
 	if hub == nil {
 		return &rpcError{Code: rpcUnavailable, Message: fmt.Sprintf("camera %s is not recording on this store now", q.Camera)}
 	}
+	if err := n.auditReady(actor, "live-view", q.Camera); err != nil {
+		return err
+	}
 	began := time.Now()
 	n.auditEvent(audit.Event{Actor: actor, Action: "live-view", Object: q.Camera, Decision: audit.Allow, Reason: "start; " + d.Reason})
 

@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,7 +23,7 @@ import (
 // does the end of an installer's window; start and end are audited.
 func TestLiveView(t *testing.T) {
 	checkLeaks(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 170*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	f := foundAcme(t, ctx)
 	joinAcme(t, ctx, f, InviteSpec{Role: policy.RoleDatacenter, Name: "dc-b"})
@@ -138,11 +139,24 @@ func TestLiveView(t *testing.T) {
 
 	// An installer watches its site until its window ends, by the store's
 	// own clock.
-	until := time.Now().Add(8 * time.Second).Truncate(time.Second)
-	fitter := joinAcme(t, ctx, f, InviteSpec{Role: policy.RoleInstaller, Name: "fitter", Site: "praha-1", Window: policy.Window{Until: until}})
-	waitTrue(t, 30*time.Second, "fitter to know the store", func() bool { return hasPeer(fitter, "store") })
-	if time.Now().After(until.Add(-2 * time.Second)) {
-		t.Skip("joining the installer took too long on this machine to watch before its window ends")
+	// A loaded machine can spend a short window on the join: then a new
+	// installer gets a window twice as long (never a skip).
+	var fitter *Node
+	var until time.Time
+	for window := 8 * time.Second; ; window *= 2 {
+		if window > 2*time.Minute {
+			t.Fatal("an installer's join took longer than a 2-minute window")
+		}
+		until = time.Now().Add(window).Truncate(time.Second)
+		fitter = joinAcme(t, ctx, f, InviteSpec{Role: policy.RoleInstaller, Name: fmt.Sprintf("fitter-%d", int(window.Seconds())),
+			Site: "praha-1", Window: policy.Window{Until: until}})
+		for !hasPeer(fitter, "store") && time.Until(until) > 2*time.Second {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if time.Until(until) > 2*time.Second {
+			break
+		}
+		t.Logf("the installer's join left %v of its %v window; trying a longer one", time.Until(until).Round(time.Millisecond), window)
 	}
 	var fb bytes.Buffer
 	fr, err := fitter.Live(ctx, cam, &fb, LiveOptions{})

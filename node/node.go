@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/custos-cctv/custos/consensus"
@@ -58,20 +59,24 @@ type Config struct {
 
 // Node is a running Custos node.
 type Node struct {
-	cfg      Config
-	logf     func(string, ...any)
-	started  time.Time
-	mesh     *mesh.Mesh
-	api      *apiServer
-	audit    *audit.Journal
-	auditq   *auditQueue     // the policy state machine's events
-	rec      *recording      // a store's cameras; nil elsewhere
-	repl     *replSource     // a store's replication to the datacenters; nil elsewhere
-	replicas *replicas       // a datacenter's replicas of the stores; nil elsewhere
-	policy   *policyStore    // nil when running from a peers file
-	raft     *consensus.Node // likewise
-	members  *membership
-	seed     []mesh.Peer // datacenters to reach before the policy names peers
+	cfg     Config
+	dirLock *os.File // flock on DIR/node.lock, held while the node runs
+	// corruptSegments counts segments this node could not serve intact
+	// (an alarm in its status).
+	corruptSegments atomic.Uint64
+	logf            func(string, ...any)
+	started         time.Time
+	mesh            *mesh.Mesh
+	api             *apiServer
+	audit           *audit.Journal
+	auditq          *auditQueue     // the policy state machine's events
+	rec             *recording      // a store's cameras; nil elsewhere
+	repl            *replSource     // a store's replication to the datacenters; nil elsewhere
+	replicas        *replicas       // a datacenter's replicas of the stores; nil elsewhere
+	policy          *policyStore    // nil when running from a peers file
+	raft            *consensus.Node // likewise
+	members         *membership
+	seed            []mesh.Peer // datacenters to reach before the policy names peers
 	// stagedSince: future voters replicating as non-voters, since when
 	// (touched only by the raftMembers goroutine).
 	stagedSince map[string]time.Time
@@ -138,10 +143,18 @@ func New(cfg Config) (_ *Node, err error) {
 	if err := prepareDir(cfg.Dir); err != nil {
 		return nil, err
 	}
-	// Before touching sockets or keys: one node per data directory.
-	if socketAnswers(SocketPath(cfg.Dir)) {
-		return nil, fmt.Errorf("node: another node is already running in %s", cfg.Dir)
+	// Before touching sockets or keys: one node per data directory. The
+	// flock decides between two that start at once (a socket check alone
+	// let both past it, and the loser then blamed the audit journal).
+	dirLock, err := lockDataDir(cfg.Dir)
+	if err != nil {
+		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			dirLock.Close()
+		}
+	}()
 	fed, err := FederationOf(cfg.Dir)
 	if err != nil {
 		return nil, err
@@ -172,7 +185,7 @@ func New(cfg Config) (_ *Node, err error) {
 		cfg.Logf("node: created node key %s", KeyPath(cfg.Dir))
 	}
 	n := &Node{cfg: cfg, logf: cfg.Logf, started: time.Now(), stop: make(chan struct{}), peersHash: peersHash, stagedSince: map[string]time.Time{},
-		relKeys: newReleaseKeys()}
+		relKeys: newReleaseKeys(), dirLock: dirLock}
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -234,10 +247,11 @@ func New(cfg Config) (_ *Node, err error) {
 			}
 		}
 		if me != nil && me.Role == policy.RoleStore || isStoreJoin(cfg.Dir) {
+			// Before the recorders start: their policy loop reads n.repl.
+			n.repl = newReplSource(n, cfg.Replication)
 			if n.rec, err = startRecording(n, cfg.Recording); err != nil {
 				return nil, err
 			}
-			n.repl = newReplSource(n, cfg.Replication)
 		}
 		// After the recordings it serves, before the API that exports.
 		if n.svc, err = startService(n, ServicePort); err != nil {
@@ -356,6 +370,9 @@ func (n *Node) Close() error {
 			n.auditEvent(audit.Event{Actor: n.cfg.Name, Action: "node-stop"})
 			n.audit.Close()
 		}
+		// Last: the directory is free for another node only when this one
+		// holds nothing in it.
+		n.dirLock.Close()
 	})
 	return nil
 }
@@ -526,6 +543,12 @@ type Status struct {
 	// Replicas is a datacenter's: the stores it keeps replicas of.
 	Replicas []ReplicaStatus  `json:"replicas,omitempty"`
 	Exports  []ExportProgress `json:"exports,omitempty"` // running exports
+	// CorruptSegments counts segments this node holds but could not serve
+	// intact since it started (an alarm: each is audited and logged).
+	CorruptSegments uint64 `json:"corrupt_segments,omitempty"`
+	// AuditFailure says since when and why the audit journal fails to
+	// record; the node refuses access until it records again.
+	AuditFailure string `json:"audit_failure,omitempty"`
 }
 
 // Status reports the node's state.
@@ -547,6 +570,11 @@ func (n *Node) Status() (Status, error) {
 		Uptime:     time.Since(n.started).Round(time.Second).String(),
 		PeersFile:  n.cfg.PeersFile,
 		Peers:      peers,
+
+		CorruptSegments: n.corruptSegments.Load(),
+	}
+	if err := n.audit.Failure(); err != nil {
+		st.AuditFailure = err.Error()
 	}
 	n.mu.Lock()
 	if n.peersErr != nil {

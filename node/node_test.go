@@ -183,3 +183,41 @@ func TestNodeStartErrors(t *testing.T) {
 		t.Fatalf("status without node: %v", err)
 	}
 }
+
+// Two nodes started in one directory at the same moment: exactly one runs,
+// and the other says why, not that the audit journal is locked.
+func TestSimultaneousStartsInOneDirectory(t *testing.T) {
+	checkLeaks(t)
+	a := prepare(t, "a")
+	os.WriteFile(a.peers, nil, 0o600)
+	const tries = 4
+	type result struct {
+		n   *Node
+		err error
+	}
+	results := make(chan result, tries)
+	startGate := make(chan struct{})
+	for range tries {
+		go func() {
+			<-startGate
+			n, err := New(Config{Dir: a.dir, Name: "a", Listen: a.listen, PeersFile: a.peers})
+			results <- result{n, err}
+		}()
+	}
+	close(startGate)
+	running := 0
+	for range tries {
+		r := <-results
+		if r.err == nil {
+			running++
+			defer r.n.Close()
+			continue
+		}
+		if !strings.Contains(r.err.Error(), "another node is already running in") {
+			t.Errorf("a loser's error: %v", r.err)
+		}
+	}
+	if running != 1 {
+		t.Fatalf("%d nodes run in one directory, want 1", running)
+	}
+}

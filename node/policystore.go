@@ -36,6 +36,10 @@ type policyStore struct {
 	anchor *Anchor
 	// onApply, if set, sees every command applied or refused (for audit).
 	onApply func(c *policy.Command, err error)
+	// onRestore, if set, sees the applied commands of each snapshot
+	// restored, in order: Raft applies none of them one by one here, and
+	// every replica must journal every applied command.
+	onRestore func(cmds []*policy.Command)
 }
 
 // Anchor pins the genesis a node will accept.
@@ -143,17 +147,20 @@ func (p *policyStore) Restore(b []byte) error {
 		return fmt.Errorf("node: policy snapshot: not a version 1 snapshot")
 	}
 	var s policy.State
+	cmds := make([]*policy.Command, 0, len(snap.Log))
 	for i, raw := range snap.Log {
 		env, err := policy.DecodeEnvelope(raw)
 		if err == nil {
 			err = p.anchor.check(env)
 		}
+		var c *policy.Command
 		if err == nil {
-			_, err = s.Apply(env)
+			c, err = s.Apply(env)
 		}
 		if err != nil {
 			return fmt.Errorf("node: policy snapshot entry %d: %w", i, err)
 		}
+		cmds = append(cmds, c)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -161,6 +168,9 @@ func (p *policyStore) Restore(b []byte) error {
 	p.cur.Store(&s)
 	close(p.changed)
 	p.changed = make(chan struct{})
+	if p.onRestore != nil {
+		p.onRestore(cmds)
+	}
 	return nil
 }
 

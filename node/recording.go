@@ -168,7 +168,8 @@ func (r *recording) reconcile() {
 
 type wantRec struct {
 	key        string
-	source     string // with credentials: never logged, never shown
+	source     string             // the policy's URL, without credentials
+	cred       source.Credentials // from camera-secrets.json
 	custodians []keys.Custodian
 }
 
@@ -198,9 +199,9 @@ func (r *recording) desired(st *policy.State) (map[string]wantRec, string) {
 		if cam.Site != me.Site || cam.Source == "" {
 			continue
 		}
-		src := withCredentials(cam.Source, secrets[id])
-		sum := sha256.Sum256([]byte(src + "\x00" + custodianSum))
-		want[id] = wantRec{key: hex.EncodeToString(sum[:]), source: src, custodians: custodians}
+		sec := secrets[id]
+		sum := sha256.Sum256(fmt.Appendf(nil, "%q %q %q %s", cam.Source, sec.User, sec.Password, custodianSum))
+		want[id] = wantRec{key: hex.EncodeToString(sum[:]), source: cam.Source, cred: sec.credentials(), custodians: custodians}
 	}
 	return want, ""
 }
@@ -240,7 +241,7 @@ func custodiansOf(st *policy.State) ([]keys.Custodian, error) {
 }
 
 func (r *recording) startLocked(id string, w wantRec) error {
-	src, err := source.Open(w.source, source.Options{Logger: r.logger()})
+	src, err := source.Open(w.source, source.Options{Logger: r.logger(), Credentials: w.cred})
 	if err != nil {
 		return err
 	}

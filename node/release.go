@@ -101,6 +101,9 @@ func (n *Node) releaseChecked(st *policy.State, caller string, q releaseQuery) (
 	if me := st.Nodes[self]; me == nil || me.Role != policy.RoleDatacenter || me.Custodian == nil {
 		return nil, denied("this node is not a custodian")
 	}
+	if err := n.auditReady(caller, "key-release", q.Request); err != nil {
+		return nil, err
+	}
 	if len(q.Segments) == 0 || len(q.Segments) > releaseBatch {
 		return nil, &rpcError{Code: rpcBadRequest, Message: fmt.Sprintf("send 1 to %d segments per call", releaseBatch)}
 	}

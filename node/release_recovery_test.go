@@ -484,3 +484,56 @@ func (x *relFed) replicatedSegment(rec *keys.EpochRecord) store.SegmentMeta {
 	})
 	return m
 }
+
+// checkCorruptOnStore: a segment whose copy on the store fails its SHA-256
+// does not stop an export: the store audits it, counts it in its status
+// and says which one; the export reads it from a datacenter's replica and
+// holds exactly the range.
+func (x *relFed) checkCorruptOnStore() {
+	t := x.t
+	x.request("r6", x.from, x.to, time.Now().Add(time.Hour))
+	x.approve("r6", "bob")
+	x.approve("r6", "carol")
+	segs, err := x.store.rec.st.Segments(x.cam, x.from, x.to)
+	if err != nil || len(segs) == 0 {
+		t.Fatalf("segments in range: %d, %v", len(segs), err)
+	}
+	victim := segs[0]
+	waitTrue(t, 60*time.Second, "both datacenters to hold the segment", func() bool {
+		for _, dc := range []*Node{x.f.dc, x.dcB} {
+			if held, _ := dc.replicas.st.Segments(x.cam, victim.Start, victim.Start.Add(time.Nanosecond)); len(held) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	ct, err := x.store.rec.st.ReadSegment(victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var path string
+	filepath.WalkDir(x.store.rec.st.Dir(), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if b, _ := os.ReadFile(p); bytes.Equal(b, ct) {
+				path = p
+			}
+		}
+		return nil
+	})
+	if path == "" {
+		t.Fatal("no file on the store holds the segment")
+	}
+	bad := bytes.Clone(ct)
+	bad[len(bad)/2] ^= 1
+	if err := os.WriteFile(path, bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	defer os.WriteFile(path, ct, 0o600) // the scenarios that follow use it
+	x.exportAs("r6", ".ts")
+	if _, deny := auditDecisions(t, x.store, "corrupt-segment"); deny == 0 {
+		t.Error("the store did not audit its corrupt segment")
+	}
+	if st, err := x.store.Status(); err != nil || st.CorruptSegments == 0 {
+		t.Errorf("the store's status does not count its corrupt segment: %v", err)
+	}
+}

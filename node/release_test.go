@@ -178,6 +178,7 @@ func TestReleaseAndExport(t *testing.T) {
 	expiring := x.expiringRequest()
 	x.checkLeaderLoss()
 	x.checkRecovery()
+	x.checkCorruptOnStore()
 	x.checkExpiry(expiring)
 	x.checkShredding(segs[0])
 	x.checkStoreOffline()

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -54,6 +55,18 @@ type puller struct {
 	lastPull time.Time
 	err      string
 	audit    *auditReplica
+	// auditFlag says why the store's journal no longer chains onto the
+	// copy held ("" while it does). The copy then stops following it, but
+	// footage keeps coming: a suspect journal is a reason to alarm, not
+	// to stop keeping the evidence.
+	auditFlag string // guarded by mu
+}
+
+// auditFlagged is the flag, or "".
+func (p *puller) auditFlagged() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.auditFlag
 }
 
 func startReplicas(n *Node, cfg ReplicationConfig) (*replicas, error) {
@@ -217,11 +230,11 @@ func (r *replicas) cursors(site string) (map[string]replCursor, error) {
 // stored; a failure leaves a prefix stored, which the next pull's cursor
 // acknowledges.
 func (r *replicas) pullOnce(ctx context.Context, lanes []*mesh.QUICConn, p *puller) error {
-	held, err := r.cursors(p.site)
+	q, err := r.pullRequest(p)
 	if err != nil {
 		return err
 	}
-	body, err := json.Marshal(replPull{Cameras: held, AuditSeq: p.audit.seq(), WaitMS: int(r.cfg.PullWait / time.Millisecond)})
+	body, err := json.Marshal(q)
 	if err != nil {
 		return err
 	}
@@ -267,6 +280,22 @@ func (r *replicas) pullOnce(ctx context.Context, lanes []*mesh.QUICConn, p *pull
 		return err
 	}
 	return r.fetchSegments(ctx, lanes, p, refs)
+}
+
+// pullRequest is what p asks its store for.
+func (r *replicas) pullRequest(p *puller) (replPull, error) {
+	held, err := r.cursors(p.site)
+	if err != nil {
+		return replPull{}, err
+	}
+	auditSeq := p.audit.seq()
+	if p.auditFlagged() != "" {
+		// Ask for no audit lines: the store would send the same
+		// unchainable batch on every pull, and its answer would never
+		// wait for new footage.
+		auditSeq = math.MaxUint64
+	}
+	return replPull{Cameras: held, AuditSeq: auditSeq, WaitMS: int(r.cfg.PullWait / time.Millisecond)}, nil
 }
 
 // fetchSegments fetches refs over the lanes, lane i taking refs i, i+n, …
@@ -363,19 +392,44 @@ func (r *replicas) apply(p *puller, h replItem, payload []byte) error {
 		return r.st.Put(store.SegmentMeta{Camera: h.Camera, Start: h.Start, End: h.End, EpochStart: h.EpochStart,
 			Size: int64(len(payload)), SHA256: sum}, payload)
 	case "audit":
-		return p.audit.append(payload, h.Count)
+		err := p.audit.append(payload, h.Count)
+		if errors.Is(err, errAuditChain) {
+			r.flagAudit(p, err)
+			return nil
+		}
+		return err
 	}
 	return fmt.Errorf("unknown item kind %q", h.Kind)
 }
 
+// flagAudit raises the alarm, once per puller, that p's store's journal
+// was rewritten: in the log, in this node's own journal and in its status.
+func (r *replicas) flagAudit(p *puller, err error) {
+	p.mu.Lock()
+	first := p.auditFlag == ""
+	if first {
+		p.auditFlag = err.Error()
+	}
+	p.mu.Unlock()
+	if !first {
+		return
+	}
+	r.n.logf("node: AUDIT ALARM: replica of %s's audit journal: %v; footage replication continues", p.store, err)
+	r.n.auditEvent(audit.Event{Actor: r.n.cfg.Name, Action: "audit-replica", Object: p.store, Decision: audit.Deny,
+		Reason: err.Error() + "; the copy held is kept and no longer follows the store's journal"})
+}
+
 // ReplicaStatus is one store's replica on a datacenter.
 type ReplicaStatus struct {
-	Store    string          `json:"store"`
-	State    string          `json:"state"` // pulling, unreachable
-	LastPull time.Time       `json:"last_pull,omitzero"`
-	Error    string          `json:"error,omitempty"`
-	AuditSeq uint64          `json:"audit_seq"` // the store's audit entries held, up to
-	Cameras  []ReplicaCamera `json:"cameras"`
+	Store    string    `json:"store"`
+	State    string    `json:"state"` // pulling, unreachable
+	LastPull time.Time `json:"last_pull,omitzero"`
+	Error    string    `json:"error,omitempty"`
+	AuditSeq uint64    `json:"audit_seq"` // the store's audit entries held, up to
+	// AuditAlarm says why the store's journal no longer chains onto the
+	// copy held (rewritten); footage is still pulled.
+	AuditAlarm string          `json:"audit_alarm,omitempty"`
+	Cameras    []ReplicaCamera `json:"cameras"`
 }
 
 // ReplicaCamera is what a datacenter holds of one camera.
@@ -398,7 +452,7 @@ func (r *replicas) status() []ReplicaStatus {
 	var out []ReplicaStatus
 	for _, p := range ps {
 		p.mu.Lock()
-		rs := ReplicaStatus{Store: p.store, LastPull: p.lastPull, Error: p.err, AuditSeq: p.audit.seq()}
+		rs := ReplicaStatus{Store: p.store, LastPull: p.lastPull, Error: p.err, AuditSeq: p.audit.seq(), AuditAlarm: p.auditFlag}
 		p.mu.Unlock()
 		rs.State = "pulling"
 		if time.Since(rs.LastPull) > replStaleAfter {
@@ -422,13 +476,17 @@ func (r *replicas) status() []ReplicaStatus {
 // auditReplica is a datacenter's copy of one store's audit journal: the
 // store's lines, byte for byte, appended only when each entry's hash checks
 // and it chains onto the last one held. A store whose journal was rewritten
-// cannot make the replica follow: the break is refused and audited.
+// cannot make the replica follow: the break is refused, alarmed and
+// audited (flagAudit), and the store's footage is still replicated.
 type auditReplica struct {
 	path string
 	mu   sync.Mutex
 	last uint64
 	hash audit.Digest
 }
+
+// errAuditChain is a store's journal that does not continue the copy held.
+var errAuditChain = errors.New("audit chain broken")
 
 func openAuditReplica(dir, storeName string) (*auditReplica, error) {
 	a := &auditReplica{path: filepath.Join(dir, storeName+".jsonl")}
@@ -503,7 +561,7 @@ func (a *auditReplica) append(lines []byte, count int) error {
 		// The first entry ever held may start anywhere (the store may
 		// have pruned); after that each must chain on.
 		if last != 0 && (e.Seq != last+1 || e.Prev != hash) {
-			return fmt.Errorf("audit: entry %d does not chain onto entry %d held (the store's journal was rewritten?)", e.Seq, last)
+			return fmt.Errorf("audit: entry %d does not chain onto entry %d held (the store's journal was rewritten?): %w", e.Seq, last, errAuditChain)
 		}
 		last, hash = e.Seq, e.Hash
 	}

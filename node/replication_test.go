@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -350,5 +352,124 @@ func TestAuditReplicaRefusesBrokenChains(t *testing.T) {
 	got, _ := os.ReadFile(path)
 	if want := lines(es...); !bytes.Equal(got, want) {
 		t.Errorf("the copy is not the journal's lines byte for byte:\n%s\nwant\n%s", got, want)
+	}
+}
+
+// A store whose journal no longer chains onto the datacenter's copy (it was
+// rewritten) is flagged, alarmed and audited once, and its footage is still
+// replicated; later pulls ask it for no audit lines.
+func TestRewrittenJournalKeepsFootageComing(t *testing.T) {
+	newJournal := func(node string, n int) []audit.Entry {
+		j, err := audit.Open(t.TempDir(), audit.Options{Node: node})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer j.Close()
+		for i := range n {
+			if _, err := j.Append(audit.Event{Actor: node, Action: "test", Object: fmt.Sprint(i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		es, err := j.After(0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return es
+	}
+	lines := func(es ...audit.Entry) []byte {
+		var b []byte
+		for _, e := range es {
+			l, err := e.Line()
+			if err != nil {
+				t.Fatal(err)
+			}
+			b = append(b, l...)
+		}
+		return b
+	}
+	orig, rewritten := newJournal("store", 4), newJournal("forger", 4)
+
+	dcDir := t.TempDir()
+	dj, err := audit.Open(dcDir, audit.Options{Node: "dc-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dj.Close()
+	st, err := store.Open(MediaDir(dcDir), store.Options{MinFree: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var logged []string
+	r := &replicas{n: &Node{cfg: Config{Name: "dc-a"}, audit: dj, logf: func(f string, a ...any) { logged = append(logged, fmt.Sprintf(f, a...)) }},
+		st: st, pullers: map[string]*puller{}}
+	ar, err := openAuditReplica(filepath.Join(dcDir, "replicas", "audit"), "store")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &puller{store: "store", site: "praha-1", audit: ar}
+	r.pullers["store"] = p
+
+	if err := r.apply(p, replItem{Kind: "audit", Count: 2}, lines(orig[:2]...)); err != nil {
+		t.Fatal(err)
+	}
+	// The store now serves a rewritten chain: refused, not fatal to the pull.
+	if err := r.apply(p, replItem{Kind: "audit", Count: 2}, lines(rewritten[2:]...)); err != nil {
+		t.Fatalf("a rewritten journal failed the pull (footage would stop): %v", err)
+	}
+	if err := r.apply(p, replItem{Kind: "audit", Count: 1}, lines(rewritten[3])); err != nil {
+		t.Fatalf("a rewritten journal failed the second pull: %v", err)
+	}
+	if ar.seq() != 2 {
+		t.Errorf("the copy holds up to %d, want 2 (the rewritten lines refused)", ar.seq())
+	}
+	// Footage still arrives.
+	cam := "praha-1/entrance"
+	t0 := time.Date(2026, 5, 4, 9, 0, 0, 0, time.UTC)
+	if err := st.PutEpoch(cam, t0, t0.Add(time.Hour), []byte("epoch record")); err != nil {
+		t.Fatal(err)
+	}
+	payload := []byte("ciphertext")
+	sum := sha256.Sum256(payload)
+	seg := replItem{Kind: "segment", Camera: cam, Start: t0, End: t0.Add(time.Second), EpochStart: t0, SHA256: hex.EncodeToString(sum[:])}
+	if err := r.apply(p, seg, payload); err != nil {
+		t.Fatalf("segment after the journal was flagged: %v", err)
+	}
+	if got, err := st.Segments(cam, t0, t0.Add(time.Minute)); err != nil || len(got) != 1 {
+		t.Errorf("segments held after the flag: %d, %v; want 1", len(got), err)
+	}
+	q, err := r.pullRequest(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.AuditSeq != math.MaxUint64 {
+		t.Errorf("a flagged store is asked for audit after %d, want none", q.AuditSeq)
+	}
+	if _, ok := q.Cameras[cam]; !ok {
+		t.Errorf("the pull request does not name the camera held: %+v", q)
+	}
+	// The alarm: status, log and this node's journal, each once.
+	ss := r.status()
+	if len(ss) != 1 || !strings.Contains(ss[0].AuditAlarm, "does not chain") {
+		t.Errorf("status %+v, want an audit alarm", ss)
+	}
+	alarms := 0
+	for _, l := range logged {
+		if strings.Contains(l, "AUDIT ALARM") {
+			alarms++
+		}
+	}
+	es, err := dj.Since(time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	audited := 0
+	for _, e := range es {
+		if e.Action == "audit-replica" && e.Object == "store" && e.Decision == audit.Deny {
+			audited++
+		}
+	}
+	if alarms != 1 || audited != 1 {
+		t.Errorf("alarm logged %d times and audited %d times, want once each (log %q)", alarms, audited, logged)
 	}
 }

@@ -35,10 +35,16 @@ package node
 // Deadlines: the request must arrive within requestTimeout; every write of
 // the response must make progress within writeTimeout (bulk responses may
 // run for hours, so there is no total limit: a handler bounds its own work
-// with ctx). At most maxStreams handlers run per connection; further streams
-// wait in QUIC's own stream limit (mesh.QUICConfig.MaxStreams).
+// with ctx). At most maxStreams handlers run per connection, and
+// maxPeerStreams over all of one peer's connections; further streams wait
+// in QUIC's own stream limit (mesh.QUICConfig.MaxStreams). A peer may hold
+// maxPeerConns connections at once; one more is closed with
+// rpcConnTooMany. A peer is authenticated, not trusted: these bounds keep
+// one compromised or broken node from growing another's memory without
+// bound (DESIGN §4 invariant 14).
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/binary"
@@ -68,6 +74,14 @@ const (
 	rpcRequestTimeout = 10 * time.Second
 	rpcWriteTimeout   = 30 * time.Second
 	rpcMaxStreams     = 16
+	// A datacenter opens the most connections to one node: its
+	// replication lanes (4 by default), exports and live views.
+	rpcMaxPeerConns   = 32
+	rpcMaxPeerStreams = 64
+	// rpcMaxFramesBytes bounds what readFrames collects in memory from one
+	// response, rpcMaxFrames how many frames.
+	rpcMaxFramesBytes = 64 << 20
+	rpcMaxFrames      = 1 << 16
 	// rpcWriteChunk is how much of a data frame is written per write
 	// deadline, so that the deadline measures progress, not frame size.
 	rpcWriteChunk = 64 << 10
@@ -115,6 +129,8 @@ const (
 
 	// rpcConnShutdown closes the connections of a closing server.
 	rpcConnShutdown quic.ApplicationErrorCode = 0x100
+	// rpcConnTooMany closes a connection over the peer's limit.
+	rpcConnTooMany quic.ApplicationErrorCode = 0x101
 )
 
 // rpcError is a non-OK status. Handlers return one to choose the code;
@@ -320,6 +336,8 @@ type rpcServer struct {
 	requestTimeout time.Duration // default rpcRequestTimeout
 	writeTimeout   time.Duration // default rpcWriteTimeout
 	maxStreams     int           // handlers at once per connection; default rpcMaxStreams
+	maxPeerConns   int           // connections at once per peer; default rpcMaxPeerConns
+	maxPeerStreams int           // handlers at once per peer; default rpcMaxPeerStreams
 	logf           func(string, ...any)
 
 	handlers map[string]rpcHandler // set before serving, read-only after
@@ -331,6 +349,13 @@ type rpcServer struct {
 	mu     sync.Mutex // guards the fields below
 	closed bool
 	conns  map[*mesh.QUICConn]struct{}
+	peers  map[keys.NodePublic]*rpcPeer
+}
+
+// rpcPeer is what one peer holds of the server.
+type rpcPeer struct {
+	conns int
+	slots chan struct{} // one per running handler, over all its connections
 }
 
 func newRPCServer(logf func(string, ...any)) *rpcServer {
@@ -338,7 +363,8 @@ func newRPCServer(logf func(string, ...any)) *rpcServer {
 		logf = func(string, ...any) {}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &rpcServer{logf: logf, handlers: map[string]rpcHandler{}, ctx: ctx, cancel: cancel, conns: map[*mesh.QUICConn]struct{}{}}
+	return &rpcServer{logf: logf, handlers: map[string]rpcHandler{}, ctx: ctx, cancel: cancel,
+		conns: map[*mesh.QUICConn]struct{}{}, peers: map[keys.NodePublic]*rpcPeer{}}
 }
 
 // handle registers h for op. It is wiring, done before serving: a bad or
@@ -377,6 +403,19 @@ func (s *rpcServer) serveConn(c *mesh.QUICConn) {
 		c.CloseWithError(rpcConnShutdown, "server shutting down")
 		return
 	}
+	key := c.PeerKey()
+	p := s.peers[key]
+	if p == nil {
+		p = &rpcPeer{slots: make(chan struct{}, cmp.Or(s.maxPeerStreams, rpcMaxPeerStreams))}
+		s.peers[key] = p
+	}
+	if limit := cmp.Or(s.maxPeerConns, rpcMaxPeerConns); p.conns >= limit {
+		s.mu.Unlock()
+		s.logf("rpc: %s holds %d connections already; refusing one more", key.ShortString(), limit)
+		c.CloseWithError(rpcConnTooMany, fmt.Sprintf("more than %d connections from one node at once", limit))
+		return
+	}
+	p.conns++
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
@@ -385,12 +424,16 @@ func (s *rpcServer) serveConn(c *mesh.QUICConn) {
 		defer func() {
 			s.mu.Lock()
 			delete(s.conns, c)
+			if p.conns--; p.conns == 0 {
+				delete(s.peers, key)
+			}
 			s.mu.Unlock()
 		}()
 		slots := make(chan struct{}, cmp.Or(s.maxStreams, rpcMaxStreams))
 		for {
 			// Take a slot before accepting: while all are busy, further
-			// streams wait in QUIC, costing us nothing.
+			// streams wait in QUIC, costing us nothing. The peer's slot
+			// is taken after: an idle connection must not hold one.
 			select {
 			case slots <- struct{}{}:
 			case <-s.ctx.Done():
@@ -402,11 +445,20 @@ func (s *rpcServer) serveConn(c *mesh.QUICConn) {
 			if err != nil {
 				return
 			}
+			select {
+			case p.slots <- struct{}{}:
+			case <-s.ctx.Done():
+				st.CancelRead(rpcResetShutdown)
+				st.CancelWrite(rpcResetShutdown)
+				return
+			case <-c.Context().Done():
+				return
+			}
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
-				defer func() { <-slots }()
-				s.serveStream(c.PeerKey(), st)
+				defer func() { <-p.slots; <-slots }()
+				s.serveStream(key, st)
 			}()
 		}
 	}()
@@ -611,13 +663,13 @@ func rpcCall(ctx context.Context, conn *mesh.QUICConn, op string, body []byte) (
 	}
 	st, err := conn.OpenStreamSync(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("rpc: %s: open stream: %w", op, err)
+		return nil, fmt.Errorf("rpc: %s: open stream: %w", op, ctxErr(ctx, explainReset(err)))
 	}
 	r := &rpcReader{ctx: ctx, op: op, st: st}
 	r.stop = context.AfterFunc(ctx, r.abort)
 	if _, err := st.Write(req); err != nil {
 		r.Close()
-		return nil, fmt.Errorf("rpc: %s: send: %w", op, ctxErr(ctx, err))
+		return nil, fmt.Errorf("rpc: %s: send: %w", op, ctxErr(ctx, explainReset(err)))
 	}
 	st.Close()
 	if err := readStatusFrame(st); err != nil {
@@ -634,8 +686,13 @@ func rpcCall(ctx context.Context, conn *mesh.QUICConn, op string, body []byte) (
 // explainReset says why the server reset a response or closed the
 // connection.
 func explainReset(err error) error {
-	if ae, ok := errors.AsType[*quic.ApplicationError](err); ok && ae.Remote && ae.ErrorCode == rpcConnShutdown {
-		return fmt.Errorf("the server is shutting down: %w", err)
+	if ae, ok := errors.AsType[*quic.ApplicationError](err); ok && ae.Remote {
+		switch ae.ErrorCode {
+		case rpcConnShutdown:
+			return fmt.Errorf("the server is shutting down: %w", err)
+		case rpcConnTooMany:
+			return fmt.Errorf("the server refused the connection: this node holds too many with it at once: %w", err)
+		}
 	}
 	var se *quic.StreamError
 	if !errors.As(err, &se) || !se.Remote {
@@ -688,12 +745,15 @@ func (r *rpcReader) Next() ([]byte, error) {
 		}
 		r.left = n
 	}
-	p := make([]byte, r.left)
-	if _, err := io.ReadFull(r.st, p); err != nil {
+	// Grow with what arrives rather than trust the header: a peer that
+	// announces a large frame and stalls costs nothing.
+	var buf bytes.Buffer
+	buf.Grow(min(r.left, rpcWriteChunk))
+	if _, err := io.CopyN(&buf, r.st, int64(r.left)); err != nil {
 		return nil, r.fail(noEOF(err))
 	}
 	r.left = 0
-	return p, nil
+	return buf.Bytes(), nil
 }
 
 // Read reads the response's data as one byte stream.

@@ -27,6 +27,7 @@ type rpcEnv struct {
 	srv  *rpcServer
 	conn *mesh.QUICConn // b's side
 	b    *mesh.Mesh
+	addr netip.AddrPort // the server's
 }
 
 func newRPCEnv(t *testing.T, setup func(*rpcServer)) *rpcEnv {
@@ -74,7 +75,7 @@ func newRPCEnv(t *testing.T, setup func(*rpcServer)) *rpcEnv {
 		}
 		ln.Close()
 	})
-	return &rpcEnv{srv: srv, conn: conn, b: b}
+	return &rpcEnv{srv: srv, conn: conn, b: b, addr: netip.AddrPortFrom(a.Addr(), ln.Port())}
 }
 
 func testCtx(t *testing.T, d time.Duration) context.Context {

@@ -169,10 +169,20 @@ func (n *Node) callNode(ctx context.Context, st *policy.State, target, op string
 	return rd, conn, nil
 }
 
-// readFrames reads every data frame of rd; more than max (if max > 0) is
-// an error: a peer that answers with more than was asked is broken or lying.
+// readFrames reads every data frame of rd into memory; more than max
+// frames (rpcMaxFrames if max is 0), or more than rpcMaxFramesBytes in all,
+// is an error: a peer that answers with more than was asked, or than a
+// node keeps in memory for one answer, is broken or lying.
 func readFrames(rd *rpcReader, max int) ([][]byte, error) {
+	return readFramesLimit(rd, max, rpcMaxFramesBytes)
+}
+
+func readFramesLimit(rd *rpcReader, max, maxBytes int) ([][]byte, error) {
+	if max <= 0 {
+		max = rpcMaxFrames
+	}
 	var out [][]byte
+	total := 0
 	for {
 		b, err := rd.Next()
 		if err == io.EOF {
@@ -181,8 +191,13 @@ func readFrames(rd *rpcReader, max int) ([][]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if max > 0 && len(out) == max {
-			return nil, fmt.Errorf("more than the %d frames asked for", max)
+		if len(out) == max {
+			rd.Close()
+			return nil, fmt.Errorf("rpc: %s: more than the %d frames asked for", rd.op, max)
+		}
+		if total += len(b); total > maxBytes {
+			rd.Close()
+			return nil, fmt.Errorf("rpc: %s: answer of more than %d bytes: %w", rd.op, maxBytes, errRPCTooLarge)
 		}
 		out = append(out, b)
 	}

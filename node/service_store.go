@@ -19,6 +19,7 @@ import (
 
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/media/store"
+	"github.com/custos-cctv/custos/policy/audit"
 )
 
 // scopeQuery is the body of the epochs and segments ops.
@@ -36,6 +37,10 @@ type segmentHeader struct {
 	End        time.Time `json:"end"`
 	EpochStart time.Time `json:"epoch_start"`
 	SHA256     string    `json:"sha256"` // of the ciphertext, lower-case hex
+	// Corrupt says why this node cannot serve the segment it holds (its
+	// copy fails its SHA-256, say); no ciphertext frame follows, and the
+	// requester reads the segment from another copy.
+	Corrupt string `json:"corrupt,omitempty"`
 }
 
 // maxSegmentHeader bounds a segment header frame.
@@ -127,6 +132,9 @@ func (n *Node) handleSegments(ctx context.Context, peer keys.NodePublic, body []
 		n.auditServe(caller, "serve-segments", q.object(), err, "")
 		return err
 	}
+	if err := n.auditReady(caller, "serve-segments", q.object()); err != nil {
+		return err
+	}
 	metas, err := n.media().Segments(q.Camera, q.From, q.To)
 	if err != nil {
 		return fmt.Errorf("listing segments: %w", err)
@@ -136,11 +144,20 @@ func (n *Node) handleSegments(ctx context.Context, peer keys.NodePublic, body []
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		hdr := segmentHeader{Start: m.Start, End: m.End, EpochStart: m.EpochStart, SHA256: hex.EncodeToString(m.SHA256[:])}
 		ct, err := n.media().ReadSegment(m)
 		if err != nil {
-			return fmt.Errorf("reading segment: %w", err)
+			// One bad copy must not stop an export: say which segment, so
+			// the requester reads it from a replica, and raise it here.
+			n.noteCorruptSegment(m.Camera, m.Start, err)
+			hdr.Corrupt = "this node's copy cannot be read intact"
+			h, _ := json.Marshal(hdr)
+			if err := w.WriteFrame(h); err != nil {
+				return err
+			}
+			continue
 		}
-		h, _ := json.Marshal(segmentHeader{Start: m.Start, End: m.End, EpochStart: m.EpochStart, SHA256: hex.EncodeToString(m.SHA256[:])})
+		h, _ := json.Marshal(hdr)
 		if err := w.WriteFrame(h); err != nil {
 			return err
 		}
@@ -173,4 +190,13 @@ func checkSegmentSum(h segmentHeader, ct []byte) error {
 		return fmt.Errorf("segment %s: ciphertext does not match its SHA-256", stamp(h.Start))
 	}
 	return nil
+}
+
+// noteCorruptSegment logs, audits and counts a segment this node holds but
+// cannot read intact: footage that is lost here unless a replica has it.
+func (n *Node) noteCorruptSegment(camera string, start time.Time, err error) {
+	n.corruptSegments.Add(1)
+	n.logf("node: ALARM: segment %s %s is corrupt on this node: %v", camera, stamp(start), err)
+	n.auditEvent(audit.Event{Actor: n.cfg.Name, Action: "corrupt-segment", Object: camera + " " + stamp(start),
+		Decision: audit.Deny, Reason: err.Error()})
 }

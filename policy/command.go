@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -411,7 +412,7 @@ func (s *State) plan(c *Command) (func(), error) {
 		name := c.Name
 		return func() { delete(s.Cameras, name) }, nil
 	case KindAddGrant:
-		return s.planGrant(c.Grant, c.Signer)
+		return s.planGrant(c.Grant, c)
 	case KindRevokeGrant:
 		g := s.Grants[c.Name]
 		if g == nil || g.Revoked {
@@ -593,6 +594,16 @@ func (s *State) planCamera(c *Camera) (func(), error) {
 	if c.Purpose == "" || c.LegalBasis == "" {
 		return nil, fmt.Errorf("camera %q needs a purpose and a legal basis (GDPR art. 6)", c.Key())
 	}
+	for what, text := range map[string]string{"purpose": c.Purpose, "legal basis": c.LegalBasis} {
+		if err := checkText(what, text); err != nil {
+			return nil, fmt.Errorf("camera %q: %w", c.Key(), err)
+		}
+	}
+	if c.Justification != "" {
+		if err := checkText("justification", c.Justification); err != nil {
+			return nil, fmt.Errorf("camera %q: %w", c.Key(), err)
+		}
+	}
 	if c.Retention <= 0 {
 		return nil, fmt.Errorf("camera %q: retention must be positive (default %v)", c.Key(), DefaultRetention)
 	}
@@ -612,7 +623,8 @@ func (s *State) planCamera(c *Camera) (func(), error) {
 	return func() { s.Cameras[cam.Key()] = &cam }, nil
 }
 
-func (s *State) planGrant(g *Grant, signer string) (func(), error) {
+func (s *State) planGrant(g *Grant, c *Command) (func(), error) {
+	signer := c.Signer
 	if g == nil {
 		return nil, errors.New("no grant")
 	}
@@ -657,6 +669,15 @@ func (s *State) planGrant(g *Grant, signer string) (func(), error) {
 	}
 	if !g.Window.Until.IsZero() && !g.Window.Until.After(g.Window.From) {
 		return nil, fmt.Errorf("grant %q: window ends before it starts", g.ID)
+	}
+	if !g.Window.Until.IsZero() && !g.Window.Until.After(c.Time) {
+		return nil, fmt.Errorf("grant %q: its window ended at %s, before the command's time %s: it would never give anything",
+			g.ID, stamp(g.Window.Until), stamp(c.Time))
+	}
+	if g.Purpose != "" {
+		if err := checkText("purpose", g.Purpose); err != nil {
+			return nil, fmt.Errorf("grant %q: %w", g.ID, err)
+		}
 	}
 	ng := *g
 	ng.Actions = slices.Clone(g.Actions)
@@ -777,11 +798,52 @@ func validSource(src string) error {
 			return errors.New("rtsp source without a host")
 		}
 	case "synthetic":
+		if err := validSynthetic(u); err != nil {
+			return err
+		}
 	default:
 		return fmt.Errorf("source scheme %q: want rtsp or synthetic", u.Scheme)
 	}
 	if strings.ContainsAny(src, "\x00\r\n") {
 		return errors.New("source URL has control characters")
+	}
+	return nil
+}
+
+// validSynthetic checks a synthetic camera's parameters as the store's
+// source reads them (media/source), within what a camera in the policy may
+// ask of a store: fps 1..120, scale 1..16, pace=real. A camera the store
+// cannot open would never appear; pace=none (a benchmark mode) would flood
+// it.
+func validSynthetic(u *url.URL) error {
+	if u.Opaque != "" || u.Host != "" || u.Path != "" || u.Fragment != "" {
+		return errors.New("a synthetic source takes only query parameters, e.g. synthetic:?fps=25")
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return errors.New("the synthetic source's query does not parse")
+	}
+	for k, vs := range q {
+		if len(vs) != 1 {
+			return fmt.Errorf("synthetic parameter %q given %d times", k, len(vs))
+		}
+		v := vs[0]
+		switch k {
+		case "fps":
+			if n, err := strconv.Atoi(v); err != nil || n < 1 || n > 120 {
+				return fmt.Errorf("synthetic fps=%q: want an integer from 1 to 120", v)
+			}
+		case "scale":
+			if n, err := strconv.Atoi(v); err != nil || n < 1 || n > 16 {
+				return fmt.Errorf("synthetic scale=%q: want an integer from 1 to 16", v)
+			}
+		case "pace":
+			if v != "real" {
+				return fmt.Errorf("synthetic pace=%q: a camera is paced in real time (pace=none is for benchmarks only)", v)
+			}
+		default:
+			return fmt.Errorf("unknown synthetic parameter %q; known: fps, pace, scale", k)
+		}
 	}
 	return nil
 }

@@ -1,11 +1,15 @@
 package policy
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"testing"
 	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
+	openpgp "github.com/ProtonMail/go-crypto/openpgp/v2"
 
 	"github.com/custos-cctv/custos/keys"
 )
@@ -101,5 +105,52 @@ func TestCameraSource(t *testing.T) {
 			continue
 		}
 		refused(t, s, alice.sign(t, c), tc.refusal)
+	}
+}
+
+// The policy accepts a custodian key exactly when the stores can use it
+// (keys.NewCustodian): a key the policy took and the stores refused would
+// stop recording on every store.
+func TestCustodianKeyRulesMatchTheStores(t *testing.T) {
+	serialize := func(e *openpgp.Entity) []byte {
+		var b bytes.Buffer
+		if err := e.Serialize(&b); err != nil {
+			t.Fatal(err)
+		}
+		return b.Bytes()
+	}
+	v6 := func(mode packet.AEADMode) *openpgp.Entity {
+		e, err := openpgp.NewEntity("dc-x", "", "", &packet.Config{V6Keys: true, Algorithm: packet.PubKeyAlgoEd25519,
+			AEADConfig: &packet.AEADConfig{DefaultMode: mode}, DefaultCipher: packet.CipherAES256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	twoSubkeys := v6(packet.AEADModeGCM)
+	if err := twoSubkeys.AddEncryptionSubkey(&packet.Config{V6Keys: true}); err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string][]byte{
+		"a custodian key":            custodianKey(t),
+		"v6, prefers OCB":            serialize(v6(packet.AEADModeOCB)),
+		"v6, prefers GCM":            serialize(v6(packet.AEADModeGCM)),
+		"v6, two encryption subkeys": serialize(twoSubkeys),
+		"an admin's v4 key":          newTestUser(t, "alice").pub,
+		"junk":                       []byte("junk"),
+	}
+	refusedByStores := 0
+	for name, pub := range cases {
+		perr := checkCustodianKey(pub)
+		_, kerr := keys.NewCustodian("dc-x", pub)
+		if (perr == nil) != (kerr == nil) {
+			t.Errorf("%s: the policy says %v, the stores say %v", name, perr, kerr)
+		}
+		if kerr != nil {
+			refusedByStores++
+		}
+	}
+	if refusedByStores < 4 || checkCustodianKey(cases["a custodian key"]) != nil {
+		t.Fatalf("the cases do not probe the rules (%d refused)", refusedByStores)
 	}
 }

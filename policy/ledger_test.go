@@ -2,6 +2,7 @@ package policy
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -88,4 +89,23 @@ func TestVerifyReleaseRefusesForgery(t *testing.T) {
 	// counts.
 	f.revoke(t, KindRevokeUser, "carol", tc)
 	check("a revoked approver", fid, f.s.Ledger, f.s.Requests["r1"], tc, "has 1 valid approvals")
+}
+
+// FuzzVerifyRelease: a ledger and a request as a node may serve them, any
+// bytes: never a panic, and nothing proven without a sealed genesis of the
+// federation asked for.
+func FuzzVerifyRelease(f *testing.F) {
+	f.Add([]byte(`[{"body":"e30=","sig":""}]`), []byte(`{"id":"r1","expires":"2030-01-01T00:00:00Z"}`))
+	f.Add([]byte(`[]`), []byte(`{}`))
+	f.Add([]byte(`[{"body":"eyJpZCI6Imdlbi`+`Jlc2lzIn0=","sig":null}]`), []byte(`{"evidence":[{"body":"","sig":""}]}`))
+	f.Fuzz(func(t *testing.T, ledgerJSON, requestJSON []byte) {
+		var ledger []Envelope
+		var r Request
+		if json.Unmarshal(ledgerJSON, &ledger) != nil || json.Unmarshal(requestJSON, &r) != nil || len(ledger) > 64 {
+			return
+		}
+		if _, err := VerifyRelease("fed", ledger, &r, t0); err == nil {
+			t.Fatal("fuzzed bytes proved a release")
+		}
+	})
 }

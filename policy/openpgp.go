@@ -151,21 +151,45 @@ func hashTagMatches(p *packet.Signature, signed []byte) bool {
 	return subtle.ConstantTimeCompare(h.Sum(nil)[:2], p.HashTag[:]) == 1
 }
 
-// checkCustodianKey accepts the public half of a custodian key (package
-// keys makes them: RFC 9580 v6, an X25519 encryption subkey), which stores
-// encrypt epoch-key shares to.
+// checkCustodianKey accepts the public half of a custodian key exactly as
+// the stores will use it (package keys, NewCustodian): RFC 9580 v6 with an
+// Ed25519 primary key, at most one user ID, one X25519 encryption subkey,
+// nothing revoked, a self-signature that prefers SEIPDv2 with AES-256-GCM,
+// in its canonical encoding. A key the policy accepted but the stores
+// refused would stop recording on every store, so the rules are the same
+// here, where the command can still be refused. (policy imports nothing of
+// the project, so it states them again; a test holds the two together.)
 func checkCustodianKey(pub []byte) error {
 	e, err := readPublicKey(pub)
 	if err != nil {
 		return err
 	}
-	if e.PrimaryKey.Version != 6 {
-		return fmt.Errorf("custodian key is OpenPGP v%d, want v6", e.PrimaryKey.Version)
+	p := e.PrimaryKey
+	switch {
+	case p.Version != 6 || p.PubKeyAlgo != packet.PubKeyAlgoEd25519:
+		return fmt.Errorf("custodian key is OpenPGP v%d, want a v6 Ed25519 primary key", p.Version)
+	case len(e.Subkeys) != 1:
+		return fmt.Errorf("custodian key has %d subkeys, want one X25519 encryption subkey", len(e.Subkeys))
+	case len(e.Identities) > 1:
+		return fmt.Errorf("custodian key has %d user IDs, want at most one", len(e.Identities))
+	case len(e.Revocations) != 0 || len(e.Subkeys[0].Revocations) != 0:
+		return errors.New("custodian key is revoked")
 	}
-	for _, sk := range e.Subkeys {
-		if sk.PublicKey.PubKeyAlgo == packet.PubKeyAlgoX25519 {
-			return nil
-		}
+	k, err := e.EncryptionKeyWithError(time.Time{}, nil)
+	if err != nil {
+		return fmt.Errorf("custodian key has no valid encryption subkey: %v", err)
 	}
-	return errors.New("custodian key has no X25519 encryption subkey")
+	if k.PublicKey != e.Subkeys[0].PublicKey || k.PublicKey.Version != 6 || k.PublicKey.PubKeyAlgo != packet.PubKeyAlgoX25519 {
+		return errors.New("custodian key has no X25519 encryption subkey")
+	}
+	sig := k.PrimarySelfSignature
+	if !sig.SEIPDv2 || len(sig.PreferredCipherSuites) == 0 ||
+		sig.PreferredCipherSuites[0] != [2]uint8{uint8(packet.CipherAES256), uint8(packet.AEADModeGCM)} {
+		return errors.New("custodian key does not prefer SEIPDv2 with AES-256-GCM")
+	}
+	var again bytes.Buffer
+	if err := e.Serialize(&again); err != nil || !bytes.Equal(again.Bytes(), pub) {
+		return errors.New("custodian key is not in its canonical encoding")
+	}
+	return nil
 }

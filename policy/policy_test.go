@@ -503,3 +503,44 @@ func TestNodeKeysHaveOneSpelling(t *testing.T) {
 		t.Fatalf("a media action on no camera was allowed: %+v", d)
 	}
 }
+
+// Text that other admins read back (purposes, legal bases) carries no
+// control characters, so no terminal escape reaches another admin's
+// screen; a grant that ended before it was made, and a synthetic camera
+// the store could not open or that would flood it, are refused.
+func TestWeakInputRefused(t *testing.T) {
+	alice := newTestUser(t, "alice")
+	s := founded(t, alice)
+	viewer := newTestUser(t, "vic").user(UserViewer)
+	c := cmd(KindAddUser, t0)
+	c.User = &viewer
+	mustApply(t, s, alice.sign(t, c))
+	grant := func(w Window, purpose string) Envelope {
+		c := cmd(KindAddGrant, t0)
+		c.Grant = &Grant{ID: "g-" + c.ID, Subject: Subject{"user", "vic"}, Actions: []Action{ActLive}, Selector: "praha-1/*", Window: w, Purpose: purpose}
+		return alice.sign(t, c)
+	}
+	refused(t, s, grant(Window{Until: t0.Add(-time.Minute)}, ""), "it would never give anything")
+	refused(t, s, grant(Window{Until: t0}, ""), "it would never give anything")
+	refused(t, s, grant(Window{}, "night shift \x1b[2J\x1b[31mURGENT"), "control character")
+	mustApply(t, s, grant(Window{Until: t0.Add(time.Hour)}, "night shift"))
+
+	camera := func(name, src, purpose string) Envelope {
+		c := cmd(KindAddCamera, t0)
+		c.Camera = &Camera{Site: "praha-1", Name: name, Source: src, Purpose: purpose, LegalBasis: "art. 6(1)(f)", Retention: DefaultRetention}
+		return alice.sign(t, c)
+	}
+	for src, want := range map[string]string{
+		"synthetic:?pace=none":   "benchmarks only",
+		"synthetic:?fps=0":       "fps",
+		"synthetic:?fps=1000":    "fps",
+		"synthetic:?scale=64":    "scale",
+		"synthetic:?colour=red":  "unknown synthetic parameter",
+		"synthetic:?fps=5&fps=6": "given 2 times",
+		"synthetic:path":         "only query parameters",
+	} {
+		refused(t, s, camera("c1", src, "theft"), want)
+	}
+	refused(t, s, camera("c1", "synthetic:", "theft\x07"), "control character")
+	mustApply(t, s, camera("c1", "synthetic:?fps=10&scale=2&pace=real", "theft"))
+}

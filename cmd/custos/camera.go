@@ -137,7 +137,13 @@ func writeCameras(w io.Writer, r *node.RecordingStatus) {
 		if c.SegmentsLost > 0 {
 			errs = fmt.Sprintf("%d segments lost; %s", c.SegmentsLost, errs)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%.0f\t%s\t%d\t%.1f\t%s\t%s\n", c.Camera, c.State, c.SourceState, c.FPS, c.BitrateBPS/1000,
+		state := string(c.State)
+		if c.DiskFull {
+			// The camera still plays, but nothing of it is kept: say so
+			// where the operator looks, not only in the alarm line.
+			state = "NOT STORING (disk full)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%.0f\t%s\t%d\t%.1f\t%s\t%s\n", c.Camera, state, c.SourceState, c.FPS, c.BitrateBPS/1000,
 			timeText(c.LastSegment), c.Segments, float64(c.Bytes)/1e6, timeText(c.Oldest), dash(errs))
 	}
 	tw.Flush()

@@ -34,7 +34,7 @@ func runInvite(ctx context.Context, args []string, stdout io.Writer) error {
 	if *role == "" || *name == "" {
 		return usageError{errors.New("--role and --name are required")}
 	}
-	if *expires <= 0 || *expires > 30*24*time.Hour {
+	if *expires < time.Second || *expires > 30*24*time.Hour {
 		return usageError{errors.New("--expires must be between 1s and 720h")}
 	}
 	now := time.Now()

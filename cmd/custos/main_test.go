@@ -53,6 +53,7 @@ func TestCLIErrors(t *testing.T) {
 		{[]string{"up", "--dir", dir, "--listen", "127.0.0.1:1", "--uplink-mbit", "-1"}, 2, "--uplink-mbit -1: want 0 (unlimited)"},
 		{[]string{"up", "--dir", dir, "--listen", "127.0.0.1:1", "--uplink-mbit", "fast"}, 2, "invalid value \"fast\""},
 		{[]string{"invite", "--role", "datacenter", "--name", "dc-c", "--jurisdiction"}, 2, "flag needs an argument"},
+		{[]string{"invite", "--role", "store", "--name", "s", "--expires", "1ms", "--dir", dir, "--as", "x.key"}, 2, "--expires must be between 1s and 720h"},
 		{[]string{"live", "--dir", dir, "--camera", "praha-1/door", "--for", "-1s"}, 2, "--for must not be negative"},
 		{[]string{"up", "--dir", dir, "--listen", "127.0.0.1:1", "--peers", filepath.Join(dir, "none.toml")}, 1, "no such file"},
 		{[]string{"status"}, 2, "--dir is required"},

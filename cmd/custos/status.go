@@ -37,6 +37,12 @@ func fetchStatus(ctx context.Context, dir string) (node.Status, error) {
 func printStatus(w io.Writer, st node.Status) {
 	fmt.Fprintf(w, "node       %s (custos %s, up %s)\n", st.Name, st.Version, st.Uptime)
 	fmt.Fprintf(w, "key        %s\n", st.PublicKey)
+	if st.AuditFailure != "" {
+		fmt.Fprintf(w, "ALARM      %s: live view, segments, key release and export are refused until it records again\n", st.AuditFailure)
+	}
+	if st.CorruptSegments > 0 {
+		fmt.Fprintf(w, "ALARM      %d segments on this node's disk failed their SHA-256 when served (see the audit journal: corrupt-segment)\n", st.CorruptSegments)
+	}
 	fmt.Fprintf(w, "mesh       %s in %s (federation %q)\n", st.MeshAddr, st.Prefix, st.Federation)
 	fmt.Fprintf(w, "wireguard  UDP %d, told to peers as %s; UAPI %s\n", st.ListenPort, st.Listen, st.UAPISocket)
 	if st.PeersFile != "" {

@@ -15,7 +15,10 @@ import (
 
 // rtspSource is one RTSP camera. It holds the URL without its userinfo;
 // the credentials live only in user and pass and go only into
-// Authorization headers.
+// Authorization headers. Since no string that reaches an error or a log
+// line is ever built from them, messages need no scrubbing (replacing the
+// password's text would mangle any message that happens to contain it,
+// and show the password as the gaps).
 type rtspSource struct {
 	url        string // rtsp://host:port/path?query, no userinfo
 	hostport   string
@@ -45,7 +48,12 @@ func newRTSP(u *url.URL, opt Options) (*rtspSource, error) {
 	if port == "" {
 		port = "554"
 	}
+	if u.User != nil && opt.Credentials.set() {
+		return nil, bad("credentials both in the URL and in Options; give them once")
+	}
 	s := &rtspSource{hostport: net.JoinHostPort(host, port), opt: opt}
+	s.user, s.pass, s.hasCreds = opt.Credentials.User, opt.Credentials.Password, opt.Credentials.set()
+	s.opt.Credentials = Credentials{} // kept once, in user and pass
 	if u.User != nil {
 		s.user = u.User.Username()
 		s.pass, _ = u.User.Password()
@@ -55,7 +63,7 @@ func newRTSP(u *url.URL, opt Options) (*rtspSource, error) {
 	clean.User = nil
 	s.url = clean.String()
 	s.log = opt.Logger.With("camera", s.url)
-	s.stats = &tracker{clock: opt.clock, secret: s.pass}
+	s.stats = &tracker{clock: opt.clock}
 	return s, nil
 }
 
@@ -87,7 +95,6 @@ func (s *rtspSource) Run(ctx context.Context, emit func(h264.Frame) error) error
 		if e, ok := errors.AsType[errEmit](err); ok {
 			return e.err
 		}
-		err = s.scrubbed(err)
 		s.stats.setError(err)
 		if errors.Is(err, ErrUnsupportedCodec) || errors.Is(err, ErrBadURL) {
 			s.stats.setState(StateFailed)
@@ -109,34 +116,4 @@ func (s *rtspSource) Run(ctx context.Context, emit func(h264.Frame) error) error
 		}
 		wait = min(2*wait, s.opt.Backoff.Max)
 	}
-}
-
-// scrubbed guarantees that no error leaving this source holds the
-// password, whatever a lower layer put in its text.
-func (s *rtspSource) scrubbed(err error) error {
-	if err == nil || s.pass == "" {
-		return err
-	}
-	if msg := err.Error(); scrub(msg, s.pass) != msg {
-		return scrubbedError{msg: scrub(msg, s.pass), err: err}
-	}
-	return err
-}
-
-type scrubbedError struct {
-	msg string
-	err error
-}
-
-func (e scrubbedError) Error() string { return e.msg }
-
-// Unwrap exposes only the sentinels, not the error whose text held the secret.
-func (e scrubbedError) Unwrap() []error {
-	var out []error
-	for _, s := range []error{ErrUnauthorized, ErrUnsupportedCodec, ErrBadURL, ErrTimeout, context.Canceled, context.DeadlineExceeded} {
-		if errors.Is(e.err, s) {
-			out = append(out, s)
-		}
-	}
-	return out
 }

@@ -55,9 +55,34 @@ type Options struct {
 	ReadTimeout time.Duration
 	// Backoff paces reconnection.
 	Backoff Backoff
+	// Credentials log in to an rtsp camera. They may instead be in the
+	// URL's userinfo, which Open then takes out of the parsed URL; giving
+	// both is an error. Either way they go only into Authorization
+	// headers: no URL that carries them is ever formatted, so no message
+	// can contain them.
+	Credentials Credentials
 
 	clock clock // tests fake time; nil means the real clock
 }
+
+// Credentials are a camera's login. Formatting them never shows the
+// password.
+type Credentials struct {
+	User, Password string
+}
+
+// String never shows the password.
+func (c Credentials) String() string {
+	if c.User == "" && c.Password == "" {
+		return ""
+	}
+	return c.User + ":[redacted]"
+}
+
+// GoString, so that %#v does not show it either.
+func (c Credentials) GoString() string { return c.String() }
+
+func (c Credentials) set() bool { return c.User != "" || c.Password != "" }
 
 // Backoff is capped exponential backoff: wait Initial after the first
 // failure, double each further failure up to Max, and start again from

@@ -1,8 +1,6 @@
 package source
 
 import (
-	"net/url"
-	"strings"
 	"sync"
 	"time"
 )
@@ -58,11 +56,9 @@ type sample struct {
 	bytes int
 }
 
-// tracker accumulates Stats. secret, when set, is scrubbed from every error
-// text as a last line of defence: no code path should put it there.
+// tracker accumulates Stats.
 type tracker struct {
-	clock  clock
-	secret string
+	clock clock
 
 	mu         sync.Mutex
 	state      State
@@ -84,7 +80,7 @@ func (t *tracker) setError(err error) {
 	if err == nil {
 		return
 	}
-	msg := scrub(err.Error(), t.secret)
+	msg := err.Error()
 	t.mu.Lock()
 	t.lastErr = msg
 	t.mu.Unlock()
@@ -138,16 +134,4 @@ func (t *tracker) snapshot() Stats {
 		st.Bitrate = float64(bytes) * 8 / span
 	}
 	return st
-}
-
-// scrub removes secret from msg, also in its percent-encoded form.
-func scrub(msg, secret string) string {
-	if secret == "" {
-		return msg
-	}
-	_, userinfo, _ := strings.Cut(url.UserPassword("u", secret).String(), ":")
-	for _, form := range []string{secret, userinfo, url.PathEscape(secret), url.QueryEscape(secret)} {
-		msg = strings.ReplaceAll(msg, form, "xxxxx")
-	}
-	return msg
 }

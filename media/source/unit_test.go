@@ -120,11 +120,3 @@ func TestAuthChallenge(t *testing.T) {
 		t.Errorf("RFC 2617 example response = %s", got)
 	}
 }
-
-func TestStatsScrubsSecret(t *testing.T) {
-	tr := &tracker{clock: realClock{}, secret: "p@ss word"}
-	tr.setError(errors.New(`dial rtsp://u:p%40ss%20word@cam and "p@ss word" and p%40ss+word`))
-	if st := tr.snapshot(); strings.Contains(st.LastError, "ss word") || strings.Contains(st.LastError, "ss%20word") || strings.Contains(st.LastError, "ss+word") {
-		t.Errorf("LastError = %q still holds the secret", st.LastError)
-	}
-}

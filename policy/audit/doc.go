@@ -69,9 +69,14 @@
 // journal that ends before the entry the head records has lost its tail.
 //
 // A write or fsync that fails is rolled back (the file truncated to its
-// previous length and fsynced); if even that fails, or the head cannot be
-// written, the Journal refuses further appends until it is closed and opened
-// again, so a half-written line is never followed by another one.
+// previous length and fsynced). If even that fails, or the head cannot be
+// written (a full disk), or a prune stops between its two steps, the next
+// append first retries the repair (the truncation, the head, or finishing
+// the prune as Open would) and is refused while that fails, so a
+// half-written line is never followed by another one; once space returns
+// the journal records again by itself. Failure says, until an append
+// succeeds, that appends fail and since when: every event in between is
+// lost, which a node must treat as an alarm.
 //
 // # Crashes
 //

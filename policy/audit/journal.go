@@ -53,7 +53,15 @@ type Journal struct {
 	seq    uint64   // the last entry appended (or the checkpoint's)
 	hash   Digest
 	broken error // after a failed write that could not be undone
-	closed bool
+	// repair, set with broken, is what the next append retries first to
+	// clear it: a full disk is a moment, and a journal that stayed off
+	// after it would silently drop every later event.
+	repair func() error
+	// failure is the last append's error until one succeeds, and since
+	// when appends fail: what the node alarms on.
+	failure   error
+	failSince time.Time
+	closed    bool
 	// marks index the journal file sparsely, learned by reads; gen counts
 	// prunes, each of which rewrites the file and clears marks (see read).
 	marks []mark
@@ -211,12 +219,12 @@ func (j *Journal) Append(e Event) (Entry, error) {
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if err := j.usableLocked(); err != nil {
-		return Entry{}, fmt.Errorf("audit: append: %w", err)
+	if j.closed {
+		return Entry{}, fmt.Errorf("audit: append: %w", ErrClosed)
 	}
 	unlock, err := flock(j.wlock, syscall.LOCK_EX)
 	if err != nil {
-		return Entry{}, fmt.Errorf("audit: append: %w", err)
+		return Entry{}, j.failed(fmt.Errorf("audit: append: %w", err))
 	}
 	defer unlock()
 	ents, err := j.appendLocked(e)
@@ -239,28 +247,65 @@ func (j *Journal) AppendBatch(events []Event) ([]Entry, error) {
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if err := j.usableLocked(); err != nil {
-		return nil, fmt.Errorf("audit: append: %w", err)
+	if j.closed {
+		return nil, fmt.Errorf("audit: append: %w", ErrClosed)
 	}
 	unlock, err := flock(j.wlock, syscall.LOCK_EX)
 	if err != nil {
-		return nil, fmt.Errorf("audit: append: %w", err)
+		return nil, j.failed(fmt.Errorf("audit: append: %w", err))
 	}
 	defer unlock()
 	return j.appendLocked(norm...)
 }
 
+// usableLocked retries the repair of an earlier failure; the journal
+// accepts appends again once it succeeds. The caller holds write.lock.
 func (j *Journal) usableLocked() error {
-	if j.closed {
-		return ErrClosed
+	if j.broken == nil {
+		return nil
 	}
-	if j.broken != nil {
-		return fmt.Errorf("journal unusable since an earlier failure, reopen it: %w", j.broken)
+	if err := j.repair(); err != nil {
+		return fmt.Errorf("journal unusable since an earlier failure (%v), and repairing it failed: %w", j.broken, err)
 	}
+	j.broken, j.repair = nil, nil
 	return nil
 }
 
+// failed records err as the journal's current failure and returns it.
+func (j *Journal) failed(err error) error {
+	if j.failure == nil {
+		j.failSince = j.opts.Now()
+	}
+	j.failure = err
+	return err
+}
+
+// Failure returns nil while the journal records, or, after an append that
+// failed, an error saying why and since when, until an append succeeds
+// again. Every event in between was lost, so a node must not grant access
+// while it is set: an access that cannot be audited does not happen.
+func (j *Journal) Failure() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.failure == nil {
+		return nil
+	}
+	return fmt.Errorf("audit journal failing since %s: %w", j.failSince.UTC().Format(time.RFC3339), j.failure)
+}
+
 func (j *Journal) appendLocked(events ...Event) ([]Entry, error) {
+	ents, err := j.writeLocked(events)
+	if err != nil {
+		return ents, j.failed(err)
+	}
+	j.failure = nil
+	return ents, nil
+}
+
+func (j *Journal) writeLocked(events []Event) ([]Entry, error) {
+	if err := j.usableLocked(); err != nil {
+		return nil, fmt.Errorf("audit: append: %w", err)
+	}
 	ents := make([]Entry, 0, len(events))
 	var lines []byte
 	seq, prev := j.seq, j.hash
@@ -284,19 +329,29 @@ func (j *Journal) appendLocked(events ...Event) ([]Entry, error) {
 	}
 	if err != nil {
 		// Undo a partial write so no line ever follows half a line.
-		if terr := j.f.Truncate(j.size); terr != nil {
-			j.broken = terr
-		} else if serr := fsync(j.f); serr != nil {
-			j.broken = serr
+		if rerr := j.undoLocked(); rerr != nil {
+			j.broken, j.repair = rerr, j.undoLocked
 		}
 		return nil, fmt.Errorf("audit: append: %w", err)
 	}
 	j.size += int64(len(lines))
 	if err := j.setHead(position{seq, prev}); err != nil {
-		j.seq, j.hash, j.broken = seq, prev, err
+		// The entries are in the journal; the head catches up before the
+		// next append (or at Open), once the disk takes it.
+		head := position{seq, prev}
+		j.seq, j.hash = seq, prev
+		j.broken, j.repair = err, func() error { return j.setHead(head) }
 		return ents, fmt.Errorf("audit: append: entry %d is in the journal but the head is not: %w", seq, err)
 	}
 	return ents, nil
+}
+
+// undoLocked cuts the journal back to its complete entries.
+func (j *Journal) undoLocked() error {
+	if err := j.f.Truncate(j.size); err != nil {
+		return err
+	}
+	return fsync(j.f)
 }
 
 // Head returns the last entry's sequence number and hash (the checkpoint's
@@ -441,3 +496,7 @@ func (j *Journal) Close() error {
 	}
 	return nil
 }
+
+// Retention is how long Prune keeps entries: what a reader of the journal
+// needs to tell "never journaled" from "journaled and pruned".
+func (j *Journal) Retention() time.Duration { return j.opts.Retention }

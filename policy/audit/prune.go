@@ -35,14 +35,17 @@ func (j *Journal) Prune(now time.Time) (removed int, err error) {
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if err := j.usableLocked(); err != nil {
-		return 0, fmt.Errorf("audit: prune: %w", err)
+	if j.closed {
+		return 0, fmt.Errorf("audit: prune: %w", ErrClosed)
 	}
 	unlock, err := flock(j.wlock, syscall.LOCK_EX)
 	if err != nil {
 		return 0, fmt.Errorf("audit: prune: %w", err)
 	}
 	defer unlock()
+	if err := j.usableLocked(); err != nil {
+		return 0, fmt.Errorf("audit: prune: %w", err)
+	}
 	s, err := scan(j.dir)
 	if err != nil {
 		return 0, fmt.Errorf("audit: prune: %w", err)
@@ -80,8 +83,9 @@ func (j *Journal) Prune(now time.Time) (removed int, err error) {
 		err = j.replaceLocked(r.keepFrom)
 	}
 	if err != nil {
-		j.broken = err
-		return 0, fmt.Errorf("audit: prune: the checkpoint is written but the journal not shortened (reopen the journal to finish): %w", err)
+		// Finished like Open would, before the next append.
+		j.broken, j.repair = err, j.reopenLocked
+		return 0, fmt.Errorf("audit: prune: the checkpoint is written but the journal not shortened (retried before the next append): %w", err)
 	}
 	record.Object = fmt.Sprintf("audit entries %d-%d", r.first, r.last.Seq)
 	record.Reason = fmt.Sprintf("older than %s (retention %v)", formatTime(cutoff), j.opts.Retention)
@@ -149,6 +153,27 @@ func (j *Journal) replaceLocked(from int64) error {
 	}
 	j.f.Close()
 	j.f, j.size = f, j.size-from
+	return nil
+}
+
+// reopenLocked repairs the directory as Open does and reopens the journal
+// for appending. The caller holds write.lock.
+func (j *Journal) reopenLocked() error {
+	j.marks, j.gen = nil, j.gen+1
+	if err := j.recover(); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(j.dir, journalName), os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	j.f.Close()
+	j.f, j.size = f, fi.Size()
 	return nil
 }
 

@@ -1,0 +1,84 @@
+package node
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/custos-cctv/custos/policy/audit"
+)
+
+// An access that cannot be audited does not happen: with its journal's
+// disk full a node refuses to serve; with space again it records and
+// serves, without a restart.
+func TestNoAccessWithoutAudit(t *testing.T) {
+	checkLeaks(t)
+	a := prepare(t, "a")
+	adir := filepath.Join(a.dir, "audit")
+	if err := os.MkdirAll(adir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", adir, "tmpfs", 0, "size=1m,mode=0700"); err != nil {
+		t.Skipf("cannot mount a tmpfs to fill (needs root or CAP_SYS_ADMIN): %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(adir, 0) })
+	n := start(t, "a", a)
+	if err := n.auditReady("node:desk", "live-view", "praha-1/door"); err != nil {
+		t.Fatalf("a healthy journal: %v", err)
+	}
+	// Fill the journal's file system, and fail one append on it.
+	var fillers []string
+	buf := make([]byte, 4096)
+	for i := 0; ; i++ {
+		p := filepath.Join(adir, "filler-"+strconv.Itoa(i))
+		f, err := os.Create(p)
+		if err != nil {
+			break
+		}
+		fillers = append(fillers, p)
+		var werr error
+		for werr == nil {
+			_, werr = f.Write(buf)
+		}
+		f.Close()
+		if !errors.Is(werr, syscall.ENOSPC) || i > 64 {
+			break
+		}
+	}
+	n.auditEvent(audit.Event{Actor: "test", Action: "fill", Object: "x"})
+	if n.audit.Failure() == nil {
+		t.Fatal("the journal does not know it is failing on a full disk")
+	}
+	if st, _ := n.Status(); st.AuditFailure == "" {
+		t.Error("the node's status does not show the failing journal")
+	}
+	err := n.auditReady("node:desk", "live-view", "praha-1/door")
+	var re *rpcError
+	if !errors.As(err, &re) || re.Code != rpcUnavailable {
+		t.Fatalf("access with a failing journal: %v", err)
+	}
+	for _, p := range fillers {
+		os.Remove(p)
+	}
+	if err := n.auditReady("node:desk", "live-view", "praha-1/door"); err != nil {
+		t.Fatalf("access once the disk has space again: %v", err)
+	}
+	if n.audit.Failure() != nil {
+		t.Fatal("the journal still fails with space again")
+	}
+	es, err := n.Audit(time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, e := range es {
+		found = found || e.Action == "audit-check"
+	}
+	if !found {
+		t.Error("the journal's recovery is not recorded")
+	}
+}
