@@ -49,7 +49,7 @@ const capacitySource = "synthetic:?scale=4"
 //
 // CUSTOS_CAPACITY_SECONDS sets the window (default 20) and
 // CUSTOS_CAPACITY_CAMERAS the camera counts (default 25,50,100,150,200).
-// The target is at least 100 cameras.
+// The target is at least 100 cameras per store.
 func BenchmarkStoreCapacity(b *testing.B) {
 	window := 20 * time.Second
 	if v := os.Getenv("CUSTOS_CAPACITY_SECONDS"); v != "" {

@@ -28,7 +28,7 @@ import (
 const kill9ChildEnv = "MEDIA_KILL9_CHILD_DIR"
 
 // kill9Source is the child's camera: the clip paced in real time at four
-// times its bitrate (about 4 Mbit/s, the camera), so that a
+// times its bitrate (about 4 Mbit/s, a typical IP camera), so that a
 // segment is about 2 MB and its write takes long enough to be hit.
 const kill9Source = "synthetic:?scale=4"
 

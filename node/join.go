@@ -389,6 +389,11 @@ func PrepareJoin(ctx context.Context, cfg Config, t *Token) (ApplyResult, error)
 	if t.signer == "" {
 		return ApplyResult{}, errors.New("node: the token was not checked (use DecodeToken)")
 	}
+	// The token is spent once the join commits: check first that the node
+	// can run where it says it will.
+	if err := checkListen(cfg.Listen, t.Role == string(policy.RoleDatacenter)); err != nil {
+		return ApplyResult{}, err
+	}
 	priv, _, err := keys.LoadOrCreateNodeKey(KeyPath(cfg.Dir))
 	if err != nil {
 		return ApplyResult{}, fmt.Errorf("node: %w", err)
@@ -795,4 +800,23 @@ func (n *Node) refuseJoin(ji *joinInfo, why error) {
 			}
 		}
 	})
+}
+
+// checkListen binds, and lets go, what the node will listen on: its
+// WireGuard UDP port on every address (as the mesh does), and a
+// datacenter's join port on TCP.
+func checkListen(listen netip.AddrPort, datacenter bool) error {
+	u, err := net.ListenUDP("udp", &net.UDPAddr{Port: int(listen.Port())})
+	if err != nil {
+		return fmt.Errorf("node: cannot listen on UDP port %d (in use, or not permitted): %w; the token is not spent", listen.Port(), err)
+	}
+	u.Close()
+	if datacenter {
+		l, err := net.Listen("tcp", listen.String())
+		if err != nil {
+			return fmt.Errorf("node: cannot take joins on TCP %s (in use, or not this host's address): %w; the token is not spent", listen, err)
+		}
+		l.Close()
+	}
+	return nil
 }

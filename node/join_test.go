@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"net"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -109,6 +110,16 @@ func TestInviteJoinRevoke(t *testing.T) {
 	// receives the policy, and dc-a's leader adds it as a non-voter.
 	stDir := filepath.Join(tmp, "store-praha-1")
 	stCfg := Config{Dir: stDir, Name: "store-praha-1", Listen: listen(), Logf: func(f string, a ...any) { t.Logf("store: "+f, a...) }}
+	// A port the node could not run on fails the join before the token is
+	// spent: the same token then joins.
+	busy, err := net.ListenUDP("udp", &net.UDPAddr{Port: int(stCfg.Listen.Port())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := PrepareJoin(ctx, stCfg, tok); err == nil || !strings.Contains(err.Error(), "the token is not spent") {
+		t.Fatalf("join on a busy port: %v", err)
+	}
+	busy.Close()
 	res, err := PrepareJoin(ctx, stCfg, tok)
 	if err != nil || !res.Applied {
 		t.Fatalf("join: %+v %v", res, err)

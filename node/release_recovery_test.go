@@ -432,7 +432,7 @@ func (x *relFed) sharesOnDisk(rec *keys.EpochRecord) []string {
 }
 
 // checkStoreOffline: with the store gone (stolen, burnt), an approved
-// request is exported from the datacenters' replicas (issue 6 item 3).
+// request is exported from the datacenters' replicas.
 func (x *relFed) checkStoreOffline() {
 	t := x.t
 	var segs []store.SegmentMeta

@@ -1,6 +1,6 @@
 package node
 
-// The store's side of a release (issue 5 item 3): it serves the epoch
+// The store's side of a release: it serves the epoch
 // records and the encrypted segments of an approved request's scope to the
 // node that holds the request's one-time key, and nothing else to anyone.
 // Every request is checked before a byte of media is touched: the caller is

@@ -1,6 +1,6 @@
 package main
 
-// Footage requests and exports (issue 5): request, requests, approve, deny,
+// Footage requests and exports: request, requests, approve, deny,
 // export, verify-export. The logic is in policy (what is allowed), keys
 // (the crypto) and node (release and export); this file parses, signs and
 // prints.

@@ -2,6 +2,7 @@ package source
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/base64"
 	"fmt"
 	"net"
@@ -39,6 +40,9 @@ type testCamera struct {
 	// drop: on the first connection, skip packet k of the n packets that
 	// carry the frame-th frame sent.
 	drop func(frame, k, n int) bool
+	// endlessFU: on the first connection, after this many frames, send
+	// only middle FU-A fragments of one frame that never ends. 0 = never.
+	endlessFU int
 
 	conns      atomic.Int32
 	badAuth    atomic.Int32 // requests with a wrong Authorization
@@ -184,6 +188,17 @@ func (c *testCamera) stream(write func([]byte) error, conn int, stop, done <-cha
 		}
 		if conn == 1 && c.silentAfter > 0 && i >= c.silentAfter {
 			continue // hung: connection open, nothing sent
+		}
+		if conn == 1 && c.endlessFU > 0 && i >= c.endlessFU {
+			// FU indicator (type 28) and a header with neither start nor
+			// end: a fragment of a frame whose end never comes.
+			pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: uint16(i), Timestamp: 1 << 20, SSRC: 0x1234},
+				Payload: append([]byte{0x7c, 0x05}, bytes.Repeat([]byte{0xaa}, 1000)...)}
+			b, _ := pkt.Marshal()
+			if write(append([]byte{'$', 0, byte(len(b) >> 8), byte(len(b))}, b...)) != nil {
+				return
+			}
+			continue
 		}
 		pkts := p.Packetize(h264.JoinNALs(c.fx.aus[i%len(c.fx.aus)]...), 3600)
 		for k, pkt := range pkts {

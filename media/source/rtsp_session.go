@@ -316,6 +316,11 @@ func (c *rtspConn) play(ctx context.Context, tr track, rtpCh byte, emit func(h26
 	dp := newDepacketizer(tr.sps, tr.pps)
 	wall := rtpClock{rate: tr.clockRate}
 	timeout := c.src.opt.ReadTimeout
+	// Packets that never make a whole frame (a fragment that never ends, a
+	// stream of damage) would show as "playing, 0 fps" forever: after
+	// three read timeouts without a frame it is an error, and a reconnect.
+	noFrame := 3 * timeout
+	lastFrame := c.src.opt.clock.Now()
 	var pkt rtp.Packet
 	for {
 		if err := c.readDeadline(ctx, timeout); err != nil {
@@ -344,12 +349,17 @@ func (c *rtspConn) play(ctx context.Context, tr track, rtpCh byte, emit func(h26
 		if ch != rtpCh || pkt.Unmarshal(payload) != nil || pkt.PayloadType != tr.payloadType {
 			continue // RTCP, another track, or garbage (the sequence gap shows as loss)
 		}
+		now := c.src.opt.clock.Now()
 		for _, au := range dp.push(&pkt) {
-			f := h264.Frame{Time: wall.at(au.ts, c.src.opt.clock.Now()), Key: au.key, Data: au.data}
+			f := h264.Frame{Time: wall.at(au.ts, now), Key: au.key, Data: au.data}
 			if err := emit(f); err != nil {
 				return errEmit{err}
 			}
 			c.src.stats.frame(len(f.Data))
+			lastFrame = now
+		}
+		if now.Sub(lastFrame) > noFrame {
+			return fmt.Errorf("rtsp: packets arrive but no whole frame for %v (a fragment that never ends, or only damaged frames): %w", noFrame, ErrTimeout)
 		}
 	}
 }

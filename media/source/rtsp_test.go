@@ -181,6 +181,26 @@ func TestRTSPSilentCameraReconnects(t *testing.T) {
 	checkStream(t, fx, frames[30:], [2]int{})
 }
 
+// A camera that keeps sending fragments of a frame that never ends is not
+// "playing, 0 fps": it is an error, and the source reconnects.
+func TestRTSPEndlessFragmentIsAnError(t *testing.T) {
+	fx := loadFixture(t)
+	cam := &testCamera{t: t, fx: fx, endlessFU: 30, frameEvery: 10 * time.Millisecond}
+	src, err := Open(cam.url("", ""), Options{
+		ReadTimeout: 300 * time.Millisecond,
+		Backoff:     Backoff{Initial: 50 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &collector{}
+	run(t, src, c)
+	waitFor(t, 20*time.Second, "a reconnect after the endless fragment", func() bool { return cam.conns.Load() >= 2 && c.len() > 30 })
+	if st := src.Stats(); st.Reconnects < 1 || !strings.Contains(st.LastError, "no whole frame") {
+		t.Errorf("Stats = %+v, want a reconnect naming frames that never complete", st)
+	}
+}
+
 func TestRTSPLossDropsUntilKeyframe(t *testing.T) {
 	fx := loadFixture(t)
 	for _, tc := range []struct {
