@@ -352,13 +352,13 @@ func tsPackets(b []byte) int {
 	return n
 }
 
-// demoRelease: alice, at her admin node, asks for a minute of
-// praha-1/entrance; one approval is not enough; bob's and carol's release
-// the keys to her node only; the export holds exactly the minute, its
+// demoRelease: bob and carol become approvers and alice seals the
+// federation (demoGovernance); alice, at her admin node, asks for a minute
+// of praha-1/entrance; one approval is not enough; with bob's and carol's
+// the custodians answer for each approved segment, to her node only; the export holds exactly the minute, its
 // manifest verifies, and ffprobe counts its frames.
 func demoRelease(ctx context.Context, w io.Writer, dir string, nodes map[string]*Node, alice *keys.AdminKey, submit func(*policy.Command) error) error {
 	say := func(f string, a ...any) { fmt.Fprintf(w, f+"\n", a...) }
-	say("\n== Key release: alice asks for a minute of praha-1/entrance; bob and carol must approve")
 	approvers := map[string]*keys.AdminKey{}
 	for _, name := range []string{"bob", "carol"} {
 		k, err := keys.NewAdminKey(name, time.Now().Add(-time.Minute))
@@ -374,6 +374,7 @@ func demoRelease(ctx context.Context, w io.Writer, dir string, nodes map[string]
 	if err := demoGovernance(ctx, w, nodes["admin-alice"], filepath.Join(dir, "admin-alice"), alice, approvers, submit); err != nil {
 		return err
 	}
+	say("\n== Key release: alice asks for a minute of praha-1/entrance; bob and carol must approve")
 	const cam = "praha-1/entrance"
 	store := nodes["store-praha-1"]
 	segs, err := store.rec.st.Segments(cam, time.Time{}, time.Now().Add(time.Hour))
@@ -436,7 +437,7 @@ func demoRelease(ctx context.Context, w io.Writer, dir string, nodes map[string]
 		return fmt.Errorf("export: %+v %v", r, err)
 	}
 	m := r.Manifest
-	say("   carol approved: dc-a and dc-b each released a share per epoch to admin-alice only; keys usable %v after the approval committed",
+	say("   carol approved: dc-a and dc-b each answered for every approved segment, to admin-alice only; keys usable %v after the approval committed",
 		(time.Since(approved) - r.Total + r.Release).Round(time.Millisecond))
 	say("   export %s: %d frames, %.1f MB, from %d segments, in %v; release keys held now: %d",
 		out, m.Output.Frames, float64(m.Output.Bytes)/1e6, len(m.Segments), r.Total.Round(time.Millisecond), desk.heldReleaseKeys())

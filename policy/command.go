@@ -227,7 +227,7 @@ func (s *State) Apply(env Envelope) (*Command, error) {
 		return refuse("%v", err)
 	}
 	if s.Sealed() && s.IsGovernance(c) {
-		return refuse("%v: the federation is sealed, so %s of this kind takes %d approvals of approvers other than you; propose it (custos ... --propose) and have them approve it",
+		return refuse("%v: the federation is sealed, so %s of this kind takes %d approvals of approvers other than you: submit it as a proposal (the custos CLI does) for them to approve (custos approve ID)",
 			ErrNeedsQuorum, c.Kind, s.ApprovalThreshold())
 	}
 	mutate, err := s.plan(c)
