@@ -2,6 +2,7 @@ package node
 
 import (
 	"sync"
+	"time"
 
 	"github.com/custos-cctv/custos/policy/audit"
 )
@@ -19,9 +20,13 @@ type auditQueue struct {
 	mu      sync.Mutex
 	cond    *sync.Cond    // signalled when written moves or the queue closes
 	pending []audit.Event // guarded by mu
-	queued  uint64        // guarded by mu: events ever enqueued
-	written uint64        // guarded by mu: events ever taken by a batch
-	closed  bool          // guarded by mu
+	// retry holds a batch the journal refused (a full disk): it goes first
+	// in the next write, tried again every retryEvery, so a moment without
+	// space leaves no hole once space returns. Guarded by mu; bounded.
+	retry   []audit.Event
+	queued  uint64 // guarded by mu: events ever enqueued
+	written uint64 // guarded by mu: events ever taken by a batch
+	closed  bool   // guarded by mu
 	wake    chan struct{}
 	done    chan struct{}
 }
@@ -74,36 +79,83 @@ func (q *auditQueue) close() {
 	<-q.done
 }
 
+const (
+	// retryEvery is how often a refused batch is tried again.
+	retryEvery = time.Second
+	// maxRetry bounds the events kept for a retry; beyond it the oldest
+	// are dropped, and said so.
+	maxRetry = 100_000
+)
+
 func (q *auditQueue) loop() {
 	defer close(q.done)
-	for range q.wake {
+	t := time.NewTicker(retryEvery)
+	defer t.Stop()
+	for {
+		select {
+		case _, open := <-q.wake:
+			if !open {
+				q.drain()
+				q.mu.Lock()
+				if n := len(q.retry); n > 0 {
+					q.logf("node: AUDIT FAILURE: %d events could not be journaled before the node stopped", n)
+				}
+				q.cond.Broadcast()
+				q.mu.Unlock()
+				return
+			}
+		case <-t.C:
+			q.mu.Lock()
+			idle := len(q.retry) == 0
+			q.mu.Unlock()
+			if idle {
+				continue
+			}
+		}
 		q.drain()
 	}
-	q.drain()
-	q.mu.Lock()
-	q.cond.Broadcast()
-	q.mu.Unlock()
 }
 
+// drain writes what is queued, after any batch waiting for a retry. A
+// refused batch stays for the next try; the events it took from pending
+// count as written (reported), so readers that flush never wait on a full
+// disk.
 func (q *auditQueue) drain() {
 	for {
 		q.mu.Lock()
-		batch := q.pending
-		q.pending = nil
+		fresh := q.pending
+		batch := append(q.retry, fresh...)
+		q.pending, q.retry = nil, nil
 		q.mu.Unlock()
 		if len(batch) == 0 {
 			return
 		}
-		q.write(batch)
+		ok := q.write(batch)
 		q.mu.Lock()
-		q.written += uint64(len(batch))
+		q.written += uint64(len(fresh))
+		if !ok {
+			if over := len(batch) - maxRetry; over > 0 {
+				q.logf("node: AUDIT FAILURE: %d events dropped: more than %d wait for the journal", over, maxRetry)
+				batch = batch[over:]
+			}
+			q.retry = append(batch, q.retry...)
+		}
 		q.cond.Broadcast()
 		q.mu.Unlock()
+		if !ok {
+			return // the ticker tries again
+		}
 	}
 }
 
-func (q *auditQueue) write(batch []audit.Event) {
-	if _, err := q.j.AppendBatch(batch); err != nil {
-		q.logf("node: AUDIT FAILURE: %v (%d events, first %s %s)", err, len(batch), batch[0].Action, batch[0].Object)
+// write appends batch and reports whether it is in the journal. A refused
+// write is undone by the journal (no entry written), so it can be retried;
+// entries written before a later step failed are in, and are not retried.
+func (q *auditQueue) write(batch []audit.Event) bool {
+	ents, err := q.j.AppendBatch(batch)
+	if err == nil {
+		return true
 	}
+	q.logf("node: AUDIT FAILURE: %v (%d events, first %s %s)", err, len(batch), batch[0].Action, batch[0].Object)
+	return len(ents) == len(batch)
 }
