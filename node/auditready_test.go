@@ -3,9 +3,6 @@ package node
 import (
 	"errors"
 	"os"
-	"path/filepath"
-	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,37 +15,13 @@ import (
 func TestNoAccessWithoutAudit(t *testing.T) {
 	checkLeaks(t)
 	a := prepare(t, "a")
-	adir := filepath.Join(a.dir, "audit")
-	if err := os.MkdirAll(adir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("tmpfs", adir, "tmpfs", 0, "size=1m,mode=0700"); err != nil {
-		t.Skipf("cannot mount a tmpfs to fill (needs root or CAP_SYS_ADMIN): %v", err)
-	}
-	t.Cleanup(func() { syscall.Unmount(adir, 0) })
+	adir := smallAuditFS(t, a.dir)
 	n := start(t, "a", a)
 	if err := n.auditReady("node:desk", "live-view", "praha-1/door"); err != nil {
 		t.Fatalf("a healthy journal: %v", err)
 	}
 	// Fill the journal's file system, and fail one append on it.
-	var fillers []string
-	buf := make([]byte, 4096)
-	for i := 0; ; i++ {
-		p := filepath.Join(adir, "filler-"+strconv.Itoa(i))
-		f, err := os.Create(p)
-		if err != nil {
-			break
-		}
-		fillers = append(fillers, p)
-		var werr error
-		for werr == nil {
-			_, werr = f.Write(buf)
-		}
-		f.Close()
-		if !errors.Is(werr, syscall.ENOSPC) || i > 64 {
-			break
-		}
-	}
+	fillers := fillUp(t, adir)
 	n.auditEvent(audit.Event{Actor: "test", Action: "fill", Object: "x"})
 	if n.audit.Failure() == nil {
 		t.Fatal("the journal does not know it is failing on a full disk")

@@ -99,19 +99,10 @@ func (f *reqFed) revoke(t testing.TB, kind, name string, at time.Time) {
 // the last approval must execute it.
 func (f *reqFed) govern(t testing.TB, proposer string, approvers []string, inner *Command, at time.Time) {
 	t.Helper()
-	inner.Signer, inner.Time = proposer, at
-	body, err := EncodeCommand(inner)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := cmd(KindPropose, at)
-	id := "p-" + p.ID
-	p.Proposal = &Proposal{ID: id, Body: body, Expires: at.Add(time.Hour)}
-	mustApply(t, f.s, f.users[proposer].sign(t, p))
+	env, id := f.proposal(t, proposer, inner, at)
+	mustApply(t, f.s, env)
 	for _, a := range approvers {
-		c := cmd(KindApproveProposal, at)
-		c.Approval = &Approval{Request: id, Digest: ProposalDigest(f.s.FederationID, f.s.Proposals[id])}
-		mustApply(t, f.s, f.users[a].sign(t, c))
+		mustApply(t, f.s, f.approveProposal(t, a, id, f.digest(id), at))
 	}
 	if f.s.Proposals[id].Executed.IsZero() {
 		t.Fatalf("proposal %s of %s did not execute after %v approved", id, inner.Kind, approvers)
