@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -95,6 +97,8 @@ type cluster struct {
 	mu      sync.Mutex
 	allowed map[netip.Addr]bool // guarded by mu
 	members []*member           // guarded by mu
+
+	hung atomic.Bool // a member's Close did not return: later ones get less time
 }
 
 type member struct {
@@ -195,19 +199,45 @@ func (m *member) config() consensus.Config {
 func (m *member) start() {
 	m.c.t.Helper()
 	m.fsm = &testFSM{}
-	n, err := consensus.Open(m.config())
+	var n *consensus.Node
+	var err error
+	if !within(m.c.t, hangTimeout, fmt.Sprintf("Open n%d", m.i), func() { n, err = consensus.Open(m.config()) }) {
+		m.c.t.FailNow()
+	}
 	if err != nil {
 		m.c.t.Fatalf("Open n%d: %v", m.i, err)
 	}
 	m.node = n
-	m.c.t.Cleanup(func() { n.Close() })
+	m.c.t.Cleanup(func() { m.c.close(m.i, n) })
 }
 
+// stop closes the member's node.
 func (m *member) stop() {
 	m.c.t.Helper()
-	if err := m.node.Close(); err != nil {
-		m.c.t.Errorf("Close n%d: %v", m.i, err)
+	if !m.c.close(m.i, m.node) {
+		m.c.t.FailNow()
 	}
+}
+
+// close closes member i's node n, failing the test if Close returns an
+// error or does not return: it reports false then. Once a Close has hung,
+// the next ones are given a few seconds only, so that the Cleanups of a
+// test that found a hang do not add one hangTimeout per member.
+func (c *cluster) close(i int, n *consensus.Node) bool {
+	c.t.Helper()
+	timeout := hangTimeout
+	if c.hung.Load() {
+		timeout = 5 * time.Second
+	}
+	var err error
+	if !within(c.t, timeout, fmt.Sprintf("Close n%d", i), func() { err = n.Close() }) {
+		c.hung.Store(true)
+		return false
+	}
+	if err != nil {
+		c.t.Errorf("Close n%d: %v", i, err)
+	}
+	return true
 }
 
 func (m *member) deniedCount(remote netip.Addr) int {
@@ -228,7 +258,11 @@ func (c *cluster) startVoters(n int) []*member {
 		ms = append(ms, m)
 		servers = append(servers, m.server())
 	}
-	if err := ms[0].node.Bootstrap(servers); err != nil {
+	var err error
+	if !within(c.t, hangTimeout, "Bootstrap", func() { err = ms[0].node.Bootstrap(servers) }) {
+		c.t.FailNow()
+	}
+	if err != nil {
 		c.t.Fatalf("Bootstrap: %v", err)
 	}
 	c.leader(ms, 10*time.Second)
@@ -292,6 +326,54 @@ func waitSame(t testing.TB, ms []*member, want int, timeout time.Duration) {
 	}
 }
 
+// hangTimeout bounds the waits of these tests that have no deadline of their
+// own: a call into a node that takes no context (Open, Bootstrap, Close),
+// or the end of a goroutine the test started. It is far beyond what the
+// slowest machine needs. It is there so that a hang fails the test that
+// hung, naming what it waited for and with every goroutine's stack,
+// instead of holding the package until go test's -timeout kills it.
+const hangTimeout = time.Minute
+
+// within runs f and waits at most timeout for it to return. When f does not,
+// within reports it, with every goroutine's stack, and returns false,
+// leaving f running. It fails the test with Errorf, as it may run in a
+// Cleanup; a caller on the test's goroutine follows with FailNow.
+func within(t testing.TB, timeout time.Duration, what string, f func()) bool {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+		return true
+	case <-time.After(timeout):
+		t.Errorf("%s did not return within %v: it hangs. Goroutines:\n%s", what, timeout, stacks())
+		return false
+	}
+}
+
+// await returns the value a goroutine of the test sends on ch, failing the
+// test if none comes within timeout plus hangTimeout. Call it on the test's
+// goroutine; timeout is the deadline the goroutine's own work has.
+func await[T any](t testing.TB, ch <-chan T, timeout time.Duration, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(timeout + hangTimeout):
+		t.Fatalf("%s: no result within %v although its deadline was %v: it hangs. Goroutines:\n%s", what, timeout+hangTimeout, timeout, stacks())
+		panic("unreachable")
+	}
+}
+
+// stacks is every goroutine's stack, cut at 4 MB.
+func stacks() string {
+	buf := make([]byte, 4<<20)
+	return string(buf[:runtime.Stack(buf, true)])
+}
+
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -309,13 +391,26 @@ func ctx(t testing.TB, d time.Duration) context.Context {
 	return ctx
 }
 
+// submit submits cmd on m and fails the test unless it commits. Call it on
+// the test's goroutine; other goroutines call trySubmit.
 func submit(t testing.TB, m *member, cmd string) {
 	t.Helper()
-	res, err := m.node.Submit(ctx(t, 15*time.Second), []byte(cmd))
+	if err := trySubmit(m, cmd); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// trySubmit submits cmd on m and reports whether it committed with the
+// result testFSM gives.
+func trySubmit(m *member, cmd string) error {
+	c, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	res, err := m.node.Submit(c, []byte(cmd))
 	if err != nil {
-		t.Fatalf("Submit %q on n%d: %v", cmd, m.i, err)
+		return fmt.Errorf("Submit %q on n%d: %w", cmd, m.i, err)
 	}
 	if got, want := string(res), "ok "+cmd; got != want {
-		t.Fatalf("Submit %q on n%d = %q, want %q", cmd, m.i, got, want)
+		return fmt.Errorf("Submit %q on n%d = %q, want %q", cmd, m.i, got, want)
 	}
+	return nil
 }

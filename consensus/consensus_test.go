@@ -1,6 +1,7 @@
 package consensus_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -37,17 +38,30 @@ func TestSubmitForwardedAppliesEverywhereInOrder(t *testing.T) {
 	}
 
 	var wg sync.WaitGroup
-	for _, job := range []struct {
+	jobs := []struct {
 		m *member
 		n int
-	}{{nv1, 25}, {nv2, 25}, {follower, 10}, {l, 10}} {
+	}{{nv1, 25}, {nv2, 25}, {follower, 10}, {l, 10}}
+	for _, job := range jobs {
 		wg.Go(func() {
 			for k := range job.n {
-				submit(t, job.m, fmt.Sprintf("n%d-cmd%d", job.m.i, k))
+				if err := trySubmit(job.m, fmt.Sprintf("n%d-cmd%d", job.m.i, k)); err != nil {
+					t.Error(err)
+					return
+				}
 			}
 		})
 	}
-	wg.Wait()
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	// Each Submit has 15 s; a job gives up at its first failure.
+	await(t, done, 25*15*time.Second, "the submitting goroutines")
+	if t.Failed() {
+		t.FailNow()
+	}
 	waitSame(t, all, 70, 10*time.Second)
 
 	st := nv1.node.Status()
@@ -147,13 +161,14 @@ func TestLeaderFailover(t *testing.T) {
 		at  time.Duration
 	}
 	done := make(chan result, 1)
+	during := ctx(t, 20*time.Second)
 	go func() {
-		_, err := nv.node.Submit(ctx(t, 20*time.Second), []byte("during"))
+		_, err := nv.node.Submit(during, []byte("during"))
 		done <- result{err, time.Since(start)}
 	}()
 	l := c.leader(rest, 15*time.Second)
 	elected := time.Since(start)
-	r := <-done
+	r := await(t, done, 20*time.Second, "Submit during the failover")
 	if r.err != nil {
 		t.Fatalf("Submit during failover: %v", r.err)
 	}
@@ -220,14 +235,18 @@ func TestSyncAcrossLeaderLoss(t *testing.T) {
 		}
 	}
 	c.net.Silence(old.addr.Addr())
+	// Registered after the members' Close, so it runs before them even
+	// when the test fails before it unsilences.
+	t.Cleanup(func() { c.net.Unsilence(old.addr.Addr()) })
 	done := make(chan error, 1)
-	go func() { done <- old.node.Sync(ctx(t, 60*time.Second)) }()
+	syncCtx := ctx(t, 60*time.Second)
+	go func() { done <- old.node.Sync(syncCtx) }()
 	c.leader(rest, 20*time.Second)
 	// The old leader's barrier has failed by now or soon will (it cannot
 	// reach a quorum); let it hear the new leader.
 	time.Sleep(2 * time.Second)
 	c.net.Unsilence(old.addr.Addr())
-	if err := <-done; err != nil {
+	if err := await(t, done, 60*time.Second, "Sync on the old leader"); err != nil {
 		t.Fatalf("Sync on a leader that lost its leadership: %v", err)
 	}
 }
@@ -371,7 +390,11 @@ func TestRestartRecoversAndCatchesUp(t *testing.T) {
 
 // consensus imports nothing of the project.
 func TestDeps(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", "github.com/custos-cctv/custos/consensus", "github.com/custos-cctv/custos/consensus/consensustest").CombinedOutput()
+	// Bounded: go list may wait on the module cache's locks while the
+	// rest of the repository's packages build.
+	c, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(c, "go", "list", "-deps", "github.com/custos-cctv/custos/consensus", "github.com/custos-cctv/custos/consensus/consensustest").CombinedOutput()
 	if err != nil {
 		t.Skipf("go list: %v\n%s", err, out)
 	}

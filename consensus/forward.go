@@ -61,6 +61,10 @@ func (n *Node) forward(ctx context.Context, addr string, kind frameKind, payload
 		}
 	}()
 	conn := c
+	// The deadline is set before the watchers below start: set after, it
+	// would undo a watcher that had already cut it.
+	dl := deadline(ctx)
+	c.SetDeadline(dl)
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
 	defer stop()
 	// A leader that dies silently (its host gone, packets blackholed)
@@ -76,8 +80,6 @@ func (n *Node) forward(ctx context.Context, addr string, kind frameKind, payload
 	}()
 	unwatch := func() { wcancel(); <-watching }
 	defer unwatch()
-	dl := deadline(ctx)
-	c.SetDeadline(dl)
 	wait := max(time.Until(dl)-responseMargin, time.Millisecond)
 	if err := writeFrame(c, requestFrame(kind, wait, payload)); err != nil {
 		return nil, &retryError{fmt.Errorf("send to leader %s: %w", addr, err)}

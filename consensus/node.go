@@ -42,6 +42,7 @@ type Node struct {
 	cfg    Config
 	raft   *raft.Raft
 	stream *streamLayer
+	trans  *raft.NetworkTransport
 	log    *wal.WAL
 	meta   *metadb.BoltMetaDB // raft-wal's index; WAL.Close leaves it open
 	fsm    *fsm
@@ -98,9 +99,21 @@ func Open(cfg Config) (*Node, error) {
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  n.stream,
 		MaxPool: 3,
-		Timeout: cfg.IOTimeout,
-		Logger:  logger.Named("net"),
+		// 1 turns off raft's pipelined replication, which can deadlock
+		// (hashicorp/raft 1.8.0, the default of 2 RPCs in flight): when a
+		// follower's answer ends pipelineDecode (a refused append, a
+		// newer term, a broken or timed-out conn) while another request
+		// is in flight, the transport's decoder waits forever to hand
+		// that answer to the gone pipelineDecode, and pipelineReplicate,
+		// sending one more, waits forever for the decoder. That follower
+		// then gets heartbeats but never another entry, and Shutdown,
+		// which waits for pipelineReplicate, never returns. Raft's own
+		// measurements find pipelining of little use with batching.
+		MaxRPCsInFlight: 1,
+		Timeout:         cfg.IOTimeout,
+		Logger:          logger.Named("net"),
 	})
+	n.trans = trans
 	undo = func() { trans.Close(); n.closeLog() }
 
 	rc := raft.DefaultConfig()
@@ -204,7 +217,11 @@ func (n *Node) changeMembers(ctx context.Context, op string, change func(time.Du
 	if err := n.leaderOnly(); err != nil {
 		return fmt.Errorf("%w: %s", err, op)
 	}
-	if err := wait(ctx, change(time.Until(deadline(ctx)))); err != nil {
+	left, err := timeLeft(ctx)
+	if err != nil {
+		return fmt.Errorf("consensus: %s: %w", op, err)
+	}
+	if err := wait(ctx, change(left)); err != nil {
 		return fmt.Errorf("consensus: %s: %w", op, n.raftErr(err))
 	}
 	return nil
@@ -220,7 +237,11 @@ func (n *Node) Barrier(ctx context.Context) error {
 	if err := n.leaderOnly(); err != nil {
 		return fmt.Errorf("%w: barrier", err)
 	}
-	if err := wait(ctx, n.raft.Barrier(time.Until(deadline(ctx)))); err != nil {
+	left, err := timeLeft(ctx)
+	if err != nil {
+		return fmt.Errorf("consensus: barrier: %w", err)
+	}
+	if err := wait(ctx, n.raft.Barrier(left)); err != nil {
 		return fmt.Errorf("consensus: barrier: %w", n.raftErr(err))
 	}
 	return nil
@@ -233,7 +254,10 @@ func (n *Node) Barrier(ctx context.Context) error {
 func (n *Node) VerifyLeader(ctx context.Context) error {
 	ctx, cancel := n.withTimeout(ctx)
 	defer cancel()
-	if err := wait(ctx, n.raft.VerifyLeader()); err != nil {
+	// VerifyLeader has no timeout: it waits until raft's main loop takes
+	// the request. Handed over in wait's goroutine, it cannot hold the
+	// caller past ctx.
+	if err := waitStart(ctx, n.raft.VerifyLeader); err != nil {
 		return fmt.Errorf("consensus: verify leader: %w", n.raftErr(err))
 	}
 	return nil
@@ -279,7 +303,20 @@ func (n *Node) LeaderCh() <-chan bool { return n.raft.LeaderCh() }
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		n.cancel()
-		err := n.raft.Shutdown().Error() // closes the transport and the stream layer
+		shut := n.raft.Shutdown()
+		// Every conn is closed before raft's goroutines are waited for:
+		// some read a conn with no deadline of their own. A follower's
+		// main loop reads an InstallSnapshot stream (all the bytes its
+		// header announces, even when it refuses the snapshot) with
+		// none, so a peer that stalls in the middle, gone silent or
+		// never sending the rest, would hold Shutdown, and Close,
+		// forever. Closing the conns also ends at once the RPCs in
+		// flight to a peer that is gone, instead of after IOTimeout.
+		n.stream.shutdown()
+		err := shut.Error() // raft's goroutines are done; closes the transport
+		// Raft that shut itself down (ShutdownOnRemove) left the transport
+		// open, and shut.Error did not close it: close it here.
+		n.trans.Close()
 		n.stream.Close()
 		n.pool.close()
 		n.closeErr = errors.Join(err, n.closeLog())
@@ -337,10 +374,31 @@ func deadline(ctx context.Context) time.Time {
 	return d
 }
 
+// timeLeft is what remains of ctx, as the timeout for raft's Apply, Barrier
+// and membership changes. Those read a timeout of 0 or less as none at all
+// (they wait as long as raft's main loop does not take the request), so
+// a ctx that has no time left gets its error instead.
+func timeLeft(ctx context.Context) (time.Duration, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	left := time.Until(deadline(ctx))
+	if left <= 0 {
+		return 0, context.DeadlineExceeded
+	}
+	return left, nil
+}
+
 // wait waits for f, or for ctx.
 func wait(ctx context.Context, f raft.Future) error {
+	return waitStart(ctx, func() raft.Future { return f })
+}
+
+// waitStart calls start, which may block until raft takes a request, and
+// waits for the future it returns; or for ctx, whichever ends first.
+func waitStart(ctx context.Context, start func() raft.Future) error {
 	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
+	go func() { done <- start().Error() }()
 	select {
 	case err := <-done:
 		return err

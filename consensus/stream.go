@@ -32,9 +32,14 @@ type streamLayer struct {
 	forward   func(net.Conn) // serves a forwarding conn until it ends
 
 	raftConns chan net.Conn
-	done      chan struct{}
-	closeOnce sync.Once
-	wg        sync.WaitGroup // the accept loop and each accepted conn's demux
+	done      chan struct{} // closed by shutdown
+	closeOnce sync.Once     // shutdown's
+	// acceptDone ends Accept. Close closes it, when raft's transport
+	// closes, and shutdown does not: an Accept that failed before then
+	// would have the transport log the error in a loop until then.
+	acceptDone chan struct{}
+	acceptOnce sync.Once
+	wg         sync.WaitGroup // the accept loop and each accepted conn's demux
 
 	mu     sync.Mutex
 	conns  map[*trackedConn]struct{} // guarded by mu
@@ -49,17 +54,18 @@ func newStreamLayer(ctx context.Context, cfg Config, forward func(net.Conn)) (*s
 		return nil, fmt.Errorf("consensus: listen on port %d: %w", cfg.Addr.Port(), err)
 	}
 	s := &streamLayer{
-		ctx:       ctx,
-		network:   cfg.Network,
-		admit:     cfg.Admit,
-		addr:      cfg.Addr,
-		ln:        ln,
-		ioTimeout: cfg.IOTimeout,
-		logf:      cfg.Logf,
-		forward:   forward,
-		raftConns: make(chan net.Conn),
-		done:      make(chan struct{}),
-		conns:     make(map[*trackedConn]struct{}),
+		ctx:        ctx,
+		network:    cfg.Network,
+		admit:      cfg.Admit,
+		addr:       cfg.Addr,
+		ln:         ln,
+		ioTimeout:  cfg.IOTimeout,
+		logf:       cfg.Logf,
+		forward:    forward,
+		raftConns:  make(chan net.Conn),
+		done:       make(chan struct{}),
+		acceptDone: make(chan struct{}),
+		conns:      make(map[*trackedConn]struct{}),
 	}
 	s.wg.Add(1)
 	go s.acceptLoop()
@@ -72,7 +78,7 @@ func (s *streamLayer) Accept() (net.Conn, error) {
 	select {
 	case c := <-s.raftConns:
 		return c, nil
-	case <-s.done:
+	case <-s.acceptDone:
 		return nil, net.ErrClosed
 	}
 }
@@ -108,6 +114,13 @@ func (s *streamLayer) dial(ctx context.Context, address string, proto byte) (net
 	if tc == nil {
 		c.Close()
 		return nil, fmt.Errorf("%w: dial %s", ErrClosed, ap)
+	}
+	// Asked again now that the conn is tracked: a Readmit that ran
+	// since the first answer did not see this conn, and would leave a
+	// peer revoked meanwhile with it.
+	if err := s.admit(ap.Addr().Unmap()); err != nil {
+		tc.Close()
+		return nil, fmt.Errorf("%w: dial %s: %v", ErrNotAdmitted, ap, err)
 	}
 	tc.SetWriteDeadline(time.Now().Add(s.ioTimeout))
 	if _, err := tc.Write([]byte{proto}); err != nil {
@@ -150,6 +163,12 @@ func (s *streamLayer) acceptLoop() {
 		if tc == nil {
 			c.Close()
 			return
+		}
+		// Asked again once tracked, as in dial.
+		if err := s.admit(remote); err != nil {
+			s.logf("consensus: refused connection from %v: %v", c.RemoteAddr(), err)
+			tc.Close()
+			continue
 		}
 		s.wg.Add(1)
 		go s.demux(tc)
@@ -201,9 +220,17 @@ func remoteAddr(c net.Conn) (netip.Addr, error) {
 	return ap.Addr().Unmap(), nil
 }
 
-// Close stops accepting, closes every conn and waits for the goroutines
-// serving them. It implements net.Listener.
+// Close shuts the layer down and ends Accept. It implements net.Listener:
+// raft's transport calls it when it closes.
 func (s *streamLayer) Close() error {
+	s.shutdown()
+	s.acceptOnce.Do(func() { close(s.acceptDone) })
+	return nil
+}
+
+// shutdown stops accepting, closes every conn and waits for the goroutines
+// serving them. Accept goes on waiting, until Close.
+func (s *streamLayer) shutdown() {
 	s.closeOnce.Do(func() {
 		close(s.done)
 		s.ln.Close()
@@ -219,7 +246,6 @@ func (s *streamLayer) Close() error {
 		}
 		s.wg.Wait()
 	})
-	return nil
 }
 
 func (s *streamLayer) isClosed() bool {

@@ -137,7 +137,12 @@ func (n *Node) applyLocal(ctx context.Context, cmd []byte) ([]byte, error) {
 			return nil, &rejectedError{text: err.Error(), cause: err}
 		}
 	}
-	f := n.raft.Apply(cmd, time.Until(deadline(ctx)))
+	left, err := timeLeft(ctx)
+	if err != nil {
+		// Nothing was handed to raft.
+		return nil, &retryError{fmt.Errorf("no time left to commit: %w", err)}
+	}
+	f := n.raft.Apply(cmd, left)
 	if err := wait(ctx, f); err != nil {
 		return nil, n.commitErr(ctx, err)
 	}
@@ -157,7 +162,11 @@ func (n *Node) applyLocal(ctx context.Context, cmd []byte) ([]byte, error) {
 // readIndexLocal commits a barrier on this node, which must lead, and
 // returns the index of the last command it has applied.
 func (n *Node) readIndexLocal(ctx context.Context) ([]byte, error) {
-	if err := wait(ctx, n.raft.Barrier(time.Until(deadline(ctx)))); err != nil {
+	left, err := timeLeft(ctx)
+	if err != nil {
+		return nil, &retryError{fmt.Errorf("no time left to commit a barrier: %w", err)}
+	}
+	if err := wait(ctx, n.raft.Barrier(left)); err != nil {
 		return nil, n.commitErr(ctx, err)
 	}
 	return indexBody(n.fsm.applied.Load()), nil
