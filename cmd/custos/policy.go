@@ -12,6 +12,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/node"
@@ -259,9 +260,22 @@ func listPolicy[V any](ctx context.Context, name string, args []string, stdout i
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, header)
 	for _, v := range values {
-		fmt.Fprintln(tw, row(st, v))
+		fmt.Fprintln(tw, printable(row(st, v)))
 	}
 	return tw.Flush()
+}
+
+// printable keeps a row of policy text from acting on the terminal: the
+// policy refuses control characters in new text, but state written by an
+// older build, or by a hostile admin's own build, may hold them. Column
+// tabs stay; every other control or format character shows as '?'.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r != '\t' && (unicode.IsControl(r) || unicode.Is(unicode.Cf, r)) {
+			return '?'
+		}
+		return r
+	}, strings.ToValidUTF8(s, "?"))
 }
 
 func runMembers(ctx context.Context, args []string, stdout io.Writer) error {

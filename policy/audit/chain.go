@@ -15,6 +15,10 @@ type walker struct {
 	prefix   bool   // reading entries the checkpoint covers (an interrupted prune)
 	accepted int    // entries that passed every check
 	lastPrev Digest // Prev of the last accepted entry
+	// headOnChain: an accepted entry is the one the head file records (a
+	// head behind the journal is then a batch whose head update a crash
+	// cut off).
+	headOnChain bool
 
 	// A gap looks like deletion until a missing entry turns up further
 	// down; then it was reordering.
@@ -75,6 +79,9 @@ func (w *walker) line(num int, end int64, raw []byte, err error) {
 		return
 	}
 	w.expect, w.prev, w.lastPrev = e.Seq+1, e.Hash, e.Prev
+	if h := s.head; h != nil && h.Seq == e.Seq && h.Hash == e.Hash || h != nil && h.Seq == 0 && h.Hash.IsZero() && e.Seq == 1 {
+		w.headOnChain = true
+	}
 	w.accepted++
 	s.LastSeq, s.LastHash = e.Seq, e.Hash
 	if w.prefix && e.Seq == w.cp.Seq {
@@ -178,7 +185,15 @@ func (w *walker) checkHead() {
 		w.fail(FaultTruncated, last+1, 0, "%s missing at the end: the head file records entry %d, but %s (tail deleted)",
 			span(last+1, h.Seq), h.Seq, w.ending())
 	case h.Seq+1 == last && w.accepted > 0 && h.Hash == w.lastPrev:
+		w.s.headBehind = true
 		w.note("the head file is one entry behind the journal (entry %d): a crash came between writing the entry and updating the head; opening the journal repairs this", last)
+	case h.Seq < last && w.headOnChain:
+		// One batch (AppendBatch: one write, then the head) whose head
+		// update a crash cut off: every entry after the head chains on
+		// from it, so nothing is guessed.
+		w.s.headBehind = true
+		w.note("the head file is %d entries behind the journal (entry %d, journal %d), all chaining on from it: a crash came between writing a batch and updating the head; opening the journal repairs this",
+			last-h.Seq, h.Seq, last)
 	default:
 		w.fail(FaultHead, h.Seq+1, 0, "the head file records entry %d, but %s: the head file was replaced", h.Seq, w.ending())
 	}

@@ -82,8 +82,9 @@
 //
 // Open repairs exactly the states a crash can leave, and says so in
 // Recovered: an unterminated last line (an append whose fsync never
-// returned, so nobody was told it was recorded) is cut off; a head one entry
-// behind the journal (a crash between the two fsyncs) is moved forward; a
+// returned, so nobody was told it was recorded) is cut off; a head behind
+// the journal whose later entries all chain on from it (a crash between
+// writing an entry or a batch and updating the head) is moved forward; a
 // prune that wrote its checkpoint but not the shortened journal is finished.
 // Nothing in the middle of the file is ever dropped or rewritten. Anything
 // else that is wrong with the end of the journal (head missing or replaced,

@@ -170,6 +170,10 @@ func (j *Journal) recover() error {
 		j.recovered = append(j.recovered, fmt.Sprintf(
 			"moved the head file forward to entry %d: a crash came between writing the entry and updating the head", last.Seq))
 		return j.setHead(position{last.Seq, last.Hash})
+	case last != nil && last.Seq > h.Seq && s.headBehind && s.LastSeq == last.Seq && s.LastHash == last.Hash:
+		j.recovered = append(j.recovered, fmt.Sprintf(
+			"moved the head file forward from entry %d to %d: a crash came between writing a batch and updating the head", h.Seq, last.Seq))
+		return j.setHead(position{last.Seq, last.Hash})
 	case last != nil && last.Seq > h.Seq:
 		return fmt.Errorf("%w: the journal continues to entry %d past its head file (entry %d); run `custos audit verify`",
 			ErrDamaged, last.Seq, h.Seq)

@@ -253,9 +253,8 @@ func TestOpenRefusesUnknownEnd(t *testing.T) {
 	}{
 		{"head missing", func(t *testing.T, dir string) { os.Remove(auditFile(dir, headName)) }},
 		{"head garbage", func(t *testing.T, dir string) { os.WriteFile(auditFile(dir, headName), []byte("x"), 0o600) }},
-		{"journal past head", func(t *testing.T, dir string) {
-			ls := lines(t, dir)
-			b, _ := encodeRecord(position{Seq: 3, Hash: mustDecode(t, ls[2]).Hash})
+		{"journal past a head that is not on its chain", func(t *testing.T, dir string) {
+			b, _ := encodeRecord(position{Seq: 3, Hash: Digest{3}})
 			os.WriteFile(auditFile(dir, headName), b, 0o600)
 		}},
 	} {
@@ -271,6 +270,45 @@ func TestOpenRefusesUnknownEnd(t *testing.T) {
 				t.Errorf("Verify = %+v, want a head fault", r)
 			}
 		})
+	}
+}
+
+// A crash between writing a batch (one write and fsync) and updating the
+// head leaves the head several entries behind a journal that chains on
+// from it: Open moves the head forward, loses nothing, and says so.
+func TestOpenRepairsHeadBehindABatch(t *testing.T) {
+	dir := build(t, 3)
+	head, err := os.ReadFile(auditFile(dir, headName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := openJ(t, dir, Options{})
+	batch := []Event{event(3), event(4), event(5), event(6)}
+	if _, err := j.AppendBatch(batch); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	// The head as it was before the batch: what the crash left.
+	if err := os.WriteFile(auditFile(dir, headName), head, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := verify(t, dir); !r.OK || len(r.Notes) != 1 || !strings.Contains(r.Notes[0], "4 entries behind") {
+		t.Fatalf("Verify = %+v, want OK with a note about the batch", r)
+	}
+	j, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatalf("Open after a crash inside a batch: %v", err)
+	}
+	defer j.Close()
+	if rec := j.Recovered(); len(rec) != 1 || !strings.Contains(rec[0], "from entry 3 to 7") {
+		t.Errorf("Recovered = %q, want the head moved from 3 to 7", rec)
+	}
+	e, err := j.Append(event(7))
+	if err != nil || e.Seq != 8 {
+		t.Fatalf("append after recovery: %+v %v, want entry 8", e, err)
+	}
+	if r := verify(t, dir); !r.OK || r.Entries != 8 {
+		t.Errorf("Verify = %+v, want 8 entries, OK", r)
 	}
 }
 

@@ -80,6 +80,7 @@ type scanned struct {
 	validEnd   int64  // offset just past the last complete line
 	torn       int64  // bytes of an unterminated last line
 	keepFrom   int64  // interrupted prune: offset of the first entry after the checkpoint; -1 if none
+	headBehind bool   // the head is an entry of the verified chain before its end (a crash before the head update)
 }
 
 // scan reads head, checkpoint and journal, in that order, and checks them.
