@@ -256,6 +256,13 @@ func (d *reader) u16() uint16 {
 	return 0
 }
 
+func (d *reader) u32() uint32 {
+	if v := d.next(4); v != nil {
+		return binary.BigEndian.Uint32(v)
+	}
+	return 0
+}
+
 func (d *reader) u64() uint64 {
 	if v := d.next(8); v != nil {
 		return binary.BigEndian.Uint64(v)

@@ -22,8 +22,10 @@ import (
 // ways (duplicate keys, case-folded names, alternative number or time
 // forms, trailing data are all refused).
 
-// ManifestVersion is the only manifest version this package writes and reads.
-const ManifestVersion = 1
+// ManifestVersion is the only manifest version this package writes and
+// reads. Version 2 states the chain of custody: each segment's store,
+// sequence number and signed link, and every gap.
+const ManifestVersion = 2
 
 // MaxManifestLen bounds a manifest's JSON encoding.
 const MaxManifestLen = 4 << 20
@@ -53,7 +55,22 @@ type Manifest struct {
 	ExporterNode string            `json:"exporter_node"` // the node it ran on
 	Created      time.Time         `json:"created"`
 	Segments     []ManifestSegment `json:"segments"`
-	Output       ManifestOutput    `json:"output"`
+	// Gaps lists footage of the range the export lacks although the
+	// chain shows it was recorded (or that could not be opened); an
+	// export has gaps only when it was asked to allow them.
+	Gaps   []ManifestGap  `json:"gaps,omitempty"`
+	Output ManifestOutput `json:"output"`
+}
+
+// ManifestGap is footage missing from an export, and why.
+type ManifestGap struct {
+	Camera string    `json:"camera"`
+	From   time.Time `json:"from"` // the last footage before it ends here
+	To     time.Time `json:"to"`   // the next footage after it starts here
+	// Missing is how many segments the store's chain shows are missing
+	// (0 when unknown: the chain restarts there).
+	Missing uint64 `json:"missing"`
+	Reason  string `json:"reason"`
 }
 
 // ManifestSegment is one recorded segment the export was made from.
@@ -63,6 +80,13 @@ type ManifestSegment struct {
 	End              time.Time `json:"end"`
 	CiphertextSHA256 string    `json:"ciphertext_sha256"` // lower-case hex, as stored
 	PlaintextSHA256  string    `json:"plaintext_sha256"`  // lower-case hex, as decrypted
+	// The store that sealed the segment, its place in that store's chain
+	// of the camera, and the SHA-256 of its signed link (keys/custody.go):
+	// consecutive segments of a camera have consecutive Seq, or a gap says
+	// why not.
+	Store string `json:"store"`
+	Seq   uint64 `json:"seq"`
+	Link  string `json:"link"` // lower-case hex
 }
 
 // ManifestOutput is the exported file.
@@ -97,6 +121,13 @@ func (m *Manifest) encode() ([]byte, error) {
 	for i, s := range m.Segments {
 		s.Start, s.End = s.Start.UTC(), s.End.UTC()
 		c.Segments[i] = s
+	}
+	if m.Gaps != nil {
+		c.Gaps = make([]ManifestGap, len(m.Gaps))
+		for i, g := range m.Gaps {
+			g.From, g.To = g.From.UTC(), g.To.UTC()
+			c.Gaps[i] = g
+		}
 	}
 	b, err := json.MarshalIndent(&c, "", "  ")
 	if err != nil {
@@ -166,10 +197,25 @@ func (m *Manifest) check() error {
 			return fmt.Errorf("segment %d: %w: %w", i, err, ErrBadManifest)
 		}
 	}
+	for i, g := range m.Gaps {
+		if err := m.checkGap(g); err != nil {
+			return fmt.Errorf("gap %d: %w: %w", i, err, ErrBadManifest)
+		}
+	}
 	if err := m.Output.check(); err != nil {
 		return fmt.Errorf("output: %w: %w", err, ErrBadManifest)
 	}
 	return nil
+}
+
+func (m *Manifest) checkGap(g ManifestGap) error {
+	if !slices.Contains(m.Cameras, g.Camera) {
+		return errors.New("camera not among the manifest's cameras")
+	}
+	if !validTime(g.From) || !validTime(g.To) || g.To.Before(g.From) {
+		return errors.New("its end is before its start")
+	}
+	return validText("reason", g.Reason, maxManifestTextLen)
 }
 
 func (m *Manifest) checkHeader() error {
@@ -258,8 +304,11 @@ func (m *Manifest) checkSegment(s ManifestSegment) error {
 	if !s.End.After(m.From) || !s.Start.Before(m.To) {
 		return errors.New("outside the requested range")
 	}
-	if !validSHA256Hex(s.CiphertextSHA256) || !validSHA256Hex(s.PlaintextSHA256) {
+	if !validSHA256Hex(s.CiphertextSHA256) || !validSHA256Hex(s.PlaintextSHA256) || !validSHA256Hex(s.Link) {
 		return errors.New("a hash is not 64 lower-case hex digits")
+	}
+	if err := validManifestName(s.Store); err != nil {
+		return fmt.Errorf("store: %w", err)
 	}
 	return nil
 }

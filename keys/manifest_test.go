@@ -48,9 +48,13 @@ func testManifest(export []byte) *Manifest {
 		From: t0.Add(5 * time.Minute), To: t0.Add(20 * time.Minute),
 		Exporter: "rita", ExporterNode: "laptop-rita", Created: time.Date(2026, 5, 2, 8, 30, 0, 123456789, time.UTC),
 		Segments: []ManifestSegment{
-			{Camera: "store-1/entrance", Start: t0, End: t0.Add(10 * time.Minute), CiphertextSHA256: hexSum([]byte("c1")), PlaintextSHA256: hexSum([]byte("p1"))},
-			{Camera: "store-1/entrance", Start: t0.Add(10 * time.Minute), End: t0.Add(20 * time.Minute), CiphertextSHA256: hexSum([]byte("c2")), PlaintextSHA256: hexSum([]byte("p2"))},
+			{Camera: "store-1/entrance", Start: t0, End: t0.Add(10 * time.Minute), CiphertextSHA256: hexSum([]byte("c1")), PlaintextSHA256: hexSum([]byte("p1")),
+				Store: "store-1", Seq: 41, Link: hexSum([]byte("l1"))},
+			{Camera: "store-1/entrance", Start: t0.Add(10 * time.Minute), End: t0.Add(20 * time.Minute), CiphertextSHA256: hexSum([]byte("c2")), PlaintextSHA256: hexSum([]byte("p2")),
+				Store: "store-1", Seq: 43, Link: hexSum([]byte("l2"))},
 		},
+		Gaps: []ManifestGap{{Camera: "store-1/entrance", From: t0.Add(10 * time.Minute), To: t0.Add(10 * time.Minute),
+			Missing: 1, Reason: "segment 42 is missing from store-1's chain"}},
 		Output: ManifestOutput{Name: "export-0042.mp4", Bytes: int64(len(export)), SHA256: hexSum(export), Frames: 900},
 	}
 }
@@ -150,7 +154,7 @@ func TestParseManifestRefuses(t *testing.T) {
 		b    []byte
 		want string // in the error: refused for the right reason
 	}{
-		"unknown field":      {replace(`"version": 1,`, `"version": 1, "extra": 1,`), "unknown field"},
+		"unknown field":      {replace(`"version": 2,`, `"version": 2, "extra": 1,`), "unknown field"},
 		"duplicate key":      {replace(`"requester": "rita",`, `"requester": "rita", "requester": "carol",`), "canonical"},
 		"case-folded key":    {replace(`"requester"`, `"Requester"`), "canonical"},
 		"trailing data":      {append(bytes.Clone(good), []byte("{}")...), "data after"},
@@ -158,7 +162,10 @@ func TestParseManifestRefuses(t *testing.T) {
 		"no final newline":   {good[:len(good)-1], "canonical"},
 		"compact JSON":       {compactJSON(good), "canonical"},
 		"oversize":           {append(bytes.Clone(good), make([]byte, MaxManifestLen)...), "at most"},
-		"version 2":          {replace(`"version": 1`, `"version": 2`), "version 2"},
+		"version 1":          {replace(`"version": 2`, `"version": 1`), "version 1"},
+		"no store":           {replace(`"store": "store-1"`, `"store": ""`), "store"},
+		"bad link":           {replace(hexSum([]byte("l1")), "00"), "hex"},
+		"gap reason escape":  {replace(`"reason": "segment 42`, `"reason": "\u001b[2Jsegment 42`), "control character"},
 		"upper-case hash":    {replace(h, strings.ToUpper(h)), "hex"},
 		"short hash":         {replace(h, h[:62]), "hex"},
 		"non-hex hash":       {replace(h, "zz"+h[2:]), "hex"},
@@ -175,7 +182,7 @@ func TestParseManifestRefuses(t *testing.T) {
 		"path in name":       {replace(`export-0042.mp4`, `../export.mp4`), "directory"},
 		"negative size":      {replace(`"bytes": 32768`, `"bytes": -1`), "negative"},
 		"unknown camera":     {replace(`"camera": "store-1/entrance"`, `"camera": "store-1/exit"`), "not among"},
-		"string version":     {replace(`"version": 1`, `"version": "1"`), "wrong type"},
+		"string version":     {replace(`"version": 2`, `"version": "2"`), "wrong type"},
 		"not JSON":           {[]byte("\x00\x01"), "invalid JSON"},
 		"empty":              {nil, "invalid JSON"},
 	} {

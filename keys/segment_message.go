@@ -21,8 +21,8 @@ import (
 //
 // No compression: it buys nothing on H.264 and opens compression side
 // channels. No signature: SEIPDv2's AEAD already gives integrity, and
-// authorship of a segment is the store's signature over the segment index,
-// which lives elsewhere. The reader accepts exactly this shape and nothing
+// authorship of a segment is the store's seal over its link, in front of
+// the message (custody.go). The reader accepts exactly this shape and nothing
 // else, so a message cannot be downgraded to SEIPDv1 (MDC), unprotected
 // data, OCB/EAX, another cipher or a differently wrapped payload.
 

@@ -10,7 +10,11 @@
 // A Recorder records one camera: source frames → ts.Segmenter → a bounded
 // queue → a writer that stores the epoch record (once, before any segment
 // of its epoch), encrypts the segment to the epoch's public key and stores
-// the ciphertext. Plaintext exists only in memory and is zeroed once
+// the ciphertext. Both are stored sealed with the store's node key
+// (keys.SealEpochRecord, keys.SealSegment): segments as a signed hash chain
+// per camera, so an export shows which store recorded the footage and
+// whether any of it was removed, swapped or reordered; and the writer
+// records only under epoch records it sealed itself. Plaintext exists only in memory and is zeroed once
 // encrypted; no private key is ever in this package (keys.EpochKeys wipes
 // each one right after splitting it to the custodians). Neither key
 // generation nor a slow disk holds up the camera: when the queue is full

@@ -40,6 +40,17 @@ import (
 // recording goes on; the next segment stored after space is freed clears
 // the alarm (EventDiskRecovered). The store never harms what it holds on
 // a full disk.
+//
+// Everything is stored sealed by the store's node key (Signer; see
+// keys/custody.go), so footage is provably this store's and gap-evident:
+// epoch records as keys.SealedEpoch, segments as keys.SealedSegment whose
+// links chain the camera's stored segments with sequence numbers 0, 1, 2…
+// Only a stored segment takes a number, so a gap means footage removed
+// after it was stored. A restart continues the chain from the newest
+// stored segment; if that is not this store's own valid link a new chain
+// starts at 0 (EventChainRestart). A stored epoch record this store did
+// not seal is never recorded under: it may be a planted key whose maker
+// could read the footage, so that epoch's segments are lost, loudly.
 type Recorder struct {
 	cfg     RecorderConfig
 	log     *slog.Logger
@@ -47,8 +58,9 @@ type Recorder struct {
 	stats   recStats
 
 	// hookBeforePut, if set (tests only), runs on the writer goroutine
-	// after a segment is encrypted and before it is stored.
-	hookBeforePut func(store.SegmentMeta)
+	// after a segment is encrypted and sealed and before it is stored; an
+	// error it returns fails the Put as if the store had refused it.
+	hookBeforePut func(store.SegmentMeta) error
 }
 
 // NewRecorder checks cfg and returns a Recorder that has not started.

@@ -27,7 +27,7 @@ func BenchmarkRecordPipeline(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	rec, err := NewRecorder(RecorderConfig{Camera: testCamera, Source: src, Store: st, Custodians: custodians(b)})
+	rec, err := NewRecorder(RecorderConfig{Camera: testCamera, Source: src, Store: st, Custodians: custodians(b), Signer: testSigner(b)})
 	if err != nil {
 		b.Fatal(err)
 	}

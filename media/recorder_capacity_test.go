@@ -146,6 +146,7 @@ func runCapacity(b *testing.B, n int, window time.Duration) capacityResult {
 			Source:     src,
 			Store:      st,
 			Custodians: custodians(b),
+			Signer:     testSigner(b),
 			Segment:    seg,
 		})
 		if err != nil {

@@ -24,8 +24,9 @@ const (
 	MaxQueueSegments = 1024
 )
 
-// RecorderConfig is what a Recorder needs. Camera, Source, Store and
-// Custodians are required; every other field documents its default.
+// RecorderConfig is what a Recorder needs. Camera, Source, Store,
+// Custodians and Signer are required; every other field documents its
+// default.
 type RecorderConfig struct {
 	// Camera is the policy's camera id, "site/name".
 	Camera string
@@ -37,6 +38,11 @@ type RecorderConfig struct {
 	// Custodians receive the shares of every epoch key, 2 of them needed
 	// to decrypt (DESIGN §7: dc-a, dc-b and the recovery key).
 	Custodians []keys.Custodian
+	// Signer is the store's custody signer: its node key under its policy
+	// name. Every epoch record and segment is stored sealed by it, and
+	// only records it sealed are recorded under. The Recorder does not
+	// zero it.
+	Signer *keys.CustodySigner
 	// EpochLength is the time slice of one epoch key, whole seconds;
 	// default keys.DefaultEpochLength.
 	EpochLength time.Duration
@@ -87,6 +93,9 @@ func (c *RecorderConfig) check() error {
 				return fmt.Errorf("custodian %q appears twice", cu.Name())
 			}
 		}
+	}
+	if c.Signer == nil {
+		return errors.New("no Signer; make the store's custody signer from its node key with keys.NewCustodySigner")
 	}
 	if l := c.EpochLength; l != 0 && (l < time.Second || l%time.Second != 0 || l > store.MaxEpochDuration) {
 		return fmt.Errorf("epoch length %v: want whole seconds from 1s to %v", l, store.MaxEpochDuration)

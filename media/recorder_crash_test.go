@@ -57,7 +57,11 @@ const kill9Reused = "using the stored epoch record"
 //     every run, and a restart inside an epoch whose record is stored
 //     reuses that record (it logs so, and never makes a second one: that
 //     would conflict in the store and lose footage, which the child would
-//     log as an error).
+//     log as an error);
+//   - the custody chain survives every kill: each stored record and
+//     segment verifies under the store's node key (a file the parent
+//     writes) and the segments form one chain, sequence 0, 1, 2… with no
+//     gap, each run continuing where the last stored segment left off.
 func TestRecorderKill9(t *testing.T) {
 	if dir := os.Getenv(kill9ChildEnv); dir != "" {
 		kill9Child(dir)
@@ -75,6 +79,16 @@ func TestRecorderKill9(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	nodeKey, _, err := keys.LoadOrCreateNodeKey(filepath.Join(dir, kill9NodeKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := keys.NewCustodySigner(testStore, &nodeKey)
+	nodeKey.Zero()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer signer.Zero()
 	haveFFprobe := true
 	if _, err := exec.LookPath("ffprobe"); err != nil {
 		haveFFprobe = false
@@ -212,6 +226,8 @@ func TestRecorderKill9(t *testing.T) {
 			epochFP[e.Start] = fp
 		}
 
+		checkCustody(t, st, signer)
+
 		// Every stored segment decrypts with two custodians' shares; each
 		// new one alone decodes.
 		dec := decryptAll(t, st, a, b)
@@ -305,8 +321,11 @@ func countFiles(dir, suffix string) int {
 	return n
 }
 
+// kill9NodeKey is the store's node key file in the test's directory.
+const kill9NodeKey = "node.key"
+
 // kill9Child records testCamera into DIR/store until it is killed. It
-// has the custodians' public keys only.
+// has the custodians' public keys only, and the store's node key.
 func kill9Child(dir string) {
 	fail := func(err error) {
 		fmt.Fprintln(os.Stderr, "kill9 child:", err)
@@ -324,6 +343,15 @@ func kill9Child(dir string) {
 		}
 		cs = append(cs, c)
 	}
+	nodeKey, err := keys.LoadNodeKey(filepath.Join(dir, kill9NodeKey))
+	if err != nil {
+		fail(err)
+	}
+	signer, err := keys.NewCustodySigner(testStore, &nodeKey)
+	nodeKey.Zero()
+	if err != nil {
+		fail(err)
+	}
 	st, err := store.Open(filepath.Join(dir, "store"), store.Options{})
 	if err != nil {
 		fail(err)
@@ -337,6 +365,7 @@ func kill9Child(dir string) {
 		Source:     src,
 		Store:      st,
 		Custodians: cs,
+		Signer:     signer,
 		Segment:    ts.Config{Target: time.Second}, // one GOP per segment
 		Logger:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	})

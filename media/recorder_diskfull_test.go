@@ -15,7 +15,8 @@ import (
 // TestDiskFull records onto a small tmpfs whose space the test takes away
 // and gives back: segments that find no room are lost with the DiskFull
 // alarm raised (one event, not one per segment), everything stored before
-// still decrypts, and recording is stored again once space is freed.
+// still decrypts, and recording is stored again once space is freed,
+// continuing the custody chain without a gap.
 func TestDiskFull(t *testing.T) {
 	dir := t.TempDir()
 	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=16m,mode=0700"); err != nil {
@@ -89,6 +90,8 @@ func TestDiskFull(t *testing.T) {
 			t.Fatalf("stored segments start at frames %v, want %v", starts, want)
 		}
 	}
+	// The segments the full disk cost took no sequence numbers.
+	checkCustody(t, r.st, testSigner(t))
 }
 
 func free(t *testing.T, dir string) int64 {

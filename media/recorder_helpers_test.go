@@ -46,6 +46,40 @@ func testKeys(t testing.TB) (dcA, dcB, recovery *keys.CustodianKey) {
 	return ks[0], ks[1], ks[2]
 }
 
+// testStore is the policy name the test store seals under.
+const testStore = "store-1"
+
+// signerKey is the test store's custody signer, made once, so that a
+// recorder restarted on a store seals with its key as a node's does.
+var signerKey = sync.OnceValues(func() (*keys.CustodySigner, error) {
+	k := keys.NewNodePrivate()
+	defer k.Zero()
+	return keys.NewCustodySigner(testStore, &k)
+})
+
+// testSigner returns the test store's custody signer.
+func testSigner(t testing.TB) *keys.CustodySigner {
+	t.Helper()
+	s, err := signerKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// newSigner makes a custody signer with a new node key.
+func newSigner(t testing.TB, name string) *keys.CustodySigner {
+	t.Helper()
+	k := keys.NewNodePrivate()
+	defer k.Zero()
+	s, err := keys.NewCustodySigner(name, &k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Zero)
+	return s
+}
+
 func custodians(t testing.TB) []keys.Custodian {
 	a, b, r := testKeys(t)
 	return []keys.Custodian{a.Custodian(), b.Custodian(), r.Custodian()}
@@ -139,9 +173,10 @@ type rig struct {
 }
 
 type rigOpts struct {
-	storeDir  string        // default: a fresh temporary directory
-	storeOpts store.Options // default: the store's own
-	base      time.Time     // restamp frames from here (see testSource)
+	storeDir  string              // default: a fresh temporary directory
+	storeOpts store.Options       // default: the store's own
+	signer    *keys.CustodySigner // default: testSigner
+	base      time.Time           // restamp frames from here (see testSource)
 	config    func(*RecorderConfig)
 }
 
@@ -155,12 +190,16 @@ func newRig(t testing.TB, o rigOpts) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	if o.signer == nil {
+		o.signer = testSigner(t)
+	}
 	r := &rig{t: t, st: st, src: newTestSource(t, o.base), events: &events{}, done: make(chan error, 1)}
 	cfg := RecorderConfig{
 		Camera:        testCamera,
 		Source:        r.src,
 		Store:         st,
 		Custodians:    custodians(t),
+		Signer:        o.signer,
 		Segment:       ts.Config{Target: time.Second}, // one GOP of the clip per segment
 		QueueSegments: 64,
 		OnEvent:       r.events.add,
@@ -249,10 +288,7 @@ func decryptAll(t testing.TB, st *store.Store, a, b *keys.CustodianKey) []decryp
 			rec = storedRecord(t, st, m.EpochStart)
 			records[m.EpochStart] = rec
 		}
-		ct, err := st.ReadSegment(m)
-		if err != nil {
-			t.Fatalf("read segment %s: %v", m.Start, err)
-		}
+		ct := storedCiphertext(t, st, m)
 		pt, err := keys.DecryptSegmentAsCustodians(rec, ct, a, b)
 		if err != nil {
 			t.Fatalf("decrypt segment %s with %s+%s: %v", m.Start, a.Name(), b.Name(), err)
@@ -262,17 +298,44 @@ func decryptAll(t testing.TB, st *store.Store, a, b *keys.CustodianKey) []decryp
 	return out
 }
 
+// storedRecord returns the record inside the stored sealed epoch record.
 func storedRecord(t testing.TB, st *store.Store, start time.Time) *keys.EpochRecord {
+	t.Helper()
+	return storedSealedEpoch(t, st, start).Record
+}
+
+func storedSealedEpoch(t testing.TB, st *store.Store, start time.Time) *keys.SealedEpoch {
 	t.Helper()
 	b, err := st.Epoch(testCamera, start)
 	if err != nil {
 		t.Fatalf("epoch record %s: %v", start, err)
 	}
-	rec, err := keys.UnmarshalEpochRecord(b)
+	se, err := keys.ParseSealedEpoch(b)
 	if err != nil {
 		t.Fatalf("epoch record %s: %v", start, err)
 	}
-	return rec
+	return se
+}
+
+// storedSealedSegment reads a stored segment as the sealed segment it is.
+func storedSealedSegment(t testing.TB, st *store.Store, m store.SegmentMeta) *keys.SealedSegment {
+	t.Helper()
+	b, err := st.ReadSegment(m)
+	if err != nil {
+		t.Fatalf("read segment %s: %v", m.Start, err)
+	}
+	g, err := keys.ParseSealedSegment(b)
+	if err != nil {
+		t.Fatalf("segment %s: %v", m.Start, err)
+	}
+	return g
+}
+
+// storedCiphertext is a stored segment's OpenPGP message, its link
+// stripped.
+func storedCiphertext(t testing.TB, st *store.Store, m store.SegmentMeta) []byte {
+	t.Helper()
+	return storedSealedSegment(t, st, m).Ciphertext
 }
 
 // tsFrames counts the access units in MPEG-TS: each is one PES, which

@@ -31,6 +31,10 @@ const (
 	EventSegmentLost   EventKind = "segment-lost"      // Detail: why; not repeated while the disk is full
 	EventDiskFull      EventKind = "disk-full"         // raised once until a segment is stored again
 	EventDiskRecovered EventKind = "disk-recovered"
+	// EventChainRestart: the custody chain could not be continued from
+	// the camera's newest stored segment (Detail: why), so a new one
+	// starts at sequence 0 and an export shows the break.
+	EventChainRestart EventKind = "custody-chain-restarted"
 )
 
 // Event is something a Recorder reports through RecorderConfig.OnEvent.

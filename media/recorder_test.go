@@ -145,11 +145,12 @@ func TestQueueFullDropsNewest(t *testing.T) {
 	release := func() { unblocked.Do(func() { close(unblock) }) }
 	t.Cleanup(release) // registered after the rig's: runs before its stop
 	var calls atomic.Int32
-	r.rec.hookBeforePut = func(store.SegmentMeta) {
+	r.rec.hookBeforePut = func(store.SegmentMeta) error {
 		if calls.Add(1) == 1 {
 			close(entered)
 			<-unblock
 		}
+		return nil
 	}
 	r.start()
 	r.src.release(clip.GOP + 1) // segment 0 closes and reaches the writer, which hangs
@@ -221,7 +222,7 @@ func TestNewRecorderRefuses(t *testing.T) {
 	defer st.Close()
 	cs := custodians(t)
 	good := func() RecorderConfig {
-		return RecorderConfig{Camera: testCamera, Source: newTestSource(t, time.Time{}), Store: st, Custodians: cs}
+		return RecorderConfig{Camera: testCamera, Source: newTestSource(t, time.Time{}), Store: st, Custodians: cs, Signer: testSigner(t)}
 	}
 	for _, tc := range []struct {
 		name string
@@ -237,6 +238,7 @@ func TestNewRecorderRefuses(t *testing.T) {
 		{"one custodian", func(c *RecorderConfig) { c.Custodians = cs[:1] }, "at least 2"},
 		{"empty custodian", func(c *RecorderConfig) { c.Custodians = []keys.Custodian{cs[0], {}} }, "custodian 1 is empty"},
 		{"same custodian twice", func(c *RecorderConfig) { c.Custodians = []keys.Custodian{cs[0], cs[1], cs[0]} }, "twice"},
+		{"no signer", func(c *RecorderConfig) { c.Signer = nil }, "no Signer"},
 		{"epoch not whole seconds", func(c *RecorderConfig) { c.EpochLength = 1500 * time.Millisecond }, "whole seconds"},
 		{"negative epoch", func(c *RecorderConfig) { c.EpochLength = -time.Minute }, "whole seconds"},
 		{"negative queue", func(c *RecorderConfig) { c.QueueSegments = -1 }, "queue"},

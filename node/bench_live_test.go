@@ -204,8 +204,19 @@ func (s *backlogSource) Stats() source.Stats { return s.inner.Stats() }
 // recordBacklog records footage of camera into the media store at dir with
 // the real recorder (4 s segments, epoch records with shares for the
 // policy's custodians), unpaced, ending about a minute ago.
-func recordBacklog(b *testing.B, dir, camera string, footage time.Duration, custodians []keys.Custodian) {
-	s, err := store.Open(dir, store.Options{MinFree: -1})
+func recordBacklog(b *testing.B, nodeDir, name, camera string, footage time.Duration, custodians []keys.Custodian) {
+	// Sealed with the store node's own key, as its recorder would.
+	priv, _, err := keys.LoadOrCreateNodeKey(KeyPath(nodeDir))
+	if err != nil {
+		b.Fatal(err)
+	}
+	signer, err := keys.NewCustodySigner(name, &priv)
+	priv.Zero()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer signer.Zero()
+	s, err := store.Open(MediaDir(nodeDir), store.Options{MinFree: -1})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -215,7 +226,7 @@ func recordBacklog(b *testing.B, dir, camera string, footage time.Duration, cust
 		b.Fatal(err)
 	}
 	src := &backlogSource{inner: inner, shift: footage + time.Minute, frames: int(footage / (40 * time.Millisecond)), done: make(chan struct{})}
-	src.rec, err = media.NewRecorder(media.RecorderConfig{Camera: camera, Source: src, Store: s, Custodians: custodians, QueueSegments: 64})
+	src.rec, err = media.NewRecorder(media.RecorderConfig{Camera: camera, Source: src, Store: s, Custodians: custodians, Signer: signer, QueueSegments: 64})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -269,7 +280,7 @@ func BenchmarkReplicationCatchUp(b *testing.B) {
 			b.Fatal(err)
 		}
 		start := time.Now()
-		recordBacklog(b, MediaDir(c.Dir), cam, footage, custodians)
+		recordBacklog(b, c.Dir, "store", cam, footage, custodians)
 		s, err := store.Open(MediaDir(c.Dir), store.Options{MinFree: -1})
 		if err != nil {
 			b.Fatal(err)

@@ -456,6 +456,14 @@ func demoRelease(ctx context.Context, w io.Writer, dir string, nodes map[string]
 		return fmt.Errorf("manifest: %w", err)
 	}
 	say("   manifest signed by alice (%s…), approvers %s: verifies, and the export matches its SHA-256", fp[:16], strings.Join(vm.Approvers, ", "))
+	if n := len(vm.Segments); n > 0 {
+		first, last := vm.Segments[0], vm.Segments[n-1]
+		gaps := "with no gap"
+		if len(vm.Gaps) > 0 {
+			gaps = fmt.Sprintf("with %d gaps listed in the manifest", len(vm.Gaps))
+		}
+		say("   chain of custody: every segment sealed by store %s, sequence %d to %d %s", first.Store, first.Seq, last.Seq, gaps)
+	}
 	if path, err := exec.LookPath("ffprobe"); err == nil {
 		o, err := exec.CommandContext(ctx, path, "-v", "error", "-count_frames", "-select_streams", "v:0",
 			"-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", out).Output()

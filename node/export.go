@@ -31,6 +31,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 
@@ -51,19 +53,28 @@ var (
 // order signed by the exporter (SignExport): the node serves it only to the
 // request's requester, proven by their key, not by a name.
 type ExportRequest struct {
-	Request  string    `json:"request"`
-	Out      string    `json:"out"`      // absolute path of the file to write; must not exist
-	Exporter string    `json:"exporter"` // the user who exports (who signs the manifest)
-	Time     time.Time `json:"time"`     // when the order was signed; it is good for policy.SignatureSkew
-	Sig      []byte    `json:"sig"`      // the exporter's signature over exportOrder
+	Request  string `json:"request"`
+	Out      string `json:"out"`      // absolute path of the file to write; must not exist
+	Exporter string `json:"exporter"` // the user who exports (who signs the manifest)
+	// AllowGaps writes the export although footage the chain of custody
+	// shows was recorded is missing or cannot be opened; every gap is
+	// listed in the manifest. Without it such an export fails.
+	AllowGaps bool      `json:"allow_gaps,omitempty"`
+	Time      time.Time `json:"time"` // when the order was signed; it is good for policy.SignatureSkew
+	Sig       []byte    `json:"sig"`  // the exporter's signature over exportOrder
 }
 
 // exportOrder is what an exporter signs: the federation, the request, the
-// output path and the time, so an order cannot be reused for another
-// request, file, federation or moment.
+// output path, whether gaps are allowed and the time, so an order cannot be
+// reused for another request, file, federation or moment, nor turned into
+// one that accepts missing footage.
 func exportOrder(federation string, req ExportRequest) []byte {
-	return []byte("custos/export/v1\x00" + federation + "\x00" + req.Request + "\x00" + req.Out + "\x00" + req.Exporter + "\x00" +
-		req.Time.UTC().Format(time.RFC3339Nano))
+	gaps := "complete"
+	if req.AllowGaps {
+		gaps = "allow-gaps"
+	}
+	return []byte("custos/export/v2\x00" + federation + "\x00" + req.Request + "\x00" + req.Out + "\x00" + req.Exporter + "\x00" +
+		gaps + "\x00" + req.Time.UTC().Format(time.RFC3339Nano))
 }
 
 // SignExport signs req as its exporter, with k, for the federation fid.
@@ -139,6 +150,9 @@ func (n *Node) auditExport(req ExportRequest, res ExportResult, err error) {
 		e.Decision, e.Reason = audit.Deny, err.Error()
 	} else if m := res.Manifest; m != nil {
 		e.Reason = fmt.Sprintf("%d frames, %d bytes, sha256 %s, from %d segments", m.Output.Frames, m.Output.Bytes, m.Output.SHA256, len(m.Segments))
+		if len(m.Gaps) > 0 {
+			e.Reason += fmt.Sprintf(", with %d gaps (allowed by the order)", len(m.Gaps))
+		}
 	}
 	n.auditEvent(e)
 }
@@ -175,7 +189,8 @@ func (n *Node) export(ctx context.Context, req ExportRequest, start time.Time) (
 	if req.Exporter != r.Requester {
 		return ExportResult{}, errRefused{fmt.Sprintf("request %q was filed by %s; only its requester may export it, not %s", r.ID, r.Requester, req.Exporter)}
 	}
-	x := &exporter{n: n, st: st, r: r, rk: rk, openers: map[string]*keys.EpochOpener{}, progress: n.exports.start(r)}
+	x := &exporter{n: n, st: st, r: r, rk: rk, openers: map[string]*keys.EpochOpener{}, epochs: map[string]*keys.SealedEpoch{},
+		allowGaps: req.AllowGaps, progress: n.exports.start(r)}
 	defer n.exports.end(r.ID)
 	t0 := time.Now()
 	if err := x.loadEpochs(ctx); err != nil {
@@ -210,14 +225,20 @@ func (n *Node) exportable(st *policy.State, id string) (*policy.Request, *keys.R
 
 // exporter is one export in progress.
 type exporter struct {
-	progress   *exportTracker // shown in status while the export runs
-	n          *Node
-	st         *policy.State
-	r          *policy.Request
-	rk         *keys.ReleaseKey
-	openers    map[string]*keys.EpochOpener // by camera and epoch start; public
-	ciphertext int64
-	release    time.Duration // spent on epoch records and custodians' answers
+	progress  *exportTracker // shown in status while the export runs
+	n         *Node
+	st        *policy.State
+	r         *policy.Request
+	rk        *keys.ReleaseKey
+	openers   map[string]*keys.EpochOpener // by camera and epoch start; public
+	epochs    map[string]*keys.SealedEpoch // the same records, with their seals
+	allowGaps bool
+	gaps      []keys.ManifestGap
+	// unreachable: stores this export could not reach, and why; they
+	// are not dialled again, the replicas stand in.
+	unreachable map[string]error
+	ciphertext  int64
+	release     time.Duration // spent on epoch records and custodians' answers
 }
 
 func epochID(camera string, start time.Time) string { return camera + "@" + stamp(start) }
@@ -252,18 +273,18 @@ func (x *exporter) loadEpochs(ctx context.Context) error {
 			return err
 		}
 		for _, b := range recs {
-			rec, err := keys.UnmarshalEpochRecord(b)
+			// Only a record a store of the camera's site sealed is
+			// used, whoever served it (node/custody.go).
+			e, err := verifyEpochSeal(x.st, cam, b)
 			if err != nil {
-				return fmt.Errorf("epoch record from the store: %w", err)
+				return fmt.Errorf("epoch record of %s as served: %w", cam, err)
 			}
-			if rec.Camera != cam {
-				return fmt.Errorf("the store sent an epoch record of %s for %s", rec.Camera, cam)
-			}
-			o, err := keys.NewEpochOpener(rec)
+			o, err := keys.NewEpochOpener(e.Record)
 			if err != nil {
 				return err
 			}
-			x.openers[epochID(cam, rec.Start)] = o
+			x.openers[epochID(cam, e.Record.Start)] = o
+			x.epochs[epochID(cam, e.Record.Start)] = e
 		}
 	}
 	return nil
@@ -276,14 +297,30 @@ func (x *exporter) scopeCall(ctx context.Context, camera, op string) (*rpcReader
 		return nil, nil, err
 	}
 	q := scopeQuery{Request: x.r.ID, Camera: camera, From: x.r.From, To: x.r.To}
-	rd, conn, err := x.n.callNode(ctx, x.st, storeName, op, q)
-	if err == nil {
-		return rd, conn, nil
-	}
-	err = fmt.Errorf("store %s: %w", storeName, err)
-	var re *rpcError
-	if errors.As(err, &re) || ctx.Err() != nil {
-		return nil, nil, err // the store answered: its answer stands
+	if why := x.unreachable[storeName]; why != nil {
+		err = why // found unreachable earlier in this export: not waited for again
+	} else {
+		// A live store answers within a WireGuard handshake and its
+		// retry; waiting longer for the dial only delays the replicas.
+		dctx, cancel := context.WithTimeout(ctx, storeDialTimeout)
+		conn, derr := x.n.dialNode(dctx, x.st, storeName)
+		cancel()
+		if derr == nil {
+			rd, cerr := callOn(ctx, conn, op, q)
+			if cerr == nil {
+				return rd, conn, nil
+			}
+			derr = cerr
+		}
+		err = fmt.Errorf("store %s: %w", storeName, derr)
+		var re *rpcError
+		if errors.As(err, &re) || ctx.Err() != nil {
+			return nil, nil, err // the store answered: its answer stands
+		}
+		if x.unreachable == nil {
+			x.unreachable = map[string]error{}
+		}
+		x.unreachable[storeName] = err
 	}
 	// The store is unreachable (stolen, burnt, offline): the datacenters'
 	// replicas hold the same ciphertext.
@@ -397,9 +434,10 @@ func custodians(st *policy.State) []string {
 
 // pendingSegment is a fetched segment waiting for its custodians' answers.
 type pendingSegment struct {
-	h  segmentHeader
-	ct []byte
-	o  *keys.EpochOpener
+	h    segmentHeader
+	link keys.SegmentLink // verified: h's times are the link's
+	ct   []byte           // the OpenPGP message, without its seal
+	o    *keys.EpochOpener
 }
 
 func (p pendingSegment) ref(cam string) keys.SegmentRef {
@@ -411,11 +449,12 @@ func (p pendingSegment) ref(cam string) keys.SegmentRef {
 // recover-shares) when the node was handed them, then the datacenters' in
 // order until each segment has enough. A custodian whose answer fails its
 // proof or does not hold a segment is passed over for that segment and
-// named in the error if the segment stays short.
-func (x *exporter) answers(ctx context.Context, cam string, batch []pendingSegment) ([][]*keys.Partial, error) {
+// named in the error if the segment stays short. With allowGaps a short
+// segment is not an error: its parts stay short and short[i] says why.
+func (x *exporter) answers(ctx context.Context, cam string, batch []pendingSegment) (parts [][]*keys.Partial, short map[int]string, err error) {
 	t0 := time.Now()
 	defer func() { x.release += time.Since(t0) }()
-	parts := make([][]*keys.Partial, len(batch))
+	parts = make([][]*keys.Partial, len(batch))
 	ok := false
 	defer func() {
 		if !ok {
@@ -476,12 +515,19 @@ func (x *exporter) answers(ctx context.Context, cam string, batch []pendingSegme
 	}
 	for i, p := range batch {
 		if len(parts[i]) < keys.EpochThreshold {
-			return nil, fmt.Errorf("segment %s of %s: only %d of the %d custodians needed answered (%s); the controller's recovery key can stand in for one: custos recover-shares %s --key FILE",
-				stamp(p.h.Start), cam, len(parts[i]), keys.EpochThreshold, strings.Join(failures, "; "), x.r.ID)
+			why := fmt.Sprintf("only %d of the %d custodians needed answered (%s)", len(parts[i]), keys.EpochThreshold, strings.Join(failures, "; "))
+			if !x.allowGaps {
+				return nil, nil, fmt.Errorf("segment %s of %s: %s; the controller's recovery key can stand in for one: custos recover-shares %s --key FILE; or export with --allow-gaps to write the rest with this gap listed",
+					stamp(p.h.Start), cam, why, x.r.ID)
+			}
+			if short == nil {
+				short = map[int]string{}
+			}
+			short[i] = "its key was not released: " + why
 		}
 	}
 	ok = true
-	return parts, nil
+	return parts, short, nil
 }
 
 func zeroAnswers(parts [][]*keys.Partial) {
@@ -554,6 +600,7 @@ func (x *exporter) write(ctx context.Context, req ExportRequest) (*keys.Manifest
 		}
 		m.Segments = append(m.Segments, segs...)
 	}
+	m.Gaps = x.gaps
 	if o.frames == 0 {
 		return nil, fmt.Errorf("no decodable footage in %s…%s (no keyframe recorded in the range?)", stamp(x.r.From), stamp(x.r.To))
 	}
@@ -644,7 +691,10 @@ func (x *exporter) manifest(req ExportRequest) *keys.Manifest {
 }
 
 // camera streams camera's segments from its store into o and returns the
-// manifest entries of those that gave frames.
+// manifest entries of those that gave frames. Every segment must carry a
+// store's seal that verifies, name the epoch record it is opened with, and
+// continue the camera's chain (custodyChain); what the chain shows missing,
+// or what cannot be opened, fails the export unless gaps are allowed.
 func (x *exporter) camera(ctx context.Context, cam string, o *output) ([]keys.ManifestSegment, error) {
 	rd, conn, err := x.scopeCall(ctx, cam, opSegments)
 	if err != nil {
@@ -656,18 +706,24 @@ func (x *exporter) camera(ctx context.Context, cam string, o *output) ([]keys.Ma
 	started := false
 	var out []keys.ManifestSegment
 	var batch []pendingSegment
+	chain := custodyChain{camera: cam}
 	held := 0
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
 		}
-		parts, err := x.answers(ctx, cam, batch)
+		parts, short, err := x.answers(ctx, cam, batch)
 		if err != nil {
 			return err
 		}
 		defer zeroAnswers(parts)
 		for i, p := range batch {
-			ms, used, err := x.segment(p.o, parts[i], cam, p.h, p.ct, from, to, &started, o)
+			if why, ok := short[i]; ok {
+				x.gap(cam, p.link.Start, p.link.End, 1, fmt.Sprintf("segment %d of store %s (%s): %s", p.link.Seq, p.link.Store, stamp(p.link.Start), why))
+				started = false // the next frames need a keyframe again
+				continue
+			}
+			ms, used, err := x.segment(p, parts[i], cam, from, to, &started, o)
 			if err != nil {
 				return err
 			}
@@ -684,6 +740,15 @@ func (x *exporter) camera(ctx context.Context, cam string, o *output) ([]keys.Ma
 			if err := flush(); err != nil {
 				return nil, err
 			}
+			if chain.pending != "" {
+				// Skipped at the end of the range: nothing after it to
+				// count from.
+				from := x.r.From
+				if chain.prev != nil {
+					from = chain.prev.End
+				}
+				x.gap(cam, from, x.r.To, 0, chain.pending)
+			}
 			return out, nil
 		}
 		if err != nil {
@@ -693,29 +758,57 @@ func (x *exporter) camera(ctx context.Context, cam string, o *output) ([]keys.Ma
 		if len(hb) > maxSegmentHeader || strictJSON(hb, &h) != nil {
 			return nil, errors.New("store sent a bad segment header")
 		}
-		var ct []byte
+		var sealed []byte
 		if h.Corrupt != "" {
 			// The store's copy is damaged: a replica's, with the hash
 			// the store's index gave, stands in.
-			if ct, err = x.replicaSegment(ctx, cam, h); err != nil {
-				return nil, err
+			if sealed, err = x.replicaSegment(ctx, cam, h); err != nil {
+				if !x.allowGaps {
+					return nil, fmt.Errorf("%w; or export with --allow-gaps to write the rest with this gap listed", err)
+				}
+				chain.pending = err.Error()
+				continue
 			}
-		} else if ct, err = rd.Next(); err != nil {
+		} else if sealed, err = rd.Next(); err != nil {
 			return nil, fmt.Errorf("segment %s: %w", stamp(h.Start), err)
 		}
-		if err := checkSegmentSum(h, ct); err != nil {
+		if err := checkSegmentSum(h, sealed); err != nil {
 			return nil, err
 		}
-		x.ciphertext += int64(len(ct))
-		o := x.openers[epochID(cam, h.EpochStart)]
-		if o == nil {
-			// Encrypted to an epoch that does not overlap the scope: it
-			// starts before from, and its frames from the next keyframe
-			// on are in the next segment.
+		x.ciphertext += int64(len(sealed))
+		ep := x.epochs[epochID(cam, h.EpochStart)]
+		g, err := verifySegmentSeal(x.st, cam, sealed, ep)
+		if err == nil && (!g.Link.Start.Equal(h.Start) || !g.Link.End.Equal(h.End) || !g.Link.EpochStart.Equal(h.EpochStart)) {
+			err = fmt.Errorf("segment %s %s: its signed link says %s…%s: %w", cam, stamp(h.Start), stamp(g.Link.Start), stamp(g.Link.End), errCustody)
+		}
+		if err != nil {
+			// Made up, altered or moved: never exported. Without
+			// --allow-gaps the export fails; with it the footage is a
+			// gap, and the chain check names what is missing.
+			if !x.allowGaps {
+				return nil, fmt.Errorf("segment %s of %s as served is not the store's: %w", stamp(h.Start), cam, err)
+			}
+			chain.pending = "a segment that did not verify was served in its place: " + err.Error()
 			continue
 		}
-		batch = append(batch, pendingSegment{h: h, ct: ct, o: o})
-		held += len(ct)
+		if gap, err := chain.next(&g.Link); err != nil {
+			return nil, err
+		} else if gap != nil {
+			if !x.allowGaps {
+				return nil, fmt.Errorf("%s %s…%s: %s; export with --allow-gaps to write the rest with this gap listed",
+					cam, stamp(gap.From), stamp(gap.To), gap.Reason)
+			}
+			x.gap(gap.Camera, gap.From, gap.To, gap.Missing, gap.Reason)
+		}
+		if ep == nil {
+			// Encrypted to an epoch that does not overlap the scope: it
+			// starts before from, and its frames from the next keyframe
+			// on are in the next segment. Its link still counts in the
+			// chain.
+			continue
+		}
+		batch = append(batch, pendingSegment{h: h, link: g.Link, ct: g.Ciphertext, o: x.openers[epochID(cam, h.EpochStart)]})
+		held += len(sealed)
 		if len(batch) == releaseBatch || held >= maxBatchBytes {
 			if err := flush(); err != nil {
 				return nil, err
@@ -724,23 +817,103 @@ func (x *exporter) camera(ctx context.Context, cam string, o *output) ([]keys.Ma
 	}
 }
 
+// gap lists footage the export lacks. The reason may quote a peer's
+// error: it is made printable and bounded for the manifest.
+func (x *exporter) gap(cam string, from, to time.Time, missing uint64, why string) {
+	why = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(why, "?"))
+	for len(why) > 1000 {
+		_, n := utf8.DecodeLastRuneInString(why)
+		why = why[:len(why)-n]
+	}
+	x.gaps = append(x.gaps, keys.ManifestGap{Camera: cam, From: from, To: to, Missing: missing, Reason: why})
+}
+
+// custodyChain follows one camera's links in the order served: each must
+// be the next of its store's chain. A sequence number that goes back or
+// repeats, or a link that names another predecessor than the one served
+// before it, is tampering and fails the export whatever the order allows;
+// a sequence number that jumps is footage removed after it was stored, a
+// gap.
+type custodyChain struct {
+	camera  string
+	prev    *keys.SegmentLink
+	pending string // why the segment skipped before this one is missing
+}
+
+func (c *custodyChain) next(l *keys.SegmentLink) (*keys.ManifestGap, error) {
+	prev, why := c.prev, c.pending
+	c.pending = ""
+	if prev == nil {
+		c.prev = l
+		if why != "" {
+			return &keys.ManifestGap{Camera: c.camera, From: l.Start, To: l.Start, Reason: why}, nil
+		}
+		return nil, nil
+	}
+	if l.Store != prev.Store || l.Seq == 0 && l.Prev == [32]byte{} {
+		c.prev = l
+		if why == "" {
+			why = fmt.Sprintf("the chain of custody restarts (store %s, sequence %d after store %s's %d): footage between may be missing",
+				l.Store, l.Seq, prev.Store, prev.Seq)
+		}
+		return &keys.ManifestGap{Camera: c.camera, From: prev.End, To: l.Start, Reason: why}, nil
+	}
+	switch {
+	case l.Seq <= prev.Seq || l.Start.Before(prev.Start):
+		return nil, fmt.Errorf("segment %s of %s is out of order: sequence %d served after %d (reordered or replayed): %w",
+			stamp(l.Start), c.camera, l.Seq, prev.Seq, errCustody)
+	case l.Seq == prev.Seq+1 && l.Prev != prev.Hash():
+		return nil, fmt.Errorf("segment %s of %s (sequence %d) does not chain onto the segment before it: %w",
+			stamp(l.Start), c.camera, l.Seq, errCustody)
+	}
+	c.prev = l
+	missing := l.Seq - prev.Seq - 1
+	if missing > 0 && why == "" {
+		why = fmt.Sprintf("%d segments of store %s's chain (sequence %d to %d) are missing", missing, l.Store, prev.Seq+1, l.Seq-1)
+	}
+	if why != "" {
+		// Also with nothing missing from the chain: a segment was served
+		// here that is not the store's, and it was left out.
+		return &keys.ManifestGap{Camera: c.camera, From: prev.End, To: l.Start, Missing: missing, Reason: why}, nil
+	}
+	return nil, nil
+}
+
+// storeDialTimeout bounds the wait for a camera's store before an export
+// turns to the datacenters' replicas.
+const storeDialTimeout = 8 * time.Second
+
 // maxBatchBytes bounds the ciphertext held while a batch waits for its
 // answers.
 const maxBatchBytes = 64 << 20
 
-// segment decrypts one segment and writes its in-scope frames.
-func (x *exporter) segment(k *keys.EpochOpener, parts []*keys.Partial, cam string, h segmentHeader, ct []byte, from, to int64, started *bool, o *output) (keys.ManifestSegment, bool, error) {
-	pt, err := k.DecryptSegment(ct, parts...)
+// segment decrypts one segment and writes its in-scope frames. Every
+// frame's time must lie in the span the store signed.
+func (x *exporter) segment(p pendingSegment, parts []*keys.Partial, cam string, from, to int64, started *bool, o *output) (keys.ManifestSegment, bool, error) {
+	l := &p.link
+	pt, err := p.o.DecryptSegment(p.ct, parts...)
 	if err != nil {
-		return keys.ManifestSegment{}, false, fmt.Errorf("segment %s of %s: %w", stamp(h.Start), cam, err)
+		return keys.ManifestSegment{}, false, fmt.Errorf("segment %s of %s: %w", stamp(l.Start), cam, err)
 	}
-	x.progress.add(cam, h.End, int64(len(ct)))
+	x.progress.add(cam, l.End, int64(len(p.ct)))
 	defer clear(pt)
 	psum := sha256.Sum256(pt)
-	frames, err := demuxTS(pt, h.Start)
+	frames, err := demuxTS(pt, l.Start)
 	defer clearFrames(frames)
 	if err != nil {
-		return keys.ManifestSegment{}, false, fmt.Errorf("segment %s of %s: %w", stamp(h.Start), cam, err)
+		return keys.ManifestSegment{}, false, fmt.Errorf("segment %s of %s: %w", stamp(l.Start), cam, err)
+	}
+	lo, hi := ticksOf(l.Start), ticksOf(l.End)
+	for _, f := range frames {
+		if f.Ticks < lo || f.Ticks > hi {
+			return keys.ManifestSegment{}, false, fmt.Errorf("segment %s of %s: a frame at %s lies outside the span its store signed (%s…%s): %w",
+				stamp(l.Start), cam, stamp(timeOfTicks(f.Ticks)), stamp(l.Start), stamp(l.End), errCustody)
+		}
 	}
 	used := false
 	for _, f := range frames {
@@ -756,8 +929,10 @@ func (x *exporter) segment(k *keys.EpochOpener, parts []*keys.Partial, cam strin
 		}
 		used = true
 	}
-	return keys.ManifestSegment{Camera: cam, Start: h.Start, End: h.End,
-		CiphertextSHA256: h.SHA256, PlaintextSHA256: hex.EncodeToString(psum[:])}, used, nil
+	lh := l.Hash()
+	return keys.ManifestSegment{Camera: cam, Start: l.Start, End: l.End,
+		CiphertextSHA256: p.h.SHA256, PlaintextSHA256: hex.EncodeToString(psum[:]),
+		Store: l.Store, Seq: l.Seq, Link: hex.EncodeToString(lh[:])}, used, nil
 }
 
 // ExportProgress is a running export, as status shows it: how much of the

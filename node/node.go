@@ -81,8 +81,9 @@ type Node struct {
 	// (touched only by the raftMembers goroutine).
 	stagedSince map[string]time.Time
 	join        *joinServer
-	svc         *service     // the node service (service.go); nil without a policy
-	relKeys     *releaseKeys // one-time release keys made here (release_keys.go)
+	svc         *service            // the node service (service.go); nil without a policy
+	relKeys     *releaseKeys        // one-time release keys made here (release_keys.go)
+	custody     *keys.CustodySigner // this node's key as a custody signer; named per use
 	exports     exportsRunning
 
 	reloadMu  sync.Mutex // serializes ReloadPeers
@@ -186,6 +187,11 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	n := &Node{cfg: cfg, logf: cfg.Logf, started: time.Now(), stop: make(chan struct{}), peersHash: peersHash, stagedSince: map[string]time.Time{},
 		relKeys: newReleaseKeys(), dirLock: dirLock}
+	// A store seals its footage with its node key (keys/custody.go); the
+	// signer keeps the derived scalar after priv is wiped, until Close.
+	if n.custody, err = keys.NewCustodySigner("node", &priv); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -359,6 +365,7 @@ func (n *Node) Close() error {
 		if n.raft != nil {
 			n.raft.Close()
 		}
+		n.custody.Zero()
 		if n.mesh != nil {
 			n.mesh.Close()
 		}

@@ -171,6 +171,7 @@ type wantRec struct {
 	source     string             // the policy's URL, without credentials
 	cred       source.Credentials // from camera-secrets.json
 	custodians []keys.Custodian
+	signer     *keys.CustodySigner // this store's seal, under its policy name
 }
 
 // desired lists the cameras this node should record now, or says why none.
@@ -194,6 +195,10 @@ func (r *recording) desired(st *policy.State) (map[string]wantRec, string) {
 		h.Write(fp[:])
 	}
 	custodianSum := hex.EncodeToString(h.Sum(nil))
+	signer, err := r.n.custody.Named(self)
+	if err != nil {
+		return nil, err.Error()
+	}
 	want := map[string]wantRec{}
 	for id, cam := range st.Cameras {
 		if cam.Site != me.Site || cam.Source == "" {
@@ -201,7 +206,7 @@ func (r *recording) desired(st *policy.State) (map[string]wantRec, string) {
 		}
 		sec := secrets[id]
 		sum := sha256.Sum256(fmt.Appendf(nil, "%q %q %q %s", cam.Source, sec.User, sec.Password, custodianSum))
-		want[id] = wantRec{key: hex.EncodeToString(sum[:]), source: cam.Source, cred: sec.credentials(), custodians: custodians}
+		want[id] = wantRec{key: hex.EncodeToString(sum[:]), source: cam.Source, cred: sec.credentials(), custodians: custodians, signer: signer}
 	}
 	return want, ""
 }
@@ -247,7 +252,7 @@ func (r *recording) startLocked(id string, w wantRec) error {
 	}
 	live := media.NewLive(id, media.LiveConfig{})
 	rec, err := media.NewRecorder(media.RecorderConfig{
-		Camera: id, Source: src, Store: r.st, Custodians: w.custodians, Live: live,
+		Camera: id, Source: src, Store: r.st, Custodians: w.custodians, Signer: w.signer, Live: live,
 		EpochLength: r.cfg.EpochLength, Segment: r.cfg.Segment, Logger: r.logger(),
 		OnEvent: func(e media.Event) {
 			d := audit.Allow

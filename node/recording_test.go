@@ -158,12 +158,12 @@ func decryptRecording(t *testing.T, dir, camera string, a, b *keys.CustodianKey)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if rec, err = keys.UnmarshalEpochRecord(raw); err != nil {
+			if rec, err = sealedRecord(raw); err != nil {
 				t.Fatal(err)
 			}
 			recOf[m.EpochStart] = rec
 		}
-		ct, err := st.ReadSegment(m)
+		ct, err := innerCiphertext(st.ReadSegment(m))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -49,7 +49,7 @@ type recoverItem struct {
 	Camera string    `json:"camera"`
 	Start  time.Time `json:"start"`
 	End    time.Time `json:"end"`
-	Record []byte    `json:"record"` // the segment's epoch record
+	Record []byte    `json:"record"` // the segment's sealed epoch record
 	PKESK  []byte    `json:"pkesk"`  // the head of the segment's ciphertext
 }
 
@@ -82,13 +82,13 @@ func (n *Node) RecoverRecords(ctx context.Context, id string) ([][]byte, error) 
 		if err != nil {
 			return nil, err
 		}
-		byStart := map[int64][]byte{}
+		byStart := map[int64]*keys.SealedEpoch{}
 		for _, b := range recs {
-			rec, err := keys.UnmarshalEpochRecord(b)
+			e, err := verifyEpochSeal(st, cam, b)
 			if err != nil {
 				return nil, fmt.Errorf("epoch record from the store: %w", err)
 			}
-			byStart[rec.Start.Unix()] = b
+			byStart[e.Record.Start.Unix()] = e
 		}
 		items, err := x.scopeSegments(ctx, cam, byStart)
 		if err != nil {
@@ -100,7 +100,7 @@ func (n *Node) RecoverRecords(ctx context.Context, id string) ([][]byte, error) 
 }
 
 // scopeSegments lists camera's segments in scope as recoverItems.
-func (x *exporter) scopeSegments(ctx context.Context, cam string, records map[int64][]byte) ([][]byte, error) {
+func (x *exporter) scopeSegments(ctx context.Context, cam string, records map[int64]*keys.SealedEpoch) ([][]byte, error) {
 	rd, conn, err := x.scopeCall(ctx, cam, opSegments)
 	if err != nil {
 		return nil, err
@@ -127,11 +127,18 @@ func (x *exporter) scopeSegments(ctx context.Context, cam string, records map[in
 		if err := checkSegmentSum(h, ct); err != nil {
 			return nil, err
 		}
-		rec := records[h.EpochStart.Unix()]
-		if rec == nil || len(ct) < pkeskHead {
+		ep := records[h.EpochStart.Unix()]
+		if ep == nil {
 			continue // its epoch is outside the scope (see exporter.camera)
 		}
-		b, _ := json.Marshal(recoverItem{Camera: cam, Start: h.Start, End: h.End, Record: rec, PKESK: ct[:pkeskHead]})
+		g, err := verifySegmentSeal(x.st, cam, ct, ep)
+		if err != nil {
+			return nil, err
+		}
+		if len(g.Ciphertext) < pkeskHead {
+			return nil, fmt.Errorf("segment %s %s: too short to hold its PKESK", cam, stamp(h.Start))
+		}
+		b, _ := json.Marshal(recoverItem{Camera: cam, Start: g.Link.Start, End: g.Link.End, Record: ep.Bytes(), PKESK: g.Ciphertext[:pkeskHead]})
 		out = append(out, b)
 	}
 }
@@ -298,10 +305,16 @@ func recoverOne(st *policy.State, r *policy.Request, rk *keys.CustodianKey, reci
 	if err := strictJSON(raw, &it); err != nil {
 		return nil, err
 	}
-	rec, err := keys.UnmarshalEpochRecord(it.Record)
+	// The seal is checked against the node's policy: the recovery key's
+	// holder has no replica of its own, so this catches a record the
+	// serving store or datacenter made up, not a node that lies about the
+	// stores' keys; the datacenter custodian whose answer is the second
+	// one needed checks its own copy against its own policy.
+	ep, err := verifyEpochSeal(st, it.Camera, it.Record)
 	if err != nil {
 		return nil, err
 	}
+	rec := ep.Record
 	if rec.Camera != it.Camera || !st.RequestCovers(r, it.Camera, it.Start, it.End) {
 		return nil, fmt.Errorf("%s %s…%s is outside the scope of request %q; nothing released", it.Camera, stamp(it.Start), stamp(it.End), r.ID)
 	}

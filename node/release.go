@@ -133,7 +133,7 @@ func (n *Node) releaseChecked(st *policy.State, caller string, q releaseQuery) (
 				i, m.Camera, stamp(m.Start), stamp(m.End), r.ID)
 		}
 	}
-	return n.sealPartials(r.ID, recipient, metas)
+	return n.sealPartials(st, r.ID, recipient, metas)
 }
 
 // heldSegments looks up q's segments in this node's own index; nil for
@@ -156,8 +156,11 @@ func heldSegments(st *store.Store, q releaseQuery) ([]*store.SegmentMeta, error)
 }
 
 // sealPartials loads the custodian key and answers each held segment from
-// this node's own copy of it and of its epoch record.
-func (n *Node) sealPartials(id string, recipient [32]byte, metas []*store.SegmentMeta) ([][]byte, error) {
+// this node's own copy of it and of its epoch record. Both must carry the
+// seal of a store of the camera's site (node/custody.go), checked again
+// here although the replica checked them on arrival: a custodian answers
+// only for footage a store made, never for a record planted on its disk.
+func (n *Node) sealPartials(st *policy.State, id string, recipient [32]byte, metas []*store.SegmentMeta) ([][]byte, error) {
 	ck, err := keys.LoadCustodianKey(CustodianKeyPath(n.cfg.Dir))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, denied("this datacenter holds no custodian key")
@@ -167,6 +170,7 @@ func (n *Node) sealPartials(id string, recipient [32]byte, metas []*store.Segmen
 	}
 	defer ck.Zero()
 	shares := map[int64]*keys.EpochShare{}
+	epochs := map[int64]*keys.SealedEpoch{}
 	defer func() {
 		for _, s := range shares {
 			s.Zero()
@@ -189,16 +193,16 @@ func (n *Node) sealPartials(id string, recipient [32]byte, metas []*store.Segmen
 			if err != nil {
 				return nil, fmt.Errorf("segment %d: epoch record: %w", i, err)
 			}
-			rec, err := keys.UnmarshalEpochRecord(raw)
+			ep, err := verifyEpochSeal(st, m.Camera, raw)
 			if err != nil {
-				return nil, fmt.Errorf("segment %d: epoch record: %w", i, err)
+				return nil, denied("segment %d: epoch record: %v; nothing released", i, err)
 			}
-			if es, err = ck.Share(rec); err != nil {
+			if es, err = ck.Share(ep.Record); err != nil {
 				return nil, fmt.Errorf("segment %d: %w", i, err)
 			}
-			shares[m.EpochStart.Unix()] = es
+			shares[m.EpochStart.Unix()], epochs[m.EpochStart.Unix()] = es, ep
 		}
-		ct, err := media.ReadSegment(*m)
+		sealed, err := media.ReadSegment(*m)
 		if errors.Is(err, store.ErrNotFound) {
 			out[i] = notHeld // removed by retention since the listing
 			continue
@@ -206,7 +210,14 @@ func (n *Node) sealPartials(id string, recipient [32]byte, metas []*store.Segmen
 		if err != nil {
 			return nil, fmt.Errorf("segment %d: %w", i, err)
 		}
-		out[i], err = es.SealPartial(id, keys.SegmentRef{Camera: m.Camera, Start: m.Start, End: m.End}, ct, recipient)
+		g, err := verifySegmentSeal(st, m.Camera, sealed, epochs[m.EpochStart.Unix()])
+		if err == nil && (!g.Link.Start.Equal(m.Start) || !g.Link.End.Equal(m.End)) {
+			err = fmt.Errorf("its signed span is %s…%s: %w", stamp(g.Link.Start), stamp(g.Link.End), errCustody)
+		}
+		if err != nil {
+			return nil, denied("segment %s %s: %v; nothing released", m.Camera, stamp(m.Start), err)
+		}
+		out[i], err = es.SealPartial(id, keys.SegmentRef{Camera: m.Camera, Start: m.Start, End: m.End}, g.Ciphertext, recipient)
 		if err != nil {
 			return nil, fmt.Errorf("segment %s %s: %w", m.Camera, stamp(m.Start), err)
 		}

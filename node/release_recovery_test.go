@@ -133,7 +133,7 @@ func (x *relFed) expiringRequest() expiring {
 	if err != nil || len(recs) == 0 {
 		t.Fatalf("r2's epochs: %d, %v", len(recs), err)
 	}
-	rec, err := keys.UnmarshalEpochRecord(recs[0])
+	rec, err := sealedRecord(recs[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func (x *relFed) expiringRequest() expiring {
 	}
 	m := x.replicatedSegment(rec)
 	e.seg = keys.SegmentRef{Camera: m.Camera, Start: m.Start, End: m.End}
-	if e.ct, err = x.store.rec.st.ReadSegment(m); err != nil {
+	if e.ct, err = innerCiphertext(x.store.rec.st.ReadSegment(m)); err != nil {
 		t.Fatal(err)
 	}
 	sealed, err := frames(x.ctx, x.desk, "dc-a", opRelease, releaseQuery{Request: "r2", Camera: x.cam, Segments: []time.Time{m.Start}})
@@ -292,11 +292,11 @@ func (x *relFed) checkShredding(seg store.SegmentMeta) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := keys.UnmarshalEpochRecord(raw)
+	rec, err := sealedRecord(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
-	survivor, err := st.ReadSegment(seg)
+	survivor, err := innerCiphertext(st.ReadSegment(seg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,7 +346,10 @@ func (x *relFed) checkShredding(seg store.SegmentMeta) {
 		if err != nil {
 			continue // retention at work
 		}
-		other, _ := keys.UnmarshalEpochRecord(b)
+		other, err := sealedRecord(b)
+		if err != nil {
+			t.Fatal(err)
+		}
 		for i := range custodians {
 			for j := i + 1; j < len(custodians); j++ {
 				if opensWith(other, custodians[i], custodians[j], survivor) {

@@ -30,7 +30,7 @@ import (
 // key standing in for dc-b, expiry, and crypto-shredding.
 func TestReleaseAndExport(t *testing.T) {
 	checkLeaks(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Second)
 	defer cancel()
 	f := foundAcme(t, ctx)
 	dcB := joinAcme(t, ctx, f, InviteSpec{Role: policy.RoleDatacenter, Name: "dc-b"})
@@ -182,6 +182,7 @@ func TestReleaseAndExport(t *testing.T) {
 	x.checkExpiry(expiring)
 	x.checkShredding(segs[0])
 	x.checkStoreOffline()
+	x.checkCustodyOnReplica()
 }
 
 // checkManifest signs m as the CLI does and checks that it verifies, and
@@ -287,7 +288,7 @@ func checkOutsideRefused(t *testing.T, ctx context.Context, desk, dcA, dcB, st1 
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := keys.UnmarshalEpochRecord(raw)
+	rec, err := sealedRecord(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +296,7 @@ func checkOutsideRefused(t *testing.T, ctx context.Context, desk, dcA, dcB, st1 
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctIn, err := st1.rec.st.ReadSegment(in)
+	ctIn, err := innerCiphertext(st1.rec.st.ReadSegment(in))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,7 +315,7 @@ func checkOutsideRefused(t *testing.T, ctx context.Context, desk, dcA, dcB, st1 
 	if pt, err := o.DecryptSegment(ctIn, parts...); err != nil || len(pt) == 0 {
 		t.Fatalf("the in-scope segment: %v", err)
 	}
-	ctOut, err := dcA.replicas.st.ReadSegment(out)
+	ctOut, err := innerCiphertext(dcA.replicas.st.ReadSegment(out))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +323,7 @@ func checkOutsideRefused(t *testing.T, ctx context.Context, desk, dcA, dcB, st1 
 		t.Fatal("the answers released for r1 opened a replica segment outside its range")
 	}
 	if rawOut, err := dcA.replicas.st.Epoch(cam, out.EpochStart); err == nil {
-		if recOut, err := keys.UnmarshalEpochRecord(rawOut); err == nil {
+		if recOut, err := sealedRecord(rawOut); err == nil {
 			if oo, err := keys.NewEpochOpener(recOut); err == nil {
 				if _, err := oo.DecryptSegment(ctOut, parts...); err == nil {
 					t.Fatal("the answers released for r1 opened an outside segment under its own epoch")

@@ -60,6 +60,17 @@ type puller struct {
 	// footage keeps coming: a suspect journal is a reason to alarm, not
 	// to stop keeping the evidence.
 	auditFlag string // guarded by mu
+
+	// Footage whose seal does not verify is refused (never stored) and
+	// skipped: refused holds, per camera, the newest refused segment and
+	// epoch record, which the cursor moves past, so one bad item neither
+	// enters the replica nor stops the store's later footage. It is
+	// memory only: after a restart the items are fetched, refused and
+	// alarmed again.
+	refused      map[string]replCursor        // guarded by mu
+	refusedCount uint64                       // guarded by mu
+	lastRefusal  string                       // guarded by mu
+	epochs       map[string]*keys.SealedEpoch // the last record verified, per camera (pull goroutine only)
 }
 
 // auditFlagged is the flag, or "".
@@ -295,6 +306,18 @@ func (r *replicas) pullRequest(p *puller) (replPull, error) {
 		// wait for new footage.
 		auditSeq = math.MaxUint64
 	}
+	p.mu.Lock()
+	for cam, c := range p.refused {
+		h := held[cam]
+		if c.Segment.After(h.Segment) {
+			h.Segment = c.Segment
+		}
+		if c.Epoch.After(h.Epoch) {
+			h.Epoch = c.Epoch
+		}
+		held[cam] = h
+	}
+	p.mu.Unlock()
 	return replPull{Cameras: held, AuditSeq: auditSeq, WaitMS: int(r.cfg.PullWait / time.Millisecond)}, nil
 }
 
@@ -380,15 +403,26 @@ func (r *replicas) apply(p *puller, h replItem, payload []byte) error {
 	}
 	switch h.Kind {
 	case "epoch":
-		rec, err := keys.UnmarshalEpochRecord(payload)
-		if err != nil {
-			return fmt.Errorf("epoch record %s %s: %w", h.Camera, stamp(h.Start), err)
+		e, err := verifyEpochSeal(r.n.policy.State(), h.Camera, payload)
+		if err == nil && (!e.Record.Start.Equal(h.Start) || !e.Record.End.Equal(h.End)) {
+			err = fmt.Errorf("epoch record %s %s: names %s…%s: %w", h.Camera, stamp(h.Start), stamp(e.Record.Start), stamp(e.Record.End), errCustody)
 		}
-		if rec.Camera != h.Camera || !rec.Start.Equal(h.Start) || !rec.End.Equal(h.End) {
-			return fmt.Errorf("epoch record %s %s: names camera %s %s…%s", h.Camera, stamp(h.Start), rec.Camera, stamp(rec.Start), stamp(rec.End))
+		if err != nil {
+			return r.refuse(p, h, err)
 		}
 		return r.st.PutEpoch(h.Camera, h.Start, h.End, payload)
 	case "segment":
+		ep, err := r.epochOf(p, h.Camera, h.EpochStart)
+		var g *keys.SealedSegment
+		if err == nil {
+			g, err = verifySegmentSeal(r.n.policy.State(), h.Camera, payload, ep)
+		}
+		if err == nil && (!g.Link.Start.Equal(h.Start) || !g.Link.End.Equal(h.End)) {
+			err = fmt.Errorf("segment %s %s: its signed link says %s…%s: %w", h.Camera, stamp(h.Start), stamp(g.Link.Start), stamp(g.Link.End), errCustody)
+		}
+		if err != nil {
+			return r.refuse(p, h, err)
+		}
 		return r.st.Put(store.SegmentMeta{Camera: h.Camera, Start: h.Start, End: h.End, EpochStart: h.EpochStart,
 			Size: int64(len(payload)), SHA256: sum}, payload)
 	case "audit":
@@ -400,6 +434,59 @@ func (r *replicas) apply(p *puller, h replItem, payload []byte) error {
 		return err
 	}
 	return fmt.Errorf("unknown item kind %q", h.Kind)
+}
+
+// epochOf is the verified epoch record a segment of cam names, from this
+// replica (where only verified records are stored).
+func (r *replicas) epochOf(p *puller, cam string, start time.Time) (*keys.SealedEpoch, error) {
+	if e := p.epochs[cam]; e != nil && e.Record.Start.Equal(start) {
+		return e, nil
+	}
+	b, err := r.st.Epoch(cam, start)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("segment of %s names epoch %s, whose record this replica does not hold (refused or never sent): %w",
+			cam, stamp(start), errCustody)
+	}
+	if err != nil {
+		return nil, err
+	}
+	e, err := verifyEpochSeal(r.n.policy.State(), cam, b)
+	if err != nil {
+		return nil, err
+	}
+	if p.epochs == nil {
+		p.epochs = map[string]*keys.SealedEpoch{}
+	}
+	p.epochs[cam] = e
+	return e, nil
+}
+
+// refuse keeps footage that fails its custody check out of the replica:
+// other errors stand (the pull retries), a custody failure is alarmed and
+// audited and the item skipped (see puller.refused).
+func (r *replicas) refuse(p *puller, h replItem, err error) error {
+	if !errors.Is(err, errCustody) {
+		return err
+	}
+	p.mu.Lock()
+	if p.refused == nil {
+		p.refused = map[string]replCursor{}
+	}
+	c := p.refused[h.Camera]
+	if h.Kind == "epoch" && h.Start.After(c.Epoch) {
+		c.Epoch = h.Start
+	}
+	if h.Kind == "segment" && h.Start.After(c.Segment) {
+		c.Segment = h.Start
+	}
+	p.refused[h.Camera] = c
+	p.refusedCount++
+	p.lastRefusal = err.Error()
+	p.mu.Unlock()
+	r.n.logf("node: CUSTODY ALARM: replica of %s: refused %s %s %s: %v", p.store, h.Kind, h.Camera, stamp(h.Start), err)
+	r.n.auditEvent(audit.Event{Actor: r.n.cfg.Name, Action: "replica-refused", Object: h.Kind + " " + h.Camera + "@" + stamp(h.Start),
+		Decision: audit.Deny, Reason: err.Error()})
+	return nil
 }
 
 // flagAudit raises the alarm, once per puller, that p's store's journal
@@ -428,8 +515,12 @@ type ReplicaStatus struct {
 	AuditSeq uint64    `json:"audit_seq"` // the store's audit entries held, up to
 	// AuditAlarm says why the store's journal no longer chains onto the
 	// copy held (rewritten); footage is still pulled.
-	AuditAlarm string          `json:"audit_alarm,omitempty"`
-	Cameras    []ReplicaCamera `json:"cameras"`
+	AuditAlarm string `json:"audit_alarm,omitempty"`
+	// Refused counts footage from the store whose seal did not verify
+	// (not stored); RefusedLast says why the last one was refused.
+	Refused     uint64          `json:"refused,omitempty"`
+	RefusedLast string          `json:"refused_last,omitempty"`
+	Cameras     []ReplicaCamera `json:"cameras"`
 }
 
 // ReplicaCamera is what a datacenter holds of one camera.
@@ -452,7 +543,8 @@ func (r *replicas) status() []ReplicaStatus {
 	var out []ReplicaStatus
 	for _, p := range ps {
 		p.mu.Lock()
-		rs := ReplicaStatus{Store: p.store, LastPull: p.lastPull, Error: p.err, AuditSeq: p.audit.seq(), AuditAlarm: p.auditFlag}
+		rs := ReplicaStatus{Store: p.store, LastPull: p.lastPull, Error: p.err, AuditSeq: p.audit.seq(), AuditAlarm: p.auditFlag,
+			Refused: p.refusedCount, RefusedLast: p.lastRefusal}
 		p.mu.Unlock()
 		rs.State = "pulling"
 		if time.Since(rs.LastPull) > replStaleAfter {

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/media/store"
 	"github.com/custos-cctv/custos/media/ts"
 	"github.com/custos-cctv/custos/policy"
@@ -152,7 +151,7 @@ func TestReplicationToDatacenters(t *testing.T) {
 	eps, _ := sdb.Epochs(cam, time.Unix(0, 0), time.Now().Add(time.Hour))
 	for _, m := range eps {
 		b, _ := sdb.Epoch(cam, m.Start)
-		rec, err := keys.UnmarshalEpochRecord(b)
+		rec, err := sealedRecord(b)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -389,26 +388,9 @@ func TestRewrittenJournalKeepsFootageComing(t *testing.T) {
 	}
 	orig, rewritten := newJournal("store", 4), newJournal("forger", 4)
 
-	dcDir := t.TempDir()
-	dj, err := audit.Open(dcDir, audit.Options{Node: "dc-a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dj.Close()
-	st, err := store.Open(MediaDir(dcDir), store.Options{MinFree: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	var logged []string
-	r := &replicas{n: &Node{cfg: Config{Name: "dc-a"}, audit: dj, logf: func(f string, a ...any) { logged = append(logged, fmt.Sprintf(f, a...)) }},
-		st: st, pullers: map[string]*puller{}}
-	ar, err := openAuditReplica(filepath.Join(dcDir, "replicas", "audit"), "store")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &puller{store: "store", site: "praha-1", audit: ar}
-	r.pullers["store"] = p
+	cf := newCustodyFixture(t) // the policy's store "store" of praha-1 and its sealed footage
+	tr := newTestReplica(t, cf.st)
+	r, p, ar, dj, st := tr.r, tr.p, tr.ar, tr.dj, tr.st
 
 	if err := r.apply(p, replItem{Kind: "audit", Count: 2}, lines(orig[:2]...)); err != nil {
 		t.Fatal(err)
@@ -424,14 +406,14 @@ func TestRewrittenJournalKeepsFootageComing(t *testing.T) {
 		t.Errorf("the copy holds up to %d, want 2 (the rewritten lines refused)", ar.seq())
 	}
 	// Footage still arrives.
-	cam := "praha-1/entrance"
-	t0 := time.Date(2026, 5, 4, 9, 0, 0, 0, time.UTC)
-	if err := st.PutEpoch(cam, t0, t0.Add(time.Hour), []byte("epoch record")); err != nil {
+	cam, t0 := cf.rec.Camera, cf.rec.Start
+	esum := sha256.Sum256(cf.sealed)
+	if err := r.apply(p, replItem{Kind: "epoch", Camera: cam, Start: t0, End: cf.rec.End, SHA256: hex.EncodeToString(esum[:])}, cf.sealed); err != nil {
 		t.Fatal(err)
 	}
-	payload := []byte("ciphertext")
+	payload, link := cf.segment(t, cf.signer, 0, t0, [32]byte{})
 	sum := sha256.Sum256(payload)
-	seg := replItem{Kind: "segment", Camera: cam, Start: t0, End: t0.Add(time.Second), EpochStart: t0, SHA256: hex.EncodeToString(sum[:])}
+	seg := replItem{Kind: "segment", Camera: cam, Start: t0, End: link.End, EpochStart: t0, SHA256: hex.EncodeToString(sum[:])}
 	if err := r.apply(p, seg, payload); err != nil {
 		t.Fatalf("segment after the journal was flagged: %v", err)
 	}
@@ -454,7 +436,7 @@ func TestRewrittenJournalKeepsFootageComing(t *testing.T) {
 		t.Errorf("status %+v, want an audit alarm", ss)
 	}
 	alarms := 0
-	for _, l := range logged {
+	for _, l := range *tr.logged {
 		if strings.Contains(l, "AUDIT ALARM") {
 			alarms++
 		}
@@ -470,6 +452,6 @@ func TestRewrittenJournalKeepsFootageComing(t *testing.T) {
 		}
 	}
 	if alarms != 1 || audited != 1 {
-		t.Errorf("alarm logged %d times and audited %d times, want once each (log %q)", alarms, audited, logged)
+		t.Errorf("alarm logged %d times and audited %d times, want once each (log %q)", alarms, audited, *tr.logged)
 	}
 }

@@ -156,17 +156,24 @@ func (n *Node) callNode(ctx context.Context, st *policy.State, target, op string
 	if err != nil {
 		return nil, nil, err
 	}
-	body, err := json.Marshal(q)
+	rd, err := callOn(ctx, conn, op, q)
 	if err != nil {
-		conn.Close()
-		return nil, nil, err
-	}
-	rd, err := rpcCall(ctx, conn, op, body)
-	if err != nil {
-		conn.Close()
 		return nil, nil, err
 	}
 	return rd, conn, nil
+}
+
+// callOn runs op with query q on conn; on error it closes conn.
+func callOn(ctx context.Context, conn *mesh.QUICConn, op string, q any) (*rpcReader, error) {
+	body, err := json.Marshal(q)
+	if err == nil {
+		var rd *rpcReader
+		if rd, err = rpcCall(ctx, conn, op, body); err == nil {
+			return rd, nil
+		}
+	}
+	conn.Close()
+	return nil, err
 }
 
 // readFrames reads every data frame of rd into memory; more than max

@@ -101,8 +101,8 @@ func runRequests(ctx context.Context, args []string, stdout io.Writer) error {
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "REQUEST\tSTATUS\tAPPROVALS\tREQUESTER\tNODE\tCAMERAS\tFROM\tTO\tPURPOSE")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Status, r.Counted, r.Threshold, r.Requester, r.Node,
-			strings.Join(r.Cameras, ","), r.From.Local().Format(time.DateTime), r.To.Local().Format(time.DateTime), r.Purpose)
+		fmt.Fprintln(tw, printable(fmt.Sprintf("%s\t%s\t%d/%d\t%s\t%s\t%s\t%s\t%s\t%s", r.ID, r.Status, r.Counted, r.Threshold, r.Requester, r.Node,
+			strings.Join(r.Cameras, ","), r.From.Local().Format(time.DateTime), r.To.Local().Format(time.DateTime), r.Purpose)))
 	}
 	return tw.Flush()
 }
@@ -193,6 +193,7 @@ func runExport(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("export", flag.ContinueOnError)
 	dir, as, signer := commonFlags(fs)
 	out := fs.String("out", "", "the MPEG-TS `FILE` to write (must not exist)")
+	allowGaps := fs.Bool("allow-gaps", false, "write the export although footage the stores' chain shows recorded is missing or cannot be opened; every gap is listed in the signed manifest")
 	if err := parseFlags(fs, rest); err != nil {
 		return err
 	}
@@ -216,7 +217,7 @@ func runExport(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	// The node serves the export to the requester's key, not to a name.
-	order := node.ExportRequest{Request: id, Out: abs, Exporter: name}
+	order := node.ExportRequest{Request: id, Out: abs, Exporter: name, AllowGaps: *allowGaps}
 	if err := node.SignExport(k, fid, &order); err != nil {
 		return err
 	}
@@ -244,7 +245,41 @@ func runExport(ctx context.Context, args []string, stdout io.Writer) error {
 	o := res.Manifest.Output
 	fmt.Fprintf(stdout, "exported %s: %s, %d frames, %d bytes, sha256 %s\nmanifest %s, signed by %s (%s)\nkeys released in %v; export took %v\n",
 		id, abs, o.Frames, o.Bytes, o.SHA256, bp, name, k.Fingerprint(), res.Release.Round(time.Millisecond), res.Total.Round(time.Millisecond))
+	printChain(stdout, res.Manifest)
 	return nil
+}
+
+// printChain says which stores' chains of custody the export covers and
+// lists every gap.
+func printChain(w io.Writer, m *keys.Manifest) {
+	type span struct {
+		store       string
+		first, last uint64
+	}
+	seen := map[string]*span{}
+	var order []string
+	for _, s := range m.Segments {
+		k := s.Camera + " " + s.Store
+		if sp := seen[k]; sp != nil {
+			sp.last = s.Seq
+			continue
+		}
+		seen[k] = &span{store: s.Store, first: s.Seq, last: s.Seq}
+		order = append(order, k)
+	}
+	for _, k := range order {
+		sp := seen[k]
+		cam, _, _ := strings.Cut(k, " ")
+		fmt.Fprintf(w, "%s: sealed by store %s, segments %d to %d of its chain\n", cam, sp.store, sp.first, sp.last)
+	}
+	if len(m.Gaps) == 0 {
+		fmt.Fprintln(w, "complete: no gap in the chain of custody")
+		return
+	}
+	fmt.Fprintf(w, "INCOMPLETE: %d gaps (listed in the manifest):\n", len(m.Gaps))
+	for _, g := range m.Gaps {
+		fmt.Fprintf(w, "  %s %s … %s: %s\n", g.Camera, g.From.Format(time.RFC3339Nano), g.To.Format(time.RFC3339Nano), g.Reason)
+	}
 }
 
 // loadSigner loads an admin key with the passphrase and names its user.

@@ -166,7 +166,7 @@ func checkVerifyExport(t *testing.T, tmp, dir, aliceFile string) {
 	from := time.Now().Add(-time.Hour).Truncate(time.Second)
 	m := &keys.Manifest{Version: keys.ManifestVersion, Federation: "acme", RequestID: "r1", Requester: "carol", Approvers: []string{"bob", "dave"},
 		Purpose: "p", Basis: "b", Cameras: []string{"praha-1/door"}, From: from, To: from.Add(time.Minute), Exporter: "alice", ExporterNode: "dc-a",
-		Created: time.Now(), Segments: []keys.ManifestSegment{{Camera: "praha-1/door", Start: from, End: from.Add(time.Second), CiphertextSHA256: h, PlaintextSHA256: h}},
+		Created: time.Now(), Segments: []keys.ManifestSegment{{Camera: "praha-1/door", Start: from, End: from.Add(time.Second), CiphertextSHA256: h, PlaintextSHA256: h, Store: "store-1", Link: h}},
 		Output: keys.ManifestOutput{Name: "x.ts", Bytes: int64(len(data)), SHA256: h, Frames: 1}}
 	body, sig, err := keys.SignManifest(k, m)
 	if err != nil {

@@ -25,7 +25,8 @@
 // its size, which is the file's own: Open can rebuild any missing entry from
 // the names alone, and the SHA-256 in the name lets it check that the bytes
 // are the ones that were written. Files are exactly what the caller handed
-// in: no header, so any OpenPGP tool reads a copied segment.
+// in, with no header of the store's (a recorder hands in sealed segments
+// and records: keys/custody.go).
 //
 // The index is bbolt rather than SQLite: it is pure Go (no cgo in a static
 // node binary), its one writer at a time fits a store whose writes are
