@@ -266,3 +266,45 @@ func FuzzParseSealed(f *testing.F) {
 		}
 	})
 }
+
+// The seal's cost per segment, beside the Ed25519 verification it is made
+// of (crypto/ed25519 over the same message) and the segment's encryption.
+func BenchmarkSealSegment(b *testing.B) {
+	fx := newFixture(b)
+	s, _ := mustSigner(b, "store-1")
+	l := testLink(fx, 1, fx.rec.Start.Add(time.Second), [32]byte{})
+	b.SetBytes(int64(len(fx.ct)))
+	for b.Loop() {
+		if _, _, err := SealSegment(s, l, fx.ct); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkVerifySealedSegment(b *testing.B) {
+	fx := newFixture(b)
+	s, _ := mustSigner(b, "store-1")
+	sealed, _, err := SealSegment(s, testLink(fx, 1, fx.rec.Start.Add(time.Second), [32]byte{}), fx.ct)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(sealed)))
+	for b.Loop() {
+		g, err := ParseSealedSegment(sealed)
+		if err != nil || g.Verify(s.Public()) != nil {
+			b.Fatal("does not verify")
+		}
+	}
+}
+
+// Baseline: a plain Ed25519 signature check of a message of a link's size.
+func BenchmarkEd25519VerifyBaseline(b *testing.B) {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	msg := make([]byte, 200)
+	sig := ed25519.Sign(priv, msg)
+	for b.Loop() {
+		if !ed25519.Verify(pub, msg, sig) {
+			b.Fatal("does not verify")
+		}
+	}
+}
