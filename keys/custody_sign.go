@@ -8,7 +8,6 @@ import (
 	"fmt"
 
 	"filippo.io/edwards25519"
-	"filippo.io/edwards25519/field"
 )
 
 // A store signs its footage with the node key the policy already holds for
@@ -131,18 +130,11 @@ func (s *CustodySigner) sign(msg []byte) ([64]byte, error) {
 // u = −1, which has no Edwards form.
 func edwardsOf(p NodePublic) (ed25519.PublicKey, error) {
 	raw := p.Raw32()
-	u, err := new(field.Element).SetBytes(raw[:])
-	if err != nil || [32]byte(u.Bytes()) != raw {
-		return nil, fmt.Errorf("node key is not a canonical curve25519 point: %w", ErrBadKey)
+	y, err := edwardsY(raw[:])
+	if err != nil {
+		return nil, fmt.Errorf("node key has no Edwards form: %v: %w", err, ErrBadKey)
 	}
-	one := new(field.Element).One()
-	den := new(field.Element).Add(u, one)
-	if den.Equal(new(field.Element).Zero()) == 1 {
-		return nil, fmt.Errorf("node key has no Edwards form: %w", ErrBadKey)
-	}
-	y := new(field.Element).Subtract(u, one)
-	y.Multiply(y, new(field.Element).Invert(den))
-	return ed25519.PublicKey(y.Bytes()), nil
+	return ed25519.PublicKey(y), nil
 }
 
 // verifyXEdDSA checks sig over msg against node key p.

@@ -89,18 +89,11 @@ func liftEphemeral(u []byte) (*edwards25519.Point, error) {
 	if len(u) != 32 {
 		return nil, fmt.Errorf("%d bytes: %w", len(u), ErrBadEphemeral)
 	}
-	fu, err := new(field.Element).SetBytes(u)
-	if err != nil || !bytes.Equal(fu.Bytes(), u) {
-		return nil, fmt.Errorf("not a canonical field element: %w", ErrBadEphemeral)
+	y, err := edwardsY(u)
+	if err != nil {
+		return nil, fmt.Errorf("%v: %w", err, ErrBadEphemeral)
 	}
-	one := new(field.Element).One()
-	den := new(field.Element).Add(fu, one)
-	if den.Equal(new(field.Element).Zero()) == 1 {
-		return nil, fmt.Errorf("u = −1: %w", ErrBadEphemeral)
-	}
-	y := new(field.Element).Subtract(fu, one)
-	y.Multiply(y, den.Invert(den))
-	p, err := edwards25519.NewIdentityPoint().SetBytes(y.Bytes()) // sign bit 0
+	p, err := edwards25519.NewIdentityPoint().SetBytes(y) // sign bit 0
 	if err != nil {
 		return nil, fmt.Errorf("on the twist, not the curve: %w", ErrBadEphemeral)
 	}
@@ -108,6 +101,24 @@ func liftEphemeral(u []byte) (*edwards25519.Point, error) {
 		return nil, fmt.Errorf("small order or outside the prime-order subgroup: %w", ErrBadEphemeral)
 	}
 	return p, nil
+}
+
+// edwardsY returns the encoding, sign bit 0, of y = (u − 1)/(u + 1) for
+// the Montgomery u-coordinate u: the Edwards form of an X25519 public key.
+// It refuses a u that is not canonical, and u = −1, which has none. It
+// does not check that the result is on the curve.
+func edwardsY(u []byte) ([]byte, error) {
+	fu, err := new(field.Element).SetBytes(u)
+	if err != nil || !bytes.Equal(fu.Bytes(), u) {
+		return nil, errors.New("not a canonical field element")
+	}
+	one := new(field.Element).One()
+	den := new(field.Element).Add(fu, one)
+	if den.Equal(new(field.Element).Zero()) == 1 {
+		return nil, errors.New("u = −1")
+	}
+	y := new(field.Element).Subtract(fu, one)
+	return y.Multiply(y, den.Invert(den)).Bytes(), nil
 }
 
 // SegmentRef names one segment: its camera and footage span. A custodian
