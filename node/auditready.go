@@ -3,6 +3,7 @@ package node
 import (
 	"fmt"
 
+	"github.com/custos-cctv/custos/node/rpc"
 	"github.com/custos-cctv/custos/policy/audit"
 )
 
@@ -18,7 +19,7 @@ func (n *Node) auditReady(actor, action, object string) error {
 	if _, err := n.audit.Append(audit.Event{Actor: actor, Action: "audit-check", Object: action + " " + object,
 		Decision: audit.Allow, Reason: "the journal had failed; it records again"}); err != nil {
 		n.logf("node: AUDIT FAILURE: refusing %s of %s by %s: %v", action, object, actor, err)
-		return &rpcError{Code: rpcUnavailable, Message: fmt.Sprintf("%s refused: this node cannot audit it now (%v); it serves again once its journal records", action, err)}
+		return &rpc.Error{Code: rpc.Unavailable, Message: fmt.Sprintf("%s refused: this node cannot audit it now (%v); it serves again once its journal records", action, err)}
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-cctv/custos/node/rpc"
 	"github.com/custos-cctv/custos/policy/audit"
 )
 
@@ -30,8 +31,8 @@ func TestNoAccessWithoutAudit(t *testing.T) {
 		t.Error("the node's status does not show the failing journal")
 	}
 	err := n.auditReady("node:desk", "live-view", "praha-1/door")
-	var re *rpcError
-	if !errors.As(err, &re) || re.Code != rpcUnavailable {
+	var re *rpc.Error
+	if !errors.As(err, &re) || re.Code != rpc.Unavailable {
 		t.Fatalf("access with a failing journal: %v", err)
 	}
 	for _, p := range fillers {

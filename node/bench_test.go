@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	gvlog "gvisor.dev/gvisor/pkg/log"
+
 	"github.com/custos-cctv/custos/consensus"
 	"github.com/custos-cctv/custos/consensus/consensustest"
 	"github.com/custos-cctv/custos/keys"
@@ -19,7 +21,6 @@ import (
 	"github.com/custos-cctv/custos/media/ts"
 	"github.com/custos-cctv/custos/mesh"
 	"github.com/custos-cctv/custos/policy"
-	gvlog "gvisor.dev/gvisor/pkg/log"
 )
 
 // The policy benchmarks run Custos as it runs in production: every node has

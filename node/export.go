@@ -40,6 +40,7 @@ import (
 	"github.com/custos-cctv/custos/media/h264"
 	"github.com/custos-cctv/custos/media/ts"
 	"github.com/custos-cctv/custos/mesh"
+	"github.com/custos-cctv/custos/node/rpc"
 	"github.com/custos-cctv/custos/policy"
 	"github.com/custos-cctv/custos/policy/audit"
 )
@@ -291,7 +292,7 @@ func (x *exporter) loadEpochs(ctx context.Context) error {
 }
 
 // scopeCall runs a store op for camera over the request's range.
-func (x *exporter) scopeCall(ctx context.Context, camera, op string) (*rpcReader, *mesh.QUICConn, error) {
+func (x *exporter) scopeCall(ctx context.Context, camera, op string) (*rpc.Reader, *mesh.QUICConn, error) {
 	storeName, err := storeOf(x.st, camera)
 	if err != nil {
 		return nil, nil, err
@@ -306,14 +307,14 @@ func (x *exporter) scopeCall(ctx context.Context, camera, op string) (*rpcReader
 		conn, derr := x.n.dialNode(dctx, x.st, storeName)
 		cancel()
 		if derr == nil {
-			rd, cerr := callOn(ctx, conn, op, q)
+			rd, cerr := rpc.CallJSON(ctx, conn, op, q)
 			if cerr == nil {
 				return rd, conn, nil
 			}
 			derr = cerr
 		}
 		err = fmt.Errorf("store %s: %w", storeName, derr)
-		var re *rpcError
+		var re *rpc.Error
 		if errors.As(err, &re) || ctx.Err() != nil {
 			return nil, nil, err // the store answered: its answer stands
 		}
@@ -417,7 +418,7 @@ func (x *exporter) fetchEpochs(ctx context.Context, camera string) ([][]byte, er
 	}
 	defer conn.Close()
 	defer rd.Close()
-	return readFrames(rd, 0)
+	return rpc.ReadFrames(rd, 0)
 }
 
 // custodians are the live datacenters holding custodian keys, by name.
@@ -550,7 +551,7 @@ func (x *exporter) askCustodian(ctx context.Context, c string, q releaseQuery) (
 	}
 	defer conn.Close()
 	defer rd.Close()
-	return readFrames(rd, len(q.Segments))
+	return rpc.ReadFrames(rd, len(q.Segments))
 }
 
 // output is the export file being written: a temporary file beside the

@@ -34,6 +34,7 @@ import (
 	"github.com/custos-cctv/custos/media"
 	"github.com/custos-cctv/custos/media/h264"
 	"github.com/custos-cctv/custos/media/ts"
+	"github.com/custos-cctv/custos/node/rpc"
 	"github.com/custos-cctv/custos/policy"
 	"github.com/custos-cctv/custos/policy/audit"
 )
@@ -60,10 +61,10 @@ type liveQuery struct {
 
 // handleLive serves one viewer until the grant ends, the viewer goes, or
 // the camera stops recording here.
-func (n *Node) handleLive(ctx context.Context, peer keys.NodePublic, body []byte, w *rpcWriter) error {
+func (n *Node) handleLive(ctx context.Context, peer keys.NodePublic, body []byte, w *rpc.Writer) error {
 	var q liveQuery
 	if err := strictJSON(body, &q); err != nil {
-		return &rpcError{Code: rpcBadRequest, Message: "want {camera}: " + err.Error()}
+		return &rpc.Error{Code: rpc.BadRequest, Message: "want {camera}: " + err.Error()}
 	}
 	st := n.policy.State()
 	caller, err := n.callerName(st, peer)
@@ -82,7 +83,7 @@ func (n *Node) handleLive(ctx context.Context, peer keys.NodePublic, body []byte
 	}
 	hub := n.rec.liveHub(q.Camera)
 	if hub == nil {
-		return &rpcError{Code: rpcUnavailable, Message: fmt.Sprintf("camera %s is not recording on this store now", q.Camera)}
+		return &rpc.Error{Code: rpc.Unavailable, Message: fmt.Sprintf("camera %s is not recording on this store now", q.Camera)}
 	}
 	if err := n.auditReady(actor, "live-view", q.Camera); err != nil {
 		return err
@@ -139,7 +140,7 @@ func (n *Node) handleLive(ctx context.Context, peer keys.NodePublic, body []byte
 
 // streamLive copies frames from camera's ring to w until ctx ends, following
 // the camera to a new ring when its recorder restarts.
-func (n *Node) streamLive(ctx context.Context, hub *media.Live, camera string, w *rpcWriter) (frames, skipped uint64, err error) {
+func (n *Node) streamLive(ctx context.Context, hub *media.Live, camera string, w *rpc.Writer) (frames, skipped uint64, err error) {
 	buf := make([]byte, 0, 256<<10)
 	for {
 		v, err := hub.Subscribe()

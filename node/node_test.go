@@ -10,20 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/mesh"
+	"github.com/custos-cctv/custos/node/internal/nodetest"
 )
 
-func checkLeaks(t *testing.T) {
-	t.Cleanup(func() {
-		goleak.VerifyNone(t,
-			goleak.IgnoreAnyFunction("github.com/hashicorp/memberlist.(*Memberlist).probeNode"),
-			goleak.IgnoreTopFunction("gvisor.dev/gvisor/pkg/sync.Gopark"),
-		)
-	})
-}
+func checkLeaks(t *testing.T) { nodetest.CheckLeaks(t) }
 
 type testNode struct {
 	dir, peers string

@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/node/rpc"
 	"github.com/custos-cctv/custos/policy"
 	"github.com/custos-cctv/custos/policy/audit"
 )
@@ -122,7 +123,7 @@ func (x *exporter) scopeSegments(ctx context.Context, cam string, records map[in
 		}
 		ct, err := rd.Next()
 		if err != nil {
-			return nil, noEOF(err)
+			return nil, rpc.NoEOF(err)
 		}
 		if err := checkSegmentSum(h, ct); err != nil {
 			return nil, err

@@ -32,6 +32,7 @@ import (
 
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/media/store"
+	"github.com/custos-cctv/custos/node/rpc"
 	"github.com/custos-cctv/custos/policy"
 )
 
@@ -51,14 +52,14 @@ var notHeld = []byte{0}
 
 // handleRelease is the release op: one answer per segment, as one frame
 // each, in the query's order; or a refusal of all of them.
-func (n *Node) handleRelease(ctx context.Context, peer keys.NodePublic, body []byte, w *rpcWriter) error {
+func (n *Node) handleRelease(ctx context.Context, peer keys.NodePublic, body []byte, w *rpc.Writer) error {
 	var q releaseQuery
 	if err := strictJSON(body, &q); err != nil {
-		return &rpcError{Code: rpcBadRequest, Message: "want {request, camera, segments}: " + err.Error()}
+		return &rpc.Error{Code: rpc.BadRequest, Message: "want {request, camera, segments}: " + err.Error()}
 	}
 	st, err := n.syncPolicy(ctx)
 	if err != nil {
-		return &rpcError{Code: rpcUnavailable, Message: err.Error()}
+		return &rpc.Error{Code: rpc.Unavailable, Message: err.Error()}
 	}
 	caller, err := n.callerName(st, peer)
 	if err != nil {
@@ -78,7 +79,7 @@ func (n *Node) handleRelease(ctx context.Context, peer keys.NodePublic, body []b
 }
 
 // releasePartials is the custodian's decision and work for caller, audited
-// either way. Refusals are *rpcError with code rpcDenied.
+// either way. Refusals are *rpc.Error with code rpc.Denied.
 func (n *Node) releasePartials(st *policy.State, caller string, q releaseQuery) ([][]byte, error) {
 	sealed, err := n.releaseChecked(st, caller, q)
 	detail := ""
@@ -105,7 +106,7 @@ func (n *Node) releaseChecked(st *policy.State, caller string, q releaseQuery) (
 		return nil, err
 	}
 	if len(q.Segments) == 0 || len(q.Segments) > releaseBatch {
-		return nil, &rpcError{Code: rpcBadRequest, Message: fmt.Sprintf("send 1 to %d segments per call", releaseBatch)}
+		return nil, &rpc.Error{Code: rpc.BadRequest, Message: fmt.Sprintf("send 1 to %d segments per call", releaseBatch)}
 	}
 	r, err := st.ReleasableRequest(q.Request, time.Now())
 	if err != nil {
@@ -142,7 +143,7 @@ func heldSegments(st *store.Store, q releaseQuery) ([]*store.SegmentMeta, error)
 	lo, hi := slices.MinFunc(q.Segments, time.Time.Compare), slices.MaxFunc(q.Segments, time.Time.Compare)
 	list, err := st.Segments(q.Camera, lo, hi.Add(time.Nanosecond))
 	if err != nil {
-		return nil, &rpcError{Code: rpcBadRequest, Message: err.Error()}
+		return nil, &rpc.Error{Code: rpc.BadRequest, Message: err.Error()}
 	}
 	byStart := make(map[int64]*store.SegmentMeta, len(list))
 	for i := range list {

@@ -16,6 +16,7 @@ import (
 	"github.com/custos-cctv/custos/media"
 	"github.com/custos-cctv/custos/media/clip"
 	"github.com/custos-cctv/custos/media/store"
+	"github.com/custos-cctv/custos/node/rpc"
 	"github.com/custos-cctv/custos/policy"
 )
 
@@ -99,13 +100,13 @@ func frames(ctx context.Context, by *Node, target, op string, q any) ([][]byte, 
 	}
 	defer conn.Close()
 	defer rd.Close()
-	return readFrames(rd, 0)
+	return rpc.ReadFrames(rd, 0)
 }
 
 func wantDenied(t *testing.T, what string, err error, want string) {
 	t.Helper()
-	var re *rpcError
-	if !errors.As(err, &re) || re.Code != rpcDenied || !strings.Contains(re.Message, want) {
+	var re *rpc.Error
+	if !errors.As(err, &re) || re.Code != rpc.Denied || !strings.Contains(re.Message, want) {
 		t.Errorf("%s: %v; want a denial saying %q", what, err, want)
 	}
 }

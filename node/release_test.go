@@ -15,6 +15,7 @@ import (
 	"github.com/custos-cctv/custos/media/h264"
 	"github.com/custos-cctv/custos/media/store"
 	"github.com/custos-cctv/custos/media/ts"
+	"github.com/custos-cctv/custos/node/rpc"
 	"github.com/custos-cctv/custos/policy"
 )
 
@@ -217,8 +218,8 @@ func checkScopeRefused(t *testing.T, ctx context.Context, desk, dcB, st1, dcA *N
 	}
 	isDenied := func(what string, err error, want string) {
 		t.Helper()
-		var re *rpcError
-		if !errors.As(err, &re) || re.Code != rpcDenied || !strings.Contains(re.Message, want) {
+		var re *rpc.Error
+		if !errors.As(err, &re) || re.Code != rpc.Denied || !strings.Contains(re.Message, want) {
 			t.Errorf("%s: %v; want a denial saying %q", what, err, want)
 		}
 	}
@@ -334,8 +335,8 @@ func checkOutsideRefused(t *testing.T, ctx context.Context, desk, dcA, dcB, st1 
 	zeroAnswers([][]*keys.Partial{parts})
 	for _, dc := range []string{"dc-a", "dc-b"} {
 		_, err := frames(ctx, desk, dc, opRelease, releaseQuery{Request: "r1", Camera: cam, Segments: []time.Time{out.Start}})
-		var re *rpcError
-		if !errors.As(err, &re) || re.Code != rpcDenied || !strings.Contains(re.Message, "outside the scope") {
+		var re *rpc.Error
+		if !errors.As(err, &re) || re.Code != rpc.Denied || !strings.Contains(re.Message, "outside the scope") {
 			t.Errorf("%s answering for a segment %v after the range's end: %v", dc, out.Start.Sub(to), err)
 		}
 	}

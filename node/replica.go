@@ -29,6 +29,7 @@ import (
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/media/store"
 	"github.com/custos-cctv/custos/mesh"
+	"github.com/custos-cctv/custos/node/rpc"
 	"github.com/custos-cctv/custos/policy"
 	"github.com/custos-cctv/custos/policy/audit"
 )
@@ -195,8 +196,8 @@ func (r *replicas) pull(ctx context.Context, p *puller) {
 			return
 		}
 		closeLanes()
-		var re *rpcError
-		if errors.As(err, &re) && re.Code == rpcDenied {
+		var re *rpc.Error
+		if errors.As(err, &re) && re.Code == rpc.Denied {
 			r.n.logf("node: replica of %s: %v", p.store, err)
 		}
 		select {
@@ -249,7 +250,7 @@ func (r *replicas) pullOnce(ctx context.Context, lanes []*mesh.QUICConn, p *pull
 	if err != nil {
 		return err
 	}
-	rd, err := rpcCall(ctx, lanes[0], opReplicate, body)
+	rd, err := rpc.Call(ctx, lanes[0], opReplicate, body)
 	if err != nil {
 		return err
 	}
@@ -280,7 +281,7 @@ func (r *replicas) pullOnce(ctx context.Context, lanes []*mesh.QUICConn, p *pull
 			}
 			payload, err := rd.Next()
 			if err != nil {
-				return noEOF(err)
+				return rpc.NoEOF(err)
 			}
 			if err := r.apply(p, h, payload); err != nil {
 				return fmt.Errorf("replica of %s: %w", p.store, err)
@@ -349,10 +350,10 @@ func (r *replicas) fetchSegments(ctx context.Context, lanes []*mesh.QUICConn, p 
 				h := refs[i]
 				b, _ := json.Marshal(replGet{Camera: h.Camera, Start: h.Start, SHA256: h.SHA256})
 				var g got
-				if rd, err := rpcCall(ctx, conn, opReplicateGet, b); err != nil {
+				if rd, err := rpc.Call(ctx, conn, opReplicateGet, b); err != nil {
 					g.err = err
 				} else {
-					fs, err := readFrames(rd, 1)
+					fs, err := rpc.ReadFrames(rd, 1)
 					rd.Close()
 					switch {
 					case err != nil:

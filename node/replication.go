@@ -39,6 +39,7 @@ import (
 
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/media/store"
+	"github.com/custos-cctv/custos/node/rpc"
 	"github.com/custos-cctv/custos/policy"
 	"github.com/custos-cctv/custos/policy/audit"
 )
@@ -146,10 +147,10 @@ func newReplSource(n *Node, cfg ReplicationConfig) *replSource {
 // a linearizable one: a store cut off from consensus must keep replicating
 // to the datacenters it can reach (invariant 10), and who may hold replicas
 // changes rarely and only by commands every replica applies.
-func (n *Node) handleReplicate(ctx context.Context, peer keys.NodePublic, body []byte, w *rpcWriter) error {
+func (n *Node) handleReplicate(ctx context.Context, peer keys.NodePublic, body []byte, w *rpc.Writer) error {
 	var q replPull
 	if err := strictJSON(body, &q); err != nil {
-		return &rpcError{Code: rpcBadRequest, Message: "want {cameras, audit_seq, wait_ms}: " + err.Error()}
+		return &rpc.Error{Code: rpc.BadRequest, Message: "want {cameras, audit_seq, wait_ms}: " + err.Error()}
 	}
 	caller, site, err := n.replicaCaller(peer)
 	if err != nil {
@@ -261,7 +262,7 @@ func (r *replSource) ack(dc, site string, held map[string]replCursor) {
 
 // serve writes one batch of what q lacks: epoch records, then audit
 // entries, then segments by start time. It returns how many items it sent.
-func (r *replSource) serve(ctx context.Context, site string, q replPull, w *rpcWriter) (int, error) {
+func (r *replSource) serve(ctx context.Context, site string, q replPull, w *rpc.Writer) (int, error) {
 	s := r.n.rec.st
 	cams, err := s.Cameras()
 	if err != nil {
@@ -350,14 +351,14 @@ func (r *replSource) serve(ctx context.Context, site string, q replPull, w *rpcW
 // handleReplicateGet serves one segment a datacenter's pull named, paced by
 // the uplink budget. The same rules as the pull: a datacenter the policy
 // lets hold replicas, and only this store's own site's footage.
-func (n *Node) handleReplicateGet(ctx context.Context, peer keys.NodePublic, body []byte, w *rpcWriter) error {
+func (n *Node) handleReplicateGet(ctx context.Context, peer keys.NodePublic, body []byte, w *rpc.Writer) error {
 	var q replGet
 	if err := strictJSON(body, &q); err != nil {
-		return &rpcError{Code: rpcBadRequest, Message: "want {camera, start, sha256}: " + err.Error()}
+		return &rpc.Error{Code: rpc.BadRequest, Message: "want {camera, start, sha256}: " + err.Error()}
 	}
 	sum, err := hex.DecodeString(q.SHA256)
 	if err != nil || len(sum) != 32 {
-		return &rpcError{Code: rpcBadRequest, Message: "sha256: want 64 hex digits"}
+		return &rpc.Error{Code: rpc.BadRequest, Message: "sha256: want 64 hex digits"}
 	}
 	caller, site, err := n.replicaCaller(peer)
 	if err != nil {
@@ -410,7 +411,7 @@ func (r *replSource) pace(ctx context.Context, n int) error {
 	return nil
 }
 
-func writeItem(w *rpcWriter, h replItem, payload []byte) error {
+func writeItem(w *rpc.Writer, h replItem, payload []byte) error {
 	b, err := json.Marshal(h)
 	if err != nil {
 		return err

@@ -8,15 +8,14 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"time"
 
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/mesh"
+	"github.com/custos-cctv/custos/node/rpc"
 	"github.com/custos-cctv/custos/policy"
 	"github.com/custos-cctv/custos/policy/audit"
 )
@@ -34,7 +33,7 @@ const (
 // service is the running node service and what its clients share.
 type service struct {
 	ln  *mesh.QUICListener
-	rpc *rpcServer
+	rpc *rpc.Server
 	wg  chan error // serve's result
 	// ctx ends when the node starts closing: exports and calls made on
 	// behalf of the local API stop with it.
@@ -48,15 +47,15 @@ func startService(n *Node, port uint16) (*service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: service: %w", err)
 	}
-	s := &service{ln: ln, rpc: newRPCServer(n.logf), wg: make(chan error, 1)}
+	s := &service{ln: ln, rpc: rpc.NewServer(n.logf), wg: make(chan error, 1)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.rpc.handle(opEpochs, n.handleEpochs)
-	s.rpc.handle(opSegments, n.handleSegments)
-	s.rpc.handle(opRelease, n.handleRelease)
-	s.rpc.handle(opReplicate, n.handleReplicate)
-	s.rpc.handle(opReplicateGet, n.handleReplicateGet)
-	s.rpc.handle(opLive, n.handleLive)
-	go func() { s.wg <- s.rpc.serve(ln) }()
+	s.rpc.Handle(opEpochs, n.handleEpochs)
+	s.rpc.Handle(opSegments, n.handleSegments)
+	s.rpc.Handle(opRelease, n.handleRelease)
+	s.rpc.Handle(opReplicate, n.handleReplicate)
+	s.rpc.Handle(opReplicateGet, n.handleReplicateGet)
+	s.rpc.Handle(opLive, n.handleLive)
+	go func() { s.wg <- s.rpc.Serve(ln) }()
 	return s, nil
 }
 
@@ -66,7 +65,7 @@ func (s *service) stopClients() { s.cancel() }
 // close stops serving: handlers first, then the listener.
 func (s *service) close() {
 	s.cancel()
-	s.rpc.close()
+	s.rpc.Close()
 	s.ln.Close()
 	<-s.wg
 }
@@ -89,7 +88,7 @@ func (n *Node) admitService(peer keys.NodePublic) error {
 func (n *Node) callerName(st *policy.State, peer keys.NodePublic) (string, error) {
 	name := NameByKey(st, peer.String())
 	if name == "" || !policy.Member(st, name, time.Now()) {
-		return "", &rpcError{Code: rpcDenied, Message: "you are not a live member of the federation"}
+		return "", &rpc.Error{Code: rpc.Denied, Message: "you are not a live member of the federation"}
 	}
 	return name, nil
 }
@@ -151,61 +150,14 @@ func (n *Node) auditServe(actor, action, object string, err error, detail string
 
 // callNode opens op with body q (JSON) on node target; the caller closes
 // the reader and the connection.
-func (n *Node) callNode(ctx context.Context, st *policy.State, target, op string, q any) (*rpcReader, *mesh.QUICConn, error) {
+func (n *Node) callNode(ctx context.Context, st *policy.State, target, op string, q any) (*rpc.Reader, *mesh.QUICConn, error) {
 	conn, err := n.dialNode(ctx, st, target)
 	if err != nil {
 		return nil, nil, err
 	}
-	rd, err := callOn(ctx, conn, op, q)
+	rd, err := rpc.CallJSON(ctx, conn, op, q)
 	if err != nil {
 		return nil, nil, err
 	}
 	return rd, conn, nil
-}
-
-// callOn runs op with query q on conn; on error it closes conn.
-func callOn(ctx context.Context, conn *mesh.QUICConn, op string, q any) (*rpcReader, error) {
-	body, err := json.Marshal(q)
-	if err == nil {
-		var rd *rpcReader
-		if rd, err = rpcCall(ctx, conn, op, body); err == nil {
-			return rd, nil
-		}
-	}
-	conn.Close()
-	return nil, err
-}
-
-// readFrames reads every data frame of rd into memory; more than max
-// frames (rpcMaxFrames if max is 0), or more than rpcMaxFramesBytes in all,
-// is an error: a peer that answers with more than was asked, or than a
-// node keeps in memory for one answer, is broken or lying.
-func readFrames(rd *rpcReader, max int) ([][]byte, error) {
-	return readFramesLimit(rd, max, rpcMaxFramesBytes)
-}
-
-func readFramesLimit(rd *rpcReader, max, maxBytes int) ([][]byte, error) {
-	if max <= 0 {
-		max = rpcMaxFrames
-	}
-	var out [][]byte
-	total := 0
-	for {
-		b, err := rd.Next()
-		if err == io.EOF {
-			return out, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		if len(out) == max {
-			rd.Close()
-			return nil, fmt.Errorf("rpc: %s: more than the %d frames asked for", rd.op, max)
-		}
-		if total += len(b); total > maxBytes {
-			rd.Close()
-			return nil, fmt.Errorf("rpc: %s: answer of more than %d bytes: %w", rd.op, maxBytes, errRPCTooLarge)
-		}
-		out = append(out, b)
-	}
 }

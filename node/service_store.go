@@ -19,6 +19,7 @@ import (
 
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/media/store"
+	"github.com/custos-cctv/custos/node/rpc"
 	"github.com/custos-cctv/custos/policy/audit"
 )
 
@@ -53,21 +54,21 @@ func (q scopeQuery) object() string {
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
 func denied(format string, a ...any) error {
-	return &rpcError{Code: rpcDenied, Message: fmt.Sprintf(format, a...)}
+	return &rpc.Error{Code: rpc.Denied, Message: fmt.Sprintf(format, a...)}
 }
 
 // authorizeScope decides a store query: it returns the range to serve,
 // clipped to the request's, or an rpc error that says why not.
 func (n *Node) authorizeScope(ctx context.Context, peer keys.NodePublic, body []byte) (q scopeQuery, caller string, err error) {
 	if err := strictJSON(body, &q); err != nil {
-		return q, peer.ShortString(), &rpcError{Code: rpcBadRequest, Message: "want {request, camera, from, to}: " + err.Error()}
+		return q, peer.ShortString(), &rpc.Error{Code: rpc.BadRequest, Message: "want {request, camera, from, to}: " + err.Error()}
 	}
 	if n.media() == nil {
 		return q, peer.ShortString(), denied("this node is neither a store nor a datacenter and holds no recordings")
 	}
 	st, err := n.syncPolicy(ctx)
 	if err != nil {
-		return q, peer.ShortString(), &rpcError{Code: rpcUnavailable, Message: err.Error()}
+		return q, peer.ShortString(), &rpc.Error{Code: rpc.Unavailable, Message: err.Error()}
 	}
 	caller, err = n.callerName(st, peer)
 	if err != nil {
@@ -100,7 +101,7 @@ func (n *Node) media() *store.Store {
 }
 
 // handleEpochs serves the raw epoch records of the scope, one per frame.
-func (n *Node) handleEpochs(ctx context.Context, peer keys.NodePublic, body []byte, w *rpcWriter) error {
+func (n *Node) handleEpochs(ctx context.Context, peer keys.NodePublic, body []byte, w *rpc.Writer) error {
 	q, caller, err := n.authorizeScope(ctx, peer, body)
 	if err != nil {
 		n.auditServe(caller, "serve-epochs", q.object(), err, "")
@@ -126,7 +127,7 @@ func (n *Node) handleEpochs(ctx context.Context, peer keys.NodePublic, body []by
 // handleSegments streams the scope's segments: for each, a header frame
 // then the ciphertext frame, by start time. A segment that overlaps the
 // scope is served whole (it is one encrypted message); the requester trims.
-func (n *Node) handleSegments(ctx context.Context, peer keys.NodePublic, body []byte, w *rpcWriter) error {
+func (n *Node) handleSegments(ctx context.Context, peer keys.NodePublic, body []byte, w *rpc.Writer) error {
 	q, caller, err := n.authorizeScope(ctx, peer, body)
 	if err != nil {
 		n.auditServe(caller, "serve-segments", q.object(), err, "")

@@ -1,4 +1,4 @@
-package node
+package rpc
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/mesh"
+	"github.com/custos-cctv/custos/node/internal/nodetest"
 )
 
 // dial opens one more connection from b to the server.
@@ -25,22 +26,22 @@ func (e *rpcEnv) dial(t *testing.T) *mesh.QUICConn {
 }
 
 func TestRPCPeerConnectionsCapped(t *testing.T) {
-	checkLeaks(t)
+	nodetest.CheckLeaks(t)
 	const limit = 3
-	e := newRPCEnv(t, func(s *rpcServer) {
+	e := newRPCEnv(t, func(s *Server) {
 		s.maxPeerConns = limit
-		s.handle("ping", func(_ context.Context, _ keys.NodePublic, _ []byte, w *rpcWriter) error {
+		s.Handle("ping", func(_ context.Context, _ keys.NodePublic, _ []byte, w *Writer) error {
 			return w.WriteFrame([]byte("pong"))
 		})
 	})
 	ctx := testCtx(t, 30*time.Second)
 	ping := func(c *mesh.QUICConn) error {
-		rd, err := rpcCall(ctx, c, "ping", nil)
+		rd, err := Call(ctx, c, "ping", nil)
 		if err != nil {
 			return err
 		}
 		defer rd.Close()
-		_, err = readFrames(rd, 1)
+		_, err = ReadFrames(rd, 1)
 		return err
 	}
 	conns := []*mesh.QUICConn{e.conn}
@@ -59,7 +60,7 @@ func TestRPCPeerConnectionsCapped(t *testing.T) {
 	}
 	// A connection that ends frees its place.
 	conns[1].Close()
-	waitTrue(t, 10*time.Second, "the closed connection to be forgotten", func() bool {
+	nodetest.WaitTrue(t, 10*time.Second, "the closed connection to be forgotten", func() bool {
 		e.srv.mu.Lock()
 		defer e.srv.mu.Unlock()
 		return len(e.srv.conns) == limit-1
@@ -70,13 +71,13 @@ func TestRPCPeerConnectionsCapped(t *testing.T) {
 }
 
 func TestRPCPeerStreamsCappedOverConnections(t *testing.T) {
-	checkLeaks(t)
+	nodetest.CheckLeaks(t)
 	const limit = 2
 	release := make(chan struct{})
 	var started = make(chan struct{}, 10)
-	e := newRPCEnv(t, func(s *rpcServer) {
+	e := newRPCEnv(t, func(s *Server) {
 		s.maxPeerStreams = limit
-		s.handle("hold", func(ctx context.Context, _ keys.NodePublic, _ []byte, w *rpcWriter) error {
+		s.Handle("hold", func(ctx context.Context, _ keys.NodePublic, _ []byte, w *Writer) error {
 			started <- struct{}{}
 			select {
 			case <-release:
@@ -90,9 +91,9 @@ func TestRPCPeerStreamsCappedOverConnections(t *testing.T) {
 	errs := make(chan error, 4)
 	for _, c := range []*mesh.QUICConn{e.conn, e.dial(t), e.dial(t), e.dial(t)} {
 		go func() {
-			rd, err := rpcCall(ctx, c, "hold", nil)
+			rd, err := Call(ctx, c, "hold", nil)
 			if err == nil {
-				_, err = readFrames(rd, 1)
+				_, err = ReadFrames(rd, 1)
 				rd.Close()
 			}
 			errs <- err
@@ -115,9 +116,9 @@ func TestRPCPeerStreamsCappedOverConnections(t *testing.T) {
 }
 
 func TestReadFramesBounded(t *testing.T) {
-	checkLeaks(t)
-	e := newRPCEnv(t, func(s *rpcServer) {
-		s.handle("flood", func(ctx context.Context, _ keys.NodePublic, _ []byte, w *rpcWriter) error {
+	nodetest.CheckLeaks(t)
+	e := newRPCEnv(t, func(s *Server) {
+		s.Handle("flood", func(ctx context.Context, _ keys.NodePublic, _ []byte, w *Writer) error {
 			for ctx.Err() == nil {
 				if err := w.WriteFrame(make([]byte, 16)); err != nil {
 					return err
@@ -125,7 +126,7 @@ func TestReadFramesBounded(t *testing.T) {
 			}
 			return ctx.Err()
 		})
-		s.handle("few", func(ctx context.Context, _ keys.NodePublic, _ []byte, w *rpcWriter) error {
+		s.Handle("few", func(ctx context.Context, _ keys.NodePublic, _ []byte, w *Writer) error {
 			for range 3 {
 				if err := w.WriteFrame(make([]byte, 1<<10)); err != nil {
 					return err
@@ -135,29 +136,29 @@ func TestReadFramesBounded(t *testing.T) {
 		})
 	})
 	ctx := testCtx(t, 60*time.Second)
-	// No limit given: a peer that never stops is cut at rpcMaxFrames.
-	rd, err := rpcCall(ctx, e.conn, "flood", nil)
+	// No limit given: a peer that never stops is cut at MaxFrames.
+	rd, err := Call(ctx, e.conn, "flood", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fs, err := readFrames(rd, 0); err == nil || !strings.Contains(err.Error(), "frames asked for") {
+	if fs, err := ReadFrames(rd, 0); err == nil || !strings.Contains(err.Error(), "frames asked for") {
 		t.Fatalf("endless answer: %d frames, %v", len(fs), err)
 	}
 	rd.Close()
 	// Bytes are bounded too.
-	rd, err = rpcCall(ctx, e.conn, "few", nil)
+	rd, err = Call(ctx, e.conn, "few", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := readFramesLimit(rd, 0, 2<<10); !errors.Is(err, errRPCTooLarge) {
+	if _, err := ReadFramesLimit(rd, 0, 2<<10); !errors.Is(err, errTooLarge) {
 		t.Fatalf("answer over the byte limit: %v", err)
 	}
 	rd.Close()
-	rd, err = rpcCall(ctx, e.conn, "few", nil)
+	rd, err = Call(ctx, e.conn, "few", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fs, err := readFramesLimit(rd, 0, 3<<10); err != nil || len(fs) != 3 {
+	if fs, err := ReadFramesLimit(rd, 0, 3<<10); err != nil || len(fs) != 3 {
 		t.Fatalf("answer at the limit: %d frames, %v", len(fs), err)
 	}
 	rd.Close()

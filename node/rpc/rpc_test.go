@@ -1,4 +1,4 @@
-package node
+package rpc
 
 import (
 	"bytes"
@@ -20,17 +20,18 @@ import (
 
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/mesh"
+	"github.com/custos-cctv/custos/node/internal/nodetest"
 )
 
-// rpcEnv is an rpcServer on mesh a and a QUIC connection to it from mesh b.
+// rpcEnv is an Server on mesh a and a QUIC connection to it from mesh b.
 type rpcEnv struct {
-	srv  *rpcServer
+	srv  *Server
 	conn *mesh.QUICConn // b's side
 	b    *mesh.Mesh
 	addr netip.AddrPort // the server's
 }
 
-func newRPCEnv(t *testing.T, setup func(*rpcServer)) *rpcEnv {
+func newRPCEnv(t *testing.T, setup func(*Server)) *rpcEnv {
 	t.Helper()
 	prefix, _ := keys.MeshPrefix("rpc-test")
 	var ms [2]*mesh.Mesh
@@ -57,10 +58,10 @@ func newRPCEnv(t *testing.T, setup func(*rpcServer)) *rpcEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := newRPCServer(t.Logf)
+	srv := NewServer(t.Logf)
 	setup(srv)
 	served := make(chan error, 1)
-	go func() { served <- srv.serve(ln) }()
+	go func() { served <- srv.Serve(ln) }()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, err := b.DialQUIC(ctx, netip.AddrPortFrom(a.Addr(), ln.Port()), admit)
@@ -69,7 +70,7 @@ func newRPCEnv(t *testing.T, setup func(*rpcServer)) *rpcEnv {
 	}
 	t.Cleanup(func() {
 		conn.Close()
-		srv.close()
+		srv.Close()
 		if err := <-served; err != nil {
 			t.Errorf("serve: %v", err)
 		}
@@ -86,7 +87,7 @@ func testCtx(t *testing.T, d time.Duration) context.Context {
 
 // call runs op and returns the response's frames.
 func (e *rpcEnv) call(ctx context.Context, op string, body []byte) ([][]byte, error) {
-	r, err := rpcCall(ctx, e.conn, op, body)
+	r, err := Call(ctx, e.conn, op, body)
 	if err != nil {
 		return nil, err
 	}
@@ -105,12 +106,12 @@ func (e *rpcEnv) call(ctx context.Context, op string, body []byte) ([][]byte, er
 }
 
 func TestRPCRoundTrip(t *testing.T) {
-	checkLeaks(t)
-	e := newRPCEnv(t, func(s *rpcServer) {
-		s.handle("ping", func(_ context.Context, peer keys.NodePublic, body []byte, w *rpcWriter) error {
+	nodetest.CheckLeaks(t)
+	e := newRPCEnv(t, func(s *Server) {
+		s.Handle("ping", func(_ context.Context, peer keys.NodePublic, body []byte, w *Writer) error {
 			return w.WriteFrame([]byte(peer.String() + " " + string(body)))
 		})
-		s.handle("segments", func(_ context.Context, _ keys.NodePublic, body []byte, w *rpcWriter) error {
+		s.Handle("segments", func(_ context.Context, _ keys.NodePublic, body []byte, w *Writer) error {
 			var req struct{ N, Size int }
 			if err := json.Unmarshal(body, &req); err != nil {
 				return err
@@ -122,7 +123,7 @@ func TestRPCRoundTrip(t *testing.T) {
 			}
 			return nil
 		})
-		s.handle("nothing", func(context.Context, keys.NodePublic, []byte, *rpcWriter) error { return nil })
+		s.Handle("nothing", func(context.Context, keys.NodePublic, []byte, *Writer) error { return nil })
 	})
 	ctx := testCtx(t, 20*time.Second)
 
@@ -147,7 +148,7 @@ func TestRPCRoundTrip(t *testing.T) {
 		}
 	}
 
-	r, err := rpcCall(ctx, e.conn, "segments", []byte(`{"N":3,"Size":100000}`))
+	r, err := Call(ctx, e.conn, "segments", []byte(`{"N":3,"Size":100000}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,19 +164,19 @@ func TestRPCRoundTrip(t *testing.T) {
 }
 
 func TestRPCErrorStatus(t *testing.T) {
-	checkLeaks(t)
+	nodetest.CheckLeaks(t)
 	long := strings.Repeat("é", 1000) // 2000 bytes
-	e := newRPCEnv(t, func(s *rpcServer) {
-		s.handle("fails", func(context.Context, keys.NodePublic, []byte, *rpcWriter) error {
+	e := newRPCEnv(t, func(s *Server) {
+		s.Handle("fails", func(context.Context, keys.NodePublic, []byte, *Writer) error {
 			return fmt.Errorf("no epoch 7 on this store")
 		})
-		s.handle("denies", func(context.Context, keys.NodePublic, []byte, *rpcWriter) error {
-			return &rpcError{Code: rpcDenied, Message: "not a custodian of camera 3"}
+		s.Handle("denies", func(context.Context, keys.NodePublic, []byte, *Writer) error {
+			return &Error{Code: Denied, Message: "not a custodian of camera 3"}
 		})
-		s.handle("rambles", func(context.Context, keys.NodePublic, []byte, *rpcWriter) error {
+		s.Handle("rambles", func(context.Context, keys.NodePublic, []byte, *Writer) error {
 			return errors.New(long)
 		})
-		s.handle("half", func(_ context.Context, _ keys.NodePublic, _ []byte, w *rpcWriter) error {
+		s.Handle("half", func(_ context.Context, _ keys.NodePublic, _ []byte, w *Writer) error {
 			if err := w.WriteFrame([]byte("first")); err != nil {
 				return err
 			}
@@ -185,16 +186,16 @@ func TestRPCErrorStatus(t *testing.T) {
 	ctx := testCtx(t, 20*time.Second)
 	for _, tc := range []struct {
 		op   string
-		code rpcCode
+		code Code
 		msg  string
 	}{
-		{"epochs", rpcUnknownOp, `unknown op "epochs"`},
-		{"fails", rpcFailed, "no epoch 7 on this store"},
-		{"denies", rpcDenied, "not a custodian of camera 3"},
-		{"rambles", rpcFailed, long[:rpcMaxMessage]},
+		{"epochs", UnknownOp, `unknown op "epochs"`},
+		{"fails", Failed, "no epoch 7 on this store"},
+		{"denies", Denied, "not a custodian of camera 3"},
+		{"rambles", Failed, long[:maxMessage]},
 	} {
 		_, err := e.call(ctx, tc.op, nil)
-		var re *rpcError
+		var re *Error
 		if !errors.As(err, &re) {
 			t.Fatalf("%s: err = %v, want an error status", tc.op, err)
 		}
@@ -237,47 +238,47 @@ func (e *rpcEnv) rawRequest(ctx context.Context, t *testing.T, raw []byte, close
 }
 
 func requestBytes(op string, body []byte) []byte {
-	b := append([]byte{rpcVersion, byte(len(op))}, op...)
+	b := append([]byte{protoVersion, byte(len(op))}, op...)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(body)))
 	return append(b, body...)
 }
 
 func TestRPCBadRequests(t *testing.T) {
-	checkLeaks(t)
+	nodetest.CheckLeaks(t)
 	var called atomic.Int32
-	e := newRPCEnv(t, func(s *rpcServer) {
-		s.handle("ping", func(context.Context, keys.NodePublic, []byte, *rpcWriter) error {
+	e := newRPCEnv(t, func(s *Server) {
+		s.Handle("ping", func(context.Context, keys.NodePublic, []byte, *Writer) error {
 			called.Add(1)
 			return nil
 		})
 	})
 	ctx := testCtx(t, 20*time.Second)
-	huge := append(append([]byte(`"`), bytes.Repeat([]byte("a"), rpcMaxBody)...), '"')
+	huge := append(append([]byte(`"`), bytes.Repeat([]byte("a"), maxBody)...), '"')
 	for _, tc := range []struct {
 		name string
 		raw  []byte
-		code rpcCode
+		code Code
 		msg  string
 	}{
-		{"version 2", append([]byte{2}, requestBytes("ping", nil)[1:]...), rpcBadVersion, "this node speaks version 1"},
-		{"oversize body", requestBytes("ping", huge), rpcBadRequest, "too large"},
-		{"upper-case op", requestBytes("PING", nil), rpcBadRequest, "op"},
-		{"empty op", requestBytes("", nil), rpcBadRequest, "op length"},
-		{"body not json", requestBytes("ping", []byte("{")), rpcBadRequest, "JSON"},
-		{"trailing data", append(requestBytes("ping", nil), 'x'), rpcBadRequest, "after the request"},
-		{"truncated", requestBytes("ping", nil)[:5], rpcBadRequest, "EOF"},
+		{"version 2", append([]byte{2}, requestBytes("ping", nil)[1:]...), BadVersion, "this node speaks version 1"},
+		{"oversize body", requestBytes("ping", huge), BadRequest, "too large"},
+		{"upper-case op", requestBytes("PING", nil), BadRequest, "op"},
+		{"empty op", requestBytes("", nil), BadRequest, "op length"},
+		{"body not json", requestBytes("ping", []byte("{")), BadRequest, "JSON"},
+		{"trailing data", append(requestBytes("ping", nil), 'x'), BadRequest, "after the request"},
+		{"truncated", requestBytes("ping", nil)[:5], BadRequest, "EOF"},
 	} {
 		err := e.rawRequest(ctx, t, tc.raw, true)
-		var re *rpcError
+		var re *Error
 		if !errors.As(err, &re) || re.Code != tc.code || !strings.Contains(re.Message, tc.msg) {
 			t.Errorf("%s: got %v, want %v mentioning %q", tc.name, err, tc.code, tc.msg)
 		}
 	}
 	// The client refuses to send what the server would refuse.
-	if _, err := rpcCall(ctx, e.conn, "ping", huge); !errors.Is(err, errRPCTooLarge) {
-		t.Errorf("oversize call: err = %v, want errRPCTooLarge", err)
+	if _, err := Call(ctx, e.conn, "ping", huge); !errors.Is(err, errTooLarge) {
+		t.Errorf("oversize call: err = %v, want errTooLarge", err)
 	}
-	if _, err := rpcCall(ctx, e.conn, "Ping", nil); err == nil {
+	if _, err := Call(ctx, e.conn, "Ping", nil); err == nil {
 		t.Error("call with a bad op name was sent")
 	}
 	if n := called.Load(); n != 0 {
@@ -286,12 +287,12 @@ func TestRPCBadRequests(t *testing.T) {
 }
 
 func TestRPCSlowClientHitsDeadline(t *testing.T) {
-	checkLeaks(t)
+	nodetest.CheckLeaks(t)
 	handlerErr := make(chan error, 1)
-	e := newRPCEnv(t, func(s *rpcServer) {
+	e := newRPCEnv(t, func(s *Server) {
 		s.requestTimeout = 300 * time.Millisecond
 		s.writeTimeout = 500 * time.Millisecond
-		s.handle("flood", func(_ context.Context, _ keys.NodePublic, _ []byte, w *rpcWriter) error {
+		s.Handle("flood", func(_ context.Context, _ keys.NodePublic, _ []byte, w *Writer) error {
 			chunk := make([]byte, 1<<20)
 			for {
 				if err := w.WriteFrame(chunk); err != nil {
@@ -306,8 +307,8 @@ func TestRPCSlowClientHitsDeadline(t *testing.T) {
 	// A request that never completes is answered after requestTimeout.
 	start := time.Now()
 	err := e.rawRequest(ctx, t, requestBytes("flood", nil)[:3], false)
-	var re *rpcError
-	if !errors.As(err, &re) || re.Code != rpcBadRequest || !strings.Contains(re.Message, "in time") {
+	var re *Error
+	if !errors.As(err, &re) || re.Code != BadRequest || !strings.Contains(re.Message, "in time") {
 		t.Fatalf("stalled request: %v, want a bad-request status about time", err)
 	}
 	if d := time.Since(start); d < 300*time.Millisecond || d > 5*time.Second {
@@ -316,7 +317,7 @@ func TestRPCSlowClientHitsDeadline(t *testing.T) {
 
 	// A client that stops reading: the handler's writes stop making
 	// progress once flow control is exhausted and fail at the deadline.
-	r, err := rpcCall(ctx, e.conn, "flood", nil)
+	r, err := Call(ctx, e.conn, "flood", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,13 +342,13 @@ func TestRPCSlowClientHitsDeadline(t *testing.T) {
 }
 
 func TestRPCConcurrentStreamsCapped(t *testing.T) {
-	checkLeaks(t)
+	nodetest.CheckLeaks(t)
 	const limit, calls = 3, 10
 	var active, peak atomic.Int32
 	release := make(chan struct{})
-	e := newRPCEnv(t, func(s *rpcServer) {
+	e := newRPCEnv(t, func(s *Server) {
 		s.maxStreams = limit
-		s.handle("hold", func(ctx context.Context, _ keys.NodePublic, _ []byte, w *rpcWriter) error {
+		s.Handle("hold", func(ctx context.Context, _ keys.NodePublic, _ []byte, w *Writer) error {
 			n := active.Add(1)
 			defer active.Add(-1)
 			for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
@@ -396,18 +397,18 @@ func TestRPCConcurrentStreamsCapped(t *testing.T) {
 }
 
 func TestRPCShutdownWhileHandlerRuns(t *testing.T) {
-	checkLeaks(t)
+	nodetest.CheckLeaks(t)
 	started := make(chan struct{}, 2)
 	var finished atomic.Int32
-	e := newRPCEnv(t, func(s *rpcServer) {
-		s.handle("wait", func(ctx context.Context, _ keys.NodePublic, _ []byte, _ *rpcWriter) error {
+	e := newRPCEnv(t, func(s *Server) {
+		s.Handle("wait", func(ctx context.Context, _ keys.NodePublic, _ []byte, _ *Writer) error {
 			started <- struct{}{}
 			<-ctx.Done()
 			time.Sleep(100 * time.Millisecond) // some cleanup close must wait for
 			finished.Add(1)
 			return ctx.Err()
 		})
-		s.handle("stream", func(ctx context.Context, _ keys.NodePublic, _ []byte, w *rpcWriter) error {
+		s.Handle("stream", func(ctx context.Context, _ keys.NodePublic, _ []byte, w *Writer) error {
 			started <- struct{}{}
 			for ctx.Err() == nil {
 				if err := w.WriteFrame([]byte("frame")); err != nil {
@@ -423,7 +424,7 @@ func TestRPCShutdownWhileHandlerRuns(t *testing.T) {
 	ctx := testCtx(t, 20*time.Second)
 	waitErr := make(chan error, 1)
 	go func() { _, err := e.call(ctx, "wait", nil); waitErr <- err }()
-	r, err := rpcCall(ctx, e.conn, "stream", nil)
+	r, err := Call(ctx, e.conn, "stream", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -434,14 +435,14 @@ func TestRPCShutdownWhileHandlerRuns(t *testing.T) {
 	<-started
 	<-started
 
-	e.srv.close()
+	e.srv.Close()
 	if n := finished.Load(); n != 2 {
 		t.Fatalf("close returned with %d of 2 handlers finished", 2-n)
 	}
 	// The unavailable status may be lost with the connection, but then the
 	// connection's close says the same.
-	var re *rpcError
-	if err := <-waitErr; !(errors.As(err, &re) && re.Code == rpcUnavailable) && !strings.Contains(fmt.Sprint(err), "shutting down") {
+	var re *Error
+	if err := <-waitErr; !(errors.As(err, &re) && re.Code == Unavailable) && !strings.Contains(fmt.Sprint(err), "shutting down") {
 		t.Fatalf("call cut by shutdown: %v, want an unavailable status or shutdown", err)
 	}
 	for {
@@ -452,16 +453,16 @@ func TestRPCShutdownWhileHandlerRuns(t *testing.T) {
 			break
 		}
 	}
-	if _, err := rpcCall(ctx, e.conn, "wait", nil); err == nil {
+	if _, err := Call(ctx, e.conn, "wait", nil); err == nil {
 		t.Fatal("call after close succeeded")
 	}
 }
 
 func TestRPCClientCancels(t *testing.T) {
-	checkLeaks(t)
+	nodetest.CheckLeaks(t)
 	handlerDone := make(chan error, 1)
-	e := newRPCEnv(t, func(s *rpcServer) {
-		s.handle("live", func(ctx context.Context, _ keys.NodePublic, _ []byte, w *rpcWriter) error {
+	e := newRPCEnv(t, func(s *Server) {
+		s.Handle("live", func(ctx context.Context, _ keys.NodePublic, _ []byte, w *Writer) error {
 			for ctx.Err() == nil {
 				if err := w.WriteFrame([]byte("frame")); err != nil {
 					break
@@ -473,7 +474,7 @@ func TestRPCClientCancels(t *testing.T) {
 		})
 	})
 	ctx, cancel := context.WithCancel(testCtx(t, 20*time.Second))
-	r, err := rpcCall(ctx, e.conn, "live", nil)
+	r, err := Call(ctx, e.conn, "live", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -501,16 +502,16 @@ func TestRPCClientCancels(t *testing.T) {
 }
 
 func TestRPCServerRefusesByDefault(t *testing.T) {
-	checkLeaks(t)
-	e := newRPCEnv(t, func(*rpcServer) {})
+	nodetest.CheckLeaks(t)
+	e := newRPCEnv(t, func(*Server) {})
 	_, err := e.call(testCtx(t, 10*time.Second), "ping", nil)
-	var re *rpcError
-	if !errors.As(err, &re) || re.Code != rpcUnknownOp {
+	var re *Error
+	if !errors.As(err, &re) || re.Code != UnknownOp {
 		t.Fatalf("server with no handlers: %v, want unknown op", err)
 	}
 }
 
-// memStream is an in-memory rpcStream.
+// memStream is an in-memory stream.
 type memStream struct {
 	bytes.Buffer
 	closed bool
@@ -523,12 +524,12 @@ func (m *memStream) CancelWrite(c quic.StreamErrorCode) { m.reset = c }
 
 func TestRPCWriterFrames(t *testing.T) {
 	var m memStream
-	w := &rpcWriter{st: &m, timeout: time.Second}
-	big := bytes.Repeat([]byte{7}, rpcMaxData+1000)
+	w := &Writer{st: &m, timeout: time.Second}
+	big := bytes.Repeat([]byte{7}, maxData+1000)
 	if n, err := w.Write(big); n != len(big) || err != nil {
 		t.Fatalf("Write = %d, %v", n, err)
 	}
-	if err := w.WriteFrame(make([]byte, rpcMaxData+1)); !errors.Is(err, errRPCTooLarge) {
+	if err := w.WriteFrame(make([]byte, maxData+1)); !errors.Is(err, errTooLarge) {
 		t.Fatalf("WriteFrame of an oversize frame: %v", err)
 	}
 	w.WriteFrame(nil) // nothing, not an end frame
@@ -550,17 +551,17 @@ func TestRPCWriterFrames(t *testing.T) {
 		}
 		sizes = append(sizes, len(p))
 	}
-	if fmt.Sprint(sizes) != fmt.Sprint([]int{rpcMaxData, 1000}) || m.Len() != 0 {
-		t.Fatalf("frames %v, %d bytes left; want [%d 1000], none", sizes, m.Len(), rpcMaxData)
+	if fmt.Sprint(sizes) != fmt.Sprint([]int{maxData, 1000}) || m.Len() != 0 {
+		t.Fatalf("frames %v, %d bytes left; want [%d 1000], none", sizes, m.Len(), maxData)
 	}
 
 	// Failing after data resets instead of writing a status.
 	m = memStream{}
-	w = &rpcWriter{st: &m, timeout: time.Second}
+	w = &Writer{st: &m, timeout: time.Second}
 	w.WriteFrame([]byte("x"))
 	w.fail(errors.New("disk gone"))
-	if m.reset != rpcResetFailed || m.closed {
-		t.Fatalf("fail after data: reset %d, closed %v; want reset %d", m.reset, m.closed, rpcResetFailed)
+	if m.reset != resetFailed || m.closed {
+		t.Fatalf("fail after data: reset %d, closed %v; want reset %d", m.reset, m.closed, resetFailed)
 	}
 }
 
@@ -584,7 +585,7 @@ func TestRPCDecoders(t *testing.T) {
 		raw  []byte
 		want error
 	}{
-		{"data oversize", binary.BigEndian.AppendUint32(nil, rpcMaxData+1), errRPCTooLarge},
+		{"data oversize", binary.BigEndian.AppendUint32(nil, maxData+1), errTooLarge},
 		{"data truncated", append(binary.BigEndian.AppendUint32(nil, 10), "abc"...), io.ErrUnexpectedEOF},
 		{"data end", []byte{0, 0, 0, 0}, io.EOF},
 	} {
@@ -593,9 +594,9 @@ func TestRPCDecoders(t *testing.T) {
 		}
 	}
 	var sb bytes.Buffer
-	writeStatusFrame(&sb, rpcDenied, "no\xffpe")
-	var re *rpcError
-	if err := readStatusFrame(&sb); !errors.As(err, &re) || re.Code != rpcDenied || re.Message != "no?pe" {
+	writeStatusFrame(&sb, Denied, "no\xffpe")
+	var re *Error
+	if err := readStatusFrame(&sb); !errors.As(err, &re) || re.Code != Denied || re.Message != "no?pe" {
 		t.Fatalf("status round trip: %v", err)
 	}
 	for _, raw := range [][]byte{
@@ -643,7 +644,7 @@ func FuzzReadDataFrame(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if len(p) == 0 || len(p) > rpcMaxData || len(data)-r.Len() != 4+len(p) || !bytes.Equal(p, data[4:4+len(p)]) {
+		if len(p) == 0 || len(p) > maxData || len(data)-r.Len() != 4+len(p) || !bytes.Equal(p, data[4:4+len(p)]) {
 			t.Fatalf("frame of %d bytes from %d input bytes", len(p), len(data))
 		}
 	})
@@ -655,9 +656,9 @@ func FuzzReadStatusFrame(f *testing.F) {
 	f.Add([]byte{1, 5, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		err := readStatusFrame(bytes.NewReader(data))
-		var re *rpcError
+		var re *Error
 		if errors.As(err, &re) {
-			if re.Code == rpcOK || len(re.Message) > rpcMaxMessage {
+			if re.Code == OK || len(re.Message) > maxMessage {
 				t.Fatalf("bad status accepted: %+v", re)
 			}
 			var b bytes.Buffer
