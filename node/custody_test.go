@@ -12,6 +12,7 @@ import (
 
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/media/store"
+	"github.com/custos-cctv/custos/node/custody"
 	"github.com/custos-cctv/custos/policy"
 	"github.com/custos-cctv/custos/policy/audit"
 )
@@ -86,25 +87,25 @@ func (f *custodyFixture) segment(t *testing.T, s *keys.CustodySigner, seq uint64
 func TestCustodySealsVerifyAgainstThePolicy(t *testing.T) {
 	f := newCustodyFixture(t)
 	cam := f.rec.Camera
-	e, err := verifyEpochSeal(f.st, cam, f.sealed)
+	e, err := custody.VerifyEpoch(f.st, cam, f.sealed)
 	if err != nil {
 		t.Fatal(err)
 	}
 	seg, _ := f.segment(t, f.signer, 0, f.rec.Start.Add(time.Second), [32]byte{})
-	if _, err := verifySegmentSeal(f.st, cam, seg, e); err != nil {
+	if _, err := custody.VerifySegment(f.st, cam, seg, e); err != nil {
 		t.Fatal(err)
 	}
 	f.st.Nodes["store"].Revoked = true
-	if _, err := verifyEpochSeal(f.st, cam, f.sealed); err != nil {
+	if _, err := custody.VerifyEpoch(f.st, cam, f.sealed); err != nil {
 		t.Errorf("a revoked store's old record no longer verifies: %v", err)
 	}
 	f.st.Nodes["store"].Revoked = false
 
-	if _, err := verifyEpochSeal(f.st, "brno-1/entrance", f.sealed); !errors.Is(err, errCustody) {
+	if _, err := custody.VerifyEpoch(f.st, "brno-1/entrance", f.sealed); !errors.Is(err, custody.ErrBroken) {
 		t.Errorf("praha-1's record accepted for another camera: %v", err)
 	}
 	rb, _ := f.rec.Marshal()
-	if _, err := verifyEpochSeal(f.st, cam, rb); !errors.Is(err, errCustody) {
+	if _, err := custody.VerifyEpoch(f.st, cam, rb); !errors.Is(err, custody.ErrBroken) {
 		t.Errorf("an unsealed record accepted: %v", err)
 	}
 	for _, name := range []string{"dc-a", "brno", "nobody"} {
@@ -113,14 +114,14 @@ func TestCustodySealsVerifyAgainstThePolicy(t *testing.T) {
 			t.Fatal(err)
 		}
 		b, _ := keys.SealEpochRecord(s, f.rec)
-		if _, err := verifyEpochSeal(f.st, cam, b); !errors.Is(err, errCustody) || !strings.Contains(err.Error(), "not a store of site praha-1") {
+		if _, err := custody.VerifyEpoch(f.st, cam, b); !errors.Is(err, custody.ErrBroken) || !strings.Contains(err.Error(), "not a store of site praha-1") {
 			t.Errorf("a record sealed as %s: %v", name, err)
 		}
 	}
 	// store2 is a store of the site, but the signature is store's key.
 	s2, _ := f.signer.Named("store2")
 	b, _ := keys.SealEpochRecord(s2, f.rec)
-	if _, err := verifyEpochSeal(f.st, cam, b); !errors.Is(err, errCustody) {
+	if _, err := custody.VerifyEpoch(f.st, cam, b); !errors.Is(err, custody.ErrBroken) {
 		t.Errorf("a record sealed with another store's key verified: %v", err)
 	}
 
@@ -130,14 +131,14 @@ func TestCustodySealsVerifyAgainstThePolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	ob, _ := keys.SealEpochRecord(f.signer, other)
-	oe, err := verifyEpochSeal(f.st, cam, ob)
+	oe, err := custody.VerifyEpoch(f.st, cam, ob)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := verifySegmentSeal(f.st, cam, seg, oe); !errors.Is(err, errCustody) {
+	if _, err := custody.VerifySegment(f.st, cam, seg, oe); !errors.Is(err, custody.ErrBroken) {
 		t.Errorf("a segment opened with another epoch record: %v", err)
 	}
-	if _, err := verifySegmentSeal(f.st, "praha-1/yard", seg, nil); !errors.Is(err, errCustody) {
+	if _, err := custody.VerifySegment(f.st, "praha-1/yard", seg, nil); !errors.Is(err, custody.ErrBroken) {
 		t.Errorf("a segment of another camera: %v", err)
 	}
 }
@@ -227,7 +228,7 @@ func TestCustodyChain(t *testing.T) {
 		t.Errorf("two removed segments: %+v, %v", gaps, err)
 	}
 	for name, order := range map[string][]int{"repeated": {0, 1, 1, 2}, "swapped": {0, 2, 1, 3}, "backwards": {3, 2}} {
-		if _, err := run(order...); !errors.Is(err, errCustody) {
+		if _, err := run(order...); !errors.Is(err, custody.ErrBroken) {
 			t.Errorf("%s segments: %v, want a broken chain", name, err)
 		}
 	}
@@ -238,7 +239,7 @@ func TestCustodyChain(t *testing.T) {
 	c := custodyChain{camera: f.rec.Camera}
 	c.next(&links[0])
 	c.next(&links[1])
-	if _, err := c.next(&sub); !errors.Is(err, errCustody) {
+	if _, err := c.next(&sub); !errors.Is(err, custody.ErrBroken) {
 		t.Errorf("a substituted segment: %v", err)
 	}
 	// A restart of the chain (the store lost its newest segment) is a gap

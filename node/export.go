@@ -40,6 +40,7 @@ import (
 	"github.com/custos-cctv/custos/media/h264"
 	"github.com/custos-cctv/custos/media/ts"
 	"github.com/custos-cctv/custos/mesh"
+	"github.com/custos-cctv/custos/node/custody"
 	"github.com/custos-cctv/custos/node/rpc"
 	"github.com/custos-cctv/custos/policy"
 	"github.com/custos-cctv/custos/policy/audit"
@@ -276,7 +277,7 @@ func (x *exporter) loadEpochs(ctx context.Context) error {
 		for _, b := range recs {
 			// Only a record a store of the camera's site sealed is
 			// used, whoever served it (node/custody.go).
-			e, err := verifyEpochSeal(x.st, cam, b)
+			e, err := custody.VerifyEpoch(x.st, cam, b)
 			if err != nil {
 				return fmt.Errorf("epoch record of %s as served: %w", cam, err)
 			}
@@ -778,9 +779,9 @@ func (x *exporter) camera(ctx context.Context, cam string, o *output) ([]keys.Ma
 		}
 		x.ciphertext += int64(len(sealed))
 		ep := x.epochs[epochID(cam, h.EpochStart)]
-		g, err := verifySegmentSeal(x.st, cam, sealed, ep)
+		g, err := custody.VerifySegment(x.st, cam, sealed, ep)
 		if err == nil && (!g.Link.Start.Equal(h.Start) || !g.Link.End.Equal(h.End) || !g.Link.EpochStart.Equal(h.EpochStart)) {
-			err = fmt.Errorf("segment %s %s: its signed link says %s…%s: %w", cam, stamp(h.Start), stamp(g.Link.Start), stamp(g.Link.End), errCustody)
+			err = fmt.Errorf("segment %s %s: its signed link says %s…%s: %w", cam, stamp(h.Start), stamp(g.Link.Start), stamp(g.Link.End), custody.ErrBroken)
 		}
 		if err != nil {
 			// Made up, altered or moved: never exported. Without
@@ -867,10 +868,10 @@ func (c *custodyChain) next(l *keys.SegmentLink) (*keys.ManifestGap, error) {
 	switch {
 	case l.Seq <= prev.Seq || l.Start.Before(prev.Start):
 		return nil, fmt.Errorf("segment %s of %s is out of order: sequence %d served after %d (reordered or replayed): %w",
-			stamp(l.Start), c.camera, l.Seq, prev.Seq, errCustody)
+			stamp(l.Start), c.camera, l.Seq, prev.Seq, custody.ErrBroken)
 	case l.Seq == prev.Seq+1 && l.Prev != prev.Hash():
 		return nil, fmt.Errorf("segment %s of %s (sequence %d) does not chain onto the segment before it: %w",
-			stamp(l.Start), c.camera, l.Seq, errCustody)
+			stamp(l.Start), c.camera, l.Seq, custody.ErrBroken)
 	}
 	c.prev = l
 	missing := l.Seq - prev.Seq - 1
@@ -913,7 +914,7 @@ func (x *exporter) segment(p pendingSegment, parts []*keys.Partial, cam string, 
 	for _, f := range frames {
 		if f.Ticks < lo || f.Ticks > hi {
 			return keys.ManifestSegment{}, false, fmt.Errorf("segment %s of %s: a frame at %s lies outside the span its store signed (%s…%s): %w",
-				stamp(l.Start), cam, stamp(timeOfTicks(f.Ticks)), stamp(l.Start), stamp(l.End), errCustody)
+				stamp(l.Start), cam, stamp(timeOfTicks(f.Ticks)), stamp(l.Start), stamp(l.End), custody.ErrBroken)
 		}
 	}
 	used := false

@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/node/custody"
 	"github.com/custos-cctv/custos/node/rpc"
 	"github.com/custos-cctv/custos/policy"
 	"github.com/custos-cctv/custos/policy/audit"
@@ -85,7 +86,7 @@ func (n *Node) RecoverRecords(ctx context.Context, id string) ([][]byte, error) 
 		}
 		byStart := map[int64]*keys.SealedEpoch{}
 		for _, b := range recs {
-			e, err := verifyEpochSeal(st, cam, b)
+			e, err := custody.VerifyEpoch(st, cam, b)
 			if err != nil {
 				return nil, fmt.Errorf("epoch record from the store: %w", err)
 			}
@@ -132,7 +133,7 @@ func (x *exporter) scopeSegments(ctx context.Context, cam string, records map[in
 		if ep == nil {
 			continue // its epoch is outside the scope (see exporter.camera)
 		}
-		g, err := verifySegmentSeal(x.st, cam, ct, ep)
+		g, err := custody.VerifySegment(x.st, cam, ct, ep)
 		if err != nil {
 			return nil, err
 		}
@@ -311,7 +312,7 @@ func recoverOne(st *policy.State, r *policy.Request, rk *keys.CustodianKey, reci
 	// serving store or datacenter made up, not a node that lies about the
 	// stores' keys; the datacenter custodian whose answer is the second
 	// one needed checks its own copy against its own policy.
-	ep, err := verifyEpochSeal(st, it.Camera, it.Record)
+	ep, err := custody.VerifyEpoch(st, it.Camera, it.Record)
 	if err != nil {
 		return nil, err
 	}

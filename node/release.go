@@ -32,6 +32,7 @@ import (
 
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/media/store"
+	"github.com/custos-cctv/custos/node/custody"
 	"github.com/custos-cctv/custos/node/rpc"
 	"github.com/custos-cctv/custos/policy"
 )
@@ -194,7 +195,7 @@ func (n *Node) sealPartials(st *policy.State, id string, recipient [32]byte, met
 			if err != nil {
 				return nil, fmt.Errorf("segment %d: epoch record: %w", i, err)
 			}
-			ep, err := verifyEpochSeal(st, m.Camera, raw)
+			ep, err := custody.VerifyEpoch(st, m.Camera, raw)
 			if err != nil {
 				return nil, denied("segment %d: epoch record: %v; nothing released", i, err)
 			}
@@ -211,9 +212,9 @@ func (n *Node) sealPartials(st *policy.State, id string, recipient [32]byte, met
 		if err != nil {
 			return nil, fmt.Errorf("segment %d: %w", i, err)
 		}
-		g, err := verifySegmentSeal(st, m.Camera, sealed, epochs[m.EpochStart.Unix()])
+		g, err := custody.VerifySegment(st, m.Camera, sealed, epochs[m.EpochStart.Unix()])
 		if err == nil && (!g.Link.Start.Equal(m.Start) || !g.Link.End.Equal(m.End)) {
-			err = fmt.Errorf("its signed span is %s…%s: %w", stamp(g.Link.Start), stamp(g.Link.End), errCustody)
+			err = fmt.Errorf("its signed span is %s…%s: %w", stamp(g.Link.Start), stamp(g.Link.End), custody.ErrBroken)
 		}
 		if err != nil {
 			return nil, denied("segment %s %s: %v; nothing released", m.Camera, stamp(m.Start), err)

@@ -29,6 +29,7 @@ import (
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/media/store"
 	"github.com/custos-cctv/custos/mesh"
+	"github.com/custos-cctv/custos/node/custody"
 	"github.com/custos-cctv/custos/node/rpc"
 	"github.com/custos-cctv/custos/policy"
 	"github.com/custos-cctv/custos/policy/audit"
@@ -404,9 +405,9 @@ func (r *replicas) apply(p *puller, h replItem, payload []byte) error {
 	}
 	switch h.Kind {
 	case "epoch":
-		e, err := verifyEpochSeal(r.n.policy.State(), h.Camera, payload)
+		e, err := custody.VerifyEpoch(r.n.policy.State(), h.Camera, payload)
 		if err == nil && (!e.Record.Start.Equal(h.Start) || !e.Record.End.Equal(h.End)) {
-			err = fmt.Errorf("epoch record %s %s: names %s…%s: %w", h.Camera, stamp(h.Start), stamp(e.Record.Start), stamp(e.Record.End), errCustody)
+			err = fmt.Errorf("epoch record %s %s: names %s…%s: %w", h.Camera, stamp(h.Start), stamp(e.Record.Start), stamp(e.Record.End), custody.ErrBroken)
 		}
 		if err != nil {
 			return r.refuse(p, h, err)
@@ -416,10 +417,10 @@ func (r *replicas) apply(p *puller, h replItem, payload []byte) error {
 		ep, err := r.epochOf(p, h.Camera, h.EpochStart)
 		var g *keys.SealedSegment
 		if err == nil {
-			g, err = verifySegmentSeal(r.n.policy.State(), h.Camera, payload, ep)
+			g, err = custody.VerifySegment(r.n.policy.State(), h.Camera, payload, ep)
 		}
 		if err == nil && (!g.Link.Start.Equal(h.Start) || !g.Link.End.Equal(h.End)) {
-			err = fmt.Errorf("segment %s %s: its signed link says %s…%s: %w", h.Camera, stamp(h.Start), stamp(g.Link.Start), stamp(g.Link.End), errCustody)
+			err = fmt.Errorf("segment %s %s: its signed link says %s…%s: %w", h.Camera, stamp(h.Start), stamp(g.Link.Start), stamp(g.Link.End), custody.ErrBroken)
 		}
 		if err != nil {
 			return r.refuse(p, h, err)
@@ -446,12 +447,12 @@ func (r *replicas) epochOf(p *puller, cam string, start time.Time) (*keys.Sealed
 	b, err := r.st.Epoch(cam, start)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("segment of %s names epoch %s, whose record this replica does not hold (refused or never sent): %w",
-			cam, stamp(start), errCustody)
+			cam, stamp(start), custody.ErrBroken)
 	}
 	if err != nil {
 		return nil, err
 	}
-	e, err := verifyEpochSeal(r.n.policy.State(), cam, b)
+	e, err := custody.VerifyEpoch(r.n.policy.State(), cam, b)
 	if err != nil {
 		return nil, err
 	}
@@ -466,7 +467,7 @@ func (r *replicas) epochOf(p *puller, cam string, start time.Time) (*keys.Sealed
 // other errors stand (the pull retries), a custody failure is alarmed and
 // audited and the item skipped (see puller.refused).
 func (r *replicas) refuse(p *puller, h replItem, err error) error {
-	if !errors.Is(err, errCustody) {
+	if !errors.Is(err, custody.ErrBroken) {
 		return err
 	}
 	p.mu.Lock()
