@@ -6,9 +6,8 @@ package node
 
 import (
 	"context"
-	"time"
-
 	"path/filepath"
+	"time"
 
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/media/store"
