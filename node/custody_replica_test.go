@@ -19,12 +19,12 @@ import (
 // manifest states the store's chain (consecutive sequence numbers).
 func (x *relFed) checkCustodyOnReplica() {
 	t := x.t
-	held, err := x.f.dc.replicas.st.Segments(x.cam, x.from, time.Now().Add(time.Hour))
+	held, err := x.f.dc.replicas.Store().Segments(x.cam, x.from, time.Now().Add(time.Hour))
 	if err != nil || len(held) < 2 {
 		t.Fatalf("dc-a's replica holds %d segments from %s: %v", len(held), stamp(x.from), err)
 	}
 	a, b := held[0], held[1]
-	raw, err := x.f.dc.replicas.st.ReadSegment(a)
+	raw, err := x.f.dc.replicas.Store().ReadSegment(a)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +32,7 @@ func (x *relFed) checkCustodyOnReplica() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rawB, err := x.f.dc.replicas.st.ReadSegment(b)
+	rawB, err := x.f.dc.replicas.Store().ReadSegment(b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func (x *relFed) checkCustodyOnReplica() {
 	plant := func(start time.Time, end time.Time, epoch time.Time, b []byte) {
 		t.Helper()
 		for _, dc := range []*Node{x.f.dc, x.dcB} {
-			if err := dc.replicas.st.Put(store.SegmentMeta{Camera: x.cam, Start: start, End: end, EpochStart: epoch}, b); err != nil {
+			if err := dc.replicas.Store().Put(store.SegmentMeta{Camera: x.cam, Start: start, End: end, EpochStart: epoch}, b); err != nil {
 				t.Fatalf("plant on %s: %v", dc.cfg.Name, err)
 			}
 		}

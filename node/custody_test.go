@@ -1,20 +1,14 @@
 package node
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
-	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/custos-cctv/custos/keys"
-	"github.com/custos-cctv/custos/media/store"
 	"github.com/custos-cctv/custos/node/custody"
 	"github.com/custos-cctv/custos/policy"
-	"github.com/custos-cctv/custos/policy/audit"
 )
 
 type custodyFixture struct {
@@ -143,44 +137,6 @@ func TestCustodySealsVerifyAgainstThePolicy(t *testing.T) {
 	}
 }
 
-// testReplica is a datacenter's replica side without a mesh: its journal,
-// media store and policy, and a puller of store "store" of praha-1.
-type testReplica struct {
-	r      *replicas
-	p      *puller
-	ar     *auditReplica
-	dj     *audit.Journal
-	st     *store.Store
-	logged *[]string
-}
-
-func newTestReplica(t *testing.T, pst *policy.State) *testReplica {
-	t.Helper()
-	dir := t.TempDir()
-	dj, err := audit.Open(dir, audit.Options{Node: "dc-a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dj.Close() })
-	st, err := store.Open(MediaDir(dir), store.Options{MinFree: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	pol := newPolicyStore(nil)
-	pol.cur.Store(pst)
-	logged := new([]string)
-	r := &replicas{n: &Node{cfg: Config{Name: "dc-a"}, audit: dj, policy: pol, logf: func(format string, a ...any) { *logged = append(*logged, fmt.Sprintf(format, a...)) }},
-		st: st, pullers: map[string]*puller{}}
-	ar, err := openAuditReplica(filepath.Join(dir, "replicas", "audit"), "store")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &puller{store: "store", site: "praha-1", audit: ar}
-	r.pullers["store"] = p
-	return &testReplica{r: r, p: p, ar: ar, dj: dj, st: st, logged: logged}
-}
-
 func mustCustodian(t *testing.T, name string) keys.Custodian {
 	t.Helper()
 	ck, err := keys.NewCustodianKey(name)
@@ -258,94 +214,5 @@ func TestCustodyChain(t *testing.T) {
 	c.pending = "a segment that did not verify was served in its place"
 	if g, err := c.next(&links[1]); err != nil || g == nil || g.Missing != 0 || !strings.Contains(g.Reason, "did not verify") {
 		t.Errorf("a refused segment between two good ones: %+v, %v", g, err)
-	}
-}
-
-// A datacenter checks every seal on arrival: an epoch record or segment
-// that a store of the site did not seal is never stored, is alarmed and
-// audited, and is skipped (the next pull's cursor is past it) so the
-// store's later footage keeps coming; the store's own footage is stored.
-func TestReplicaRefusesFootageNotSealedByTheStore(t *testing.T) {
-	f := newCustodyFixture(t)
-	tr := newTestReplica(t, f.st)
-	r, p, st, dj := tr.r, tr.p, tr.st, tr.dj
-	item := func(kind string, start, end, epoch time.Time, b []byte) replItem {
-		sum := sha256.Sum256(b)
-		return replItem{Kind: kind, Camera: f.rec.Camera, Start: start, End: end, EpochStart: epoch, SHA256: hex.EncodeToString(sum[:])}
-	}
-	cam, e0 := f.rec.Camera, f.rec.Start
-
-	// A record for the next epoch, made from the custodians' public keys
-	// and sealed with a key that is not the store's: refused, and so are
-	// the segments that name it.
-	k := keys.NewNodePrivate()
-	forger, _ := keys.NewCustodySigner("store", &k)
-	e1 := f.rec.End
-	minted, err := keys.NewEpochKey(cam, e1, keys.DefaultEpochLength, []keys.Custodian{mustCustodian(t, "dc-a"), mustCustodian(t, "dc-b")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mb, _ := keys.SealEpochRecord(forger, minted)
-	if err := r.apply(p, item("epoch", e1, minted.End, e1, mb), mb); err != nil {
-		t.Fatalf("a forged record failed the pull: %v", err)
-	}
-	if _, err := st.Epoch(cam, e1); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("the forged record was stored: %v", err)
-	}
-	// The store's own record and segment are stored.
-	if err := r.apply(p, item("epoch", e0, f.rec.End, e0, f.sealed), f.sealed); err != nil {
-		t.Fatal(err)
-	}
-	good, gl := f.segment(t, f.signer, 0, e0.Add(time.Second), [32]byte{})
-	if err := r.apply(p, item("segment", gl.Start, gl.End, e0, good), good); err != nil {
-		t.Fatal(err)
-	}
-	// A segment sealed by the forger in the store's name, and the store's
-	// own segment filed under another time: refused.
-	forged, fl := f.segment(t, forger, 1, gl.End, gl.Hash())
-	moved := item("segment", gl.Start.Add(time.Minute), gl.End.Add(time.Minute), e0, good)
-	for _, c := range []struct {
-		it replItem
-		b  []byte
-	}{{item("segment", fl.Start, fl.End, e0, forged), forged}, {moved, good}} {
-		if err := r.apply(p, c.it, c.b); err != nil {
-			t.Fatalf("a refused segment failed the pull: %v", err)
-		}
-	}
-	segs, _ := st.Segments(cam, e0, e0.Add(time.Hour))
-	if len(segs) != 1 || !segs[0].Start.Equal(gl.Start) {
-		t.Fatalf("the replica holds %+v, want only the store's segment", segs)
-	}
-	q, err := r.pullRequest(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c := q.Cameras[cam]; !c.Epoch.Equal(e1) || !c.Segment.Equal(moved.Start) {
-		t.Errorf("cursor %+v, want it past the refused record (%s) and segment (%s)", c, stamp(e1), stamp(moved.Start))
-	}
-	ss := r.status()
-	if len(ss) != 1 || ss[0].Refused != 3 || !strings.Contains(ss[0].RefusedLast, "signed link says") {
-		t.Errorf("status %+v, want 3 refusals", ss)
-	}
-	es, _ := dj.Since(time.Time{})
-	audited := 0
-	for _, e := range es {
-		if e.Action == "replica-refused" && e.Decision == audit.Deny {
-			audited++
-		}
-	}
-	if audited != 3 || len(*tr.logged) != 3 {
-		t.Errorf("%d refusals audited, %d logged; want 3 each", audited, len(*tr.logged))
-	}
-	// Another store of the site, or a store of another site, cannot stand
-	// in for the store either: a segment naming another store is checked
-	// against that store's key.
-	s2, _ := f.signer.Named("brno")
-	other, ol := f.segment(t, s2, 1, gl.End, gl.Hash())
-	if err := r.apply(p, item("segment", ol.Start, ol.End, e0, other), other); err != nil {
-		t.Fatal(err)
-	}
-	if segs, _ := st.Segments(cam, e0, e0.Add(time.Hour)); len(segs) != 1 {
-		t.Errorf("a segment sealed as another site's store was stored")
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/custos-cctv/custos/media/h264"
+	"github.com/custos-cctv/custos/node/replication"
 	"github.com/custos-cctv/custos/policy"
 )
 
@@ -42,7 +43,7 @@ func demoReplication(ctx context.Context, w io.Writer, nodes map[string]*Node) e
 			return err
 		}
 		say("   %s:", name)
-		WriteReplication(w, st, "     ")
+		replication.Write(w, st.Replication, st.Replicas, "     ")
 	}
 	return nil
 }

@@ -55,9 +55,6 @@ func FuzzDecodeOpBody(f *testing.F) {
 		segmentHeader{Start: time.Unix(1.8e9, 0), SHA256: "00"},
 		recoverBody{Request: "r1"},
 		recoveredBody{Request: "r1", Shares: [][]byte{{1, 2}}},
-		replPull{Cameras: map[string]replCursor{"praha-1/entrance": {Segment: time.Unix(1.8e9, 0)}}, AuditSeq: 7, WaitMS: 5000},
-		replItem{Kind: "segment", Camera: "praha-1/entrance", Start: time.Unix(1.8e9, 0), SHA256: "00", Size: 9},
-		replGet{Camera: "praha-1/entrance", Start: time.Unix(1.8e9, 0), SHA256: "00"},
 		liveQuery{Camera: "praha-1/entrance"},
 	} {
 		b, _ := json.Marshal(v)
@@ -71,9 +68,6 @@ func FuzzDecodeOpBody(f *testing.F) {
 		roundTrip(t, b, &segmentHeader{}, &segmentHeader{})
 		roundTrip(t, b, &recoverBody{}, &recoverBody{})
 		roundTrip(t, b, &recoveredBody{}, &recoveredBody{})
-		roundTrip(t, b, &replPull{}, &replPull{})
-		roundTrip(t, b, &replItem{}, &replItem{})
-		roundTrip(t, b, &replGet{}, &replGet{})
 		roundTrip(t, b, &liveQuery{}, &liveQuery{})
 	})
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/custos-cctv/custos/consensus"
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/mesh"
+	"github.com/custos-cctv/custos/node/replication"
 	"github.com/custos-cctv/custos/policy"
 	"github.com/custos-cctv/custos/policy/audit"
 )
@@ -54,7 +55,7 @@ type Config struct {
 	Recording RecordingConfig
 	// Replication tunes replication to the datacenters (zero: production
 	// defaults, no uplink limit).
-	Replication ReplicationConfig
+	Replication replication.Config
 }
 
 // Node is a running Custos node.
@@ -69,12 +70,12 @@ type Node struct {
 	mesh            *mesh.Mesh
 	api             *apiServer
 	audit           *audit.Journal
-	auditq          *auditQueue     // the policy state machine's events
-	rec             *recording      // a store's cameras; nil elsewhere
-	repl            *replSource     // a store's replication to the datacenters; nil elsewhere
-	replicas        *replicas       // a datacenter's replicas of the stores; nil elsewhere
-	policy          *policyStore    // nil when running from a peers file
-	raft            *consensus.Node // likewise
+	auditq          *auditQueue           // the policy state machine's events
+	rec             *recording            // a store's cameras; nil elsewhere
+	repl            *replication.Source   // a store's replication to the datacenters; nil elsewhere
+	replicas        *replication.Replicas // a datacenter's replicas of the stores; nil elsewhere
+	policy          *policyStore          // nil when running from a peers file
+	raft            *consensus.Node       // likewise
 	members         *membership
 	seed            []mesh.Peer // datacenters to reach before the policy names peers
 	// stagedSince: future voters replicating as non-voters, since when
@@ -357,7 +358,7 @@ func (n *Node) Close() error {
 			n.rec.close()
 		}
 		if n.replicas != nil {
-			n.replicas.close()
+			n.replicas.Close()
 		}
 		if n.members != nil {
 			n.members.close()
@@ -546,10 +547,10 @@ type Status struct {
 	Recording  *RecordingStatus  `json:"recording,omitempty"`
 	// Replication is a store's: per camera and datacenter, how far each
 	// datacenter's replica reaches and the lag.
-	Replication []ReplicationStatus `json:"replication,omitempty"`
+	Replication []replication.Status `json:"replication,omitempty"`
 	// Replicas is a datacenter's: the stores it keeps replicas of.
-	Replicas []ReplicaStatus  `json:"replicas,omitempty"`
-	Exports  []ExportProgress `json:"exports,omitempty"` // running exports
+	Replicas []replication.ReplicaStatus `json:"replicas,omitempty"`
+	Exports  []ExportProgress            `json:"exports,omitempty"` // running exports
 	// CorruptSegments counts segments this node holds but could not serve
 	// intact since it started (an alarm: each is audited and logged).
 	CorruptSegments uint64 `json:"corrupt_segments,omitempty"`
@@ -596,10 +597,10 @@ func (n *Node) Status() (Status, error) {
 		st.Recording = n.rec.status()
 	}
 	if n.repl != nil {
-		st.Replication = n.repl.status()
+		st.Replication = n.repl.Status()
 	}
 	if n.replicas != nil {
-		st.Replicas = n.replicas.status()
+		st.Replicas = n.replicas.Status()
 	}
 	if ex := n.exports.list(); len(ex) > 0 {
 		st.Exports = ex

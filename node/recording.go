@@ -142,7 +142,7 @@ func followPolicy(n *Node, stop, wake <-chan struct{}, retainEvery time.Duration
 func (r *recording) reconcile() {
 	st := r.n.policy.State()
 	if r.n.repl != nil {
-		r.n.repl.refuseOutside(st)
+		r.n.repl.RefuseOutside(st)
 	}
 	want, why := r.desired(st)
 	r.mu.Lock()

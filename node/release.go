@@ -123,7 +123,7 @@ func (n *Node) releaseChecked(st *policy.State, caller string, q releaseQuery) (
 	if n.replicas == nil {
 		return nil, denied("this datacenter keeps no replicas to answer from")
 	}
-	metas, err := heldSegments(n.replicas.st, q)
+	metas, err := heldSegments(n.replicas.Store(), q)
 	if err != nil {
 		return nil, err
 	}
@@ -178,7 +178,7 @@ func (n *Node) sealPartials(st *policy.State, id string, recipient [32]byte, met
 			s.Zero()
 		}
 	}()
-	media := n.replicas.st
+	media := n.replicas.Store()
 	out := make([][]byte, len(metas))
 	for i, m := range metas {
 		if m == nil {

@@ -319,7 +319,7 @@ func (x *relFed) checkShredding(seg store.SegmentMeta) {
 	// The datacenters apply the same retention to their replicas, on the
 	// same clock (retainStore); here it runs at the same simulated time.
 	for _, dc := range []*Node{x.f.dc, x.dcB} {
-		if _, err := media.Retain(dc.replicas.st, x.cam, 72*time.Hour, cutoff.Add(72*time.Hour)); err != nil {
+		if _, err := media.Retain(dc.replicas.Store(), x.cam, 72*time.Hour, cutoff.Add(72*time.Hour)); err != nil {
 			t.Fatalf("retention on %s's replica: %v", dc.cfg.Name, err)
 		}
 	}
@@ -478,7 +478,7 @@ func (x *relFed) replicatedSegment(rec *keys.EpochRecord) store.SegmentMeta {
 			if !s.EpochStart.Equal(rec.Start) {
 				continue
 			}
-			held, _ := x.f.dc.replicas.st.Segments(x.cam, s.Start, s.Start.Add(time.Nanosecond))
+			held, _ := x.f.dc.replicas.Store().Segments(x.cam, s.Start, s.Start.Add(time.Nanosecond))
 			if len(held) > 0 {
 				m = s
 				return true
@@ -505,7 +505,7 @@ func (x *relFed) checkCorruptOnStore() {
 	victim := segs[0]
 	waitTrue(t, 60*time.Second, "both datacenters to hold the segment", func() bool {
 		for _, dc := range []*Node{x.f.dc, x.dcB} {
-			if held, _ := dc.replicas.st.Segments(x.cam, victim.Start, victim.Start.Add(time.Nanosecond)); len(held) == 0 {
+			if held, _ := dc.replicas.Store().Segments(x.cam, victim.Start, victim.Start.Add(time.Nanosecond)); len(held) == 0 {
 				return false
 			}
 		}

@@ -277,7 +277,7 @@ func checkOutsideRefused(t *testing.T, ctx context.Context, desk, dcA, dcB, st1 
 			return false
 		}
 		for _, dc := range []*Node{dcA, dcB} {
-			if held, _ := dc.replicas.st.Segments(cam, out.Start, out.Start.Add(time.Nanosecond)); len(held) == 0 {
+			if held, _ := dc.replicas.Store().Segments(cam, out.Start, out.Start.Add(time.Nanosecond)); len(held) == 0 {
 				return false
 			}
 		}
@@ -316,14 +316,14 @@ func checkOutsideRefused(t *testing.T, ctx context.Context, desk, dcA, dcB, st1 
 	if pt, err := o.DecryptSegment(ctIn, parts...); err != nil || len(pt) == 0 {
 		t.Fatalf("the in-scope segment: %v", err)
 	}
-	ctOut, err := innerCiphertext(dcA.replicas.st.ReadSegment(out))
+	ctOut, err := innerCiphertext(dcA.replicas.Store().ReadSegment(out))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := o.DecryptSegment(ctOut, parts...); err == nil {
 		t.Fatal("the answers released for r1 opened a replica segment outside its range")
 	}
-	if rawOut, err := dcA.replicas.st.Epoch(cam, out.EpochStart); err == nil {
+	if rawOut, err := dcA.replicas.Store().Epoch(cam, out.EpochStart); err == nil {
 		if recOut, err := sealedRecord(rawOut); err == nil {
 			if oo, err := keys.NewEpochOpener(recOut); err == nil {
 				if _, err := oo.DecryptSegment(ctOut, parts...); err == nil {

@@ -95,7 +95,7 @@ func (n *Node) media() *store.Store {
 	case n.rec != nil:
 		return n.rec.st
 	case n.replicas != nil:
-		return n.replicas.st
+		return n.replicas.Store()
 	}
 	return nil
 }

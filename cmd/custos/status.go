@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/custos-cctv/custos/node"
+	"github.com/custos-cctv/custos/node/replication"
 )
 
 func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
@@ -77,6 +78,6 @@ func printStatus(w io.Writer, st node.Status) {
 	}
 	if len(st.Replication) > 0 || len(st.Replicas) > 0 {
 		fmt.Fprintf(w, "\n")
-		node.WriteReplication(w, st, "")
+		replication.Write(w, st.Replication, st.Replicas, "")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 
 	"github.com/custos-cctv/custos/node"
+	"github.com/custos-cctv/custos/node/replication"
 )
 
 func runUp(ctx context.Context, args []string, stdout io.Writer) error {
@@ -51,7 +52,7 @@ func runUp(ctx context.Context, args []string, stdout io.Writer) error {
 	n, err := node.New(node.Config{
 		Dir: *dir, Name: *name, Listen: ap, Federation: *fed, PeersFile: *peers,
 		UAPISocket: *uapi, NoGossip: *noGossip, Logf: logf,
-		Replication: node.ReplicationConfig{UplinkBytesPerSec: int64(*uplink * 1e6 / 8)},
+		Replication: replication.Config{UplinkBytesPerSec: int64(*uplink * 1e6 / 8)},
 	})
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package node
+package replication
 
 import (
 	"fmt"
@@ -7,14 +7,14 @@ import (
 	"time"
 )
 
-// WriteReplication prints a store's replication (per camera and
-// datacenter: state, replicated up to, lag) or a datacenter's replicas, as
-// `custos status` and the demo show them, each line starting with indent.
-func WriteReplication(w io.Writer, st Status, indent string) {
-	if len(st.Replication) > 0 {
+// Write prints a store's replication (per camera and datacenter: state,
+// replicated up to, lag) or a datacenter's replicas, as `custos status`
+// and the demo show them, each line starting with indent.
+func Write(w io.Writer, replication []Status, replicas []ReplicaStatus, indent string) {
+	if len(replication) > 0 {
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, indent+"CAMERA\tDATACENTER\tSTATE\tREPLICATED UP TO\tLAG\tLAG BYTES\t")
-		for _, r := range st.Replication {
+		for _, r := range replication {
 			upto := "-"
 			if !r.UpTo.IsZero() {
 				upto = r.UpTo.Local().Format("15:04:05.0")
@@ -27,10 +27,10 @@ func WriteReplication(w io.Writer, st Status, indent string) {
 		}
 		tw.Flush()
 	}
-	if len(st.Replicas) > 0 {
+	if len(replicas) > 0 {
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, indent+"REPLICA OF\tSTATE\tCAMERA\tSEGMENTS\tBYTES\tNEWEST\tAUDIT ENTRIES\t")
-		for _, r := range st.Replicas {
+		for _, r := range replicas {
 			state := r.State
 			if r.Error != "" {
 				state += " (" + r.Error + ")"
@@ -44,4 +44,18 @@ func WriteReplication(w io.Writer, st Status, indent string) {
 		}
 		tw.Flush()
 	}
+}
+
+// byteCount is n in B, KiB, MiB… as the node's tables print it.
+func byteCount(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -1,0 +1,128 @@
+package replication
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/custos-cctv/custos/policy/audit"
+)
+
+// auditReplica is a datacenter's copy of one store's audit journal: the
+// store's lines, byte for byte, appended only when each entry's hash checks
+// and it chains onto the last one held. A store whose journal was rewritten
+// cannot make the replica follow: the break is refused, alarmed and
+// audited (flagAudit), and the store's footage is still replicated.
+type auditReplica struct {
+	path string
+	mu   sync.Mutex
+	last uint64
+	hash audit.Digest
+}
+
+// errAuditChain is a store's journal that does not continue the copy held.
+var errAuditChain = errors.New("audit chain broken")
+
+func openAuditReplica(dir, storeName string) (*auditReplica, error) {
+	a := &auditReplica{path: filepath.Join(dir, storeName+".jsonl")}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return a, err
+	}
+	f, err := os.Open(a.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return a, nil
+	}
+	if err != nil {
+		return a, err
+	}
+	defer f.Close()
+	// The last complete line names where the chain continues.
+	fi, err := f.Stat()
+	if err != nil {
+		return a, err
+	}
+	off := max(fi.Size()-2*audit.MaxLineBytes, 0)
+	tail := make([]byte, fi.Size()-off)
+	if _, err := f.ReadAt(tail, off); err != nil {
+		return a, err
+	}
+	if i := bytes.LastIndexByte(tail, '\n'); i >= 0 && i != len(tail)-1 {
+		// An unterminated last line: a crash mid-append; it is cut off.
+		if err := os.Truncate(a.path, off+int64(i)+1); err != nil {
+			return a, err
+		}
+		tail = tail[:i+1]
+	}
+	lines := bytes.Split(bytes.TrimSuffix(tail, []byte("\n")), []byte("\n"))
+	if last := lines[len(lines)-1]; len(last) > 0 {
+		e, err := audit.DecodeEntry(last)
+		if err != nil {
+			return a, fmt.Errorf("%s: last line: %w", a.path, err)
+		}
+		a.last, a.hash = e.Seq, e.Hash
+	}
+	return a, nil
+}
+
+func (a *auditReplica) seq() uint64 {
+	if a == nil {
+		return 0
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.last
+}
+
+// append verifies and appends count lines, with one fsync.
+func (a *auditReplica) append(lines []byte, count int) error {
+	if a == nil {
+		return errors.New("no audit replica")
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	parts := bytes.SplitAfter(lines, []byte("\n"))
+	if len(parts) > 0 && len(parts[len(parts)-1]) == 0 {
+		parts = parts[:len(parts)-1]
+	}
+	if len(parts) != count {
+		return fmt.Errorf("audit: %d lines, header says %d", len(parts), count)
+	}
+	last, hash := a.last, a.hash
+	for _, l := range parts {
+		e, err := audit.DecodeEntry(l)
+		if err != nil {
+			return fmt.Errorf("audit: %w", err)
+		}
+		// The first entry ever held may start anywhere (the store may
+		// have pruned); after that each must chain on.
+		if last != 0 && (e.Seq != last+1 || e.Prev != hash) {
+			return fmt.Errorf("audit: entry %d does not chain onto entry %d held (the store's journal was rewritten?): %w", e.Seq, last, errAuditChain)
+		}
+		last, hash = e.Seq, e.Hash
+	}
+	f, err := os.OpenFile(a.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	fi, err := f.Stat()
+	if err == nil {
+		if _, err = f.Write(lines); err == nil {
+			err = f.Sync()
+		}
+		if err != nil {
+			// Undo a partial write so the file ends where the chain does.
+			f.Truncate(fi.Size())
+		}
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("audit replica: %w", err)
+	}
+	a.last, a.hash = last, hash
+	return nil
+}
