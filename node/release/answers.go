@@ -79,34 +79,7 @@ func (x *exporter) answers(ctx context.Context, cam string, batch []pendingSegme
 		if len(idx) == 0 {
 			break
 		}
-		q := ReleaseQuery{Request: x.r.ID, Camera: cam}
-		for _, i := range idx {
-			q.Segments = append(q.Segments, batch[i].h.Start)
-		}
-		sealed, err := x.askCustodian(ctx, c, q)
-		if err == nil && len(sealed) != len(idx) {
-			err = fmt.Errorf("answered %d segments of %d", len(sealed), len(idx))
-		}
-		if err != nil {
-			failures = append(failures, fmt.Sprintf("%s: %v", c, err))
-			continue
-		}
-		missing := 0
-		for j, i := range idx {
-			if len(sealed[j]) == len(notHeld) && sealed[j][0] == notHeld[0] {
-				missing++
-				continue
-			}
-			a, err := batch[i].o.OpenPartial(x.rk, sealed[j], x.r.ID, batch[i].ref(cam), batch[i].ct)
-			if err != nil {
-				failures = append(failures, fmt.Sprintf("%s: %v", c, err))
-				continue
-			}
-			parts[i] = append(parts[i], a)
-		}
-		if missing > 0 {
-			failures = append(failures, fmt.Sprintf("%s: %d segments not replicated there yet", c, missing))
-		}
+		failures = append(failures, x.fromCustodian(ctx, c, cam, batch, idx, parts)...)
 	}
 	for i, p := range batch {
 		if len(parts[i]) < keys.EpochThreshold {
@@ -123,6 +96,41 @@ func (x *exporter) answers(ctx context.Context, cam string, batch []pendingSegme
 	}
 	ok = true
 	return parts, short, nil
+}
+
+// fromCustodian asks custodian c for the segments idx of batch that are
+// still short of answers and adds those that open to parts; it returns
+// what failed, for the error if a segment stays short.
+func (x *exporter) fromCustodian(ctx context.Context, c, cam string, batch []pendingSegment, idx []int, parts [][]*keys.Partial) []string {
+	q := ReleaseQuery{Request: x.r.ID, Camera: cam}
+	for _, i := range idx {
+		q.Segments = append(q.Segments, batch[i].h.Start)
+	}
+	sealed, err := x.askCustodian(ctx, c, q)
+	if err == nil && len(sealed) != len(idx) {
+		err = fmt.Errorf("answered %d segments of %d", len(sealed), len(idx))
+	}
+	if err != nil {
+		return []string{fmt.Sprintf("%s: %v", c, err)}
+	}
+	var failures []string
+	missing := 0
+	for j, i := range idx {
+		if len(sealed[j]) == len(notHeld) && sealed[j][0] == notHeld[0] {
+			missing++
+			continue
+		}
+		a, err := batch[i].o.OpenPartial(x.rk, sealed[j], x.r.ID, batch[i].ref(cam), batch[i].ct)
+		if err != nil {
+			failures = append(failures, fmt.Sprintf("%s: %v", c, err))
+			continue
+		}
+		parts[i] = append(parts[i], a)
+	}
+	if missing > 0 {
+		failures = append(failures, fmt.Sprintf("%s: %d segments not replicated there yet", c, missing))
+	}
+	return failures
 }
 
 func zeroAnswers(parts [][]*keys.Partial) {
