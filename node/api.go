@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/node/release"
 	"github.com/custos-cctv/custos/policy"
 	"github.com/custos-cctv/custos/policy/audit"
 )
@@ -116,7 +118,7 @@ func startAPI(path string, n *Node) (*apiServer, error) {
 	})
 	mux.HandleFunc("POST /v1/live", n.serveLiveAPI)
 	mux.HandleFunc("POST /v1/export", func(w http.ResponseWriter, r *http.Request) {
-		var req ExportRequest
+		var req release.ExportRequest
 		dec := json.NewDecoder(io.LimitReader(r.Body, 8<<10))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&req); err != nil {
@@ -145,7 +147,7 @@ func startAPI(path string, n *Node) (*apiServer, error) {
 	})
 	mux.HandleFunc("POST /v1/recovered-shares", func(w http.ResponseWriter, r *http.Request) {
 		var req recoveredBody
-		if err := decodeAPI(r, 4*maxRecoveredShares*maxSealedShare/3, &req); err != nil {
+		if err := decodeAPI(r, 4*release.MaxRecoveredShares*release.MaxSealedShare/3, &req); err != nil {
 			http.Error(w, "want {request, shares}", http.StatusBadRequest)
 			return
 		}
@@ -253,10 +255,58 @@ func NewReleaseKeyVia(ctx context.Context, dir string) (string, error) {
 }
 
 // ExportVia has the node running in dir export a request's footage.
-func ExportVia(ctx context.Context, dir string, req ExportRequest) (ExportResult, error) {
-	var res ExportResult
+func ExportVia(ctx context.Context, dir string, req release.ExportRequest) (release.ExportResult, error) {
+	var res release.ExportResult
 	b, _ := json.Marshal(req)
 	return res, apiDo(ctx, dir, "POST", "/v1/export", b, &res)
+}
+
+// recoverBody and recoverAnswer are POST /v1/recover-records's;
+// recoveredBody is POST /v1/recovered-shares's.
+type recoverBody struct {
+	Request string `json:"request"`
+}
+
+type recoverAnswer struct {
+	Records [][]byte `json:"records"`
+}
+
+type recoveredBody struct {
+	Request string   `json:"request"`
+	Shares  [][]byte `json:"shares"`
+}
+
+// RecoverSharesVia is custos recover-shares: through the node running in
+// dir, it answers with the recovery key for every segment in request id's
+// scope, sealed to the request's one-time key, in this process, and hands
+// the sealed answers to the node. The caller loads and wipes rk. It returns
+// how many segments the answers cover.
+func RecoverSharesVia(ctx context.Context, dir, fid, id string, rk *keys.CustodianKey) (int, error) {
+	st, err := FetchPolicy(ctx, dir)
+	if err != nil {
+		return 0, err
+	}
+	r, recipient, err := release.RecoveryTarget(st, fid, id, rk, time.Now())
+	if err != nil {
+		return 0, err
+	}
+	b, _ := json.Marshal(recoverBody{Request: id})
+	var a recoverAnswer
+	if err := apiDo(ctx, dir, "POST", "/v1/recover-records", b, &a); err != nil {
+		return 0, err
+	}
+	if len(a.Records) == 0 {
+		return 0, fmt.Errorf("the stores hold no segments in the scope of request %q", id)
+	}
+	body := recoveredBody{Request: id}
+	if body.Shares, err = release.RecoverShares(st, r, rk, recipient, a.Records); err != nil {
+		return 0, err
+	}
+	b, _ = json.Marshal(body)
+	var got struct {
+		Epochs int `json:"epochs"`
+	}
+	return got.Epochs, apiDo(ctx, dir, "POST", "/v1/recovered-shares", b, &got)
 }
 
 // SubmitVia submits a signed command through the node running in dir.

@@ -20,6 +20,7 @@ import (
 	"github.com/custos-cctv/custos/media/store"
 	"github.com/custos-cctv/custos/media/ts"
 	"github.com/custos-cctv/custos/mesh"
+	"github.com/custos-cctv/custos/node/release"
 	"github.com/custos-cctv/custos/policy"
 )
 
@@ -392,7 +393,7 @@ func BenchmarkRelease(b *testing.B) {
 				Approval: &policy.Approval{Request: id, Digest: digest}}))
 		}
 		approved := time.Now()
-		res, err := desk.Export(ctx, order(b, f.admin, ExportRequest{Request: id, Out: filepath.Join(b.TempDir(), id+".ts"), Exporter: "alice"}))
+		res, err := desk.Export(ctx, order(b, f.admin, release.ExportRequest{Request: id, Out: filepath.Join(b.TempDir(), id+".ts"), Exporter: "alice"}))
 		if err != nil || res.Refused != "" {
 			b.Fatalf("export: %+v %v", res, err)
 		}

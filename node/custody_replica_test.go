@@ -8,6 +8,7 @@ import (
 
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/media/store"
+	"github.com/custos-cctv/custos/node/release"
 )
 
 // checkCustodyOnReplica: with the store offline, an export reads the
@@ -39,11 +40,11 @@ func (x *relFed) checkCustodyOnReplica() {
 	x.request("r10", a.Start, b.End, time.Now().Add(time.Hour))
 	x.approve("r10", "bob")
 	x.approve("r10", "carol")
-	export := func(allowGaps bool) (ExportResult, error) {
+	export := func(allowGaps bool) (release.ExportResult, error) {
 		t.Helper()
 		out := filepath.Join(t.TempDir(), "r10.ts")
 		x.lastOut = out
-		return x.desk.Export(x.ctx, order(t, x.f.admin, ExportRequest{Request: "r10", Out: out, Exporter: "alice", AllowGaps: allowGaps}))
+		return x.desk.Export(x.ctx, order(t, x.f.admin, release.ExportRequest{Request: "r10", Out: out, Exporter: "alice", AllowGaps: allowGaps}))
 	}
 	plant := func(start time.Time, end time.Time, epoch time.Time, b []byte) {
 		t.Helper()

@@ -16,6 +16,7 @@ import (
 
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/media/ts"
+	"github.com/custos-cctv/custos/node/release"
 	"github.com/custos-cctv/custos/policy"
 )
 
@@ -425,14 +426,14 @@ func demoRelease(ctx context.Context, w io.Writer, dir string, nodes map[string]
 	if err := os.MkdirAll(filepath.Dir(out), 0o700); err != nil {
 		return err
 	}
-	if r, err := desk.Export(ctx, signedOrder(alice, fid, ExportRequest{Request: "r-demo", Out: out, Exporter: "alice"})); err == nil && r.Refused != "" {
+	if r, err := desk.Export(ctx, signedOrder(alice, fid, release.ExportRequest{Request: "r-demo", Out: out, Exporter: "alice"})); err == nil && r.Refused != "" {
 		say("   export after bob's approval alone: refused (%s)", r.Refused)
 	}
 	if res, err := approve(approvers["carol"], "carol"); err != nil || !res.Applied {
 		return fmt.Errorf("carol's approval: %+v %v", res, err)
 	}
 	approved := time.Now()
-	r, err := desk.Export(ctx, signedOrder(alice, fid, ExportRequest{Request: "r-demo", Out: out, Exporter: "alice"}))
+	r, err := desk.Export(ctx, signedOrder(alice, fid, release.ExportRequest{Request: "r-demo", Out: out, Exporter: "alice"}))
 	if err != nil || r.Refused != "" {
 		return fmt.Errorf("export: %+v %v", r, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/node/release"
 	"github.com/custos-cctv/custos/policy"
 )
 
@@ -67,7 +68,7 @@ func demoGovernance(ctx context.Context, w io.Writer, desk *Node, deskDir string
 
 // signedOrder is req signed by its exporter k; a failure to sign shows as
 // the node's refusal of an unsigned order.
-func signedOrder(k *keys.AdminKey, fid string, req ExportRequest) ExportRequest {
-	SignExport(k, fid, &req)
+func signedOrder(k *keys.AdminKey, fid string, req release.ExportRequest) release.ExportRequest {
+	release.SignExport(k, fid, &req)
 	return req
 }

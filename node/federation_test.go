@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/node/release"
 	"github.com/custos-cctv/custos/policy"
 )
 
@@ -25,9 +26,9 @@ func signed(t testing.TB, k *keys.AdminKey, signer string, c *policy.Command) po
 }
 
 // order signs an export order as its exporter, with k.
-func order(t testing.TB, k *keys.AdminKey, req ExportRequest) ExportRequest {
+func order(t testing.TB, k *keys.AdminKey, req release.ExportRequest) release.ExportRequest {
 	t.Helper()
-	if err := SignExport(k, testFederation, &req); err != nil {
+	if err := release.SignExport(k, testFederation, &req); err != nil {
 		t.Fatal(err)
 	}
 	return req

@@ -14,6 +14,7 @@ import (
 	"github.com/custos-cctv/custos/consensus"
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/mesh"
+	"github.com/custos-cctv/custos/node/release"
 	"github.com/custos-cctv/custos/node/replication"
 	"github.com/custos-cctv/custos/policy"
 	"github.com/custos-cctv/custos/policy/audit"
@@ -83,9 +84,9 @@ type Node struct {
 	stagedSince map[string]time.Time
 	join        *joinServer
 	svc         *service            // the node service (service.go); nil without a policy
-	relKeys     *releaseKeys        // one-time release keys made here (release_keys.go)
+	relKeys     *release.Keys       // one-time release keys made here (node/release)
 	custody     *keys.CustodySigner // this node's key as a custody signer; named per use
-	exports     exportsRunning
+	rel         *release.Service    // store and datacenter ops of a release, exports
 
 	reloadMu  sync.Mutex // serializes ReloadPeers
 	mu        sync.Mutex // guards peersHash, peersSeen and peersErr
@@ -187,7 +188,8 @@ func New(cfg Config) (_ *Node, err error) {
 		cfg.Logf("node: created node key %s", KeyPath(cfg.Dir))
 	}
 	n := &Node{cfg: cfg, logf: cfg.Logf, started: time.Now(), stop: make(chan struct{}), peersHash: peersHash, stagedSince: map[string]time.Time{},
-		relKeys: newReleaseKeys(), dirLock: dirLock}
+		relKeys: release.NewKeys(), dirLock: dirLock}
+	n.rel = newRelease(n)
 	// A store seals its footage with its node key (keys/custody.go); the
 	// signer keeps the derived scalar after priv is wiped, until Close.
 	if n.custody, err = keys.NewCustodySigner("node", &priv); err != nil {
@@ -370,7 +372,7 @@ func (n *Node) Close() error {
 		if n.mesh != nil {
 			n.mesh.Close()
 		}
-		n.relKeys.zeroAll()
+		n.relKeys.ZeroAll()
 		if n.auditq != nil {
 			n.auditq.close()
 		}
@@ -550,7 +552,7 @@ type Status struct {
 	Replication []replication.Status `json:"replication,omitempty"`
 	// Replicas is a datacenter's: the stores it keeps replicas of.
 	Replicas []replication.ReplicaStatus `json:"replicas,omitempty"`
-	Exports  []ExportProgress            `json:"exports,omitempty"` // running exports
+	Exports  []release.ExportProgress    `json:"exports,omitempty"` // running exports
 	// CorruptSegments counts segments this node holds but could not serve
 	// intact since it started (an alarm: each is audited and logged).
 	CorruptSegments uint64 `json:"corrupt_segments,omitempty"`
@@ -602,7 +604,7 @@ func (n *Node) Status() (Status, error) {
 	if n.replicas != nil {
 		st.Replicas = n.replicas.Status()
 	}
-	if ex := n.exports.list(); len(ex) > 0 {
+	if ex := n.rel.Exports(); len(ex) > 0 {
 		st.Exports = ex
 	}
 	return st, nil

@@ -16,6 +16,7 @@ import (
 	"github.com/custos-cctv/custos/media"
 	"github.com/custos-cctv/custos/media/clip"
 	"github.com/custos-cctv/custos/media/store"
+	"github.com/custos-cctv/custos/node/release"
 	"github.com/custos-cctv/custos/node/rpc"
 	"github.com/custos-cctv/custos/policy"
 )
@@ -69,7 +70,7 @@ func (x *relFed) submit(env policy.Envelope) {
 func (x *relFed) exportAs(id, ext string) {
 	x.t.Helper()
 	out := filepath.Join(x.t.TempDir(), id+ext)
-	res, err := x.desk.Export(x.ctx, order(x.t, x.f.admin, ExportRequest{Request: id, Out: out, Exporter: "alice"}))
+	res, err := x.desk.Export(x.ctx, order(x.t, x.f.admin, release.ExportRequest{Request: id, Out: out, Exporter: "alice"}))
 	if err != nil || res.Refused != "" {
 		x.t.Fatalf("export %s: %+v %v", id, res, err)
 	}
@@ -77,7 +78,7 @@ func (x *relFed) exportAs(id, ext string) {
 	x.checkFrames(id, res, out)
 }
 
-func (x *relFed) checkFrames(id string, res ExportResult, out string) {
+func (x *relFed) checkFrames(id string, res release.ExportResult, out string) {
 	x.t.Helper()
 	want := int(x.to.Sub(x.from) / time.Second * clip.FPS)
 	b, err := os.ReadFile(out)
@@ -129,8 +130,8 @@ func (x *relFed) expiringRequest() expiring {
 	e := expiring{pub: x.request("r2", x.from, x.to, time.Now().Add(10*time.Second))}
 	x.approve("r2", "bob")
 	x.approve("r2", "carol")
-	e.rk = x.desk.relKeys.get(e.pub)
-	recs, err := frames(x.ctx, x.desk, "store", opEpochs, scopeQuery{Request: "r2", Camera: x.cam, From: x.from, To: x.to})
+	e.rk = x.desk.relKeys.Get(e.pub)
+	recs, err := frames(x.ctx, x.desk, "store", release.OpEpochs, release.ScopeQuery{Request: "r2", Camera: x.cam, From: x.from, To: x.to})
 	if err != nil || len(recs) == 0 {
 		t.Fatalf("r2's epochs: %d, %v", len(recs), err)
 	}
@@ -146,7 +147,7 @@ func (x *relFed) expiringRequest() expiring {
 	if e.ct, err = innerCiphertext(x.store.rec.st.ReadSegment(m)); err != nil {
 		t.Fatal(err)
 	}
-	sealed, err := frames(x.ctx, x.desk, "dc-a", opRelease, releaseQuery{Request: "r2", Camera: x.cam, Segments: []time.Time{m.Start}})
+	sealed, err := frames(x.ctx, x.desk, "dc-a", release.OpRelease, release.ReleaseQuery{Request: "r2", Camera: x.cam, Segments: []time.Time{m.Start}})
 	if err != nil || len(sealed) != 1 {
 		t.Fatalf("dc-a's release for r2: %v", err)
 	}
@@ -183,7 +184,7 @@ func (x *relFed) checkLeaderLoss() {
 	tries := 0
 	for {
 		tries++
-		res, err := x.desk.Export(x.ctx, order(x.t, x.f.admin, ExportRequest{Request: "r3", Out: out, Exporter: "alice"}))
+		res, err := x.desk.Export(x.ctx, order(x.t, x.f.admin, release.ExportRequest{Request: "r3", Out: out, Exporter: "alice"}))
 		if err == nil && res.Refused == "" {
 			t.Logf("r3 exported %v after the leader stopped (%d tries)", time.Since(killed).Round(time.Millisecond), tries)
 			x.checkFrames("r3", res, out)
@@ -211,7 +212,7 @@ func (x *relFed) checkRecovery() {
 	}
 	defer os.Rename(path+".away", path)
 	out := filepath.Join(t.TempDir(), "r4.ts")
-	_, err := x.desk.Export(x.ctx, order(x.t, x.f.admin, ExportRequest{Request: "r4", Out: out, Exporter: "alice"}))
+	_, err := x.desk.Export(x.ctx, order(x.t, x.f.admin, release.ExportRequest{Request: "r4", Out: out, Exporter: "alice"}))
 	if err == nil || !strings.Contains(err.Error(), "(dc-b: rpc: release: this datacenter holds no custodian key)") || !strings.Contains(err.Error(), "recover-shares r4") {
 		t.Fatalf("export without dc-b's key: %v", err)
 	}
@@ -224,7 +225,7 @@ func (x *relFed) checkRecovery() {
 		t.Fatalf("dc-a's key as the recovery key: %v", err)
 	}
 	segs, _ := x.store.rec.st.Segments(x.cam, x.from, x.to)
-	fromA, err := frames(x.ctx, x.desk, "dc-a", opRelease, releaseQuery{Request: "r4", Camera: x.cam, Segments: []time.Time{segs[0].Start}})
+	fromA, err := frames(x.ctx, x.desk, "dc-a", release.OpRelease, release.ReleaseQuery{Request: "r4", Camera: x.cam, Segments: []time.Time{segs[0].Start}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,14 +269,14 @@ func (x *relFed) checkExpiry(e expiring) {
 		p.Zero()
 		t.Error("an answer released to r2 opens after its expiry")
 	}
-	res, err := x.desk.Export(x.ctx, order(x.t, x.f.admin, ExportRequest{Request: "r2", Out: filepath.Join(t.TempDir(), "r2.ts"), Exporter: "alice"}))
+	res, err := x.desk.Export(x.ctx, order(x.t, x.f.admin, release.ExportRequest{Request: "r2", Out: filepath.Join(t.TempDir(), "r2.ts"), Exporter: "alice"}))
 	if err != nil || !strings.Contains(res.Refused, "expired") {
 		t.Errorf("export of the expired r2: %+v %v", res, err)
 	}
-	in := scopeQuery{Request: "r2", Camera: x.cam, From: x.from, To: x.to}
-	_, err = frames(x.ctx, x.desk, "store", opSegments, in)
+	in := release.ScopeQuery{Request: "r2", Camera: x.cam, From: x.from, To: x.to}
+	_, err = frames(x.ctx, x.desk, "store", release.OpSegments, in)
 	wantDenied(t, "segments of the expired r2", err, "expired")
-	_, err = frames(x.ctx, x.desk, "dc-a", opRelease, releaseQuery{Request: "r2", Camera: x.cam, Segments: []time.Time{e.seg.Start}})
+	_, err = frames(x.ctx, x.desk, "dc-a", release.OpRelease, release.ReleaseQuery{Request: "r2", Camera: x.cam, Segments: []time.Time{e.seg.Start}})
 	wantDenied(t, "release for the expired r2", err, "expired")
 }
 
@@ -332,7 +333,7 @@ func (x *relFed) checkShredding(seg store.SegmentMeta) {
 	x.request("r5", seg.Start, end, time.Now().Add(time.Hour))
 	x.approve("r5", "bob")
 	x.approve("r5", "carol")
-	if recs, err := frames(x.ctx, x.desk, "store", opEpochs, scopeQuery{Request: "r5", Camera: x.cam, From: seg.Start, To: end}); err != nil || len(recs) != 0 {
+	if recs, err := frames(x.ctx, x.desk, "store", release.OpEpochs, release.ScopeQuery{Request: "r5", Camera: x.cam, From: seg.Start, To: end}); err != nil || len(recs) != 0 {
 		t.Errorf("epochs of a shredded range: %d records, %v", len(recs), err)
 	}
 	if on := x.sharesOnDisk(rec); len(on) != 0 {

@@ -12,9 +12,9 @@ import (
 
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/media/clip"
-	"github.com/custos-cctv/custos/media/h264"
 	"github.com/custos-cctv/custos/media/store"
 	"github.com/custos-cctv/custos/media/ts"
+	"github.com/custos-cctv/custos/node/release"
 	"github.com/custos-cctv/custos/node/rpc"
 	"github.com/custos-cctv/custos/policy"
 )
@@ -98,7 +98,7 @@ func TestReleaseAndExport(t *testing.T) {
 		t.Fatalf("bob's approval: %+v %v", res, err)
 	}
 	out := filepath.Join(t.TempDir(), "r1.ts")
-	res, err := desk.Export(ctx, order(t, f.admin, ExportRequest{Request: "r1", Out: out, Exporter: "alice"}))
+	res, err := desk.Export(ctx, order(t, f.admin, release.ExportRequest{Request: "r1", Out: out, Exporter: "alice"}))
 	if err != nil || !strings.Contains(res.Refused, "pending (1 of 2 approvals)") {
 		t.Fatalf("export with one approval: %+v %v", res, err)
 	}
@@ -114,22 +114,22 @@ func TestReleaseAndExport(t *testing.T) {
 	// export her approved request; the refusal is audited, nothing is
 	// written, and her one-time key stays for her own export below.
 	stolen := filepath.Join(t.TempDir(), "stolen.ts")
-	res, err = desk.Export(ctx, order(t, approvers["bob"], ExportRequest{Request: "r1", Out: stolen, Exporter: "bob"}))
+	res, err = desk.Export(ctx, order(t, approvers["bob"], release.ExportRequest{Request: "r1", Out: stolen, Exporter: "bob"}))
 	if err != nil || !strings.Contains(res.Refused, "only its requester") {
 		t.Fatalf("bob's export of alice's request: %+v %v", res, err)
 	}
 	// Nor by naming alice: the order must carry her signature.
-	for name, forged := range map[string]ExportRequest{
+	for name, forged := range map[string]release.ExportRequest{
 		"unsigned":      {Request: "r1", Out: stolen, Exporter: "alice", Time: time.Now()},
-		"signed by bob": order(t, approvers["bob"], ExportRequest{Request: "r1", Out: stolen, Exporter: "alice"}),
-		"another file": func() ExportRequest {
-			o := order(t, f.admin, ExportRequest{Request: "r1", Out: out, Exporter: "alice"})
+		"signed by bob": order(t, approvers["bob"], release.ExportRequest{Request: "r1", Out: stolen, Exporter: "alice"}),
+		"another file": func() release.ExportRequest {
+			o := order(t, f.admin, release.ExportRequest{Request: "r1", Out: out, Exporter: "alice"})
 			o.Out = stolen
 			return o
 		}(),
-		"an old order": func() ExportRequest {
-			o := ExportRequest{Request: "r1", Out: stolen, Exporter: "alice", Time: time.Now().Add(-time.Hour)}
-			o.Sig, _ = f.admin.Sign(exportOrder(testFederation, o), o.Time)
+		"an old order": func() release.ExportRequest {
+			o := release.ExportRequest{Request: "r1", Out: stolen, Exporter: "alice", Time: time.Now().Add(-time.Hour)}
+			o.Sig, _ = f.admin.Sign(release.ExportOrder(testFederation, o), o.Time)
 			return o
 		}(),
 	} {
@@ -147,7 +147,7 @@ func TestReleaseAndExport(t *testing.T) {
 	if _, deny := auditDecisions(t, desk, "export"); deny < 2 {
 		t.Errorf("desk audited %d refused exports, want ≥ 2 (one approval; bob)", deny)
 	}
-	res, err = desk.Export(ctx, order(t, f.admin, ExportRequest{Request: "r1", Out: out, Exporter: "alice"}))
+	res, err = desk.Export(ctx, order(t, f.admin, release.ExportRequest{Request: "r1", Out: out, Exporter: "alice"}))
 	if err != nil || res.Refused != "" || res.Manifest == nil {
 		t.Fatalf("export: %+v %v", res, err)
 	}
@@ -223,10 +223,10 @@ func checkScopeRefused(t *testing.T, ctx context.Context, desk, dcB, st1, dcA *N
 			t.Errorf("%s: %v; want a denial saying %q", what, err, want)
 		}
 	}
-	in := scopeQuery{Request: "r1", Camera: "praha-1/entrance", From: from, To: to}
-	other := scopeQuery{Request: "r1", Camera: "praha-1/yard", From: from, To: to}
-	earlier := scopeQuery{Request: "r1", Camera: "praha-1/entrance", From: from.Add(-time.Hour), To: from.Add(-time.Minute)}
-	for _, op := range []string{opSegments, opEpochs} {
+	in := release.ScopeQuery{Request: "r1", Camera: "praha-1/entrance", From: from, To: to}
+	other := release.ScopeQuery{Request: "r1", Camera: "praha-1/yard", From: from, To: to}
+	earlier := release.ScopeQuery{Request: "r1", Camera: "praha-1/entrance", From: from.Add(-time.Hour), To: from.Add(-time.Minute)}
+	for _, op := range []string{release.OpSegments, release.OpEpochs} {
 		if err := call(desk, "store", op, in); err != nil {
 			t.Errorf("%s in scope for desk: %v", op, err)
 		}
@@ -238,14 +238,14 @@ func checkScopeRefused(t *testing.T, ctx context.Context, desk, dcB, st1, dcA *N
 	if err != nil || len(segs) == 0 {
 		t.Fatalf("segments: %v", err)
 	}
-	rq := releaseQuery{Request: "r1", Camera: "praha-1/entrance", Segments: []time.Time{segs[0].Start}}
-	isDenied("release to dc-b", call(dcB, "dc-a", opRelease, rq), "released to node desk, not to dc-b")
-	isDenied("release to the store", call(st1, "dc-b", opRelease, rq), "released to node desk, not to store")
+	rq := release.ReleaseQuery{Request: "r1", Camera: "praha-1/entrance", Segments: []time.Time{segs[0].Start}}
+	isDenied("release to dc-b", call(dcB, "dc-a", release.OpRelease, rq), "released to node desk, not to dc-b")
+	isDenied("release to the store", call(st1, "dc-b", release.OpRelease, rq), "released to node desk, not to store")
 	// A datacenter serves its replica under the same rules.
-	if err := call(desk, "dc-b", opSegments, in); err != nil {
+	if err := call(desk, "dc-b", release.OpSegments, in); err != nil {
 		t.Errorf("segments from dc-b's replica, in scope for desk: %v", err)
 	}
-	isDenied("segments from dc-b for the store", call(st1, "dc-b", opSegments, in), "released to node desk, not to store")
+	isDenied("segments from dc-b for the store", call(st1, "dc-b", release.OpSegments, in), "released to node desk, not to store")
 	allow, deny := auditDecisions(t, st1, "serve-segments")
 	if allow < 2 || deny < 3 {
 		t.Errorf("store audit: %d segment serves allowed, %d denied; want ≥ 2 and ≥ 3", allow, deny)
@@ -284,7 +284,7 @@ func checkOutsideRefused(t *testing.T, ctx context.Context, desk, dcA, dcB, st1 
 		return true
 	})
 	r := desk.Policy().Requests["r1"]
-	rk := desk.relKeys.get(r.Key)
+	rk := desk.relKeys.Get(r.Key)
 	raw, err := st1.rec.st.Epoch(cam, in.EpochStart)
 	if err != nil {
 		t.Fatal(err)
@@ -303,7 +303,7 @@ func checkOutsideRefused(t *testing.T, ctx context.Context, desk, dcA, dcB, st1 
 	}
 	var parts []*keys.Partial
 	for _, dc := range []string{"dc-a", "dc-b"} {
-		sealed, err := frames(ctx, desk, dc, opRelease, releaseQuery{Request: "r1", Camera: cam, Segments: []time.Time{in.Start}})
+		sealed, err := frames(ctx, desk, dc, release.OpRelease, release.ReleaseQuery{Request: "r1", Camera: cam, Segments: []time.Time{in.Start}})
 		if err != nil || len(sealed) != 1 {
 			t.Fatalf("%s's answer for an in-scope segment: %v", dc, err)
 		}
@@ -332,94 +332,14 @@ func checkOutsideRefused(t *testing.T, ctx context.Context, desk, dcA, dcB, st1 
 			}
 		}
 	}
-	zeroAnswers([][]*keys.Partial{parts})
+	for _, p := range parts {
+		p.Zero()
+	}
 	for _, dc := range []string{"dc-a", "dc-b"} {
-		_, err := frames(ctx, desk, dc, opRelease, releaseQuery{Request: "r1", Camera: cam, Segments: []time.Time{out.Start}})
+		_, err := frames(ctx, desk, dc, release.OpRelease, release.ReleaseQuery{Request: "r1", Camera: cam, Segments: []time.Time{out.Start}})
 		var re *rpc.Error
 		if !errors.As(err, &re) || re.Code != rpc.Denied || !strings.Contains(re.Message, "outside the scope") {
 			t.Errorf("%s answering for a segment %v after the range's end: %v", dc, out.Start.Sub(to), err)
 		}
-	}
-}
-
-// demuxTS reads back what ts.Muxer writes: the same frames, times (to the
-// 90 kHz tick) and keyframe flags.
-func TestDemuxTSRoundTrip(t *testing.T) {
-	base := time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC)
-	var mux ts.Muxer
-	var b []byte
-	b = mux.AppendTables(b)
-	var frames []h264.Frame
-	for i := range 60 {
-		nal := byte(h264.NALIDR)
-		if i%25 != 0 {
-			nal = 1 // a non-IDR slice
-		}
-		data := append([]byte{0, 0, 0, 1, 0x60 | nal}, bytes.Repeat([]byte{byte(i + 1)}, 50+i*97)...)
-		fr := h264.Frame{Time: base.Add(time.Duration(i) * time.Second / clip.FPS), Key: i%25 == 0, Data: data}
-		frames = append(frames, fr)
-		var err error
-		if b, err = mux.AppendFrame(b, fr); err != nil {
-			t.Fatal(err)
-		}
-	}
-	got, err := demuxTS(b, base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != len(frames) {
-		t.Fatalf("%d frames read back, %d written", len(got), len(frames))
-	}
-	for i, g := range got {
-		at := base.Add(time.Duration(i) * time.Second / clip.FPS)
-		if g.Ticks != ticksOf(at) || g.Key != frames[i].Key || !bytes.HasSuffix(g.Data, frames[i].Data) {
-			t.Fatalf("frame %d: ticks %d (want %d), key %v", i, g.Ticks, ticksOf(at), g.Key)
-		}
-		if ticksOf(timeOfTicks(g.Ticks)) != g.Ticks {
-			t.Fatalf("frame %d: timeOfTicks does not round-trip", i)
-		}
-	}
-	if _, err := demuxTS(b[:len(b)-1], base); err == nil {
-		t.Error("a truncated packet was accepted")
-	}
-}
-
-// Release keys are wiped and dropped when nothing needs them any more: a
-// key no request named after releaseKeyUnbound, a key whose request
-// expired, was denied, or left the policy; a pending request's key stays.
-func TestReleaseKeysSweep(t *testing.T) {
-	h := newReleaseKeys()
-	now := time.Now()
-	mk := func() string {
-		pub, err := h.make(now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return pub
-	}
-	pending, expired, denied, unbound, gone := mk(), mk(), mk(), mk(), mk()
-	st := &policy.State{Requests: map[string]*policy.Request{
-		"p": {ID: "p", Node: "desk", Key: pending, Expires: now.Add(time.Hour)},
-		"e": {ID: "e", Node: "desk", Key: expired, Expires: now.Add(time.Minute)},
-		"d": {ID: "d", Node: "desk", Key: denied, Expires: now.Add(time.Hour), Denials: []policy.Denial{{User: "bob", Reason: "no"}}},
-		"g": {ID: "g", Node: "desk", Key: gone, Expires: now.Add(time.Hour)},
-	}}
-	h.sweep(st, "desk", now)
-	if h.count() != 4 || h.get(denied) != nil {
-		t.Fatalf("after the first sweep: %d keys, denied's kept: %v", h.count(), h.get(denied) != nil)
-	}
-	k := h.get(expired)
-	delete(st.Requests, "g")
-	h.sweep(st, "desk", now.Add(2*time.Minute))
-	if h.get(expired) != nil || !k.IsZero() || h.get(gone) != nil || h.get(pending) == nil || h.get(unbound) == nil {
-		t.Fatalf("after expiry: %d keys", h.count())
-	}
-	h.sweep(st, "desk", now.Add(releaseKeyUnbound+time.Second))
-	if h.get(unbound) != nil || h.get(pending) == nil || h.count() != 1 {
-		t.Fatalf("after %v: %d keys", releaseKeyUnbound, h.count())
-	}
-	h.zeroAll()
-	if h.count() != 0 {
-		t.Fatal("zeroAll left keys")
 	}
 }

@@ -3,8 +3,8 @@ package node
 // The node service: the rpc ops (rpc.go) every federation node serves on
 // its mesh address at ServicePort over authenticated QUIC. Only live
 // members of the local policy get a connection (admitService), and every
-// op checks again, per request, who asks and for what (service_store.go,
-// release.go): deny by default.
+// op checks again, per request, who asks and for what (node/release's
+// store.go and datacenter.go): deny by default.
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/mesh"
+	"github.com/custos-cctv/custos/node/release"
 	"github.com/custos-cctv/custos/node/rpc"
 	"github.com/custos-cctv/custos/policy"
 	"github.com/custos-cctv/custos/policy/audit"
@@ -22,13 +23,6 @@ import (
 
 // ServicePort is the mesh UDP port of the node service (QUIC).
 const ServicePort = 7001
-
-// Ops of the node service.
-const (
-	opEpochs   = "epochs"   // store: epoch records of an approved scope
-	opSegments = "segments" // store: ciphertext segments of an approved scope
-	opRelease  = "release"  // datacenter: shares released to a request's key
-)
 
 // service is the running node service and what its clients share.
 type service struct {
@@ -49,9 +43,9 @@ func startService(n *Node, port uint16) (*service, error) {
 	}
 	s := &service{ln: ln, rpc: rpc.NewServer(n.logf), wg: make(chan error, 1)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.rpc.Handle(opEpochs, n.handleEpochs)
-	s.rpc.Handle(opSegments, n.handleSegments)
-	s.rpc.Handle(opRelease, n.handleRelease)
+	s.rpc.Handle(release.OpEpochs, n.rel.HandleEpochs)
+	s.rpc.Handle(release.OpSegments, n.rel.HandleSegments)
+	s.rpc.Handle(release.OpRelease, n.rel.HandleRelease)
 	s.rpc.Handle(opReplicate, n.handleReplicate)
 	s.rpc.Handle(opReplicateGet, n.handleReplicateGet)
 	s.rpc.Handle(opLive, n.handleLive)

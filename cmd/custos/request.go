@@ -11,7 +11,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"golang.org/x/term"
 	"io"
 	"os"
 	"path/filepath"
@@ -19,8 +18,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"golang.org/x/term"
+
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/node"
+	"github.com/custos-cctv/custos/node/release"
 	"github.com/custos-cctv/custos/policy"
 )
 
@@ -217,8 +219,8 @@ func runExport(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	// The node serves the export to the requester's key, not to a name.
-	order := node.ExportRequest{Request: id, Out: abs, Exporter: name, AllowGaps: *allowGaps}
-	if err := node.SignExport(k, fid, &order); err != nil {
+	order := release.ExportRequest{Request: id, Out: abs, Exporter: name, AllowGaps: *allowGaps}
+	if err := release.SignExport(k, fid, &order); err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "exporting %s to %s…\n", id, abs)

@@ -1,4 +1,4 @@
-package node
+package release
 
 // Reading back what media/ts writes, for exports: a decrypted segment is
 // MPEG-TS with one H.264 program (video on ts.PIDVideo), one access unit per

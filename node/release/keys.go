@@ -1,4 +1,4 @@
-package node
+package release
 
 // The requester's one-time release keys (DESIGN §7, invariant 2): made in
 // this node's memory for `custos request`, never written anywhere, handed
@@ -9,12 +9,16 @@ package node
 // releaseKeySweep.
 
 import (
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/policy"
 )
+
+// errTooManyKeys: the node holds maxReleaseKeys already.
+var errTooManyKeys = fmt.Errorf("this node already holds %d release keys", maxReleaseKeys)
 
 const (
 	// releaseKeyUnbound is how long a key may wait for its request.
@@ -34,16 +38,17 @@ type heldKey struct {
 	recovered map[string][]byte
 }
 
-// releaseKeys holds the node's release keys by public hex.
-type releaseKeys struct {
+// Keys holds the node's release keys by public hex.
+type Keys struct {
 	mu   sync.Mutex
 	keys map[string]*heldKey
 }
 
-func newReleaseKeys() *releaseKeys { return &releaseKeys{keys: map[string]*heldKey{}} }
+// NewKeys returns an empty key holder.
+func NewKeys() *Keys { return &Keys{keys: map[string]*heldKey{}} }
 
-// make creates a key and returns its public half.
-func (h *releaseKeys) make(now time.Time) (string, error) {
+// Make creates a key and returns its public half.
+func (h *Keys) Make(now time.Time) (string, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if len(h.keys) >= maxReleaseKeys {
@@ -58,8 +63,8 @@ func (h *releaseKeys) make(now time.Time) (string, error) {
 	return pub, nil
 }
 
-// get returns the key with public half pub, or nil.
-func (h *releaseKeys) get(pub string) *keys.ReleaseKey {
+// Get returns the key with public half pub, or nil.
+func (h *Keys) Get(pub string) *keys.ReleaseKey {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if hk := h.keys[pub]; hk != nil {
@@ -68,14 +73,14 @@ func (h *releaseKeys) get(pub string) *keys.ReleaseKey {
 	return nil
 }
 
-// drop wipes and forgets the key with public half pub.
-func (h *releaseKeys) drop(pub string) {
+// Drop wipes and forgets the key with public half pub.
+func (h *Keys) Drop(pub string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.dropLocked(pub)
 }
 
-func (h *releaseKeys) dropLocked(pub string) {
+func (h *Keys) dropLocked(pub string) {
 	if hk := h.keys[pub]; hk != nil {
 		hk.k.Zero()
 		for _, b := range hk.recovered {
@@ -87,7 +92,7 @@ func (h *releaseKeys) dropLocked(pub string) {
 
 // setRecovered keeps the recovery key's sealed answers for key pub, in
 // place of any it had; false if the node holds no such key.
-func (h *releaseKeys) setRecovered(pub string, bySegment map[string][]byte) bool {
+func (h *Keys) setRecovered(pub string, bySegment map[string][]byte) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	hk := h.keys[pub]
@@ -100,7 +105,7 @@ func (h *releaseKeys) setRecovered(pub string, bySegment map[string][]byte) bool
 
 // recoveredPartial is the recovery key's sealed answer for segment (see
 // segmentID) for key pub, or nil.
-func (h *releaseKeys) recoveredPartial(pub, segment string) []byte {
+func (h *Keys) recoveredPartial(pub, segment string) []byte {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if hk := h.keys[pub]; hk != nil {
@@ -109,9 +114,9 @@ func (h *releaseKeys) recoveredPartial(pub, segment string) []byte {
 	return nil
 }
 
-// sweep drops the keys st and now say are done with; self is this node's
+// Sweep drops the keys st and now say are done with; self is this node's
 // name in st.
-func (h *releaseKeys) sweep(st *policy.State, self string, now time.Time) {
+func (h *Keys) Sweep(st *policy.State, self string, now time.Time) {
 	byKey := map[string]*policy.Request{}
 	if st != nil {
 		for _, r := range st.Requests {
@@ -136,8 +141,8 @@ func (h *releaseKeys) sweep(st *policy.State, self string, now time.Time) {
 	}
 }
 
-// zeroAll wipes every key (the node is closing).
-func (h *releaseKeys) zeroAll() {
+// ZeroAll wipes every key (the node is closing).
+func (h *Keys) ZeroAll() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for pub := range h.keys {
@@ -145,21 +150,21 @@ func (h *releaseKeys) zeroAll() {
 	}
 }
 
-func (h *releaseKeys) count() int {
+// Count is how many keys the node holds.
+func (h *Keys) Count() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return len(h.keys)
 }
 
-// sweepReleaseKeys runs the sweep until the node stops.
-func (n *Node) sweepReleaseKeys() {
-	defer n.wg.Done()
+// SweepKeys runs the keys' sweep until stop is closed.
+func (s *Service) SweepKeys(stop <-chan struct{}) {
 	for {
-		changed := n.policy.Changed()
-		st := n.policy.State()
-		n.relKeys.sweep(st, n.selfName(st), time.Now())
+		changed := s.d.Policy.Changed()
+		st := s.d.Policy.State()
+		s.d.Keys.Sweep(st, s.d.Peers.Self(st), time.Now())
 		select {
-		case <-n.stop:
+		case <-stop:
 			return
 		case <-changed:
 		case <-time.After(releaseKeySweep):
@@ -167,14 +172,6 @@ func (n *Node) sweepReleaseKeys() {
 	}
 }
 
-// NewReleaseKey makes a one-time release key in this node's memory and
-// returns its public half (hex), for a request to carry.
-func (n *Node) NewReleaseKey() (string, error) {
-	if n.policy == nil {
-		return "", errNoPolicy
-	}
-	return n.relKeys.make(time.Now())
-}
-
-// heldReleaseKeys is how many release keys the node holds (a test hook).
-func (n *Node) heldReleaseKeys() int { return n.relKeys.count() }
+// NewKey makes a one-time release key in this node's memory and returns
+// its public half (hex), for a request to carry.
+func (s *Service) NewKey() (string, error) { return s.d.Keys.Make(time.Now()) }

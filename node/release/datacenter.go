@@ -1,4 +1,4 @@
-package node
+package release
 
 // Key release (DESIGN §7), the custodian's side. Shares never leave a
 // custodian: a datacenter asked by a request's node to open segments checks,
@@ -37,9 +37,9 @@ import (
 	"github.com/custos-cctv/custos/policy"
 )
 
-// releaseQuery is the body of the release op: one camera's segments, by
+// ReleaseQuery is the body of the release op: one camera's segments, by
 // their start (the store's segment header), in the request's scope.
-type releaseQuery struct {
+type ReleaseQuery struct {
 	Request  string      `json:"request"`
 	Camera   string      `json:"camera"`
 	Segments []time.Time `json:"segments"`
@@ -51,28 +51,28 @@ const releaseBatch = 32
 // notHeld is the answer for a segment this custodian holds no copy of.
 var notHeld = []byte{0}
 
-// handleRelease is the release op: one answer per segment, as one frame
+// HandleRelease is the release op: one answer per segment, as one frame
 // each, in the query's order; or a refusal of all of them.
-func (n *Node) handleRelease(ctx context.Context, peer keys.NodePublic, body []byte, w *rpc.Writer) error {
-	var q releaseQuery
+func (s *Service) HandleRelease(ctx context.Context, peer keys.NodePublic, body []byte, w *rpc.Writer) error {
+	var q ReleaseQuery
 	if err := strictJSON(body, &q); err != nil {
 		return &rpc.Error{Code: rpc.BadRequest, Message: "want {request, camera, segments}: " + err.Error()}
 	}
-	st, err := n.syncPolicy(ctx)
+	st, err := s.d.Policy.Sync(ctx)
 	if err != nil {
 		return &rpc.Error{Code: rpc.Unavailable, Message: err.Error()}
 	}
-	caller, err := n.callerName(st, peer)
+	caller, err := s.d.Peers.Caller(st, peer)
 	if err != nil {
-		n.auditServe(peer.ShortString(), "key-release", q.Request, err, "")
+		s.d.Audit.Serve(peer.ShortString(), "key-release", q.Request, err, "")
 		return err
 	}
-	sealed, err := n.releasePartials(st, caller, q)
+	sealed, err := s.releasePartials(st, caller, q)
 	if err != nil {
 		return err
 	}
-	for _, s := range sealed {
-		if err := w.WriteFrame(s); err != nil {
+	for _, b := range sealed {
+		if err := w.WriteFrame(b); err != nil {
 			return err
 		}
 	}
@@ -81,29 +81,29 @@ func (n *Node) handleRelease(ctx context.Context, peer keys.NodePublic, body []b
 
 // releasePartials is the custodian's decision and work for caller, audited
 // either way. Refusals are *rpc.Error with code rpc.Denied.
-func (n *Node) releasePartials(st *policy.State, caller string, q releaseQuery) ([][]byte, error) {
-	sealed, err := n.releaseChecked(st, caller, q)
+func (s *Service) releasePartials(st *policy.State, caller string, q ReleaseQuery) ([][]byte, error) {
+	sealed, err := s.releaseChecked(st, caller, q)
 	detail := ""
 	if err == nil {
 		held := 0
-		for _, s := range sealed {
-			if len(s) > 1 {
+		for _, b := range sealed {
+			if len(b) > 1 {
 				held++
 			}
 		}
 		detail = fmt.Sprintf("%s: %d of %d segments answered (sealed to the request's one-time key for node %s), %d not held here",
 			q.Camera, held, len(sealed), caller, len(sealed)-held)
 	}
-	n.auditServe(caller, "key-release", q.Request, err, detail)
+	s.d.Audit.Serve(caller, "key-release", q.Request, err, detail)
 	return sealed, err
 }
 
-func (n *Node) releaseChecked(st *policy.State, caller string, q releaseQuery) ([][]byte, error) {
-	self := n.selfName(st)
+func (s *Service) releaseChecked(st *policy.State, caller string, q ReleaseQuery) ([][]byte, error) {
+	self := s.d.Peers.Self(st)
 	if me := st.Nodes[self]; me == nil || me.Role != policy.RoleDatacenter || me.Custodian == nil {
 		return nil, denied("this node is not a custodian")
 	}
-	if err := n.auditReady(caller, "key-release", q.Request); err != nil {
+	if err := s.d.Audit.Ready(caller, "key-release", q.Request); err != nil {
 		return nil, err
 	}
 	if len(q.Segments) == 0 || len(q.Segments) > releaseBatch {
@@ -120,10 +120,11 @@ func (n *Node) releaseChecked(st *policy.State, caller string, q releaseQuery) (
 	if err != nil {
 		return nil, fmt.Errorf("request %q: its one-time key: %w", r.ID, err)
 	}
-	if n.replicas == nil {
+	replicas := s.d.Holdings.Replicas()
+	if replicas == nil {
 		return nil, denied("this datacenter keeps no replicas to answer from")
 	}
-	metas, err := heldSegments(n.replicas.Store(), q)
+	metas, err := heldSegments(replicas, q)
 	if err != nil {
 		return nil, err
 	}
@@ -135,12 +136,12 @@ func (n *Node) releaseChecked(st *policy.State, caller string, q releaseQuery) (
 				i, m.Camera, stamp(m.Start), stamp(m.End), r.ID)
 		}
 	}
-	return n.sealPartials(st, r.ID, recipient, metas)
+	return s.sealPartials(st, replicas, r.ID, recipient, metas)
 }
 
 // heldSegments looks up q's segments in this node's own index; nil for
 // those it does not hold.
-func heldSegments(st *store.Store, q releaseQuery) ([]*store.SegmentMeta, error) {
+func heldSegments(st Media, q ReleaseQuery) ([]*store.SegmentMeta, error) {
 	lo, hi := slices.MinFunc(q.Segments, time.Time.Compare), slices.MaxFunc(q.Segments, time.Time.Compare)
 	list, err := st.Segments(q.Camera, lo, hi.Add(time.Nanosecond))
 	if err != nil {
@@ -159,11 +160,11 @@ func heldSegments(st *store.Store, q releaseQuery) ([]*store.SegmentMeta, error)
 
 // sealPartials loads the custodian key and answers each held segment from
 // this node's own copy of it and of its epoch record. Both must carry the
-// seal of a store of the camera's site (node/custody.go), checked again
+// seal of a store of the camera's site (node/custody), checked again
 // here although the replica checked them on arrival: a custodian answers
 // only for footage a store made, never for a record planted on its disk.
-func (n *Node) sealPartials(st *policy.State, id string, recipient [32]byte, metas []*store.SegmentMeta) ([][]byte, error) {
-	ck, err := keys.LoadCustodianKey(CustodianKeyPath(n.cfg.Dir))
+func (s *Service) sealPartials(st *policy.State, media Media, id string, recipient [32]byte, metas []*store.SegmentMeta) ([][]byte, error) {
+	ck, err := keys.LoadCustodianKey(s.cfg.CustodianKey)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, denied("this datacenter holds no custodian key")
 	}
@@ -174,11 +175,10 @@ func (n *Node) sealPartials(st *policy.State, id string, recipient [32]byte, met
 	shares := map[int64]*keys.EpochShare{}
 	epochs := map[int64]*keys.SealedEpoch{}
 	defer func() {
-		for _, s := range shares {
-			s.Zero()
+		for _, es := range shares {
+			es.Zero()
 		}
 	}()
-	media := n.replicas.Store()
 	out := make([][]byte, len(metas))
 	for i, m := range metas {
 		if m == nil {
