@@ -13,6 +13,7 @@ import (
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/media/store"
 	"github.com/custos-cctv/custos/node/custody"
+	"github.com/custos-cctv/custos/node/policystore"
 	"github.com/custos-cctv/custos/policy"
 	"github.com/custos-cctv/custos/policy/audit"
 )
@@ -167,8 +168,7 @@ func newTestReplica(t *testing.T, pst *policy.State) *testReplica {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	pol := newPolicyStore(nil)
-	pol.cur.Store(pst)
+	pol := policystore.WithState(pst)
 	logged := new([]string)
 	r := &replicas{n: &Node{cfg: Config{Name: "dc-a"}, audit: dj, policy: pol, logf: func(format string, a ...any) { *logged = append(*logged, fmt.Sprintf(format, a...)) }},
 		st: st, pullers: map[string]*puller{}}

@@ -1,4 +1,4 @@
-package node
+package policystore
 
 import (
 	"encoding/json"
@@ -16,9 +16,9 @@ func TestPolicyStoreApplyAndSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer admin.Close()
-	ps := newPolicyStore(nil)
+	ps := New(nil)
 	var seen []string
-	ps.onApply = func(c *policy.Command, err error) {
+	ps.OnApply = func(c *policy.Command, err error) {
 		if c != nil {
 			seen = append(seen, c.ID)
 		}
@@ -71,7 +71,7 @@ func TestPolicyStoreApplyAndSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	other := newPolicyStore(nil)
+	other := New(nil)
 	if err := other.Restore(snap); err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestPolicyStoreApplyAndSnapshot(t *testing.T) {
 	json.Unmarshal(snap, &bad)
 	bad.Log = append(bad.Log, policy.Envelope{Body: fbody, Sig: sig}.Marshal())
 	badSnap, _ := json.Marshal(bad)
-	victim := newPolicyStore(nil)
+	victim := New(nil)
 	if err := victim.Restore(badSnap); err == nil {
 		t.Fatal("a snapshot with a forged entry was restored")
 	}
@@ -100,7 +100,7 @@ func TestPolicyStoreApplyAndSnapshot(t *testing.T) {
 	}
 
 	// An anchored node refuses a genesis that is not its own.
-	anchored := newPolicyStore(&Anchor{Federation: "acme", AdminFP: "00", NodeKey: genesis.Genesis.Node.PublicKey})
+	anchored := New(&Anchor{Federation: "acme", AdminFP: "00", NodeKey: genesis.Genesis.Node.PublicKey})
 	gbody, _ := policy.EncodeCommand(genesis)
 	if res := applyResult(t, anchored, policy.Envelope{Body: gbody}); res.Applied {
 		t.Fatal("a genesis with another admin was accepted by an anchored node")
@@ -110,7 +110,7 @@ func TestPolicyStoreApplyAndSnapshot(t *testing.T) {
 	}
 }
 
-func applyResult(t *testing.T, ps *policyStore, env policy.Envelope) ApplyResult {
+func applyResult(t *testing.T, ps *Store, env policy.Envelope) ApplyResult {
 	t.Helper()
 	out, err := ps.Apply(env.Marshal(), 1)
 	if err != nil {

@@ -1,4 +1,4 @@
-package node
+package policystore
 
 import (
 	"bufio"
@@ -35,7 +35,7 @@ func cmdEnvelopes(t *testing.T, n int) []policy.Envelope {
 	}}
 	body, _ := policy.EncodeCommand(genesis)
 	envs := []policy.Envelope{{Body: body}}
-	scratch := newPolicyStore(nil)
+	scratch := New(nil)
 	applyAll(t, scratch, envs)
 	for i := range n {
 		c := &policy.Command{ID: fmt.Sprintf("site-%d", i), Time: now, Signer: "alice", Kind: policy.KindAddSite,
@@ -50,7 +50,7 @@ func cmdEnvelopes(t *testing.T, n int) []policy.Envelope {
 	return envs
 }
 
-func applyAll(t *testing.T, ps *policyStore, envs []policy.Envelope) {
+func applyAll(t *testing.T, ps *Store, envs []policy.Envelope) {
 	t.Helper()
 	for _, env := range envs {
 		if r := applyResult(t, ps, env); !r.Applied {
@@ -77,21 +77,21 @@ func journaledCmds(t *testing.T, j *audit.Journal) map[string]int {
 
 // auditedStore is a policy store journaling through a cmdAudit, as a node
 // runs it.
-func auditedStore(t *testing.T, j *audit.Journal, q *auditQueue) (*policyStore, *cmdAudit) {
+func auditedStore(t *testing.T, j *audit.Journal, q *Queue) (*Store, *CmdAudit) {
 	t.Helper()
-	ca, err := newCmdAudit(j, q)
+	ca, err := NewCmdAudit(j, q)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ps := newPolicyStore(nil)
-	ps.onApply, ps.onRestore = ca.record, ca.restored
+	ps := New(nil)
+	ps.OnApply, ps.OnRestore = ca.Record, ca.Restored
 	return ps, ca
 }
 
 // A follower that receives commands only in a snapshot journals each of
 // them once, and a second snapshot journals nothing twice.
 func TestSnapshotCommandsJournaled(t *testing.T) {
-	leader := newPolicyStore(nil)
+	leader := New(nil)
 	applyAll(t, leader, cmdEnvelopes(t, 3))
 	snap, err := leader.Snapshot()
 	if err != nil {
@@ -102,15 +102,15 @@ func TestSnapshotCommandsJournaled(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer j.Close()
-	q := newAuditQueue(j, t.Logf)
-	defer q.close()
+	q := NewQueue(j, t.Logf)
+	defer q.Close()
 	follower, _ := auditedStore(t, j, q)
 	for range 2 {
 		if err := follower.Restore(snap); err != nil {
 			t.Fatal(err)
 		}
 	}
-	q.flush()
+	q.Flush()
 	got := journaledCmds(t, j)
 	for _, id := range []string{"genesis", "site-0", "site-1", "site-2"} {
 		if got[id] != 1 {
@@ -136,12 +136,12 @@ func TestCmdAuditCrashHelper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := newAuditQueue(j, t.Logf)
+	q := NewQueue(j, t.Logf)
 	ps, ca := auditedStore(t, j, q)
 	applyAll(t, ps, envs[:2])
-	q.flush()
+	q.Flush()
 	// A writer that never gets to write: the lines stay queued.
-	stalled := &auditQueue{j: j, logf: t.Logf, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	stalled := &Queue{j: j, logf: t.Logf, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	stalled.cond = sync.NewCond(&stalled.mu)
 	ca.q = stalled
 	applyAll(t, ps, envs[2:])
@@ -223,13 +223,13 @@ func TestCrashBetweenApplyAndJournal(t *testing.T) {
 	if len(before) != 2 {
 		t.Fatalf("before the restart the journal holds %v, want the first two commands", before)
 	}
-	q := newAuditQueue(j, t.Logf)
-	defer q.close()
+	q := NewQueue(j, t.Logf)
+	defer q.Close()
 	ps, _ := auditedStore(t, j, q)
 	if err := ps.Restore(snap); err != nil {
 		t.Fatal(err)
 	}
-	q.flush()
+	q.Flush()
 	got := journaledCmds(t, j)
 	var snapIDs []string
 	var sv snapshotV1
