@@ -60,3 +60,30 @@ func TestAuditQueueRetriesAfterDiskFull(t *testing.T) {
 		t.Fatalf("the journal after the retry: %v", err)
 	}
 }
+
+// After Close an event is written at once, not queued where no writer
+// would ever take it.
+func TestQueueWritesAfterClose(t *testing.T) {
+	j, err := audit.Open(t.TempDir(), audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	q := NewQueue(j, t.Logf)
+	q.Enqueue(audit.Event{Actor: "t", Action: "before-close"})
+	q.Close()
+	q.Close() // twice is harmless
+	q.Enqueue(audit.Event{Actor: "t", Action: "after-close"})
+	q.Flush() // returns at once on a closed queue
+	es, err := j.Since(time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range es {
+		got = append(got, e.Action)
+	}
+	if len(got) != 2 || got[0] != "before-close" || got[1] != "after-close" {
+		t.Fatalf("journal holds %v, want before-close then after-close", got)
+	}
+}

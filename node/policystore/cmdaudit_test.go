@@ -3,6 +3,7 @@ package policystore
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -75,7 +76,7 @@ func journaledCmds(t *testing.T, j *audit.Journal) map[string]int {
 	return got
 }
 
-// auditedStore is a policy store journaling through a cmdAudit, as a node
+// auditedStore is a policy store journaling through a CmdAudit, as a node
 // runs it.
 func auditedStore(t *testing.T, j *audit.Journal, q *Queue) (*Store, *CmdAudit) {
 	t.Helper()
@@ -251,5 +252,71 @@ func TestCrashBetweenApplyAndJournal(t *testing.T) {
 	}
 	if rep, err := j.Verify(); err != nil || !rep.OK {
 		t.Errorf("Verify after the crash: %v, %v", rep, err)
+	}
+}
+
+// After a restart Raft replays commands the journal already holds: each
+// is journaled once (applied or refused), and a command older than the
+// journal keeps entries is not journaled at all.
+func TestCmdAuditJournalsReplayOnce(t *testing.T) {
+	dir := t.TempDir()
+	j, err := audit.Open(dir, audit.Options{Retention: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	now := time.Now().UTC()
+	applied := &policy.Command{ID: "c-1", Kind: policy.KindAddSite, Signer: "alice", Time: now}
+	refused := &policy.Command{ID: "c-2", Kind: policy.KindAddSite, Signer: "alice", Time: now}
+	old := &policy.Command{ID: "c-old", Kind: policy.KindAddSite, Signer: "alice", Time: now.Add(-48 * time.Hour)}
+	no := errors.New("not allowed")
+
+	run := func() {
+		q := NewQueue(j, t.Logf)
+		defer q.Close()
+		a, err := NewCmdAudit(j, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Record(applied, nil)
+		a.Record(refused, no)
+		a.Record(old, nil)
+		a.Record(nil, no) // not even a command: journaled every time
+		q.Flush()
+	}
+	run()
+	run() // the restart's replay
+
+	es, err := j.Since(time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for _, e := range es {
+		if e.Action != "policy-change" {
+			continue
+		}
+		count[e.Object+" "+e.Decision]++
+		if e.Object == "site.add c-1" && e.Actor != "alice" {
+			t.Errorf("actor %q, want the signer", e.Actor)
+		}
+		if e.Object == "site.add c-2" && e.Reason != "not allowed" {
+			t.Errorf("refusal's reason %q", e.Reason)
+		}
+	}
+	want := map[string]int{
+		"site.add c-1 " + audit.Allow: 1,
+		"site.add c-2 " + audit.Deny:  1,
+		" " + audit.Deny:              2,
+	}
+	for k, n := range want {
+		if count[k] != n {
+			t.Errorf("%q journaled %d times, want %d (all: %v)", k, count[k], n, count)
+		}
+	}
+	for k := range count {
+		if _, ok := want[k]; !ok {
+			t.Errorf("unexpected entry %q (all: %v)", k, count)
+		}
 	}
 }
