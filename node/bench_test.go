@@ -20,6 +20,7 @@ import (
 	"github.com/custos-cctv/custos/media/store"
 	"github.com/custos-cctv/custos/media/ts"
 	"github.com/custos-cctv/custos/mesh"
+	"github.com/custos-cctv/custos/node/policystore"
 	"github.com/custos-cctv/custos/node/release"
 	"github.com/custos-cctv/custos/policy"
 )
@@ -131,11 +132,11 @@ func BenchmarkPolicyReplication50(b *testing.B) {
 	b.Cleanup(admin.Close)
 	net := consensustest.New()
 	var (
-		fsms  []*policyStore
+		fsms  []*policystore.Store
 		nodes []*consensus.Node
 	)
-	open := func(i int) (*consensus.Node, *policyStore) {
-		ps := newPolicyStore(nil)
+	open := func(i int) (*consensus.Node, *policystore.Store) {
+		ps := policystore.New(nil)
 		addr := consensustest.Addr(i)
 		n, err := consensus.Open(consensus.Config{
 			Dir: b.TempDir(), ID: fmt.Sprintf("n%d", i), Addr: netip.AddrPortFrom(addr, RaftPort),

@@ -22,6 +22,7 @@ import (
 
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/mesh"
+	"github.com/custos-cctv/custos/node/membership"
 )
 
 // DemoOptions configures RunDemo.
@@ -127,7 +128,7 @@ func RunDemo(ctx context.Context, w io.Writer, opt DemoOptions) (err error) {
 
 	say("\n== status of dc-a (what `custos status --dir %s` prints)", filepath.Join(opt.Dir, "dc-a"))
 	if st, err := nodes["dc-a"].Status(); err == nil {
-		WritePeerTable(w, st.Peers, "   ")
+		membership.WritePeerTable(w, st.Peers, "   ")
 	}
 	say("\n== figures: TCP %.0f Mbit/s, QUIC %.0f Mbit/s, peer cut %v, dead after %v",
 		tcpMbps, quicMbps, cut.Round(time.Millisecond), dead.Round(time.Millisecond))
@@ -193,7 +194,7 @@ func startDemoNodes(dir string, nodes map[string]*Node, say func(string, ...any)
 			ps = peersOf(name, []string{"dc-a"})
 		}
 		pf := filepath.Join(dir, name, "peers.toml")
-		if err := os.WriteFile(pf, FormatPeers(ps), 0o600); err != nil {
+		if err := os.WriteFile(pf, membership.FormatPeers(ps), 0o600); err != nil {
 			return nil, err
 		}
 		n, err := New(Config{Dir: filepath.Join(dir, name), Name: name, Listen: listen[name], PeersFile: pf, PeersPoll: 100 * time.Millisecond})
@@ -439,7 +440,7 @@ func demoRemoval(ctx context.Context, store, dcb *Node, peersOf func(string, []s
 	}()
 	time.Sleep(300 * time.Millisecond) // let data flow first
 	pf := store.cfg.PeersFile
-	if err := os.WriteFile(pf, FormatPeers(peersOf(store.Name(), []string{"dc-a", store.Name()})), 0o600); err != nil {
+	if err := os.WriteFile(pf, membership.FormatPeers(peersOf(store.Name(), []string{"dc-a", store.Name()})), 0o600); err != nil {
 		return 0, err
 	}
 	t0 := time.Now()

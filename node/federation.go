@@ -16,6 +16,7 @@ import (
 	"github.com/custos-cctv/custos/consensus"
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/mesh"
+	"github.com/custos-cctv/custos/node/policystore"
 	"github.com/custos-cctv/custos/policy"
 	"github.com/custos-cctv/custos/policy/audit"
 )
@@ -242,16 +243,16 @@ func (n *Node) startConsensus(pub keys.NodePublic) error {
 	if err != nil {
 		return err
 	}
-	n.policy = newPolicyStore(anchor)
-	n.auditq = newAuditQueue(n.audit, n.logf)
+	n.policy = policystore.New(anchor)
+	n.auditq = policystore.NewQueue(n.audit, n.logf)
 	// Every command applied or refused here is journaled once, including
 	// those that arrive in a snapshot and those Raft replays after a
-	// restart (cmdaudit.go).
-	ca, err := newCmdAudit(n.audit, n.auditq)
+	// restart (policystore/cmdaudit.go).
+	ca, err := policystore.NewCmdAudit(n.audit, n.auditq)
 	if err != nil {
 		return fmt.Errorf("node: reading the audit journal: %w", err)
 	}
-	n.policy.onApply, n.policy.onRestore = ca.record, ca.restored
+	n.policy.OnApply, n.policy.OnRestore = ca.Record, ca.Restored
 	n.raft, err = consensus.Open(consensus.Config{
 		Dir:     n.cfg.Dir,
 		ID:      pub.String(),

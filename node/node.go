@@ -14,6 +14,8 @@ import (
 	"github.com/custos-cctv/custos/consensus"
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/mesh"
+	"github.com/custos-cctv/custos/node/membership"
+	"github.com/custos-cctv/custos/node/policystore"
 	"github.com/custos-cctv/custos/node/release"
 	"github.com/custos-cctv/custos/node/replication"
 	"github.com/custos-cctv/custos/policy"
@@ -71,13 +73,13 @@ type Node struct {
 	mesh            *mesh.Mesh
 	api             *apiServer
 	audit           *audit.Journal
-	auditq          *auditQueue           // the policy state machine's events
+	auditq          *policystore.Queue    // the policy state machine's events
 	rec             *recording            // a store's cameras; nil elsewhere
 	repl            *replication.Source   // a store's replication to the datacenters; nil elsewhere
 	replicas        *replication.Replicas // a datacenter's replicas of the stores; nil elsewhere
-	policy          *policyStore          // nil when running from a peers file
+	policy          *policystore.Store    // nil when running from a peers file
 	raft            *consensus.Node       // likewise
-	members         *membership
+	members         *membership.Reconciler
 	seed            []mesh.Peer // datacenters to reach before the policy names peers
 	// stagedSince: future voters replicating as non-voters, since when
 	// (touched only by the raftMembers goroutine).
@@ -175,7 +177,7 @@ func New(cfg Config) (_ *Node, err error) {
 	var peers []mesh.Peer
 	var peersHash [32]byte
 	if cfg.PeersFile != "" {
-		if peers, peersHash, err = readPeersFile(cfg.PeersFile); err != nil {
+		if peers, peersHash, err = membership.ReadPeersFile(cfg.PeersFile); err != nil {
 			return nil, fmt.Errorf("node: %w", err)
 		}
 	}
@@ -236,8 +238,8 @@ func New(cfg Config) (_ *Node, err error) {
 		if err := n.startConsensus(n.mesh.PublicKey()); err != nil {
 			return nil, err
 		}
-		n.members = startMembership(n.mesh.PublicKey().String(), n.policy, readmitting{n.mesh, n.raft}, time.Now, n.logf,
-			func(p []mesh.Peer) error { return writeLastPeers(cfg.Dir, p) }, n.seed...)
+		n.members = membership.Start(membership.Config{Self: n.mesh.PublicKey().String(), Policy: n.policy, Mesh: readmitting{n.mesh, n.raft},
+			Now: time.Now, Logf: n.logf, Persist: func(p []mesh.Peer) error { return writeLastPeers(cfg.Dir, p) }, Seed: n.seed})
 		n.wg.Add(1)
 		go n.raftMembers()
 		st := n.policy.State()
@@ -363,7 +365,7 @@ func (n *Node) Close() error {
 			n.replicas.Close()
 		}
 		if n.members != nil {
-			n.members.close()
+			n.members.Close()
 		}
 		if n.raft != nil {
 			n.raft.Close()
@@ -374,7 +376,7 @@ func (n *Node) Close() error {
 		}
 		n.relKeys.ZeroAll()
 		if n.auditq != nil {
-			n.auditq.close()
+			n.auditq.Close()
 		}
 		if n.audit != nil {
 			n.auditEvent(audit.Event{Actor: n.cfg.Name, Action: "node-stop"})
@@ -413,7 +415,7 @@ func (n *Node) ReloadPeers() {
 	}
 	n.reloadMu.Lock()
 	defer n.reloadMu.Unlock()
-	peers, h, err := readPeersFile(n.cfg.PeersFile)
+	peers, h, err := membership.ReadPeersFile(n.cfg.PeersFile)
 	n.mu.Lock()
 	same := err == nil && h == n.peersHash
 	// A new content is applied once two polls in a row read it: an edit
@@ -501,7 +503,7 @@ func (n *Node) Audit(since time.Time) ([]audit.Entry, error) {
 
 func (n *Node) flushAudit() {
 	if n.auditq != nil {
-		n.auditq.flush()
+		n.auditq.Flush()
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/mesh"
 	"github.com/custos-cctv/custos/node/internal/nodetest"
+	"github.com/custos-cctv/custos/node/membership"
 )
 
 func checkLeaks(t *testing.T) { nodetest.CheckLeaks(t) }
@@ -43,7 +44,7 @@ func (tn testNode) peer(name string) mesh.Peer {
 
 func start(t *testing.T, name string, tn testNode, peers ...mesh.Peer) *Node {
 	t.Helper()
-	if err := os.WriteFile(tn.peers, FormatPeers(peers), 0o600); err != nil {
+	if err := os.WriteFile(tn.peers, membership.FormatPeers(peers), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	n, err := New(Config{Dir: tn.dir, Name: name, Listen: tn.listen, PeersFile: tn.peers, PeersPoll: 50 * time.Millisecond,

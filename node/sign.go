@@ -25,11 +25,6 @@ func FederationIDOf(dir string) (string, error) {
 	return a.FederationID(), nil
 }
 
-// FederationID is the policy.FederationID the anchor names.
-func (a *Anchor) FederationID() string {
-	return policy.FederationID(a.Federation, a.AdminFP, a.NodeKey)
-}
-
 // SignCommand gives c a fresh ID, the current time and signer, and signs it
 // with k for the federation fid.
 func SignCommand(k *keys.AdminKey, fid, signer string, c *policy.Command) (policy.Envelope, error) {

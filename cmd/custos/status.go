@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/custos-cctv/custos/node"
+	"github.com/custos-cctv/custos/node/membership"
 	"github.com/custos-cctv/custos/node/replication"
 )
 
@@ -71,7 +72,7 @@ func printStatus(w io.Writer, st node.Status) {
 		fmt.Fprintf(w, "WARNING    %s\n", st.PeersError)
 	}
 	fmt.Fprintf(w, "\n")
-	node.WritePeerTable(w, st.Peers, "")
+	membership.WritePeerTable(w, st.Peers, "")
 	if st.Recording != nil {
 		fmt.Fprintf(w, "\n")
 		writeCameras(w, st.Recording)

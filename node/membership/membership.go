@@ -1,4 +1,15 @@
-package node
+// Package membership owns the policy's peers into the mesh: it keeps a
+// node's WireGuard peers equal to policy.DesiredPeers by the node's own
+// clock, so a revocation or a window's end cuts a peer off even when the
+// node hears nothing from consensus; and, for nodes not founded with init,
+// the static peers file that stands in for the policy. It also prints the
+// peer table of custos status.
+//
+// It only reads the policy and sets peers: it never changes the policy,
+// never talks to consensus (the node's PeerSetter may have Raft re-check
+// its conns after the mesh changes) and never decides what a peer may do
+// once connected.
+package membership
 
 import (
 	"fmt"
@@ -6,53 +17,53 @@ import (
 	"sync"
 	"time"
 
-	"github.com/custos-cctv/custos/consensus"
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/mesh"
 	"github.com/custos-cctv/custos/policy"
 )
 
-// policySource is what membership needs from the replicated policy: the
+// Policy is what membership needs from the replicated policy: the
 // current state (read-only) and Changed, a channel that is closed when the
 // state next changes (take it before reading the state, and no change is
 // ever missed).
-type policySource interface {
+type Policy interface {
 	State() *policy.State
 	Changed() <-chan struct{}
 }
 
-// peerSetter is the mesh as membership sees it.
-type peerSetter interface {
+// PeerSetter is the mesh as membership sees it.
+type PeerSetter interface {
 	SetPeers([]mesh.Peer) error
 }
 
-// readmitting sets the mesh's peers, then has Raft re-check who may keep
-// its open conns: the mesh cuts a removed peer, and Raft also drops a conn
-// whose peer is still reachable but no longer a live member.
-type readmitting struct {
-	m *mesh.Mesh
-	r *consensus.Node
-}
-
-func (x readmitting) SetPeers(p []mesh.Peer) error {
-	err := x.m.SetPeers(p)
-	x.r.Readmit()
-	return err
-}
-
-// maxReconcileWait bounds the time between reconciliations even when no
+// MaxReconcileWait bounds the time between reconciliations even when no
 // window boundary is due: a safety net against a missed signal or a clock
 // step, cheap because SetPeers changes nothing when nothing changed.
-const maxReconcileWait = 10 * time.Second
+const MaxReconcileWait = 10 * time.Second
 
-// membership keeps the mesh's peers equal to policy.DesiredPeers for this
+// Config is what Start needs.
+type Config struct {
+	// Self is our public key, "nodekey:…": the node is found in the policy
+	// by key, never by the name it was started with.
+	Self   string
+	Policy Policy
+	Mesh   PeerSetter
+	Now    func() time.Time
+	Logf   func(string, ...any)
+	// Persist, if not nil, records each peer set the policy gives.
+	Persist func([]mesh.Peer) error
+	// Seed is who to talk to while the local replica holds no policy yet.
+	Seed []mesh.Peer
+}
+
+// Reconciler keeps the mesh's peers equal to policy.DesiredPeers for this
 // node, by this node's own clock: on every applied command, and at every
 // window boundary (policy.NextChange), also when cut off from consensus —
 // a store that hears nothing still drops an installer whose window ended.
-type membership struct {
+type Reconciler struct {
 	self  string // our public key, "nodekey:…"
-	src   policySource
-	mesh  peerSetter
+	src   Policy
+	mesh  PeerSetter
 	now   func() time.Time
 	logf  func(string, ...any)
 	stop  chan struct{}
@@ -61,33 +72,33 @@ type membership struct {
 	err   error      // of the last reconciliation, for status
 	// seed is who a joined node talks to until its replica holds a policy.
 	seed []mesh.Peer
-	// persist, if set, records the peers the policy gave (see readSeed).
+	// persist, if set, records the peers the policy gave (see the node's
+	// readSeed).
 	persist func([]mesh.Peer) error
 }
 
-// startMembership starts reconciling for the node with public key selfKey
-// (found in the policy by key, never by the name it was started with);
-// seed is who to talk to while the local replica holds no policy yet.
-// persist, if not nil, records each peer set the policy gives.
-func startMembership(selfKey string, src policySource, m peerSetter, now func() time.Time, logf func(string, ...any), persist func([]mesh.Peer) error, seed ...mesh.Peer) *membership {
-	ms := &membership{self: selfKey, src: src, mesh: m, now: now, logf: logf, stop: make(chan struct{}), seed: seed, persist: persist}
+// Start starts reconciling for the node cfg.Self; the peers are in place
+// when it returns. Close stops it.
+func Start(cfg Config) *Reconciler {
+	ms := &Reconciler{self: cfg.Self, src: cfg.Policy, mesh: cfg.Mesh, now: cfg.Now, logf: cfg.Logf, stop: make(chan struct{}), seed: cfg.Seed, persist: cfg.Persist}
 	ms.reconcile() // peers are in place when start returns
 	ms.wg.Add(1)
 	go ms.loop()
 	return ms
 }
 
-func (ms *membership) close() {
+// Close stops reconciling; the mesh keeps the peers last set.
+func (ms *Reconciler) Close() {
 	close(ms.stop)
 	ms.wg.Wait()
 }
 
-func (ms *membership) loop() {
+func (ms *Reconciler) loop() {
 	defer ms.wg.Done()
 	for {
 		changed := ms.src.Changed()
 		ms.reconcile()
-		wait := maxReconcileWait
+		wait := MaxReconcileWait
 		if st := ms.src.State(); st != nil {
 			if next := policy.NextChange(st, ms.now()); !next.IsZero() {
 				// A few ms past the boundary, so that Window.Contains has
@@ -110,7 +121,7 @@ func (ms *membership) loop() {
 }
 
 // reconcile applies the desired peers now.
-func (ms *membership) reconcile() {
+func (ms *Reconciler) reconcile() {
 	st := ms.src.State()
 	if st == nil || st.Federation == "" {
 		if err := ms.mesh.SetPeers(ms.seed); err != nil {

@@ -1,4 +1,4 @@
-package node
+package policystore
 
 import (
 	"fmt"
@@ -10,11 +10,11 @@ import (
 	"github.com/custos-cctv/custos/policy/audit"
 )
 
-// cmdAudit journals the policy commands this replica applies or refuses,
+// CmdAudit journals the policy commands this replica applies or refuses,
 // each once, however they reach it: applied from the Raft log, replayed
 // from the log after a restart, or installed with a snapshot.
 //
-// A snapshot holds every applied envelope (policyStore), so a replica that
+// A snapshot holds every applied envelope (Store), so a replica that
 // restores one can journal exactly the commands it never journaled itself:
 // those that arrived only in the snapshot (a follower that fell behind the
 // leader's log), and those applied here whose queued journal line a crash
@@ -23,8 +23,8 @@ import (
 // of recent commands in the snapshot: the counter says how many are missing
 // but not which, and any bound is a hole for a follower that fell further
 // behind. What the journal already holds is known by command ID.
-type cmdAudit struct {
-	q         *auditQueue
+type CmdAudit struct {
+	q         *Queue
 	retention time.Duration
 	now       func() time.Time
 
@@ -38,12 +38,14 @@ type cmdAudit struct {
 	refused map[string]int
 }
 
-func newCmdAudit(j *audit.Journal, q *auditQueue) (*cmdAudit, error) {
+// NewCmdAudit reads what j already holds and journals through q; set its
+// Record and Restored as a Store's OnApply and OnRestore.
+func NewCmdAudit(j *audit.Journal, q *Queue) (*CmdAudit, error) {
 	entries, err := j.Since(time.Time{})
 	if err != nil {
 		return nil, err
 	}
-	a := &cmdAudit{q: q, retention: j.Retention(), now: time.Now, applied: map[string]bool{}, refused: map[string]int{}}
+	a := &CmdAudit{q: q, retention: j.Retention(), now: time.Now, applied: map[string]bool{}, refused: map[string]int{}}
 	for _, e := range entries {
 		if e.Action != "policy-change" {
 			continue
@@ -64,12 +66,12 @@ func newCmdAudit(j *audit.Journal, q *auditQueue) (*cmdAudit, error) {
 // expired reports whether c is older than the journal keeps entries: its
 // line, if there ever was one, may have been pruned, and one written now
 // would be pruned at once.
-func (a *cmdAudit) expired(c *policy.Command) bool {
+func (a *CmdAudit) expired(c *policy.Command) bool {
 	return c.Time.Before(a.now().Add(-a.retention))
 }
 
-// record is policyStore.onApply.
-func (a *cmdAudit) record(c *policy.Command, err error) {
+// Record is Store.OnApply.
+func (a *CmdAudit) Record(c *policy.Command, err error) {
 	e := audit.Event{Action: "policy-change", Decision: audit.Allow}
 	if c != nil {
 		a.mu.Lock()
@@ -93,12 +95,12 @@ func (a *cmdAudit) record(c *policy.Command, err error) {
 	if err != nil {
 		e.Decision, e.Reason = audit.Deny, err.Error()
 	}
-	a.q.enqueue(e)
+	a.q.Enqueue(e)
 }
 
-// restored is policyStore.onRestore: cmds are the applied commands of the
+// Restored is Store.OnRestore: cmds are the applied commands of the
 // snapshot just installed, in order.
-func (a *cmdAudit) restored(cmds []*policy.Command) {
+func (a *CmdAudit) Restored(cmds []*policy.Command) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, c := range cmds {
@@ -106,7 +108,7 @@ func (a *cmdAudit) restored(cmds []*policy.Command) {
 			continue
 		}
 		a.applied[c.ID] = true
-		a.q.enqueue(audit.Event{Actor: commandActor(c), Action: "policy-change", Object: c.Kind + " " + c.ID, Decision: audit.Allow,
+		a.q.Enqueue(audit.Event{Actor: commandActor(c), Action: "policy-change", Object: c.Kind + " " + c.ID, Decision: audit.Allow,
 			Reason: fmt.Sprintf("applied from a Raft snapshot; command time %s", c.Time.UTC().Format(time.RFC3339))})
 	}
 }

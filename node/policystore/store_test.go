@@ -1,4 +1,4 @@
-package node
+package policystore
 
 import (
 	"encoding/json"
@@ -16,9 +16,9 @@ func TestPolicyStoreApplyAndSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer admin.Close()
-	ps := newPolicyStore(nil)
+	ps := New(nil)
 	var seen []string
-	ps.onApply = func(c *policy.Command, err error) {
+	ps.OnApply = func(c *policy.Command, err error) {
 		if c != nil {
 			seen = append(seen, c.ID)
 		}
@@ -71,7 +71,7 @@ func TestPolicyStoreApplyAndSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	other := newPolicyStore(nil)
+	other := New(nil)
 	if err := other.Restore(snap); err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestPolicyStoreApplyAndSnapshot(t *testing.T) {
 	json.Unmarshal(snap, &bad)
 	bad.Log = append(bad.Log, policy.Envelope{Body: fbody, Sig: sig}.Marshal())
 	badSnap, _ := json.Marshal(bad)
-	victim := newPolicyStore(nil)
+	victim := New(nil)
 	if err := victim.Restore(badSnap); err == nil {
 		t.Fatal("a snapshot with a forged entry was restored")
 	}
@@ -100,7 +100,7 @@ func TestPolicyStoreApplyAndSnapshot(t *testing.T) {
 	}
 
 	// An anchored node refuses a genesis that is not its own.
-	anchored := newPolicyStore(&Anchor{Federation: "acme", AdminFP: "00", NodeKey: genesis.Genesis.Node.PublicKey})
+	anchored := New(&Anchor{Federation: "acme", AdminFP: "00", NodeKey: genesis.Genesis.Node.PublicKey})
 	gbody, _ := policy.EncodeCommand(genesis)
 	if res := applyResult(t, anchored, policy.Envelope{Body: gbody}); res.Applied {
 		t.Fatal("a genesis with another admin was accepted by an anchored node")
@@ -110,7 +110,7 @@ func TestPolicyStoreApplyAndSnapshot(t *testing.T) {
 	}
 }
 
-func applyResult(t *testing.T, ps *policyStore, env policy.Envelope) ApplyResult {
+func applyResult(t *testing.T, ps *Store, env policy.Envelope) ApplyResult {
 	t.Helper()
 	out, err := ps.Apply(env.Marshal(), 1)
 	if err != nil {
@@ -121,4 +121,82 @@ func applyResult(t *testing.T, ps *policyStore, env policy.Envelope) ApplyResult
 		t.Fatal(err)
 	}
 	return r
+}
+
+// An anchored store takes its own genesis, then refuses what the anchored
+// admin did not sign and any second genesis: nothing changes, nothing is
+// signalled, and OnApply sees each refusal with its reason.
+func TestAnchoredStoreRefusesForeignSignatures(t *testing.T) {
+	now := time.Now().UTC().Truncate(time.Second)
+	alice, err := keys.NewAdminKey("alice", now.Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	mallory, err := keys.NewAdminKey("alice", now.Add(-time.Hour)) // same name, other key
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mallory.Close()
+	nodeKey := keys.NewNodePrivate().Public().String()
+	genesis := func(admin *keys.AdminKey) policy.Envelope {
+		body, _ := policy.EncodeCommand(&policy.Command{ID: "genesis", Time: now, Kind: policy.KindGenesis, Genesis: &policy.Genesis{
+			Federation: "acme",
+			Admin:      policy.User{Name: "alice", Role: policy.UserAdmin, PublicKey: admin.PublicKey(), Fingerprint: admin.Fingerprint()},
+			Node:       policy.Node{Name: "dc-a", PublicKey: nodeKey, Role: policy.RoleDatacenter, Jurisdiction: "EU"},
+		}})
+		return policy.Envelope{Body: body}
+	}
+	anchor := &Anchor{Federation: "acme", AdminFP: alice.Fingerprint(), NodeKey: nodeKey}
+	ps := New(anchor)
+	var refused []error
+	ps.OnApply = func(c *policy.Command, err error) {
+		if err != nil {
+			refused = append(refused, err)
+		}
+	}
+	if r := applyResult(t, ps, genesis(mallory)); r.Applied {
+		t.Fatal("the anchored store took a genesis by another admin")
+	}
+	if r := applyResult(t, ps, genesis(alice)); !r.Applied {
+		t.Fatalf("the anchored store refused its own genesis: %s", r.Reason)
+	}
+	if got := ps.State().FederationID; got == "" || got != anchor.FederationID() {
+		t.Fatalf("state's federation ID %q, the anchor names %q", got, anchor.FederationID())
+	}
+
+	site := func(id string, by *keys.AdminKey) policy.Envelope {
+		body, _ := policy.EncodeCommand(&policy.Command{ID: id, Time: now, Signer: "alice", Kind: policy.KindAddSite,
+			Site: &policy.Site{Name: id, Jurisdiction: "EU"}})
+		sig, err := by.Sign(policy.SignedBytes(anchor.FederationID(), body), now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return policy.Envelope{Body: body, Sig: sig}
+	}
+	before := ps.State()
+	changed := ps.Changed()
+	refused = nil
+	for _, env := range []policy.Envelope{site("forged", mallory), genesis(alice)} {
+		if r := applyResult(t, ps, env); r.Applied || r.Reason == "" {
+			t.Fatalf("applied %+v", r)
+		}
+	}
+	if ps.State() != before {
+		t.Fatal("a refused command replaced the state")
+	}
+	select {
+	case <-changed:
+		t.Fatal("a refused command signalled a change")
+	default:
+	}
+	if len(refused) != 2 {
+		t.Fatalf("OnApply saw %d refusals, want 2: %v", len(refused), refused)
+	}
+	if r := applyResult(t, ps, site("real", alice)); !r.Applied {
+		t.Fatalf("the anchored admin's command refused: %s", r.Reason)
+	}
+	if ps.State().Sites["real"] == nil || ps.State().Sites["forged"] != nil {
+		t.Fatalf("sites after the commands: %v", ps.State().Sites)
+	}
 }

@@ -1,8 +1,9 @@
-package node
+package policystore
 
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -35,7 +36,7 @@ func cmdEnvelopes(t *testing.T, n int) []policy.Envelope {
 	}}
 	body, _ := policy.EncodeCommand(genesis)
 	envs := []policy.Envelope{{Body: body}}
-	scratch := newPolicyStore(nil)
+	scratch := New(nil)
 	applyAll(t, scratch, envs)
 	for i := range n {
 		c := &policy.Command{ID: fmt.Sprintf("site-%d", i), Time: now, Signer: "alice", Kind: policy.KindAddSite,
@@ -50,7 +51,7 @@ func cmdEnvelopes(t *testing.T, n int) []policy.Envelope {
 	return envs
 }
 
-func applyAll(t *testing.T, ps *policyStore, envs []policy.Envelope) {
+func applyAll(t *testing.T, ps *Store, envs []policy.Envelope) {
 	t.Helper()
 	for _, env := range envs {
 		if r := applyResult(t, ps, env); !r.Applied {
@@ -75,23 +76,23 @@ func journaledCmds(t *testing.T, j *audit.Journal) map[string]int {
 	return got
 }
 
-// auditedStore is a policy store journaling through a cmdAudit, as a node
+// auditedStore is a policy store journaling through a CmdAudit, as a node
 // runs it.
-func auditedStore(t *testing.T, j *audit.Journal, q *auditQueue) (*policyStore, *cmdAudit) {
+func auditedStore(t *testing.T, j *audit.Journal, q *Queue) (*Store, *CmdAudit) {
 	t.Helper()
-	ca, err := newCmdAudit(j, q)
+	ca, err := NewCmdAudit(j, q)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ps := newPolicyStore(nil)
-	ps.onApply, ps.onRestore = ca.record, ca.restored
+	ps := New(nil)
+	ps.OnApply, ps.OnRestore = ca.Record, ca.Restored
 	return ps, ca
 }
 
 // A follower that receives commands only in a snapshot journals each of
 // them once, and a second snapshot journals nothing twice.
 func TestSnapshotCommandsJournaled(t *testing.T) {
-	leader := newPolicyStore(nil)
+	leader := New(nil)
 	applyAll(t, leader, cmdEnvelopes(t, 3))
 	snap, err := leader.Snapshot()
 	if err != nil {
@@ -102,15 +103,15 @@ func TestSnapshotCommandsJournaled(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer j.Close()
-	q := newAuditQueue(j, t.Logf)
-	defer q.close()
+	q := NewQueue(j, t.Logf)
+	defer q.Close()
 	follower, _ := auditedStore(t, j, q)
 	for range 2 {
 		if err := follower.Restore(snap); err != nil {
 			t.Fatal(err)
 		}
 	}
-	q.flush()
+	q.Flush()
 	got := journaledCmds(t, j)
 	for _, id := range []string{"genesis", "site-0", "site-1", "site-2"} {
 		if got[id] != 1 {
@@ -136,12 +137,12 @@ func TestCmdAuditCrashHelper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := newAuditQueue(j, t.Logf)
+	q := NewQueue(j, t.Logf)
 	ps, ca := auditedStore(t, j, q)
 	applyAll(t, ps, envs[:2])
-	q.flush()
+	q.Flush()
 	// A writer that never gets to write: the lines stay queued.
-	stalled := &auditQueue{j: j, logf: t.Logf, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	stalled := &Queue{j: j, logf: t.Logf, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	stalled.cond = sync.NewCond(&stalled.mu)
 	ca.q = stalled
 	applyAll(t, ps, envs[2:])
@@ -223,13 +224,13 @@ func TestCrashBetweenApplyAndJournal(t *testing.T) {
 	if len(before) != 2 {
 		t.Fatalf("before the restart the journal holds %v, want the first two commands", before)
 	}
-	q := newAuditQueue(j, t.Logf)
-	defer q.close()
+	q := NewQueue(j, t.Logf)
+	defer q.Close()
 	ps, _ := auditedStore(t, j, q)
 	if err := ps.Restore(snap); err != nil {
 		t.Fatal(err)
 	}
-	q.flush()
+	q.Flush()
 	got := journaledCmds(t, j)
 	var snapIDs []string
 	var sv snapshotV1
@@ -251,5 +252,71 @@ func TestCrashBetweenApplyAndJournal(t *testing.T) {
 	}
 	if rep, err := j.Verify(); err != nil || !rep.OK {
 		t.Errorf("Verify after the crash: %v, %v", rep, err)
+	}
+}
+
+// After a restart Raft replays commands the journal already holds: each
+// is journaled once (applied or refused), and a command older than the
+// journal keeps entries is not journaled at all.
+func TestCmdAuditJournalsReplayOnce(t *testing.T) {
+	dir := t.TempDir()
+	j, err := audit.Open(dir, audit.Options{Retention: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	now := time.Now().UTC()
+	applied := &policy.Command{ID: "c-1", Kind: policy.KindAddSite, Signer: "alice", Time: now}
+	refused := &policy.Command{ID: "c-2", Kind: policy.KindAddSite, Signer: "alice", Time: now}
+	old := &policy.Command{ID: "c-old", Kind: policy.KindAddSite, Signer: "alice", Time: now.Add(-48 * time.Hour)}
+	no := errors.New("not allowed")
+
+	run := func() {
+		q := NewQueue(j, t.Logf)
+		defer q.Close()
+		a, err := NewCmdAudit(j, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Record(applied, nil)
+		a.Record(refused, no)
+		a.Record(old, nil)
+		a.Record(nil, no) // not even a command: journaled every time
+		q.Flush()
+	}
+	run()
+	run() // the restart's replay
+
+	es, err := j.Since(time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for _, e := range es {
+		if e.Action != "policy-change" {
+			continue
+		}
+		count[e.Object+" "+e.Decision]++
+		if e.Object == "site.add c-1" && e.Actor != "alice" {
+			t.Errorf("actor %q, want the signer", e.Actor)
+		}
+		if e.Object == "site.add c-2" && e.Reason != "not allowed" {
+			t.Errorf("refusal's reason %q", e.Reason)
+		}
+	}
+	want := map[string]int{
+		"site.add c-1 " + audit.Allow: 1,
+		"site.add c-2 " + audit.Deny:  1,
+		" " + audit.Deny:              2,
+	}
+	for k, n := range want {
+		if count[k] != n {
+			t.Errorf("%q journaled %d times, want %d (all: %v)", k, count[k], n, count)
+		}
+	}
+	for k := range count {
+		if _, ok := want[k]; !ok {
+			t.Errorf("unexpected entry %q (all: %v)", k, count)
+		}
 	}
 }

@@ -1,4 +1,14 @@
-package node
+// Package policystore owns the replicated policy's state machine side: the
+// Raft FSM over policy.State (Apply, Snapshot, Restore), the anchor that
+// pins the genesis a node accepts, and the journaling of every command a
+// replica applies or refuses, each exactly once, in batches off Raft's
+// apply path.
+//
+// It never submits commands, never talks to consensus or the mesh, and
+// never lets a state in without policy.Apply's checks: a snapshot is
+// replayed envelope by envelope, so a compromised leader cannot skip
+// verification.
+package policystore
 
 import (
 	"bytes"
@@ -10,7 +20,7 @@ import (
 	"github.com/custos-cctv/custos/policy"
 )
 
-// policyStore is the Raft state machine over policy.State, and the read
+// Store is the Raft state machine over policy.State, and the read
 // side every local decision uses. Apply works on a copy and swaps it in, so
 // readers (Authorize, membership) always see one whole state, never one
 // being changed; a state is a few kilobytes, so the copy is cheap next to a
@@ -22,7 +32,7 @@ import (
 // A linearizable read (consensus leader check plus barrier) is needed only
 // where a decision must reflect every committed command, such as redeeming
 // an invite or releasing keys; those go through the log anyway.
-type policyStore struct {
+type Store struct {
 	mu      sync.Mutex // serializes Apply, Restore and the changed channel
 	cur     atomic.Pointer[policy.State]
 	changed chan struct{}
@@ -34,12 +44,13 @@ type policyStore struct {
 	// anchor, if set, is the genesis this node accepts: its federation,
 	// first admin and founding node. A genesis that differs is refused.
 	anchor *Anchor
-	// onApply, if set, sees every command applied or refused (for audit).
-	onApply func(c *policy.Command, err error)
-	// onRestore, if set, sees the applied commands of each snapshot
+	// OnApply, if set, sees every command applied or refused (for audit).
+	// Set it before the store is used.
+	OnApply func(c *policy.Command, err error)
+	// OnRestore, if set, sees the applied commands of each snapshot
 	// restored, in order: Raft applies none of them one by one here, and
 	// every replica must journal every applied command.
-	onRestore func(cmds []*policy.Command)
+	OnRestore func(cmds []*policy.Command)
 }
 
 // Anchor pins the genesis a node will accept.
@@ -65,17 +76,33 @@ func (a *Anchor) check(env policy.Envelope) error {
 	return nil
 }
 
-func newPolicyStore(anchor *Anchor) *policyStore {
-	p := &policyStore{changed: make(chan struct{}), anchor: anchor}
+// FederationID is the policy.FederationID the anchor names.
+func (a *Anchor) FederationID() string {
+	return policy.FederationID(a.Federation, a.AdminFP, a.NodeKey)
+}
+
+// New returns an empty store that accepts only the genesis anchor pins
+// (any genesis if anchor is nil).
+func New(anchor *Anchor) *Store {
+	p := &Store{changed: make(chan struct{}), anchor: anchor}
 	p.cur.Store(&policy.State{})
 	return p
 }
 
+// WithState returns a store that holds st with no log behind it (its
+// snapshot replays nothing): for tests of code that reads a given policy.
+// Nothing checked st; a node never builds its store this way.
+func WithState(st *policy.State) *Store {
+	p := New(nil)
+	p.cur.Store(st)
+	return p
+}
+
 // State returns the current state. Callers must not modify it.
-func (p *policyStore) State() *policy.State { return p.cur.Load() }
+func (p *Store) State() *policy.State { return p.cur.Load() }
 
 // Changed returns a channel closed at the next change.
-func (p *policyStore) Changed() <-chan struct{} {
+func (p *Store) Changed() <-chan struct{} {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.changed
@@ -92,7 +119,7 @@ type ApplyResult struct {
 // Apply applies one log entry. A refused command is a normal, deterministic
 // outcome: it changes nothing and is reported in the result, not as an
 // error (an error here would mean the replica itself is broken).
-func (p *policyStore) Apply(cmd []byte, index uint64) ([]byte, error) {
+func (p *Store) Apply(cmd []byte, index uint64) ([]byte, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	next, err := clone(p.cur.Load())
@@ -120,8 +147,8 @@ func (p *policyStore) Apply(cmd []byte, index uint64) ([]byte, error) {
 		close(p.changed)
 		p.changed = make(chan struct{})
 	}
-	if p.onApply != nil {
-		p.onApply(c, err)
+	if p.OnApply != nil {
+		p.OnApply(c, err)
 	}
 	return json.Marshal(res)
 }
@@ -132,7 +159,8 @@ type snapshotV1 struct {
 	Log     [][]byte `json:"log"`
 }
 
-func (p *policyStore) Snapshot() ([]byte, error) {
+// Snapshot returns every applied envelope, in order (snapshotV1).
+func (p *Store) Snapshot() ([]byte, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return json.Marshal(snapshotV1{Version: 1, Log: p.log})
@@ -141,7 +169,7 @@ func (p *policyStore) Snapshot() ([]byte, error) {
 // Restore rebuilds the state by replaying the snapshot's envelopes through
 // policy.Apply; one that does not apply (a forged or tampered entry, a
 // foreign genesis) fails the whole restore and leaves the state as it was.
-func (p *policyStore) Restore(b []byte) error {
+func (p *Store) Restore(b []byte) error {
 	var snap snapshotV1
 	if err := json.Unmarshal(b, &snap); err != nil || snap.Version != 1 {
 		return fmt.Errorf("node: policy snapshot: not a version 1 snapshot")
@@ -168,8 +196,8 @@ func (p *policyStore) Restore(b []byte) error {
 	p.cur.Store(&s)
 	close(p.changed)
 	p.changed = make(chan struct{})
-	if p.onRestore != nil {
-		p.onRestore(cmds)
+	if p.OnRestore != nil {
+		p.OnRestore(cmds)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package node
+package membership
 
 import (
 	"fmt"
@@ -24,7 +24,7 @@ func WritePeerTable(w io.Writer, peers []mesh.PeerStatus, indent string) {
 			ep = "-"
 		}
 		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", indent, p.Name, p.PublicKey.ShortString(), p.Addr, ep, hs,
-			byteCount(p.RxBytes), byteCount(p.TxBytes), p.Liveness)
+			ByteCount(p.RxBytes), ByteCount(p.TxBytes), p.Liveness)
 	}
 	if len(peers) == 0 {
 		fmt.Fprintf(tw, "%s(no peers)\n", indent)
@@ -32,7 +32,9 @@ func WritePeerTable(w io.Writer, peers []mesh.PeerStatus, indent string) {
 	tw.Flush()
 }
 
-func byteCount(n uint64) string {
+// ByteCount prints n bytes in binary units ("1.5 MiB"), as status shows
+// traffic and sizes.
+func ByteCount(n uint64) string {
 	const unit = 1024
 	if n < unit {
 		return fmt.Sprintf("%d B", n)

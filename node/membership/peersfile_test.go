@@ -1,4 +1,4 @@
-package node
+package membership
 
 import (
 	"strings"
@@ -87,7 +87,7 @@ func FuzzParsePeers(f *testing.F) {
 		// Whatever parses is valid and survives a round trip.
 		seen := map[keys.NodePublic]bool{}
 		for _, p := range peers {
-			if p.PublicKey.IsZero() || validName(p.Name) != nil || seen[p.PublicKey] {
+			if p.PublicKey.IsZero() || ValidName(p.Name) != nil || seen[p.PublicKey] {
 				t.Fatalf("accepted invalid peer %+v", p)
 			}
 			seen[p.PublicKey] = true

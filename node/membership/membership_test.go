@@ -1,8 +1,9 @@
-package node
+package membership
 
 import (
 	"context"
 	"errors"
+	"net"
 	"net/netip"
 	"os"
 	"sync"
@@ -11,10 +12,11 @@ import (
 
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/mesh"
+	"github.com/custos-cctv/custos/node/internal/nodetest"
 	"github.com/custos-cctv/custos/policy"
 )
 
-// fakePolicy is a policySource whose state the test replaces.
+// fakePolicy is a Policy whose state the test replaces.
 type fakePolicy struct {
 	mu      sync.Mutex
 	st      *policy.State
@@ -36,8 +38,8 @@ func (f *fakePolicy) set(st *policy.State) {
 }
 
 func TestMembershipFollowsPolicyAndClock(t *testing.T) {
-	checkLeaks(t)
-	prefix, _ := keys.MeshPrefix(DefaultFederation)
+	nodetest.CheckLeaks(t)
+	prefix, _ := keys.MeshPrefix("custos") // the node's default federation
 	type nd struct {
 		m    *mesh.Mesh
 		port uint16
@@ -69,8 +71,8 @@ func TestMembershipFollowsPolicyAndClock(t *testing.T) {
 	}
 	src := &fakePolicy{st: state(false), changed: make(chan struct{})}
 	for _, n := range []nd{dc, store, inst} {
-		ms := startMembership(n.m.PublicKey().String(), src, n.m, time.Now, t.Logf, nil)
-		t.Cleanup(ms.close)
+		ms := Start(Config{Self: n.m.PublicKey().String(), Policy: src, Mesh: n.m, Now: time.Now, Logf: t.Logf})
+		t.Cleanup(ms.Close)
 	}
 	ln, err := inst.m.ListenTCP(80)
 	if err != nil {
@@ -142,4 +144,14 @@ func TestMembershipFollowsPolicyAndClock(t *testing.T) {
 	if len(store.m.PeerList()) != 0 {
 		t.Fatal("the revoked store still has peers")
 	}
+}
+
+// freeUDPPort returns a UDP port free on 127.0.0.1 a moment ago.
+func freeUDPPort() (uint16, error) {
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return 0, err
+	}
+	defer pc.Close()
+	return uint16(pc.LocalAddr().(*net.UDPAddr).Port), nil
 }

@@ -1,4 +1,4 @@
-package node
+package membership
 
 import (
 	"bytes"
@@ -41,13 +41,13 @@ const maxPeersFile = 4 << 20
 
 // LoadPeersFile reads and validates a peers file.
 func LoadPeersFile(path string) ([]mesh.Peer, error) {
-	peers, _, err := readPeersFile(path)
+	peers, _, err := ReadPeersFile(path)
 	return peers, err
 }
 
-// readPeersFile reads at most maxPeersFile bytes of a peers file, parses it
+// ReadPeersFile reads at most maxPeersFile bytes of a peers file, parses it
 // and returns the hash of its content (to notice changes).
-func readPeersFile(path string) ([]mesh.Peer, [32]byte, error) {
+func ReadPeersFile(path string) ([]mesh.Peer, [32]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, [32]byte{}, fmt.Errorf("peers file: %w", err)
@@ -90,7 +90,7 @@ func ParsePeers(b []byte) ([]mesh.Peer, error) {
 		if e.Name != "" {
 			where = fmt.Sprintf("peer %d (%q)", i+1, e.Name)
 		}
-		if err := validName(e.Name); err != nil {
+		if err := ValidName(e.Name); err != nil {
 			errs = append(errs, fmt.Errorf("%s: name: %w", where, err))
 		} else if seenName[e.Name] {
 			errs = append(errs, fmt.Errorf("%s: name listed twice", where))
@@ -126,9 +126,9 @@ func ParsePeers(b []byte) ([]mesh.Peer, error) {
 	return out, nil
 }
 
-// validName accepts the names an operator would give a node or a site:
+// ValidName accepts the names an operator would give a node or a site:
 // letters, digits, '-', '_' and '.', 1 to 63 of them.
-func validName(s string) error {
+func ValidName(s string) error {
 	if s == "" {
 		return errors.New("missing")
 	}

@@ -1,4 +1,4 @@
-package node
+package policystore
 
 import (
 	"sync"
@@ -7,13 +7,13 @@ import (
 	"github.com/custos-cctv/custos/policy/audit"
 )
 
-// auditQueue journals events off the caller's path, in batches: the policy
+// Queue journals events off the caller's path, in batches: the policy
 // state machine records every applied command, and three fsyncs each inside
 // Raft's apply would put them on every commit's latency (they were most of
 // it). The command itself is already durable in the Raft log when it
 // applies; the queue only decides when its journal line is written. Readers
 // flush first, so nothing queued is ever missing from what they see.
-type auditQueue struct {
+type Queue struct {
 	j    *audit.Journal
 	logf func(string, ...any)
 
@@ -31,15 +31,17 @@ type auditQueue struct {
 	done    chan struct{}
 }
 
-func newAuditQueue(j *audit.Journal, logf func(string, ...any)) *auditQueue {
-	q := &auditQueue{j: j, logf: logf, wake: make(chan struct{}, 1), done: make(chan struct{})}
+// NewQueue starts a queue writing to j; logf reports what j refuses.
+// Close stops it.
+func NewQueue(j *audit.Journal, logf func(string, ...any)) *Queue {
+	q := &Queue{j: j, logf: logf, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	q.cond = sync.NewCond(&q.mu)
 	go q.loop()
 	return q
 }
 
-// enqueue records e soon. After close it writes e at once.
-func (q *auditQueue) enqueue(e audit.Event) {
+// Enqueue records e soon. After close it writes e at once.
+func (q *Queue) Enqueue(e audit.Event) {
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
@@ -55,9 +57,9 @@ func (q *auditQueue) enqueue(e audit.Event) {
 	}
 }
 
-// flush waits until every event enqueued before the call is written (or
+// Flush waits until every event enqueued before the call is written (or
 // its write failed and was reported).
-func (q *auditQueue) flush() {
+func (q *Queue) Flush() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	target := q.queued
@@ -66,8 +68,8 @@ func (q *auditQueue) flush() {
 	}
 }
 
-// close writes what is queued and stops the writer.
-func (q *auditQueue) close() {
+// Close writes what is queued and stops the writer.
+func (q *Queue) Close() {
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
@@ -87,7 +89,7 @@ const (
 	maxRetry = 100_000
 )
 
-func (q *auditQueue) loop() {
+func (q *Queue) loop() {
 	defer close(q.done)
 	t := time.NewTicker(retryEvery)
 	defer t.Stop()
@@ -120,7 +122,7 @@ func (q *auditQueue) loop() {
 // refused batch stays for the next try; the events it took from pending
 // count as written (reported), so readers that flush never wait on a full
 // disk.
-func (q *auditQueue) drain() {
+func (q *Queue) drain() {
 	for {
 		q.mu.Lock()
 		fresh := q.pending
@@ -151,7 +153,7 @@ func (q *auditQueue) drain() {
 // write appends batch and reports whether it is in the journal. A refused
 // write is undone by the journal (no entry written), so it can be retried;
 // entries written before a later step failed are in, and are not retried.
-func (q *auditQueue) write(batch []audit.Event) bool {
+func (q *Queue) write(batch []audit.Event) bool {
 	ents, err := q.j.AppendBatch(batch)
 	if err == nil {
 		return true

@@ -1,0 +1,35 @@
+package node
+
+import (
+	"github.com/custos-cctv/custos/consensus"
+	"github.com/custos-cctv/custos/mesh"
+	"github.com/custos-cctv/custos/node/membership"
+	"github.com/custos-cctv/custos/policy"
+)
+
+// readmitting sets the mesh's peers, then has Raft re-check who may keep
+// its open conns: the mesh cuts a removed peer, and Raft also drops a conn
+// whose peer is still reachable but no longer a live member.
+type readmitting struct {
+	m *mesh.Mesh
+	r *consensus.Node
+}
+
+func (x readmitting) SetPeers(p []mesh.Peer) error {
+	err := x.m.SetPeers(p)
+	x.r.Readmit()
+	return err
+}
+
+// maxReconcileWait is membership's bound between reconciliations; the
+// node's other policy loops use it too.
+const maxReconcileWait = membership.MaxReconcileWait
+
+// NameByKey finds a node's name in the policy by its public key ("" if
+// absent: such a node gets no peers).
+func NameByKey(st *policy.State, key string) string { return membership.NameByKey(st, key) }
+
+// validName accepts the names an operator would give a node or a site.
+func validName(s string) error { return membership.ValidName(s) }
+
+func byteCount(n uint64) string { return membership.ByteCount(n) }
