@@ -66,9 +66,7 @@ func TestJoinIdleConnectionsDoNotBlock(t *testing.T) {
 	defer cancel()
 	f := foundAcme(t, ctx)
 	js := f.dc.join
-	js.mu.Lock()
-	js.readTimeout = 2 * time.Second
-	js.mu.Unlock()
+	js.SetReadTimeout(2 * time.Second)
 	addr := f.dc.cfg.Listen.String()
 
 	// One source gets joinMaxPerSource connections; one more is closed
@@ -88,9 +86,7 @@ func TestJoinIdleConnectionsDoNotBlock(t *testing.T) {
 		idle = append(idle, dialJoinFrom(t, from, addr))
 	}
 	waitTrue(t, 10*time.Second, "every join slot taken", func() bool {
-		js.mu.Lock()
-		defer js.mu.Unlock()
-		return len(js.conns) == joinMaxConns
+		return js.Conns() == joinMaxConns
 	})
 
 	// A real joiner still gets in.
@@ -156,39 +152,5 @@ func TestJoinJunkAuditedOncePerSource(t *testing.T) {
 	cfg := Config{Dir: filepath.Join(f.tmp, "store-praha-1"), Name: "store-praha-1", Listen: f.listen()}
 	if res, err := PrepareJoin(ctx, cfg, tok); err != nil || !res.Applied {
 		t.Fatalf("join after the junk: %+v %v", res, err)
-	}
-}
-
-func TestAuditGate(t *testing.T) {
-	g := newAuditGate(time.Minute, 1, 3, 4)
-	t0 := time.Now()
-	if ok, note := g.pass("a", t0); !ok || note != "" {
-		t.Fatalf("first a: %v %q", ok, note)
-	}
-	for range 5 {
-		if ok, _ := g.pass("a", t0.Add(time.Second)); ok {
-			t.Fatal("a again within the interval passed")
-		}
-	}
-	if ok, _ := g.pass("b", t0); !ok {
-		t.Fatal("b refused")
-	}
-	if ok, _ := g.pass("c", t0); !ok {
-		t.Fatal("c refused")
-	}
-	// Burst spent: d is held back and counted.
-	if ok, _ := g.pass("d", t0); ok {
-		t.Fatal("d passed over the rate")
-	}
-	ok, note := g.pass("a", t0.Add(time.Minute+time.Second))
-	if !ok || !strings.Contains(note, "5 more like it") || !strings.Contains(note, "1 other refusals") {
-		t.Fatalf("a after the interval: %v %q", ok, note)
-	}
-	// At most maxKeys keys are remembered.
-	for i := range 10 {
-		g.pass(string(rune('e'+i)), t0.Add(time.Hour+time.Duration(i)*time.Second))
-	}
-	if len(g.seen) > 4 {
-		t.Fatalf("gate remembers %d keys", len(g.seen))
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/custos-cctv/custos/consensus"
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/mesh"
+	"github.com/custos-cctv/custos/node/join"
 	"github.com/custos-cctv/custos/node/membership"
 	"github.com/custos-cctv/custos/node/policystore"
 	"github.com/custos-cctv/custos/node/release"
@@ -81,14 +82,11 @@ type Node struct {
 	raft            *consensus.Node       // likewise
 	members         *membership.Reconciler
 	seed            []mesh.Peer // datacenters to reach before the policy names peers
-	// stagedSince: future voters replicating as non-voters, since when
-	// (touched only by the raftMembers goroutine).
-	stagedSince map[string]time.Time
-	join        *joinServer
-	svc         *service            // the node service (service.go); nil without a policy
-	relKeys     *release.Keys       // one-time release keys made here (node/release)
-	custody     *keys.CustodySigner // this node's key as a custody signer; named per use
-	rel         *release.Service    // store and datacenter ops of a release, exports
+	join            *join.Server
+	svc             *service            // the node service (service.go); nil without a policy
+	relKeys         *release.Keys       // one-time release keys made here (node/release)
+	custody         *keys.CustodySigner // this node's key as a custody signer; named per use
+	rel             *release.Service    // store and datacenter ops of a release, exports
 
 	reloadMu  sync.Mutex // serializes ReloadPeers
 	mu        sync.Mutex // guards peersHash, peersSeen and peersErr
@@ -189,7 +187,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if created {
 		cfg.Logf("node: created node key %s", KeyPath(cfg.Dir))
 	}
-	n := &Node{cfg: cfg, logf: cfg.Logf, started: time.Now(), stop: make(chan struct{}), peersHash: peersHash, stagedSince: map[string]time.Time{},
+	n := &Node{cfg: cfg, logf: cfg.Logf, started: time.Now(), stop: make(chan struct{}), peersHash: peersHash,
 		relKeys: release.NewKeys(), dirLock: dirLock}
 	n.rel = newRelease(n)
 	// A store seals its footage with its node key (keys/custody.go); the
@@ -353,7 +351,7 @@ func (n *Node) Close() error {
 			n.api.close()
 		}
 		if n.join != nil {
-			n.join.close()
+			n.join.Close()
 		}
 		if n.svc != nil {
 			n.svc.close() // before the recordings its handlers read

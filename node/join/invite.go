@@ -1,4 +1,4 @@
-package node
+package join
 
 import (
 	"context"
@@ -32,21 +32,35 @@ type InviteResult struct {
 	Proposal string // "" when the invite is in the policy already
 }
 
+// Local is the node running in a data directory, as an admin's tools
+// reach it (its API socket).
+type Local interface {
+	// Anchor is the genesis the directory's node accepts (nil, nil if it
+	// belongs to no federation).
+	Anchor() (*Anchor, error)
+	// FetchPolicy is the node's replica of the policy.
+	FetchPolicy(ctx context.Context) (*policy.State, error)
+	// SubmitGoverned signs c with k and submits it, or proposes it when
+	// st says it is a governance change (then it returns the proposal).
+	SubmitGoverned(ctx context.Context, st *policy.State, k *keys.AdminKey, signer string, c *policy.Command) (Result, string, error)
+}
+
 // MakeInvite records an invite in the policy through the node running in
-// dir, signed by admin, and returns the join token. The token holds the
-// invite's one-time secret: hand it over like a password. An invite for a
-// datacenter or witness in a sealed federation is a governance change: it
-// is proposed, and the token works once the quorum approved it.
-func MakeInvite(ctx context.Context, dir string, admin *keys.AdminKey, signer string, spec InviteSpec, now time.Time) (InviteResult, error) {
+// dir (reached through local), signed by admin, and returns the join
+// token. The token holds the invite's one-time secret: hand it over like
+// a password. An invite for a datacenter or witness in a sealed federation
+// is a governance change: it is proposed, and the token works once the
+// quorum approved it.
+func MakeInvite(ctx context.Context, dir string, local Local, admin *keys.AdminKey, signer string, spec InviteSpec, now time.Time) (InviteResult, error) {
 	var none InviteResult
-	anchor, err := readAnchor(dir)
+	anchor, err := local.Anchor()
 	if err != nil {
 		return none, err
 	}
 	if anchor == nil {
 		return none, fmt.Errorf("node: %s is not part of a federation", dir)
 	}
-	st, err := FetchPolicy(ctx, dir)
+	st, err := local.FetchPolicy(ctx)
 	if err != nil {
 		return none, err
 	}
@@ -79,10 +93,10 @@ func MakeInvite(ctx context.Context, dir string, admin *keys.AdminKey, signer st
 	if err != nil {
 		return none, err
 	}
-	id := "inv-" + strings.TrimPrefix(NewCommandID(), "c-")
+	id := "inv-" + strings.TrimPrefix(newCommandID(), "c-")
 	c := &policy.Command{Kind: policy.KindCreateInvite, Invite: &policy.Invite{
 		ID: id, Role: spec.Role, Name: spec.Name, Site: spec.Site, Jurisdiction: spec.Jurisdiction, Window: spec.Window, Expires: spec.Expires, Key: hex.EncodeToString(pub)}}
-	res, proposal, err := SubmitGoverned(ctx, dir, st, admin, signer, c)
+	res, proposal, err := local.SubmitGoverned(ctx, st, admin, signer, c)
 	if err != nil {
 		return none, err
 	}

@@ -1,9 +1,11 @@
-package node
+package join
 
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,10 +37,18 @@ import (
 // committed policy: the invite must exist, have been made by an admin who
 // is current (not revoked) and whose key is the token's signer, and name
 // this node's role and name; otherwise the node undoes its join and stops.
-const tokenPrefix = "custos1."
+const TokenPrefix = "custos1."
 
-// maxToken bounds what we parse: a token is a few kilobytes.
-const maxToken = 32 << 10
+// MaxToken bounds what we parse: a token is a few kilobytes.
+const MaxToken = 32 << 10
+
+// Anchor pins the genesis a node will accept: the node's Anchor, the same
+// fields and JSON (what its federation file holds).
+type Anchor struct {
+	Federation string `json:"federation"`
+	AdminFP    string `json:"admin_fingerprint"`
+	NodeKey    string `json:"founder_key"`
+}
 
 // Token is a decoded join token.
 type Token struct {
@@ -85,7 +95,7 @@ func EncodeToken(t *Token, sign func(msg []byte) ([]byte, error)) (string, error
 		return "", err
 	}
 	enc := base64.RawURLEncoding
-	return tokenPrefix + enc.EncodeToString(body) + "." + enc.EncodeToString(sig), nil
+	return TokenPrefix + enc.EncodeToString(body) + "." + enc.EncodeToString(sig), nil
 }
 
 // ErrBadToken is wrapped by every token error.
@@ -94,7 +104,7 @@ var ErrBadToken = errors.New("bad join token")
 // DecodeToken parses and checks a token: its form, the signature by the
 // admin key it carries (keys.VerifyAdminSignatureStrict: one binary-mode
 // signature packet, hashed subpackets only, dated no later than now plus
-// maxClockSkew), its expiry at now, and its fields. It cannot prove that
+// MaxClockSkew), its expiry at now, and its fields. It cannot prove that
 // the key belongs to an admin of the federation: the joining node checks
 // that against the policy once it holds it (checkJoin).
 func DecodeToken(s string, now time.Time) (*Token, error) {
@@ -102,12 +112,12 @@ func DecodeToken(s string, now time.Time) (*Token, error) {
 		return nil, fmt.Errorf("%w: %s", ErrBadToken, fmt.Sprintf(format, a...))
 	}
 	s = strings.TrimSpace(s)
-	if len(s) > maxToken {
-		return bad("longer than %d bytes", maxToken)
+	if len(s) > MaxToken {
+		return bad("longer than %d bytes", MaxToken)
 	}
-	rest, ok := strings.CutPrefix(s, tokenPrefix)
+	rest, ok := strings.CutPrefix(s, TokenPrefix)
 	if !ok {
-		return bad("it must start with %q", tokenPrefix)
+		return bad("it must start with %q", TokenPrefix)
 	}
 	b64body, b64sig, ok := strings.Cut(rest, ".")
 	if !ok {
@@ -131,7 +141,7 @@ func DecodeToken(s string, now time.Time) (*Token, error) {
 	if t.Version != 1 {
 		return bad("version %d (this custos reads version 1)", t.Version)
 	}
-	fp, _, err := keys.VerifyAdminSignatureStrict(t.AdminKey, append([]byte("custos/token/v1\x00"), body...), sig, now, maxClockSkew)
+	fp, _, err := keys.VerifyAdminSignatureStrict(t.AdminKey, append([]byte("custos/token/v1\x00"), body...), sig, now, MaxClockSkew)
 	switch {
 	case errors.Is(err, keys.ErrSignatureForm):
 		return bad("the signature is not one binary signature with hashed subpackets only, as custos invite makes them")
@@ -176,7 +186,7 @@ func (t *Token) Redeem(pub keys.NodePublic, endpoint string, custodian []byte, n
 	defer clear(priv)
 	r := &policy.Redeem{Invite: t.Invite, PublicKey: pub.String(), Endpoint: endpoint, Custodian: custodian}
 	r.Proof = ed25519Sign(priv, policy.RedeemSignedBytes(r))
-	c := &policy.Command{ID: NewCommandID(), Time: now.UTC(), Kind: policy.KindRedeemInvite, Redeem: r}
+	c := &policy.Command{ID: newCommandID(), Time: now.UTC(), Kind: policy.KindRedeemInvite, Redeem: r}
 	body, err := policy.EncodeCommand(c)
 	if err != nil {
 		return policy.Envelope{}, err
@@ -185,3 +195,11 @@ func (t *Token) Redeem(pub keys.NodePublic, endpoint string, custodian []byte, n
 }
 
 func ed25519Sign(priv []byte, msg []byte) []byte { return ed25519.Sign(priv, msg) }
+
+// newCommandID makes a random command id, of the form the node's
+// NewCommandID makes.
+func newCommandID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return "c-" + hex.EncodeToString(b)
+}
