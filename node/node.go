@@ -14,6 +14,7 @@ import (
 	"github.com/custos-cctv/custos/consensus"
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/mesh"
+	"github.com/custos-cctv/custos/node/recording"
 	"github.com/custos-cctv/custos/policy"
 	"github.com/custos-cctv/custos/policy/audit"
 )
@@ -51,7 +52,7 @@ type Config struct {
 	// AuditRetention is how long audit entries are kept; default 30 days.
 	AuditRetention time.Duration
 	// Recording tunes a store's recording (zero: production defaults).
-	Recording RecordingConfig
+	Recording recording.Config
 	// Replication tunes replication to the datacenters (zero: production
 	// defaults, no uplink limit).
 	Replication ReplicationConfig
@@ -69,12 +70,12 @@ type Node struct {
 	mesh            *mesh.Mesh
 	api             *apiServer
 	audit           *audit.Journal
-	auditq          *auditQueue     // the policy state machine's events
-	rec             *recording      // a store's cameras; nil elsewhere
-	repl            *replSource     // a store's replication to the datacenters; nil elsewhere
-	replicas        *replicas       // a datacenter's replicas of the stores; nil elsewhere
-	policy          *policyStore    // nil when running from a peers file
-	raft            *consensus.Node // likewise
+	auditq          *auditQueue         // the policy state machine's events
+	rec             *recording.Recorder // a store's cameras; nil elsewhere
+	repl            *replSource         // a store's replication to the datacenters; nil elsewhere
+	replicas        *replicas           // a datacenter's replicas of the stores; nil elsewhere
+	policy          *policyStore        // nil when running from a peers file
+	raft            *consensus.Node     // likewise
 	members         *membership
 	seed            []mesh.Peer // datacenters to reach before the policy names peers
 	// stagedSince: future voters replicating as non-voters, since when
@@ -255,7 +256,7 @@ func New(cfg Config) (_ *Node, err error) {
 		if me != nil && me.Role == policy.RoleStore || isStoreJoin(cfg.Dir) {
 			// Before the recorders start: their policy loop reads n.repl.
 			n.repl = newReplSource(n, cfg.Replication)
-			if n.rec, err = startRecording(n, cfg.Recording); err != nil {
+			if n.rec, err = recording.Start(cfg.Recording, n.recordingDeps()); err != nil {
 				return nil, err
 			}
 		}
@@ -354,7 +355,7 @@ func (n *Node) Close() error {
 			n.svc.close() // before the recordings its handlers read
 		}
 		if n.rec != nil {
-			n.rec.close()
+			n.rec.Close()
 		}
 		if n.replicas != nil {
 			n.replicas.close()
@@ -543,7 +544,7 @@ type Status struct {
 	PeersError string            `json:"peers_error,omitempty"`
 	Peers      []mesh.PeerStatus `json:"peers"`
 	Consensus  *consensus.Status `json:"consensus,omitempty"`
-	Recording  *RecordingStatus  `json:"recording,omitempty"`
+	Recording  *recording.Status `json:"recording,omitempty"`
 	// Replication is a store's: per camera and datacenter, how far each
 	// datacenter's replica reaches and the lag.
 	Replication []ReplicationStatus `json:"replication,omitempty"`
@@ -593,7 +594,7 @@ func (n *Node) Status() (Status, error) {
 		st.Consensus = &cs
 	}
 	if n.rec != nil {
-		st.Recording = n.rec.status()
+		st.Recording = n.rec.Status()
 	}
 	if n.repl != nil {
 		st.Replication = n.repl.status()

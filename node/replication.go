@@ -263,7 +263,7 @@ func (r *replSource) ack(dc, site string, held map[string]replCursor) {
 // serve writes one batch of what q lacks: epoch records, then audit
 // entries, then segments by start time. It returns how many items it sent.
 func (r *replSource) serve(ctx context.Context, site string, q replPull, w *rpc.Writer) (int, error) {
-	s := r.n.rec.st
+	s := r.n.rec.Store()
 	cams, err := s.Cameras()
 	if err != nil {
 		return 0, fmt.Errorf("listing cameras: %w", err)
@@ -367,7 +367,7 @@ func (n *Node) handleReplicateGet(ctx context.Context, peer keys.NodePublic, bod
 	if !strings.HasPrefix(q.Camera, site+"/") {
 		return denied("camera %q is not of this store's site %s", q.Camera, site)
 	}
-	ct, err := n.rec.st.ReadSegment(store.SegmentMeta{Camera: q.Camera, Start: q.Start, SHA256: [32]byte(sum)})
+	ct, err := n.rec.Store().ReadSegment(store.SegmentMeta{Camera: q.Camera, Start: q.Start, SHA256: [32]byte(sum)})
 	if err != nil {
 		// Gone to retention, or never here: the datacenter's next pull
 		// names what there is.
@@ -443,7 +443,7 @@ type ReplicationStatus struct {
 func (r *replSource) status() []ReplicationStatus {
 	st := r.n.policy.State()
 	site := r.n.selfSite(st)
-	s := r.n.rec.st
+	s := r.n.rec.Store()
 	cams, err := s.Cameras()
 	if err != nil {
 		return []ReplicationStatus{{State: "error", Error: err.Error()}}

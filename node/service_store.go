@@ -93,7 +93,7 @@ func (n *Node) authorizeScope(ctx context.Context, peer keys.NodePublic, body []
 func (n *Node) media() *store.Store {
 	switch {
 	case n.rec != nil:
-		return n.rec.st
+		return n.rec.Store()
 	case n.replicas != nil:
 		return n.replicas.st
 	}
