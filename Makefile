@@ -117,7 +117,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReadRequestFrame -fuzztime 15s ./node/
 	$(GO) test -run '^$$' -fuzz FuzzReadDataFrame -fuzztime 15s ./node/
 	$(GO) test -run '^$$' -fuzz FuzzReadStatusFrame -fuzztime 15s ./node/
-	$(GO) test -run '^$$' -fuzz FuzzParseLiveFrame -fuzztime 15s ./node/
+	$(GO) test -run '^$$' -fuzz FuzzParseLiveFrame -fuzztime 15s ./node/live/
 	$(GO) test -run '^$$' -fuzz FuzzDemuxTS -fuzztime 15s -fuzzminimizetime 0 ./node/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeOpBody -fuzztime 15s ./node/
 	$(GO) test -run '^$$' -fuzz FuzzNodeKeyFromCert -fuzztime 15s ./mesh/

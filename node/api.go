@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/node/live"
+	"github.com/custos-cctv/custos/node/recording"
 	"github.com/custos-cctv/custos/node/release"
 	"github.com/custos-cctv/custos/policy"
 	"github.com/custos-cctv/custos/policy/audit"
@@ -102,7 +104,7 @@ func startAPI(path string, n *Node) (*apiServer, error) {
 			http.Error(w, "want {camera, user, password}", http.StatusBadRequest)
 			return
 		}
-		if err := n.SetCameraSecret(req.Camera, CameraSecret{User: req.User, Password: req.Password}); err != nil {
+		if err := n.SetCameraSecret(req.Camera, recording.CameraSecret{User: req.User, Password: req.Password}); err != nil {
 			http.Error(w, err.Error(), http.StatusConflict)
 			return
 		}
@@ -116,7 +118,7 @@ func startAPI(path string, n *Node) (*apiServer, error) {
 		}
 		writeJSON(w, releaseKeyAnswer{Key: pub})
 	})
-	mux.HandleFunc("POST /v1/live", n.serveLiveAPI)
+	mux.HandleFunc("POST /v1/live", n.liveViewer().ServeAPI)
 	mux.HandleFunc("POST /v1/export", func(w http.ResponseWriter, r *http.Request) {
 		var req release.ExportRequest
 		dec := json.NewDecoder(io.LimitReader(r.Body, 8<<10))
@@ -235,10 +237,36 @@ type cameraSecretRequest struct {
 
 // SetCameraSecretVia hands a camera's credentials to the store running in
 // dir, which keeps them in its data directory only.
-func SetCameraSecretVia(ctx context.Context, dir, camera string, s CameraSecret) error {
+func SetCameraSecretVia(ctx context.Context, dir, camera string, s recording.CameraSecret) error {
 	b, _ := json.Marshal(cameraSecretRequest{Camera: camera, User: s.User, Password: s.Password})
 	defer clear(b)
 	return apiDo(ctx, dir, "POST", "/v1/camera-secret", b, nil)
+}
+
+// LiveVia watches camera through the node running in dir, writing MPEG-TS
+// to out until ctx ends (nil error) or the stream ends (live.Result.Ended
+// says why the store ended it).
+func LiveVia(ctx context.Context, dir, camera string, out io.Writer) (live.Result, error) {
+	res := live.Result{Camera: camera}
+	body, _ := json.Marshal(live.Query{Camera: camera})
+	resp, err := apiRequest(ctx, dir, "POST", "/v1/live", body)
+	if err != nil {
+		return res, err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(out, resp.Body)
+	res.Bytes = n
+	if ctx.Err() != nil {
+		return res, nil
+	}
+	if err != nil {
+		return res, fmt.Errorf("live view of %s: %w", camera, err)
+	}
+	res.Ended = resp.Trailer.Get(live.TrailerEnded)
+	if e := resp.Trailer.Get(live.TrailerError); e != "" {
+		return res, errors.New(e)
+	}
+	return res, nil
 }
 
 // releaseKeyAnswer is the answer of POST /v1/release-key: the public half

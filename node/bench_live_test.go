@@ -17,6 +17,8 @@ import (
 	"github.com/custos-cctv/custos/media/store"
 	"github.com/custos-cctv/custos/media/ts"
 	"github.com/custos-cctv/custos/mesh"
+	"github.com/custos-cctv/custos/node/live"
+	"github.com/custos-cctv/custos/node/recording"
 	"github.com/custos-cctv/custos/policy"
 )
 
@@ -42,7 +44,7 @@ func liveFederation(b *testing.B, ctx context.Context) (st, desk *Node, cam stri
 	submit(&policy.Command{Kind: policy.KindAddCamera, Camera: &policy.Camera{Site: "praha-1", Name: "entrance", Source: "synthetic:",
 		Purpose: "p", LegalBasis: "b", Retention: 72 * time.Hour}})
 	st = joinAcmeWith(b, ctx, f, InviteSpec{Role: policy.RoleStore, Name: "store", Site: "praha-1"}, func(c *Config) {
-		c.Recording = RecordingConfig{Segment: ts.Config{Target: time.Second}, MinFree: -1}
+		c.Recording = recording.Config{Segment: ts.Config{Target: time.Second}, MinFree: -1}
 	})
 	desk = joinAcme(b, ctx, f, InviteSpec{Role: policy.RoleAdminNode, Name: "desk"})
 	submit(&policy.Command{Kind: policy.KindAddGrant, Grant: &policy.Grant{ID: "g-desk", Subject: policy.Subject{Kind: "node", Name: "desk"},
@@ -115,7 +117,7 @@ func BenchmarkLiveLatency(b *testing.B) {
 					wg.Go(func() {
 						wctx, wcancel := watchFor(ctx)
 						defer wcancel()
-						res, err := desk.Live(wctx, cam, io.Discard, LiveOptions{OnFrame: l.viewer()})
+						res, err := desk.Live(wctx, cam, io.Discard, live.Options{OnFrame: l.viewer()})
 						if err != nil && wctx.Err() == nil {
 							errs <- err
 						} else if res.Ended != "" {
@@ -143,7 +145,7 @@ func BenchmarkLiveLatencyBaseline(b *testing.B) {
 	st, _, cam := liveFederation(b, ctx)
 	var l liveFrames
 	for b.Loop() {
-		hub := st.rec.liveHub(cam)
+		hub := st.rec.LiveHub(cam)
 		if hub == nil {
 			b.Fatal("the camera does not record")
 		}
@@ -274,8 +276,8 @@ func BenchmarkReplicationCatchUp(b *testing.B) {
 		newest   time.Time
 	)
 	st := joinAcmeWith(b, ctx, f, InviteSpec{Role: policy.RoleStore, Name: "store", Site: "praha-1"}, func(c *Config) {
-		c.Recording = RecordingConfig{MinFree: -1}
-		custodians, err := custodiansOf(f.dc.policy.State())
+		c.Recording = recording.Config{MinFree: -1}
+		custodians, err := recording.CustodiansOf(f.dc.policy.State())
 		if err != nil {
 			b.Fatal(err)
 		}

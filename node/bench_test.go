@@ -21,6 +21,7 @@ import (
 	"github.com/custos-cctv/custos/media/ts"
 	"github.com/custos-cctv/custos/mesh"
 	"github.com/custos-cctv/custos/node/policystore"
+	"github.com/custos-cctv/custos/node/recording"
 	"github.com/custos-cctv/custos/node/release"
 	"github.com/custos-cctv/custos/policy"
 )
@@ -364,12 +365,12 @@ func BenchmarkRelease(b *testing.B) {
 	}
 	desk := joinAcme(b, ctx, f, InviteSpec{Role: policy.RoleAdminNode, Name: "desk"})
 	st1 := joinAcmeWith(b, ctx, f, InviteSpec{Role: policy.RoleStore, Name: "store", Site: "praha-1"}, func(c *Config) {
-		c.Recording = RecordingConfig{Segment: ts.Config{Target: time.Second}, MinFree: -1}
+		c.Recording = recording.Config{Segment: ts.Config{Target: time.Second}, MinFree: -1}
 	})
 	submit(f.dc.cfg.Dir, signed(b, f.admin, "alice", &policy.Command{Kind: policy.KindSeal, Seal: &policy.Seal{Threshold: 2}}))
 	var segs []store.SegmentMeta
 	waitTrue(b, 60*time.Second, "6 recorded segments", func() bool {
-		segs, _ = st1.rec.st.Segments(cam, time.Time{}, time.Now().Add(time.Hour))
+		segs, _ = st1.rec.Store().Segments(cam, time.Time{}, time.Now().Add(time.Hour))
 		return len(segs) >= 6
 	})
 	from := segs[1].Start

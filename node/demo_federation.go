@@ -16,6 +16,7 @@ import (
 
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/media/ts"
+	"github.com/custos-cctv/custos/node/recording"
 	"github.com/custos-cctv/custos/node/release"
 	"github.com/custos-cctv/custos/policy"
 )
@@ -50,7 +51,7 @@ func RunFederationDemo(ctx context.Context, w io.Writer, dir string, logf func(s
 			nlogf = func(f string, a ...any) { logf(name+": "+f, a...) }
 		}
 		n, err := New(Config{Dir: filepath.Join(dir, name), Name: name, Listen: ap, Logf: nlogf,
-			Recording: RecordingConfig{Segment: ts.Config{Target: 2 * time.Second}}})
+			Recording: recording.Config{Segment: ts.Config{Target: 2 * time.Second}}})
 		if err != nil {
 			return fmt.Errorf("start %s: %w", name, err)
 		}
@@ -378,7 +379,7 @@ func demoRelease(ctx context.Context, w io.Writer, dir string, nodes map[string]
 	say("\n== Key release: alice asks for a minute of praha-1/entrance; bob and carol must approve")
 	const cam = "praha-1/entrance"
 	store := nodes["store-praha-1"]
-	segs, err := store.rec.st.Segments(cam, time.Time{}, time.Now().Add(time.Hour))
+	segs, err := store.rec.Store().Segments(cam, time.Time{}, time.Now().Add(time.Hour))
 	if err != nil || len(segs) < 2 {
 		return fmt.Errorf("no recording to ask for: %v", err)
 	}
@@ -386,7 +387,7 @@ func demoRelease(ctx context.Context, w io.Writer, dir string, nodes map[string]
 	to := from.Add(time.Minute)
 	say("   waiting until the store has recorded the minute %s – %s", from.Local().Format(time.TimeOnly), to.Local().Format(time.TimeOnly))
 	if err := waitCond(ctx, time.Until(to)+30*time.Second, func() bool {
-		segs, _ := store.rec.st.Segments(cam, to, to.Add(time.Hour))
+		segs, _ := store.rec.Store().Segments(cam, to, to.Add(time.Hour))
 		return len(segs) > 0
 	}); err != nil {
 		return fmt.Errorf("the store never recorded the minute: %w", err)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/custos-cctv/custos/media/h264"
+	"github.com/custos-cctv/custos/node/live"
 	"github.com/custos-cctv/custos/node/replication"
 	"github.com/custos-cctv/custos/policy"
 )
@@ -55,7 +56,7 @@ func demoLive(ctx context.Context, w io.Writer, dir string, nodes map[string]*No
 	say("\n== Live view: admin-alice's node watches praha-1/entrance over QUIC inside the mesh")
 	cam := "praha-1/entrance"
 	viewer := nodes["admin-alice"]
-	if _, err := viewer.Live(ctx, cam, io.Discard, LiveOptions{}); err != nil {
+	if _, err := viewer.Live(ctx, cam, io.Discard, live.Options{}); err != nil {
 		msg := err.Error()
 		say("   without a grant: refused: %s", msg[strings.LastIndex(msg, ": ")+2:])
 	}
@@ -75,7 +76,7 @@ func demoLive(ctx context.Context, w io.Writer, dir string, nodes map[string]*No
 	var lat []time.Duration
 	frames, gops := 0, 0
 	revokedAt := make(chan time.Time, 1)
-	res, err := viewer.Live(ctx, cam, f, LiveOptions{OnFrame: func(fr h264.Frame) {
+	res, err := viewer.Live(ctx, cam, f, live.Options{OnFrame: func(fr h264.Frame) {
 		frames++
 		if fr.Key {
 			gops++

@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"testing"
 	"time"
-	"unicode/utf8"
 
+	"github.com/custos-cctv/custos/node/live"
 	"github.com/custos-cctv/custos/node/release"
 )
 
@@ -20,7 +20,7 @@ func FuzzDecodeOpBody(f *testing.F) {
 		release.SegmentHeader{Start: time.Unix(1.8e9, 0), SHA256: "00"},
 		recoverBody{Request: "r1"},
 		recoveredBody{Request: "r1", Shares: [][]byte{{1, 2}}},
-		liveQuery{Camera: "praha-1/entrance"},
+		live.Query{Camera: "praha-1/entrance"},
 	} {
 		b, _ := json.Marshal(v)
 		f.Add(b)
@@ -33,31 +33,7 @@ func FuzzDecodeOpBody(f *testing.F) {
 		roundTrip(t, b, &release.SegmentHeader{}, &release.SegmentHeader{})
 		roundTrip(t, b, &recoverBody{}, &recoverBody{})
 		roundTrip(t, b, &recoveredBody{}, &recoveredBody{})
-		roundTrip(t, b, &liveQuery{}, &liveQuery{})
-	})
-}
-
-// FuzzParseLiveFrame: a live stream's frames come from the store over the
-// network; any bytes give a frame, an end or an error, never a panic, and a
-// frame is never empty.
-func FuzzParseLiveFrame(f *testing.F) {
-	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 1, liveKey, 0, 0, 0, 1, 0x65})
-	f.Add(append([]byte{0, 0, 0, 0, 0, 0, 0, 0, liveEnd}, "grant revoked"...))
-	f.Add([]byte{1, 2, 3})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		fr, ended, err := parseLiveFrame(b)
-		switch {
-		case err != nil:
-			if ended != "" || fr.Data != nil {
-				t.Fatalf("an error with a result: %q %v", ended, fr)
-			}
-		case ended != "":
-			if !utf8.ValidString(ended) {
-				t.Fatalf("end reason is not UTF-8: %q", ended)
-			}
-		case len(fr.Data) == 0:
-			t.Fatal("an empty frame")
-		}
+		roundTrip(t, b, &live.Query{}, &live.Query{})
 	})
 }
 

@@ -13,6 +13,8 @@ import (
 
 	"github.com/custos-cctv/custos/media/h264"
 	"github.com/custos-cctv/custos/media/ts"
+	"github.com/custos-cctv/custos/node/live"
+	"github.com/custos-cctv/custos/node/recording"
 	"github.com/custos-cctv/custos/policy"
 )
 
@@ -37,7 +39,7 @@ func TestLiveView(t *testing.T) {
 	submit(&policy.Command{Kind: policy.KindAddCamera, Camera: &policy.Camera{Site: "praha-1", Name: "entrance", Source: "synthetic:",
 		Purpose: "theft prevention", LegalBasis: "legitimate interest", Retention: 72 * time.Hour}})
 	st1 := joinAcmeWith(t, ctx, f, InviteSpec{Role: policy.RoleStore, Name: "store", Site: "praha-1"}, func(c *Config) {
-		c.Recording = RecordingConfig{Segment: ts.Config{Target: time.Second}, MinFree: -1}
+		c.Recording = recording.Config{Segment: ts.Config{Target: time.Second}, MinFree: -1}
 	})
 	desk := joinAcme(t, ctx, f, InviteSpec{Role: policy.RoleAdminNode, Name: "desk"})
 	waitTrue(t, 60*time.Second, "the store to record", func() bool {
@@ -48,7 +50,7 @@ func TestLiveView(t *testing.T) {
 
 	// No grant: denied before a frame moves, and audited.
 	var none bytes.Buffer
-	_, err := desk.Live(ctx, cam, &none, LiveOptions{})
+	_, err := desk.Live(ctx, cam, &none, live.Options{})
 	wantDenied(t, "live view without a grant", err, "no grant")
 	if none.Len() != 0 {
 		t.Errorf("a denied viewer got %d bytes", none.Len())
@@ -59,7 +61,7 @@ func TestLiveView(t *testing.T) {
 	waitTrue(t, 30*time.Second, "the store to apply the grant", func() bool { return st1.Policy().Grants["g-desk"] != nil })
 
 	// A stalled viewer: it asks for the stream and never reads.
-	stalled, stalledConn, err := desk.callNode(ctx, desk.Policy(), "store", opLive, liveQuery{Camera: cam})
+	stalled, stalledConn, err := desk.callNode(ctx, desk.Policy(), "store", live.Op, live.Query{Camera: cam})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,13 +79,13 @@ func TestLiveView(t *testing.T) {
 	var got []h264.Frame
 	var revokedAt time.Time
 	type result struct {
-		res LiveResult
+		res live.Result
 		err error
 		at  time.Time
 	}
 	done := make(chan result, 1)
 	go func() {
-		res, err := desk.Live(ctx, cam, file, LiveOptions{OnFrame: func(fr h264.Frame) {
+		res, err := desk.Live(ctx, cam, file, live.Options{OnFrame: func(fr h264.Frame) {
 			mu.Lock()
 			got = append(got, h264.Frame{Time: fr.Time, Key: fr.Key})
 			n := len(got)
@@ -159,7 +161,7 @@ func TestLiveView(t *testing.T) {
 		t.Logf("the installer's join left %v of its %v window; trying a longer one", time.Until(until).Round(time.Millisecond), window)
 	}
 	var fb bytes.Buffer
-	fr, err := fitter.Live(ctx, cam, &fb, LiveOptions{})
+	fr, err := fitter.Live(ctx, cam, &fb, live.Options{})
 	end := time.Now()
 	t.Logf("installer: %d frames; cut %v after its window ended; ended: %s", fr.Frames, end.Sub(until), fr.Ended)
 	// Whichever comes first ends it: the store's recheck, or either side

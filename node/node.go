@@ -17,6 +17,7 @@ import (
 	"github.com/custos-cctv/custos/node/join"
 	"github.com/custos-cctv/custos/node/membership"
 	"github.com/custos-cctv/custos/node/policystore"
+	"github.com/custos-cctv/custos/node/recording"
 	"github.com/custos-cctv/custos/node/release"
 	"github.com/custos-cctv/custos/node/replication"
 	"github.com/custos-cctv/custos/policy"
@@ -56,7 +57,7 @@ type Config struct {
 	// AuditRetention is how long audit entries are kept; default 30 days.
 	AuditRetention time.Duration
 	// Recording tunes a store's recording (zero: production defaults).
-	Recording RecordingConfig
+	Recording recording.Config
 	// Replication tunes replication to the datacenters (zero: production
 	// defaults, no uplink limit).
 	Replication replication.Config
@@ -75,7 +76,7 @@ type Node struct {
 	api             *apiServer
 	audit           *audit.Journal
 	auditq          *policystore.Queue    // the policy state machine's events
-	rec             *recording            // a store's cameras; nil elsewhere
+	rec             *recording.Recorder   // a store's cameras; nil elsewhere
 	repl            *replication.Source   // a store's replication to the datacenters; nil elsewhere
 	replicas        *replication.Replicas // a datacenter's replicas of the stores; nil elsewhere
 	policy          *policystore.Store    // nil when running from a peers file
@@ -258,7 +259,7 @@ func New(cfg Config) (_ *Node, err error) {
 		if me != nil && me.Role == policy.RoleStore || isStoreJoin(cfg.Dir) {
 			// Before the recorders start: their policy loop reads n.repl.
 			n.repl = newReplSource(n, cfg.Replication)
-			if n.rec, err = startRecording(n, cfg.Recording); err != nil {
+			if n.rec, err = recording.Start(cfg.Recording, n.recordingDeps()); err != nil {
 				return nil, err
 			}
 		}
@@ -357,7 +358,7 @@ func (n *Node) Close() error {
 			n.svc.close() // before the recordings its handlers read
 		}
 		if n.rec != nil {
-			n.rec.close()
+			n.rec.Close()
 		}
 		if n.replicas != nil {
 			n.replicas.Close()
@@ -546,7 +547,7 @@ type Status struct {
 	PeersError string            `json:"peers_error,omitempty"`
 	Peers      []mesh.PeerStatus `json:"peers"`
 	Consensus  *consensus.Status `json:"consensus,omitempty"`
-	Recording  *RecordingStatus  `json:"recording,omitempty"`
+	Recording  *recording.Status `json:"recording,omitempty"`
 	// Replication is a store's: per camera and datacenter, how far each
 	// datacenter's replica reaches and the lag.
 	Replication []replication.Status `json:"replication,omitempty"`
@@ -596,7 +597,7 @@ func (n *Node) Status() (Status, error) {
 		st.Consensus = &cs
 	}
 	if n.rec != nil {
-		st.Recording = n.rec.status()
+		st.Recording = n.rec.Status()
 	}
 	if n.repl != nil {
 		st.Replication = n.repl.Status()

@@ -17,6 +17,7 @@ import (
 	"github.com/custos-cctv/custos/media/h264"
 	"github.com/custos-cctv/custos/media/store"
 	"github.com/custos-cctv/custos/media/ts"
+	"github.com/custos-cctv/custos/node/recording"
 	"github.com/custos-cctv/custos/policy"
 	"github.com/custos-cctv/custos/policy/audit"
 )
@@ -36,7 +37,7 @@ func TestStoreRecordsEncrypted(t *testing.T) {
 		t.Fatalf("camera: %+v %v", res, err)
 	}
 	store1 := joinAcmeWith(t, ctx, f, InviteSpec{Role: policy.RoleStore, Name: "store", Site: "praha-1"}, func(c *Config) {
-		c.Recording = RecordingConfig{Segment: ts.Config{Target: time.Second}, MinFree: -1}
+		c.Recording = recording.Config{Segment: ts.Config{Target: time.Second}, MinFree: -1}
 	})
 	waitTrue(t, 60*time.Second, "the store to know dc-b's custodian key and record 4 segments", func() bool {
 		st, err := store1.Status()

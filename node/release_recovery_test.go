@@ -144,7 +144,7 @@ func (x *relFed) expiringRequest() expiring {
 	}
 	m := x.replicatedSegment(rec)
 	e.seg = keys.SegmentRef{Camera: m.Camera, Start: m.Start, End: m.End}
-	if e.ct, err = innerCiphertext(x.store.rec.st.ReadSegment(m)); err != nil {
+	if e.ct, err = innerCiphertext(x.store.rec.Store().ReadSegment(m)); err != nil {
 		t.Fatal(err)
 	}
 	sealed, err := frames(x.ctx, x.desk, "dc-a", release.OpRelease, release.ReleaseQuery{Request: "r2", Camera: x.cam, Segments: []time.Time{m.Start}})
@@ -224,7 +224,7 @@ func (x *relFed) checkRecovery() {
 	if _, err := RecoverSharesVia(x.ctx, x.desk.cfg.Dir, testFederation, "r4", ka); err == nil || !strings.Contains(err.Error(), "not this federation's recovery key") {
 		t.Fatalf("dc-a's key as the recovery key: %v", err)
 	}
-	segs, _ := x.store.rec.st.Segments(x.cam, x.from, x.to)
+	segs, _ := x.store.rec.Store().Segments(x.cam, x.from, x.to)
 	fromA, err := frames(x.ctx, x.desk, "dc-a", release.OpRelease, release.ReleaseQuery{Request: "r4", Camera: x.cam, Segments: []time.Time{segs[0].Start}})
 	if err != nil {
 		t.Fatal(err)
@@ -289,7 +289,7 @@ func (x *relFed) checkExpiry(e expiring) {
 // pair of the three custodian keys opens the copy with any record left.
 func (x *relFed) checkShredding(seg store.SegmentMeta) {
 	t := x.t
-	st := x.store.rec.st
+	st := x.store.rec.Store()
 	raw, err := st.Epoch(x.cam, seg.EpochStart)
 	if err != nil {
 		t.Fatal(err)
@@ -390,7 +390,7 @@ func (x *relFed) custodianKeys() []*keys.CustodianKey {
 func (x *relFed) nextEpochStart(epoch time.Time) time.Time {
 	var next time.Time
 	waitTrue(x.t, 10*time.Second, "a segment of a later epoch", func() bool {
-		segs, _ := x.store.rec.st.Segments(x.cam, epoch, time.Now().Add(time.Hour))
+		segs, _ := x.store.rec.Store().Segments(x.cam, epoch, time.Now().Add(time.Hour))
 		for _, s := range segs {
 			if s.EpochStart.After(epoch) {
 				next = s.Start
@@ -442,7 +442,7 @@ func (x *relFed) checkStoreOffline() {
 	t := x.t
 	var segs []store.SegmentMeta
 	waitTrue(t, 60*time.Second, "two newer segments on the store, replicated to dc-a and dc-b", func() bool {
-		segs, _ = x.store.rec.st.Segments(x.cam, x.to.Add(time.Second), time.Now().Add(time.Hour))
+		segs, _ = x.store.rec.Store().Segments(x.cam, x.to.Add(time.Second), time.Now().Add(time.Hour))
 		if len(segs) < 2 {
 			return false
 		}
@@ -474,7 +474,7 @@ func (x *relFed) replicatedSegment(rec *keys.EpochRecord) store.SegmentMeta {
 	x.t.Helper()
 	var m store.SegmentMeta
 	waitTrue(x.t, 30*time.Second, "dc-a to replicate a segment in range", func() bool {
-		segs, _ := x.store.rec.st.Segments(x.cam, x.from, x.to)
+		segs, _ := x.store.rec.Store().Segments(x.cam, x.from, x.to)
 		for _, s := range segs {
 			if !s.EpochStart.Equal(rec.Start) {
 				continue
@@ -499,7 +499,7 @@ func (x *relFed) checkCorruptOnStore() {
 	x.request("r6", x.from, x.to, time.Now().Add(time.Hour))
 	x.approve("r6", "bob")
 	x.approve("r6", "carol")
-	segs, err := x.store.rec.st.Segments(x.cam, x.from, x.to)
+	segs, err := x.store.rec.Store().Segments(x.cam, x.from, x.to)
 	if err != nil || len(segs) == 0 {
 		t.Fatalf("segments in range: %d, %v", len(segs), err)
 	}
@@ -512,12 +512,12 @@ func (x *relFed) checkCorruptOnStore() {
 		}
 		return true
 	})
-	ct, err := x.store.rec.st.ReadSegment(victim)
+	ct, err := x.store.rec.Store().ReadSegment(victim)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var path string
-	filepath.WalkDir(x.store.rec.st.Dir(), func(p string, d fs.DirEntry, err error) error {
+	filepath.WalkDir(x.store.rec.Store().Dir(), func(p string, d fs.DirEntry, err error) error {
 		if err == nil && d.Type().IsRegular() {
 			if b, _ := os.ReadFile(p); bytes.Equal(b, ct) {
 				path = p

@@ -14,6 +14,7 @@ import (
 	"github.com/custos-cctv/custos/media/clip"
 	"github.com/custos-cctv/custos/media/store"
 	"github.com/custos-cctv/custos/media/ts"
+	"github.com/custos-cctv/custos/node/recording"
 	"github.com/custos-cctv/custos/node/release"
 	"github.com/custos-cctv/custos/node/rpc"
 	"github.com/custos-cctv/custos/policy"
@@ -64,12 +65,12 @@ func TestReleaseAndExport(t *testing.T) {
 	st1 := joinAcmeWith(t, ctx, f, InviteSpec{Role: policy.RoleStore, Name: "store", Site: "praha-1"}, func(c *Config) {
 		// Short epochs: the request spans more than one, and retention
 		// can pass an epoch while the store keeps recording.
-		c.Recording = RecordingConfig{Segment: ts.Config{Target: time.Second}, EpochLength: 3 * time.Second, MinFree: -1}
+		c.Recording = recording.Config{Segment: ts.Config{Target: time.Second}, EpochLength: 3 * time.Second, MinFree: -1}
 	})
 	const cam = "praha-1/entrance"
 	var segs []store.SegmentMeta
 	waitTrue(t, 60*time.Second, "the store to record 6 segments", func() bool {
-		segs, _ = st1.rec.st.Segments(cam, time.Time{}, time.Now().Add(time.Hour))
+		segs, _ = st1.rec.Store().Segments(cam, time.Time{}, time.Now().Add(time.Hour))
 		return len(segs) >= 6
 	})
 	from := segs[2].Start // a keyframe: segments start at one
@@ -234,7 +235,7 @@ func checkScopeRefused(t *testing.T, ctx context.Context, desk, dcB, st1, dcA *N
 		isDenied(op+" of an earlier time", call(desk, "store", op, earlier), "outside the scope")
 		isDenied(op+" for dc-b", call(dcB, "store", op, in), "released to node desk, not to dc-b")
 	}
-	segs, err := st1.rec.st.Segments("praha-1/entrance", from, to)
+	segs, err := st1.rec.Store().Segments("praha-1/entrance", from, to)
 	if err != nil || len(segs) == 0 {
 		t.Fatalf("segments: %v", err)
 	}
@@ -263,7 +264,7 @@ func checkOutsideRefused(t *testing.T, ctx context.Context, desk, dcA, dcB, st1 
 	const cam = "praha-1/entrance"
 	var in, out store.SegmentMeta
 	waitTrue(t, 60*time.Second, "both datacenters to replicate a segment after the range", func() bool {
-		segs, _ := st1.rec.st.Segments(cam, from.Add(-time.Hour), time.Now().Add(time.Hour))
+		segs, _ := st1.rec.Store().Segments(cam, from.Add(-time.Hour), time.Now().Add(time.Hour))
 		found := false
 		for _, s := range segs {
 			if s.Start.Before(to) && s.End.After(from) && in.Start.IsZero() {
@@ -285,7 +286,7 @@ func checkOutsideRefused(t *testing.T, ctx context.Context, desk, dcA, dcB, st1 
 	})
 	r := desk.Policy().Requests["r1"]
 	rk := desk.relKeys.Get(r.Key)
-	raw, err := st1.rec.st.Epoch(cam, in.EpochStart)
+	raw, err := st1.rec.Store().Epoch(cam, in.EpochStart)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +298,7 @@ func checkOutsideRefused(t *testing.T, ctx context.Context, desk, dcA, dcB, st1 
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctIn, err := innerCiphertext(st1.rec.st.ReadSegment(in))
+	ctIn, err := innerCiphertext(st1.rec.Store().ReadSegment(in))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/custos-cctv/custos/media/store"
 	"github.com/custos-cctv/custos/media/ts"
+	"github.com/custos-cctv/custos/node/recording"
 	"github.com/custos-cctv/custos/policy"
 )
 
@@ -38,7 +39,7 @@ func TestReplicationToDatacenters(t *testing.T) {
 		t.Fatalf("camera: %+v %v", res, err)
 	}
 	st1 := joinAcmeWith(t, ctx, f, InviteSpec{Role: policy.RoleStore, Name: "store", Site: "praha-1"}, func(c *Config) {
-		c.Recording = RecordingConfig{Segment: ts.Config{Target: time.Second}, MinFree: -1}
+		c.Recording = recording.Config{Segment: ts.Config{Target: time.Second}, MinFree: -1}
 	})
 	dirOf := map[string]string{"dc-a": f.dc.cfg.Dir, "dc-b": dcB.cfg.Dir}
 	replicated := func(dc string, segs int) func() bool {

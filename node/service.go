@@ -15,6 +15,7 @@ import (
 
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/mesh"
+	"github.com/custos-cctv/custos/node/live"
 	"github.com/custos-cctv/custos/node/release"
 	"github.com/custos-cctv/custos/node/rpc"
 	"github.com/custos-cctv/custos/policy"
@@ -48,7 +49,7 @@ func startService(n *Node, port uint16) (*service, error) {
 	s.rpc.Handle(release.OpRelease, n.rel.HandleRelease)
 	s.rpc.Handle(opReplicate, n.handleReplicate)
 	s.rpc.Handle(opReplicateGet, n.handleReplicateGet)
-	s.rpc.Handle(opLive, n.handleLive)
+	s.rpc.Handle(live.Op, n.liveServer().Handle)
 	go func() { s.wg <- s.rpc.Serve(ln) }()
 	return s, nil
 }

@@ -58,7 +58,7 @@ func (w releaseWire) Ready(actor, action, object string) error {
 func (w releaseWire) Served() release.Media {
 	switch {
 	case w.n.rec != nil:
-		return w.n.rec.st
+		return w.n.rec.Store()
 	case w.n.replicas != nil:
 		return w.n.replicas.Store()
 	}

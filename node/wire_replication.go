@@ -40,7 +40,7 @@ func newReplSource(n *Node, cfg replication.Config) *replication.Source {
 			if n.rec == nil {
 				return nil
 			}
-			return n.rec.st
+			return n.rec.Store()
 		},
 		Journal: n.audit,
 		Caller:  n.callerName,

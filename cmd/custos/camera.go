@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/custos-cctv/custos/node"
+	"github.com/custos-cctv/custos/node/recording"
 	"github.com/custos-cctv/custos/policy"
 )
 
@@ -54,7 +55,7 @@ func runCameraAdd(ctx context.Context, args []string, stdout io.Writer) error {
 	if *site == "" || *name == "" || *source == "" || *purpose == "" {
 		return usageError{errors.New("--site, --name, --source and --purpose are required")}
 	}
-	clean, secret, err := node.SplitCredentials(*source)
+	clean, secret, err := recording.SplitCredentials(*source)
 	if err != nil {
 		return usageError{fmt.Errorf("--source: %w", err)}
 	}
@@ -120,7 +121,7 @@ func runCameras(ctx context.Context, args []string, stdout io.Writer) error {
 	return nil
 }
 
-func writeCameras(w io.Writer, r *node.RecordingStatus) {
+func writeCameras(w io.Writer, r *recording.Status) {
 	if r.Waiting != "" {
 		fmt.Fprintf(w, "recording  not recording: %s\n", r.Waiting)
 	}

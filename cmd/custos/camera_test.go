@@ -6,13 +6,13 @@ import (
 	"time"
 
 	"github.com/custos-cctv/custos/media"
-	"github.com/custos-cctv/custos/node"
+	"github.com/custos-cctv/custos/node/recording"
 )
 
 // A camera whose segments the full disk refuses is not shown as recording.
 func TestCamerasShowsADiskThatStoresNothing(t *testing.T) {
 	var b strings.Builder
-	writeCameras(&b, &node.RecordingStatus{Cameras: []node.CameraStatus{
+	writeCameras(&b, &recording.Status{Cameras: []recording.CameraStatus{
 		{Camera: "praha-1/door", State: media.StateRecording, DiskFull: true, DiskFullSince: time.Now(), SegmentsLost: 7},
 		{Camera: "praha-1/yard", State: media.StateRecording},
 	}})

@@ -1,4 +1,4 @@
-package node
+package recording
 
 import (
 	"encoding/json"
@@ -152,13 +152,14 @@ func (s CameraSecret) credentials() source.Credentials {
 
 // SetCameraSecret keeps a camera's credentials on this node, which must be
 // the store of the camera's site: nowhere else records it, so nowhere else
-// may hold them. An empty user removes them.
-func (n *Node) SetCameraSecret(camera string, s CameraSecret) error {
-	st := n.Policy()
+// may hold them. An empty user removes them. st is the node's policy (nil
+// when it runs from a static peers file); a running Recorder follows the
+// change once told (Recorder.Nudge).
+func SetCameraSecret(d Deps, st *policy.State, camera string, s CameraSecret) error {
 	if st == nil {
 		return errors.New("this node runs from a static peers file and records no cameras")
 	}
-	me := st.Nodes[NameByKey(st, n.mesh.PublicKey().String())]
+	me := st.Nodes[d.SelfName(st)]
 	site, _, ok := strings.Cut(camera, "/")
 	if !ok {
 		return fmt.Errorf("camera %q: want SITE/NAME", camera)
@@ -166,10 +167,9 @@ func (n *Node) SetCameraSecret(camera string, s CameraSecret) error {
 	if me == nil || me.Role != policy.RoleStore || me.Site != site {
 		return fmt.Errorf("camera credentials are kept only on the store of site %q, and this node is not it: run the command with that store's --dir", site)
 	}
-	if err := saveCameraSecret(n.cfg.Dir, camera, s); err != nil {
+	if err := saveCameraSecret(d.Dir, camera, s); err != nil {
 		return err
 	}
-	n.auditEvent(audit.Event{Actor: "local-admin", Action: "camera-credentials", Object: camera, Decision: audit.Allow, Reason: "set on this store only"})
-	n.cameraSecretsChanged()
+	d.Audit.Event(audit.Event{Actor: "local-admin", Action: "camera-credentials", Object: camera, Decision: audit.Allow, Reason: "set on this store only"})
 	return nil
 }

@@ -1,0 +1,30 @@
+package live
+
+import (
+	"testing"
+	"unicode/utf8"
+)
+
+// FuzzParseLiveFrame: a live stream's frames come from the store over the
+// network; any bytes give a frame, an end or an error, never a panic, and a
+// frame is never empty.
+func FuzzParseLiveFrame(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 1, liveKey, 0, 0, 0, 1, 0x65})
+	f.Add(append([]byte{0, 0, 0, 0, 0, 0, 0, 0, liveEnd}, "grant revoked"...))
+	f.Add([]byte{1, 2, 3})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fr, ended, err := parseLiveFrame(b)
+		switch {
+		case err != nil:
+			if ended != "" || fr.Data != nil {
+				t.Fatalf("an error with a result: %q %v", ended, fr)
+			}
+		case ended != "":
+			if !utf8.ValidString(ended) {
+				t.Fatalf("end reason is not UTF-8: %q", ended)
+			}
+		case len(fr.Data) == 0:
+			t.Fatal("an empty frame")
+		}
+	})
+}

@@ -1,0 +1,242 @@
+// Package live owns live view (DESIGN §8, §4 invariant 5): the store's
+// side of op "live", which decides per viewer and per second whether frames
+// may move, and the viewer's side, which muxes them into MPEG-TS for a
+// local caller (also over the local API). It never decides who is who: the
+// caller's name, the policy, the audit journal and the cameras' rings come
+// from the node behind interfaces declared here, and it never records or
+// re-encodes anything.
+package live
+
+// Live view (DESIGN §8, §4 invariant 5). The store of the camera's site
+// serves op "live" to a viewer node: policy.Authorize must allow the viewer
+// live on the camera before a frame moves; the viewer then gets the latest
+// keyframe from the camera's GOP ring (media.Live) and live frames, one
+// shared copy fanned out to every viewer. The grant is checked again on
+// every policy change and every second by the store's own clock, so a
+// revocation or the end of a window cuts the stream within 2 s, also on a
+// store cut off from consensus. Start and end are audited, with who, what
+// and from when to when. The viewer's node muxes the frames into MPEG-TS for
+// the local caller; nothing is re-encoded anywhere.
+//
+// Stream, after an OK status: data frames of
+//
+//	time   int64     capture time, Unix nanoseconds
+//	flags  uint8     liveKey: a keyframe; liveEnd: the store ended the
+//	                 stream, and the payload is the reason (UTF-8)
+//	data   [...]     one H.264 access unit (Annex-B)
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/media"
+	"github.com/custos-cctv/custos/node/rpc"
+	"github.com/custos-cctv/custos/policy"
+	"github.com/custos-cctv/custos/policy/audit"
+)
+
+// Op is the node-service op of live view.
+const Op = "live"
+
+const (
+	liveKey = 1 << 0
+	liveEnd = 1 << 7
+
+	liveHeader = 9
+	// liveRecheck is how often a running stream's grant is checked
+	// besides on every policy change (invariant 5 asks for ≤ 10 s; window
+	// ends must cut within 2 s).
+	liveRecheck = time.Second
+	// liveRehub is how long a viewer waits for its camera's recorder to
+	// come back (a restart after a source or key change) before ending.
+	liveRehub = 10 * time.Second
+)
+
+// Query is the body of op "live" and of the local API's POST /v1/live.
+type Query struct {
+	Camera string `json:"camera"`
+}
+
+// Policy is the node's replica of the policy.
+type Policy interface {
+	State() *policy.State
+	// Changed is closed at the next change of State.
+	Changed() <-chan struct{}
+}
+
+// Auditor is the node's audit journal.
+type Auditor interface {
+	Event(audit.Event)
+	// Ready refuses an access while the journal cannot record it.
+	Ready(actor, action, object string) error
+}
+
+// Hubs finds a camera's live-view ring: nil if it does not record here now.
+type Hubs interface {
+	LiveHub(camera string) *media.Live
+}
+
+// Server is the store's side of live view.
+type Server struct {
+	Policy Policy
+	Audit  Auditor
+	// Caller is the live member peer is in st, or an rpc denial.
+	Caller func(st *policy.State, peer keys.NodePublic) (string, error)
+	// Hubs are the store's recorders; nil on a node that is no store.
+	Hubs Hubs
+}
+
+// Handle serves one viewer until the grant ends, the viewer goes, or the
+// camera stops recording here.
+func (s *Server) Handle(ctx context.Context, peer keys.NodePublic, body []byte, w *rpc.Writer) error {
+	var q Query
+	if err := strictJSON(body, &q); err != nil {
+		return &rpc.Error{Code: rpc.BadRequest, Message: "want {camera}: " + err.Error()}
+	}
+	st := s.Policy.State()
+	caller, err := s.Caller(st, peer)
+	if err != nil {
+		return err
+	}
+	actor := "node:" + caller
+	if s.Hubs == nil {
+		return denied("this node is not a store and serves no live view")
+	}
+	subj := policy.Subject{Kind: "node", Name: caller}
+	d := policy.Authorize(st, subj, policy.ActLive, q.Camera, time.Now())
+	if !d.Allow {
+		s.Audit.Event(audit.Event{Actor: actor, Action: "live-view", Object: q.Camera, Decision: audit.Deny, Reason: d.Reason})
+		return denied("live view of %s: %s", q.Camera, d.Reason)
+	}
+	hub := s.Hubs.LiveHub(q.Camera)
+	if hub == nil {
+		return &rpc.Error{Code: rpc.Unavailable, Message: fmt.Sprintf("camera %s is not recording on this store now", q.Camera)}
+	}
+	if err := s.Audit.Ready(actor, "live-view", q.Camera); err != nil {
+		return err
+	}
+	began := time.Now()
+	s.Audit.Event(audit.Event{Actor: actor, Action: "live-view", Object: q.Camera, Decision: audit.Allow, Reason: "start; " + d.Reason})
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var mu sync.Mutex
+	var ended string // why the store ends the stream; "" while it runs
+	go func() {
+		t := time.NewTicker(liveRecheck)
+		defer t.Stop()
+		for {
+			changed := s.Policy.Changed()
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+			case <-t.C:
+			}
+			if d := policy.Authorize(s.Policy.State(), subj, policy.ActLive, q.Camera, time.Now()); !d.Allow {
+				mu.Lock()
+				ended = "access ended: " + d.Reason
+				mu.Unlock()
+				cancel()
+				return
+			}
+		}
+	}()
+
+	frames, skipped, err := s.stream(ctx, hub, q.Camera, w)
+	mu.Lock()
+	why := ended
+	mu.Unlock()
+	if why == "" && err != nil && !errors.Is(err, context.Canceled) {
+		why = err.Error()
+	}
+	detail := fmt.Sprintf("end; watched %s to %s (%s), %d frames, %d skipped for a slow link", stamp(began), stamp(time.Now()), time.Since(began).Round(time.Millisecond), frames, skipped)
+	if why != "" {
+		detail += "; " + why
+	} else {
+		detail += "; the viewer left"
+	}
+	s.Audit.Event(audit.Event{Actor: actor, Action: "live-view", Object: q.Camera, Decision: audit.Allow, Reason: detail})
+	if why == "" {
+		return err
+	}
+	end := make([]byte, liveHeader, liveHeader+len(why))
+	end[8] = liveEnd
+	return w.WriteFrame(append(end, why...))
+}
+
+// stream copies frames from camera's ring to w until ctx ends, following
+// the camera to a new ring when its recorder restarts.
+func (s *Server) stream(ctx context.Context, hub *media.Live, camera string, w *rpc.Writer) (frames, skipped uint64, err error) {
+	buf := make([]byte, 0, 256<<10)
+	for {
+		v, err := hub.Subscribe()
+		if err != nil {
+			return frames, skipped, err
+		}
+		for {
+			f, err := v.Next(ctx)
+			if err != nil {
+				vs := v.Stats()
+				skipped += vs.Skipped
+				v.Close()
+				if !errors.Is(err, media.ErrLiveClosed) {
+					return frames, skipped, err
+				}
+				break
+			}
+			buf = append(buf[:0], make([]byte, liveHeader)...)
+			binary.BigEndian.PutUint64(buf, uint64(f.Time.UnixNano()))
+			if f.Key {
+				buf[8] = liveKey
+			}
+			buf = append(buf, f.Data...)
+			if err := w.WriteFrame(buf); err != nil {
+				vs := v.Stats()
+				v.Close()
+				return frames, skipped + vs.Skipped, err
+			}
+			frames++
+		}
+		// The ring closed: the recorder stopped. Wait for it to come back.
+		hub = nil
+		deadline := time.Now().Add(liveRehub)
+		for hub == nil {
+			if time.Now().After(deadline) {
+				return frames, skipped, fmt.Errorf("camera %s stopped recording on this store", camera)
+			}
+			select {
+			case <-ctx.Done():
+				return frames, skipped, ctx.Err()
+			case <-time.After(200 * time.Millisecond):
+			}
+			hub = s.Hubs.LiveHub(camera)
+		}
+	}
+}
+
+func denied(format string, a ...any) error {
+	return &rpc.Error{Code: rpc.Denied, Message: fmt.Sprintf(format, a...)}
+}
+
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// strictJSON decodes one JSON value with no unknown fields.
+func strictJSON(b []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		return err
+	}
+	if d.More() {
+		return errors.New("data after the JSON value")
+	}
+	return nil
+}

@@ -1,0 +1,131 @@
+package live
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/media"
+	"github.com/custos-cctv/custos/node/rpc"
+	"github.com/custos-cctv/custos/policy"
+	"github.com/custos-cctv/custos/policy/audit"
+)
+
+// twinPolicy is a policy replica that never changes.
+type twinPolicy struct{ st *policy.State }
+
+func (p twinPolicy) State() *policy.State     { return p.st }
+func (p twinPolicy) Changed() <-chan struct{} { return nil }
+
+// twinJournal keeps the events in memory; ready, if set, is why it cannot
+// record.
+type twinJournal struct {
+	mu     sync.Mutex
+	events []audit.Event
+	ready  error
+}
+
+func (j *twinJournal) Event(e audit.Event) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.events = append(j.events, e)
+}
+
+func (j *twinJournal) Ready(actor, action, object string) error { return j.ready }
+
+// twinHubs counts the lookups of the store's rings.
+type twinHubs struct {
+	hub     *media.Live
+	lookups int
+}
+
+func (h *twinHubs) LiveHub(camera string) *media.Live {
+	h.lookups++
+	return h.hub
+}
+
+const cam = "praha-1/entrance"
+
+// testServer is the store's live server for node desk, in a policy whose
+// grants are given.
+func testServer(grants map[string]*policy.Grant) (*Server, *twinJournal, *twinHubs) {
+	st := &policy.State{
+		Federation: "acme",
+		Nodes: map[string]*policy.Node{
+			"store": {Name: "store", Role: policy.RoleStore, Site: "praha-1"},
+			"desk":  {Name: "desk", Role: policy.RoleAdminNode},
+		},
+		Cameras: map[string]*policy.Camera{cam: {Site: "praha-1", Name: "entrance", Source: "synthetic:"}},
+		Grants:  grants,
+	}
+	j := &twinJournal{}
+	h := &twinHubs{hub: media.NewLive(cam, media.LiveConfig{})}
+	s := &Server{Policy: twinPolicy{st}, Audit: j, Hubs: h,
+		Caller: func(*policy.State, keys.NodePublic) (string, error) { return "desk", nil }}
+	return s, j, h
+}
+
+func rpcCode(t *testing.T, err error) rpc.Code {
+	t.Helper()
+	var re *rpc.Error
+	if !errors.As(err, &re) {
+		t.Fatalf("%v is no rpc error", err)
+	}
+	return re.Code
+}
+
+// A viewer the policy gives no grant on the camera is refused before the
+// store looks for the camera's ring, and the refusal is audited with who,
+// what and why.
+func TestLiveRefusesWithoutGrant(t *testing.T) {
+	s, j, h := testServer(nil)
+	defer h.hub.Close()
+	err := s.Handle(context.Background(), keys.NodePublic{}, []byte(`{"camera":"`+cam+`"}`), nil)
+	if rpcCode(t, err) != rpc.Denied || !strings.Contains(err.Error(), "live view of "+cam) || !strings.Contains(err.Error(), "no grant") {
+		t.Fatalf("got %v, want a denial for want of a grant", err)
+	}
+	if h.lookups != 0 {
+		t.Errorf("the store looked up the camera's ring %d times before deciding", h.lookups)
+	}
+	if len(j.events) != 1 {
+		t.Fatalf("audit %+v, want one denial", j.events)
+	}
+	e := j.events[0]
+	if e.Actor != "node:desk" || e.Action != "live-view" || e.Object != cam || e.Decision != audit.Deny || !strings.Contains(e.Reason, "no grant") {
+		t.Errorf("audit %+v", e)
+	}
+}
+
+// With a grant, what stops a stream before a frame moves: a node that is no
+// store, a camera that does not record here, a journal that cannot record
+// the access; and a body that is not {camera}.
+func TestLiveRefusesBeforeAFrame(t *testing.T) {
+	grant := map[string]*policy.Grant{"g-desk": {ID: "g-desk", Subject: policy.Subject{Kind: "node", Name: "desk"},
+		Actions: []policy.Action{policy.ActLive}, Selector: "praha-1/*", Purpose: "guard desk"}}
+	body := []byte(`{"camera":"` + cam + `"}`)
+
+	s, j, h := testServer(grant)
+	h.hub.Close()
+	if err := s.Handle(context.Background(), keys.NodePublic{}, []byte(`{"camera":"`+cam+`","x":1}`), nil); rpcCode(t, err) != rpc.BadRequest {
+		t.Errorf("unknown field: %v, want a bad request", err)
+	}
+	s.Hubs = nil
+	if err := s.Handle(context.Background(), keys.NodePublic{}, body, nil); rpcCode(t, err) != rpc.Denied || !strings.Contains(err.Error(), "not a store") {
+		t.Errorf("no store: %v", err)
+	}
+	s.Hubs = &twinHubs{}
+	if err := s.Handle(context.Background(), keys.NodePublic{}, body, nil); rpcCode(t, err) != rpc.Unavailable || !strings.Contains(err.Error(), "not recording") {
+		t.Errorf("no ring: %v", err)
+	}
+	full := errors.New("journal full")
+	s.Hubs, j.ready = h, full
+	if err := s.Handle(context.Background(), keys.NodePublic{}, body, nil); !errors.Is(err, full) {
+		t.Errorf("journal failing: %v, want its error", err)
+	}
+	if len(j.events) != 0 {
+		t.Errorf("audit %+v: nothing was watched, nothing denied by the policy", j.events)
+	}
+}
