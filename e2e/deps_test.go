@@ -53,6 +53,37 @@ func TestDeps(t *testing.T) {
 		{"consensus", func(d string) bool { return in(d, "consensus") || in(d, "keys") || in(d, "policy") }, "consensus defines the transport it needs; node wires it to the mesh"},
 		{"node", func(d string) bool { return !in(d, "cmd") && !in(d, "e2e") }, "node is imported by cmd, never the reverse"},
 	}
+	// node's rooms: each owns one job below the composition root. A room
+	// never imports the root (node) nor another room, except the shared
+	// ones below it: rpc (the request framing), custody (the policy side
+	// of seals) and internal (helpers of tests and the demo). The demo is
+	// no room but a client of the root, as cmd is: it runs whole nodes.
+	shared := map[string]bool{"rpc": true, "custody": true, "internal": true}
+	roomOf := func(path string) string {
+		rest, ok := strings.CutPrefix(path, module+"/node/")
+		if !ok {
+			return ""
+		}
+		room, _, _ := strings.Cut(rest, "/")
+		return room
+	}
+	for _, p := range pkgs {
+		room := roomOf(p.ImportPath)
+		if room == "" || room == "demo" {
+			continue
+		}
+		rules = append(rules, struct {
+			pkg     string
+			allowed func(dep string) bool
+			why     string
+		}{strings.TrimPrefix(p.ImportPath, module+"/"), func(d string) bool {
+			if d == module+"/node" || in(d, "cmd") || in(d, "e2e") {
+				return false
+			}
+			r := roomOf(d)
+			return r == "" || r == room || shared[r]
+		}, "a room of node imports neither the root nor another room (only rpc, custody, internal)"})
+	}
 	checked := 0
 	for _, p := range pkgs {
 		for _, r := range rules {
@@ -67,7 +98,7 @@ func TestDeps(t *testing.T) {
 			}
 		}
 	}
-	if checked < 6 {
+	if checked < 6+2 {
 		t.Fatalf("checked only %d packages; the module layout changed?", checked)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/node/internal/nodetest"
 	"github.com/custos-cctv/custos/node/release"
 	"github.com/custos-cctv/custos/policy"
 )
@@ -82,7 +83,7 @@ func TestFirstDatacenterRunsThePolicy(t *testing.T) {
 	mallory, _ := keys.NewAdminKey("mallory", time.Now().Add(-time.Hour))
 	defer mallory.Close()
 	dir := filepath.Join(t.TempDir(), "dc-a")
-	port, _ := freeUDPPort()
+	port, _ := nodetest.FreeUDPPort()
 	cfg := Config{Dir: dir, Name: "dc-a", Listen: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port), Logf: t.Logf}
 	rk, err := keys.NewCustodianKey("recovery") // made offline, on the admin's machine
 	if err != nil {

@@ -39,7 +39,7 @@ func foundAcme(t testing.TB, ctx context.Context) acme {
 	}
 	t.Cleanup(admin.Close)
 	f := acme{admin: admin, tmp: t.TempDir(), listen: func() netip.AddrPort {
-		p, _ := freeUDPPort()
+		p, _ := nodetest.FreeUDPPort()
 		return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p)
 	}}
 	cfg := Config{Dir: filepath.Join(f.tmp, "dc-a"), Name: "dc-a", Listen: f.listen(), Logf: testLogf(t, "dc-a")}

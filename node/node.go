@@ -615,3 +615,25 @@ func fileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
 }
+
+// Liveness is what gossip says of the peer named peer ("alive",
+// "suspect", "dead"), or "absent" when it is no peer of this node.
+func (s Status) Liveness(peer string) string {
+	for _, p := range s.Peers {
+		if p.Name == peer {
+			return p.Liveness
+		}
+	}
+	return "absent"
+}
+
+// NodeKey makes the node key of dir if it has none and returns its public
+// half, which peers files and invites name.
+func NodeKey(dir string) (keys.NodePublic, error) {
+	priv, _, err := keys.LoadOrCreateNodeKey(KeyPath(dir))
+	if err != nil {
+		return keys.NodePublic{}, err
+	}
+	defer priv.Zero()
+	return priv.Public(), nil
+}

@@ -27,11 +27,11 @@ type testNode struct {
 func prepare(t *testing.T, name string) testNode {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), name)
-	pub, err := demoKey(dir)
+	pub, err := NodeKey(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	port, err := freeUDPPort()
+	port, err := nodetest.FreeUDPPort()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,11 @@ func TestNodesTalkAndPeersFileDrivesMesh(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := waitCond(ctx, 15*time.Second, func() bool { return liveness(na, "b") == "alive" && liveness(nb, "a") == "alive" }); err != nil {
+	if err := nodetest.WaitCond(ctx, 15*time.Second, func() bool {
+		sa, erra := na.Status()
+		sb, errb := nb.Status()
+		return erra == nil && errb == nil && sa.Liveness("b") == "alive" && sb.Liveness("a") == "alive"
+	}); err != nil {
 		t.Fatalf("nodes never saw each other alive: %v", err)
 	}
 	// The local API serves status to the CLI.
@@ -81,7 +85,7 @@ func TestNodesTalkAndPeersFileDrivesMesh(t *testing.T) {
 
 	// A broken edit keeps the last good peers and is reported.
 	os.WriteFile(a.peers, []byte("[[peer]]\nname = \"b\"\npublic_key = \"nodekey:broken\"\n"), 0o600)
-	if err := waitCond(ctx, 5*time.Second, func() bool { s, _ := na.Status(); return s.PeersError != "" }); err != nil {
+	if err := nodetest.WaitCond(ctx, 5*time.Second, func() bool { s, _ := na.Status(); return s.PeersError != "" }); err != nil {
 		t.Fatal("broken peers file not reported")
 	}
 	if s, _ := na.Status(); len(s.Peers) != 1 || !strings.Contains(s.PeersError, "keeping the previous peers") {
@@ -121,7 +125,7 @@ func TestNodesTalkAndPeersFileDrivesMesh(t *testing.T) {
 	if d := time.Since(removed); d > 2*time.Second {
 		t.Fatalf("connection cut after %v; want within 2 s", d)
 	}
-	if err := waitCond(ctx, 5*time.Second, func() bool { s, _ := na.Status(); return len(s.Peers) == 0 && s.PeersError == "" }); err != nil {
+	if err := nodetest.WaitCond(ctx, 5*time.Second, func() bool { s, _ := na.Status(); return len(s.Peers) == 0 && s.PeersError == "" }); err != nil {
 		s, _ := na.Status()
 		t.Fatalf("after removal: %+v", s)
 	}

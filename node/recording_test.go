@@ -17,6 +17,7 @@ import (
 	"github.com/custos-cctv/custos/media/h264"
 	"github.com/custos-cctv/custos/media/store"
 	"github.com/custos-cctv/custos/media/ts"
+	"github.com/custos-cctv/custos/node/internal/nodetest"
 	"github.com/custos-cctv/custos/node/recording"
 	"github.com/custos-cctv/custos/policy"
 	"github.com/custos-cctv/custos/policy/audit"
@@ -104,7 +105,7 @@ func TestStoreRecordsEncrypted(t *testing.T) {
 	// And no file of the store holds MPEG-TS packets or H.264 parameter
 	// sets or IDR slices behind a start code — the shapes of plaintext
 	// video — while the decrypted recording does.
-	if tsPackets(plain) == 0 || !bytes.Contains(plain, []byte{0, 0, 0, 1, 0x67}) {
+	if nodetest.TSPackets(plain) == 0 || !bytes.Contains(plain, []byte{0, 0, 0, 1, 0x67}) {
 		t.Fatal("the decrypted recording lacks the patterns the scan looks for")
 	}
 	filepath.WalkDir(store1.cfg.Dir, func(path string, d fs.DirEntry, err error) error {
@@ -115,7 +116,7 @@ func TestStoreRecordsEncrypted(t *testing.T) {
 		if err != nil {
 			return nil
 		}
-		if n := tsPackets(b); n > 0 {
+		if n := nodetest.TSPackets(b); n > 0 {
 			t.Errorf("%s holds %d runs of MPEG-TS packets", path, n)
 		}
 		for _, sc := range [][]byte{{0, 0, 0, 1, 0x67}, {0, 0, 0, 1, 0x68}, {0, 0, 0, 1, 0x65}} {

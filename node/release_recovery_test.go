@@ -261,7 +261,7 @@ func (x *relFed) checkRecovery() {
 // export, the store's segments and dc-a's release for r2 are refused.
 func (x *relFed) checkExpiry(e expiring) {
 	t := x.t
-	waitTrue(t, 20*time.Second, "r2 to expire and desk to drop its key", func() bool { return x.desk.heldReleaseKeys() == 0 })
+	waitTrue(t, 20*time.Second, "r2 to expire and desk to drop its key", func() bool { return x.desk.HeldReleaseKeys() == 0 })
 	if !e.rk.IsZero() {
 		t.Error("r2's release key was dropped but not wiped")
 	}

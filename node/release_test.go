@@ -142,7 +142,7 @@ func TestReleaseAndExport(t *testing.T) {
 	if _, err := os.Stat(stolen); !errors.Is(err, os.ErrNotExist) {
 		t.Fatal("a refused export wrote its file")
 	}
-	if desk.heldReleaseKeys() != 1 {
+	if desk.HeldReleaseKeys() != 1 {
 		t.Fatal("a refused export dropped the requester's release key")
 	}
 	if _, deny := auditDecisions(t, desk, "export"); deny < 2 {
@@ -156,7 +156,7 @@ func TestReleaseAndExport(t *testing.T) {
 	t.Logf("last approval committed → keys usable on desk: %v (release alone %v); export %v, %d bytes of ciphertext (%.1f MB/s); %d frames, %d bytes",
 		(time.Since(approved) - res.Total + res.Release).Round(time.Millisecond), res.Release.Round(time.Millisecond), res.Total.Round(time.Millisecond), res.Ciphertext,
 		float64(res.Ciphertext)/1e6/res.Total.Seconds(), m.Output.Frames, m.Output.Bytes)
-	if n := desk.heldReleaseKeys(); n != 0 {
+	if n := desk.HeldReleaseKeys(); n != 0 {
 		t.Errorf("desk holds %d release keys after the export", n)
 	}
 	if fi, err := os.Stat(out); err != nil || fi.Mode().Perm() != 0o600 {

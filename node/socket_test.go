@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/custos-cctv/custos/node/internal/nodetest"
 )
 
 func TestDataDirMustNotBeWritableByOthers(t *testing.T) {
@@ -116,7 +118,7 @@ func TestPrivateSocketRefusesOtherUsers(t *testing.T) {
 
 func mustFreeListen(t *testing.T) netip.AddrPort {
 	t.Helper()
-	port, err := freeUDPPort()
+	port, err := nodetest.FreeUDPPort()
 	if err != nil {
 		t.Fatal(err)
 	}

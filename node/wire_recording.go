@@ -5,6 +5,7 @@ package node
 // API and the datacenter's replicas still call.
 
 import (
+	"errors"
 	"time"
 
 	"github.com/custos-cctv/custos/media/store"
@@ -73,4 +74,14 @@ func (n *Node) cameraSecretsChanged() {
 	if n.rec != nil {
 		n.rec.Nudge()
 	}
+}
+
+// HeldSegments lists the segments of camera this store holds that overlap
+// from…to: the index only (times, sizes, hashes), never a key or a byte of
+// media. A node that records nothing holds none.
+func (n *Node) HeldSegments(camera string, from, to time.Time) ([]store.SegmentMeta, error) {
+	if n.rec == nil {
+		return nil, errors.New("node: this node records no cameras")
+	}
+	return n.rec.Store().Segments(camera, from, to)
 }

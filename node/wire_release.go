@@ -107,8 +107,9 @@ func (n *Node) NewReleaseKey() (string, error) {
 	return n.rel.NewKey()
 }
 
-// heldReleaseKeys is how many release keys the node holds (a test hook).
-func (n *Node) heldReleaseKeys() int { return n.relKeys.Count() }
+// HeldReleaseKeys is how many one-time release keys the node holds in
+// memory (each is wiped once used, expired or the node stops).
+func (n *Node) HeldReleaseKeys() int { return n.relKeys.Count() }
 
 // sweepReleaseKeys runs the release keys' sweep until the node stops.
 func (n *Node) sweepReleaseKeys() {

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/custos-cctv/custos/node"
+	"github.com/custos-cctv/custos/node/demo"
 )
 
 func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
@@ -23,5 +23,5 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
 	if *mib < 1 || *mib > 4096 {
 		return usageError{fmt.Errorf("--transfer-mib %d: want 1..4096", *mib)}
 	}
-	return node.RunDemo(ctx, stdout, node.DemoOptions{For: *dur, Dir: *dir, TransferBytes: *mib << 20})
+	return demo.Run(ctx, stdout, demo.Options{For: *dur, Dir: *dir, TransferBytes: *mib << 20})
 }

@@ -1,10 +1,15 @@
-// Package nodetest holds the test helpers that every room of node shares:
-// the goroutine-leak check (naming the goroutines the libraries keep for
-// themselves: memberlist's probe, gVisor's parked workers) and a bounded
-// wait that fails naming what it waited for. Test code only.
+// Package nodetest holds the helpers that node's tests and its demo (which,
+// like a test, runs whole federations on 127.0.0.1) share: the
+// goroutine-leak check (naming the goroutines the libraries keep for
+// themselves: memberlist's probe, gVisor's parked workers), bounded waits
+// that fail naming what they waited for, and free loopback ports. Nothing
+// a running node uses.
 package nodetest
 
 import (
+	"context"
+	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -31,4 +36,42 @@ func WaitTrue(t testing.TB, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// WaitCond polls cond until it holds, ctx ends or d passes.
+func WaitCond(ctx context.Context, d time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not within %v", d)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// FreeUDPPort returns a UDP port of 127.0.0.1 that was free a moment ago.
+func FreeUDPPort() (uint16, error) {
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return 0, err
+	}
+	defer pc.Close()
+	return uint16(pc.LocalAddr().(*net.UDPAddr).Port), nil
+}
+
+// TSPackets counts runs of five MPEG-TS sync bytes 188 bytes apart: the
+// sign of plaintext MPEG-TS that encrypted footage must never show.
+func TSPackets(b []byte) int {
+	n := 0
+	for i := 0; i+4*188 < len(b); i++ {
+		if b[i] == 0x47 && b[i+188] == 0x47 && b[i+2*188] == 0x47 && b[i+3*188] == 0x47 && b[i+4*188] == 0x47 {
+			n++
+		}
+	}
+	return n
 }

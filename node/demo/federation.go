@@ -1,4 +1,4 @@
-package node
+package demo
 
 import (
 	"bytes"
@@ -16,21 +16,23 @@ import (
 
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/media/ts"
+	"github.com/custos-cctv/custos/node"
+	"github.com/custos-cctv/custos/node/internal/nodetest"
 	"github.com/custos-cctv/custos/node/recording"
 	"github.com/custos-cctv/custos/node/release"
 	"github.com/custos-cctv/custos/policy"
 )
 
-// RunFederationDemo founds a federation on this machine: dc-a, then dc-b,
+// runFederation founds a federation on this machine: dc-a, then dc-b,
 // a witness, two stores and an admin node join with invite tokens; an
 // installer joins one store for a short window and is dropped at its end by
 // every node's own clock; a revoked store is cut off. It prints each step
 // and the cluster's status.
-func RunFederationDemo(ctx context.Context, w io.Writer, dir string, logf func(string, ...any)) error {
+func runFederation(ctx context.Context, w io.Writer, dir string, logf func(string, ...any)) error {
 	say := func(f string, a ...any) { fmt.Fprintf(w, f+"\n", a...) }
 	loop := netip.MustParseAddr("127.0.0.1")
 	listen := func() (netip.AddrPort, error) {
-		p, err := freeUDPPort()
+		p, err := nodetest.FreeUDPPort()
 		return netip.AddrPortFrom(loop, p), err
 	}
 	admin, err := keys.NewAdminKey("alice", time.Now().Add(-time.Minute))
@@ -38,7 +40,7 @@ func RunFederationDemo(ctx context.Context, w io.Writer, dir string, logf func(s
 		return err
 	}
 	defer admin.Close()
-	nodes := map[string]*Node{}
+	nodes := map[string]*node.Node{}
 	defer func() {
 		for _, n := range nodes {
 			n.Close()
@@ -50,7 +52,7 @@ func RunFederationDemo(ctx context.Context, w io.Writer, dir string, logf func(s
 		if logf != nil {
 			nlogf = func(f string, a ...any) { logf(name+": "+f, a...) }
 		}
-		n, err := New(Config{Dir: filepath.Join(dir, name), Name: name, Listen: ap, Logf: nlogf,
+		n, err := node.New(node.Config{Dir: filepath.Join(dir, name), Name: name, Listen: ap, Logf: nlogf,
 			Recording: recording.Config{Segment: ts.Config{Target: 2 * time.Second}}})
 		if err != nil {
 			return fmt.Errorf("start %s: %w", name, err)
@@ -60,11 +62,11 @@ func RunFederationDemo(ctx context.Context, w io.Writer, dir string, logf func(s
 	}
 	var fid string // the federation's ID, once dc-a is founded
 	submit := func(c *policy.Command) error {
-		env, err := SignCommand(admin, fid, "alice", c)
+		env, err := node.SignCommand(admin, fid, "alice", c)
 		if err != nil {
 			return err
 		}
-		res, err := SubmitVia(ctx, filepath.Join(dir, "dc-a"), env)
+		res, err := node.SubmitVia(ctx, filepath.Join(dir, "dc-a"), env)
 		if err != nil {
 			return err
 		}
@@ -89,11 +91,11 @@ func RunFederationDemo(ctx context.Context, w io.Writer, dir string, logf func(s
 	}
 	recoveryPub := recovery.Custodian().PublicKey()
 	recovery.Zero()
-	if err := Init(Config{Dir: filepath.Join(dir, "dc-a"), Name: "dc-a", Listen: ap},
-		InitOptions{Federation: "acme-retail", AdminName: "alice", AdminPublic: admin.PublicKey(), AdminFP: admin.Fingerprint(), Recovery: recoveryPub}); err != nil {
+	if err := node.Init(node.Config{Dir: filepath.Join(dir, "dc-a"), Name: "dc-a", Listen: ap},
+		node.InitOptions{Federation: "acme-retail", AdminName: "alice", AdminPublic: admin.PublicKey(), AdminFP: admin.Fingerprint(), Recovery: recoveryPub}); err != nil {
 		return err
 	}
-	if fid, err = FederationIDOf(filepath.Join(dir, "dc-a")); err != nil {
+	if fid, err = node.FederationIDOf(filepath.Join(dir, "dc-a")); err != nil {
 		return err
 	}
 	if err := start("dc-a", ap); err != nil {
@@ -117,12 +119,12 @@ func RunFederationDemo(ctx context.Context, w io.Writer, dir string, logf func(s
 	}
 	joinAs := func(name string, role policy.NodeRole, site string, win policy.Window) (time.Duration, error) {
 		t0 := time.Now()
-		inv, err := MakeInvite(ctx, filepath.Join(dir, "dc-a"), admin, "alice",
-			InviteSpec{Role: role, Name: name, Site: site, Window: win, Expires: time.Now().Add(time.Hour)}, time.Now())
+		inv, err := node.MakeInvite(ctx, filepath.Join(dir, "dc-a"), admin, "alice",
+			node.InviteSpec{Role: role, Name: name, Site: site, Window: win, Expires: time.Now().Add(time.Hour)}, time.Now())
 		if err != nil {
 			return 0, fmt.Errorf("invite %s: %w", name, err)
 		}
-		tok, err := DecodeToken(inv.Token, time.Now())
+		tok, err := node.DecodeToken(inv.Token, time.Now())
 		if err != nil {
 			return 0, err
 		}
@@ -130,7 +132,7 @@ func RunFederationDemo(ctx context.Context, w io.Writer, dir string, logf func(s
 		if err != nil {
 			return 0, err
 		}
-		res, err := PrepareJoin(ctx, Config{Dir: filepath.Join(dir, name), Name: name, Listen: ap}, tok)
+		res, err := node.PrepareJoin(ctx, node.Config{Dir: filepath.Join(dir, name), Name: name, Listen: ap}, tok)
 		if err != nil {
 			return 0, err
 		}
@@ -140,7 +142,7 @@ func RunFederationDemo(ctx context.Context, w io.Writer, dir string, logf func(s
 		if err := start(name, ap); err != nil {
 			return 0, err
 		}
-		if err := waitCond(ctx, 30*time.Second, func() bool {
+		if err := nodetest.WaitCond(ctx, 30*time.Second, func() bool {
 			st := nodes[name].Policy()
 			return st != nil && st.Nodes[name] != nil
 		}); err != nil {
@@ -162,7 +164,7 @@ func RunFederationDemo(ctx context.Context, w io.Writer, dir string, logf func(s
 	}
 
 	say("\n== Each store records its site's two synthetic cameras, encrypted per epoch")
-	if err := waitCond(ctx, 20*time.Second, func() bool {
+	if err := nodetest.WaitCond(ctx, 20*time.Second, func() bool {
 		for _, name := range []string{"store-praha-1", "store-brno-1"} {
 			st, err := nodes[name].Status()
 			if err != nil || st.Recording == nil || len(st.Recording.Cameras) != 2 {
@@ -265,7 +267,7 @@ func RunFederationDemo(ctx context.Context, w io.Writer, dir string, logf func(s
 		return err
 	}
 	t0 := time.Now()
-	if err := waitCond(ctx, 5*time.Second, func() bool {
+	if err := nodetest.WaitCond(ctx, 5*time.Second, func() bool {
 		for _, n := range []string{"dc-a", "dc-b", "witness", "admin-alice"} {
 			if _, ok := nodes[n].Mesh().PeerByAddr(brno); ok {
 				return false
@@ -297,14 +299,14 @@ func RunFederationDemo(ctx context.Context, w io.Writer, dir string, logf func(s
 			if m.Voter {
 				kind = "voter"
 			}
-			say("   %-14s %s", NameByKey(pol, m.ID), kind)
+			say("   %-14s %s", node.NameByKey(pol, m.ID), kind)
 		}
 	}
 	return nil
 }
 
 // demoCameras prints what a store records.
-func demoCameras(w io.Writer, name string, n *Node) {
+func demoCameras(w io.Writer, name string, n *node.Node) {
 	st, err := n.Status()
 	if err != nil || st.Recording == nil {
 		return
@@ -322,7 +324,7 @@ func demoCameras(w io.Writer, name string, n *Node) {
 // MPEG-TS packet or H.264 start code in sight.
 func demoEncrypted(w io.Writer, dir string) {
 	var files []string
-	filepath.WalkDir(MediaDir(dir), func(path string, d fs.DirEntry, err error) error {
+	filepath.WalkDir(node.MediaDir(dir), func(path string, d fs.DirEntry, err error) error {
 		if err == nil && d.Type().IsRegular() && strings.HasSuffix(path, ".seg") {
 			files = append(files, path)
 		}
@@ -339,19 +341,8 @@ func demoEncrypted(w io.Writer, dir string) {
 		}
 		rel, _ := filepath.Rel(dir, f)
 		fmt.Fprintf(w, "   %s…seg: %d bytes, starts % x (an OpenPGP message); MPEG-TS packets in it: %d\n",
-			rel[:min(len(rel), 70)], len(b), b[:min(4, len(b))], tsPackets(b))
+			rel[:min(len(rel), 70)], len(b), b[:min(4, len(b))], nodetest.TSPackets(b))
 	}
-}
-
-// tsPackets counts runs of five MPEG-TS sync bytes 188 bytes apart.
-func tsPackets(b []byte) int {
-	n := 0
-	for i := 0; i+4*188 < len(b); i++ {
-		if b[i] == 0x47 && b[i+188] == 0x47 && b[i+2*188] == 0x47 && b[i+3*188] == 0x47 && b[i+4*188] == 0x47 {
-			n++
-		}
-	}
-	return n
 }
 
 // demoRelease: bob and carol become approvers and alice seals the
@@ -359,7 +350,7 @@ func tsPackets(b []byte) int {
 // of praha-1/entrance; one approval is not enough; with bob's and carol's
 // the custodians answer for each approved segment, to her node only; the export holds exactly the minute, its
 // manifest verifies, and ffprobe counts its frames.
-func demoRelease(ctx context.Context, w io.Writer, dir string, nodes map[string]*Node, alice *keys.AdminKey, submit func(*policy.Command) error) error {
+func demoRelease(ctx context.Context, w io.Writer, dir string, nodes map[string]*node.Node, alice *keys.AdminKey, submit func(*policy.Command) error) error {
 	say := func(f string, a ...any) { fmt.Fprintf(w, f+"\n", a...) }
 	approvers := map[string]*keys.AdminKey{}
 	for _, name := range []string{"bob", "carol"} {
@@ -379,15 +370,15 @@ func demoRelease(ctx context.Context, w io.Writer, dir string, nodes map[string]
 	say("\n== Key release: alice asks for a minute of praha-1/entrance; bob and carol must approve")
 	const cam = "praha-1/entrance"
 	store := nodes["store-praha-1"]
-	segs, err := store.rec.Store().Segments(cam, time.Time{}, time.Now().Add(time.Hour))
+	segs, err := store.HeldSegments(cam, time.Time{}, time.Now().Add(time.Hour))
 	if err != nil || len(segs) < 2 {
 		return fmt.Errorf("no recording to ask for: %v", err)
 	}
 	from := segs[1].Start // segments start at keyframes
 	to := from.Add(time.Minute)
 	say("   waiting until the store has recorded the minute %s – %s", from.Local().Format(time.TimeOnly), to.Local().Format(time.TimeOnly))
-	if err := waitCond(ctx, time.Until(to)+30*time.Second, func() bool {
-		segs, _ := store.rec.Store().Segments(cam, to, to.Add(time.Hour))
+	if err := nodetest.WaitCond(ctx, time.Until(to)+30*time.Second, func() bool {
+		segs, _ := store.HeldSegments(cam, to, to.Add(time.Hour))
 		return len(segs) > 0
 	}); err != nil {
 		return fmt.Errorf("the store never recorded the minute: %w", err)
@@ -400,22 +391,22 @@ func demoRelease(ctx context.Context, w io.Writer, dir string, nodes map[string]
 	deskDir := filepath.Join(dir, "admin-alice")
 	fid := desk.Policy().FederationID
 	signAs := func(k *keys.AdminKey, name string, c *policy.Command) policy.Envelope {
-		env, _ := SignCommand(k, fid, name, c)
+		env, _ := node.SignCommand(k, fid, name, c)
 		return env
 	}
-	res, err := SubmitVia(ctx, deskDir, signAs(alice, "alice", &policy.Command{Kind: policy.KindCreateRequest, Request: &policy.Request{
+	res, err := node.SubmitVia(ctx, deskDir, signAs(alice, "alice", &policy.Command{Kind: policy.KindCreateRequest, Request: &policy.Request{
 		ID: "r-demo", Node: "admin-alice", Selector: cam, From: from, To: to, Purpose: "a theft reported at the entrance",
 		Basis: "GDPR art. 6(1)(f); police report 2026/1127", Key: pub, Expires: time.Now().Add(time.Hour)}}))
 	if err != nil || !res.Applied {
 		return fmt.Errorf("request: %+v %v", res, err)
 	}
 	say("   alice filed r-demo from admin-alice; its one-time key lives only in that node's memory")
-	if err := waitCond(ctx, 10*time.Second, func() bool { return desk.Policy().Requests["r-demo"] != nil }); err != nil {
+	if err := nodetest.WaitCond(ctx, 10*time.Second, func() bool { return desk.Policy().Requests["r-demo"] != nil }); err != nil {
 		return err
 	}
 	digest := policy.RequestDigest(fid, desk.Policy().Requests["r-demo"])
-	approve := func(k *keys.AdminKey, name string) (ApplyResult, error) {
-		return SubmitVia(ctx, deskDir, signAs(k, name, &policy.Command{Kind: policy.KindApproveRequest, Approval: &policy.Approval{Request: "r-demo", Digest: digest}}))
+	approve := func(k *keys.AdminKey, name string) (node.ApplyResult, error) {
+		return node.SubmitVia(ctx, deskDir, signAs(k, name, &policy.Command{Kind: policy.KindApproveRequest, Approval: &policy.Approval{Request: "r-demo", Digest: digest}}))
 	}
 	if res, err := approve(alice, "alice"); err == nil && !res.Applied {
 		say("   alice approving her own request: refused (%s)", lastClause(res.Reason))
@@ -442,7 +433,7 @@ func demoRelease(ctx context.Context, w io.Writer, dir string, nodes map[string]
 	say("   carol approved: dc-a and dc-b each answered for every approved segment, to admin-alice only; keys usable %v after the approval committed",
 		(time.Since(approved) - r.Total + r.Release).Round(time.Millisecond))
 	say("   export %s: %d frames, %.1f MB, from %d segments, in %v; release keys held now: %d",
-		out, m.Output.Frames, float64(m.Output.Bytes)/1e6, len(m.Segments), r.Total.Round(time.Millisecond), desk.heldReleaseKeys())
+		out, m.Output.Frames, float64(m.Output.Bytes)/1e6, len(m.Segments), r.Total.Round(time.Millisecond), desk.HeldReleaseKeys())
 	body, sig, err := keys.SignManifest(alice, m)
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package node
+package demo
 
 import (
 	"bytes"
@@ -6,12 +6,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/custos-cctv/custos/node/internal/nodetest"
 )
 
 // TestDemo runs the main job end to end: four nodes, traffic, a refused
 // stranger, a removed peer, a dead node.
 func TestDemo(t *testing.T) {
-	if raceEnabled {
+	if nodetest.RaceEnabled {
 		// Seven nodes and four cameras in one process cost the race
 		// detector's 5–10× CPU; on two loaded cores Raft round trips then
 		// outlast the leader's lease and leadership flaps for tens of
@@ -20,11 +22,11 @@ func TestDemo(t *testing.T) {
 		// make test runs this one without it.
 		t.Skip("the demo runs without the race detector (make test does)")
 	}
-	checkLeaks(t)
+	nodetest.CheckLeaks(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	var out bytes.Buffer
-	if err := RunDemo(ctx, &out, DemoOptions{For: time.Nanosecond, TransferBytes: 4 << 20, Dir: t.TempDir(), Logf: func(f string, a ...any) {
+	if err := Run(ctx, &out, Options{For: time.Nanosecond, TransferBytes: 4 << 20, Dir: t.TempDir(), Logf: func(f string, a ...any) {
 		t.Logf("%s "+f, append([]any{time.Now().Format("15:04:05.000")}, a...)...)
 	}}); err != nil {
 		// The error goes last: CI shows the tail of a long failure.

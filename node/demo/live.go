@@ -1,4 +1,4 @@
-package node
+package demo
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/custos-cctv/custos/media/h264"
+	"github.com/custos-cctv/custos/node"
+	"github.com/custos-cctv/custos/node/internal/nodetest"
 	"github.com/custos-cctv/custos/node/live"
 	"github.com/custos-cctv/custos/node/replication"
 	"github.com/custos-cctv/custos/policy"
@@ -19,10 +21,10 @@ import (
 
 // demoReplication waits until dc-a and dc-b hold replicas of every camera
 // of both stores, then shows the stores' lag and the datacenters' copies.
-func demoReplication(ctx context.Context, w io.Writer, nodes map[string]*Node) error {
+func demoReplication(ctx context.Context, w io.Writer, nodes map[string]*node.Node) error {
 	say := func(f string, a ...any) { fmt.Fprintf(w, f+"\n", a...) }
 	say("\n== Both datacenters pull each store's ciphertext, epoch records and audit journal")
-	if err := waitCond(ctx, 30*time.Second, func() bool {
+	if err := nodetest.WaitCond(ctx, 30*time.Second, func() bool {
 		for _, name := range []string{"store-praha-1", "store-brno-1"} {
 			st, err := nodes[name].Status()
 			if err != nil || len(st.Replication) < 4 {
@@ -51,7 +53,7 @@ func demoReplication(ctx context.Context, w io.Writer, nodes map[string]*Node) e
 
 // demoLive: admin-alice's node is granted live view of praha-1, watches
 // praha-1/entrance into a file, and the grant is revoked while it watches.
-func demoLive(ctx context.Context, w io.Writer, dir string, nodes map[string]*Node, submit func(*policy.Command) error) error {
+func demoLive(ctx context.Context, w io.Writer, dir string, nodes map[string]*node.Node, submit func(*policy.Command) error) error {
 	say := func(f string, a ...any) { fmt.Fprintf(w, f+"\n", a...) }
 	say("\n== Live view: admin-alice's node watches praha-1/entrance over QUIC inside the mesh")
 	cam := "praha-1/entrance"
@@ -64,7 +66,7 @@ func demoLive(ctx context.Context, w io.Writer, dir string, nodes map[string]*No
 		Actions: []policy.Action{policy.ActLive}, Selector: "praha-1/*", Purpose: "guard desk", Window: policy.Window{Until: time.Now().Add(time.Hour)}}}); err != nil {
 		return err
 	}
-	if err := waitCond(ctx, 10*time.Second, func() bool { return nodes["store-praha-1"].Policy().Grants["g-live"] != nil }); err != nil {
+	if err := nodetest.WaitCond(ctx, 10*time.Second, func() bool { return nodes["store-praha-1"].Policy().Grants["g-live"] != nil }); err != nil {
 		return err
 	}
 	out := filepath.Join(dir, "live-praha-1-entrance.ts")

@@ -1,4 +1,4 @@
-package node
+package demo
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/node"
+	"github.com/custos-cctv/custos/node/internal/nodetest"
 	"github.com/custos-cctv/custos/node/release"
 	"github.com/custos-cctv/custos/policy"
 )
@@ -15,7 +17,7 @@ import (
 // federation; then, alone, she tries to add an approver with a key she made
 // herself and is refused; as a proposal it needs two approvals besides
 // hers, and bob's alone changes nothing.
-func demoGovernance(ctx context.Context, w io.Writer, desk *Node, deskDir string, alice *keys.AdminKey, approvers map[string]*keys.AdminKey,
+func demoGovernance(ctx context.Context, w io.Writer, desk *node.Node, deskDir string, alice *keys.AdminKey, approvers map[string]*keys.AdminKey,
 	submit func(*policy.Command) error) error {
 	say := func(f string, a ...any) { fmt.Fprintf(w, f+"\n", a...) }
 	say("\n== Governance: once sealed, no one admin changes who may approve")
@@ -36,27 +38,27 @@ func demoGovernance(ctx context.Context, w io.Writer, desk *Node, deskDir string
 	} else {
 		say("   alice adding approver m1 (a key she made) alone: refused (%s)", lastClause(err.Error()))
 	}
-	if err := waitCond(ctx, 10*time.Second, func() bool { st := desk.Policy(); return st != nil && st.Sealed() }); err != nil {
+	if err := nodetest.WaitCond(ctx, 10*time.Second, func() bool { st := desk.Policy(); return st != nil && st.Sealed() }); err != nil {
 		return err
 	}
-	res, id, err := SubmitGoverned(ctx, deskDir, desk.Policy(), alice, "alice", add())
+	res, id, err := node.SubmitGoverned(ctx, deskDir, desk.Policy(), alice, "alice", add())
 	if err != nil || !res.Applied {
 		return fmt.Errorf("proposal: %+v %v", res, err)
 	}
 	say("   as a proposal (%s) it waits for 2 approvals of approvers other than alice", id)
-	if err := waitCond(ctx, 10*time.Second, func() bool { return desk.Policy().Proposals[id] != nil }); err != nil {
+	if err := nodetest.WaitCond(ctx, 10*time.Second, func() bool { return desk.Policy().Proposals[id] != nil }); err != nil {
 		return err
 	}
 	st := desk.Policy()
-	env, err := SignCommand(approvers["bob"], st.FederationID, "bob", &policy.Command{Kind: policy.KindApproveProposal,
+	env, err := node.SignCommand(approvers["bob"], st.FederationID, "bob", &policy.Command{Kind: policy.KindApproveProposal,
 		Approval: &policy.Approval{Request: id, Digest: policy.ProposalDigest(st.FederationID, st.Proposals[id])}})
 	if err != nil {
 		return err
 	}
-	if res, err := SubmitVia(ctx, deskDir, env); err != nil || !res.Applied {
+	if res, err := node.SubmitVia(ctx, deskDir, env); err != nil || !res.Applied {
 		return fmt.Errorf("bob's approval: %+v %v", res, err)
 	}
-	if err := waitCond(ctx, 10*time.Second, func() bool { return len(desk.Policy().Proposals[id].Approvals) == 1 }); err != nil {
+	if err := nodetest.WaitCond(ctx, 10*time.Second, func() bool { return len(desk.Policy().Proposals[id].Approvals) == 1 }); err != nil {
 		return err
 	}
 	if desk.Policy().Users["m1"] != nil {

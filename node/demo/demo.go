@@ -1,4 +1,4 @@
-package node
+package demo
 
 import (
 	"bytes"
@@ -20,13 +20,14 @@ import (
 
 	"github.com/quic-go/quic-go"
 
-	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/mesh"
+	"github.com/custos-cctv/custos/node"
+	"github.com/custos-cctv/custos/node/internal/nodetest"
 	"github.com/custos-cctv/custos/node/membership"
 )
 
-// DemoOptions configures RunDemo.
-type DemoOptions struct {
+// Options configures Run.
+type Options struct {
 	// For is how long the federation stays up in total (0: until ctx ends).
 	For time.Duration
 	// Dir holds the nodes' data directories; default a fresh temporary one,
@@ -41,11 +42,11 @@ type DemoOptions struct {
 	Logf func(format string, args ...any)
 }
 
-// RunDemo starts a small federation on this machine (two datacenters, a
+// Run starts a small federation on this machine (two datacenters, a
 // store, and a stranger whose key nobody listed), shows the nodes talking,
 // the stranger refused, a peer removed and a stopped node declared dead,
 // printing the figures as it goes.
-func RunDemo(ctx context.Context, w io.Writer, opt DemoOptions) (err error) {
+func Run(ctx context.Context, w io.Writer, opt Options) (err error) {
 	start := time.Now()
 	if opt.TransferBytes == 0 {
 		opt.TransferBytes = 64 << 20
@@ -61,7 +62,7 @@ func RunDemo(ctx context.Context, w io.Writer, opt DemoOptions) (err error) {
 	say := func(f string, a ...any) { fmt.Fprintf(w, f+"\n", a...) }
 	say("== Custos demo: a federation of userspace WireGuard nodes on 127.0.0.1 (data in %s)", opt.Dir)
 
-	nodes := map[string]*Node{}
+	nodes := map[string]*node.Node{}
 	defer func() {
 		for _, n := range nodes {
 			n.Close()
@@ -75,7 +76,7 @@ func RunDemo(ctx context.Context, w io.Writer, opt DemoOptions) (err error) {
 
 	say("\n== 1. Gossip: memberlist over the mesh finds every member alive")
 	t0 := time.Now()
-	if err := waitCond(ctx, 30*time.Second, func() bool { return allAlive(nodes, members) }); err != nil {
+	if err := nodetest.WaitCond(ctx, 30*time.Second, func() bool { return allAlive(nodes, members) }); err != nil {
 		return fmt.Errorf("members did not all see each other alive: %w", err)
 	}
 	say("   all %d members alive after %v", len(members), time.Since(t0).Round(time.Millisecond))
@@ -120,7 +121,7 @@ func RunDemo(ctx context.Context, w io.Writer, opt DemoOptions) (err error) {
 	nodes["dc-b"].Close()
 	delete(nodes, "dc-b")
 	t0 = time.Now()
-	if err := waitCond(ctx, 30*time.Second, func() bool { return liveness(nodes["dc-a"], "dc-b") == "dead" }); err != nil {
+	if err := nodetest.WaitCond(ctx, 30*time.Second, func() bool { return liveness(nodes["dc-a"], "dc-b") == "dead" }); err != nil {
 		return fmt.Errorf("dc-a never saw dc-b dead: %w", err)
 	}
 	dead := time.Since(t0)
@@ -134,7 +135,7 @@ func RunDemo(ctx context.Context, w io.Writer, opt DemoOptions) (err error) {
 		tcpMbps, quicMbps, cut.Round(time.Millisecond), dead.Round(time.Millisecond))
 
 	if !opt.NoFederation {
-		if err := RunFederationDemo(ctx, w, filepath.Join(opt.Dir, "federation"), opt.Logf); err != nil {
+		if err := runFederation(ctx, w, filepath.Join(opt.Dir, "federation"), opt.Logf); err != nil {
 			return fmt.Errorf("federation demo: %w", err)
 		}
 	}
@@ -163,16 +164,16 @@ var demoMembers = []string{"dc-a", "dc-b", "store-praha-1"}
 // startDemoNodes makes keys and ports for every demo node first, so that
 // each peers file can list the others, then starts the nodes into nodes.
 // peersOf returns the peers-file entries of a list of nodes, minus self.
-func startDemoNodes(dir string, nodes map[string]*Node, say func(string, ...any)) (peersOf func(self string, list []string) []mesh.Peer, err error) {
+func startDemoNodes(dir string, nodes map[string]*node.Node, say func(string, ...any)) (peersOf func(self string, list []string) []mesh.Peer, err error) {
 	names := append(slices.Clone(demoMembers), "stranger")
 	listen := map[string]netip.AddrPort{}
 	entry := map[string]mesh.Peer{}
 	for _, name := range names {
-		port, err := freeUDPPort()
+		port, err := nodetest.FreeUDPPort()
 		if err != nil {
 			return nil, err
 		}
-		pub, err := demoKey(filepath.Join(dir, name))
+		pub, err := node.NodeKey(filepath.Join(dir, name))
 		if err != nil {
 			return nil, err
 		}
@@ -197,7 +198,7 @@ func startDemoNodes(dir string, nodes map[string]*Node, say func(string, ...any)
 		if err := os.WriteFile(pf, membership.FormatPeers(ps), 0o600); err != nil {
 			return nil, err
 		}
-		n, err := New(Config{Dir: filepath.Join(dir, name), Name: name, Listen: listen[name], PeersFile: pf, PeersPoll: 100 * time.Millisecond})
+		n, err := node.New(node.Config{Dir: filepath.Join(dir, name), Name: name, Listen: listen[name], PeersFile: pf, PeersPoll: 100 * time.Millisecond})
 		if err != nil {
 			return nil, fmt.Errorf("start %s: %w", name, err)
 		}
@@ -207,17 +208,16 @@ func startDemoNodes(dir string, nodes map[string]*Node, say func(string, ...any)
 	return peersOf, nil
 }
 
-// demoKey makes (or reads) the node key of dir and returns its public half.
-func demoKey(dir string) (keys.NodePublic, error) {
-	priv, _, err := keys.LoadOrCreateNodeKey(KeyPath(dir))
+// liveness is what n's gossip says of peer, "" when n has no status.
+func liveness(n *node.Node, peer string) string {
+	st, err := n.Status()
 	if err != nil {
-		return keys.NodePublic{}, err
+		return ""
 	}
-	defer priv.Zero()
-	return priv.Public(), nil
+	return st.Liveness(peer)
 }
 
-func allAlive(nodes map[string]*Node, members []string) bool {
+func allAlive(nodes map[string]*node.Node, members []string) bool {
 	for _, a := range members {
 		for _, b := range members {
 			if a != b && liveness(nodes[a], b) != "alive" {
@@ -226,43 +226,6 @@ func allAlive(nodes map[string]*Node, members []string) bool {
 		}
 	}
 	return true
-}
-
-func liveness(n *Node, peer string) string {
-	st, err := n.Status()
-	if err != nil {
-		return ""
-	}
-	for _, p := range st.Peers {
-		if p.Name == peer {
-			return p.Liveness
-		}
-	}
-	return "absent"
-}
-
-func waitCond(ctx context.Context, d time.Duration, cond func() bool) error {
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not within %v", d)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return nil
-}
-
-func freeUDPPort() (uint16, error) {
-	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		return 0, err
-	}
-	defer pc.Close()
-	return uint16(pc.LocalAddr().(*net.UDPAddr).Port), nil
 }
 
 func mbps(n int64, d time.Duration) float64 { return float64(n) * 8 / d.Seconds() / 1e6 }
@@ -395,7 +358,7 @@ func pinnedTLS() (srv, cli *tls.Config, err error) {
 	return srv, cli, nil
 }
 
-func demoRemoval(ctx context.Context, store, dcb *Node, peersOf func(string, []string) []mesh.Peer) (time.Duration, error) {
+func demoRemoval(ctx context.Context, store, dcb *node.Node, peersOf func(string, []string) []mesh.Peer) (time.Duration, error) {
 	ln, err := store.Mesh().ListenTCP(5002)
 	if err != nil {
 		return 0, err
@@ -439,8 +402,11 @@ func demoRemoval(ctx context.Context, store, dcb *Node, peersOf func(string, []s
 		readErr <- err
 	}()
 	time.Sleep(300 * time.Millisecond) // let data flow first
-	pf := store.cfg.PeersFile
-	if err := os.WriteFile(pf, membership.FormatPeers(peersOf(store.Name(), []string{"dc-a", store.Name()})), 0o600); err != nil {
+	st, err := store.Status()
+	if err != nil {
+		return 0, err
+	}
+	if err := os.WriteFile(st.PeersFile, membership.FormatPeers(peersOf(store.Name(), []string{"dc-a", store.Name()})), 0o600); err != nil {
 		return 0, err
 	}
 	t0 := time.Now()
