@@ -104,12 +104,6 @@ type Node struct {
 	failDone chan struct{} // closed once fail's close and cleanup are done
 }
 
-// KeyPath is where a node keeps its WireGuard key.
-func KeyPath(dir string) string { return filepath.Join(dir, "node.key") }
-
-// SocketPath is the node's local API socket.
-func SocketPath(dir string) string { return filepath.Join(dir, "custos.sock") }
-
 // Validate checks cfg and fills defaults.
 func (cfg *Config) Validate() error {
 	if cfg.Dir == "" {
@@ -144,13 +138,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if err := prepareDir(cfg.Dir); err != nil {
-		return nil, err
-	}
-	// Before touching sockets or keys: one node per data directory. The
-	// flock decides between two that start at once (a socket check alone
-	// let both past it, and the loser then blamed the audit journal).
-	dirLock, err := lockDataDir(cfg.Dir)
+	dirLock, fed, err := claimDir(&cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -159,16 +147,6 @@ func New(cfg Config) (_ *Node, err error) {
 			dirLock.Close()
 		}
 	}()
-	fed, err := FederationOf(cfg.Dir)
-	if err != nil {
-		return nil, err
-	}
-	if fed != "" {
-		if cfg.PeersFile != "" {
-			return nil, fmt.Errorf("node: %s belongs to federation %q, whose policy decides the peers; drop --peers", cfg.Dir, fed)
-		}
-		cfg.Federation = fed
-	}
 	prefix, err := keys.MeshPrefix(cfg.Federation)
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
@@ -201,74 +179,16 @@ func New(cfg Config) (_ *Node, err error) {
 			n.Close()
 		}
 	}()
-	if n.audit, err = audit.Open(cfg.Dir, audit.Options{Node: cfg.Name, Retention: cfg.AuditRetention}); err != nil {
-		return nil, fmt.Errorf("node: audit journal: %w", err)
+	if err := n.openAudit(); err != nil {
+		return nil, err
 	}
-	for _, r := range n.audit.Recovered() {
-		n.logf("node: audit journal: recovered after a crash: %s", r)
+	if err := n.startMesh(&priv, prefix, peers); err != nil {
+		return nil, err
 	}
-	uapi, err := listenPrivate(cfg.UAPISocket)
-	if err != nil {
-		return nil, fmt.Errorf("node: wireguard uapi socket: %w", err)
-	}
-	n.mesh, err = mesh.New(mesh.Config{
-		PrivateKey: priv,
-		Prefix:     prefix,
-		ListenPort: cfg.Listen.Port(),
-		Endpoint:   cfg.Listen,
-		UAPI:       uapi,
-		NoGossip:   cfg.NoGossip,
-		Name:       cfg.Name,
-		Logf:       cfg.Logf,
-	})
-	if err != nil {
-		uapi.Close()
-		return nil, fmt.Errorf("node: %w", err)
-	}
-	if err := n.mesh.SetPeers(peers); err != nil {
-		return nil, fmt.Errorf("node: %w", err)
-	}
-	n.auditEvent(audit.Event{Actor: cfg.Name, Action: "node-start", Object: n.mesh.PublicKey().String()})
-	n.auditPeers(nil, peers, "peers-file")
 	if fed != "" {
-		if n.seed, err = readSeed(cfg.Dir); err != nil {
+		if err := n.startFederation(); err != nil {
 			return nil, err
 		}
-		if err := n.startConsensus(n.mesh.PublicKey()); err != nil {
-			return nil, err
-		}
-		n.members = membership.Start(membership.Config{Self: n.mesh.PublicKey().String(), Policy: n.policy, Mesh: readmitting{n.mesh, n.raft},
-			Now: time.Now, Logf: n.logf, Persist: func(p []mesh.Peer) error { return writeLastPeers(cfg.Dir, p) }, Seed: n.seed})
-		n.wg.Add(1)
-		go n.raftMembers()
-		st := n.policy.State()
-		me := st.Nodes[NameByKey(st, n.mesh.PublicKey().String())]
-		// A joining or restarted node's replica may still be empty (Raft
-		// replays its log once a leader names the commit index), so its
-		// role also comes from its directory: the role its token gave, or
-		// the custodian key every datacenter holds. A datacenter that
-		// waited for its replica would refuse the joins its tokens name.
-		if me != nil && me.Role == policy.RoleDatacenter || joinedAs(cfg.Dir) == policy.RoleDatacenter || fileExists(CustodianKeyPath(cfg.Dir)) {
-			if n.join, err = startJoinServer(n, cfg.Listen); err != nil {
-				return nil, err
-			}
-			if n.replicas, err = startReplicas(n, cfg.Replication); err != nil {
-				return nil, err
-			}
-		}
-		if me != nil && me.Role == policy.RoleStore || isStoreJoin(cfg.Dir) {
-			// Before the recorders start: their policy loop reads n.repl.
-			n.repl = newReplSource(n, cfg.Replication)
-			if n.rec, err = recording.Start(cfg.Recording, n.recordingDeps()); err != nil {
-				return nil, err
-			}
-		}
-		// After the recordings it serves, before the API that exports.
-		if n.svc, err = startService(n, ServicePort); err != nil {
-			return nil, err
-		}
-		n.wg.Add(1)
-		go n.sweepReleaseKeys()
 	}
 	if n.api, err = startAPI(SocketPath(cfg.Dir), n); err != nil {
 		return nil, err
@@ -287,6 +207,102 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	n.logf("node: %s up; mesh %s; wireguard UDP %d; api %s", cfg.Name, n.mesh.Addr(), n.mesh.ListenPort(), SocketPath(cfg.Dir))
 	return n, nil
+}
+
+// openAudit opens the node's audit journal, repairing a crash's tail.
+func (n *Node) openAudit() (err error) {
+	if n.audit, err = audit.Open(n.cfg.Dir, audit.Options{Node: n.cfg.Name, Retention: n.cfg.AuditRetention}); err != nil {
+		return fmt.Errorf("node: audit journal: %w", err)
+	}
+	for _, r := range n.audit.Recovered() {
+		n.logf("node: audit journal: recovered after a crash: %s", r)
+	}
+	return nil
+}
+
+// startMesh brings up WireGuard with its read-only UAPI socket and the
+// static peers, if any.
+func (n *Node) startMesh(priv *keys.NodePrivate, prefix netip.Prefix, peers []mesh.Peer) (err error) {
+	cfg := n.cfg
+	uapi, err := listenPrivate(cfg.UAPISocket)
+	if err != nil {
+		return fmt.Errorf("node: wireguard uapi socket: %w", err)
+	}
+	n.mesh, err = mesh.New(mesh.Config{
+		PrivateKey: *priv,
+		Prefix:     prefix,
+		ListenPort: cfg.Listen.Port(),
+		Endpoint:   cfg.Listen,
+		UAPI:       uapi,
+		NoGossip:   cfg.NoGossip,
+		Name:       cfg.Name,
+		Logf:       cfg.Logf,
+	})
+	if err != nil {
+		uapi.Close()
+		return fmt.Errorf("node: %w", err)
+	}
+	if err := n.mesh.SetPeers(peers); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	n.auditEvent(audit.Event{Actor: cfg.Name, Action: "node-start", Object: n.mesh.PublicKey().String()})
+	n.auditPeers(nil, peers, "peers-file")
+	return nil
+}
+
+// startFederation starts what a member of a federation runs: consensus
+// over the policy, membership from it, the roles this node plays, then
+// the node service that serves them.
+func (n *Node) startFederation() (err error) {
+	cfg := n.cfg
+	if n.seed, err = readSeed(cfg.Dir); err != nil {
+		return err
+	}
+	if err := n.startConsensus(n.mesh.PublicKey()); err != nil {
+		return err
+	}
+	n.members = membership.Start(membership.Config{Self: n.mesh.PublicKey().String(), Policy: n.policy, Mesh: readmitting{n.mesh, n.raft},
+		Now: time.Now, Logf: n.logf, Persist: func(p []mesh.Peer) error { return writeLastPeers(cfg.Dir, p) }, Seed: n.seed})
+	n.wg.Add(1)
+	go n.raftMembers()
+	if err := n.startRoles(); err != nil {
+		return err
+	}
+	// After the recordings it serves, before the API that exports.
+	if n.svc, err = startService(n, ServicePort); err != nil {
+		return err
+	}
+	n.wg.Add(1)
+	go n.sweepReleaseKeys()
+	return nil
+}
+
+// startRoles starts a datacenter's join service and replicas, or a
+// store's replication source and recorders. A joining or restarted node's
+// replica may still be empty (Raft replays its log once a leader names the
+// commit index), so its role also comes from its directory: the role its
+// token gave, or the custodian key every datacenter holds. A datacenter
+// that waited for its replica would refuse the joins its tokens name.
+func (n *Node) startRoles() (err error) {
+	cfg := n.cfg
+	st := n.policy.State()
+	me := st.Nodes[NameByKey(st, n.mesh.PublicKey().String())]
+	if me != nil && me.Role == policy.RoleDatacenter || joinedAs(cfg.Dir) == policy.RoleDatacenter || fileExists(CustodianKeyPath(cfg.Dir)) {
+		if n.join, err = startJoinServer(n, cfg.Listen); err != nil {
+			return err
+		}
+		if n.replicas, err = startReplicas(n, cfg.Replication); err != nil {
+			return err
+		}
+	}
+	if me != nil && me.Role == policy.RoleStore || isStoreJoin(cfg.Dir) {
+		// Before the recorders start: their policy loop reads n.repl.
+		n.repl = newReplSource(n, cfg.Replication)
+		if n.rec, err = recording.Start(cfg.Recording, n.recordingDeps()); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Mesh returns the node's mesh.
@@ -388,90 +404,11 @@ func (n *Node) Close() error {
 	return nil
 }
 
-// watchPeers re-reads the peers file when its content changes, so that
-// removing a line removes the peer within two poll intervals. A broken edit
-// keeps the last good peer set and is reported in status.
-func (n *Node) watchPeers() {
-	defer n.wg.Done()
-	t := time.NewTicker(n.cfg.PeersPoll)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.stop:
-			return
-		case <-t.C:
-		}
-		n.ReloadPeers()
-	}
-}
-
-// ReloadPeers applies the peers file now if it changed. A file that is
-// missing or broken keeps the previous peers (a half-written edit must not
-// cut a store off) and is reported in status and the log until fixed.
-func (n *Node) ReloadPeers() {
-	if n.cfg.PeersFile == "" {
-		return
-	}
-	n.reloadMu.Lock()
-	defer n.reloadMu.Unlock()
-	peers, h, err := membership.ReadPeersFile(n.cfg.PeersFile)
-	n.mu.Lock()
-	same := err == nil && h == n.peersHash
-	// A new content is applied once two polls in a row read it: an edit
-	// caught half-written (an editor truncates, then writes) parses as
-	// fewer peers and must not cut them off.
-	settling := err == nil && !same && h != n.peersSeen
-	n.peersSeen = h
-	n.mu.Unlock()
-	if same || settling {
-		return
-	}
-	old := n.mesh.PeerList()
-	if err == nil {
-		err = n.mesh.SetPeers(peers)
-	}
-	if err == nil {
-		n.auditPeers(old, peers, "peers-file")
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if err != nil {
-		err = fmt.Errorf("%w (keeping the previous peers)", err)
-		if n.peersErr == nil || n.peersErr.Error() != err.Error() {
-			n.logf("node: %v", err)
-		}
-		n.peersErr = err
-		return
-	}
-	n.peersHash, n.peersErr = h, nil
-	n.logf("node: peers file reloaded: %d peers", len(peers))
-}
-
 // auditEvent appends to the journal; a failure is logged loudly (the event
 // itself is already done by then).
 func (n *Node) auditEvent(e audit.Event) {
 	if _, err := n.audit.Append(e); err != nil {
 		n.logf("node: AUDIT FAILURE: %v (event %s %s)", err, e.Action, e.Object)
-	}
-}
-
-// auditPeers records who joined and left this node's mesh.
-func (n *Node) auditPeers(old, cur []mesh.Peer, actor string) {
-	was := map[keys.NodePublic]bool{}
-	for _, p := range old {
-		was[p.PublicKey] = true
-	}
-	is := map[keys.NodePublic]bool{}
-	for _, p := range cur {
-		is[p.PublicKey] = true
-		if !was[p.PublicKey] {
-			n.auditEvent(audit.Event{Actor: actor, Action: "peer-add", Object: p.Name + " " + p.PublicKey.String(), Decision: audit.Allow})
-		}
-	}
-	for _, p := range old {
-		if !is[p.PublicKey] {
-			n.auditEvent(audit.Event{Actor: actor, Action: "peer-remove", Object: p.Name + " " + p.PublicKey.String()})
-		}
 	}
 }
 
@@ -510,130 +447,4 @@ func (n *Node) flushAudit() {
 func (n *Node) VerifyAudit() (audit.Report, error) {
 	n.flushAudit()
 	return n.audit.Verify()
-}
-
-// prepareDir makes the data directory 0700, or checks an existing one:
-// whoever can write it could replace the key or the sockets.
-func prepareDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("node: data directory: %w", err)
-	}
-	fi, err := os.Stat(dir)
-	if err != nil {
-		return fmt.Errorf("node: data directory: %w", err)
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("node: data directory %s is not a directory", dir)
-	}
-	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
-		return fmt.Errorf("node: data directory %s has mode %#o: others could replace its key or sockets; run: chmod 700 %s", dir, perm, dir)
-	}
-	return nil
-}
-
-// Status is what `custos status` shows.
-type Status struct {
-	Name       string            `json:"name"`
-	Version    string            `json:"version"`
-	PublicKey  keys.NodePublic   `json:"public_key"`
-	MeshAddr   netip.Addr        `json:"mesh_addr"`
-	Federation string            `json:"federation"`
-	Prefix     netip.Prefix      `json:"mesh_prefix"`
-	Listen     string            `json:"listen"`
-	ListenPort uint16            `json:"listen_port"`
-	UAPISocket string            `json:"uapi_socket"`
-	Uptime     string            `json:"uptime"`
-	PeersFile  string            `json:"peers_file,omitempty"`
-	PeersError string            `json:"peers_error,omitempty"`
-	Peers      []mesh.PeerStatus `json:"peers"`
-	Consensus  *consensus.Status `json:"consensus,omitempty"`
-	Recording  *recording.Status `json:"recording,omitempty"`
-	// Replication is a store's: per camera and datacenter, how far each
-	// datacenter's replica reaches and the lag.
-	Replication []replication.Status `json:"replication,omitempty"`
-	// Replicas is a datacenter's: the stores it keeps replicas of.
-	Replicas []replication.ReplicaStatus `json:"replicas,omitempty"`
-	Exports  []release.ExportProgress    `json:"exports,omitempty"` // running exports
-	// CorruptSegments counts segments this node holds but could not serve
-	// intact since it started (an alarm: each is audited and logged).
-	CorruptSegments uint64 `json:"corrupt_segments,omitempty"`
-	// AuditFailure says since when and why the audit journal fails to
-	// record; the node refuses access until it records again.
-	AuditFailure string `json:"audit_failure,omitempty"`
-}
-
-// Status reports the node's state.
-func (n *Node) Status() (Status, error) {
-	peers, err := n.mesh.Status()
-	if err != nil {
-		return Status{}, err
-	}
-	st := Status{
-		Name:       n.cfg.Name,
-		Version:    Version,
-		PublicKey:  n.mesh.PublicKey(),
-		MeshAddr:   n.mesh.Addr(),
-		Federation: n.cfg.Federation,
-		Prefix:     n.mesh.Prefix(),
-		Listen:     n.cfg.Listen.String(),
-		ListenPort: n.mesh.ListenPort(),
-		UAPISocket: n.cfg.UAPISocket,
-		Uptime:     time.Since(n.started).Round(time.Second).String(),
-		PeersFile:  n.cfg.PeersFile,
-		Peers:      peers,
-
-		CorruptSegments: n.corruptSegments.Load(),
-	}
-	if err := n.audit.Failure(); err != nil {
-		st.AuditFailure = err.Error()
-	}
-	n.mu.Lock()
-	if n.peersErr != nil {
-		st.PeersError = n.peersErr.Error()
-	}
-	n.mu.Unlock()
-	if n.raft != nil {
-		cs := n.raft.Status()
-		st.Consensus = &cs
-	}
-	if n.rec != nil {
-		st.Recording = n.rec.Status()
-	}
-	if n.repl != nil {
-		st.Replication = n.repl.Status()
-	}
-	if n.replicas != nil {
-		st.Replicas = n.replicas.Status()
-	}
-	if ex := n.rel.Exports(); len(ex) > 0 {
-		st.Exports = ex
-	}
-	return st, nil
-}
-
-func fileExists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
-}
-
-// Liveness is what gossip says of the peer named peer ("alive",
-// "suspect", "dead"), or "absent" when it is no peer of this node.
-func (s Status) Liveness(peer string) string {
-	for _, p := range s.Peers {
-		if p.Name == peer {
-			return p.Liveness
-		}
-	}
-	return "absent"
-}
-
-// NodeKey makes the node key of dir if it has none and returns its public
-// half, which peers files and invites name.
-func NodeKey(dir string) (keys.NodePublic, error) {
-	priv, _, err := keys.LoadOrCreateNodeKey(KeyPath(dir))
-	if err != nil {
-		return keys.NodePublic{}, err
-	}
-	defer priv.Zero()
-	return priv.Public(), nil
 }

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -70,6 +71,11 @@ func TestNodesTalkAndPeersFileDrivesMesh(t *testing.T) {
 		return erra == nil && errb == nil && sa.Liveness("b") == "alive" && sb.Liveness("a") == "alive"
 	}); err != nil {
 		t.Fatalf("nodes never saw each other alive: %v", err)
+	}
+	// A node without a policy has no cameras to view: the local API says
+	// so rather than failing inside its handler.
+	if _, err := LiveVia(ctx, a.dir, "praha-1/entrance", io.Discard); err == nil || !strings.Contains(err.Error(), "has no policy") {
+		t.Errorf("live view on a node without a policy: %v, want \"this node has no policy\"", err)
 	}
 	// The local API serves status to the CLI.
 	st, err := FetchStatus(ctx, a.dir)

@@ -98,8 +98,14 @@ func WithState(st *policy.State) *Store {
 	return p
 }
 
-// State returns the current state. Callers must not modify it.
-func (p *Store) State() *policy.State { return p.cur.Load() }
+// State returns the current state. Callers must not modify it. A node that
+// runs from a static peers file has no store: its state is nil.
+func (p *Store) State() *policy.State {
+	if p == nil {
+		return nil
+	}
+	return p.cur.Load()
+}
 
 // Changed returns a channel closed at the next change.
 func (p *Store) Changed() <-chan struct{} {

@@ -1,0 +1,106 @@
+package node
+
+// What `custos status` shows of a node.
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/custos-cctv/custos/consensus"
+	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/mesh"
+	"github.com/custos-cctv/custos/node/recording"
+	"github.com/custos-cctv/custos/node/release"
+	"github.com/custos-cctv/custos/node/replication"
+)
+
+// Status is what `custos status` shows.
+type Status struct {
+	Name       string            `json:"name"`
+	Version    string            `json:"version"`
+	PublicKey  keys.NodePublic   `json:"public_key"`
+	MeshAddr   netip.Addr        `json:"mesh_addr"`
+	Federation string            `json:"federation"`
+	Prefix     netip.Prefix      `json:"mesh_prefix"`
+	Listen     string            `json:"listen"`
+	ListenPort uint16            `json:"listen_port"`
+	UAPISocket string            `json:"uapi_socket"`
+	Uptime     string            `json:"uptime"`
+	PeersFile  string            `json:"peers_file,omitempty"`
+	PeersError string            `json:"peers_error,omitempty"`
+	Peers      []mesh.PeerStatus `json:"peers"`
+	Consensus  *consensus.Status `json:"consensus,omitempty"`
+	Recording  *recording.Status `json:"recording,omitempty"`
+	// Replication is a store's: per camera and datacenter, how far each
+	// datacenter's replica reaches and the lag.
+	Replication []replication.Status `json:"replication,omitempty"`
+	// Replicas is a datacenter's: the stores it keeps replicas of.
+	Replicas []replication.ReplicaStatus `json:"replicas,omitempty"`
+	Exports  []release.ExportProgress    `json:"exports,omitempty"` // running exports
+	// CorruptSegments counts segments this node holds but could not serve
+	// intact since it started (an alarm: each is audited and logged).
+	CorruptSegments uint64 `json:"corrupt_segments,omitempty"`
+	// AuditFailure says since when and why the audit journal fails to
+	// record; the node refuses access until it records again.
+	AuditFailure string `json:"audit_failure,omitempty"`
+}
+
+// Liveness is what gossip says of the peer named peer ("alive",
+// "suspect", "dead"), or "absent" when it is no peer of this node.
+func (s Status) Liveness(peer string) string {
+	for _, p := range s.Peers {
+		if p.Name == peer {
+			return p.Liveness
+		}
+	}
+	return "absent"
+}
+
+// Status reports the node's state.
+func (n *Node) Status() (Status, error) {
+	peers, err := n.mesh.Status()
+	if err != nil {
+		return Status{}, err
+	}
+	st := Status{
+		Name:       n.cfg.Name,
+		Version:    Version,
+		PublicKey:  n.mesh.PublicKey(),
+		MeshAddr:   n.mesh.Addr(),
+		Federation: n.cfg.Federation,
+		Prefix:     n.mesh.Prefix(),
+		Listen:     n.cfg.Listen.String(),
+		ListenPort: n.mesh.ListenPort(),
+		UAPISocket: n.cfg.UAPISocket,
+		Uptime:     time.Since(n.started).Round(time.Second).String(),
+		PeersFile:  n.cfg.PeersFile,
+		Peers:      peers,
+
+		CorruptSegments: n.corruptSegments.Load(),
+	}
+	if err := n.audit.Failure(); err != nil {
+		st.AuditFailure = err.Error()
+	}
+	n.mu.Lock()
+	if n.peersErr != nil {
+		st.PeersError = n.peersErr.Error()
+	}
+	n.mu.Unlock()
+	if n.raft != nil {
+		cs := n.raft.Status()
+		st.Consensus = &cs
+	}
+	if n.rec != nil {
+		st.Recording = n.rec.Status()
+	}
+	if n.repl != nil {
+		st.Replication = n.repl.Status()
+	}
+	if n.replicas != nil {
+		st.Replicas = n.replicas.Status()
+	}
+	if ex := n.rel.Exports(); len(ex) > 0 {
+		st.Exports = ex
+	}
+	return st, nil
+}
