@@ -26,7 +26,7 @@ test:
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
-	$(GO) test -count=1 -timeout 10m -run '^TestDemo$$' ./node/
+	$(GO) test -count=1 -timeout 10m -run '^TestDemo$$' ./node/demo/
 
 # Fault scenarios on network namespaces (DESIGN §9): nodes as separate
 # processes with real partitions, loss, delay and kill -9. Needs root.
@@ -104,8 +104,8 @@ lint:
 
 # A short coverage-guided run of every fuzz target.
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParsePeers -fuzztime 30s ./node/
-	$(GO) test -run '^$$' -fuzz FuzzDecodeToken -fuzztime 15s ./node/
+	$(GO) test -run '^$$' -fuzz FuzzParsePeers -fuzztime 30s ./node/membership/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeToken -fuzztime 15s ./node/join/
 	$(GO) test -run '^$$' -fuzz FuzzParseNodePublic -fuzztime 15s ./keys/
 	$(GO) test -run '^$$' -fuzz FuzzParseNodePrivate -fuzztime 15s ./keys/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeEpochRecord -fuzztime 15s ./keys/
@@ -114,12 +114,13 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzOpenPartial -fuzztime 15s ./keys/
 	$(GO) test -run '^$$' -fuzz FuzzSegmentEphemeral -fuzztime 15s ./keys/
 	$(GO) test -run '^$$' -fuzz FuzzParseManifest -fuzztime 15s ./keys/
-	$(GO) test -run '^$$' -fuzz FuzzReadRequestFrame -fuzztime 15s ./node/
-	$(GO) test -run '^$$' -fuzz FuzzReadDataFrame -fuzztime 15s ./node/
-	$(GO) test -run '^$$' -fuzz FuzzReadStatusFrame -fuzztime 15s ./node/
+	$(GO) test -run '^$$' -fuzz FuzzReadRequestFrame -fuzztime 15s ./node/rpc/
+	$(GO) test -run '^$$' -fuzz FuzzReadDataFrame -fuzztime 15s ./node/rpc/
+	$(GO) test -run '^$$' -fuzz FuzzReadStatusFrame -fuzztime 15s ./node/rpc/
 	$(GO) test -run '^$$' -fuzz FuzzParseLiveFrame -fuzztime 15s ./node/live/
-	$(GO) test -run '^$$' -fuzz FuzzDemuxTS -fuzztime 15s -fuzzminimizetime 0 ./node/
+	$(GO) test -run '^$$' -fuzz FuzzDemuxTS -fuzztime 15s -fuzzminimizetime 0 ./node/release/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeOpBody -fuzztime 15s ./node/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeReplicationBody -fuzztime 15s ./node/replication/
 	$(GO) test -run '^$$' -fuzz FuzzNodeKeyFromCert -fuzztime 15s ./mesh/
 	$(GO) test -run '^$$' -fuzz FuzzParseGossipMeta -fuzztime 15s ./mesh/
 	$(GO) test -run '^$$' -fuzz FuzzUAPI -fuzztime 15s ./mesh/

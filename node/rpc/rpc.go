@@ -1,8 +1,8 @@
 // Package rpc owns node-to-node requests over the mesh's authenticated
 // QUIC (mesh.ListenQUIC, mesh.DialQUIC), for key release, export,
-// replication and live view. The
-// connection already names the peer (QUICConn.PeerKey); every handler gets
-// that key and decides what it may have. An op nobody registered is refused.
+// replication and live view. The connection already names the peer
+// (QUICConn.PeerKey); every handler gets that key and decides what it may
+// have. An op nobody registered is refused.
 //
 // One request per stream. All integers are big-endian; lengths are fixed
 // 4-byte (2-byte for the status message) rather than uvarints, so that each
