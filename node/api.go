@@ -12,6 +12,7 @@ import (
 
 	"github.com/custos-cctv/custos/node/recording"
 	"github.com/custos-cctv/custos/node/release"
+	"github.com/custos-cctv/custos/node/rpc"
 	"github.com/custos-cctv/custos/policy"
 )
 
@@ -206,7 +207,7 @@ func decodeAPI(r *http.Request, limit int64, v any) error {
 	if int64(len(b)) > limit {
 		return errors.New("body too large")
 	}
-	return strictJSON(b, v)
+	return rpc.DecodeStrict(b, v)
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

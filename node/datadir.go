@@ -42,25 +42,23 @@ func SocketPath(dir string) string { return filepath.Join(dir, "custos.sock") }
 // between two that start at once (a socket check alone let both past it,
 // and the loser then blamed the audit journal). A founded or joined
 // directory names its federation, whose policy then decides the peers.
-func claimDir(cfg *Config) (lock *os.File, fed string, err error) {
+func claimDir(cfg *Config) (*os.File, string, error) {
 	if err := prepareDir(cfg.Dir); err != nil {
 		return nil, "", err
 	}
-	if lock, err = lockDataDir(cfg.Dir); err != nil {
+	lock, err := lockDataDir(cfg.Dir)
+	if err != nil {
 		return nil, "", err
 	}
-	defer func() {
-		if err != nil {
-			lock.Close()
-		}
-	}()
-	if fed, err = FederationOf(cfg.Dir); err != nil {
+	fed, err := FederationOf(cfg.Dir)
+	if err == nil && fed != "" && cfg.PeersFile != "" {
+		err = fmt.Errorf("node: %s belongs to federation %q, whose policy decides the peers; drop --peers", cfg.Dir, fed)
+	}
+	if err != nil {
+		lock.Close()
 		return nil, "", err
 	}
 	if fed != "" {
-		if cfg.PeersFile != "" {
-			return nil, "", fmt.Errorf("node: %s belongs to federation %q, whose policy decides the peers; drop --peers", cfg.Dir, fed)
-		}
 		cfg.Federation = fed
 	}
 	return lock, fed, nil

@@ -1,13 +1,14 @@
 package node
 
 import (
-	"bytes"
 	"encoding/json"
 	"testing"
 	"time"
 
+	"github.com/custos-cctv/custos/node/internal/nodetest"
 	"github.com/custos-cctv/custos/node/live"
 	"github.com/custos-cctv/custos/node/release"
+	"github.com/custos-cctv/custos/node/rpc"
 )
 
 // FuzzDecodeOpBody: the bodies of the service's ops (and of the local
@@ -28,27 +29,11 @@ func FuzzDecodeOpBody(f *testing.F) {
 	f.Add([]byte(`{"request":"r1","records":[null]}`))
 	f.Add([]byte(`{"request":"r1"} {}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		roundTrip(t, b, &release.ScopeQuery{}, &release.ScopeQuery{})
-		roundTrip(t, b, &release.ReleaseQuery{}, &release.ReleaseQuery{})
-		roundTrip(t, b, &release.SegmentHeader{}, &release.SegmentHeader{})
-		roundTrip(t, b, &recoverBody{}, &recoverBody{})
-		roundTrip(t, b, &recoveredBody{}, &recoveredBody{})
-		roundTrip(t, b, &live.Query{}, &live.Query{})
+		nodetest.RoundTrip(t, b, &release.ScopeQuery{}, &release.ScopeQuery{}, rpc.DecodeStrict)
+		nodetest.RoundTrip(t, b, &release.ReleaseQuery{}, &release.ReleaseQuery{}, rpc.DecodeStrict)
+		nodetest.RoundTrip(t, b, &release.SegmentHeader{}, &release.SegmentHeader{}, rpc.DecodeStrict)
+		nodetest.RoundTrip(t, b, &recoverBody{}, &recoverBody{}, rpc.DecodeStrict)
+		nodetest.RoundTrip(t, b, &recoveredBody{}, &recoveredBody{}, rpc.DecodeStrict)
+		nodetest.RoundTrip(t, b, &live.Query{}, &live.Query{}, rpc.DecodeStrict)
 	})
-}
-
-func roundTrip(t *testing.T, b []byte, v, again any) {
-	if strictJSON(b, v) != nil {
-		return
-	}
-	enc, err := json.Marshal(v)
-	if err != nil {
-		t.Fatalf("%T decoded but does not encode: %v", v, err)
-	}
-	if err := strictJSON(enc, again); err != nil {
-		t.Fatalf("%T: its encoding %s does not decode: %v", v, enc, err)
-	}
-	if enc2, _ := json.Marshal(again); !bytes.Equal(enc, enc2) {
-		t.Fatalf("%T: %s became %s", v, enc, enc2)
-	}
 }

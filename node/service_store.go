@@ -5,35 +5,14 @@ package node
 // a request body, timestamps in messages, denials, and a camera's store.
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"sort"
 	"time"
 
-	"github.com/custos-cctv/custos/node/rpc"
 	"github.com/custos-cctv/custos/policy"
 )
 
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
-
-func denied(format string, a ...any) error {
-	return &rpc.Error{Code: rpc.Denied, Message: fmt.Sprintf(format, a...)}
-}
-
-// strictJSON decodes one JSON value with no unknown fields.
-func strictJSON(b []byte, v any) error {
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.DisallowUnknownFields()
-	if err := d.Decode(v); err != nil {
-		return err
-	}
-	if d.More() {
-		return errors.New("data after the JSON value")
-	}
-	return nil
-}
 
 // storeOf is the live store of camera's site.
 func storeOf(st *policy.State, camera string) (string, error) {

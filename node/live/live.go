@@ -26,10 +26,8 @@ package live
 //	data   [...]     one H.264 access unit (Annex-B)
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -97,7 +95,7 @@ type Server struct {
 // camera stops recording here.
 func (s *Server) Handle(ctx context.Context, peer keys.NodePublic, body []byte, w *rpc.Writer) error {
 	var q Query
-	if err := strictJSON(body, &q); err != nil {
+	if err := rpc.DecodeStrict(body, &q); err != nil {
 		return &rpc.Error{Code: rpc.BadRequest, Message: "want {camera}: " + err.Error()}
 	}
 	st := s.Policy.State()
@@ -107,13 +105,13 @@ func (s *Server) Handle(ctx context.Context, peer keys.NodePublic, body []byte, 
 	}
 	actor := "node:" + caller
 	if s.Hubs == nil {
-		return denied("this node is not a store and serves no live view")
+		return rpc.Deny("this node is not a store and serves no live view")
 	}
 	subj := policy.Subject{Kind: "node", Name: caller}
 	d := policy.Authorize(st, subj, policy.ActLive, q.Camera, time.Now())
 	if !d.Allow {
 		s.Audit.Event(audit.Event{Actor: actor, Action: "live-view", Object: q.Camera, Decision: audit.Deny, Reason: d.Reason})
-		return denied("live view of %s: %s", q.Camera, d.Reason)
+		return rpc.Deny("live view of %s: %s", q.Camera, d.Reason)
 	}
 	hub := s.Hubs.LiveHub(q.Camera)
 	if hub == nil {
@@ -222,21 +220,4 @@ func (s *Server) stream(ctx context.Context, hub *media.Live, camera string, w *
 	}
 }
 
-func denied(format string, a ...any) error {
-	return &rpc.Error{Code: rpc.Denied, Message: fmt.Sprintf(format, a...)}
-}
-
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
-
-// strictJSON decodes one JSON value with no unknown fields.
-func strictJSON(b []byte, v any) error {
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.DisallowUnknownFields()
-	if err := d.Decode(v); err != nil {
-		return err
-	}
-	if d.More() {
-		return errors.New("data after the JSON value")
-	}
-	return nil
-}

@@ -169,7 +169,7 @@ func (l *liveHTTP) Flush() { http.NewResponseController(l.w).Flush() }
 // MPEG-TS with the trailers above.
 func (v *Viewer) ServeAPI(w http.ResponseWriter, r *http.Request) {
 	var q Query
-	if err := strictJSON(mustRead(r.Body, 4<<10), &q); err != nil {
+	if err := rpc.DecodeStrict(mustRead(r.Body, 4<<10), &q); err != nil {
 		http.Error(w, "want {camera}", http.StatusBadRequest)
 		return
 	}

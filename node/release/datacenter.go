@@ -55,7 +55,7 @@ var notHeld = []byte{0}
 // each, in the query's order; or a refusal of all of them.
 func (s *Service) HandleRelease(ctx context.Context, peer keys.NodePublic, body []byte, w *rpc.Writer) error {
 	var q ReleaseQuery
-	if err := strictJSON(body, &q); err != nil {
+	if err := rpc.DecodeStrict(body, &q); err != nil {
 		return &rpc.Error{Code: rpc.BadRequest, Message: "want {request, camera, segments}: " + err.Error()}
 	}
 	st, err := s.d.Policy.Sync(ctx)
@@ -101,7 +101,7 @@ func (s *Service) releasePartials(st *policy.State, caller string, q ReleaseQuer
 func (s *Service) releaseChecked(st *policy.State, caller string, q ReleaseQuery) ([][]byte, error) {
 	self := s.d.Peers.Self(st)
 	if me := st.Nodes[self]; me == nil || me.Role != policy.RoleDatacenter || me.Custodian == nil {
-		return nil, denied("this node is not a custodian")
+		return nil, rpc.Deny("this node is not a custodian")
 	}
 	if err := s.d.Audit.Ready(caller, "key-release", q.Request); err != nil {
 		return nil, err
@@ -111,10 +111,10 @@ func (s *Service) releaseChecked(st *policy.State, caller string, q ReleaseQuery
 	}
 	r, err := st.ReleasableRequest(q.Request, time.Now())
 	if err != nil {
-		return nil, denied("%v", err)
+		return nil, rpc.Deny("%v", err)
 	}
 	if r.Node != caller {
-		return nil, denied("request %q is released to node %s, not to %s", r.ID, r.Node, caller)
+		return nil, rpc.Deny("request %q is released to node %s, not to %s", r.ID, r.Node, caller)
 	}
 	recipient, err := keys.ParseReleasePublicHex(r.Key)
 	if err != nil {
@@ -122,7 +122,7 @@ func (s *Service) releaseChecked(st *policy.State, caller string, q ReleaseQuery
 	}
 	replicas := s.d.Holdings.Replicas()
 	if replicas == nil {
-		return nil, denied("this datacenter keeps no replicas to answer from")
+		return nil, rpc.Deny("this datacenter keeps no replicas to answer from")
 	}
 	metas, err := heldSegments(replicas, q)
 	if err != nil {
@@ -132,7 +132,7 @@ func (s *Service) releaseChecked(st *policy.State, caller string, q ReleaseQuery
 	// segment's own span as this node's index has it.
 	for i, m := range metas {
 		if m != nil && !st.RequestCovers(r, m.Camera, m.Start, m.End) {
-			return nil, denied("segment %d (%s %s…%s) is outside the scope of request %q; nothing released",
+			return nil, rpc.Deny("segment %d (%s %s…%s) is outside the scope of request %q; nothing released",
 				i, m.Camera, stamp(m.Start), stamp(m.End), r.ID)
 		}
 	}
@@ -166,7 +166,7 @@ func heldSegments(st Media, q ReleaseQuery) ([]*store.SegmentMeta, error) {
 func (s *Service) sealPartials(st *policy.State, media Media, id string, recipient [32]byte, metas []*store.SegmentMeta) ([][]byte, error) {
 	ck, err := keys.LoadCustodianKey(s.cfg.CustodianKey)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, denied("this datacenter holds no custodian key")
+		return nil, rpc.Deny("this datacenter holds no custodian key")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("custodian key: %w", err)
@@ -197,7 +197,7 @@ func (s *Service) sealPartials(st *policy.State, media Media, id string, recipie
 			}
 			ep, err := custody.VerifyEpoch(st, m.Camera, raw)
 			if err != nil {
-				return nil, denied("segment %d: epoch record: %v; nothing released", i, err)
+				return nil, rpc.Deny("segment %d: epoch record: %v; nothing released", i, err)
 			}
 			if es, err = ck.Share(ep.Record); err != nil {
 				return nil, fmt.Errorf("segment %d: %w", i, err)
@@ -217,7 +217,7 @@ func (s *Service) sealPartials(st *policy.State, media Media, id string, recipie
 			err = fmt.Errorf("its signed span is %s…%s: %w", stamp(g.Link.Start), stamp(g.Link.End), custody.ErrBroken)
 		}
 		if err != nil {
-			return nil, denied("segment %s %s: %v; nothing released", m.Camera, stamp(m.Start), err)
+			return nil, rpc.Deny("segment %s %s: %v; nothing released", m.Camera, stamp(m.Start), err)
 		}
 		out[i], err = es.SealPartial(id, keys.SegmentRef{Camera: m.Camera, Start: m.Start, End: m.End}, g.Ciphertext, recipient)
 		if err != nil {

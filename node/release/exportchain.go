@@ -67,7 +67,7 @@ func (x *exporter) camera(ctx context.Context, cam string, o *output) ([]keys.Ma
 func (c *cameraRun) take(ctx context.Context, rd *rpc.Reader, hb []byte) error {
 	x, cam := c.x, c.cam
 	var h SegmentHeader
-	if len(hb) > maxSegmentHeader || strictJSON(hb, &h) != nil {
+	if len(hb) > maxSegmentHeader || rpc.DecodeStrict(hb, &h) != nil {
 		return errors.New("store sent a bad segment header")
 	}
 	var sealed []byte

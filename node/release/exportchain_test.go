@@ -8,73 +8,24 @@ import (
 
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/node/custody"
+	"github.com/custos-cctv/custos/node/internal/nodetest"
 )
-
-// custodyFixture: a store's custody signer and an epoch record of its
-// camera praha-1/entrance, sealed by it, for links of the camera's chain.
-type custodyFixture struct {
-	signer *keys.CustodySigner
-	rec    *keys.EpochRecord
-	sealed []byte // rec, sealed by signer
-	ct     []byte
-}
-
-func newCustodyFixture(t *testing.T) *custodyFixture {
-	t.Helper()
-	k := keys.NewNodePrivate()
-	s, err := keys.NewCustodySigner("store", &k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var custodians []keys.Custodian
-	for _, name := range []string{"dc-a", "dc-b"} {
-		ck, err := keys.NewCustodianKey(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		custodians = append(custodians, ck.Custodian())
-		ck.Zero()
-	}
-	rec, err := keys.NewEpochKey("praha-1/entrance", time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC), keys.DefaultEpochLength, custodians)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sealed, err := keys.SealEpochRecord(s, rec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &custodyFixture{signer: s, rec: rec, sealed: sealed, ct: []byte("an OpenPGP message")}
-}
-
-func (f *custodyFixture) segment(t *testing.T, s *keys.CustodySigner, seq uint64, start time.Time, prev [32]byte) ([]byte, keys.SegmentLink) {
-	t.Helper()
-	e, err := keys.ParseSealedEpoch(f.sealed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, l, err := keys.SealSegment(s, keys.SegmentLink{Camera: f.rec.Camera, EpochStart: f.rec.Start, EpochHash: e.RecordHash,
-		Seq: seq, Start: start, End: start.Add(4 * time.Second), Prev: prev}, f.ct)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b, l
-}
 
 // The chain check: consecutive links pass; a jump is a gap counting the
 // missing segments; a repeat, a step back or a substituted predecessor is
 // tampering; a restart (sequence 0, no predecessor) is a gap of unknown
 // size; a skipped segment's reason is kept for the gap that follows.
 func TestCustodyChain(t *testing.T) {
-	f := newCustodyFixture(t)
-	t0 := f.rec.Start.Add(time.Second)
+	f := nodetest.NewCustody(t)
+	t0 := f.Rec.Start.Add(time.Second)
 	links := make([]keys.SegmentLink, 6)
 	var prev [32]byte
 	for i := range links {
-		_, links[i] = f.segment(t, f.signer, uint64(i), t0.Add(time.Duration(i)*4*time.Second), prev)
+		_, links[i] = f.Segment(t, f.Signer, uint64(i), t0.Add(time.Duration(i)*4*time.Second), prev)
 		prev = links[i].Hash()
 	}
 	run := func(order ...int) (gaps []*keys.ManifestGap, err error) {
-		c := custodyChain{camera: f.rec.Camera}
+		c := custodyChain{camera: f.Rec.Camera}
 		for _, i := range order {
 			g, err := c.next(&links[i])
 			if err != nil {
@@ -104,8 +55,8 @@ func TestCustodyChain(t *testing.T) {
 	// A link of the right sequence number whose predecessor is another
 	// segment than the one served before it (a substitute, sealed by the
 	// store's key for another history) breaks the chain.
-	_, sub := f.segment(t, f.signer, 2, links[2].Start, [32]byte{7})
-	c := custodyChain{camera: f.rec.Camera}
+	_, sub := f.Segment(t, f.Signer, 2, links[2].Start, [32]byte{7})
+	c := custodyChain{camera: f.Rec.Camera}
 	c.next(&links[0])
 	c.next(&links[1])
 	if _, err := c.next(&sub); !errors.Is(err, custody.ErrBroken) {
@@ -113,8 +64,8 @@ func TestCustodyChain(t *testing.T) {
 	}
 	// A restart of the chain (the store lost its newest segment) is a gap
 	// of unknown size, never silent.
-	_, restart := f.segment(t, f.signer, 0, links[5].End.Add(time.Minute), [32]byte{})
-	c = custodyChain{camera: f.rec.Camera}
+	_, restart := f.Segment(t, f.Signer, 0, links[5].End.Add(time.Minute), [32]byte{})
+	c = custodyChain{camera: f.Rec.Camera}
 	c.next(&links[4])
 	c.next(&links[5])
 	if g, err := c.next(&restart); err != nil || g == nil || g.Missing != 0 || !strings.Contains(g.Reason, "restarts") {
@@ -122,7 +73,7 @@ func TestCustodyChain(t *testing.T) {
 	}
 	// A segment skipped because it did not verify leaves a gap with its
 	// reason although the chain itself is whole.
-	c = custodyChain{camera: f.rec.Camera}
+	c = custodyChain{camera: f.Rec.Camera}
 	c.next(&links[0])
 	c.pending = "a segment that did not verify was served in its place"
 	if g, err := c.next(&links[1]); err != nil || g == nil || g.Missing != 0 || !strings.Contains(g.Reason, "did not verify") {

@@ -148,7 +148,7 @@ func (x *exporter) segmentFrom(ctx context.Context, node string, q ScopeQuery, b
 			return nil, err
 		}
 		var h SegmentHeader
-		if len(hb) > maxSegmentHeader || strictJSON(hb, &h) != nil {
+		if len(hb) > maxSegmentHeader || rpc.DecodeStrict(hb, &h) != nil {
 			return nil, errors.New("a bad segment header")
 		}
 		if h.Corrupt != "" {

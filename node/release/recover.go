@@ -116,7 +116,7 @@ func (x *exporter) scopeSegments(ctx context.Context, cam string, records map[in
 			return nil, err
 		}
 		var h SegmentHeader
-		if len(hb) > maxSegmentHeader || strictJSON(hb, &h) != nil {
+		if len(hb) > maxSegmentHeader || rpc.DecodeStrict(hb, &h) != nil {
 			return nil, errors.New("store sent a bad segment header")
 		}
 		ct, err := rd.Next()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/node/custody"
+	"github.com/custos-cctv/custos/node/rpc"
 	"github.com/custos-cctv/custos/policy"
 )
 
@@ -82,7 +83,7 @@ func recoveryMayAnswer(v *policy.State, r *policy.Request, rk *keys.CustodianKey
 // opened share per epoch record.
 func recoverOne(st *policy.State, r *policy.Request, rk *keys.CustodianKey, recipient [32]byte, raw []byte, shares map[string]*keys.EpochShare) ([]byte, error) {
 	var it recoverItem
-	if err := strictJSON(raw, &it); err != nil {
+	if err := rpc.DecodeStrict(raw, &it); err != nil {
 		return nil, err
 	}
 	// The seal is checked against the node's policy: the recovery key's

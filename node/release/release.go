@@ -15,11 +15,8 @@
 package release
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -129,20 +126,3 @@ func New(cfg Config, d Deps) *Service { return &Service{cfg: cfg, d: d} }
 func (s *Service) Exports() []ExportProgress { return s.exports.list() }
 
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
-
-func denied(format string, a ...any) error {
-	return &rpc.Error{Code: rpc.Denied, Message: fmt.Sprintf(format, a...)}
-}
-
-// strictJSON decodes one JSON value with no unknown fields.
-func strictJSON(b []byte, v any) error {
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.DisallowUnknownFields()
-	if err := d.Decode(v); err != nil {
-		return err
-	}
-	if d.More() {
-		return errors.New("data after the JSON value")
-	}
-	return nil
-}

@@ -54,11 +54,11 @@ type frameWriter interface{ WriteFrame(p []byte) error }
 // authorizeScope decides a store query: it returns the range to serve,
 // clipped to the request's, or an rpc error that says why not.
 func (s *Service) authorizeScope(ctx context.Context, peer keys.NodePublic, body []byte) (q ScopeQuery, caller string, err error) {
-	if err := strictJSON(body, &q); err != nil {
+	if err := rpc.DecodeStrict(body, &q); err != nil {
 		return q, peer.ShortString(), &rpc.Error{Code: rpc.BadRequest, Message: "want {request, camera, from, to}: " + err.Error()}
 	}
 	if s.d.Holdings.Served() == nil {
-		return q, peer.ShortString(), denied("this node is neither a store nor a datacenter and holds no recordings")
+		return q, peer.ShortString(), rpc.Deny("this node is neither a store nor a datacenter and holds no recordings")
 	}
 	st, err := s.d.Policy.Sync(ctx)
 	if err != nil {
@@ -70,13 +70,13 @@ func (s *Service) authorizeScope(ctx context.Context, peer keys.NodePublic, body
 	}
 	r, err := st.ReleasableRequest(q.Request, time.Now())
 	if err != nil {
-		return q, caller, denied("%v", err)
+		return q, caller, rpc.Deny("%v", err)
 	}
 	if r.Node != caller {
-		return q, caller, denied("request %q is released to node %s, not to %s", r.ID, r.Node, caller)
+		return q, caller, rpc.Deny("request %q is released to node %s, not to %s", r.ID, r.Node, caller)
 	}
 	if !st.RequestCovers(r, q.Camera, q.From, q.To) {
-		return q, caller, denied("camera %s from %s to %s is outside the scope of request %q", q.Camera, stamp(q.From), stamp(q.To), r.ID)
+		return q, caller, rpc.Deny("camera %s from %s to %s is outside the scope of request %q", q.Camera, stamp(q.From), stamp(q.To), r.ID)
 	}
 	q.From, q.To, _ = r.Clip(q.From, q.To)
 	return q, caller, nil

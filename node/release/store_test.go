@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/node/rpc"
 	"github.com/custos-cctv/custos/policy"
 	"github.com/custos-cctv/custos/policy/audit"
 )
@@ -60,7 +61,7 @@ func TestStoreServesOnlyTheApprovedScope(t *testing.T) {
 	}
 	for i := 0; i < len(w.frames); i += 2 {
 		var h SegmentHeader
-		if err := strictJSON(w.frames[i], &h); err != nil {
+		if err := rpc.DecodeStrict(w.frames[i], &h); err != nil {
 			t.Fatal(err)
 		}
 		if h.Start.Before(f.from) || !h.Start.Before(f.to) || checkSegmentSum(h, w.frames[i+1]) != nil {
@@ -87,7 +88,7 @@ func TestStoreNamesACorruptSegment(t *testing.T) {
 		t.Fatalf("%d frames, want 2 segments and the corrupt one's header", len(w.frames))
 	}
 	var h SegmentHeader
-	if err := strictJSON(w.frames[2], &h); err != nil || !h.Start.Equal(bad.Start) || h.Corrupt == "" {
+	if err := rpc.DecodeStrict(w.frames[2], &h); err != nil || !h.Start.Equal(bad.Start) || h.Corrupt == "" {
 		t.Fatalf("the corrupt segment's header: %+v %v", h, err)
 	}
 	if f.corrupt.Load() != 1 || f.audit.count("corrupt-segment", audit.Deny) != 1 || len(f.logged) != 1 || !strings.Contains(f.logged[0], "ALARM") {

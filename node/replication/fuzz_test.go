@@ -1,10 +1,12 @@
 package replication
 
 import (
-	"bytes"
 	"encoding/json"
 	"testing"
 	"time"
+
+	"github.com/custos-cctv/custos/node/internal/nodetest"
+	"github.com/custos-cctv/custos/node/rpc"
 )
 
 // FuzzDecodeReplicationBody: the bodies of the replication ops and the
@@ -21,24 +23,8 @@ func FuzzDecodeReplicationBody(f *testing.F) {
 	}
 	f.Add([]byte(`{"cameras":{"praha-1/entrance":null}} {}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		roundTrip(t, b, &replPull{}, &replPull{})
-		roundTrip(t, b, &replItem{}, &replItem{})
-		roundTrip(t, b, &replGet{}, &replGet{})
+		nodetest.RoundTrip(t, b, &replPull{}, &replPull{}, rpc.DecodeStrict)
+		nodetest.RoundTrip(t, b, &replItem{}, &replItem{}, rpc.DecodeStrict)
+		nodetest.RoundTrip(t, b, &replGet{}, &replGet{}, rpc.DecodeStrict)
 	})
-}
-
-func roundTrip(t *testing.T, b []byte, v, again any) {
-	if strictJSON(b, v) != nil {
-		return
-	}
-	enc, err := json.Marshal(v)
-	if err != nil {
-		t.Fatalf("%T decoded but does not encode: %v", v, err)
-	}
-	if err := strictJSON(enc, again); err != nil {
-		t.Fatalf("%T: its encoding %s does not decode: %v", v, enc, err)
-	}
-	if enc2, _ := json.Marshal(again); !bytes.Equal(enc, enc2) {
-		t.Fatalf("%T: %s became %s", v, enc, enc2)
-	}
 }

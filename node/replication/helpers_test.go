@@ -4,87 +4,11 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
-	"time"
 
-	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/media/store"
 	"github.com/custos-cctv/custos/policy"
 	"github.com/custos-cctv/custos/policy/audit"
 )
-
-type custodyFixture struct {
-	st     *policy.State
-	signer *keys.CustodySigner
-	rec    *keys.EpochRecord
-	sealed []byte // rec, sealed by signer
-	ct     []byte
-}
-
-// newCustodyFixture: a policy with store "store" of site praha-1 (and a
-// store of another site, and a datacenter), and an epoch record the store
-// sealed.
-func newCustodyFixture(t *testing.T) *custodyFixture {
-	t.Helper()
-	nk := func() (*keys.CustodySigner, string) {
-		k := keys.NewNodePrivate()
-		s, err := keys.NewCustodySigner("store", &k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s, k.Public().String()
-	}
-	s, pub := nk()
-	_, brnoPub := nk()
-	_, dcPub := nk()
-	st := &policy.State{Nodes: map[string]*policy.Node{
-		"store":  {Name: "store", Role: policy.RoleStore, Site: "praha-1", PublicKey: pub},
-		"brno":   {Name: "brno", Role: policy.RoleStore, Site: "brno-1", PublicKey: brnoPub},
-		"dc-a":   {Name: "dc-a", Role: policy.RoleDatacenter, PublicKey: dcPub},
-		"store2": {Name: "store2", Role: policy.RoleStore, Site: "praha-1", PublicKey: brnoPub},
-	}}
-	var custodians []keys.Custodian
-	for _, name := range []string{"dc-a", "dc-b"} {
-		ck, err := keys.NewCustodianKey(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		custodians = append(custodians, ck.Custodian())
-		ck.Zero()
-	}
-	rec, err := keys.NewEpochKey("praha-1/entrance", time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC), keys.DefaultEpochLength, custodians)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sealed, err := keys.SealEpochRecord(s, rec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &custodyFixture{st: st, signer: s, rec: rec, sealed: sealed, ct: []byte("an OpenPGP message")}
-}
-
-func (f *custodyFixture) segment(t *testing.T, s *keys.CustodySigner, seq uint64, start time.Time, prev [32]byte) ([]byte, keys.SegmentLink) {
-	t.Helper()
-	e, err := keys.ParseSealedEpoch(f.sealed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, l, err := keys.SealSegment(s, keys.SegmentLink{Camera: f.rec.Camera, EpochStart: f.rec.Start, EpochHash: e.RecordHash,
-		Seq: seq, Start: start, End: start.Add(4 * time.Second), Prev: prev}, f.ct)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b, l
-}
-
-func mustCustodian(t *testing.T, name string) keys.Custodian {
-	t.Helper()
-	ck, err := keys.NewCustodianKey(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ck.Zero()
-	return ck.Custodian()
-}
 
 // testReplica is a datacenter's replica side without a mesh: its journal,
 // media store and policy, and a puller of store "store" of praha-1.

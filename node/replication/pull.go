@@ -128,7 +128,7 @@ func (r *Replicas) pullOnce(ctx context.Context, lanes []*mesh.QUICConn, p *pull
 			if len(hb) > maxReplItem {
 				return fmt.Errorf("replica of %s: item header of %d bytes", p.store, len(hb))
 			}
-			if err := strictJSON(hb, &h); err != nil {
+			if err := rpc.DecodeStrict(hb, &h); err != nil {
 				return fmt.Errorf("replica of %s: item header: %w", p.store, err)
 			}
 			if h.Kind == "segment" {

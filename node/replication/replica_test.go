@@ -12,6 +12,7 @@ import (
 
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/media/store"
+	"github.com/custos-cctv/custos/node/internal/nodetest"
 	"github.com/custos-cctv/custos/policy/audit"
 )
 
@@ -20,22 +21,22 @@ import (
 // audited, and is skipped (the next pull's cursor is past it) so the
 // store's later footage keeps coming; the store's own footage is stored.
 func TestReplicaRefusesFootageNotSealedByTheStore(t *testing.T) {
-	f := newCustodyFixture(t)
-	tr := newTestReplica(t, f.st)
+	f := nodetest.NewCustody(t)
+	tr := newTestReplica(t, f.St)
 	r, p, st, dj := tr.r, tr.p, tr.st, tr.dj
 	item := func(kind string, start, end, epoch time.Time, b []byte) replItem {
 		sum := sha256.Sum256(b)
-		return replItem{Kind: kind, Camera: f.rec.Camera, Start: start, End: end, EpochStart: epoch, SHA256: hex.EncodeToString(sum[:])}
+		return replItem{Kind: kind, Camera: f.Rec.Camera, Start: start, End: end, EpochStart: epoch, SHA256: hex.EncodeToString(sum[:])}
 	}
-	cam, e0 := f.rec.Camera, f.rec.Start
+	cam, e0 := f.Rec.Camera, f.Rec.Start
 
 	// A record for the next epoch, made from the custodians' public keys
 	// and sealed with a key that is not the store's: refused, and so are
 	// the segments that name it.
 	k := keys.NewNodePrivate()
 	forger, _ := keys.NewCustodySigner("store", &k)
-	e1 := f.rec.End
-	minted, err := keys.NewEpochKey(cam, e1, keys.DefaultEpochLength, []keys.Custodian{mustCustodian(t, "dc-a"), mustCustodian(t, "dc-b")})
+	e1 := f.Rec.End
+	minted, err := keys.NewEpochKey(cam, e1, keys.DefaultEpochLength, []keys.Custodian{nodetest.Custodian(t, "dc-a"), nodetest.Custodian(t, "dc-b")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,16 +48,16 @@ func TestReplicaRefusesFootageNotSealedByTheStore(t *testing.T) {
 		t.Fatalf("the forged record was stored: %v", err)
 	}
 	// The store's own record and segment are stored.
-	if err := r.apply(p, item("epoch", e0, f.rec.End, e0, f.sealed), f.sealed); err != nil {
+	if err := r.apply(p, item("epoch", e0, f.Rec.End, e0, f.Sealed), f.Sealed); err != nil {
 		t.Fatal(err)
 	}
-	good, gl := f.segment(t, f.signer, 0, e0.Add(time.Second), [32]byte{})
+	good, gl := f.Segment(t, f.Signer, 0, e0.Add(time.Second), [32]byte{})
 	if err := r.apply(p, item("segment", gl.Start, gl.End, e0, good), good); err != nil {
 		t.Fatal(err)
 	}
 	// A segment sealed by the forger in the store's name, and the store's
 	// own segment filed under another time: refused.
-	forged, fl := f.segment(t, forger, 1, gl.End, gl.Hash())
+	forged, fl := f.Segment(t, forger, 1, gl.End, gl.Hash())
 	moved := item("segment", gl.Start.Add(time.Minute), gl.End.Add(time.Minute), e0, good)
 	for _, c := range []struct {
 		it replItem
@@ -94,8 +95,8 @@ func TestReplicaRefusesFootageNotSealedByTheStore(t *testing.T) {
 	// Another store of the site, or a store of another site, cannot stand
 	// in for the store either: a segment naming another store is checked
 	// against that store's key.
-	s2, _ := f.signer.Named("brno")
-	other, ol := f.segment(t, s2, 1, gl.End, gl.Hash())
+	s2, _ := f.Signer.Named("brno")
+	other, ol := f.Segment(t, s2, 1, gl.End, gl.Hash())
 	if err := r.apply(p, item("segment", ol.Start, ol.End, e0, other), other); err != nil {
 		t.Fatal(err)
 	}
@@ -138,8 +139,8 @@ func TestRewrittenJournalKeepsFootageComing(t *testing.T) {
 	}
 	orig, rewritten := newJournal("store", 4), newJournal("forger", 4)
 
-	cf := newCustodyFixture(t) // the policy's store "store" of praha-1 and its sealed footage
-	tr := newTestReplica(t, cf.st)
+	cf := nodetest.NewCustody(t) // the policy's store "store" of praha-1 and its sealed footage
+	tr := newTestReplica(t, cf.St)
 	r, p, ar, dj, st := tr.r, tr.p, tr.ar, tr.dj, tr.st
 
 	if err := r.apply(p, replItem{Kind: "audit", Count: 2}, lines(orig[:2]...)); err != nil {
@@ -156,12 +157,12 @@ func TestRewrittenJournalKeepsFootageComing(t *testing.T) {
 		t.Errorf("the copy holds up to %d, want 2 (the rewritten lines refused)", ar.seq())
 	}
 	// Footage still arrives.
-	cam, t0 := cf.rec.Camera, cf.rec.Start
-	esum := sha256.Sum256(cf.sealed)
-	if err := r.apply(p, replItem{Kind: "epoch", Camera: cam, Start: t0, End: cf.rec.End, SHA256: hex.EncodeToString(esum[:])}, cf.sealed); err != nil {
+	cam, t0 := cf.Rec.Camera, cf.Rec.Start
+	esum := sha256.Sum256(cf.Sealed)
+	if err := r.apply(p, replItem{Kind: "epoch", Camera: cam, Start: t0, End: cf.Rec.End, SHA256: hex.EncodeToString(esum[:])}, cf.Sealed); err != nil {
 		t.Fatal(err)
 	}
-	payload, link := cf.segment(t, cf.signer, 0, t0, [32]byte{})
+	payload, link := cf.Segment(t, cf.Signer, 0, t0, [32]byte{})
 	sum := sha256.Sum256(payload)
 	seg := replItem{Kind: "segment", Camera: cam, Start: t0, End: link.End, EpochStart: t0, SHA256: hex.EncodeToString(sum[:])}
 	if err := r.apply(p, seg, payload); err != nil {

@@ -33,17 +33,13 @@
 package replication
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/media/store"
 	"github.com/custos-cctv/custos/mesh"
-	"github.com/custos-cctv/custos/node/rpc"
 	"github.com/custos-cctv/custos/policy"
 	"github.com/custos-cctv/custos/policy/audit"
 )
@@ -187,24 +183,6 @@ func writeItem(w frameWriter, h replItem, payload []byte) error {
 		return err
 	}
 	return w.WriteFrame(payload)
-}
-
-// strictJSON decodes one JSON value with no unknown fields (as the node's
-// other ops do).
-func strictJSON(b []byte, v any) error {
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.DisallowUnknownFields()
-	if err := d.Decode(v); err != nil {
-		return err
-	}
-	if d.More() {
-		return errors.New("data after the JSON value")
-	}
-	return nil
-}
-
-func denied(format string, a ...any) error {
-	return &rpc.Error{Code: rpc.Denied, Message: fmt.Sprintf(format, a...)}
 }
 
 // stamp formats t as the node's messages do.

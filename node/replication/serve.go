@@ -27,7 +27,7 @@ import (
 // changes rarely and only by commands every replica applies.
 func (r *Source) HandleReplicate(ctx context.Context, peer keys.NodePublic, body []byte, w *rpc.Writer) error {
 	var q replPull
-	if err := strictJSON(body, &q); err != nil {
+	if err := rpc.DecodeStrict(body, &q); err != nil {
 		return &rpc.Error{Code: rpc.BadRequest, Message: "want {cameras, audit_seq, wait_ms}: " + err.Error()}
 	}
 	caller, site, err := r.caller(peer)
@@ -58,7 +58,7 @@ func (r *Source) HandleReplicate(ctx context.Context, peer keys.NodePublic, body
 // is audited. It returns the caller and this store's site.
 func (r *Source) caller(peer keys.NodePublic) (caller, site string, err error) {
 	if r == nil || r.d.Media() == nil {
-		return "", "", denied("this node is not a store and has nothing to replicate")
+		return "", "", rpc.Deny("this node is not a store and has nothing to replicate")
 	}
 	st := r.d.Policy.State()
 	if caller, err = r.d.Caller(st, peer); err != nil {
@@ -66,7 +66,7 @@ func (r *Source) caller(peer keys.NodePublic) (caller, site string, err error) {
 	}
 	if d := policy.Authorize(st, policy.Subject{Kind: "node", Name: caller}, policy.ActReplicate, "", time.Now()); !d.Allow {
 		r.refuse(caller, errors.New(d.Reason))
-		return "", "", denied("%s", d.Reason)
+		return "", "", rpc.Deny("%s", d.Reason)
 	}
 	return caller, r.selfSite(st), nil
 }
@@ -185,7 +185,7 @@ func (r *Source) serveAudit(seq uint64, w frameWriter) (int, error) {
 // site's footage.
 func (r *Source) HandleReplicateGet(ctx context.Context, peer keys.NodePublic, body []byte, w *rpc.Writer) error {
 	var q replGet
-	if err := strictJSON(body, &q); err != nil {
+	if err := rpc.DecodeStrict(body, &q); err != nil {
 		return &rpc.Error{Code: rpc.BadRequest, Message: "want {camera, start, sha256}: " + err.Error()}
 	}
 	sum, err := hex.DecodeString(q.SHA256)
@@ -197,7 +197,7 @@ func (r *Source) HandleReplicateGet(ctx context.Context, peer keys.NodePublic, b
 		return err
 	}
 	if !strings.HasPrefix(q.Camera, site+"/") {
-		return denied("camera %q is not of this store's site %s", q.Camera, site)
+		return rpc.Deny("camera %q is not of this store's site %s", q.Camera, site)
 	}
 	ct, err := r.d.Media().ReadSegment(store.SegmentMeta{Camera: q.Camera, Start: q.Start, SHA256: [32]byte(sum)})
 	if err != nil {

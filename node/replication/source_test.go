@@ -83,7 +83,7 @@ func (r recorded) items(t *testing.T) (hs []replItem, payloads [][]byte) {
 	t.Helper()
 	for i := 0; i < len(r); i++ {
 		var h replItem
-		if err := strictJSON(r[i], &h); err != nil {
+		if err := rpc.DecodeStrict(r[i], &h); err != nil {
 			t.Fatalf("frame %d: %v", i, err)
 		}
 		hs = append(hs, h)

@@ -7,7 +7,9 @@
 package nodetest
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"testing"
@@ -74,4 +76,24 @@ func TSPackets(b []byte) int {
 		}
 	}
 	return n
+}
+
+// RoundTrip checks a wire type against bytes a fuzzer made: if decode
+// accepts b into v, v encodes to JSON that decodes into again and encodes
+// the same, so every accepted value has one reading.
+func RoundTrip(t testing.TB, b []byte, v, again any, decode func([]byte, any) error) {
+	t.Helper()
+	if decode(b, v) != nil {
+		return
+	}
+	enc, err := json.Marshal(v)
+	if err != nil {
+		t.Fatalf("%T decoded but does not encode: %v", v, err)
+	}
+	if err := decode(enc, again); err != nil {
+		t.Fatalf("%T: its encoding %s does not decode: %v", v, enc, err)
+	}
+	if enc2, _ := json.Marshal(again); !bytes.Equal(enc, enc2) {
+		t.Fatalf("%T: %s became %s", v, enc, enc2)
+	}
 }
