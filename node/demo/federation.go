@@ -1,14 +1,12 @@
 package demo
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"io/fs"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -19,7 +17,6 @@ import (
 	"github.com/custos-cctv/custos/node"
 	"github.com/custos-cctv/custos/node/internal/nodetest"
 	"github.com/custos-cctv/custos/node/recording"
-	"github.com/custos-cctv/custos/node/release"
 	"github.com/custos-cctv/custos/policy"
 )
 
@@ -29,54 +26,104 @@ import (
 // every node's own clock; a revoked store is cut off. It prints each step
 // and the cluster's status.
 func runFederation(ctx context.Context, w io.Writer, dir string, logf func(string, ...any)) error {
-	say := func(f string, a ...any) { fmt.Fprintf(w, f+"\n", a...) }
-	loop := netip.MustParseAddr("127.0.0.1")
-	listen := func() (netip.AddrPort, error) {
-		p, err := nodetest.FreeUDPPort()
-		return netip.AddrPortFrom(loop, p), err
-	}
 	admin, err := keys.NewAdminKey("alice", time.Now().Add(-time.Minute))
 	if err != nil {
 		return err
 	}
 	defer admin.Close()
-	nodes := map[string]*node.Node{}
-	defer func() {
-		for _, n := range nodes {
-			n.Close()
-		}
-	}()
-	start := func(name string, ap netip.AddrPort) error {
-		// Short segments, so the demo shows them accumulate.
-		var nlogf func(string, ...any)
-		if logf != nil {
-			nlogf = func(f string, a ...any) { logf(name+": "+f, a...) }
-		}
-		n, err := node.New(node.Config{Dir: filepath.Join(dir, name), Name: name, Listen: ap, Logf: nlogf,
-			Recording: recording.Config{Segment: ts.Config{Target: 2 * time.Second}}})
-		if err != nil {
-			return fmt.Errorf("start %s: %w", name, err)
-		}
-		nodes[name] = n
-		return nil
-	}
-	var fid string // the federation's ID, once dc-a is founded
-	submit := func(c *policy.Command) error {
-		env, err := node.SignCommand(admin, fid, "alice", c)
-		if err != nil {
-			return err
-		}
-		res, err := node.SubmitVia(ctx, filepath.Join(dir, "dc-a"), env)
-		if err != nil {
-			return err
-		}
-		if !res.Applied {
-			return fmt.Errorf("%s refused: %s", c.Kind, res.Reason)
-		}
-		return nil
-	}
+	f := &federation{ctx: ctx, w: w, dir: dir, logf: logf, admin: admin, nodes: map[string]*node.Node{}}
+	defer f.close()
 
-	say("\n== Federation demo: Raft over the mesh, joining by invite (data in %s)", dir)
+	f.say("\n== Federation demo: Raft over the mesh, joining by invite (data in %s)", dir)
+	if err := f.found(); err != nil {
+		return err
+	}
+	if err := f.joinAll(); err != nil {
+		return err
+	}
+	if err := f.recordings(); err != nil {
+		return err
+	}
+	drop, err := f.installerJoins()
+	if err != nil {
+		return err
+	}
+	defer drop.stop()
+	for _, step := range []func() error{f.replication, f.live, func() error { return f.installerEnds(drop) }, f.revoke} {
+		if err := step(); err != nil {
+			return err
+		}
+	}
+	f.laterRecordings()
+	if err := f.release(); err != nil {
+		return err
+	}
+	f.raftStatus()
+	return nil
+}
+
+// federation is the second part of the demo: nodes that join by invite
+// and follow the policy their Raft cluster agrees on. Its steps share the
+// first admin's key and submit her commands through dc-a.
+type federation struct {
+	ctx   context.Context
+	w     io.Writer
+	dir   string
+	logf  func(string, ...any) // nodes' logs, nil to drop them
+	admin *keys.AdminKey       // alice's, the first admin
+	fid   string               // the federation's ID, once dc-a is founded
+	nodes map[string]*node.Node
+}
+
+func (f *federation) say(format string, a ...any) { fmt.Fprintf(f.w, format+"\n", a...) }
+
+func (f *federation) close() {
+	for _, n := range f.nodes {
+		n.Close()
+	}
+}
+
+// listen picks a free UDP port on the loopback for a node's WireGuard.
+func listen() (netip.AddrPort, error) {
+	p, err := nodetest.FreeUDPPort()
+	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p), err
+}
+
+// start starts the node name, already initialised or joined, into f.nodes.
+func (f *federation) start(name string, ap netip.AddrPort) error {
+	// Short segments, so the demo shows them accumulate.
+	var nlogf func(string, ...any)
+	if f.logf != nil {
+		nlogf = func(format string, a ...any) { f.logf(name+": "+format, a...) }
+	}
+	n, err := node.New(node.Config{Dir: filepath.Join(f.dir, name), Name: name, Listen: ap, Logf: nlogf,
+		Recording: recording.Config{Segment: ts.Config{Target: 2 * time.Second}}})
+	if err != nil {
+		return fmt.Errorf("start %s: %w", name, err)
+	}
+	f.nodes[name] = n
+	return nil
+}
+
+// submit signs c as alice and has dc-a apply it; a refusal is an error.
+func (f *federation) submit(c *policy.Command) error {
+	env, err := node.SignCommand(f.admin, f.fid, "alice", c)
+	if err != nil {
+		return err
+	}
+	res, err := node.SubmitVia(f.ctx, filepath.Join(f.dir, "dc-a"), env)
+	if err != nil {
+		return err
+	}
+	if !res.Applied {
+		return fmt.Errorf("%s refused: %s", c.Kind, res.Reason)
+	}
+	return nil
+}
+
+// found initialises dc-a as the federation's first node, with alice as its
+// first admin, and adds two sites with two synthetic cameras each.
+func (f *federation) found() error {
 	ap, err := listen()
 	if err != nil {
 		return err
@@ -91,19 +138,19 @@ func runFederation(ctx context.Context, w io.Writer, dir string, logf func(strin
 	}
 	recoveryPub := recovery.Custodian().PublicKey()
 	recovery.Zero()
-	if err := node.Init(node.Config{Dir: filepath.Join(dir, "dc-a"), Name: "dc-a", Listen: ap},
-		node.InitOptions{Federation: "acme-retail", AdminName: "alice", AdminPublic: admin.PublicKey(), AdminFP: admin.Fingerprint(), Recovery: recoveryPub}); err != nil {
+	if err := node.Init(node.Config{Dir: filepath.Join(f.dir, "dc-a"), Name: "dc-a", Listen: ap},
+		node.InitOptions{Federation: "acme-retail", AdminName: "alice", AdminPublic: f.admin.PublicKey(), AdminFP: f.admin.Fingerprint(), Recovery: recoveryPub}); err != nil {
 		return err
 	}
-	if fid, err = node.FederationIDOf(filepath.Join(dir, "dc-a")); err != nil {
+	if f.fid, err = node.FederationIDOf(filepath.Join(f.dir, "dc-a")); err != nil {
 		return err
 	}
-	if err := start("dc-a", ap); err != nil {
+	if err := f.start("dc-a", ap); err != nil {
 		return err
 	}
-	say("   dc-a founded federation \"acme-retail\"; first admin alice (%s)", admin.Fingerprint()[:16])
+	f.say("   dc-a founded federation \"acme-retail\"; first admin alice (%s)", f.admin.Fingerprint()[:16])
 	for _, s := range []string{"praha-1", "brno-1"} {
-		if err := submit(&policy.Command{Kind: policy.KindAddSite, Site: &policy.Site{Name: s, Jurisdiction: "EU"}}); err != nil {
+		if err := f.submit(&policy.Command{Kind: policy.KindAddSite, Site: &policy.Site{Name: s, Jurisdiction: "EU"}}); err != nil {
 			return err
 		}
 	}
@@ -113,60 +160,75 @@ func runFederation(ctx context.Context, w io.Writer, dir string, logf func(strin
 		{Site: "brno-1", Name: "door", Source: "synthetic:", Purpose: "protection of property and persons", LegalBasis: "GDPR art. 6(1)(f)", Retention: policy.DefaultRetention},
 		{Site: "brno-1", Name: "yard", Source: "synthetic:?fps=10", Purpose: "protection of property and persons", LegalBasis: "GDPR art. 6(1)(f)", Retention: 24 * time.Hour},
 	} {
-		if err := submit(&policy.Command{Kind: policy.KindAddCamera, Camera: c}); err != nil {
+		if err := f.submit(&policy.Command{Kind: policy.KindAddCamera, Camera: c}); err != nil {
 			return err
 		}
 	}
-	joinAs := func(name string, role policy.NodeRole, site string, win policy.Window) (time.Duration, error) {
-		t0 := time.Now()
-		inv, err := node.MakeInvite(ctx, filepath.Join(dir, "dc-a"), admin, "alice",
-			node.InviteSpec{Role: role, Name: name, Site: site, Window: win, Expires: time.Now().Add(time.Hour)}, time.Now())
-		if err != nil {
-			return 0, fmt.Errorf("invite %s: %w", name, err)
-		}
-		tok, err := node.DecodeToken(inv.Token, time.Now())
-		if err != nil {
-			return 0, err
-		}
-		ap, err := listen()
-		if err != nil {
-			return 0, err
-		}
-		res, err := node.PrepareJoin(ctx, node.Config{Dir: filepath.Join(dir, name), Name: name, Listen: ap}, tok)
-		if err != nil {
-			return 0, err
-		}
-		if !res.Applied {
-			return 0, fmt.Errorf("join %s refused: %s", name, res.Reason)
-		}
-		if err := start(name, ap); err != nil {
-			return 0, err
-		}
-		if err := nodetest.WaitCond(ctx, 30*time.Second, func() bool {
-			st := nodes[name].Policy()
-			return st != nil && st.Nodes[name] != nil
-		}); err != nil {
-			return 0, fmt.Errorf("%s never received the policy: %w", name, err)
-		}
-		return time.Since(t0), nil
+	return nil
+}
+
+// joinAs has alice invite name and the node join with the token, as
+// `custos invite` and `custos join` would, and returns how long it took
+// from the invite until the node holds a replica of the policy.
+func (f *federation) joinAs(name string, role policy.NodeRole, site string, win policy.Window) (time.Duration, error) {
+	t0 := time.Now()
+	inv, err := node.MakeInvite(f.ctx, filepath.Join(f.dir, "dc-a"), f.admin, "alice",
+		node.InviteSpec{Role: role, Name: name, Site: site, Window: win, Expires: time.Now().Add(time.Hour)}, time.Now())
+	if err != nil {
+		return 0, fmt.Errorf("invite %s: %w", name, err)
 	}
+	tok, err := node.DecodeToken(inv.Token, time.Now())
+	if err != nil {
+		return 0, err
+	}
+	ap, err := listen()
+	if err != nil {
+		return 0, err
+	}
+	res, err := node.PrepareJoin(f.ctx, node.Config{Dir: filepath.Join(f.dir, name), Name: name, Listen: ap}, tok)
+	if err != nil {
+		return 0, err
+	}
+	if !res.Applied {
+		return 0, fmt.Errorf("join %s refused: %s", name, res.Reason)
+	}
+	if err := f.start(name, ap); err != nil {
+		return 0, err
+	}
+	if err := nodetest.WaitCond(f.ctx, 30*time.Second, func() bool {
+		st := f.nodes[name].Policy()
+		return st != nil && st.Nodes[name] != nil
+	}); err != nil {
+		return 0, fmt.Errorf("%s never received the policy: %w", name, err)
+	}
+	return time.Since(t0), nil
+}
+
+// joinAll brings in the rest of the federation, one invite each: the
+// second datacenter, the witness, a store per site and alice's admin node.
+func (f *federation) joinAll() error {
 	for _, j := range []struct {
 		name string
 		role policy.NodeRole
 		site string
 	}{{"dc-b", policy.RoleDatacenter, ""}, {"witness", policy.RoleWitness, ""}, {"store-praha-1", policy.RoleStore, "praha-1"},
 		{"store-brno-1", policy.RoleStore, "brno-1"}, {"admin-alice", policy.RoleAdminNode, ""}} {
-		d, err := joinAs(j.name, j.role, j.site, policy.Window{})
+		d, err := f.joinAs(j.name, j.role, j.site, policy.Window{})
 		if err != nil {
 			return err
 		}
-		say("   %-14s joined as %-10s (token → replica of the policy in %v)", j.name, j.role, d.Round(time.Millisecond))
+		f.say("   %-14s joined as %-10s (token → replica of the policy in %v)", j.name, j.role, d.Round(time.Millisecond))
 	}
+	return nil
+}
 
-	say("\n== Each store records its site's two synthetic cameras, encrypted per epoch")
-	if err := nodetest.WaitCond(ctx, 20*time.Second, func() bool {
+// recordings waits until each store writes segments of both its cameras,
+// then shows them and that the files on disk are ciphertext.
+func (f *federation) recordings() error {
+	f.say("\n== Each store records its site's two synthetic cameras, encrypted per epoch")
+	if err := nodetest.WaitCond(f.ctx, 20*time.Second, func() bool {
 		for _, name := range []string{"store-praha-1", "store-brno-1"} {
-			st, err := nodes[name].Status()
+			st, err := f.nodes[name].Status()
 			if err != nil || st.Recording == nil || len(st.Recording.Cameras) != 2 {
 				return false
 			}
@@ -181,95 +243,24 @@ func runFederation(ctx context.Context, w io.Writer, dir string, logf func(strin
 		return fmt.Errorf("the stores are not recording: %w", err)
 	}
 	for _, name := range []string{"store-praha-1", "store-brno-1"} {
-		demoCameras(w, name, nodes[name])
+		demoCameras(f.w, name, f.nodes[name])
 	}
-	demoEncrypted(w, filepath.Join(dir, "store-praha-1"))
+	demoEncrypted(f.w, filepath.Join(f.dir, "store-praha-1"))
+	return nil
+}
 
-	// The window must outlast the join itself, which takes seconds on a
-	// loaded machine (a window that ends first admits no one); replication
-	// and live view are shown while it runs.
-	const window = 25 * time.Second
-	say("\n== An installer joins praha-1 for %v", window)
-	end := time.Now().Add(window)
-	if _, err := joinAs("installer-jan", policy.RoleInstaller, "praha-1", policy.Window{Until: end}); err != nil {
-		return err
-	}
-	inst := nodes["installer-jan"].Mesh().Addr()
-	peerOf := func(n string) bool { _, ok := nodes[n].Mesh().PeerByAddr(inst); return ok }
-	// The drop is timed from the window's end while the demo goes on with
-	// replication and live view.
-	type drop struct {
-		after time.Duration
-		err   error
-	}
-	dropped, quit := make(chan drop, 1), make(chan struct{})
-	defer close(quit)
-	stMesh, dcMesh := nodes["store-praha-1"].Mesh(), nodes["dc-a"].Mesh()
-	go func() {
-		select {
-		case <-time.After(time.Until(end)):
-		case <-quit:
-			return
-		}
-		for {
-			_, st := stMesh.PeerByAddr(inst)
-			_, dc := dcMesh.PeerByAddr(inst)
-			if !st && !dc {
-				dropped <- drop{after: time.Since(end)}
-				return
-			}
-			if time.Since(end) > 5*time.Second {
-				dropped <- drop{err: fmt.Errorf("still a peer %v after its window", time.Since(end).Round(time.Millisecond))}
-				return
-			}
-			select {
-			case <-time.After(5 * time.Millisecond):
-			case <-quit:
-				return
-			}
-		}
-	}()
-	say("   peer of store-praha-1: %v, of store-brno-1: %v (stores see only their own site's installers)", peerOf("store-praha-1"), peerOf("store-brno-1"))
-	for _, q := range []struct {
-		act policy.Action
-		cam string
-	}{{policy.ActLive, "praha-1/entrance"}, {policy.ActPlayback, "praha-1/entrance"}, {policy.ActLive, "brno-1/door"}} {
-		d := policy.Authorize(nodes["store-praha-1"].Policy(), policy.Subject{Kind: "node", Name: "installer-jan"}, q.act, q.cam, time.Now())
-		verdict := "denied"
-		if d.Allow {
-			verdict = "allowed"
-		}
-		say("   installer %-8s %-17s %s: %s", q.act, q.cam, verdict, d.Reason)
-	}
-
-	if err := demoReplication(ctx, w, nodes); err != nil {
-		return err
-	}
-	if err := demoLive(ctx, w, dir, nodes, submit); err != nil {
-		return err
-	}
-
-	say("\n== The installer's window ends")
-	var d drop
-	select {
-	case d = <-dropped:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	if d.err != nil {
-		return fmt.Errorf("installer: %w", d.err)
-	}
-	say("   dropped by store-praha-1 and dc-a %v after its end, by their own clocks", d.after.Round(time.Millisecond))
-
-	say("\n== store-brno-1 is revoked")
-	brno := nodes["store-brno-1"].Mesh().Addr()
-	if err := submit(&policy.Command{Kind: policy.KindRevokeNode, Name: "store-brno-1"}); err != nil {
+// revoke revokes store-brno-1 and times until no other node keeps it as a
+// WireGuard peer.
+func (f *federation) revoke() error {
+	f.say("\n== store-brno-1 is revoked")
+	brno := f.nodes["store-brno-1"].Mesh().Addr()
+	if err := f.submit(&policy.Command{Kind: policy.KindRevokeNode, Name: "store-brno-1"}); err != nil {
 		return err
 	}
 	t0 := time.Now()
-	if err := nodetest.WaitCond(ctx, 5*time.Second, func() bool {
+	if err := nodetest.WaitCond(f.ctx, 5*time.Second, func() bool {
 		for _, n := range []string{"dc-a", "dc-b", "witness", "admin-alice"} {
-			if _, ok := nodes[n].Mesh().PeerByAddr(brno); ok {
+			if _, ok := f.nodes[n].Mesh().PeerByAddr(brno); ok {
 				return false
 			}
 		}
@@ -277,32 +268,37 @@ func runFederation(ctx context.Context, w io.Writer, dir string, logf func(strin
 	}); err != nil {
 		return fmt.Errorf("revoked store still connected: %w", err)
 	}
-	say("   cut off by every node within %v", time.Since(t0).Round(time.Millisecond))
-
-	say("\n== Recordings a little later (store-brno-1, cut off, never heard of its revocation: it keeps")
-	say("   recording locally, encrypted to keys whose shares only the datacenters and the recovery key open)")
-	for _, name := range []string{"store-praha-1", "store-brno-1"} {
-		demoCameras(w, name, nodes[name])
-	}
-
-	if err := demoRelease(ctx, w, dir, nodes, admin, submit); err != nil {
-		return err
-	}
-
-	st, err := nodes["dc-a"].Status()
-	if err == nil && st.Consensus != nil {
-		c := st.Consensus
-		say("\n== dc-a: raft %s, term %d, commit %d; members:", c.Role, c.Term, c.CommitIndex)
-		pol := nodes["dc-a"].Policy()
-		for _, m := range c.Members {
-			kind := "non-voter"
-			if m.Voter {
-				kind = "voter"
-			}
-			say("   %-14s %s", node.NameByKey(pol, m.ID), kind)
-		}
-	}
+	f.say("   cut off by every node within %v", time.Since(t0).Round(time.Millisecond))
 	return nil
+}
+
+// laterRecordings shows the stores again: the revoked one goes on
+// recording what it can no longer hand to anyone.
+func (f *federation) laterRecordings() {
+	f.say("\n== Recordings a little later (store-brno-1, cut off, never heard of its revocation: it keeps")
+	f.say("   recording locally, encrypted to keys whose shares only the datacenters and the recovery key open)")
+	for _, name := range []string{"store-praha-1", "store-brno-1"} {
+		demoCameras(f.w, name, f.nodes[name])
+	}
+}
+
+// raftStatus prints dc-a's view of the Raft cluster: its role, term,
+// commit index, and which members vote.
+func (f *federation) raftStatus() {
+	st, err := f.nodes["dc-a"].Status()
+	if err != nil || st.Consensus == nil {
+		return
+	}
+	c := st.Consensus
+	f.say("\n== dc-a: raft %s, term %d, commit %d; members:", c.Role, c.Term, c.CommitIndex)
+	pol := f.nodes["dc-a"].Policy()
+	for _, m := range c.Members {
+		kind := "non-voter"
+		if m.Voter {
+			kind = "voter"
+		}
+		f.say("   %-14s %s", node.NameByKey(pol, m.ID), kind)
+	}
 }
 
 // demoCameras prints what a store records.
@@ -343,134 +339,4 @@ func demoEncrypted(w io.Writer, dir string) {
 		fmt.Fprintf(w, "   %s…seg: %d bytes, starts % x (an OpenPGP message); MPEG-TS packets in it: %d\n",
 			rel[:min(len(rel), 70)], len(b), b[:min(4, len(b))], nodetest.TSPackets(b))
 	}
-}
-
-// demoRelease: bob and carol become approvers and alice seals the
-// federation (demoGovernance); alice, at her admin node, asks for a minute
-// of praha-1/entrance; one approval is not enough; with bob's and carol's
-// the custodians answer for each approved segment, to her node only; the export holds exactly the minute, its
-// manifest verifies, and ffprobe counts its frames.
-func demoRelease(ctx context.Context, w io.Writer, dir string, nodes map[string]*node.Node, alice *keys.AdminKey, submit func(*policy.Command) error) error {
-	say := func(f string, a ...any) { fmt.Fprintf(w, f+"\n", a...) }
-	approvers := map[string]*keys.AdminKey{}
-	for _, name := range []string{"bob", "carol"} {
-		k, err := keys.NewAdminKey(name, time.Now().Add(-time.Minute))
-		if err != nil {
-			return err
-		}
-		defer k.Close()
-		approvers[name] = k
-		if err := submit(&policy.Command{Kind: policy.KindAddUser, User: &policy.User{Name: name, Role: policy.UserApprover, PublicKey: k.PublicKey(), Fingerprint: k.Fingerprint()}}); err != nil {
-			return err
-		}
-	}
-	if err := demoGovernance(ctx, w, nodes["admin-alice"], filepath.Join(dir, "admin-alice"), alice, approvers, submit); err != nil {
-		return err
-	}
-	say("\n== Key release: alice asks for a minute of praha-1/entrance; bob and carol must approve")
-	const cam = "praha-1/entrance"
-	store := nodes["store-praha-1"]
-	segs, err := store.HeldSegments(cam, time.Time{}, time.Now().Add(time.Hour))
-	if err != nil || len(segs) < 2 {
-		return fmt.Errorf("no recording to ask for: %v", err)
-	}
-	from := segs[1].Start // segments start at keyframes
-	to := from.Add(time.Minute)
-	say("   waiting until the store has recorded the minute %s – %s", from.Local().Format(time.TimeOnly), to.Local().Format(time.TimeOnly))
-	if err := nodetest.WaitCond(ctx, time.Until(to)+30*time.Second, func() bool {
-		segs, _ := store.HeldSegments(cam, to, to.Add(time.Hour))
-		return len(segs) > 0
-	}); err != nil {
-		return fmt.Errorf("the store never recorded the minute: %w", err)
-	}
-	desk := nodes["admin-alice"]
-	pub, err := desk.NewReleaseKey()
-	if err != nil {
-		return err
-	}
-	deskDir := filepath.Join(dir, "admin-alice")
-	fid := desk.Policy().FederationID
-	signAs := func(k *keys.AdminKey, name string, c *policy.Command) policy.Envelope {
-		env, _ := node.SignCommand(k, fid, name, c)
-		return env
-	}
-	res, err := node.SubmitVia(ctx, deskDir, signAs(alice, "alice", &policy.Command{Kind: policy.KindCreateRequest, Request: &policy.Request{
-		ID: "r-demo", Node: "admin-alice", Selector: cam, From: from, To: to, Purpose: "a theft reported at the entrance",
-		Basis: "GDPR art. 6(1)(f); police report 2026/1127", Key: pub, Expires: time.Now().Add(time.Hour)}}))
-	if err != nil || !res.Applied {
-		return fmt.Errorf("request: %+v %v", res, err)
-	}
-	say("   alice filed r-demo from admin-alice; its one-time key lives only in that node's memory")
-	if err := nodetest.WaitCond(ctx, 10*time.Second, func() bool { return desk.Policy().Requests["r-demo"] != nil }); err != nil {
-		return err
-	}
-	digest := policy.RequestDigest(fid, desk.Policy().Requests["r-demo"])
-	approve := func(k *keys.AdminKey, name string) (node.ApplyResult, error) {
-		return node.SubmitVia(ctx, deskDir, signAs(k, name, &policy.Command{Kind: policy.KindApproveRequest, Approval: &policy.Approval{Request: "r-demo", Digest: digest}}))
-	}
-	if res, err := approve(alice, "alice"); err == nil && !res.Applied {
-		say("   alice approving her own request: refused (%s)", lastClause(res.Reason))
-	}
-	if res, err := approve(approvers["bob"], "bob"); err != nil || !res.Applied {
-		return fmt.Errorf("bob's approval: %+v %v", res, err)
-	}
-	out := filepath.Join(dir, "exports", "r-demo.ts")
-	if err := os.MkdirAll(filepath.Dir(out), 0o700); err != nil {
-		return err
-	}
-	if r, err := desk.Export(ctx, signedOrder(alice, fid, release.ExportRequest{Request: "r-demo", Out: out, Exporter: "alice"})); err == nil && r.Refused != "" {
-		say("   export after bob's approval alone: refused (%s)", r.Refused)
-	}
-	if res, err := approve(approvers["carol"], "carol"); err != nil || !res.Applied {
-		return fmt.Errorf("carol's approval: %+v %v", res, err)
-	}
-	approved := time.Now()
-	r, err := desk.Export(ctx, signedOrder(alice, fid, release.ExportRequest{Request: "r-demo", Out: out, Exporter: "alice"}))
-	if err != nil || r.Refused != "" {
-		return fmt.Errorf("export: %+v %v", r, err)
-	}
-	m := r.Manifest
-	say("   carol approved: dc-a and dc-b each answered for every approved segment, to admin-alice only; keys usable %v after the approval committed",
-		(time.Since(approved) - r.Total + r.Release).Round(time.Millisecond))
-	say("   export %s: %d frames, %.1f MB, from %d segments, in %v; release keys held now: %d",
-		out, m.Output.Frames, float64(m.Output.Bytes)/1e6, len(m.Segments), r.Total.Round(time.Millisecond), desk.HeldReleaseKeys())
-	body, sig, err := keys.SignManifest(alice, m)
-	if err != nil {
-		return err
-	}
-	vm, fp, err := keys.VerifyManifest(body, sig, alice.PublicKey())
-	if err == nil {
-		b, rerr := os.ReadFile(out)
-		if err = rerr; err == nil {
-			err = keys.CheckExport(vm, bytes.NewReader(b))
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("manifest: %w", err)
-	}
-	say("   manifest signed by alice (%s…), approvers %s: verifies, and the export matches its SHA-256", fp[:16], strings.Join(vm.Approvers, ", "))
-	if n := len(vm.Segments); n > 0 {
-		first, last := vm.Segments[0], vm.Segments[n-1]
-		gaps := "with no gap"
-		if len(vm.Gaps) > 0 {
-			gaps = fmt.Sprintf("with %d gaps listed in the manifest", len(vm.Gaps))
-		}
-		say("   chain of custody: every segment sealed by store %s, sequence %d to %d %s", first.Store, first.Seq, last.Seq, gaps)
-	}
-	if path, err := exec.LookPath("ffprobe"); err == nil {
-		o, err := exec.CommandContext(ctx, path, "-v", "error", "-count_frames", "-select_streams", "v:0",
-			"-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", out).Output()
-		if err == nil {
-			say("   ffprobe decodes %s frames (a minute at 25 fps is 1500)", strings.Fields(string(o) + " ?")[0])
-		}
-	}
-	return nil
-}
-
-// lastClause keeps the end of a refusal, the part that says why.
-func lastClause(s string) string {
-	if i := strings.LastIndex(s, "refused: "); i >= 0 {
-		return s[i+len("refused: "):]
-	}
-	return s
 }
