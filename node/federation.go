@@ -2,8 +2,6 @@ package node
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -378,11 +376,4 @@ func (n *Node) Policy() *policy.State {
 		return nil
 	}
 	return n.policy.State()
-}
-
-// NewCommandID makes a random command id.
-func NewCommandID() string {
-	b := make([]byte, 8)
-	rand.Read(b)
-	return "c-" + hex.EncodeToString(b)
 }

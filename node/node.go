@@ -286,7 +286,7 @@ func (n *Node) startFederation() (err error) {
 func (n *Node) startRoles() (err error) {
 	cfg := n.cfg
 	st := n.policy.State()
-	me := st.Nodes[NameByKey(st, n.mesh.PublicKey().String())]
+	me := st.Nodes[st.NameOfKey(n.mesh.PublicKey().String())]
 	if me != nil && me.Role == policy.RoleDatacenter || joinedAs(cfg.Dir) == policy.RoleDatacenter || fileExists(CustodianKeyPath(cfg.Dir)) {
 		if n.join, err = startJoinServer(n, cfg.Listen); err != nil {
 			return err

@@ -69,7 +69,7 @@ func (s *service) close() {
 // policy this node holds now. Fail closed: no policy, no member.
 func (n *Node) admitService(peer keys.NodePublic) error {
 	st := n.policy.State()
-	name := NameByKey(st, peer.String())
+	name := st.NameOfKey(peer.String())
 	if name == "" {
 		return fmt.Errorf("%s is no member of the policy", peer.ShortString())
 	}
@@ -81,7 +81,7 @@ func (n *Node) admitService(peer keys.NodePublic) error {
 
 // callerName is the live member peer is, or an rpc denial.
 func (n *Node) callerName(st *policy.State, peer keys.NodePublic) (string, error) {
-	name := NameByKey(st, peer.String())
+	name := st.NameOfKey(peer.String())
 	if name == "" || !policy.Member(st, name, time.Now()) {
 		return "", &rpc.Error{Code: rpc.Denied, Message: "you are not a live member of the federation"}
 	}
@@ -90,7 +90,7 @@ func (n *Node) callerName(st *policy.State, peer keys.NodePublic) (string, error
 
 // selfName is this node's name in the policy st (found by key).
 func (n *Node) selfName(st *policy.State) string {
-	return NameByKey(st, n.mesh.PublicKey().String())
+	return st.NameOfKey(n.mesh.PublicKey().String())
 }
 
 // syncPolicy makes the local replica at least as new as the leader's

@@ -31,7 +31,7 @@ func SignCommand(k *keys.AdminKey, fid, signer string, c *policy.Command) (polic
 	if fid == "" {
 		return policy.Envelope{}, errors.New("node: sign: no federation ID")
 	}
-	c.ID, c.Time, c.Signer = NewCommandID(), time.Now().UTC(), signer
+	c.ID, c.Time, c.Signer = policy.NewCommandID(), time.Now().UTC(), signer
 	body, err := policy.EncodeCommand(c)
 	if err != nil {
 		return policy.Envelope{}, err
@@ -58,7 +58,7 @@ func SubmitGoverned(ctx context.Context, dir string, st *policy.State, k *keys.A
 		return ApplyResult{}, "", errors.New("node: the node has no federation state yet")
 	}
 	if st.Sealed() && st.IsGovernance(c) {
-		proposal := "p-" + strings.TrimPrefix(NewCommandID(), "c-")
+		proposal := "p-" + strings.TrimPrefix(policy.NewCommandID(), "c-")
 		env, err := signProposal(k, fid, signer, proposal, c)
 		if err != nil {
 			return ApplyResult{}, "", err
@@ -77,8 +77,8 @@ func SubmitGoverned(ctx context.Context, dir string, st *policy.State, k *keys.A
 // signProposal signs proposal id carrying inner; the inner command gets an
 // ID of its own and the proposal's signer and time, as the FSM requires.
 func signProposal(k *keys.AdminKey, fid, signer, id string, inner *policy.Command) (policy.Envelope, error) {
-	p := &policy.Command{ID: NewCommandID(), Time: time.Now().UTC(), Signer: signer, Kind: policy.KindPropose}
-	inner.ID, inner.Time, inner.Signer = NewCommandID(), p.Time, signer
+	p := &policy.Command{ID: policy.NewCommandID(), Time: time.Now().UTC(), Signer: signer, Kind: policy.KindPropose}
+	inner.ID, inner.Time, inner.Signer = policy.NewCommandID(), p.Time, signer
 	innerBody, err := policy.EncodeCommand(inner)
 	if err != nil {
 		return policy.Envelope{}, err

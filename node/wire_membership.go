@@ -4,7 +4,6 @@ import (
 	"github.com/custos-cctv/custos/consensus"
 	"github.com/custos-cctv/custos/mesh"
 	"github.com/custos-cctv/custos/node/membership"
-	"github.com/custos-cctv/custos/policy"
 )
 
 // readmitting sets the mesh's peers, then has Raft re-check who may keep
@@ -24,10 +23,6 @@ func (x readmitting) SetPeers(p []mesh.Peer) error {
 // maxReconcileWait is membership's bound between reconciliations; the
 // node's other policy loops use it too.
 const maxReconcileWait = membership.MaxReconcileWait
-
-// NameByKey finds a node's name in the policy by its public key ("" if
-// absent: such a node gets no peers).
-func NameByKey(st *policy.State, key string) string { return membership.NameByKey(st, key) }
 
 // validName accepts the names an operator would give a node or a site.
 func validName(s string) error { return membership.ValidName(s) }

@@ -3,6 +3,7 @@ package policy
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -312,4 +313,12 @@ func (s *State) record(c *Command) {
 	s.pruneRequests()
 	s.pruneProposals()
 	s.Applied++
+}
+
+// NewCommandID makes a random command ID ("c-" and 16 hex digits); IDs of
+// grants, requests, proposals and invites reuse its random part.
+func NewCommandID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return "c-" + hex.EncodeToString(b)
 }

@@ -277,3 +277,14 @@ func validName(s string) error {
 	}
 	return nil
 }
+
+// NameOfKey is the name of the node whose public key (nodekey:…) is key,
+// revoked or not, or "" when no node of the policy has it.
+func (s *State) NameOfKey(key string) string {
+	for name, n := range s.Nodes {
+		if n.PublicKey == key {
+			return name
+		}
+	}
+	return ""
+}

@@ -191,7 +191,7 @@ func runGrant(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	gid := *id
 	if gid == "" {
-		gid = "g-" + strings.TrimPrefix(node.NewCommandID(), "c-")
+		gid = "g-" + strings.TrimPrefix(policy.NewCommandID(), "c-")
 	}
 	g := &policy.Grant{ID: gid, Subject: subj, Actions: acts, Selector: *sel, Window: w, Purpose: *purpose}
 	return signAndSubmit(ctx, *dir, *as, *signer, &policy.Command{Kind: policy.KindAddGrant, Grant: g}, stdout)

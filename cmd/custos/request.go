@@ -54,7 +54,7 @@ func runRequest(ctx context.Context, args []string, stdout io.Writer) error {
 		return usageError{fmt.Errorf("--to %q: want an RFC 3339 time", *to)}
 	}
 	if r.ID == "" {
-		r.ID = "r-" + strings.TrimPrefix(node.NewCommandID(), "c-")
+		r.ID = "r-" + strings.TrimPrefix(policy.NewCommandID(), "c-")
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

@@ -297,7 +297,7 @@ func (f *federation) raftStatus() {
 		if m.Voter {
 			kind = "voter"
 		}
-		f.say("   %-14s %s", node.NameByKey(pol, m.ID), kind)
+		f.say("   %-14s %s", pol.NameOfKey(m.ID), kind)
 	}
 }
 

@@ -84,7 +84,7 @@ func verifyJoin(st *policy.State, self string, ji *Info) (done bool, err error) 
 	if st == nil || st.Federation == "" {
 		return false, nil
 	}
-	name := nameByKey(st, self)
+	name := st.NameOfKey(self)
 	if name == "" {
 		return false, nil
 	}
@@ -103,17 +103,6 @@ func verifyJoin(st *policy.State, self string, ji *Info) (done bool, err error) 
 		return true, fmt.Errorf("the join token was signed by key %s, not by admin %q (key %s) who made invite %q", ji.Signer, u.Name, u.Fingerprint, ji.Invite)
 	}
 	return true, nil
-}
-
-// nameByKey finds a node's name in the policy by its public key ("" if
-// absent), as the node's NameByKey does.
-func nameByKey(st *policy.State, key string) string {
-	for name, n := range st.Nodes {
-		if n.PublicKey == key {
-			return name
-		}
-	}
-	return ""
 }
 
 // refuseJoin undoes this node's join and stops it: the directory is

@@ -93,7 +93,7 @@ func MakeInvite(ctx context.Context, dir string, local Local, admin *keys.AdminK
 	if err != nil {
 		return none, err
 	}
-	id := "inv-" + strings.TrimPrefix(newCommandID(), "c-")
+	id := "inv-" + strings.TrimPrefix(policy.NewCommandID(), "c-")
 	c := &policy.Command{Kind: policy.KindCreateInvite, Invite: &policy.Invite{
 		ID: id, Role: spec.Role, Name: spec.Name, Site: spec.Site, Jurisdiction: spec.Jurisdiction, Window: spec.Window, Expires: spec.Expires, Key: hex.EncodeToString(pub)}}
 	res, proposal, err := local.SubmitGoverned(ctx, st, admin, signer, c)

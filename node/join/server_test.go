@@ -102,7 +102,7 @@ func federation(t *testing.T, name string) (*policy.State, *Token) {
 	st := &policy.State{}
 	apply := func(c *policy.Command, signed bool) {
 		t.Helper()
-		c.ID, c.Time = newCommandID(), now.UTC()
+		c.ID, c.Time = policy.NewCommandID(), now.UTC()
 		env := policy.Envelope{}
 		if signed {
 			c.Signer = "alice"

@@ -3,9 +3,7 @@ package join
 import (
 	"bytes"
 	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -186,7 +184,7 @@ func (t *Token) Redeem(pub keys.NodePublic, endpoint string, custodian []byte, n
 	defer clear(priv)
 	r := &policy.Redeem{Invite: t.Invite, PublicKey: pub.String(), Endpoint: endpoint, Custodian: custodian}
 	r.Proof = ed25519Sign(priv, policy.RedeemSignedBytes(r))
-	c := &policy.Command{ID: newCommandID(), Time: now.UTC(), Kind: policy.KindRedeemInvite, Redeem: r}
+	c := &policy.Command{ID: policy.NewCommandID(), Time: now.UTC(), Kind: policy.KindRedeemInvite, Redeem: r}
 	body, err := policy.EncodeCommand(c)
 	if err != nil {
 		return policy.Envelope{}, err
@@ -195,11 +193,3 @@ func (t *Token) Redeem(pub keys.NodePublic, endpoint string, custodian []byte, n
 }
 
 func ed25519Sign(priv []byte, msg []byte) []byte { return ed25519.Sign(priv, msg) }
-
-// newCommandID makes a random command id, of the form the node's
-// NewCommandID makes.
-func newCommandID() string {
-	b := make([]byte, 8)
-	rand.Read(b)
-	return "c-" + hex.EncodeToString(b)
-}

@@ -129,7 +129,7 @@ func (ms *Reconciler) reconcile() {
 		}
 		return
 	}
-	peers, skipped := PeersFromPolicy(st, NameByKey(st, ms.self), ms.now())
+	peers, skipped := PeersFromPolicy(st, st.NameOfKey(ms.self), ms.now())
 	for _, s := range skipped {
 		ms.logf("node: membership: skipping %s", s)
 	}
@@ -145,17 +145,6 @@ func (ms *Reconciler) reconcile() {
 	if err != nil {
 		ms.logf("node: membership: %v", err)
 	}
-}
-
-// NameByKey finds a node's name in the policy by its public key ("" if
-// absent: such a node gets no peers).
-func NameByKey(st *policy.State, key string) string {
-	for name, n := range st.Nodes {
-		if n.PublicKey == key {
-			return name
-		}
-	}
-	return ""
 }
 
 // PeersFromPolicy turns policy.DesiredPeers into mesh peers. An entry that

@@ -191,7 +191,7 @@ func TestReconcilerUnknownSelfGetsNoPeers(t *testing.T) {
 	if !set || len(got) != 0 {
 		t.Fatalf("a node absent from the policy got peers %v (set: %v)", got, set)
 	}
-	if NameByKey(st, other) != "dc" || NameByKey(st, "nodekey:none") != "" {
+	if st.NameOfKey(other) != "dc" || st.NameOfKey("nodekey:none") != "" {
 		t.Fatal("NameByKey does not find nodes by key")
 	}
 }
