@@ -72,19 +72,19 @@ func PrepareJoin(ctx context.Context, cfg Config, t *Token) (ApplyResult, error)
 	}
 	res, err := join.Prepare(ctx, join.Joiner{Dir: cfg.Dir, Listen: cfg.Listen, KeyPath: KeyPath(cfg.Dir), FederationFile: federationFile,
 		CustodianKey: func() ([]byte, error) { return makeCustodianKey(cfg.Dir, cfg.Name) }}, t)
-	return ApplyResult(res), err
+	return res, err
 }
 
 // localNode is the node running in a directory, reached through its API
 // socket, for MakeInvite.
 type localNode string
 
-func (d localNode) Anchor() (*join.Anchor, error) {
+func (d localNode) Anchor() (*policy.Anchor, error) {
 	a, err := readAnchor(string(d))
 	if a == nil {
 		return nil, err
 	}
-	ja := join.Anchor(*a)
+	ja := *a
 	return &ja, nil
 }
 
@@ -92,9 +92,9 @@ func (d localNode) FetchPolicy(ctx context.Context) (*policy.State, error) {
 	return FetchPolicy(ctx, string(d))
 }
 
-func (d localNode) SubmitGoverned(ctx context.Context, st *policy.State, k *keys.AdminKey, signer string, c *policy.Command) (join.Result, string, error) {
+func (d localNode) SubmitGoverned(ctx context.Context, st *policy.State, k *keys.AdminKey, signer string, c *policy.Command) (policy.ApplyResult, string, error) {
 	res, proposal, err := SubmitGoverned(ctx, string(d), st, k, signer, c)
-	return join.Result(res), proposal, err
+	return res, proposal, err
 }
 
 // joinNode is the running node as the room sees it: its policy replica,
@@ -107,9 +107,9 @@ func (j joinNode) Sync(ctx context.Context) (*policy.State, error) {
 	return j.n.syncPolicy(ctx)
 }
 
-func (j joinNode) Submit(ctx context.Context, env policy.Envelope) (join.Result, error) {
+func (j joinNode) Submit(ctx context.Context, env policy.Envelope) (policy.ApplyResult, error) {
 	res, err := j.n.Submit(ctx, env)
-	return join.Result(res), err
+	return res, err
 }
 
 func (j joinNode) Event(e audit.Event) { j.n.auditEvent(e) }

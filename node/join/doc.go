@@ -31,16 +31,6 @@ import (
 // node's own bound: its wire file checks the two agree).
 const MaxClockSkew = 5 * time.Minute
 
-// Result is how the policy took a command: the node's ApplyResult, the
-// same fields and JSON, which is also the join service's answer on the
-// wire.
-type Result struct {
-	ID      string `json:"id"`
-	Kind    string `json:"kind"`
-	Applied bool   `json:"applied"`
-	Reason  string `json:"reason,omitempty"`
-}
-
 // Policy is the node's replica of the policy.
 type Policy interface {
 	// State is the current state; callers must not modify it.
@@ -54,7 +44,7 @@ type Policy interface {
 // Submitter submits a signed command to the policy through consensus (on a
 // node: Node.Submit).
 type Submitter interface {
-	Submit(ctx context.Context, env policy.Envelope) (Result, error)
+	Submit(ctx context.Context, env policy.Envelope) (policy.ApplyResult, error)
 }
 
 // Auditor appends to the node's audit journal; a failure is the node's to

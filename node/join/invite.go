@@ -37,12 +37,12 @@ type InviteResult struct {
 type Local interface {
 	// Anchor is the genesis the directory's node accepts (nil, nil if it
 	// belongs to no federation).
-	Anchor() (*Anchor, error)
+	Anchor() (*policy.Anchor, error)
 	// FetchPolicy is the node's replica of the policy.
 	FetchPolicy(ctx context.Context) (*policy.State, error)
 	// SubmitGoverned signs c with k and submits it, or proposes it when
 	// st says it is a governance change (then it returns the proposal).
-	SubmitGoverned(ctx context.Context, st *policy.State, k *keys.AdminKey, signer string, c *policy.Command) (Result, string, error)
+	SubmitGoverned(ctx context.Context, st *policy.State, k *keys.AdminKey, signer string, c *policy.Command) (policy.ApplyResult, string, error)
 }
 
 // MakeInvite records an invite in the policy through the node running in

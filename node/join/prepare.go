@@ -34,32 +34,32 @@ type Joiner struct {
 // Prepare readies j's directory to join the federation of a token: the
 // node key, the anchor, and the datacenters to contact. It then sends the
 // redeem to the datacenters, one after another, until one takes it.
-func Prepare(ctx context.Context, j Joiner, t *Token) (Result, error) {
+func Prepare(ctx context.Context, j Joiner, t *Token) (policy.ApplyResult, error) {
 	if t.signer == "" {
-		return Result{}, errors.New("node: the token was not checked (use DecodeToken)")
+		return policy.ApplyResult{}, errors.New("node: the token was not checked (use DecodeToken)")
 	}
 	// The token is spent once the join commits: check first that the node
 	// can run where it says it will.
 	if err := checkListen(j.Listen, t.Role == string(policy.RoleDatacenter)); err != nil {
-		return Result{}, err
+		return policy.ApplyResult{}, err
 	}
 	priv, _, err := keys.LoadOrCreateNodeKey(j.KeyPath)
 	if err != nil {
-		return Result{}, fmt.Errorf("node: %w", err)
+		return policy.ApplyResult{}, fmt.Errorf("node: %w", err)
 	}
 	pub := priv.Public()
 	priv.Zero()
 	var custodian []byte
 	if t.Role == string(policy.RoleDatacenter) {
 		if custodian, err = j.CustodianKey(); err != nil {
-			return Result{}, err
+			return policy.ApplyResult{}, err
 		}
 	}
 	env, err := t.Redeem(pub, j.Listen.String(), custodian, time.Now())
 	if err != nil {
-		return Result{}, err
+		return policy.ApplyResult{}, err
 	}
-	var res Result
+	var res policy.ApplyResult
 	var lastErr error
 	for _, dc := range t.Datacenters {
 		res, lastErr = sendJoin(ctx, dc.Endpoint, env)
@@ -68,7 +68,7 @@ func Prepare(ctx context.Context, j Joiner, t *Token) (Result, error) {
 		}
 	}
 	if lastErr != nil {
-		return Result{}, fmt.Errorf("node: no datacenter took the join: %w", lastErr)
+		return policy.ApplyResult{}, fmt.Errorf("node: no datacenter took the join: %w", lastErr)
 	}
 	if !res.Applied {
 		return res, nil
@@ -83,25 +83,25 @@ func Prepare(ctx context.Context, j Joiner, t *Token) (Result, error) {
 	return res, os.WriteFile(filepath.Join(j.Dir, j.FederationFile), ab, 0o600)
 }
 
-func sendJoin(ctx context.Context, endpoint string, env policy.Envelope) (Result, error) {
+func sendJoin(ctx context.Context, endpoint string, env policy.Envelope) (policy.ApplyResult, error) {
 	var d net.Dialer
 	ctx, cancel := context.WithTimeout(ctx, Timeout)
 	defer cancel()
 	c, err := d.DialContext(ctx, "tcp", endpoint)
 	if err != nil {
-		return Result{}, err
+		return policy.ApplyResult{}, err
 	}
 	defer c.Close()
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)
 	}
 	if _, err := c.Write(env.Marshal()); err != nil {
-		return Result{}, err
+		return policy.ApplyResult{}, err
 	}
 	c.(*net.TCPConn).CloseWrite()
-	var res Result
+	var res policy.ApplyResult
 	if err := json.NewDecoder(io.LimitReader(c, 64<<10)).Decode(&res); err != nil {
-		return Result{}, fmt.Errorf("join answer from %s: %w", endpoint, err)
+		return policy.ApplyResult{}, fmt.Errorf("join answer from %s: %w", endpoint, err)
 	}
 	return res, nil
 }

@@ -264,7 +264,7 @@ func (js *Server) serve(c net.Conn, jc *conn) {
 	b, err := io.ReadAll(io.LimitReader(c, maxRequest+1))
 	js.doneReading(c)
 	c.SetDeadline(start.Add(Timeout))
-	res := Result{}
+	res := policy.ApplyResult{}
 	defer func() { json.NewEncoder(c).Encode(res) }()
 	if err != nil || len(b) > maxRequest {
 		res.Reason = fmt.Sprintf("join request unreadable, over %d bytes, or not sent within %v", maxRequest, jc.readTimeout)

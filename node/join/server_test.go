@@ -23,7 +23,7 @@ import (
 // journal in a slice.
 type twin struct {
 	st  *policy.State
-	res Result // what Submit answers
+	res policy.ApplyResult // what Submit answers
 
 	mu      sync.Mutex
 	syncs   int
@@ -40,7 +40,7 @@ func (w *twin) Sync(context.Context) (*policy.State, error) {
 	return w.st, nil
 }
 
-func (w *twin) Submit(_ context.Context, env policy.Envelope) (Result, error) {
+func (w *twin) Submit(_ context.Context, env policy.Envelope) (policy.ApplyResult, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.submits = append(w.submits, env)
@@ -151,7 +151,7 @@ func redeem(t *testing.T, tok *Token) (policy.Envelope, keys.NodePublic) {
 
 // ask sends req to the join service from source from and returns the
 // answer.
-func ask(t *testing.T, from string, js *Server, req []byte) Result {
+func ask(t *testing.T, from string, js *Server, req []byte) policy.ApplyResult {
 	t.Helper()
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
 	c, err := d.Dial("tcp", js.Addr().String())
@@ -164,7 +164,7 @@ func ask(t *testing.T, from string, js *Server, req []byte) Result {
 		t.Fatal(err)
 	}
 	c.(*net.TCPConn).CloseWrite()
-	var res Result
+	var res policy.ApplyResult
 	if err := json.NewDecoder(c).Decode(&res); err != nil {
 		t.Fatalf("answer to %s: %v", from, err)
 	}
@@ -176,7 +176,7 @@ func ask(t *testing.T, from string, js *Server, req []byte) Result {
 func TestServerSubmitsARedeemThePolicyTakes(t *testing.T) {
 	nodetest.CheckLeaks(t)
 	st, tok := federation(t, "acme")
-	w := &twin{st: st, res: Result{ID: "c-1", Kind: policy.KindRedeemInvite, Applied: true}}
+	w := &twin{st: st, res: policy.ApplyResult{ID: "c-1", Kind: policy.KindRedeemInvite, Applied: true}}
 	js := startTwin(t, w)
 	env, pub := redeem(t, tok)
 	res, err := sendJoin(context.Background(), js.Addr().String(), env)
@@ -200,7 +200,7 @@ func TestServerRefusesAnotherFederationsToken(t *testing.T) {
 	st, _ := federation(t, "acme")
 	_, other := federation(t, "globex")
 	other.Invite = "inv-globex"
-	w := &twin{st: st, res: Result{Applied: true}}
+	w := &twin{st: st, res: policy.ApplyResult{Applied: true}}
 	js := startTwin(t, w)
 	for _, from := range []string{"127.0.0.2", "127.0.0.2", "127.0.0.3"} {
 		env, _ := redeem(t, other)
@@ -239,7 +239,7 @@ func TestServerRefusesAnotherFederationsToken(t *testing.T) {
 func TestServerPerSourceLimit(t *testing.T) {
 	nodetest.CheckLeaks(t)
 	st, tok := federation(t, "acme")
-	w := &twin{st: st, res: Result{Applied: true}}
+	w := &twin{st: st, res: policy.ApplyResult{Applied: true}}
 	js := startTwin(t, w)
 	js.SetReadTimeout(time.Minute)
 	dial := func(from string) net.Conn {

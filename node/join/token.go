@@ -19,7 +19,7 @@ import (
 //
 //	custos1.<base64url(JSON body)>.<base64url(OpenPGP signature of the body)>
 //
-// The body names the federation and the genesis it must accept (Anchor),
+// The body names the federation and the genesis it must accept (policy.Anchor),
 // the invite and its one-time secret, the datacenters to contact, the
 // other Raft voters, and the inviting admin's public key, which made the
 // signature. The secret never
@@ -40,25 +40,17 @@ const TokenPrefix = "custos1."
 // MaxToken bounds what we parse: a token is a few kilobytes.
 const MaxToken = 32 << 10
 
-// Anchor pins the genesis a node will accept: the node's Anchor, the same
-// fields and JSON (what its federation file holds).
-type Anchor struct {
-	Federation string `json:"federation"`
-	AdminFP    string `json:"admin_fingerprint"`
-	NodeKey    string `json:"founder_key"`
-}
-
 // Token is a decoded join token.
 type Token struct {
-	Version     int         `json:"v"`
-	Anchor      Anchor      `json:"anchor"`
-	Invite      string      `json:"invite"`
-	Secret      []byte      `json:"secret"` // 32-byte seed of the invite's one-time key
-	Role        string      `json:"role"`
-	Name        string      `json:"name"`
-	Site        string      `json:"site,omitempty"`
-	Expires     time.Time   `json:"expires"`
-	Datacenters []TokenPeer `json:"datacenters"`
+	Version     int           `json:"v"`
+	Anchor      policy.Anchor `json:"anchor"`
+	Invite      string        `json:"invite"`
+	Secret      []byte        `json:"secret"` // 32-byte seed of the invite's one-time key
+	Role        string        `json:"role"`
+	Name        string        `json:"name"`
+	Site        string        `json:"site,omitempty"`
+	Expires     time.Time     `json:"expires"`
+	Datacenters []TokenPeer   `json:"datacenters"`
 	// Voters are the other Raft voters (witnesses) when the token was
 	// made. Any voter may lead, and a new node admits only its seeds
 	// until its replica names its peers: a witness leading when the node

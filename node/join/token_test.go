@@ -14,6 +14,7 @@ import (
 	openpgp "github.com/ProtonMail/go-crypto/openpgp/v2"
 
 	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/policy"
 )
 
 func FuzzDecodeToken(f *testing.F) {
@@ -42,7 +43,7 @@ func TestDecodeTokenChecksPeers(t *testing.T) {
 	priv.Zero()
 	now := time.Now()
 	mk := func(voters ...TokenPeer) string {
-		tok := &Token{Version: 1, Anchor: Anchor{Federation: "acme", AdminFP: admin.Fingerprint(), NodeKey: key}, Invite: "inv-1",
+		tok := &Token{Version: 1, Anchor: policy.Anchor{Federation: "acme", AdminFP: admin.Fingerprint(), NodeKey: key}, Invite: "inv-1",
 			Secret: make([]byte, 32), Role: "store", Name: "store-1", Expires: now.Add(time.Hour),
 			Datacenters: []TokenPeer{{Name: "dc-a", PublicKey: key, Endpoint: "192.0.2.1:51820"}}, Voters: voters, AdminKey: admin.PublicKey()}
 		s, err := EncodeToken(tok, func(msg []byte) ([]byte, error) { return admin.Sign(msg, now) })
@@ -103,7 +104,7 @@ func TestDecodeTokenStrictSignature(t *testing.T) {
 	priv := keys.NewNodePrivate()
 	key := priv.Public().String()
 	priv.Zero()
-	tok := &Token{Version: 1, Anchor: Anchor{Federation: "acme", AdminFP: admin.Fingerprint(), NodeKey: key}, Invite: "inv-1",
+	tok := &Token{Version: 1, Anchor: policy.Anchor{Federation: "acme", AdminFP: admin.Fingerprint(), NodeKey: key}, Invite: "inv-1",
 		Secret: make([]byte, 32), Role: "store", Name: "store-1", Expires: now.Add(time.Hour),
 		Datacenters: []TokenPeer{{Name: "dc-a", PublicKey: key, Endpoint: "192.0.2.1:51820"}}, AdminKey: admin.PublicKey()}
 	enc := func(tok *Token, sign func([]byte) ([]byte, error)) string {

@@ -43,7 +43,7 @@ type Store struct {
 	log [][]byte
 	// anchor, if set, is the genesis this node accepts: its federation,
 	// first admin and founding node. A genesis that differs is refused.
-	anchor *Anchor
+	anchor *policy.Anchor
 	// OnApply, if set, sees every command applied or refused (for audit).
 	// Set it before the store is used.
 	OnApply func(c *policy.Command, err error)
@@ -53,37 +53,9 @@ type Store struct {
 	OnRestore func(cmds []*policy.Command)
 }
 
-// Anchor pins the genesis a node will accept.
-type Anchor struct {
-	Federation string `json:"federation"`
-	AdminFP    string `json:"admin_fingerprint"`
-	NodeKey    string `json:"founder_key"`
-}
-
-func (a *Anchor) check(env policy.Envelope) error {
-	if a == nil {
-		return nil
-	}
-	c, err := policy.DecodeCommand(env.Body)
-	if err != nil || c.Kind != policy.KindGenesis || c.Genesis == nil {
-		return nil
-	}
-	g := c.Genesis
-	if g.Federation != a.Federation || g.Admin.Fingerprint != a.AdminFP || g.Node.PublicKey != a.NodeKey {
-		return fmt.Errorf("genesis of federation %q by admin %s does not match this node's anchor (federation %q, admin %s)",
-			g.Federation, g.Admin.Fingerprint, a.Federation, a.AdminFP)
-	}
-	return nil
-}
-
-// FederationID is the policy.FederationID the anchor names.
-func (a *Anchor) FederationID() string {
-	return policy.FederationID(a.Federation, a.AdminFP, a.NodeKey)
-}
-
 // New returns an empty store that accepts only the genesis anchor pins
 // (any genesis if anchor is nil).
-func New(anchor *Anchor) *Store {
+func New(anchor *policy.Anchor) *Store {
 	p := &Store{changed: make(chan struct{}), anchor: anchor}
 	p.cur.Store(&policy.State{})
 	return p
@@ -114,14 +86,6 @@ func (p *Store) Changed() <-chan struct{} {
 	return p.changed
 }
 
-// ApplyResult is what Apply returns to the submitter, JSON-encoded.
-type ApplyResult struct {
-	ID      string `json:"id"`
-	Kind    string `json:"kind"`
-	Applied bool   `json:"applied"`
-	Reason  string `json:"reason,omitempty"`
-}
-
 // Apply applies one log entry. A refused command is a normal, deterministic
 // outcome: it changes nothing and is reported in the result, not as an
 // error (an error here would mean the replica itself is broken).
@@ -132,11 +96,11 @@ func (p *Store) Apply(cmd []byte, index uint64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	var res ApplyResult
+	var res policy.ApplyResult
 	env, err := policy.DecodeEnvelope(cmd)
 	var c *policy.Command
 	if err == nil {
-		err = p.anchor.check(env)
+		err = p.anchor.Check(env)
 	}
 	if err == nil {
 		c, err = next.Apply(env)
@@ -185,7 +149,7 @@ func (p *Store) Restore(b []byte) error {
 	for i, raw := range snap.Log {
 		env, err := policy.DecodeEnvelope(raw)
 		if err == nil {
-			err = p.anchor.check(env)
+			err = p.anchor.Check(env)
 		}
 		var c *policy.Command
 		if err == nil {

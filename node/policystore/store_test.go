@@ -100,7 +100,7 @@ func TestPolicyStoreApplyAndSnapshot(t *testing.T) {
 	}
 
 	// An anchored node refuses a genesis that is not its own.
-	anchored := New(&Anchor{Federation: "acme", AdminFP: "00", NodeKey: genesis.Genesis.Node.PublicKey})
+	anchored := New(&policy.Anchor{Federation: "acme", AdminFP: "00", NodeKey: genesis.Genesis.Node.PublicKey})
 	gbody, _ := policy.EncodeCommand(genesis)
 	if res := applyResult(t, anchored, policy.Envelope{Body: gbody}); res.Applied {
 		t.Fatal("a genesis with another admin was accepted by an anchored node")
@@ -110,13 +110,13 @@ func TestPolicyStoreApplyAndSnapshot(t *testing.T) {
 	}
 }
 
-func applyResult(t *testing.T, ps *Store, env policy.Envelope) ApplyResult {
+func applyResult(t *testing.T, ps *Store, env policy.Envelope) policy.ApplyResult {
 	t.Helper()
 	out, err := ps.Apply(env.Marshal(), 1)
 	if err != nil {
 		t.Fatalf("Apply error (a broken replica): %v", err)
 	}
-	var r ApplyResult
+	var r policy.ApplyResult
 	if err := json.Unmarshal(out, &r); err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func TestAnchoredStoreRefusesForeignSignatures(t *testing.T) {
 		}})
 		return policy.Envelope{Body: body}
 	}
-	anchor := &Anchor{Federation: "acme", AdminFP: alice.Fingerprint(), NodeKey: nodeKey}
+	anchor := &policy.Anchor{Federation: "acme", AdminFP: alice.Fingerprint(), NodeKey: nodeKey}
 	ps := New(anchor)
 	var refused []error
 	ps.OnApply = func(c *policy.Command, err error) {
