@@ -26,5 +26,3 @@ const maxReconcileWait = membership.MaxReconcileWait
 
 // validName accepts the names an operator would give a node or a site.
 func validName(s string) error { return membership.ValidName(s) }
-
-func byteCount(n uint64) string { return membership.ByteCount(n) }
