@@ -26,10 +26,6 @@ func (a liveAudit) Ready(actor, action, object string) error {
 // liveStores is the node's service client as live.Stores.
 type liveStores struct{ n *Node }
 
-func (s liveStores) StoreOf(st *policy.State, camera string) (string, error) {
-	return storeOf(st, camera)
-}
-
 func (s liveStores) Call(ctx context.Context, st *policy.State, target, op string, q any) (*rpc.Reader, io.Closer, error) {
 	rd, conn, err := s.n.callNode(ctx, st, target, op, q)
 	if err != nil {

@@ -288,3 +288,23 @@ func (s *State) NameOfKey(key string) string {
 	}
 	return ""
 }
+
+// StoreOf is the store that records camera at now: the first, by name, of
+// the live members that are stores of the camera's site.
+func (s *State) StoreOf(camera string, now time.Time) (string, error) {
+	c := s.Cameras[camera]
+	if c == nil {
+		return "", fmt.Errorf("camera %s is no longer in the policy", camera)
+	}
+	var names []string
+	for name, nd := range s.Nodes {
+		if nd.Role == RoleStore && nd.Site == c.Site && Member(s, name, now) {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return "", fmt.Errorf("site %s has no live store to fetch %s from", c.Site, camera)
+	}
+	slices.Sort(names)
+	return names[0], nil
+}

@@ -58,8 +58,6 @@ type Options struct {
 
 // Stores finds and calls the store of a camera's site.
 type Stores interface {
-	// StoreOf is the live store of camera's site in st.
-	StoreOf(st *policy.State, camera string) (string, error)
 	// Call opens op with body q (JSON) on node target; the caller closes
 	// the reader and the connection.
 	Call(ctx context.Context, st *policy.State, target, op string, q any) (*rpc.Reader, io.Closer, error)
@@ -83,7 +81,7 @@ func (v *Viewer) Watch(ctx context.Context, camera string, out io.Writer, opts O
 	if st.Cameras[camera] == nil {
 		return res, fmt.Errorf("no camera %q in the policy (want SITE/NAME)", camera)
 	}
-	store, err := v.Stores.StoreOf(st, camera)
+	store, err := st.StoreOf(camera, time.Now())
 	if err != nil {
 		return res, err
 	}

@@ -20,25 +20,6 @@ import (
 	"github.com/custos-cctv/custos/policy"
 )
 
-// storeOf is the live store of camera's site.
-func storeOf(st *policy.State, camera string) (string, error) {
-	c := st.Cameras[camera]
-	if c == nil {
-		return "", fmt.Errorf("camera %s is no longer in the policy", camera)
-	}
-	var names []string
-	for name, nd := range st.Nodes {
-		if nd.Role == policy.RoleStore && nd.Site == c.Site && policy.Member(st, name, time.Now()) {
-			names = append(names, name)
-		}
-	}
-	if len(names) == 0 {
-		return "", fmt.Errorf("site %s has no live store to fetch %s from", c.Site, camera)
-	}
-	sort.Strings(names)
-	return names[0], nil
-}
-
 // loadEpochs fetches and checks the epoch records of every camera in scope.
 func (x *exporter) loadEpochs(ctx context.Context) error {
 	for _, cam := range x.r.Cameras {
@@ -66,7 +47,7 @@ func (x *exporter) loadEpochs(ctx context.Context) error {
 
 // scopeCall runs a store op for camera over the request's range.
 func (x *exporter) scopeCall(ctx context.Context, camera, op string) (*rpc.Reader, *mesh.QUICConn, error) {
-	storeName, err := storeOf(x.st, camera)
+	storeName, err := x.st.StoreOf(camera, time.Now())
 	if err != nil {
 		return nil, nil, err
 	}
