@@ -468,6 +468,22 @@ func (x *relFed) checkStoreOffline() {
 	x.exportAs("r9", ".ts")
 }
 
+// checkStoreRevoked: a stolen store is revoked, and footage it recorded
+// while a member is still exported, from the datacenters' replicas (the
+// export no longer needs a live store of the site).
+func (x *relFed) checkStoreRevoked() {
+	x.t.Helper()
+	x.submit(signed(x.t, x.f.admin, "alice", &policy.Command{Kind: policy.KindRevokeNode, Name: x.store.Name()}))
+	waitTrue(x.t, 10*time.Second, "desk to see the store revoked", func() bool {
+		n := x.desk.Policy().Nodes[x.store.Name()]
+		return n != nil && n.Revoked
+	})
+	x.request("r11", x.from, x.to, time.Now().Add(time.Hour))
+	x.approve("r11", "bob")
+	x.approve("r11", "carol")
+	x.exportAs("r11", ".ts")
+}
+
 // replicatedSegment waits for dc-a to hold a replica of a segment of rec's
 // epoch inside the relFed's range, and returns the store's meta of it.
 func (x *relFed) replicatedSegment(rec *keys.EpochRecord) store.SegmentMeta {

@@ -184,6 +184,7 @@ func TestReleaseAndExport(t *testing.T) {
 	x.checkExpiry(expiring)
 	x.checkShredding(segs[0])
 	x.checkStoreOffline()
+	x.checkStoreRevoked()
 	x.checkCustodyOnReplica()
 }
 

@@ -45,47 +45,61 @@ func (x *exporter) loadEpochs(ctx context.Context) error {
 	return nil
 }
 
-// scopeCall runs a store op for camera over the request's range.
+// scopeCall runs a store op for camera over the request's range: on the
+// camera's store while it is a live member and answers, else on a
+// datacenter's replica. A store that answers, even with a refusal, is
+// final; a revoked, gone or unreachable store is not the end of its
+// footage, which the datacenters hold as the store sealed it.
 func (x *exporter) scopeCall(ctx context.Context, camera, op string) (*rpc.Reader, *mesh.QUICConn, error) {
-	storeName, err := x.st.StoreOf(camera, time.Now())
-	if err != nil {
-		return nil, nil, err
-	}
 	q := ScopeQuery{Request: x.r.ID, Camera: camera, From: x.r.From, To: x.r.To}
-	if why := x.unreachable[storeName]; why != nil {
-		err = why // found unreachable earlier in this export: not waited for again
-	} else {
-		// A live store answers within a WireGuard handshake and its
-		// retry; waiting longer for the dial only delays the replicas.
-		dctx, cancel := context.WithTimeout(ctx, storeDialTimeout)
-		conn, derr := x.s.d.Peers.Dial(dctx, x.st, storeName)
-		cancel()
-		if derr == nil {
-			rd, cerr := rpc.CallJSON(ctx, conn, op, q)
-			if cerr == nil {
-				return rd, conn, nil
-			}
-			derr = cerr
+	storeName, err := x.st.StoreOf(camera, time.Now())
+	if err == nil {
+		rd, conn, serr := x.storeCall(ctx, storeName, op, q)
+		if serr == nil {
+			return rd, conn, nil
 		}
-		err = fmt.Errorf("store %s: %w", storeName, derr)
 		var re *rpc.Error
-		if errors.As(err, &re) || ctx.Err() != nil {
-			return nil, nil, err // the store answered: its answer stands
+		if errors.As(serr, &re) || ctx.Err() != nil {
+			return nil, nil, serr // the store answered: its answer stands
 		}
+		err = serr
+	}
+	for _, dc := range replicaHolders(x.st) {
+		rd, conn, derr := x.s.d.Peers.Call(ctx, x.st, dc, op, q)
+		if derr == nil {
+			x.s.cfg.Logf("node: export %s: %v; reading %s's replica of %s", x.r.ID, err, dc, camera)
+			return rd, conn, nil
+		}
+		err = fmt.Errorf("%w; datacenter %s: %w", err, dc, derr)
+	}
+	return nil, nil, err
+}
+
+// storeCall runs op on the camera's store, waiting for it once per export:
+// a store found unreachable is not waited for again.
+func (x *exporter) storeCall(ctx context.Context, storeName, op string, q ScopeQuery) (*rpc.Reader, *mesh.QUICConn, error) {
+	if why := x.unreachable[storeName]; why != nil {
+		return nil, nil, why
+	}
+	// A live store answers within a WireGuard handshake and its retry;
+	// waiting longer for the dial only delays the replicas.
+	dctx, cancel := context.WithTimeout(ctx, storeDialTimeout)
+	conn, err := x.s.d.Peers.Dial(dctx, x.st, storeName)
+	cancel()
+	if err == nil {
+		rd, cerr := rpc.CallJSON(ctx, conn, op, q)
+		if cerr == nil {
+			return rd, conn, nil
+		}
+		err = cerr
+	}
+	err = fmt.Errorf("store %s: %w", storeName, err)
+	var re *rpc.Error
+	if !errors.As(err, &re) && ctx.Err() == nil {
 		if x.unreachable == nil {
 			x.unreachable = map[string]error{}
 		}
 		x.unreachable[storeName] = err
-	}
-	// The store is unreachable (stolen, burnt, offline): the datacenters'
-	// replicas hold the same ciphertext.
-	for _, dc := range replicaHolders(x.st) {
-		rd, conn, derr := x.s.d.Peers.Call(ctx, x.st, dc, op, q)
-		if derr == nil {
-			x.s.cfg.Logf("node: export %s: %s is unreachable; reading %s's replica of %s", x.r.ID, storeName, dc, camera)
-			return rd, conn, nil
-		}
-		err = fmt.Errorf("%w; datacenter %s: %w", err, dc, derr)
 	}
 	return nil, nil, err
 }

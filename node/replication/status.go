@@ -109,7 +109,7 @@ func (r *Source) Status() []Status {
 // ReplicaStatus is one store's replica on a datacenter.
 type ReplicaStatus struct {
 	Store    string    `json:"store"`
-	State    string    `json:"state"` // pulling, unreachable
+	State    string    `json:"state"` // pulling, unreachable; revoked or no member (pulled no more, held until retention)
 	LastPull time.Time `json:"last_pull,omitzero"`
 	Error    string    `json:"error,omitempty"`
 	AuditSeq uint64    `json:"audit_seq"` // the store's audit entries held, up to
@@ -131,7 +131,10 @@ type ReplicaCamera struct {
 	Newest   time.Time `json:"newest,omitzero"` // end of the newest segment held
 }
 
-// Status reports each store the datacenter keeps a replica of.
+// Status reports each store the datacenter keeps a replica of: those it
+// pulls from, and those it no longer pulls from (revoked, or their window
+// over) while it holds their site's footage, so that nobody takes footage
+// kept for retention and exports for lost.
 func (r *Replicas) Status() []ReplicaStatus {
 	r.mu.Lock()
 	ps := make([]*puller, 0, len(r.pullers))
@@ -142,7 +145,9 @@ func (r *Replicas) Status() []ReplicaStatus {
 	sort.Slice(ps, func(i, j int) bool { return ps[i].store < ps[j].store })
 	cams, _ := r.st.Cameras()
 	var out []ReplicaStatus
+	stores, sites := map[string]bool{}, map[string]bool{} // pulled from
 	for _, p := range ps {
+		stores[p.store], sites[p.site] = true, true
 		p.mu.Lock()
 		rs := ReplicaStatus{Store: p.store, LastPull: p.lastPull, Error: p.err, AuditSeq: p.audit.seq(), AuditAlarm: p.auditFlag,
 			Refused: p.refusedCount, RefusedLast: p.lastRefusal}
@@ -151,17 +156,52 @@ func (r *Replicas) Status() []ReplicaStatus {
 		if time.Since(rs.LastPull) > replStaleAfter {
 			rs.State = "unreachable"
 		}
-		for _, cam := range cams {
-			if !strings.HasPrefix(cam, p.site+"/") {
-				continue
-			}
-			s, err := r.st.Stats(cam)
-			if err != nil {
-				continue
-			}
-			rs.Cameras = append(rs.Cameras, ReplicaCamera{Camera: cam, Segments: s.Segments, Bytes: s.Bytes, Newest: s.Newest})
-		}
+		rs.Cameras = r.heldOf(cams, p.site)
 		out = append(out, rs)
+	}
+	return append(out, r.formerStores(cams, stores, sites)...)
+}
+
+// formerStores are the stores of the policy pulled from no more whose site
+// no other store is pulled for, with what is held of their cameras.
+func (r *Replicas) formerStores(cams []string, stores, sites map[string]bool) []ReplicaStatus {
+	st := r.d.Policy.State()
+	if st == nil {
+		return nil
+	}
+	var names []string
+	for name, nd := range st.Nodes {
+		if nd.Role == policy.RoleStore && nd.Site != "" && !stores[name] && !sites[nd.Site] {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	var out []ReplicaStatus
+	for _, name := range names {
+		nd := st.Nodes[name]
+		rs := ReplicaStatus{Store: name, State: "no member", Cameras: r.heldOf(cams, nd.Site)}
+		if nd.Revoked {
+			rs.State = "revoked"
+		}
+		if len(rs.Cameras) > 0 {
+			out = append(out, rs)
+		}
+	}
+	return out
+}
+
+// heldOf is what the replica holds of site's cameras.
+func (r *Replicas) heldOf(cams []string, site string) []ReplicaCamera {
+	var out []ReplicaCamera
+	for _, cam := range cams {
+		if !strings.HasPrefix(cam, site+"/") {
+			continue
+		}
+		s, err := r.st.Stats(cam)
+		if err != nil {
+			continue
+		}
+		out = append(out, ReplicaCamera{Camera: cam, Segments: s.Segments, Bytes: s.Bytes, Newest: s.Newest})
 	}
 	return out
 }
