@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/custos-cctv/custos/keys"
@@ -97,4 +98,48 @@ func NodeKey(dir string) (keys.NodePublic, error) {
 	}
 	defer priv.Zero()
 	return priv.Public(), nil
+}
+
+// nameFile holds the node's name in the policy, written when the directory
+// is founded or joined: a node started without --name takes it (a
+// directory's base name, such as /var/lib/custos, says nothing).
+const nameFile = "name"
+
+func writeNodeName(dir, name string) error {
+	if err := os.WriteFile(filepath.Join(dir, nameFile), []byte(name+"\n"), 0o600); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	return nil
+}
+
+// storedName is the name the directory was founded or joined as, or ""
+// for a directory from before the name was kept.
+func storedName(dir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, nameFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("node: %w", err)
+	}
+	name := strings.TrimSpace(string(b))
+	if err := validName(name); err != nil {
+		return "", fmt.Errorf("node: %s: %w", filepath.Join(dir, nameFile), err)
+	}
+	return name, nil
+}
+
+// nameFromDir gives cfg the name its directory was founded or joined as;
+// a different --name is refused, since the policy knows the node by the
+// stored one.
+func nameFromDir(cfg *Config, explicit bool) error {
+	stored, err := storedName(cfg.Dir)
+	if err != nil || stored == "" {
+		return err
+	}
+	if explicit && cfg.Name != stored {
+		return fmt.Errorf("node: %s is node %q of its federation; drop --name or give --name %s", cfg.Dir, stored, stored)
+	}
+	cfg.Name = stored
+	return nil
 }

@@ -136,6 +136,9 @@ func Init(cfg Config, opt InitOptions) error {
 	if err := os.WriteFile(filepath.Join(cfg.Dir, "genesis.json"), body, 0o600); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
+	if err := writeNodeName(cfg.Dir, cfg.Name); err != nil {
+		return err
+	}
 	b, _ := json.Marshal(Anchor{Federation: opt.Federation, AdminFP: opt.AdminFP, NodeKey: pub.String()})
 	return os.WriteFile(filepath.Join(cfg.Dir, federationFile), b, 0o600)
 }

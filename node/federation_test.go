@@ -82,7 +82,9 @@ func TestFirstDatacenterRunsThePolicy(t *testing.T) {
 	defer admin.Close()
 	mallory, _ := keys.NewAdminKey("mallory", time.Now().Add(-time.Hour))
 	defer mallory.Close()
-	dir := filepath.Join(t.TempDir(), "dc-a")
+	// Named like every production directory, which says nothing of the
+	// node: the name comes from what it was founded as.
+	dir := filepath.Join(t.TempDir(), "custos")
 	port, _ := nodetest.FreeUDPPort()
 	cfg := Config{Dir: dir, Name: "dc-a", Listen: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port), Logf: t.Logf}
 	rk, err := keys.NewCustodianKey("recovery") // made offline, on the admin's machine
@@ -146,11 +148,19 @@ func TestFirstDatacenterRunsThePolicy(t *testing.T) {
 	if _, err := New(Config{Dir: dir, Listen: cfg.Listen, PeersFile: "x.toml"}); err == nil || !strings.Contains(err.Error(), "drop --peers") {
 		t.Fatalf("peers file on a federation node: %v", err)
 	}
-	n, err := New(cfg)
+	if _, err := New(Config{Dir: dir, Name: "dc-z", Listen: cfg.Listen}); err == nil || !strings.Contains(err.Error(), `is node "dc-a"`) {
+		t.Fatalf("started under another name than it was founded as: %v", err)
+	}
+	unnamed := cfg
+	unnamed.Name = ""
+	n, err := New(unnamed)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer n.Close()
+	if n.Name() != "dc-a" {
+		t.Errorf("started without --name in %s, the node is %q, want dc-a (what it was founded as)", dir, n.Name())
+	}
 	st := n.Policy()
 	if st.Federation != "acme" || st.Users["alice"] == nil || st.Nodes["dc-a"] == nil {
 		t.Fatalf("after genesis: %+v", st)

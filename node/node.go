@@ -135,6 +135,7 @@ func (cfg *Config) Validate() error {
 
 // New validates cfg, loads or creates the node key and starts the node.
 func New(cfg Config) (_ *Node, err error) {
+	explicitName := cfg.Name != ""
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -147,6 +148,11 @@ func New(cfg Config) (_ *Node, err error) {
 			dirLock.Close()
 		}
 	}()
+	if fed != "" {
+		if err := nameFromDir(&cfg, explicitName); err != nil {
+			return nil, err
+		}
+	}
 	prefix, err := keys.MeshPrefix(cfg.Federation)
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)

@@ -70,6 +70,11 @@ func PrepareJoin(ctx context.Context, cfg Config, t *Token) (ApplyResult, error)
 	} else if fed != "" {
 		return ApplyResult{}, fmt.Errorf("node: %s already belongs to federation %q", cfg.Dir, fed)
 	}
+	// The policy will know the node by the token's name, whatever the
+	// directory is called.
+	if err := writeNodeName(cfg.Dir, t.Name); err != nil {
+		return ApplyResult{}, err
+	}
 	res, err := join.Prepare(ctx, join.Joiner{Dir: cfg.Dir, Listen: cfg.Listen, KeyPath: KeyPath(cfg.Dir), FederationFile: federationFile,
 		CustodianKey: func() ([]byte, error) { return makeCustodianKey(cfg.Dir, cfg.Name) }}, t)
 	return res, err

@@ -14,13 +14,27 @@ import (
 func runKey(_ context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("key", flag.ContinueOnError)
 	dir := fs.String("dir", "", "data `directory` of the node")
-	fed := fs.String("federation", node.DefaultFederation, "federation `name` (decides the mesh address)")
+	fed := fs.String("federation", "", "federation `name` (decides the mesh address); default: the one the directory belongs to, else "+node.DefaultFederation)
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *dir == "" {
 		return usageError{fmt.Errorf("--dir is required")}
+	}
+	// A founded or joined directory names its federation: the address
+	// printed must be the one the node has.
+	stored, err := node.FederationOf(*dir)
+	if err != nil {
+		return err
+	}
+	switch {
+	case *fed == "" && stored != "":
+		*fed = stored
+	case *fed == "":
+		*fed = node.DefaultFederation
+	case stored != "" && *fed != stored:
+		return usageError{fmt.Errorf("%s belongs to federation %q, not %q", *dir, stored, *fed)}
 	}
 	priv, created, err := keys.LoadOrCreateNodeKey(node.KeyPath(*dir))
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/node"
 )
 
@@ -255,6 +256,15 @@ func TestCLIPolicyFlow(t *testing.T) {
 	code, out, errOut := runCLI("init", "--dir", dir, "--name", "dc-a", "--listen", listen, "--federation", "acme", "--admin-key", alice+".pub", "--recovery", rk+".pub")
 	if code != 0 {
 		t.Fatalf("init: %s %s", out, errOut)
+	}
+	// key prints the address the node has: in the federation the
+	// directory belongs to, not the default one.
+	prefix, _ := keys.MeshPrefix("acme")
+	if code, out, _ := runCLI("key", "--dir", dir); code != 0 || !strings.Contains(out, strings.TrimSuffix(prefix.Addr().String(), "::")) {
+		t.Errorf("key on a node of acme: %d %q, want an address in %s", code, out, prefix)
+	}
+	if code, _, errOut := runCLI("key", "--dir", dir, "--federation", "other"); code != 2 || !strings.Contains(errOut, `belongs to federation "acme"`) {
+		t.Errorf("key with another federation: %d %q", code, errOut)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -18,7 +18,7 @@ func runUp(ctx context.Context, args []string, stdout io.Writer) error {
 	dir := fs.String("dir", "", "data `directory` (created if absent; holds node.key and custos.sock)")
 	listen := fs.String("listen", "", "underlay UDP address `HOST:PORT` for WireGuard, told to peers")
 	peers := fs.String("peers", "", "static peers `file` (TOML [[peer]] name, public_key, endpoint); re-read on change")
-	name := fs.String("name", "", "node name (default: the directory's name)")
+	name := fs.String("name", "", "node name (default: the name it was founded or joined as, else the directory's name)")
 	fed := fs.String("federation", node.DefaultFederation, "federation `name`; all nodes of a mesh share it")
 	uapi := fs.String("uapi", "", "WireGuard UAPI socket `path` (default DIR/wg.sock)")
 	noGossip := fs.Bool("no-gossip", false, "turn memberlist gossip off")
