@@ -1,6 +1,6 @@
 package node
 
-// The node service: the rpc ops (rpc.go) every federation node serves on
+// The node service: the rpc ops (node/rpc) every federation node serves on
 // its mesh address at ServicePort over authenticated QUIC. Only live
 // members of the local policy get a connection (admitService), and every
 // op checks again, per request, who asks and for what (node/release's
