@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -70,10 +69,12 @@ func runInvite(ctx context.Context, args []string, stdout io.Writer) error {
 	if inv.Proposal != "" {
 		// A datacenter or witness holds key shares or votes: the token
 		// works once the quorum approved its invite.
-		fmt.Fprintf(os.Stderr, "the invite of a %s is proposal %s: the token below works once the quorum approved it (custos approve %s)\n",
+		hint(ctx, "the invite of a %s is proposal %s: the token below works once the quorum approved it (custos approve %s)",
 			spec.Role, inv.Proposal, inv.Proposal)
 	}
 	fmt.Fprintln(stdout, inv.Token)
+	hint(ctx, "next, on %s's machine: custos join --dir DIR --token TOKEN --listen IP:PORT, then custos up --dir DIR --listen IP:PORT (the token is valid until %s)",
+		spec.Name, spec.Expires.Local().Format(time.RFC3339))
 	return nil
 }
 

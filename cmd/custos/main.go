@@ -100,6 +100,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	ctx = context.WithValue(ctx, stderrKey{}, stderr)
 	if err := cmd.run(ctx, args[1:], stdout); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -134,4 +135,16 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 	return nil
+}
+
+type stderrKey struct{}
+
+// hint tells the user, on stderr, what comes next; stdout keeps only what
+// scripts read (a token, an ID).
+func hint(ctx context.Context, format string, a ...any) {
+	w, ok := ctx.Value(stderrKey{}).(io.Writer)
+	if !ok {
+		w = os.Stderr
+	}
+	fmt.Fprintf(w, format+"\n", a...)
 }

@@ -379,7 +379,7 @@ func TestCLIInviteAndJoin(t *testing.T) {
 		t.Fatal(errOut)
 	}
 	code, token, errOut := runCLI("invite", "--role", "store", "--name", "store-1", "--site", "praha-1", "--expires", "1h", "--dir", dc, "--as", alice)
-	if code != 0 || !strings.HasPrefix(token, "custos1.") {
+	if code != 0 || !strings.HasPrefix(token, "custos1.") || strings.Count(token, "\n") != 1 || !strings.Contains(errOut, "custos join --dir DIR --token TOKEN") {
 		t.Fatalf("invite: %d %s %s", code, token, errOut)
 	}
 	token = strings.TrimSpace(token)

@@ -72,6 +72,8 @@ func runRequest(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s\n", r.ID)
+	hint(ctx, "next: approvers other than you run custos approve %s --dir DIR --as THEIR.key on a node of the federation; once the quorum approved, on %s: custos export %s --dir %s --as YOUR.key --out FILE.ts",
+		r.ID, r.Node, r.ID, *dir)
 	return nil
 }
 

@@ -65,9 +65,11 @@ func TestCLIRequestFlow(t *testing.T) {
 	checkGovernance(t, dir, alice, bob, carol, m1, from, to, must, refused)
 	refused(2, "--cameras, --from, --to, --purpose and --basis are required", "request", "--cameras", "praha-1/door", "--dir", dir, "--as", alice)
 	refused(2, "RFC 3339", "request", "--cameras", "praha-1/door", "--from", "yesterday", "--to", to, "--purpose", "p", "--basis", "b", "--dir", dir, "--as", alice)
-	if out := must("request", "--cameras", "praha-1/door", "--from", from, "--to", to, "--purpose", "theft at the door",
-		"--basis", "art. 6(1)(f)", "--id", "r1", "--dir", dir, "--as", alice); strings.TrimSpace(out) != "r1" {
-		t.Fatalf("request printed %q", out)
+	// stdout holds only the ID (scripts read it); stderr says what comes next.
+	if code, out, errOut := runCLI("request", "--cameras", "praha-1/door", "--from", from, "--to", to, "--purpose", "theft at the door",
+		"--basis", "art. 6(1)(f)", "--id", "r1", "--dir", dir, "--as", alice); code != 0 || strings.TrimSpace(out) != "r1" ||
+		!strings.Contains(errOut, "custos approve r1") || !strings.Contains(errOut, "custos export r1") {
+		t.Fatalf("request: exit %d, printed %q, hint %q", code, out, errOut)
 	}
 	if out := must("requests", "--dir", dir); !strings.Contains(out, "r1") || !strings.Contains(out, "pending") || !strings.Contains(out, "0/2") {
 		t.Fatalf("requests:\n%s", out)
