@@ -66,6 +66,10 @@ type Status struct {
 	LastIndex    uint64 `json:"last_index"`
 	CommitIndex  uint64 `json:"commit_index"`
 	AppliedIndex uint64 `json:"applied_index"`
+	// RaftApplied is the last entry of any kind raft has applied
+	// (configuration changes and no-ops too): caught up when it reaches
+	// CommitIndex.
+	RaftApplied uint64 `json:"raft_applied_index"`
 	// LastContact is when this follower last heard from the leader: zero
 	// on the leader and on a node that never heard from one.
 	LastContact time.Time `json:"last_contact,omitzero"`
@@ -81,6 +85,7 @@ func (n *Node) Status() Status {
 		LastIndex:    n.raft.LastIndex(),
 		CommitIndex:  n.raft.CommitIndex(),
 		AppliedIndex: n.fsm.applied.Load(),
+		RaftApplied:  n.raft.AppliedIndex(),
 	}
 	switch n.raft.State() {
 	case raft.Follower:

@@ -59,6 +59,8 @@ func TestCLIErrors(t *testing.T) {
 		{[]string{"up", "--dir", dir, "--listen", "127.0.0.1:1", "--peers", filepath.Join(dir, "none.toml")}, 1, "no such file"},
 		{[]string{"status"}, 2, "--dir is required"},
 		{[]string{"status", "--dir", dir}, 1, "no node is running there"},
+		{[]string{"status", "--dir", dir, "--wait", "300ms"}, 1, "not ready within 300ms: " + dir + ": no node is running there"},
+		{[]string{"status", "--dir", dir, "--wait", "-1s"}, 2, "want a positive duration"},
 		{[]string{"demo", "--for", "-1s"}, 2, "must not be negative"},
 		{[]string{"key"}, 2, "--dir is required"},
 	}
@@ -397,6 +399,14 @@ func TestCLIInviteAndJoin(t *testing.T) {
 	}
 	cancel2, done2 := startUp(st, stPort)
 	defer func() { cancel2(); <-done2 }()
+	// status --wait returns once the store holds the current policy: what
+	// was committed before it joined is there at once.
+	if code, out, errOut := runCLI("status", "--dir", st, "--wait", "60s"); code != 0 {
+		t.Fatalf("status --wait: %d %s %s", code, out, errOut)
+	}
+	if code, out, errOut := runCLI("members", "--dir", st); code != 0 || !strings.Contains(out, "store-1") || !strings.Contains(out, "praha-1") {
+		t.Fatalf("members right after status --wait: %d\n%s%s", code, out, errOut)
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		_, members, _ := runCLI("members", "--dir", st)

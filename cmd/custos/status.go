@@ -3,31 +3,92 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"time"
 
+	"github.com/custos-cctv/custos/consensus"
 	"github.com/custos-cctv/custos/node"
 	"github.com/custos-cctv/custos/node/membership"
 	"github.com/custos-cctv/custos/node/replication"
 )
 
 func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
-	dir, asJSON, err := dirFlags("status", args)
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	dir := fs.String("dir", "", "data `directory` of the local node")
+	asJSON := fs.Bool("json", false, "print JSON")
+	wait := fs.Duration("wait", 0, "wait up to this long until the node runs and, in a policy-run federation, holds the current policy (exit 1 if it does not)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *dir == "" {
+		return usageError{errors.New("--dir is required")}
+	}
+	if *wait < 0 {
+		return usageError{fmt.Errorf("--wait %s: want a positive duration such as 60s", *wait)}
+	}
+	st, err := fetchStatus(ctx, *dir)
+	if *wait > 0 {
+		st, err = waitReady(ctx, *dir, *wait)
+	}
 	if err != nil {
 		return err
 	}
-	st, err := fetchStatus(ctx, dir)
-	if err != nil {
-		return err
-	}
-	if asJSON {
+	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(st)
 	}
 	printStatus(stdout, st)
 	return nil
+}
+
+// waitReady polls the node in dir until it answers and, when it takes its
+// policy from consensus, knows a leader, is a member and has applied every
+// entry it knows committed: then commands run through it see the
+// federation's current policy. It is what a script runs after starting a
+// node in the background.
+func waitReady(ctx context.Context, dir string, d time.Duration) (node.Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	why := "no answer yet"
+	for {
+		st, err := fetchStatus(ctx, dir)
+		if err == nil {
+			var ok bool
+			if ok, why = ready(st); ok {
+				return st, nil
+			}
+		} else if ctx.Err() == nil { // keep the last real reason, not the deadline's
+			why = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return node.Status{}, fmt.Errorf("not ready within %s: %s", d, why)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// ready tells whether a node's status shows it serving its federation's
+// current policy, and if not, why not.
+func ready(st node.Status) (bool, string) {
+	c := st.Consensus
+	switch {
+	case c == nil:
+		return true, "" // a peers-file node: running is all there is
+	case c.LeaderID == "":
+		return false, "no Raft leader known yet"
+	case !c.Member:
+		return false, "not yet a member of the Raft configuration"
+	case c.AppliedIndex == 0 || c.RaftApplied < c.CommitIndex:
+		return false, fmt.Sprintf("catching up: applied %d of %d", c.RaftApplied, c.CommitIndex)
+	case c.Role != consensus.Leader && time.Since(c.LastContact) > 5*time.Second:
+		return false, "no word from the leader for " + time.Since(c.LastContact).Round(time.Second).String()
+	}
+	return true, ""
 }
 
 func fetchStatus(ctx context.Context, dir string) (node.Status, error) {
