@@ -189,12 +189,19 @@ func (l *lab) ip(args ...string) {
 // add makes a node's namespace and link; its address is 10.S.0.N.
 func (l *lab) add(name string) *labNode {
 	l.t.Helper()
+	return l.addAt(name, netip.AddrFrom4([4]byte{10, byte(l.subnet), 0, byte(len(l.nodes) + 1)}))
+}
+
+// addAt is add with the address given (every node of a lab shares one
+// /24 on the hub's bridge).
+func (l *lab) addAt(name string, addr netip.Addr) *labNode {
+	l.t.Helper()
 	n := len(l.nodes) + 1
 	nd := &labNode{
 		name: name, n: n,
 		ns:     fmt.Sprintf("%sn%d", l.prefix, n),
 		linkNS: fmt.Sprintf("%sl%d", l.prefix, n),
-		addr:   netip.AddrFrom4([4]byte{10, byte(l.subnet), 0, byte(n)}),
+		addr:   addr,
 	}
 	l.nodes = append(l.nodes, nd)
 	port := fmt.Sprintf("p%d", n)

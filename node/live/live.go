@@ -89,6 +89,48 @@ type Server struct {
 	Caller func(st *policy.State, peer keys.NodePublic) (string, error)
 	// Hubs are the store's recorders; nil on a node that is no store.
 	Hubs Hubs
+	// Sync, if set, is a linearizable read of the policy. The store asks
+	// for it before it refuses, so a grant or member committed a moment ago
+	// through another node is not refused for the lag of this replica.
+	Sync func(ctx context.Context) (*policy.State, error)
+}
+
+// syncTimeout bounds the read a refusal waits for.
+const syncTimeout = 5 * time.Second
+
+// authorize is the caller's name and the decision on its live view of
+// camera, on the replica as it is, and if that refuses, once more after a
+// linearizable read.
+func (s *Server) authorize(ctx context.Context, peer keys.NodePublic, camera string) (string, policy.Decision, *policy.State, error) {
+	decide := func(st *policy.State) (string, policy.Decision, *policy.State, error) {
+		caller, err := s.Caller(st, peer)
+		if err != nil {
+			return "", policy.Decision{}, st, err
+		}
+		return caller, policy.Authorize(st, policy.Subject{Kind: "node", Name: caller}, policy.ActLive, camera, time.Now()), st, nil
+	}
+	caller, d, st, err := decide(s.Policy.State())
+	if (err == nil && d.Allow) || s.Sync == nil {
+		return caller, d, st, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, syncTimeout)
+	defer cancel()
+	synced, serr := s.Sync(sctx)
+	if serr != nil {
+		return caller, d, st, err // the refusal stands on the replica this node has
+	}
+	return decide(synced)
+}
+
+// current is the policy a running stream is checked against: the replica,
+// once it has caught up with the state the stream was allowed on (a
+// linearizable read may have run ahead of it), else that state. Either is
+// checked at the present time, so windows end on time.
+func (s *Server) current(decidedOn *policy.State) *policy.State {
+	if st := s.Policy.State(); st.Applied >= decidedOn.Applied {
+		return st
+	}
+	return decidedOn
 }
 
 // Handle serves one viewer until the grant ends, the viewer goes, or the
@@ -98,8 +140,7 @@ func (s *Server) Handle(ctx context.Context, peer keys.NodePublic, body []byte, 
 	if err := rpc.DecodeStrict(body, &q); err != nil {
 		return &rpc.Error{Code: rpc.BadRequest, Message: "want {camera}: " + err.Error()}
 	}
-	st := s.Policy.State()
-	caller, err := s.Caller(st, peer)
+	caller, d, decidedOn, err := s.authorize(ctx, peer, q.Camera)
 	if err != nil {
 		return err
 	}
@@ -108,7 +149,6 @@ func (s *Server) Handle(ctx context.Context, peer keys.NodePublic, body []byte, 
 		return rpc.Deny("this node is not a store and serves no live view")
 	}
 	subj := policy.Subject{Kind: "node", Name: caller}
-	d := policy.Authorize(st, subj, policy.ActLive, q.Camera, time.Now())
 	if !d.Allow {
 		s.Audit.Event(audit.Event{Actor: actor, Action: "live-view", Object: q.Camera, Decision: audit.Deny, Reason: d.Reason})
 		return rpc.Deny("live view of %s: %s", q.Camera, d.Reason)
@@ -138,7 +178,7 @@ func (s *Server) Handle(ctx context.Context, peer keys.NodePublic, body []byte, 
 			case <-changed:
 			case <-t.C:
 			}
-			if d := policy.Authorize(s.Policy.State(), subj, policy.ActLive, q.Camera, time.Now()); !d.Allow {
+			if d := policy.Authorize(s.current(decidedOn), subj, policy.ActLive, q.Camera, time.Now()); !d.Allow {
 				mu.Lock()
 				ended = "access ended: " + d.Reason
 				mu.Unlock()

@@ -129,3 +129,43 @@ func TestLiveRefusesBeforeAFrame(t *testing.T) {
 		t.Errorf("audit %+v: nothing was watched, nothing denied by the policy", j.events)
 	}
 }
+
+// A grant committed through another node a moment ago is not refused for
+// this replica's lag: the store reads the policy linearizably before it
+// refuses, and checks the running stream against that state until its
+// replica catches up. A read that fails leaves the refusal standing.
+func TestLiveSyncsBeforeRefusing(t *testing.T) {
+	grant := map[string]*policy.Grant{"g-desk": {ID: "g-desk", Subject: policy.Subject{Kind: "node", Name: "desk"},
+		Actions: []policy.Action{policy.ActLive}, Selector: "praha-1/*", Purpose: "guard desk"}}
+	withGrant, _, _ := testServer(grant)
+	ahead := withGrant.Policy.State()
+	ahead.Applied = 7
+	body := []byte(`{"camera":"` + cam + `"}`)
+
+	s, j, h := testServer(nil) // the replica: no grant yet
+	defer h.hub.Close()
+	s.Hubs = &twinHubs{} // allowed, the store then finds no ring: Unavailable
+	syncs := 0
+	s.Sync = func(context.Context) (*policy.State, error) { syncs++; return ahead, nil }
+	if err := s.Handle(context.Background(), keys.NodePublic{}, body, nil); rpcCode(t, err) != rpc.Unavailable {
+		t.Fatalf("after the read: %v, want the grant to count", err)
+	}
+	if syncs != 1 || len(j.events) != 0 {
+		t.Fatalf("%d reads, audit %+v; want one read and no denial", syncs, j.events)
+	}
+	if got := s.current(ahead); got != ahead {
+		t.Error("a stream allowed on a state ahead of the replica is checked against the replica")
+	}
+	caughtUp := *ahead
+	s.Policy = twinPolicy{&caughtUp}
+	if got := s.current(ahead); got != &caughtUp {
+		t.Error("a replica that caught up is not what the stream is checked against")
+	}
+
+	s, j, h = testServer(nil)
+	defer h.hub.Close()
+	s.Sync = func(context.Context) (*policy.State, error) { return nil, errors.New("no quorum") }
+	if err := s.Handle(context.Background(), keys.NodePublic{}, body, nil); rpcCode(t, err) != rpc.Denied || len(j.events) != 1 {
+		t.Fatalf("a failed read: %v, audit %+v; want the refusal, audited", err, j.events)
+	}
+}
