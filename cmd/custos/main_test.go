@@ -47,7 +47,8 @@ func TestCLIErrors(t *testing.T) {
 		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
 		{[]string{"up"}, 2, "--dir is required"},
 		{[]string{"up", "--dir", dir}, 2, "--listen is required"},
-		{[]string{"up", "--dir", dir, "--listen", "localhost:5"}, 2, "want IP:PORT"},
+		{[]string{"up", "--dir", dir, "--listen", "no-such-host.invalid:5"}, 1, "give IP:PORT"},
+		{[]string{"up", "--dir", dir, "--listen", "51820"}, 2, "want IP:PORT or HOST:PORT"},
 		{[]string{"up", "--dir", dir, "--listen", "127.0.0.1:0"}, 2, "port 0"},
 		{[]string{"up", "--dir", dir, "--listen", "127.0.0.1:1", "--bogus"}, 2, "flag provided but not defined"},
 		{[]string{"up", "--dir", dir, "--listen", "127.0.0.1:1", "extra"}, 2, `unexpected argument "extra"`},
@@ -401,7 +402,8 @@ func TestCLIInviteAndJoin(t *testing.T) {
 	for {
 		_, members, _ := runCLI("members", "--dir", st)
 		code, status, _ := runCLI("status", "--dir", st)
-		if code == 0 && strings.Contains(members, "store-1") && strings.Contains(status, "voter false") && strings.Contains(status, "leader nodekey:") {
+		if code == 0 && strings.Contains(members, "store-1") && strings.Contains(status, "raft       follower (non-voter), leader dc-a,") &&
+			strings.Contains(status, "members    dc-a (voter, leader), store-1 (non-voter, this node)") {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -76,7 +76,10 @@ func TestCLIRequestFlow(t *testing.T) {
 	}
 	refused(4, "never the requester", "approve", "r1", "--dir", dir, "--as", alice)
 	refused(2, "usage: custos approve ID", "approve", "--dir", dir, "--as", bob)
-	if out := must("approve", "r1", "--dir", dir, "--as", bob); !strings.Contains(out, "praha-1/door") || !strings.Contains(out, "applied request.approve") {
+	// approve shows what bob approves (alice's request) before it names
+	// bob as the one who approved.
+	if out := must("approve", "r1", "--dir", dir, "--as", bob); !strings.Contains(out, "requester  alice") || !strings.Contains(out, "cameras    praha-1/door") ||
+		!strings.Contains(out, "approvals  0 of 2: none yet") || !strings.HasSuffix(out, "approved r1 as bob (1 of 2 approvals: bob)\n") {
 		t.Fatalf("approve:\n%s", out)
 	}
 	var rows []struct {
