@@ -50,6 +50,7 @@ var commands = map[string]command{
 				run:   runAuditVerify},
 		}},
 	"admin": {summary: "admin keygen: make an admin's key; admin add: add a user to the policy",
+		about: "Make an admin's signing key on the admin's machine (admin keygen), and add a user with a role to the policy (admin add).",
 		subs: map[string]command{
 			"keygen": {summary: "make an admin's OpenPGP signing key",
 				usage: "admin keygen --out FILE --name NAME",
@@ -65,6 +66,7 @@ var commands = map[string]command{
 		about: "Found a federation: DIR becomes its first datacenter (with its custodian key, DIR/custodian.key, 0600), the owner of --admin-key its first admin, and the recovery key's public half (required; a private key file is refused, and so is the datacenter's own custodian key) its third custodian. It prints the federation's ID and nothing secret; custos up --dir DIR --listen HOST:PORT then bootstraps Raft and writes the genesis entry.",
 		run:   runInit},
 	"site": {summary: "site add: add a site to the policy",
+		about: "Add a site, a place with cameras and one store, to the policy.",
 		subs: map[string]command{
 			"add": {summary: "add a site to the policy",
 				usage: "site add --name S [--jurisdiction J] --dir DIR --as KEY",
@@ -96,6 +98,7 @@ var commands = map[string]command{
 		about: "List the grants of the policy, as the local replica has it.",
 		run:   runGrants},
 	"camera": {summary: "camera add, list or remove (credentials stay on their store)",
+		about: "Add, list or remove the policy's cameras. A camera's credentials stay on its site's store, never in the policy.",
 		subs: map[string]command{
 			"add": {summary: "add a camera",
 				usage: "camera add --site S --name N --source URL --purpose TEXT [--basis TEXT] [--retention D] [--justification TEXT] [--tags A,B] --dir DIR --as KEY",
@@ -127,6 +130,7 @@ var commands = map[string]command{
 		about: "Approve a footage request or a governance proposal, never your own. It first prints what is approved (for a request: requester, node, cameras, range, purpose, basis and the approvals so far; for a proposal: the proposer and the change), then signs exactly that without asking, and prints who approved and how many approvals it has now.",
 		run:   runApprove},
 	"quorum": {summary: "quorum seal: end the bootstrap; quorum show: the quorum and approvers",
+		about: "End the bootstrap, after which footage requests and governance changes need the approvers' quorum (quorum seal), or show the quorum (quorum show).",
 		subs: map[string]command{
 			"seal": {summary: "end the bootstrap",
 				usage: "quorum seal [--threshold M] [--rescue-codes N] --dir DIR --as KEY",
@@ -166,6 +170,7 @@ var commands = map[string]command{
 		about: "When a datacenter is lost, the controller's recovery key stands in for it: this answers, in this process, for every segment in request ID's scope, sealed to the request's one-time key, and hands the sealed answers to the request's node in DIR. The release is proven from the policy's signed ledger, anchored at the federation ID custos init printed, not taken from the node. An unencrypted key file is refused.",
 		run:   runRecoverShares},
 	"recovery": {summary: "recovery keygen: make the controller's recovery key offline; recovery show",
+		about: "Make the controller's recovery key, the third custodian of every epoch key, on the admin's machine (recovery keygen), or print a recovery key's fingerprint (recovery show).",
 		subs: map[string]command{
 			"keygen": {summary: "make the controller's recovery key",
 				usage: "recovery keygen --out FILE [--passphrase-file F]",

@@ -51,7 +51,7 @@ func printHelp(w io.Writer, name string, c command, fs *flag.FlagSet) {
 
 // printGroupHelp is the help of a group of subcommands (custos camera -h).
 func printGroupHelp(w io.Writer, name string, c command) {
-	fmt.Fprintf(w, "usage: custos %s %s …\n\n%s.\n\nsubcommands:\n", name, subNames(c, "|"), upperFirst(c.summary))
+	fmt.Fprintf(w, "usage: custos %s %s …\n\n%s\n\nsubcommands:\n", name, subNames(c, "|"), wrap(c.about, 78, ""))
 	writeSubs(w, c)
 	fmt.Fprintf(w, "Run 'custos help %s <subcommand>' for what one does and its flags.\n", name)
 }
@@ -63,6 +63,14 @@ func writeSubs(w io.Writer, c command) {
 }
 
 func subNames(c command, sep string) string { return strings.Join(sortedKeys(c.subs), sep) }
+
+// orList is "a", "a or b", "a, b or c".
+func orList(ss []string) string {
+	if len(ss) < 2 {
+		return strings.Join(ss, "")
+	}
+	return strings.Join(ss[:len(ss)-1], ", ") + " or " + ss[len(ss)-1]
+}
 
 func sortedKeys(m map[string]command) []string {
 	ks := make([]string, 0, len(m))
@@ -127,11 +135,4 @@ func wrap(s string, width int, indent string) string {
 	}
 	b.WriteString(line)
 	return b.String()
-}
-
-func upperFirst(s string) string {
-	if s == "" {
-		return s
-	}
-	return strings.ToUpper(s[:1]) + s[1:]
 }

@@ -106,9 +106,9 @@ func resolve(args []string, stdout, stderr io.Writer) (name string, cmd command,
 		printGroupHelp(stdout, name, cmd)
 		return name, command{}, nil, 0
 	case len(rest) == 0:
-		fmt.Fprintf(stderr, "custos %s: which one? want %s\n\n", name, subNames(cmd, " or "))
+		fmt.Fprintf(stderr, "custos %s: which one? want %s\n\n", name, orList(sortedKeys(cmd.subs)))
 	default:
-		fmt.Fprintf(stderr, "custos %s: unknown subcommand %q; want %s\n\n", name, rest[0], subNames(cmd, " or "))
+		fmt.Fprintf(stderr, "custos %s: unknown subcommand %q; want %s\n\n", name, rest[0], orList(sortedKeys(cmd.subs)))
 	}
 	printGroupHelp(stderr, name, cmd)
 	return name, command{}, nil, exitUsage

@@ -153,7 +153,7 @@ func loadSigner(st *policy.State, keyFile string) (*keys.AdminKey, string, error
 // commonFlags are the flags every policy-changing command takes.
 func commonFlags(fs *flag.FlagSet) (dir, as *string) {
 	dir = fs.String("dir", "", "the data directory `DIR` of the local node the command goes through")
-	as = fs.String("as", "", "the signing admin's private key `KEY` file; the policy names its user")
+	as = fs.String("as", "", "the signing admin's private key file `KEY` (the policy names its user by the key)")
 	return
 }
 
