@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -22,7 +23,13 @@ import (
 // errDenied marks a command the policy refused: exit status 4.
 type errDenied struct{ reason string }
 
-func (e errDenied) Error() string { return "refused by the policy: " + e.reason }
+func (e errDenied) Error() string {
+	return "refused by the policy: " + refusalPrefix.ReplaceAllString(e.reason, "")
+}
+
+// refusalPrefix is what the layers a refusal passed through put before the
+// policy's reason: "consensus: command rejected: policy: command c-… (grant.add) refused: ".
+var refusalPrefix = regexp.MustCompile(`^(consensus: command rejected: )?(policy: command \S+ \(\S+\) refused: )?`)
 
 func runInit(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("init", flag.ContinueOnError)
