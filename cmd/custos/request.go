@@ -187,7 +187,7 @@ func runExport(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := release.SignExport(k, fid, &order); err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "exporting %s to %s…\n", id, abs)
+	hint(ctx, "exporting %s to %s…", id, abs)
 	stop := showProgress(ctx, *dir, id)
 	res, err := node.ExportVia(ctx, *dir, order)
 	stop()
