@@ -90,7 +90,7 @@ func (v *Viewer) Watch(ctx context.Context, camera string, out io.Writer, opts O
 	if err != nil {
 		var re *rpc.Error
 		if errors.As(err, &re) && re.Code == rpc.Denied {
-			return res, err // the store's refusal names the camera already
+			return res, re // the store's refusal, a sentence that names the camera
 		}
 		return res, fmt.Errorf("live view of %s: %w", camera, err)
 	}
