@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -41,5 +42,33 @@ func TestAuditTableFits120Columns(t *testing.T) {
 	w := wide.String()
 	if !strings.Contains(w, reason) || !strings.Contains(w, known) || !strings.Contains(w, unknown) || strings.Contains(w, "\x1b") {
 		t.Errorf("audit --wide lost text:\n%s", w)
+	}
+}
+
+// checkAuditWidth: with a long reason in the journal (a refused grant with
+// a long ID), no line of the audit table is over 120 columns; --wide keeps
+// the whole reason.
+func checkAuditWidth(t *testing.T, dir, alice string) {
+	t.Helper()
+	setPass(t, "a long enough passphrase")
+	long := "g-" + strings.Repeat("long-grant-id-", 4) + "end"
+	nobody := "nobody-" + strings.Repeat("x", 50)
+	code, _, errOut := runCLI("grant", "--to", "user:"+nobody, "--action", "live", "--cameras", "*", "--forever", "--id", long, "--dir", dir, "--as", alice)
+	if code != 4 || !strings.Contains(errOut, "refused by the policy: grant "+strconv.Quote(long)+": no active user") {
+		t.Fatalf("a grant to nobody: exit %d %s", code, errOut)
+	}
+	code, out, _ := runCLI("audit", "--dir", dir)
+	if code != 0 || !strings.Contains(out, "…") {
+		t.Fatalf("audit: exit %d\n%s", code, out)
+	}
+	for l := range strings.Lines(out) {
+		if n := utf8.RuneCountInString(strings.TrimSuffix(l, "\n")); n > 120 {
+			t.Errorf("audit prints a line of %d columns:\n%s", n, l)
+		}
+	}
+	checkZoned(t, "audit", out)
+	code, wide, _ := runCLI("audit", "--dir", dir, "--wide")
+	if code != 0 || !strings.Contains(wide, strconv.Quote(long)+": no active user "+strconv.Quote(nobody)) {
+		t.Errorf("audit --wide lost the long reason:\n%s", wide)
 	}
 }
