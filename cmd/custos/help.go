@@ -35,7 +35,10 @@ func printHelp(w io.Writer, name string, c command, fs *flag.FlagSet) {
 	for _, f := range flags {
 		arg, text := flag.UnquoteUsage(f)
 		if arg != "" {
-			arg = " " + strings.ToUpper(arg)
+			if arg == strings.ToLower(arg) {
+				arg = strings.ToUpper(arg) // the flag package's "string", "duration"
+			}
+			arg = " " + arg
 		}
 		if d := defaultText(f); d != "" {
 			text += " (default " + d + ")"

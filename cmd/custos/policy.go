@@ -39,7 +39,7 @@ func runInit(ctx context.Context, args []string, stdout io.Writer) error {
 	fed := fs.String("federation", "", "the new federation's name `F` (decides the mesh prefix)")
 	adminKey := fs.String("admin-key", "", "the first admin's public key `FILE.pub` (from custos admin keygen)")
 	adminName := fs.String("admin-name", "", "the first admin's name `N` (default: the key file's base name)")
-	recovery := fs.String("recovery", "", "the public half `FILE.pub` of the controller's recovery key (from custos recovery keygen, run on the admin's machine)")
+	recovery := fs.String("recovery", "", "the public half `RECOVERY.pub` of the controller's recovery key (from custos recovery keygen, run on the admin's machine)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
