@@ -308,6 +308,9 @@ func verifyExport(ctx context.Context, file, dir, keyFile string) (verified, err
 	var v verified
 	bp, sp := manifestPaths(file)
 	body, err := os.ReadFile(bp)
+	if errors.Is(err, os.ErrNotExist) {
+		return v, fmt.Errorf("no %s beside %s: verify-export checks what custos export wrote", filepath.Base(bp), file)
+	}
 	if err != nil {
 		return v, err
 	}
