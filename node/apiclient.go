@@ -167,7 +167,7 @@ func apiDo(ctx context.Context, dir, method, path string, body []byte, out any) 
 }
 
 // apiRequest sends one request to the node's API; a non-OK status is an
-// error carrying the node's message.
+// *APIError carrying the node's message.
 func apiRequest(ctx context.Context, dir, method, path string, body []byte) (*http.Response, error) {
 	sock := SocketPath(dir)
 	tr := &http.Transport{
@@ -193,10 +193,24 @@ func apiRequest(ctx context.Context, dir, method, path string, body []byte) (*ht
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		resp.Body.Close()
-		return nil, fmt.Errorf("node in %s: %s: %s", dir, resp.Status, strings.TrimSpace(string(b)))
+		msg := strings.TrimSpace(string(b))
+		if msg == "" {
+			msg = fmt.Sprintf("the node in %s answered %s", dir, resp.Status)
+		}
+		return nil, &APIError{Status: resp.StatusCode, Message: msg}
 	}
 	return resp, nil
 }
+
+// APIError is the local API's answer when it is not OK: the node's message,
+// which says what went wrong in a sentence of its own, and the HTTP status,
+// which tells a policy refusal (403 Forbidden) from a failure.
+type APIError struct {
+	Status  int
+	Message string
+}
+
+func (e *APIError) Error() string { return e.Message }
 
 // ErrNotRunning means no node answers in the data directory.
 var ErrNotRunning = errors.New("no node is running there")

@@ -16,17 +16,11 @@ import (
 	"github.com/custos-cctv/custos/keys"
 )
 
-func runAdmin(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) > 0 && args[0] == "add" {
-		return runAdminAdd(ctx, args[1:], stdout)
-	}
-	if len(args) == 0 || args[0] != "keygen" {
-		return usageError{errors.New("usage: custos admin keygen --out FILE --name NAME | custos admin add --name N --key FILE.pub --role R --dir DIR --as ADMINKEY")}
-	}
+func runAdminKeygen(_ context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("admin keygen", flag.ContinueOnError)
-	out := fs.String("out", "", "private key `file` to write (0600); the public key goes to FILE.pub")
-	name := fs.String("name", "", "the admin's `name` in the policy")
-	if err := parseFlags(fs, args[1:]); err != nil {
+	out := fs.String("out", "", "the private key `FILE` to write (0600); the public key goes to FILE.pub")
+	name := fs.String("name", "", "the admin's `NAME` in the policy")
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *out == "" || *name == "" {

@@ -16,36 +16,20 @@ import (
 	"github.com/custos-cctv/custos/policy"
 )
 
-func runCamera(ctx context.Context, args []string, stdout io.Writer) error {
-	const use = "usage: custos camera add|list|remove …"
-	if len(args) == 0 {
-		return usageError{errors.New(use)}
-	}
-	switch args[0] {
-	case "add":
-		return runCameraAdd(ctx, args[1:], stdout)
-	case "list":
-		return runCameraList(ctx, args[1:], stdout)
-	case "remove":
-		return runCameraRemove(ctx, args[1:], stdout)
-	}
-	return usageError{fmt.Errorf("camera %q: %s", args[0], use)}
-}
-
 // runCameraAdd puts a camera into the policy. Credentials in --source are
 // split off first and handed to the store in --dir, which alone keeps them;
 // the policy gets the URL without them.
 func runCameraAdd(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("camera add", flag.ContinueOnError)
-	dir, as, signer := commonFlags(fs)
-	site := fs.String("site", "", "the camera's `site`")
-	name := fs.String("name", "", "the camera's `name` within its site")
-	source := fs.String("source", "", "rtsp://[USER:PASS@]HOST[:PORT]/PATH or synthetic:")
-	purpose := fs.String("purpose", "", "why it records (GDPR art. 5(1)(b))")
-	basis := fs.String("basis", "legitimate interest (GDPR art. 6(1)(f))", "legal basis")
-	retention := fs.Duration("retention", policy.DefaultRetention, "how long recordings are kept (e.g. 72h)")
-	justification := fs.String("justification", "", "why a retention above 72h is needed (required then)")
-	tags := fs.String("tags", "", "comma-separated `TAGS` for grants such as tag:tills")
+	dir, as := commonFlags(fs)
+	site := fs.String("site", "", "the camera's site `S`")
+	name := fs.String("name", "", "the camera's name `N` within its site")
+	source := fs.String("source", "", "the camera's `URL`: rtsp://[USER:PASS@]HOST[:PORT]/PATH or synthetic:[?fps=N&scale=K]")
+	purpose := fs.String("purpose", "", "why it records, as `TEXT` (GDPR art. 5(1)(b))")
+	basis := fs.String("basis", "legitimate interest (GDPR art. 6(1)(f))", "the legal basis, as `TEXT`")
+	retention := fs.Duration("retention", policy.DefaultRetention, "how long recordings are kept, a duration `D`")
+	justification := fs.String("justification", "", "why a retention above 72h is needed, as `TEXT` (required then)")
+	tags := fs.String("tags", "", "comma-separated tags `A,B` for grants such as tag:tills")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -73,22 +57,23 @@ func runCameraAdd(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "credentials for %s kept on the store in %s only (not in the policy)\n", cam.Key(), *dir)
 	}
-	return signAndSubmit(ctx, *dir, *as, *signer, &policy.Command{Kind: policy.KindAddCamera, Camera: cam}, stdout)
+	return signAndSubmit(ctx, *dir, *as, &policy.Command{Kind: policy.KindAddCamera, Camera: cam}, stdout)
 }
 
 func runCameraRemove(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return usageError{errors.New("usage: custos camera remove SITE/NAME --dir DIR --as ADMINKEY")}
-	}
+	pos, args := positional(args, 1)
 	fs := flag.NewFlagSet("camera remove", flag.ContinueOnError)
-	dir, as, signer := commonFlags(fs)
-	if err := parseFlags(fs, args[1:]); err != nil {
+	dir, as := commonFlags(fs)
+	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if pos[0] == "" {
+		return usageError{errors.New("which camera? give SITE/NAME before the flags")}
 	}
 	if err := needCommon(*dir, *as); err != nil {
 		return err
 	}
-	return signAndSubmit(ctx, *dir, *as, *signer, &policy.Command{Kind: policy.KindRemoveCamera, Name: args[0]}, stdout)
+	return signAndSubmit(ctx, *dir, *as, &policy.Command{Kind: policy.KindRemoveCamera, Name: pos[0]}, stdout)
 }
 
 func runCameraList(ctx context.Context, args []string, stdout io.Writer) error {
@@ -126,7 +111,7 @@ func writeCameras(w io.Writer, r *recording.Status) {
 		fmt.Fprintf(w, "recording  not recording: %s\n", r.Waiting)
 	}
 	if r.Disk.DiskFull {
-		fmt.Fprintf(w, "ALARM      disk full since %s: %s\n", r.Disk.Since.Local().Format(time.DateTime), r.Disk.Reason)
+		fmt.Fprintf(w, "ALARM      disk full since %s: %s\n", stamp(r.Disk.Since), r.Disk.Reason)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "CAMERA\tSTATE\tSOURCE\tFPS\tKBIT/S\tLAST SEGMENT\tSEGMENTS\tMB\tOLDEST\tERRORS\n")
@@ -145,14 +130,7 @@ func writeCameras(w io.Writer, r *recording.Status) {
 			state = "NOT STORING (disk full)"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%.0f\t%s\t%d\t%.1f\t%s\t%s\n", c.Camera, state, c.SourceState, c.FPS, c.BitrateBPS/1000,
-			timeText(c.LastSegment), c.Segments, float64(c.Bytes)/1e6, timeText(c.Oldest), dash(errs))
+			stamp(c.LastSegment), c.Segments, float64(c.Bytes)/1e6, stamp(c.Oldest), dash(errs))
 	}
 	tw.Flush()
-}
-
-func timeText(t time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	return t.Local().Format(time.DateTime)
 }

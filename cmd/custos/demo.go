@@ -11,9 +11,9 @@ import (
 
 func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	dur := fs.Duration("for", 0, "stop after this `duration` (0: run until Ctrl-C)")
-	dir := fs.String("dir", "", "keep the nodes' data in this `directory` (default: a temporary one, removed at the end)")
-	mib := fs.Int64("transfer-mib", 64, "size of each throughput transfer in MiB")
+	dur := fs.Duration("for", 0, "stop after this duration `D` (default: run until Ctrl-C)")
+	dir := fs.String("dir", "", "keep the nodes' data in this directory `DIR` (default: a temporary one, removed at the end)")
+	mib := fs.Int64("transfer-mib", 64, "the size `N` of each throughput transfer, in MiB (1 to 4096)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -6,24 +6,22 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
-	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/node"
 	"github.com/custos-cctv/custos/policy"
 )
 
 func runInvite(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("invite", flag.ContinueOnError)
-	dir, as, signer := commonFlags(fs)
-	role := fs.String("role", "", "the new node's `role`: datacenter, witness, store, admin or installer")
-	name := fs.String("name", "", "the new node's `name`")
-	site := fs.String("site", "", "its `site` (stores and installers)")
-	jur := fs.String("jurisdiction", "", "the `jurisdiction` of a node without a site, such as a datacenter (default EU); replicas go only to datacenters in the policy's data jurisdictions")
-	from := fs.String("from", "", "membership starts (RFC 3339 `time`)")
-	until := fs.String("until", "", "membership ends (RFC 3339 `time` or a duration such as 4h; installers must have one)")
-	expires := fs.Duration("expires", 24*time.Hour, "the token is void after this `duration`")
+	dir, as := commonFlags(fs)
+	role := fs.String("role", "", "the new node's `ROLE`: datacenter, witness, store, admin or installer")
+	name := fs.String("name", "", "the new node's name `N`")
+	site := fs.String("site", "", "its site `S` (stores and installers)")
+	jur := fs.String("jurisdiction", "", "the jurisdiction `J` of a node without a site, such as a datacenter (default EU); replicas go only to datacenters in the policy's data jurisdictions")
+	from := fs.String("from", "", "the membership starts at `T`: an RFC 3339 time, or a duration forward from now (default: at once)")
+	until := fs.String("until", "", "the membership ends at `T`: an RFC 3339 time, or a duration forward from now such as 4h (installers must have one)")
+	expires := fs.Duration("expires", 24*time.Hour, "the token is void after this duration `D`")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -42,22 +40,17 @@ func runInvite(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	spec := node.InviteSpec{Role: policy.NodeRole(*role), Name: *name, Site: *site, Jurisdiction: *jur, Window: win, Expires: now.Add(*expires)}
-	pass, err := readPassphrase(false)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	st, err := node.FetchPolicy(ctx, *dir)
 	if err != nil {
 		return err
 	}
-	k, err := keys.LoadAdminKey(*as, pass)
-	clear(pass)
+	k, who, err := loadSigner(st, *as)
 	if err != nil {
 		return err
 	}
 	defer k.Close()
-	who := *signer
-	if who == "" {
-		who = strings.TrimSuffix(baseName(*as), ".key")
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
 	inv, err := node.MakeInvite(ctx, *dir, k, who, spec, now)
 	if err != nil {
 		var r *policy.Refused
@@ -73,25 +66,25 @@ func runInvite(ctx context.Context, args []string, stdout io.Writer) error {
 			spec.Role, inv.Proposal, inv.Proposal)
 	}
 	fmt.Fprintln(stdout, inv.Token)
-	hint(ctx, "next, on %s's machine: custos join --dir DIR --token TOKEN --listen IP:PORT, then custos up --dir DIR --listen IP:PORT (the token is valid until %s)",
-		spec.Name, spec.Expires.Local().Format(time.RFC3339))
+	hint(ctx, "next, on %s's machine: custos join --dir DIR --token TOKEN --listen HOST:PORT, then custos up --dir DIR --listen HOST:PORT (the token is valid until %s)",
+		spec.Name, stamp(spec.Expires))
 	return nil
 }
 
 func runJoin(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("join", flag.ContinueOnError)
-	dir := fs.String("dir", "", "data `directory` for the new node")
-	token := fs.String("token", "", "the join `token` from custos invite")
-	listen := fs.String("listen", "", "this node's underlay UDP address `HOST:PORT`")
+	dir := fs.String("dir", "", "the data directory `DIR` for the new node")
+	token := fs.String("token", "", "the join `TOKEN` from custos invite")
+	listen := fs.String("listen", "", "this node's underlay UDP address `HOST:PORT`, which peers reach it at (a host name is resolved once, now)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *dir == "" || *token == "" || *listen == "" {
 		return usageError{errors.New("--dir, --token and --listen are required")}
 	}
-	ap, err := parseListen(*listen)
+	ap, err := parseListen(ctx, *listen)
 	if err != nil {
-		return usageError{err}
+		return err
 	}
 	t, err := node.DecodeToken(*token, time.Now())
 	if err != nil {
@@ -108,11 +101,4 @@ func runJoin(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%s joined federation %q as %s. Start it with: custos up --dir %s --listen %s\n", t.Name, t.Anchor.Federation, t.Role, *dir, ap)
 	return nil
-}
-
-func baseName(p string) string {
-	if i := strings.LastIndexByte(p, '/'); i >= 0 {
-		return p[i+1:]
-	}
-	return p
 }

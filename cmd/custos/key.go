@@ -13,8 +13,8 @@ import (
 
 func runKey(_ context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("key", flag.ContinueOnError)
-	dir := fs.String("dir", "", "data `directory` of the node")
-	fed := fs.String("federation", "", "federation `name` (decides the mesh address); default: the one the directory belongs to, else "+node.DefaultFederation)
+	dir := fs.String("dir", "", "the data directory `DIR` of the node")
+	fed := fs.String("federation", "", "the federation's name `F` (decides the mesh address); default: the one the directory belongs to, else "+node.DefaultFederation)
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err

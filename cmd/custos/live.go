@@ -16,10 +16,10 @@ import (
 // stdout (custos live … --out - | ffplay -).
 func runLive(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("live", flag.ContinueOnError)
-	dir := fs.String("dir", "", "data `directory` of the local node (the viewer)")
-	cam := fs.String("camera", "", "the `camera` to watch, SITE/NAME")
-	out := fs.String("out", "-", "MPEG-TS `FILE` to write (must not exist), or - for stdout")
-	dur := fs.Duration("for", 0, "stop after this `duration` (default: until interrupted)")
+	dir := fs.String("dir", "", "the data directory `DIR` of the local node (the viewer)")
+	cam := fs.String("camera", "", "the camera to watch, `SITE/NAME`")
+	out := fs.String("out", "-", "the MPEG-TS `FILE` to write (must not exist), or - for stdout")
+	dur := fs.Duration("for", 0, "stop after this duration `D` (default: until interrupted)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -54,14 +54,14 @@ func runLive(ctx context.Context, args []string, stdout io.Writer) error {
 		defer cancel()
 	}
 	began := time.Now()
-	fmt.Fprintf(os.Stderr, "live: watching %s…\n", *cam)
+	hint(ctx, "live: watching %s…", *cam)
 	res, err := node.LiveVia(ctx, *dir, *cam, w)
 	if f, ok := w.(*os.File); ok && f != os.Stdout {
 		if serr := f.Sync(); err == nil && serr != nil {
 			err = serr
 		}
 	}
-	fmt.Fprintf(os.Stderr, "live: %s: %d bytes of MPEG-TS in %s\n", *cam, res.Bytes, time.Since(began).Round(time.Second))
+	hint(ctx, "live: %s: %d bytes of MPEG-TS in %s", *cam, res.Bytes, time.Since(began).Round(time.Second))
 	if err != nil {
 		if res.Bytes == 0 && *out != "-" {
 			os.Remove(*out) // nothing was watched: leave no empty file behind

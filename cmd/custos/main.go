@@ -8,69 +8,18 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
-	"sort"
+	"strings"
 	"syscall"
 	"time"
 
 	gvlog "gvisor.dev/gvisor/pkg/log"
+
+	"github.com/custos-cctv/custos/node"
+	"github.com/custos-cctv/custos/policy"
 )
-
-type command struct {
-	summary string
-	run     func(ctx context.Context, args []string, stdout io.Writer) error
-}
-
-var commands = map[string]command{
-	"up":      {"run a node until SIGINT/SIGTERM", runUp},
-	"status":  {"show a running node's key, mesh address and peers", runStatus},
-	"key":     {"print a node's public key and mesh address (creating the key if needed)", runKey},
-	"demo":    {"run a small federation on this machine and show what it does", runDemo},
-	"version": {"print the version", runVersion},
-	"audit":   {"read the node's audit journal, or verify its hash chain (audit verify)", runAudit},
-	"admin":   {"admin keygen (make an admin's OpenPGP key) and admin add (add a user to the policy)", runAdmin},
-	"init":    {"found a federation on its first datacenter", runInit},
-	"site":    {"site add: add a site to the policy", runSite},
-	"invite":  {"invite a node: prints a one-line join token", runInvite},
-	"join":    {"join a federation with a token", runJoin},
-	"grant":   {"grant a user or node live/playback/export on cameras, for a window", runGrant},
-	"revoke":  {"revoke a node, grant or admin", runRevoke},
-	"members": {"list the policy's nodes", runMembers},
-	"grants":  {"list the policy's grants", runGrants},
-	"camera":  {"add, list or remove cameras (credentials stay on their store)", runCamera},
-	"cameras": {"what a store records: per camera fps, bitrate, segments, errors", runCameras},
-
-	"request":        {"request recorded footage (cameras, range, purpose, legal basis) for approval", runRequest},
-	"requests":       {"list footage requests and their approvals", runRequests},
-	"approve":        {"approve a footage request or a governance proposal (never your own)", runApprove},
-	"quorum":         {"quorum seal: end the bootstrap, so governance changes need the approvers' quorum; quorum show", runQuorum},
-	"proposals":      {"list governance proposals and their approvals", runProposals},
-	"rescue":         {"execute a proposal during a lock-out with a rescue code and every remaining approver", runRescue},
-	"deny":           {"deny a footage request, with a reason (a veto)", runDeny},
-	"live":           {"watch a camera live: MPEG-TS to a file or stdout (custos live … | ffplay -)", runLive},
-	"export":         {"export an approved request's footage to an MPEG-TS file with a signed manifest", runExport},
-	"verify-export":  {"check an export against its signed manifest", runVerifyExport},
-	"recover-shares": {"release the recovery key's shares of a request to its node (stands in for a lost datacenter)", runRecoverShares},
-	"recovery":       {"recovery keygen (make the controller's recovery key, offline, on the admin's machine) and recovery show FILE.pub", runRecovery},
-}
-
-func usage(w io.Writer) {
-	fmt.Fprintf(w, "usage: custos <command> [flags]\n\ncommands:\n")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	width := 0
-	for _, n := range names {
-		width = max(width, len(n))
-	}
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-*s %s\n", width, n, commands[n].summary)
-	}
-	fmt.Fprintf(w, "\nRun 'custos <command> -h' for a command's flags.\n")
-}
 
 func main() {
 	// gVisor's netstack logs protocol warnings (an aborted TCP handshake,
@@ -84,50 +33,123 @@ type quietEmitter struct{}
 
 func (quietEmitter) Emit(int, gvlog.Level, time.Time, string, ...any) {}
 
+// Exit statuses besides 0 and 1.
+const (
+	exitUsage       = 2 // a bad flag or argument
+	exitAuditBroken = 3 // audit verify found the chain broken
+	exitRefused     = 4 // the policy refused
+)
+
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage(stdout)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
-	}
-	cmd, ok := commands[args[0]]
-	if !ok {
-		fmt.Fprintf(stderr, "custos: unknown command %q\n\n", args[0])
+	if len(args) == 0 {
 		usage(stderr)
-		return 2
+		return exitUsage
+	}
+	if isHelp(args[0]) || args[0] == "help" {
+		if len(args) == 1 {
+			usage(stdout)
+			return 0
+		}
+		// custos help CMD [SUB] is custos CMD [SUB] -h.
+		args = append(append([]string(nil), args[1:]...), "-h")
+	}
+	name, cmd, rest, code := resolve(args, stdout, stderr)
+	if cmd.run == nil {
+		return code
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ctx = context.WithValue(ctx, stderrKey{}, stderr)
-	if err := cmd.run(ctx, args[1:], stdout); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintf(stderr, "custos %s: %v\n", args[0], err)
-		switch {
-		case errors.As(err, new(usageError)):
-			return 2
-		case errors.Is(err, errAuditBroken):
-			return 3
-		case errors.As(err, new(errDenied)):
-			return 4
-		}
-		return 1
+	err := cmd.run(ctx, rest, stdout)
+	if err == nil {
+		return 0
 	}
-	return 0
+	var h helpRequest
+	if errors.As(err, &h) {
+		printHelp(stdout, name, cmd, h.fs)
+		return 0
+	}
+	fmt.Fprintf(stderr, "custos %s: %s\n", name, sentence(name, err))
+	switch {
+	case errors.As(err, new(usageError)):
+		fmt.Fprintf(stderr, "usage: custos %s\nRun 'custos help %s' for what it does and its flags.\n", cmd.usage, name)
+		return exitUsage
+	case errors.Is(err, errAuditBroken):
+		return exitAuditBroken
+	case refused(err):
+		return exitRefused
+	}
+	return 1
+}
+
+// resolve finds the command args name: "camera add" runs the camera group's
+// add. It prints a group's help or the error itself and returns a command
+// without run, and the exit status, when there is nothing to run.
+func resolve(args []string, stdout, stderr io.Writer) (name string, cmd command, rest []string, code int) {
+	cmd, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "custos: unknown command %q\n\n", args[0])
+		usage(stderr)
+		return "", command{}, nil, exitUsage
+	}
+	name, rest = args[0], args[1:]
+	if len(rest) > 0 {
+		if sub, ok := cmd.subs[rest[0]]; ok {
+			return name + " " + rest[0], sub, rest[1:], 0
+		}
+	}
+	if cmd.run != nil {
+		return name, cmd, rest, 0
+	}
+	switch {
+	case len(rest) > 0 && isHelp(rest[0]):
+		printGroupHelp(stdout, name, cmd)
+		return name, command{}, nil, 0
+	case len(rest) == 0:
+		fmt.Fprintf(stderr, "custos %s: which one? want %s\n\n", name, orList(sortedKeys(cmd.subs)))
+	default:
+		fmt.Fprintf(stderr, "custos %s: unknown subcommand %q; want %s\n\n", name, rest[0], orList(sortedKeys(cmd.subs)))
+	}
+	printGroupHelp(stderr, name, cmd)
+	return name, command{}, nil, exitUsage
+}
+
+func isHelp(a string) bool { return a == "-h" || a == "-help" || a == "--help" }
+
+// refused reports whether err is the policy's refusal: a command it did not
+// apply, an export or live view it refused.
+func refused(err error) bool {
+	var ae *node.APIError
+	return errors.As(err, new(errDenied)) || errors.Is(err, policy.ErrRefused) ||
+		(errors.As(err, &ae) && ae.Status == http.StatusForbidden)
+}
+
+// sentence is err's message without a prefix that repeats what the
+// "custos NAME:" before it already says.
+func sentence(name string, err error) string {
+	msg := err.Error()
+	for _, p := range []string{name + ": ", "node: ", "keys: "} {
+		msg = strings.TrimPrefix(msg, p)
+	}
+	return msg
 }
 
 // usageError is a bad flag or argument: exit status 2.
 type usageError struct{ error }
 
-// parseFlags parses args and refuses stray positional arguments.
+// helpRequest is -h: run prints the command's help on stdout, exit 0.
+type helpRequest struct{ fs *flag.FlagSet }
+
+func (helpRequest) Error() string { return "help requested" }
+
+// parseFlags parses args and refuses stray positional arguments. The flag
+// package prints nothing: run says what was wrong, or prints the help.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	fs.SetOutput(os.Stderr)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return err
+			return helpRequest{fs}
 		}
 		return usageError{err}
 	}
@@ -137,14 +159,32 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
+// positional takes the n positional arguments that come before a command's
+// flags (approve ID --dir …). A missing one is left empty for the command
+// to report after parsing, so that -h works without it.
+func positional(args []string, n int) (pos []string, rest []string) {
+	pos = make([]string, n)
+	for i := range n {
+		if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+			break
+		}
+		pos[i], args = args[0], args[1:]
+	}
+	return pos, args
+}
+
 type stderrKey struct{}
+
+// stderrOf is the stderr run was given.
+func stderrOf(ctx context.Context) io.Writer {
+	if w, ok := ctx.Value(stderrKey{}).(io.Writer); ok {
+		return w
+	}
+	return os.Stderr
+}
 
 // hint tells the user, on stderr, what comes next; stdout keeps only what
 // scripts read (a token, an ID).
 func hint(ctx context.Context, format string, a ...any) {
-	w, ok := ctx.Value(stderrKey{}).(io.Writer)
-	if !ok {
-		w = os.Stderr
-	}
-	fmt.Fprintf(w, format+"\n", a...)
+	fmt.Fprintf(stderrOf(ctx), format+"\n", a...)
 }

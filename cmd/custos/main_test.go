@@ -47,7 +47,8 @@ func TestCLIErrors(t *testing.T) {
 		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
 		{[]string{"up"}, 2, "--dir is required"},
 		{[]string{"up", "--dir", dir}, 2, "--listen is required"},
-		{[]string{"up", "--dir", dir, "--listen", "localhost:5"}, 2, "want IP:PORT"},
+		{[]string{"up", "--dir", dir, "--listen", "no-such-host.invalid:5"}, 1, "give IP:PORT"},
+		{[]string{"up", "--dir", dir, "--listen", "51820"}, 2, "want IP:PORT or HOST:PORT"},
 		{[]string{"up", "--dir", dir, "--listen", "127.0.0.1:0"}, 2, "port 0"},
 		{[]string{"up", "--dir", dir, "--listen", "127.0.0.1:1", "--bogus"}, 2, "flag provided but not defined"},
 		{[]string{"up", "--dir", dir, "--listen", "127.0.0.1:1", "extra"}, 2, `unexpected argument "extra"`},
@@ -303,6 +304,7 @@ func TestCLIPolicyFlow(t *testing.T) {
 		t.Fatalf("viewer changing the policy: exit %d %s", code, errOut)
 	}
 	must("revoke", "grant", "g1", "--dir", dir, "--as", alice)
+	checkGrantEnds(t, dir, alice, must)
 	if out := must("grants", "--dir", dir, "--json"); !strings.Contains(out, `"revoked":true`) {
 		t.Fatalf("grants after revoke: %s", out)
 	}
@@ -358,6 +360,7 @@ func TestCLIPolicyFlow(t *testing.T) {
 	if strings.Count(out, `"action": "policy-change"`) < 5 || !strings.Contains(out, "needs role admin") {
 		t.Fatalf("audit lacks the policy changes:\n%s", out)
 	}
+	checkAuditWidth(t, dir, alice)
 }
 
 func TestCLIInviteAndJoin(t *testing.T) {
@@ -411,7 +414,8 @@ func TestCLIInviteAndJoin(t *testing.T) {
 	for {
 		_, members, _ := runCLI("members", "--dir", st)
 		code, status, _ := runCLI("status", "--dir", st)
-		if code == 0 && strings.Contains(members, "store-1") && strings.Contains(status, "voter false") && strings.Contains(status, "leader nodekey:") {
+		if code == 0 && strings.Contains(members, "store-1") && strings.Contains(status, "raft       follower (non-voter), leader dc-a,") &&
+			strings.Contains(status, "members    dc-a (voter, leader), store-1 (non-voter, this node)") {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -419,6 +423,7 @@ func TestCLIInviteAndJoin(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	checkLiveRefused(t, tmp, dc, alice)
 }
 
 // waitCLI runs a command until it succeeds (up to 20 s) and returns its output.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -22,17 +23,23 @@ import (
 // errDenied marks a command the policy refused: exit status 4.
 type errDenied struct{ reason string }
 
-func (e errDenied) Error() string { return "refused by the policy: " + e.reason }
+func (e errDenied) Error() string {
+	return "refused by the policy: " + refusalPrefix.ReplaceAllString(e.reason, "")
+}
+
+// refusalPrefix is what the layers a refusal passed through put before the
+// policy's reason: "consensus: command rejected: policy: command c-… (grant.add) refused: ".
+var refusalPrefix = regexp.MustCompile(`^(consensus: command rejected: )?(policy: command \S+ \(\S+\) refused: )?`)
 
 func runInit(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("init", flag.ContinueOnError)
-	dir := fs.String("dir", "", "data `directory` of the first datacenter")
-	name := fs.String("name", "", "its node `name` (e.g. dc-a)")
-	listen := fs.String("listen", "", "its public underlay UDP address `HOST:PORT`")
-	fed := fs.String("federation", "", "the new federation's `name` (decides the mesh prefix)")
+	dir := fs.String("dir", "", "the data directory `DIR` of the first datacenter")
+	name := fs.String("name", "", "its node name `N` (e.g. dc-a)")
+	listen := fs.String("listen", "", "its public underlay UDP address `HOST:PORT` (a host name is resolved once, now)")
+	fed := fs.String("federation", "", "the new federation's name `F` (decides the mesh prefix)")
 	adminKey := fs.String("admin-key", "", "the first admin's public key `FILE.pub` (from custos admin keygen)")
-	adminName := fs.String("admin-name", "", "the first admin's `name` (default: the key file's base name)")
-	recovery := fs.String("recovery", "", "the public half `FILE.pub` of the controller's recovery key (from custos recovery keygen, run on the admin's machine)")
+	adminName := fs.String("admin-name", "", "the first admin's name `N` (default: the key file's base name)")
+	recovery := fs.String("recovery", "", "the public half `RECOVERY.pub` of the controller's recovery key (from custos recovery keygen, run on the admin's machine)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -42,9 +49,9 @@ func runInit(ctx context.Context, args []string, stdout io.Writer) error {
 	if *recovery == "" {
 		return usageError{errors.New("--recovery FILE.pub is required: make the recovery key on the admin's machine with custos recovery keygen --out FILE, keep FILE offline, and give FILE.pub here")}
 	}
-	ap, err := parseListen(*listen)
+	ap, err := parseListen(ctx, *listen)
 	if err != nil {
-		return usageError{err}
+		return err
 	}
 	pub, fp, err := keys.ReadPublicKeyFile(*adminKey)
 	if err != nil {
@@ -72,10 +79,10 @@ func runInit(ctx context.Context, args []string, stdout io.Writer) error {
 	return nil
 }
 
-// signAndSubmit signs c with the admin key file and submits it through the
-// node in dir.
-func signAndSubmit(ctx context.Context, dir, keyFile, signer string, c *policy.Command, stdout io.Writer) error {
-	k, signer, err := loadSigner(keyFile, signer)
+// signAndSubmit signs c with the admin key in keyFile, as the user the
+// policy knows that key as, and submits it through the node in dir.
+func signAndSubmit(ctx context.Context, dir, keyFile string, c *policy.Command, stdout io.Writer) error {
+	k, err := loadKey(keyFile)
 	if err != nil {
 		return err
 	}
@@ -86,6 +93,16 @@ func signAndSubmit(ctx context.Context, dir, keyFile, signer string, c *policy.C
 	if err != nil {
 		return err
 	}
+	signer, err := signerName(st, k, keyFile)
+	if err != nil {
+		return err
+	}
+	return submitAs(ctx, dir, st, k, signer, c, stdout)
+}
+
+// submitAs submits c signed by k as signer and says what became of it: applied,
+// or, in a sealed federation, proposed.
+func submitAs(ctx context.Context, dir string, st *policy.State, k *keys.AdminKey, signer string, c *policy.Command, stdout io.Writer) error {
 	res, proposal, err := node.SubmitGoverned(ctx, dir, st, k, signer, c)
 	if err != nil {
 		return err
@@ -103,11 +120,47 @@ func signAndSubmit(ctx context.Context, dir, keyFile, signer string, c *policy.C
 	return nil
 }
 
+// loadKey loads an admin key, asking for its passphrase.
+func loadKey(keyFile string) (*keys.AdminKey, error) {
+	pass, err := readPassphrase(false)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(pass)
+	return keys.LoadAdminKey(keyFile, pass)
+}
+
+// signerName is the user the policy knows k as: the signer every command
+// and export order names. A key belongs to one user at most, revoked users
+// included, so the key decides the name.
+func signerName(st *policy.State, k *keys.AdminKey, keyFile string) (string, error) {
+	fp := k.Fingerprint()
+	for _, u := range st.Users {
+		if strings.EqualFold(u.Fingerprint, fp) {
+			return u.Name, nil
+		}
+	}
+	return "", errDenied{fmt.Sprintf("the key in %s (fingerprint %s) is no user's in the policy of federation %q", keyFile, fp, st.Federation)}
+}
+
+// loadSigner loads the admin key in keyFile and names its user in st.
+func loadSigner(st *policy.State, keyFile string) (*keys.AdminKey, string, error) {
+	k, err := loadKey(keyFile)
+	if err != nil {
+		return nil, "", err
+	}
+	name, err := signerName(st, k, keyFile)
+	if err != nil {
+		k.Close()
+		return nil, "", err
+	}
+	return k, name, nil
+}
+
 // commonFlags are the flags every policy-changing command takes.
-func commonFlags(fs *flag.FlagSet) (dir, as, signer *string) {
-	dir = fs.String("dir", "", "data `directory` of the local node the command goes through")
-	as = fs.String("as", "", "the signing admin's private key `FILE`")
-	signer = fs.String("signer", "", "the admin's `name` in the policy (default: the key file's base name)")
+func commonFlags(fs *flag.FlagSet) (dir, as *string) {
+	dir = fs.String("dir", "", "the data directory `DIR` of the local node the command goes through")
+	as = fs.String("as", "", "the signing admin's private key file `KEY` (the policy names its user by the key)")
 	return
 }
 
@@ -118,29 +171,26 @@ func needCommon(dir, as string) error {
 	return nil
 }
 
-func runSite(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 || args[0] != "add" {
-		return usageError{errors.New("usage: custos site add --name S [--jurisdiction EU] --dir DIR --as ADMINKEY")}
-	}
+func runSiteAdd(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("site add", flag.ContinueOnError)
-	dir, as, signer := commonFlags(fs)
-	name := fs.String("name", "", "site `name` (e.g. praha-1)")
-	jur := fs.String("jurisdiction", "EU", "where the site's data may be kept")
-	if err := parseFlags(fs, args[1:]); err != nil {
+	dir, as := commonFlags(fs)
+	name := fs.String("name", "", "the site's name `S` (e.g. praha-1)")
+	jur := fs.String("jurisdiction", "EU", "the jurisdiction `J` where the site's data may be kept")
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := needCommon(*dir, *as); err != nil {
 		return err
 	}
-	return signAndSubmit(ctx, *dir, *as, *signer, &policy.Command{Kind: policy.KindAddSite, Site: &policy.Site{Name: *name, Jurisdiction: *jur}}, stdout)
+	return signAndSubmit(ctx, *dir, *as, &policy.Command{Kind: policy.KindAddSite, Site: &policy.Site{Name: *name, Jurisdiction: *jur}}, stdout)
 }
 
 func runAdminAdd(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("admin add", flag.ContinueOnError)
-	dir, as, signer := commonFlags(fs)
-	name := fs.String("name", "", "the user's `name`")
+	dir, as := commonFlags(fs)
+	name := fs.String("name", "", "the user's name `N`")
 	keyFile := fs.String("key", "", "the user's public key `FILE.pub`")
-	role := fs.String("role", "", "admin, approver, auditor, helpdesk or viewer")
+	role := fs.String("role", "", "the user's `ROLE`: admin, approver, auditor, helpdesk or viewer")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -155,24 +205,31 @@ func runAdminAdd(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	u := &policy.User{Name: *name, Role: policy.UserRole(*role), PublicKey: pub, Fingerprint: fp}
-	return signAndSubmit(ctx, *dir, *as, *signer, &policy.Command{Kind: policy.KindAddUser, User: u}, stdout)
+	return signAndSubmit(ctx, *dir, *as, &policy.Command{Kind: policy.KindAddUser, User: u}, stdout)
 }
 
 func runGrant(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("grant", flag.ContinueOnError)
-	dir, as, signer := commonFlags(fs)
-	to := fs.String("to", "", "`SUBJECT`: user:NAME or node:NAME")
-	actions := fs.String("action", "", "`ACTION[,ACTION…]`: live, playback, export")
-	sel := fs.String("cameras", "", "camera `SELECTOR`: SITE/CAMERA, SITE/*, tag:NAME or *")
-	from := fs.String("from", "", "start (RFC 3339 `time`; default now)")
-	until := fs.String("until", "", "end (RFC 3339 `time`, or a duration from now such as 8h)")
-	purpose := fs.String("purpose", "", "why (shown in audits)")
-	id := fs.String("id", "", "grant `id` (default: generated)")
+	dir, as := commonFlags(fs)
+	to := fs.String("to", "", "the `SUBJECT`: user:NAME or node:NAME")
+	actions := fs.String("action", "", "`ACTIONS`, comma-separated: live, playback, export")
+	sel := fs.String("cameras", "", "the camera selector `SEL`: SITE/CAMERA, SITE/*, tag:NAME or *")
+	from := fs.String("from", "", "the grant starts at `T`: an RFC 3339 time, or a duration forward from now (default: now)")
+	until := fs.String("until", "", "the grant ends at `T`: an RFC 3339 time, or a duration forward from now such as 8h")
+	forever := fs.Bool("forever", false, "the grant has no end (instead of --until)")
+	purpose := fs.String("purpose", "", "why, as `TEXT` (shown in audits)")
+	id := fs.String("id", "", "the grant's `ID` (default: generated)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := needCommon(*dir, *as); err != nil {
 		return err
+	}
+	switch {
+	case *until == "" && !*forever:
+		return usageError{errors.New("a grant needs an end: --until T (such as --until 8h, or an RFC 3339 time), or --forever for a grant without one")}
+	case *until != "" && *forever:
+		return usageError{errors.New("--until and --forever contradict each other: give one")}
 	}
 	subj, err := policy.ParseSubject(*to)
 	if err != nil {
@@ -194,34 +251,34 @@ func runGrant(ctx context.Context, args []string, stdout io.Writer) error {
 		gid = "g-" + strings.TrimPrefix(policy.NewCommandID(), "c-")
 	}
 	g := &policy.Grant{ID: gid, Subject: subj, Actions: acts, Selector: *sel, Window: w, Purpose: *purpose}
-	return signAndSubmit(ctx, *dir, *as, *signer, &policy.Command{Kind: policy.KindAddGrant, Grant: g}, stdout)
+	return signAndSubmit(ctx, *dir, *as, &policy.Command{Kind: policy.KindAddGrant, Grant: g}, stdout)
 }
 
 func runRevoke(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) < 2 {
-		return usageError{errors.New("usage: custos revoke node|grant|admin NAME --dir DIR --as ADMINKEY")}
+	pos, args := positional(args, 2)
+	fs := flag.NewFlagSet("revoke", flag.ContinueOnError)
+	dir, as := commonFlags(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	kinds := map[string]string{"node": policy.KindRevokeNode, "grant": policy.KindRevokeGrant, "admin": policy.KindRevokeUser, "user": policy.KindRevokeUser}
-	kind, ok := kinds[args[0]]
-	if !ok {
-		return usageError{fmt.Errorf("revoke %q: want node, grant or admin", args[0])}
-	}
-	name := args[1]
-	fs := flag.NewFlagSet("revoke", flag.ContinueOnError)
-	dir, as, signer := commonFlags(fs)
-	if err := parseFlags(fs, args[2:]); err != nil {
-		return err
+	kind, ok := kinds[pos[0]]
+	switch {
+	case pos[0] == "" || pos[1] == "":
+		return usageError{errors.New("what to revoke? give node, grant or admin and its NAME before the flags")}
+	case !ok:
+		return usageError{fmt.Errorf("revoke %q: want node, grant or admin", pos[0])}
 	}
 	if err := needCommon(*dir, *as); err != nil {
 		return err
 	}
-	return signAndSubmit(ctx, *dir, *as, *signer, &policy.Command{Kind: kind, Name: name}, stdout)
+	return signAndSubmit(ctx, *dir, *as, &policy.Command{Kind: kind, Name: pos[1]}, stdout)
 }
 
 // dirFlags parses the --dir and --json flags every read-only command takes.
 func dirFlags(name string, args []string) (dir string, asJSON bool, err error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	d := fs.String("dir", "", "data `directory` of the local node")
+	d := fs.String("dir", "", "the data directory `DIR` of the local node")
 	j := fs.Bool("json", false, "print JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return "", false, err
@@ -321,28 +378,31 @@ func windowText(w policy.Window) string {
 	}
 	f, u := "…", "…"
 	if !w.From.IsZero() {
-		f = w.From.Local().Format(time.DateTime)
+		f = stamp(w.From)
 	}
 	if !w.Until.IsZero() {
-		u = w.Until.Local().Format(time.DateTime)
+		u = stamp(w.Until)
 	}
 	return f + " → " + u
 }
 
-// parseWindow reads --from (RFC 3339) and --until (RFC 3339 or a duration
-// from now); empty flags leave that side open.
+// parseWindow reads a grant's or invite's --from and --until (parseTime,
+// a bare duration counting forward); an empty flag leaves that side open.
 func parseWindow(from, until string, now time.Time) (policy.Window, error) {
 	var w policy.Window
 	var err error
 	if from != "" {
-		if w.From, err = time.Parse(time.RFC3339, from); err != nil {
-			return w, usageError{fmt.Errorf("--from %q: want an RFC 3339 time", from)}
+		if w.From, err = parseTime("from", from, forward, now); err != nil {
+			return w, usageError{err}
 		}
 	}
 	if until != "" {
-		if w.Until, err = parseTimeOrLater(until, now); err != nil {
-			return w, usageError{fmt.Errorf("--until: %w", err)}
+		if w.Until, err = parseTime("until", until, forward, now); err != nil {
+			return w, usageError{err}
 		}
+	}
+	if !w.From.IsZero() && !w.Until.IsZero() && !w.From.Before(w.Until) {
+		return w, usageError{fmt.Errorf("--from %s is not before --until %s", stamp(w.From), stamp(w.Until))}
 	}
 	return w, nil
 }
@@ -359,15 +419,4 @@ func sortedValues[V any](m map[string]V) []V {
 		out = append(out, m[k])
 	}
 	return out
-}
-
-// parseTimeOrLater reads an RFC 3339 time or a duration from now.
-func parseTimeOrLater(s string, now time.Time) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return t, nil
-	}
-	if d, err := time.ParseDuration(s); err == nil && d > 0 {
-		return now.Add(d), nil
-	}
-	return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time nor a positive duration", s)
 }

@@ -22,27 +22,13 @@ import (
 // a few lock-outs, few enough to keep in one envelope in a safe.
 const defaultRescueCodes = 3
 
-func runQuorum(ctx context.Context, args []string, stdout io.Writer) error {
-	const use = "usage: custos quorum seal [--threshold M] [--rescue-codes N] --dir DIR --as ADMINKEY | custos quorum show --dir DIR"
-	if len(args) == 0 {
-		return usageError{errors.New(use)}
-	}
-	switch args[0] {
-	case "seal":
-		return runQuorumSeal(ctx, args[1:], stdout)
-	case "show":
-		return runQuorumShow(ctx, args[1:], stdout)
-	}
-	return usageError{errors.New(use)}
-}
-
 // runQuorumSeal ends the bootstrap. It makes the rescue codes here, submits
 // only their digests, and prints the codes once.
 func runQuorumSeal(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("quorum seal", flag.ContinueOnError)
-	dir, as, signer := commonFlags(fs)
-	m := fs.Int("threshold", policy.DefaultThreshold, "approvals every footage request and governance change needs (`M`, at least 2)")
-	n := fs.Int("rescue-codes", defaultRescueCodes, "how many one-time rescue codes to print for a lock-out (0 to 16)")
+	dir, as := commonFlags(fs)
+	m := fs.Int("threshold", policy.DefaultThreshold, "the approvals `M` every footage request and governance change needs (at least 2)")
+	n := fs.Int("rescue-codes", defaultRescueCodes, "how many one-time rescue codes `N` to print for a lock-out (0 to 16)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -65,7 +51,7 @@ func runQuorumSeal(ctx context.Context, args []string, stdout io.Writer) error {
 		digests[i] = policy.RescueDigest(codes[i])
 	}
 	var out strings.Builder
-	if err := signAndSubmit(ctx, *dir, *as, *signer, &policy.Command{Kind: policy.KindSeal,
+	if err := signAndSubmit(ctx, *dir, *as, &policy.Command{Kind: policy.KindSeal,
 		Seal: &policy.Seal{Threshold: *m, Rescue: digests}}, &out); err != nil {
 		return err
 	}
@@ -106,7 +92,7 @@ func runQuorumShow(ctx context.Context, args []string, stdout io.Writer) error {
 			"Add at least %d admins or approvers, then: custos quorum seal --dir DIR --as KEY\n", info.Threshold+1)
 	} else {
 		fmt.Fprintf(stdout, "sealed at %s: governance changes and footage requests need %d approvals\n",
-			info.SealedAt.Local().Format(time.DateTime), info.Threshold)
+			stamp(info.SealedAt), info.Threshold)
 	}
 	fmt.Fprintf(stdout, "approvers (%d): %s\nrescue codes left: %d\n", len(info.Approvers), strings.Join(info.Approvers, ", "), info.Rescue)
 	return nil
@@ -148,7 +134,7 @@ func runProposals(ctx context.Context, args []string, stdout io.Writer) error {
 	fmt.Fprintln(tw, "PROPOSAL\tSTATUS\tAPPROVALS\tPROPOSER\tCHANGE\tEXPIRES")
 	for _, r := range rows {
 		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\t%s\n", r.ID, r.Status, r.Counted, r.Threshold, r.Proposer,
-			describeChange(r.Command), r.Expires.Local().Format(time.DateTime))
+			describeChange(r.Command), stamp(r.Expires))
 	}
 	return tw.Flush()
 }
@@ -185,25 +171,17 @@ func localProposal(ctx context.Context, dir, id string) (*policy.Proposal, *poli
 	return st.Proposals[id], st, nil
 }
 
-// approveProposal shows what is approved and signs the digest of exactly
-// that proposal.
-func approveProposal(ctx context.Context, dir, as, signer string, st *policy.State, p *policy.Proposal, stdout io.Writer) error {
-	row := proposalRowOf(st, p, time.Now())
-	fmt.Fprintf(stdout, "approving proposal %s by %s: %s\n", p.ID, p.Proposer, describeChange(row.Command))
-	return signAndSubmit(ctx, dir, as, signer, &policy.Command{Kind: policy.KindApproveProposal,
-		Approval: &policy.Approval{Request: p.ID, Digest: row.Digest}}, stdout)
-}
-
 func runRescue(ctx context.Context, args []string, stdout io.Writer) error {
-	id, rest, err := requestArg("rescue", args)
-	if err != nil {
-		return err
-	}
+	pos, rest := positional(args, 1)
 	fs := flag.NewFlagSet("rescue", flag.ContinueOnError)
-	dir, as, signer := commonFlags(fs)
-	codeFile := fs.String("code-file", "", "`FILE` holding one rescue code (64 hex digits) that quorum seal printed")
+	dir, as := commonFlags(fs)
+	codeFile := fs.String("code-file", "", "the file `F` holding one rescue code (64 hex digits) that quorum seal printed")
 	if err := parseFlags(fs, rest); err != nil {
 		return err
+	}
+	id := pos[0]
+	if id == "" {
+		return usageError{errors.New("which proposal? give its ID before the flags")}
 	}
 	if err := needCommon(*dir, *as); err != nil {
 		return err
@@ -222,7 +200,7 @@ func runRescue(ctx context.Context, args []string, stdout io.Writer) error {
 	if p == nil {
 		return fmt.Errorf("no proposal %q in the policy of the node in %s", id, *dir)
 	}
-	return signAndSubmit(ctx, *dir, *as, *signer, &policy.Command{Kind: policy.KindRescueProposal,
+	return signAndSubmit(ctx, *dir, *as, &policy.Command{Kind: policy.KindRescueProposal,
 		Rescue: &policy.Rescue{Proposal: id, Digest: policy.ProposalDigest(st.FederationID, p), Code: code}}, stdout)
 }
 

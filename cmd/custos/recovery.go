@@ -19,24 +19,9 @@ import (
 // init takes only FILE.pub, and custos recover-shares opens FILE when a
 // datacenter is lost.
 
-const recoveryUsage = "usage: custos recovery keygen --out FILE [--passphrase-file F] | custos recovery show FILE.pub"
-
-func runRecovery(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return usageError{errors.New(recoveryUsage)}
-	}
-	switch args[0] {
-	case "keygen":
-		return runRecoveryKeygen(args[1:], stdout)
-	case "show":
-		return runRecoveryShow(args[1:], stdout)
-	}
-	return usageError{errors.New(recoveryUsage)}
-}
-
-func runRecoveryKeygen(args []string, stdout io.Writer) error {
+func runRecoveryKeygen(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("recovery keygen", flag.ContinueOnError)
-	out := fs.String("out", "", "private key `FILE` to write (passphrase-protected, 0600); the public half goes to FILE.pub")
+	out := fs.String("out", "", "the private key `FILE` to write (passphrase-protected, 0600); the public half goes to FILE.pub")
 	passFile := fs.String("passphrase-file", "", "read the passphrase from the first line of `F` (default: CUSTOS_PASSPHRASE, else ask twice on the terminal)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -66,22 +51,20 @@ func runRecoveryKeygen(args []string, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "recovery key (public half): %s.pub\nfingerprint: %s\n", *out, k.Fingerprint())
-	fmt.Fprintf(os.Stderr, "Keep %s and its passphrase offline, apart from every node; give %s.pub to custos init --recovery.\n", *out, *out)
+	hint(ctx, "Keep %s and its passphrase offline, apart from every node; give %s.pub to custos init --recovery.", *out, *out)
 	return nil
 }
 
-func runRecoveryShow(args []string, stdout io.Writer) error {
+func runRecoveryShow(_ context.Context, args []string, stdout io.Writer) error {
+	pos, rest := positional(args, 1)
 	fs := flag.NewFlagSet("recovery show", flag.ContinueOnError)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err}
+	if err := parseFlags(fs, rest); err != nil {
+		return err
 	}
-	if fs.NArg() != 1 {
-		return usageError{errors.New(recoveryUsage)}
+	if pos[0] == "" {
+		return usageError{errors.New("which key? give FILE.pub")}
 	}
-	c, err := keys.ReadRecoveryPublicKey(fs.Arg(0))
+	c, err := keys.ReadRecoveryPublicKey(pos[0])
 	if err != nil {
 		return err
 	}

@@ -28,14 +28,14 @@ import (
 
 func runRequest(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("request", flag.ContinueOnError)
-	dir, as, signer := commonFlags(fs)
-	sel := fs.String("cameras", "", "camera `SELECTOR`: SITE/CAMERA, SITE/*, tag:NAME or *")
-	from := fs.String("from", "", "start of the footage (RFC 3339 `time`)")
-	to := fs.String("to", "", "end of the footage, exclusive (RFC 3339 `time`)")
-	purpose := fs.String("purpose", "", "why the footage is needed")
-	basis := fs.String("basis", "", "the legal basis, e.g. \"art. 6(1)(f): theft on 2026-11-26\"")
-	expires := fs.Duration("expires", 24*time.Hour, "how long the request (and its keys) may live")
-	id := fs.String("id", "", "request `id` (default: generated)")
+	dir, as := commonFlags(fs)
+	sel := fs.String("cameras", "", "the camera selector `SEL`: SITE/CAMERA, SITE/*, tag:NAME or *")
+	from := fs.String("from", "", "the footage starts at `T`: an RFC 3339 time, now, or a duration back from now (2h: two hours ago)")
+	to := fs.String("to", "", "the footage ends at `T`, exclusive: an RFC 3339 time, now, or a duration back from now")
+	purpose := fs.String("purpose", "", "why the footage is needed, as `TEXT`")
+	basis := fs.String("basis", "", "the legal basis, as `TEXT`, e.g. \"art. 6(1)(f): theft on 2026-11-26\"")
+	expires := fs.Duration("expires", 24*time.Hour, "how long the request (and its keys) may live, a duration `D`")
+	id := fs.String("id", "", "the request's `ID` (default: generated)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -45,14 +45,16 @@ func runRequest(ctx context.Context, args []string, stdout io.Writer) error {
 	if *sel == "" || *from == "" || *to == "" || *purpose == "" || *basis == "" {
 		return usageError{errors.New("--cameras, --from, --to, --purpose and --basis are required")}
 	}
-	r := &policy.Request{ID: *id, Selector: *sel, Purpose: *purpose, Basis: *basis, Expires: time.Now().Add(*expires).UTC()}
+	now := time.Now()
+	r := &policy.Request{ID: *id, Selector: *sel, Purpose: *purpose, Basis: *basis, Expires: now.Add(*expires).UTC()}
 	var err error
-	if r.From, err = time.Parse(time.RFC3339, *from); err != nil {
-		return usageError{fmt.Errorf("--from %q: want an RFC 3339 time", *from)}
+	if r.From, err = parseTime("from", *from, back, now); err != nil {
+		return usageError{err}
 	}
-	if r.To, err = time.Parse(time.RFC3339, *to); err != nil {
-		return usageError{fmt.Errorf("--to %q: want an RFC 3339 time", *to)}
+	if r.To, err = parseTime("to", *to, back, now); err != nil {
+		return usageError{err}
 	}
+	r.From, r.To = r.From.UTC(), r.To.UTC()
 	if r.ID == "" {
 		r.ID = "r-" + strings.TrimPrefix(policy.NewCommandID(), "c-")
 	}
@@ -68,7 +70,7 @@ func runRequest(ctx context.Context, args []string, stdout io.Writer) error {
 	if r.Key, err = node.NewReleaseKeyVia(cctx, *dir); err != nil {
 		return err
 	}
-	if err := signAndSubmit(ctx, *dir, *as, *signer, &policy.Command{Kind: policy.KindCreateRequest, Request: r}, io.Discard); err != nil {
+	if err := signAndSubmit(ctx, *dir, *as, &policy.Command{Kind: policy.KindCreateRequest, Request: r}, io.Discard); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s\n", r.ID)
@@ -106,73 +108,22 @@ func runRequests(ctx context.Context, args []string, stdout io.Writer) error {
 	fmt.Fprintln(tw, "REQUEST\tSTATUS\tAPPROVALS\tREQUESTER\tNODE\tCAMERAS\tFROM\tTO\tPURPOSE")
 	for _, r := range rows {
 		fmt.Fprintln(tw, printable(fmt.Sprintf("%s\t%s\t%d/%d\t%s\t%s\t%s\t%s\t%s\t%s", r.ID, r.Status, r.Counted, r.Threshold, r.Requester, r.Node,
-			strings.Join(r.Cameras, ","), r.From.Local().Format(time.DateTime), r.To.Local().Format(time.DateTime), r.Purpose)))
+			strings.Join(r.Cameras, ","), stamp(r.From), stamp(r.To), r.Purpose)))
 	}
 	return tw.Flush()
 }
 
-// requestArg splits "ID --flags…" for approve, deny and export.
-func requestArg(name string, args []string) (string, []string, error) {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return "", nil, usageError{fmt.Errorf("usage: custos %s ID [flags]", name)}
-	}
-	return args[0], args[1:], nil
-}
-
-// localRequest is request id from the local replica, or an error.
-func localRequest(ctx context.Context, dir, id string) (*policy.Request, *policy.State, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	st, err := node.FetchPolicy(ctx, dir)
-	if err != nil {
-		return nil, nil, err
-	}
-	r := st.Requests[id]
-	if r == nil {
-		return nil, nil, fmt.Errorf("no request %q in the policy of the node in %s", id, dir)
-	}
-	return r, st, nil
-}
-
-func runApprove(ctx context.Context, args []string, stdout io.Writer) error {
-	id, rest, err := requestArg("approve", args)
-	if err != nil {
-		return err
-	}
-	fs := flag.NewFlagSet("approve", flag.ContinueOnError)
-	dir, as, signer := commonFlags(fs)
-	if err := parseFlags(fs, rest); err != nil {
-		return err
-	}
-	if err := needCommon(*dir, *as); err != nil {
-		return err
-	}
-	if p, st, err := localProposal(ctx, *dir, id); err != nil {
-		return err
-	} else if p != nil {
-		return approveProposal(ctx, *dir, *as, *signer, st, p, stdout)
-	}
-	r, st, err := localRequest(ctx, *dir, id)
-	if err != nil {
-		return err
-	}
-	// The approval signs the digest of exactly the request shown here.
-	fmt.Fprintf(stdout, "approving %s by %s: %s, %s to %s, purpose %q, basis %q\n", r.ID, r.Requester,
-		strings.Join(r.Cameras, ","), r.From.UTC().Format(time.RFC3339), r.To.UTC().Format(time.RFC3339), r.Purpose, r.Basis)
-	return signAndSubmit(ctx, *dir, *as, *signer, &policy.Command{Kind: policy.KindApproveRequest,
-		Approval: &policy.Approval{Request: id, Digest: policy.RequestDigest(st.FederationID, r)}}, stdout)
-}
-
 func runDeny(ctx context.Context, args []string, stdout io.Writer) error {
-	id, rest, err := requestArg("deny", args)
-	if err != nil {
-		return err
-	}
+	pos, rest := positional(args, 1)
 	fs := flag.NewFlagSet("deny", flag.ContinueOnError)
-	dir, as, signer := commonFlags(fs)
-	reason := fs.String("reason", "", "why the request is refused (required)")
+	dir, as := commonFlags(fs)
+	reason := fs.String("reason", "", "why the request is refused, as `TEXT` (required)")
 	if err := parseFlags(fs, rest); err != nil {
 		return err
+	}
+	id := pos[0]
+	if id == "" {
+		return usageError{errors.New("which request? give its ID before the flags")}
 	}
 	if err := needCommon(*dir, *as); err != nil {
 		return err
@@ -180,7 +131,7 @@ func runDeny(ctx context.Context, args []string, stdout io.Writer) error {
 	if *reason == "" {
 		return usageError{errors.New("--reason is required")}
 	}
-	return signAndSubmit(ctx, *dir, *as, *signer, &policy.Command{Kind: policy.KindDenyRequest,
+	return signAndSubmit(ctx, *dir, *as, &policy.Command{Kind: policy.KindDenyRequest,
 		Denial: &policy.Denial{Request: id, Reason: *reason}}, stdout)
 }
 
@@ -189,17 +140,22 @@ func manifestPaths(export string) (body, sig string) {
 	return export + ".manifest.json", export + ".manifest.sig"
 }
 
+// manifestKeyPath is where export writes the signer's public key, for a
+// verifier without access to the federation.
+func manifestKeyPath(export string) string { return export + ".manifest.pub" }
+
 func runExport(ctx context.Context, args []string, stdout io.Writer) error {
-	id, rest, err := requestArg("export", args)
-	if err != nil {
-		return err
-	}
+	pos, rest := positional(args, 1)
 	fs := flag.NewFlagSet("export", flag.ContinueOnError)
-	dir, as, signer := commonFlags(fs)
-	out := fs.String("out", "", "the MPEG-TS `FILE` to write (must not exist)")
+	dir, as := commonFlags(fs)
+	out := fs.String("out", "", "the `FILE` to write, .ts (MPEG-TS) or .mp4 (must not exist)")
 	allowGaps := fs.Bool("allow-gaps", false, "write the export although footage the stores' chain shows recorded is missing or cannot be opened; every gap is listed in the signed manifest")
 	if err := parseFlags(fs, rest); err != nil {
 		return err
+	}
+	id := pos[0]
+	if id == "" {
+		return usageError{errors.New("which request? give its ID before the flags")}
 	}
 	if err := needCommon(*dir, *as); err != nil {
 		return err
@@ -211,7 +167,13 @@ func runExport(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	k, name, err := loadSigner(*as, *signer)
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	st, err := node.FetchPolicy(pctx, *dir)
+	cancel()
+	if err != nil {
+		return err
+	}
+	k, name, err := loadSigner(st, *as)
 	if err != nil {
 		return err
 	}
@@ -225,7 +187,7 @@ func runExport(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := release.SignExport(k, fid, &order); err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "exporting %s to %s…\n", id, abs)
+	hint(ctx, "exporting %s to %s…", id, abs)
 	stop := showProgress(ctx, *dir, id)
 	res, err := node.ExportVia(ctx, *dir, order)
 	stop()
@@ -244,6 +206,9 @@ func runExport(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	if err := os.WriteFile(sp, sig, 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(manifestKeyPath(abs), k.ArmoredPublicKey(), 0o600); err != nil {
 		return err
 	}
 	o := res.Manifest.Output
@@ -286,108 +251,149 @@ func printChain(w io.Writer, m *keys.Manifest) {
 	}
 }
 
-// loadSigner loads an admin key with the passphrase and names its user.
-func loadSigner(keyFile, signer string) (*keys.AdminKey, string, error) {
-	pass, err := readPassphrase(false)
-	if err != nil {
-		return nil, "", err
-	}
-	k, err := keys.LoadAdminKey(keyFile, pass)
-	clear(pass)
-	if err != nil {
-		return nil, "", err
-	}
-	if signer == "" {
-		signer = strings.TrimSuffix(filepath.Base(keyFile), ".key")
-	}
-	return k, signer, nil
-}
-
 func runVerifyExport(ctx context.Context, args []string, stdout io.Writer) error {
-	file, rest, err := requestArg("verify-export", args)
-	if err != nil {
-		return err
-	}
+	pos, rest := positional(args, 1)
 	fs := flag.NewFlagSet("verify-export", flag.ContinueOnError)
-	dir := fs.String("dir", "", "data `directory` of a local node, whose policy names the exporter's key")
+	dir := fs.String("dir", "", "the data directory `DIR` of a node of the exporter's federation: the signing key must be the exporter's key in its policy")
+	keyFile := fs.String("key", "", "check the signature with this public key `FILE.pub` (default: FILE.manifest.pub, which export wrote beside the manifest)")
 	if err := parseFlags(fs, rest); err != nil {
 		return err
 	}
-	if *dir == "" {
-		return usageError{errors.New("--dir is required")}
+	file := pos[0]
+	switch {
+	case file == "":
+		return usageError{errors.New("which export? give FILE before the flags")}
+	case *dir != "" && *keyFile != "":
+		return usageError{errors.New("give --dir (the policy names the exporter's key) or --key, not both")}
 	}
-	m, err := verifyExport(ctx, *dir, file)
+	v, err := verifyExport(ctx, file, *dir, *keyFile)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "OK: %s is the export of request %s (%s, %s to %s), %d frames; exported by %s on %s; requested by %s, approved by %s\n",
-		file, m.RequestID, strings.Join(m.Cameras, ","), m.From.Format(time.RFC3339), m.To.Format(time.RFC3339), m.Output.Frames,
+	m := v.m
+	head := "OK"
+	if !v.identified {
+		head = "INTACT"
+	}
+	fmt.Fprintf(stdout, "%s: %s is the export of request %s (%s, %s to %s), %d frames; exported by %s on %s; requested by %s, approved by %s\n",
+		head, file, m.RequestID, strings.Join(m.Cameras, ","), stamp(m.From), stamp(m.To), m.Output.Frames,
 		m.Exporter, m.ExporterNode, m.Requester, strings.Join(m.Approvers, ", "))
+	fmt.Fprintf(stdout, "checked:\n")
+	for _, c := range v.checks {
+		fmt.Fprintf(stdout, "  %s\n", c)
+	}
+	if !v.identified {
+		fmt.Fprintf(stdout, "not checked: whose key %s is. Compare it with %s's key fingerprint, or run verify-export with --dir on a node of federation %q\n",
+			v.fingerprint, m.Exporter, m.Federation)
+	}
+	if m.Output.Name != filepath.Base(file) {
+		hint(ctx, "note: the file was exported as %s", m.Output.Name)
+	}
 	return nil
 }
 
-// verifyExport checks file against its signed manifest and the exporter's
-// key as the local policy knows it.
-func verifyExport(ctx context.Context, dir, file string) (*keys.Manifest, error) {
+// verified is what verifyExport found and how: identified says the key
+// was checked against the policy (or the key file the caller gave).
+type verified struct {
+	m           *keys.Manifest
+	fingerprint string
+	checks      []string
+	identified  bool
+}
+
+// verifyExport checks file against its signed manifest: the signature with
+// the exporter's key as the policy of the node in dir knows it; without
+// dir, with keyFile or the key export wrote beside the manifest.
+func verifyExport(ctx context.Context, file, dir, keyFile string) (verified, error) {
+	var v verified
 	bp, sp := manifestPaths(file)
 	body, err := os.ReadFile(bp)
+	if errors.Is(err, os.ErrNotExist) {
+		return v, fmt.Errorf("no %s beside %s: verify-export checks what custos export wrote", filepath.Base(bp), file)
+	}
 	if err != nil {
-		return nil, err
+		return v, err
 	}
 	sig, err := os.ReadFile(sp)
 	if err != nil {
-		return nil, err
+		return v, err
 	}
 	claimed, err := keys.ParseManifest(body)
 	if err != nil {
-		return nil, err
+		return v, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	st, err := node.FetchPolicy(ctx, dir)
+	var pub []byte
+	var wantFP, source string
+	switch {
+	case dir != "":
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		st, err := node.FetchPolicy(ctx, dir)
+		if err != nil {
+			return v, err
+		}
+		if claimed.Federation != st.Federation {
+			return v, fmt.Errorf("the manifest is of federation %q, the local node's is %q", claimed.Federation, st.Federation)
+		}
+		u := st.Users[claimed.Exporter]
+		if u == nil {
+			return v, fmt.Errorf("the exporter %q is no user in the policy", claimed.Exporter)
+		}
+		pub, wantFP, source = u.PublicKey, u.Fingerprint, fmt.Sprintf("%s's key in the policy of federation %q", u.Name, st.Federation)
+		v.identified = true
+	case keyFile != "":
+		if pub, _, err = keys.ReadPublicKeyFile(keyFile); err != nil {
+			return v, err
+		}
+		source = "the key in " + keyFile + " (--key)"
+		v.identified = true
+	default:
+		kp := manifestKeyPath(file)
+		if pub, _, err = keys.ReadPublicKeyFile(kp); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return v, fmt.Errorf("no %s beside the export (an export by an older custos): give --dir DIR, a node of the federation, or --key EXPORTER.pub", kp)
+			}
+			return v, err
+		}
+		source = "the key in " + kp + ", which came with the export"
+	}
+	m, fp, err := keys.VerifyManifest(body, sig, pub)
 	if err != nil {
-		return nil, err
+		return v, err
 	}
-	if claimed.Federation != st.Federation {
-		return nil, fmt.Errorf("the manifest is of federation %q, the local node's is %q", claimed.Federation, st.Federation)
+	if wantFP != "" && !strings.EqualFold(fp, wantFP) {
+		return v, fmt.Errorf("the manifest is signed by key %s, not by %s's key %s", fp, m.Exporter, wantFP)
 	}
-	u := st.Users[claimed.Exporter]
-	if u == nil {
-		return nil, fmt.Errorf("the exporter %q is no user in the policy", claimed.Exporter)
-	}
-	m, fp, err := keys.VerifyManifest(body, sig, u.PublicKey)
-	if err != nil {
-		return nil, err
-	}
-	if !strings.EqualFold(fp, u.Fingerprint) {
-		return nil, fmt.Errorf("the manifest is signed by key %s, not by %s's key %s", fp, u.Name, u.Fingerprint)
-	}
+	v.m, v.fingerprint = m, fp
+	v.checks = append(v.checks, fmt.Sprintf("signature: the manifest is signed by key %s, %s", fp, source))
 	f, err := os.Open(file)
 	if err != nil {
-		return nil, err
+		return v, err
 	}
 	defer f.Close()
 	if err := keys.CheckExport(m, f); err != nil {
-		return nil, err
+		return v, err
 	}
-	if m.Output.Name != filepath.Base(file) {
-		fmt.Fprintf(os.Stderr, "note: the file was exported as %s\n", m.Output.Name)
+	v.checks = append(v.checks, fmt.Sprintf("file: %s has the %d bytes and the SHA-256 the manifest states", file, m.Output.Bytes))
+	if dir != "" {
+		v.checks = append(v.checks, fmt.Sprintf("exporter: %s is a user of federation %q and the key is theirs", m.Exporter, m.Federation))
 	}
-	return m, nil
+	return v, nil
 }
 
 func runRecoverShares(ctx context.Context, args []string, stdout io.Writer) error {
-	id, rest, err := requestArg("recover-shares", args)
-	if err != nil {
-		return err
-	}
+	pos, rest := positional(args, 1)
 	fs := flag.NewFlagSet("recover-shares", flag.ContinueOnError)
-	dir := fs.String("dir", "", "data `directory` of the request's node")
+	dir := fs.String("dir", "", "the data directory `DIR` of the request's node")
 	keyFile := fs.String("key", "", "the recovery key `FILE` custos recovery keygen wrote (passphrase-protected)")
 	passFile := fs.String("passphrase-file", "", "read the recovery key's passphrase from the first line of `F` (default: CUSTOS_PASSPHRASE, else ask on the terminal)")
-	fid := fs.String("federation", "", "the federation `ID` custos init printed (custos quorum show prints it too): the release is proven from signatures anchored there, not taken from the node")
+	fid := fs.String("federation", "", "the federation ID `FID` custos init printed (custos quorum show prints it too): the release is proven from signatures anchored there, not taken from the node")
 	if err := parseFlags(fs, rest); err != nil {
 		return err
+	}
+	id := pos[0]
+	if id == "" {
+		return usageError{errors.New("which request? give its ID before the flags")}
 	}
 	if *dir == "" || *keyFile == "" || *fid == "" {
 		return usageError{errors.New("--dir, --key and --federation are required")}

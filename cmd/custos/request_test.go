@@ -76,7 +76,10 @@ func TestCLIRequestFlow(t *testing.T) {
 	}
 	refused(4, "never the requester", "approve", "r1", "--dir", dir, "--as", alice)
 	refused(2, "usage: custos approve ID", "approve", "--dir", dir, "--as", bob)
-	if out := must("approve", "r1", "--dir", dir, "--as", bob); !strings.Contains(out, "praha-1/door") || !strings.Contains(out, "applied request.approve") {
+	// approve shows what bob approves (alice's request) before it names
+	// bob as the one who approved.
+	if out := must("approve", "r1", "--dir", dir, "--as", bob); !strings.Contains(out, "requester  alice") || !strings.Contains(out, "cameras    praha-1/door") ||
+		!strings.Contains(out, "approvals  0 of 2: none yet") || !strings.HasSuffix(out, "approved r1 as bob (1 of 2 approvals: bob)\n") {
 		t.Fatalf("approve:\n%s", out)
 	}
 	var rows []struct {
@@ -98,8 +101,55 @@ func TestCLIRequestFlow(t *testing.T) {
 	checkRecoverSharesRefused(t, tmp, dir, rkFile)
 	refused(4, "already approved or denied", "deny", "r1", "--reason", "no", "--dir", dir, "--as", bob)
 	refused(2, "--reason is required", "deny", "r1", "--dir", dir, "--as", bob)
+	checkApprovedExport(t, tmp, dir, alice, bob, carol, must, refused)
+	checkRelativeRequest(t, dir, alice, bob, must)
 
 	checkVerifyExport(t, tmp, dir, alice)
+}
+
+// checkApprovedExport: the second approval completes the quorum and says
+// so; an approved request is still refused (exit 4) to anyone but its
+// requester; a failed export is a sentence, not an HTTP status.
+func checkApprovedExport(t *testing.T, tmp, dir, alice, bob, carol string, must func(...string) string, refused func(int, string, ...string)) {
+	t.Helper()
+	out := must("approve", "r1", "--dir", dir, "--as", carol)
+	if !strings.Contains(out, "approvals  1 of 2: bob") || !strings.HasSuffix(out, "approved r1 as carol (2 of 2 approvals: bob, carol)\n"+
+		"the quorum has approved request r1: alice can export it on dc-a (custos export r1)\n") {
+		t.Fatalf("the second approval:\n%s", out)
+	}
+	checkZoned(t, "approve", out)
+	file := filepath.Join(tmp, "bob.ts")
+	refused(4, "refused by the policy: request \"r1\" was filed by alice; only its requester may export it, not bob", "export", "r1", "--out", file, "--dir", dir, "--as", bob)
+	if _, err := os.Stat(file); !os.IsNotExist(err) {
+		t.Fatalf("a refused export left %s", file)
+	}
+	os.WriteFile(file, []byte("keep"), 0o600)
+	code, _, errOut := runCLI("export", "r1", "--out", file, "--dir", dir, "--as", alice)
+	if code != 1 || !strings.HasSuffix(errOut, "\ncustos export: "+file+" exists; refusing to overwrite it\n") {
+		t.Fatalf("export over an existing file: exit %d %q", code, errOut)
+	}
+	refused(1, "no request or proposal \"r9\" in the policy of the node in", "approve", "r9", "--dir", dir, "--as", bob)
+}
+
+// checkRelativeRequest: request's --from and --to take durations back
+// from now, and a sign; requests prints the range with its zone.
+func checkRelativeRequest(t *testing.T, dir, alice, bob string, must func(...string) string) {
+	t.Helper()
+	before := time.Now()
+	must("request", "--cameras", "praha-1/door", "--from", "2h", "--to", "-1h", "--purpose", "p", "--basis", "b", "--id", "r2", "--dir", dir, "--as", alice)
+	var rows []struct {
+		ID       string
+		From, To time.Time
+	}
+	if err := json.Unmarshal([]byte(must("requests", "--dir", dir, "--json")), &rows); err != nil || len(rows) != 2 || rows[1].ID != "r2" {
+		t.Fatalf("requests --json: %+v %v", rows, err)
+	}
+	if d := before.Add(-2 * time.Hour).Sub(rows[1].From); d < -time.Minute || d > time.Minute || rows[1].To.Sub(rows[1].From).Round(time.Minute) != time.Hour {
+		t.Errorf("--from 2h --to -1h made %v to %v (filed at %v)", rows[1].From, rows[1].To, before)
+	}
+	out := must("requests", "--dir", dir)
+	checkZoned(t, "requests", out)
+	must("deny", "r2", "--reason", "a test", "--dir", dir, "--as", bob)
 }
 
 // checkRecoverSharesRefused: recover-shares wants --dir and --key, refuses
@@ -177,14 +227,53 @@ func checkVerifyExport(t *testing.T, tmp, dir, aliceFile string) {
 	bp, sp := manifestPaths(file)
 	os.WriteFile(bp, body, 0o600)
 	os.WriteFile(sp, sig, 0o600)
-	if code, out, errOut := runCLI("verify-export", file, "--dir", dir); code != 0 || !strings.Contains(out, "OK") {
-		t.Fatalf("verify-export: exit %d %s%s", code, out, errOut)
+	code, out, errOut := runCLI("verify-export", file, "--dir", dir)
+	if code != 0 || !strings.HasPrefix(out, "OK: ") || !strings.Contains(out, "signature: the manifest is signed by key "+k.Fingerprint()+", alice's key in the policy") ||
+		!strings.Contains(out, "exporter: alice is a user of federation \"acme\"") || !strings.Contains(out, "file: "+file+" has the") || strings.Contains(out, "not checked") {
+		t.Fatalf("verify-export --dir: exit %d %s%s", code, out, errOut)
 	}
+	checkZoned(t, "verify-export", out)
+	// Offline: with the key export writes beside the manifest, the files'
+	// integrity is checked, and the output says whose key is not.
+	refused := func(code int, want string, args ...string) {
+		t.Helper()
+		if c, out, errOut := runCLI(append([]string{"verify-export", file}, args...)...); c != code || !strings.Contains(out+errOut, want) {
+			t.Errorf("verify-export %q: exit %d %s%s; want exit %d mentioning %q", args, c, out, errOut, code, want)
+		}
+	}
+	refused(1, "no "+file+".manifest.pub beside the export", nil...)
+	os.WriteFile(manifestKeyPath(file), k.ArmoredPublicKey(), 0o600)
+	code, out, errOut = runCLI("verify-export", file)
+	if code != 0 || !strings.HasPrefix(out, "INTACT: ") || !strings.Contains(out, "which came with the export") ||
+		!strings.Contains(out, "not checked: whose key "+k.Fingerprint()+" is") {
+		t.Fatalf("verify-export without --dir: exit %d %s%s", code, out, errOut)
+	}
+	bobPub := filepath.Join(tmp, "bob.key.pub")
+	refused(0, "OK: ", "--key", aliceFile+".pub")
+	refused(1, "signature", "--key", bobPub)
+	refused(2, "not both", "--key", bobPub, "--dir", dir)
 	data[7] ^= 1
 	os.WriteFile(file, data, 0o600)
-	if code, out, errOut := runCLI("verify-export", file, "--dir", dir); code != 1 || !strings.Contains(errOut, "does not match") {
-		t.Fatalf("verify-export of a flipped byte: exit %d %s%s", code, out, errOut)
+	refused(1, "does not match", "--dir", dir)
+	refused(1, "does not match", nil...)
+	data[7] ^= 1
+	os.WriteFile(file, data, 0o600)
+	// A manifest re-signed by another key, with that key beside it, is
+	// intact offline, and refused against the policy.
+	bob, err := keys.LoadAdminKey(filepath.Join(tmp, "bob.key"), []byte(testPassphrase))
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer bob.Close()
+	body, sig, err = keys.SignManifest(bob, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(bp, body, 0o600)
+	os.WriteFile(sp, sig, 0o600)
+	os.WriteFile(manifestKeyPath(file), bob.ArmoredPublicKey(), 0o600)
+	refused(0, "not checked: whose key "+bob.Fingerprint()+" is", nil...)
+	refused(1, "signature does not verify", "--dir", dir)
 }
 
 func TestProgressBar(t *testing.T) {
@@ -224,7 +313,13 @@ func checkGovernance(t *testing.T, dir, alice, bob, carol, m1, from, to string, 
 		t.Fatalf("proposals:\n%s", out)
 	}
 	refused(4, "never the proposer", "approve", id, "--dir", dir, "--as", alice)
-	must("approve", id, "--dir", dir, "--as", bob)
+	if out := must("approve", id, "--dir", dir, "--as", bob); !strings.HasPrefix(out, "proposal "+id+"\n  proposer   alice\n  change     user.add m1 (role approver") ||
+		!strings.HasSuffix(out, "approved "+id+" as bob (1 of 2 approvals: bob)\n") {
+		t.Fatalf("approve of a proposal:\n%s", out)
+	}
+	for _, cmd := range []string{"proposals", "quorum show"} {
+		checkZoned(t, cmd, must(append(strings.Fields(cmd), "--dir", dir)...))
+	}
 	if out := must("quorum", "show", "--dir", dir); strings.Contains(out, "m1") {
 		t.Fatalf("one approval besides alice's made m1 an approver:\n%s", out)
 	}

@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/netip"
-	"os"
+	"slices"
+	"strings"
+	"time"
 
 	"github.com/custos-cctv/custos/node"
 	"github.com/custos-cctv/custos/node/replication"
@@ -15,37 +19,36 @@ import (
 
 func runUp(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
-	dir := fs.String("dir", "", "data `directory` (created if absent; holds node.key and custos.sock)")
-	listen := fs.String("listen", "", "underlay UDP address `HOST:PORT` for WireGuard, told to peers")
-	peers := fs.String("peers", "", "static peers `file` (TOML [[peer]] name, public_key, endpoint); re-read on change")
-	name := fs.String("name", "", "node name (default: the name it was founded or joined as, else the directory's name)")
-	fed := fs.String("federation", node.DefaultFederation, "federation `name`; all nodes of a mesh share it")
-	uapi := fs.String("uapi", "", "WireGuard UAPI socket `path` (default DIR/wg.sock)")
+	dir := fs.String("dir", "", "the data directory `DIR` (created if absent; holds node.key and custos.sock)")
+	listen := fs.String("listen", "", "the underlay UDP address `HOST:PORT` for WireGuard, told to peers (a host name is resolved once, at start)")
+	peers := fs.String("peers", "", "a static peers `FILE` (TOML [[peer]] name, public_key, endpoint); re-read on change")
+	name := fs.String("name", "", "the node's name `N` (default: the name it was founded or joined as, else the directory's name)")
+	fed := fs.String("federation", node.DefaultFederation, "the federation's name `F`; all nodes of a mesh share it")
+	uapi := fs.String("uapi", "", "the WireGuard UAPI socket `PATH` (default DIR/wg.sock)")
 	noGossip := fs.Bool("no-gossip", false, "turn memberlist gossip off")
 	quiet := fs.Bool("quiet", false, "log only errors")
-	uplink := fs.Float64("uplink-mbit", 0, "a store's replication budget to the datacenters, in `Mbit/s` (0: unlimited); epoch records and audit go first")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: custos up --dir DIR --listen HOST:PORT [--peers FILE] [flags]\n\n")
-		fs.PrintDefaults()
-	}
+	uplink := fs.Float64("uplink-mbit", 0, "a store's replication budget to the datacenters, `N` Mbit/s (0: unlimited); epoch records and audit go first")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *dir == "" {
-		return usageError{fmt.Errorf("--dir is required")}
+		return usageError{errors.New("--dir is required")}
 	}
 	if *listen == "" {
-		return usageError{fmt.Errorf("--listen is required (for example --listen 127.0.0.1:51820)")}
+		return usageError{errors.New("--listen is required (for example --listen 127.0.0.1:51820)")}
 	}
-	ap, err := parseListen(*listen)
+	ap, err := parseListen(ctx, *listen)
 	if err != nil {
-		return usageError{err}
+		return err
 	}
 	if *uplink < 0 || *uplink > 1e6 {
 		return usageError{fmt.Errorf("--uplink-mbit %v: want 0 (unlimited) to 1000000", *uplink)}
 	}
-	logger := log.New(os.Stderr, "", log.LstdFlags)
-	logf := logger.Printf
+	// Log lines carry their time with its zone, as everything custos prints.
+	logger := log.New(stderrOf(ctx), "", 0)
+	logf := func(format string, a ...any) {
+		logger.Printf("%s "+format, append([]any{time.Now().Format(time.RFC3339)}, a...)...)
+	}
 	if *quiet {
 		logf = func(string, ...any) {}
 	}
@@ -63,19 +66,76 @@ func runUp(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "custos %s up: %s at %s, WireGuard on UDP %d. Stop with Ctrl-C.\n", st.Name, st.PublicKey, st.MeshAddr, st.ListenPort)
-	return n.Run(ctx)
+	stopLog := context.AfterFunc(ctx, func() {
+		why := "its context ended"
+		if c := context.Cause(ctx); c != nil && c != context.Canceled {
+			why = c.Error()
+		}
+		logf("custos %s: stopping (%s)", st.Name, why)
+	})
+	defer stopLog()
+	err = n.Run(ctx)
+	logf("custos %s: stopped", st.Name)
+	return err
 }
 
-func parseListen(s string) (netip.AddrPort, error) {
+// lookupListen resolves --listen's host name; a variable for the tests.
+var lookupListen = net.DefaultResolver.LookupNetIP
+
+// parseListen reads --listen: IP:PORT, or HOST:PORT with a host name that
+// resolves, once and now, to exactly one address. The node tells peers the
+// address, not the name, so a name with several addresses would be a
+// guess; the operator picks one.
+func parseListen(ctx context.Context, s string) (netip.AddrPort, error) {
+	const want = "want IP:PORT or HOST:PORT, such as 203.0.113.10:51820, [2001:db8::1]:51820 or dc-a.example.net:51820"
 	ap, err := netip.ParseAddrPort(s)
 	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("--listen %q: want IP:PORT such as 127.0.0.1:51820 or [::1]:51820", s)
+		host, port, serr := net.SplitHostPort(s)
+		p, perr := netip.ParseAddrPort("0.0.0.0:" + port)
+		if serr != nil || perr != nil || host == "" || strings.ContainsAny(host, "[]%") {
+			return netip.AddrPort{}, usageError{fmt.Errorf("--listen %q: %s", s, want)}
+		}
+		addr, err := resolveListen(ctx, host)
+		if err != nil {
+			return netip.AddrPort{}, fmt.Errorf("--listen %q: %w", s, err)
+		}
+		ap = netip.AddrPortFrom(addr, p.Port())
 	}
 	if ap.Addr().IsUnspecified() {
-		return netip.AddrPort{}, fmt.Errorf("--listen %q: give the address peers reach this node at, not a wildcard (the UDP socket listens on all addresses anyway)", s)
+		return netip.AddrPort{}, usageError{fmt.Errorf("--listen %q: give the address peers reach this node at, not a wildcard (the UDP socket listens on all addresses anyway)", s)}
 	}
 	if ap.Port() == 0 {
-		return netip.AddrPort{}, fmt.Errorf("--listen %q: port 0 would change at every start; give a fixed port", s)
+		return netip.AddrPort{}, usageError{fmt.Errorf("--listen %q: port 0 would change at every start; give a fixed port", s)}
 	}
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+}
+
+// resolveListen is host's one address.
+func resolveListen(ctx context.Context, host string) (netip.Addr, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	addrs, err := lookupListen(ctx, "ip", host)
+	if err != nil {
+		var de *net.DNSError
+		if errors.As(err, &de) && de.IsNotFound {
+			return netip.Addr{}, fmt.Errorf("the host name %s does not resolve; give IP:PORT", host)
+		}
+		return netip.Addr{}, fmt.Errorf("resolving %s: %w; give IP:PORT", host, err)
+	}
+	var uniq []string
+	var one netip.Addr
+	for _, a := range addrs {
+		a = a.Unmap()
+		if s := a.String(); !slices.Contains(uniq, s) {
+			uniq, one = append(uniq, s), a
+		}
+	}
+	switch len(uniq) {
+	case 0:
+		return netip.Addr{}, fmt.Errorf("the host name %s resolves to no address; give IP:PORT", host)
+	case 1:
+		return one, nil
+	}
+	return netip.Addr{}, fmt.Errorf("the host name %s resolves to %d addresses (%s): the node tells peers one address, so give the one they reach it at as IP:PORT",
+		host, len(uniq), strings.Join(uniq, ", "))
 }

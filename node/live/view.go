@@ -88,6 +88,10 @@ func (v *Viewer) Watch(ctx context.Context, camera string, out io.Writer, opts O
 	res.Store = store
 	rd, conn, err := v.Stores.Call(ctx, st, res.Store, Op, Query{Camera: camera})
 	if err != nil {
+		var re *rpc.Error
+		if errors.As(err, &re) && re.Code == rpc.Denied {
+			return res, re // the store's refusal, a sentence that names the camera
+		}
 		return res, fmt.Errorf("live view of %s: %w", camera, err)
 	}
 	defer conn.Close()
@@ -178,7 +182,14 @@ func (v *Viewer) ServeAPI(w http.ResponseWriter, r *http.Request) {
 			err = errors.New(res.Ended)
 		}
 		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
+			// A refusal by the store's policy is the viewer's to act on
+			// (custos live exits 4), not a failure of the node.
+			code := http.StatusBadGateway
+			var re *rpc.Error
+			if res.Ended != "" || errors.As(err, &re) && re.Code == rpc.Denied {
+				code = http.StatusForbidden
+			}
+			http.Error(w, err.Error(), code)
 			return
 		}
 		lw.Write(nil)

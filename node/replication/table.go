@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"text/tabwriter"
-	"time"
 )
 
 // Write prints a store's replication (per camera and datacenter: state,
@@ -17,7 +16,7 @@ func Write(w io.Writer, replication []Status, replicas []ReplicaStatus, indent s
 		for _, r := range replication {
 			upto := "-"
 			if !r.UpTo.IsZero() {
-				upto = r.UpTo.Local().Format("15:04:05.0")
+				upto = r.UpTo.Local().Format("15:04:05.0Z07:00") // with its zone, as custos prints every time
 			}
 			state := r.State
 			if r.Error != "" && r.State != "caught-up" {
@@ -39,7 +38,7 @@ func Write(w io.Writer, replication []Status, replicas []ReplicaStatus, indent s
 				fmt.Fprintf(tw, indent+"%s\t%s\t-\t0\t0 B\t-\t%d\t\n", r.Store, state, r.AuditSeq)
 			}
 			for _, c := range r.Cameras {
-				fmt.Fprintf(tw, indent+"%s\t%s\t%s\t%d\t%s\t%s\t%d\t\n", r.Store, state, c.Camera, c.Segments, byteCount(uint64(c.Bytes)), c.Newest.Local().Format(time.TimeOnly), r.AuditSeq)
+				fmt.Fprintf(tw, indent+"%s\t%s\t%s\t%d\t%s\t%s\t%d\t\n", r.Store, state, c.Camera, c.Segments, byteCount(uint64(c.Bytes)), c.Newest.Local().Format("15:04:05Z07:00"), r.AuditSeq)
 			}
 		}
 		tw.Flush()

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/custos-cctv/custos/policy"
+	"github.com/custos-cctv/custos/policy/audit"
+)
+
+// The audit table fits 120 columns: node keys the policy knows become
+// names, others a short key, and long text is cut; --wide keeps all of it.
+func TestAuditTableFits120Columns(t *testing.T) {
+	known := "nodekey:" + strings.Repeat("ab", 32)
+	unknown := "nodekey:" + strings.Repeat("cd", 32)
+	reason := "refused: " + strings.Repeat("a very long reason that a remote node wrote, ", 12) + "END"
+	st := &policy.State{Nodes: map[string]*policy.Node{"store-1": {Name: "store-1", PublicKey: known}}}
+	now := time.Now()
+	entries := []audit.Entry{
+		{Seq: 1, Event: audit.Event{Time: now, Actor: known, Action: "join", Object: "store-1", Decision: "allow", Reason: "redeemed invite"}},
+		{Seq: 2, Event: audit.Event{Time: now, Actor: unknown, Action: "live-view", Object: "praha-1/door " + strings.Repeat("x", 80), Decision: "deny", Reason: reason}},
+		{Seq: 3, Event: audit.Event{Time: now, Actor: "alice", Action: "policy-change", Object: "grant.add c-1", Decision: "deny", Reason: "needs \x1b[2J role admin"}},
+	}
+	var def, wide strings.Builder
+	writeAudit(&def, entries, st, false)
+	writeAudit(&wide, entries, st, true)
+	for l := range strings.Lines(def.String()) {
+		if n := utf8.RuneCountInString(strings.TrimSuffix(l, "\n")); n > 120 {
+			t.Errorf("a line of %d columns:\n%s", n, l)
+		}
+	}
+	out := def.String()
+	if !strings.Contains(lineOf(out, "1 "), "store-1") || strings.Contains(out, known) ||
+		!strings.Contains(out, unknown[:16]+"…") || strings.Contains(out, unknown) || strings.Contains(out, "END") ||
+		!strings.Contains(lineOf(out, "2 "), "…") || strings.Contains(out, "\x1b") {
+		t.Errorf("default audit table:\n%s", out)
+	}
+	checkZoned(t, "audit", out)
+	w := wide.String()
+	if !strings.Contains(w, reason) || !strings.Contains(w, known) || !strings.Contains(w, unknown) || strings.Contains(w, "\x1b") {
+		t.Errorf("audit --wide lost text:\n%s", w)
+	}
+}
+
+// checkAuditWidth: with a long reason in the journal (a refused grant with
+// a long ID), no line of the audit table is over 120 columns; --wide keeps
+// the whole reason.
+func checkAuditWidth(t *testing.T, dir, alice string) {
+	t.Helper()
+	setPass(t, "a long enough passphrase")
+	long := "g-" + strings.Repeat("long-grant-id-", 4) + "end"
+	nobody := "nobody-" + strings.Repeat("x", 50)
+	code, _, errOut := runCLI("grant", "--to", "user:"+nobody, "--action", "live", "--cameras", "*", "--forever", "--id", long, "--dir", dir, "--as", alice)
+	if code != 4 || !strings.Contains(errOut, "refused by the policy: grant "+strconv.Quote(long)+": no active user") {
+		t.Fatalf("a grant to nobody: exit %d %s", code, errOut)
+	}
+	code, out, _ := runCLI("audit", "--dir", dir)
+	if code != 0 || !strings.Contains(out, "…") {
+		t.Fatalf("audit: exit %d\n%s", code, out)
+	}
+	for l := range strings.Lines(out) {
+		if n := utf8.RuneCountInString(strings.TrimSuffix(l, "\n")); n > 120 {
+			t.Errorf("audit prints a line of %d columns:\n%s", n, l)
+		}
+	}
+	checkZoned(t, "audit", out)
+	code, wide, _ := runCLI("audit", "--dir", dir, "--wide")
+	if code != 0 || !strings.Contains(wide, strconv.Quote(long)+": no active user "+strconv.Quote(nobody)) {
+		t.Errorf("audit --wide lost the long reason:\n%s", wide)
+	}
+}
