@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/custos-cctv/custos/node/recording"
@@ -87,15 +88,37 @@ func (n *Node) apiVerifyAudit(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, rep)
 }
 
-// apiPolicy serves GET /v1/policy: the committed policy.
+// apiPolicy serves GET /v1/policy: the committed policy, read
+// linearizably (every command committed before the call is in it), so that
+// custos approve on this node sees a request just filed on another. When
+// the leader cannot confirm it within policyReadWait (no quorum, cut off),
+// it serves the local replica as it is and says so in a header: the CLI
+// reads on a cut-off node too. ?local=1 skips the confirmation.
 func (n *Node) apiPolicy(w http.ResponseWriter, r *http.Request) {
-	st := n.Policy()
-	if st == nil {
+	if n.Policy() == nil {
 		http.Error(w, "this node runs from a static peers file, not a replicated policy", http.StatusConflict)
 		return
 	}
+	st := n.Policy()
+	if r.URL.Query().Get("local") == "" {
+		ctx, cancel := context.WithTimeout(r.Context(), policyReadWait)
+		cur, err := n.syncPolicy(ctx)
+		cancel()
+		if err != nil {
+			w.Header().Set(HeaderStalePolicy, strconv.Quote(err.Error()))
+		} else {
+			st = cur
+		}
+	}
 	writeJSON(w, st)
 }
+
+// policyReadWait bounds the linearizable read of GET /v1/policy.
+const policyReadWait = 3 * time.Second
+
+// HeaderStalePolicy, on an answer of GET /v1/policy, says (quoted) why
+// the node could not confirm its replica is current.
+const HeaderStalePolicy = "Custos-Stale-Policy"
 
 // apiSubmit serves POST /v1/submit: a signed envelope for the policy.
 func (n *Node) apiSubmit(w http.ResponseWriter, r *http.Request) {
