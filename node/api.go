@@ -42,6 +42,7 @@ func startAPI(path string, n *Node) (*apiServer, error) {
 	mux.HandleFunc("POST /v1/release-key", n.apiReleaseKey)
 	mux.HandleFunc("POST /v1/live", n.liveViewer().ServeAPI)
 	mux.HandleFunc("POST /v1/export", n.apiExport)
+	mux.HandleFunc("GET /v1/exported", n.apiExported)
 	mux.HandleFunc("POST /v1/recover-records", n.apiRecoverRecords)
 	mux.HandleFunc("POST /v1/recovered-shares", n.apiRecoveredShares)
 	a := &apiServer{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
@@ -181,6 +182,11 @@ func (n *Node) apiExport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, res)
+}
+
+// apiExported serves GET /v1/exported: the exports this node made.
+func (n *Node) apiExported(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, n.Exported())
 }
 
 // apiRecoverRecords serves POST /v1/recover-records: the epoch records a recovery needs.
