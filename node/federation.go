@@ -260,7 +260,7 @@ func (n *Node) startConsensus(pub keys.NodePublic) error {
 		Addr:    netip.AddrPortFrom(n.mesh.Addr(), RaftPort),
 		Network: meshNetwork{n.mesh},
 		Admit:   n.admit,
-		FSM:     n.policy,
+		FSM:     noticingFSM{n.policy, n.revs, n},
 		Vet:     n.vet,
 		Logf:    n.logf,
 	})

@@ -8,13 +8,16 @@ import (
 
 // readmitting sets the mesh's peers, then has Raft re-check who may keep
 // its open conns: the mesh cuts a removed peer, and Raft also drops a conn
-// whose peer is still reachable but no longer a live member.
+// whose peer is still reachable but no longer a live member. First, tell
+// hands revoked peers their notices (revocation.go).
 type readmitting struct {
-	m *mesh.Mesh
-	r *consensus.Node
+	m    *mesh.Mesh
+	r    *consensus.Node
+	tell func(next []mesh.Peer)
 }
 
 func (x readmitting) SetPeers(p []mesh.Peer) error {
+	x.tell(p)
 	err := x.m.SetPeers(p)
 	x.r.Readmit()
 	return err
