@@ -92,6 +92,9 @@ type Node struct {
 	// revoked is a checked notice of this node's own revocation that its
 	// replica has not applied (revocation.go); nil if none.
 	revoked atomic.Pointer[revocationNotice]
+	// selfRevokedAt is when this node's replica applied its revocation
+	// (Unix ns; 0: never), for cutRevoked.
+	selfRevokedAt atomic.Int64
 
 	reloadMu  sync.Mutex // serializes ReloadPeers
 	mu        sync.Mutex // guards peersHash, peersSeen and peersErr
@@ -275,7 +278,7 @@ func (n *Node) startFederation() (err error) {
 	if err := n.loadRevoked(); err != nil {
 		return err
 	}
-	n.members = membership.Start(membership.Config{Self: n.mesh.PublicKey().String(), Policy: n.policy, Mesh: readmitting{n.mesh, n.raft, n.tellRevoked},
+	n.members = membership.Start(membership.Config{Self: n.mesh.PublicKey().String(), Policy: n.policy, Mesh: readmitting{n.mesh, n.raft, n},
 		Now: time.Now, Logf: n.logf, Persist: func(p []mesh.Peer) error { return writeLastPeers(cfg.Dir, p) }, Seed: n.seed})
 	n.wg.Add(1)
 	go n.raftMembers()

@@ -117,12 +117,35 @@ func (f noticingFSM) Apply(cmd []byte, index uint64) ([]byte, error) {
 		if old := before.Nodes[name]; nd.Revoked && old != nil && !old.Revoked {
 			f.rev.env[name] = keptEnvelope{b: cmd, at: now}
 			if name == self {
+				f.n.selfRevokedAt.Store(now.UnixNano())
 				rn := &revocationNotice{NodeKey: f.n.mesh.PublicKey().String(), At: nd.RevokedAt, By: nd.RevokedBy, Learned: now.UTC(), Envelope: cmd}
 				go f.n.learnRevoked(rn) // it writes a file: off Raft's apply path
 			}
 		}
 	}
 	return out, err
+}
+
+// cutRevoked sets this node's peers to next with apply, after handing
+// the peers that leave because they were revoked their notices. On a node
+// whose own replica revoked it less than noticeTimeout ago, apply waits
+// out the rest of it: its peers drop it anyway, and one handing it its
+// notice meanwhile would otherwise wait the whole noticeTimeout for an
+// answer that can no longer come (the commit often reaches the revoked
+// node while its peers dial it: they delay their cut for the notice).
+func (n *Node) cutRevoked(next []mesh.Peer, apply func() error) error {
+	n.tellRevoked(next)
+	if at := n.selfRevokedAt.Load(); at != 0 {
+		if wait := time.Until(time.Unix(0, at).Add(noticeTimeout)); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-n.stop:
+				t.Stop()
+			}
+		}
+	}
+	return apply()
 }
 
 // tellRevoked hands each peer that leaves this node's mesh now because the
