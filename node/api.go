@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/custos-cctv/custos/node/recording"
@@ -41,6 +42,7 @@ func startAPI(path string, n *Node) (*apiServer, error) {
 	mux.HandleFunc("POST /v1/release-key", n.apiReleaseKey)
 	mux.HandleFunc("POST /v1/live", n.liveViewer().ServeAPI)
 	mux.HandleFunc("POST /v1/export", n.apiExport)
+	mux.HandleFunc("GET /v1/exported", n.apiExported)
 	mux.HandleFunc("POST /v1/recover-records", n.apiRecoverRecords)
 	mux.HandleFunc("POST /v1/recovered-shares", n.apiRecoveredShares)
 	a := &apiServer{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
@@ -87,15 +89,37 @@ func (n *Node) apiVerifyAudit(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, rep)
 }
 
-// apiPolicy serves GET /v1/policy: the committed policy.
+// apiPolicy serves GET /v1/policy: the committed policy, read
+// linearizably (every command committed before the call is in it), so that
+// custos approve on this node sees a request just filed on another. When
+// the leader cannot confirm it within policyReadWait (no quorum, cut off),
+// it serves the local replica as it is and says so in a header: the CLI
+// reads on a cut-off node too. ?local=1 skips the confirmation.
 func (n *Node) apiPolicy(w http.ResponseWriter, r *http.Request) {
-	st := n.Policy()
-	if st == nil {
+	if n.Policy() == nil {
 		http.Error(w, "this node runs from a static peers file, not a replicated policy", http.StatusConflict)
 		return
 	}
+	st := n.Policy()
+	if r.URL.Query().Get("local") == "" {
+		ctx, cancel := context.WithTimeout(r.Context(), policyReadWait)
+		cur, err := n.syncPolicy(ctx)
+		cancel()
+		if err != nil {
+			w.Header().Set(HeaderStalePolicy, strconv.Quote(err.Error()))
+		} else {
+			st = cur
+		}
+	}
 	writeJSON(w, st)
 }
+
+// policyReadWait bounds the linearizable read of GET /v1/policy.
+const policyReadWait = 3 * time.Second
+
+// HeaderStalePolicy, on an answer of GET /v1/policy, says (quoted) why
+// the node could not confirm its replica is current.
+const HeaderStalePolicy = "Custos-Stale-Policy"
 
 // apiSubmit serves POST /v1/submit: a signed envelope for the policy.
 func (n *Node) apiSubmit(w http.ResponseWriter, r *http.Request) {
@@ -158,6 +182,11 @@ func (n *Node) apiExport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, res)
+}
+
+// apiExported serves GET /v1/exported: the exports this node made.
+func (n *Node) apiExported(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, n.Exported())
 }
 
 // apiRecoverRecords serves POST /v1/recover-records: the epoch records a recovery needs.

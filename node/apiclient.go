@@ -108,6 +108,13 @@ func ExportVia(ctx context.Context, dir string, req release.ExportRequest) (rele
 	return res, apiDo(ctx, dir, "POST", "/v1/export", b, &res)
 }
 
+// FetchExported asks the node running in dir which requests it exported
+// (each request's one-time key serves one export).
+func FetchExported(ctx context.Context, dir string) ([]release.Exported, error) {
+	var es []release.Exported
+	return es, apiGet(ctx, dir, "/v1/exported", &es)
+}
+
 // RecoverSharesVia is custos recover-shares: through the node running in
 // dir, it answers with the recovery key for every segment in request id's
 // scope, sealed to the request's one-time key, in this process, and hands

@@ -260,7 +260,7 @@ func (n *Node) startConsensus(pub keys.NodePublic) error {
 		Addr:    netip.AddrPortFrom(n.mesh.Addr(), RaftPort),
 		Network: meshNetwork{n.mesh},
 		Admit:   n.admit,
-		FSM:     n.policy,
+		FSM:     noticingFSM{n.policy, n.revs, n},
 		Vet:     n.vet,
 		Logf:    n.logf,
 	})
@@ -348,11 +348,40 @@ func (n *Node) Submit(ctx context.Context, env policy.Envelope) (ApplyResult, er
 	if err := json.Unmarshal(out, &r); err != nil {
 		return ApplyResult{}, fmt.Errorf("node: bad apply result: %w", err)
 	}
+	if r.Applied {
+		n.awaitLocal(ctx, r.ID)
+	}
 	return r, nil
 }
 
 // maxSettle bounds how often Submit settles and resubmits one command.
 const maxSettle = 5
+
+// localApplyWait bounds how long Submit waits for the local replica to
+// apply the command the leader applied.
+const localApplyWait = 5 * time.Second
+
+// awaitLocal waits until the local replica has applied command id, or
+// localApplyWait passed. Raft answers a submit once the leader applied it;
+// a follower learns the commit with the next append, so without the wait
+// a read here right after a write here (custos requests after custos
+// request) could miss the write.
+func (n *Node) awaitLocal(ctx context.Context, id string) {
+	ctx, cancel := context.WithTimeout(ctx, localApplyWait)
+	defer cancel()
+	for {
+		changed := n.policy.Changed()
+		if _, ok := n.policy.State().Seen[id]; ok {
+			return
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			n.logf("node: command %s was applied by the leader, not yet here after %v: a read here may not show it yet", id, localApplyWait)
+			return
+		}
+	}
+}
 
 // settleUnknown reports whether a command whose outcome was unknown was in
 // fact applied, once the local replica is current; an error means that

@@ -88,6 +88,13 @@ type Node struct {
 	relKeys         *release.Keys       // one-time release keys made here (node/release)
 	custody         *keys.CustodySigner // this node's key as a custody signer; named per use
 	rel             *release.Service    // store and datacenter ops of a release, exports
+	revs            *revocations        // envelopes that revoked nodes, for their notices
+	// revoked is a checked notice of this node's own revocation that its
+	// replica has not applied (revocation.go); nil if none.
+	revoked atomic.Pointer[revocationNotice]
+	// selfRevokedAt is when this node's replica applied its revocation
+	// (Unix ns; 0: never), for cutRevoked.
+	selfRevokedAt atomic.Int64
 
 	reloadMu  sync.Mutex // serializes ReloadPeers
 	mu        sync.Mutex // guards peersHash, peersSeen and peersErr
@@ -173,7 +180,7 @@ func New(cfg Config) (_ *Node, err error) {
 		cfg.Logf("node: created node key %s", KeyPath(cfg.Dir))
 	}
 	n := &Node{cfg: cfg, logf: cfg.Logf, started: time.Now(), stop: make(chan struct{}), peersHash: peersHash,
-		relKeys: release.NewKeys(), dirLock: dirLock}
+		relKeys: release.NewKeys(), dirLock: dirLock, revs: newRevocations()}
 	n.rel = newRelease(n)
 	// A store seals its footage with its node key (keys/custody.go); the
 	// signer keeps the derived scalar after priv is wiped, until Close.
@@ -267,7 +274,11 @@ func (n *Node) startFederation() (err error) {
 	if err := n.startConsensus(n.mesh.PublicKey()); err != nil {
 		return err
 	}
-	n.members = membership.Start(membership.Config{Self: n.mesh.PublicKey().String(), Policy: n.policy, Mesh: readmitting{n.mesh, n.raft},
+	// Before the roles: a store told of its revocation records nothing.
+	if err := n.loadRevoked(); err != nil {
+		return err
+	}
+	n.members = membership.Start(membership.Config{Self: n.mesh.PublicKey().String(), Policy: n.policy, Mesh: readmitting{n.mesh, n.raft, n},
 		Now: time.Now, Logf: n.logf, Persist: func(p []mesh.Peer) error { return writeLastPeers(cfg.Dir, p) }, Seed: n.seed})
 	n.wg.Add(1)
 	go n.raftMembers()

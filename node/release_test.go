@@ -174,6 +174,7 @@ func TestReleaseAndExport(t *testing.T) {
 		t.Errorf("ffprobe decoded %d frames from the export, want exactly %d (2 s at %d fps)", n, want, clip.FPS)
 	}
 	checkManifest(t, f.admin, m, out)
+	checkExportedOnce(t, ctx, desk, f.admin, out)
 	checkScopeRefused(t, ctx, desk, dcB, st1, f.dc, from, to)
 
 	x := &relFed{t: t, ctx: ctx, f: f, desk: desk, dcB: dcB, witness: witness, store: st1, approvers: approvers, cam: cam, from: from, to: to}
@@ -343,5 +344,33 @@ func checkOutsideRefused(t *testing.T, ctx context.Context, desk, dcA, dcB, st1 
 		if !errors.As(err, &re) || re.Code != rpc.Denied || !strings.Contains(re.Message, "outside the scope") {
 			t.Errorf("%s answering for a segment %v after the range's end: %v", dc, out.Start.Sub(to), err)
 		}
+	}
+}
+
+// checkExportedOnce: r1's one-time key served its export and is gone. A
+// second export, through the local API as custos export sends it, is a
+// refusal (exit 4 in the CLI) naming the first, not a server error; desk
+// lists r1 as exported, also after a restart of its release service.
+func checkExportedOnce(t *testing.T, ctx context.Context, desk *Node, alice *keys.AdminKey, first string) {
+	t.Helper()
+	again := filepath.Join(t.TempDir(), "r1-again.ts")
+	res, err := ExportVia(ctx, desk.cfg.Dir, order(t, alice, release.ExportRequest{Request: "r1", Out: again, Exporter: "alice"}))
+	if err != nil {
+		t.Fatalf("second export of r1: %v; want a refusal, not an error", err)
+	}
+	for _, want := range []string{`request "r1" was already exported at `, "on node desk by alice, to " + first} {
+		if !strings.Contains(res.Refused, want) {
+			t.Errorf("second export of r1 refused with %q; want it to say %q", res.Refused, want)
+		}
+	}
+	if _, err := os.Stat(again); !errors.Is(err, os.ErrNotExist) {
+		t.Error("the second export wrote a file")
+	}
+	list, err := FetchExported(ctx, desk.cfg.Dir)
+	if err != nil || len(list) != 1 || list[0].Request != "r1" || list[0].Node != "desk" || list[0].File != first {
+		t.Fatalf("desk's exports: %+v %v", list, err)
+	}
+	if again := newRelease(desk).Exported(); len(again) != 1 || again[0] != list[0] {
+		t.Errorf("the exports read back from desk's directory: %+v, want %+v", again, list)
 	}
 }

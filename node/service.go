@@ -50,6 +50,7 @@ func startService(n *Node, port uint16) (*service, error) {
 	s.rpc.Handle(opReplicate, n.handleReplicate)
 	s.rpc.Handle(opReplicateGet, n.handleReplicateGet)
 	s.rpc.Handle(live.Op, n.liveServer().Handle)
+	s.rpc.Handle(opRevoked, n.handleRevoked)
 	go func() { s.wg <- s.rpc.Serve(ln) }()
 	return s, nil
 }
@@ -66,7 +67,9 @@ func (s *service) close() {
 }
 
 // admitService lets a peer connect only if its key is a live member of the
-// policy this node holds now. Fail closed: no policy, no member.
+// policy this node holds now. Fail closed: no policy, no member. (A node
+// that is no member itself still admits members, to hear its revocation
+// notice; callerName refuses them every op.)
 func (n *Node) admitService(peer keys.NodePublic) error {
 	st := n.policy.State()
 	name := st.NameOfKey(peer.String())
@@ -79,8 +82,13 @@ func (n *Node) admitService(peer keys.NodePublic) error {
 	return nil
 }
 
-// callerName is the live member peer is, or an rpc denial.
+// callerName is the live member peer is, or an rpc denial; a node that is
+// no live member itself denies everyone. Every op that serves footage, a
+// stream, a key or a replica asks it first.
 func (n *Node) callerName(st *policy.State, peer keys.NodePublic) (string, error) {
+	if err := n.notServing(st, time.Now()); err != nil {
+		return "", &rpc.Error{Code: rpc.Denied, Message: err.Error()}
+	}
 	name := st.NameOfKey(peer.String())
 	if name == "" || !policy.Member(st, name, time.Now()) {
 		return "", &rpc.Error{Code: rpc.Denied, Message: "you are not a live member of the federation"}

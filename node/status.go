@@ -43,6 +43,9 @@ type Status struct {
 	// AuditFailure says since when and why the audit journal fails to
 	// record; the node refuses access until it records again.
 	AuditFailure string `json:"audit_failure,omitempty"`
+	// Membership is the node's own standing in its federation (member,
+	// revoked, window over, cut off by every peer) as far as it can know.
+	Membership *Membership `json:"membership,omitempty"`
 }
 
 // Liveness is what gossip says of the peer named peer ("alive",
@@ -90,6 +93,7 @@ func (n *Node) Status() (Status, error) {
 		cs := n.raft.Status()
 		st.Consensus = &cs
 	}
+	st.Membership = n.membership(st.Consensus, peers)
 	if n.rec != nil {
 		st.Recording = n.rec.Status()
 	}

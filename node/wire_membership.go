@@ -8,16 +8,20 @@ import (
 
 // readmitting sets the mesh's peers, then has Raft re-check who may keep
 // its open conns: the mesh cuts a removed peer, and Raft also drops a conn
-// whose peer is still reachable but no longer a live member.
+// whose peer is still reachable but no longer a live member. Revoked
+// peers get their notices first (revocation.go).
 type readmitting struct {
 	m *mesh.Mesh
 	r *consensus.Node
+	n *Node
 }
 
 func (x readmitting) SetPeers(p []mesh.Peer) error {
-	err := x.m.SetPeers(p)
-	x.r.Readmit()
-	return err
+	return x.n.cutRevoked(p, func() error {
+		err := x.m.SetPeers(p)
+		x.r.Readmit()
+		return err
+	})
 }
 
 // maxReconcileWait is membership's bound between reconciliations; the

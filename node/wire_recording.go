@@ -37,6 +37,12 @@ func (n *Node) recordingDeps() recording.Deps {
 			}
 		},
 		ReconcileWait: maxReconcileWait,
+		Halted: func() string {
+			if err := n.notServing(nil, time.Now()); err != nil {
+				return err.Error()
+			}
+			return ""
+		},
 	}
 }
 

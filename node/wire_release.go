@@ -6,6 +6,7 @@ package node
 
 import (
 	"context"
+	"path/filepath"
 
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/mesh"
@@ -20,9 +21,18 @@ import (
 // start after it.
 func newRelease(n *Node) *release.Service {
 	w := releaseWire{n}
-	return release.New(release.Config{Name: n.cfg.Name, CustodianKey: CustodianKeyPath(n.cfg.Dir), Logf: n.logf, Corrupt: &n.corruptSegments},
+	return release.New(release.Config{Name: n.cfg.Name, CustodianKey: CustodianKeyPath(n.cfg.Dir), Logf: n.logf, Corrupt: &n.corruptSegments,
+		Exported: filepath.Join(n.cfg.Dir, exportedFile)},
 		release.Deps{Policy: w, Peers: w, Audit: w, Holdings: w, Keys: n.relKeys})
 }
+
+// exportedFile, in the data directory, lists the exports this node made
+// (release/exported.go).
+const exportedFile = "exported.json"
+
+// Exported lists the exports this node made, oldest first: a request's
+// one-time key served one of them and was wiped.
+func (n *Node) Exported() []release.Exported { return n.rel.Exported() }
 
 // releaseWire is the node as release.Policy, release.Peers,
 // release.Auditor and release.Holdings.

@@ -28,7 +28,7 @@ func (s *State) plan(c *Command) (func(), error) {
 	case KindAddNode:
 		return s.planAddNode(c.Node)
 	case KindRevokeNode:
-		return s.planRevokeNode(c.Name)
+		return s.planRevokeNode(c)
 	case KindAddCamera:
 		return s.planCamera(c.Camera)
 	case KindRemoveCamera:
@@ -351,14 +351,14 @@ func (s *State) planAddNode(node *Node) (func(), error) {
 	return func() { s.Nodes[n.Name] = &n }, nil
 }
 
-// planRevokeNode marks a node revoked; its name and key stay in the policy
-// so that its old footage's seals stay verifiable.
-func (s *State) planRevokeNode(name string) (func(), error) {
-	n := s.Nodes[name]
+// planRevokeNode marks a node revoked, when and by whom; its name and key
+// stay in the policy so that its old footage's seals stay verifiable.
+func (s *State) planRevokeNode(c *Command) (func(), error) {
+	n := s.Nodes[c.Name]
 	if n == nil || n.Revoked {
-		return nil, fmt.Errorf("no active node %q", name)
+		return nil, fmt.Errorf("no active node %q", c.Name)
 	}
-	return func() { n.Revoked = true }, nil
+	return func() { n.Revoked, n.RevokedAt, n.RevokedBy = true, c.Time.UTC(), c.Signer }, nil
 }
 
 func (s *State) planRemoveCamera(name string) (func(), error) {

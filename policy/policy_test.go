@@ -434,6 +434,10 @@ func TestInstaller(t *testing.T) {
 	if got := names(DesiredPeers(s, "dc-a", from)); got != "inst,store-brno-1" {
 		t.Errorf("after revoke dc-a peers = %s", got)
 	}
+	// The revoked node's entry says when and by whom, for its own status.
+	if n := s.Nodes["store-praha-1"]; !n.RevokedAt.Equal(t0) || n.RevokedBy != "alice" {
+		t.Errorf("revoked at %v by %q, want %v by alice", n.RevokedAt, n.RevokedBy, t0)
+	}
 }
 
 func TestCameraRetention(t *testing.T) {

@@ -128,6 +128,11 @@ type Node struct {
 	// never leaves that datacenter.
 	Custodian []byte `json:"custodian,omitempty"`
 	Revoked   bool   `json:"revoked,omitempty"`
+	// RevokedAt and RevokedBy are the time and signer of the command that
+	// revoked the node (of a quorum proposal: its proposer, at its time),
+	// for the revoked node's own status to name.
+	RevokedAt time.Time `json:"revoked_at,omitzero"`
+	RevokedBy string    `json:"revoked_by,omitempty"`
 }
 
 type User struct {

@@ -88,6 +88,10 @@ type requestRow struct {
 	// since no longer does).
 	Counted int    `json:"counted"`
 	Digest  string `json:"digest"`
+	// Exported is set, and Status is "exported", when this node exported
+	// the request: its one-time key served that export and is gone. Only
+	// the request's node knows it.
+	Exported *release.Exported `json:"exported,omitempty"`
 }
 
 func runRequests(ctx context.Context, args []string, stdout io.Writer) error {
@@ -95,11 +99,22 @@ func runRequests(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	dir, _, _ := dirFlags("requests", args) // localPolicy parsed them already
+	exported, err := node.FetchExported(ctx, dir)
+	if err != nil {
+		return err
+	}
 	now := time.Now()
 	var rows []requestRow
 	for _, r := range sortedValues(st.Requests) {
-		rows = append(rows, requestRow{Request: r, Status: st.RequestStatus(r, now), Counted: st.CountApprovals(r.Approvals, now, r.Requester),
-			Threshold: st.ApprovalThreshold(), Digest: policy.RequestDigest(st.FederationID, r)})
+		row := requestRow{Request: r, Status: st.RequestStatus(r, now), Counted: st.CountApprovals(r.Approvals, now, r.Requester),
+			Threshold: st.ApprovalThreshold(), Digest: policy.RequestDigest(st.FederationID, r)}
+		for _, e := range exported {
+			if e.Request == r.ID {
+				row.Status, row.Exported = "exported", &e
+			}
+		}
+		rows = append(rows, row)
 	}
 	if asJSON {
 		return json.NewEncoder(stdout).Encode(rows)

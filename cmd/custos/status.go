@@ -124,6 +124,9 @@ func fetchStatus(ctx context.Context, dir string) (node.Status, error) {
 func printStatus(w io.Writer, st node.Status, name func(key string) string) {
 	fmt.Fprintf(w, "node       %s (custos %s, up %s)\n", st.Name, st.Version, st.Uptime)
 	fmt.Fprintf(w, "key        %s\n", st.PublicKey)
+	if m := st.Membership; m != nil && m.State != node.StandingMember {
+		fmt.Fprintf(w, "%-10s %s\n", strings.ToUpper(m.State), m.Detail)
+	}
 	if st.AuditFailure != "" {
 		fmt.Fprintf(w, "ALARM      %s: live view, segments, key release and export are refused until it records again\n", st.AuditFailure)
 	}

@@ -269,14 +269,23 @@ func (f *federation) revoke() error {
 		return fmt.Errorf("revoked store still connected: %w", err)
 	}
 	f.say("   cut off by every node within %v", time.Since(t0).Round(time.Millisecond))
+	var m *node.Membership
+	if err := nodetest.WaitCond(f.ctx, 5*time.Second, func() bool {
+		st, err := f.nodes["store-brno-1"].Status()
+		m = st.Membership
+		return err == nil && m != nil && m.State == node.StandingRevoked
+	}); err != nil {
+		return fmt.Errorf("the revoked store does not know it: %w", err)
+	}
+	f.say("   store-brno-1 knew within %v (%s): %s", time.Since(t0).Round(time.Millisecond), m.Source, m.Detail)
 	return nil
 }
 
-// laterRecordings shows the stores again: the revoked one goes on
-// recording what it can no longer hand to anyone.
+// laterRecordings shows the stores again: the revoked one recorded nothing
+// more, and keeps what it had.
 func (f *federation) laterRecordings() {
-	f.say("\n== Recordings a little later (store-brno-1, cut off, never heard of its revocation: it keeps")
-	f.say("   recording locally, encrypted to keys whose shares only the datacenters and the recovery key open)")
+	f.say("\n== Recordings a little later (store-brno-1, revoked, stopped its recorders and keeps what it")
+	f.say("   had recorded, encrypted to keys whose shares only the datacenters and the recovery key open)")
 	for _, name := range []string{"store-praha-1", "store-brno-1"} {
 		demoCameras(f.w, name, f.nodes[name])
 	}

@@ -22,6 +22,11 @@ type wantRec struct {
 
 // desired lists the cameras this node should record now, or says why none.
 func (r *Recorder) desired(st *policy.State) (map[string]wantRec, string) {
+	if r.d.Halted != nil {
+		if why := r.d.Halted(); why != "" {
+			return nil, why
+		}
+	}
 	self := r.d.SelfName(st)
 	me := st.Nodes[self]
 	if me == nil || me.Role != policy.RoleStore || !policy.Member(st, self, time.Now()) {

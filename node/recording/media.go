@@ -42,15 +42,26 @@ func FollowPolicy(p Policy, maxWait time.Duration, stop, wake <-chan struct{}, r
 	retain()
 	for {
 		changed := p.Changed()
+		wait := maxWait
+		// A window's end (this store's own, or an installer's) is a
+		// change no command signals: look again just past it.
+		if st := p.State(); st != nil {
+			if next := policy.NextChange(st, time.Now()); !next.IsZero() {
+				wait = min(wait, time.Until(next)+5*time.Millisecond)
+			}
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-stop:
+			t.Stop()
 			return
 		case <-changed:
 		case <-wake:
 		case <-ret.C:
 			retain()
-		case <-time.After(maxWait):
+		case <-t.C:
 		}
+		t.Stop()
 		reconcile()
 	}
 }

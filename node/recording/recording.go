@@ -73,6 +73,10 @@ type Deps struct {
 	// ReconcileWait bounds the time between reconciliations when nothing
 	// signals one.
 	ReconcileWait time.Duration
+	// Halted, if set, says why the node must record nothing although its
+	// policy names it a live store ("" if it may): it learned of its
+	// revocation otherwise than through its replica. Nudge after a change.
+	Halted func() string
 }
 
 // Recorder runs a store's cameras: one media.Recorder for each camera of

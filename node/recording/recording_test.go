@@ -193,6 +193,35 @@ func TestDesiredFollowsPolicy(t *testing.T) {
 	if w, why := r.desired(gone); w != nil || why != "this node is not a live store in the policy" {
 		t.Errorf("revoked store: %v, %q", w, why)
 	}
+
+	// Revoked, as its node learned otherwise than through its replica.
+	r.d.Halted = func() string { return "this node was revoked" }
+	if w, why := r.desired(st); w != nil || why != "this node was revoked" {
+		t.Errorf("halted store: %v, %q", w, why)
+	}
+}
+
+// A store's recorders stop at the end of its membership window, by its own
+// clock, although no command signals it and nothing else wakes them.
+func TestRecorderStopsAtItsWindowEnd(t *testing.T) {
+	nodetest.CheckLeaks(t)
+	st := testState(t)
+	end := time.Now().Add(1500 * time.Millisecond)
+	st.Nodes["store"].Window.Until = end
+	d := testDeps(t, newTwinPolicy(st), &twinJournal{})
+	d.ReconcileWait = time.Hour
+	r, err := Start(Config{MinFree: -1, RetentionEvery: time.Hour}, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if len(r.Status().Cameras) != 1 {
+		t.Fatalf("inside its window the store records %+v", r.Status())
+	}
+	nodetest.WaitTrue(t, 5*time.Second, "the recorder to stop at the window's end", func() bool { return len(r.Status().Cameras) == 0 })
+	if late := time.Since(end); late < 0 || late > time.Second {
+		t.Errorf("the recorder stopped %v after the window's end, want within 1s", late)
+	}
 }
 
 // A running Recorder starts the camera the policy gives it and stops it

@@ -99,6 +99,9 @@ func (s *Service) export(ctx context.Context, req ExportRequest, start time.Time
 	if err := s.d.Audit.Ready(req.Exporter, "export", req.Request); err != nil {
 		return ExportResult{}, err
 	}
+	if e, ok := s.exported.get(req.Request); ok {
+		return ExportResult{}, errRefused{e.Sentence()}
+	}
 	r, rk, err := s.exportable(st, req.Request)
 	if err != nil {
 		return ExportResult{}, err
@@ -121,6 +124,9 @@ func (s *Service) export(ctx context.Context, req ExportRequest, start time.Time
 		return ExportResult{}, err
 	}
 	m.Exporter = req.Exporter
+	if err := s.exported.add(Exported{Request: r.ID, At: time.Now().UTC(), Node: m.ExporterNode, Exporter: req.Exporter, File: req.Out}); err != nil {
+		s.cfg.Logf("node: export of %s: remembering it: %v (a second export is refused less clearly)", r.ID, err)
+	}
 	s.d.Keys.Drop(r.Key)
 	return ExportResult{Manifest: m, Release: x.release, Total: time.Since(start), Ciphertext: x.ciphertext}, nil
 }
@@ -137,7 +143,7 @@ func (s *Service) exportable(st *policy.State, id string) (*policy.Request, *key
 	}
 	rk := s.d.Keys.Get(r.Key)
 	if rk == nil {
-		return nil, nil, fmt.Errorf("this node holds no release key for request %q (it was dropped: the node restarted, or the request was already exported)", id)
+		return nil, nil, errRefused{fmt.Sprintf("this node holds no release key for request %q: it keeps one in memory only, and dropped it when it restarted; file a new request", id)}
 	}
 	return r, rk, nil
 }

@@ -100,6 +100,9 @@ type Config struct {
 	// Corrupt counts segments this node holds but could not serve intact
 	// (an alarm in the node's status).
 	Corrupt *atomic.Uint64
+	// Exported is the file of the exports this node made (exported.go);
+	// "" keeps them in memory only.
+	Exported string
 }
 
 // Deps are the node's parts the release service uses.
@@ -114,13 +117,21 @@ type Deps struct {
 // Service serves the store and datacenter ops and runs this node's
 // exports.
 type Service struct {
-	cfg     Config
-	d       Deps
-	exports exportsRunning
+	cfg      Config
+	d        Deps
+	exports  exportsRunning
+	exported *exportedLog
 }
 
-// New returns the release service of a node.
-func New(cfg Config, d Deps) *Service { return &Service{cfg: cfg, d: d} }
+// New returns the release service of a node. A file of past exports that
+// cannot be read is logged; the service starts without it.
+func New(cfg Config, d Deps) *Service {
+	ex, err := openExported(cfg.Exported)
+	if err != nil && cfg.Logf != nil {
+		cfg.Logf("node: %v", err)
+	}
+	return &Service{cfg: cfg, d: d, exported: ex}
+}
 
 // Exports are this node's exports in progress.
 func (s *Service) Exports() []ExportProgress { return s.exports.list() }
