@@ -69,8 +69,8 @@ func (v *Voters) Run(stop <-chan struct{}) {
 	}
 }
 
-// recheck is how soon Run looks again: soon while a future voter
-// waits for promotion.
+// recheck is how soon Run looks again: soon while a new member waits for
+// its first handshake, or a future voter for promotion.
 func (v *Voters) recheck() time.Duration {
 	switch {
 	case v.unreached > 0:
