@@ -57,6 +57,7 @@ bench:
 	$(GO) test -run '^$$' -bench 'MeshRaftCommit|PolicyCommit' -benchtime=1000x -count=3 -timeout 20m ./node/ | tee -a bin/bench-policy.out
 	$(GO) test -run '^$$' -bench 'PolicyFailover' -benchtime=1x -count=5 -timeout 20m ./node/ | tee -a bin/bench-policy.out
 	$(GO) test -run '^$$' -bench 'PolicyReplication50' -benchtime=100x -count=3 -timeout 20m ./node/ | tee -a bin/bench-policy.out
+	$(GO) test -run '^$$' -bench 'JoinCatchUp' -benchtime=1x -count=3 -timeout 30m ./node/ | tee -a bin/bench-policy.out
 	$(GO) run ./cmd/benchreport \
 	  -ratio CommitLeader=PlainRaftCommit:p50-ms \
 	  -ratio MeshRaftCommit=PlainRaftCommit:p50-ms \
@@ -64,7 +65,11 @@ bench:
 	  -ratio PolicyCommit/store=PlainRaftCommit:p50-ms \
 	  -ratio PolicyCommit/leader=PlainRaftCommit:p99-ms \
 	  -ratio PolicyFailover=PlainRaftFailover:failover-ms \
+	  -ratio JoinCatchUp/1store=JoinCatchUpRaft/1store:p50-ms \
+	  -ratio JoinCatchUp/50stores=JoinCatchUpRaft/50stores:p50-ms \
 	  < bin/bench-policy.out
+	@echo "(JoinCatchUp: ms from a joined store's start to its replica holding the leader's policy, a log of about 110 (1 store) or 210 entries (50 stores"
+	@echo " started at once, whole nodes in one process), p50/p90 over the stores; JoinCatchUpRaft: plain Raft on loopback TCP, same log, same state machine)"
 	@echo
 	@echo "Recording: segment encryption beside raw AES-256-GCM, muxing, the segment store, the whole pipeline:"
 	$(GO) test -run '^$$' -bench 'EncryptSegment|DecryptSegment|RawAESGCM|NewEpochKey|Partial|Combine|SealSegment|VerifySealedSegment|Ed25519VerifyBaseline' -count=5 ./keys/ | tee bin/bench-media.out

@@ -414,7 +414,37 @@ func newLogger(logf func(string, ...any)) hclog.Logger {
 		Level:       hclog.Info,
 		Output:      logfWriter(logf),
 		DisableTime: true,
+		Exclude:     expectedAtJoin,
 	})
+}
+
+// expectedAtJoin drops raft's warnings about what every new member goes
+// through before it holds the log, so that a healthy join logs no alarm:
+// a node no leader has added yet finds no peers to elect (its
+// configuration is empty); its empty log lacks the entry before the
+// leader's first AppendEntries ("log not found" at last-index 0, answered
+// with no backoff); and the leader then starts it from the first entry
+// (next=1). The same lines for a follower that holds a log still show.
+func expectedAtJoin(_ hclog.Level, msg string, args ...any) bool {
+	switch msg {
+	case "no known peers, aborting election":
+		return true
+	case "failed to get previous log":
+		return argIs(args, "last-index", uint64(0))
+	case "appendEntries rejected, sending older logs":
+		return argIs(args, "next", uint64(1))
+	}
+	return false
+}
+
+// argIs reports whether hclog's key-value args hold key with value v.
+func argIs(args []any, key string, v any) bool {
+	for i := 0; i+1 < len(args); i += 2 {
+		if k, ok := args[i].(string); ok && k == key {
+			return args[i+1] == v
+		}
+	}
+	return false
 }
 
 type logfWriter func(string, ...any)

@@ -82,6 +82,12 @@ const (
 // absence) on our side.
 var ErrNotAdmitted = errors.New("peer not admitted")
 
+// ErrNotYet, wrapped by an error of QUICConfig.Admit, marks a refusal as
+// expected and passing: the node cannot decide yet (its policy replica is
+// still catching up) and the peer will try again. The connection is refused
+// all the same; the refusal is only not logged.
+var ErrNotYet = errors.New("cannot admit yet")
+
 // QUICConfig configures ListenQUIC and DialQUIC. The zero value refuses
 // every peer.
 type QUICConfig struct {
@@ -308,7 +314,9 @@ func (m *Mesh) serverTLS(cert tls.Certificate, admit func(keys.NodePublic) error
 		// Refuse before answering: the address already names the key.
 		want, err := m.admitAddr(remote, admit)
 		if err != nil {
-			m.logf("%v", err) // the client only sees a TLS alert
+			if !errors.Is(err, ErrNotYet) {
+				m.logf("%v", err) // the client only sees a TLS alert
+			}
 			return nil, err
 		}
 		c := base.Clone()

@@ -14,6 +14,7 @@ import (
 	"github.com/custos-cctv/custos/consensus"
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/mesh"
+	"github.com/custos-cctv/custos/node/membership"
 	"github.com/custos-cctv/custos/node/policystore"
 	"github.com/custos-cctv/custos/policy"
 	"github.com/custos-cctv/custos/policy/audit"
@@ -178,21 +179,14 @@ func (n meshNetwork) Dial(ctx context.Context, a netip.AddrPort) (net.Conn, erro
 
 // admit lets a mesh address speak Raft with us only if it belongs to a live
 // member of the policy we hold: fail closed, also before the first command.
+// While the replica catches up (membership.CatchingUp: empty, or short of
+// this node's own membership), the peers it last had, or the voters its
+// admin-signed token named, may also bring it the log, unless the replica
+// already names them as no live member: a partial replica may not yet
+// name the leader.
 func (n *Node) admit(remote netip.Addr) error {
 	st := n.policy.State()
 	now := time.Now()
-	if st.Federation == "" {
-		// Before the first replica (a joined node, or any node restarted
-		// before a leader told it the commit index): only the peers it last
-		// had, or the voters its admin-signed token named, may bring it
-		// the log.
-		for _, p := range n.seed {
-			if n.mesh.AddrOf(p.PublicKey) == remote {
-				return nil
-			}
-		}
-		return fmt.Errorf("%s: no policy yet, and neither a last-known peer nor a voter from the join token", remote)
-	}
 	for name, pn := range st.Nodes {
 		pub, err := keys.ParseNodePublic(pn.PublicKey)
 		if err != nil {
@@ -204,6 +198,14 @@ func (n *Node) admit(remote netip.Addr) error {
 			}
 			return fmt.Errorf("node %q is not a live member", name)
 		}
+	}
+	if membership.CatchingUp(st, n.mesh.PublicKey().String()) {
+		for _, p := range n.seed {
+			if n.mesh.AddrOf(p.PublicKey) == remote {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s: the policy replica is still catching up, and this is neither a last-known peer nor a voter from the join token", remote)
 	}
 	return fmt.Errorf("%s is no member of the policy", remote)
 }

@@ -33,6 +33,12 @@ type acme struct {
 
 func foundAcme(t testing.TB, ctx context.Context) acme {
 	t.Helper()
+	return foundAcmeWith(t, ctx, nil)
+}
+
+// foundAcmeWith is foundAcme with a say in dc-a's Config.
+func foundAcmeWith(t testing.TB, ctx context.Context, tweak func(*Config)) acme {
+	t.Helper()
 	admin, err := keys.NewAdminKey("alice", time.Now().Add(-time.Hour))
 	if err != nil {
 		t.Fatal(err)
@@ -58,6 +64,9 @@ func foundAcme(t testing.TB, ctx context.Context) acme {
 		t.Fatal(err)
 	}
 	useFederation(t, cfg.Dir)
+	if tweak != nil {
+		tweak(&cfg)
+	}
 	if f.dc, err = New(cfg); err != nil {
 		t.Fatal(err)
 	}

@@ -280,6 +280,10 @@ func (n *Node) startFederation() (err error) {
 	}
 	n.members = membership.Start(membership.Config{Self: n.mesh.PublicKey().String(), Policy: n.policy, Mesh: readmitting{n.mesh, n.raft, n},
 		Now: time.Now, Logf: n.logf, Persist: func(p []mesh.Peer) error { return writeLastPeers(cfg.Dir, p) }, Seed: n.seed})
+	// Raft listens and the first peers are set: complete at once the
+	// handshakes peers tried while this node was down (the leader's, for a
+	// node that just joined), instead of after WireGuard's 5 s retry.
+	n.mesh.Greet()
 	n.wg.Add(1)
 	go n.raftMembers()
 	if err := n.startRoles(); err != nil {

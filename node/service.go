@@ -16,6 +16,7 @@ import (
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/mesh"
 	"github.com/custos-cctv/custos/node/live"
+	"github.com/custos-cctv/custos/node/membership"
 	"github.com/custos-cctv/custos/node/release"
 	"github.com/custos-cctv/custos/node/rpc"
 	"github.com/custos-cctv/custos/policy"
@@ -69,10 +70,15 @@ func (s *service) close() {
 // admitService lets a peer connect only if its key is a live member of the
 // policy this node holds now. Fail closed: no policy, no member. (A node
 // that is no member itself still admits members, to hear its revocation
-// notice; callerName refuses them every op.)
+// notice; callerName refuses them every op.) While the replica catches up
+// (a datacenter pulls from a store that just joined), the refusal is
+// expected and passing (mesh.ErrNotYet): the peer retries.
 func (n *Node) admitService(peer keys.NodePublic) error {
 	st := n.policy.State()
 	name := st.NameOfKey(peer.String())
+	if name == "" && membership.CatchingUp(st, n.mesh.PublicKey().String()) {
+		return fmt.Errorf("%w: %s: the policy replica is still catching up", mesh.ErrNotYet, peer.ShortString())
+	}
 	if name == "" {
 		return fmt.Errorf("%s is no member of the policy", peer.ShortString())
 	}

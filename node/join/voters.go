@@ -31,7 +31,8 @@ type Mesh interface {
 // Voters keeps, on the leader, the Raft configuration equal to the
 // policy: live datacenters and witnesses vote; live stores, admin nodes and
 // installers (inside their window: they need the policy to know their
-// peers) replicate as non-voters; anyone else is removed.
+// peers) replicate as non-voters; anyone else is removed. A new member
+// enters Raft once the mesh has reached it (see reconcile).
 type Voters struct {
 	Policy   Policy
 	Raft     Raft
@@ -43,6 +44,9 @@ type Voters struct {
 	// stagedSince: future voters replicating as non-voters, since when
 	// (touched only by the Run goroutine).
 	stagedSince map[string]time.Time
+	// unreached counts the members the last pass left out of Raft because
+	// the mesh has not reached them yet (touched only by Run).
+	unreached int
 }
 
 // Run reconciles on every policy change and when this node becomes
@@ -65,14 +69,21 @@ func (v *Voters) Run(stop <-chan struct{}) {
 	}
 }
 
-// recheck is how soon Run looks again: soon while a future voter
-// waits for promotion.
+// recheck is how soon Run looks again: soon while a new member waits for
+// its first handshake, or a future voter for promotion.
 func (v *Voters) recheck() time.Duration {
-	if len(v.stagedSince) > 0 {
+	switch {
+	case v.unreached > 0:
+		return reachPoll
+	case len(v.stagedSince) > 0:
 		return time.Second
 	}
 	return v.Recheck
 }
+
+// reachPoll is how often Run looks for a new member the mesh has not
+// reached yet: it is added to Raft within this of its first handshake.
+const reachPoll = 250 * time.Millisecond
 
 // promoteAfter is how long a future voter replicates as a non-voter, and
 // is seen alive by gossip, before it gets a vote.
@@ -109,12 +120,8 @@ func (v *Voters) reconcile() {
 			}
 		}
 	}
-	live := map[netip.Addr]bool{}
-	if ps, err := v.Mesh.Status(); err == nil {
-		for _, p := range ps {
-			live[p.Addr] = p.Liveness == "alive"
-		}
-	}
+	live, reached := v.reachable()
+	v.unreached = 0
 	for id, s := range want {
 		isVoter, present := have[id]
 		if present && isVoter == voter[id] {
@@ -123,6 +130,14 @@ func (v *Voters) reconcile() {
 		}
 		var err error
 		switch {
+		case !present && !reached(s.Addr.Addr()):
+			// Not up yet (a node joined but not started): Raft would
+			// only fail to reach it, again and again, and back off
+			// further each time (to 10 s between tries), so that the
+			// node, once up, would wait that long for the log. Added at
+			// its first handshake, replication starts at once.
+			v.unreached++
+			continue
 		case !present:
 			// Every server starts as a non-voter: a voter that cannot be
 			// reached yet would cost the cluster its quorum (with one voter,
@@ -149,4 +164,22 @@ func (v *Voters) reconcile() {
 			v.Logf("node: raft: add %s: %v", id, err)
 		}
 	}
+}
+
+// reachable reads the mesh: whom gossip sees alive, and a test for whether
+// a node has been reached at all (a completed WireGuard handshake, or
+// alive in gossip). If the mesh cannot say, every node counts as reached:
+// joining must not hang on the mesh's status.
+func (v *Voters) reachable() (live map[netip.Addr]bool, reached func(netip.Addr) bool) {
+	live = map[netip.Addr]bool{}
+	ps, err := v.Mesh.Status()
+	if err != nil {
+		return live, func(netip.Addr) bool { return true }
+	}
+	shook := map[netip.Addr]bool{}
+	for _, p := range ps {
+		live[p.Addr] = p.Liveness == "alive"
+		shook[p.Addr] = !p.LastHandshake.IsZero() || live[p.Addr]
+	}
+	return live, func(a netip.Addr) bool { return shook[a] }
 }

@@ -52,7 +52,8 @@ type Config struct {
 	Logf   func(string, ...any)
 	// Persist, if not nil, records each peer set the policy gives.
 	Persist func([]mesh.Peer) error
-	// Seed is who to talk to while the local replica holds no policy yet.
+	// Seed is who to talk to while the local replica is catching up (see
+	// CatchingUp).
 	Seed []mesh.Peer
 }
 
@@ -70,7 +71,7 @@ type Reconciler struct {
 	wg    sync.WaitGroup
 	errMu sync.Mutex // guards err
 	err   error      // of the last reconciliation, for status
-	// seed is who a joined node talks to until its replica holds a policy.
+	// seed is who the node talks to while its replica catches up.
 	seed []mesh.Peer
 	// persist, if set, records the peers the policy gave (see the node's
 	// readSeed).
@@ -123,8 +124,8 @@ func (ms *Reconciler) loop() {
 // reconcile applies the desired peers now.
 func (ms *Reconciler) reconcile() {
 	st := ms.src.State()
-	if st == nil || st.Federation == "" {
-		if err := ms.mesh.SetPeers(ms.seed); err != nil {
+	if CatchingUp(st, ms.self) {
+		if err := ms.mesh.SetPeers(SeedPeers(st, ms.seed, ms.now())); err != nil {
 			ms.logf("node: membership: seed peers: %v", err)
 		}
 		return
@@ -145,6 +146,41 @@ func (ms *Reconciler) reconcile() {
 	if err != nil {
 		ms.logf("node: membership: %v", err)
 	}
+}
+
+// CatchingUp reports whether the replica st does not yet name the node
+// self (by key): it is empty (a new or restarted node before a leader
+// brought it the log), or it is replaying the log and has not reached the
+// node's own membership. A partial replica names too few peers (none at
+// all before self is in it: policy.DesiredPeers gives a non-member none),
+// and following it would cut the node off from the very leader that
+// brings it the rest of the log.
+func CatchingUp(st *policy.State, self string) bool {
+	return st == nil || st.NameOfKey(self) == ""
+}
+
+// SeedPeers is the seed less any peer the replica st already names as no
+// live member (revoked, or outside its window): while catching up, the
+// node talks to the nodes it joined through or last had, and the policy,
+// as far as it goes, still has the last word.
+func SeedPeers(st *policy.State, seed []mesh.Peer, now time.Time) []mesh.Peer {
+	out := make([]mesh.Peer, 0, len(seed))
+	for _, p := range seed {
+		if SeedAdmitted(st, p.PublicKey, now) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// SeedAdmitted reports whether a seed peer may be talked to while the
+// replica st catches up: unless st names it, and not as a live member.
+func SeedAdmitted(st *policy.State, pub keys.NodePublic, now time.Time) bool {
+	if st == nil {
+		return true
+	}
+	name := st.NameOfKey(pub.String())
+	return name == "" || policy.Member(st, name, now)
 }
 
 // PeersFromPolicy turns policy.DesiredPeers into mesh peers. An entry that

@@ -175,8 +175,63 @@ func TestReconcilerFollowsPolicyTwin(t *testing.T) {
 	}
 }
 
-// A node the policy does not name (by key) gets no peers, whatever its
-// name: the key decides.
+// A replica that replays the log and has not reached this node's own
+// membership names too few peers (none for this node): the node keeps its
+// seed, less the seeds the replica already names as no live member, so
+// that the leader bringing the rest of the log is not cut off. Once the
+// replica names the node, the policy alone decides, and a revoked node
+// gets no peers at all.
+func TestReconcilerKeepsSeedWhileCatchingUp(t *testing.T) {
+	nodetest.CheckLeaks(t)
+	priv := func() keys.NodePublic { return keys.NewNodePrivate().Public() }
+	self, leader, revoked, early := priv(), priv(), priv(), priv()
+	seed := []mesh.Peer{{Name: "dc-a", PublicKey: leader}, {Name: "dc-x", PublicKey: revoked}}
+	node := func(name string, k keys.NodePublic, role policy.NodeRole, gone bool) *policy.Node {
+		return &policy.Node{Name: name, PublicKey: k.String(), Role: role, Jurisdiction: "EU", Site: "s1", Revoked: gone}
+	}
+	// Early in the log: the genesis datacenter, dc-x already revoked; the
+	// leader (dc-a) and this store come later.
+	partial := &policy.State{Federation: "t", Nodes: map[string]*policy.Node{
+		"dc-0": node("dc-0", early, policy.RoleDatacenter, false),
+		"dc-x": node("dc-x", revoked, policy.RoleDatacenter, true),
+	}}
+	src := &fakePolicy{st: partial, changed: make(chan struct{})}
+	m := &fakeMesh{}
+	ms := Start(Config{Self: self.String(), Policy: src, Mesh: m, Now: time.Now, Logf: t.Logf, Seed: seed})
+	defer ms.Close()
+	if got, _ := m.names(); !slices.Equal(got, []string{"dc-a"}) {
+		t.Fatalf("catching up, the peers are %v, want the seed less the revoked dc-x: [dc-a]", got)
+	}
+	if !CatchingUp(partial, self.String()) || !CatchingUp(nil, self.String()) || !CatchingUp(&policy.State{}, self.String()) {
+		t.Fatal("a replica that does not name the node is not catching up")
+	}
+
+	full := &policy.State{Federation: "t", Nodes: map[string]*policy.Node{
+		"dc-0":  partial.Nodes["dc-0"],
+		"dc-x":  partial.Nodes["dc-x"],
+		"dc-a":  node("dc-a", leader, policy.RoleDatacenter, false),
+		"store": node("store", self, policy.RoleStore, false),
+	}}
+	src.set(full)
+	nodetest.WaitTrue(t, 5*time.Second, "the policy's peers once the replica names the node", func() bool {
+		got, _ := m.names()
+		return slices.Equal(got, []string{"dc-0", "dc-a"})
+	})
+	if CatchingUp(full, self.String()) {
+		t.Fatal("a replica that names the node is still catching up")
+	}
+
+	gone := full.Clone()
+	gone.Nodes["store"].Revoked = true
+	src.set(gone)
+	nodetest.WaitTrue(t, 5*time.Second, "no peers for a revoked node, seed or not", func() bool {
+		got, set := m.names()
+		return set && len(got) == 0
+	})
+}
+
+// A node the policy does not name (by key) gets no peers but its seed
+// (none here), whatever its name: the key decides.
 func TestReconcilerUnknownSelfGetsNoPeers(t *testing.T) {
 	nodetest.CheckLeaks(t)
 	other := keys.NewNodePrivate().Public().String()
