@@ -129,6 +129,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzNodeKeyFromCert -fuzztime 15s ./mesh/
 	$(GO) test -run '^$$' -fuzz FuzzParseGossipMeta -fuzztime 15s ./mesh/
 	$(GO) test -run '^$$' -fuzz FuzzUAPI -fuzztime 15s ./mesh/
+	$(GO) test -run '^$$' -fuzz FuzzParseRelayEndpoint -fuzztime 15s ./mesh/
+	$(GO) test -run '^$$' -fuzz FuzzParseAdmitRequest -fuzztime 15s ./mesh/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeEnvelope -fuzztime 15s ./policy/
 	$(GO) test -run '^$$' -fuzz FuzzVerifyRelease -fuzztime 15s ./policy/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeEntry -fuzztime 15s ./policy/audit/

@@ -64,6 +64,9 @@ type Config struct {
 	Logf func(format string, args ...any)
 	// Bind replaces wireguard-go's default UDP bind (tests only).
 	Bind conn.Bind
+	// RelayURL, if set, is the DERP relay ("http://host:port/derp") that
+	// carries WireGuard packets to peers not reachable directly (bind.go).
+	RelayURL string
 }
 
 // Peer is one desired WireGuard peer.
@@ -90,6 +93,7 @@ type Mesh struct {
 
 	uapi   *uapiServer
 	gossip *gossip
+	relay  *RelayBind // nil without Config.RelayURL
 
 	done   chan struct{} // closed by Close
 	wg     sync.WaitGroup
@@ -146,9 +150,10 @@ func New(cfg Config) (_ *Mesh, err error) {
 		return nil, err
 	}
 	m.tnet = tdev
-	bind := cfg.Bind
-	if bind == nil {
-		bind = conn.NewDefaultBind()
+	bind, err := m.newBind(&cfg)
+	if err != nil {
+		tdev.Close()
+		return nil, err
 	}
 	m.dev = device.NewDevice(tdev, bind, &device.Logger{
 		Verbosef: device.DiscardLogf,
@@ -248,5 +253,6 @@ func (m *Mesh) Close() error {
 	if m.dev != nil {
 		m.dev.Close()
 	}
+	m.closeRelay()
 	return nil
 }

@@ -69,6 +69,14 @@ func newNetTUN(addr netip.Addr, mtu int) (*netTUN, error) {
 	if err := t.stack.SetTransportProtocolOption(tcp.ProtocolNumber, &sack); err != nil {
 		return nil, fmt.Errorf("mesh: netstack: enable SACK: %v", err)
 	}
+	// gVisor's RACK loss detection leaves a stream crawling for minutes
+	// after a burst of loss (a path failing over, a flapping link;
+	// TestTCPRecoversAfterBlackout); Tailscale turns it off for the same
+	// reason. Recovery is then SACK's.
+	recovery := tcpip.TCPRecovery(0)
+	if err := t.stack.SetTransportProtocolOption(tcp.ProtocolNumber, &recovery); err != nil {
+		return nil, fmt.Errorf("mesh: netstack: disable RACK: %v", err)
+	}
 	t.notify = t.ep.AddNotify(t)
 	if err := t.stack.CreateNIC(nicID, t.ep); err != nil {
 		return nil, fmt.Errorf("mesh: netstack: create NIC: %v", err)

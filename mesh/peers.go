@@ -96,6 +96,7 @@ func (m *Mesh) removePeers(want map[[32]byte]Peer) ([]Peer, error) {
 		a := m.AddrOf(p.PublicKey)
 		delete(m.peers, p.PublicKey)
 		delete(m.byAddr, a)
+		m.relayForget(p.PublicKey)
 		for c := range m.conns[a] {
 			cut = append(cut, c)
 		}
@@ -126,8 +127,8 @@ func (m *Mesh) addPeers(desired []Peer) ([]Peer, error) {
 			continue
 		}
 		fmt.Fprintf(&cfg, "public_key=%s\nreplace_allowed_ips=true\nallowed_ip=%s/128\n", p.PublicKey.WireGuardHex(), m.AddrOf(p.PublicKey))
-		if p.Endpoint.IsValid() {
-			fmt.Fprintf(&cfg, "endpoint=%s\n", p.Endpoint)
+		if ep := m.endpointConfig(p); ep != "" {
+			fmt.Fprintf(&cfg, "endpoint=%s\n", ep)
 		}
 		if had {
 			changed = append(changed, p)

@@ -135,12 +135,12 @@ func serveUAPI(c net.Conn, dev *device.Device) {
 
 // withoutKeys copies a UAPI get answer minus its private_key and
 // preshared_key lines, working on bytes so that no immutable string copy of
-// a key is made.
+// a key is made. Relay endpoints are shown as addresses (uapiShowEndpoint).
 func withoutKeys(get []byte) []byte {
 	out := make([]byte, 0, len(get))
 	for line := range bytes.SplitAfterSeq(get, []byte("\n")) {
 		if !bytes.HasPrefix(line, []byte("private_key=")) && !bytes.HasPrefix(line, []byte("preshared_key=")) {
-			out = append(out, line...)
+			out = append(out, uapiShowEndpoint(line)...)
 		}
 	}
 	return out
