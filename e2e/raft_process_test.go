@@ -479,8 +479,10 @@ func (f *procFed) waitReplica(p *custosProc, d time.Duration, idx uint64, sites 
 		if err != nil {
 			return false, err.Error()
 		}
-		return st.Consensus.AppliedIndex >= idx && pol.hasSites(sites...) && len(pol.Nodes) == len(f.nodes),
-			fmt.Sprintf("applied index %d; %s", st.Consensus.AppliedIndex, pol)
+		// idx is a commit index: linearizable reads add barrier entries, which
+		// only raft's own applied index counts.
+		return st.Consensus.RaftApplied >= idx && pol.hasSites(sites...) && len(pol.Nodes) == len(f.nodes),
+			fmt.Sprintf("applied index %d; %s", st.Consensus.RaftApplied, pol)
 	})
 }
 
@@ -552,6 +554,7 @@ type raftStatus struct {
 	LastIndex    uint64       `json:"last_index"`
 	CommitIndex  uint64       `json:"commit_index"`
 	AppliedIndex uint64       `json:"applied_index"`
+	RaftApplied  uint64       `json:"raft_applied_index"` // barriers and configuration entries too
 	Members      []raftMember `json:"members"`
 }
 
