@@ -51,6 +51,13 @@ bench:
 	  -ratio MeshQUIC=BaselineQUICLoopback \
 	  < bin/bench.out
 	@echo
+	@echo "NAT: TCP inside the mesh over a datacenter's relay beside direct UDP; the relay server's CPU (in its own process) per Mbit relayed; time from two nodes' start to a direct path:"
+	$(GO) test -run '^$$' -bench 'MeshTCPPath|RelayServerCPU' -benchtime=$(BENCH_TIME) -count=$(BENCH_COUNT) -timeout 20m ./mesh/ | tee bin/bench-nat.out
+	$(GO) test -run '^$$' -bench 'TimeToDirect' -benchtime=3x -count=$(BENCH_COUNT) -timeout 20m ./mesh/ | tee -a bin/bench-nat.out
+	$(GO) run ./cmd/benchreport -ratio MeshTCPPath/relay=MeshTCPPath/direct < bin/bench-nat.out
+	@echo "(RelayServerCPU: cpu-us/Mbit = the relay process's CPU microseconds per Mbit it relayed; core%/100Mbps = the share of one core 100 Mbit/s of relayed traffic takes;"
+	@echo " TimeToDirect: ms from start, peers configured at addresses that lead nowhere, over the relay and gossip to a direct path both ways)"
+	@echo
 	@echo "Policy: commit latency and failover beside plain hashicorp/raft (3 voters, loopback TCP, same log store):"
 	$(GO) test -run '^$$' -bench 'PlainRaftCommit|CommitLeader|CommitForwarded' -benchtime=2000x -count=3 -timeout 20m ./consensus/ | tee bin/bench-policy.out
 	$(GO) test -run '^$$' -bench 'PlainRaftFailover' -benchtime=1x -count=5 -timeout 20m ./consensus/ | tee -a bin/bench-policy.out

@@ -2,84 +2,97 @@ package mesh
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
-	"strings"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
 	"tailscale.com/net/netmon"
+	"tailscale.com/net/stun"
 	"tailscale.com/types/key"
 
 	"github.com/custos-cctv/custos/keys"
 )
 
-// RelayBind is a wireguard-go conn.Bind with two paths to a peer: direct UDP
-// through an inner bind (wireguard-go's default one, so the direct path
-// keeps its batched, offloaded I/O) and a DERP relay (relay.go) reached over
-// TCP with this node's own key. It is the upstream six-method interface; no
-// fork of wireguard-go is needed because the endpoints carry the peer.
+// RelayBind is a wireguard-go conn.Bind with two kinds of path to a peer:
+// direct UDP through an inner bind (wireguard-go's default one, so the
+// direct path keeps its batched, offloaded I/O) and DERP relays (relay.go,
+// relays.go) reached over TCP with this node's own key. It is the upstream
+// six-method interface; no fork of wireguard-go is needed because the
+// endpoints carry the peer.
+//
+// Relays. The node keeps a session to every relay (a federation has a few
+// datacenters, each serving one; no relay mesh is needed when every node
+// is on every relay) and receives from all of them. A peer's packets go on
+// the relay its latest packet came on while that session is up, else on
+// the home relay, the first connected one in the configured order.
 //
 // Endpoints. The mesh configures every peer as "nodekey:<hex>[@ip:port]"
-// (relayEndpointString): the peer's key and, when known, a direct candidate
+// (relayEndpointString): the peer's key and, when known, its configured
 // address. ParseEndpoint registers the peer and returns its endpoint, which
-// names the peer, so Send can always fall back to the relay. A packet
-// received directly from a registered candidate is handed to WireGuard with
-// the peer's "via direct" endpoint, one from the relay with its "via relay"
+// names the peer, so Send can always fall back to a relay. Besides that
+// address a peer has candidates learned by gossip (its interface addresses
+// and the reflexive addresses STUN showed it, stun.go). A packet received
+// directly from a candidate is handed to WireGuard with that candidate's
+// "via direct" endpoint, one from a relay with the peer's "via relay"
 // endpoint. A packet from any other address keeps the inner bind's plain
 // endpoint: if WireGuard authenticates it, it roams the peer there and sends
 // direct (a node behind NAT that reaches a datacenter directly is answered
-// the same way); when the peer next speaks over the relay, WireGuard roams
+// the same way); when the peer next speaks over a relay, WireGuard roams
 // back to a keyed endpoint.
 //
-// Choosing a path (this first version; disco pings and STUN come later and
-// would replace directConfirmed and add candidates). WireGuard roams a peer
-// to the endpoint of its latest authenticated packet, so the endpoint Send
-// is given says which path that packet came on: only authenticated packets
-// can move it, which a forged UDP source cannot. The direct path is
-// confirmed when that endpoint is "via direct" and a packet arrived from the
-// candidate within directTrust. Then packets go direct only. Otherwise they
-// go over the relay, and handshake messages plus at most one packet per
-// probeInterval are also copied to the candidate: WireGuard drops the second
-// copy as a replay, and when the direct copy wins the peer roams to the
-// direct path, answers there, and both ends confirm it. Traffic moves back
-// to the relay within directTrust of the direct path going silent.
+// Choosing a path. WireGuard roams a peer to the endpoint of its latest
+// authenticated packet, so the endpoint Send is given says which path that
+// packet came on: only authenticated packets can move it, which a forged
+// UDP source cannot. The direct path is confirmed when that endpoint is a
+// candidate's and a packet arrived from that candidate within directTrust.
+// Then packets go direct only. Otherwise they go over a relay, and
+// handshake messages plus at most one packet per probeInterval are also
+// copied to every candidate: WireGuard drops a second copy as a replay, and
+// when a direct copy wins, the peer roams to that candidate, answers there,
+// and both ends confirm it. Both ends probing at once is what opens
+// endpoint-independent NATs: each one's outgoing copies make the mapping
+// the other's copies come in through. Traffic moves back to a relay within
+// directTrust of the direct path going silent.
 //
-// The relay sees only WireGuard ciphertext: it can drop or delay packets,
-// or (lying about a sender) make WireGuard send a peer's packets to the
-// wrong place, never read or forge them.
+// The relays see only WireGuard ciphertext: they can drop or delay
+// packets, or (lying about a sender) make WireGuard send a peer's packets
+// to the wrong place, never read or forge them.
 type RelayBind struct {
 	inner  conn.Bind
-	url    string
 	logf   func(string, ...any)
 	netMon *netmon.Monitor
 
 	privMu sync.Mutex
 	priv   key.NodePrivate // the DERP identity; zeroed by destroy
 
-	mu    sync.Mutex                   // serializes Open, Close and peer registration
-	peers atomic.Pointer[peerTable]    // copy-on-write; read per packet
-	sess  atomic.Pointer[relaySession] // nil while closed
+	mu     sync.Mutex                // serializes Open, Close, SetRelays and peer registration
+	relays []Relay                   // the configured set, kept across Close and Open
+	peers  atomic.Pointer[peerTable] // copy-on-write; read per packet
+	run    atomic.Pointer[relayRun]  // nil while closed
 
+	stun  stunState
 	stats relayCounters
 }
 
 // directTrust is how long after the last packet from a peer's candidate the
-// direct path stays confirmed; probeInterval spaces the copies that test an
-// unconfirmed direct path.
+// direct path stays confirmed; probeInterval spaces the copies that test
+// unconfirmed candidates; maxPeerCandidates bounds a peer's candidates (its
+// configured address and what gossip told).
 const (
-	directTrust   = 2 * time.Second
-	probeInterval = 250 * time.Millisecond
+	directTrust       = 2 * time.Second
+	probeInterval     = 250 * time.Millisecond
+	maxPeerCandidates = 1 + maxCandidates
 )
 
 var _ conn.Bind = (*RelayBind)(nil)
 
 type peerTable struct {
 	byKey  map[key.NodePublic]*relayPeer
-	byAddr map[netip.AddrPort]*relayPeer // candidates; an address two peers claim is left out
+	byAddr map[netip.AddrPort]*candidate // an address two peers claim is left out
 }
 
 // relayPeer is the bind's state for one peer. Its endpoints are made once,
@@ -88,42 +101,41 @@ type relayPeer struct {
 	pub  keys.NodePublic
 	dkey key.NodePublic // pub, in DERP's type
 
-	direct       atomic.Pointer[directPath] // nil: no direct candidate
-	lastDirectRx atomic.Int64               // monotonic ns of the last packet from the candidate; 0: never
-	lastProbe    atomic.Int64
+	confAddr netip.AddrPort   // guarded by RelayBind.mu
+	learned  []netip.AddrPort // guarded by RelayBind.mu
 
-	auto, viaRelay, viaDirect *peerEndpoint
+	configured atomic.Pointer[candidate]    // the candidate at confAddr; nil: none
+	cands      atomic.Pointer[[]*candidate] // configured first, then learned
+	lastProbe  atomic.Int64
+
+	lastRelay   atomic.Pointer[relayClient]  // the session its latest relayed packet came on
+	lastRelayRx atomic.Int64                 // monotonic ns of that packet
+	sentVia     atomic.Pointer[peerEndpoint] // what WireGuard last sent with (path.go)
+
+	auto, viaRelay *peerEndpoint
 }
 
-type directPath struct {
-	addr netip.AddrPort
-	ep   conn.Endpoint // the inner bind's endpoint for addr, the latest received (it carries the sticky source)
+// candidate is one address a peer may be reached at directly.
+type candidate struct {
+	addr   netip.AddrPort
+	ep     atomic.Pointer[epBox] // the inner endpoint, the latest received (it carries the sticky source)
+	lastRx atomic.Int64          // monotonic ns of the last packet from addr; 0: never
+	gone   atomic.Bool           // no longer one of the peer's candidates
+	via    *peerEndpoint
 }
 
-type pathKind uint8
-
-const (
-	pathAuto   pathKind = iota // as configured: no authenticated packet seen yet
-	pathRelay                  // the latest authenticated packet came over the relay
-	pathDirect                 // … directly from the candidate
-)
-
-// peerEndpoint is what WireGuard holds for a peer.
-type peerEndpoint struct {
-	p    *relayPeer
-	path pathKind
-}
+type epBox struct{ ep conn.Endpoint }
 
 var monoStart = time.Now()
 
 // nanotime is monotonic nanoseconds, never 0.
 func nanotime() int64 { return int64(time.Since(monoStart)) + 1 }
 
-func newRelayBind(inner conn.Bind, priv keys.NodePrivate, relayURL string, logf func(string, ...any)) (*RelayBind, error) {
-	if err := checkRelayURL(relayURL); err != nil {
+func newRelayBind(inner conn.Bind, priv keys.NodePrivate, relays []Relay, logf func(string, ...any)) (*RelayBind, error) {
+	if err := checkRelays(relays); err != nil {
 		return nil, err
 	}
-	b := &RelayBind{inner: inner, url: relayURL, logf: logf, netMon: netmon.NewStatic()}
+	b := &RelayBind{inner: inner, relays: slices.Clone(relays), logf: logf, netMon: netmon.NewStatic()}
 	text, err := priv.MarshalSecretText()
 	if err == nil {
 		err = b.priv.UnmarshalText(text)
@@ -133,44 +145,54 @@ func newRelayBind(inner conn.Bind, priv keys.NodePrivate, relayURL string, logf 
 		return nil, errors.New("mesh: relay: unusable private key")
 	}
 	b.peers.Store(&peerTable{})
+	b.stun.init()
 	return b, nil
 }
 
-// Open opens the inner bind and connects to the relay. A relay that cannot
-// be reached does not fail Open: the session keeps retrying.
+// Open opens the inner bind and connects to every relay. A relay that
+// cannot be reached does not fail Open: its session keeps retrying.
 func (b *RelayBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.sess.Load() != nil {
+	if b.run.Load() != nil {
 		return nil, 0, conn.ErrBindAlreadyOpen
+	}
+	if b.privateKey().IsZero() {
+		return nil, 0, errors.New("mesh: relay: the mesh was closed")
 	}
 	fns, actual, err := b.inner.Open(port)
 	if err != nil {
 		return nil, 0, err
 	}
-	s, err := b.startSession()
-	if err != nil {
-		b.inner.Close()
-		return nil, 0, err
-	}
-	b.sess.Store(s)
+	r := newRelayRun(b)
+	r.setRelays(b.relays)
+	b.run.Store(r)
+	r.loops.Add(1)
+	go b.stunLoop(r)
 	out := make([]conn.ReceiveFunc, 0, len(fns)+1)
 	for _, fn := range fns {
 		out = append(out, b.wrapDirect(fn))
 	}
-	return append(out, s.receive), actual, nil
+	return append(out, r.receive), actual, nil
 }
 
 // Close closes both paths; every receive func returned by Open returns
-// net.ErrClosed, the relay's included.
+// net.ErrClosed, the relays' included.
 func (b *RelayBind) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	err := b.inner.Close()
-	if s := b.sess.Swap(nil); s != nil {
-		s.close()
+	if r := b.run.Swap(nil); r != nil {
+		r.close()
 	}
 	return err
+}
+
+// privateKey is a copy of the DERP identity; zero once destroyed.
+func (b *RelayBind) privateKey() key.NodePrivate {
+	b.privMu.Lock()
+	defer b.privMu.Unlock()
+	return b.priv
 }
 
 // destroy forgets the private key; the bind cannot be opened again.
@@ -186,48 +208,87 @@ func (b *RelayBind) BatchSize() int            { return b.inner.BatchSize() }
 // ParseEndpoint registers a keyed peer ("nodekey:<hex>[@ip:port]") and
 // returns its endpoint; anything else is a plain endpoint of the inner bind.
 func (b *RelayBind) ParseEndpoint(s string) (conn.Endpoint, error) {
-	pub, cand, keyed, err := parseRelayEndpoint(s)
+	pub, addr, keyed, err := parseRelayEndpoint(s)
 	if err != nil {
 		return nil, err
 	}
 	if !keyed {
 		return b.inner.ParseEndpoint(s)
 	}
-	var d *directPath
-	if cand.IsValid() {
-		ep, err := b.inner.ParseEndpoint(cand.String())
-		if err != nil {
-			return nil, fmt.Errorf("mesh: relay endpoint %s: %w", cand, err)
-		}
-		d = &directPath{addr: cand, ep: ep}
-	}
-	return b.register(pub, d).auto, nil
-}
-
-// register adds or updates a peer and its candidate.
-func (b *RelayBind) register(pub keys.NodePublic, d *directPath) *relayPeer {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	dk := derpKey(pub)
-	old := b.peers.Load()
-	p := old.byKey[dk]
+	p := b.peers.Load().byKey[derpKey(pub)]
 	if p == nil {
-		p = &relayPeer{pub: pub, dkey: dk}
+		p = &relayPeer{pub: pub, dkey: derpKey(pub)}
 		p.auto = &peerEndpoint{p: p, path: pathAuto}
 		p.viaRelay = &peerEndpoint{p: p, path: pathRelay}
-		p.viaDirect = &peerEndpoint{p: p, path: pathDirect}
-	} else if cur := p.direct.Load(); cur != nil && d != nil && cur.addr == d.addr {
-		return p // same candidate: keep the endpoint learned from packets
+		p.cands.Store(&[]*candidate{})
 	}
-	p.direct.Store(d)
-	p.lastDirectRx.Store(0)
-	byKey := make(map[key.NodePublic]*relayPeer, len(old.byKey)+1)
-	for k, q := range old.byKey {
+	p.confAddr = addr
+	b.setCandidatesLocked(p)
+	return p.auto, nil
+}
+
+// setLearned sets the candidates gossip told for a registered peer.
+func (b *RelayBind) setLearned(pub keys.NodePublic, addrs []netip.AddrPort) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p := b.peers.Load().byKey[derpKey(pub)]
+	if p == nil || slices.Equal(p.learned, addrs) {
+		return
+	}
+	p.learned = slices.Clone(addrs)
+	b.setCandidatesLocked(p)
+}
+
+// setCandidatesLocked rebuilds p's candidates from its configured and
+// learned addresses, keeping the state of those that stay, and publishes a
+// new peer table with p in it.
+func (b *RelayBind) setCandidatesLocked(p *relayPeer) {
+	old := map[netip.AddrPort]*candidate{}
+	for _, c := range *p.cands.Load() {
+		old[c.addr] = c
+	}
+	want := make([]netip.AddrPort, 0, maxPeerCandidates)
+	if p.confAddr.IsValid() {
+		want = append(want, p.confAddr)
+	}
+	for _, a := range p.learned {
+		if len(want) < maxPeerCandidates && !slices.Contains(want, a) {
+			want = append(want, a)
+		}
+	}
+	next := make([]*candidate, 0, len(want))
+	var conf *candidate
+	for _, a := range want {
+		c := old[a]
+		if c == nil {
+			ep, err := b.inner.ParseEndpoint(a.String())
+			if err != nil {
+				continue
+			}
+			c = &candidate{addr: a}
+			c.ep.Store(&epBox{ep})
+			c.via = &peerEndpoint{p: p, path: pathDirect, cand: c}
+		}
+		delete(old, a)
+		next = append(next, c)
+		if a == p.confAddr {
+			conf = c
+		}
+	}
+	for _, c := range old {
+		c.gone.Store(true)
+	}
+	p.cands.Store(&next)
+	p.configured.Store(conf)
+	t := b.peers.Load()
+	byKey := make(map[key.NodePublic]*relayPeer, len(t.byKey)+1)
+	for k, q := range t.byKey {
 		byKey[k] = q
 	}
-	byKey[dk] = p
+	byKey[p.dkey] = p
 	b.peers.Store(newPeerTable(byKey))
-	return p
 }
 
 // forget drops a peer the mesh removed.
@@ -236,8 +297,12 @@ func (b *RelayBind) forget(pub keys.NodePublic) {
 	defer b.mu.Unlock()
 	old := b.peers.Load()
 	dk := derpKey(pub)
-	if _, ok := old.byKey[dk]; !ok {
+	p, ok := old.byKey[dk]
+	if !ok {
 		return
+	}
+	for _, c := range *p.cands.Load() {
+		c.gone.Store(true)
 	}
 	byKey := make(map[key.NodePublic]*relayPeer, len(old.byKey))
 	for k, q := range old.byKey {
@@ -249,12 +314,12 @@ func (b *RelayBind) forget(pub keys.NodePublic) {
 }
 
 func newPeerTable(byKey map[key.NodePublic]*relayPeer) *peerTable {
-	t := &peerTable{byKey: byKey, byAddr: map[netip.AddrPort]*relayPeer{}}
+	t := &peerTable{byKey: byKey, byAddr: map[netip.AddrPort]*candidate{}}
 	claimed := map[netip.AddrPort]int{}
 	for _, p := range byKey {
-		if d := p.direct.Load(); d != nil {
-			claimed[d.addr]++
-			t.byAddr[d.addr] = p
+		for _, c := range *p.cands.Load() {
+			claimed[c.addr]++
+			t.byAddr[c.addr] = c
 		}
 	}
 	for a, n := range claimed {
@@ -265,8 +330,8 @@ func newPeerTable(byKey map[key.NodePublic]*relayPeer) *peerTable {
 	return t
 }
 
-// wrapDirect gives packets from a registered candidate their peer's
-// "via direct" endpoint.
+// wrapDirect answers STUN on the WireGuard socket (stun.go) and gives
+// packets from a registered candidate that candidate's endpoint.
 func (b *RelayBind) wrapDirect(fn conn.ReceiveFunc) conn.ReceiveFunc {
 	return func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
 		n, err := fn(bufs, sizes, eps)
@@ -280,14 +345,18 @@ func (b *RelayBind) wrapDirect(fn conn.ReceiveFunc) conn.ReceiveFunc {
 			if sizes[i] == 0 {
 				continue
 			}
+			if pkt := bufs[i][:sizes[i]]; stun.Is(pkt) && b.handleSTUN(pkt, eps[i]) {
+				sizes[i] = 0 // WireGuard skips it
+				continue
+			}
 			pkts++
 			bytes += uint64(sizes[i])
 			if len(t.byAddr) == 0 {
 				continue
 			}
-			if p := t.byAddr[endpointAddr(eps[i])]; p != nil {
-				p.noteDirect(eps[i], now)
-				eps[i] = p.viaDirect
+			if c := t.byAddr[endpointAddr(eps[i])]; c != nil {
+				c.noteRx(eps[i], now)
+				eps[i] = c.via
 			}
 		}
 		b.stats.directRx.add(pkts, bytes)
@@ -295,18 +364,27 @@ func (b *RelayBind) wrapDirect(fn conn.ReceiveFunc) conn.ReceiveFunc {
 	}
 }
 
-func (p *relayPeer) noteDirect(ep conn.Endpoint, now int64) {
-	p.lastDirectRx.Store(now)
-	if d := p.direct.Load(); d != nil && d.ep.SrcIP() != ep.SrcIP() {
-		p.direct.CompareAndSwap(d, &directPath{addr: d.addr, ep: ep})
+func (c *candidate) noteRx(ep conn.Endpoint, now int64) {
+	c.lastRx.Store(now)
+	if cur := c.ep.Load(); cur.ep.SrcIP() != ep.SrcIP() {
+		c.ep.CompareAndSwap(cur, &epBox{ep})
 	}
 }
 
-// directConfirmed is the path rule: e is the endpoint WireGuard roamed the
-// peer to on its latest authenticated packet.
-func (p *relayPeer) directConfirmed(e *peerEndpoint, now int64) bool {
-	last := p.lastDirectRx.Load()
-	return e.path == pathDirect && last != 0 && now-last < int64(directTrust)
+func (c *candidate) endpoint() conn.Endpoint { return c.ep.Load().ep }
+
+// confirmed: a packet came from the candidate within directTrust. Only
+// meaningful for the candidate WireGuard roamed to (Send's rule).
+func (c *candidate) confirmed(now int64) bool {
+	last := c.lastRx.Load()
+	return !c.gone.Load() && last != 0 && now-last < int64(directTrust)
+}
+
+func (p *relayPeer) noteRelay(c *relayClient, now int64) {
+	if p.lastRelay.Load() != c {
+		p.lastRelay.Store(c)
+	}
+	p.lastRelayRx.Store(now)
 }
 
 func (p *relayPeer) probeDue(now int64) bool {
@@ -314,28 +392,36 @@ func (p *relayPeer) probeDue(now int64) bool {
 	return now-last >= int64(probeInterval) && p.lastProbe.CompareAndSwap(last, now)
 }
 
-// Send sends direct when the direct path is confirmed, else over the relay
-// (and probes the candidate). A plain endpoint goes to the inner bind.
+// Send sends direct when the direct path is confirmed, else over a relay
+// (and probes the candidates). A plain endpoint goes to the inner bind.
 func (b *RelayBind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	e, ok := ep.(*peerEndpoint)
 	if !ok {
 		return b.sendDirect(bufs, ep)
 	}
-	s := b.sess.Load()
-	if s == nil {
+	r := b.run.Load()
+	if r == nil {
 		return net.ErrClosed
 	}
 	p := e.p
-	d := p.direct.Load()
+	if p.sentVia.Load() != e {
+		p.sentVia.Store(e)
+	}
 	now := nanotime()
-	if d != nil && p.directConfirmed(e, now) {
-		return b.sendDirect(bufs, d.ep)
+	if c := e.cand; c != nil && c.confirmed(now) {
+		return b.sendDirect(bufs, c.endpoint())
 	}
-	if d != nil && len(bufs) > 0 && (isHandshake(bufs[0]) || p.probeDue(now)) {
-		// Best effort: this copy only tests the path; the relay carries it.
-		_ = b.sendDirect(bufs[:1], d.ep)
+	if len(bufs) > 0 && (isHandshake(bufs[0]) || p.probeDue(now)) {
+		// Best effort: these copies only test the paths; the relay carries it.
+		for _, c := range *p.cands.Load() {
+			_ = b.sendDirect(bufs[:1], c.endpoint())
+		}
 	}
-	s.send(p.dkey, bufs)
+	if c := r.pick(p); c != nil {
+		c.send(p.dkey, bufs)
+	} else {
+		b.stats.relayDropped.Add(uint64(len(bufs)))
+	}
 	return nil
 }
 
@@ -351,115 +437,16 @@ func (b *RelayBind) sendDirect(bufs [][]byte, ep conn.Endpoint) error {
 	return nil
 }
 
-// isHandshake reports whether a WireGuard message is a handshake
-// initiation, response or cookie reply (types 1-3, little-endian uint32).
-func isHandshake(b []byte) bool {
-	return len(b) >= 4 && b[0] >= 1 && b[0] <= 3 && b[1] == 0 && b[2] == 0 && b[3] == 0
-}
-
-func endpointAddr(ep conn.Endpoint) netip.AddrPort {
-	var ap netip.AddrPort
-	if s, ok := ep.(*conn.StdNetEndpoint); ok {
-		ap = s.AddrPort
-	} else if a, err := netip.ParseAddrPort(ep.DstToString()); err == nil {
-		ap = a
+// candidatesOf is a peer's candidate addresses, configured first (tests,
+// status).
+func (b *RelayBind) candidatesOf(pub keys.NodePublic) []netip.AddrPort {
+	p := b.peers.Load().byKey[derpKey(pub)]
+	if p == nil {
+		return nil
 	}
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-}
-
-const relayKeyPrefix = "nodekey:"
-
-// relayEndpointString is the endpoint the mesh configures for a peer when
-// the relay is on.
-func relayEndpointString(pub keys.NodePublic, direct netip.AddrPort) string {
-	if direct.IsValid() {
-		return pub.String() + "@" + direct.String()
+	var out []netip.AddrPort
+	for _, c := range *p.cands.Load() {
+		out = append(out, c.addr)
 	}
-	return pub.String()
-}
-
-// parseRelayEndpoint parses "nodekey:<64 hex>[@ip:port]"; keyed is false
-// for anything without the prefix.
-func parseRelayEndpoint(s string) (pub keys.NodePublic, direct netip.AddrPort, keyed bool, err error) {
-	rest, ok := strings.CutPrefix(s, relayKeyPrefix)
-	if !ok {
-		return keys.NodePublic{}, netip.AddrPort{}, false, nil
-	}
-	hexKey, addr, hasAddr := strings.Cut(rest, "@")
-	if pub, err = keys.ParseNodePublicHex(hexKey); err != nil {
-		return keys.NodePublic{}, netip.AddrPort{}, true, fmt.Errorf("mesh: relay endpoint: key: %w", err)
-	}
-	if hasAddr {
-		ap, err := netip.ParseAddrPort(addr)
-		if err != nil || ap.Port() == 0 || ap.Addr().IsUnspecified() || ap.Addr().Zone() != "" {
-			return keys.NodePublic{}, netip.AddrPort{}, true, fmt.Errorf("mesh: relay endpoint: %q is not a usable ip:port", addr)
-		}
-		direct = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	}
-	return pub, direct, true, nil
-}
-
-// derpKey converts a key to DERP's type through its text form, which the two
-// packages share ("nodekey:<hex>"; a test checks it). Were it ever to fail,
-// the zero key matches no peer and no client.
-func derpKey(p keys.NodePublic) key.NodePublic {
-	var k key.NodePublic
-	text, _ := p.MarshalText()
-	if k.UnmarshalText(text) != nil {
-		return key.NodePublic{}
-	}
-	return k
-}
-
-func fromDerpKey(k key.NodePublic) keys.NodePublic {
-	var raw [32]byte
-	k.AppendTo(raw[:0])
-	return keys.NodePublicFromRaw32(raw)
-}
-
-// DstToString round-trips through ParseEndpoint, so a session the watchdog
-// restarts keeps its key; the UAPI server shows only the address.
-func (e *peerEndpoint) DstToString() string {
-	var a netip.AddrPort
-	if d := e.p.direct.Load(); d != nil {
-		a = d.addr
-	}
-	return relayEndpointString(e.p.pub, a)
-}
-
-// DstToBytes feeds WireGuard's cookie MACs: the address for the direct
-// path, the key for the relay.
-func (e *peerEndpoint) DstToBytes() []byte {
-	if d := e.p.direct.Load(); d != nil && e.path == pathDirect {
-		return d.ep.DstToBytes()
-	}
-	raw := e.p.pub.Raw32()
-	return raw[:]
-}
-
-func (e *peerEndpoint) DstIP() netip.Addr {
-	if d := e.p.direct.Load(); d != nil {
-		return d.addr.Addr()
-	}
-	return netip.Addr{}
-}
-
-func (e *peerEndpoint) ClearSrc() {
-	if d := e.p.direct.Load(); d != nil {
-		d.ep.ClearSrc()
-	}
-}
-
-func (e *peerEndpoint) SrcToString() string {
-	if d := e.p.direct.Load(); d != nil {
-		return d.ep.SrcToString()
-	}
-	return ""
-}
-
-func (e *peerEndpoint) SrcIP() netip.Addr {
-	if d := e.p.direct.Load(); d != nil {
-		return d.ep.SrcIP()
-	}
-	return netip.Addr{}
+	return out
 }

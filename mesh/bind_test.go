@@ -58,7 +58,7 @@ func TestRelayBindCloseOpenCycles(t *testing.T) {
 	r := startRelay(t)
 	priv := keys.NewNodePrivate()
 	r.setMember(priv.Public(), true)
-	b, err := newRelayBind(conn.NewDefaultBind(), priv, r.url, t.Logf)
+	b, err := newRelayBind(conn.NewDefaultBind(), priv, []Relay{r.relay()}, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func TestUAPIShowsRelayEndpointsAndResetKeepsKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := New(Config{PrivateKey: keys.NewNodePrivate(), Prefix: testPrefix, NoGossip: true, UAPI: ln, RelayURL: r.url})
+	a, err := New(Config{PrivateKey: keys.NewNodePrivate(), Prefix: testPrefix, NoGossip: true, UAPI: ln, Relays: []Relay{r.relay()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +249,7 @@ func TestDerpKeyRoundTrip(t *testing.T) {
 }
 
 func TestAmbiguousCandidateStaysKeyless(t *testing.T) {
-	b, err := newRelayBind(conn.NewDefaultBind(), keys.NewNodePrivate(), "http://127.0.0.1:1/derp", t.Logf)
+	b, err := newRelayBind(conn.NewDefaultBind(), keys.NewNodePrivate(), []Relay{{Name: "x", URL: "http://127.0.0.1:1/derp"}}, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +265,7 @@ func TestAmbiguousCandidateStaysKeyless(t *testing.T) {
 		t.Fatalf("an address two peers claim maps to one of them (%d entries)", n)
 	}
 	b.forget(p2)
-	if got := b.peers.Load().byAddr[netip.MustParseAddrPort(shared[1:])]; got == nil || got.pub != p1 {
+	if got := b.peers.Load().byAddr[netip.MustParseAddrPort(shared[1:])]; got == nil || got.via.p.pub != p1 {
 		t.Fatal("once unambiguous, the address does not map to its peer")
 	}
 }

@@ -2,7 +2,6 @@ package mesh
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -21,9 +20,12 @@ import (
 // implies, and it only ever informs us about peers we already have: it can
 // fill in a peer's endpoint, never add a peer.
 type gossip struct {
-	m    *Mesh
-	list *memberlist.Memberlist
-	meta []byte
+	m        *Mesh
+	list     *memberlist.Memberlist
+	endpoint netip.AddrPort // the configured endpoint, gossiped as "ep"
+
+	metaMu sync.Mutex
+	meta   []byte
 
 	mu     sync.Mutex            // guards state and closed
 	state  map[netip.Addr]string // last event per verified member
@@ -36,18 +38,10 @@ type gossip struct {
 	cancel context.CancelFunc
 }
 
-// gossipMeta is what a node tells others about itself: where its WireGuard
-// socket is reachable on the underlay.
-type gossipMeta struct {
-	Endpoint string `json:"ep,omitempty"`
-}
-
 func startGossip(m *Mesh, endpoint netip.AddrPort) (*gossip, error) {
-	g := &gossip{m: m, state: map[netip.Addr]string{}, joinSem: make(chan struct{}, maxConcurrentJoins)}
+	g := &gossip{m: m, endpoint: endpoint, state: map[netip.Addr]string{}, joinSem: make(chan struct{}, maxConcurrentJoins)}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
-	if endpoint.Addr().IsValid() && !endpoint.Addr().IsUnspecified() {
-		g.meta, _ = json.Marshal(gossipMeta{Endpoint: endpoint.String()})
-	}
+	g.meta = encodeGossipMeta(endpoint, nil)
 	t, err := newGossipTransport(meshNet{m}, netip.AddrPortFrom(m.addr, GossipPort), m.logf)
 	if err != nil {
 		return nil, err
@@ -190,42 +184,44 @@ func (g *gossip) verified(n *memberlist.Node) (netip.Addr, bool) {
 	return a.Unmap(), true
 }
 
-// learnEndpoint fills in the WireGuard endpoint of a known peer that has none.
+// learnEndpoint tells the mesh what a known peer gossips about where it
+// is: its candidates with the relay path on, else the endpoint of a peer
+// WireGuard has none for.
 func (g *gossip) learnEndpoint(n *memberlist.Node) {
 	a, ok := g.verified(n)
 	if !ok {
 		return
 	}
-	if ep, ok := parseGossipMeta(n.Meta); ok {
+	ep, cands, ok := parseGossipMeta(n.Meta)
+	switch {
+	case !ok:
+	case g.m.relay != nil:
+		g.m.learnCandidates(a, ep, cands)
+	case ep.IsValid():
 		g.m.learnEndpoint(a, ep)
 	}
 }
 
-// parseGossipMeta decodes a member's metadata, which any member can send:
-// only a unicast IP:port with a non-zero port is accepted. A member could
-// gossip a false endpoint for itself or, since memberlist does not sign
-// alive messages, for another member; that can only misdirect packets that
-// stay encrypted to the real key (a denial of service that WireGuard's
-// roaming repairs as soon as the real peer speaks), and a configured
-// endpoint is never overridden.
-func parseGossipMeta(b []byte) (netip.AddrPort, bool) {
-	var meta gossipMeta
-	if len(b) == 0 || len(b) > memberlist.MetaMaxSize || json.Unmarshal(b, &meta) != nil {
-		return netip.AddrPort{}, false
+// setCandidates publishes new candidates; memberlist spreads the change.
+func (g *gossip) setCandidates(cands []netip.AddrPort) {
+	g.metaMu.Lock()
+	g.meta = encodeGossipMeta(g.endpoint, cands)
+	g.metaMu.Unlock()
+	g.mu.Lock()
+	closed := g.closed
+	g.mu.Unlock()
+	if !closed {
+		// It waits for the broadcast to go out, or the timeout.
+		if err := g.list.UpdateNode(time.Second); err != nil {
+			g.m.logf("mesh: gossip: update candidates: %v", err)
+		}
 	}
-	ep, err := netip.ParseAddrPort(meta.Endpoint)
-	if err != nil || ep.Port() == 0 || ep.Addr().Zone() != "" {
-		return netip.AddrPort{}, false
-	}
-	a := ep.Addr().Unmap()
-	if a.IsUnspecified() || a.IsMulticast() {
-		return netip.AddrPort{}, false
-	}
-	return netip.AddrPortFrom(a, ep.Port()), true
 }
 
 // memberlist.Delegate: we only publish metadata.
 func (g *gossip) NodeMeta(limit int) []byte {
+	g.metaMu.Lock()
+	defer g.metaMu.Unlock()
 	if len(g.meta) > limit {
 		return nil
 	}

@@ -13,8 +13,8 @@ import (
 // slow path, short beside WireGuard's 5 s retry it saves.
 const greetGrace = 300 * time.Millisecond
 
-// Greet starts a WireGuard handshake with every current peer that has an
-// endpoint and no session yet. A node calls it once it has started and set
+// Greet starts a WireGuard handshake with every current peer that has a
+// path (an endpoint, or any peer with the relay bind) and no session yet. A node calls it once it has started and set
 // its first peers. A peer that tried to reach it while it was down sent its
 // handshake initiations to a closed port; WireGuard retries only 5 s
 // (REKEY_TIMEOUT) after its last attempt, and until then nothing flows:
@@ -29,7 +29,7 @@ const greetGrace = 300 * time.Millisecond
 func (m *Mesh) Greet() {
 	var first, later []keys.NodePublic
 	for _, p := range m.PeerList() {
-		if !p.Endpoint.IsValid() {
+		if !p.Endpoint.IsValid() && m.relay == nil {
 			continue // nowhere to send it: the peer will speak first
 		}
 		if m.pub.Compare(p.PublicKey) < 0 {

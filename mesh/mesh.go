@@ -64,9 +64,12 @@ type Config struct {
 	Logf func(format string, args ...any)
 	// Bind replaces wireguard-go's default UDP bind (tests only).
 	Bind conn.Bind
-	// RelayURL, if set, is the DERP relay ("http://host:port/derp") that
-	// carries WireGuard packets to peers not reachable directly (bind.go).
-	RelayURL string
+	// Relay turns on the two-path bind (bind.go): direct UDP when it works,
+	// else a DERP relay. Set it when relays may come later (SetRelays).
+	Relay bool
+	// Relays are the relays to use from the start, in order of preference
+	// (the first connected one is home); giving any implies Relay.
+	Relays []Relay
 }
 
 // Peer is one desired WireGuard peer.
@@ -91,9 +94,11 @@ type Mesh struct {
 	tnet *netTUN
 	port uint16
 
-	uapi   *uapiServer
-	gossip *gossip
-	relay  *RelayBind // nil without Config.RelayURL
+	uapi            *uapiServer
+	underlayChanged chan struct{} // a STUN answer changed the reflexive addresses
+	gossip          *gossip
+	relay           *RelayBind                       // nil without Config.Relay
+	cands           atomic.Pointer[[]netip.AddrPort] // advertised candidates (underlay.go)
 
 	done   chan struct{} // closed by Close
 	wg     sync.WaitGroup
@@ -200,6 +205,10 @@ func New(cfg Config) (_ *Mesh, err error) {
 	}
 	m.wg.Add(1)
 	go m.watchdog()
+	if m.relay != nil {
+		m.wg.Add(1)
+		go m.underlayLoop(m.underlayChanged)
+	}
 	logf("mesh: up as %s at %s, wireguard on UDP port %d", pub.ShortString(), m.addr, m.port)
 	return m, nil
 }

@@ -1,11 +1,9 @@
 package mesh
 
 import (
-	"bytes"
+	"crypto/rand"
 	"errors"
-	"fmt"
 	"net"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,41 +12,64 @@ import (
 	"tailscale.com/derp"
 	"tailscale.com/derp/derphttp"
 	"tailscale.com/types/key"
-
-	"github.com/custos-cctv/custos/keys"
 )
 
-// The client side of the relay, as tailscale's magicsock does it (learned,
-// not copied): the node connects to one relay URL with its WireGuard key as
-// its DERP identity (DERP's handshake proves the client holds the private
-// key; Tailscale uses its node key the same way). A reader goroutine hands
-// received packets to the bind's relay receive func, and a writer goroutine
-// drains a bounded queue, so WireGuard's Send never waits on TCP: a full
-// queue drops, as UDP would. All nodes that should reach each other through
-// a relay use the same relay (a later step meshes the datacenters' relays).
+// The client side of the relays, as tailscale's magicsock does it (learned,
+// not copied): the node keeps one DERP session to every relay it is given,
+// with its WireGuard key as its DERP identity (DERP's handshake proves the
+// client holds the private key). A reader goroutine per session hands
+// received packets to the bind's single relay receive func, and a writer
+// goroutine drains a bounded queue, so WireGuard's Send never waits on TCP:
+// a full queue drops, as UDP would.
+//
+// A relay whose process dies shows as a Recv error at once. One whose
+// network is cut silently does not: TCP would keep the connection for
+// minutes. So the session pings the relay every relayPingInterval and
+// treats relaySilence without any frame as a dead connection: it drops it
+// and dials again with backoff, and the bind sends over another relay
+// meanwhile (relays.go).
 
-// relaySession is one Open's connection to the relay.
-type relaySession struct {
+// relayRun is the relay state of one Open: the sessions and the channel
+// their readers deliver into.
+type relayRun struct {
 	b       *RelayBind
-	dc      *derphttp.Client
-	tx      chan relayPacket
 	rx      chan relayPacket
 	done    chan struct{}
-	waiting atomic.Bool // the reader is backing off: sends drop instead of redialling
-	wg      sync.WaitGroup
+	clients atomic.Pointer[[]*relayClient] // in order of preference; replaced by SetRelays
+	loops   sync.WaitGroup                 // the STUN loop
+}
+
+// relayClient is one relay's session, kept across reconnections.
+type relayClient struct {
+	run  *relayRun
+	cfg  Relay
+	tx   chan relayPacket
+	ping chan struct{} // asks the writer to ping; the watcher never writes itself
+	done chan struct{}
+	wg   sync.WaitGroup
+
+	dc     atomic.Pointer[derphttp.Client] // the current connection; nil between attempts
+	up     atomic.Bool                     // admitted and not silent
+	lastRx atomic.Int64                    // nanotime of the last frame on the current connection
+	upAt   atomic.Int64                    // nanotime it last came up
+	sent   pathCounter                     // packets written to this relay
+	recvd  pathCounter                     // packets from registered peers read from it
 }
 
 type relayPacket struct {
 	peer *relayPeer     // received: the sender
+	from *relayClient   // received: the session it came on
 	dst  key.NodePublic // to send: the destination
 	buf  *[]byte
 }
 
 const (
-	relayQueue      = 256
-	relayBackoffMin = 100 * time.Millisecond
-	relayBackoffMax = 5 * time.Second
-	relayBufSize    = 2048 // a WireGuard packet at the default MTU, pooled
+	relayQueue        = 256
+	relayBackoffMin   = 100 * time.Millisecond
+	relayBackoffMax   = 5 * time.Second
+	relayBufSize      = 2048 // a WireGuard packet at the default MTU, pooled
+	relayPingInterval = 2 * time.Second
+	relaySilence      = 5 * time.Second
 )
 
 var relayBufs = sync.Pool{New: func() any { b := make([]byte, relayBufSize); return &b }}
@@ -69,125 +90,234 @@ func putRelayBuf(b *[]byte) {
 	}
 }
 
-func (b *RelayBind) startSession() (*relaySession, error) {
-	b.privMu.Lock()
-	priv := b.priv
-	b.privMu.Unlock()
-	if priv.IsZero() {
-		return nil, errors.New("mesh: relay: the mesh was closed")
+func newRelayRun(b *RelayBind) *relayRun {
+	r := &relayRun{b: b, rx: make(chan relayPacket, relayQueue), done: make(chan struct{})}
+	r.clients.Store(&[]*relayClient{})
+	return r
+}
+
+// setRelays makes the sessions match rs: a relay whose configuration is
+// unchanged keeps its session; the others are closed or started.
+func (r *relayRun) setRelays(rs []Relay) {
+	old := *r.clients.Load()
+	next := make([]*relayClient, 0, len(rs))
+	kept := map[*relayClient]bool{}
+	for _, cfg := range rs {
+		var c *relayClient
+		for _, o := range old {
+			if o.cfg == cfg {
+				c = o
+			}
+		}
+		if c == nil {
+			c = r.startClient(cfg)
+		}
+		kept[c] = true
+		next = append(next, c)
 	}
-	// derphttp logs every dial; the session logs state changes instead.
-	dc, err := derphttp.NewClient(priv, b.url, func(string, ...any) {}, b.netMon)
-	if err != nil {
-		return nil, fmt.Errorf("mesh: relay %s: %w", b.url, err)
+	r.clients.Store(&next)
+	for _, o := range old {
+		if !kept[o] {
+			o.close()
+		}
 	}
-	// A plain dialer: no tailscale socket marks or proxies.
-	var d net.Dialer
-	dc.SetURLDialer(d.DialContext)
-	s := &relaySession{
-		b:    b,
-		dc:   dc,
+}
+
+// close stops every session; the receive func returns net.ErrClosed.
+func (r *relayRun) close() {
+	close(r.done)
+	for _, c := range *r.clients.Swap(&[]*relayClient{}) {
+		c.close()
+	}
+	r.loops.Wait()
+}
+
+func (r *relayRun) startClient(cfg Relay) *relayClient {
+	c := &relayClient{
+		run:  r,
+		cfg:  cfg,
 		tx:   make(chan relayPacket, relayQueue),
-		rx:   make(chan relayPacket, relayQueue),
+		ping: make(chan struct{}, 1),
 		done: make(chan struct{}),
 	}
-	s.wg.Add(2)
-	go s.readLoop()
-	go s.writeLoop()
-	return s, nil
+	c.wg.Add(2)
+	go c.loop()
+	go c.writeLoop()
+	return c
 }
 
-// close stops both goroutines; Close on the client cancels a dial in
-// progress and unblocks Recv.
-func (s *relaySession) close() {
-	close(s.done)
-	s.dc.Close()
-	s.wg.Wait()
-	s.b.stats.connected.Store(false)
+// close stops the session's goroutines; closing the DERP client cancels a
+// dial in progress and unblocks Recv and Send.
+func (c *relayClient) close() {
+	close(c.done)
+	if dc := c.dc.Load(); dc != nil {
+		dc.Close()
+	}
+	c.wg.Wait()
+	c.up.Store(false)
 }
 
-func (s *relaySession) closed() bool {
+func (c *relayClient) closed() bool {
 	select {
-	case <-s.done:
+	case <-c.done:
 		return true
 	default:
 		return false
 	}
 }
 
-func (s *relaySession) readLoop() {
-	defer s.wg.Done()
+// loop connects, serves the connection until it fails or goes silent, and
+// connects again with backoff, until close.
+func (c *relayClient) loop() {
+	defer c.wg.Done()
+	b := c.run.b
 	delay := relayBackoffMin
 	failing := false
-	for {
-		m, err := s.dc.Recv()
-		if err != nil {
-			if s.closed() {
-				return
-			}
-			s.b.stats.connected.Store(false)
-			if !failing {
-				s.b.logf("mesh: relay %s: %v (not admitted, or unreachable); retrying", s.b.url, err)
-				failing = true
-			}
-			s.waiting.Store(true)
-			t := time.NewTimer(delay)
-			select {
-			case <-s.done:
-				t.Stop()
-				return
-			case <-t.C:
-			}
-			s.waiting.Store(false)
-			delay = min(2*delay, relayBackoffMax)
-			continue
+	for !c.closed() {
+		priv := b.privateKey()
+		if priv.IsZero() {
+			return // the mesh was closed
 		}
+		// derphttp logs every dial; the session logs state changes instead.
+		dc, err := derphttp.NewClient(priv, c.cfg.URL, func(string, ...any) {}, b.netMon)
+		if err != nil {
+			b.logf("mesh: relay %s: %v", c.cfg.Name, err) // the URL was checked: not expected
+			return
+		}
+		// A plain dialer: no tailscale socket marks or proxies.
+		var d net.Dialer
+		dc.SetURLDialer(d.DialContext)
+		c.dc.Store(dc)
+		if c.closed() { // close may have missed this client
+			dc.Close()
+			return
+		}
+		admitted, err := c.serve(dc)
+		c.up.Store(false)
+		c.dc.Store(nil)
+		dc.Close()
+		if c.closed() {
+			return
+		}
+		switch {
+		case errors.Is(err, derphttp.ErrClientClosed):
+			// The watcher closed a silent connection, and said so.
+		case admitted:
+			b.logf("mesh: relay %s lost: %v; reconnecting", c.cfg.Name, err)
+			delay, failing = relayBackoffMin, false
+		case !failing:
+			b.logf("mesh: relay %s: %v (not admitted, or unreachable); retrying", c.cfg.Name, err)
+			failing = true
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-c.done:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		delay = min(2*delay, relayBackoffMax)
+	}
+}
+
+// serve reads one connection until it fails; admitted reports whether the
+// relay let us in.
+func (c *relayClient) serve(dc *derphttp.Client) (admitted bool, err error) {
+	stop := make(chan struct{})
+	defer close(stop)
+	c.lastRx.Store(nanotime())
+	c.wg.Add(1)
+	go c.watch(dc, stop)
+	for {
+		m, err := dc.Recv()
+		if err != nil {
+			return admitted, err
+		}
+		c.lastRx.Store(nanotime())
 		switch m := m.(type) {
 		case derp.ServerInfoMessage:
 			// The server sends it once it has admitted us.
-			delay, failing = relayBackoffMin, false
-			s.b.stats.connected.Store(true)
-			s.b.logf("mesh: relay %s connected", s.b.url)
+			admitted = true
+			c.upAt.Store(nanotime())
+			c.up.Store(true)
+			c.run.b.logf("mesh: relay %s connected", c.cfg.Name)
+			c.run.b.stunSoon() // a reconnection may follow a move to another network
 		case derp.ReceivedPacket:
-			s.deliver(m)
+			c.deliver(m)
 		}
-		// Pings and health notes: a DERP server pings no client, and we
-		// have nothing to show health in yet.
+		// Pongs only refresh lastRx; a DERP server pings no client.
+	}
+}
+
+// watch asks for a ping every relayPingInterval and drops the connection
+// once it has been silent for relaySilence (a dial or handshake that takes
+// that long included), checking four times as often as it pings.
+func (c *relayClient) watch(dc *derphttp.Client, stop chan struct{}) {
+	defer c.wg.Done()
+	t := time.NewTicker(relayPingInterval / 4)
+	defer t.Stop()
+	var lastPing int64
+	for {
+		select {
+		case <-stop:
+			return
+		case <-c.done:
+			return
+		case <-t.C:
+		}
+		if idle := time.Duration(nanotime() - c.lastRx.Load()); idle > relaySilence {
+			if c.up.Swap(false) {
+				c.run.b.logf("mesh: relay %s silent for %v; reconnecting", c.cfg.Name, idle.Round(time.Second))
+			}
+			dc.Close()
+			return
+		}
+		if now := nanotime(); c.up.Load() && now-lastPing >= int64(relayPingInterval) {
+			lastPing = now
+			select {
+			case c.ping <- struct{}{}:
+			default:
+			}
+		}
 	}
 }
 
 // deliver queues a packet from a registered peer for the receive func;
 // anything else is dropped before WireGuard sees it.
-func (s *relaySession) deliver(m derp.ReceivedPacket) {
-	p := s.b.peers.Load().byKey[m.Source]
+func (c *relayClient) deliver(m derp.ReceivedPacket) {
+	b := c.run.b
+	p := b.peers.Load().byKey[m.Source]
 	if p == nil || len(m.Data) == 0 {
-		s.b.stats.relayDropped.Add(1)
+		b.stats.relayDropped.Add(1)
 		return
 	}
+	p.noteRelay(c, nanotime())
+	c.recvd.add(1, uint64(len(m.Data)))
 	buf := getRelayBuf(len(m.Data))
 	copy(*buf, m.Data) // m.Data is only valid until the next Recv
 	select {
-	case s.rx <- relayPacket{peer: p, buf: buf}:
-	case <-s.done:
+	case c.run.rx <- relayPacket{peer: p, from: c, buf: buf}:
+	case <-c.done:
+	case <-c.run.done:
 	}
 }
 
-// receive is the relay's conn.ReceiveFunc: it blocks for one packet, then
+// receive is the relays' conn.ReceiveFunc: it blocks for one packet, then
 // takes what else is queued, up to len(bufs).
-func (s *relaySession) receive(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+func (r *relayRun) receive(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
 	for {
 		var pk relayPacket
 		select {
-		case pk = <-s.rx:
-		case <-s.done:
+		case pk = <-r.rx:
+		case <-r.done:
 			return 0, net.ErrClosed
 		}
-		n := s.take(pk, bufs, sizes, eps, 0)
+		n := r.take(pk, bufs, sizes, eps, 0)
 	drain:
 		for n < len(bufs) {
 			select {
-			case pk = <-s.rx:
-				n = s.take(pk, bufs, sizes, eps, n)
+			case pk = <-r.rx:
+				n = r.take(pk, bufs, sizes, eps, n)
 			default:
 				break drain
 			}
@@ -198,163 +328,79 @@ func (s *relaySession) receive(bufs [][]byte, sizes []int, eps []conn.Endpoint) 
 	}
 }
 
-func (s *relaySession) take(pk relayPacket, bufs [][]byte, sizes []int, eps []conn.Endpoint, n int) int {
+func (r *relayRun) take(pk relayPacket, bufs [][]byte, sizes []int, eps []conn.Endpoint, n int) int {
 	defer putRelayBuf(pk.buf)
 	data := *pk.buf
 	if len(data) > len(bufs[n]) {
-		s.b.stats.relayDropped.Add(1)
+		r.b.stats.relayDropped.Add(1)
 		return n
 	}
 	sizes[n] = copy(bufs[n], data)
 	eps[n] = pk.peer.viaRelay
-	s.b.stats.relayRx.add(1, uint64(len(data)))
+	r.b.stats.relayRx.add(1, uint64(len(data)))
 	return n + 1
 }
 
 // send queues copies of bufs for the writer (WireGuard reuses bufs).
-func (s *relaySession) send(dst key.NodePublic, bufs [][]byte) {
-	if s.waiting.Load() {
-		s.b.stats.relayDropped.Add(uint64(len(bufs)))
+func (c *relayClient) send(dst key.NodePublic, bufs [][]byte) {
+	b := c.run.b
+	if c.dc.Load() == nil {
+		b.stats.relayDropped.Add(uint64(len(bufs)))
 		return
 	}
-	for _, b := range bufs {
-		if len(b) == 0 || len(b) > derp.MaxPacketSize {
-			s.b.stats.relayDropped.Add(1)
+	for _, pkt := range bufs {
+		if len(pkt) == 0 || len(pkt) > derp.MaxPacketSize {
+			b.stats.relayDropped.Add(1)
 			continue
 		}
-		buf := getRelayBuf(len(b))
-		copy(*buf, b)
+		buf := getRelayBuf(len(pkt))
+		copy(*buf, pkt)
 		select {
-		case s.tx <- relayPacket{dst: dst, buf: buf}:
+		case c.tx <- relayPacket{dst: dst, buf: buf}:
 		default:
 			putRelayBuf(buf)
-			s.b.stats.relayDropped.Add(1)
+			b.stats.relayDropped.Add(1)
 		}
 	}
 }
 
-func (s *relaySession) writeLoop() {
-	defer s.wg.Done()
+// writeLoop sends queued packets and pings on the current connection. A
+// write to a silently dead relay can block; the watcher's Close ends it.
+func (c *relayClient) writeLoop() {
+	defer c.wg.Done()
+	b := c.run.b
 	for {
 		select {
-		case <-s.done:
-			return
-		case pk := <-s.tx:
+		case <-c.done:
+			for {
+				select {
+				case pk := <-c.tx:
+					putRelayBuf(pk.buf)
+				default:
+					return
+				}
+			}
+		case <-c.ping:
+			if dc := c.dc.Load(); dc != nil {
+				var data [8]byte
+				rand.Read(data[:])
+				dc.SendPing(data) // an error shows as the Recv error or as silence
+			}
+		case pk := <-c.tx:
 			n := len(*pk.buf)
-			err := s.dc.Send(pk.dst, *pk.buf)
+			err := errRelayDown
+			if dc := c.dc.Load(); dc != nil {
+				err = dc.Send(pk.dst, *pk.buf)
+			}
 			putRelayBuf(pk.buf)
 			if err != nil {
-				s.b.stats.relayDropped.Add(1)
+				b.stats.relayDropped.Add(1)
 			} else {
-				s.b.stats.relayTx.add(1, uint64(n))
+				b.stats.relayTx.add(1, uint64(n))
+				c.sent.add(1, uint64(n))
 			}
 		}
 	}
 }
 
-// RelayStats counts WireGuard packets (and their bytes) per path since the
-// mesh started. Direct counts include the probes sent to unconfirmed
-// candidates.
-type RelayStats struct {
-	DirectTxPackets, DirectTxBytes uint64
-	DirectRxPackets, DirectRxBytes uint64
-	RelayTxPackets, RelayTxBytes   uint64
-	RelayRxPackets, RelayRxBytes   uint64
-	// RelayDropped: relay packets dropped (queue full, relay not connected,
-	// unknown sender, too large).
-	RelayDropped uint64
-	// RelayConnected: the relay has admitted this node and the connection is up.
-	RelayConnected bool
-}
-
-type pathCounter struct{ packets, bytes atomic.Uint64 }
-
-func (c *pathCounter) add(p, b uint64) { c.packets.Add(p); c.bytes.Add(b) }
-
-type relayCounters struct {
-	directTx, directRx, relayTx, relayRx pathCounter
-	relayDropped                         atomic.Uint64
-	connected                            atomic.Bool
-}
-
-// Stats returns the path counters.
-func (b *RelayBind) Stats() RelayStats {
-	c := &b.stats
-	return RelayStats{
-		DirectTxPackets: c.directTx.packets.Load(), DirectTxBytes: c.directTx.bytes.Load(),
-		DirectRxPackets: c.directRx.packets.Load(), DirectRxBytes: c.directRx.bytes.Load(),
-		RelayTxPackets: c.relayTx.packets.Load(), RelayTxBytes: c.relayTx.bytes.Load(),
-		RelayRxPackets: c.relayRx.packets.Load(), RelayRxBytes: c.relayRx.bytes.Load(),
-		RelayDropped:   c.relayDropped.Load(),
-		RelayConnected: c.connected.Load(),
-	}
-}
-
-func checkRelayURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || u.User != nil {
-		return fmt.Errorf("mesh: relay URL %q: want http://host:port/derp", s)
-	}
-	return nil
-}
-
-// The mesh's side of the relay.
-
-// newBind returns the device's bind: cfg.Bind or wireguard-go's default,
-// inside a RelayBind when cfg.RelayURL is set.
-func (m *Mesh) newBind(cfg *Config) (conn.Bind, error) {
-	bind := cfg.Bind
-	if bind == nil {
-		bind = conn.NewDefaultBind()
-	}
-	if cfg.RelayURL == "" {
-		return bind, nil
-	}
-	rb, err := newRelayBind(bind, cfg.PrivateKey, cfg.RelayURL, m.logf)
-	if err != nil {
-		return nil, err
-	}
-	m.relay = rb
-	return rb, nil
-}
-
-// Relay returns the relay bind, or nil when the mesh has no relay.
-func (m *Mesh) Relay() *RelayBind { return m.relay }
-
-// endpointConfig is the UAPI endpoint value for a peer: with the relay, its
-// key and candidate, so that the bind can always reach it.
-func (m *Mesh) endpointConfig(p Peer) string {
-	if m.relay != nil {
-		return relayEndpointString(p.PublicKey, p.Endpoint)
-	}
-	if p.Endpoint.IsValid() {
-		return p.Endpoint.String()
-	}
-	return ""
-}
-
-func (m *Mesh) relayForget(pub keys.NodePublic) {
-	if m.relay != nil {
-		m.relay.forget(pub)
-	}
-}
-
-func (m *Mesh) closeRelay() {
-	if m.relay != nil {
-		m.relay.destroy()
-	}
-}
-
-// uapiShowEndpoint rewrites a keyed endpoint line of a UAPI get for `wg
-// show`, which resolves what it reads: the address, or no line at all for a
-// peer reached only through the relay.
-func uapiShowEndpoint(line []byte) []byte {
-	rest, ok := bytes.CutPrefix(line, []byte("endpoint="+relayKeyPrefix))
-	if !ok {
-		return line
-	}
-	if _, addr, ok := bytes.Cut(rest, []byte("@")); ok {
-		return append([]byte("endpoint="), addr...)
-	}
-	return nil
-}
+var errRelayDown = errors.New("mesh: relay not connected")

@@ -25,7 +25,8 @@ import (
 // testRelay is a relay server on 127.0.0.1 whose members the test changes.
 type testRelay struct {
 	*RelayServer
-	url string
+	name string
+	url  string
 
 	mu      sync.Mutex
 	members map[keys.NodePublic]bool
@@ -37,7 +38,7 @@ func startRelay(t testing.TB) *testRelay {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &testRelay{url: "http://" + ln.Addr().String() + "/derp", members: map[keys.NodePublic]bool{}}
+	r := &testRelay{name: "relay", url: "http://" + ln.Addr().String() + "/derp", members: map[keys.NodePublic]bool{}}
 	r.RelayServer, err = NewRelayServer(RelayServerConfig{
 		Listener: ln,
 		Admit:    r.admit,
@@ -50,6 +51,8 @@ func startRelay(t testing.TB) *testRelay {
 	t.Cleanup(func() { r.Close() })
 	return r
 }
+
+func (r *testRelay) relay() Relay { return Relay{Name: r.name, URL: r.url} }
 
 func (r *testRelay) admit(k keys.NodePublic) bool {
 	r.mu.Lock()
@@ -79,7 +82,7 @@ func newRelayMesh(t testing.TB, name string, r *testRelay, blocked bool) (*Mesh,
 		Name:       name,
 		NoGossip:   true,
 		Bind:       bind,
-		RelayURL:   r.url,
+		Relays:     []Relay{r.relay()},
 		Logf:       func(f string, a ...any) { t.Logf(name+": "+f, a...) },
 	})
 	if err != nil {
@@ -228,7 +231,7 @@ func TestRelayRefusesNonMember(t *testing.T) {
 	// A node a would talk to, but which the relay does not admit.
 	bind := &blockableBind{Bind: conn.NewDefaultBind()}
 	bind.blocked.Store(true)
-	stranger, err := New(Config{PrivateKey: keys.NewNodePrivate(), Prefix: testPrefix, NoGossip: true, Bind: bind, RelayURL: r.url})
+	stranger, err := New(Config{PrivateKey: keys.NewNodePrivate(), Prefix: testPrefix, NoGossip: true, Bind: bind, Relays: []Relay{r.relay()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +301,7 @@ func TestNewRelayServerNeedsAdmission(t *testing.T) {
 
 func TestNewRejectsBadRelayURL(t *testing.T) {
 	for _, u := range []string{"ftp://relay/derp", "relay:80", "http:///derp", "http://user:pw@relay/derp"} {
-		m, err := New(Config{PrivateKey: keys.NewNodePrivate(), Prefix: testPrefix, NoGossip: true, RelayURL: u})
+		m, err := New(Config{PrivateKey: keys.NewNodePrivate(), Prefix: testPrefix, NoGossip: true, Relays: []Relay{{Name: "r", URL: u}}})
 		if err == nil {
 			m.Close()
 			t.Fatalf("relay URL %q accepted", u)

@@ -22,6 +22,11 @@ type PeerStatus struct {
 	// Liveness is memberlist's view: alive, suspect, dead, left, or unknown
 	// (never heard of, or gossip off).
 	Liveness string `json:"liveness"`
+	// Path is the path packets to the peer take now: "direct IP:PORT",
+	// "relay NAME", or "none" (path.go).
+	Path string `json:"path"`
+
+	keepalive uint64 // persistent keepalive interval, seconds
 }
 
 type deviceStats struct {
@@ -76,6 +81,10 @@ func (m *Mesh) stats() (deviceStats, error) {
 			hsSec, _ = strconv.ParseInt(v, 10, 64)
 		case "last_handshake_time_nsec":
 			hsNsec, _ = strconv.ParseInt(v, 10, 64)
+		case "persistent_keepalive_interval":
+			if cur != nil {
+				cur.keepalive, _ = strconv.ParseUint(v, 10, 16)
+			}
 		case "rx_bytes":
 			if cur != nil {
 				cur.RxBytes, _ = strconv.ParseUint(v, 10, 64)
@@ -103,8 +112,10 @@ func (m *Mesh) Status() ([]PeerStatus, error) {
 	}
 	peers := m.PeerList()
 	out := make([]PeerStatus, 0, len(peers))
+	now := time.Now()
 	for _, p := range peers {
 		ps := st.peers[p.PublicKey]
+		ps.Path = m.pathOf(p.PublicKey, ps, now).String()
 		ps.Name = p.Name
 		ps.PublicKey = p.PublicKey
 		ps.Addr = m.AddrOf(p.PublicKey)

@@ -71,11 +71,20 @@ func TestJoinIdleConnectionsDoNotBlock(t *testing.T) {
 
 	// One source gets joinMaxPerSource connections; one more is closed
 	// at once, unanswered.
+	// Each sends the first byte of a redeem, which takes it past the port's
+	// sniff (the relay shares it) to the join service, and then stalls.
+	stall := func(c *net.TCPConn) *net.TCPConn {
+		if _, err := c.Write([]byte("{")); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
 	var idle []*net.TCPConn
 	for range joinMaxPerSource {
-		idle = append(idle, dialJoinFrom(t, "127.0.0.2", addr))
+		idle = append(idle, stall(dialJoinFrom(t, "127.0.0.2", addr)))
 	}
-	extra := dialJoinFrom(t, "127.0.0.2", addr)
+	waitTrue(t, 10*time.Second, "the stalled connections at the join service", func() bool { return js.Conns() == joinMaxPerSource })
+	extra := stall(dialJoinFrom(t, "127.0.0.2", addr))
 	extra.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if n, err := extra.Read(make([]byte, 1)); n != 0 || err != io.EOF {
 		t.Fatalf("connection over the per-source limit: read %d, %v; want it closed", n, err)
@@ -83,7 +92,7 @@ func TestJoinIdleConnectionsDoNotBlock(t *testing.T) {
 	// Many sources fill every slot.
 	for i := 0; len(idle) < joinMaxConns; i++ {
 		from := net.IPv4(127, 0, 1, byte(10+i/joinMaxPerSource)).String()
-		idle = append(idle, dialJoinFrom(t, from, addr))
+		idle = append(idle, stall(dialJoinFrom(t, from, addr)))
 	}
 	waitTrue(t, 10*time.Second, "every join slot taken", func() bool {
 		return js.Conns() == joinMaxConns
@@ -129,7 +138,7 @@ func TestJoinJunkAuditedOncePerSource(t *testing.T) {
 	pub := keys.NewNodePrivate().Public()
 	for _, from := range []string{"127.0.0.3", "127.0.0.4"} {
 		for i := range 10 {
-			if res := sendJoinFrom(t, from, addr, []byte("GET / HTTP/1.0\r\n\r\n")); res.Applied || res.Reason == "" {
+			if res := sendJoinFrom(t, from, addr, []byte("HELO not a redeem\r\n\r\n")); res.Applied || res.Reason == "" {
 				t.Fatalf("junk %d from %s: %+v", i, from, res)
 			}
 			env, err := bad.Redeem(pub, "127.0.0.9:1", nil, time.Now())

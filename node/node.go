@@ -84,6 +84,9 @@ type Node struct {
 	members         *membership.Reconciler
 	seed            []mesh.Peer // datacenters to reach before the policy names peers
 	join            *join.Server
+	share           *tcpShare           // a datacenter's TCP port: relay and join service
+	relaySrv        *mesh.RelayServer   // a datacenter's relay; nil elsewhere
+	seedRelays      []mesh.Relay        // the token's datacenters, until the policy names them
 	svc             *service            // the node service (service.go); nil without a policy
 	relKeys         *release.Keys       // one-time release keys made here (node/release)
 	custody         *keys.CustodySigner // this node's key as a custody signer; named per use
@@ -195,7 +198,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if err := n.openAudit(); err != nil {
 		return nil, err
 	}
-	if err := n.startMesh(&priv, prefix, peers); err != nil {
+	if err := n.startMesh(&priv, prefix, peers, fed != ""); err != nil {
 		return nil, err
 	}
 	if fed != "" {
@@ -235,7 +238,7 @@ func (n *Node) openAudit() (err error) {
 
 // startMesh brings up WireGuard with its read-only UAPI socket and the
 // static peers, if any.
-func (n *Node) startMesh(priv *keys.NodePrivate, prefix netip.Prefix, peers []mesh.Peer) (err error) {
+func (n *Node) startMesh(priv *keys.NodePrivate, prefix netip.Prefix, peers []mesh.Peer, relay bool) (err error) {
 	cfg := n.cfg
 	uapi, err := listenPrivate(cfg.UAPISocket)
 	if err != nil {
@@ -248,6 +251,7 @@ func (n *Node) startMesh(priv *keys.NodePrivate, prefix netip.Prefix, peers []me
 		Endpoint:   cfg.Listen,
 		UAPI:       uapi,
 		NoGossip:   cfg.NoGossip,
+		Relay:      relay, // a federation's relays come from its policy (underlay.go)
 		Name:       cfg.Name,
 		Logf:       cfg.Logf,
 	})
@@ -289,6 +293,10 @@ func (n *Node) startFederation() (err error) {
 	if err := n.startRoles(); err != nil {
 		return err
 	}
+	// After the relay server: its first recheck follows the first policy.
+	n.seedRelays = seedRelaysOf(cfg.Dir)
+	n.wg.Add(1)
+	go n.watchRelays()
 	// After the recordings it serves, before the API that exports.
 	if n.svc, err = startService(n, ServicePort); err != nil {
 		return err
@@ -309,7 +317,10 @@ func (n *Node) startRoles() (err error) {
 	st := n.policy.State()
 	me := st.Nodes[st.NameOfKey(n.mesh.PublicKey().String())]
 	if me != nil && me.Role == policy.RoleDatacenter || joinedAs(cfg.Dir) == policy.RoleDatacenter || fileExists(CustodianKeyPath(cfg.Dir)) {
-		if n.join, err = startJoinServer(n, cfg.Listen); err != nil {
+		if err := n.startRelayServer(); err != nil {
+			return err
+		}
+		if n.join, err = startJoinServer(n, cfg.Listen, n.share.other); err != nil {
 			return err
 		}
 		if n.replicas, err = startReplicas(n, cfg.Replication); err != nil {
@@ -390,6 +401,12 @@ func (n *Node) Close() error {
 		}
 		if n.join != nil {
 			n.join.Close()
+		}
+		if n.relaySrv != nil {
+			n.relaySrv.Close()
+		}
+		if n.share != nil {
+			n.share.Close()
 		}
 		if n.svc != nil {
 			n.svc.close() // before the recordings its handlers read

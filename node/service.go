@@ -135,16 +135,14 @@ func (n *Node) dialNode(ctx context.Context, st *policy.State, name string) (*me
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	addr := netip.AddrPortFrom(n.mesh.AddrOf(pub), ServicePort)
-	c, err := n.mesh.DialQUIC(ctx, addr, mesh.QUICConfig{Admit: func(got keys.NodePublic) error {
-		if got != pub {
-			return fmt.Errorf("expected %s, reached %s", name, got.ShortString())
-		}
-		return nil
-	}})
-	if err != nil {
-		return nil, fmt.Errorf("reach %s: %w", name, err)
-	}
-	return c, nil
+	return n.dialReach(ctx, name, pub, func(ctx context.Context) (*mesh.QUICConn, error) {
+		return n.mesh.DialQUIC(ctx, addr, mesh.QUICConfig{Admit: func(got keys.NodePublic) error {
+			if got != pub {
+				return fmt.Errorf("expected %s, reached %s", name, got.ShortString())
+			}
+			return nil
+		}})
+	})
 }
 
 // auditServe records a serve decision: allow with what went out, or deny

@@ -29,8 +29,11 @@ type Status struct {
 	PeersFile  string            `json:"peers_file,omitempty"`
 	PeersError string            `json:"peers_error,omitempty"`
 	Peers      []mesh.PeerStatus `json:"peers"`
-	Consensus  *consensus.Status `json:"consensus,omitempty"`
-	Recording  *recording.Status `json:"recording,omitempty"`
+	// Underlay is how this node reaches its peers: its relays, its
+	// reflexive address and the candidates it advertises.
+	Underlay  *mesh.UnderlayStatus `json:"underlay,omitempty"`
+	Consensus *consensus.Status    `json:"consensus,omitempty"`
+	Recording *recording.Status    `json:"recording,omitempty"`
 	// Replication is a store's: per camera and datacenter, how far each
 	// datacenter's replica reaches and the lag.
 	Replication []replication.Status `json:"replication,omitempty"`
@@ -65,6 +68,13 @@ func (n *Node) Status() (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
+	for i := range peers {
+		// Gossip hears of a peer through others; liveness says alive only
+		// when this node hears it too.
+		if peers[i].Path == "none" && peers[i].Liveness == "alive" {
+			peers[i].Liveness = "unreachable"
+		}
+	}
 	st := Status{
 		Name:       n.cfg.Name,
 		Version:    Version,
@@ -80,6 +90,9 @@ func (n *Node) Status() (Status, error) {
 		Peers:      peers,
 
 		CorruptSegments: n.corruptSegments.Load(),
+	}
+	if u := n.mesh.Underlay(); len(u.Relays) > 0 || len(u.Candidates) > 0 {
+		st.Underlay = &u
 	}
 	if err := n.audit.Failure(); err != nil {
 		st.AuditFailure = err.Error()

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"time"
 
@@ -137,8 +138,8 @@ func writeLastPeers(dir string, peers []mesh.Peer) error { return join.WriteLast
 func joinWasRefused(dir string) error { return join.WasRefused(dir) }
 
 // startJoinServer starts a datacenter's join service on its listen address.
-func startJoinServer(n *Node, listen netip.AddrPort) (*join.Server, error) {
-	return join.StartServer(join.ServerConfig{Listen: listen, Submit: joinNode{n}, Policy: joinNode{n}, Audit: joinNode{n}})
+func startJoinServer(n *Node, listen netip.AddrPort, ln net.Listener) (*join.Server, error) {
+	return join.StartServer(join.ServerConfig{Listen: listen, Listener: ln, Submit: joinNode{n}, Policy: joinNode{n}, Audit: joinNode{n}})
 }
 
 // startJoinCheck starts the check of a joined node's token against the

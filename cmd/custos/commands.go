@@ -25,7 +25,7 @@ var commands = map[string]command{
 		run:   runUp},
 	"status": {summary: "show a running node: name, mesh address, Raft, peers, cameras, replication",
 		usage: "status --dir DIR [--json] [--wait D]",
-		about: "Show the running node in DIR: its name, key, mesh address and listen port; the Raft leader and members by their names in the policy; per peer the mesh address, endpoint, last handshake, bytes received and sent, and liveness; on a store its cameras and, per camera and datacenter, how far replication reaches and the lag; on a datacenter the replicas it holds. --json prints everything, keys included. --wait D waits up to D until the node runs and, in a policy-run federation, holds the current policy (a leader known, a member, every committed entry applied): what a script runs after starting a node in the background.",
+		about: "Show the running node in DIR: its name, key, mesh address and listen port; its relays and the public address the datacenters see; the Raft leader and members by their names in the policy; per peer the mesh address, the path packets take (direct IP:PORT, relay NAME, or none), last handshake, bytes received and sent, and liveness; on a store its cameras and, per camera and datacenter, how far replication reaches and the lag; on a datacenter the replicas it holds. --json prints everything, keys included. --wait D waits up to D until the node runs and, in a policy-run federation, holds the current policy (a leader known, a member, every committed entry applied): what a script runs after starting a node in the background.",
 		run:   runStatus},
 	"key": {summary: "print a node's public key and mesh address (creating the key if needed)",
 		usage: "key --dir DIR [--federation F] [--json]",

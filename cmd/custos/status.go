@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/custos-cctv/custos/consensus"
+	"github.com/custos-cctv/custos/mesh"
 	"github.com/custos-cctv/custos/node"
 	"github.com/custos-cctv/custos/node/membership"
 	"github.com/custos-cctv/custos/node/replication"
@@ -138,6 +139,9 @@ func printStatus(w io.Writer, st node.Status, name func(key string) string) {
 	if st.PeersFile != "" {
 		fmt.Fprintf(w, "peers file %s\n", st.PeersFile)
 	}
+	if u := st.Underlay; u != nil {
+		writeUnderlay(w, u)
+	}
 	if c := st.Consensus; c != nil {
 		writeRaft(w, c, name)
 	}
@@ -190,4 +194,28 @@ func suffrage(voter bool) string {
 		return "voter"
 	}
 	return "non-voter"
+}
+
+// writeUnderlay prints the relays this node uses and what it knows of its
+// own addresses.
+func writeUnderlay(w io.Writer, u *mesh.UnderlayStatus) {
+	if len(u.Relays) > 0 {
+		var rs []string
+		for _, r := range u.Relays {
+			s := r.Name
+			switch {
+			case r.Name == u.Home && r.Connected:
+				s += " (home, connected)"
+			case r.Connected:
+				s += " (connected)"
+			default:
+				s += " (unreachable)"
+			}
+			rs = append(rs, s)
+		}
+		fmt.Fprintf(w, "relays     %s\n", strings.Join(rs, ", "))
+	}
+	if u.Reflexive != "" {
+		fmt.Fprintf(w, "public     %s (as the datacenters see this node)\n", u.Reflexive)
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/custos-cctv/custos/media/ts"
 	"github.com/custos-cctv/custos/node"
 	"github.com/custos-cctv/custos/node/internal/nodetest"
+	"github.com/custos-cctv/custos/node/membership"
 	"github.com/custos-cctv/custos/node/recording"
 	"github.com/custos-cctv/custos/policy"
 )
@@ -44,6 +45,7 @@ func runFederation(ctx context.Context, w io.Writer, dir string, logf func(strin
 	if err := f.recordings(); err != nil {
 		return err
 	}
+	f.paths()
 	drop, err := f.installerJoins()
 	if err != nil {
 		return err
@@ -289,6 +291,29 @@ func (f *federation) laterRecordings() {
 	for _, name := range []string{"store-praha-1", "store-brno-1"} {
 		demoCameras(f.w, name, f.nodes[name])
 	}
+}
+
+// paths prints how admin-alice reaches each peer: the path its packets
+// take (direct, or through a datacenter's relay), as `custos status` shows.
+func (f *federation) paths() {
+	st, err := f.nodes["admin-alice"].Status()
+	if err != nil {
+		return
+	}
+	f.say("\n== admin-alice's peers: every datacenter serves a relay on its WireGuard port (TCP); packets go")
+	f.say("   through one until a direct UDP path answers (on this one machine, at once)")
+	if u := st.Underlay; u != nil {
+		var rs []string
+		for _, r := range u.Relays {
+			state := "unreachable"
+			if r.Connected {
+				state = "connected"
+			}
+			rs = append(rs, r.Name+" "+state)
+		}
+		f.say("   relays: %s", strings.Join(rs, ", "))
+	}
+	membership.WritePeerTable(f.w, st.Peers, "   ")
 }
 
 // raftStatus prints dc-a's view of the Raft cluster: its role, term,

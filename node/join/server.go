@@ -59,9 +59,12 @@ const (
 // ServerConfig is what the join service needs of its datacenter.
 type ServerConfig struct {
 	Listen netip.AddrPort // TCP, the address and port of WireGuard's UDP
-	Submit Submitter      // commits a redeem
-	Policy Policy         // dry-runs a redeem first (preVet)
-	Audit  Auditor
+	// Listener, if set, is used instead of listening on Listen (a
+	// datacenter shares the port with its relay); Close closes it.
+	Listener net.Listener
+	Submit   Submitter // commits a redeem
+	Policy   Policy    // dry-runs a redeem first (preVet)
+	Audit    Auditor
 }
 
 // Server is the join service: TCP from anyone on the underlay, so
@@ -90,9 +93,12 @@ type conn struct {
 
 // StartServer starts the join service on cfg.Listen.
 func StartServer(cfg ServerConfig) (*Server, error) {
-	ln, err := net.Listen("tcp", cfg.Listen.String())
-	if err != nil {
-		return nil, fmt.Errorf("node: join service on TCP %s: %w", cfg.Listen, err)
+	ln := cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", cfg.Listen.String()); err != nil {
+			return nil, fmt.Errorf("node: join service on TCP %s: %w", cfg.Listen, err)
+		}
 	}
 	js := &Server{cfg: cfg, ln: ln, readTimeout: readTimeout,
 		submits: make(chan struct{}, maxSubmits),

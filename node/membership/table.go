@@ -13,13 +13,16 @@ import (
 // starting with indent.
 func WritePeerTable(w io.Writer, peers []mesh.PeerStatus, indent string) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "%sPEER\tKEY\tMESH ADDRESS\tENDPOINT\tHANDSHAKE\tRX\tTX\tLIVENESS\n", indent)
+	fmt.Fprintf(tw, "%sPEER\tKEY\tMESH ADDRESS\tPATH\tHANDSHAKE\tRX\tTX\tLIVENESS\n", indent)
 	for _, p := range peers {
 		hs := "never"
 		if !p.LastHandshake.IsZero() {
 			hs = time.Since(p.LastHandshake).Round(time.Second).String() + " ago"
 		}
-		ep := p.Endpoint
+		// The path packets take now, as the bind saw them (not the
+		// endpoint someone advertised): "direct IP:PORT", "relay NAME",
+		// or "none".
+		ep := p.Path
 		if ep == "" {
 			ep = "-"
 		}
