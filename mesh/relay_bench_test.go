@@ -87,6 +87,11 @@ func BenchmarkMeshTCPPath(b *testing.B) {
 			if total > 0 {
 				b.ReportMetric(100*float64(after.RelayTxBytes-before.RelayTxBytes)/total, "%relayed")
 			}
+			if path == "relay" {
+				// Packets the sender's relay queue dropped, per 100 sent.
+				sent := float64(after.RelayTxPackets - before.RelayTxPackets)
+				b.ReportMetric(100*float64(after.RelayDropped-before.RelayDropped)/max(sent, 1), "%dropped")
+			}
 		})
 	}
 }
