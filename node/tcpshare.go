@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/custos-cctv/custos/node/join"
 )
 
 // A datacenter's TCP port is the port number of its WireGuard UDP socket,
@@ -59,7 +61,7 @@ func (s *tcpShare) accept() {
 			time.Sleep(50 * time.Millisecond) // out of descriptors and the like: keep serving
 			continue
 		}
-		src := shareSource(c.RemoteAddr())
+		src := join.Source(c.RemoteAddr())
 		if !s.take(src) {
 			c.Close()
 			continue
@@ -129,19 +131,6 @@ func (s *tcpShare) Close() error {
 	s.other.Close()
 	s.wg.Wait()
 	return err
-}
-
-func shareSource(a net.Addr) netip.Prefix {
-	ta, ok := a.(*net.TCPAddr)
-	if !ok {
-		return netip.Prefix{}
-	}
-	ip := ta.AddrPort().Addr().Unmap()
-	if ip.Is4() {
-		return netip.PrefixFrom(ip, 32)
-	}
-	p, _ := ip.Prefix(64)
-	return p
 }
 
 // peekedConn replays the sniffed bytes before the rest of the stream.

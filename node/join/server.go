@@ -142,7 +142,7 @@ func (js *Server) accept() {
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
-		src := source(c.RemoteAddr())
+		src := Source(c.RemoteAddr())
 		jc, why := js.admit(c, src)
 		if why != "" {
 			c.Close() // the joiner tries again, or the next datacenter
@@ -158,9 +158,10 @@ func (js *Server) accept() {
 	}
 }
 
-// source is whom per-source limits count a connection against: its
-// IPv4 address, or its IPv6 /64 (one host's usual share).
-func source(a net.Addr) netip.Prefix {
+// Source is whom per-source limits count a connection against: its
+// IPv4 address, or its IPv6 /64 (one host's usual share). The datacenter's
+// shared TCP port counts by it too.
+func Source(a net.Addr) netip.Prefix {
 	ta, ok := a.(*net.TCPAddr)
 	if !ok {
 		return netip.Prefix{}
