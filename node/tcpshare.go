@@ -38,7 +38,7 @@ type tcpShare struct {
 	pending   int
 	perSource map[netip.Prefix]int
 	closed    bool
-	sniff     time.Duration // shareSniffTimeout; tests shorten it
+	sniff     time.Duration // shareSniffTimeout; tests change it (under mu)
 }
 
 func newTCPShare(ln net.Listener) *tcpShare {
@@ -97,7 +97,10 @@ func (s *tcpShare) give(src netip.Prefix) {
 
 // route reads the first bytes of c and queues it for its service.
 func (s *tcpShare) route(c net.Conn) {
-	c.SetReadDeadline(time.Now().Add(s.sniff))
+	s.mu.Lock()
+	sniff := s.sniff
+	s.mu.Unlock()
+	c.SetReadDeadline(time.Now().Add(sniff))
 	br := bufio.NewReaderSize(c, 512)
 	// One byte decides unless it could start "GET ": a redeem is JSON,
 	// so its first byte is "{" (or space).
@@ -115,7 +118,7 @@ func (s *tcpShare) route(c net.Conn) {
 	if string(head) == "GET " {
 		to = s.http
 	}
-	if !to.deliver(pc, s.sniff) {
+	if !to.deliver(pc, sniff) {
 		c.Close()
 	}
 }
