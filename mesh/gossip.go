@@ -121,6 +121,7 @@ func (g *gossip) rejoinLoop() {
 // join contacts new peers we speak first to, in the background; the others,
 // and peers not up yet, are left to rejoinLoop.
 func (g *gossip) join(added []Peer) {
+	g.relearn(added)
 	var peers []Peer
 	for _, p := range added {
 		if g.speaksFirst(p) {
@@ -128,6 +129,23 @@ func (g *gossip) join(added []Peer) {
 		}
 	}
 	g.goJoin(peers)
+}
+
+// relearn hands the mesh what gossip already holds about peers just
+// added: a member's metadata arrives once, when it joins or changes, and
+// a peer the mesh removed and added again (or added only after gossip
+// heard of it) would otherwise have no candidates until it next changes,
+// and stay on a relay behind NATs that need both ends to probe.
+func (g *gossip) relearn(added []Peer) {
+	want := map[netip.Addr]bool{}
+	for _, p := range added {
+		want[g.m.AddrOf(p.PublicKey)] = true
+	}
+	for _, n := range g.list.Members() {
+		if a, ok := g.verified(n); ok && want[a] {
+			g.learnEndpoint(n)
+		}
+	}
 }
 
 // goJoin contacts peers concurrently (memberlist's Join tries addresses one

@@ -185,6 +185,17 @@ func TestGossipCandidatesFindDirectPath(t *testing.T) {
 		after := a.Relay().Stats()
 		return after.RelayTxPackets == before.RelayTxPackets && after.DirectTxPackets > before.DirectTxPackets
 	})
+
+	// A peer removed and added again (as a policy change can do) gets
+	// back what gossip holds of it, though b's metadata did not change.
+	must(t, a.SetPeers(nil))
+	if got := a.relay.candidatesOf(b.PublicKey()); len(got) != 0 {
+		t.Fatalf("candidates of a removed peer: %v", got)
+	}
+	must(t, a.SetPeers([]Peer{{Name: "b", PublicKey: b.PublicKey(), Endpoint: bogus}}))
+	if got := a.relay.candidatesOf(b.PublicKey()); !slices.Contains(got, want[0]) {
+		t.Fatalf("candidates of b once added again: %v, want %v among them", got, want[0])
+	}
 }
 
 func TestLocalCandidates(t *testing.T) {

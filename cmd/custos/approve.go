@@ -39,7 +39,7 @@ func runApprove(ctx context.Context, args []string, stdout io.Writer) error {
 	defer k.Close()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	st, err := node.FetchPolicy(ctx, *dir)
+	st, err := signingPolicy(ctx, *dir)
 	if err != nil {
 		return err
 	}

@@ -42,7 +42,7 @@ func runInvite(ctx context.Context, args []string, stdout io.Writer) error {
 	spec := node.InviteSpec{Role: policy.NodeRole(*role), Name: *name, Site: *site, Jurisdiction: *jur, Window: win, Expires: now.Add(*expires)}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	st, err := node.FetchPolicy(ctx, *dir)
+	st, err := signingPolicy(ctx, *dir)
 	if err != nil {
 		return err
 	}

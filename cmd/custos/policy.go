@@ -89,7 +89,7 @@ func signAndSubmit(ctx context.Context, dir, keyFile string, c *policy.Command, 
 	defer k.Close()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	st, err := node.FetchPolicy(ctx, dir)
+	st, err := signingPolicy(ctx, dir)
 	if err != nil {
 		return err
 	}
@@ -134,6 +134,11 @@ func loadKey(keyFile string) (*keys.AdminKey, error) {
 // and export order names. A key belongs to one user at most, revoked users
 // included, so the key decides the name.
 func signerName(st *policy.State, k *keys.AdminKey, keyFile string) (string, error) {
+	if st.Federation == "" {
+		// Not a refusal: the node has no policy to refuse by yet.
+		return "", errors.New("this node holds no policy yet: it is still catching up with the federation " +
+			"(custos status shows its consensus); try again once it does")
+	}
 	fp := k.Fingerprint()
 	for _, u := range st.Users {
 		if strings.EqualFold(u.Fingerprint, fp) {
@@ -141,6 +146,28 @@ func signerName(st *policy.State, k *keys.AdminKey, keyFile string) (string, err
 		}
 	}
 	return "", errDenied{fmt.Sprintf("the key in %s (fingerprint %s) is no user's in the policy of federation %q", keyFile, fp, st.Federation)}
+}
+
+// signingPolicyWait is how long a command that signs waits for a node
+// that has just started, and holds no policy yet, to catch up.
+const signingPolicyWait = 15 * time.Second
+
+// signingPolicy fetches the policy a command is signed against from the
+// node in dir, waiting (within ctx) up to signingPolicyWait while the
+// node's replica is still empty.
+func signingPolicy(ctx context.Context, dir string) (*policy.State, error) {
+	deadline := time.Now().Add(signingPolicyWait)
+	for {
+		st, err := node.FetchPolicy(ctx, dir)
+		if err != nil || st.Federation != "" || time.Now().After(deadline) {
+			return st, err
+		}
+		select {
+		case <-ctx.Done():
+			return st, nil
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // loadSigner loads the admin key in keyFile and names its user in st.

@@ -183,7 +183,7 @@ func runExport(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	st, err := node.FetchPolicy(pctx, *dir)
+	st, err := signingPolicy(pctx, *dir)
 	cancel()
 	if err != nil {
 		return err
