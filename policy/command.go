@@ -57,7 +57,9 @@ const (
 	KindCreateInvite = "invite.create"
 	KindRedeemInvite = "invite.redeem"
 
-	KindCreateRequest  = "request.create"  // a footage request (request.go)
+	// A footage request (request.go): a release, an erasure or a hold
+	// (rights.go), as its Action says.
+	KindCreateRequest  = "request.create"
 	KindApproveRequest = "request.approve" // one approval of it
 	KindDenyRequest    = "request.deny"    // a veto
 )
@@ -83,6 +85,10 @@ type Command struct {
 	Request  *Request  `json:"request,omitempty"`
 	Approval *Approval `json:"approval,omitempty"`
 	Denial   *Denial   `json:"denial,omitempty"`
+
+	SAR          *SubjectAccess `json:"sar,omitempty"`           // sar.open (sar.go)
+	SARExtension *SARExtension  `json:"sar_extension,omitempty"` // sar.extend
+	SARClosure   *SARClosure    `json:"sar_closure,omitempty"`   // sar.close
 
 	Seal      *Seal     `json:"seal,omitempty"`
 	Proposal  *Proposal `json:"proposal,omitempty"`

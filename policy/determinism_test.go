@@ -48,7 +48,7 @@ func TestApplyDeterministic(t *testing.T) {
 			at := t0.Add(time.Duration(rapid.IntRange(-30, 300).Draw(rt, "minutes")) * time.Minute)
 			c := &Command{ID: fmt.Sprintf("c%d", rapid.IntRange(0, n).Draw(rt, "id")), Time: at}
 			name := rapid.SampledFrom([]string{"a", "b", "c"}).Draw(rt, "name")
-			switch rapid.IntRange(0, 11).Draw(rt, "kind") {
+			switch rapid.IntRange(0, 16).Draw(rt, "kind") {
 			case 0:
 				c.Kind, c.Site = KindAddSite, &Site{Name: "site-" + name, Jurisdiction: "EU"}
 			case 1:
@@ -83,6 +83,21 @@ func TestApplyDeterministic(t *testing.T) {
 				c.Kind, c.Approval = KindApproveRequest, &Approval{Request: id, Digest: digest}
 			case 11:
 				c.Kind, c.Denial = KindDenyRequest, &Denial{Request: pickRequest(rt, &ref), Reason: "no"}
+			case 12:
+				life := time.Duration(rapid.IntRange(1, 48).Draw(rt, "life")) * time.Hour
+				c.Kind, c.Request = KindCreateRequest, &Request{ID: "e-" + name, Action: ActionErase, Selector: "site-a/*",
+					From: at.Add(-3 * time.Hour), To: at.Add(-time.Hour), Purpose: "art. 17", Expires: at.Add(life)}
+			case 13:
+				until := time.Duration(rapid.IntRange(1, 300).Draw(rt, "until")) * time.Minute
+				c.Kind, c.Request = KindCreateRequest, &Request{ID: "h-" + name, Action: ActionHold, Selector: "site-a/cam",
+					From: at.Add(-2 * time.Hour), To: at, Purpose: "incident", Expires: at.Add(24 * time.Hour), Until: at.Add(until)}
+			case 14:
+				c.Kind, c.SAR = KindOpenSAR, &SubjectAccess{ID: "s-" + name, Subject: "ref " + name, Received: day(at).AddDate(0, 0, -rapid.IntRange(0, 40).Draw(rt, "age")),
+					Selector: "site-a/*", From: at.Add(-2 * time.Hour), To: at.Add(-time.Hour)}
+			case 15:
+				c.Kind, c.SARExtension = KindExtendSAR, &SARExtension{SAR: "s-" + name, Months: rapid.IntRange(0, 3).Draw(rt, "by"), Reason: "volume"}
+			case 16:
+				c.Kind, c.SARClosure = KindCloseSAR, &SARClosure{SAR: "s-" + name, Answered: day(at), Files: filesHash}
 			}
 			signer := signers[rapid.IntRange(0, 2).Draw(rt, "signer")]
 			env := signer.sign(rt, c)

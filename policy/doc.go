@@ -4,8 +4,10 @@
 // State holds sites, nodes (public key, role, site, jurisdiction, validity
 // window), users with their OpenPGP keys and roles (admin, approver, auditor,
 // helpdesk, viewer), cameras (purpose, legal basis, retention), grants,
-// invites and footage requests with their approvals (request.go). It changes
-// only by Apply, which takes a signed Envelope:
+// invites, footage requests with their approvals (request.go) — releases,
+// erasures and evidence holds (rights.go) — and subject access requests with
+// their deadlines (sar.go). It changes only by Apply, which takes a signed
+// Envelope:
 //
 //	Envelope{Body, Sig}
 //	Body = JSON of Command{ID, Time, Signer, Kind, <one payload>}

@@ -63,6 +63,9 @@ func VerifyRelease(fid string, ledger []Envelope, r *Request, now time.Time) (*S
 	if r == nil {
 		return nil, fmt.Errorf("%w: no request", ErrUnverified)
 	}
+	if r.Action != ActionView {
+		return nil, fmt.Errorf("%w: request %q is %s: it releases no keys", ErrUnverified, r.ID, actionNoun(r.Action))
+	}
 	var v State
 	for i, env := range ledger {
 		if _, err := v.Apply(env); err != nil {

@@ -47,6 +47,12 @@ func (s *State) plan(c *Command) (func(), error) {
 		return s.planApprove(c.Approval, c)
 	case KindDenyRequest:
 		return s.planDeny(c.Denial, c)
+	case KindOpenSAR:
+		return s.planOpenSAR(c.SAR, c)
+	case KindExtendSAR:
+		return s.planExtendSAR(c.SARExtension, c)
+	case KindCloseSAR:
+		return s.planCloseSAR(c.SARClosure, c)
 	case KindSeal:
 		return s.planSeal(c.Seal, c)
 	case KindPropose:
@@ -87,6 +93,9 @@ func (s *State) ensureMaps() {
 	}
 	if s.Proposals == nil {
 		s.Proposals = map[string]*Proposal{}
+	}
+	if s.SubjectAccess == nil {
+		s.SubjectAccess = map[string]*SubjectAccess{}
 	}
 }
 

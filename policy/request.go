@@ -59,12 +59,16 @@ const (
 // ErrNotReleasable is wrapped by every ReleasableRequest error.
 var ErrNotReleasable = errors.New("policy: request not releasable")
 
-// Request asks for recorded footage. The caller fills ID, Node, Selector,
-// From, To, Purpose, Basis, Key and Expires; Apply sets the rest (a
-// payload may carry Requester, Cameras or Created only if they equal what
-// Apply would set).
+// Request asks for recorded footage. The caller fills ID, Action, Node,
+// Selector, From, To, Purpose, Basis, Key, Expires and, for a hold, Until;
+// Apply sets the rest (a payload may carry Requester, Cameras or Created
+// only if they equal what Apply would set).
 type Request struct {
-	ID        string `json:"id"`
+	ID string `json:"id"`
+	// Action is what approval does with the footage: ActionView (empty:
+	// release keys for viewing and export), ActionErase or ActionHold
+	// (rights.go).
+	Action    string `json:"action,omitempty"`
 	Requester string `json:"requester,omitempty"` // the signer of request.create
 	// Node is the node where the requester's one-time key lives; the
 	// custodians deliver the shares there.
@@ -82,6 +86,8 @@ type Request struct {
 	Key     string    `json:"key"`
 	Expires time.Time `json:"expires"`
 	Created time.Time `json:"created,omitzero"` // the command's time
+	// Until is when a hold ends; only a hold has one.
+	Until time.Time `json:"until,omitzero"`
 
 	// Kept by Apply.
 	Approvals []Approval `json:"approvals,omitempty"`
@@ -149,13 +155,32 @@ func RequestDigest(federation string, r *Request) string {
 	str(r.Key)
 	tm(r.Expires)
 	tm(r.Created)
+	// Added for erase and hold: written only when set, so that the digest
+	// of a view request (which approvals already signed) stays what it
+	// was. Each is tagged, so neither can pass for the other.
+	if r.Action != ActionView {
+		h.Write([]byte{'a'})
+		str(r.Action)
+	}
+	if !r.Until.IsZero() {
+		h.Write([]byte{'u'})
+		tm(r.Until)
+	}
 	return hex.EncodeToString(h.Sum(nil))
 }
 
 // RequestStatus is r's status at now. Expired wins over everything, then a
 // denial (a veto), then enough approvals that still count (CountApprovals).
-// r must not be nil.
+// An erasure or hold once approved is decided for good (its ApprovedAt):
+// an erasure has happened and stays approved, a hold is approved until its
+// Until and expired from then on. r must not be nil.
 func (s *State) RequestStatus(r *Request, now time.Time) string {
+	if r.Action != ActionView && !r.ApprovedAt.IsZero() {
+		if r.Action == ActionHold && !now.Before(r.Until) {
+			return RequestExpired
+		}
+		return RequestApproved
+	}
 	switch {
 	case !now.Before(r.Expires):
 		return RequestExpired
@@ -208,6 +233,9 @@ func (s *State) ReleasableRequest(id string, now time.Time) (*Request, error) {
 	if r == nil {
 		return nil, fmt.Errorf("%w: no request %q", ErrNotReleasable, id)
 	}
+	if r.Action != ActionView {
+		return nil, fmt.Errorf("%w: request %q is %s: it releases no keys", ErrNotReleasable, id, actionNoun(r.Action))
+	}
 	switch s.RequestStatus(r, now) {
 	case RequestPending:
 		return nil, fmt.Errorf("%w: request %q is pending (%d of %d approvals); an approval counts only while its approver is current",
@@ -232,9 +260,10 @@ func (s *State) ReleasableRequest(id string, now time.Time) (*Request, error) {
 // ("site/name") in [from, to): the camera was named when r was made, r's
 // selector still matches it (a camera no longer in the state matches by
 // name — "*", "site/*", "site/cam" — never by tag) and the spans overlap.
-// It does not check r's status: see ReleasableRequest.
+// It does not check r's status: see ReleasableRequest. An erase or hold
+// request covers nothing: it opens no footage (see Erased and HoldOn).
 func (s *State) RequestCovers(r *Request, camera string, from, to time.Time) bool {
-	if s == nil || r == nil || !slices.Contains(r.Cameras, camera) {
+	if s == nil || r == nil || r.Action != ActionView || !slices.Contains(r.Cameras, camera) {
 		return false
 	}
 	c := s.Cameras[camera]
@@ -267,10 +296,24 @@ func (r *Request) decidedBy(user string) bool {
 
 // pruneRequests drops requests expired for more than ReplayWindow by the
 // state's clock, so the state does not grow forever. It runs after every
-// applied command, so every replica prunes alike.
+// applied command, so every replica prunes alike. An approved erasure is a
+// tombstone and stays for good: a datacenter back from offline, or a store
+// restored from a backup, must still learn that its copies are erased. An
+// approved hold stays until a replay window after it ends.
 func (s *State) pruneRequests() {
 	for id, r := range s.Requests {
-		if s.Clock.Sub(r.Expires) > ReplayWindow {
+		end := r.Expires
+		if !r.ApprovedAt.IsZero() {
+			switch r.Action {
+			case ActionErase:
+				continue
+			case ActionHold:
+				if r.Until.After(end) {
+					end = r.Until
+				}
+			}
+		}
+		if s.Clock.Sub(end) > ReplayWindow {
 			delete(s.Requests, id)
 		}
 	}

@@ -16,11 +16,18 @@ import (
 
 // roleMaySign checks the signer's role for the command: deciding a request
 // needs the approve duty (admin or approver), anyone may file one (planRequest
-// checks that they may export what it names), and everything else changes
-// the policy and needs role admin.
+// checks that they may export what it names, and that only an admin files
+// an erasure or a hold), subject access requests are kept by admins
+// (sar.go says why), and everything else changes the policy and needs role
+// admin.
 func (s *State) roleMaySign(c *Command, u *User) error {
 	switch c.Kind {
 	case KindCreateRequest:
+		return nil
+	case KindOpenSAR, KindExtendSAR, KindCloseSAR:
+		if d := Authorize(s, Subject{Kind: "user", Name: u.Name}, ActManage, "", c.Time); !d.Allow {
+			return fmt.Errorf("signer %q has role %s; subject access requests are kept by role admin", u.Name, u.Role)
+		}
 		return nil
 	case KindApproveRequest, KindDenyRequest, KindPropose, KindApproveProposal, KindRescueProposal:
 		if d := Authorize(s, Subject{Kind: "user", Name: u.Name}, ActApprove, "", c.Time); !d.Allow {
@@ -69,6 +76,16 @@ func (s *State) checkRequest(r *Request, c *Command) ([]string, error) {
 	if len(r.Approvals) > 0 || len(r.Evidence) > 0 || len(r.Denials) > 0 || !r.ApprovedAt.IsZero() {
 		return nil, errors.New("a new request carries no approvals or denials")
 	}
+	switch r.Action {
+	case ActionView:
+		if !r.Until.IsZero() {
+			return nil, errors.New("a view request has no until: only a hold (action hold) ends at a given time")
+		}
+	case ActionErase, ActionHold:
+		return s.checkRightsRequest(r, c)
+	default:
+		return nil, fmt.Errorf("action %q: want view (empty), %s or %s", r.Action, ActionErase, ActionHold)
+	}
 	if err := checkRequestTimes(r, c.Time); err != nil {
 		return nil, err
 	}
@@ -88,15 +105,9 @@ func (s *State) checkRequest(r *Request, c *Command) ([]string, error) {
 			return nil, fmt.Errorf("one-time key is already the key of request %q; make a new key for each request", o.ID)
 		}
 	}
-	if err := validSelector(r.Selector); err != nil {
+	cams, err := s.requestCameras(r)
+	if err != nil {
 		return nil, err
-	}
-	cams := s.camerasMatching(r.Selector)
-	if len(cams) == 0 {
-		return nil, fmt.Errorf("camera selector %q matches no camera", r.Selector)
-	}
-	if r.Cameras != nil && !slices.Equal(r.Cameras, cams) {
-		return nil, fmt.Errorf("names cameras %v, but its selector matches %v", r.Cameras, cams)
 	}
 	// A command may be dated up to ReplayWindow before the clock: judge
 	// rights at the later of the two, so backdating cannot revive a grant.
@@ -105,6 +116,32 @@ func (s *State) checkRequest(r *Request, c *Command) ([]string, error) {
 		return nil, err
 	}
 	return cams, s.checkRequestNode(r.Node, cams, at)
+}
+
+// requestCameras checks r's selector and returns the cameras it matches:
+// at least one, and the same as r.Cameras if the payload names them.
+func (s *State) requestCameras(r *Request) ([]string, error) {
+	cams, err := s.selectorCameras(r.Selector)
+	if err != nil {
+		return nil, err
+	}
+	if r.Cameras != nil && !slices.Equal(r.Cameras, cams) {
+		return nil, fmt.Errorf("names cameras %v, but its selector matches %v", r.Cameras, cams)
+	}
+	return cams, nil
+}
+
+// selectorCameras checks sel and returns the cameras it matches, at least
+// one.
+func (s *State) selectorCameras(sel string) ([]string, error) {
+	if err := validSelector(sel); err != nil {
+		return nil, err
+	}
+	cams := s.camerasMatching(sel)
+	if len(cams) == 0 {
+		return nil, fmt.Errorf("camera selector %q matches no camera", sel)
+	}
+	return cams, nil
 }
 
 func checkRequestTimes(r *Request, now time.Time) error {
@@ -227,6 +264,14 @@ func (s *State) planApprove(a *Approval, c *Command) (func(), error) {
 	na := Approval{Request: r.ID, Digest: a.Digest, User: c.Signer, Time: c.Time, Key: s.Users[c.Signer].Fingerprint}
 	approvals := append(slices.Clone(r.Approvals), na)
 	approved := s.CountApprovals(approvals, s.later(c.Time), r.Requester) >= s.ApprovalThreshold()
+	// A hold approved after the erasure was filed: the approval that would
+	// complete the erasure is refused while the hold lasts (a first
+	// approval is not, as it deletes nothing).
+	if approved && r.Action == ActionErase {
+		if err := s.checkHolds(r, s.later(c.Time)); err != nil {
+			return nil, fmt.Errorf("approving erasure %q would complete it, but %w", r.ID, err)
+		}
+	}
 	return func() {
 		r.Approvals = approvals
 		if approved && r.ApprovedAt.IsZero() {
@@ -274,6 +319,9 @@ func (s *State) decidable(id, user string, at time.Time, c *Command, verb string
 		return nil, fmt.Errorf("request %q was already denied by %s", id, r.Denials[0].User)
 	case RequestApproved:
 		return nil, fmt.Errorf("request %q is already approved", id)
+	}
+	if r.Action == ActionHold && !s.later(c.Time).Before(r.Until) {
+		return nil, fmt.Errorf("hold %q was to end at %s, which has passed: there is nothing left to hold", id, stamp(r.Until))
 	}
 	switch {
 	case c.Time.Before(r.Created):

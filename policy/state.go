@@ -70,6 +70,9 @@ type State struct {
 	// Requests are footage requests, kept until a replay window after they
 	// expire (request.go).
 	Requests map[string]*Request `json:"requests,omitempty"`
+	// SubjectAccess are the subject access requests by ID, kept for good
+	// as the record of how each was answered (sar.go).
+	SubjectAccess map[string]*SubjectAccess `json:"subject_access,omitempty"`
 	// Threshold is how many approvals a request or a governance proposal
 	// needs; 0 means DefaultThreshold.
 	Threshold int `json:"threshold,omitempty"`
