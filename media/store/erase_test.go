@@ -399,3 +399,52 @@ func TestDeleteBeforeExcept(t *testing.T) {
 		t.Errorf("after the hold: %+v, %v", d, err)
 	}
 }
+
+// TestTombstoneRacesPut erases a range while a writer stores segments
+// into it: whatever the interleaving, every Put in the range either
+// happened before the tombstone (and DeleteRange removed it) or was
+// refused with ErrErased, so nothing of the range is left.
+func TestTombstoneRacesPut(t *testing.T) {
+	s := openT(t, t.TempDir(), Options{MinFree: -1})
+	from, to := segAt(cam, 20).Start, segAt(cam, 40).Start
+	errs := make(chan error, 1)
+	refused := 0
+	go func() {
+		for i := range 60 {
+			m := segAt(cam, i)
+			if err := ensureEpoch(s, cam, m.EpochStart); err != nil {
+				errs <- err
+				return
+			}
+			err := s.Put(m, payload(i, 100))
+			switch {
+			case errors.Is(err, ErrErased) && i >= 20 && i < 40:
+				refused++
+			case err != nil:
+				errs <- fmt.Errorf("Put %d: %w", i, err)
+				return
+			}
+		}
+		errs <- nil
+	}()
+	if err := s.AddTombstone(cam, from, to); err != nil {
+		t.Fatal(err)
+	}
+	er, err := s.DeleteRange(cam, from, to, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Segments(cam, from, to); len(got) != 0 {
+		t.Errorf("%d segments in the erased range after the race", len(got))
+	}
+	if len(er.Segments)+refused != 20 {
+		t.Errorf("%d segments erased and %d refused; want 20 in all", len(er.Segments), refused)
+	}
+	if st, _ := s.Stats(cam); st.Segments != 40 {
+		t.Errorf("%d segments stored outside the range, want 40", st.Segments)
+	}
+	checkConsistent(t, s)
+}
