@@ -354,6 +354,9 @@ func TestBadBoxes(t *testing.T) {
 		{Options{Boxes: []Box{{X: 0, Y: 0, W: 100, H: 100}}}, "mode Mode(0)"},
 		{Options{Mode: Redact, Boxes: []Box{{X: 0, Y: 0, W: 100, H: 100}}, Block: 8}, "at least 16 px"},
 		{Options{Mode: Redact, Boxes: []Box{{X: 0, Y: 0, W: 100, H: 100}}, Preset: "-y"}, `preset "-y"`},
+		{Options{Mode: Redact, Boxes: []Box{{X: 0, Y: 0, W: 100, H: 100}}, CRF: 52}, "crf 52"},
+		{Options{Mode: Redact, Boxes: make([]Box, MaxBoxes+1)}, "65 boxes: at most 64"},
+		{Options{Mode: Keep}, "no boxes: keep needs at least one"},
 	} {
 		_, err := File(context.Background(), src, dst, tc.opts)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
