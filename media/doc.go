@@ -32,9 +32,15 @@
 //
 // # Retention
 //
-// Retain deletes a camera's footage and epoch records past its retention.
-// It does not schedule itself: the node calls it periodically for each
-// camera with the policy's retention.
+// Retain deletes a camera's footage and epoch records past its retention;
+// RetainExcept keeps the segments an evidence hold covers. It does not
+// schedule itself: the node calls it periodically for each camera with
+// the policy's retention.
+//
+// Erasure of a camera's time range is the store's: store.AddTombstone
+// (so that nothing of the range is ever stored again), then
+// store.DeleteRange. Redacting an export for a subject access request is
+// media/redact's.
 //
 // It never imports consensus, mesh or node (e2e/deps_test.go): node hands it
 // the policy and the keys it needs.

@@ -29,6 +29,14 @@ import (
 // can be decrypted by any combination of custodians. (When records are
 // replicated to the datacenters, their copies must go the same way.)
 func Retain(st *store.Store, camera string, retention time.Duration, now time.Time) (store.Deleted, error) {
+	return RetainExcept(st, camera, retention, now, nil)
+}
+
+// RetainExcept is Retain that keeps the segments for which held returns
+// true, and the epoch records they use (an evidence hold keeps footage
+// past retention; see store.DeleteBeforeExcept). Deleted.Held counts them.
+// A nil held holds nothing.
+func RetainExcept(st *store.Store, camera string, retention time.Duration, now time.Time, held func(store.SegmentMeta) bool) (store.Deleted, error) {
 	fail := func(err error) (store.Deleted, error) {
 		return store.Deleted{Camera: camera}, fmt.Errorf("media: retain %s: %w", camera, err)
 	}
@@ -42,7 +50,7 @@ func Retain(st *store.Store, camera string, retention time.Duration, now time.Ti
 	case now.IsZero():
 		return fail(errors.New("zero time for now"))
 	}
-	d, err := st.DeleteBefore(camera, now.Add(-retention))
+	d, err := st.DeleteBeforeExcept(camera, now.Add(-retention), held)
 	if err != nil {
 		return d, fmt.Errorf("media: retain %s for %v: %w", camera, retention, err)
 	}

@@ -89,3 +89,47 @@ func TestRetain(t *testing.T) {
 		t.Errorf("Retain again: %+v, %v; want nothing more deleted", d, err)
 	}
 }
+
+// TestRetainExcept: a held segment outlives retention with its epoch
+// record; the rest of the expired footage goes.
+func TestRetainExcept(t *testing.T) {
+	st, err := store.Open(t.TempDir(), store.Options{MinFree: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	const seg, epoch = 10 * time.Minute, time.Hour
+	for e := range 3 {
+		es := t0.Add(time.Duration(e) * epoch)
+		if err := st.PutEpoch(testCamera, es, es.Add(epoch), []byte(fmt.Sprint("record ", e))); err != nil {
+			t.Fatal(err)
+		}
+		for s := range 6 {
+			start := es.Add(time.Duration(s) * seg)
+			if err := st.Put(store.SegmentMeta{Camera: testCamera, Start: start, End: start.Add(seg), EpochStart: es}, []byte(fmt.Sprint("segment ", start))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	heldStart := t0.Add(70 * time.Minute) // in the second epoch
+	held := func(m store.SegmentMeta) bool { return m.Start.Equal(heldStart) }
+	now := t0.Add(10 * time.Hour) // everything is past a 2 h retention
+	d, err := RetainExcept(st, testCamera, 2*time.Hour, now, held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Segments != 17 || d.Held != 1 || d.Epochs != 2 {
+		t.Errorf("Deleted: %+v; want 17 segments and 2 epochs deleted, 1 held", d)
+	}
+	left, _ := st.Segments(testCamera, allFrom, allTo)
+	if len(left) != 1 || !left[0].Start.Equal(heldStart) {
+		t.Errorf("left: %+v; want only the held segment", left)
+	}
+	if _, err := st.Epoch(testCamera, t0.Add(epoch)); err != nil {
+		t.Errorf("the held segment's epoch record: %v", err)
+	}
+	if _, err := RetainExcept(st, testCamera, 0, now, held); err == nil || !strings.Contains(err.Error(), "refusing") {
+		t.Errorf("RetainExcept with zero retention: %v", err)
+	}
+}

@@ -52,6 +52,16 @@
 // cannot stop it (removing files frees the space the index commit needs).
 // Segments go before the epoch records they reference.
 //
+// Erasure (DeleteRange) deletes the same way, for the segments that
+// overlap a range rather than those before a cutoff, at segment
+// granularity. What keeps erased footage from coming back is a tombstone
+// (AddTombstone), kept in the index's own bucket: Put refuses a segment
+// that overlaps one and PutEpoch an epoch record wholly inside them
+// (ErrErased), whoever offers it (replication, catch-up, a re-upload). The
+// tombstone goes first; it waits for the camera's writers, so nothing is
+// stored into the range after it. Retention and erasure take a predicate
+// that keeps held segments (evidence holds) and the records they use.
+//
 // Open repairs what a crash left, and reports it in a Recovery: it deletes
 // temporary files, drops index entries whose file is missing or has another
 // size, and indexes again the complete files the index lacks (re-indexing

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -23,6 +24,7 @@ type Deleted struct {
 	EpochsFrom time.Time // earliest start of the epoch records removed; zero if none
 	EpochsTo   time.Time // latest end of the epoch records removed
 	Damaged    int       // quarantined damaged files removed (Recovery.Damaged)
+	Held       int       // segments past the cutoff kept because they are held (DeleteBeforeExcept)
 }
 
 // DeleteBefore removes camera's segments that end before cutoff, then its
@@ -32,15 +34,24 @@ type Deleted struct {
 // footage that comes back. Running it again with the same cutoff removes
 // nothing more. On an error it reports what it did remove.
 func (s *Store) DeleteBefore(camera string, cutoff time.Time) (Deleted, error) {
+	return s.DeleteBeforeExcept(camera, cutoff, nil)
+}
+
+// DeleteBeforeExcept is DeleteBefore that keeps the segments for which
+// held returns true (an evidence hold keeps footage past retention), and
+// with them the epoch records they use. Deleted.Held counts the segments
+// it kept. A nil held holds nothing. held runs while the camera's writers
+// wait, so it must not write to this store.
+func (s *Store) DeleteBeforeExcept(camera string, cutoff time.Time, held func(SegmentMeta) bool) (Deleted, error) {
 	d := Deleted{Camera: camera, Cutoff: cutoff.UTC()}
-	err := s.deleteBefore(camera, cutoff.UTC(), &d)
+	err := s.deleteBefore(camera, cutoff.UTC(), held, &d)
 	if err != nil {
 		err = fmt.Errorf("store: delete %s before %s: %w", camera, formatTime(cutoff), err)
 	}
 	return d, err
 }
 
-func (s *Store) deleteBefore(camera string, cutoff time.Time, d *Deleted) error {
+func (s *Store) deleteBefore(camera string, cutoff time.Time, held func(SegmentMeta) bool, d *Deleted) error {
 	esc, err := escapeCamera(camera)
 	if err == nil {
 		err = checkTime("cutoff", cutoff)
@@ -65,6 +76,15 @@ func (s *Store) deleteBefore(camera string, cutoff time.Time, d *Deleted) error 
 	if err != nil {
 		return err
 	}
+	// The predicate runs outside the index transaction: it is the
+	// caller's code, and may read the store.
+	segs = slices.DeleteFunc(segs, func(e entry) bool {
+		if held != nil && held(e.segment(camera)) {
+			d.Held++
+			return true
+		}
+		return false
+	})
 	gone, err := s.removeFiles(esc, segs)
 	for _, e := range gone {
 		d.Segments++
@@ -113,13 +133,16 @@ func (s *Store) deleteBefore(camera string, cutoff time.Time, d *Deleted) error 
 	if err := errors.Join(err, s.unindex(bucketEpochs, camera, gone)); err != nil {
 		return err
 	}
-	d.Damaged, err = s.purgeDamaged(esc, cutoff)
+	d.Damaged, err = s.purgeDamaged(esc, func(e entry) bool {
+		return e.end.Before(cutoff) && (e.kind != kindSegment || held == nil || !held(e.segment(camera)))
+	})
 	return err
 }
 
-// purgeDamaged removes camera's quarantined files (Recovery.Damaged) that
-// end before cutoff, as retention would have removed them.
-func (s *Store) purgeDamaged(esc string, cutoff time.Time) (int, error) {
+// purgeDamaged removes camera's quarantined files (Recovery.Damaged) for
+// whose entry (as parsed from the name; size unknown) del returns true,
+// as retention or erasure would have removed them.
+func (s *Store) purgeDamaged(esc string, del func(entry) bool) (int, error) {
 	dir := filepath.Join(s.dir, damagedDir, esc)
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -134,7 +157,7 @@ func (s *Store) purgeDamaged(esc string, cutoff time.Time) (int, error) {
 		if err != nil {
 			e, err = entryFromName(de.Name(), bucketEpochs)
 		}
-		if err != nil || !e.end.Before(cutoff) {
+		if err != nil || !del(e) {
 			continue
 		}
 		if err := os.Remove(filepath.Join(dir, de.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {

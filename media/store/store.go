@@ -116,7 +116,8 @@ func Open(dir string, opts Options) (*Store, error) {
 	err = db.Update(func(tx *bolt.Tx) error {
 		_, err1 := tx.CreateBucketIfNotExists(bucketSegments)
 		_, err2 := tx.CreateBucketIfNotExists(bucketEpochs)
-		return errors.Join(err1, err2)
+		_, err3 := tx.CreateBucketIfNotExists(bucketTombstones)
+		return errors.Join(err1, err2, err3)
 	})
 	if err != nil {
 		db.Close()

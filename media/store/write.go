@@ -34,7 +34,8 @@ type EpochMeta struct {
 // segment's epoch record must already be stored and cover seg.Start
 // (ErrNoEpoch otherwise). Putting the same segment again is a no-op;
 // different bytes or times under the same camera and start are
-// ErrConflict. It returns ErrDiskFull when space runs out, with nothing
+// ErrConflict. A segment that overlaps an erased range (AddTombstone) is
+// ErrErased. It returns ErrDiskFull when space runs out, with nothing
 // stored harmed.
 func (s *Store) Put(seg SegmentMeta, ciphertext []byte) error {
 	err := s.put(seg, ciphertext)
@@ -63,6 +64,11 @@ func (s *Store) put(seg SegmentMeta, data []byte) error {
 
 	var done bool
 	err = s.db.View(func(tx *bolt.Tx) error {
+		// Erased first: the answer to a replica re-sending erased footage
+		// is final, whatever else is missing or stored.
+		if err := checkNotErased(tx, seg.Camera, e.start, e.end); err != nil {
+			return err
+		}
 		ep, ok, err := lookup(tx, bucketEpochs, seg.Camera, e.epoch)
 		if err != nil {
 			return err
@@ -91,7 +97,8 @@ func (s *Store) put(seg SegmentMeta, data []byte) error {
 // PutEpoch stores an epoch record durably before it returns; segments of
 // the epoch can be stored only after it. The same record again is a
 // no-op; another record under the same start, or an epoch overlapping a
-// stored one, is ErrConflict.
+// stored one, is ErrConflict; one whose whole span was erased
+// (AddTombstone) is ErrErased.
 func (s *Store) PutEpoch(camera string, start, end time.Time, record []byte) error {
 	err := s.putEpoch(camera, start, end, record)
 	if err != nil {
@@ -119,6 +126,9 @@ func (s *Store) putEpoch(camera string, start, end time.Time, record []byte) err
 
 	var done bool
 	err = s.db.View(func(tx *bolt.Tx) error {
+		if err := checkEpochNotErased(tx, camera, e.start, e.end); err != nil {
+			return err
+		}
 		old, ok, err := lookup(tx, bucketEpochs, camera, e.start)
 		if err != nil {
 			return err
