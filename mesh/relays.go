@@ -120,6 +120,29 @@ func (r *relayRun) pick(p *relayPeer) *relayClient {
 	return nil
 }
 
+// relaySuspect is how long a connected relay may stay silent before the
+// session watchdog leaves a peer behind it alone: a healthy relay answers
+// the ping every relayPingInterval.
+const relaySuspect = relayPingInterval + time.Second
+
+// relayPathSuspect reports whether pub's packets go over a relay that is
+// not connected or has been silent past relaySuspect. The repair is then
+// the relay failover (a new handshake over the dead relay would be lost,
+// and WireGuard retries it only after REKEY_TIMEOUT), not a reset.
+func (b *RelayBind) relayPathSuspect(pub keys.NodePublic) bool {
+	r := b.run.Load()
+	p := b.peers.Load().byKey[derpKey(pub)]
+	if r == nil || p == nil {
+		return false
+	}
+	now := nanotime()
+	if e := p.sentVia.Load(); e != nil && e.cand != nil && e.cand.confirmed(now) {
+		return false // direct
+	}
+	c := r.pick(p)
+	return c == nil || !c.up.Load() || now-c.lastRx.Load() > int64(relaySuspect)
+}
+
 // home is the name of the first connected relay, "" if none is.
 func (r *relayRun) home() string {
 	for _, c := range *r.clients.Load() {

@@ -24,7 +24,8 @@ import (
 // a reset, whatever the peer runs. Only when no answer comes back is the
 // peer dropped and re-added inside WireGuard (our peer set, tracked
 // connections and endpoint stay as they are), so the next packet starts a
-// clean handshake.
+// clean handshake. A peer behind a relay that has gone silent is left to
+// the relay failover (relays.go): its session is fine, its path is not.
 const (
 	watchdogInterval = time.Second
 	stuckAfter       = 3 * time.Second
@@ -78,7 +79,8 @@ func (m *Mesh) watchdog() {
 			s.rx, s.tx = ps.RxBytes, ps.TxBytes
 			if sending && now.Sub(s.rxChanged) >= stuckAfter &&
 				!ps.LastHandshake.IsZero() && now.Sub(ps.LastHandshake) < freshSession &&
-				now.Sub(s.lastReset) >= resetBackoff {
+				now.Sub(s.lastReset) >= resetBackoff &&
+				(m.relay == nil || !m.relay.relayPathSuspect(k)) {
 				s.lastReset = now // also the probe's backoff
 				m.wg.Add(1)
 				go m.probeAndReset(k, ps.RxBytes, ps.Endpoint)
