@@ -45,9 +45,21 @@ func startAPI(path string, n *Node) (*apiServer, error) {
 	mux.HandleFunc("GET /v1/exported", n.apiExported)
 	mux.HandleFunc("POST /v1/recover-records", n.apiRecoverRecords)
 	mux.HandleFunc("POST /v1/recovered-shares", n.apiRecoveredShares)
+	mux.HandleFunc("GET /v1/erasure", n.apiErasure)
 	a := &apiServer{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
 	go a.srv.Serve(ln)
 	return a, nil
+}
+
+// apiErasure serves GET /v1/erasure?id=ID: the erasure's receipts from
+// every node that holds its footage.
+func (n *Node) apiErasure(w http.ResponseWriter, r *http.Request) {
+	st, err := n.ErasureStatus(r.Context(), r.URL.Query().Get("id"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	writeJSON(w, st)
 }
 
 // apiStatus serves GET /v1/status: the node's status.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/node/erasure"
 	"github.com/custos-cctv/custos/node/live"
 	"github.com/custos-cctv/custos/node/recording"
 	"github.com/custos-cctv/custos/node/release"
@@ -146,6 +147,14 @@ func RecoverSharesVia(ctx context.Context, dir, fid, id string, rk *keys.Custodi
 		Epochs int `json:"epochs"`
 	}
 	return got.Epochs, apiDo(ctx, dir, "POST", "/v1/recovered-shares", b, &got)
+}
+
+// FetchErasure asks the node in dir for erasure id's progress on every node
+// that holds its footage.
+func FetchErasure(ctx context.Context, dir, id string) (erasure.Status, error) {
+	var st erasure.Status
+	err := apiGet(ctx, dir, "/v1/erasure?id="+url.QueryEscape(id), &st)
+	return st, err
 }
 
 // SubmitVia submits a signed command through the node running in dir.

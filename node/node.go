@@ -14,6 +14,7 @@ import (
 	"github.com/custos-cctv/custos/consensus"
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/mesh"
+	"github.com/custos-cctv/custos/node/erasure"
 	"github.com/custos-cctv/custos/node/join"
 	"github.com/custos-cctv/custos/node/membership"
 	"github.com/custos-cctv/custos/node/policystore"
@@ -91,6 +92,7 @@ type Node struct {
 	relKeys         *release.Keys       // one-time release keys made here (node/release)
 	custody         *keys.CustodySigner // this node's key as a custody signer; named per use
 	rel             *release.Service    // store and datacenter ops of a release, exports
+	eraser          *erasure.Eraser     // a store's or datacenter's erasures; nil elsewhere
 	revs            *revocations        // envelopes that revoked nodes, for their notices
 	// revoked is a checked notice of this node's own revocation that its
 	// replica has not applied (revocation.go); nil if none.
@@ -334,6 +336,11 @@ func (n *Node) startRoles() (err error) {
 			return err
 		}
 	}
+	if n.rec != nil || n.replicas != nil {
+		if n.eraser, err = startEraser(n); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -410,6 +417,9 @@ func (n *Node) Close() error {
 		}
 		if n.svc != nil {
 			n.svc.close() // before the recordings its handlers read
+		}
+		if n.eraser != nil {
+			n.eraser.Close() // before the media store it erases in
 		}
 		if n.rec != nil {
 			n.rec.Close()

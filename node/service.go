@@ -15,6 +15,7 @@ import (
 
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/mesh"
+	"github.com/custos-cctv/custos/node/erasure"
 	"github.com/custos-cctv/custos/node/live"
 	"github.com/custos-cctv/custos/node/membership"
 	"github.com/custos-cctv/custos/node/release"
@@ -52,6 +53,7 @@ func startService(n *Node, port uint16) (*service, error) {
 	s.rpc.Handle(opReplicateGet, n.handleReplicateGet)
 	s.rpc.Handle(live.Op, n.liveServer().Handle)
 	s.rpc.Handle(opRevoked, n.handleRevoked)
+	s.rpc.Handle(erasure.OpReceipt, n.handleErasureReceipt)
 	go func() { s.wg <- s.rpc.Serve(ln) }()
 	return s, nil
 }

@@ -110,6 +110,9 @@ func approvalOf(st *policy.State, id string, now time.Time) (approval, error) {
 			approvals: p.Approvals, excluded: excluded,
 			done: fmt.Sprintf("the quorum has approved proposal %s: the change takes effect (custos proposals shows it executed)", id)}, nil
 	}
+	if r := st.Requests[id]; r != nil && r.Action != policy.ActionView {
+		return rightsApproval(st, r, now), nil
+	}
 	if r := st.Requests[id]; r != nil {
 		return approval{st: st, kind: policy.KindApproveRequest, digest: policy.RequestDigest(st.FederationID, r), what: "request", id: id,
 			rows: [][2]string{
@@ -162,4 +165,31 @@ func (a approval) approvedBy(user string) bool {
 		}
 	}
 	return false
+}
+
+// rightsApproval is an erase or hold request as an approver sees it: what
+// goes, or what is kept and until when.
+func rightsApproval(st *policy.State, r *policy.Request, now time.Time) approval {
+	a := approval{st: st, kind: policy.KindApproveRequest, digest: policy.RequestDigest(st.FederationID, r), id: r.ID,
+		approvals: r.Approvals, excluded: []string{r.Requester}}
+	footage := fmt.Sprintf("%s to %s (%v)", stamp(r.From), stamp(r.To), r.To.Sub(r.From))
+	switch r.Action {
+	case policy.ActionErase:
+		a.what = "ERASURE request"
+		footage += "; every segment that overlaps it is deleted whole, on the store and every datacenter, for good"
+		a.done = fmt.Sprintf("the quorum has approved erasure %s: every node that holds the footage deletes it now (custos erase status %s shows each node's signed receipt)", r.ID, r.ID)
+	case policy.ActionHold:
+		a.what = "HOLD request"
+		footage += fmt.Sprintf("; kept past retention, and safe from erasure, until %s", stamp(r.Until))
+		a.done = fmt.Sprintf("the quorum has approved hold %s: its footage is kept until %s (custos holds lists it)", r.ID, stamp(r.Until))
+	}
+	a.rows = [][2]string{
+		{"requester", r.Requester},
+		{"cameras", strings.Join(r.Cameras, ", ")},
+		{"footage", footage},
+		{"reason", r.Purpose},
+		{"status", st.RequestStatus(r, now)},
+		{"expires", stamp(r.Expires)},
+	}
+	return a
 }

@@ -81,7 +81,12 @@ func RetainStore(d Deps, s *store.Store) {
 		if c := st.Cameras[id]; c != nil && c.Retention > 0 {
 			keep = c.Retention
 		}
-		r, err := media.Retain(s, id, keep, now)
+		// An evidence hold keeps its footage past retention.
+		held := func(m store.SegmentMeta) bool {
+			_, ok := st.HoldOn(m.Camera, m.Start, m.End, now)
+			return ok
+		}
+		r, err := media.RetainExcept(s, id, keep, now, held)
 		if err != nil {
 			d.Logf("node: retention: %v", err)
 			d.Audit.Event(audit.Event{Actor: d.Name, Action: "erase", Object: id, Decision: audit.Deny, Reason: err.Error()})

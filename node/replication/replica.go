@@ -174,7 +174,7 @@ func (r *Replicas) apply(p *puller, h replItem, payload []byte) error {
 		if err != nil {
 			return r.refuse(p, h, err)
 		}
-		return r.st.PutEpoch(h.Camera, h.Start, h.End, payload)
+		return r.erased(p, h, r.st.PutEpoch(h.Camera, h.Start, h.End, payload))
 	case "segment":
 		ep, err := r.epochOf(p, h.Camera, h.EpochStart)
 		var g *keys.SealedSegment
@@ -187,8 +187,8 @@ func (r *Replicas) apply(p *puller, h replItem, payload []byte) error {
 		if err != nil {
 			return r.refuse(p, h, err)
 		}
-		return r.st.Put(store.SegmentMeta{Camera: h.Camera, Start: h.Start, End: h.End, EpochStart: h.EpochStart,
-			Size: int64(len(payload)), SHA256: sum}, payload)
+		return r.erased(p, h, r.st.Put(store.SegmentMeta{Camera: h.Camera, Start: h.Start, End: h.End, EpochStart: h.EpochStart,
+			Size: int64(len(payload)), SHA256: sum}, payload))
 	case "audit":
 		err := p.audit.append(payload, h.Count)
 		if errors.Is(err, errAuditChain) {
@@ -225,14 +225,22 @@ func (r *Replicas) epochOf(p *puller, cam string, start time.Time) (*keys.Sealed
 	return e, nil
 }
 
-// refuse keeps footage that fails its custody check out of the replica:
-// other errors stand (the pull retries), a custody failure is alarmed and
-// audited and the item skipped (see puller.refused).
-func (r *Replicas) refuse(p *puller, h replItem, err error) error {
-	if !errors.Is(err, custody.ErrBroken) {
+// erased passes err on, except the store's refusal of footage an approved
+// erasure covers (a store restored from an old backup still offers it):
+// that is final, so the item is skipped like a refused one, without an
+// alarm.
+func (r *Replicas) erased(p *puller, h replItem, err error) error {
+	if !errors.Is(err, store.ErrErased) {
 		return err
 	}
+	p.skip(h)
+	return nil
+}
+
+// skip moves p's cursor past item h.
+func (p *puller) skip(h replItem) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.refused == nil {
 		p.refused = map[string]replCursor{}
 	}
@@ -244,6 +252,17 @@ func (r *Replicas) refuse(p *puller, h replItem, err error) error {
 		c.Segment = h.Start
 	}
 	p.refused[h.Camera] = c
+}
+
+// refuse keeps footage that fails its custody check out of the replica:
+// other errors stand (the pull retries), a custody failure is alarmed and
+// audited and the item skipped (see puller.refused).
+func (r *Replicas) refuse(p *puller, h replItem, err error) error {
+	if !errors.Is(err, custody.ErrBroken) {
+		return err
+	}
+	p.skip(h)
+	p.mu.Lock()
 	p.refusedCount++
 	p.lastRefusal = err.Error()
 	p.mu.Unlock()
