@@ -103,6 +103,7 @@ func TestCLIRequestFlow(t *testing.T) {
 	refused(2, "--reason is required", "deny", "r1", "--dir", dir, "--as", bob)
 	checkApprovedExport(t, tmp, dir, alice, bob, carol, must, refused)
 	checkRelativeRequest(t, dir, alice, bob, must)
+	checkEraseAndHold(t, dir, alice, bob, carol, from, to, must, refused)
 
 	checkVerifyExport(t, tmp, dir, alice)
 }
@@ -327,4 +328,41 @@ func checkGovernance(t *testing.T, dir, alice, bob, carol, m1, from, to string, 
 	if out := must("quorum", "show", "--dir", dir); !strings.Contains(out, "m1") || !strings.Contains(out, "sealed at") {
 		t.Fatalf("the quorum's approval did not add m1:\n%s", out)
 	}
+}
+
+// checkEraseAndHold: an erasure is filed, shown to approvers as one,
+// approved by the quorum and carried out (erase status --wait: each node's
+// receipt); a hold is approved, listed, and refuses a later erasure of its
+// footage, naming it.
+func checkEraseAndHold(t *testing.T, dir, alice, bob, carol, from, to string, must func(...string) string, refused func(int, string, ...string)) {
+	t.Helper()
+	refused(2, "--camera, --from, --to and --reason are required", "erase", "--camera", "praha-1/door", "--dir", dir, "--as", alice)
+	refused(2, "--until are required", "hold", "--camera", "praha-1/door", "--from", from, "--to", to, "--reason", "r", "--dir", dir, "--as", alice)
+	refused(4, "after the command's time", "erase", "--camera", "praha-1/door", "--from", from, "--to", "+1h", "--reason", "r", "--dir", dir, "--as", alice)
+	out := must("erase", "--camera", "praha-1/door", "--from", from, "--to", to, "--reason", "the subject's request of 2026-12-01", "--id", "e1", "--dir", dir, "--as", alice)
+	if !strings.HasSuffix(out, "\ne1\n") || !strings.Contains(out, "segment granularity") {
+		t.Fatalf("erase printed %q", out)
+	}
+	if out := must("approve", "e1", "--dir", dir, "--as", bob); !strings.Contains(out, "ERASURE request e1") || !strings.Contains(out, "deleted whole") {
+		t.Fatalf("approve of an erasure:\n%s", out)
+	}
+	if out := must("approve", "e1", "--dir", dir, "--as", carol); !strings.Contains(out, "the quorum has approved erasure e1") {
+		t.Fatalf("the erasure's second approval:\n%s", out)
+	}
+	if out := must("erase", "status", "e1", "--dir", dir, "--wait", "30s"); !strings.Contains(out, "erasure e1: done") ||
+		!strings.Contains(out, "dc-a") || !strings.Contains(out, "signed with its node key") {
+		t.Fatalf("erase status:\n%s", out)
+	}
+	refused(1, "not an erasure", "erase", "status", "r1", "--dir", dir)
+
+	if out := must("hold", "--camera", "praha-1/door", "--from", "3h", "--to", "2h", "--reason", "police case 12/2026", "--until", "24h",
+		"--id", "h1", "--dir", dir, "--as", alice); strings.TrimSpace(out) != "h1" {
+		t.Fatalf("hold printed %q", out)
+	}
+	must("approve", "h1", "--dir", dir, "--as", bob)
+	must("approve", "h1", "--dir", dir, "--as", carol)
+	if out := must("holds", "--dir", dir); !strings.Contains(out, "h1") || !strings.Contains(out, "active") || !strings.Contains(out, "police case") {
+		t.Fatalf("holds:\n%s", out)
+	}
+	refused(4, `hold "h1"`, "erase", "--camera", "praha-1/door", "--from", "150m", "--to", "140m", "--reason", "r", "--dir", dir, "--as", alice)
 }
