@@ -29,7 +29,9 @@ type fakePolicy struct {
 	changed chan struct{}
 }
 
-func newPolicy(st *policy.State) *fakePolicy { return &fakePolicy{st: st, changed: make(chan struct{})} }
+func newPolicy(st *policy.State) *fakePolicy {
+	return &fakePolicy{st: st, changed: make(chan struct{})}
+}
 
 func (p *fakePolicy) State() *policy.State {
 	p.mu.Lock()
