@@ -104,6 +104,13 @@ bench:
 	@echo "(LiveLatency: ms from capture to the frame on the viewer node, live frames only; ReplicationCatchUp/pull: realtime-x = footage / catch-up time, target >= 20;"
 	@echo " JournalAfter: one pull's read of a store's audit journal, 100 000 entries, 20 new: a scan of every line / from the nearest mark)"
 	@echo
+	@echo "Data subjects' rights: one camera-hour erased on a store and two datacenters, from the policy change to the three signed receipts;"
+	@echo "redaction (ffmpeg decode, pixelate, encode) beside a plain ffmpeg -c copy of the same clip:"
+	$(GO) test -run '^$$' -bench 'ErasureCameraHour' -benchtime=1x -count=3 -timeout 20m ./node/erasure/ | tee bin/bench-rights.out
+	$(GO) test -run '^$$' -bench 'Redact|Copy' -benchtime=3x -count=3 -timeout 20m ./media/redact/ | tee -a bin/bench-rights.out
+	$(GO) run ./cmd/benchreport -ratio Redact=Copy:frames/s < bin/bench-rights.out
+	@echo "(ErasureCameraHour: 900 segments of 256 KiB and 60 epoch records per node; goal <= 5 s. Redact/Copy: frames/s of the fixture clip)"
+	@echo
 	@echo "How many 4 Mbit/s cameras one store sustains (paced synthetic sources, one store, fsync; behind=1 means it fell behind):"
 	CUSTOS_CAPACITY_CAMERAS=$(CAPACITY_CAMERAS) $(GO) test -run '^$$' -bench StoreCapacity -benchtime=1x -timeout 30m ./media/ | tee bin/bench-capacity.out
 	$(GO) run ./cmd/benchreport < bin/bench-capacity.out

@@ -53,7 +53,10 @@ func (f *federation) release() error {
 	if err != nil {
 		return err
 	}
-	return r.export(approved)
+	if err := r.export(approved); err != nil {
+		return err
+	}
+	return r.erasure()
 }
 
 // addApprovers makes bob's and carol's keys, into approvers, and has alice
@@ -79,8 +82,9 @@ type keyRelease struct {
 	approvers map[string]*keys.AdminKey
 	desk      *node.Node
 	deskDir   string
-	deskFID   string // the federation ID as the desk's policy has it
-	out       string // where the export goes
+	deskFID   string    // the federation ID as the desk's policy has it
+	out       string    // where the export goes
+	to        time.Time // the end of the minute r-demo asks for
 }
 
 // signAs signs c as name with k; a failure to sign shows as a refusal of
@@ -101,6 +105,7 @@ func (r *keyRelease) request() error {
 	}
 	from := segs[1].Start // segments start at keyframes
 	to := from.Add(time.Minute)
+	r.to = to
 	r.say("   waiting until the store has recorded the minute %s – %s", from.Local().Format(time.TimeOnly), to.Local().Format(time.TimeOnly))
 	if err := nodetest.WaitCond(r.ctx, time.Until(to)+30*time.Second, func() bool {
 		segs, _ := store.HeldSegments(releaseCam, to, to.Add(time.Hour))

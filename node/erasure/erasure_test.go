@@ -83,7 +83,7 @@ type fixture struct {
 	signers map[string]*keys.CustodySigner
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	f := &fixture{signers: map[string]*keys.CustodySigner{}}
 	f.st = &policy.State{FederationID: "fed-1", Nodes: map[string]*policy.Node{}, Requests: map[string]*policy.Request{}}
 	for _, n := range []policy.Node{
