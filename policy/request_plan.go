@@ -264,11 +264,11 @@ func (s *State) planApprove(a *Approval, c *Command) (func(), error) {
 	na := Approval{Request: r.ID, Digest: a.Digest, User: c.Signer, Time: c.Time, Key: s.Users[c.Signer].Fingerprint}
 	approvals := append(slices.Clone(r.Approvals), na)
 	approved := s.CountApprovals(approvals, s.later(c.Time), r.Requester) >= s.ApprovalThreshold()
-	// A hold approved after the erasure was filed: the approval that would
-	// complete the erasure is refused while the hold lasts (a first
-	// approval is not, as it deletes nothing).
+	// A hold or a release approved after the erasure was filed: the
+	// approval that would complete the erasure is refused while it lasts
+	// (a first approval is not, as it deletes nothing).
 	if approved && r.Action == ActionErase {
-		if err := s.checkHolds(r, s.later(c.Time)); err != nil {
+		if err := s.checkErasable(r, s.later(c.Time)); err != nil {
 			return nil, fmt.Errorf("approving erasure %q would complete it, but %w", r.ID, err)
 		}
 	}

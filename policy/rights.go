@@ -110,7 +110,7 @@ func (s *State) checkRightsRequest(r *Request, c *Command) ([]string, error) {
 	if r.Action == ActionErase {
 		probe := *r
 		probe.Cameras = cams
-		if err := s.checkHolds(&probe, s.later(c.Time)); err != nil {
+		if err := s.checkErasable(&probe, s.later(c.Time)); err != nil {
 			return nil, err
 		}
 	}
@@ -152,6 +152,38 @@ func checkExpiry(expires, now time.Time) error {
 		return fmt.Errorf("expires at %s, not after the command's time %s", stamp(expires), stamp(now))
 	case expires.Sub(now) > MaxRequestLife:
 		return fmt.Errorf("expires %v after it is made; at most %v", expires.Sub(now), MaxRequestLife)
+	}
+	return nil
+}
+
+// checkErasable refuses erasure r if, at now, a hold keeps footage it
+// would delete or an approved view request has it released.
+func (s *State) checkErasable(r *Request, now time.Time) error {
+	if err := s.checkHolds(r, now); err != nil {
+		return err
+	}
+	return s.checkReleases(r, now)
+}
+
+// checkReleases refuses erasure r while an approved view request whose
+// keys still live (not expired) covers footage of one of its cameras in
+// its range: its requester may be exporting it, and deleting footage from
+// under an export breaks it half-way. The erasure waits at most the
+// request's life (MaxRequestLife).
+func (s *State) checkReleases(r *Request, now time.Time) error {
+	for _, v := range s.sortedRequests() {
+		if v.Action != ActionView || s.RequestStatus(v, now) != RequestApproved {
+			continue
+		}
+		for _, cam := range r.Cameras {
+			if !slices.Contains(v.Cameras, cam) {
+				continue
+			}
+			if _, _, ok := v.Clip(r.From, r.To); ok {
+				return fmt.Errorf("footage of %s in [%s, %s) is released to request %q (approved; its keys live until %s): an erasure may not delete footage from under an export; file it again after that",
+					cam, stamp(r.From), stamp(r.To), v.ID, stamp(v.Expires))
+			}
+		}
 	}
 	return nil
 }

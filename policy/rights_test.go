@@ -341,3 +341,40 @@ func TestRightsRequestsArePrunedByTheirEnd(t *testing.T) {
 		t.Error("a tombstone was pruned")
 	}
 }
+
+// TestReleaseBlocksErasure: while an approved view request's keys live,
+// an erasure of its footage is refused, both when it is filed and at the
+// approval that would complete it, naming the request; once the request
+// has expired, the erasure goes ahead.
+func TestReleaseBlocksErasure(t *testing.T) {
+	f := newReqFed(t)
+	early := eraseRequest("e-early")
+	early.Expires = tc.Add(48 * time.Hour) // outlives the release
+	mustApply(t, f.s, f.create(t, "frank", early, tc))
+	v := goodRequest()
+	mustApply(t, f.s, f.create(t, "alice", v, tc))
+	f.approveBy(t, v.ID, tc, "bob", "carol")
+	if st := f.s.RequestStatus(f.s.Requests[v.ID], tc); st != RequestApproved {
+		t.Fatalf("view request %s", st)
+	}
+	if !f.s.Requests[v.ID].Expires.After(tc) {
+		t.Fatal("the view request is already expired")
+	}
+	refused(t, f.s, f.create(t, "alice", eraseRequest("e2"), tc.Add(time.Minute)), `is released to request "`+v.ID+`"`)
+	f.approveBy(t, "e-early", tc.Add(time.Minute), "bob")
+	d := RequestDigest(f.s.FederationID, f.s.Requests["e-early"])
+	refused(t, f.s, f.approve(t, "carol", "e-early", d, tc.Add(2*time.Minute)), `would complete it, but footage of praha-1/entrance`)
+	if len(f.s.Erasures()) != 0 {
+		t.Fatal("footage under a live release was erased")
+	}
+	// Another camera is not in the way.
+	other := eraseRequest("e3")
+	other.Selector = "brno-1/door"
+	mustApply(t, f.s, f.create(t, "alice", other, tc.Add(time.Minute)))
+	// Once the release has expired, the erasure completes.
+	end := f.s.Requests[v.ID].Expires
+	mustApply(t, f.s, f.approve(t, "carol", "e-early", d, end))
+	if len(f.s.Erasures()) != 1 {
+		t.Fatal("the erasure approved after the release expired is not a tombstone")
+	}
+}

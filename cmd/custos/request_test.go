@@ -339,7 +339,9 @@ func checkEraseAndHold(t *testing.T, dir, alice, bob, carol, from, to string, mu
 	refused(2, "--camera, --from, --to and --reason are required", "erase", "--camera", "praha-1/door", "--dir", dir, "--as", alice)
 	refused(2, "--until are required", "hold", "--camera", "praha-1/door", "--from", from, "--to", to, "--reason", "r", "--dir", dir, "--as", alice)
 	refused(4, "after the command's time", "erase", "--camera", "praha-1/door", "--from", from, "--to", "+1h", "--reason", "r", "--dir", dir, "--as", alice)
-	out := must("erase", "--camera", "praha-1/door", "--from", from, "--to", to, "--reason", "the subject's request of 2026-12-01", "--id", "e1", "--dir", dir, "--as", alice)
+	// r1's footage is released (approved, its keys live): not erasable yet.
+	refused(4, `is released to request "r1"`, "erase", "--camera", "praha-1/door", "--from", from, "--to", to, "--reason", "r", "--dir", dir, "--as", alice)
+	out := must("erase", "--camera", "praha-1/door", "--from", "5h", "--to", "4h", "--reason", "the subject's request of 2026-12-01", "--id", "e1", "--dir", dir, "--as", alice)
 	if !strings.HasSuffix(out, "\ne1\n") || !strings.Contains(out, "segment granularity") {
 		t.Fatalf("erase printed %q", out)
 	}
