@@ -6,6 +6,7 @@ package main
 // prints.
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -120,9 +121,10 @@ func runRequests(ctx context.Context, args []string, stdout io.Writer) error {
 		return json.NewEncoder(stdout).Encode(rows)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "REQUEST\tSTATUS\tAPPROVALS\tREQUESTER\tNODE\tCAMERAS\tFROM\tTO\tPURPOSE")
+	fmt.Fprintln(tw, "REQUEST\tACTION\tSTATUS\tAPPROVALS\tREQUESTER\tNODE\tCAMERAS\tFROM\tTO\tPURPOSE")
 	for _, r := range rows {
-		fmt.Fprintln(tw, printable(fmt.Sprintf("%s\t%s\t%d/%d\t%s\t%s\t%s\t%s\t%s\t%s", r.ID, r.Status, r.Counted, r.Threshold, r.Requester, r.Node,
+		action, nodeName := cmp.Or(r.Action, "view"), cmp.Or(r.Node, "-")
+		fmt.Fprintln(tw, printable(fmt.Sprintf("%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\t%s\t%s\t%s", r.ID, action, r.Status, r.Counted, r.Threshold, r.Requester, nodeName,
 			strings.Join(r.Cameras, ","), stamp(r.From), stamp(r.To), r.Purpose)))
 	}
 	return tw.Flush()
