@@ -206,3 +206,51 @@ func TestRewrittenJournalKeepsFootageComing(t *testing.T) {
 		t.Errorf("alarm logged %d times and audited %d times, want once each (log %q)", alarms, audited, *tr.logged)
 	}
 }
+
+// An erased range stays erased on a datacenter: a store that offers its
+// footage again (restored from a backup made before the erasure) has the
+// segments refused as final — no error that would stall the pull, no
+// alarm, and the cursor moves past them so later footage keeps coming.
+func TestReplicaSkipsErasedFootage(t *testing.T) {
+	f := nodetest.NewCustody(t)
+	tr := newTestReplica(t, f.St)
+	r, p, st := tr.r, tr.p, tr.st
+	item := func(kind string, start, end, epoch time.Time, b []byte) replItem {
+		sum := sha256.Sum256(b)
+		return replItem{Kind: kind, Camera: f.Rec.Camera, Start: start, End: end, EpochStart: epoch, SHA256: hex.EncodeToString(sum[:])}
+	}
+	cam, e0 := f.Rec.Camera, f.Rec.Start
+	if err := r.apply(p, item("epoch", e0, f.Rec.End, e0, f.Sealed), f.Sealed); err != nil {
+		t.Fatal(err)
+	}
+	first, l0 := f.Segment(t, f.Signer, 0, e0.Add(time.Second), [32]byte{})
+	erased, l1 := f.Segment(t, f.Signer, 1, l0.End, l0.Hash())
+	later, l2 := f.Segment(t, f.Signer, 2, l1.End, l1.Hash())
+	if err := st.AddTombstone(cam, l1.Start, l1.End); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		l keys.SegmentLink
+		b []byte
+	}{{l0, first}, {l1, erased}, {l2, later}} {
+		if err := r.apply(p, item("segment", c.l.Start, c.l.End, e0, c.b), c.b); err != nil {
+			t.Fatalf("segment %d: %v", c.l.Seq, err)
+		}
+	}
+	segs, _ := st.Segments(cam, e0, e0.Add(time.Hour))
+	if len(segs) != 2 || !segs[0].Start.Equal(l0.Start) || !segs[1].Start.Equal(l2.Start) {
+		t.Fatalf("the replica holds %+v; want segments 0 and 2, not the erased 1", segs)
+	}
+	if ss := r.Status(); len(ss) != 1 || ss[0].Refused != 0 || len(*tr.logged) != 0 {
+		t.Errorf("an erased segment was alarmed as a refusal: %+v, logged %v", ss, *tr.logged)
+	}
+	// Offered again alone (the store's cursor sits just before it): skipped,
+	// and the next pull asks for what follows it.
+	p2 := &puller{store: p.store, site: p.site, audit: p.audit}
+	if err := r.apply(p2, item("segment", l1.Start, l1.End, e0, erased), erased); err != nil {
+		t.Fatal(err)
+	}
+	if c := p2.refused[cam]; !c.Segment.Equal(l1.Start) {
+		t.Errorf("cursor past the erased segment: %+v", c)
+	}
+}
