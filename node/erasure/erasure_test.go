@@ -433,6 +433,15 @@ func TestCollect(t *testing.T) {
 		t.Errorf("all three receipts genuine: state %s, rows %+v", got.State, got.Rows)
 	}
 
+	// A revoked holder is not asked and does not hold the erasure up.
+	f.st.Nodes["dc-b"].Revoked = true
+	delete(answers, "dc-b")
+	got, _ = Collect(context.Background(), st, "e-1", fetch)
+	if got.State != keys.ErasureDone || got.Rows[1].Node != "dc-b" || got.Rows[1].State != Revoked {
+		t.Errorf("with dc-b revoked: state %s, rows %+v", got.State, got.Rows)
+	}
+	f.st.Nodes["dc-b"].Revoked = false
+
 	// Unreachable nodes say so; an unapproved erasure is pending on all.
 	got, _ = Collect(context.Background(), st, "e-1", func(context.Context, string, string) ([]byte, error) {
 		return nil, errors.New("node \"dc-b\" is not a live member")

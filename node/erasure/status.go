@@ -25,6 +25,10 @@ const (
 	Pending     = "pending"     // the node has not reported it (yet)
 	Unreachable = "unreachable" // the node did not answer
 	Invalid     = "invalid"     // the node's answer did not verify
+	// Revoked: the node is not asked. Its disk may still hold its copy
+	// (a stolen store), which stays sealed: custodians answer only for
+	// footage their own replicas hold, and theirs is erased.
+	Revoked = "revoked"
 )
 
 // Row is one node's part of an erasure.
@@ -102,8 +106,11 @@ func Collect(ctx context.Context, st *policy.State, id string, fetch Fetch) (Sta
 		case !approved:
 			row.Note = "not approved"
 			continue
-		case nd.Revoked || !policy.Member(st, name, now):
-			row.Note = "not a live member: it erases when it runs again with the policy; a revoked node's disk still holds what it held"
+		case nd.Revoked:
+			row.State, row.Note = Revoked, "not asked: a copy on its disk stays sealed, as no custodian answers for footage its own replica no longer holds"
+			continue
+		case !policy.Member(st, name, now):
+			row.Note = "not a live member now: it erases when it runs again with the policy"
 		}
 		wg.Go(func() {
 			b, err := fetch(ctx, name, id)
@@ -134,7 +141,7 @@ func Collect(ctx context.Context, st *policy.State, id string, fetch Fetch) (Sta
 	switch {
 	case !approved:
 		out.State = st.RequestStatus(r, now)
-	case !slices.ContainsFunc(out.Rows, func(r Row) bool { return r.State != keys.ErasureDone }):
+	case !slices.ContainsFunc(out.Rows, func(r Row) bool { return r.State != keys.ErasureDone && r.State != Revoked }):
 		out.State = keys.ErasureDone
 	default:
 		out.State = "in progress"
