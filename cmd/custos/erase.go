@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -102,6 +103,18 @@ func runHold(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s\n", r.ID)
+	// Overlapping holds are allowed (two cases may need the same footage)
+	// but said, so that nobody files one believing it ends the other.
+	if st, err := node.FetchPolicy(ctx, dir); err == nil {
+		for _, h := range st.ActiveHolds(time.Now()) {
+			for _, cam := range st.Requests[r.ID].Cameras {
+				if _, _, ok := h.Clip(r.From, r.To); ok && slices.Contains(h.Cameras, cam) {
+					hint(ctx, "note: %s overlaps hold %s (%s, until %s) on %s; each keeps the footage until its own end", r.ID, h.ID, h.Purpose, stamp(h.Until), cam)
+					break
+				}
+			}
+		}
+	}
 	hint(ctx, "next: approvers other than you run custos approve %s --dir DIR --as THEIR.key; once approved, retention and erasure skip the footage until %s (custos holds lists it)",
 		r.ID, stamp(r.Until))
 	return nil

@@ -367,4 +367,9 @@ func checkEraseAndHold(t *testing.T, dir, alice, bob, carol, from, to string, mu
 		t.Fatalf("holds:\n%s", out)
 	}
 	refused(4, `hold "h1"`, "erase", "--camera", "praha-1/door", "--from", "150m", "--to", "140m", "--reason", "r", "--dir", dir, "--as", alice)
+	// A second hold over the same footage is filed, and told of the first.
+	if code, out, errOut := runCLI("hold", "--camera", "praha-1/*", "--from", "150m", "--to", "140m", "--reason", "insurance claim", "--until", "48h",
+		"--id", "h2", "--dir", dir, "--as", alice); code != 0 || strings.TrimSpace(out) != "h2" || !strings.Contains(errOut, "overlaps hold h1") {
+		t.Fatalf("overlapping hold: exit %d, %q, %q", code, out, errOut)
+	}
 }
