@@ -16,6 +16,7 @@ import (
 	"github.com/custos-cctv/custos/node"
 	"github.com/custos-cctv/custos/node/membership"
 	"github.com/custos-cctv/custos/node/replication"
+	"github.com/custos-cctv/custos/policy"
 )
 
 func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
@@ -39,13 +40,38 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The policy names the node keys and holds the subject access
+	// requests' deadlines; a node without one (peers file, still catching
+	// up) shows neither.
+	pol := localPolicyOrNil(ctx, *dir)
+	now := time.Now()
+	overdue := overdueSARs(pol, now)
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(st)
+		out := struct {
+			node.Status
+			OverdueSARs []string `json:"overdue_sars,omitempty"` // IDs of unanswered subject access requests past their deadline
+		}{Status: st}
+		for _, a := range overdue {
+			out.OverdueSARs = append(out.OverdueSARs, a.ID)
+		}
+		return enc.Encode(out)
 	}
-	printStatus(stdout, st, keyNames(ctx, *dir, st))
+	printStatus(stdout, st, keyNames(st, pol), overdue, now)
 	return nil
+}
+
+// localPolicyOrNil is the policy of the node in dir, or nil if it has
+// none to give.
+func localPolicyOrNil(ctx context.Context, dir string) *policy.State {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	pol, err := node.FetchPolicy(ctx, dir)
+	if err != nil {
+		return nil
+	}
+	return pol
 }
 
 // waitReady polls the node in dir until it answers and, when it takes its
@@ -96,14 +122,12 @@ func ready(st node.Status) (bool, string) {
 
 // keyNames names node keys: this node, its peers, and every node of the
 // policy (when the node has one); a key none of them names stays a key.
-func keyNames(ctx context.Context, dir string, st node.Status) func(string) string {
+func keyNames(st node.Status, pol *policy.State) func(string) string {
 	byKey := map[string]string{st.PublicKey.String(): st.Name}
 	for _, p := range st.Peers {
 		byKey[p.PublicKey.String()] = p.Name
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if pol, err := node.FetchPolicy(ctx, dir); err == nil {
+	if pol != nil {
 		for _, n := range pol.Nodes {
 			byKey[n.PublicKey] = n.Name
 		}
@@ -122,7 +146,9 @@ func fetchStatus(ctx context.Context, dir string) (node.Status, error) {
 	return node.FetchStatus(ctx, dir)
 }
 
-func printStatus(w io.Writer, st node.Status, name func(key string) string) {
+// printStatus prints st, and under the node's own alarms the subject access
+// requests overdue at now.
+func printStatus(w io.Writer, st node.Status, name func(key string) string, overdue []*policy.SubjectAccess, now time.Time) {
 	fmt.Fprintf(w, "node       %s (custos %s, up %s)\n", st.Name, st.Version, st.Uptime)
 	fmt.Fprintf(w, "key        %s\n", st.PublicKey)
 	if m := st.Membership; m != nil && m.State != node.StandingMember {
@@ -134,6 +160,7 @@ func printStatus(w io.Writer, st node.Status, name func(key string) string) {
 	if st.CorruptSegments > 0 {
 		fmt.Fprintf(w, "ALARM      %d segments on this node's disk failed their SHA-256 when served (see the audit journal: corrupt-segment)\n", st.CorruptSegments)
 	}
+	writeOverdueSARs(w, overdue, now)
 	fmt.Fprintf(w, "mesh       %s in %s (federation %q)\n", st.MeshAddr, st.Prefix, st.Federation)
 	fmt.Fprintf(w, "wireguard  UDP %d, told to peers as %s; UAPI %s\n", st.ListenPort, st.Listen, st.UAPISocket)
 	if st.PeersFile != "" {
