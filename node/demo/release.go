@@ -56,6 +56,9 @@ func (f *federation) release() error {
 	if err := r.export(approved); err != nil {
 		return err
 	}
+	if err := r.subjectAccess(); err != nil {
+		return err
+	}
 	return r.erasure()
 }
 
