@@ -105,6 +105,7 @@ func TestCLIRequestFlow(t *testing.T) {
 	checkRelativeRequest(t, dir, alice, bob, must)
 
 	checkVerifyExport(t, tmp, dir, alice)
+	checkRedactWithPolicy(t, tmp, dir, alice)
 }
 
 // checkApprovedExport: the second approval completes the quorum and says
