@@ -3,6 +3,9 @@ package keys
 import (
 	"bytes"
 	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -233,6 +236,35 @@ func TestParseRedactionRefuses(t *testing.T) {
 	} {
 		if _, err := ParseRedaction(b); !errors.Is(err, ErrBadRedaction) {
 			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// TestRedactionSignatureWithGnuPG: the command in the package comment
+// checks a redaction manifest with a standard tool.
+func TestRedactionSignatureWithGnuPG(t *testing.T) {
+	gpg, err := exec.LookPath("gpg")
+	if err != nil {
+		t.Skip("gpg not installed")
+	}
+	exporter, _ := testAdmins(t)
+	_, body, sig := signedTestRedaction(t)
+	dir, home := t.TempDir(), t.TempDir()
+	for name, b := range map[string][]byte{"x.ts.redaction.json": body, "x.ts.redaction.sig": sig, "erin.pub": exporter.ArmoredPublicKey()} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := exec.Command(gpg, "--homedir", home, "--batch", "--import", filepath.Join(dir, "erin.pub")).CombinedOutput(); err != nil {
+		t.Fatalf("gpg --import: %v\n%s", err, out)
+	}
+	for domain, good := range map[string]bool{"custos/redaction/v1": true, "custos/manifest/v1": false} {
+		script := `{ printf '` + domain + `\0'; cat x.ts.redaction.json; } | "$GPG" --homedir "$GH" --batch --verify x.ts.redaction.sig -`
+		cmd := exec.Command("sh", "-c", script)
+		cmd.Dir, cmd.Env = dir, append(os.Environ(), "GPG="+gpg, "GH="+home)
+		out, err := cmd.CombinedOutput()
+		if ok := err == nil && strings.Contains(string(out), "Good signature"); ok != good {
+			t.Errorf("gpg --verify under %s: %v\n%s", domain, err, out)
 		}
 	}
 }
