@@ -14,7 +14,8 @@ import (
 // (SIGKILL) and the export is read from the datacenters' replicas. It
 // verifies against the store's seals: the CLI and the signed manifest name
 // the store and a gapless run of its chain, and verify-export accepts the
-// file. (Tampered, moved and forged segments on a replica are refused in
+// file, and the redacted copy export --redact wrote beside it with its
+// source. (Tampered, moved and forged segments on a replica are refused in
 // node's TestReleaseAndExport, which can write into a replica's store.)
 func TestNetnsExportFromReplica(t *testing.T) {
 	f := newNetFed(t)
@@ -52,13 +53,15 @@ func TestNetnsExportFromReplica(t *testing.T) {
 
 	f.kill(f.store)
 	f.logf("killed the store; exporting r1 from the replicas")
-	export := filepath.Join(f.tmp, "r1.ts")
+	export, redacted := filepath.Join(f.tmp, "r1.ts"), filepath.Join(f.tmp, "r1.redacted.ts")
 	var stdout, stderr string
 	var err error
 	f.waitUntil(f.desk, 120*time.Second, "the export of r1 from a replica", func() (bool, string) {
-		stdout, stderr, err = f.run(100*time.Second, "export", "r1", "--out", export, "--dir", f.desk.dir, "--as", f.admin)
+		stdout, stderr, err = f.run(100*time.Second, "export", "r1", "--out", export, "--redact", "0,0,64,64", "--dir", f.desk.dir, "--as", f.admin)
 		if err != nil {
-			os.Remove(export)
+			for _, p := range []string{export, redacted, redacted + ".redaction.json", redacted + ".redaction.sig", redacted + ".redaction.pub"} {
+				os.Remove(p)
+			}
 			return false, err.Error() + ": " + stderr
 		}
 		return true, ""
@@ -68,6 +71,15 @@ func TestNetnsExportFromReplica(t *testing.T) {
 	}
 	if out := f.must(f.desk, "verify-export", export, "--dir", f.desk.dir); !strings.HasPrefix(out, "OK: ") {
 		t.Fatalf("verify-export:\n%s", out)
+	}
+	// The subject access copy beside it, with a corner box hidden, proves
+	// its source: the export just verified.
+	if !strings.Contains(stdout, "redacted r1.ts: "+redacted) || !strings.Contains(stdout, "1 box made unrecognisable") {
+		t.Fatalf("export --redact printed:\n%s%s", stdout, stderr)
+	}
+	if out := f.must(f.desk, "verify-export", redacted, "--dir", f.desk.dir); !strings.HasPrefix(out, "OK: ") ||
+		!strings.Contains(out, "source: "+export) || strings.Contains(out, "not checked") {
+		t.Fatalf("verify-export of the redacted copy:\n%s", out)
 	}
 	var m struct {
 		Version  int `json:"version"`

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -163,20 +162,8 @@ func CheckExport(m *Manifest, exportFile io.Reader) error {
 	if m == nil || m.Output.Bytes < 0 || !validSHA256Hex(m.Output.SHA256) {
 		return fmt.Errorf("keys: check export: no valid manifest: %w", ErrBadManifest)
 	}
-	h := sha256.New()
-	n, err := io.Copy(h, io.LimitReader(exportFile, m.Output.Bytes+1))
-	if err != nil {
+	if err := checkFile(m.Output, exportFile, ErrExportMismatch); err != nil {
 		return fmt.Errorf("keys: check export %s: %w", m.Output.Name, err)
-	}
-	if n > m.Output.Bytes {
-		return fmt.Errorf("keys: check export %s: longer than the %d bytes the manifest says: %w", m.Output.Name, m.Output.Bytes, ErrExportMismatch)
-	}
-	if n < m.Output.Bytes {
-		return fmt.Errorf("keys: check export %s: %d bytes, the manifest says %d: %w", m.Output.Name, n, m.Output.Bytes, ErrExportMismatch)
-	}
-	got := hex.EncodeToString(h.Sum(nil))
-	if subtle.ConstantTimeCompare([]byte(got), []byte(m.Output.SHA256)) != 1 {
-		return fmt.Errorf("keys: check export %s: SHA-256 %s, the manifest says %s: %w", m.Output.Name, got, m.Output.SHA256, ErrExportMismatch)
 	}
 	return nil
 }

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/media/redact"
 	"github.com/custos-cctv/custos/node"
 	"github.com/custos-cctv/custos/node/release"
 	"github.com/custos-cctv/custos/policy"
@@ -167,6 +168,8 @@ func runExport(ctx context.Context, args []string, stdout io.Writer) error {
 	dir, as := commonFlags(fs)
 	out := fs.String("out", "", "the `FILE` to write, .ts (MPEG-TS) or .mp4 (must not exist)")
 	allowGaps := fs.Bool("allow-gaps", false, "write the export although footage the stores' chain shows recorded is missing or cannot be opened; every gap is listed in the signed manifest")
+	rf := addRedactFlags(fs)
+	redactedOut := fs.String("redacted-out", "", "with --redact or --keep: write the redacted copy to `FILE2` (default: FILE with .redacted before its extension)")
 	if err := parseFlags(fs, rest); err != nil {
 		return err
 	}
@@ -183,6 +186,35 @@ func runExport(ctx context.Context, args []string, stdout io.Writer) error {
 	abs, err := filepath.Abs(*out)
 	if err != nil {
 		return err
+	}
+	// Everything about the redaction that can fail without the video
+	// fails here, before the export spends the request's one-time key.
+	var opts redact.Options
+	var redactTo string
+	if rf.given() {
+		if opts, err = rf.options(); err != nil {
+			return err
+		}
+		if strings.EqualFold(filepath.Ext(abs), ".mp4") {
+			return usageError{errors.New("redaction reads MPEG-TS: give --out FILE.ts to export and redact")}
+		}
+		redactTo = redactedName(abs)
+		if *redactedOut != "" {
+			if redactTo, err = filepath.Abs(*redactedOut); err != nil {
+				return err
+			}
+		}
+		if redactTo == abs {
+			return usageError{errors.New("--redacted-out is the export itself: the redacted copy is a new file")}
+		}
+		if err := distinctNames(abs, redactTo, "--redacted-out"); err != nil {
+			return err
+		}
+		if err := prepareRedaction(redactTo); err != nil {
+			return err
+		}
+	} else if flagGiven(fs, "redacted-out") || flagGiven(fs, "block") {
+		return usageError{errors.New("--redacted-out and --block go with --redact or --keep")}
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	st, err := signingPolicy(pctx, *dir)
@@ -232,7 +264,38 @@ func runExport(ctx context.Context, args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "exported %s: %s, %d frames, %d bytes, sha256 %s\nmanifest %s, signed by %s (%s)\nkeys released in %v; export took %v\n",
 		id, abs, o.Frames, o.Bytes, o.SHA256, bp, name, k.Fingerprint(), res.Release.Round(time.Millisecond), res.Total.Round(time.Millisecond))
 	printChain(stdout, res.Manifest)
+	if redactTo == "" {
+		return nil
+	}
+	again := fmt.Sprintf("custos redact %s %s --out %s --as %s --dir %s", abs, rf.flagsAgain(), redactTo, *as, *dir)
+	return redactAfterExport(ctx, stdout, abs, res.Manifest, body, k, opts, redactTo, again)
+}
+
+// redactAfterExport makes the redacted copy export --redact asks for. The
+// export is done and its one-time key spent, so an error keeps it and
+// says how to redact it with custos redact (the again command).
+func redactAfterExport(ctx context.Context, stdout io.Writer, export string, m *keys.Manifest, body []byte, k *keys.AdminKey,
+	opts redact.Options, out, again string) error {
+	d, err := redactExport(ctx, export, m, body, k, opts, out)
+	if err != nil {
+		return fmt.Errorf("%w; the export %s and its manifest are complete and kept (its one-time key is spent): redact it with %s", err, export, again)
+	}
+	printRedacted(stdout, out, d, k)
 	return nil
+}
+
+// flagGiven reports whether the command line set the flag.
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
+}
+
+// fileExists reports whether something is at path (a dangling symlink
+// included).
+func fileExists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
 }
 
 // printChain says which stores' chains of custody the export covers and
@@ -283,6 +346,20 @@ func runVerifyExport(ctx context.Context, args []string, stdout io.Writer) error
 	case *dir != "" && *keyFile != "":
 		return usageError{errors.New("give --dir (the policy names the exporter's key) or --key, not both")}
 	}
+	// A redacted file has a redaction manifest instead of an export's.
+	rb, _, _ := redactionPaths(file)
+	if _, err := os.Lstat(rb); err == nil {
+		if mb, _ := manifestPaths(file); fileExists(mb) {
+			return fmt.Errorf("both %s and %s are beside %s: a file is an export or a redacted copy, not both; move the one that does not belong away",
+				filepath.Base(mb), filepath.Base(rb), file)
+		}
+		rv, err := verifyRedacted(ctx, file, *dir, *keyFile)
+		if err != nil {
+			return err
+		}
+		printRedactionVerified(ctx, stdout, file, rv)
+		return nil
+	}
 	v, err := verifyExport(ctx, file, *dir, *keyFile)
 	if err != nil {
 		return err
@@ -313,6 +390,7 @@ func runVerifyExport(ctx context.Context, args []string, stdout io.Writer) error
 // was checked against the policy (or the key file the caller gave).
 type verified struct {
 	m           *keys.Manifest
+	body        []byte // the manifest as on disk
 	fingerprint string
 	checks      []string
 	identified  bool
@@ -339,41 +417,16 @@ func verifyExport(ctx context.Context, file, dir, keyFile string) (verified, err
 	if err != nil {
 		return v, err
 	}
-	var pub []byte
-	var wantFP, source string
-	switch {
-	case dir != "":
-		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		st, err := node.FetchPolicy(ctx, dir)
-		if err != nil {
-			return v, err
-		}
-		if claimed.Federation != st.Federation {
-			return v, fmt.Errorf("the manifest is of federation %q, the local node's is %q", claimed.Federation, st.Federation)
-		}
-		u := st.Users[claimed.Exporter]
-		if u == nil {
-			return v, fmt.Errorf("the exporter %q is no user in the policy", claimed.Exporter)
-		}
-		pub, wantFP, source = u.PublicKey, u.Fingerprint, fmt.Sprintf("%s's key in the policy of federation %q", u.Name, st.Federation)
-		v.identified = true
-	case keyFile != "":
-		if pub, _, err = keys.ReadPublicKeyFile(keyFile); err != nil {
-			return v, err
-		}
-		source = "the key in " + keyFile + " (--key)"
-		v.identified = true
-	default:
-		kp := manifestKeyPath(file)
-		if pub, _, err = keys.ReadPublicKeyFile(kp); err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				return v, fmt.Errorf("no %s beside the export (an export by an older custos): give --dir DIR, a node of the federation, or --key EXPORTER.pub", kp)
-			}
-			return v, err
-		}
-		source = "the key in " + kp + ", which came with the export"
+	kp := manifestKeyPath(file)
+	ks, err := signerKey(ctx, dir, keyFile, kp, claimed.Federation, claimed.Exporter, "exporter")
+	if errors.Is(err, errNoKeyBeside) {
+		return v, fmt.Errorf("no %s beside the export (an export by an older custos): give --dir DIR, a node of the federation, or --key EXPORTER.pub", kp)
 	}
+	if err != nil {
+		return v, err
+	}
+	v.identified = ks.identified
+	pub, wantFP, source := ks.pub, ks.wantFP, ks.source
 	m, fp, err := keys.VerifyManifest(body, sig, pub)
 	if err != nil {
 		return v, err
@@ -381,7 +434,7 @@ func verifyExport(ctx context.Context, file, dir, keyFile string) (verified, err
 	if wantFP != "" && !strings.EqualFold(fp, wantFP) {
 		return v, fmt.Errorf("the manifest is signed by key %s, not by %s's key %s", fp, m.Exporter, wantFP)
 	}
-	v.m, v.fingerprint = m, fp
+	v.m, v.fingerprint, v.body = m, fp, body
 	v.checks = append(v.checks, fmt.Sprintf("signature: the manifest is signed by key %s, %s", fp, source))
 	f, err := os.Open(file)
 	if err != nil {
@@ -396,6 +449,61 @@ func verifyExport(ctx context.Context, file, dir, keyFile string) (verified, err
 		v.checks = append(v.checks, fmt.Sprintf("exporter: %s is a user of federation %q and the key is theirs", m.Exporter, m.Federation))
 	}
 	return v, nil
+}
+
+// errNoKeyBeside: no --dir, no --key, and no public key beside the file.
+var errNoKeyBeside = errors.New("no public key beside the file")
+
+// keySource is the public key a signature is checked with, and where it
+// came from: identified when the policy (or the caller's own key file)
+// names it, not merely a key that came with the files.
+type keySource struct {
+	pub            []byte
+	wantFP, source string
+	identified     bool
+}
+
+// signerKey finds the key a manifest signed by user (of federation) is
+// checked with: with dir, the key the policy of the node there holds for
+// user; else the key in keyFile; else the key in pubPath, written beside
+// the file (errNoKeyBeside when there is none).
+func signerKey(ctx context.Context, dir, keyFile, pubPath, federation, user, role string) (keySource, error) {
+	switch {
+	case dir != "":
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		st, err := node.FetchPolicy(ctx, dir)
+		if err != nil {
+			return keySource{}, err
+		}
+		if federation != st.Federation {
+			return keySource{}, fmt.Errorf("the manifest is of federation %q, the local node's is %q", federation, st.Federation)
+		}
+		u := st.Users[user]
+		if u == nil {
+			return keySource{}, fmt.Errorf("the %s %q is no user in the policy", role, user)
+		}
+		return keySource{pub: u.PublicKey, wantFP: u.Fingerprint, identified: true,
+			source: fmt.Sprintf("%s's key in the policy of federation %q", u.Name, st.Federation)}, nil
+	case keyFile != "":
+		pub, _, err := keys.ReadPublicKeyFile(keyFile)
+		if err != nil {
+			return keySource{}, err
+		}
+		return keySource{pub: pub, source: "the key in " + keyFile + " (--key)", identified: true}, nil
+	}
+	pub, _, err := keys.ReadPublicKeyFile(pubPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return keySource{}, errNoKeyBeside
+	}
+	if err != nil {
+		return keySource{}, err
+	}
+	with := "export"
+	if role == "redactor" {
+		with = "redacted file"
+	}
+	return keySource{pub: pub, source: "the key in " + pubPath + ", which came with the " + with}, nil
 }
 
 func runRecoverShares(ctx context.Context, args []string, stdout io.Writer) error {

@@ -106,6 +106,7 @@ func TestCLIRequestFlow(t *testing.T) {
 	checkEraseAndHold(t, dir, alice, bob, carol, from, to, must, refused)
 
 	checkVerifyExport(t, tmp, dir, alice)
+	checkRedactWithPolicy(t, tmp, dir, alice)
 }
 
 // checkApprovedExport: the second approval completes the quorum and says
