@@ -34,6 +34,11 @@ func (s *State) Clone() *State {
 	c.Invites = cloneMap(s.Invites, func(v Invite) Invite { return v })
 	c.Requests = cloneMap(s.Requests, cloneRequest)
 	c.SubjectAccess = cloneMap(s.SubjectAccess, cloneSubjectAccess)
+	if s.Controller != nil {
+		ctl := *s.Controller
+		c.Controller = &ctl
+	}
+	c.Breaches = cloneMap(s.Breaches, cloneBreach)
 	c.Proposals = cloneMap(s.Proposals, func(v Proposal) Proposal {
 		v.Body = slices.Clone(v.Body)
 		v.Approvals = slices.Clone(v.Approvals)

@@ -90,6 +90,12 @@ type Command struct {
 	SARExtension *SARExtension  `json:"sar_extension,omitempty"` // sar.extend
 	SARClosure   *SARClosure    `json:"sar_closure,omitempty"`   // sar.close
 
+	Controller     *Controller     `json:"controller,omitempty"`      // controller.set (controller.go)
+	Breach         *Breach         `json:"breach,omitempty"`          // breach.open (breach.go)
+	BreachUpdate   *BreachUpdate   `json:"breach_update,omitempty"`   // breach.update
+	BreachClosure  *BreachClosure  `json:"breach_closure,omitempty"`  // breach.close
+	AuditRetention *AuditRetention `json:"audit_retention,omitempty"` // audit.retention (auditretention.go)
+
 	Seal      *Seal     `json:"seal,omitempty"`
 	Proposal  *Proposal `json:"proposal,omitempty"`
 	Rescue    *Rescue   `json:"rescue,omitempty"`

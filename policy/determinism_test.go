@@ -35,6 +35,8 @@ func TestApplyDeterministic(t *testing.T) {
 			{ID: "pre-cam", Time: t0, Kind: KindAddCamera, Camera: &Camera{Site: "site-a", Name: "cam", Purpose: "p", LegalBasis: "b", Retention: time.Hour}},
 			{ID: "pre-carol", Time: t0, Kind: KindAddUser, User: &carolUser},
 			{ID: "pre-bob", Time: t0, Kind: KindAddUser, User: &bobUser},
+			{ID: "pre-audit", Time: t0, Kind: KindSetAuditRetention, AuditRetention: &AuditRetention{Retention: 60 * 24 * time.Hour,
+				Justification: "two months of operator logs for the insurer"}},
 			{ID: "pre-seal", Time: t0, Kind: KindSeal, Seal: &Seal{Threshold: 2}},
 			{ID: "pre-request", Time: t0, Kind: KindCreateRequest, Request: &Request{ID: "r-pre", Node: "dc-a", Selector: "site-a/cam",
 				From: t0.Add(-time.Hour), To: t0, Purpose: "p", Basis: "b", Key: oneTimeKey, Expires: t0.Add(48 * time.Hour)}},
@@ -48,7 +50,7 @@ func TestApplyDeterministic(t *testing.T) {
 			at := t0.Add(time.Duration(rapid.IntRange(-30, 300).Draw(rt, "minutes")) * time.Minute)
 			c := &Command{ID: fmt.Sprintf("c%d", rapid.IntRange(0, n).Draw(rt, "id")), Time: at}
 			name := rapid.SampledFrom([]string{"a", "b", "c"}).Draw(rt, "name")
-			switch rapid.IntRange(0, 16).Draw(rt, "kind") {
+			switch rapid.IntRange(0, 21).Draw(rt, "kind") {
 			case 0:
 				c.Kind, c.Site = KindAddSite, &Site{Name: "site-" + name, Jurisdiction: "EU"}
 			case 1:
@@ -98,6 +100,30 @@ func TestApplyDeterministic(t *testing.T) {
 				c.Kind, c.SARExtension = KindExtendSAR, &SARExtension{SAR: "s-" + name, Months: rapid.IntRange(0, 3).Draw(rt, "by"), Reason: "volume"}
 			case 16:
 				c.Kind, c.SARClosure = KindCloseSAR, &SARClosure{SAR: "s-" + name, Answered: day(at), Files: filesHash}
+			case 17:
+				ctl := &Controller{Name: "Novák " + name, Address: "Národní 1", Email: rapid.SampledFrom([]string{"gdpr@novak.cz", "bad"}).Draw(rt, "email")}
+				if rapid.Bool().Draw(rt, "dpo") {
+					ctl.DPOName, ctl.DPOEmail = "J. Dvořáková", "dpo@novak.cz"
+				}
+				c.Kind, c.Controller = KindSetController, ctl
+			case 18:
+				age := time.Duration(rapid.IntRange(-1, 100).Draw(rt, "detected")) * time.Hour
+				c.Kind, c.Breach = KindOpenBreach, &Breach{ID: "b-" + name, What: "disk stolen", Detected: at.Add(-age), ApproxSubjects: 10}
+			case 19:
+				u := &BreachUpdate{Breach: "b-" + name, Notified: at.Add(-time.Duration(rapid.IntRange(0, 5).Draw(rt, "notified")) * time.Hour)}
+				if rapid.Bool().Draw(rt, "late") {
+					u.LateReason = "the weekend"
+				}
+				c.Kind, c.BreachUpdate = KindUpdateBreach, u
+			case 20:
+				x := &BreachClosure{Breach: "b-" + name, Closed: at, Outcome: "replaced"}
+				if rapid.Bool().Draw(rt, "unnotified") {
+					x.NotNotifiedReason = "unlikely to result in a risk"
+				}
+				c.Kind, c.BreachClosure = KindCloseBreach, x
+			case 21:
+				// Sealed: refused directly, as governance.
+				c.Kind, c.AuditRetention = KindSetAuditRetention, &AuditRetention{Retention: 30 * 24 * time.Hour}
 			}
 			signer := signers[rapid.IntRange(0, 2).Draw(rt, "signer")]
 			env := signer.sign(rt, c)

@@ -5,9 +5,11 @@
 // window), users with their OpenPGP keys and roles (admin, approver, auditor,
 // helpdesk, viewer), cameras (purpose, legal basis, retention), grants,
 // invites, footage requests with their approvals (request.go) — releases,
-// erasures and evidence holds (rights.go) — and subject access requests with
-// their deadlines (sar.go). It changes only by Apply, which takes a signed
-// Envelope:
+// erasures and evidence holds (rights.go) — subject access requests with
+// their deadlines (sar.go), the controller and its DPO (controller.go), the
+// breach register with its 72-hour clock (breach.go) and how long audit
+// entries are kept (auditretention.go). It changes only by Apply, which
+// takes a signed Envelope:
 //
 //	Envelope{Body, Sig}
 //	Body = JSON of Command{ID, Time, Signer, Kind, <one payload>}

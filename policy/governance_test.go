@@ -80,6 +80,11 @@ func governanceChanges(t *testing.T, f *reqFed) map[string]func() *Command {
 			c.Recovery = custodianKey(t)
 			return c
 		},
+		"keep the audit trail longer": func() *Command {
+			c := cmd(KindSetAuditRetention, tc)
+			c.AuditRetention = &AuditRetention{Retention: 365 * 24 * time.Hour, Justification: "the insurer asks for a year of operator logs"}
+			return c
+		},
 	}
 }
 
@@ -142,6 +147,10 @@ func TestOrdinaryChangesStaySingleAdmin(t *testing.T) {
 		{Kind: KindAddNode, Node: &Node{Name: "store-b", PublicKey: nodeKey(0x61), Role: RoleStore, Site: "brno-1", Jurisdiction: "EU"}},
 		{Kind: KindAddCamera, Camera: &Camera{Site: "brno-1", Name: "yard", Purpose: "p", LegalBasis: "b", Retention: time.Hour}},
 		{Kind: KindAddGrant, Grant: &Grant{ID: "g1", Subject: Subject{"user", "vic"}, Actions: []Action{ActLive}, Selector: "brno-1/*"}},
+		{Kind: KindSetController, Controller: goodController()},
+		{Kind: KindOpenBreach, Breach: goodBreach("b-1")},
+		{Kind: KindUpdateBreach, BreachUpdate: &BreachUpdate{Breach: "b-1", Notified: tc}},
+		{Kind: KindCloseBreach, BreachClosure: &BreachClosure{Breach: "b-1", Closed: tc, Outcome: "disk replaced"}},
 	} {
 		c.ID, c.Time = cmd("", tc).ID, tc
 		if f.s.IsGovernance(c) {

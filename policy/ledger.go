@@ -8,8 +8,8 @@ package policy
 // rescues, and redeemed invites of datacenters and witnesses), and each
 // request keeps the signed envelopes of its approvals (Request.Evidence).
 // Replayed through Apply from an empty state, the ledger rebuilds exactly
-// the users, their roles and keys, the trusted nodes, the threshold and the
-// recovery key — every signature checked again, anchored in the genesis
+// the users, their roles and keys, the trusted nodes, the threshold, the
+// recovery key and the audit retention — every signature checked again, anchored in the genesis
 // whose FederationID the verifier knows. VerifyRelease then counts a
 // request's approvals against that state. The recovery key's holder uses
 // it so that a compromised node cannot feed them a forged policy.

@@ -53,6 +53,16 @@ func (s *State) plan(c *Command) (func(), error) {
 		return s.planExtendSAR(c.SARExtension, c)
 	case KindCloseSAR:
 		return s.planCloseSAR(c.SARClosure, c)
+	case KindSetController:
+		return s.planSetController(c.Controller, c)
+	case KindOpenBreach:
+		return s.planOpenBreach(c.Breach, c)
+	case KindUpdateBreach:
+		return s.planUpdateBreach(c.BreachUpdate, c)
+	case KindCloseBreach:
+		return s.planCloseBreach(c.BreachClosure, c)
+	case KindSetAuditRetention:
+		return s.planSetAuditRetention(c.AuditRetention)
 	case KindSeal:
 		return s.planSeal(c.Seal, c)
 	case KindPropose:
@@ -96,6 +106,9 @@ func (s *State) ensureMaps() {
 	}
 	if s.SubjectAccess == nil {
 		s.SubjectAccess = map[string]*SubjectAccess{}
+	}
+	if s.Breaches == nil {
+		s.Breaches = map[string]*Breach{}
 	}
 }
 

@@ -17,9 +17,10 @@ import (
 // roleMaySign checks the signer's role for the command: deciding a request
 // needs the approve duty (admin or approver), anyone may file one (planRequest
 // checks that they may export what it names, and that only an admin files
-// an erasure or a hold), subject access requests are kept by admins
-// (sar.go says why), and everything else changes the policy and needs role
-// admin.
+// an erasure or a hold), subject access requests and the breach register
+// are kept by admins (sar.go and breach.go say why), and everything else —
+// the controller and the audit retention included — changes the policy and
+// needs role admin.
 func (s *State) roleMaySign(c *Command, u *User) error {
 	switch c.Kind {
 	case KindCreateRequest:
@@ -27,6 +28,11 @@ func (s *State) roleMaySign(c *Command, u *User) error {
 	case KindOpenSAR, KindExtendSAR, KindCloseSAR:
 		if d := Authorize(s, Subject{Kind: "user", Name: u.Name}, ActManage, "", c.Time); !d.Allow {
 			return fmt.Errorf("signer %q has role %s; subject access requests are kept by role admin", u.Name, u.Role)
+		}
+		return nil
+	case KindOpenBreach, KindUpdateBreach, KindCloseBreach:
+		if d := Authorize(s, Subject{Kind: "user", Name: u.Name}, ActManage, "", c.Time); !d.Allow {
+			return fmt.Errorf("signer %q has role %s; the breach register is kept by role admin", u.Name, u.Role)
 		}
 		return nil
 	case KindApproveRequest, KindDenyRequest, KindPropose, KindApproveProposal, KindRescueProposal:

@@ -73,6 +73,17 @@ type State struct {
 	// SubjectAccess are the subject access requests by ID, kept for good
 	// as the record of how each was answered (sar.go).
 	SubjectAccess map[string]*SubjectAccess `json:"subject_access,omitempty"`
+	// Controller is who is responsible for the cameras and their DPO
+	// (controller.go); nil until controller.set.
+	Controller *Controller `json:"controller,omitempty"`
+	// Breaches is the breach register by ID, kept for good (breach.go).
+	Breaches map[string]*Breach `json:"breaches,omitempty"`
+	// AuditRetention is how long audit entries are kept; 0 means
+	// DefaultAuditRetention (read it with AuditKeep). AuditJustification
+	// is the written reason for a period above the default
+	// (auditretention.go).
+	AuditRetention     time.Duration `json:"audit_retention,omitempty"`
+	AuditJustification string        `json:"audit_justification,omitempty"`
 	// Threshold is how many approvals a request or a governance proposal
 	// needs; 0 means DefaultThreshold.
 	Threshold int `json:"threshold,omitempty"`
