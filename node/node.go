@@ -460,19 +460,39 @@ func (n *Node) auditEvent(e audit.Event) {
 	}
 }
 
-// pruneAudit drops audit entries past retention, at start and hourly.
+// pruneAudit drops audit entries past the retention the policy sets
+// (policy.State.AuditKeep: 30 days unless the quorum chose longer), at
+// start and hourly. Until the node holds a policy it prunes nothing, and
+// looks again every minute: a node catching up must not prune by a default
+// the federation has raised. A node run from a peers file has no policy
+// and keeps Config.AuditRetention.
 func (n *Node) pruneAudit() {
 	defer n.wg.Done()
-	t := time.NewTicker(time.Hour)
-	defer t.Stop()
 	for {
-		if removed, err := n.audit.Prune(time.Now()); err != nil {
-			n.logf("node: AUDIT prune: %v", err)
-		} else if removed > 0 {
-			n.logf("node: audit: pruned %d entries past retention", removed)
+		wait := time.Hour
+		var st *policy.State
+		if n.policy != nil {
+			st = n.policy.State()
 		}
+		switch {
+		case n.policy != nil && (st == nil || st.FederationID == ""):
+			wait = time.Minute
+		default:
+			if st != nil {
+				if err := n.audit.SetRetention(max(st.AuditKeep(), n.cfg.AuditRetention)); err != nil {
+					n.logf("node: AUDIT retention: %v", err)
+				}
+			}
+			if removed, err := n.audit.Prune(time.Now()); err != nil {
+				n.logf("node: AUDIT prune: %v", err)
+			} else if removed > 0 {
+				n.logf("node: audit: pruned %d entries past retention", removed)
+			}
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-n.stop:
+			t.Stop()
 			return
 		case <-t.C:
 		}

@@ -183,6 +183,8 @@ func TestCLISubjectAccess(t *testing.T) {
 		}
 		refused(t, 4, "its deadline "+a.Deadline().Format(time.DateOnly)+" has passed", append([]string{"sar", "extend", "sar-old", "--by", "1mo", "--reason", "late"}, signing...)...)
 	})
+	// The controller's other duties share this datacenter.
+	t.Run("controller and breaches", func(t *testing.T) { checkControllerAndBreaches(t, dir, alice, must, refused) })
 }
 
 // The files' hash is what the documented shell line computes, names each

@@ -46,20 +46,55 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	pol := localPolicyOrNil(ctx, *dir)
 	now := time.Now()
 	overdue := overdueSARs(pol, now)
+	breaches := unnotifiedBreaches(pol)
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
+		type breachClock struct {
+			ID       string    `json:"id"`
+			Deadline time.Time `json:"deadline"`
+			Clock    string    `json:"clock"`
+		}
 		out := struct {
 			node.Status
 			OverdueSARs []string `json:"overdue_sars,omitempty"` // IDs of unanswered subject access requests past their deadline
+			// Breaches the authority has not been told of yet, with their
+			// 72-hour clock.
+			Breaches []breachClock `json:"breaches_to_notify,omitempty"`
 		}{Status: st}
 		for _, a := range overdue {
 			out.OverdueSARs = append(out.OverdueSARs, a.ID)
 		}
+		for _, b := range breaches {
+			out.Breaches = append(out.Breaches, breachClock{ID: b.ID, Deadline: b.Deadline(), Clock: policy.FormatLeft(b.Left(now))})
+		}
 		return enc.Encode(out)
 	}
-	printStatus(stdout, st, keyNames(st, pol), overdue, now)
+	printStatus(stdout, st, keyNames(st, pol), overdue, breaches, now)
 	return nil
+}
+
+// unnotifiedBreaches are the open breaches the authority has not been
+// told of, in the policy pol (nil: none).
+func unnotifiedBreaches(pol *policy.State) []*policy.Breach {
+	if pol == nil {
+		return nil
+	}
+	var out []*policy.Breach
+	for _, b := range pol.OpenBreaches() {
+		if b.Notified.IsZero() {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// writeBreachClocks prints each breach still to notify with its 72-hour
+// clock (art. 33(1)).
+func writeBreachClocks(w io.Writer, bs []*policy.Breach, now time.Time) {
+	for _, b := range bs {
+		fmt.Fprintln(w, printable(fmt.Sprintf("BREACH     %s: notify the supervisory authority by %s: %s (custos breach report %s)", b.ID, stamp(b.Deadline()), policy.FormatLeft(b.Left(now)), b.ID)))
+	}
 }
 
 // localPolicyOrNil is the policy of the node in dir, or nil if it has
@@ -147,8 +182,8 @@ func fetchStatus(ctx context.Context, dir string) (node.Status, error) {
 }
 
 // printStatus prints st, and under the node's own alarms the subject access
-// requests overdue at now.
-func printStatus(w io.Writer, st node.Status, name func(key string) string, overdue []*policy.SubjectAccess, now time.Time) {
+// requests overdue at now and the breaches still to notify.
+func printStatus(w io.Writer, st node.Status, name func(key string) string, overdue []*policy.SubjectAccess, breaches []*policy.Breach, now time.Time) {
 	fmt.Fprintf(w, "node       %s (custos %s, up %s)\n", st.Name, st.Version, st.Uptime)
 	fmt.Fprintf(w, "key        %s\n", st.PublicKey)
 	if m := st.Membership; m != nil && m.State != node.StandingMember {
@@ -161,6 +196,7 @@ func printStatus(w io.Writer, st node.Status, name func(key string) string, over
 		fmt.Fprintf(w, "ALARM      %d segments on this node's disk failed their SHA-256 when served (see the audit journal: corrupt-segment)\n", st.CorruptSegments)
 	}
 	writeOverdueSARs(w, overdue, now)
+	writeBreachClocks(w, breaches, now)
 	fmt.Fprintf(w, "mesh       %s in %s (federation %q)\n", st.MeshAddr, st.Prefix, st.Federation)
 	fmt.Fprintf(w, "wireguard  UDP %d, told to peers as %s; UAPI %s\n", st.ListenPort, st.Listen, st.UAPISocket)
 	if st.PeersFile != "" {

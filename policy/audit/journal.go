@@ -503,4 +503,21 @@ func (j *Journal) Close() error {
 
 // Retention is how long Prune keeps entries: what a reader of the journal
 // needs to tell "never journaled" from "journaled and pruned".
-func (j *Journal) Retention() time.Duration { return j.opts.Retention }
+func (j *Journal) Retention() time.Duration {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.opts.Retention
+}
+
+// SetRetention changes how long Prune keeps entries, from the next Prune
+// on: the federation's policy sets it, and may change it while the node
+// runs.
+func (j *Journal) SetRetention(d time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("audit: retention %v: want a positive duration", d)
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.opts.Retention = d
+	return nil
+}

@@ -24,7 +24,6 @@ func (j *Journal) Prune(now time.Time) (removed int, err error) {
 	if now.IsZero() {
 		now = j.opts.Now()
 	}
-	cutoff := now.Add(-j.opts.Retention)
 	actor := j.opts.Node
 	if actor == "" {
 		actor = "audit"
@@ -38,6 +37,8 @@ func (j *Journal) Prune(now time.Time) (removed int, err error) {
 	if j.closed {
 		return 0, fmt.Errorf("audit: prune: %w", ErrClosed)
 	}
+	retention := j.opts.Retention // SetRetention changes it under j.mu
+	cutoff := now.Add(-retention)
 	unlock, err := flock(j.wlock, syscall.LOCK_EX)
 	if err != nil {
 		return 0, fmt.Errorf("audit: prune: %w", err)
@@ -88,7 +89,7 @@ func (j *Journal) Prune(now time.Time) (removed int, err error) {
 		return 0, fmt.Errorf("audit: prune: the checkpoint is written but the journal not shortened (retried before the next append): %w", err)
 	}
 	record.Object = fmt.Sprintf("audit entries %d-%d", r.first, r.last.Seq)
-	record.Reason = fmt.Sprintf("older than %s (retention %v)", formatTime(cutoff), j.opts.Retention)
+	record.Reason = fmt.Sprintf("older than %s (retention %v)", formatTime(cutoff), retention)
 	if _, err := j.appendLocked(record); err != nil {
 		return r.n, fmt.Errorf("audit: prune: removed %d entries but could not record it: %w", r.n, err)
 	}

@@ -171,3 +171,32 @@ func TestPruneFailingAfterCheckpoint(t *testing.T) {
 		t.Errorf("Append after reopen = %d, %v; want 6", e.Seq, err)
 	}
 }
+
+// SetRetention: the policy's retention replaces the one the journal was
+// opened with from the next Prune on; a non-positive one is refused.
+func TestSetRetention(t *testing.T) {
+	clock := newClock()
+	j := openJ(t, t.TempDir(), Options{Retention: 5 * day, Now: clock.Now, Node: "dc-a"})
+	for i := range 10 {
+		if _, err := j.Append(Event{Time: t0.Add(time.Duration(i) * day), Action: "grant"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := j.SetRetention(8 * day); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := j.Prune(t0.Add(10 * day)); err != nil || n != 2 {
+		t.Fatalf("Prune with 8 days kept = %d, %v; want days 0 and 1 gone", n, err)
+	}
+	if j.Retention() != 8*day {
+		t.Errorf("Retention() = %v", j.Retention())
+	}
+	for _, d := range []time.Duration{0, -day} {
+		if err := j.SetRetention(d); err == nil {
+			t.Errorf("SetRetention(%v) accepted", d)
+		}
+	}
+	if j.Retention() != 8*day {
+		t.Errorf("a refused SetRetention changed it to %v", j.Retention())
+	}
+}
