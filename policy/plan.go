@@ -152,8 +152,13 @@ func (s *State) planCamera(c *Camera) (func(), error) {
 	if err := validSource(c.Source); err != nil {
 		return nil, fmt.Errorf("camera %q: %w", c.Key(), err)
 	}
+	if c.Added != 0 {
+		return nil, fmt.Errorf("camera %q names added %d: the policy sets it", c.Key(), c.Added)
+	}
 	cam := *c
 	cam.Tags = slices.Clone(c.Tags)
+	// Apply counts this command in Applied after the change.
+	cam.Added = s.Applied + 1
 	return func() { s.Cameras[cam.Key()] = &cam }, nil
 }
 

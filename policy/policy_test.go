@@ -548,3 +548,24 @@ func TestWeakInputRefused(t *testing.T) {
 	refused(t, s, camera("c1", "synthetic:", "theft\x07"), "control character")
 	mustApply(t, s, camera("c1", "synthetic:?fps=10&scale=2&pace=real", "theft"))
 }
+
+// A camera records when it was added (Applied after its command), so a
+// document stamped earlier is known not to cover it; a payload cannot set
+// it.
+func TestCameraAdded(t *testing.T) {
+	alice := newTestUser(t, "alice")
+	s := founded(t, alice)
+	if got := s.Cameras["praha-1/entrance"].Added; got != s.Applied {
+		t.Fatalf("the last command added the camera: Added %d, Applied %d", got, s.Applied)
+	}
+	before := s.Applied
+	c := cmd(KindAddCamera, t0)
+	c.Camera = &Camera{Site: "praha-1", Name: "yard", Purpose: "p", LegalBasis: "b", Retention: time.Hour}
+	mustApply(t, s, alice.sign(t, c))
+	if got := s.Cameras["praha-1/yard"].Added; got != before+1 || got != s.Applied {
+		t.Fatalf("yard: Added %d, want %d", got, before+1)
+	}
+	c = cmd(KindAddCamera, t0)
+	c.Camera = &Camera{Site: "praha-1", Name: "gate", Purpose: "p", LegalBasis: "b", Retention: time.Hour, Added: 1}
+	refused(t, s, alice.sign(t, c), "the policy sets it")
+}

@@ -169,6 +169,10 @@ type Camera struct {
 	// rtsp://host[:port]/path or synthetic:[?…]. Never credentials: those
 	// stay on the store (see node's camera secrets).
 	Source string `json:"source,omitempty"`
+	// Added is State.Applied once the command that added the camera was
+	// applied: a document stamped with an earlier Applied (a DPIA) does
+	// not cover it. Set by Apply; 0 for cameras added before it was kept.
+	Added uint64 `json:"added,omitempty"`
 }
 
 // Key is the camera's map key and resource name, "site/name".
