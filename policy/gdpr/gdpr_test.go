@@ -406,3 +406,29 @@ func TestTransfers(t *testing.T) {
 		}
 	}
 }
+
+// TestNoDPO: without a DPO the documents say none is named (Check reports
+// it), rather than print empty contact fields.
+func TestNoDPO(t *testing.T) {
+	for _, lang := range Languages {
+		w, _ := wordsFor(lang)
+		for _, g := range generators {
+			in := input(lang)
+			in.Controller.DPOName, in.Controller.DPOEmail, in.Controller.DPOPhone = "", "", ""
+			d, err := g.gen(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b bytes.Buffer
+			if err := d.HTML(&b); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(b.String(), w.NoDPO) {
+				t.Errorf("%s %s: no %q", g.kind, lang, w.NoDPO)
+			}
+			if strings.Contains(b.String(), "dpo@") {
+				t.Errorf("%s %s: a DPO address without a DPO", g.kind, lang)
+			}
+		}
+	}
+}

@@ -72,7 +72,7 @@ var page = template.Must(template.New("doc").Funcs(template.FuncMap{
 		return template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(b))
 	},
 	"kind": func(k BlockKind) string {
-		return map[BlockKind]string{Para: "para", Fields: "fields", Table: "table", List: "list", Fill: "fill", Headline: "headline", QR: "qr"}[k]
+		return map[BlockKind]string{Para: "para", Fields: "fields", Table: "table", List: "list", Fill: "fill", Headline: "headline", QR: "qr", Camera: "camera"}[k]
 	},
 }).Parse(`<!DOCTYPE html>
 <html lang="{{.Lang}}">
@@ -94,7 +94,7 @@ th { background: #e6e6e6; }
 table.fields th { width: 30%; background: none; }
 .fill { border: 0.4mm dashed #000; padding: 2mm; margin: 2mm 0; min-height: 14mm; }
 .fill .marker { font-weight: bold; }
-.sign { max-width: none; text-align: center; }
+body.sign { max-width: none; text-align: center; }
 .sign .headline1 { font-size: 30pt; font-weight: bold; margin: 8mm 0 4mm; }
 .sign .headline2 { font-size: 18pt; font-weight: bold; margin: 0 0 8mm; }
 .sign table.fields { font-size: 13pt; }
@@ -102,7 +102,7 @@ table.fields th { width: 30%; background: none; }
 .qr .url { font-family: monospace; font-size: 11pt; word-break: break-all; }
 </style>
 </head>
-<body class="{{.Kind}}{{if eq .Kind "sign"}} sign{{end}}">
+<body class="{{.Kind}}">
 {{- if ne .Kind "sign"}}
 <h1>{{.Title}}</h1>
 <p class="subtitle">{{.Subtitle}}</p>
@@ -142,6 +142,8 @@ table.fields th { width: 30%; background: none; }
 <div class="fill"><span class="marker">{{$.Fill}}:</span> {{.Text}}</div>
 {{- else if eq $k "headline"}}
 <p class="headline{{.Level}}">{{.Text}}</p>
+{{- else if eq $k "camera"}}
+<svg class="camera" viewBox="0 0 60 36" width="60mm" height="36mm" role="img" aria-label="CCTV"><g fill="#000"><path d="M4 6 L40 6 L46 10 L46 22 L40 26 L4 26 Z"/><path d="M46 12 L56 8 L56 24 L46 20 Z"/><rect x="20" y="26" width="4" height="6"/><rect x="10" y="32" width="24" height="3"/></g><circle cx="12" cy="16" r="3" fill="#fff"/></svg>
 {{- else if eq $k "qr"}}
 <div class="qr"><img src="{{png .Image}}" alt="QR: {{.Text}}"><p class="url">{{.Text}}</p></div>
 {{- end}}

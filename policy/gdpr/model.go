@@ -54,6 +54,8 @@ const (
 	Headline
 	// QR is a QR code (Image, PNG) of Text, a URL shown with it.
 	QR
+	// Camera is the sign's pictogram of a CCTV camera.
+	Camera
 )
 
 // Block is one piece of a section.

@@ -246,6 +246,8 @@ func (r *pdfr) block(b Block) {
 		f.Ln(4)
 		r.text("B", size, b.Text, "C")
 		f.Ln(4)
+	case Camera:
+		r.pictogram()
 	case QR:
 		side := 60.0
 		r.room(side + 15)
@@ -367,6 +369,22 @@ func (r *pdfr) widths(b Block) []float64 {
 		ws[i] *= usableW / total
 	}
 	return ws
+}
+
+// pictogram draws a CCTV camera, 60 × 36 mm, centred: the shapes of the
+// HTML sign's SVG, in mm.
+func (r *pdfr) pictogram() {
+	f := r.f
+	x0, y0 := (pageW-60)/2, f.GetY()+2
+	pt := func(x, y float64) fpdf.PointType { return fpdf.PointType{X: x0 + x, Y: y0 + y} }
+	f.SetFillColor(0, 0, 0)
+	f.Polygon([]fpdf.PointType{pt(4, 6), pt(40, 6), pt(46, 10), pt(46, 22), pt(40, 26), pt(4, 26)}, "F")
+	f.Polygon([]fpdf.PointType{pt(46, 12), pt(56, 8), pt(56, 24), pt(46, 20)}, "F")
+	f.Rect(x0+20, y0+26, 4, 6, "F")
+	f.Rect(x0+10, y0+32, 24, 3, "F")
+	f.SetFillColor(255, 255, 255)
+	f.Circle(x0+12, y0+16, 3, "F")
+	f.SetY(y0 + 38)
 }
 
 // fillBox draws a dashed box with the "to be completed" marker, what to

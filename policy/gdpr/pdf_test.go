@@ -210,3 +210,42 @@ func TestPDFLongTable(t *testing.T) {
 		t.Errorf("the purposes table's heading appears %d times", n)
 	}
 }
+
+// TestSignFitsOnePage: a sign with more text is set in smaller type to stay
+// one A4 page, and one that cannot fit is refused, not printed on two.
+func TestSignFitsOnePage(t *testing.T) {
+	need(t, "pdftotext", "poppler-utils")
+	withCameras := func(n, purposeLen int) Input {
+		in := input("cs")
+		for i := range n {
+			c := *in.State.Cameras["praha-1/entrance"]
+			c.Name = fmt.Sprintf("cam-%02d", i)
+			c.Purpose = fmt.Sprintf("Účel %02d: ", i) + strings.Repeat("ochrana majetku ", purposeLen/16)
+			in.State.Cameras["praha-1/"+c.Name] = &c
+		}
+		return in
+	}
+	d, err := Sign(withCameras(4, 100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, pages := pdfText(t, writePDF(t, d))
+	if pages != 1 {
+		t.Fatalf("a sign of 6 cameras has %d pages", pages)
+	}
+	for i := range 4 {
+		if !strings.Contains(text, fmt.Sprintf("Účel %02d:", i)) {
+			t.Errorf("purpose %d is missing", i)
+		}
+	}
+
+	d, err = Sign(withCameras(20, 200))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	err = d.PDF(&b)
+	if err == nil || !strings.Contains(err.Error(), "does not fit one A4 page") || b.Len() != 0 {
+		t.Fatalf("a sign too long for a page: err %v, %d bytes written", err, b.Len())
+	}
+}
