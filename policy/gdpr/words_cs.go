@@ -170,7 +170,7 @@ var cs = words{
 		{"Subjekty nevědí, že jsou snímány",
 			"informační tabulka s QR kódem na úplné informace, vytvořená z politiky"},
 		{"Subjekt nemůže uplatnit svá práva (přístup, výmaz)",
-			"kopie záznamu s rozmazáním ostatních osob; výmaz schválený kvórem na všech kopiích"},
+			"kopie záznamu s ostatními osobami znečitelněnými (pixelizací); výmaz schválený kvórem na všech kopiích"},
 		{"Předání tam, kde GDPR nechrání",
 			"kopie jen v jurisdikcích, které dovoluje politika (ve výchozím stavu EU)"},
 		{"Podvržení nebo pozměnění záznamu použitého jako důkaz",
@@ -208,7 +208,7 @@ var cs = words{
 	NoticeRights:              "Vaše práva (čl. 13 odst. 2 písm. b) a c))",
 	NoticeRightsIntro:         "Máte právo:",
 	Rights: []string{
-		"na přístup ke svým osobním údajům (čl. 15): kopii záznamu, na kterém jste, s rozmazanými ostatními osobami;",
+		"na přístup ke svým osobním údajům (čl. 15): kopii záznamu, na kterém jste, s ostatními osobami znečitelněnými;",
 		"na opravu (čl. 16) a na výmaz (čl. 17);",
 		"na omezení zpracování (čl. 18);",
 		"vznést námitku proti zpracování založenému na oprávněném zájmu (čl. 21);",

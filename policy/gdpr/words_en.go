@@ -169,7 +169,7 @@ var en = words{
 		{"People do not know they are recorded",
 			"a sign with a QR code to the full notice, generated from the policy"},
 		{"A data subject cannot exercise their rights (access, erasure)",
-			"a copy of the footage with other people blurred; erasure approved by the quorum on every copy"},
+			"a copy of the footage with other people pixelated; erasure approved by the quorum on every copy"},
 		{"Transfer to where the GDPR does not protect",
 			"replicas only in the jurisdictions the policy allows (the EU by default)"},
 		{"Fabricated or altered footage used as evidence",
@@ -207,7 +207,7 @@ var en = words{
 	NoticeRights:              "Your rights (art. 13(2)(b) and (c))",
 	NoticeRightsIntro:         "You have the right:",
 	Rights: []string{
-		"of access to your personal data (art. 15): a copy of the footage you appear in, with other people blurred;",
+		"of access to your personal data (art. 15): a copy of the footage you appear in, with other people pixelated;",
 		"to rectification (art. 16) and to erasure (art. 17);",
 		"to restriction of processing (art. 18);",
 		"to object to processing based on a legitimate interest (art. 21);",
