@@ -38,10 +38,11 @@ type Input struct {
 	// Now is the generation time the documents show. The package reads
 	// no clock of its own.
 	Now time.Time
-	// CameraAdded is, when the caller knows it, the policy index of the
-	// command that added each camera (key "site/name"). The policy does not
-	// record it, so Check can tell "a camera added after the last DPIA"
-	// only for cameras listed here.
+	// CameraAdded is, when the caller knows it, the policy index (the
+	// same numbering as Index) of the command that added each camera (key
+	// "site/name"). The policy does not record it, so Check can tell "a
+	// camera added after the last DPIA" only for cameras listed here; the
+	// documents do not use it.
 	CameraAdded map[string]uint64
 }
 
