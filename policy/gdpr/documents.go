@@ -275,7 +275,7 @@ func Sign(in Input) (*Doc, error) {
 	}
 	auth := authorityFor(p.site.Jurisdiction)
 	d.Sections = []Section{{Blocks: []Block{
-		{Kind: Camera},
+		{Kind: Pictogram},
 		{Kind: Headline, Level: 1, Text: w.SignMain},
 		{Kind: Headline, Level: 2, Text: w.SignTwin},
 		{Kind: Fields, Rows: rows},

@@ -72,7 +72,7 @@ var page = template.Must(template.New("doc").Funcs(template.FuncMap{
 		return template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(b))
 	},
 	"kind": func(k BlockKind) string {
-		return map[BlockKind]string{Para: "para", Fields: "fields", Table: "table", List: "list", Fill: "fill", Headline: "headline", QR: "qr", Camera: "camera"}[k]
+		return map[BlockKind]string{Para: "para", Fields: "fields", Table: "table", List: "list", Fill: "fill", Headline: "headline", QR: "qr", Pictogram: "pictogram"}[k]
 	},
 }).Parse(`<!DOCTYPE html>
 <html lang="{{.Lang}}">
@@ -142,7 +142,7 @@ body.sign { max-width: none; text-align: center; }
 <div class="fill"><span class="marker">{{$.Fill}}:</span> {{.Text}}</div>
 {{- else if eq $k "headline"}}
 <p class="headline{{.Level}}">{{.Text}}</p>
-{{- else if eq $k "camera"}}
+{{- else if eq $k "pictogram"}}
 <svg class="camera" viewBox="0 0 60 36" width="60mm" height="36mm" role="img" aria-label="CCTV"><g fill="#000"><path d="M4 6 L40 6 L46 10 L46 22 L40 26 L4 26 Z"/><path d="M46 12 L56 8 L56 24 L46 20 Z"/><rect x="20" y="26" width="4" height="6"/><rect x="10" y="32" width="24" height="3"/></g><circle cx="12" cy="16" r="3" fill="#fff"/></svg>
 {{- else if eq $k "qr"}}
 <div class="qr"><img src="{{png .Image}}" alt="QR: {{.Text}}"><p class="url">{{.Text}}</p></div>

@@ -54,8 +54,8 @@ const (
 	Headline
 	// QR is a QR code (Image, PNG) of Text, a URL shown with it.
 	QR
-	// Camera is the sign's pictogram of a CCTV camera.
-	Camera
+	// Pictogram is the sign's picture of a CCTV camera.
+	Pictogram
 )
 
 // Block is one piece of a section.

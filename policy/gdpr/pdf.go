@@ -246,7 +246,7 @@ func (r *pdfr) block(b Block) {
 		f.Ln(4)
 		r.text("B", size, b.Text, "C")
 		f.Ln(4)
-	case Camera:
+	case Pictogram:
 		r.pictogram()
 	case QR:
 		side := 60.0
