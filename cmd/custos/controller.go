@@ -72,7 +72,7 @@ func runControllerShow(ctx context.Context, args []string, stdout io.Writer) err
 // breachFlags are the art. 33(3) fields open and update share.
 type breachFlags struct {
 	what, detected, nature, categories, consequences, measures, contact *string
-	subjects, records                                                  *int64
+	subjects, records                                                   *int64
 }
 
 func addBreachFlags(fs *flag.FlagSet) breachFlags {

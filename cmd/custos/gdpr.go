@@ -264,4 +264,3 @@ func runGDPRCheck(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	return fmt.Errorf("%d findings: the documents are incomplete or stale", len(fs2))
 }
-
