@@ -203,19 +203,7 @@ func breachState(b *policy.Breach, now time.Time) (state, clock string) {
 }
 
 func runBreachList(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("breach list", flag.ContinueOnError)
-	dir := fs.String("dir", "", "the node's data directory `DIR`")
-	asJSON := fs.Bool("json", false, "print as JSON")
-	all := fs.Bool("all", false, "also closed breaches")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *dir == "" {
-		return usageError{errors.New("--dir is required")}
-	}
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	st, err := node.FetchPolicy(cctx, *dir)
+	st, l, err := listingPolicy(ctx, "breach list", "also closed breaches", args)
 	if err != nil {
 		return err
 	}
@@ -228,13 +216,13 @@ func runBreachList(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	rows := []row{}
 	for _, b := range st.BreachRegister() {
-		if b.Closed() && !*all {
+		if b.Closed() && !l.all {
 			continue
 		}
 		state, clock := breachState(b, now)
 		rows = append(rows, row{Breach: b, State: state, Deadline: b.Deadline(), Clock: clock})
 	}
-	if *asJSON {
+	if l.asJSON {
 		return json.NewEncoder(stdout).Encode(rows)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)

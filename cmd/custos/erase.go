@@ -193,19 +193,7 @@ type holdRow struct {
 }
 
 func runHolds(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("holds", flag.ContinueOnError)
-	dir := fs.String("dir", "", "the node's data directory `DIR`")
-	asJSON := fs.Bool("json", false, "print as JSON")
-	all := fs.Bool("all", false, "also holds that ended or were never approved")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *dir == "" {
-		return usageError{errors.New("--dir is required")}
-	}
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	st, err := node.FetchPolicy(cctx, *dir)
+	st, l, err := listingPolicy(ctx, "holds", "also holds that ended or were never approved", args)
 	if err != nil {
 		return err
 	}
@@ -222,12 +210,12 @@ func runHolds(ctx context.Context, args []string, stdout io.Writer) error {
 		case !r.ApprovedAt.IsZero():
 			status = "ended"
 		}
-		if status != "active" && !*all {
+		if status != "active" && !l.all {
 			continue
 		}
 		rows = append(rows, holdRow{Request: r, Status: status})
 	}
-	if *asJSON {
+	if l.asJSON {
 		return json.NewEncoder(stdout).Encode(rows)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)

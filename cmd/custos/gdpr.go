@@ -112,7 +112,8 @@ func runGDPRDoc(ctx context.Context, args []string, stdout io.Writer, d gdprDoc)
 	return nil
 }
 
-// gdprInput reads the node's committed policy and its controller.
+// gdprInput reads the node's committed policy and its controller; the
+// documents are refused until the controller is set.
 func gdprInput(ctx context.Context, dir string) (gdpr.Input, error) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -120,18 +121,11 @@ func gdprInput(ctx context.Context, dir string) (gdpr.Input, error) {
 	if err != nil {
 		return gdpr.Input{}, err
 	}
-	c, err := st.RequireController()
-	if err != nil {
+	if _, err := st.RequireController(); err != nil {
 		return gdpr.Input{}, errDenied{err.Error()}
 	}
-	in := gdpr.Input{State: st, Index: st.Applied, Now: time.Now(), CameraAdded: map[string]uint64{},
-		Controller: gdpr.Controller{Name: c.Name, Address: c.Address, Email: c.Email, Phone: c.Phone,
-			DPOName: c.DPOName, DPOEmail: c.DPOEmail, DPOPhone: c.DPOPhone}}
-	for k, cam := range st.Cameras {
-		if cam.Added != 0 {
-			in.CameraAdded[k] = cam.Added
-		}
-	}
+	in := gdpr.FromPolicy(st)
+	in.Now = time.Now()
 	return in, nil
 }
 
@@ -220,36 +214,18 @@ func noteDPIA(dir, site string, index uint64) error {
 }
 
 func runGDPRCheck(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("gdpr check", flag.ContinueOnError)
-	dir := fs.String("dir", "", "the node's data directory `DIR`")
-	asJSON := fs.Bool("json", false, "print the findings as JSON")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *dir == "" {
-		return usageError{errors.New("--dir is required")}
-	}
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	st, err := node.FetchPolicy(cctx, *dir)
+	st, l, err := listingPolicy(ctx, "gdpr check", "", args)
 	if err != nil {
 		return err
 	}
-	in := gdpr.Input{State: st, Index: st.Applied, Now: time.Now(), CameraAdded: map[string]uint64{}}
-	if c := st.Controller; c != nil {
-		in.Controller = gdpr.Controller{Name: c.Name, Address: c.Address, Email: c.Email, Phone: c.Phone, DPOName: c.DPOName, DPOEmail: c.DPOEmail, DPOPhone: c.DPOPhone}
-	}
-	for k, cam := range st.Cameras {
-		if cam.Added != 0 {
-			in.CameraAdded[k] = cam.Added
-		}
-	}
-	last, err := lastDPIAs(*dir)
+	in := gdpr.FromPolicy(st)
+	in.Now = time.Now()
+	last, err := lastDPIAs(l.dir)
 	if err != nil {
 		return err
 	}
 	fs2 := gdpr.Check(in, last)
-	if *asJSON {
+	if l.asJSON {
 		if fs2 == nil {
 			fs2 = []gdpr.Finding{}
 		}

@@ -304,29 +304,57 @@ func runRevoke(ctx context.Context, args []string, stdout io.Writer) error {
 
 // dirFlags parses the --dir and --json flags every read-only command takes.
 func dirFlags(name string, args []string) (dir string, asJSON bool, err error) {
+	l, err := listingFlags(name, "", args)
+	return l.dir, l.asJSON, err
+}
+
+// listing is what a listing command's flags say: the node's directory,
+// JSON or a table, and (for lists that hide finished items) all of them.
+type listing struct {
+	dir         string
+	asJSON, all bool
+}
+
+// listingFlags parses a listing command's --dir, --json and, when allHelp
+// says what it adds, --all.
+func listingFlags(name, allHelp string, args []string) (listing, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	d := fs.String("dir", "", "the data directory `DIR` of the local node")
 	j := fs.Bool("json", false, "print JSON")
+	var all *bool
+	if allHelp != "" {
+		all = fs.Bool("all", false, allHelp)
+	}
 	if err := parseFlags(fs, args); err != nil {
-		return "", false, err
+		return listing{}, err
 	}
 	if *d == "" {
-		return "", false, usageError{errors.New("--dir is required")}
+		return listing{}, usageError{errors.New("--dir is required")}
 	}
-	return *d, *j, nil
+	l := listing{dir: *d, asJSON: *j}
+	if all != nil {
+		l.all = *all
+	}
+	return l, nil
+}
+
+// listingPolicy is listingFlags and the local replica's policy.
+func listingPolicy(ctx context.Context, name, allHelp string, args []string) (*policy.State, listing, error) {
+	l, err := listingFlags(name, allHelp, args)
+	if err != nil {
+		return nil, l, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := node.FetchPolicy(ctx, l.dir)
+	return st, l, err
 }
 
 // localPolicy parses a listing command's --dir and --json and reads the
 // local replica's policy.
 func localPolicy(ctx context.Context, name string, args []string) (*policy.State, bool, error) {
-	dir, asJSON, err := dirFlags(name, args)
-	if err != nil {
-		return nil, false, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	st, err := node.FetchPolicy(ctx, dir)
-	return st, asJSON, err
+	st, l, err := listingPolicy(ctx, name, "", args)
+	return st, l.asJSON, err
 }
 
 // listPolicy prints one of the local replica's maps, sorted by key: as JSON,

@@ -28,7 +28,6 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/custos-cctv/custos/node"
 	"github.com/custos-cctv/custos/policy"
 )
 
@@ -357,24 +356,12 @@ func sarRows(st *policy.State, now time.Time, all bool) (rows []sarRow, closed i
 }
 
 func runSARList(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("sar list", flag.ContinueOnError)
-	dir := fs.String("dir", "", "the data directory `DIR` of the local node")
-	all := fs.Bool("all", false, "list the closed requests too")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *dir == "" {
-		return usageError{errors.New("--dir is required")}
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	st, err := node.FetchPolicy(ctx, *dir)
+	st, l, err := listingPolicy(ctx, "sar list", "list the closed requests too", args)
 	if err != nil {
 		return err
 	}
-	rows, closed := sarRows(st, time.Now(), *all)
-	if *asJSON {
+	rows, closed := sarRows(st, time.Now(), l.all)
+	if l.asJSON {
 		if rows == nil {
 			rows = []sarRow{}
 		}

@@ -28,8 +28,8 @@ func (f *federation) documents() error {
 		return err
 	}
 	st := dc.Policy()
-	in := gdpr.Input{State: st, Index: st.Applied, Lang: "cs", Now: time.Now(), NoticeURL: "https://acme.example/kamery",
-		Controller: gdpr.Controller{Name: c.Name, Address: c.Address, Email: c.Email, Phone: c.Phone, DPOName: c.DPOName, DPOEmail: c.DPOEmail}}
+	in := gdpr.FromPolicy(st)
+	in.Lang, in.Now, in.NoticeURL = "cs", time.Now(), "https://acme.example/kamery"
 	out := filepath.Join(f.dir, "gdpr")
 	if err := os.MkdirAll(out, 0o700); err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/media/store"
+	"github.com/custos-cctv/custos/node/internal/nodetest"
 	"github.com/custos-cctv/custos/policy"
 )
 
@@ -25,7 +26,7 @@ func BenchmarkErasureCameraHour(b *testing.B) {
 		b.StopTimer()
 		f := newFixture(b)
 		st := f.with()
-		p := newPolicy(st)
+		p := nodetest.NewPolicy(st)
 		nodes := []string{"store", "dc-a", "dc-b"}
 		erasers := map[string]*Eraser{}
 		for _, name := range nodes {
@@ -47,7 +48,7 @@ func BenchmarkErasureCameraHour(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			e, err := Start(Deps{Name: name, Dir: b.TempDir(), Policy: p, Audit: &journal{}, Logf: func(string, ...any) {},
+			e, err := Start(Deps{Name: name, Dir: b.TempDir(), Policy: p, Audit: &nodetest.Journal{}, Logf: func(string, ...any) {},
 				Self: func(*policy.State) string { return name }, Custody: f.signers[name], Media: func() *store.Store { return s }})
 			if err != nil {
 				b.Fatal(err)
@@ -58,7 +59,7 @@ func BenchmarkErasureCameraHour(b *testing.B) {
 		r := erasureOf("e-1", base, at(3600), cam)
 		b.StartTimer()
 		start := time.Now()
-		p.set(f.with(r))
+		p.Set(f.with(r))
 		for _, name := range nodes {
 			for {
 				if rb, ok := erasers[name].Receipt("e-1"); ok {

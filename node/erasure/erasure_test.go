@@ -7,7 +7,6 @@ import (
 	"errors"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,66 +14,12 @@ import (
 	"github.com/custos-cctv/custos/media/store"
 	"github.com/custos-cctv/custos/node/internal/nodetest"
 	"github.com/custos-cctv/custos/policy"
-	"github.com/custos-cctv/custos/policy/audit"
 )
 
 const cam = "praha-1/door"
 
 // base is a whole minute; epochs are a minute (15 segments of 4 s).
 var base = time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
-
-type fakePolicy struct {
-	mu      sync.Mutex
-	st      *policy.State
-	changed chan struct{}
-}
-
-func newPolicy(st *policy.State) *fakePolicy {
-	return &fakePolicy{st: st, changed: make(chan struct{})}
-}
-
-func (p *fakePolicy) State() *policy.State {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.st
-}
-
-func (p *fakePolicy) Changed() <-chan struct{} {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.changed
-}
-
-func (p *fakePolicy) set(st *policy.State) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.st = st
-	close(p.changed)
-	p.changed = make(chan struct{})
-}
-
-type journal struct {
-	mu     sync.Mutex
-	events []audit.Event
-}
-
-func (j *journal) Event(e audit.Event) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	j.events = append(j.events, e)
-}
-
-func (j *journal) of(action string) []audit.Event {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	var out []audit.Event
-	for _, e := range j.events {
-		if e.Action == action {
-			out = append(out, e)
-		}
-	}
-	return out
-}
 
 // fixture is a federation of a store of praha-1, a store of brno-1 and two
 // datacenters, with the node keys to sign as each.
@@ -161,7 +106,7 @@ func openStore(t *testing.T) *store.Store {
 	return s
 }
 
-func startEraser(t *testing.T, f *fixture, self, dir string, p *fakePolicy, s *store.Store, j *journal) *Eraser {
+func startEraser(t *testing.T, f *fixture, self, dir string, p *nodetest.Policy, s *store.Store, j *nodetest.Journal) *Eraser {
 	t.Helper()
 	e, err := Start(Deps{Name: self, Dir: dir, Policy: p, Audit: j, Logf: t.Logf,
 		Self:    func(*policy.State) string { return self },
@@ -210,8 +155,8 @@ func TestEraseOnStore(t *testing.T) {
 	s := openStore(t)
 	segs := record(t, s, cam, 30) // [0 s, 120 s): epochs at 0 s and 60 s
 	other := record(t, s, "praha-1/till", 30)
-	p := newPolicy(f.with())
-	j := &journal{}
+	p := nodetest.NewPolicy(f.with())
+	j := &nodetest.Journal{}
 	dir := t.TempDir()
 	e := startEraser(t, f, "store", dir, p, s, j)
 
@@ -226,7 +171,7 @@ func TestEraseOnStore(t *testing.T) {
 	// stays for segments 0-13.
 	r := erasureOf("e-1", at(58), at(120), cam)
 	st := f.with(r)
-	p.set(st)
+	p.Set(st)
 	rec := waitReceipt(t, e, st, "store", "e-1")
 
 	left, err := s.Segments(cam, base, at(120))
@@ -262,7 +207,7 @@ func TestEraseOnStore(t *testing.T) {
 
 	// The audit lists every hash removed, and the summary.
 	var listed []string
-	for _, ev := range j.of("erase-segments") {
+	for _, ev := range j.Of("erase-segments") {
 		_, hs, _ := strings.Cut(ev.Reason, ": ")
 		listed = append(listed, strings.Fields(hs)...)
 	}
@@ -274,7 +219,7 @@ func TestEraseOnStore(t *testing.T) {
 			t.Fatalf("audited hash %d = %s, want %s", i, listed[i], want)
 		}
 	}
-	if done := j.of("erasure-done"); len(done) != 1 || done[0].Object != "e-1" {
+	if done := j.Of("erasure-done"); len(done) != 1 || done[0].Object != "e-1" {
 		t.Fatalf("erasure-done events %+v", done)
 	}
 
@@ -285,9 +230,9 @@ func TestEraseOnStore(t *testing.T) {
 
 	// Further passes (every policy change, every retry) neither redo nor
 	// re-audit the finished erasure.
-	p.set(f.with(r))
+	p.Set(f.with(r))
 	time.Sleep(200 * time.Millisecond)
-	if n := len(j.of("erasure-done")); n != 1 {
+	if n := len(j.Of("erasure-done")); n != 1 {
 		t.Errorf("%d erasure-done events after more passes, want 1", n)
 	}
 }
@@ -308,12 +253,12 @@ func TestEraseAgainAfterRestore(t *testing.T) {
 	f := newFixture(t)
 	r := erasureOf("e-1", at(0), at(40), cam)
 	st := f.with(r)
-	p := newPolicy(st)
+	p := nodetest.NewPolicy(st)
 	dir := t.TempDir()
 
 	s1 := openStore(t)
 	record(t, s1, cam, 20)
-	e1 := startEraser(t, f, "dc-a", dir, p, s1, &journal{})
+	e1 := startEraser(t, f, "dc-a", dir, p, s1, &nodetest.Journal{})
 	if rec := waitReceipt(t, e1, st, "dc-a", "e-1"); rec.Cameras[0].Segments != 10 {
 		t.Fatalf("first erasure: %+v", rec.Cameras)
 	}
@@ -321,11 +266,11 @@ func TestEraseAgainAfterRestore(t *testing.T) {
 
 	s2 := openStore(t) // the restored backup
 	record(t, s2, cam, 20)
-	j := &journal{}
+	j := &nodetest.Journal{}
 	startEraser(t, f, "dc-a", dir, p, s2, j)
 	nodetest.WaitTrue(t, 10*time.Second, "the restored segments erased again", func() bool {
 		got, _ := s2.Segments(cam, base, at(80))
-		return len(got) == 10 && len(j.of("erasure-done")) == 1
+		return len(got) == 10 && len(j.Of("erasure-done")) == 1
 	})
 	if tb, err := s2.Tombstones(cam); err != nil || len(tb) != 1 {
 		t.Fatalf("tombstones after the restore: %v, %v", tb, err)
@@ -341,8 +286,8 @@ func TestEraseSkipsHeldFootage(t *testing.T) {
 	hold := &policy.Request{ID: "h-1", Action: policy.ActionHold, Cameras: []string{cam}, From: at(100), To: at(108),
 		Until: time.Now().Add(time.Hour), ApprovedAt: base.Add(time.Hour), Purpose: "incident", Expires: time.Now().Add(time.Hour)}
 	st := f.with(erasureOf("e-1", at(60), at(120), cam), hold)
-	j := &journal{}
-	e := startEraser(t, f, "dc-a", t.TempDir(), newPolicy(st), s, j)
+	j := &nodetest.Journal{}
+	e := startEraser(t, f, "dc-a", t.TempDir(), nodetest.NewPolicy(st), s, j)
 	rec := waitReceipt(t, e, st, "dc-a", "e-1")
 	if c := rec.Cameras[0]; c.Segments != 13 || c.Held != 2 || c.Epochs != 0 {
 		t.Errorf("receipt %+v; want 13 segments deleted, 2 held, the epoch kept for them", c)
@@ -351,8 +296,8 @@ func TestEraseSkipsHeldFootage(t *testing.T) {
 	if want := []time.Time{at(100), at(104)}; !slices.Equal(starts(left), want) {
 		t.Errorf("left in the range: %v, want the held %v", starts(left), want)
 	}
-	if len(j.of("hold")) != 1 {
-		t.Errorf("the active hold was not audited: %+v", j.events)
+	if len(j.Of("hold")) != 1 {
+		t.Errorf("the active hold was not audited: %+v", j.Events())
 	}
 }
 
@@ -363,7 +308,7 @@ func TestStoreErasesOnlyItsSite(t *testing.T) {
 	st := f.with(erasureOf("e-1", at(0), at(40), "brno-1/gate", cam))
 	for self, want := range map[string][]string{"store": {cam}, "dc-b": {"brno-1/gate", cam}} {
 		s := openStore(t)
-		e := startEraser(t, f, self, t.TempDir(), newPolicy(st), s, &journal{})
+		e := startEraser(t, f, self, t.TempDir(), nodetest.NewPolicy(st), s, &nodetest.Journal{})
 		rec := waitReceipt(t, e, st, self, "e-1")
 		var got []string
 		for _, c := range rec.Cameras {

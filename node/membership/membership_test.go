@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,27 +14,6 @@ import (
 	"github.com/custos-cctv/custos/node/internal/nodetest"
 	"github.com/custos-cctv/custos/policy"
 )
-
-// fakePolicy is a Policy whose state the test replaces.
-type fakePolicy struct {
-	mu      sync.Mutex
-	st      *policy.State
-	changed chan struct{}
-}
-
-func (f *fakePolicy) State() *policy.State { f.mu.Lock(); defer f.mu.Unlock(); return f.st }
-func (f *fakePolicy) Changed() <-chan struct{} {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.changed
-}
-func (f *fakePolicy) set(st *policy.State) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.st = st
-	close(f.changed)
-	f.changed = make(chan struct{})
-}
 
 func TestMembershipFollowsPolicyAndClock(t *testing.T) {
 	nodetest.CheckLeaks(t)
@@ -69,7 +47,7 @@ func TestMembershipFollowsPolicyAndClock(t *testing.T) {
 		st.Nodes["store"].Revoked = storeRevoked
 		return st
 	}
-	src := &fakePolicy{st: state(false), changed: make(chan struct{})}
+	src := nodetest.NewPolicy(state(false))
 	for _, n := range []nd{dc, store, inst} {
 		ms := Start(Config{Self: n.m.PublicKey().String(), Policy: src, Mesh: n.m, Now: time.Now, Logf: t.Logf})
 		t.Cleanup(ms.Close)
@@ -130,7 +108,7 @@ func TestMembershipFollowsPolicyAndClock(t *testing.T) {
 	}
 
 	// Revocation arrives as a policy change.
-	src.set(state(true))
+	src.Set(state(true))
 	deadline := time.Now().Add(2 * time.Second)
 	for {
 		if _, ok := dc.m.PeerByAddr(store.m.Addr()); !ok {

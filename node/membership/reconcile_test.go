@@ -96,7 +96,7 @@ func TestReconcilerFollowsPolicyTwin(t *testing.T) {
 			"broken": {Name: "broken", PublicKey: "nodekey:1234", Role: policy.RoleStore, Site: "s1", Jurisdiction: "EU"},
 		}}
 	}
-	src := &fakePolicy{st: &policy.State{}, changed: make(chan struct{})}
+	src := nodetest.NewPolicy(&policy.State{})
 	m := &fakeMesh{}
 	var log logs
 	var remembered [][]mesh.Peer
@@ -127,7 +127,7 @@ func TestReconcilerFollowsPolicyTwin(t *testing.T) {
 			return slices.Equal(got, names)
 		})
 	}
-	src.set(state(false))
+	src.Set(state(false))
 	want("the policy's peers", "inst", "store")
 	if !log.has(`skipping node "broken"`) {
 		t.Errorf("the entry with a bad key was not reported; log:\n%s", log.String())
@@ -156,7 +156,7 @@ func TestReconcilerFollowsPolicyTwin(t *testing.T) {
 	}
 
 	// Revocation arrives as a policy change.
-	src.set(state(true))
+	src.Set(state(true))
 	want("the revoked store dropped")
 
 	// A mesh that refuses is logged, and what it refused is not remembered.
@@ -166,7 +166,7 @@ func TestReconcilerFollowsPolicyTwin(t *testing.T) {
 	m.mu.Lock()
 	m.fail = errors.New("mesh says no")
 	m.mu.Unlock()
-	src.set(state(false))
+	src.Set(state(false))
 	nodetest.WaitTrue(t, 5*time.Second, "the refusal logged", func() bool { return log.has("node: membership: mesh says no") })
 	remMu.Lock()
 	defer remMu.Unlock()
@@ -195,7 +195,7 @@ func TestReconcilerKeepsSeedWhileCatchingUp(t *testing.T) {
 		"dc-0": node("dc-0", early, policy.RoleDatacenter, false),
 		"dc-x": node("dc-x", revoked, policy.RoleDatacenter, true),
 	}}
-	src := &fakePolicy{st: partial, changed: make(chan struct{})}
+	src := nodetest.NewPolicy(partial)
 	m := &fakeMesh{}
 	ms := Start(Config{Self: self.String(), Policy: src, Mesh: m, Now: time.Now, Logf: t.Logf, Seed: seed})
 	defer ms.Close()
@@ -212,7 +212,7 @@ func TestReconcilerKeepsSeedWhileCatchingUp(t *testing.T) {
 		"dc-a":  node("dc-a", leader, policy.RoleDatacenter, false),
 		"store": node("store", self, policy.RoleStore, false),
 	}}
-	src.set(full)
+	src.Set(full)
 	nodetest.WaitTrue(t, 5*time.Second, "the policy's peers once the replica names the node", func() bool {
 		got, _ := m.names()
 		return slices.Equal(got, []string{"dc-0", "dc-a"})
@@ -223,7 +223,7 @@ func TestReconcilerKeepsSeedWhileCatchingUp(t *testing.T) {
 
 	gone := full.Clone()
 	gone.Nodes["store"].Revoked = true
-	src.set(gone)
+	src.Set(gone)
 	nodetest.WaitTrue(t, 5*time.Second, "no peers for a revoked node, seed or not", func() bool {
 		got, set := m.names()
 		return set && len(got) == 0
@@ -239,7 +239,7 @@ func TestReconcilerUnknownSelfGetsNoPeers(t *testing.T) {
 		"dc": {Name: "dc", PublicKey: other, Role: policy.RoleDatacenter, Site: "s1", Jurisdiction: "EU"},
 	}}
 	m := &fakeMesh{}
-	ms := Start(Config{Self: keys.NewNodePrivate().Public().String(), Policy: &fakePolicy{st: st, changed: make(chan struct{})},
+	ms := Start(Config{Self: keys.NewNodePrivate().Public().String(), Policy: nodetest.NewPolicy(st),
 		Mesh: m, Now: time.Now, Logf: t.Logf})
 	ms.Close()
 	got, set := m.names()

@@ -11,64 +11,7 @@ import (
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/node/internal/nodetest"
 	"github.com/custos-cctv/custos/policy"
-	"github.com/custos-cctv/custos/policy/audit"
 )
-
-// twinPolicy is an in-memory policy replica: Set replaces the state and
-// closes the Changed channel, as the node's policy store does.
-type twinPolicy struct {
-	mu      sync.Mutex
-	st      *policy.State
-	changed chan struct{}
-}
-
-func newTwinPolicy(st *policy.State) *twinPolicy {
-	return &twinPolicy{st: st, changed: make(chan struct{})}
-}
-
-func (p *twinPolicy) State() *policy.State {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.st
-}
-
-func (p *twinPolicy) Changed() <-chan struct{} {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.changed
-}
-
-func (p *twinPolicy) Set(st *policy.State) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.st = st
-	close(p.changed)
-	p.changed = make(chan struct{})
-}
-
-// twinJournal keeps the events in memory.
-type twinJournal struct {
-	mu     sync.Mutex
-	events []audit.Event
-}
-
-func (j *twinJournal) Event(e audit.Event) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	j.events = append(j.events, e)
-}
-
-func (j *twinJournal) actions(action string) []audit.Event {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	var out []audit.Event
-	for _, e := range j.events {
-		if e.Action == action {
-			out = append(out, e)
-		}
-	}
-	return out
-}
 
 const selfKey = "nodekey:self"
 
@@ -125,7 +68,7 @@ func clone(st *policy.State) *policy.State {
 	return &c
 }
 
-func testDeps(t *testing.T, p Policy, j *twinJournal) Deps {
+func testDeps(t *testing.T, p Policy, j *nodetest.Journal) Deps {
 	t.Helper()
 	k := keys.NewNodePrivate()
 	signer, err := keys.NewCustodySigner("node", &k)
@@ -154,7 +97,7 @@ func testDeps(t *testing.T, p Policy, j *twinJournal) Deps {
 // stop it, saying why.
 func TestDesiredFollowsPolicy(t *testing.T) {
 	st := testState(t)
-	r := &Recorder{d: testDeps(t, newTwinPolicy(st), &twinJournal{})}
+	r := &Recorder{d: testDeps(t, nodetest.NewPolicy(st), &nodetest.Journal{})}
 	want, why := r.desired(st)
 	if why != "" || len(want) != 1 || want["praha-1/entrance"].source != "synthetic:" {
 		t.Fatalf("desired = %v, %q; want praha-1/entrance only", want, why)
@@ -208,7 +151,7 @@ func TestRecorderStopsAtItsWindowEnd(t *testing.T) {
 	st := testState(t)
 	end := time.Now().Add(1500 * time.Millisecond)
 	st.Nodes["store"].Window.Until = end
-	d := testDeps(t, newTwinPolicy(st), &twinJournal{})
+	d := testDeps(t, nodetest.NewPolicy(st), &nodetest.Journal{})
 	d.ReconcileWait = time.Hour
 	r, err := Start(Config{MinFree: -1, RetentionEvery: time.Hour}, d)
 	if err != nil {
@@ -230,8 +173,8 @@ func TestRecorderStopsAtItsWindowEnd(t *testing.T) {
 func TestRecorderFollowsPolicyChange(t *testing.T) {
 	nodetest.CheckLeaks(t)
 	st := testState(t)
-	p := newTwinPolicy(st)
-	j := &twinJournal{}
+	p := nodetest.NewPolicy(st)
+	j := &nodetest.Journal{}
 	var refused []*policy.State
 	var mu sync.Mutex
 	d := testDeps(t, p, j)
@@ -267,8 +210,8 @@ func TestRecorderFollowsPolicyChange(t *testing.T) {
 	if last.Cameras["praha-1/entrance"] != nil {
 		t.Error("replication was not told of the policy the recorders follow")
 	}
-	if len(j.actions("recording-start")) != 0 {
-		t.Errorf("recording-start denials: %+v", j.actions("recording-start"))
+	if len(j.Of("recording-start")) != 0 {
+		t.Errorf("recording-start denials: %+v", j.Of("recording-start"))
 	}
 }
 
@@ -276,8 +219,8 @@ func TestRecorderFollowsPolicyChange(t *testing.T) {
 // file only its user reads, and their setting is audited without them.
 func TestSetCameraSecret(t *testing.T) {
 	st := testState(t)
-	j := &twinJournal{}
-	d := testDeps(t, newTwinPolicy(st), j)
+	j := &nodetest.Journal{}
+	d := testDeps(t, nodetest.NewPolicy(st), j)
 	sec := CameraSecret{User: "admin", Password: "hunter2"}
 	if err := SetCameraSecret(d, nil, "praha-1/entrance", sec); err == nil || !strings.Contains(err.Error(), "static peers file") {
 		t.Errorf("no policy: %v", err)
@@ -296,7 +239,7 @@ func TestSetCameraSecret(t *testing.T) {
 	if err != nil || got["praha-1/entrance"] != sec {
 		t.Fatalf("loaded %v, %v", got, err)
 	}
-	es := j.actions("camera-credentials")
+	es := j.Of("camera-credentials")
 	if len(es) != 1 || es[0].Object != "praha-1/entrance" || strings.Contains(es[0].Reason, "hunter2") {
 		t.Errorf("audit %+v", es)
 	}

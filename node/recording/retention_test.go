@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/custos-cctv/custos/media/store"
+	"github.com/custos-cctv/custos/node/internal/nodetest"
 	"github.com/custos-cctv/custos/policy"
 )
 
@@ -36,8 +37,8 @@ func TestRetentionKeepsHeldFootage(t *testing.T) {
 		Cameras:  map[string]*policy.Camera{cam: {Site: "praha-1", Name: "door", Retention: time.Hour}},
 		Requests: map[string]*policy.Request{"h1": hold},
 	}
-	p := newTwinPolicy(st)
-	j := &twinJournal{}
+	p := nodetest.NewPolicy(st)
+	j := &nodetest.Journal{}
 	d := Deps{Name: "store", Policy: p, Audit: j, Logf: t.Logf}
 
 	RetainStore(d, s)

@@ -142,3 +142,20 @@ func TestCheckAfterGenerating(t *testing.T) {
 		t.Fatalf("findings %v, want the new camera after the DPIA", fs)
 	}
 }
+
+// FromPolicy takes the controller, the version and the cameras' add
+// versions from the committed state.
+func TestFromPolicy(t *testing.T) {
+	st := &policy.State{Applied: 42, Controller: &policy.Controller{Name: "Acme", Address: "Praha", Email: "a@acme.cz", DPOName: "Jana", DPOEmail: "dpo@acme.cz"},
+		Cameras: map[string]*policy.Camera{"s/a": {Site: "s", Name: "a", Added: 7}, "s/b": {Site: "s", Name: "b"}}}
+	in := FromPolicy(st)
+	if in.Index != 42 || in.Controller.Name != "Acme" || in.Controller.DPOEmail != "dpo@acme.cz" || in.State != st {
+		t.Fatalf("FromPolicy = %+v", in)
+	}
+	if len(in.CameraAdded) != 1 || in.CameraAdded["s/a"] != 7 {
+		t.Fatalf("CameraAdded = %v; want only s/a at 7 (s/b's is not known)", in.CameraAdded)
+	}
+	if in := FromPolicy(&policy.State{}); in.Controller != (Controller{}) {
+		t.Fatalf("no controller: %+v", in.Controller)
+	}
+}

@@ -46,6 +46,24 @@ type Input struct {
 	CameraAdded map[string]uint64
 }
 
+// FromPolicy is the input the committed state st gives: its controller
+// (when set), its version (State.Applied) as the index every document is
+// stamped with, and when each camera was added. The caller sets Site,
+// Lang, NoticeURL, Measures and Now.
+func FromPolicy(st *policy.State) Input {
+	in := Input{State: st, Index: st.Applied, CameraAdded: map[string]uint64{}}
+	if c := st.Controller; c != nil {
+		in.Controller = Controller{Name: c.Name, Address: c.Address, Email: c.Email, Phone: c.Phone,
+			DPOName: c.DPOName, DPOEmail: c.DPOEmail, DPOPhone: c.DPOPhone}
+	}
+	for k, cam := range st.Cameras {
+		if cam.Added != 0 {
+			in.CameraAdded[k] = cam.Added
+		}
+	}
+	return in
+}
+
 // Languages the documents are written in.
 var Languages = []string{"cs", "en"}
 
