@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -146,12 +147,26 @@ func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
 
 func freeLoopbackPort(t *testing.T) int {
 	t.Helper()
-	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
+	// Free for UDP and TCP alike (the datacenter's relay listens on TCP at
+	// its WireGuard port), and below the ephemeral range, so that no
+	// outgoing connection takes it before the node binds it.
+	lo := net.IPv4(127, 0, 0, 1)
+	for range 200 {
+		p := 20000 + rand.IntN(12000)
+		pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: lo, Port: p})
+		if err != nil {
+			continue
+		}
+		ln, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: lo, Port: p})
+		pc.Close()
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return p
 	}
-	defer pc.Close()
-	return pc.LocalAddr().(*net.UDPAddr).Port
+	t.Fatal("no loopback port free for both UDP and TCP")
+	return 0
 }
 
 // startUp runs `custos up` in the background; cancel stops it and done

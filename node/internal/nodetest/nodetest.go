@@ -10,7 +10,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"testing"
 	"time"
@@ -56,14 +58,28 @@ func WaitCond(ctx context.Context, d time.Duration, cond func() bool) error {
 	return nil
 }
 
-// FreeUDPPort returns a UDP port of 127.0.0.1 that was free a moment ago.
+// FreeUDPPort returns a loopback port that is free for UDP and TCP alike
+// (a datacenter serves its relay and join service on TCP at its WireGuard
+// UDP port), chosen below the kernel's ephemeral range (32768 and up by
+// default), so that no outgoing connection of another test takes it
+// between this check and the node's bind.
 func FreeUDPPort() (uint16, error) {
-	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		return 0, err
+	lo := net.IPv4(127, 0, 0, 1)
+	for range 200 {
+		p := 20000 + rand.IntN(12000)
+		pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: lo, Port: p})
+		if err != nil {
+			continue
+		}
+		ln, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: lo, Port: p})
+		pc.Close()
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return uint16(p), nil
 	}
-	defer pc.Close()
-	return uint16(pc.LocalAddr().(*net.UDPAddr).Port), nil
+	return 0, errors.New("nodetest: no loopback port free for both UDP and TCP in 20000-31999")
 }
 
 // TSPackets counts runs of five MPEG-TS sync bytes 188 bytes apart: the
