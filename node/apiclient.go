@@ -230,3 +230,10 @@ func (e *APIError) Error() string { return e.Message }
 
 // ErrNotRunning means no node answers in the data directory.
 var ErrNotRunning = errors.New("no node is running there")
+
+// QueryAuditVia carries a signed audit query (auditquery.Signed's JSON)
+// through the admin node running in dir to the datacenters.
+func QueryAuditVia(ctx context.Context, dir string, signed []byte) (AuditAnswer, error) {
+	var a AuditAnswer
+	return a, apiDo(ctx, dir, "POST", "/v1/audit/query", signed, &a)
+}

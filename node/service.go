@@ -15,6 +15,7 @@ import (
 
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/mesh"
+	"github.com/custos-cctv/custos/node/auditquery"
 	"github.com/custos-cctv/custos/node/erasure"
 	"github.com/custos-cctv/custos/node/live"
 	"github.com/custos-cctv/custos/node/membership"
@@ -54,6 +55,7 @@ func startService(n *Node, port uint16) (*service, error) {
 	s.rpc.Handle(live.Op, n.liveServer().Handle)
 	s.rpc.Handle(opRevoked, n.handleRevoked)
 	s.rpc.Handle(erasure.OpReceipt, n.handleErasureReceipt)
+	s.rpc.Handle(auditquery.Op, n.handleAuditQuery)
 	go func() { s.wg <- s.rpc.Serve(ln) }()
 	return s, nil
 }

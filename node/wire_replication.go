@@ -13,6 +13,7 @@ import (
 	"github.com/custos-cctv/custos/media/store"
 	"github.com/custos-cctv/custos/node/replication"
 	"github.com/custos-cctv/custos/node/rpc"
+	"github.com/custos-cctv/custos/policy"
 )
 
 const (
@@ -61,6 +62,9 @@ func startReplicas(n *Node, cfg replication.Config) (*replication.Replicas, erro
 			followPolicy(n, stop, nil, retainEvery, retain, reconcile)
 		},
 		Retain: func(s *store.Store) { retainStore(n, s) },
+		AuditKeep: func(st *policy.State) time.Duration {
+			return max(st.AuditKeep(), n.cfg.AuditRetention)
+		},
 	}), nil
 }
 

@@ -7,13 +7,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 	"unicode/utf8"
 
 	"github.com/custos-cctv/custos/node"
+	"github.com/custos-cctv/custos/node/auditquery"
 	"github.com/custos-cctv/custos/policy"
 	"github.com/custos-cctv/custos/policy/audit"
 )
@@ -146,4 +149,101 @@ func runAuditVerify(ctx context.Context, args []string, stdout io.Writer) error 
 		return errAuditBroken
 	}
 	return nil
+}
+
+func runAuditQuery(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("audit query", flag.ContinueOnError)
+	dir, as := commonFlags(fs)
+	q := &auditquery.Query{}
+	fs.StringVar(&q.Site, "site", "", "only the journals of site `S`'s stores")
+	fs.StringVar(&q.Actor, "actor", "", "only what actor `A` did (a user or node name, or a node key)")
+	fs.StringVar(&q.Action, "action", "", "only action `X` (live-view, serve-segments, key-release, …)")
+	fs.StringVar(&q.Object, "object", "", "only objects containing `O` (a camera site/name, a request ID)")
+	since := fs.String("since", "", "only entries at or after `T`: an RFC 3339 time, or a duration back from now (168h: the last week)")
+	until := fs.String("until", "", "only entries before `T`")
+	fs.IntVar(&q.Limit, "limit", auditquery.DefaultLimit, fmt.Sprintf("show the newest `N` entries (at most %d)", auditquery.MaxLimit))
+	wide := fs.Bool("wide", false, "print every field whole, however wide the lines get")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := needCommon(*dir, *as); err != nil {
+		return err
+	}
+	now := time.Now()
+	for _, t := range []struct {
+		name, v string
+		to      *time.Time
+	}{{"since", *since, &q.Since}, {"until", *until, &q.Until}} {
+		if t.v == "" {
+			continue
+		}
+		v, err := parseTime(t.name, t.v, back, now)
+		if err != nil {
+			return usageError{err}
+		}
+		*t.to = v
+	}
+	if q.Limit < 1 || q.Limit > auditquery.MaxLimit {
+		return usageError{fmt.Errorf("--limit %d: want 1 to %d", q.Limit, auditquery.MaxLimit)}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	st, err := signingPolicy(ctx, *dir)
+	if err != nil {
+		return err
+	}
+	k, signer, err := loadSigner(st, *as)
+	if err != nil {
+		return err
+	}
+	q.Federation, q.User = st.FederationID, signer
+	body, err := auditquery.Sign(q, k)
+	k.Close()
+	if err != nil {
+		return usageError{err}
+	}
+	ans, err := node.QueryAuditVia(ctx, *dir, body)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(ans)
+	}
+	writeAuditRows(stdout, ans, st, *wide)
+	return nil
+}
+
+// writeAuditRows prints an audit query's answer as writeAudit does, with
+// the node that recorded each entry, then what was left out and which
+// datacenter did not answer.
+func writeAuditRows(w io.Writer, ans node.AuditAnswer, st *policy.State, wide bool) {
+	names := nodeNames(st)
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "TIME\tNODE\tACTOR\tACTION\tOBJECT\tDECISION\tREASON\n")
+	for _, r := range ans.Rows {
+		node, actor, object, reason := r.Node, r.Actor, r.Object, r.Reason
+		if !wide {
+			actor, object, reason = names(actor), names(object), names(reason)
+			node, actor, object = cut(node, 16), cut(actor, 24), cut(object, 32)
+		}
+		fmt.Fprintln(tw, printable(fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s", stamp(r.Time), node, actor, r.Action, object, r.Decision, reason)))
+	}
+	tw.Flush()
+	for line := range strings.Lines(b.String()) {
+		line = strings.TrimRight(line, " \n")
+		if !wide {
+			line = cut(line, auditWidth)
+		}
+		fmt.Fprintln(w, line)
+	}
+	if ans.More > 0 {
+		fmt.Fprintf(w, "(%d older entries match too: narrow the query, or raise --limit)\n", ans.More)
+	}
+	for _, dc := range slices.Sorted(maps.Keys(ans.Failed)) {
+		fmt.Fprintln(w, printable(fmt.Sprintf("datacenter %s did not answer: %s", dc, ans.Failed[dc])))
+	}
 }

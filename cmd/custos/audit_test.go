@@ -72,3 +72,25 @@ func checkAuditWidth(t *testing.T, dir, alice string) {
 		t.Errorf("audit --wide lost the long reason:\n%s", wide)
 	}
 }
+
+// checkAuditQuery: audit query asks for what it needs before it signs
+// anything, and a datacenter's directory is no admin node to carry it.
+func checkAuditQuery(t *testing.T, dir, alice string) {
+	t.Helper()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--dir", dir}, "--dir and --as are required"},
+		{[]string{"--dir", dir, "--as", alice, "--limit", "0"}, "--limit 0"},
+		{[]string{"--dir", dir, "--as", alice, "--since", "yesterday"}, "since"},
+	} {
+		if code, _, errOut := runCLI(append([]string{"audit", "query"}, c.args...)...); code != 2 || !strings.Contains(errOut, c.want) {
+			t.Errorf("audit query %q: exit %d %s, want 2 naming %q", c.args, code, errOut, c.want)
+		}
+	}
+	code, _, errOut := runCLI("audit", "query", "--dir", dir, "--as", alice, "--action", "live-view")
+	if code == 0 || !strings.Contains(errOut, "carried by admin nodes") {
+		t.Errorf("audit query through a datacenter: exit %d %s, want a refusal naming admin nodes", code, errOut)
+	}
+}

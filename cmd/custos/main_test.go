@@ -376,6 +376,7 @@ func TestCLIPolicyFlow(t *testing.T) {
 		t.Fatalf("audit lacks the policy changes:\n%s", out)
 	}
 	checkAuditWidth(t, dir, alice)
+	checkAuditQuery(t, dir, alice)
 }
 
 func TestCLIInviteAndJoin(t *testing.T) {

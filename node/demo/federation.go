@@ -63,6 +63,9 @@ func runFederation(ctx context.Context, w io.Writer, dir string, logf func(strin
 	if err := f.documents(); err != nil {
 		return err
 	}
+	if err := f.auditQuery(); err != nil {
+		return err
+	}
 	f.raftStatus()
 	return nil
 }

@@ -1,12 +1,16 @@
 package replication
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/custos-cctv/custos/policy/audit"
 )
@@ -125,4 +129,126 @@ func (a *auditReplica) append(lines []byte, count int) error {
 	}
 	a.last, a.hash = last, hash
 	return nil
+}
+
+// prune drops the longest run of entries at the start of the copy whose
+// time is before cutoff, as the store's own journal prunes (an entry
+// older than a newer one before it waits for it). The kept lines are
+// written to a new file, synced and renamed over the copy, so a crash
+// leaves the old copy or the new one, never a mix. It returns how many
+// entries went and the time of the last one.
+func (a *auditReplica) prune(cutoff time.Time) (int, time.Time, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	f, err := os.Open(a.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, time.Time{}, nil
+	}
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(f, audit.MaxLineBytes+1)
+	var off int64
+	var n int
+	var last time.Time
+	for {
+		line, err := r.ReadSlice('\n')
+		if err == io.EOF {
+			break // an unterminated tail stays (openAuditReplica cuts it)
+		}
+		if err != nil {
+			return 0, time.Time{}, fmt.Errorf("%s: %w", a.path, err)
+		}
+		e, err := audit.DecodeEntry(line)
+		if err != nil {
+			// Damage is evidence: nothing at or after it is pruned.
+			break
+		}
+		if !e.Time.Before(cutoff) {
+			break
+		}
+		off += int64(len(line))
+		n++
+		last = e.Time
+	}
+	if n == 0 {
+		return 0, time.Time{}, nil
+	}
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return 0, time.Time{}, err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(a.path), ".prune-*")
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	defer os.Remove(tmp.Name())
+	_, err = io.Copy(tmp, f)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), a.path)
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(a.path))
+	}
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("audit replica %s: prune: %w", a.path, err)
+	}
+	return n, last, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// pruneAudit prunes every copy of a store's journal held, the copies of
+// stores no longer pulled from (revoked) too, by the retention the policy
+// sets, and records what it dropped in this node's journal. It reports
+// false, having done nothing, while this node holds no policy: a node
+// catching up must not prune by a default the federation has raised.
+func (r *Replicas) pruneAudit(now time.Time) bool {
+	st := r.d.Policy.State()
+	if st == nil || st.FederationID == "" || r.d.AuditKeep == nil {
+		return false
+	}
+	cutoff := now.Add(-r.d.AuditKeep(st))
+	des, err := os.ReadDir(r.d.AuditDir)
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			r.d.Logf("node: AUDIT replica prune: %v", err)
+		}
+		return true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, de := range des {
+		name, ok := strings.CutSuffix(de.Name(), ".jsonl")
+		if !ok || !de.Type().IsRegular() {
+			continue
+		}
+		a := &auditReplica{path: filepath.Join(r.d.AuditDir, de.Name())}
+		if p := r.pullers[name]; p != nil && p.audit != nil {
+			a = p.audit // its lock orders the prune with the puller's appends
+		}
+		n, last, err := a.prune(cutoff)
+		if err != nil {
+			r.d.Logf("node: AUDIT replica prune: %v", err)
+			continue
+		}
+		if n > 0 {
+			r.d.Audit(audit.Event{Actor: r.d.Name, Action: "audit-prune", Object: "replica " + name, Decision: audit.Allow,
+				Reason: fmt.Sprintf("%d entries up to %s, past the retention of %v", n, last.UTC().Format(time.RFC3339), r.d.AuditKeep(st))})
+		}
+	}
+	return true
 }

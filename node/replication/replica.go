@@ -108,8 +108,18 @@ func (r *Replicas) Store() *store.Store { return r.st }
 
 func (r *Replicas) loop() {
 	defer r.wg.Done()
-	r.d.Follow(r.stop, time.Minute, func() { r.d.Retain(r.st) }, r.reconcile)
+	var pruned time.Time
+	r.d.Follow(r.stop, time.Minute, func() {
+		r.d.Retain(r.st)
+		if now := time.Now(); now.Sub(pruned) >= auditPruneEvery && r.pruneAudit(now) {
+			pruned = now
+		}
+	}, r.reconcile)
 }
+
+// auditPruneEvery is how often the copies of the stores' journals are
+// pruned, as often as the nodes prune their own.
+const auditPruneEvery = time.Hour
 
 // reconcile runs one puller per live store of the policy while this node
 // may hold replicas itself.

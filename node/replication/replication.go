@@ -108,6 +108,9 @@ type ReplicaDeps struct {
 	Follow func(stop <-chan struct{}, retainEvery time.Duration, retain, reconcile func())
 	// Retain applies each camera's retention to s, like the store's.
 	Retain func(s *store.Store)
+	// AuditKeep is how long the copies of the stores' journals keep
+	// entries by the policy st: as long as the stores' own journals.
+	AuditKeep func(st *policy.State) time.Duration
 }
 
 // Replication limits.
