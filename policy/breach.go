@@ -24,9 +24,12 @@ package policy
 // plus 72 h in absolute time, so a change to or from daylight saving time
 // in between moves the deadline's wall clock by an hour, as it should.
 //
-// Only admins keep the register (one signature: it changes nobody's
-// power); auditors read it with the rest of the replicated state. Entries
-// are kept for good: the register is the controller's evidence.
+// Only admins keep the register, one signature each, with one exception:
+// once the federation is sealed, closing a breach that was never notified
+// is governance (IsGovernance), a proposal the quorum approves, because it
+// stops the clock for good and one admin must not bury a breach alone.
+// Auditors read the register with the rest of the replicated state.
+// Entries are kept for good: the register is the controller's evidence.
 
 import (
 	"errors"

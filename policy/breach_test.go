@@ -32,11 +32,34 @@ func (f *reqFed) updateBreach(t testing.TB, by string, u *BreachUpdate, at time.
 	return f.users[by].sign(t, c)
 }
 
+// closeBreach signs x as by; a closure without notification is
+// governance in the sealed federation, so it goes as by's proposal (which
+// checks it at once) — closeNotNotified has the quorum approve it.
 func (f *reqFed) closeBreach(t testing.TB, by string, x *BreachClosure, at time.Time) Envelope {
 	t.Helper()
 	c := cmd(KindCloseBreach, at)
 	c.BreachClosure = x
+	if x.NotNotifiedReason != "" {
+		env, _ := f.proposal(t, by, c, at)
+		return env
+	}
 	return f.users[by].sign(t, c)
+}
+
+// closeNotNotified closes a breach never notified as the quorum does: by
+// proposes, bob and carol approve.
+func (f *reqFed) closeNotNotified(t testing.TB, by string, x *BreachClosure, at time.Time) {
+	t.Helper()
+	c := cmd(KindCloseBreach, at)
+	c.BreachClosure = x
+	env, id := f.proposal(t, by, c, at)
+	mustApply(t, f.s, env)
+	for _, a := range []string{"bob", "carol"} {
+		mustApply(t, f.s, f.approveProposal(t, a, id, f.digest(id), at))
+	}
+	if f.s.Proposals[id].Executed.IsZero() {
+		t.Fatalf("the quorum's approval did not close %s", x.Breach)
+	}
 }
 
 func TestBreachOpen(t *testing.T) {
@@ -222,7 +245,8 @@ func TestBreachClose(t *testing.T) {
 		x    *BreachClosure
 		want string
 	}{
-		{"by a viewer", "dave", closure("b-1", at, "done", why), "the breach register is kept by role admin"},
+		{"by a viewer", "dave", closure("b-1", at, "done", why), "needs role admin or approver"},
+		{"by a viewer, notified", "dave", closure("b-1", at, "done", ""), "the breach register is kept by role admin"},
 		{"no closing time", "alice", closure("b-1", time.Time{}, "done", why), `closing breach "b-1": needs the time it was closed`},
 		{"closed before detected", "alice", closure("b-1", detected.Add(-time.Second), "done", why),
 			"closed 2026-11-27T06:59:59Z is before detected 2026-11-27T07:00:00Z"},
@@ -240,7 +264,11 @@ func TestBreachClose(t *testing.T) {
 
 	// Not notified, with the reason it need not be: closed, and the reason
 	// is the record.
-	mustApply(t, f.s, f.closeBreach(t, "frank", closure("b-1", at.In(mustZone(t, "Europe/Prague")), "disk replaced", why), at))
+	// One admin alone cannot: it stops the clock for good.
+	c := cmd(KindCloseBreach, at)
+	c.BreachClosure = closure("b-1", at, "disk replaced", why)
+	refused(t, f.s, f.users["frank"].sign(t, c), "needs the quorum's approval")
+	f.closeNotNotified(t, "frank", closure("b-1", at.In(mustZone(t, "Europe/Prague")), "disk replaced", why), at)
 	b1 := f.s.Breaches["b-1"]
 	if x := b1.Closure; x == nil || x.By != "frank" || x.Time != at || x.Closed != at || x.NotNotifiedReason != why || x.Outcome != "disk replaced" {
 		t.Fatalf("closure %+v", b1.Closure)

@@ -34,7 +34,8 @@ package policy
 // or approver; adding or revoking a datacenter or witness (custodians and
 // Raft voters) or any node with a custodian key; invites for datacenters or
 // witnesses; changing the threshold; replacing the recovery key; setting
-// how long audit entries are kept (auditretention.go). Sites,
+// how long audit entries are kept (auditretention.go); closing a breach
+// without notifying the supervisory authority (breach.go). Sites,
 // cameras, stores, admin nodes, installers, grants and viewer, auditor or
 // helpdesk users stay single-admin: none of them changes who can open
 // footage or hold its keys (a grant gives live view or a right to request,
@@ -168,6 +169,12 @@ func (s *State) IsGovernance(c *Command) bool {
 		return n != nil && (trustedNode(n.Role) || n.Custodian != nil)
 	case KindCreateInvite:
 		return c.Invite != nil && trustedNode(c.Invite.Role)
+	case KindCloseBreach:
+		// Closing a breach the authority was never told of stops its
+		// 72-hour clock for good: one admin must not be able to bury a
+		// breach alone. (A reason not to notify is refused on a breach
+		// that was notified, so the payload says which case it is.)
+		return c.BreachClosure != nil && c.BreachClosure.NotNotifiedReason != ""
 	}
 	return false
 }

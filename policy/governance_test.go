@@ -80,6 +80,12 @@ func governanceChanges(t *testing.T, f *reqFed) map[string]func() *Command {
 			c.Recovery = custodianKey(t)
 			return c
 		},
+		"close a breach never notified": func() *Command {
+			c := cmd(KindCloseBreach, tc)
+			c.BreachClosure = &BreachClosure{Breach: "b-gov", Closed: tc, Outcome: "closed",
+				NotNotifiedReason: "the footage was encrypted throughout: unlikely to result in a risk"}
+			return c
+		},
 		"keep the audit trail longer": func() *Command {
 			c := cmd(KindSetAuditRetention, tc)
 			c.AuditRetention = &AuditRetention{Retention: 365 * 24 * time.Hour, Justification: "the insurer asks for a year of operator logs"}
@@ -94,6 +100,7 @@ func TestGovernanceNeedsTheQuorum(t *testing.T) {
 	for name, change := range governanceChanges(t, newReqFed(t)) {
 		t.Run(name, func(t *testing.T) {
 			f := newReqFed(t)
+			mustApply(t, f.s, f.openBreach(t, "alice", goodBreach("b-gov"), tc.Add(-time.Minute)))
 			if !f.s.IsGovernance(change()) {
 				t.Fatalf("%s is not a governance change", name)
 			}
