@@ -10,6 +10,7 @@ import (
 	"maps"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -70,17 +71,26 @@ func runAudit(ctx context.Context, args []string, stdout io.Writer) error {
 // auditWidth columns: node keys become names (or a short key), and the
 // object and reason are cut.
 func writeAudit(w io.Writer, entries []audit.Entry, st *policy.State, wide bool) {
+	writeAuditTable(w, st, wide, "SEQ", len(entries), func(i int) (string, audit.Entry) {
+		return strconv.FormatUint(entries[i].Seq, 10), entries[i]
+	})
+}
+
+// writeAuditTable prints n entries, each after its lead column(s): the
+// table of writeAudit and of audit query.
+func writeAuditTable(w io.Writer, st *policy.State, wide bool, lead string, n int, row func(i int) (string, audit.Entry)) {
 	names := nodeNames(st)
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "SEQ\tTIME\tACTOR\tACTION\tOBJECT\tDECISION\tREASON\n")
-	for _, e := range entries {
+	fmt.Fprintf(tw, "%s\tTIME\tACTOR\tACTION\tOBJECT\tDECISION\tREASON\n", lead)
+	for i := range n {
+		first, e := row(i)
 		actor, object, reason := e.Actor, e.Object, e.Reason
 		if !wide {
 			actor, object, reason = names(actor), names(object), names(reason)
-			actor, object = cut(actor, 24), cut(object, 32)
+			first, actor, object = cut(first, 16), cut(actor, 24), cut(object, 32)
 		}
-		fmt.Fprintln(tw, printable(fmt.Sprintf("%d\t%s\t%s\t%s\t%s\t%s\t%s", e.Seq, stamp(e.Time), actor, e.Action, object, e.Decision, reason)))
+		fmt.Fprintln(tw, printable(fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s", first, stamp(e.Time), actor, e.Action, object, e.Decision, reason)))
 	}
 	tw.Flush()
 	for line := range strings.Lines(b.String()) {
@@ -216,30 +226,13 @@ func runAuditQuery(ctx context.Context, args []string, stdout io.Writer) error {
 	return nil
 }
 
-// writeAuditRows prints an audit query's answer as writeAudit does, with
-// the node that recorded each entry, then what was left out and which
+// writeAuditRows prints an audit query's answer as writeAudit does, led
+// by the node that recorded each entry, then what was left out and which
 // datacenter did not answer.
 func writeAuditRows(w io.Writer, ans node.AuditAnswer, st *policy.State, wide bool) {
-	names := nodeNames(st)
-	var b strings.Builder
-	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "TIME\tNODE\tACTOR\tACTION\tOBJECT\tDECISION\tREASON\n")
-	for _, r := range ans.Rows {
-		node, actor, object, reason := r.Node, r.Actor, r.Object, r.Reason
-		if !wide {
-			actor, object, reason = names(actor), names(object), names(reason)
-			node, actor, object = cut(node, 16), cut(actor, 24), cut(object, 32)
-		}
-		fmt.Fprintln(tw, printable(fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s", stamp(r.Time), node, actor, r.Action, object, r.Decision, reason)))
-	}
-	tw.Flush()
-	for line := range strings.Lines(b.String()) {
-		line = strings.TrimRight(line, " \n")
-		if !wide {
-			line = cut(line, auditWidth)
-		}
-		fmt.Fprintln(w, line)
-	}
+	writeAuditTable(w, st, wide, "NODE", len(ans.Rows), func(i int) (string, audit.Entry) {
+		return ans.Rows[i].Node, ans.Rows[i].Entry
+	})
 	if ans.More > 0 {
 		fmt.Fprintf(w, "(%d older entries match too: narrow the query, or raise --limit)\n", ans.More)
 	}

@@ -7,6 +7,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/custos-cctv/custos/node"
+	"github.com/custos-cctv/custos/node/auditquery"
 	"github.com/custos-cctv/custos/policy"
 	"github.com/custos-cctv/custos/policy/audit"
 )
@@ -92,5 +94,29 @@ func checkAuditQuery(t *testing.T, dir, alice string) {
 	code, _, errOut := runCLI("audit", "query", "--dir", dir, "--as", alice, "--action", "live-view")
 	if code == 0 || !strings.Contains(errOut, "carried by admin nodes") {
 		t.Errorf("audit query through a datacenter: exit %d %s, want a refusal naming admin nodes", code, errOut)
+	}
+}
+
+// An audit query's answer prints as the journal does, led by the node
+// that recorded each entry, and says what it left out and who did not
+// answer.
+func TestAuditQueryTable(t *testing.T) {
+	now := time.Now()
+	long := "start; " + strings.Repeat("a long grant purpose ", 10)
+	ans := node.AuditAnswer{Rows: []auditquery.Row{
+		{Site: "praha-1", Entry: audit.Entry{Seq: 7, Event: audit.Event{Time: now, Node: "store-praha-1", Actor: "admin-alice", Action: "live-view", Object: "praha-1/entrance", Decision: "allow", Reason: long}}},
+		{Entry: audit.Entry{Seq: 3, Event: audit.Event{Time: now, Node: "dc-a", Actor: "user:dora", Action: "audit-query", Object: "action=live-view", Decision: "allow"}}},
+	}, More: 12, Datacenter: []string{"dc-a"}, Failed: map[string]string{"dc-b": "no route"}}
+	var b strings.Builder
+	writeAuditRows(&b, ans, nil, false)
+	out := b.String()
+	for l := range strings.Lines(out) {
+		if n := utf8.RuneCountInString(strings.TrimSuffix(l, "\n")); n > 120 {
+			t.Errorf("a line of %d columns:\n%s", n, l)
+		}
+	}
+	if !strings.HasPrefix(out, "NODE") || !strings.HasPrefix(lineOf(out, "store-praha-1"), "store-praha-1") || !strings.Contains(lineOf(out, "dc-a "), "user:dora") ||
+		!strings.Contains(out, "12 older entries") || !strings.Contains(out, "datacenter dc-b did not answer: no route") {
+		t.Errorf("audit query table:\n%s", out)
 	}
 }
