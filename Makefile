@@ -111,6 +111,11 @@ bench:
 	$(GO) run ./cmd/benchreport -ratio Redact=Copy:frames/s < bin/bench-rights.out
 	@echo "(ErasureCameraHour: 900 segments of 256 KiB and 60 epoch records per node; goal <= 5 s. Redact/Copy: frames/s of the fixture clip)"
 	@echo
+	@echo "Audit across sites: one datacenter's answer to an audit query over a store's 30-day journal copy (100 000 entries) beside reading its lines:"
+	$(GO) test -run '^$$' -bench 'AuditQuery' -count=3 ./node/auditquery/ | tee bin/bench-audit.out
+	$(GO) run ./cmd/benchreport -ratio AuditQuery/scan=AuditQuery/read-lines:ms/query < bin/bench-audit.out
+	@echo "(AuditQuery/scan: lines that cannot match are skipped unread, the rest decoded with their hash checked and matched; the answer: 300 live views of one camera)"
+	@echo
 	@echo "How many 4 Mbit/s cameras one store sustains (paced synthetic sources, one store, fsync; behind=1 means it fell behind):"
 	CUSTOS_CAPACITY_CAMERAS=$(CAPACITY_CAMERAS) $(GO) test -run '^$$' -bench StoreCapacity -benchtime=1x -timeout 30m ./media/ | tee bin/bench-capacity.out
 	$(GO) run ./cmd/benchreport < bin/bench-capacity.out

@@ -203,6 +203,11 @@ func (q *Query) Describe() string {
 type Matcher struct {
 	q      *Query
 	actors map[string]bool
+	// The filters as they appear in a journal line, so a line that
+	// cannot match is skipped before it is decoded (decoding checks the
+	// entry's hash, which is most of a scan's cost).
+	action, object []byte
+	actorKeys      [][]byte
 }
 
 // NewMatcher makes the matcher of q by the policy st.
@@ -218,8 +223,44 @@ func NewMatcher(st *policy.State, q *Query) *Matcher {
 				m.actors[name] = true
 			}
 		}
+		for k := range m.actors {
+			m.actorKeys = append(m.actorKeys, append([]byte(`"actor":`), jsonText(k)...))
+		}
+	}
+	if q.Action != "" {
+		m.action = append([]byte(`"action":`), jsonText(q.Action)...)
+	}
+	if q.Object != "" {
+		o := jsonText(q.Object)
+		m.object = o[1 : len(o)-1] // JSON escapes each character alone, so a substring's escape is a substring
 	}
 	return m
+}
+
+// jsonText is s as encoding/json writes it in a journal line, quoted.
+func jsonText(s string) []byte {
+	b, _ := json.Marshal(s) // a string always encodes
+	return b
+}
+
+// MayMatch reports whether a journal line may match: false only when it
+// certainly does not.
+func (m *Matcher) MayMatch(line []byte) bool {
+	if m.action != nil && !bytes.Contains(line, m.action) {
+		return false
+	}
+	if m.object != nil && !bytes.Contains(line, m.object) {
+		return false
+	}
+	if m.actorKeys == nil {
+		return true
+	}
+	for _, k := range m.actorKeys {
+		if bytes.Contains(line, k) {
+			return true
+		}
+	}
+	return false
 }
 
 // Journal reports whether entries of a journal of site may match at all.
@@ -322,6 +363,9 @@ func (c *Collector) ScanFile(path, site string) error {
 		}
 		if err != nil {
 			return err
+		}
+		if !c.m.MayMatch(line) {
+			continue
 		}
 		e, err := audit.DecodeEntry(line)
 		if err != nil {

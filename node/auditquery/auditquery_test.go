@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"pgregory.net/rapid"
+
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/policy"
 	"github.com/custos-cctv/custos/policy/audit"
@@ -197,4 +199,36 @@ func TestCollectMergeAndDecode(t *testing.T) {
 	if err := NewCollector(NewMatcher(nil, &Query{})).ScanFile(broken, ""); err == nil || !strings.Contains(err.Error(), "line 1") {
 		t.Fatalf("a damaged copy: %v, want an error naming line 1", err)
 	}
+}
+
+// The line pre-filter never drops an entry the matcher takes, whatever
+// characters the fields and filters hold (JSON escapes, <, &, quotes,
+// non-ASCII).
+func TestMayMatchKeepsEveryMatch(t *testing.T) {
+	alphabet := rapid.SampledFrom([]rune{'a', 'b', '/', '<', '>', '&', '"', '\\', 'č', '€', ' ', '\n', '\u2028'})
+	text := rapid.StringOfN(alphabet, 0, 6, -1)
+	rapid.Check(t, func(rt *rapid.T) {
+		e := audit.Entry{Seq: 1, Event: audit.Event{Time: time.Unix(1_700_000_000, 0).UTC(), Node: "n",
+			Actor: text.Draw(rt, "actor"), Action: text.Draw(rt, "action"), Object: text.Draw(rt, "object"), Reason: text.Draw(rt, "reason")}}
+		q := &Query{Actor: text.Draw(rt, "qactor"), Action: text.Draw(rt, "qaction"), Object: text.Draw(rt, "qobject")}
+		if rapid.Bool().Draw(rt, "actor equal") {
+			q.Actor = e.Actor
+		}
+		if rapid.Bool().Draw(rt, "action equal") {
+			q.Action = e.Action
+		}
+		if rapid.Bool().Draw(rt, "object part") && len(e.Object) > 0 {
+			r := []rune(e.Object)
+			i := rapid.IntRange(0, len(r)-1).Draw(rt, "from")
+			q.Object = string(r[i:])
+		}
+		m := NewMatcher(nil, q)
+		line, err := e.Line()
+		if err != nil {
+			rt.Fatal(err)
+		}
+		if m.Match(&e) && !m.MayMatch(line) {
+			rt.Fatalf("pre-filter dropped a match: %s for %+v", line, q)
+		}
+	})
 }
