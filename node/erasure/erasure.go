@@ -18,8 +18,10 @@
 package erasure
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -122,6 +124,17 @@ func (e *Eraser) load() error {
 	if err != nil {
 		return fmt.Errorf("erasure: %w", err)
 	}
+	if b, err := os.ReadFile(e.holdsPath()); err == nil {
+		var ids []string
+		if json.Unmarshal(b, &ids) != nil {
+			// Unreadable: every active hold is audited again, which
+			// costs a line each and loses nothing.
+			e.d.Logf("node: erasure: %s is unreadable; active holds are audited again", e.holdsPath())
+		}
+		for _, id := range ids {
+			e.holds[id] = true
+		}
+	}
 	for _, ent := range ents {
 		id, ok := strings.CutSuffix(ent.Name(), ".receipt")
 		if !ok {
@@ -199,8 +212,25 @@ func (e *Eraser) noteHolds(st *policy.State) {
 				Reason: "retention applies to its footage again"})
 		}
 	}
+	if !maps.Equal(active, e.holds) {
+		// Kept across restarts, so a restart audits only what changed
+		// while the node was down.
+		b, _ := json.Marshal(slices.Sorted(maps.Keys(active)))
+		if err := os.MkdirAll(e.dir(), 0o700); err == nil {
+			err = writeSync(e.holdsPath()+".tmp", b)
+			if err == nil {
+				err = os.Rename(e.holdsPath()+".tmp", e.holdsPath())
+			}
+			if err != nil {
+				e.d.Logf("node: erasure: keep the active holds: %v", err)
+			}
+		}
+	}
 	e.holds = active
 }
+
+// holdsPath keeps the IDs of the holds active at the last pass.
+func (e *Eraser) holdsPath() string { return filepath.Join(e.dir(), "holds.json") }
 
 // erase carries out erasure r on s and keeps (and audits) its receipt.
 func (e *Eraser) erase(st *policy.State, s *store.Store, self string, me *policy.Node, r *policy.Request) {

@@ -409,3 +409,39 @@ func TestCollect(t *testing.T) {
 		t.Errorf("a view request: %v", err)
 	}
 }
+
+// TestHoldsAuditedOncePerChange: an active hold is audited when it starts,
+// not again at every restart of the node; one that ended while the node
+// was down is audited as ended when it returns.
+func TestHoldsAuditedOncePerChange(t *testing.T) {
+	f := newFixture(t)
+	s := openStore(t)
+	record(t, s, cam, 5)
+	hold := &policy.Request{ID: "h-1", Action: policy.ActionHold, Cameras: []string{cam}, From: at(0), To: at(8),
+		Until: time.Now().Add(time.Hour), ApprovedAt: base.Add(time.Hour), Purpose: "incident", Expires: time.Now().Add(time.Hour)}
+	// An erasure elsewhere marks the end of each first pass (done).
+	er := erasureOf("e-1", at(12), at(16), cam)
+	dir := t.TempDir()
+	run := func(st *policy.State) *nodetest.Journal {
+		t.Helper()
+		j := &nodetest.Journal{}
+		e := startEraser(t, f, "store", dir, nodetest.NewPolicy(st), s, j)
+		nodetest.WaitTrue(t, 10*time.Second, "a pass", func() bool {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			return e.done["e-1"]
+		})
+		e.Close()
+		return j
+	}
+	held := f.with(er, hold)
+	if j := run(held); len(j.Of("hold")) != 1 {
+		t.Fatalf("first start: %+v, want the hold audited", j.Events())
+	}
+	if j := run(held); len(j.Of("hold")) != 0 || len(j.Of("hold-ended")) != 0 {
+		t.Fatalf("a restart audited the unchanged hold again: %+v", j.Events())
+	}
+	if j := run(f.with(er)); len(j.Of("hold-ended")) != 1 || len(j.Of("hold")) != 0 {
+		t.Fatalf("a hold that ended while down: %+v, want hold-ended once", j.Events())
+	}
+}
