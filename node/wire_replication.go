@@ -13,6 +13,7 @@ import (
 	"github.com/custos-cctv/custos/media/store"
 	"github.com/custos-cctv/custos/node/replication"
 	"github.com/custos-cctv/custos/node/rpc"
+	"github.com/custos-cctv/custos/policy"
 )
 
 const (
@@ -44,6 +45,7 @@ func newReplSource(n *Node, cfg replication.Config) *replication.Source {
 		},
 		Journal: n.audit,
 		Caller:  n.callerName,
+		Outside: func(dc string, why error) { n.draftBreach(policy.EventReplicaJurisdiction, dc, why.Error()) },
 	})
 }
 
@@ -60,7 +62,8 @@ func startReplicas(n *Node, cfg replication.Config) (*replication.Replicas, erro
 		Follow: func(stop <-chan struct{}, retainEvery time.Duration, retain, reconcile func()) {
 			followPolicy(n, stop, nil, retainEvery, retain, reconcile)
 		},
-		Retain: func(s *store.Store) { retainStore(n, s) },
+		Retain:      func(s *store.Store) { retainStore(n, s) },
+		AuditBroken: func(name string, err error) { n.draftBreach(policy.EventAuditChain, name, err.Error()) },
 	}), nil
 }
 

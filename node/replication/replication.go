@@ -93,6 +93,10 @@ type SourceDeps struct {
 	Journal Journal
 	// Caller is the live member peer is, or an rpc denial.
 	Caller func(st *policy.State, peer keys.NodePublic) (string, error)
+	// Outside, if set, is told of each audited refusal of a datacenter
+	// in a jurisdiction the policy keeps no data in (the node drafts a
+	// breach); it must not block.
+	Outside func(dc string, why error)
 }
 
 // ReplicaDeps is what a datacenter's side needs.
@@ -108,6 +112,10 @@ type ReplicaDeps struct {
 	Follow func(stop <-chan struct{}, retainEvery time.Duration, retain, reconcile func())
 	// Retain applies each camera's retention to s, like the store's.
 	Retain func(s *store.Store)
+	// AuditBroken, if set, is told once per puller that a store's journal
+	// no longer chains onto the copy held (the node drafts a breach); it
+	// must not block.
+	AuditBroken func(store string, err error)
 }
 
 // Replication limits.
