@@ -1,11 +1,13 @@
 package keys
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha512"
 	"errors"
 	"fmt"
+	"strings"
 
 	"filippo.io/edwards25519"
 )
@@ -123,6 +125,25 @@ func (s *CustodySigner) sign(msg []byte) ([64]byte, error) {
 	copy(sig[:32], R)
 	copy(sig[32:], S.Bytes())
 	return sig, nil
+}
+
+// SignStatement signs msg, a statement the node makes in its own name (a
+// policy command it submits: the caller passes policy.SignedBytes), with
+// its node key: a 64-byte XEdDSA signature that crypto/ed25519 verifies
+// against the Edwards form of Public. A statement that starts with one of
+// the contexts of this package's own seals and receipts is refused, so a
+// statement can never stand for a seal.
+func (s *CustodySigner) SignStatement(msg []byte) ([]byte, error) {
+	for _, c := range []string{epochSealContext, segmentSealContext, erasureContext} {
+		if bytes.HasPrefix(msg, []byte(c)) {
+			return nil, fmt.Errorf("keys: a statement may not start with the context %q of a custody signature", strings.TrimSuffix(c, "\x00"))
+		}
+	}
+	sig, err := s.sign(msg)
+	if err != nil {
+		return nil, err
+	}
+	return sig[:], nil
 }
 
 // edwardsOf returns the Ed25519 public key (sign bit 0) of the X25519

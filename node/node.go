@@ -91,6 +91,7 @@ type Node struct {
 	svc             *service            // the node service (service.go); nil without a policy
 	relKeys         *release.Keys       // one-time release keys made here (node/release)
 	custody         *keys.CustodySigner // this node's key as a custody signer; named per use
+	drafts          breachDrafts        // automatic breach drafts under way (breachdraft.go)
 	rel             *release.Service    // store and datacenter ops of a release, exports
 	eraser          *erasure.Eraser     // a store's or datacenter's erasures; nil elsewhere
 	revs            *revocations        // envelopes that revoked nodes, for their notices
@@ -305,6 +306,7 @@ func (n *Node) startFederation() (err error) {
 	}
 	n.wg.Add(1)
 	go n.sweepReleaseKeys()
+	n.verifyJournalAtStart()
 	return nil
 }
 
@@ -400,6 +402,7 @@ func (n *Node) Close() error {
 	n.once.Do(func() {
 		close(n.stop)
 		n.wg.Wait()
+		n.drafts.close()
 		if n.svc != nil {
 			n.svc.stopClients() // exports in the API end now
 		}

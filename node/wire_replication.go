@@ -45,6 +45,7 @@ func newReplSource(n *Node, cfg replication.Config) *replication.Source {
 		},
 		Journal: n.audit,
 		Caller:  n.callerName,
+		Outside: func(dc string, why error) { n.draftBreach(policy.EventReplicaJurisdiction, dc, why.Error()) },
 	})
 }
 
@@ -65,6 +66,7 @@ func startReplicas(n *Node, cfg replication.Config) (*replication.Replicas, erro
 		AuditKeep: func(st *policy.State) time.Duration {
 			return max(st.AuditKeep(), n.cfg.AuditRetention)
 		},
+		AuditBroken: func(name string, err error) { n.draftBreach(policy.EventAuditChain, name, err.Error()) },
 	}), nil
 }
 

@@ -20,6 +20,10 @@ package policy
 //     notified closes only with the reason it need not be (the risk
 //     assessment art. 33(1) asks for), recorded with it.
 //
+// Some events open a draft by themselves (breachdraft.go): an admin
+// confirms it with breach.update (any update, even one changing nothing
+// else) or dismisses it with breach.close.
+//
 // The 72 hours are elapsed time, not calendar hours: Deadline is Detected
 // plus 72 h in absolute time, so a change to or from daylight saving time
 // in between moves the deadline's wall clock by an hour, as it should.
@@ -90,6 +94,14 @@ type Breach struct {
 	UpdatedBy string         `json:"updated_by,omitempty"` // the last update's
 	Updated   time.Time      `json:"updated,omitzero"`
 	Closure   *BreachClosure `json:"closure,omitempty"`
+
+	// Draft marks an entry an event opened by itself (breachdraft.go)
+	// that no admin has confirmed yet: a breach.update clears it. Event
+	// and Object say what opened it (EventAuditChain, …, and the node it
+	// concerns); they stay after confirmation.
+	Draft  bool   `json:"draft,omitempty"`
+	Event  string `json:"event,omitempty"`
+	Object string `json:"object,omitempty"`
 }
 
 // BreachUpdate is the payload of breach.update: the breach's ID and the
@@ -199,6 +211,8 @@ func (s *State) planOpenBreach(p *Breach, c *Command) (func(), error) {
 		return nil, fmt.Errorf("breach %q: a new breach carries no notification: record it with breach.update", p.ID)
 	case p.OpenedBy != "" || !p.Opened.IsZero() || p.UpdatedBy != "" || !p.Updated.IsZero() || p.Closure != nil:
 		return nil, fmt.Errorf("breach %q: a new breach carries only what happened, when it was detected and art. 33(3)'s fields", p.ID)
+	case p.Draft || p.Event != "" || p.Object != "":
+		return nil, fmt.Errorf("breach %q: drafts are opened by events (node.revoke, a node's breach.draft), not by breach.open", p.ID)
 	}
 	b := *p
 	b.Detected = p.Detected.UTC()
@@ -323,6 +337,9 @@ func (s *State) planUpdateBreach(u *BreachUpdate, c *Command) (func(), error) {
 	text(&n.Contact, u.Contact)
 	when(&n.Notified, u.Notified)
 	text(&n.LateReason, u.LateReason)
+	if n.Draft {
+		n.Draft, changed = false, true // an admin's update confirms a draft
+	}
 	if !changed {
 		return nil, fmt.Errorf("updating breach %q: the update changes nothing", b.ID)
 	}

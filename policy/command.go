@@ -15,7 +15,7 @@ import (
 // Envelope is a signed command as it travels and sits in the Raft log.
 type Envelope struct {
 	Body []byte `json:"body"` // JSON of a Command
-	Sig  []byte `json:"sig"`  // detached OpenPGP signature over SignedBytes(Body)
+	Sig  []byte `json:"sig"`  // detached OpenPGP signature over SignedBytes(Body); a node's XEdDSA signature for breach.draft
 }
 
 // signingDomain separates policy signatures from any other use of a key.
@@ -94,6 +94,7 @@ type Command struct {
 	Breach         *Breach         `json:"breach,omitempty"`          // breach.open (breach.go)
 	BreachUpdate   *BreachUpdate   `json:"breach_update,omitempty"`   // breach.update
 	BreachClosure  *BreachClosure  `json:"breach_closure,omitempty"`  // breach.close
+	BreachDraft    *BreachDraft    `json:"breach_draft,omitempty"`    // breach.draft, signed by a node (breachdraft.go)
 	AuditRetention *AuditRetention `json:"audit_retention,omitempty"` // audit.retention (auditretention.go)
 
 	Seal      *Seal     `json:"seal,omitempty"`
@@ -278,6 +279,8 @@ func (s *State) authenticate(c *Command, env Envelope) error {
 			return errors.New("an invite is redeemed with its secret, not a signature")
 		}
 		return nil // the secret is checked in plan
+	case KindDraftBreach:
+		return s.authenticateNode(c, env) // signed by a node (breachdraft.go)
 	}
 	if s.Federation == "" {
 		return errors.New("no federation: the first command must be genesis")

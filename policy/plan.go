@@ -61,6 +61,8 @@ func (s *State) plan(c *Command) (func(), error) {
 		return s.planUpdateBreach(c.BreachUpdate, c)
 	case KindCloseBreach:
 		return s.planCloseBreach(c.BreachClosure, c)
+	case KindDraftBreach:
+		return s.planDraftBreach(c.BreachDraft, c)
 	case KindSetAuditRetention:
 		return s.planSetAuditRetention(c.AuditRetention)
 	case KindSeal:
@@ -379,13 +381,20 @@ func (s *State) planAddNode(node *Node) (func(), error) {
 }
 
 // planRevokeNode marks a node revoked, when and by whom; its name and key
-// stay in the policy so that its old footage's seals stay verifiable.
+// stay in the policy so that its old footage's seals stay verifiable. A
+// store whose site has cameras also gets a draft breach (revokeDraft).
 func (s *State) planRevokeNode(c *Command) (func(), error) {
 	n := s.Nodes[c.Name]
 	if n == nil || n.Revoked {
 		return nil, fmt.Errorf("no active node %q", c.Name)
 	}
-	return func() { n.Revoked, n.RevokedAt, n.RevokedBy = true, c.Time.UTC(), c.Signer }, nil
+	draft := s.revokeDraft(n, c)
+	return func() {
+		n.Revoked, n.RevokedAt, n.RevokedBy = true, c.Time.UTC(), c.Signer
+		if draft != nil {
+			draft()
+		}
+	}, nil
 }
 
 func (s *State) planRemoveCamera(name string) (func(), error) {

@@ -196,8 +196,14 @@ func breachState(b *policy.Breach, now time.Time) (state, clock string) {
 		return "notified late", "notified " + stamp(b.Notified)
 	case !b.Notified.IsZero():
 		return "notified", "notified " + stamp(b.Notified)
+	case b.Overdue(now) && b.Draft:
+		return "OVERDUE draft", policy.FormatLeft(b.Left(now))
 	case b.Overdue(now):
 		return "OVERDUE", policy.FormatLeft(b.Left(now))
+	case b.Draft:
+		// Opened by an event (a revoked store, a broken audit chain):
+		// an admin confirms it with breach update or dismisses it.
+		return "draft", policy.FormatLeft(b.Left(now))
 	}
 	return "open", policy.FormatLeft(b.Left(now))
 }

@@ -52,6 +52,7 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 		enc.SetIndent("", "  ")
 		type breachClock struct {
 			ID       string    `json:"id"`
+			Draft    bool      `json:"draft,omitempty"` // opened by an event, not confirmed by an admin yet
 			Deadline time.Time `json:"deadline"`
 			Clock    string    `json:"clock"`
 		}
@@ -66,7 +67,7 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 			out.OverdueSARs = append(out.OverdueSARs, a.ID)
 		}
 		for _, b := range breaches {
-			out.Breaches = append(out.Breaches, breachClock{ID: b.ID, Deadline: b.Deadline(), Clock: policy.FormatLeft(b.Left(now))})
+			out.Breaches = append(out.Breaches, breachClock{ID: b.ID, Draft: b.Draft, Deadline: b.Deadline(), Clock: policy.FormatLeft(b.Left(now))})
 		}
 		return enc.Encode(out)
 	}
@@ -93,7 +94,11 @@ func unnotifiedBreaches(pol *policy.State) []*policy.Breach {
 // clock (art. 33(1)).
 func writeBreachClocks(w io.Writer, bs []*policy.Breach, now time.Time) {
 	for _, b := range bs {
-		fmt.Fprintln(w, printable(fmt.Sprintf("BREACH     %s: notify the supervisory authority by %s: %s (custos breach report %s)", b.ID, stamp(b.Deadline()), policy.FormatLeft(b.Left(now)), b.ID)))
+		id := b.ID
+		if b.Draft {
+			id += " (draft, opened automatically by " + b.OpenedBy + ": confirm with custos breach update, or dismiss with custos breach close)"
+		}
+		fmt.Fprintln(w, printable(fmt.Sprintf("BREACH     %s: notify the supervisory authority by %s: %s (custos breach report %s)", id, stamp(b.Deadline()), policy.FormatLeft(b.Left(now)), b.ID)))
 	}
 }
 

@@ -297,4 +297,7 @@ func (r *Replicas) flagAudit(p *puller, err error) {
 	r.d.Logf("node: AUDIT ALARM: replica of %s's audit journal: %v; footage replication continues", p.store, err)
 	r.d.Audit(audit.Event{Actor: r.d.Name, Action: "audit-replica", Object: p.store, Decision: audit.Deny,
 		Reason: err.Error() + "; the copy held is kept and no longer follows the store's journal"})
+	if r.d.AuditBroken != nil {
+		r.d.AuditBroken(p.store, err)
+	}
 }

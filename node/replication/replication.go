@@ -93,6 +93,10 @@ type SourceDeps struct {
 	Journal Journal
 	// Caller is the live member peer is, or an rpc denial.
 	Caller func(st *policy.State, peer keys.NodePublic) (string, error)
+	// Outside, if set, is told of each audited refusal of a datacenter
+	// in a jurisdiction the policy keeps no data in (the node drafts a
+	// breach); it must not block.
+	Outside func(dc string, why error)
 }
 
 // ReplicaDeps is what a datacenter's side needs.
@@ -111,6 +115,10 @@ type ReplicaDeps struct {
 	// AuditKeep is how long the copies of the stores' journals keep
 	// entries by the policy st: as long as the stores' own journals.
 	AuditKeep func(st *policy.State) time.Duration
+	// AuditBroken, if set, is told once per puller that a store's journal
+	// no longer chains onto the copy held (the node drafts a breach); it
+	// must not block.
+	AuditBroken func(store string, err error)
 }
 
 // Replication limits.

@@ -60,7 +60,18 @@ func (r *Source) refuse(dc string, why error) {
 	if due {
 		r.d.Logf("node: replication to %s refused: %v", dc, why)
 		r.d.Audit(audit.Event{Actor: dc, Action: "replicate", Object: r.d.Name, Decision: audit.Deny, Reason: why.Error()})
+		if r.d.Outside != nil && outsideJurisdiction(r.d.Policy.State(), dc, time.Now()) {
+			r.d.Outside(dc, why)
+		}
 	}
+}
+
+// outsideJurisdiction reports whether a refusal of dc is for its
+// jurisdiction: a live datacenter in a jurisdiction the policy keeps no
+// data in (policy.ReplicaTarget's last check).
+func outsideJurisdiction(st *policy.State, dc string, now time.Time) bool {
+	nd := st.Nodes[dc]
+	return nd != nil && nd.Role == policy.RoleDatacenter && policy.Member(st, dc, now) && !st.DataJurisdictionAllowed(nd.Jurisdiction)
 }
 
 // RefuseOutside audits, once, each datacenter of the policy that the

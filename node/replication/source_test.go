@@ -304,3 +304,22 @@ func TestSourceRefusesOnANodeThatIsNotAStore(t *testing.T) {
 		}
 	}
 }
+
+// A refusal is passed on for a breach draft only when it is for the
+// datacenter's jurisdiction, each time it is audited.
+func TestSourceBreachDraftOnlyForJurisdiction(t *testing.T) {
+	f := newSourceFixture(t)
+	var told []string
+	f.s.d.Outside = func(dc string, why error) { told = append(told, dc+": "+why.Error()) }
+	f.s.RefuseOutside(f.pol)
+	f.s.RefuseOutside(f.pol)
+	f.s.refuse("dc-a", errors.New("node \"dc-a\" is not a live member"))
+	if len(told) != 1 || !strings.HasPrefix(told[0], "dc-us: ") || !strings.Contains(told[0], "jurisdiction US") {
+		t.Fatalf("told %q, want dc-us's refusal once", told)
+	}
+	f.pol.Nodes["dc-us"].Revoked = true
+	f.s.refuse("dc-us", errors.New("node \"dc-us\" is not a live member"))
+	if len(told) != 1 {
+		t.Errorf("a revoked datacenter's refusal was told: %q", told)
+	}
+}
