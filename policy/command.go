@@ -95,6 +95,7 @@ type Command struct {
 	BreachUpdate   *BreachUpdate   `json:"breach_update,omitempty"`   // breach.update
 	BreachClosure  *BreachClosure  `json:"breach_closure,omitempty"`  // breach.close
 	AuditRetention *AuditRetention `json:"audit_retention,omitempty"` // audit.retention (auditretention.go)
+	AlertRules     *AlertRules     `json:"alert_rules,omitempty"`     // alerts.set (alerts.go)
 
 	Seal      *Seal     `json:"seal,omitempty"`
 	Proposal  *Proposal `json:"proposal,omitempty"`
