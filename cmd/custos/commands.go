@@ -163,6 +163,18 @@ var commands = map[string]command{
 				about: "Show the controller and its DPO as the policy holds them, and who set them when.",
 				run:   runControllerShow},
 		}},
+	"alerts": {summary: "alerts set: the rules that raise alerts from the audit journals; alerts show",
+		about: "Set the rules by which the datacenters raise alerts from every audit journal they hold (alerts set), or show them (alerts show). The alerts go into the datacenters' audit journals and custos status.",
+		subs: map[string]command{
+			"set": {summary: "change the alert rules",
+				usage: "alerts set [--bulk-exports N] [--usual-hours HH:MM-HH:MM|off] [--time-zone Z] [--refused N/D] [--fast-approvals N/D] [--installers on|off] --dir DIR --as KEY",
+				about: "Change the alert rules; the rules not given keep their values. --bulk-exports: more than N segments served to one actor within an hour (default 500). --usual-hours and --time-zone: footage access (live view, segments, key release) outside these hours, daylight saving included (default 07:00-20:00 Europe/Prague). --refused: more than N refusals of one actor within D (default 10/10m). --fast-approvals: one user approving more than N requests within D (default 5/10m). --installers: any entry of an installer node outside its window (default on). 0 or off turns a rule off. Once the federation is sealed this is a proposal the quorum must approve: one admin must not switch off the alarms that watch admins.",
+				run:   runAlertsSet},
+			"show": {summary: "show the alert rules",
+				usage: "alerts show --dir DIR [--json]",
+				about: "Show the alert rules in force, from the local replica: the ones set, or the defaults.",
+				run:   runAlertsShow},
+		}},
 	"gdpr": {summary: "the controller's documents from the policy: ropa, dpia, notice, sign (PDF or HTML, cs or en); check",
 		about: "Generate the controller's GDPR documents from the node's committed policy, stamped with the policy version they were made from, in Czech or English, as PDF or HTML: records of processing (ropa), a DPIA per site (dpia), the full notice (notice) and the first-layer sign with a QR code to it (sign). gdpr check lists what is missing or stale. All need the controller (custos controller set).",
 		subs: map[string]command{
