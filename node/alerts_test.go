@@ -1,0 +1,53 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/custos-cctv/custos/node/rpc"
+	"github.com/custos-cctv/custos/policy"
+	"github.com/custos-cctv/custos/policy/audit"
+)
+
+// A datacenter raises an alert from its journal once, shows it in its
+// status and serves it to an admin node; a store asking is denied.
+func TestAlertsThroughTheDatacenter(t *testing.T) {
+	checkLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	f := foundAcme(t, ctx)
+	desk := joinAcme(t, ctx, f, InviteSpec{Role: policy.RoleAdminNode, Name: "desk"})
+	store := joinAcme(t, ctx, f, InviteSpec{Role: policy.RoleStore, Name: "store", Site: "praha-1"})
+	if f.dc.alerts == nil || desk.alerts != nil || store.alerts != nil {
+		t.Fatal("the alert runner runs on datacenters only")
+	}
+	for range 11 {
+		f.dc.auditEvent(audit.Event{Actor: "mallory", Action: "live-view", Object: "praha-1/door", Decision: audit.Deny, Reason: "no grant"})
+	}
+	if got := f.dc.CheckAlerts(); len(got) != 1 || got[0].Rule != policy.RuleRefusedBurst || got[0].Subject != "mallory" {
+		t.Fatalf("CheckAlerts = %+v, want one refused-burst of mallory", got)
+	}
+	if got := f.dc.CheckAlerts(); len(got) != 0 {
+		t.Fatalf("raised again: %+v", got)
+	}
+	st, err := f.dc.Status()
+	if err != nil || len(st.Alerts) != 1 || st.Alerts[0].Node != "dc-a" || st.Alerts[0].Subject != "mallory" {
+		t.Fatalf("dc-a's status alerts: %+v %v", st.Alerts, err)
+	}
+	got, err := desk.fetchAlerts(ctx, desk.Policy(), "dc-a", time.Now().Add(-time.Hour))
+	if err != nil || len(got) != 1 || got[0].Rule != policy.RuleRefusedBurst || got[0].Node != "dc-a" {
+		t.Fatalf("desk fetching dc-a's alerts: %+v %v", got, err)
+	}
+	// The store's replica names dc-a once it caught up; then it is denied.
+	waitTrue(t, 30*time.Second, "the store to reach dc-a", func() bool {
+		_, err = frames(ctx, store, "dc-a", opAuditAlerts, alertsQuery{})
+		var re *rpc.Error
+		return errors.As(err, &re)
+	})
+	wantDenied(t, "a store asking for the alerts", err, "admin nodes")
+	// An admin node asking a node that is no datacenter is denied too.
+	_, err = frames(ctx, desk, "store", opAuditAlerts, alertsQuery{})
+	wantDenied(t, "alerts asked of a store", err, "no datacenter")
+}
