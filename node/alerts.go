@@ -6,6 +6,7 @@ package node
 // which fetch them from every datacenter every 30 s for `custos status`.
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"path/filepath"
@@ -137,13 +138,29 @@ func (n *Node) pollAlerts() {
 			}
 			byDC[name] = got
 		}
-		var all []AlertSummary
-		for _, as := range byDC {
-			all = append(all, as...)
-		}
-		slices.SortFunc(all, func(a, b AlertSummary) int { return a.Time.Compare(b.Time) })
-		n.fetchedAlerts.Store(&all)
+		n.fetchedAlerts.Store(new(unionAlerts(byDC)))
 	}
+}
+
+// unionAlerts merges the datacenters' alerts, oldest first. Each
+// datacenter evaluates the same journals: the same alert (rule, subject
+// and detail, which ends in its window) shows once, as first raised.
+func unionAlerts(byDC map[string][]AlertSummary) []AlertSummary {
+	var all []AlertSummary
+	for _, as := range byDC {
+		all = append(all, as...)
+	}
+	slices.SortFunc(all, func(a, b AlertSummary) int {
+		return cmp.Or(a.Time.Compare(b.Time), cmp.Compare(a.Node, b.Node))
+	})
+	type key struct{ rule, subject, detail string }
+	seen := map[key]bool{}
+	return slices.DeleteFunc(all, func(a AlertSummary) bool {
+		k := key{a.Rule, a.Subject, a.Detail}
+		dup := seen[k]
+		seen[k] = true
+		return dup
+	})
 }
 
 func (n *Node) fetchAlerts(ctx context.Context, st *policy.State, dc string, since time.Time) ([]AlertSummary, error) {

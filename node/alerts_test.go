@@ -51,3 +51,17 @@ func TestAlertsThroughTheDatacenter(t *testing.T) {
 	_, err = frames(ctx, desk, "store", opAuditAlerts, alertsQuery{})
 	wantDenied(t, "alerts asked of a store", err, "no datacenter")
 }
+
+// Two datacenters raise the same alert: an admin node shows it once.
+func TestUnionAlerts(t *testing.T) {
+	at := time.Date(2026, 12, 2, 19, 0, 0, 0, time.UTC)
+	a := AlertSummary{Node: "dc-b", Time: at.Add(time.Second), Rule: policy.RuleBulkExport, Subject: "desk", Detail: "x; window A/B"}
+	b := a
+	b.Node, b.Time = "dc-a", at
+	c := a
+	c.Detail = "y; window C/D"
+	got := unionAlerts(map[string][]AlertSummary{"dc-a": {b}, "dc-b": {a, c}})
+	if len(got) != 2 || got[0].Node != "dc-a" || got[1].Detail != c.Detail {
+		t.Fatalf("union %+v", got)
+	}
+}

@@ -197,24 +197,31 @@ func ParseUsualHours(s string) (from, until int, err error) {
 
 // Usual reports whether t falls in the usual hours (true when that rule is
 // off or invalid: no alert). Local time follows the zone's daylight saving.
-func (r AlertRules) Usual(t time.Time) bool {
+func (r AlertRules) Usual(t time.Time) bool { return r.UsualFunc()(t) }
+
+// UsualFunc is Usual with the hours and the zone read once, for many
+// entries.
+func (r AlertRules) UsualFunc() func(time.Time) bool {
+	always := func(time.Time) bool { return true }
 	if r.UsualHours == AlertOff {
-		return true
+		return always
 	}
 	from, until, err := ParseUsualHours(r.UsualHours)
 	if err != nil {
-		return true
+		return always
 	}
 	loc, err := r.Location()
 	if err != nil {
-		return true
+		return always
 	}
-	l := t.In(loc)
-	m := l.Hour()*60 + l.Minute()
-	if from < until {
-		return m >= from && m < until
+	return func(t time.Time) bool {
+		l := t.In(loc)
+		m := l.Hour()*60 + l.Minute()
+		if from < until {
+			return m >= from && m < until
+		}
+		return m >= from || m < until
 	}
-	return m >= from || m < until
 }
 
 // Lookback is the longest window of the rules that are on: how far back

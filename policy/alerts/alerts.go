@@ -264,8 +264,9 @@ func offHours(rules policy.AlertRules, st *policy.State, es []*audit.Entry) []Al
 	if err != nil {
 		return nil
 	}
+	usual := rules.UsualFunc()
 	m, subjects := bySubject(es, func(e *audit.Entry) (string, int) {
-		if !footageAccess(e) || rules.Usual(e.Time) {
+		if !footageAccess(e) || usual(e.Time) {
 			return "", 0
 		}
 		return actor(st, e.Actor), 1
