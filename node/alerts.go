@@ -25,7 +25,7 @@ const (
 	// Answer: one frame {"alerts":[AlertSummary…]}, oldest first.
 	opAuditAlerts = "audit-alerts"
 	// AlertsShown is how far back status shows alerts.
-	AlertsShown = 24 * time.Hour
+	AlertsShown = alerting.Shown
 	// maxAlertsServed bounds an answer: the newest ones.
 	maxAlertsServed = 1000
 	// alertsPoll is how often an admin node fetches the datacenters' alerts.
@@ -53,11 +53,7 @@ func startAlerts(n *Node) *alerting.Runner {
 // last AlertsShown, or what an admin node fetched from the datacenters.
 func (n *Node) recentAlerts(now time.Time) []AlertSummary {
 	if n.alerts != nil {
-		out, err := alerting.Raised(n.audit, n.cfg.Name, now.Add(-AlertsShown))
-		if err != nil {
-			n.logf("node: alerts: %v", err)
-		}
-		return out
+		return n.alerts.Recent(now.Add(-AlertsShown))
 	}
 	if p := n.fetchedAlerts.Load(); p != nil {
 		return slices.DeleteFunc(slices.Clone(*p), func(a AlertSummary) bool { return a.Time.Before(now.Add(-AlertsShown)) })
@@ -84,11 +80,7 @@ func (n *Node) handleAuditAlerts(ctx context.Context, peer keys.NodePublic, body
 			return &rpc.Error{Code: rpc.BadRequest, Message: "want {since}: " + err.Error()}
 		}
 	}
-	now := time.Now()
-	out, err := alerting.Raised(n.audit, n.cfg.Name, later(q.Since, now.Add(-AlertsShown)))
-	if err != nil {
-		return &rpc.Error{Code: rpc.Failed, Message: "reading the audit journal: " + err.Error()}
-	}
+	out := n.alerts.Recent(later(q.Since, time.Now().Add(-AlertsShown)))
 	if len(out) > maxAlertsServed {
 		out = out[len(out)-maxAlertsServed:]
 	}

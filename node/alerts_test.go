@@ -26,17 +26,23 @@ func TestAlertsThroughTheDatacenter(t *testing.T) {
 	for range 11 {
 		f.dc.auditEvent(audit.Event{Actor: "mallory", Action: "live-view", Object: "praha-1/door", Decision: audit.Deny, Reason: "no grant"})
 	}
-	if got := f.dc.CheckAlerts(); len(got) != 1 || got[0].Rule != policy.RuleRefusedBurst || got[0].Subject != "mallory" {
+	// (The runner's own minute may have come first: then this pass
+	// raises nothing, and status still shows the one alert.)
+	if got := f.dc.CheckAlerts(); len(got) > 1 || len(got) == 1 && (got[0].Rule != policy.RuleRefusedBurst || got[0].Subject != "mallory") {
 		t.Fatalf("CheckAlerts = %+v, want one refused-burst of mallory", got)
 	}
 	if got := f.dc.CheckAlerts(); len(got) != 0 {
 		t.Fatalf("raised again: %+v", got)
 	}
 	st, err := f.dc.Status()
-	if err != nil || len(st.Alerts) != 1 || st.Alerts[0].Node != "dc-a" || st.Alerts[0].Subject != "mallory" {
+	if err != nil || len(st.Alerts) != 1 || st.Alerts[0].Node != "dc-a" || st.Alerts[0].Subject != "mallory" || st.Alerts[0].Rule != policy.RuleRefusedBurst {
 		t.Fatalf("dc-a's status alerts: %+v %v", st.Alerts, err)
 	}
-	got, err := desk.fetchAlerts(ctx, desk.Policy(), "dc-a", time.Now().Add(-time.Hour))
+	var got []AlertSummary
+	waitTrue(t, 30*time.Second, "desk to fetch dc-a's alerts", func() bool {
+		got, err = desk.fetchAlerts(ctx, desk.Policy(), "dc-a", time.Now().Add(-time.Hour))
+		return err == nil
+	})
 	if err != nil || len(got) != 1 || got[0].Rule != policy.RuleRefusedBurst || got[0].Node != "dc-a" {
 		t.Fatalf("desk fetching dc-a's alerts: %+v %v", got, err)
 	}

@@ -40,17 +40,28 @@ const (
 
 // Rule names, as alerts and the audit journal name them.
 const (
-	RuleBulkExport     = "bulk-export"
-	RuleOffHours       = "off-hours"
-	RuleRefusedBurst   = "refused-burst"
-	RuleInstallerTime  = "installer-outside-window"
-	RuleFastApprovals  = "fast-approvals"
-	AlertOff           = "off" // UsualHours and InstallerWindows: the rule is off
-	AlertOn            = "on"  // InstallerWindows: the rule is on
-	DefaultUsualHours  = "07:00-20:00"
-	DefaultAlertZone   = "Europe/Prague"
-	BulkExportWindow   = time.Hour // the window of RuleBulkExport
-	PerEntryAlertGroup = time.Hour // accesses of one subject within this long make one off-hours or installer alert
+	RuleBulkExport    = "bulk-export"
+	RuleOffHours      = "off-hours"
+	RuleRefusedBurst  = "refused-burst"
+	RuleInstallerTime = "installer-outside-window"
+	RuleFastApprovals = "fast-approvals"
+)
+
+// The words of the rules that are not counts.
+const (
+	AlertOff = "off" // UsualHours and InstallerWindows: the rule is off
+	AlertOn  = "on"  // InstallerWindows: the rule is on
+)
+
+const (
+	DefaultUsualHours = "07:00-20:00"
+	DefaultAlertZone  = "Europe/Prague"
+	// BulkExportWindow is the window of RuleBulkExport.
+	BulkExportWindow = time.Hour
+	// PerEntryAlertGroup: the off-hours accesses, or an installer's
+	// entries outside its window, of one subject within this long after
+	// the first make one alert.
+	PerEntryAlertGroup = time.Hour
 )
 
 // AlertRules are the rules that raise alerts from the audit journals. A

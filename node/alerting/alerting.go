@@ -9,6 +9,7 @@ package alerting
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"os"
@@ -34,6 +35,8 @@ const (
 	MaxEntries = 200_000
 	// minKeep is the shortest window of entries kept, whatever the rules.
 	minKeep = 2 * time.Hour
+	// Shown is how long Recent keeps the alerts raised.
+	Shown = 24 * time.Hour
 	// readBatch is how many of its own entries the runner reads at once.
 	readBatch = 4096
 )
@@ -62,6 +65,9 @@ type Runner struct {
 	// too), by key.
 	raised map[string]alerts.Alert
 	bad    map[string]bool // files whose bad lines were logged
+
+	recentMu sync.Mutex
+	recent   []Summary // the alert entries of the last Shown, oldest first
 
 	stop chan struct{}
 	done chan struct{}
@@ -131,7 +137,7 @@ func (r *Runner) Check() []alerts.Alert {
 	now := r.d.Now()
 	rules := st.Alerts()
 	keep := max(alerts.Horizon(rules), minKeep)
-	r.readOwn(now.Add(-keep))
+	r.readOwn(now.Add(-keep), now.Add(-Shown))
 	r.readReplicas(now.Add(-keep))
 	r.trim(now.Add(-keep))
 	entries := make([]audit.Entry, 0, len(r.ents))
@@ -143,7 +149,7 @@ func (r *Runner) Check() []alerts.Alert {
 		if r.wasRaised(a) {
 			continue
 		}
-		if _, err := r.d.Journal.Append(audit.Event{Actor: r.d.Name, Action: Action, Object: a.Object(), Decision: audit.Deny, Reason: a.Detail}); err != nil {
+		if _, err := r.d.Journal.Append(audit.Event{Time: now, Actor: r.d.Name, Action: Action, Object: a.Object(), Decision: audit.Deny, Reason: a.Detail}); err != nil {
 			r.d.Logf("alerting: AUDIT FAILURE: cannot record alert %s: %v", a.Object(), err)
 			continue // again at the next pass
 		}
@@ -153,6 +159,9 @@ func (r *Runner) Check() []alerts.Alert {
 			r.d.OnRaised(a)
 		}
 		out = append(out, a)
+	}
+	if len(out) > 0 {
+		r.readOwn(now.Add(-keep), now.Add(-Shown)) // for Recent: the entries as the journal holds them
 	}
 	return out
 }
@@ -170,12 +179,15 @@ func (r *Runner) wasRaised(a alerts.Alert) bool {
 }
 
 // add keeps e if it is recent enough; an alert of this node's own is
-// remembered as raised.
+// remembered as raised, and for Recent.
 func (r *Runner) add(e audit.Entry, from time.Time) {
 	if e.Action == Action && e.Actor == r.d.Name {
 		if a, ok := alerts.ParseRaised(e.Object, e.Reason); ok {
 			r.raised[a.Key()] = a
 		}
+		r.recentMu.Lock()
+		r.recent = append(r.recent, summaryOf(e))
+		r.recentMu.Unlock()
 	}
 	if e.Time.Before(from) {
 		return
@@ -183,12 +195,16 @@ func (r *Runner) add(e audit.Entry, from time.Time) {
 	r.ents[entryID{e.Node, e.Seq}] = e
 }
 
-// readOwn reads the own journal: the window at the first pass, then what
-// follows the last entry read.
-func (r *Runner) readOwn(from time.Time) {
+// readOwn reads the own journal: at the first pass the window (and the
+// alerts since shown), then what follows the last entry read.
+func (r *Runner) readOwn(from, shown time.Time) {
 	if !r.read {
 		head, _ := r.d.Journal.Head()
-		es, err := r.d.Journal.Since(from)
+		since := from
+		if shown.Before(since) {
+			since = shown
+		}
+		es, err := r.d.Journal.Since(since)
 		if err != nil {
 			r.d.Logf("alerting: reading the audit journal: %v", err)
 			return
@@ -273,6 +289,9 @@ func (r *Runner) readFile(path string, from time.Time) error {
 			break
 		}
 		off += int64(len(line))
+		if !long && before(line, from) {
+			continue // out of the window: no need to check its hash
+		}
 		e, derr := audit.DecodeEntry(line)
 		if long {
 			long, derr = false, errors.New("line too long")
@@ -286,6 +305,23 @@ func (r *Runner) readFile(path string, from time.Time) error {
 	}
 	r.offs[path] = off
 	return nil
+}
+
+// before reports whether the journal line's time, read without decoding
+// it, is before t; a line it cannot read is not.
+func before(line []byte, t time.Time) bool {
+	const key = `,"time":"`
+	i := bytes.Index(line, []byte(key))
+	if i < 0 || i > 40 {
+		return false
+	}
+	rest := line[i+len(key):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 {
+		return false
+	}
+	at, err := time.Parse(time.RFC3339Nano, string(rest[:j]))
+	return err == nil && at.Before(t)
 }
 
 // trim drops entries older than from and, past MaxEntries, the oldest;
@@ -312,6 +348,30 @@ func (r *Runner) trim(from time.Time) {
 			delete(r.raised, k)
 		}
 	}
+	r.recentMu.Lock()
+	shown := r.d.Now().Add(-Shown)
+	r.recent = slices.DeleteFunc(r.recent, func(s Summary) bool { return s.Time.Before(shown) })
+	r.recentMu.Unlock()
+}
+
+// Recent are the alerts this datacenter recorded since t (at most Shown
+// back), oldest first, as its journal holds them; empty until the first
+// pass read the journal.
+func (r *Runner) Recent(t time.Time) []Summary {
+	r.recentMu.Lock()
+	defer r.recentMu.Unlock()
+	var out []Summary
+	for _, s := range r.recent {
+		if !s.Time.Before(t) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func summaryOf(e audit.Entry) Summary {
+	rule, subject, _ := strings.Cut(e.Object, " ")
+	return Summary{Node: e.Node, Time: e.Time, Rule: rule, Subject: subject, Detail: e.Reason}
 }
 
 // Summary is one alert a datacenter raised, as status shows it.
@@ -332,11 +392,9 @@ func Raised(j *audit.Journal, name string, since time.Time) ([]Summary, error) {
 	}
 	var out []Summary
 	for _, e := range es {
-		if e.Action != Action || e.Actor != name {
-			continue
+		if e.Action == Action && e.Actor == name {
+			out = append(out, summaryOf(e))
 		}
-		rule, subject, _ := strings.Cut(e.Object, " ")
-		out = append(out, Summary{Node: e.Node, Time: e.Time, Rule: rule, Subject: subject, Detail: e.Reason})
 	}
 	return out, nil
 }

@@ -249,13 +249,26 @@ func TestEachRuleRaisesOnce(t *testing.T) {
 	want[policy.RuleRefusedBurst+" eve"] = 2
 	check("after a new burst")
 
-	// Status reads them back.
+	// Status reads them back, from the journal and from the runner,
+	// which read the five of before its restart from the journal.
 	sums, err := Raised(f.own, "dc-a", now.Add(-24*time.Hour))
 	if err != nil || len(sums) != 6 {
 		t.Fatalf("Raised = %d summaries (%v), want 6", len(sums), err)
 	}
 	if s := sums[0]; s.Node != "dc-a" || s.Rule == "" || s.Subject == "" || s.Detail == "" {
 		t.Fatalf("summary %+v", s)
+	}
+	if rec := r.Recent(now.Add(-24 * time.Hour)); len(rec) != 6 || rec[5] != sums[5] || rec[0] != sums[0] {
+		t.Fatalf("Recent = %+v, want %+v", rec, sums)
+	}
+	if rec := r.Recent(f.clock.Add(-time.Minute)); len(rec) != 1 || rec[0].Subject != "eve" || !rec[0].Time.Equal(f.clock) {
+		t.Fatalf("Recent of the last minute = %+v, want the new burst's, at the runner's clock", rec)
+	}
+	// A day later they are no longer shown.
+	f.clock = f.clock.Add(25 * time.Hour)
+	r.Check()
+	if rec := r.Recent(time.Time{}); len(rec) != 0 {
+		t.Fatalf("a day later Recent = %+v", rec)
 	}
 }
 
@@ -304,4 +317,17 @@ func TestStartClose(t *testing.T) {
 	r := Start(Deps{Name: "dc-a", Dir: f.repl, Journal: f.own, Policy: func() *policy.State { return f.policy }, Every: time.Hour})
 	r.Close()
 	r.Close()
+}
+
+// before reads a line's time without decoding it, and says no when unsure.
+func TestBefore(t *testing.T) {
+	line := []byte(`{"seq":7,"time":"2026-12-02T18:00:00.5Z","node":"s","actor":"a","action":"x","object":"","decision":"","reason":"","prev":"00","hash":"00"}`)
+	if !before(line, now) || before(line, now.Add(-2*time.Hour)) {
+		t.Fatal("before misreads the time")
+	}
+	for _, l := range []string{`{}`, `{"seq":7,"time":"yesterday"}`, `{"seq":7,"time":"2026-12-02T18:00:00Z`} {
+		if before([]byte(l), now) {
+			t.Errorf("before(%s) = true", l)
+		}
+	}
 }
