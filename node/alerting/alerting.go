@@ -43,14 +43,13 @@ const (
 
 // Deps is what the runner takes from its node.
 type Deps struct {
-	Name     string               // the datacenter's name: the actor of its alerts
-	Dir      string               // where the stores' journal copies are (DIR/replicas/audit)
-	Journal  *audit.Journal       // the node's own journal: read, and where alerts go
-	Policy   func() *policy.State // the rules and the nodes they name; nil or empty: nothing to do
-	Now      func() time.Time     // nil: time.Now
-	Logf     func(string, ...any) // nil: silent
-	Every    time.Duration        // 0: Every
-	OnRaised func(a alerts.Alert) // optional, after each alert is recorded
+	Name    string               // the datacenter's name: the actor of its alerts
+	Dir     string               // where the stores' journal copies are (DIR/replicas/audit)
+	Journal *audit.Journal       // the node's own journal: read, and where alerts go
+	Policy  func() *policy.State // the rules and the nodes they name; nil or empty: nothing to do
+	Now     func() time.Time     // nil: time.Now
+	Logf    func(string, ...any) // nil: silent
+	Every   time.Duration        // 0: Every
 }
 
 // Runner is a running alert evaluation.
@@ -70,7 +69,7 @@ type Runner struct {
 	recent   []Summary // the alert entries of the last Shown, oldest first
 
 	stop chan struct{}
-	done chan struct{}
+	done chan struct{} // closed when the loop Start started returns; nil without Start
 }
 
 type entryID struct {
@@ -90,12 +89,13 @@ func New(d Deps) *Runner {
 		d.Every = Every
 	}
 	return &Runner{d: d, offs: map[string]int64{}, ents: map[entryID]audit.Entry{}, raised: map[string]alerts.Alert{},
-		bad: map[string]bool{}, stop: make(chan struct{}), done: make(chan struct{})}
+		bad: map[string]bool{}, stop: make(chan struct{})}
 }
 
 // Start runs a pass at once and then every d.Every until Close.
 func Start(d Deps) *Runner {
 	r := New(d)
+	r.done = make(chan struct{})
 	go r.loop()
 	return r
 }
@@ -114,14 +114,16 @@ func (r *Runner) loop() {
 	}
 }
 
-// Close stops the runner and waits for a pass under way.
+// Close stops a started runner and waits for a pass under way.
 func (r *Runner) Close() {
 	select {
 	case <-r.stop:
 	default:
 		close(r.stop)
 	}
-	<-r.done
+	if r.done != nil {
+		<-r.done
+	}
 }
 
 // Check reads what the journals gained, evaluates the rules and records
@@ -155,9 +157,6 @@ func (r *Runner) Check() []alerts.Alert {
 		}
 		r.raised[a.Key()] = a
 		r.d.Logf("alerting: ALERT %s %s: %s", a.Rule, a.Subject, a.Detail)
-		if r.d.OnRaised != nil {
-			r.d.OnRaised(a)
-		}
 		out = append(out, a)
 	}
 	if len(out) > 0 {

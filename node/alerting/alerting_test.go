@@ -317,6 +317,7 @@ func TestStartClose(t *testing.T) {
 	r := Start(Deps{Name: "dc-a", Dir: f.repl, Journal: f.own, Policy: func() *policy.State { return f.policy }, Every: time.Hour})
 	r.Close()
 	r.Close()
+	New(Deps{}).Close() // never started: returns
 }
 
 // before reads a line's time without decoding it, and says no when unsure.
