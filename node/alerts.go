@@ -103,7 +103,12 @@ func later(a, b time.Time) time.Time {
 func (n *Node) pollAlerts() {
 	defer n.wg.Done()
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() { <-n.stop; cancel() }()
+	n.wg.Add(1)
+	go func() { // a fetch under way ends when the node stops
+		defer n.wg.Done()
+		<-n.stop
+		cancel()
+	}()
 	byDC := map[string][]AlertSummary{}
 	t := time.NewTicker(alertsPoll)
 	defer t.Stop()
