@@ -37,6 +37,10 @@ const (
 	minKeep = 2 * time.Hour
 	// Shown is how long Recent keeps the alerts raised.
 	Shown = 24 * time.Hour
+	// MaxPerPass bounds the alerts one pass records (DESIGN §4 invariant
+	// 14: nothing from the network writes to the journal faster than a
+	// bounded rate); the rest wait for the next passes.
+	MaxPerPass = 100
 	// readBatch is how many of its own entries the runner reads at once.
 	readBatch = 4096
 )
@@ -150,6 +154,10 @@ func (r *Runner) Check() []alerts.Alert {
 	for _, a := range alerts.Evaluate(rules, st, entries, now) {
 		if r.wasRaised(a) {
 			continue
+		}
+		if len(out) == MaxPerPass {
+			r.d.Logf("alerting: more than %d new alerts in one pass: the rest are recorded in the next passes", MaxPerPass)
+			break
 		}
 		if _, err := r.d.Journal.Append(audit.Event{Time: now, Actor: r.d.Name, Action: Action, Object: a.Object(), Decision: audit.Deny, Reason: a.Detail}); err != nil {
 			r.d.Logf("alerting: AUDIT FAILURE: cannot record alert %s: %v", a.Object(), err)

@@ -332,3 +332,26 @@ func TestBefore(t *testing.T) {
 		}
 	}
 }
+
+// A flood of alerts is recorded at most MaxPerPass a pass, none lost.
+func TestAlertsPerPassAreBounded(t *testing.T) {
+	f := newFixture(t)
+	a := newStore(t, "store-a")
+	actors := MaxPerPass + 5
+	for i := range actors {
+		for k := range 11 {
+			a.add(at("19:00").Add(time.Duration(k)*time.Second), fmt.Sprintf("x%d", i), "live-view", "praha/cam", audit.Deny, "no grant")
+		}
+	}
+	a.replicate(f.repl, 0)
+	r := f.runner()
+	if got := r.Check(); len(got) != MaxPerPass {
+		t.Fatalf("first pass raised %d, want %d", len(got), MaxPerPass)
+	}
+	if got := r.Check(); len(got) != 5 {
+		t.Fatalf("second pass raised %d, want 5", len(got))
+	}
+	if got := f.recorded(); len(got) != actors {
+		t.Fatalf("%d subjects alerted, want %d", len(got), actors)
+	}
+}
