@@ -110,14 +110,13 @@ func (n *Node) pollAlerts() {
 		cancel()
 	}()
 	byDC := map[string][]AlertSummary{}
-	t := time.NewTimer(5 * time.Second) // the first soon after start, then every alertsPoll
+	t := time.NewTicker(alertsPoll)
 	defer t.Stop()
 	for {
 		select {
 		case <-n.stop:
 			return
 		case <-t.C:
-			t.Reset(alertsPoll)
 		}
 		st := n.policy.State()
 		if me := st.Nodes[n.selfName(st)]; me == nil || me.Role != policy.RoleAdminNode {
