@@ -53,8 +53,13 @@ func TestAlertsThroughTheDatacenter(t *testing.T) {
 		return errors.As(err, &re)
 	})
 	wantDenied(t, "a store asking for the alerts", err, "admin nodes")
-	// An admin node asking a node that is no datacenter is denied too.
-	_, err = frames(ctx, desk, "store", opAuditAlerts, alertsQuery{})
+	// An admin node asking a node that is no datacenter is denied too
+	// (once desk's replica names the store).
+	waitTrue(t, 30*time.Second, "desk to reach the store", func() bool {
+		_, err = frames(ctx, desk, "store", opAuditAlerts, alertsQuery{})
+		var re *rpc.Error
+		return errors.As(err, &re)
+	})
 	wantDenied(t, "alerts asked of a store", err, "no datacenter")
 }
 
