@@ -14,6 +14,7 @@ import (
 	"github.com/custos-cctv/custos/consensus"
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/mesh"
+	"github.com/custos-cctv/custos/node/alerting"
 	"github.com/custos-cctv/custos/node/erasure"
 	"github.com/custos-cctv/custos/node/join"
 	"github.com/custos-cctv/custos/node/membership"
@@ -76,12 +77,14 @@ type Node struct {
 	mesh            *mesh.Mesh
 	api             *apiServer
 	audit           *audit.Journal
-	auditq          *policystore.Queue    // the policy state machine's events
-	rec             *recording.Recorder   // a store's cameras; nil elsewhere
-	repl            *replication.Source   // a store's replication to the datacenters; nil elsewhere
-	replicas        *replication.Replicas // a datacenter's replicas of the stores; nil elsewhere
-	policy          *policystore.Store    // nil when running from a peers file
-	raft            *consensus.Node       // likewise
+	auditq          *policystore.Queue             // the policy state machine's events
+	rec             *recording.Recorder            // a store's cameras; nil elsewhere
+	repl            *replication.Source            // a store's replication to the datacenters; nil elsewhere
+	replicas        *replication.Replicas          // a datacenter's replicas of the stores; nil elsewhere
+	alerts          *alerting.Runner               // a datacenter's alert rules (alerts.go); nil elsewhere
+	fetchedAlerts   atomic.Pointer[[]AlertSummary] // an admin node's: the datacenters' recent alerts
+	policy          *policystore.Store             // nil when running from a peers file
+	raft            *consensus.Node                // likewise
 	members         *membership.Reconciler
 	seed            []mesh.Peer // datacenters to reach before the policy names peers
 	join            *join.Server
@@ -307,6 +310,8 @@ func (n *Node) startFederation() (err error) {
 	n.wg.Add(1)
 	go n.sweepReleaseKeys()
 	n.verifyJournalAtStart()
+	n.wg.Add(1)
+	go n.pollAlerts()
 	return nil
 }
 
@@ -330,6 +335,7 @@ func (n *Node) startRoles() (err error) {
 		if n.replicas, err = startReplicas(n, cfg.Replication); err != nil {
 			return err
 		}
+		n.alerts = startAlerts(n)
 	}
 	if me != nil && me.Role == policy.RoleStore || isStoreJoin(cfg.Dir) {
 		// Before the recorders start: their policy loop reads n.repl.
@@ -429,6 +435,9 @@ func (n *Node) Close() error {
 		}
 		if n.replicas != nil {
 			n.replicas.Close()
+		}
+		if n.alerts != nil {
+			n.alerts.Close()
 		}
 		if n.members != nil {
 			n.members.Close()

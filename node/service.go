@@ -56,6 +56,7 @@ func startService(n *Node, port uint16) (*service, error) {
 	s.rpc.Handle(opRevoked, n.handleRevoked)
 	s.rpc.Handle(erasure.OpReceipt, n.handleErasureReceipt)
 	s.rpc.Handle(auditquery.Op, n.handleAuditQuery)
+	s.rpc.Handle(opAuditAlerts, n.handleAuditAlerts)
 	go func() { s.wg <- s.rpc.Serve(ln) }()
 	return s, nil
 }

@@ -49,6 +49,9 @@ type Status struct {
 	// Membership is the node's own standing in its federation (member,
 	// revoked, window over, cut off by every peer) as far as it can know.
 	Membership *Membership `json:"membership,omitempty"`
+	// Alerts are the alert rules' findings of the last 24 hours: on a
+	// datacenter the ones it raised, on an admin node every datacenter's.
+	Alerts []AlertSummary `json:"alerts,omitempty"`
 }
 
 // Liveness is what gossip says of the peer named peer ("alive",
@@ -119,5 +122,6 @@ func (n *Node) Status() (Status, error) {
 	if ex := n.rel.Exports(); len(ex) > 0 {
 		st.Exports = ex
 	}
+	st.Alerts = n.recentAlerts(time.Now())
 	return st, nil
 }

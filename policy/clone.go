@@ -39,6 +39,10 @@ func (s *State) Clone() *State {
 		c.Controller = &ctl
 	}
 	c.Breaches = cloneMap(s.Breaches, cloneBreach)
+	if s.AlertRules != nil {
+		r := *s.AlertRules
+		c.AlertRules = &r
+	}
 	c.Proposals = cloneMap(s.Proposals, func(v Proposal) Proposal {
 		v.Body = slices.Clone(v.Body)
 		v.Approvals = slices.Clone(v.Approvals)

@@ -96,6 +96,7 @@ type Command struct {
 	BreachClosure  *BreachClosure  `json:"breach_closure,omitempty"`  // breach.close
 	BreachDraft    *BreachDraft    `json:"breach_draft,omitempty"`    // breach.draft, signed by a node (breachdraft.go)
 	AuditRetention *AuditRetention `json:"audit_retention,omitempty"` // audit.retention (auditretention.go)
+	AlertRules     *AlertRules     `json:"alert_rules,omitempty"`     // alerts.set (alerts.go)
 
 	Seal      *Seal     `json:"seal,omitempty"`
 	Proposal  *Proposal `json:"proposal,omitempty"`

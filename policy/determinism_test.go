@@ -50,7 +50,7 @@ func TestApplyDeterministic(t *testing.T) {
 			at := t0.Add(time.Duration(rapid.IntRange(-30, 300).Draw(rt, "minutes")) * time.Minute)
 			c := &Command{ID: fmt.Sprintf("c%d", rapid.IntRange(0, n).Draw(rt, "id")), Time: at}
 			name := rapid.SampledFrom([]string{"a", "b", "c"}).Draw(rt, "name")
-			switch rapid.IntRange(0, 21).Draw(rt, "kind") {
+			switch rapid.IntRange(0, 22).Draw(rt, "kind") {
 			case 0:
 				c.Kind, c.Site = KindAddSite, &Site{Name: "site-" + name, Jurisdiction: "EU"}
 			case 1:
@@ -124,6 +124,11 @@ func TestApplyDeterministic(t *testing.T) {
 			case 21:
 				// Sealed: refused directly, as governance.
 				c.Kind, c.AuditRetention = KindSetAuditRetention, &AuditRetention{Retention: 30 * 24 * time.Hour}
+			case 22:
+				// Sealed: refused directly, as governance.
+				r := DefaultAlertRules()
+				r.BulkExports = rapid.IntRange(0, 1000).Draw(rt, "bulk")
+				c.Kind, c.AlertRules = KindSetAlertRules, &r
 			}
 			signer := signers[rapid.IntRange(0, 2).Draw(rt, "signer")]
 			env := signer.sign(rt, c)

@@ -34,12 +34,12 @@ package policy
 // or approver; adding or revoking a datacenter or witness (custodians and
 // Raft voters) or any node with a custodian key; invites for datacenters or
 // witnesses; changing the threshold; replacing the recovery key; setting
-// how long audit entries are kept (auditretention.go); closing a breach
-// without notifying the supervisory authority (breach.go). Sites,
-// cameras, stores, admin nodes, installers, grants and viewer, auditor or
-// helpdesk users stay single-admin: none of them changes who can open
-// footage or hold its keys (a grant gives live view or a right to request,
-// and every request still needs the quorum).
+// how long audit entries are kept (auditretention.go); setting the alert
+// rules (alerts.go); closing a breach without notifying the supervisory
+// authority (breach.go). Sites, cameras, stores, admin nodes, installers,
+// grants and viewer, auditor or helpdesk users stay single-admin: none of
+// them changes who can open footage or hold its keys (a grant gives live
+// view or a right to request, and every request still needs the quorum).
 
 import (
 	"crypto/sha256"
@@ -150,12 +150,12 @@ func RescueDigest(code []byte) string {
 func (s *State) Sealed() bool { return !s.SealedAt.IsZero() }
 
 // IsGovernance reports whether c changes who can approve, administer, vote
-// or hold key shares — or how long the audit trail of what they did is kept
-// (auditretention.go says why) — and so needs the quorum once the
-// federation is sealed.
+// or hold key shares — or how long the audit trail of what they did is kept,
+// or the alarms that watch it (auditretention.go and alerts.go say why) —
+// and so needs the quorum once the federation is sealed.
 func (s *State) IsGovernance(c *Command) bool {
 	switch c.Kind {
-	case KindSetThreshold, KindSetRecovery, KindSetAuditRetention:
+	case KindSetThreshold, KindSetRecovery, KindSetAuditRetention, KindSetAlertRules:
 		return true
 	case KindAddUser:
 		return c.User != nil && powerful(c.User.Role)

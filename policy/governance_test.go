@@ -74,6 +74,11 @@ func governanceChanges(t *testing.T, f *reqFed) map[string]func() *Command {
 			c.Invite = &Invite{ID: "inv-w", Role: RoleWitness, Name: "w-y", Expires: tc.Add(time.Hour), Key: hex.EncodeToString(make([]byte, 32))}
 			return c
 		},
+		"switch the alerts off": func() *Command {
+			c := cmd(KindSetAlertRules, tc)
+			c.AlertRules = &AlertRules{UsualHours: AlertOff, TimeZone: "UTC", InstallerWindows: AlertOff}
+			return c
+		},
 		"lower the threshold": func() *Command { c := cmd(KindSetThreshold, tc); c.Threshold = 3; return c },
 		"replace the recovery key": func() *Command {
 			c := cmd(KindSetRecovery, tc)

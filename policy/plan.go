@@ -65,6 +65,8 @@ func (s *State) plan(c *Command) (func(), error) {
 		return s.planDraftBreach(c.BreachDraft, c)
 	case KindSetAuditRetention:
 		return s.planSetAuditRetention(c.AuditRetention)
+	case KindSetAlertRules:
+		return s.planSetAlertRules(c.AlertRules)
 	case KindSeal:
 		return s.planSeal(c.Seal, c)
 	case KindPropose:

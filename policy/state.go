@@ -84,6 +84,9 @@ type State struct {
 	// (auditretention.go).
 	AuditRetention     time.Duration `json:"audit_retention,omitempty"`
 	AuditJustification string        `json:"audit_justification,omitempty"`
+	// AlertRules are the rules that raise alerts from the audit journals
+	// (alerts.go); nil means DefaultAlertRules (read them with Alerts).
+	AlertRules *AlertRules `json:"alert_rules,omitempty"`
 	// Threshold is how many approvals a request or a governance proposal
 	// needs; 0 means DefaultThreshold.
 	Threshold int `json:"threshold,omitempty"`

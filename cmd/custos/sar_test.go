@@ -185,6 +185,7 @@ func TestCLISubjectAccess(t *testing.T) {
 	})
 	// The controller's other duties share this datacenter.
 	t.Run("controller and breaches", func(t *testing.T) { checkControllerAndBreaches(t, dir, alice, must, refused) })
+	t.Run("alerts", func(t *testing.T) { checkAlerts(t, dir, alice, must, refused) })
 }
 
 // The files' hash is what the documented shell line computes, names each

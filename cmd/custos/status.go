@@ -202,6 +202,7 @@ func printStatus(w io.Writer, st node.Status, name func(key string) string, over
 	}
 	writeOverdueSARs(w, overdue, now)
 	writeBreachClocks(w, breaches, now)
+	writeAlerts(w, st.Alerts)
 	fmt.Fprintf(w, "mesh       %s in %s (federation %q)\n", st.MeshAddr, st.Prefix, st.Federation)
 	fmt.Fprintf(w, "wireguard  UDP %d, told to peers as %s; UAPI %s\n", st.ListenPort, st.Listen, st.UAPISocket)
 	if st.PeersFile != "" {
