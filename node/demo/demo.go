@@ -70,12 +70,15 @@ func Run(ctx context.Context, w io.Writer, opt Options) (err error) {
 	}
 	m.statusTable()
 
+	hold := func() { keepUp(ctx, m.say, start, opt.For) }
 	if !opt.NoFederation {
-		if err := runFederation(ctx, w, filepath.Join(opt.Dir, "federation"), opt.Logf); err != nil {
+		// The federation stays up, its console open, while the demo runs.
+		if err := runFederation(ctx, w, filepath.Join(opt.Dir, "federation"), opt.Logf, hold); err != nil {
 			return fmt.Errorf("federation demo: %w", err)
 		}
+	} else {
+		hold()
 	}
-	keepUp(ctx, m.say, start, opt.For)
 	m.say("== demo done")
 	return nil
 }

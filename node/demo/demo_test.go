@@ -35,7 +35,7 @@ func TestDemo(t *testing.T) {
 	for _, want := range []string{"all 3 members alive", "Mbit/s", "refused:", "include the stranger: false", "no mesh peer has this address", "stream was cut", "sees dc-b dead",
 		"joined as witness", "joined as store", "installer live     praha-1/entrance  allowed", "installer playback", "dropped by store-praha-1", "cut off by every node", "voter",
 		"alone: refused (needs the quorum's approval", "1 of 2, so m1 is still no user", "answered for every approved segment", "with no gap",
-		"done on every node that held it", "everything else pixelated", "sign-praha-1.pdf", "user:dora, action audit-query", "demo done"} {
+		"done on every node that held it", "everything else pixelated", "sign-praha-1.pdf", "user:dora, action audit-query", "login page answered", "demo done"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
 		}

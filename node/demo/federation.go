@@ -26,7 +26,7 @@ import (
 // installer joins one store for a short window and is dropped at its end by
 // every node's own clock; a revoked store is cut off. It prints each step
 // and the cluster's status.
-func runFederation(ctx context.Context, w io.Writer, dir string, logf func(string, ...any)) error {
+func runFederation(ctx context.Context, w io.Writer, dir string, logf func(string, ...any), hold func()) error {
 	admin, err := keys.NewAdminKey("alice", time.Now().Add(-time.Minute))
 	if err != nil {
 		return err
@@ -67,6 +67,12 @@ func runFederation(ctx context.Context, w io.Writer, dir string, logf func(strin
 		return err
 	}
 	f.raftStatus()
+	c, err := f.console()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	hold()
 	return nil
 }
 
