@@ -116,6 +116,10 @@ bench:
 	$(GO) run ./cmd/benchreport -ratio AuditQuery/scan=AuditQuery/read-lines:ms/query < bin/bench-audit.out
 	@echo "(AuditQuery/scan: lines that cannot match are skipped unread, the rest decoded with their hash checked and matched; the answer: 300 live views of one camera)"
 	@echo
+	@echo "Console: the overview page of a federation of 50 sites (100 cameras) from a logged-in session, beside fetching its data from the node's API:"
+	$(GO) test -run '^$$' -bench 'ConsoleOverview' -count=3 ./node/console/ | tee bin/bench-console.out
+	$(GO) run ./cmd/benchreport -ratio ConsoleOverview/page=ConsoleOverview/fetch:ms/page < bin/bench-console.out
+	@echo
 	@echo "How many 4 Mbit/s cameras one store sustains (paced synthetic sources, one store, fsync; behind=1 means it fell behind):"
 	CUSTOS_CAPACITY_CAMERAS=$(CAPACITY_CAMERAS) $(GO) test -run '^$$' -bench StoreCapacity -benchtime=1x -timeout 30m ./media/ | tee bin/bench-capacity.out
 	$(GO) run ./cmd/benchreport < bin/bench-capacity.out

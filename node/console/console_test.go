@@ -34,7 +34,7 @@ type fed struct {
 	n     *node.Node
 }
 
-func startFed(t *testing.T) *fed {
+func startFed(t testing.TB) *fed {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -90,7 +90,7 @@ func startFed(t *testing.T) *fed {
 	return f
 }
 
-func (f *fed) submit(t *testing.T, ctx context.Context, c *policy.Command) {
+func (f *fed) submit(t testing.TB, ctx context.Context, c *policy.Command) {
 	t.Helper()
 	env, err := node.SignCommand(f.admin, f.fid, "alice", c)
 	if err != nil {
@@ -105,14 +105,14 @@ func (f *fed) submit(t *testing.T, ctx context.Context, c *policy.Command) {
 // browser would (the cookie is Secure: Go's jar would not send it over
 // plain HTTP to localhost, browsers do).
 type browser struct {
-	t      *testing.T
+	t      testing.TB
 	base   string
 	host   string
 	cookie string
 	hc     *http.Client
 }
 
-func newBrowser(t *testing.T, s *Server) *browser {
+func newBrowser(t testing.TB, s *Server) *browser {
 	u, _ := url.Parse(s.URL())
 	return &browser{t: t, base: "http://" + s.ln.Addr().String(), host: u.Host,
 		hc: &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
@@ -167,7 +167,7 @@ func (b *browser) csrf(path string) string {
 	return m[1]
 }
 
-func (b *browser) login(t *testing.T) {
+func (b *browser) login(t testing.TB) {
 	t.Helper()
 	resp, page := b.do("POST", "/login", url.Values{"passphrase": {pass}}, nil)
 	if resp.StatusCode != http.StatusSeeOther || b.cookie == "" {
@@ -175,7 +175,7 @@ func (b *browser) login(t *testing.T) {
 	}
 }
 
-func startConsole(t *testing.T, f *fed, user string, idle time.Duration) *Server {
+func startConsole(t testing.TB, f *fed, user string, idle time.Duration) *Server {
 	t.Helper()
 	s, err := Start(Config{Dir: f.dir, KeyFile: f.keyOf[user], Listen: netip.MustParseAddrPort("127.0.0.1:0"), Idle: idle, Logf: t.Logf})
 	if err != nil {
