@@ -191,6 +191,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /{$}", s.authed(s.pages.overview))
 	mux.HandleFunc("GET /cameras", s.authed(s.pages.cameras))
 	mux.HandleFunc("GET /requests", s.authed(s.pages.requests))
+	mux.HandleFunc("POST /requests", s.authed(s.pages.openRequest))
 	mux.HandleFunc("POST /requests/{id}/approve", s.authed(s.pages.approve))
 	mux.HandleFunc("POST /requests/{id}/deny", s.authed(s.pages.deny))
 	mux.HandleFunc("GET /invites", s.authed(s.pages.invites))

@@ -311,6 +311,27 @@ func TestConsole(t *testing.T) {
 		t.Fatalf("invite: %s\n%s", resp.Status, page)
 	}
 	checkQR(t, page, m[1])
+	// alice files a request for footage through her console: for this
+	// node, with a one-time key the node made.
+	before := len(f.n.Policy().Requests)
+	form := url.Values{"csrf": {a.csrf("/requests")}, "cameras": {"praha-1/entrance"}, "from": {time.Now().Add(-3 * time.Hour).Format("2006-01-02T15:04")},
+		"to": {time.Now().Add(-2 * time.Hour).Format("2006-01-02T15:04")}, "purpose": {"a till was robbed"}, "basis": {"art. 6(1)(f)"}, "expires": {"24"}}
+	if resp, page := a.do("POST", "/requests", form, nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("filing a request: %s\n%s", resp.Status, page)
+	}
+	var filed *policy.Request
+	for _, q := range f.n.Policy().Requests {
+		if q.Purpose == "a till was robbed" {
+			filed = q
+		}
+	}
+	if len(f.n.Policy().Requests) != before+1 || filed == nil || filed.Requester != "alice" || filed.Node != "dc-a" || len(filed.Key) != 64 || filed.Cameras[0] != "praha-1/entrance" {
+		t.Fatalf("the filed request: %+v", filed)
+	}
+	form.Set("basis", "")
+	if resp, page := a.do("POST", "/requests", form, nil); resp.StatusCode != http.StatusBadRequest || !strings.Contains(page, "legal basis") {
+		t.Errorf("a request without its basis: %s\n%s", resp.Status, page)
+	}
 	if resp, page := a.do("POST", "/invites", url.Values{"csrf": {a.csrf("/invites")}, "role": {"datacenter"}, "name": {"dc-x"}, "expires": {"24"}}, nil); resp.StatusCode != http.StatusBadRequest || !strings.Contains(page, "installers and stores") {
 		t.Errorf("a datacenter invite from the console: %s\n%s", resp.Status, page)
 	}

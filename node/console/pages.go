@@ -342,6 +342,52 @@ func (p *pages) requests(w http.ResponseWriter, r *http.Request, ss *session) {
 	p.render(w, http.StatusOK, "requests", ss, ss.lang, d)
 }
 
+// openRequest files a request for footage in the session's name, for
+// this node: its one-time release key is made in the node's memory, and
+// only the public half travels in the request.
+func (p *pages) openRequest(w http.ResponseWriter, r *http.Request, ss *session) {
+	now := time.Now()
+	win, err := formWindow(r.PostFormValue("from"), r.PostFormValue("to"), time.Time{})
+	if err != nil {
+		p.fail(w, http.StatusBadRequest, ss, err)
+		return
+	}
+	if win.From.IsZero() || win.Until.IsZero() {
+		p.fail(w, http.StatusBadRequest, ss, errors.New("a request needs the footage's start and end"))
+		return
+	}
+	hours, err := strconv.Atoi(r.PostFormValue("expires"))
+	if err != nil || hours < 1 || hours > 24*30 {
+		p.fail(w, http.StatusBadRequest, ss, errors.New("the request's expiry: want 1 to 720 hours"))
+		return
+	}
+	q := &policy.Request{ID: "r-" + strings.TrimPrefix(policy.NewCommandID(), "c-"), Selector: strings.TrimSpace(r.PostFormValue("cameras")),
+		From: win.From.UTC(), To: win.Until.UTC(), Purpose: strings.TrimSpace(r.PostFormValue("purpose")), Basis: strings.TrimSpace(r.PostFormValue("basis")),
+		Expires: now.Add(time.Duration(hours) * time.Hour).UTC()}
+	if q.Selector == "" || q.Purpose == "" || q.Basis == "" {
+		p.fail(w, http.StatusBadRequest, ss, errors.New("a request needs the cameras, its purpose and its legal basis"))
+		return
+	}
+	ctx, cancel := p.ctx(r)
+	defer cancel()
+	st, err := node.FetchStatus(ctx, p.s.cfg.Dir)
+	if err != nil {
+		p.fail(w, http.StatusServiceUnavailable, ss, err)
+		return
+	}
+	pol, err := node.FetchPolicy(ctx, p.s.cfg.Dir)
+	if err != nil {
+		p.fail(w, http.StatusServiceUnavailable, ss, err)
+		return
+	}
+	q.Node = st.Name
+	if q.Key, err = node.NewReleaseKeyVia(ctx, p.s.cfg.Dir); err != nil {
+		p.fail(w, http.StatusServiceUnavailable, ss, err)
+		return
+	}
+	p.submit(w, r, ss, pol, &policy.Command{Kind: policy.KindCreateRequest, Request: q}, "flash.opened", q.ID)
+}
+
 // approve signs, with the session's key, an approval of exactly the
 // request or proposal the policy holds under the ID, and submits it.
 func (p *pages) approve(w http.ResponseWriter, r *http.Request, ss *session) {
