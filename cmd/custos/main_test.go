@@ -65,6 +65,10 @@ func TestCLIErrors(t *testing.T) {
 		{[]string{"status", "--dir", dir, "--wait", "-1s"}, 2, "want a positive duration"},
 		{[]string{"demo", "--for", "-1s"}, 2, "must not be negative"},
 		{[]string{"key"}, 2, "--dir is required"},
+		{[]string{"console", "--dir", dir}, 2, "--dir and --key are required"},
+		{[]string{"console", "--dir", dir, "--key", "k", "--listen", "0.0.0.0:8080"}, 2, "loopback address only"},
+		{[]string{"console", "--dir", dir, "--key", "k", "--listen", "localhost"}, 2, "want a loopback IP:PORT"},
+		{[]string{"console", "--dir", dir, "--key", "k", "--idle", "1s"}, 2, "at least a minute"},
 	}
 	for _, tc := range cases {
 		code, out, errOut := runCLI(tc.args...)
