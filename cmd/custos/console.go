@@ -18,6 +18,7 @@ func runConsole(ctx context.Context, args []string, stdout io.Writer) error {
 	key := fs.String("key", "", "the admin's private key file `KEY` a login unlocks (with its passphrase, in the browser)")
 	listen := fs.String("listen", "127.0.0.1:8080", "the loopback `ADDR:PORT` to serve on (port 0 picks one)")
 	idle := fs.Duration("idle", console.DefaultIdle, "end a session after `D` without a request")
+	exports := fs.String("exports", "", "where the node writes the exports the console plays, `DIR` (default: the node's DIR/exports)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -34,7 +35,7 @@ func runConsole(ctx context.Context, args []string, stdout io.Writer) error {
 	if *idle < time.Minute {
 		return usageError{fmt.Errorf("--idle %v: at least a minute", *idle)}
 	}
-	s, err := console.Start(console.Config{Dir: *dir, KeyFile: *key, Listen: ap, Idle: *idle})
+	s, err := console.Start(console.Config{Dir: *dir, KeyFile: *key, Listen: ap, Idle: *idle, Exports: *exports})
 	if err != nil {
 		return err
 	}

@@ -34,6 +34,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,7 +52,10 @@ type Config struct {
 	// minutes); MaxSession ends it regardless (default 8 hours).
 	Idle       time.Duration
 	MaxSession time.Duration
-	Logf       func(format string, a ...any)
+	// Exports is where the console has the node write the exports it
+	// plays (default DIR/exports).
+	Exports string
+	Logf    func(format string, a ...any)
 }
 
 // Defaults.
@@ -117,6 +121,14 @@ func Start(cfg Config) (*Server, error) {
 	}
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
+	}
+	if cfg.Exports == "" {
+		cfg.Exports = filepath.Join(cfg.Dir, "exports")
+	}
+	// The node writes the export: it needs the absolute path.
+	var err error
+	if cfg.Exports, err = filepath.Abs(cfg.Exports); err != nil {
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", cfg.Listen.String())
 	if err != nil {
@@ -194,6 +206,9 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /requests", s.authed(s.pages.openRequest))
 	mux.HandleFunc("POST /requests/{id}/approve", s.authed(s.pages.approve))
 	mux.HandleFunc("POST /requests/{id}/deny", s.authed(s.pages.deny))
+	mux.HandleFunc("POST /requests/{id}/export", s.authed(s.pages.export))
+	mux.HandleFunc("GET /exports/{id}", s.authed(s.pages.exportPage))
+	mux.HandleFunc("GET /exports/{id}/video.mp4", s.authed(s.pages.exportVideo))
 	mux.HandleFunc("GET /invites", s.authed(s.pages.invites))
 	mux.HandleFunc("POST /invites", s.authed(s.pages.invite))
 	mux.HandleFunc("GET /grants", s.authed(s.pages.grants))

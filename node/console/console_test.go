@@ -34,7 +34,11 @@ type fed struct {
 	n     *node.Node
 }
 
-func startFed(t testing.TB) *fed {
+func startFed(t testing.TB) *fed { return startFedWith(t, false) }
+
+// startFedWith is startFed, with a second datacenter dc-b (joined before
+// the seal) when custodians says so: a release needs both.
+func startFedWith(t testing.TB, custodians bool) *fed {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -85,6 +89,9 @@ func startFed(t testing.TB) *fed {
 		}
 		f.submit(t, ctx, &policy.Command{Kind: policy.KindAddUser, User: &policy.User{Name: name, Role: role, PublicKey: k.PublicKey(), Fingerprint: k.Fingerprint()}})
 		k.Close()
+	}
+	if custodians {
+		f.join(t, ctx, node.InviteSpec{Role: policy.RoleDatacenter, Name: "dc-b"}, nil)
 	}
 	f.submit(t, ctx, &policy.Command{Kind: policy.KindSeal, Seal: &policy.Seal{Threshold: 2}})
 	return f

@@ -111,6 +111,10 @@ var messages = map[string]map[string]string{
 		"to":             "To",
 		"file":           "File the request",
 		"selector.help":  "SITE/CAMERA, SITE/*, tag:NAME or *",
+		"export":         "Export",
+		"export.help":    "Export the approved footage to this node, once: the request's one-time key serves one export",
+		"export.files":   "the signed manifest lies beside the file (custos verify-export checks it)",
+		"play":           "Play",
 	},
 	"cs": {
 		"title":          "Konzole Custos",
@@ -212,6 +216,10 @@ var messages = map[string]map[string]string{
 		"to":             "Do",
 		"file":           "Podat žádost",
 		"selector.help":  "POBOČKA/KAMERA, POBOČKA/*, tag:NÁZEV nebo *",
+		"export":         "Export",
+		"export.help":    "Exportovat schválený záznam na tento uzel, jednou: jednorázový klíč žádosti slouží jednomu exportu",
+		"export.files":   "podepsaný manifest leží vedle souboru (ověří ho custos verify-export)",
+		"play":           "Přehrát",
 	},
 }
 

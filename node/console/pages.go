@@ -285,7 +285,13 @@ func sourceScheme(s string) string {
 type requestRow struct {
 	ID, Action, Requester, Cameras, Footage, Purpose, Status, Expires string
 	Approvals                                                         string
-	Open                                                              bool
+	Open, Exportable, Exported                                        bool
+}
+
+// exportable: the session's own approved view request, for this node,
+// not yet exported (its one-time key serves one export).
+func exportable(q *policy.Request, status, user, self string, exported map[string]bool) bool {
+	return q.Action == policy.ActionView && status == policy.RequestApproved && q.Requester == user && q.Node == self && !exported[q.ID]
 }
 
 type proposalRow struct {
@@ -304,6 +310,18 @@ func (p *pages) requests(w http.ResponseWriter, r *http.Request, ss *session) {
 		Requests  []requestRow
 		Proposals []proposalRow
 	}
+	ctx, cancel := p.ctx(r)
+	defer cancel()
+	exported := map[string]bool{}
+	es, err := node.FetchExported(ctx, p.s.cfg.Dir)
+	if err != nil {
+		p.fail(w, http.StatusServiceUnavailable, ss, err)
+		return
+	}
+	for _, e := range es {
+		exported[e.Request] = true
+	}
+	self := p.s.selfName(ctx)
 	for _, id := range slices.Sorted(maps.Keys(pol.Requests)) {
 		q := pol.Requests[id]
 		status := pol.RequestStatus(q, now)
@@ -317,7 +335,9 @@ func (p *pages) requests(w http.ResponseWriter, r *http.Request, ss *session) {
 			Status:    status,
 			Expires:   stamp(q.Expires),
 			Approvals: fmt.Sprintf("%d / %d", pol.CountApprovals(q.Approvals, now, q.Requester), pol.ApprovalThreshold()),
-			Open:      status == "pending"})
+			Open:       status == policy.RequestPending,
+			Exportable: exportable(q, status, ss.user, self, exported),
+			Exported:   exported[id] && p.s.exportedHere(id)})
 	}
 	for _, id := range slices.Sorted(maps.Keys(pol.Proposals)) {
 		pr := pol.Proposals[id]
@@ -527,6 +547,10 @@ func formWindow(from, until string, now time.Time) (policy.Window, error) {
 			continue
 		}
 		t, err := time.ParseInLocation("2006-01-02T15:04", f.v, time.Local)
+		if err != nil {
+			// With step="1" a browser sends seconds too.
+			t, err = time.ParseInLocation("2006-01-02T15:04:05", f.v, time.Local)
+		}
 		if err != nil {
 			return win, fmt.Errorf("member %s %q: want a date and time", f.name, f.v)
 		}
