@@ -330,11 +330,11 @@ func (p *pages) requests(w http.ResponseWriter, r *http.Request, ss *session) {
 			action = "view"
 		}
 		d.Requests = append(d.Requests, requestRow{ID: id, Action: action, Requester: q.Requester, Cameras: strings.Join(q.Cameras, ", "),
-			Footage:   fmt.Sprintf("%s – %s", stamp(q.From), stamp(q.To)),
-			Purpose:   q.Purpose,
-			Status:    status,
-			Expires:   stamp(q.Expires),
-			Approvals: fmt.Sprintf("%d / %d", pol.CountApprovals(q.Approvals, now, q.Requester), pol.ApprovalThreshold()),
+			Footage:    fmt.Sprintf("%s – %s", stamp(q.From), stamp(q.To)),
+			Purpose:    q.Purpose,
+			Status:     status,
+			Expires:    stamp(q.Expires),
+			Approvals:  fmt.Sprintf("%d / %d", pol.CountApprovals(q.Approvals, now, q.Requester), pol.ApprovalThreshold()),
 			Open:       status == policy.RequestPending,
 			Exportable: exportable(q, status, ss.user, self, exported),
 			Exported:   exported[id] && p.s.exportedHere(id)})
