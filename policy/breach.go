@@ -38,8 +38,6 @@ package policy
 import (
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"time"
 )
 
@@ -186,14 +184,7 @@ func (s *State) breaches(keep func(*Breach) bool) []*Breach {
 	if s == nil {
 		return nil
 	}
-	var out []*Breach
-	for _, id := range slices.Sorted(maps.Keys(s.Breaches)) {
-		if b := s.Breaches[id]; keep(b) {
-			c := cloneBreach(*b)
-			out = append(out, &c)
-		}
-	}
-	return out
+	return sortedCopies(s.Breaches, cloneBreach, keep)
 }
 
 func (s *State) planOpenBreach(p *Breach, c *Command) (func(), error) {

@@ -85,3 +85,17 @@ func cloneEnvelopes(es []Envelope) []Envelope {
 	}
 	return out
 }
+
+// sortedCopies returns copies (made by clone) of the values of m that keep
+// accepts, sorted by key: what the State's listing methods hand out, so no
+// caller can change the replica through them.
+func sortedCopies[V any](m map[string]*V, clone func(V) V, keep func(*V) bool) []*V {
+	var out []*V
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if v := m[k]; keep(v) {
+			c := clone(*v)
+			out = append(out, &c)
+		}
+	}
+	return out
+}

@@ -218,14 +218,10 @@ func (s *State) sortedRequests() []*Request {
 // keep or bring back, every segment of a tombstone's cameras that overlaps
 // its [From, To) (segment granularity: see the top of rights.go).
 func (s *State) Erasures() []*Request {
-	var out []*Request
-	for _, r := range s.sortedRequests() {
-		if r.Action == ActionErase && !r.ApprovedAt.IsZero() {
-			c := cloneRequest(*r)
-			out = append(out, &c)
-		}
+	if s == nil {
+		return nil
 	}
-	return out
+	return sortedCopies(s.Requests, cloneRequest, func(r *Request) bool { return r.Action == ActionErase && !r.ApprovedAt.IsZero() })
 }
 
 // Erased reports whether footage of camera ("site/name") in [from, to)
@@ -249,14 +245,10 @@ func (s *State) Erased(camera string, from, to time.Time) bool {
 // ActiveHolds returns copies of the holds approved and not yet ended at
 // now, sorted by ID.
 func (s *State) ActiveHolds(now time.Time) []*Request {
-	var out []*Request
-	for _, r := range s.sortedRequests() {
-		if activeHold(r, now) {
-			c := cloneRequest(*r)
-			out = append(out, &c)
-		}
+	if s == nil {
+		return nil
 	}
-	return out
+	return sortedCopies(s.Requests, cloneRequest, func(r *Request) bool { return activeHold(r, now) })
 }
 
 // HoldOn returns (a copy of) the first hold, by ID, that at now keeps

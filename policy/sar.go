@@ -28,7 +28,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"time"
 )
@@ -148,12 +147,7 @@ func (s *State) SubjectAccesses() []*SubjectAccess {
 	if s == nil {
 		return nil
 	}
-	var out []*SubjectAccess
-	for _, id := range slices.Sorted(maps.Keys(s.SubjectAccess)) {
-		c := cloneSubjectAccess(*s.SubjectAccess[id])
-		out = append(out, &c)
-	}
-	return out
+	return sortedCopies(s.SubjectAccess, cloneSubjectAccess, func(*SubjectAccess) bool { return true })
 }
 
 func (s *State) planOpenSAR(a *SubjectAccess, c *Command) (func(), error) {
