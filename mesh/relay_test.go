@@ -147,9 +147,11 @@ func TestDirectPreferredWhenAvailable(t *testing.T) {
 	connectAll(t, map[string]*Mesh{"a": a, "b": b})
 	echoTCP(t, b, 80)
 	// The first packets go over the relay, with copies probing the direct
-	// path; both ends must confirm it soon.
+	// path; both ends must confirm it. How soon is BenchmarkTimeToDirect's
+	// to measure: on a loaded machine under -race a handshake restarted by
+	// the watchdog alone takes seconds, so the deadline here is generous.
 	start := time.Now()
-	waitUntil(t, 5*time.Second, "an echo entirely direct", func() bool {
+	waitUntil(t, 20*time.Second, "an echo entirely direct", func() bool {
 		before := a.Relay().Stats()
 		echoRoundTrip(t, a, b, 16<<10)
 		after := a.Relay().Stats()
