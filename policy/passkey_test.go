@@ -545,3 +545,21 @@ func FuzzParseCOSEKey(f *testing.F) {
 		}
 	})
 }
+
+// Assertions from the network never panic a replica, and random bytes
+// never verify.
+func FuzzVerifyAssertion(f *testing.F) {
+	auth := newAuthenticator(f, "localhost")
+	s := &State{FederationID: "fid", Users: map[string]*User{"bob": {Name: "bob", Role: UserApprover, Passkeys: []Passkey{*auth.passkey(f, "bob's")}}}}
+	challenge := sha256.Sum256([]byte("c"))
+	good := auth.assert(f, challenge[:], gesture{})
+	f.Add(good.Credential, good.AuthenticatorData, good.ClientDataJSON, good.Signature)
+	f.Add(good.Credential, good.AuthenticatorData[:37], []byte(`{"type":"webauthn.get"}`), []byte{0x30, 0})
+	f.Fuzz(func(t *testing.T, id, ad, cd, sig []byte) {
+		a := &Assertion{Credential: id, AuthenticatorData: ad, ClientDataJSON: cd, Signature: sig}
+		if _, _, err := s.verifyAssertion(s.Users["bob"], a, challenge[:], true); err == nil &&
+			!(bytes.Equal(ad, good.AuthenticatorData) && bytes.Equal(cd, good.ClientDataJSON)) {
+			t.Fatalf("verified an assertion the authenticator never made: %x %q", ad, cd)
+		}
+	})
+}
