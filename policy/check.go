@@ -35,6 +35,9 @@ func (s *State) checkUser(u *User) error {
 	default:
 		return fmt.Errorf("user role %q: want admin, approver, auditor, helpdesk or viewer", u.Role)
 	}
+	if len(u.Passkeys) > 0 {
+		return fmt.Errorf("user %q: a user is added without passkeys; enrol them with %s", u.Name, KindAddPasskey)
+	}
 	fp, err := publicKeyFingerprint(u.PublicKey)
 	if err != nil {
 		return fmt.Errorf("user %q: %w", u.Name, err)

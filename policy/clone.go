@@ -21,6 +21,7 @@ func (s *State) Clone() *State {
 	})
 	c.Users = cloneMap(s.Users, func(v User) User {
 		v.PublicKey = slices.Clone(v.PublicKey)
+		v.Passkeys = clonePasskeys(v.Passkeys)
 		return v
 	})
 	c.Cameras = cloneMap(s.Cameras, func(v Camera) Camera {
@@ -45,9 +46,10 @@ func (s *State) Clone() *State {
 	}
 	c.Proposals = cloneMap(s.Proposals, func(v Proposal) Proposal {
 		v.Body = slices.Clone(v.Body)
-		v.Approvals = slices.Clone(v.Approvals)
+		v.Approvals = cloneApprovals(v.Approvals)
 		return v
 	})
+	c.PasskeyRoles = slices.Clone(s.PasskeyRoles)
 	c.Rescue = slices.Clone(s.Rescue)
 	c.Ledger = cloneEnvelopes(s.Ledger)
 	c.Seen = maps.Clone(s.Seen)

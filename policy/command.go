@@ -98,6 +98,9 @@ type Command struct {
 	AuditRetention *AuditRetention `json:"audit_retention,omitempty"` // audit.retention (auditretention.go)
 	AlertRules     *AlertRules     `json:"alert_rules,omitempty"`     // alerts.set (alerts.go)
 
+	PasskeyChange      *PasskeyChange      `json:"passkey_change,omitempty"`      // user.passkey.add, user.passkey.remove (passkey.go)
+	PasskeyRequirement *PasskeyRequirement `json:"passkey_requirement,omitempty"` // passkey.require
+
 	Seal      *Seal     `json:"seal,omitempty"`
 	Proposal  *Proposal `json:"proposal,omitempty"`
 	Rescue    *Rescue   `json:"rescue,omitempty"`

@@ -17,6 +17,8 @@ import (
 func TestApplyDeterministic(t *testing.T) {
 	alice, bob, carol := newTestUser(t, "alice"), newTestUser(t, "bob"), newTestUser(t, "carol")
 	signers := []*testUser{alice, bob, carol}
+	// bob's and carol's passkeys; role approver approves with them.
+	auths := map[string]*authenticator{"bob": newAuthenticator(t, "localhost"), "carol": newEdAuthenticator(t, "localhost")}
 	rapid.Check(t, func(rt *rapid.T) {
 		var log []Envelope
 		g := &Command{ID: "genesis", Time: t0, Kind: KindGenesis, Genesis: &Genesis{Federation: "acme", Admin: alice.user(UserAdmin),
@@ -35,6 +37,9 @@ func TestApplyDeterministic(t *testing.T) {
 			{ID: "pre-cam", Time: t0, Kind: KindAddCamera, Camera: &Camera{Site: "site-a", Name: "cam", Purpose: "p", LegalBasis: "b", Retention: time.Hour}},
 			{ID: "pre-carol", Time: t0, Kind: KindAddUser, User: &carolUser},
 			{ID: "pre-bob", Time: t0, Kind: KindAddUser, User: &bobUser},
+			{ID: "pre-pk-bob", Time: t0, Kind: KindAddPasskey, PasskeyChange: &PasskeyChange{User: "bob", Passkey: auths["bob"].passkey(rt, "bob's")}},
+			{ID: "pre-pk-carol", Time: t0, Kind: KindAddPasskey, PasskeyChange: &PasskeyChange{User: "carol", Passkey: auths["carol"].passkey(rt, "carol's")}},
+			{ID: "pre-require", Time: t0, Kind: KindRequirePasskeys, PasskeyRequirement: &PasskeyRequirement{Roles: []UserRole{UserApprover}}},
 			{ID: "pre-audit", Time: t0, Kind: KindSetAuditRetention, AuditRetention: &AuditRetention{Retention: 60 * 24 * time.Hour,
 				Justification: "two months of operator logs for the insurer"}},
 			{ID: "pre-seal", Time: t0, Kind: KindSeal, Seal: &Seal{Threshold: 2}},
@@ -50,7 +55,8 @@ func TestApplyDeterministic(t *testing.T) {
 			at := t0.Add(time.Duration(rapid.IntRange(-30, 300).Draw(rt, "minutes")) * time.Minute)
 			c := &Command{ID: fmt.Sprintf("c%d", rapid.IntRange(0, n).Draw(rt, "id")), Time: at}
 			name := rapid.SampledFrom([]string{"a", "b", "c"}).Draw(rt, "name")
-			switch rapid.IntRange(0, 22).Draw(rt, "kind") {
+			var assertBy string // whose authenticator asserts the approval
+			switch rapid.IntRange(0, 25).Draw(rt, "kind") {
 			case 0:
 				c.Kind, c.Site = KindAddSite, &Site{Name: "site-" + name, Jurisdiction: "EU"}
 			case 1:
@@ -129,8 +135,28 @@ func TestApplyDeterministic(t *testing.T) {
 				r := DefaultAlertRules()
 				r.BulkExports = rapid.IntRange(0, 1000).Draw(rt, "bulk")
 				c.Kind, c.AlertRules = KindSetAlertRules, &r
+			case 23:
+				// An approval with a passkey: the signer's own (valid), or
+				// another's.
+				id, digest := pickRequest(rt, &ref), "wrong"
+				if r := ref.Requests[id]; r != nil && rapid.IntRange(0, 3).Draw(rt, "digest") > 0 {
+					digest = RequestDigest(ref.FederationID, r)
+				}
+				c.Kind, c.Approval = KindApproveRequest, &Approval{Request: id, Digest: digest}
+				assertBy = rapid.SampledFrom([]string{"bob", "carol"}).Draw(rt, "authenticator")
+			case 24:
+				// Sealed: the last passkey of a required role is governance.
+				who := rapid.SampledFrom([]string{"bob", "carol"}).Draw(rt, "passkey owner")
+				c.Kind, c.PasskeyChange = KindRemovePasskey, &PasskeyChange{User: who, ID: auths[who].id}
+			case 25:
+				// Sealed: refused directly, as governance.
+				c.Kind, c.PasskeyRequirement = KindRequirePasskeys, &PasskeyRequirement{}
 			}
 			signer := signers[rapid.IntRange(0, 2).Draw(rt, "signer")]
+			if assertBy != "" {
+				c.Signer = signer.name
+				c.Approval.Assertion = auths[assertBy].assert(rt, ApprovalChallenge(ref.FederationID, c), gesture{})
+			}
 			env := signer.sign(rt, c)
 			log = append(log, env)
 			ref.Apply(env)

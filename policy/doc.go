@@ -28,7 +28,9 @@
 // Once sealed, a federation changes who may approve, administer, vote or
 // hold key shares only through proposals that the quorum approves
 // (governance.go); the ledger keeps the signed envelopes that prove it to a
-// verifier that trusts no node (ledger.go).
+// verifier that trusts no node (ledger.go). Roles can be required to approve
+// with a WebAuthn passkey enrolled in the policy, whose assertion every
+// replica verifies (passkey.go).
 //
 // Apply is deterministic: time enters only as Command.Time, chosen by the
 // proposer and bounded by the consensus leader, and the state's clock

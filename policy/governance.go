@@ -36,7 +36,9 @@ package policy
 // witnesses; changing the threshold; replacing the recovery key; setting
 // how long audit entries are kept (auditretention.go); setting the alert
 // rules (alerts.go); closing a breach without notifying the supervisory
-// authority (breach.go). Sites, cameras, stores, admin nodes, installers,
+// authority (breach.go); which roles approve with a passkey, enrolling an
+// admin's or approver's passkey, and removing the last passkey of one
+// whose role requires it (passkey.go). Sites, cameras, stores, admin nodes, installers,
 // grants and viewer, auditor or helpdesk users stay single-admin: none of
 // them changes who can open footage or hold its keys (a grant gives live
 // view or a right to request, and every request still needs the quorum).
@@ -155,8 +157,16 @@ func (s *State) Sealed() bool { return !s.SealedAt.IsZero() }
 // and so needs the quorum once the federation is sealed.
 func (s *State) IsGovernance(c *Command) bool {
 	switch c.Kind {
-	case KindSetThreshold, KindSetRecovery, KindSetAuditRetention, KindSetAlertRules:
+	case KindSetThreshold, KindSetRecovery, KindSetAuditRetention, KindSetAlertRules, KindRequirePasskeys:
 		return true
+	case KindAddPasskey:
+		// A passkey approves: a stolen key file must not enrol its
+		// thief's (passkey.go).
+		u := s.passkeyUser(c)
+		return u != nil && powerful(u.Role)
+	case KindRemovePasskey:
+		u := s.passkeyUser(c)
+		return u != nil && powerful(u.Role) && s.PasskeyRequired(u.Role) && len(u.Passkeys) <= 1
 	case KindAddUser:
 		return c.User != nil && powerful(c.User.Role)
 	case KindRevokeUser:
@@ -185,11 +195,16 @@ func powerful(r UserRole) bool { return r == UserAdmin || r == UserApprover }
 // trustedNode roles vote in Raft and hold key shares and replicas.
 func trustedNode(r NodeRole) bool { return r == RoleDatacenter || r == RoleWitness }
 
-// approvers returns the current users who may approve at now, sorted.
-func (s *State) approvers(now time.Time) []string {
+// approvers returns the current users who may approve at now, sorted: a
+// user whose role approves with a passkey only once they have one.
+func (s *State) approvers(now time.Time) []string { return s.approversUnder(s.PasskeyRoles, now) }
+
+// approversUnder is approvers as if the roles in required approved with a
+// passkey.
+func (s *State) approversUnder(required []UserRole, now time.Time) []string {
 	var out []string
-	for name := range s.Users {
-		if Authorize(s, Subject{Kind: "user", Name: name}, ActApprove, "", now).Allow {
+	for name, u := range s.Users {
+		if Authorize(s, Subject{Kind: "user", Name: name}, ActApprove, "", now).Allow && canApprove(u, required) {
 			out = append(out, name)
 		}
 	}
@@ -364,16 +379,24 @@ func (s *State) planApproveProposal(a *Approval, c *Command) (func(), error) {
 	case slices.ContainsFunc(p.Approvals, func(o Approval) bool { return o.User == c.Signer }):
 		return nil, fmt.Errorf("%q already approved proposal %q", c.Signer, p.ID)
 	}
-	na := Approval{Request: p.ID, Digest: a.Digest, User: c.Signer, Time: c.Time, Key: s.Users[c.Signer].Fingerprint}
-	approvals := append(slices.Clone(p.Approvals), na)
+	passkey, counter, err := s.checkApprovalPasskey(c)
+	if err != nil {
+		return nil, fmt.Errorf("approving proposal %q: %w", p.ID, err)
+	}
+	na := Approval{Request: p.ID, Digest: a.Digest, User: c.Signer, Time: c.Time, Key: s.Users[c.Signer].Fingerprint, Passkey: passkey}
+	approvals := append(cloneApprovals(p.Approvals), na)
 	if s.CountApprovals(approvals, s.later(c.Time), excluded...) < s.ApprovalThreshold() {
-		return func() { p.Approvals = approvals }, nil
+		return func() {
+			counter()
+			p.Approvals = approvals
+		}, nil
 	}
 	run, err := s.plan(inner)
 	if err != nil {
 		return nil, fmt.Errorf("proposal %q has its quorum but its %s cannot run now: %w", p.ID, inner.Kind, err)
 	}
 	return func() {
+		counter()
 		p.Approvals, p.Executed = approvals, c.Time
 		run()
 		s.remember(inner)

@@ -91,6 +91,16 @@ func governanceChanges(t *testing.T, f *reqFed) map[string]func() *Command {
 				NotNotifiedReason: "the footage was encrypted throughout: unlikely to result in a risk"}
 			return c
 		},
+		"enrol an approver's passkey": func() *Command {
+			c := cmd(KindAddPasskey, tc)
+			c.PasskeyChange = &PasskeyChange{User: "bob", Passkey: newAuthenticator(t, "localhost").passkey(t, "a thief's key")}
+			return c
+		},
+		"drop the passkey requirement": func() *Command {
+			c := cmd(KindRequirePasskeys, tc)
+			c.PasskeyRequirement = &PasskeyRequirement{}
+			return c
+		},
 		"keep the audit trail longer": func() *Command {
 			c := cmd(KindSetAuditRetention, tc)
 			c.AuditRetention = &AuditRetention{Retention: 365 * 24 * time.Hour, Justification: "the insurer asks for a year of operator logs"}

@@ -33,6 +33,11 @@ func (s *State) keepsEnvelope(c *Command) bool {
 	case KindRedeemInvite:
 		inv := s.Invites[c.Redeem.Invite]
 		return inv != nil && trustedNode(inv.Role)
+	case KindAddPasskey, KindRemovePasskey:
+		// An approver's passkeys decide which of their approvals count:
+		// the replayed ledger must hold them to check the assertions.
+		u := s.passkeyUser(c)
+		return u != nil && powerful(u.Role)
 	}
 	return s.IsGovernance(c)
 }
@@ -114,5 +119,15 @@ func (s *State) checkEvidence(fid string, env Envelope, r *Request, digest strin
 	if err != nil || fp != u.Fingerprint {
 		return Approval{}, fmt.Errorf("signature of %q does not verify: %v", c.Signer, err)
 	}
-	return Approval{Request: r.ID, Digest: digest, User: c.Signer, Time: c.Time, Key: fp}, nil
+	a := Approval{Request: r.ID, Digest: digest, User: c.Signer, Time: c.Time, Key: fp}
+	if as := c.Approval.Assertion; as != nil {
+		// The counter was checked in the log's order by Apply; evidence
+		// is checked on its own.
+		i, _, err := s.verifyAssertion(u, as, ApprovalChallenge(fid, c), false)
+		if err != nil {
+			return Approval{}, fmt.Errorf("passkey assertion of %q: %v", c.Signer, err)
+		}
+		a.Passkey = PasskeyIDText(u.Passkeys[i].ID)
+	}
+	return a, nil
 }

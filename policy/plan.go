@@ -79,6 +79,12 @@ func (s *State) plan(c *Command) (func(), error) {
 		return s.planSetThreshold(c.Threshold, c)
 	case KindSetRecovery:
 		return s.planSetRecovery(c.Recovery)
+	case KindAddPasskey:
+		return s.planAddPasskey(c.PasskeyChange, c)
+	case KindRemovePasskey:
+		return s.planRemovePasskey(c.PasskeyChange)
+	case KindRequirePasskeys:
+		return s.planRequirePasskeys(c.PasskeyRequirement, c)
 	}
 	return nil, fmt.Errorf("unknown command kind %q", c.Kind)
 }

@@ -109,6 +109,13 @@ type Approval struct {
 	// Key is the approver's key fingerprint when they approved: the
 	// approval counts only while that user is current with that key.
 	Key string `json:"key,omitempty"`
+	// Assertion is the approver's WebAuthn assertion over
+	// ApprovalChallenge of the command (passkey.go); only the command
+	// carries it, and its envelope keeps it as evidence.
+	Assertion *Assertion `json:"assertion,omitempty"`
+	// Passkey is the credential ID (PasskeyIDText) of the passkey the
+	// approval was made with; Apply sets it from the assertion.
+	Passkey string `json:"passkey,omitempty"`
 }
 
 // Denial is the payload of request.deny and, with User and Time set by
@@ -201,7 +208,7 @@ func (s *State) CountApprovals(as []Approval, now time.Time, excluded ...string)
 	seen := map[string]bool{}
 	for _, a := range as {
 		u := s.Users[a.User]
-		if u == nil || seen[a.User] || slices.Contains(excluded, a.User) || u.Fingerprint != a.Key {
+		if u == nil || seen[a.User] || slices.Contains(excluded, a.User) || u.Fingerprint != a.Key || !s.passkeyCounts(u, a) {
 			continue
 		}
 		if !Authorize(s, Subject{Kind: "user", Name: a.User}, ActApprove, "", now).Allow {
@@ -329,7 +336,7 @@ func (s *State) later(t time.Time) time.Time {
 
 func cloneRequest(r Request) Request {
 	r.Cameras = slices.Clone(r.Cameras)
-	r.Approvals = slices.Clone(r.Approvals)
+	r.Approvals = cloneApprovals(r.Approvals)
 	r.Evidence = cloneEnvelopes(r.Evidence)
 	r.Denials = slices.Clone(r.Denials)
 	return r

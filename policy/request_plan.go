@@ -35,6 +35,14 @@ func (s *State) roleMaySign(c *Command, u *User) error {
 			return fmt.Errorf("signer %q has role %s; the breach register is kept by role admin", u.Name, u.Role)
 		}
 		return nil
+	case KindAddPasskey, KindRemovePasskey:
+		if c.PasskeyChange != nil && c.PasskeyChange.User == u.Name {
+			return nil
+		}
+		if u.Role != UserAdmin {
+			return fmt.Errorf("signer %q has role %s; a user's passkeys are enrolled or removed by that user or by role admin", u.Name, u.Role)
+		}
+		return nil
 	case KindApproveRequest, KindDenyRequest, KindPropose, KindApproveProposal, KindRescueProposal:
 		if d := Authorize(s, Subject{Kind: "user", Name: u.Name}, ActApprove, "", c.Time); !d.Allow {
 			return fmt.Errorf("signer %q has role %s; deciding a request or a proposal needs role admin or approver", u.Name, u.Role)
@@ -267,8 +275,12 @@ func (s *State) planApprove(a *Approval, c *Command) (func(), error) {
 	if a.Key != "" && a.Key != s.Users[c.Signer].Fingerprint {
 		return nil, fmt.Errorf("approval names key %s, not %q's key", a.Key, c.Signer)
 	}
-	na := Approval{Request: r.ID, Digest: a.Digest, User: c.Signer, Time: c.Time, Key: s.Users[c.Signer].Fingerprint}
-	approvals := append(slices.Clone(r.Approvals), na)
+	passkey, counter, err := s.checkApprovalPasskey(c)
+	if err != nil {
+		return nil, fmt.Errorf("approving request %q: %w", r.ID, err)
+	}
+	na := Approval{Request: r.ID, Digest: a.Digest, User: c.Signer, Time: c.Time, Key: s.Users[c.Signer].Fingerprint, Passkey: passkey}
+	approvals := append(cloneApprovals(r.Approvals), na)
 	approved := s.CountApprovals(approvals, s.later(c.Time), r.Requester) >= s.ApprovalThreshold()
 	// A hold or a release approved after the erasure was filed: the
 	// approval that would complete the erasure is refused while it lasts
@@ -279,6 +291,7 @@ func (s *State) planApprove(a *Approval, c *Command) (func(), error) {
 		}
 	}
 	return func() {
+		counter()
 		r.Approvals = approvals
 		if approved && r.ApprovedAt.IsZero() {
 			r.ApprovedAt = c.Time

@@ -87,6 +87,9 @@ type State struct {
 	// AlertRules are the rules that raise alerts from the audit journals
 	// (alerts.go); nil means DefaultAlertRules (read them with Alerts).
 	AlertRules *AlertRules `json:"alert_rules,omitempty"`
+	// PasskeyRoles are the roles whose approvals carry a passkey
+	// assertion (passkey.go), sorted; empty: none.
+	PasskeyRoles []UserRole `json:"passkey_roles,omitempty"`
 	// Threshold is how many approvals a request or a governance proposal
 	// needs; 0 means DefaultThreshold.
 	Threshold int `json:"threshold,omitempty"`
@@ -158,6 +161,8 @@ type User struct {
 	PublicKey   []byte   `json:"public_key"`  // OpenPGP public key (binary)
 	Fingerprint string   `json:"fingerprint"` // hex, of the primary key
 	Revoked     bool     `json:"revoked,omitempty"`
+	// Passkeys are the user's enrolled WebAuthn credentials (passkey.go).
+	Passkeys []Passkey `json:"passkeys,omitempty"`
 }
 
 type Camera struct {

@@ -47,6 +47,11 @@ func runApprove(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// A key file alone no longer approves for a role that approves with a
+	// passkey: every replica would refuse it, so say so before signing.
+	if err := st.ApprovalNeedsPasskey(signer); err != nil {
+		return errDenied{err.Error()}
+	}
 	a, err := approvalOf(st, id, time.Now())
 	if err != nil {
 		return fmt.Errorf("%w in the policy of the node in %s", err, *dir)

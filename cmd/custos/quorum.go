@@ -153,6 +153,13 @@ func describeChange(c *policy.Command) string {
 		return fmt.Sprintf("%s for %s %s", c.Kind, c.Invite.Role, c.Invite.Name)
 	case c.Kind == policy.KindSetThreshold:
 		return fmt.Sprintf("%s to %d", c.Kind, c.Threshold)
+	case c.PasskeyChange != nil && c.PasskeyChange.Passkey != nil:
+		p := c.PasskeyChange.Passkey
+		return fmt.Sprintf("%s for %s: %q (RP ID %s, id %s)", c.Kind, c.PasskeyChange.User, p.Name, p.RPID, policy.PasskeyIDText(p.ID))
+	case c.PasskeyChange != nil:
+		return fmt.Sprintf("%s of %s: id %s", c.Kind, c.PasskeyChange.User, policy.PasskeyIDText(c.PasskeyChange.ID))
+	case c.PasskeyRequirement != nil:
+		return fmt.Sprintf("%s of roles %v", c.Kind, c.PasskeyRequirement.Roles)
 	case c.Name != "":
 		return c.Kind + " " + c.Name
 	}
