@@ -17,12 +17,13 @@
 // It never reaches past this machine: candidates are gathered on the loopback
 // interface only (127.0.0.1, UDP), mDNS is off, no STUN or TURN server is
 // named, and candidates of the browser that are not loopback addresses are
-// ignored, so nothing is ever sent to another address. The console that
-// serves the page runs on the same machine as the browser.
+// ignored, so nothing is ever sent to another address. The browser therefore
+// runs on the node's own machine.
 //
-// Only H.264 plays: browsers do not decode H.265 over WebRTC reliably, and
-// transcoding is what this package exists to avoid. A stream of another codec
-// makes Feed return ErrNotPlayable with a sentence for the viewer.
+// Only H.264 plays: it is the one video codec every browser decodes over
+// WebRTC (H.265 only some, and only in hardware), and transcoding is what this
+// package exists to avoid. A stream of another codec makes Feed return
+// ErrNotPlayable with a sentence for the viewer.
 //
 // A console handler does, in outline (ctx is the console's, not the
 // request's, which ends with the answer):
