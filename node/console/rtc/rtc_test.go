@@ -300,3 +300,56 @@ func tsWithStream(t *testing.T, streamType uint8) []byte {
 	}
 	return b
 }
+
+// TestJoinMidStream: a stream that runs before the browser connects is
+// skipped until then, and the browser's first frame is a key frame.
+func TestJoinMidStream(t *testing.T) {
+	p := newPeer(t, Config{})
+	b := newGoBrowser(t)
+	answer, err := p.Answer(b.offer(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pr, pw := io.Pipe()
+	fed := make(chan error, 1)
+	go func() { fed <- p.Feed(ctx, pr) }()
+	cam := make(chan []sent, 1)
+	go func() { cam <- camera(ctx, t, "pace=real", 3*clip.GOP, pw) }()
+
+	time.Sleep(500 * time.Millisecond) // frames 0..12 go by unseen
+	if err := b.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatal(err)
+	}
+	out := <-cam
+	time.Sleep(300 * time.Millisecond)
+	pw.Close()
+	if err := <-fed; err != nil {
+		t.Fatalf("Feed: %v", err)
+	}
+	st, got := p.Stats(), b.frames()
+	t.Logf("stats %+v; received %d", st, len(got))
+	if st.Skipped < clip.GOP/2 || st.Frames+st.Skipped != uint64(len(out)) || len(got) != int(st.Frames) {
+		t.Fatalf("stats %+v, received %d of %d", st, len(got), len(out))
+	}
+	if !h264.IsKey(got[0].data) {
+		t.Errorf("the first frame received is not a key frame")
+	}
+}
+
+// TestConnectTimeout: Feed gives up on a browser that never connects.
+func TestConnectTimeout(t *testing.T) {
+	p := newPeer(t, Config{ConnectTimeout: 300 * time.Millisecond})
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cameraDone := make(chan struct{})
+	go func() { camera(ctx, t, "pace=real", 0, pw); close(cameraDone) }()
+	defer func() { cancel(); pr.CloseWithError(context.Canceled); <-cameraDone }()
+	start := time.Now()
+	err := p.Feed(context.Background(), pr)
+	if err == nil || !strings.Contains(err.Error(), "did not connect") || time.Since(start) > 5*time.Second {
+		t.Errorf("Feed: %v after %v, want a connect timeout after 300 ms", err, time.Since(start))
+	}
+}
