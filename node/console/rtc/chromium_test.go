@@ -261,6 +261,9 @@ func TestChromiumPlays(t *testing.T) {
 	// Every frame arrives; a decoder starved of CPU (the race detector,
 	// the whole suite on two cores) may drop some, and the compositor
 	// presents (and calls back for) fewer still.
+	if r := p.Stats().Refused; r != 0 {
+		t.Errorf("%d sends to an address that is not loopback were refused", r)
+	}
 	if st.FramesReceived < len(out)*9/10 || st.FramesDecoded < len(out)*3/4 {
 		t.Errorf("Chromium received %d and decoded %d of %d frames, want at least 90 %% and 75 %%", st.FramesReceived, st.FramesDecoded, len(out))
 	}

@@ -17,8 +17,9 @@
 // It never reaches past this machine: candidates are gathered on the loopback
 // interface only (127.0.0.1, UDP), mDNS is off, no STUN or TURN server is
 // named, and candidates of the browser that are not loopback addresses are
-// ignored, so nothing is ever sent to another address. The browser therefore
-// runs on the node's own machine.
+// ignored, so nothing is ever sent to another address; should pion try, the
+// sockets it is given refuse (and count, Stats.Refused) any send that is not
+// to loopback. The browser therefore runs on the node's own machine.
 //
 // Only H.264 plays: it is the one video codec every browser decodes over
 // WebRTC (H.265 only some, and only in hardware), and transcoding is what this

@@ -81,6 +81,7 @@ type Stats struct {
 	Dropped uint64 // access units dropped because the browser or the network fell behind
 	Skipped uint64 // access units skipped before the first key frame, or for damaged input
 	PLI     uint64 // the browser's picture loss indications: it waits for the camera's next key frame
+	Refused uint64 // sends to an address that is not loopback, refused (pion's filters should leave none)
 }
 
 // Peer is one browser's WebRTC connection carrying one camera's video.
@@ -105,7 +106,7 @@ type Peer struct {
 	// frames back to the camera's with it.
 	beforeSend func(pts uint64, rtpTS uint32)
 
-	frames, bytes, dropped, skipped, pli atomic.Uint64
+	frames, bytes, dropped, skipped, pli, refused atomic.Uint64
 }
 
 // h264Profiles are the H.264 formats a Peer accepts, all in
@@ -120,8 +121,8 @@ func h264Fmtp(profile string) string {
 }
 
 // newAPI builds a pion API that speaks H.264 only and gathers, accepts and
-// sends on loopback only.
-func newAPI() (*webrtc.API, error) {
+// sends on loopback only, counting refused sends in refused.
+func newAPI(refused *atomic.Uint64) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	fb := []webrtc.RTCPFeedback{{Type: "goog-remb"}, {Type: "ccm", Parameter: "fir"}, {Type: "nack"}, {Type: "nack", Parameter: "pli"}}
 	for i, prof := range h264Profiles {
@@ -139,14 +140,23 @@ func newAPI() (*webrtc.API, error) {
 	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
 		return nil, err
 	}
-	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(loopbackOnly()), webrtc.WithInterceptorRegistry(ir)), nil
+	se, err := loopbackOnly(refused)
+	if err != nil {
+		return nil, err
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(ir)), nil
 }
 
 // loopbackOnly is the SettingEngine that keeps a Peer on this machine's
 // loopback interface: this is the only network the console's browser and
 // node share by design, and nothing may be sent anywhere else.
-func loopbackOnly() webrtc.SettingEngine {
+func loopbackOnly(refused *atomic.Uint64) (webrtc.SettingEngine, error) {
 	var se webrtc.SettingEngine
+	n, err := newLoopbackNet(refused)
+	if err != nil {
+		return se, err
+	}
+	se.SetNet(n)
 	se.SetIncludeLoopbackCandidate(true) // pion skips loopback by default (RFC 8445 §5.1.1.1)
 	se.SetInterfaceFilter(isLoopbackInterface)
 	se.SetIPFilter(isLoopbackIP)
@@ -158,7 +168,7 @@ func loopbackOnly() webrtc.SettingEngine {
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	// On loopback a connection that stops answering for 5 s is gone.
 	se.SetICETimeouts(5*time.Second, 10*time.Second, 2*time.Second)
-	return se
+	return se, nil
 }
 
 func isLoopbackIP(ip net.IP) bool { return ip.IsLoopback() }
@@ -171,7 +181,8 @@ func isLoopbackInterface(name string) bool {
 // New returns a Peer that has not answered yet.
 func New(cfg Config) (*Peer, error) {
 	cfg.defaults()
-	api, err := newAPI()
+	p := &Peer{cfg: cfg, connected: make(chan struct{}), done: make(chan struct{})}
+	api, err := newAPI(&p.refused)
 	if err != nil {
 		return nil, fmt.Errorf("rtc: %w", err)
 	}
@@ -180,7 +191,7 @@ func New(cfg Config) (*Peer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rtc: %w", err)
 	}
-	p := &Peer{cfg: cfg, pc: pc, connected: make(chan struct{}), done: make(chan struct{})}
+	p.pc = pc
 	p.track, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: h264Fmtp(h264Profiles[0])}, "video", "custos")
 	if err == nil {
 		p.sender, err = pc.AddTrack(p.track)
@@ -339,6 +350,7 @@ func (p *Peer) Stats() Stats {
 		Dropped: p.dropped.Load(),
 		Skipped: p.skipped.Load(),
 		PLI:     p.pli.Load(),
+		Refused: p.refused.Load(),
 	}
 }
 

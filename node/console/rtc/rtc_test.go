@@ -132,8 +132,8 @@ func TestBrowserGetsClip(t *testing.T) {
 			t.Logf("frame %d (key %v, %d bytes) took %v", i, s.f.Key, len(s.f.Data), d)
 		}
 	}
-	if st.Frames != uint64(len(out)) || st.Dropped != 0 || st.Skipped != 0 {
-		t.Errorf("stats %+v, want %d frames sent, none dropped or skipped", st, len(out))
+	if st.Frames != uint64(len(out)) || st.Dropped != 0 || st.Skipped != 0 || st.Refused != 0 {
+		t.Errorf("stats %+v, want %d frames sent, none dropped, skipped or refused", st, len(out))
 	}
 	t.Logf("delay Feed write -> client receipt over %d frames: p50 %v, p99 %v, max %v",
 		len(delays), percentile(delays, 50), percentile(delays, 99), percentile(delays, 100))
