@@ -78,8 +78,8 @@ func (c *Config) defaults() {
 type Stats struct {
 	Frames  uint64 // access units sent
 	Bytes   uint64 // H.264 bytes sent (Annex-B, before packetization)
-	Dropped uint64 // access units dropped because the browser or the network fell behind
-	Skipped uint64 // access units skipped before the first key frame, or for damaged input
+	Dropped uint64 // access units dropped because sending fell behind the stream (or failed)
+	Skipped uint64 // access units skipped before the browser connected and a key frame came, or damaged
 	PLI     uint64 // the browser's picture loss indications: it waits for the camera's next key frame
 	Refused uint64 // sends to an address that is not loopback, refused (pion's filters should leave none)
 }
