@@ -133,11 +133,11 @@ func TestChromiumPlays(t *testing.T) {
 		chromedp.NoSandbox, // root in a container
 		chromedp.Flag("headless", "new"),
 		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-		// Chromium leaves loopback out of ICE unless told; the Peer
-		// accepts nothing else. mDNS names for host candidates would make
-		// Chromium announce them on the LAN, so they are off, and no host
-		// name resolves: the page and its peer are both on 127.0.0.1.
-		chromedp.Flag("allow-loopback-in-peer-connection", true),
+		// No flag lets loopback into Chromium's ICE: the pair it finds with
+		// the Peer's 127.0.0.1 candidate is what any browser on the node's
+		// machine finds. Its mDNS names for host candidates would be
+		// announced on the LAN, so they are off here, and no host name
+		// resolves: the page and its peer are both on 127.0.0.1.
 		chromedp.Flag("disable-features", "WebRtcHideLocalIpsWithMdns,Translate,MediaRouter,OptimizationHints"),
 		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"),
 		chromedp.Flag("disable-gpu", true),
