@@ -147,6 +147,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReadStatusFrame -fuzztime 15s ./node/rpc/
 	$(GO) test -run '^$$' -fuzz FuzzParseLiveFrame -fuzztime 15s ./node/live/
 	$(GO) test -run '^$$' -fuzz FuzzDemuxTS -fuzztime 15s -fuzzminimizetime 0 ./node/release/
+	$(GO) test -run '^$$' -fuzz FuzzDemux -fuzztime 15s -fuzzminimizetime 0 ./node/console/rtc/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeOpBody -fuzztime 15s ./node/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeReplicationBody -fuzztime 15s ./node/replication/
 	$(GO) test -run '^$$' -fuzz FuzzNodeKeyFromCert -fuzztime 15s ./mesh/
