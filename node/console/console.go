@@ -35,6 +35,7 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -97,6 +98,15 @@ type session struct {
 	started time.Time
 	last    time.Time
 	flash   string // the last action's outcome, shown once
+	live    []*livePeer
+}
+
+// end zeroes the session's key and stops its live views.
+func (ss *session) end() {
+	ss.key.Close()
+	for _, l := range ss.live {
+		l.cancel()
+	}
 }
 
 // ErrNotLoopback refuses a listen address off the machine.
@@ -160,7 +170,7 @@ func (s *Server) Close() error {
 	err := s.srv.Close()
 	s.mu.Lock()
 	for id, ss := range s.sessions {
-		ss.key.Close()
+		ss.end()
 		delete(s.sessions, id)
 	}
 	s.mu.Unlock()
@@ -176,16 +186,28 @@ func (s *Server) expire() {
 		case <-s.done:
 			return
 		case now := <-t.C:
-			s.mu.Lock()
-			for id, ss := range s.sessions {
-				if s.stale(ss, now) {
-					ss.key.Close()
-					delete(s.sessions, id)
-				}
-			}
-			s.mu.Unlock()
+			s.sweep(now)
 		}
 	}
+}
+
+// sweep ends the sessions stale at now and forgets their old tiles.
+func (s *Server) sweep(now time.Time) {
+	s.mu.Lock()
+	for id, ss := range s.sessions {
+		if s.stale(ss, now) {
+			ss.end()
+			delete(s.sessions, id)
+			continue
+		}
+		// Forget the tiles that ended a while ago.
+		ss.live = slices.DeleteFunc(ss.live, func(l *livePeer) bool {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			return l.state == "ended" && now.Sub(l.ended) > liveStateKeep
+		})
+	}
+	s.mu.Unlock()
 }
 
 func (s *Server) stale(ss *session, now time.Time) bool {
@@ -202,6 +224,9 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /lang", s.authed(s.pages.setLang))
 	mux.HandleFunc("GET /{$}", s.authed(s.pages.overview))
 	mux.HandleFunc("GET /cameras", s.authed(s.pages.cameras))
+	mux.HandleFunc("GET /live", s.authed(s.pages.livePage))
+	mux.HandleFunc("POST /live/offer", s.authed(s.pages.liveOffer))
+	mux.HandleFunc("GET /live/{id}", s.authed(s.pages.liveStatus))
 	mux.HandleFunc("GET /requests", s.authed(s.pages.requests))
 	mux.HandleFunc("POST /requests", s.authed(s.pages.openRequest))
 	mux.HandleFunc("POST /requests/{id}/approve", s.authed(s.pages.approve))
@@ -225,7 +250,9 @@ func (s *Server) guard(next http.Handler) http.Handler {
 			"connect-src 'self'; media-src 'self' blob:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("X-Frame-Options", "DENY")
-		h.Set("Referrer-Policy", "no-referrer")
+		// same-origin, not no-referrer: with no-referrer a browser sends
+		// "Origin: null" on its own form posts, which the CSRF check refuses.
+		h.Set("Referrer-Policy", "same-origin")
 		h.Set("Cross-Origin-Opener-Policy", "same-origin")
 		h.Set("Cache-Control", "no-store")
 		if !s.hosts[r.Host] {
@@ -290,7 +317,7 @@ func (s *Server) sessionOf(r *http.Request) *session {
 		return nil
 	}
 	if s.stale(ss, now) {
-		ss.key.Close()
+		ss.end()
 		delete(s.sessions, id)
 		return nil
 	}
@@ -323,7 +350,7 @@ func (s *Server) newSession(k *keys.AdminKey, user, lang string) string {
 				oldest = id
 			}
 		}
-		s.sessions[oldest].key.Close()
+		s.sessions[oldest].end()
 		delete(s.sessions, oldest)
 	}
 	s.sessions[hashID(v)] = &session{key: k, user: user, csrf: randomToken(), lang: lang, started: now, last: now}
@@ -340,7 +367,7 @@ func (s *Server) endSession(r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if ss := s.sessions[id]; ss != nil {
-		ss.key.Close()
+		ss.end()
 		delete(s.sessions, id)
 	}
 }

@@ -1,0 +1,160 @@
+package console
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/custos-cctv/custos/media/ts"
+	"github.com/custos-cctv/custos/node"
+	"github.com/custos-cctv/custos/node/internal/nodetest"
+	"github.com/custos-cctv/custos/node/recording"
+	"github.com/custos-cctv/custos/policy"
+)
+
+// artefacts is where the browser tests leave their screenshots:
+// $CUSTOS_ARTEFACTS when set (CI keeps them), else the test's temporary
+// directory.
+func artefacts(t *testing.T) string {
+	if d := os.Getenv("CUSTOS_ARTEFACTS"); d != "" {
+		if err := os.MkdirAll(d, 0o755); err == nil {
+			return d
+		}
+	}
+	return t.TempDir()
+}
+
+// TestConsoleInChromium: Debian's Chromium, headless, logs in with the
+// passphrase, sees the overview, watches a store's camera live over WebRTC
+// (its currentTime follows the wall clock, not a virtual one), makes an
+// installer's invite whose QR code shows, and finds the invite in the audit
+// journal; a screenshot of each page is kept.
+func TestConsoleInChromium(t *testing.T) {
+	chromium := ""
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			chromium = p
+		}
+	}
+	if chromium == "" {
+		t.Skip("chromium is not installed (apt-get install chromium)")
+	}
+	f := startFed(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	f.join(t, ctx, node.InviteSpec{Role: policy.RoleStore, Name: "store", Site: "praha-1"},
+		&recording.Config{Segment: ts.Config{Target: time.Second}, MinFree: -1})
+	f.submit(t, ctx, &policy.Command{Kind: policy.KindAddGrant, Grant: &policy.Grant{ID: "g-desk", Subject: policy.Subject{Kind: "node", Name: "dc-a"},
+		Actions: []policy.Action{policy.ActLive}, Selector: "praha-1/*", Purpose: "guard desk", Window: policy.Window{Until: time.Now().Add(time.Hour)}}})
+	s := startConsole(t, f, "alice", 0)
+	shots := artefacts(t)
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium),
+		chromedp.NoSandbox,
+		chromedp.Flag("headless", "new"),
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+		chromedp.Flag("disable-features", "WebRtcHideLocalIpsWithMdns,Translate,MediaRouter,OptimizationHints"),
+		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND , EXCLUDE 127.0.0.1, EXCLUDE localhost"),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.WindowSize(1280, 900),
+	)
+	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
+	defer acancel()
+	bctx, bcancel := chromedp.NewContext(actx)
+	defer bcancel()
+	shot := func(name string) {
+		t.Helper()
+		png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Errorf("screenshot %s: %v", name, err)
+			return
+		}
+		os.WriteFile(filepath.Join(shots, "console-"+name+".png"), png, 0o644)
+	}
+	text := func(js string) string {
+		t.Helper()
+		v, err := chromedp.Run(bctx, chromedp.Evaluate[string](js))
+		if err != nil {
+			t.Fatalf("%s: %v", js, err)
+		}
+		return v
+	}
+
+	if err := chromedp.Do(bctx, chromedp.Navigate(s.URL()+"/"), chromedp.SendKeys(chromedp.ID("passphrase"), pass), chromedp.Click(chromedp.ID("login")),
+		chromedp.WaitVisible(chromedp.ID("federation"))); err != nil {
+		t.Fatalf("log in: %v; page: %s", err, text(`document.body.innerText`))
+	}
+	if got := text(`document.getElementById("federation").textContent`); got != "acme" {
+		t.Errorf("overview federation %q", got)
+	}
+	shot("overview")
+
+	// Live: a tile of praha-1/entrance plays in real time.
+	if err := chromedp.Do(bctx, chromedp.Navigate(s.URL()+"/live?camera=praha-1/entrance")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Run(bctx, chromedp.Poll[chromedp.Void](`document.querySelector("video").videoWidth > 0`, chromedp.WithPollingTimeout(30*time.Second))); err != nil {
+		t.Fatalf("the live tile never showed a frame: %v; tile says %q", err, text(`document.querySelector(".live-state").textContent`))
+	}
+	now := func() (float64, time.Time) {
+		v, err := chromedp.Run(bctx, chromedp.Evaluate[float64](`document.querySelector("video").currentTime`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v, time.Now()
+	}
+	c1, w1 := now()
+	time.Sleep(3 * time.Second)
+	c2, w2 := now()
+	t.Logf("live currentTime advanced %.2f s in %.2f s", c2-c1, w2.Sub(w1).Seconds())
+	// Real time: never faster than the wall clock (a virtual clock would
+	// be), and not stalled. A loaded machine under -race may drop a frame
+	// or two, hence the slack below.
+	if adv, wall := c2-c1, w2.Sub(w1).Seconds(); adv > wall+0.5 || adv < wall/2 {
+		t.Errorf("currentTime advanced %.2f s in %.2f s of wall clock", adv, wall)
+	}
+	if w := text(`String(document.querySelector("video").videoWidth)`); w != "640" {
+		t.Errorf("video width %s", w)
+	}
+	shot("live")
+
+	// An installer's invite, its QR code shown.
+	until := time.Now().Add(2 * time.Hour).Format("2006-01-02T15:04")
+	if err := chromedp.Do(bctx, chromedp.Navigate(s.URL()+"/invites"),
+		chromedp.SendKeys(chromedp.CSS(`input[name="name"]`), "inst-2"),
+		chromedp.SetValue(chromedp.CSS(`input[name="until"]`), until),
+		chromedp.Click(chromedp.ID("make-invite"))); err != nil {
+		t.Fatalf("invite: %v", err)
+	}
+	var shown string
+	nodetest.WaitTrue(t, 15*time.Second, "the invite's QR code or an error", func() bool {
+		v, err := chromedp.Run(bctx, chromedp.Evaluate[string](`(document.getElementById("qr") && document.getElementById("qr").naturalWidth > 0) ? "qr" : (document.getElementById("error") ? document.getElementById("error").textContent : "")`))
+		shown = v
+		return err == nil && v != ""
+	})
+	if shown != "qr" {
+		t.Fatalf("no QR code shown: %s", shown)
+	}
+	if tok := text(`document.getElementById("token").value`); !strings.HasPrefix(tok, "custos1.") {
+		t.Errorf("token %q", tok)
+	}
+	shot("invite")
+
+	// The invite just made is in this node's journal.
+	if err := chromedp.Do(bctx, chromedp.Navigate(s.URL()+"/audit?since=1h")); err != nil {
+		t.Fatal(err)
+	}
+	nodetest.WaitTrue(t, 10*time.Second, "the invite in the audit page", func() bool {
+		chromedp.Do(bctx, chromedp.Reload())
+		return strings.Contains(text(`document.getElementById("audit").innerText`), "invite.create")
+	})
+	shot("audit")
+	t.Logf("screenshots in %s", shots)
+}
