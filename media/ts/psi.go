@@ -54,13 +54,13 @@ func appendSection(dst []byte, pid uint16, cc uint8, section []byte) []byte {
 
 // withCRC appends the section's CRC_32 (ISO 13818-1 annex A).
 func withCRC(section []byte) []byte {
-	c := crc32MPEG(section)
+	c := CRC32MPEG(section)
 	return append(section, byte(c>>24), byte(c>>16), byte(c>>8), byte(c))
 }
 
-// crc32MPEG is CRC-32/MPEG-2: polynomial 0x04c11db7, not reflected, initial
+// CRC32MPEG is CRC-32/MPEG-2 (ISO 13818-1 annex A): polynomial 0x04c11db7, not reflected, initial
 // value all ones, no final xor. hash/crc32 only does the reflected form.
-func crc32MPEG(b []byte) uint32 {
+func CRC32MPEG(b []byte) uint32 {
 	crc := uint32(0xffffffff)
 	for _, v := range b {
 		crc ^= uint32(v) << 24

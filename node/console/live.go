@@ -57,9 +57,8 @@ type liveState struct {
 }
 
 func (p *pages) livePage(w http.ResponseWriter, r *http.Request, ss *session) {
-	pol, err := p.policyOf(r)
-	if err != nil {
-		p.fail(w, http.StatusServiceUnavailable, ss, err)
+	pol := p.policyOrFail(w, r, ss)
+	if pol == nil {
 		return
 	}
 	cams := r.URL.Query()["camera"]

@@ -103,6 +103,17 @@ func (p *pages) ctx(r *http.Request) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(r.Context(), 30*time.Second)
 }
 
+// policyOrFail reads the node's current policy, or answers that the node
+// cannot give it (503) and returns nil.
+func (p *pages) policyOrFail(w http.ResponseWriter, r *http.Request, ss *session) *policy.State {
+	pol, err := p.policyOf(r)
+	if err != nil {
+		p.fail(w, http.StatusServiceUnavailable, ss, err)
+		return nil
+	}
+	return pol
+}
+
 // policyOf reads the node's current policy.
 func (p *pages) policyOf(r *http.Request) (*policy.State, error) {
 	ctx, cancel := p.ctx(r)
@@ -263,9 +274,8 @@ type cameraRow struct {
 }
 
 func (p *pages) cameras(w http.ResponseWriter, r *http.Request, ss *session) {
-	pol, err := p.policyOf(r)
-	if err != nil {
-		p.fail(w, http.StatusServiceUnavailable, ss, err)
+	pol := p.policyOrFail(w, r, ss)
+	if pol == nil {
 		return
 	}
 	var rows []cameraRow
@@ -300,9 +310,8 @@ type proposalRow struct {
 }
 
 func (p *pages) requests(w http.ResponseWriter, r *http.Request, ss *session) {
-	pol, err := p.policyOf(r)
-	if err != nil {
-		p.fail(w, http.StatusServiceUnavailable, ss, err)
+	pol := p.policyOrFail(w, r, ss)
+	if pol == nil {
 		return
 	}
 	now := time.Now()
@@ -412,9 +421,8 @@ func (p *pages) openRequest(w http.ResponseWriter, r *http.Request, ss *session)
 // request or proposal the policy holds under the ID, and submits it.
 func (p *pages) approve(w http.ResponseWriter, r *http.Request, ss *session) {
 	id := r.PathValue("id")
-	pol, err := p.policyOf(r)
-	if err != nil {
-		p.fail(w, http.StatusServiceUnavailable, ss, err)
+	pol := p.policyOrFail(w, r, ss)
+	if pol == nil {
 		return
 	}
 	c := &policy.Command{}
@@ -437,9 +445,8 @@ func (p *pages) deny(w http.ResponseWriter, r *http.Request, ss *session) {
 		p.fail(w, http.StatusBadRequest, ss, errors.New("a denial needs its reason: the requester is told"))
 		return
 	}
-	pol, err := p.policyOf(r)
-	if err != nil {
-		p.fail(w, http.StatusServiceUnavailable, ss, err)
+	pol := p.policyOrFail(w, r, ss)
+	if pol == nil {
 		return
 	}
 	p.submit(w, r, ss, pol, &policy.Command{Kind: policy.KindDenyRequest, Denial: &policy.Denial{Request: id, Reason: reason}}, "flash.denied", id)
@@ -479,9 +486,8 @@ type inviteData struct {
 }
 
 func (p *pages) invites(w http.ResponseWriter, r *http.Request, ss *session) {
-	pol, err := p.policyOf(r)
-	if err != nil {
-		p.fail(w, http.StatusServiceUnavailable, ss, err)
+	pol := p.policyOrFail(w, r, ss)
+	if pol == nil {
 		return
 	}
 	p.render(w, http.StatusOK, "invites", ss, ss.lang, inviteData{Sites: slices.Sorted(maps.Keys(pol.Sites))})
@@ -490,9 +496,8 @@ func (p *pages) invites(w http.ResponseWriter, r *http.Request, ss *session) {
 // invite makes an installer's or a store's invite and shows its token as
 // text and as a QR code.
 func (p *pages) invite(w http.ResponseWriter, r *http.Request, ss *session) {
-	pol, err := p.policyOf(r)
-	if err != nil {
-		p.fail(w, http.StatusServiceUnavailable, ss, err)
+	pol := p.policyOrFail(w, r, ss)
+	if pol == nil {
 		return
 	}
 	now := time.Now()
@@ -582,9 +587,8 @@ type grantRow struct {
 }
 
 func (p *pages) grants(w http.ResponseWriter, r *http.Request, ss *session) {
-	pol, err := p.policyOf(r)
-	if err != nil {
-		p.fail(w, http.StatusServiceUnavailable, ss, err)
+	pol := p.policyOrFail(w, r, ss)
+	if pol == nil {
 		return
 	}
 	now := time.Now()
@@ -681,9 +685,8 @@ type breachRow struct {
 }
 
 func (p *pages) gdpr(w http.ResponseWriter, r *http.Request, ss *session) {
-	pol, err := p.policyOf(r)
-	if err != nil {
-		p.fail(w, http.StatusServiceUnavailable, ss, err)
+	pol := p.policyOrFail(w, r, ss)
+	if pol == nil {
 		return
 	}
 	now := time.Now()

@@ -9,6 +9,7 @@ import (
 	"github.com/asticode/go-astits"
 
 	"github.com/custos-cctv/custos/media/h264"
+	"github.com/custos-cctv/custos/media/ts"
 )
 
 // MPEG-TS stream types (ISO/IEC 13818-1 table 2-34) that say which codec a
@@ -170,7 +171,7 @@ func (d *demuxer) section(p *astits.Packet) error {
 	}
 	sec := d.psi[:n]
 	d.psiPID = -1
-	if n < 12 || crc32MPEG(sec) != 0 {
+	if n < 12 || ts.CRC32MPEG(sec) != 0 {
 		return nil // not a section we can trust; tables repeat at every key frame
 	}
 	switch {
@@ -342,21 +343,4 @@ func (d *demuxer) dropPES() {
 	d.inPES = false
 	d.cur = d.cur[:0]
 	d.broken = true
-}
-
-// crc32MPEG is the CRC of ISO/IEC 13818-1 annex A over a whole section,
-// CRC field included: 0 when the section is intact.
-func crc32MPEG(b []byte) uint32 {
-	crc := uint32(0xffffffff)
-	for _, c := range b {
-		crc ^= uint32(c) << 24
-		for range 8 {
-			if crc&0x80000000 != 0 {
-				crc = crc<<1 ^ 0x04c11db7
-			} else {
-				crc <<= 1
-			}
-		}
-	}
-	return crc
 }

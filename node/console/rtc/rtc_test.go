@@ -288,9 +288,9 @@ func tsWithStream(t *testing.T, streamType uint8) []byte {
 		t.Fatalf("unexpected PMT layout: stream type %#x", sec[12])
 	}
 	sec[12] = streamType
-	crc := crc32MPEG(sec[:n-4])
+	crc := ts.CRC32MPEG(sec[:n-4])
 	sec[n-4], sec[n-3], sec[n-2], sec[n-1] = byte(crc>>24), byte(crc>>16), byte(crc>>8), byte(crc)
-	if crc32MPEG(sec[:n]) != 0 {
+	if ts.CRC32MPEG(sec[:n]) != 0 {
 		t.Fatal("CRC rewrite failed")
 	}
 	f := h264.Frame{Time: time.Now(), Key: true, Data: h264.JoinNALs([]byte{0x67, 1, 2}, []byte{0x68, 3}, []byte{0x65, 4, 5})}
