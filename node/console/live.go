@@ -200,11 +200,3 @@ func (p *pages) liveStatus(w http.ResponseWriter, r *http.Request, ss *session) 
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(st)
 }
-
-// stopLive ends a session's streams (logout, expiry) and forgets those
-// ended long enough ago.
-func stopLive(ss *session) {
-	for _, l := range ss.live {
-		l.cancel()
-	}
-}
