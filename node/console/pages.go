@@ -114,6 +114,22 @@ func (p *pages) policyOrFail(w http.ResponseWriter, r *http.Request, ss *session
 	return pol
 }
 
+// statusAndPolicy reads the node's status and policy, or answers that the
+// node cannot give them (503) and reports false.
+func (p *pages) statusAndPolicy(w http.ResponseWriter, r *http.Request, ss *session) (node.Status, *policy.State, bool) {
+	ctx, cancel := p.ctx(r)
+	defer cancel()
+	st, err := node.FetchStatus(ctx, p.s.cfg.Dir)
+	if err == nil {
+		var pol *policy.State
+		if pol, err = node.FetchPolicy(ctx, p.s.cfg.Dir); err == nil {
+			return st, pol, true
+		}
+	}
+	p.fail(w, http.StatusServiceUnavailable, ss, err)
+	return st, nil, false
+}
+
 // policyOf reads the node's current policy.
 func (p *pages) policyOf(r *http.Request) (*policy.State, error) {
 	ctx, cancel := p.ctx(r)
@@ -219,16 +235,8 @@ type siteRow struct {
 }
 
 func (p *pages) overview(w http.ResponseWriter, r *http.Request, ss *session) {
-	ctx, cancel := p.ctx(r)
-	defer cancel()
-	st, err := node.FetchStatus(ctx, p.s.cfg.Dir)
-	if err != nil {
-		p.fail(w, http.StatusServiceUnavailable, ss, err)
-		return
-	}
-	pol, err := node.FetchPolicy(ctx, p.s.cfg.Dir)
-	if err != nil {
-		p.fail(w, http.StatusServiceUnavailable, ss, err)
+	st, pol, ok := p.statusAndPolicy(w, r, ss)
+	if !ok {
 		return
 	}
 	d := overviewData{Status: st, Policy: pol, Now: time.Now(), Applied: pol.Applied}
@@ -397,19 +405,13 @@ func (p *pages) openRequest(w http.ResponseWriter, r *http.Request, ss *session)
 		p.fail(w, http.StatusBadRequest, ss, errors.New("a request needs the cameras, its purpose and its legal basis"))
 		return
 	}
-	ctx, cancel := p.ctx(r)
-	defer cancel()
-	st, err := node.FetchStatus(ctx, p.s.cfg.Dir)
-	if err != nil {
-		p.fail(w, http.StatusServiceUnavailable, ss, err)
-		return
-	}
-	pol, err := node.FetchPolicy(ctx, p.s.cfg.Dir)
-	if err != nil {
-		p.fail(w, http.StatusServiceUnavailable, ss, err)
+	st, pol, ok := p.statusAndPolicy(w, r, ss)
+	if !ok {
 		return
 	}
 	q.Node = st.Name
+	ctx, cancel := p.ctx(r)
+	defer cancel()
 	if q.Key, err = node.NewReleaseKeyVia(ctx, p.s.cfg.Dir); err != nil {
 		p.fail(w, http.StatusServiceUnavailable, ss, err)
 		return
