@@ -28,10 +28,26 @@ func FederationIDOf(dir string) (string, error) {
 // SignCommand gives c a fresh ID, the current time and signer, and signs it
 // with k for the federation fid.
 func SignCommand(k *keys.AdminKey, fid, signer string, c *policy.Command) (policy.Envelope, error) {
+	PrepareCommand(c, signer)
+	return SignPrepared(k, fid, c)
+}
+
+// PrepareCommand gives c a fresh ID, the current time and signer: what a
+// passkey assertion over the command (policy.ApprovalChallenge) covers
+// before the command is signed with SignPrepared.
+func PrepareCommand(c *policy.Command, signer string) {
+	c.ID, c.Time, c.Signer = policy.NewCommandID(), time.Now().UTC(), signer
+}
+
+// SignPrepared signs c, whose ID, time and signer PrepareCommand set, with k
+// for the federation fid, keeping them.
+func SignPrepared(k *keys.AdminKey, fid string, c *policy.Command) (policy.Envelope, error) {
 	if fid == "" {
 		return policy.Envelope{}, errors.New("node: sign: no federation ID")
 	}
-	c.ID, c.Time, c.Signer = policy.NewCommandID(), time.Now().UTC(), signer
+	if c.ID == "" || c.Time.IsZero() || c.Signer == "" {
+		return policy.Envelope{}, errors.New("node: sign: the command has no ID, time or signer (PrepareCommand)")
+	}
 	body, err := policy.EncodeCommand(c)
 	if err != nil {
 		return policy.Envelope{}, err

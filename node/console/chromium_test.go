@@ -35,28 +35,28 @@ func artefacts(t *testing.T) string {
 // (its currentTime follows the wall clock, not a virtual one), makes an
 // installer's invite whose QR code shows, and finds the invite in the audit
 // journal; a screenshot of each page is kept.
-func TestConsoleInChromium(t *testing.T) {
-	chromium := ""
+// chromium is a headless Debian Chromium for one test, driven by chromedp.
+type chromium struct {
+	t     *testing.T
+	ctx   context.Context
+	shots string
+}
+
+// startChromium starts Chromium, or skips the test where it is not
+// installed; it stops with ctx.
+func startChromium(t *testing.T, ctx context.Context) *chromium {
+	t.Helper()
+	path := ""
 	for _, name := range []string{"chromium", "chromium-browser"} {
 		if p, err := exec.LookPath(name); err == nil {
-			chromium = p
+			path = p
 		}
 	}
-	if chromium == "" {
+	if path == "" {
 		t.Skip("chromium is not installed (apt-get install chromium)")
 	}
-	f := startFed(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
-	defer cancel()
-	f.join(t, ctx, node.InviteSpec{Role: policy.RoleStore, Name: "store", Site: "praha-1"},
-		&recording.Config{Segment: ts.Config{Target: time.Second}, MinFree: -1})
-	f.submit(t, ctx, &policy.Command{Kind: policy.KindAddGrant, Grant: &policy.Grant{ID: "g-desk", Subject: policy.Subject{Kind: "node", Name: "dc-a"},
-		Actions: []policy.Action{policy.ActLive}, Selector: "praha-1/*", Purpose: "guard desk", Window: policy.Window{Until: time.Now().Add(time.Hour)}}})
-	s := startConsole(t, f, "alice", 0)
-	shots := artefacts(t)
-
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium),
+		chromedp.ExecPath(path),
 		chromedp.NoSandbox,
 		chromedp.Flag("headless", "new"),
 		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
@@ -66,26 +66,59 @@ func TestConsoleInChromium(t *testing.T) {
 		chromedp.WindowSize(1280, 900),
 	)
 	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
-	defer acancel()
+	t.Cleanup(acancel)
 	bctx, bcancel := chromedp.NewContext(actx)
-	defer bcancel()
-	shot := func(name string) {
-		t.Helper()
-		png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
-		if err != nil {
-			t.Errorf("screenshot %s: %v", name, err)
-			return
-		}
-		os.WriteFile(filepath.Join(shots, "console-"+name+".png"), png, 0o644)
+	t.Cleanup(bcancel)
+	return &chromium{t: t, ctx: bctx, shots: artefacts(t)}
+}
+
+// shot keeps a screenshot of the page as console-NAME.png.
+func (c *chromium) shot(name string) {
+	c.t.Helper()
+	png, err := chromedp.Run(c.ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		c.t.Errorf("screenshot %s: %v", name, err)
+		return
 	}
-	text := func(js string) string {
-		t.Helper()
-		v, err := chromedp.Run(bctx, chromedp.Evaluate[string](js))
-		if err != nil {
-			t.Fatalf("%s: %v", js, err)
-		}
-		return v
+	os.WriteFile(filepath.Join(c.shots, "console-"+name+".png"), png, 0o644)
+}
+
+// text evaluates js, which gives a string.
+func (c *chromium) text(js string) string {
+	c.t.Helper()
+	v, err := chromedp.Run(c.ctx, chromedp.Evaluate[string](js))
+	if err != nil {
+		c.t.Fatalf("%s: %v", js, err)
 	}
+	return v
+}
+
+// do runs the steps, failing the test with the page's text if one fails.
+func (c *chromium) do(what string, steps ...chromedp.Action[chromedp.Void]) {
+	c.t.Helper()
+	if err := chromedp.Do(c.ctx, steps...); err != nil {
+		c.t.Fatalf("%s: %v; page: %s", what, err, c.text(`document.body ? document.body.innerText : ""`))
+	}
+}
+
+// login logs in to the console at base with the test passphrase.
+func (c *chromium) login(base string) {
+	c.t.Helper()
+	c.do("log in to "+base, chromedp.Navigate(base+"/login"), chromedp.SendKeys(chromedp.ID("passphrase"), pass), chromedp.Click(chromedp.ID("login")),
+		chromedp.WaitVisible(chromedp.ID("federation")))
+}
+
+func TestConsoleInChromium(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	br := startChromium(t, ctx)
+	f := startFed(t)
+	f.join(t, ctx, node.InviteSpec{Role: policy.RoleStore, Name: "store", Site: "praha-1"},
+		&recording.Config{Segment: ts.Config{Target: time.Second}, MinFree: -1})
+	f.submit(t, ctx, &policy.Command{Kind: policy.KindAddGrant, Grant: &policy.Grant{ID: "g-desk", Subject: policy.Subject{Kind: "node", Name: "dc-a"},
+		Actions: []policy.Action{policy.ActLive}, Selector: "praha-1/*", Purpose: "guard desk", Window: policy.Window{Until: time.Now().Add(time.Hour)}}})
+	s := startConsole(t, f, "alice", 0)
+	bctx, text, shot, shots := br.ctx, br.text, br.shot, br.shots
 
 	if err := chromedp.Do(bctx, chromedp.Navigate(s.URL()+"/"), chromedp.SendKeys(chromedp.ID("passphrase"), pass), chromedp.Click(chromedp.ID("login")),
 		chromedp.WaitVisible(chromedp.ID("federation"))); err != nil {

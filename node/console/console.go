@@ -41,6 +41,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-webauthn/webauthn/webauthn"
+
 	"github.com/custos-cctv/custos/keys"
 )
 
@@ -82,6 +84,7 @@ type Server struct {
 	srv   *http.Server
 	hosts map[string]bool // Host headers that name this console
 	pages *pages
+	wa    *webauthn.WebAuthn // the relying party of the console's passkeys
 
 	mu       sync.Mutex
 	sessions map[string]*session // by hex SHA-256 of the cookie's value
@@ -99,6 +102,9 @@ type session struct {
 	last    time.Time
 	flash   string // the last action's outcome, shown once
 	live    []*livePeer
+	// The passkey ceremony under way, if any.
+	enrol    *pendingEnrolment
+	approval *pendingApproval
 }
 
 // end zeroes the session's key and stops its live views.
@@ -147,6 +153,10 @@ func Start(cfg Config) (*Server, error) {
 	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 	s := &Server{cfg: cfg, ln: ln, sessions: map[string]*session{}, done: make(chan struct{}),
 		hosts: map[string]bool{"localhost:" + port: true, "127.0.0.1:" + port: true, "[::1]:" + port: true}}
+	if s.wa, err = newRelyingParty(s.URL()); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("console: %w", err)
+	}
 	if s.pages, err = newPages(s); err != nil {
 		ln.Close()
 		return nil, err
@@ -230,6 +240,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /requests", s.authed(s.pages.requests))
 	mux.HandleFunc("POST /requests", s.authed(s.pages.openRequest))
 	mux.HandleFunc("POST /requests/{id}/approve", s.authed(s.pages.approve))
+	mux.HandleFunc("POST /requests/{id}/passkey/begin", s.authed(s.pages.approveBegin))
+	mux.HandleFunc("POST /requests/{id}/passkey/finish", s.authed(s.pages.approveFinish))
 	mux.HandleFunc("POST /requests/{id}/deny", s.authed(s.pages.deny))
 	mux.HandleFunc("POST /requests/{id}/export", s.authed(s.pages.export))
 	mux.HandleFunc("GET /exports/{id}", s.authed(s.pages.exportPage))
@@ -237,6 +249,10 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /invites", s.authed(s.pages.invites))
 	mux.HandleFunc("POST /invites", s.authed(s.pages.invite))
 	mux.HandleFunc("GET /grants", s.authed(s.pages.grants))
+	mux.HandleFunc("GET /passkeys", s.authed(s.pages.passkeysPage))
+	mux.HandleFunc("POST /passkeys/begin", s.authed(s.pages.enrolBegin))
+	mux.HandleFunc("POST /passkeys/finish", s.authed(s.pages.enrolFinish))
+	mux.HandleFunc("POST /passkeys/{id}/remove", s.authed(s.pages.removePasskey))
 	mux.HandleFunc("GET /audit", s.authed(s.pages.audit))
 	mux.HandleFunc("GET /gdpr", s.authed(s.pages.gdpr))
 	return s.guard(mux)

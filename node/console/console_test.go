@@ -442,3 +442,71 @@ func TestMessagesComplete(t *testing.T) {
 		}
 	}
 }
+
+// The passkey endpoints refuse what is out of turn or malformed, each with
+// a message that says what was wrong, and sign nothing.
+func TestConsolePasskeyRefusals(t *testing.T) {
+	f := startFed(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	f.submit(t, ctx, &policy.Command{Kind: policy.KindCreateRequest, Request: &policy.Request{ID: "e1", Action: policy.ActionErase,
+		Selector: "praha-1/entrance", From: time.Now().Add(-2 * time.Hour), To: time.Now().Add(-time.Hour), Purpose: "erasure",
+		Expires: time.Now().Add(time.Hour)}})
+	s := startConsole(t, f, "bob", 0)
+	b := newBrowser(t, s)
+	b.login(t)
+	tok := b.csrf("/passkeys")
+	post := func(path, body string, hdr map[string]string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", b.base+path, strings.NewReader(body))
+		req.Host = b.host
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Cookie", cookieName+"="+b.cookie)
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := b.hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(out)
+	}
+	csrf := map[string]string{"X-CSRF-Token": tok}
+	for _, c := range []struct {
+		path, body string
+		hdr        map[string]string
+		status     int
+		want       string
+	}{
+		{"/passkeys/begin", "{}", nil, http.StatusForbidden, "CSRF"},
+		{"/requests/e1/passkey/begin", "{}", nil, http.StatusForbidden, "CSRF"},
+		{"/passkeys/finish?name=key", "{}", csrf, http.StatusConflict, "no passkey enrolment is under way"},
+		{"/requests/e1/passkey/finish", "{}", csrf, http.StatusConflict, "no approval of"},
+		{"/requests/e1/passkey/begin", "{}", csrf, http.StatusConflict, "has no passkey: enrol one"},
+		{"/requests/nope/passkey/begin", "{}", csrf, http.StatusNotFound, `no request or proposal \"nope\"`},
+	} {
+		if status, body := post(c.path, c.body, c.hdr); status != c.status || !strings.Contains(body, c.want) {
+			t.Errorf("POST %s: %d %s, want %d %q", c.path, status, body, c.status, c.want)
+		}
+	}
+	// An enrolment started, then answered with a bad name or garbage:
+	// refused, and the ceremony is spent either way.
+	if status, body := post("/passkeys/begin", "{}", csrf); status != 200 || !strings.Contains(body, `"challenge"`) || !strings.Contains(body, `"userVerification":"required"`) {
+		t.Fatalf("begin: %d %s", status, body)
+	}
+	if status, body := post("/passkeys/finish?name=", "{}", csrf); status != http.StatusBadRequest || !strings.Contains(body, "needs a name") {
+		t.Errorf("finish without a name: %d %s", status, body)
+	}
+	post("/passkeys/begin", "{}", csrf)
+	if status, body := post("/passkeys/finish?name=key", `{"id":"AAAA","rawId":"AAAA","type":"public-key","response":{"clientDataJSON":"e30","attestationObject":"oA"}}`, csrf); status != http.StatusBadRequest || !strings.Contains(body, "does not verify") {
+		t.Errorf("finish with garbage: %d %s", status, body)
+	}
+	if status, _ := post("/passkeys/finish?name=key", "{}", csrf); status != http.StatusConflict {
+		t.Errorf("a second answer to one ceremony: %d", status)
+	}
+	if ps := f.n.Policy().Users["bob"].Passkeys; len(ps) != 0 || len(f.n.Policy().Proposals) != 0 {
+		t.Errorf("refused enrolments left passkeys %v or proposals %v", ps, f.n.Policy().Proposals)
+	}
+}

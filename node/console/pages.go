@@ -326,7 +326,9 @@ func (p *pages) requests(w http.ResponseWriter, r *http.Request, ss *session) {
 	var d struct {
 		Requests  []requestRow
 		Proposals []proposalRow
+		Passkey   bool // the session's user approves with a passkey
 	}
+	d.Passkey = usesPasskey(pol, ss.user)
 	ctx, cancel := p.ctx(r)
 	defer cancel()
 	exported := map[string]bool{}
@@ -373,8 +375,14 @@ func (p *pages) requests(w http.ResponseWriter, r *http.Request, ss *session) {
 		case !open:
 			status = "expired"
 		}
+		// An executed proposal shows the approvals it was executed with; an
+		// open one those that count now.
+		approvals := fmt.Sprintf("%d / %d", pol.CountApprovals(pr.Approvals, now, pr.Proposer), pol.ApprovalThreshold())
+		if !pr.Executed.IsZero() {
+			approvals = strconv.Itoa(len(pr.Approvals))
+		}
 		d.Proposals = append(d.Proposals, proposalRow{ID: id, Proposer: pr.Proposer, Change: change, Status: status, Expires: stamp(pr.Expires),
-			Approvals: fmt.Sprintf("%d / %d", pol.CountApprovals(pr.Approvals, now, pr.Proposer), pol.ApprovalThreshold()), Open: open})
+			Approvals: approvals, Open: open})
 	}
 	p.render(w, http.StatusOK, "requests", ss, ss.lang, d)
 }
@@ -420,21 +428,22 @@ func (p *pages) openRequest(w http.ResponseWriter, r *http.Request, ss *session)
 }
 
 // approve signs, with the session's key, an approval of exactly the
-// request or proposal the policy holds under the ID, and submits it.
+// request or proposal the policy holds under the ID, and submits it. A user
+// whose role approves with a passkey approves through approveBegin and
+// approveFinish instead (the page's script does it).
 func (p *pages) approve(w http.ResponseWriter, r *http.Request, ss *session) {
 	id := r.PathValue("id")
 	pol := p.policyOrFail(w, r, ss)
 	if pol == nil {
 		return
 	}
-	c := &policy.Command{}
-	switch {
-	case pol.Proposals[id] != nil:
-		c.Kind, c.Approval = policy.KindApproveProposal, &policy.Approval{Request: id, Digest: policy.ProposalDigest(pol.FederationID, pol.Proposals[id])}
-	case pol.Requests[id] != nil:
-		c.Kind, c.Approval = policy.KindApproveRequest, &policy.Approval{Request: id, Digest: policy.RequestDigest(pol.FederationID, pol.Requests[id])}
-	default:
-		p.fail(w, http.StatusNotFound, ss, fmt.Errorf("no request or proposal %q", id))
+	c, err := approvalCommand(pol, id)
+	if err != nil {
+		p.fail(w, http.StatusNotFound, ss, err)
+		return
+	}
+	if pol.ApprovalNeedsPasskey(ss.user) != nil {
+		p.fail(w, http.StatusForbidden, ss, fmt.Errorf("role %s approves with a passkey: the Approve button asks for it, and needs the page's script", pol.Users[ss.user].Role))
 		return
 	}
 	p.submit(w, r, ss, pol, c, "flash.approved", id)
