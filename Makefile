@@ -116,9 +116,13 @@ bench:
 	$(GO) run ./cmd/benchreport -ratio AuditQuery/scan=AuditQuery/read-lines:ms/query < bin/bench-audit.out
 	@echo "(AuditQuery/scan: lines that cannot match are skipped unread, the rest decoded with their hash checked and matched; the answer: 300 live views of one camera)"
 	@echo
-	@echo "Console: the overview page of a federation of 50 sites (100 cameras) from a logged-in session, beside fetching its data from the node's API:"
+	@echo "Console: the overview page of a federation of 50 sites (100 cameras) from a logged-in session, as HTML and loaded in Chromium, beside fetching its data from the node's API;"
+	@echo "live view: the delay from the camera's capture to the frame Chromium presents in the console's tile, beside the same stream to custos live:"
 	$(GO) test -run '^$$' -bench 'ConsoleOverview' -count=3 ./node/console/ | tee bin/bench-console.out
-	$(GO) run ./cmd/benchreport -ratio ConsoleOverview/page=ConsoleOverview/fetch:ms/page < bin/bench-console.out
+	$(GO) test -run '^$$' -bench 'ConsoleLiveDelay' -benchtime=1x -count=3 -timeout 20m ./node/console/ | tee -a bin/bench-console.out
+	$(GO) run ./cmd/benchreport -ratio ConsoleOverview/page=ConsoleOverview/fetch:ms/page -ratio ConsoleOverview/browser=ConsoleOverview/fetch:ms/page \
+	  -ratio ConsoleLiveDelay/browser=ConsoleLiveDelay/cli:p50-ms -ratio ConsoleLiveDelay/browser=ConsoleLiveDelay/cli:p99-ms < bin/bench-console.out
+	@echo "(ConsoleLiveDelay: ms from capture on the store to the frame presented in the browser (requestVideoFrameCallback) or handed to custos live, after a 3 s warm-up)"
 	@echo
 	@echo "How many 4 Mbit/s cameras one store sustains (paced synthetic sources, one store, fsync; behind=1 means it fell behind):"
 	CUSTOS_CAPACITY_CAMERAS=$(CAPACITY_CAMERAS) $(GO) test -run '^$$' -bench StoreCapacity -benchtime=1x -timeout 30m ./media/ | tee bin/bench-capacity.out

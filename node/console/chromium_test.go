@@ -1,7 +1,9 @@
 package console
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 	"github.com/custos-cctv/custos/media/ts"
 	"github.com/custos-cctv/custos/node"
 	"github.com/custos-cctv/custos/node/internal/nodetest"
+	"github.com/custos-cctv/custos/node/live"
 	"github.com/custos-cctv/custos/node/recording"
 	"github.com/custos-cctv/custos/policy"
 )
@@ -21,13 +24,38 @@ import (
 // artefacts is where the browser tests leave their screenshots:
 // $CUSTOS_ARTEFACTS when set (CI keeps them), else the test's temporary
 // directory.
-func artefacts(t *testing.T) string {
+func artefacts(t testing.TB) string {
 	if d := os.Getenv("CUSTOS_ARTEFACTS"); d != "" {
 		if err := os.MkdirAll(d, 0o755); err == nil {
 			return d
 		}
 	}
 	return t.TempDir()
+}
+
+// waitRecording waits until store records its cameras (a live view asked
+// for sooner is refused: the camera is not recording yet).
+func waitRecording(t testing.TB, store *node.Node) {
+	t.Helper()
+	nodetest.WaitTrue(t, 60*time.Second, "the store to record", func() bool {
+		s, err := store.Status()
+		return err == nil && s.Recording != nil && len(s.Recording.Cameras) > 0 && s.Recording.Cameras[0].Frames > 30
+	})
+}
+
+// h265Stream is a second of H.265 in MPEG-TS (stream type 0x24) from
+// ffmpeg with libx265.
+func h265Stream(t testing.TB) []byte {
+	t.Helper()
+	cmd := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
+		"-t", "1", "-c:v", "libx265", "-x265-params", "log-level=error", "-f", "mpegts", "pipe:1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Skipf("no H.265 from ffmpeg (apt-get install ffmpeg): %v %s", err, stderr.String())
+	}
+	return out
 }
 
 // TestConsoleInChromium: Debian's Chromium, headless, logs in with the
@@ -37,14 +65,14 @@ func artefacts(t *testing.T) string {
 // journal; a screenshot of each page is kept.
 // chromium is a headless Debian Chromium for one test, driven by chromedp.
 type chromium struct {
-	t     *testing.T
+	t     testing.TB
 	ctx   context.Context
 	shots string
 }
 
 // startChromium starts Chromium, or skips the test where it is not
 // installed; it stops with ctx.
-func startChromium(t *testing.T, ctx context.Context) *chromium {
+func startChromium(t testing.TB, ctx context.Context) *chromium {
 	t.Helper()
 	path := ""
 	for _, name := range []string{"chromium", "chromium-browser"} {
@@ -75,6 +103,8 @@ func startChromium(t *testing.T, ctx context.Context) *chromium {
 // shot keeps a screenshot of the page as console-NAME.png.
 func (c *chromium) shot(name string) {
 	c.t.Helper()
+	// Not while a page is still loading: it has no size yet.
+	chromedp.Run(c.ctx, chromedp.Poll[chromedp.Void](`document.readyState === "complete" && document.documentElement.scrollWidth > 0`, chromedp.WithPollingTimeout(10*time.Second)))
 	png, err := chromedp.Run(c.ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		c.t.Errorf("screenshot %s: %v", name, err)
@@ -113,11 +143,23 @@ func TestConsoleInChromium(t *testing.T) {
 	defer cancel()
 	br := startChromium(t, ctx)
 	f := startFed(t)
-	f.join(t, ctx, node.InviteSpec{Role: policy.RoleStore, Name: "store", Site: "praha-1"},
-		&recording.Config{Segment: ts.Config{Target: time.Second}, MinFree: -1})
+	waitRecording(t, f.join(t, ctx, node.InviteSpec{Role: policy.RoleStore, Name: "store", Site: "praha-1"},
+		&recording.Config{Segment: ts.Config{Target: time.Second}, MinFree: -1}))
 	f.submit(t, ctx, &policy.Command{Kind: policy.KindAddGrant, Grant: &policy.Grant{ID: "g-desk", Subject: policy.Subject{Kind: "node", Name: "dc-a"},
 		Actions: []policy.Action{policy.ActLive}, Selector: "praha-1/*", Purpose: "guard desk", Window: policy.Window{Until: time.Now().Add(time.Hour)}}})
-	s := startConsole(t, f, "alice", 0)
+	// brno-1/yard is an H.265 camera, as ffmpeg with libx265 writes one
+	// (at a site with no store, so nothing records it).
+	f.submit(t, ctx, &policy.Command{Kind: policy.KindAddSite, Site: &policy.Site{Name: "brno-1", Jurisdiction: "EU"}})
+	f.submit(t, ctx, &policy.Command{Kind: policy.KindAddCamera, Camera: &policy.Camera{Site: "brno-1", Name: "yard", Source: "synthetic:",
+		Purpose: "theft prevention", LegalBasis: "legitimate interest", Retention: 72 * time.Hour}})
+	h265 := h265Stream(t)
+	s := startConsoleWith(t, f, "alice", Config{liveVia: func(ctx context.Context, dir, camera string, out io.Writer) (live.Result, error) {
+		if camera == "brno-1/yard" {
+			_, err := out.Write(h265)
+			return live.Result{Camera: camera}, err
+		}
+		return node.LiveVia(ctx, dir, camera, out)
+	}})
 	bctx, text, shot, shots := br.ctx, br.text, br.shot, br.shots
 
 	if err := chromedp.Do(bctx, chromedp.Navigate(s.URL()+"/"), chromedp.SendKeys(chromedp.ID("passphrase"), pass), chromedp.Click(chromedp.ID("login")),
@@ -133,7 +175,7 @@ func TestConsoleInChromium(t *testing.T) {
 	if err := chromedp.Do(bctx, chromedp.Navigate(s.URL()+"/live?camera=praha-1/entrance")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := chromedp.Run(bctx, chromedp.Poll[chromedp.Void](`document.querySelector("video").videoWidth > 0`, chromedp.WithPollingTimeout(30*time.Second))); err != nil {
+	if _, err := chromedp.Run(bctx, chromedp.Poll[chromedp.Void](`document.querySelector("video").videoWidth > 16`, chromedp.WithPollingTimeout(30*time.Second))); err != nil {
 		t.Fatalf("the live tile never showed a frame: %v; tile says %q", err, text(`document.querySelector(".live-state").textContent`))
 	}
 	now := func() (float64, time.Time) {
@@ -157,6 +199,21 @@ func TestConsoleInChromium(t *testing.T) {
 		t.Errorf("video width %s", w)
 	}
 	shot("live")
+
+	// An H.265 camera's tile says why it does not play, beside a playing one.
+	br.do("H.265 tile", chromedp.Navigate(s.URL()+"/live?camera=praha-1/entrance&camera=brno-1/yard"))
+	var note string
+	nodetest.WaitTrue(t, 20*time.Second, "the H.265 tile's note", func() bool {
+		note = text(`document.querySelector('video[data-camera="brno-1/yard"]').closest("figure").querySelector(".live-state").textContent`)
+		return strings.Contains(note, "H.265")
+	})
+	if note != "H.265 is not playable in the browser; watch it with custos live" {
+		t.Errorf("the H.265 tile says %q", note)
+	}
+	if _, err := chromedp.Run(bctx, chromedp.Poll[chromedp.Void](`document.querySelector('video[data-camera="praha-1/entrance"]').videoWidth > 16`, chromedp.WithPollingTimeout(30*time.Second))); err != nil {
+		t.Errorf("the H.264 tile beside it never showed a frame: %v", err)
+	}
+	shot("live-h265")
 
 	// An installer's invite, its QR code shown.
 	until := time.Now().Add(2 * time.Hour).Format("2006-01-02T15:04")

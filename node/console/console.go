@@ -30,6 +30,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/http"
@@ -44,6 +45,8 @@ import (
 	"github.com/go-webauthn/webauthn/webauthn"
 
 	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/node"
+	"github.com/custos-cctv/custos/node/live"
 )
 
 // Config configures a console.
@@ -59,6 +62,10 @@ type Config struct {
 	// plays (default DIR/exports).
 	Exports string
 	Logf    func(format string, a ...any)
+
+	// liveVia is where live tiles read a camera's stream (node.LiveVia);
+	// tests put a camera of another codec there.
+	liveVia func(ctx context.Context, dir, camera string, out io.Writer) (live.Result, error)
 }
 
 // Defaults.
@@ -137,6 +144,9 @@ func Start(cfg Config) (*Server, error) {
 	}
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
+	}
+	if cfg.liveVia == nil {
+		cfg.liveVia = node.LiveVia
 	}
 	if cfg.Exports == "" {
 		cfg.Exports = filepath.Join(cfg.Dir, "exports")

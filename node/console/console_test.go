@@ -184,7 +184,15 @@ func (b *browser) login(t testing.TB) {
 
 func startConsole(t testing.TB, f *fed, user string, idle time.Duration) *Server {
 	t.Helper()
-	s, err := Start(Config{Dir: f.dir, KeyFile: f.keyOf[user], Listen: netip.MustParseAddrPort("127.0.0.1:0"), Idle: idle, Logf: t.Logf})
+	return startConsoleWith(t, f, user, Config{Idle: idle})
+}
+
+// startConsoleWith starts a console as user on f's node with cfg's other
+// settings.
+func startConsoleWith(t testing.TB, f *fed, user string, cfg Config) *Server {
+	t.Helper()
+	cfg.Dir, cfg.KeyFile, cfg.Listen, cfg.Logf = f.dir, f.keyOf[user], netip.MustParseAddrPort("127.0.0.1:0"), t.Logf
+	s, err := Start(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/custos-cctv/custos/node"
 	"github.com/custos-cctv/custos/node/console/rtc"
 )
 
@@ -153,19 +152,33 @@ func (s *Server) startLive(ss *session, camera, offer string) (*livePeer, string
 		defer cancel()
 		defer peer.Close()
 		pr, pw := io.Pipe()
+		viaErr := make(chan error, 1)
 		go func() {
-			res, err := node.LiveVia(ctx, s.cfg.Dir, camera, pw)
+			res, err := s.cfg.liveVia(ctx, s.cfg.Dir, camera, pw)
 			if err == nil && res.Ended != "" {
 				err = errors.New("the store ended the stream: " + res.Ended)
 			}
+			viaErr <- err
 			pw.CloseWithError(cmpErr(err, io.EOF))
 		}()
 		l.set("playing", "")
 		err := peer.Feed(ctx, pr)
 		pr.Close()
+		// Why the node's stream ended says more to the viewer than the
+		// demuxer's read error it caused.
+		select {
+		case verr := <-viaErr:
+			if verr != nil && !errors.Is(err, rtc.ErrNotPlayable) {
+				err = verr
+			}
+		default:
+		}
 		msg := ""
 		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, rtc.ErrClosed) {
 			msg = err.Error()
+		}
+		if msg != "" {
+			s.cfg.Logf("console: live view of %s ended: %s", camera, msg)
 		}
 		l.set("ended", msg)
 	}()

@@ -187,6 +187,7 @@ func (p *Peer) send(f frame) error {
 	if werr != nil {
 		return werr
 	}
+	p.last.Store(&sentStamp{pts: f.pts, rtp: tx.rtpTS})
 	p.frames.Add(1)
 	p.bytes.Add(uint64(len(f.data)))
 	return nil

@@ -82,6 +82,19 @@ type Stats struct {
 	Skipped uint64 // access units skipped before the browser connected and a key frame came, or damaged
 	PLI     uint64 // the browser's picture loss indications: it waits for the camera's next key frame
 	Refused uint64 // sends to an address that is not loopback, refused (pion's filters should leave none)
+	// LastPTS and LastRTP are the last access unit sent: its 90 kHz PTS
+	// (the camera's clock) and its RTP timestamp, as one pair. RTP
+	// timestamps advance by the PTS steps, so the pair maps a frame the
+	// browser reports (requestVideoFrameCallback's rtpTimestamp) back to
+	// the camera's time: how the delay to the browser is measured.
+	LastPTS uint64
+	LastRTP uint32
+}
+
+// sentStamp is the PTS and RTP timestamp of the last access unit sent.
+type sentStamp struct {
+	pts uint64
+	rtp uint32
 }
 
 // Peer is one browser's WebRTC connection carrying one camera's video.
@@ -107,6 +120,7 @@ type Peer struct {
 	beforeSend func(pts uint64, rtpTS uint32)
 
 	frames, bytes, dropped, skipped, pli, refused atomic.Uint64
+	last                                          atomic.Pointer[sentStamp]
 }
 
 // h264Profiles are the H.264 formats a Peer accepts, all in
@@ -344,7 +358,7 @@ func answerSendsH264(answer string) error {
 
 // Stats returns what the Peer has done so far.
 func (p *Peer) Stats() Stats {
-	return Stats{
+	st := Stats{
 		Frames:  p.frames.Load(),
 		Bytes:   p.bytes.Load(),
 		Dropped: p.dropped.Load(),
@@ -352,6 +366,10 @@ func (p *Peer) Stats() Stats {
 		PLI:     p.pli.Load(),
 		Refused: p.refused.Load(),
 	}
+	if l := p.last.Load(); l != nil {
+		st.LastPTS, st.LastRTP = l.pts, l.rtp
+	}
+	return st
 }
 
 // Close ends the connection; a Feed running returns ErrClosed. It may be

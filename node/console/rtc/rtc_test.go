@@ -135,6 +135,10 @@ func TestBrowserGetsClip(t *testing.T) {
 	if st.Frames != uint64(len(out)) || st.Dropped != 0 || st.Skipped != 0 || st.Refused != 0 {
 		t.Errorf("stats %+v, want %d frames sent, none dropped, skipped or refused", st, len(out))
 	}
+	// The last pair maps RTP time back to the camera's: the last frame.
+	if last := out[len(out)-1]; st.LastPTS != ts.PTS(last.f.Time) || st.LastRTP != got[0].ts+uint32(len(out)-1)*step {
+		t.Errorf("last sent PTS %d RTP %d, want %d and %d", st.LastPTS, st.LastRTP, ts.PTS(last.f.Time), got[0].ts+uint32(len(out)-1)*step)
+	}
 	t.Logf("delay Feed write -> client receipt over %d frames: p50 %v, p99 %v, max %v",
 		len(delays), percentile(delays, 50), percentile(delays, 99), percentile(delays, 100))
 }

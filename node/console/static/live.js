@@ -1,7 +1,7 @@
 // Live tiles: one WebRTC connection per camera, offered to the console
 // (POST /live/offer) with every candidate gathered first, so one exchange
 // does. The console answers with the camera's H.264, passed through. Each
-// tile then asks every two seconds how its stream is, to say why it ended.
+// tile then asks every second how its stream is, to say why it ended.
 "use strict";
 (() => {
   const meta = document.querySelector('meta[name="csrf"]');
@@ -27,18 +27,24 @@
     });
     if (!resp.ok) { say(tile, await resp.text()); pc.close(); return; }
     const answer = await resp.json();
-    await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
-    video.addEventListener("playing", () => say(tile, tile.dataset.playing || "▶"), { once: true });
+    // The console may end the stream at once (a codec the browser cannot
+    // play): ask how it is from the start, whatever the connection does.
+    let ended = false;
     const poll = setInterval(async () => {
-      const r = await fetch("/live/" + answer.id, { headers: { "X-CSRF-Token": csrf } });
-      if (!r.ok) { clearInterval(poll); return; }
-      const st = await r.json();
-      if (st.state === "ended") {
-        clearInterval(poll);
-        say(tile, st.error || "■");
-        pc.close();
-      }
-    }, 2000);
+      try {
+        const r = await fetch("/live/" + answer.id, { headers: { "X-CSRF-Token": csrf } });
+        if (!r.ok) { clearInterval(poll); say(tile, await r.text()); return; }
+        const st = await r.json();
+        if (st.state === "ended") {
+          ended = true;
+          clearInterval(poll);
+          say(tile, st.error || "■");
+          pc.close();
+        }
+      } catch (e) { /* the next tick asks again */ }
+    }, 1000);
+    video.addEventListener("playing", () => { if (!ended) say(tile, tile.dataset.playing || "▶"); }, { once: true });
+    await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
   }
 
   for (const v of document.querySelectorAll("video[data-camera]")) {
