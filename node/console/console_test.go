@@ -518,3 +518,44 @@ func TestConsolePasskeyRefusals(t *testing.T) {
 		t.Errorf("refused enrolments left passkeys %v or proposals %v", ps, f.n.Policy().Proposals)
 	}
 }
+
+// Markup in anything the policy holds comes out as text on every page: a
+// camera's purpose, a grant's purpose, a breach's description, a denial's
+// reason (in the audit journal) and a request's purpose. Names cannot
+// carry it at all: the policy refuses a site or camera named with markup.
+func TestConsoleEscapesEverywhere(t *testing.T) {
+	f := startFed(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const evil = `<script>alert(1)</script>`
+	const escaped = `&lt;script&gt;alert(1)&lt;/script&gt;`
+	for _, c := range []*policy.Command{
+		{Kind: policy.KindAddSite, Site: &policy.Site{Name: evil, Jurisdiction: "EU"}},
+		{Kind: policy.KindAddCamera, Camera: &policy.Camera{Site: "praha-1", Name: evil, Source: "synthetic:", Purpose: "p", LegalBasis: "b", Retention: time.Hour}},
+	} {
+		if res := f.submitAs(t, ctx, "alice", c); res.Applied {
+			t.Errorf("%s named with markup was applied", c.Kind)
+		}
+	}
+	f.submit(t, ctx, &policy.Command{Kind: policy.KindAddCamera, Camera: &policy.Camera{Site: "praha-1", Name: "till", Source: "synthetic:",
+		Purpose: evil, LegalBasis: "b", Retention: time.Hour}})
+	f.submit(t, ctx, &policy.Command{Kind: policy.KindAddGrant, Grant: &policy.Grant{ID: "g-1", Subject: policy.Subject{Kind: "user", Name: "vic"},
+		Actions: []policy.Action{policy.ActLive}, Selector: "praha-1/*", Purpose: evil, Window: policy.Window{Until: time.Now().Add(time.Hour)}}})
+	f.submit(t, ctx, &policy.Command{Kind: policy.KindOpenBreach, Breach: &policy.Breach{ID: "b-1", What: evil, Detected: time.Now().Add(-time.Hour)}})
+	f.submit(t, ctx, &policy.Command{Kind: policy.KindCreateRequest, Request: &policy.Request{ID: "e1", Action: policy.ActionErase,
+		Selector: "praha-1/entrance", From: time.Now().Add(-2 * time.Hour), To: time.Now().Add(-time.Hour), Purpose: evil, Expires: time.Now().Add(time.Hour)}})
+	b := newBrowser(t, startConsole(t, f, "bob", 0))
+	b.login(t)
+	if resp, page := b.do("POST", "/requests/e1/deny", url.Values{"csrf": {b.csrf("/requests")}, "reason": {evil}}, nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("deny: %s\n%s", resp.Status, page)
+	}
+	for _, path := range []string{"/cameras", "/grants", "/gdpr", "/requests", "/", "/audit?since=1h"} {
+		_, page := b.do("GET", path, nil, nil)
+		if strings.Contains(page, evil) {
+			t.Errorf("%s carries the markup unescaped", path)
+		}
+		if path != "/" && !strings.Contains(page, escaped) {
+			t.Errorf("%s does not show the text escaped:\n%s", path, page)
+		}
+	}
+}
