@@ -44,28 +44,27 @@ func (e *SegmentEncrypter) NewWriter(dst io.Writer) (io.WriteCloser, error) {
 
 // Encrypt writes plaintext to dst as one message.
 func (e *SegmentEncrypter) Encrypt(dst io.Writer, plaintext []byte) error {
-	w, err := e.NewWriter(dst)
+	msg, err := e.Append(nil, plaintext)
 	if err != nil {
 		return err
 	}
-	// go-crypto's packet writers buffer each Write whole and flush on the
-	// next one; feeding them pieces keeps their buffers small, which makes
-	// encryption several times faster than one big Write.
-	for p := plaintext; len(p) > 0; {
-		n := min(len(p), writePiece)
-		if _, err := w.Write(p[:n]); err != nil {
-			return fmt.Errorf("keys: encrypt segment: %w", err)
-		}
-		p = p[n:]
-	}
-	if err := w.Close(); err != nil {
-		return fmt.Errorf("keys: encrypt segment: %w", err)
-	}
-	return nil
+	_, err = dst.Write(msg)
+	return err
 }
 
-// writePiece is the size of the writes Encrypt makes (see there).
-const writePiece = 16 << 10
+// Append appends plaintext to dst as one message, in one pass over it
+// (seipd.go), and returns the extended slice; with room in dst for
+// SealedSize(len(plaintext)) it allocates nothing for the message.
+func (e *SegmentEncrypter) Append(dst, plaintext []byte) ([]byte, error) {
+	out, err := appendSealed(dst, e.sub, plaintext)
+	if err != nil {
+		return dst, fmt.Errorf("keys: encrypt segment: %w", err)
+	}
+	return out, nil
+}
+
+// SealedSize bounds the size of the message of n plaintext bytes.
+func SealedSize(n int) int { return pkeskLen + seipdLen(n) }
 
 // EncryptSegment writes plaintext to dst as one message to rec's key. To
 // encrypt many segments of one epoch, make a SegmentEncrypter once.

@@ -12,8 +12,10 @@ import (
 )
 
 // The one OpenPGP message shape Custos writes and reads (segments and key
-// shares alike), built from go-crypto's packet layer so that nothing is
-// negotiated:
+// shares alike), so that nothing is negotiated. The PKESK is go-crypto's;
+// a whole message's SEIPDv2 packet is written and read in one pass by
+// seipd.go (definite lengths), and a streamed one (NewWriter: partial
+// lengths) by go-crypto's packet layer:
 //
 //	PKESK v6 (X25519, recipient's v6 fingerprint)
 //	SEIPD v2 (AES-256, GCM, 64 KiB chunks: small buffers, fewer copies)
@@ -56,19 +58,7 @@ func sealWriter(dst io.Writer, to *packet.PublicKey) (io.WriteCloser, error) {
 
 // seal encrypts plaintext to the X25519 key to as one message.
 func seal(to *packet.PublicKey, plaintext []byte) ([]byte, error) {
-	var b bytes.Buffer
-	b.Grow(len(plaintext) + 256)
-	w, err := sealWriter(&b, to)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := w.Write(plaintext); err != nil {
-		return nil, err
-	}
-	if err := w.Close(); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
+	return appendSealed(nil, to, plaintext)
 }
 
 // open decrypts a message of the one accepted shape with priv (an X25519
@@ -92,6 +82,9 @@ func open(priv *packet.PrivateKey, msg []byte) ([]byte, error) {
 // nothing follows. The plaintext is returned only once every chunk tag and
 // the final tag have verified.
 func openBody(r *bytes.Reader, msg []byte, se *packet.SymmetricallyEncrypted, sessionKey []byte) ([]byte, error) {
+	if pt, ok, err := openSealed(msg, sessionKey); ok {
+		return pt, err
+	}
 	rc, err := se.Decrypt(se.Cipher, sessionKey)
 	if err != nil {
 		return nil, fmt.Errorf("%v: %w", err, ErrBadCiphertext)

@@ -1,7 +1,6 @@
 package media
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"time"
@@ -17,8 +16,8 @@ import (
 type writer struct {
 	r   *Recorder
 	ek  *keys.EpochKeys
-	cur *epoch       // the epoch of the last segment, its record stored
-	buf bytes.Buffer // ciphertext, reused from segment to segment
+	cur *epoch // the epoch of the last segment, its record stored
+	ct  []byte // ciphertext, reused from segment to segment
 
 	// The camera's custody chain: the next stored segment's sequence
 	// number and the hash of the last stored link. chained is false until
@@ -72,11 +71,12 @@ func (w *writer) put(seg *ts.Segment) (store.SegmentMeta, error) {
 	}
 	meta.EpochStart = ep.start
 
-	w.buf.Reset()
-	w.buf.Grow(len(seg.Data) + len(seg.Data)/64 + 4096) // AEAD chunk tags and headers
-	err = ep.enc.Encrypt(&w.buf, seg.Data)
-	// The plaintext is not needed any more. (go-crypto's buffers keep
-	// transient copies that only the garbage collector reclaims.)
+	if need := keys.SealedSize(len(seg.Data)); cap(w.ct) < need {
+		w.ct = make([]byte, 0, need+need/8) // room for a somewhat larger next segment
+	}
+	w.ct, err = ep.enc.Append(w.ct[:0], seg.Data)
+	// The plaintext is not needed any more; the sealer keeps no copy of it
+	// (the first chunk is assembled in the output and sealed in place).
 	clear(seg.Data)
 	if err != nil {
 		return meta, fmt.Errorf("media: record %s: encrypt segment %s: %w", camera, stamp(seg.Start), err)
@@ -87,7 +87,7 @@ func (w *writer) put(seg *ts.Segment) (store.SegmentMeta, error) {
 	sealed, link, err := keys.SealSegment(w.r.cfg.Signer, keys.SegmentLink{
 		Camera: camera, EpochStart: ep.start, EpochHash: ep.hash,
 		Seq: w.seq, Start: seg.Start, End: seg.End, Prev: w.prev,
-	}, w.buf.Bytes())
+	}, w.ct)
 	if err != nil {
 		return meta, fmt.Errorf("media: record %s: seal segment %s: %w", camera, stamp(seg.Start), err)
 	}

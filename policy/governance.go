@@ -481,3 +481,32 @@ func (s *State) pruneProposals() {
 		}
 	}
 }
+
+// Describe is one line saying what a governance command does, for the
+// people who approve it: whose user, node, invite or passkey, and the
+// passkey's name, RP ID and credential ID.
+func (c *Command) Describe() string {
+	if c == nil {
+		return "?"
+	}
+	switch {
+	case c.User != nil:
+		return fmt.Sprintf("%s %s (role %s, key %s)", c.Kind, c.User.Name, c.User.Role, c.User.Fingerprint)
+	case c.Node != nil:
+		return fmt.Sprintf("%s %s (role %s)", c.Kind, c.Node.Name, c.Node.Role)
+	case c.Invite != nil:
+		return fmt.Sprintf("%s for %s %s", c.Kind, c.Invite.Role, c.Invite.Name)
+	case c.Kind == KindSetThreshold:
+		return fmt.Sprintf("%s to %d", c.Kind, c.Threshold)
+	case c.PasskeyChange != nil && c.PasskeyChange.Passkey != nil:
+		p := c.PasskeyChange.Passkey
+		return fmt.Sprintf("%s for %s: %q (RP ID %s, id %s)", c.Kind, c.PasskeyChange.User, p.Name, p.RPID, PasskeyIDText(p.ID))
+	case c.PasskeyChange != nil:
+		return fmt.Sprintf("%s of %s: id %s", c.Kind, c.PasskeyChange.User, PasskeyIDText(c.PasskeyChange.ID))
+	case c.PasskeyRequirement != nil:
+		return fmt.Sprintf("%s of roles %v", c.Kind, c.PasskeyRequirement.Roles)
+	case c.Name != "":
+		return c.Kind + " " + c.Name
+	}
+	return c.Kind
+}

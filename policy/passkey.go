@@ -167,6 +167,19 @@ func NewPasskey(user string, id, coseKey []byte, alg int, rpID, name string, cou
 	return &Command{Kind: KindAddPasskey, PasskeyChange: &PasskeyChange{User: user, Passkey: p}}, nil
 }
 
+// PasskeyAlgorithm is the COSE algorithm (label 3) of a passkey's public
+// key, as the key itself says, for NewPasskey.
+func PasskeyAlgorithm(key []byte) (int, error) {
+	if len(key) == 0 || len(key) > MaxCOSEKey {
+		return 0, fmt.Errorf("COSE key of %d bytes: want 1 to %d", len(key), MaxCOSEKey)
+	}
+	var k coseKey
+	if err := coseDecMode.Unmarshal(key, &k); err != nil {
+		return 0, fmt.Errorf("COSE key does not parse: %v", err)
+	}
+	return int(k.Alg), nil
+}
+
 // NewPasskeyRemoval builds the user.passkey.remove command of user's
 // passkey with credential ID id.
 func NewPasskeyRemoval(user string, id []byte) *Command {

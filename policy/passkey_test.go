@@ -563,3 +563,22 @@ func FuzzVerifyAssertion(f *testing.F) {
 		}
 	})
 }
+
+// The algorithm comes from the key itself.
+func TestPasskeyAlgorithm(t *testing.T) {
+	for name, c := range map[string]struct {
+		key  []byte
+		want int
+		err  bool
+	}{
+		"ES256":   {newAuthenticator(t, "localhost").cose(t), AlgES256, false},
+		"EdDSA":   {newEdAuthenticator(t, "localhost").cose(t), AlgEdDSA, false},
+		"garbage": {[]byte{0xff, 0x00}, 0, true},
+		"empty":   {nil, 0, true},
+		"huge":    {make([]byte, MaxCOSEKey+1), 0, true},
+	} {
+		if got, err := PasskeyAlgorithm(c.key); got != c.want || (err != nil) != c.err {
+			t.Errorf("%s: %d %v", name, got, err)
+		}
+	}
+}

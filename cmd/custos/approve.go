@@ -108,7 +108,7 @@ func approvalOf(st *policy.State, id string, now time.Time) (approval, error) {
 		return approval{st: st, kind: policy.KindApproveProposal, digest: row.Digest, what: "proposal", id: id,
 			rows: [][2]string{
 				{"proposer", p.Proposer},
-				{"change", describeChange(row.Command)},
+				{"change", row.Command.Describe()},
 				{"status", row.Status},
 				{"expires", stamp(p.Expires)},
 			},

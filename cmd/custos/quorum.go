@@ -134,36 +134,9 @@ func runProposals(ctx context.Context, args []string, stdout io.Writer) error {
 	fmt.Fprintln(tw, "PROPOSAL\tSTATUS\tAPPROVALS\tPROPOSER\tCHANGE\tEXPIRES")
 	for _, r := range rows {
 		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\t%s\n", r.ID, r.Status, r.Counted, r.Threshold, r.Proposer,
-			describeChange(r.Command), stamp(r.Expires))
+			r.Command.Describe(), stamp(r.Expires))
 	}
 	return tw.Flush()
-}
-
-// describeChange is one line saying what a governance command does.
-func describeChange(c *policy.Command) string {
-	if c == nil {
-		return "?"
-	}
-	switch {
-	case c.User != nil:
-		return fmt.Sprintf("%s %s (role %s, key %s)", c.Kind, c.User.Name, c.User.Role, c.User.Fingerprint)
-	case c.Node != nil:
-		return fmt.Sprintf("%s %s (role %s)", c.Kind, c.Node.Name, c.Node.Role)
-	case c.Invite != nil:
-		return fmt.Sprintf("%s for %s %s", c.Kind, c.Invite.Role, c.Invite.Name)
-	case c.Kind == policy.KindSetThreshold:
-		return fmt.Sprintf("%s to %d", c.Kind, c.Threshold)
-	case c.PasskeyChange != nil && c.PasskeyChange.Passkey != nil:
-		p := c.PasskeyChange.Passkey
-		return fmt.Sprintf("%s for %s: %q (RP ID %s, id %s)", c.Kind, c.PasskeyChange.User, p.Name, p.RPID, policy.PasskeyIDText(p.ID))
-	case c.PasskeyChange != nil:
-		return fmt.Sprintf("%s of %s: id %s", c.Kind, c.PasskeyChange.User, policy.PasskeyIDText(c.PasskeyChange.ID))
-	case c.PasskeyRequirement != nil:
-		return fmt.Sprintf("%s of roles %v", c.Kind, c.PasskeyRequirement.Roles)
-	case c.Name != "":
-		return c.Kind + " " + c.Name
-	}
-	return c.Kind
 }
 
 // localProposal is proposal id from the local replica, or nil if there is

@@ -123,6 +123,16 @@ func (c *chromium) text(js string) string {
 	return v
 }
 
+// poll evaluates js, which gives a string, as a wait does: "" while the
+// page is between documents (a redirect under way) or js fails.
+func (c *chromium) poll(js string) string {
+	v, err := chromedp.Run(c.ctx, chromedp.Evaluate[string](js))
+	if err != nil {
+		return ""
+	}
+	return v
+}
+
 // do runs the steps, failing the test with the page's text if one fails.
 func (c *chromium) do(what string, steps ...chromedp.Action[chromedp.Void]) {
 	c.t.Helper()
@@ -204,7 +214,7 @@ func TestConsoleInChromium(t *testing.T) {
 	br.do("H.265 tile", chromedp.Navigate(s.URL()+"/live?camera=praha-1/entrance&camera=brno-1/yard"))
 	var note string
 	nodetest.WaitTrue(t, 20*time.Second, "the H.265 tile's note", func() bool {
-		note = text(`document.querySelector('video[data-camera="brno-1/yard"]').closest("figure").querySelector(".live-state").textContent`)
+		note = br.poll(`document.querySelector('video[data-camera="brno-1/yard"]').closest("figure").querySelector(".live-state").textContent`)
 		return strings.Contains(note, "H.265")
 	})
 	if note != "H.265 is not playable in the browser; watch it with custos live" {
@@ -243,7 +253,7 @@ func TestConsoleInChromium(t *testing.T) {
 	}
 	nodetest.WaitTrue(t, 10*time.Second, "the invite in the audit page", func() bool {
 		chromedp.Do(bctx, chromedp.Reload())
-		return strings.Contains(text(`document.getElementById("audit").innerText`), "invite.create")
+		return strings.Contains(br.poll(`document.getElementById("audit").innerText`), "invite.create")
 	})
 	shot("audit")
 	t.Logf("screenshots in %s", shots)

@@ -362,10 +362,7 @@ func (p *pages) requests(w http.ResponseWriter, r *http.Request, ss *session) {
 		pr := pol.Proposals[id]
 		change := "?"
 		if c, err := policy.DecodeCommand(pr.Body); err == nil {
-			change = c.Kind
-			if c.Name != "" {
-				change += " " + c.Name
-			}
+			change = c.Describe() // whose passkey, user or node: what an approver approves
 		}
 		open := pr.Executed.IsZero() && now.Before(pr.Expires)
 		status := "pending"

@@ -106,7 +106,7 @@ func TestConsolePasskeyInChromium(t *testing.T) {
 		br.do("enrol "+name, chromedp.Navigate(s.URL()+"/passkeys"), chromedp.SendKeys(chromedp.ID("passkey-name"), name), chromedp.Click(chromedp.ID("enrol")))
 		var said string
 		nodetest.WaitTrue(t, 20*time.Second, user+"'s enrolment answered", func() bool {
-			said = br.text(`(document.querySelector(".flash") || {}).textContent || document.getElementById("passkey-status").textContent`)
+			said = br.poll(`(document.querySelector(".flash") || {}).textContent || (document.getElementById("passkey-status") || {}).textContent || ""`)
 			return said != ""
 		})
 		if !strings.Contains(said, "proposed as p-") {
@@ -117,6 +117,11 @@ func TestConsolePasskeyInChromium(t *testing.T) {
 	pb := enrol(sb, "bob", "bob's laptop")
 	br.shot("passkeys")
 	pc := enrol(sc, "carol", "carol's phone")
+	// An approver sees whose passkey a proposal enrols, and which.
+	br.do("the proposals", chromedp.Navigate(sc.URL()+"/requests"))
+	if got := br.text(`document.getElementById("proposals").innerText`); !strings.Contains(got, `user.passkey.add for carol: "carol's phone" (RP ID localhost, id `) {
+		t.Errorf("the proposals table does not say what is enrolled:\n%s", got)
+	}
 	for _, a := range []struct{ user, id string }{{"alice", pb}, {"carol", pb}, {"alice", pc}, {"bob", pc}} {
 		if res := f.approveAs(t, ctx, a.user, a.id); !res.Applied {
 			t.Fatalf("%s approving %s: %s", a.user, a.id, res.Reason)
@@ -158,7 +163,7 @@ func TestConsolePasskeyInChromium(t *testing.T) {
 	br.do("approve e1", chromedp.Navigate(sb.URL()+"/requests"), chromedp.Click(chromedp.CSS(`#req-e1 button.approve`)))
 	var said string
 	nodetest.WaitTrue(t, 20*time.Second, "the approval answered", func() bool {
-		said = br.text(`(document.querySelector(".flash") || {}).textContent || (document.getElementById("passkey-status") || {}).textContent || ""`)
+		said = br.poll(`(document.querySelector(".flash") || {}).textContent || (document.getElementById("passkey-status") || {}).textContent || ""`)
 		return said != ""
 	})
 	if !strings.Contains(said, "with a passkey") {
@@ -175,6 +180,21 @@ func TestConsolePasskeyInChromium(t *testing.T) {
 	status, err := chromedp.Run(br.ctx, chromedp.Evaluate[string](`fetch("/requests/e2/approve", {method: "POST", body: new URLSearchParams({csrf: document.querySelector('meta[name="csrf"]').content})}).then(async r => r.status + " " + await r.text())`, chromedp.EvalAwaitPromise))
 	if err != nil || !strings.HasPrefix(status, "403") || !strings.Contains(status, "approves with a passkey") {
 		t.Errorf("a form approval without the passkey: %q %v", status, err)
+	}
+
+	// Two ceremonies for e2 (a second tab): the first one's answer is
+	// refused by the console before it signs anything.
+	twice, err := chromedp.Run(br.ctx, chromedp.Evaluate[string](`(async () => {
+		const csrf = document.querySelector('meta[name="csrf"]').content;
+		const begin = () => fetch("/requests/e2/passkey/begin", {method: "POST", headers: {"X-CSRF-Token": csrf}}).then(r => r.json());
+		const first = await begin();
+		await begin();
+		const cred = await navigator.credentials.get({publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(first.publicKey)});
+		const r = await fetch("/requests/e2/passkey/finish", {method: "POST", headers: {"X-CSRF-Token": csrf, "Content-Type": "application/json"}, body: JSON.stringify(cred.toJSON())});
+		return r.status + " " + await r.text();
+	})()`, chromedp.EvalAwaitPromise))
+	if err != nil || !strings.HasPrefix(twice, "409") || !strings.Contains(twice, "another approval") {
+		t.Errorf("the first of two ceremonies answered: %q %v", twice, err)
 	}
 
 	// An assertion made for the console's approval of e2, taken out of the

@@ -19,6 +19,7 @@ package console
 
 import (
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -202,7 +203,13 @@ func (p *pages) enrolFinish(w http.ResponseWriter, r *http.Request, ss *session)
 		jsonError(w, http.StatusBadRequest, fmt.Errorf("the passkey's registration does not verify: %s", webauthnError(err)))
 		return
 	}
-	c, err := policy.NewPasskey(ss.user, cred.ID, cred.PublicKey, int(cred.Attestation.PublicKeyAlgorithm), rpID, name, cred.Authenticator.SignCount)
+	// The algorithm as the key says it, not as the browser's JSON does.
+	alg, err := policy.PasskeyAlgorithm(cred.PublicKey)
+	if err != nil {
+		jsonError(w, http.StatusBadRequest, err)
+		return
+	}
+	c, err := policy.NewPasskey(ss.user, cred.ID, cred.PublicKey, alg, rpID, name, cred.Authenticator.SignCount)
 	if err != nil {
 		jsonError(w, http.StatusBadRequest, err)
 		return
@@ -318,7 +325,9 @@ func (p *pages) approveFinish(w http.ResponseWriter, r *http.Request, ss *sessio
 	id := r.PathValue("id")
 	p.s.mu.Lock()
 	pending := ss.approval
-	ss.approval = nil // one answer per ceremony
+	if pending != nil && pending.id == id {
+		ss.approval = nil // one answer per ceremony
+	}
 	p.s.mu.Unlock()
 	if pending == nil || pending.id != id || time.Now().After(pending.expires) {
 		jsonError(w, http.StatusConflict, fmt.Errorf("no approval of %q is under way (or it took too long): start again", id))
@@ -330,6 +339,13 @@ func (p *pages) approveFinish(w http.ResponseWriter, r *http.Request, ss *sessio
 		return
 	}
 	c := pending.cmd
+	// The console signs only the command the assertion was made for: an
+	// answer to an earlier ceremony (another tab started a new one since)
+	// is refused here, not signed for the replicas to refuse.
+	if want := base64.RawURLEncoding.EncodeToString(policy.ApprovalChallenge(pending.fid, c)); parsed.Response.CollectedClientData.Challenge != want {
+		jsonError(w, http.StatusConflict, errors.New("the passkey answered another approval than the one under way (was it started twice?): start again"))
+		return
+	}
 	c.Approval.Assertion = &policy.Assertion{Credential: parsed.RawID, AuthenticatorData: parsed.Raw.AssertionResponse.AuthenticatorData,
 		ClientDataJSON: parsed.Raw.AssertionResponse.ClientDataJSON, Signature: parsed.Raw.AssertionResponse.Signature}
 	env, err := node.SignPrepared(ss.key, pending.fid, c)
