@@ -37,8 +37,8 @@ package policy
 // how long audit entries are kept (auditretention.go); setting the alert
 // rules (alerts.go); closing a breach without notifying the supervisory
 // authority (breach.go); which roles approve with a passkey, enrolling an
-// admin's or approver's passkey, and removing the last passkey of one
-// whose role requires it (passkey.go). Sites, cameras, stores, admin nodes, installers,
+// admin's or approver's passkey, and removing a passkey of one whose role
+// requires it (passkey.go). Sites, cameras, stores, admin nodes, installers,
 // grants and viewer, auditor or helpdesk users stay single-admin: none of
 // them changes who can open footage or hold its keys (a grant gives live
 // view or a right to request, and every request still needs the quorum).
@@ -165,8 +165,11 @@ func (s *State) IsGovernance(c *Command) bool {
 		u := s.passkeyUser(c)
 		return u != nil && powerful(u.Role)
 	case KindRemovePasskey:
+		// While the role requires passkeys, an approval counts only with
+		// a passkey still enrolled: removing any of them withdraws
+		// approvals, which a stolen key file must not do alone.
 		u := s.passkeyUser(c)
-		return u != nil && powerful(u.Role) && s.PasskeyRequired(u.Role) && len(u.Passkeys) <= 1
+		return u != nil && powerful(u.Role) && s.PasskeyRequired(u.Role)
 	case KindAddUser:
 		return c.User != nil && powerful(c.User.Role)
 	case KindRevokeUser:

@@ -19,8 +19,8 @@ package policy
 //     governance: once the federation is sealed it is a proposal the quorum
 //     approves, or a stolen key file could enrol the thief's own passkey.
 //   - user.passkey.remove removes one, signed by that user or an admin;
-//     removing the last passkey of an admin or approver whose role requires
-//     one is governance.
+//     removing any passkey of an admin or approver whose role requires one
+//     is governance (it withdraws the approvals made with it).
 //   - passkey.require sets the roles that approve with a passkey; it is
 //     governance, and refused while it would leave fewer users able to
 //     approve than a proposer and a quorum.

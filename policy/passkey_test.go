@@ -317,8 +317,9 @@ func TestGovernanceWithPasskeys(t *testing.T) {
 	refused(t, f.s, f.users["alice"].sign(t, rm), "needs the quorum's approval")
 
 	// A second passkey for bob goes through the quorum, approved with
-	// passkeys; then bob removes the first himself, and his approval
-	// made with it stops counting.
+	// passkeys; then the quorum removes the first (bob alone cannot: that
+	// withdraws his approvals, which his stolen key file must not do), and
+	// his approval made with it stops counting.
 	second := newAuthenticator(t, "localhost")
 	add := cmd(KindAddPasskey, tc)
 	add.PasskeyChange = &PasskeyChange{User: "bob", Passkey: second.passkey(t, "bob's spare")}
@@ -336,7 +337,15 @@ func TestGovernanceWithPasskeys(t *testing.T) {
 	mustApply(t, f.s, f.approval(t, KindApproveRequest, "bob", f.auth["bob"], "r1", digest, gesture{}))
 	rm = NewPasskeyRemoval("bob", f.auth["bob"].id)
 	rm.ID, rm.Time = cmd("", tc).ID, tc
-	mustApply(t, f.s, f.users["bob"].sign(t, rm))
+	refused(t, f.s, f.users["bob"].sign(t, rm), "needs the quorum's approval")
+	env, id = f.proposal(t, "bob", rm, tc)
+	mustApply(t, f.s, env)
+	for _, by := range []string{"frank", "carol"} {
+		mustApply(t, f.s, f.approval(t, KindApproveProposal, by, f.auth[by], id, f.digest(id), gesture{}))
+	}
+	if len(f.s.Users["bob"].Passkeys) != 1 {
+		t.Fatal("the quorum did not remove bob's first passkey")
+	}
 	mustApply(t, f.s, f.approval(t, KindApproveRequest, "carol", f.auth["carol"], "r1", digest, gesture{}))
 	if st := f.s.RequestStatus(f.s.Requests["r1"], tc); st != RequestPending {
 		t.Fatalf("an approval made with a removed passkey still counts: %s", st)
