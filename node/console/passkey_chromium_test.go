@@ -245,4 +245,15 @@ func TestConsolePasskeyInChromium(t *testing.T) {
 		t.Errorf("the audit page lacks the approval:\n%s", a)
 	}
 	br.shot("audit-approval")
+
+	// bob removes his passkey from the page: with passkeys required of his
+	// role that is a proposal, and nothing is removed yet.
+	br.do("remove bob's passkey", chromedp.Navigate(sb.URL()+"/passkeys"), chromedp.Click(chromedp.CSS(`#passkeys button.remove`)))
+	nodetest.WaitTrue(t, 20*time.Second, "the removal answered", func() bool {
+		said = br.poll(`(document.querySelector(".flash") || document.getElementById("error") || {}).textContent || ""`)
+		return said != ""
+	})
+	if !strings.Contains(said, "Removing passkey \"bob's laptop\" proposed as p-") || len(f.n.Policy().Users["bob"].Passkeys) != 1 {
+		t.Errorf("removing bob's passkey: %q, %d passkeys", said, len(f.n.Policy().Users["bob"].Passkeys))
+	}
 }

@@ -264,7 +264,10 @@ func (p *pages) removePasskey(w http.ResponseWriter, r *http.Request, ss *sessio
 		return
 	}
 	p.s.mu.Lock()
-	ss.flash = fmt.Sprintf(tr(ss.lang, "flash.passkey.removed"), u.Passkeys[i].Name, proposal)
+	ss.flash = fmt.Sprintf(tr(ss.lang, "flash.passkey.removed"), u.Passkeys[i].Name)
+	if proposal != "" {
+		ss.flash = fmt.Sprintf(tr(ss.lang, "flash.passkey.remove.proposed"), u.Passkeys[i].Name, proposal)
+	}
 	p.s.mu.Unlock()
 	http.Redirect(w, r, "/passkeys", http.StatusSeeOther)
 }
