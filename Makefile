@@ -8,7 +8,7 @@ LDFLAGS := -X github.com/custos-cctv/custos/node.Version=$(VERSION)
 DEMO_FOR ?= 30s
 BENCH_COUNT ?= 5
 BENCH_TIME ?= 3s
-CAPACITY_CAMERAS ?= 50,100,150
+CAPACITY_CAMERAS ?= 100,150,200,250
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: all build test e2e demo bench lint fuzz clean
