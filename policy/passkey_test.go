@@ -320,15 +320,22 @@ func TestGovernanceWithPasskeys(t *testing.T) {
 	// passkeys; then the quorum removes the first (bob alone cannot: that
 	// withdraws his approvals, which his stolen key file must not do), and
 	// his approval made with it stops counting.
+	// byQuorum has proposer propose c, and frank and carol approve it
+	// with their passkeys.
+	byQuorum := func(proposer string, c *Command) {
+		t.Helper()
+		refused(t, f.s, f.users[proposer].sign(t, c), "needs the quorum's approval")
+		env, id := f.proposal(t, proposer, c, tc)
+		mustApply(t, f.s, env)
+		for _, by := range []string{"frank", "carol"} {
+			mustApply(t, f.s, f.approval(t, KindApproveProposal, by, f.auth[by], id, f.digest(id), gesture{}))
+		}
+	}
 	second := newAuthenticator(t, "localhost")
 	add := cmd(KindAddPasskey, tc)
 	add.PasskeyChange = &PasskeyChange{User: "bob", Passkey: second.passkey(t, "bob's spare")}
 	refused(t, f.s, f.users["bob"].sign(t, add), "needs the quorum's approval")
-	env, id = f.proposal(t, "alice", add, tc)
-	mustApply(t, f.s, env)
-	for _, by := range []string{"frank", "carol"} {
-		mustApply(t, f.s, f.approval(t, KindApproveProposal, by, f.auth[by], id, f.digest(id), gesture{}))
-	}
+	byQuorum("alice", add)
 	if len(f.s.Users["bob"].Passkeys) != 2 {
 		t.Fatal("the quorum did not enrol bob's second passkey")
 	}
@@ -337,12 +344,7 @@ func TestGovernanceWithPasskeys(t *testing.T) {
 	mustApply(t, f.s, f.approval(t, KindApproveRequest, "bob", f.auth["bob"], "r1", digest, gesture{}))
 	rm = NewPasskeyRemoval("bob", f.auth["bob"].id)
 	rm.ID, rm.Time = cmd("", tc).ID, tc
-	refused(t, f.s, f.users["bob"].sign(t, rm), "needs the quorum's approval")
-	env, id = f.proposal(t, "bob", rm, tc)
-	mustApply(t, f.s, env)
-	for _, by := range []string{"frank", "carol"} {
-		mustApply(t, f.s, f.approval(t, KindApproveProposal, by, f.auth[by], id, f.digest(id), gesture{}))
-	}
+	byQuorum("bob", rm)
 	if len(f.s.Users["bob"].Passkeys) != 1 {
 		t.Fatal("the quorum did not remove bob's first passkey")
 	}

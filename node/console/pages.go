@@ -468,21 +468,31 @@ func (p *pages) submit(w http.ResponseWriter, r *http.Request, ss *session, pol 
 		p.fail(w, http.StatusInternalServerError, ss, err)
 		return
 	}
-	ctx, cancel := p.ctx(r)
-	defer cancel()
-	res, err := node.SubmitVia(ctx, p.s.cfg.Dir, env)
-	if err != nil {
-		p.fail(w, http.StatusServiceUnavailable, ss, err)
-		return
-	}
-	if !res.Applied {
-		p.fail(w, http.StatusForbidden, ss, fmt.Errorf("refused by the policy: %s", res.Reason))
+	if status, err := p.applied(r, func(ctx context.Context) (node.ApplyResult, error) { return node.SubmitVia(ctx, p.s.cfg.Dir, env) }); err != nil {
+		p.fail(w, status, ss, err)
 		return
 	}
 	p.s.mu.Lock()
 	ss.flash = fmt.Sprintf(tr(ss.lang, flash), id, ss.user)
 	p.s.mu.Unlock()
 	http.Redirect(w, r, "/requests", http.StatusSeeOther)
+}
+
+// applied runs submit against the node and says how it went: nil when
+// the policy applied the command; else the status to answer with (503: the
+// node could not be asked; 403: the policy refused, its reason as it is)
+// and why.
+func (p *pages) applied(r *http.Request, submit func(context.Context) (node.ApplyResult, error)) (int, error) {
+	ctx, cancel := p.ctx(r)
+	defer cancel()
+	res, err := submit(ctx)
+	if err != nil {
+		return http.StatusServiceUnavailable, err
+	}
+	if !res.Applied {
+		return http.StatusForbidden, fmt.Errorf("refused by the policy: %s", res.Reason)
+	}
+	return 0, nil
 }
 
 type inviteData struct {

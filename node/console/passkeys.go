@@ -18,6 +18,7 @@ package console
 // role requires one, is refused whoever submits it.
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -214,15 +215,12 @@ func (p *pages) enrolFinish(w http.ResponseWriter, r *http.Request, ss *session)
 		jsonError(w, http.StatusBadRequest, err)
 		return
 	}
-	ctx, cancel := p.ctx(r)
-	defer cancel()
-	res, proposal, err := node.SubmitGoverned(ctx, p.s.cfg.Dir, pol, ss.key, ss.user, c)
-	if err != nil {
-		jsonError(w, http.StatusServiceUnavailable, err)
-		return
-	}
-	if !res.Applied {
-		jsonError(w, http.StatusForbidden, fmt.Errorf("refused by the policy: %s", res.Reason))
+	var proposal string
+	if status, err := p.applied(r, func(ctx context.Context) (res node.ApplyResult, err error) {
+		res, proposal, err = node.SubmitGoverned(ctx, p.s.cfg.Dir, pol, ss.key, ss.user, c)
+		return res, err
+	}); err != nil {
+		jsonError(w, status, err)
 		return
 	}
 	msg := fmt.Sprintf(tr(ss.lang, "flash.passkey"), name, ss.user)
@@ -252,15 +250,12 @@ func (p *pages) removePasskey(w http.ResponseWriter, r *http.Request, ss *sessio
 		p.fail(w, http.StatusNotFound, ss, fmt.Errorf("%s has no passkey %q", ss.user, id))
 		return
 	}
-	ctx, cancel := p.ctx(r)
-	defer cancel()
-	res, proposal, err := node.SubmitGoverned(ctx, p.s.cfg.Dir, pol, ss.key, ss.user, policy.NewPasskeyRemoval(ss.user, u.Passkeys[i].ID))
-	if err != nil {
-		p.fail(w, http.StatusServiceUnavailable, ss, err)
-		return
-	}
-	if !res.Applied {
-		p.fail(w, http.StatusForbidden, ss, fmt.Errorf("refused by the policy: %s", res.Reason))
+	var proposal string
+	if status, err := p.applied(r, func(ctx context.Context) (res node.ApplyResult, err error) {
+		res, proposal, err = node.SubmitGoverned(ctx, p.s.cfg.Dir, pol, ss.key, ss.user, policy.NewPasskeyRemoval(ss.user, u.Passkeys[i].ID))
+		return res, err
+	}); err != nil {
+		p.fail(w, status, ss, err)
 		return
 	}
 	p.s.mu.Lock()
@@ -356,15 +351,8 @@ func (p *pages) approveFinish(w http.ResponseWriter, r *http.Request, ss *sessio
 		jsonError(w, http.StatusInternalServerError, err)
 		return
 	}
-	ctx, cancel := p.ctx(r)
-	defer cancel()
-	res, err := node.SubmitVia(ctx, p.s.cfg.Dir, env)
-	if err != nil {
-		jsonError(w, http.StatusServiceUnavailable, err)
-		return
-	}
-	if !res.Applied {
-		jsonError(w, http.StatusForbidden, fmt.Errorf("refused by the policy: %s", res.Reason))
+	if status, err := p.applied(r, func(ctx context.Context) (node.ApplyResult, error) { return node.SubmitVia(ctx, p.s.cfg.Dir, env) }); err != nil {
+		jsonError(w, status, err)
 		return
 	}
 	p.s.mu.Lock()
