@@ -85,6 +85,12 @@ func openBody(r *bytes.Reader, msg []byte, se *packet.SymmetricallyEncrypted, se
 	if pt, ok, err := openSealed(msg, sessionKey); ok {
 		return pt, err
 	}
+	return openWithGoCrypto(r, msg, se, sessionKey)
+}
+
+// openWithGoCrypto is openBody through go-crypto's reader: for a streamed
+// message (partial lengths), and in tests for every shape.
+func openWithGoCrypto(r *bytes.Reader, msg []byte, se *packet.SymmetricallyEncrypted, sessionKey []byte) ([]byte, error) {
 	rc, err := se.Decrypt(se.Cipher, sessionKey)
 	if err != nil {
 		return nil, fmt.Errorf("%v: %w", err, ErrBadCiphertext)

@@ -25,9 +25,10 @@ import (
 // packets and has AES-GCM read each chunk straight from the plaintext and
 // write it straight into the output, leaving the first chunk (which starts
 // with the literal packet's header) as the only copy. The PKESK is still
-// go-crypto's, and every message is read back by go-crypto's reader
-// (open), whose accepted shape this one is: the same packets, the same
-// suite, the same 64 KiB chunks; only the lengths are definite.
+// go-crypto's. The shape is the one go-crypto's reader accepts (the same
+// packets, suite and 64 KiB chunks; only the lengths are definite), and the
+// tests decrypt the sealer's output with go-crypto's reader as well as with
+// openSealed.
 
 const (
 	seipdChunkByte = 10 // chunk size octet: 2^(10+6) = 64 KiB, as messageConfig
@@ -70,13 +71,41 @@ func literalHeader(n int) []byte {
 // seipdLen is the SEIPDv2 packet's size (header included) for a message
 // of n plaintext bytes, or -1 if it exceeds what one packet can say.
 func seipdLen(n int) int {
-	p := len(literalHeader(n)) + n
-	chunks := (p + seipdChunk - 1) / seipdChunk
-	body := 4 + seipdSaltLen + p + chunks*gcmTagLen + gcmTagLen
+	_, body := seipdBody(len(literalHeader(n)) + n)
 	if body > math.MaxUint32 {
 		return -1
 	}
 	return len(appendPacketLength([]byte{0xD2}, body)) + body
+}
+
+// seipdBody is the number of chunks and the body length of the SEIPDv2
+// packet of p plaintext octets (the literal packet, header included).
+func seipdBody(p int) (chunks, body int) {
+	chunks = (p + seipdChunk - 1) / seipdChunk
+	return chunks, 4 + seipdSaltLen + p + chunks*gcmTagLen + gcmTagLen
+}
+
+// seipdAEAD derives the message key and IV of a SEIPDv2 packet whose header
+// octets are prefix (RFC 9580 §5.13.2: HKDF-SHA256 of the session key with
+// the salt, the header as info) and returns its AES-256-GCM and the nonce
+// of chunk 0 (the IV, then a zero chunk index).
+func seipdAEAD(sessionKey, salt, prefix []byte) (cipher.AEAD, [gcmNonceLen]byte, error) {
+	var nonce [gcmNonceLen]byte
+	keyIV, err := hkdf.Key(sha256.New, sessionKey, salt, string(prefix), 32+gcmNonceLen-8)
+	if err != nil {
+		return nil, nonce, err
+	}
+	defer clear(keyIV)
+	block, err := aes.NewCipher(keyIV[:32])
+	if err != nil {
+		return nil, nonce, err
+	}
+	gcm, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, nonce, err
+	}
+	copy(nonce[:], keyIV[32:])
+	return gcm, nonce, nil
 }
 
 // appendSEIPD appends the SEIPDv2 packet (AES-256, GCM, 64 KiB chunks) of
@@ -89,28 +118,16 @@ func appendSEIPD(dst, sessionKey, salt, data []byte) ([]byte, error) {
 // by data (lit is at most a chunk: a literal packet's header).
 func appendSEIPDOf(dst, sessionKey, salt, lit, data []byte) ([]byte, error) {
 	p := len(lit) + len(data) // the encrypted plaintext: the literal packet
-	chunks := (p + seipdChunk - 1) / seipdChunk
-	body := 4 + seipdSaltLen + p + chunks*gcmTagLen + gcmTagLen
+	chunks, body := seipdBody(p)
 	if body > math.MaxUint32 {
 		return nil, errors.New("keys: seal: message too large for one packet")
 	}
 	// The header octets are the AEAD's associated data and the HKDF's info.
 	prefix := []byte{0xD2, 2, byte(gcmSuite.Cipher), byte(gcmSuite.Mode), seipdChunkByte}
-	keyIV, err := hkdf.Key(sha256.New, sessionKey, salt, string(prefix), 32+gcmNonceLen-8)
+	gcm, nonce, err := seipdAEAD(sessionKey, salt, prefix)
 	if err != nil {
 		return nil, err
 	}
-	defer clear(keyIV)
-	block, err := aes.NewCipher(keyIV[:32])
-	if err != nil {
-		return nil, err
-	}
-	gcm, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, err
-	}
-	var nonce [gcmNonceLen]byte
-	copy(nonce[:], keyIV[32:])
 
 	dst = appendPacketLength(append(dst, prefix[0]), body)
 	dst = append(dst, prefix[1:]...)
@@ -174,21 +191,10 @@ func openSealed(msg, sessionKey []byte) (pt []byte, ok bool, err error) {
 		return nil, false, nil
 	}
 	prefix := []byte{0xD2, body[0], body[1], body[2], body[3]}
-	keyIV, err := hkdf.Key(sha256.New, sessionKey, body[4:4+seipdSaltLen], string(prefix), 32+gcmNonceLen-8)
+	gcm, nonce, err := seipdAEAD(sessionKey, body[4:4+seipdSaltLen], prefix)
 	if err != nil {
 		return nil, true, err
 	}
-	defer clear(keyIV)
-	block, err := aes.NewCipher(keyIV[:32])
-	if err != nil {
-		return nil, true, err
-	}
-	gcm, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, true, err
-	}
-	var nonce [gcmNonceLen]byte
-	copy(nonce[:], keyIV[32:])
 
 	chunks := body[4+seipdSaltLen : len(body)-gcmTagLen]
 	finalTag := body[len(body)-gcmTagLen:]

@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"testing"
+
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
 )
 
 // The one-pass sealer writes what go-crypto's reader reads, at every chunk
@@ -16,9 +18,7 @@ func TestSealAtChunkEdges(t *testing.T) {
 	f := newFixture(t)
 	enc := mustEncrypter(t, f.rec)
 	k := epochKeyFor(t, f)
-	lit := len(literalHeader(seipdChunk))
-	for _, n := range []int{0, 1, 185, 186, 8000, seipdChunk - lit - 1, seipdChunk - lit, seipdChunk - lit + 1, seipdChunk,
-		2*seipdChunk - lit, 2 * seipdChunk, 500 << 10, 1<<20 + 3} {
+	for _, n := range edgeSizes() {
 		data := make([]byte, n)
 		rand.Read(data)
 		msg, err := enc.Append(nil, data)
@@ -53,6 +53,44 @@ func TestSealAtChunkEdges(t *testing.T) {
 	msg, _ := enc.Append(nil, data)
 	if _, err := decryptWith(k, msg[:len(msg)-gcmTagLen]); !errors.Is(err, ErrBadCiphertext) {
 		t.Errorf("without its final tag: %v", err)
+	}
+}
+
+// edgeSizes are plaintext sizes around the chunk edges: the literal header
+// fills the first chunk's start.
+func edgeSizes() []int {
+	lit := len(literalHeader(seipdChunk))
+	return []int{0, 1, 185, 186, 8000, seipdChunk - lit - 1, seipdChunk - lit, seipdChunk - lit + 1, seipdChunk,
+		2*seipdChunk - lit, 2 * seipdChunk, 500 << 10, 1<<20 + 3}
+}
+
+// go-crypto's reader, a second implementation, decrypts what the sealer
+// writes at every chunk edge, to the same plaintext as openSealed.
+func TestGoCryptoReadsTheSealer(t *testing.T) {
+	key := make([]byte, 32)
+	salt := make([]byte, seipdSaltLen)
+	for _, n := range edgeSizes() {
+		rand.Read(key)
+		rand.Read(salt)
+		data := make([]byte, n)
+		rand.Read(data)
+		msg, err := appendSEIPD(make([]byte, pkeskLen), key, salt, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := bytes.NewReader(msg[pkeskLen:])
+		p, err := packet.Read(r)
+		se, ok := p.(*packet.SymmetricallyEncrypted)
+		if err != nil || !ok || se.Version != 2 {
+			t.Fatalf("%d bytes: go-crypto reads %T %v", n, p, err)
+		}
+		got, err := openWithGoCrypto(r, msg, se, key)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("%d bytes: go-crypto's reader: %v (equal %v)", n, err, bytes.Equal(got, data))
+		}
+		if fast, ok, err := openSealed(msg, key); !ok || err != nil || !bytes.Equal(fast, data) {
+			t.Fatalf("%d bytes: openSealed: ok %v %v", n, ok, err)
+		}
 	}
 }
 

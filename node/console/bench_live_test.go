@@ -12,6 +12,7 @@ import (
 
 	"github.com/custos-cctv/custos/media/ts"
 	"github.com/custos-cctv/custos/node"
+	"github.com/custos-cctv/custos/node/console/rtc"
 	"github.com/custos-cctv/custos/node/recording"
 	"github.com/custos-cctv/custos/policy"
 )
@@ -156,24 +157,19 @@ func BenchmarkConsoleLiveDelay(b *testing.B) {
 	})
 }
 
-// playingTile is the stats of a live tile that is playing.
-func (s *Server) playingTile() (st struct {
-	LastPTS uint64
-	LastRTP uint32
-}, ok bool) {
+// playingTile is the stats of the newest live tile that is playing.
+func (s *Server) playingTile() (rtc.Stats, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, ss := range s.sessions {
-		for _, l := range slices.Backward(ss.live) { // the newest first
+		for _, l := range slices.Backward(ss.live) {
 			l.mu.Lock()
 			playing := l.state == "playing"
 			l.mu.Unlock()
 			if playing {
-				x := l.peer.Stats()
-				st.LastPTS, st.LastRTP = x.LastPTS, x.LastRTP
-				return st, true
+				return l.peer.Stats(), true
 			}
 		}
 	}
-	return st, false
+	return rtc.Stats{}, false
 }
