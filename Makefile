@@ -49,6 +49,8 @@ bench:
 	  -ratio MeshTCP=BaselineTsnetTCP \
 	  -ratio MeshQUIC=BaselineTsnetQUIC \
 	  -ratio MeshQUIC=BaselineQUICLoopback \
+	  -ratio MeshTCP=BaselineTsnetTCP:cpu-µs/Mbit \
+	  -ratio MeshQUIC=BaselineTsnetQUIC:cpu-µs/Mbit \
 	  < bin/bench.out
 	@echo
 	@echo "NAT: TCP inside the mesh over a datacenter's relay beside direct UDP; the relay server's CPU (in its own process) per Mbit relayed; time from two nodes' start to a direct path:"
@@ -82,13 +84,17 @@ bench:
 	$(GO) test -run '^$$' -bench 'EncryptSegment|DecryptSegment|RawAESGCM|NewEpochKey|Partial|Combine|SealSegment|VerifySealedSegment|Ed25519VerifyBaseline' -count=5 ./keys/ | tee bin/bench-media.out
 	$(GO) test -run '^$$' -bench 'Mux|Put|RecordPipeline' -count=3 ./media/ts/ ./media/store/ ./media/ | tee -a bin/bench-media.out
 	$(GO) test -run '^$$' -bench 'BenchmarkRelease$$' -benchtime=20x -count=3 -timeout 20m ./node/ | tee -a bin/bench-media.out
+	$(GO) test -run '^$$' -bench 'BenchmarkExport$$' -benchtime=1x -count=3 -timeout 30m ./node/ | tee -a bin/bench-media.out
 	$(GO) run ./cmd/benchreport -ratio EncryptSegment=RawAESGCM -ratio DecryptSegment=RawAESGCM -ratio Muxer=MuxAstits \
 	  -ratio Release=DecryptSegment \
+	  -ratio Export/1m=DecryptSegment:MB/s -ratio Export/1h=DecryptSegment:MB/s \
 	  -ratio Partial=DecryptSegment -ratio Combine=DecryptSegment \
 	  -ratio SealSegment=Ed25519VerifyBaseline:ns/op -ratio VerifySealedSegment=Ed25519VerifyBaseline:ns/op < bin/bench-media.out
 	@echo "(Release: p50/p99-ms from the last approval's commit to keys usable on the requester; MB/s: export, decrypt + remux, beside raw decryption;"
 	@echo " Partial: one custodian's answer for one segment; Combine: the requester's check of two answers and unwrap, both beside one segment's decryption;"
-	@echo " SealSegment, VerifySealedSegment: a store's seal on one segment and its check, beside one plain Ed25519 verification)"
+	@echo " SealSegment, VerifySealedSegment: a store's seal on one segment and its check, beside one plain Ed25519 verification;"
+	@echo " Export/1m, Export/1h: a request for the first minute or the whole of an hour of footage, exported on an admin node; MB/s over the"
+	@echo " whole export, custodians' answers included, decrypt-MB/s without them, beside one segment's decryption)"
 	@echo
 	@echo "Live view and replication: glass-to-glass latency over the mesh beside the store's in-process live hub; a 1 h backlog pulled by dc-a beside a plain mesh QUIC stream of the same bytes:"
 	$(GO) test -run '^$$' -bench 'LiveLatency' -benchtime=1x -count=3 -timeout 20m ./node/ | tee bin/bench-live.out

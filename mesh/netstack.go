@@ -7,12 +7,11 @@ import (
 	"os"
 	"sync"
 
+	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/tun"
-	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
-	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
@@ -28,19 +27,17 @@ import (
 // shutdown and draws a TCP reset is enough), a data race and a possible
 // "send on closed channel" panic. Here Close stops the stack and waits for
 // its goroutines before anything is torn down, and senders give up once the
-// device is closed. Owning the link is also where segmentation offload and
-// batching will go (see README, Performance).
+// device is closed. Owning the link is also what lets packets cross it in
+// batches, with segmentation offload both ways (link.go).
 //
 // The mesh is IPv6 only: one address, the node's mesh address.
 type netTUN struct {
-	ep       *channel.Endpoint
-	stack    *stack.Stack
-	notify   *channel.NotificationHandle
-	events   chan tun.Event
-	outbound chan *buffer.View // packets gVisor sends, for wireguard-go to encrypt
-	done     chan struct{}     // closed by Close
-	once     sync.Once
-	mtu      int
+	ep     *link
+	stack  *stack.Stack
+	events chan tun.Event
+	done   chan struct{} // closed by Close
+	once   sync.Once
+	mtu    int
 }
 
 const nicID = 1
@@ -51,17 +48,17 @@ func newNetTUN(addr netip.Addr, mtu int) (*netTUN, error) {
 	if !addr.Is6() {
 		return nil, fmt.Errorf("mesh: netstack address %v is not IPv6", addr)
 	}
+	done := make(chan struct{})
 	t := &netTUN{
-		ep: channel.New(1024, uint32(mtu), ""),
+		ep: newLink(uint32(mtu), done),
 		stack: stack.New(stack.Options{
 			NetworkProtocols:   []stack.NetworkProtocolFactory{ipv6.NewProtocol},
 			TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol6},
 			HandleLocal:        true,
 		}),
-		events:   make(chan tun.Event, 1),
-		outbound: make(chan *buffer.View),
-		done:     make(chan struct{}),
-		mtu:      mtu,
+		events: make(chan tun.Event, 1),
+		done:   done,
+		mtu:    mtu,
 	}
 	// SACK recovers from loss in one round trip instead of many; gVisor
 	// leaves it off by default.
@@ -77,7 +74,18 @@ func newNetTUN(addr netip.Addr, mtu int) (*netTUN, error) {
 	if err := t.stack.SetTransportProtocolOption(tcp.ProtocolNumber, &recovery); err != nil {
 		return nil, fmt.Errorf("mesh: netstack: disable RACK: %v", err)
 	}
-	t.notify = t.ep.AddNotify(t)
+	// Buffers as Tailscale sizes them: gVisor grows a connection's receive
+	// window up to Max as the reader keeps up (moderation, on by default),
+	// so a path with a large bandwidth-delay product is not capped by a
+	// 1 MiB window.
+	rcv := tcpip.TCPReceiveBufferSizeRangeOption{Min: tcp.MinBufferSize, Default: tcp.DefaultReceiveBufferSize, Max: 8 << 20}
+	if err := t.stack.SetTransportProtocolOption(tcp.ProtocolNumber, &rcv); err != nil {
+		return nil, fmt.Errorf("mesh: netstack: receive buffer: %v", err)
+	}
+	snd := tcpip.TCPSendBufferSizeRangeOption{Min: tcp.MinBufferSize, Default: tcp.DefaultSendBufferSize, Max: 6 << 20}
+	if err := t.stack.SetTransportProtocolOption(tcp.ProtocolNumber, &snd); err != nil {
+		return nil, fmt.Errorf("mesh: netstack: send buffer: %v", err)
+	}
 	if err := t.stack.CreateNIC(nicID, t.ep); err != nil {
 		return nil, fmt.Errorf("mesh: netstack: create NIC: %v", err)
 	}
@@ -95,54 +103,21 @@ func (t *netTUN) Name() (string, error)    { return "custos", nil }
 func (t *netTUN) File() *os.File           { return nil }
 func (t *netTUN) Events() <-chan tun.Event { return t.events }
 func (t *netTUN) MTU() (int, error)        { return t.mtu, nil }
-func (t *netTUN) BatchSize() int           { return 1 }
+func (t *netTUN) BatchSize() int           { return conn.IdealBatchSize }
 
-// Read hands wireguard-go the next packet gVisor sent.
+// Read hands wireguard-go a batch of the packets gVisor sent.
 func (t *netTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
-	select {
-	case v := <-t.outbound:
-		n, err := v.Read(bufs[0][offset:])
-		v.Release()
-		if err != nil {
-			return 0, err
-		}
-		sizes[0] = n
-		return 1, nil
-	case <-t.done:
+	n, ok := t.ep.read(bufs, sizes, offset)
+	if !ok {
 		return 0, os.ErrClosed
 	}
+	return n, nil
 }
 
-// Write gives gVisor the packets wireguard-go decrypted.
+// Write gives gVisor a batch of the packets wireguard-go decrypted.
 func (t *netTUN) Write(bufs [][]byte, offset int) (int, error) {
-	for _, b := range bufs {
-		p := b[offset:]
-		if len(p) == 0 {
-			continue
-		}
-		if p[0]>>4 != 6 {
-			continue // not IPv6: nothing in the mesh sends it
-		}
-		pkb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(p)})
-		t.ep.InjectInbound(header.IPv6ProtocolNumber, pkb)
-		pkb.DecRef()
-	}
+	t.ep.write(bufs, offset)
 	return len(bufs), nil
-}
-
-// WriteNotify is called by the channel endpoint when gVisor queued a packet.
-func (t *netTUN) WriteNotify() {
-	pkt := t.ep.Read()
-	if pkt == nil {
-		return
-	}
-	v := pkt.ToView()
-	pkt.DecRef()
-	select {
-	case t.outbound <- v:
-	case <-t.done:
-		v.Release()
-	}
 }
 
 // Close stops the stack and waits for its goroutines, then the endpoint.
@@ -152,8 +127,7 @@ func (t *netTUN) Close() error {
 		t.stack.RemoveNIC(nicID)
 		t.stack.Close()
 		t.stack.Wait()
-		t.ep.RemoveNotify(t.notify)
-		t.ep.Close()
+		t.ep.drain()
 		close(t.events)
 	})
 	return nil

@@ -11,8 +11,9 @@
 // loop over b.N itself.
 //
 // Results are reported as bytes per iteration with b.SetBytes (so `go test
-// -bench` prints MB/s) plus a custom "Mbit/s" metric; cmd/benchreport
-// summarises them.
+// -bench` prints MB/s) plus custom "Mbit/s" and "cpu-µs/Mbit" (the
+// process's CPU time per megabit moved) metrics; cmd/benchreport summarises
+// them.
 package bench
 
 import (
@@ -30,6 +31,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -351,6 +353,7 @@ func bulk(b *testing.B, name string, w io.Writer, r io.Reader, abort func()) {
 	}
 
 	b.SetBytes(ChunkSize)
+	cpu0 := processCPU()
 	var chunks int64
 	var writeErr error
 	for b.Loop() {
@@ -385,6 +388,7 @@ func bulk(b *testing.B, name string, w io.Writer, r io.Reader, abort func()) {
 		}
 	}
 	b.StopTimer()
+	cpu := processCPU() - cpu0
 	if receiverErr != nil {
 		failf("%v", receiverErr)
 	}
@@ -397,6 +401,20 @@ func bulk(b *testing.B, name string, w io.Writer, r io.Reader, abort func()) {
 	if secs := b.Elapsed().Seconds(); secs > 0 {
 		b.ReportMetric(float64(total)*8/secs/1e6, "Mbit/s")
 	}
+	if total > 0 {
+		// Both ends run in this process, so this is the whole path's cost:
+		// sender, tunnel both ways and receiver.
+		b.ReportMetric(float64(cpu.Microseconds())/(float64(total)*8/1e6), "cpu-µs/Mbit")
+	}
+}
+
+// processCPU is the CPU time (user and system) this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // selfSignedTLS returns matching server and client TLS configs: the server

@@ -3,6 +3,7 @@ package policystore
 import (
 	"os"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -85,5 +86,108 @@ func TestQueueWritesAfterClose(t *testing.T) {
 	}
 	if len(got) != 2 || got[0] != "before-close" || got[1] != "after-close" {
 		t.Fatalf("journal holds %v, want before-close then after-close", got)
+	}
+}
+
+// A burst of events is written in a few batches, not one write (three
+// fsyncs) per event; a lone event is written at once; Flush does not wait
+// out the gap; nothing is lost or reordered.
+func TestQueueGroupsBursts(t *testing.T) {
+	j, err := audit.Open(t.TempDir(), audit.Options{Node: "n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	q := NewQueue(j, t.Logf)
+	defer q.Close()
+	var mu sync.Mutex
+	var writes []int
+	q.append = func(b []audit.Event) ([]audit.Entry, error) {
+		mu.Lock()
+		writes = append(writes, len(b))
+		mu.Unlock()
+		return j.AppendBatch(b)
+	}
+	const n = 200
+	start := time.Now()
+	for i := range n {
+		q.Enqueue(audit.Event{Actor: "t", Action: "burst", Object: strconv.Itoa(i)})
+		time.Sleep(time.Millisecond)
+	}
+	took := time.Since(start)
+	q.Flush()
+	es, err := j.Since(time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != n {
+		t.Fatalf("%d entries, want %d", len(es), n)
+	}
+	for i, e := range es {
+		if e.Object != strconv.Itoa(i) {
+			t.Fatalf("entry %d is %q", i, e.Object)
+		}
+	}
+	mu.Lock()
+	got := len(writes)
+	mu.Unlock()
+	// At most one write per minGap, plus the first and Flush's.
+	if limit := int(took/minGap) + 3; got > limit {
+		t.Fatalf("%d writes for %d events over %v; want at most %d", got, n, took.Round(time.Millisecond), limit)
+	}
+	t.Logf("%d events over %v in %d writes", n, took.Round(time.Millisecond), got)
+
+	// After a quiet spell, one event is written without a Flush.
+	time.Sleep(2 * minGap)
+	q.Enqueue(audit.Event{Actor: "t", Action: "lone"})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if es, _ := j.Since(time.Time{}); len(es) == n+1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a lone event was not written within 10 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	// Flush in the middle of a gap writes at once.
+	q.Enqueue(audit.Event{Actor: "t", Action: "a"})
+	q.Enqueue(audit.Event{Actor: "t", Action: "b"})
+	q.Flush()
+	if es, _ := j.Since(time.Time{}); len(es) != n+3 {
+		t.Fatalf("after Flush: %d entries, want %d", len(es), n+3)
+	}
+}
+
+// Enqueue racing Close never panics on the closed wake channel, and every
+// event ends up journaled.
+func TestQueueEnqueueRacesClose(t *testing.T) {
+	for range 20 {
+		j, err := audit.Open(t.TempDir(), audit.Options{Node: "n"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := NewQueue(j, t.Logf)
+		var wg sync.WaitGroup
+		for g := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range 25 {
+					q.Enqueue(audit.Event{Actor: "t", Action: "race", Object: strconv.Itoa(g*100 + i)})
+				}
+			}()
+		}
+		q.Close()
+		wg.Wait()
+		es, err := j.Since(time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(es) != 100 {
+			t.Fatalf("%d entries, want 100", len(es))
+		}
+		j.Close()
 	}
 }
