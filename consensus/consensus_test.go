@@ -438,3 +438,27 @@ func TestReadmitClosesRevokedPeersConns(t *testing.T) {
 		t.Error("no admission refusal recorded for the revoked peer after Readmit")
 	}
 }
+
+// A node that forwarded a command learns it is committed from the leader
+// at once, not at the next idle append: here that comes only after
+// CommitTimeout, set to a minute, so without the leader's barrier the
+// forwarder would apply nothing within the test.
+func TestForwarderAppliesWithoutWaitingForIdleAppend(t *testing.T) {
+	c := newCluster(t, func(cfg *consensus.Config) {
+		fastTimeouts(cfg)
+		cfg.CommitTimeout = time.Minute
+	})
+	voters := c.startVoters(3)
+	nv := c.addNonvoter(3, voters)
+	c.leader(voters, 5*time.Second)
+	for k := range 5 {
+		before := nv.fsm.Len()
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		_, err := nv.node.Submit(ctx, fmt.Appendf(nil, "fwd-%d", k))
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, fmt.Sprintf("command %d applied on the forwarder", k), func() bool { return nv.fsm.Len() > before })
+	}
+}

@@ -196,7 +196,9 @@ func (n *Node) answer(c net.Conn, req frame) error {
 	var res []byte
 	switch req.kind {
 	case kindSubmit:
-		res, err = n.applyLocal(ctx, payload)
+		if res, err = n.applyLocal(ctx, payload); err == nil {
+			n.nudge()
+		}
 	case kindReadIndex:
 		res, err = n.readIndexLocal(ctx)
 	}
@@ -267,4 +269,49 @@ func (p *connPool) close() {
 		}
 	}
 	p.idle = nil
+}
+
+// nudger keeps at most one commit-announcing barrier in flight (nudge).
+type nudger struct {
+	mu    sync.Mutex
+	busy  bool // a barrier is in flight
+	again bool // a command was answered after it was appended
+	wg    sync.WaitGroup
+}
+
+// nudge tells every follower at once that what the leader applied is
+// committed. hashicorp/raft tells a follower the commit index only with
+// its next append, which without new entries comes after CommitTimeout
+// (50–100 ms); and a node that forwarded a command waits for its own
+// replica to apply it, so that a read there right after sees the write.
+// A barrier is such an append: every follower's carries the commit index
+// it needs. One barrier serves every command answered before it was
+// appended; a command answered while one is in flight gets the next.
+func (n *Node) nudge() {
+	u := &n.nudges
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.busy {
+		u.again = true
+		return
+	}
+	if n.ctx.Err() != nil {
+		return
+	}
+	u.busy = true
+	u.wg.Add(1)
+	go func() {
+		defer u.wg.Done()
+		for {
+			_ = n.raft.Barrier(n.cfg.IOTimeout).Error() // a lost leadership or shutdown only ends it
+			u.mu.Lock()
+			if !u.again || n.ctx.Err() != nil {
+				u.busy, u.again = false, false
+				u.mu.Unlock()
+				return
+			}
+			u.again = false
+			u.mu.Unlock()
+		}
+	}()
 }

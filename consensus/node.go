@@ -54,6 +54,8 @@ type Node struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	nudges nudger
 }
 
 // Open starts a Raft server on cfg.Addr with the state found in cfg.Dir, if
@@ -304,6 +306,12 @@ func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		n.cancel()
 		shut := n.raft.Shutdown()
+		// A nudge that saw the node open has counted itself by now (it
+		// does so under mu); its barrier ends with ErrRaftShutdown.
+		n.nudges.mu.Lock()
+		//lint:ignore SA2001 the empty critical section is the point
+		n.nudges.mu.Unlock()
+		n.nudges.wg.Wait()
 		// Every conn is closed before raft's goroutines are waited for:
 		// some read a conn with no deadline of their own. A follower's
 		// main loop reads an InstallSnapshot stream (all the bytes its

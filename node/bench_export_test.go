@@ -17,8 +17,8 @@ import (
 
 // BenchmarkExport: a store holding an hour of one camera's footage (real
 // encrypted, sealed segments from the recording pipeline, written before
-// the store starts: recordBacklog), two datacenters as custodians, a
-// sealed federation (two approvals). Per range, its first minute and the
+// the store starts: recordBacklog), two datacenters as custodians holding
+// its replicas, a sealed federation (two approvals). Per range, its first minute and the
 // whole hour: a request, two approvals, and the export on an admin node
 // to an MPEG-TS file, as `custos export` runs it. Reported: MB/s of
 // ciphertext over the whole export (the custodians' answers included),
@@ -60,8 +60,8 @@ func BenchmarkExport(b *testing.B) {
 			User: &policy.User{Name: name, Role: policy.UserApprover, PublicKey: k.PublicKey(), Fingerprint: k.Fingerprint()}}))
 	}
 	desk := joinAcme(b, ctx, f, InviteSpec{Role: policy.RoleAdminNode, Name: "desk"})
-	var first time.Time
-	joinAcmeWith(b, ctx, f, InviteSpec{Role: policy.RoleStore, Name: "store", Site: "praha-1"}, func(c *Config) {
+	var first, newest time.Time
+	st := joinAcmeWith(b, ctx, f, InviteSpec{Role: policy.RoleStore, Name: "store", Site: "praha-1"}, func(c *Config) {
 		c.Recording = recording.Config{MinFree: -1}
 		custodians, err := recording.CustodiansOf(f.dc.policy.State())
 		if err != nil {
@@ -78,10 +78,27 @@ func BenchmarkExport(b *testing.B) {
 		if err != nil || len(segs) == 0 {
 			b.Fatalf("backlog: %d segments, %v", len(segs), err)
 		}
-		first = segs[0].Start
+		first, newest = segs[0].Start, segs[len(segs)-1].End
 		b.Logf("backlog: %d segments from %s, recorded in %v", len(segs), first.Format(time.RFC3339), time.Since(start).Round(time.Millisecond))
 	})
 	submit(f.dc.cfg.Dir, signed(b, f.admin, "alice", &policy.Command{Kind: policy.KindSeal, Seal: &policy.Seal{Threshold: 2}}))
+	// A custodian answers only for segments it holds: both datacenters
+	// first replicate the hour.
+	start := time.Now()
+	waitTrue(b, 20*time.Minute, "both datacenters to hold the backlog", func() bool {
+		s, err := st.Status()
+		if err != nil {
+			return false
+		}
+		caught := 0
+		for _, r := range s.Replication {
+			if r.Camera == cam && r.LagSegments == 0 && r.UpTo.Equal(newest) {
+				caught++
+			}
+		}
+		return caught == 2
+	})
+	b.Logf("replicated to both datacenters in %v", time.Since(start).Round(time.Second))
 
 	n := 0
 	for _, r := range []struct {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/custos-cctv/custos/keys"
@@ -69,17 +70,36 @@ func (x *exporter) answers(ctx context.Context, cam string, batch []pendingSegme
 		}
 		parts[i] = append(parts[i], a)
 	}
-	for _, c := range custodians(x.st) {
+	cs := custodians(x.st)
+	for len(cs) > 0 {
 		var idx []int
+		need := 0
 		for i := range batch {
-			if len(parts[i]) < keys.EpochThreshold {
+			if n := keys.EpochThreshold - len(parts[i]); n > 0 {
 				idx = append(idx, i)
+				need = max(need, n)
 			}
 		}
 		if len(idx) == 0 {
 			break
 		}
-		failures = append(failures, x.fromCustodian(ctx, c, cam, batch, idx, parts)...)
+		// As many custodians at once as a segment still needs answers;
+		// the next ones only for what they left short.
+		round := cs[:min(need, len(cs))]
+		cs = cs[len(round):]
+		got := make([][][]*keys.Partial, len(round))
+		fails := make([][]string, len(round))
+		var wg sync.WaitGroup
+		for k, c := range round {
+			wg.Go(func() { got[k], fails[k] = x.fromCustodian(ctx, c, cam, batch, idx) })
+		}
+		wg.Wait()
+		for k := range round {
+			for j, i := range idx {
+				parts[i] = append(parts[i], got[k][j]...)
+			}
+			failures = append(failures, fails[k]...)
+		}
 	}
 	for i, p := range batch {
 		if len(parts[i]) < keys.EpochThreshold {
@@ -99,9 +119,11 @@ func (x *exporter) answers(ctx context.Context, cam string, batch []pendingSegme
 }
 
 // fromCustodian asks custodian c for the segments idx of batch that are
-// still short of answers and adds those that open to parts; it returns
-// what failed, for the error if a segment stays short.
-func (x *exporter) fromCustodian(ctx context.Context, c, cam string, batch []pendingSegment, idx []int, parts [][]*keys.Partial) []string {
+// still short of answers and returns, per entry of idx, the answer that
+// opened (none, or one), and what failed, for the error if a segment stays
+// short.
+func (x *exporter) fromCustodian(ctx context.Context, c, cam string, batch []pendingSegment, idx []int) (got [][]*keys.Partial, failures []string) {
+	got = make([][]*keys.Partial, len(idx))
 	q := ReleaseQuery{Request: x.r.ID, Camera: cam}
 	for _, i := range idx {
 		q.Segments = append(q.Segments, batch[i].h.Start)
@@ -111,9 +133,8 @@ func (x *exporter) fromCustodian(ctx context.Context, c, cam string, batch []pen
 		err = fmt.Errorf("answered %d segments of %d", len(sealed), len(idx))
 	}
 	if err != nil {
-		return []string{fmt.Sprintf("%s: %v", c, err)}
+		return got, []string{fmt.Sprintf("%s: %v", c, err)}
 	}
-	var failures []string
 	missing := 0
 	for j, i := range idx {
 		if len(sealed[j]) == len(notHeld) && sealed[j][0] == notHeld[0] {
@@ -125,12 +146,12 @@ func (x *exporter) fromCustodian(ctx context.Context, c, cam string, batch []pen
 			failures = append(failures, fmt.Sprintf("%s: %v", c, err))
 			continue
 		}
-		parts[i] = append(parts[i], a)
+		got[j] = []*keys.Partial{a}
 	}
 	if missing > 0 {
 		failures = append(failures, fmt.Sprintf("%s: %d segments not replicated there yet", c, missing))
 	}
-	return failures
+	return got, failures
 }
 
 func zeroAnswers(parts [][]*keys.Partial) {

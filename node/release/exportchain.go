@@ -45,29 +45,34 @@ func (x *exporter) camera(ctx context.Context, cam string, o *output) ([]keys.Ma
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close()
-	defer rd.Close()
+	pf := prefetch(rd)
+	defer func() {
+		pf.halt()
+		conn.Close() // ends a read in progress
+		<-pf.done
+		rd.Close() // only now: a Reader is not for two goroutines at once
+	}()
 	c := &cameraRun{x: x, cam: cam, o: o, from: ticksOf(x.r.From), to: ticksOf(x.r.To), chain: custodyChain{camera: cam}}
 	for {
-		hb, err := rd.Next()
+		sv, err := pf.next(ctx)
 		if err == io.EOF {
 			return c.finish(ctx)
 		}
 		if err != nil {
 			return nil, err
 		}
-		if err := c.take(ctx, rd, hb); err != nil {
+		if err := c.take(ctx, sv); err != nil {
 			return nil, err
 		}
 	}
 }
 
-// take checks one served segment (its header hb, then its ciphertext from
-// rd) and queues it for its custodians' answers.
-func (c *cameraRun) take(ctx context.Context, rd *rpc.Reader, hb []byte) error {
+// take checks one served segment (its header, then its ciphertext) and
+// queues it for its custodians' answers.
+func (c *cameraRun) take(ctx context.Context, sv served) error {
 	x, cam := c.x, c.cam
 	var h SegmentHeader
-	if len(hb) > maxSegmentHeader || rpc.DecodeStrict(hb, &h) != nil {
+	if len(sv.header) > maxSegmentHeader || rpc.DecodeStrict(sv.header, &h) != nil {
 		return errors.New("store sent a bad segment header")
 	}
 	var sealed []byte
@@ -82,7 +87,7 @@ func (c *cameraRun) take(ctx context.Context, rd *rpc.Reader, hb []byte) error {
 			c.chain.pending = err.Error()
 			return nil
 		}
-	} else if sealed, err = rd.Next(); err != nil {
+	} else if sealed, err = sv.sealed, sv.err; err != nil {
 		return fmt.Errorf("segment %s: %w", stamp(h.Start), err)
 	}
 	if err := checkSegmentSum(h, sealed); err != nil {
