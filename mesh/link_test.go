@@ -236,7 +236,8 @@ func TestLinkReadBatches(t *testing.T) {
 	list.DecRef()
 }
 
-// lossyBind drops a share of the packets each way, at random.
+// lossyBind drops a share of the packets it receives, at random: both
+// ends have one, so each way loses that share.
 type lossyBind struct {
 	conn.Bind
 	permille atomic.Int32
@@ -244,18 +245,7 @@ type lossyBind struct {
 
 func (b *lossyBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	fns, p, err := b.Bind.Open(port)
-	for i, fn := range fns {
-		fns[i] = func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
-			n, err := fn(bufs, sizes, eps)
-			for j := range n {
-				if mrand.IntN(1000) < int(b.permille.Load()) {
-					sizes[j] = 0
-				}
-			}
-			return n, err
-		}
-	}
-	return fns, p, err
+	return dropReceived(fns, func([]byte) bool { return mrand.IntN(1000) < int(b.permille.Load()) }), p, err
 }
 
 // Bulk TCP both ways at once, clean and with 1 % loss each way, arrives

@@ -53,18 +53,24 @@ type blockableBind struct {
 
 func (b *blockableBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	fns, p, err := b.Bind.Open(port)
+	return dropReceived(fns, func([]byte) bool { return b.blocked.Load() }), p, err
+}
+
+// dropReceived wraps receive funcs so that every packet drop says yes to
+// is ignored (wireguard-go skips empty packets).
+func dropReceived(fns []conn.ReceiveFunc, drop func(pkt []byte) bool) []conn.ReceiveFunc {
 	for i, fn := range fns {
 		fns[i] = func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
 			n, err := fn(bufs, sizes, eps)
-			if b.blocked.Load() {
-				for j := range n {
+			for j := range n {
+				if sizes[j] > 0 && drop(bufs[j][:sizes[j]]) {
 					sizes[j] = 0
 				}
 			}
 			return n, err
 		}
 	}
-	return fns, p, err
+	return fns
 }
 
 func (b *blockableBind) Send(bufs [][]byte, ep conn.Endpoint) error {

@@ -23,20 +23,9 @@ type dropBind struct {
 
 func (b *dropBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	fns, p, err := b.Bind.Open(port)
-	for i, fn := range fns {
-		fns[i] = func(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
-			n, err := fn(packets, sizes, eps)
-			if b.drop.Load() {
-				for j := 0; j < n; j++ {
-					if sizes[j] > 0 && packets[j][0] == 4 { // MessageTransportType
-						sizes[j] = 0 // wireguard-go ignores empty packets
-					}
-				}
-			}
-			return n, err
-		}
-	}
-	return fns, p, err
+	return dropReceived(fns, func(pkt []byte) bool {
+		return b.drop.Load() && pkt[0] == 4 // MessageTransportType
+	}), p, err
 }
 
 func TestWatchdogRestartsOneWaySession(t *testing.T) {

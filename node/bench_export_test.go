@@ -8,9 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custos-cctv/custos/keys"
-	"github.com/custos-cctv/custos/media/store"
-	"github.com/custos-cctv/custos/node/recording"
 	"github.com/custos-cctv/custos/node/release"
 	"github.com/custos-cctv/custos/policy"
 )
@@ -48,43 +45,15 @@ func BenchmarkExport(b *testing.B) {
 	// No source: the store serves the backlog and records nothing new.
 	submit(f.dc.cfg.Dir, signed(b, f.admin, "alice", &policy.Command{Kind: policy.KindAddCamera, Camera: &policy.Camera{
 		Site: "praha-1", Name: "backlog", Purpose: "p", LegalBasis: "b", Retention: 72 * time.Hour}}))
-	approvers := map[string]*keys.AdminKey{}
-	for _, name := range []string{"bob", "carol"} {
-		k, err := keys.NewAdminKey(name, time.Now().Add(-time.Hour))
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(k.Close)
-		approvers[name] = k
-		submit(f.dc.cfg.Dir, signed(b, f.admin, "alice", &policy.Command{Kind: policy.KindAddUser,
-			User: &policy.User{Name: name, Role: policy.UserApprover, PublicKey: k.PublicKey(), Fingerprint: k.Fingerprint()}}))
-	}
 	desk := joinAcme(b, ctx, f, InviteSpec{Role: policy.RoleAdminNode, Name: "desk"})
-	var first, newest time.Time
-	st := joinAcmeWith(b, ctx, f, InviteSpec{Role: policy.RoleStore, Name: "store", Site: "praha-1"}, func(c *Config) {
-		c.Recording = recording.Config{MinFree: -1}
-		custodians, err := recording.CustodiansOf(f.dc.policy.State())
-		if err != nil {
-			b.Fatal(err)
-		}
-		start := time.Now()
-		recordBacklog(b, c.Dir, "store", cam, footage, custodians)
-		s, err := store.Open(MediaDir(c.Dir), store.Options{MinFree: -1})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer s.Close()
-		segs, err := s.Segments(cam, time.Unix(0, 0), time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC))
-		if err != nil || len(segs) == 0 {
-			b.Fatalf("backlog: %d segments, %v", len(segs), err)
-		}
-		first, newest = segs[0].Start, segs[len(segs)-1].End
-		b.Logf("backlog: %d segments from %s, recorded in %v", len(segs), first.Format(time.RFC3339), time.Since(start).Round(time.Millisecond))
-	})
-	submit(f.dc.cfg.Dir, signed(b, f.admin, "alice", &policy.Command{Kind: policy.KindSeal, Seal: &policy.Seal{Threshold: 2}}))
+	start := time.Now()
+	st, segs, _ := joinBacklogStore(b, ctx, f, cam, footage)
+	first, newest := segs[0].Start, segs[len(segs)-1].End
+	b.Logf("backlog: %d segments from %s, recorded and joined in %v", len(segs), first.Format(time.RFC3339), time.Since(start).Round(time.Millisecond))
+	approvers := f.seal(b, ctx)
 	// A custodian answers only for segments it holds: both datacenters
 	// first replicate the hour.
-	start := time.Now()
+	start = time.Now()
 	waitTrue(b, 20*time.Minute, "both datacenters to hold the backlog", func() bool {
 		s, err := st.Status()
 		if err != nil {

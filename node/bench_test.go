@@ -352,22 +352,11 @@ func BenchmarkRelease(b *testing.B) {
 	const cam = "praha-1/entrance"
 	submit(f.dc.cfg.Dir, signed(b, f.admin, "alice", &policy.Command{Kind: policy.KindAddCamera, Camera: &policy.Camera{
 		Site: "praha-1", Name: "entrance", Source: "synthetic:", Purpose: "p", LegalBasis: "b", Retention: 72 * time.Hour}}))
-	approvers := map[string]*keys.AdminKey{}
-	for _, name := range []string{"bob", "carol"} {
-		k, err := keys.NewAdminKey(name, time.Now().Add(-time.Hour))
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(k.Close)
-		approvers[name] = k
-		submit(f.dc.cfg.Dir, signed(b, f.admin, "alice", &policy.Command{Kind: policy.KindAddUser,
-			User: &policy.User{Name: name, Role: policy.UserApprover, PublicKey: k.PublicKey(), Fingerprint: k.Fingerprint()}}))
-	}
 	desk := joinAcme(b, ctx, f, InviteSpec{Role: policy.RoleAdminNode, Name: "desk"})
 	st1 := joinAcmeWith(b, ctx, f, InviteSpec{Role: policy.RoleStore, Name: "store", Site: "praha-1"}, func(c *Config) {
 		c.Recording = recording.Config{Segment: ts.Config{Target: time.Second}, MinFree: -1}
 	})
-	submit(f.dc.cfg.Dir, signed(b, f.admin, "alice", &policy.Command{Kind: policy.KindSeal, Seal: &policy.Seal{Threshold: 2}}))
+	approvers := f.seal(b, ctx)
 	var segs []store.SegmentMeta
 	waitTrue(b, 60*time.Second, "6 recorded segments", func() bool {
 		segs, _ = st1.rec.Store().Segments(cam, time.Time{}, time.Now().Add(time.Hour))

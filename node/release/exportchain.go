@@ -48,9 +48,14 @@ func (x *exporter) camera(ctx context.Context, cam string, o *output) ([]keys.Ma
 	pf := prefetch(rd)
 	defer func() {
 		pf.halt()
-		conn.Close() // ends a read in progress
-		<-pf.done
+		select {
+		case <-pf.done: // it read to the end or an error
+		default:
+			conn.Close() // ends a read in progress
+			<-pf.done
+		}
 		rd.Close() // only now: a Reader is not for two goroutines at once
+		conn.Close()
 	}()
 	c := &cameraRun{x: x, cam: cam, o: o, from: ticksOf(x.r.From), to: ticksOf(x.r.To), chain: custodyChain{camera: cam}}
 	for {
