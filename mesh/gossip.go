@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"maps"
@@ -27,8 +28,9 @@ type gossip struct {
 	metaMu sync.Mutex
 	meta   []byte
 
-	mu     sync.Mutex            // guards state and closed
+	mu     sync.Mutex            // guards state, metas and closed
 	state  map[netip.Addr]string // last event per verified member
+	metas  map[netip.Addr][]byte // metadata of each verified live member, copied in its event
 	closed bool
 
 	joinSem chan struct{} // bounds concurrent joins
@@ -39,7 +41,7 @@ type gossip struct {
 }
 
 func startGossip(m *Mesh, endpoint netip.AddrPort) (*gossip, error) {
-	g := &gossip{m: m, endpoint: endpoint, state: map[netip.Addr]string{}, joinSem: make(chan struct{}, maxConcurrentJoins)}
+	g := &gossip{m: m, endpoint: endpoint, state: map[netip.Addr]string{}, metas: map[netip.Addr][]byte{}, joinSem: make(chan struct{}, maxConcurrentJoins)}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.meta = encodeGossipMeta(endpoint, nil)
 	t, err := newGossipTransport(meshNet{m}, netip.AddrPortFrom(m.addr, GossipPort), m.logf)
@@ -137,14 +139,19 @@ func (g *gossip) join(added []Peer) {
 // heard of it) would otherwise have no candidates until it next changes,
 // and stay on a relay behind NATs that need both ends to probe.
 func (g *gossip) relearn(added []Peer) {
-	want := map[netip.Addr]bool{}
+	// From the copies the events made: the *Node values Members() returns
+	// change under memberlist's feet (liveness says more).
+	metas := map[netip.Addr][]byte{}
+	g.mu.Lock()
 	for _, p := range added {
-		want[g.m.AddrOf(p.PublicKey)] = true
-	}
-	for _, n := range g.list.Members() {
-		if a, ok := g.verified(n); ok && want[a] {
-			g.learnEndpoint(n)
+		a := g.m.AddrOf(p.PublicKey)
+		if meta, ok := g.metas[a]; ok {
+			metas[a] = meta
 		}
+	}
+	g.mu.Unlock()
+	for a, meta := range metas {
+		g.learnMeta(a, meta)
 	}
 }
 
@@ -205,12 +212,8 @@ func (g *gossip) verified(n *memberlist.Node) (netip.Addr, bool) {
 // learnEndpoint tells the mesh what a known peer gossips about where it
 // is: its candidates with the relay path on, else the endpoint of a peer
 // WireGuard has none for.
-func (g *gossip) learnEndpoint(n *memberlist.Node) {
-	a, ok := g.verified(n)
-	if !ok {
-		return
-	}
-	ep, cands, ok := parseGossipMeta(n.Meta)
+func (g *gossip) learnMeta(a netip.Addr, meta []byte) {
+	ep, cands, ok := parseGossipMeta(meta)
 	switch {
 	case !ok:
 	case g.m.relay != nil:
@@ -269,8 +272,23 @@ func (g *gossip) NotifyAlive(n *memberlist.Node) error {
 }
 
 // memberlist.EventDelegate.
-func (g *gossip) NotifyJoin(n *memberlist.Node)   { g.record(n, "alive"); g.learnEndpoint(n) }
-func (g *gossip) NotifyUpdate(n *memberlist.Node) { g.record(n, "alive"); g.learnEndpoint(n) }
+func (g *gossip) NotifyJoin(n *memberlist.Node)   { g.alive(n) }
+func (g *gossip) NotifyUpdate(n *memberlist.Node) { g.alive(n) }
+
+// alive records a live member and learns where it is, from a copy of its
+// metadata taken while memberlist holds its lock for the event.
+func (g *gossip) alive(n *memberlist.Node) {
+	a, ok := g.verified(n)
+	if !ok {
+		return
+	}
+	meta := bytes.Clone(n.Meta)
+	g.mu.Lock()
+	g.state[a] = "alive"
+	g.metas[a] = meta
+	g.mu.Unlock()
+	g.learnMeta(a, meta)
+}
 func (g *gossip) NotifyLeave(n *memberlist.Node) {
 	if n.State == memberlist.StateLeft {
 		g.record(n, "left")
@@ -283,6 +301,7 @@ func (g *gossip) record(n *memberlist.Node, state string) {
 	if a, ok := g.verified(n); ok {
 		g.mu.Lock()
 		g.state[a] = state
+		delete(g.metas, a)
 		g.mu.Unlock()
 	}
 }
