@@ -119,6 +119,9 @@ func TestLiveView(t *testing.T) {
 	if !strings.Contains(r.res.Ended, "access ended") {
 		t.Errorf("the stream ended with %q, want the grant's end", r.res.Ended)
 	}
+	if !r.res.Datagrams {
+		t.Error("the live view did not take its frames as datagrams")
+	}
 	if cut > 2*time.Second {
 		t.Errorf("the stream was cut %v after the revocation committed, want ≤ 2 s", cut)
 	}

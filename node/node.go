@@ -24,6 +24,8 @@ import (
 	"github.com/custos-cctv/custos/node/replication"
 	"github.com/custos-cctv/custos/policy"
 	"github.com/custos-cctv/custos/policy/audit"
+
+	"golang.zx2c4.com/wireguard/conn"
 )
 
 // Version is set at build time (-ldflags "-X …/node.Version=…").
@@ -63,6 +65,10 @@ type Config struct {
 	// Replication tunes replication to the datacenters (zero: production
 	// defaults, no uplink limit).
 	Replication replication.Config
+
+	// meshBind replaces the mesh's UDP bind: tests and benchmarks impair
+	// the underlay with it. Unexported, so no caller outside can.
+	meshBind conn.Bind
 }
 
 // Node is a running Custos node.
@@ -258,6 +264,7 @@ func (n *Node) startMesh(priv *keys.NodePrivate, prefix netip.Prefix, peers []me
 		UAPI:       uapi,
 		NoGossip:   cfg.NoGossip,
 		Relay:      relay, // a federation's relays come from its policy (underlay.go)
+		Bind:       cfg.meshBind,
 		Name:       cfg.Name,
 		Logf:       cfg.Logf,
 	})

@@ -26,7 +26,7 @@ func (a liveAudit) Ready(actor, action, object string) error {
 // liveStores is the node's service client as live.Stores.
 type liveStores struct{ n *Node }
 
-func (s liveStores) Call(ctx context.Context, st *policy.State, target, op string, q any) (*rpc.Reader, io.Closer, error) {
+func (s liveStores) Call(ctx context.Context, st *policy.State, target, op string, q any) (*rpc.Reader, live.Conn, error) {
 	rd, conn, err := s.n.callNode(ctx, st, target, op, q)
 	if err != nil {
 		return nil, nil, err
@@ -37,7 +37,7 @@ func (s liveStores) Call(ctx context.Context, st *policy.State, target, op strin
 // liveServer serves op "live"; a node that records nothing (n.rec nil,
 // fixed before the service starts) serves no live view.
 func (n *Node) liveServer() *live.Server {
-	s := &live.Server{Policy: n.policy, Audit: liveAudit{n}, Caller: n.callerName, Sync: n.syncPolicy}
+	s := &live.Server{Policy: n.policy, Audit: liveAudit{n}, Caller: n.callerName, Sync: n.syncPolicy, Net: n.mesh}
 	if n.rec != nil {
 		s.Hubs = n.rec
 	}
@@ -45,7 +45,7 @@ func (n *Node) liveServer() *live.Server {
 }
 
 func (n *Node) liveViewer() *live.Viewer {
-	return &live.Viewer{Policy: n.policy, Stores: liveStores{n}}
+	return &live.Viewer{Policy: n.policy, Stores: liveStores{n}, Net: n.mesh}
 }
 
 // Live watches camera from its site's store and writes MPEG-TS to out until

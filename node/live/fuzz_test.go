@@ -13,17 +13,21 @@ func FuzzParseLiveFrame(f *testing.F) {
 	f.Add(append([]byte{0, 0, 0, 0, 0, 0, 0, 0, liveEnd}, "grant revoked"...))
 	f.Add([]byte{1, 2, 3})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		fr, ended, err := parseLiveFrame(b)
+		m, err := parseLiveFrame(b)
 		switch {
 		case err != nil:
-			if ended != "" || fr.Data != nil {
-				t.Fatalf("an error with a result: %q %v", ended, fr)
+			if m.Ended != "" || m.UDP != 0 || m.Frame.Data != nil {
+				t.Fatalf("an error with a result: %+v", m)
 			}
-		case ended != "":
-			if !utf8.ValidString(ended) {
-				t.Fatalf("end reason is not UTF-8: %q", ended)
+		case m.Ended != "":
+			if !utf8.ValidString(m.Ended) {
+				t.Fatalf("end reason is not UTF-8: %q", m.Ended)
 			}
-		case len(fr.Data) == 0:
+		case m.UDP != 0:
+			if m.Frame.Data != nil {
+				t.Fatal("a port and a frame")
+			}
+		case len(m.Frame.Data) == 0:
 			t.Fatal("an empty frame")
 		}
 	})

@@ -22,19 +22,29 @@ package live
 //
 //	time   int64     capture time, Unix nanoseconds
 //	flags  uint8     liveKey: a keyframe; liveEnd: the store ended the
-//	                 stream, and the payload is the reason (UTF-8)
+//	                 stream, and the payload is the reason (UTF-8);
+//	                 liveUDP: the frames come as datagrams (datagram.go)
+//	                 from the store's mesh UDP port, the payload (u16)
 //	data   [...]     one H.264 access unit (Annex-B)
+//
+// A viewer that offers a UDP port and a token in its query gets the
+// frames as datagrams: the stream then carries liveUDP first and the end
+// last, nothing between.
 
 import (
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/media"
+	"github.com/custos-cctv/custos/media/h264"
 	"github.com/custos-cctv/custos/node/rpc"
 	"github.com/custos-cctv/custos/policy"
 	"github.com/custos-cctv/custos/policy/audit"
@@ -45,6 +55,7 @@ const Op = "live"
 
 const (
 	liveKey = 1 << 0
+	liveUDP = 1 << 1
 	liveEnd = 1 << 7
 
 	liveHeader = 9
@@ -60,6 +71,18 @@ const (
 // Query is the body of op "live" and of the local API's POST /v1/live.
 type Query struct {
 	Camera string `json:"camera"`
+	// UDP and Token, if set, ask for the frames as datagrams to this mesh
+	// UDP port of the viewer, under this token (16 hex digits).
+	UDP   uint16 `json:"udp,omitempty"`
+	Token string `json:"token,omitempty"`
+}
+
+// Net is the node's mesh, for live view over datagrams.
+type Net interface {
+	// ListenUDP opens a UDP socket on this node's mesh address (0: any port).
+	ListenUDP(port uint16) (net.PacketConn, error)
+	// AddrOf is a node's mesh address.
+	AddrOf(keys.NodePublic) netip.Addr
 }
 
 // Policy is the node's replica of the policy.
@@ -93,6 +116,8 @@ type Server struct {
 	// for it before it refuses, so a grant or member committed a moment ago
 	// through another node is not refused for the lag of this replica.
 	Sync func(ctx context.Context) (*policy.State, error)
+	// Net, if set, lets a viewer have the frames as datagrams.
+	Net Net
 }
 
 // syncTimeout bounds the read a refusal waits for.
@@ -139,6 +164,13 @@ func (s *Server) Handle(ctx context.Context, peer keys.NodePublic, body []byte, 
 	var q Query
 	if err := rpc.DecodeStrict(body, &q); err != nil {
 		return &rpc.Error{Code: rpc.BadRequest, Message: "want {camera}: " + err.Error()}
+	}
+	var tok token
+	if q.UDP != 0 || q.Token != "" {
+		if b, err := hex.DecodeString(q.Token); err != nil || len(b) != len(tok) || q.UDP == 0 {
+			return &rpc.Error{Code: rpc.BadRequest, Message: "want a UDP port and a token of 16 hex digits, or neither"}
+		}
+		hex.Decode(tok[:], []byte(q.Token))
 	}
 	caller, d, decidedOn, err := s.authorize(ctx, peer, q.Camera)
 	if err != nil {
@@ -188,7 +220,20 @@ func (s *Server) Handle(ctx context.Context, peer keys.NodePublic, body []byte, 
 		}
 	}()
 
-	frames, skipped, err := s.stream(ctx, hub, q.Camera, w)
+	var frames, skipped, resent uint64
+	if q.UDP != 0 && s.Net != nil {
+		frames, skipped, resent, err = s.datagrams(ctx, hub, q.Camera, w, netip.AddrPortFrom(s.Net.AddrOf(peer), q.UDP), tok)
+	} else {
+		buf := make([]byte, 0, 256<<10)
+		frames, skipped, err = s.stream(ctx, hub, q.Camera, func(f h264.Frame) error {
+			buf = append(buf[:0], make([]byte, liveHeader)...)
+			binary.BigEndian.PutUint64(buf, uint64(f.Time.UnixNano()))
+			if f.Key {
+				buf[8] = liveKey
+			}
+			return w.WriteFrame(append(buf, f.Data...))
+		})
+	}
 	mu.Lock()
 	why := ended
 	mu.Unlock()
@@ -196,6 +241,9 @@ func (s *Server) Handle(ctx context.Context, peer keys.NodePublic, body []byte, 
 		why = err.Error()
 	}
 	detail := fmt.Sprintf("end; watched %s to %s (%s), %d frames, %d skipped for a slow link", stamp(began), stamp(time.Now()), time.Since(began).Round(time.Millisecond), frames, skipped)
+	if q.UDP != 0 && s.Net != nil {
+		detail += fmt.Sprintf(", as datagrams (%d resent)", resent)
+	}
 	if why != "" {
 		detail += "; " + why
 	} else {
@@ -210,10 +258,32 @@ func (s *Server) Handle(ctx context.Context, peer keys.NodePublic, body []byte, 
 	return w.WriteFrame(append(end, why...))
 }
 
-// stream copies frames from camera's ring to w until ctx ends, following
+// datagrams serves the frames as datagrams to the viewer's port to:
+// the stream says which port they come from, and nothing more until the end.
+func (s *Server) datagrams(ctx context.Context, hub *media.Live, camera string, w *rpc.Writer, to netip.AddrPort, tok token) (frames, skipped, resent uint64, err error) {
+	pc, err := s.Net.ListenUDP(0)
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("live view: %w", err)
+	}
+	snd := newSender(pc, to, tok)
+	done := make(chan struct{})
+	go func() { defer close(done); snd.serve() }()
+	defer func() { snd.stop(); <-done }()
+	port := udpAddrPort(pc.LocalAddr()).Port()
+	first := make([]byte, liveHeader, liveHeader+2)
+	first[8] = liveUDP
+	if err := w.WriteFrame(binary.BigEndian.AppendUint16(first, port)); err != nil {
+		return 0, 0, 0, err
+	}
+	frames, skipped, err = s.stream(ctx, hub, camera, func(f h264.Frame) error {
+		return snd.send(f.Time, f.Key, time.Since(f.Time) > oldAfter, f.Data)
+	})
+	return frames, skipped, snd.resends(), err
+}
+
+// stream hands frames from camera's ring to send until ctx ends, following
 // the camera to a new ring when its recorder restarts.
-func (s *Server) stream(ctx context.Context, hub *media.Live, camera string, w *rpc.Writer) (frames, skipped uint64, err error) {
-	buf := make([]byte, 0, 256<<10)
+func (s *Server) stream(ctx context.Context, hub *media.Live, camera string, send func(h264.Frame) error) (frames, skipped uint64, err error) {
 	for {
 		v, err := hub.Subscribe()
 		if err != nil {
@@ -230,13 +300,7 @@ func (s *Server) stream(ctx context.Context, hub *media.Live, camera string, w *
 				}
 				break
 			}
-			buf = append(buf[:0], make([]byte, liveHeader)...)
-			binary.BigEndian.PutUint64(buf, uint64(f.Time.UnixNano()))
-			if f.Key {
-				buf[8] = liveKey
-			}
-			buf = append(buf, f.Data...)
-			if err := w.WriteFrame(buf); err != nil {
+			if err := send(f); err != nil {
 				vs := v.Stats()
 				v.Close()
 				return frames, skipped + vs.Skipped, err

@@ -2,11 +2,15 @@ package live
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -16,27 +20,40 @@ import (
 	"github.com/custos-cctv/custos/policy"
 )
 
-// parseLiveFrame reads one frame of a live stream: an access unit, or the
-// store's end with its reason (ended != "").
-func parseLiveFrame(b []byte) (f h264.Frame, ended string, err error) {
+// liveMsg is one frame of a live stream: an access unit, the store's end
+// with its reason (Ended != ""), or the port its datagrams come from.
+type liveMsg struct {
+	Frame h264.Frame
+	Ended string
+	UDP   uint16
+}
+
+// parseLiveFrame reads one frame of a live stream.
+func parseLiveFrame(b []byte) (m liveMsg, err error) {
 	if len(b) < liveHeader {
-		return f, "", fmt.Errorf("%d bytes, shorter than the %d-byte header", len(b), liveHeader)
+		return m, fmt.Errorf("%d bytes, shorter than the %d-byte header", len(b), liveHeader)
 	}
 	flags := b[8]
-	if flags&^(liveKey|liveEnd) != 0 {
-		return f, "", fmt.Errorf("unknown flags %#x", flags)
-	}
-	if flags&liveEnd != 0 {
-		ended = strings.ToValidUTF8(string(b[liveHeader:]), "\uFFFD")
-		if ended == "" {
-			ended = "the store ended the stream"
+	switch {
+	case flags&^(liveKey|liveEnd|liveUDP) != 0 || flags&(liveEnd|liveUDP) == liveEnd|liveUDP:
+		return m, fmt.Errorf("unknown flags %#x", flags)
+	case flags&liveEnd != 0:
+		m.Ended = strings.ToValidUTF8(string(b[liveHeader:]), "\uFFFD")
+		if m.Ended == "" {
+			m.Ended = "the store ended the stream"
 		}
-		return f, ended, nil
+		return m, nil
+	case flags&liveUDP != 0:
+		if len(b) != liveHeader+2 || binary.BigEndian.Uint16(b[liveHeader:]) == 0 {
+			return m, errors.New("a datagram port that is no port")
+		}
+		m.UDP = binary.BigEndian.Uint16(b[liveHeader:])
+		return m, nil
+	case len(b) == liveHeader:
+		return m, errors.New("an empty access unit")
 	}
-	if len(b) == liveHeader {
-		return f, "", errors.New("an empty access unit")
-	}
-	return h264.Frame{Time: time.Unix(0, int64(binary.BigEndian.Uint64(b))), Key: flags&liveKey != 0, Data: b[liveHeader:]}, "", nil
+	m.Frame = h264.Frame{Time: time.Unix(0, int64(binary.BigEndian.Uint64(b))), Key: flags&liveKey != 0, Data: b[liveHeader:]}
+	return m, nil
 }
 
 // Result is what a live view did.
@@ -47,6 +64,12 @@ type Result struct {
 	Bytes  int64  `json:"bytes"` // MPEG-TS written
 	// Ended says why the store ended the stream ("" if the caller did).
 	Ended string `json:"ended,omitempty"`
+	// Datagrams says the frames came as datagrams; Lost counts the frames
+	// given up there (missing too long, or waiting for a keyframe after
+	// one), Asked the packets asked for again.
+	Datagrams bool   `json:"datagrams,omitempty"`
+	Lost      uint64 `json:"lost,omitempty"`
+	Asked     uint64 `json:"asked,omitempty"`
 }
 
 // Options tune Viewer.Watch.
@@ -54,19 +77,34 @@ type Options struct {
 	// OnFrame, if set, sees each frame as it arrives (before it is muxed),
 	// for latency measurements. It must not keep f.Data.
 	OnFrame func(f h264.Frame)
+	// Stream asks for the frames on the QUIC stream, as stores that do not
+	// send datagrams do, rather than as datagrams.
+	Stream bool
 }
 
 // Stores finds and calls the store of a camera's site.
 type Stores interface {
 	// Call opens op with body q (JSON) on node target; the caller closes
 	// the reader and the connection.
-	Call(ctx context.Context, st *policy.State, target, op string, q any) (*rpc.Reader, io.Closer, error)
+	Call(ctx context.Context, st *policy.State, target, op string, q any) (*rpc.Reader, Conn, error)
+}
+
+// Conn is the mesh connection a call went over.
+type Conn interface {
+	io.Closer
+	// RemoteAddr is the store's mesh address (WireGuard-authenticated).
+	RemoteAddr() net.Addr
 }
 
 // Viewer is the viewer's side of live view.
 type Viewer struct {
 	Policy interface{ State() *policy.State }
 	Stores Stores
+	// Net, if set, is where the viewer opens its UDP socket for frames
+	// sent as datagrams; nil takes them on the stream.
+	Net interface {
+		ListenUDP(port uint16) (net.PacketConn, error)
+	}
 }
 
 // Watch watches camera from its site's store and writes MPEG-TS to out
@@ -86,9 +124,26 @@ func (v *Viewer) Watch(ctx context.Context, camera string, out io.Writer, opts O
 		return res, err
 	}
 	res.Store = store
-	rd, conn, err := v.Stores.Call(ctx, st, res.Store, Op, Query{Camera: camera})
+	q := Query{Camera: camera}
+	var pc net.PacketConn
+	var tok token
+	if v.Net != nil && !opts.Stream {
+		if pc, err = v.Net.ListenUDP(0); err != nil {
+			return res, fmt.Errorf("live view of %s: %w", camera, err)
+		}
+		defer pc.Close()
+		rand.Read(tok[:])
+		q.UDP, q.Token = udpAddrPort(pc.LocalAddr()).Port(), hex.EncodeToString(tok[:])
+	}
+	rd, conn, err := v.Stores.Call(ctx, st, res.Store, Op, q)
+	var re *rpc.Error
+	if q.UDP != 0 && errors.As(err, &re) && re.Code == rpc.BadRequest {
+		// A store that knows no datagrams refuses the fields it does not
+		// know; it serves the stream.
+		q.UDP, q.Token = 0, ""
+		rd, conn, err = v.Stores.Call(ctx, st, res.Store, Op, q)
+	}
 	if err != nil {
-		var re *rpc.Error
 		if errors.As(err, &re) && re.Code == rpc.Denied {
 			return res, re // the store's refusal, a sentence that names the camera
 		}
@@ -96,9 +151,7 @@ func (v *Viewer) Watch(ctx context.Context, camera string, out io.Writer, opts O
 	}
 	defer conn.Close()
 	defer rd.Close()
-	var mux ts.Muxer
-	buf := make([]byte, 0, 256<<10)
-	flush, _ := out.(interface{ Flush() })
+	emit := v.emitter(&res, out, opts)
 	for {
 		b, err := rd.Next()
 		if err == io.EOF {
@@ -110,14 +163,37 @@ func (v *Viewer) Watch(ctx context.Context, camera string, out io.Writer, opts O
 			}
 			return res, fmt.Errorf("live view of %s: %w", camera, err)
 		}
-		f, ended, err := parseLiveFrame(b)
+		m, err := parseLiveFrame(b)
 		if err != nil {
 			return res, fmt.Errorf("live view of %s: frame %d: %w", camera, res.Frames, err)
 		}
-		if ended != "" {
-			res.Ended = ended
+		switch {
+		case m.Ended != "":
+			res.Ended = m.Ended
 			return res, nil
+		case m.UDP != 0:
+			if pc == nil || res.Frames > 0 || res.Datagrams {
+				return res, fmt.Errorf("live view of %s: the store offered datagrams it was not asked for", camera)
+			}
+			store := udpAddrPort(conn.RemoteAddr()).Addr()
+			if !store.IsValid() {
+				return res, fmt.Errorf("live view of %s: the store's address %v is not UDP", camera, conn.RemoteAddr())
+			}
+			res.Datagrams = true
+			return v.watchDatagrams(ctx, rd, pc, netip.AddrPortFrom(store, m.UDP), tok, &res, emit)
 		}
+		if err := emit(m.Frame); err != nil {
+			return res, err
+		}
+	}
+}
+
+// emitter muxes frames into MPEG-TS on out, counting them in res.
+func (v *Viewer) emitter(res *Result, out io.Writer, opts Options) func(h264.Frame) error {
+	var mux ts.Muxer
+	buf := make([]byte, 0, 256<<10)
+	flush, _ := out.(interface{ Flush() })
+	return func(f h264.Frame) error {
 		if opts.OnFrame != nil {
 			opts.OnFrame(f)
 		}
@@ -126,17 +202,106 @@ func (v *Viewer) Watch(ctx context.Context, camera string, out io.Writer, opts O
 		} else {
 			buf = buf[:0]
 		}
+		var err error
 		if buf, err = mux.AppendFrame(buf, f); err != nil {
-			return res, fmt.Errorf("live view of %s: frame %d: %w", camera, res.Frames, err)
+			return fmt.Errorf("live view of %s: frame %d: %w", res.Camera, res.Frames, err)
 		}
 		if _, err := out.Write(buf); err != nil {
-			return res, fmt.Errorf("live view of %s: writing: %w", camera, err)
+			return fmt.Errorf("live view of %s: writing: %w", res.Camera, err)
 		}
 		if flush != nil {
 			flush.Flush()
 		}
 		res.Frames++
 		res.Bytes += int64(len(buf))
+		return nil
+	}
+}
+
+// dgTick is how often the viewer looks for packets to ask for again and
+// frames to give up on when nothing arrives.
+const dgTick = 5 * time.Millisecond
+
+// pingEvery is how often the viewer measures the round trip to the store.
+const pingEvery = 500 * time.Millisecond
+
+// watchDatagrams takes the frames as datagrams from store while the
+// stream stays open for the store's end.
+func (v *Viewer) watchDatagrams(ctx context.Context, rd *rpc.Reader, pc net.PacketConn, store netip.AddrPort, tok token, res *Result, emit func(h264.Frame) error) (Result, error) {
+	type end struct {
+		ended string
+		err   error
+	}
+	endc := make(chan end, 1)
+	go func() {
+		b, err := rd.Next()
+		switch {
+		case err == io.EOF:
+			endc <- end{}
+		case err != nil:
+			endc <- end{err: err}
+		default:
+			m, err := parseLiveFrame(b)
+			if err == nil && m.Ended == "" {
+				err = errors.New("a frame on the stream of a view by datagrams")
+			}
+			endc <- end{ended: m.Ended, err: err}
+		}
+	}()
+	dst := net.UDPAddrFromAddrPort(store)
+	asm := newAssembler()
+	buf := make([]byte, 2048)
+	var lastPing, lastTick time.Time
+	for {
+		select {
+		case e := <-endc:
+			res.Lost, res.Ended = asm.lost, e.ended
+			if e.err != nil && ctx.Err() == nil {
+				return *res, fmt.Errorf("live view of %s: %w", res.Camera, e.err)
+			}
+			return *res, nil
+		default:
+		}
+		if ctx.Err() != nil {
+			res.Lost = asm.lost
+			return *res, nil
+		}
+		pc.SetReadDeadline(time.Now().Add(dgTick))
+		n, from, err := pc.ReadFrom(buf)
+		now := time.Now()
+		if err == nil && udpAddrPort(from) == store {
+			if d, err := parseDatagram(buf[:n]); err == nil && d.tok == tok {
+				switch d.typ {
+				case dgData:
+					asm.add(d, now)
+				case dgPong:
+					asm.sample(now.Sub(time.Unix(0, d.time)))
+				}
+			}
+		} else if err != nil && !isTimeout(err) {
+			return *res, fmt.Errorf("live view of %s: %w", res.Camera, err)
+		}
+		for _, f := range asm.pop(now) {
+			if err := emit(h264.Frame{Time: time.Unix(0, f.time), Key: f.key, Data: f.data}); err != nil {
+				return *res, err
+			}
+		}
+		if now.Sub(lastTick) >= dgTick {
+			lastTick = now
+			seqs := asm.nacks(now)
+			res.Asked += uint64(len(seqs))
+			for _, b := range appendNacks(tok, seqs) {
+				// Twice: a lost NACK costs a round trip of the frame's
+				// half second, a second copy some bytes.
+				pc.WriteTo(b, dst)
+				pc.WriteTo(b, dst)
+			}
+			if now.Sub(lastPing) >= pingEvery {
+				lastPing = now
+				b := appendCommon(make([]byte, 0, dgCommon+8), dgPing, 0, tok)
+				pc.WriteTo(binary.BigEndian.AppendUint64(b, uint64(now.UnixNano())), dst)
+			}
+		}
 	}
 }
 
