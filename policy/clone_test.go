@@ -109,3 +109,46 @@ func TestCloneSharesNothing(t *testing.T) {
 		t.Fatal("nil.Clone() is not nil")
 	}
 }
+
+// Successor copies as Clone does but for the values of Sites and Cameras,
+// which it shares (Apply only replaces them): nothing else is shared.
+func TestSuccessorSharesOnlySitesAndCameras(t *testing.T) {
+	var s State
+	fill(reflect.ValueOf(&s).Elem(), 0)
+	c := s.Successor()
+	a, _ := s.Marshal()
+	b, _ := c.Marshal()
+	if !bytes.Equal(a, b) {
+		t.Fatalf("successor differs:\n%s\n%s", a, b)
+	}
+	if reflect.ValueOf(c.Sites).Pointer() == reflect.ValueOf(s.Sites).Pointer() ||
+		reflect.ValueOf(c.Cameras).Pointer() == reflect.ValueOf(s.Cameras).Pointer() {
+		t.Fatal("Successor shares the Sites or Cameras map itself")
+	}
+	c.Sites, c.Cameras = s.Clone().Sites, s.Clone().Cameras
+	if p := shared(reflect.ValueOf(&s).Elem(), reflect.ValueOf(c).Elem(), "State"); p != "" {
+		t.Fatalf("Successor shares %s with the original", p)
+	}
+	if (*State)(nil).Successor() != nil {
+		t.Fatal("nil.Successor() is not nil")
+	}
+}
+
+// Sites and cameras added, a camera removed, on successors: the original
+// state does not change.
+func TestSuccessorApplyLeavesOriginal(t *testing.T) {
+	alice := newTestUser(t, "alice")
+	s := founded(t, alice)
+	c := cmd(KindAddSite, t0)
+	c.Site = &Site{Name: "brno-1", Jurisdiction: "EU"}
+	mustApply(t, s, alice.sign(t, c))
+	c = cmd(KindAddCamera, t0)
+	c.Camera = &Camera{Site: "brno-1", Name: "gate", Purpose: "theft prevention", LegalBasis: "art. 6(1)(f)", Retention: DefaultRetention, Tags: []string{"doors"}}
+	mustApply(t, s, alice.sign(t, c))
+	c = cmd(KindRemoveCamera, t0)
+	c.Name = "brno-1/gate"
+	mustApply(t, s, alice.sign(t, c))
+	if s.Cameras["brno-1/gate"] != nil || s.Sites["brno-1"] == nil {
+		t.Fatal("the successor's changes were lost")
+	}
+}

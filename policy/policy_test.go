@@ -118,10 +118,26 @@ func founded(t testing.TB, alice *testUser) *State {
 	return s
 }
 
+// mustApply applies e to s. It applies e first as a replica does, to
+// s.Successor(), and checks that s did not change (Successor shares the
+// values of some maps) and that both ways end in the same state.
 func mustApply(t testing.TB, s *State, e Envelope) {
 	t.Helper()
+	before, _ := s.Marshal()
+	next := s.Successor()
+	if _, err := next.Apply(e); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := s.Marshal(); !bytes.Equal(before, after) {
+		t.Fatal("Apply on the successor changed the original state")
+	}
 	if _, err := s.Apply(e); err != nil {
 		t.Fatal(err)
+	}
+	a, _ := s.Marshal()
+	b, _ := next.Marshal()
+	if !bytes.Equal(a, b) {
+		t.Fatal("Apply on the successor and on the state itself differ")
 	}
 }
 
