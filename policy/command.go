@@ -217,12 +217,36 @@ func (r *Refused) Is(target error) bool { return target == ErrRefused }
 // and leaves the state untouched, so every replica, given the same log,
 // ends in the same state.
 func (s *State) Apply(env Envelope) (*Command, error) {
+	c, mutate, err := s.check(env)
+	if err != nil {
+		return c, err
+	}
+	kept := s.keepsEnvelope(c)
+	// A snapshot drops empty maps (omitempty): make them before writing.
+	s.ensureMaps()
+	mutate()
+	s.keepEnvelope(c, env, kept)
+	s.record(c)
+	return c, nil
+}
+
+// Check tells what Apply would: the same checks, the signature's included,
+// and the same refusal, but it changes nothing, so it runs on a state that
+// others read (the leader's check of a command before it enters the log)
+// without a copy. Apply changes the state only after every check passed.
+func (s *State) Check(env Envelope) (*Command, error) {
+	c, _, err := s.check(env)
+	return c, err
+}
+
+// check runs Apply's checks and returns the change to make, reading s only.
+func (s *State) check(env Envelope) (*Command, func(), error) {
 	c, err := DecodeCommand(env.Body)
 	if err != nil {
-		return nil, &Refused{Kind: "?", Reason: err.Error()}
+		return nil, nil, &Refused{Kind: "?", Reason: err.Error()}
 	}
-	refuse := func(format string, a ...any) (*Command, error) {
-		return c, &Refused{ID: c.ID, Kind: c.Kind, Reason: fmt.Sprintf(format, a...)}
+	refuse := func(format string, a ...any) (*Command, func(), error) {
+		return c, nil, &Refused{ID: c.ID, Kind: c.Kind, Reason: fmt.Sprintf(format, a...)}
 	}
 	if err := validName(c.ID); err != nil {
 		return refuse("command id: %v", err)
@@ -248,13 +272,7 @@ func (s *State) Apply(env Envelope) (*Command, error) {
 	if err != nil {
 		return refuse("%v", err)
 	}
-	kept := s.keepsEnvelope(c)
-	// A snapshot drops empty maps (omitempty): make them before writing.
-	s.ensureMaps()
-	mutate()
-	s.keepEnvelope(c, env, kept)
-	s.record(c)
-	return c, nil
+	return c, mutate, nil
 }
 
 // authenticate checks who signed: the genesis admin's own key, an invite's

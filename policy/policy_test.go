@@ -124,6 +124,12 @@ func founded(t testing.TB, alice *testUser) *State {
 func mustApply(t testing.TB, s *State, e Envelope) {
 	t.Helper()
 	before, _ := s.Marshal()
+	if _, err := s.Check(e); err != nil {
+		t.Fatalf("Check refused what Apply must apply: %v", err)
+	}
+	if after, _ := s.Marshal(); !bytes.Equal(before, after) {
+		t.Fatal("Check changed the state")
+	}
 	next := s.Successor()
 	if _, err := next.Apply(e); err != nil {
 		t.Fatal(err)
@@ -144,7 +150,14 @@ func mustApply(t testing.TB, s *State, e Envelope) {
 func refused(t *testing.T, s *State, e Envelope, want string) {
 	t.Helper()
 	before, _ := s.Marshal()
+	_, cerr := s.Check(e)
+	if after, _ := s.Marshal(); !bytes.Equal(before, after) {
+		t.Fatal("Check changed the state")
+	}
 	_, err := s.Apply(e)
+	if fmt.Sprint(cerr) != fmt.Sprint(err) {
+		t.Fatalf("Check said %v, Apply %v", cerr, err)
+	}
 	if !errors.Is(err, ErrRefused) {
 		t.Fatalf("applied, want refusal mentioning %q (err %v)", want, err)
 	}
