@@ -2,6 +2,7 @@ package policy
 
 import (
 	"bytes"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -150,5 +151,48 @@ func TestSuccessorApplyLeavesOriginal(t *testing.T) {
 	mustApply(t, s, alice.sign(t, c))
 	if s.Cameras["brno-1/gate"] != nil || s.Sites["brno-1"] == nil {
 		t.Fatal("the successor's changes were lost")
+	}
+}
+
+// record skips its scan of Seen while no entry can have left the replay
+// window; Seen still holds exactly the commands within it, with commands
+// applied out of time order, and a state read from JSON (no floor kept)
+// goes on alike.
+func TestSeenPrunedAsByScan(t *testing.T) {
+	alice := newTestUser(t, "alice")
+	s := founded(t, alice)
+	times := map[string]time.Time{}
+	for id, at := range s.Seen {
+		times[id] = at
+	}
+	offsets := []time.Duration{0, 2, 1, 13, 25, 24, 26, 30, 49, 48, 50, 80, 60, 85}
+	for i, h := range offsets {
+		c := cmd(KindAddSite, t0.Add(h*time.Hour))
+		c.Site = &Site{Name: fmt.Sprintf("s-%d", i), Jurisdiction: "EU"}
+		if _, err := s.Apply(alice.sign(t, c)); err != nil {
+			continue // older than the window: refused
+		}
+		times[c.ID] = c.Time
+		want := map[string]bool{}
+		for id, at := range times {
+			if !at.Before(s.Clock.Add(-ReplayWindow)) {
+				want[id] = true
+			}
+		}
+		got := map[string]bool{}
+		for id := range s.Seen {
+			got[id] = true
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("after %s: Seen %v, want %v", c.ID, got, want)
+		}
+		if i == len(offsets)/2 {
+			b, _ := s.Marshal()
+			var r State
+			if err := r.Unmarshal(b); err != nil {
+				t.Fatal(err)
+			}
+			s = &r
+		}
 	}
 }

@@ -333,6 +333,9 @@ func (s *State) remember(c *Command) {
 		s.Seen = map[string]time.Time{}
 	}
 	s.Seen[c.ID] = c.Time
+	if c.Time.Before(s.seenFrom) {
+		s.seenFrom = c.Time
+	}
 }
 
 // record remembers the command for replay protection and moves the clock.
@@ -342,10 +345,17 @@ func (s *State) record(c *Command) {
 		s.Clock = c.Time
 	}
 	horizon := s.Clock.Add(-ReplayWindow)
-	for id, t := range s.Seen {
-		if t.Before(horizon) {
-			delete(s.Seen, id) // older commands are refused by time anyway
+	if s.seenFrom.IsZero() || s.seenFrom.Before(horizon) {
+		var from time.Time
+		for id, t := range s.Seen {
+			switch {
+			case t.Before(horizon):
+				delete(s.Seen, id) // older commands are refused by time anyway
+			case from.IsZero() || t.Before(from):
+				from = t
+			}
 		}
+		s.seenFrom = from
 	}
 	s.pruneRequests()
 	s.pruneProposals()
