@@ -2,8 +2,10 @@ package keys
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
@@ -37,11 +39,56 @@ func NewCustodian(name string, publicKey []byte) (Custodian, error) {
 	if err != nil {
 		return Custodian{}, fmt.Errorf("keys: custodian %s: %w", name, err)
 	}
-	e, enc, err := parseV6Public(bin, 1)
+	fp, enc, err := parsedKeys.parse(bin)
 	if err != nil {
 		return Custodian{}, fmt.Errorf("keys: custodian %s: %w", name, err)
 	}
-	return Custodian{name: name, pub: bin, fp: fingerprintOf(e.PrimaryKey), enc: enc}, nil
+	return Custodian{name: name, pub: bin, fp: fp, enc: enc}, nil
+}
+
+// parsedKeys keeps what parseV6Public made of a key's exact bytes (by
+// their SHA-256): a recording store builds the custodians anew at every
+// policy change, and parsing and checking a key's self-signatures cost
+// more than the rest. The check is the same for the same bytes at any
+// time (no date: custodian keys never expire), so a cached answer is the
+// one a fresh parse gives. Only keys that passed are kept; the encryption
+// key is only read, as every copy of a Custodian already shares it.
+var parsedKeys parsedCustodians
+
+// maxParsedCustodians bounds the cache: a policy names a few datacenters'
+// keys and one recovery key.
+const maxParsedCustodians = 64
+
+type parsedCustodians struct {
+	mu   sync.Mutex
+	keys map[[sha256.Size]byte]parsedCustodian // guarded by mu
+}
+
+type parsedCustodian struct {
+	fp  KeyFingerprint
+	enc *packet.PublicKey
+}
+
+func (c *parsedCustodians) parse(bin []byte) (KeyFingerprint, *packet.PublicKey, error) {
+	sum := sha256.Sum256(bin)
+	c.mu.Lock()
+	p, ok := c.keys[sum]
+	c.mu.Unlock()
+	if ok {
+		return p.fp, p.enc, nil
+	}
+	e, enc, err := parseV6Public(bin, 1)
+	if err != nil {
+		return KeyFingerprint{}, nil, err
+	}
+	p = parsedCustodian{fp: fingerprintOf(e.PrimaryKey), enc: enc}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.keys == nil || len(c.keys) >= maxParsedCustodians {
+		c.keys = make(map[[sha256.Size]byte]parsedCustodian) // start over: keys change rarely
+	}
+	c.keys[sum] = p
+	return p.fp, p.enc, nil
 }
 
 // dearmorPublic returns b's binary form if it is armored, else b.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -127,4 +128,39 @@ func TestCustodianKeyZero(t *testing.T) {
 	if _, err := k.ArmoredRecoveryKey(); err == nil {
 		t.Fatal("a wiped custodian key was exported")
 	}
+}
+
+// NewCustodian keeps parsed keys: a key differing by one byte from a
+// cached one (its binding signature broken) is still refused, a refused
+// key stays refused, and the cache is safe for concurrent use (-race).
+func TestNewCustodianCache(t *testing.T) {
+	_, custs := custodianKeys(t)
+	good := custs[0].pub
+	for range 2 {
+		if c, err := NewCustodian("dc-a", good); err != nil || c.Fingerprint() != custs[0].Fingerprint() {
+			t.Fatalf("genuine key: %v", err)
+		}
+	}
+	bad := bytes.Clone(good)
+	bad[len(bad)-1] ^= 1 // the last signature's last byte
+	for range 2 {
+		if _, err := NewCustodian("dc-a", bad); err == nil {
+			t.Fatal("a key with a broken signature was accepted after the genuine one was cached")
+		}
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 20 {
+				pub, ok := custs[(g+i)%len(custs)].pub, true
+				if i%3 == 0 {
+					pub, ok = bad, false
+				}
+				if _, err := NewCustodian("dc-a", pub); (err == nil) != ok {
+					t.Errorf("want ok=%v, got %v", ok, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
 }

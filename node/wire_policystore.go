@@ -11,6 +11,3 @@ type ApplyResult = policy.ApplyResult
 // Anchor pins the genesis a node will accept (policy.Anchor); tokens
 // and federation.json carry it.
 type Anchor = policy.Anchor
-
-// clone copies a state for a dry run (vet, the join check).
-func clone(s *policy.State) (*policy.State, error) { return s.Clone(), nil }

@@ -13,8 +13,21 @@ func (s *State) Clone() *State {
 	if s == nil {
 		return nil
 	}
+	return s.clone(true)
+}
+
+// clone is Clone, or Successor when deep is false.
+func (s *State) clone(deep bool) *State {
 	c := *s
-	c.Sites = cloneMap(s.Sites, func(v Site) Site { return v })
+	if deep {
+		c.Sites = cloneMap(s.Sites, func(v Site) Site { return v })
+		c.Cameras = cloneMap(s.Cameras, func(v Camera) Camera {
+			v.Tags = slices.Clone(v.Tags)
+			return v
+		})
+	} else {
+		c.Sites, c.Cameras = maps.Clone(s.Sites), maps.Clone(s.Cameras)
+	}
 	c.Nodes = cloneMap(s.Nodes, func(v Node) Node {
 		v.Custodian = slices.Clone(v.Custodian)
 		return v
@@ -22,10 +35,6 @@ func (s *State) Clone() *State {
 	c.Users = cloneMap(s.Users, func(v User) User {
 		v.PublicKey = slices.Clone(v.PublicKey)
 		v.Passkeys = clonePasskeys(v.Passkeys)
-		return v
-	})
-	c.Cameras = cloneMap(s.Cameras, func(v Camera) Camera {
-		v.Tags = slices.Clone(v.Tags)
 		return v
 	})
 	c.Grants = cloneMap(s.Grants, func(v Grant) Grant {
@@ -56,6 +65,20 @@ func (s *State) Clone() *State {
 	c.Recovery = slices.Clone(s.Recovery)
 	c.DataJurisdictions = slices.Clone(s.DataJurisdictions)
 	return &c
+}
+
+// Successor returns a copy of s for Apply to change and swap in, as the
+// replicas do for every command: Clone, but the Sites and Cameras maps are
+// copied without copying their values, which Apply only ever replaces or
+// deletes, never changes in place. These are the maps that grow with a
+// federation, and copying every value of them was most of a replica's
+// work per command. Readers must not change a state they read (as
+// before), so a value shared by two states is never written again.
+func (s *State) Successor() *State {
+	if s == nil {
+		return nil
+	}
+	return s.clone(false)
 }
 
 // cloneMap copies a map of pointers, each value copied by deep (which must

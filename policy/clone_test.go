@@ -2,6 +2,7 @@ package policy
 
 import (
 	"bytes"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -107,5 +108,91 @@ func TestCloneSharesNothing(t *testing.T) {
 	}
 	if (*State)(nil).Clone() != nil {
 		t.Fatal("nil.Clone() is not nil")
+	}
+}
+
+// Successor copies as Clone does but for the values of Sites and Cameras,
+// which it shares (Apply only replaces them): nothing else is shared.
+func TestSuccessorSharesOnlySitesAndCameras(t *testing.T) {
+	var s State
+	fill(reflect.ValueOf(&s).Elem(), 0)
+	c := s.Successor()
+	a, _ := s.Marshal()
+	b, _ := c.Marshal()
+	if !bytes.Equal(a, b) {
+		t.Fatalf("successor differs:\n%s\n%s", a, b)
+	}
+	if reflect.ValueOf(c.Sites).Pointer() == reflect.ValueOf(s.Sites).Pointer() ||
+		reflect.ValueOf(c.Cameras).Pointer() == reflect.ValueOf(s.Cameras).Pointer() {
+		t.Fatal("Successor shares the Sites or Cameras map itself")
+	}
+	c.Sites, c.Cameras = s.Clone().Sites, s.Clone().Cameras
+	if p := shared(reflect.ValueOf(&s).Elem(), reflect.ValueOf(c).Elem(), "State"); p != "" {
+		t.Fatalf("Successor shares %s with the original", p)
+	}
+	if (*State)(nil).Successor() != nil {
+		t.Fatal("nil.Successor() is not nil")
+	}
+}
+
+// Sites and cameras added, a camera removed, on successors: the original
+// state does not change.
+func TestSuccessorApplyLeavesOriginal(t *testing.T) {
+	alice := newTestUser(t, "alice")
+	s := founded(t, alice)
+	c := cmd(KindAddSite, t0)
+	c.Site = &Site{Name: "brno-1", Jurisdiction: "EU"}
+	mustApply(t, s, alice.sign(t, c))
+	c = cmd(KindAddCamera, t0)
+	c.Camera = &Camera{Site: "brno-1", Name: "gate", Purpose: "theft prevention", LegalBasis: "art. 6(1)(f)", Retention: DefaultRetention, Tags: []string{"doors"}}
+	mustApply(t, s, alice.sign(t, c))
+	c = cmd(KindRemoveCamera, t0)
+	c.Name = "brno-1/gate"
+	mustApply(t, s, alice.sign(t, c))
+	if s.Cameras["brno-1/gate"] != nil || s.Sites["brno-1"] == nil {
+		t.Fatal("the successor's changes were lost")
+	}
+}
+
+// record skips its scan of Seen while no entry can have left the replay
+// window; Seen still holds exactly the commands within it, with commands
+// applied out of time order, and a state read from JSON (no floor kept)
+// goes on alike.
+func TestSeenPrunedAsByScan(t *testing.T) {
+	alice := newTestUser(t, "alice")
+	s := founded(t, alice)
+	times := map[string]time.Time{}
+	for id, at := range s.Seen {
+		times[id] = at
+	}
+	offsets := []time.Duration{0, 2, 1, 13, 25, 24, 26, 30, 49, 48, 50, 80, 60, 85}
+	for i, h := range offsets {
+		c := cmd(KindAddSite, t0.Add(h*time.Hour))
+		c.Site = &Site{Name: fmt.Sprintf("s-%d", i), Jurisdiction: "EU"}
+		if _, err := s.Apply(alice.sign(t, c)); err != nil {
+			continue // older than the window: refused
+		}
+		times[c.ID] = c.Time
+		want := map[string]bool{}
+		for id, at := range times {
+			if !at.Before(s.Clock.Add(-ReplayWindow)) {
+				want[id] = true
+			}
+		}
+		got := map[string]bool{}
+		for id := range s.Seen {
+			got[id] = true
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("after %s: Seen %v, want %v", c.ID, got, want)
+		}
+		if i == len(offsets)/2 {
+			b, _ := s.Marshal()
+			var r State
+			if err := r.Unmarshal(b); err != nil {
+				t.Fatal(err)
+			}
+			s = &r
+		}
 	}
 }

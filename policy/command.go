@@ -217,12 +217,36 @@ func (r *Refused) Is(target error) bool { return target == ErrRefused }
 // and leaves the state untouched, so every replica, given the same log,
 // ends in the same state.
 func (s *State) Apply(env Envelope) (*Command, error) {
+	c, mutate, err := s.check(env)
+	if err != nil {
+		return c, err
+	}
+	kept := s.keepsEnvelope(c)
+	// A snapshot drops empty maps (omitempty): make them before writing.
+	s.ensureMaps()
+	mutate()
+	s.keepEnvelope(c, env, kept)
+	s.record(c)
+	return c, nil
+}
+
+// Check tells what Apply would: the same checks, the signature's included,
+// and the same refusal, but it changes nothing, so it runs on a state that
+// others read (the leader's check of a command before it enters the log)
+// without a copy. Apply changes the state only after every check passed.
+func (s *State) Check(env Envelope) (*Command, error) {
+	c, _, err := s.check(env)
+	return c, err
+}
+
+// check runs Apply's checks and returns the change to make, reading s only.
+func (s *State) check(env Envelope) (*Command, func(), error) {
 	c, err := DecodeCommand(env.Body)
 	if err != nil {
-		return nil, &Refused{Kind: "?", Reason: err.Error()}
+		return nil, nil, &Refused{Kind: "?", Reason: err.Error()}
 	}
-	refuse := func(format string, a ...any) (*Command, error) {
-		return c, &Refused{ID: c.ID, Kind: c.Kind, Reason: fmt.Sprintf(format, a...)}
+	refuse := func(format string, a ...any) (*Command, func(), error) {
+		return c, nil, &Refused{ID: c.ID, Kind: c.Kind, Reason: fmt.Sprintf(format, a...)}
 	}
 	if err := validName(c.ID); err != nil {
 		return refuse("command id: %v", err)
@@ -248,13 +272,7 @@ func (s *State) Apply(env Envelope) (*Command, error) {
 	if err != nil {
 		return refuse("%v", err)
 	}
-	kept := s.keepsEnvelope(c)
-	// A snapshot drops empty maps (omitempty): make them before writing.
-	s.ensureMaps()
-	mutate()
-	s.keepEnvelope(c, env, kept)
-	s.record(c)
-	return c, nil
+	return c, mutate, nil
 }
 
 // authenticate checks who signed: the genesis admin's own key, an invite's
@@ -315,6 +333,9 @@ func (s *State) remember(c *Command) {
 		s.Seen = map[string]time.Time{}
 	}
 	s.Seen[c.ID] = c.Time
+	if c.Time.Before(s.seenFrom) {
+		s.seenFrom = c.Time
+	}
 }
 
 // record remembers the command for replay protection and moves the clock.
@@ -324,10 +345,17 @@ func (s *State) record(c *Command) {
 		s.Clock = c.Time
 	}
 	horizon := s.Clock.Add(-ReplayWindow)
-	for id, t := range s.Seen {
-		if t.Before(horizon) {
-			delete(s.Seen, id) // older commands are refused by time anyway
+	if s.seenFrom.IsZero() || s.seenFrom.Before(horizon) {
+		var from time.Time
+		for id, t := range s.Seen {
+			switch {
+			case t.Before(horizon):
+				delete(s.Seen, id) // older commands are refused by time anyway
+			case from.IsZero() || t.Before(from):
+				from = t
+			}
 		}
+		s.seenFrom = from
 	}
 	s.pruneRequests()
 	s.pruneProposals()

@@ -159,7 +159,18 @@ func TestApplyDeterministic(t *testing.T) {
 			}
 			env := signer.sign(rt, c)
 			log = append(log, env)
-			ref.Apply(env)
+			// Check and Apply on a Successor, as the leader and the
+			// replicas run them, leave ref as it was and agree with Apply.
+			before, _ := ref.Marshal()
+			_, checked := ref.Check(env)
+			_, onSuccessor := ref.Successor().Apply(env)
+			if after, _ := ref.Marshal(); !bytes.Equal(before, after) {
+				rt.Fatal("Check or Apply on a successor changed the state")
+			}
+			_, applied := ref.Apply(env)
+			if fmt.Sprint(checked) != fmt.Sprint(applied) || fmt.Sprint(onSuccessor) != fmt.Sprint(applied) {
+				rt.Fatalf("Check said %v, Apply on a successor %v, Apply %v", checked, onSuccessor, applied)
+			}
 		}
 		var a, b State
 		var refusedA, refusedB int

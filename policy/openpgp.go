@@ -75,7 +75,7 @@ func VerifySignature(pub, msg, sig []byte, at time.Time) (string, error) {
 		return "", fmt.Errorf("signature made at %s, not at the signed time %s (allowed skew %v)",
 			p.CreationTime.UTC().Format(time.RFC3339), at.UTC().Format(time.RFC3339), SignatureSkew)
 	}
-	e, err := readPublicKey(pub)
+	e, err := verifiedKeys.entity(pub) // readPublicKey, cached (keycache.go)
 	if err != nil {
 		return "", err
 	}

@@ -118,17 +118,46 @@ func founded(t testing.TB, alice *testUser) *State {
 	return s
 }
 
+// mustApply applies e to s. It applies e first as a replica does, to
+// s.Successor(), and checks that s did not change (Successor shares the
+// values of some maps) and that both ways end in the same state.
 func mustApply(t testing.TB, s *State, e Envelope) {
 	t.Helper()
+	before, _ := s.Marshal()
+	if _, err := s.Check(e); err != nil {
+		t.Fatalf("Check refused what Apply must apply: %v", err)
+	}
+	if after, _ := s.Marshal(); !bytes.Equal(before, after) {
+		t.Fatal("Check changed the state")
+	}
+	next := s.Successor()
+	if _, err := next.Apply(e); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := s.Marshal(); !bytes.Equal(before, after) {
+		t.Fatal("Apply on the successor changed the original state")
+	}
 	if _, err := s.Apply(e); err != nil {
 		t.Fatal(err)
+	}
+	a, _ := s.Marshal()
+	b, _ := next.Marshal()
+	if !bytes.Equal(a, b) {
+		t.Fatal("Apply on the successor and on the state itself differ")
 	}
 }
 
 func refused(t *testing.T, s *State, e Envelope, want string) {
 	t.Helper()
 	before, _ := s.Marshal()
+	_, cerr := s.Check(e)
+	if after, _ := s.Marshal(); !bytes.Equal(before, after) {
+		t.Fatal("Check changed the state")
+	}
 	_, err := s.Apply(e)
+	if fmt.Sprint(cerr) != fmt.Sprint(err) {
+		t.Fatalf("Check said %v, Apply %v", cerr, err)
+	}
 	if !errors.Is(err, ErrRefused) {
 		t.Fatalf("applied, want refusal mentioning %q (err %v)", want, err)
 	}

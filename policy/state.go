@@ -111,6 +111,12 @@ type State struct {
 	DataJurisdictions []string             `json:"data_jurisdictions,omitempty"`
 	Seen              map[string]time.Time `json:"seen,omitempty"` // command IDs within the replay window
 	Applied           uint64               `json:"applied"`        // commands applied
+
+	// seenFrom, unless zero, is a time no entry of Seen is before (remember
+	// keeps it so), and lets record skip its scan of Seen while nothing can
+	// have left the replay window. Not part of the state: a state read
+	// from JSON has it zero and scans once.
+	seenFrom time.Time
 }
 
 type Site struct {
