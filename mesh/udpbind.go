@@ -33,8 +33,6 @@ type udpEndpoint struct {
 	cleared atomic.Bool // ClearSrc was called; src and ifindex are ignored
 }
 
-func (e *udpEndpoint) dstAddrPort() netip.AddrPort { return e.dst }
-
 // ClearSrc forgets the sticky source. The endpoint may be shared by several
 // received packets, so this only sets a flag; later packets from the same
 // source get a fresh endpoint.

@@ -47,7 +47,7 @@ type udpSock struct {
 }
 
 const (
-	// udpSendBuffer and udpRecvBuffer are the socket buffers asked for
+	// udpSocketBuffer is the send and receive buffer size asked for
 	// (beyond net.core.[rw]mem_max where CAP_NET_ADMIN allows).
 	udpSocketBuffer = 7 << 20
 	// gsoMaxSegments is the kernel's limit of datagrams per UDP_SEGMENT send.
