@@ -58,11 +58,20 @@ const (
 )
 
 // mmsghdr is struct mmsghdr: a msghdr and the length the kernel reports.
-type mmsghdr struct {
-	hdr unix.Msghdr
-	n   uint32
-	_   [unsafe.Sizeof(uintptr(0)) - 4]byte
-}
+// x/sys/unix generates it per architecture, with the tail padding the
+// kernel's layout has on 64-bit and none on 32-bit.
+type mmsghdr = unix.Mmsghdr
+
+// The size must be the kernel's, a msghdr and a uint32 rounded up to the
+// alignment of a pointer, or recvmmsg and sendmmsg misread every header
+// after the first. Either array length is negative, and the build fails,
+// when it is not.
+const mmsghdrSize = (unix.SizeofMsghdr + 4 + unsafe.Alignof(uintptr(0)) - 1) &^ (unsafe.Alignof(uintptr(0)) - 1)
+
+var (
+	_ [unsafe.Sizeof(mmsghdr{}) - mmsghdrSize]byte
+	_ [mmsghdrSize - unsafe.Sizeof(mmsghdr{})]byte
+)
 
 func (b *udpBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	b.mu.Lock()
@@ -240,7 +249,7 @@ func newUDPReceiver(s *udpSock) *udpReceiver {
 		readMax: n,
 	}
 	for i := range r.hdrs {
-		h := &r.hdrs[i].hdr
+		h := &r.hdrs[i].Hdr
 		h.Name = (*byte)(unsafe.Pointer(&r.names[i]))
 		h.Iov = &r.iovs[i]
 		h.SetIovlen(1)
@@ -269,8 +278,8 @@ func (r *udpReceiver) receive(bufs [][]byte, sizes []int, eps []conn.Endpoint) (
 			r.iovs[i].Base = nil
 		}
 		r.iovs[i].SetLen(len(bufs[i]))
-		r.hdrs[i].hdr.Namelen = unix.SizeofSockaddrInet6
-		r.hdrs[i].hdr.SetControllen(rxControlSpace)
+		r.hdrs[i].Hdr.Namelen = unix.SizeofSockaddrInet6
+		r.hdrs[i].Hdr.SetControllen(rxControlSpace)
 	}
 	var (
 		got   int
@@ -299,8 +308,8 @@ func (r *udpReceiver) receive(bufs [][]byte, sizes []int, eps []conn.Endpoint) (
 	coalesced := false
 	for i := range got {
 		h := &r.hdrs[i]
-		sizes[i] = int(h.n)
-		ctl := parseRxControl(r.oob[i*rxControlSpace:][:min(int(h.hdr.Controllen), rxControlSpace)])
+		sizes[i] = int(h.Len)
+		ctl := parseRxControl(r.oob[i*rxControlSpace:][:min(int(h.Hdr.Controllen), rxControlSpace)])
 		eps[i] = r.endpoint(&r.names[i], ctl)
 		r.gso[i] = 0
 		if r.s.rxGRO && ctl.gso > 0 && sizes[i] > ctl.gso {
@@ -570,7 +579,7 @@ func (sb *sendBatch) build(bufs [][]byte, namelen uint32, src netip.Addr, ifidx 
 				}
 			}
 		}
-		h := &sb.hdrs[nmsg].hdr
+		h := &sb.hdrs[nmsg].Hdr
 		h.Name = (*byte)(unsafe.Pointer(&sb.name))
 		h.Namelen = namelen
 		h.Iov = &sb.iovs[first]

@@ -425,7 +425,7 @@ func TestUDPBindBuild(t *testing.T) {
 		t.Fatalf("%d messages for %d packets, want %d for %d", nmsg, used, len(wantIov), len(bufs))
 	}
 	for i := range nmsg {
-		h := &sb.hdrs[i].hdr
+		h := &sb.hdrs[i].Hdr
 		ctl := parseTxControlForTest(t, sb.oob[i*txControlSpace:][:h.Controllen])
 		if int(h.Iovlen) != wantIov[i] || ctl.gso != wantGSO[i] || ctl.dst != netip.MustParseAddr("127.0.0.1") || ctl.ifindex != 1 {
 			t.Fatalf("message %d: %d packets, control %+v; want %d packets, GSO %d", i, h.Iovlen, ctl, wantIov[i], wantGSO[i])
@@ -433,8 +433,8 @@ func TestUDPBindBuild(t *testing.T) {
 	}
 	// Without GSO, one message per packet and no UDP_SEGMENT.
 	nmsg, used = sb.build(bufs[:5], unix.SizeofSockaddrInet4, netip.Addr{}, 0, false, false, false)
-	if nmsg != 5 || used != 5 || sb.hdrs[0].hdr.Controllen != 0 {
-		t.Fatalf("no GSO: %d messages for %d packets, control %d", nmsg, used, sb.hdrs[0].hdr.Controllen)
+	if nmsg != 5 || used != 5 || sb.hdrs[0].Hdr.Controllen != 0 {
+		t.Fatalf("no GSO: %d messages for %d packets, control %d", nmsg, used, sb.hdrs[0].Hdr.Controllen)
 	}
 }
 
