@@ -82,22 +82,39 @@ func (b *udpBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	var (
 		v4, v6 *udpSock
 		actual int
-		err    error
 	)
 	for tries := 0; ; tries++ {
-		v4, actual, err = openUDPSock("udp4", int(port))
-		if err != nil && !errors.Is(err, syscall.EAFNOSUPPORT) {
-			return nil, 0, err
+		// The port comes only from a socket that opened: a family the
+		// kernel lacks (ipv6.disable=1, EAFNOSUPPORT) is skipped, as
+		// StdNetBind does, and the other family's port stands.
+		var err4, err6 error
+		actual = int(port)
+		var p int
+		v4, p, err4 = openSock("udp4", int(port))
+		if err4 != nil && !errors.Is(err4, syscall.EAFNOSUPPORT) {
+			return nil, 0, err4
 		}
-		v6, actual, err = openUDPSock("udp6", actual)
-		if err == nil || errors.Is(err, syscall.EAFNOSUPPORT) {
+		if v4 != nil {
+			actual = p
+		}
+		v6, p, err6 = openSock("udp6", actual)
+		if err6 == nil {
+			if v4 == nil {
+				actual = p
+			}
+			break
+		}
+		if errors.Is(err6, syscall.EAFNOSUPPORT) {
+			if v4 == nil {
+				return nil, 0, err6
+			}
 			break
 		}
 		if v4 != nil {
 			v4.conn.Close()
 		}
-		if port != 0 || !errors.Is(err, syscall.EADDRINUSE) || tries >= 100 {
-			return nil, 0, err
+		if port != 0 || v4 == nil || !errors.Is(err6, syscall.EADDRINUSE) || tries >= 100 {
+			return nil, 0, err6
 		}
 		// The random IPv4 port is taken for IPv6: pick another.
 	}
@@ -113,6 +130,9 @@ func (b *udpBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	b.v4, b.v6 = v4, v6
 	return fns, uint16(actual), nil
 }
+
+// openSock is openUDPSock; tests replace it to make a family unavailable.
+var openSock = openUDPSock
 
 // openUDPSock listens on port (0: any); it returns the port it got. A nil
 // socket with a nil error cannot happen; EAFNOSUPPORT means the family is

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"syscall"
 	"testing"
 	"time"
 	"unsafe"
@@ -484,4 +485,44 @@ func FuzzParseRxControl(f *testing.F) {
 			t.Fatalf("wrote %v %d %d, read %+v", a, ifindex, gso, c)
 		}
 	})
+}
+
+// TestUDPBindOneFamily: with one address family unavailable (EAFNOSUPPORT,
+// as under ipv6.disable=1) Open uses the other and reports the port it
+// got, and a fixed port is kept; with both unavailable it fails.
+func TestUDPBindOneFamily(t *testing.T) {
+	defer func() { openSock = openUDPSock }()
+	for _, missing := range []string{"udp4", "udp6"} {
+		openSock = func(network string, port int) (*udpSock, int, error) {
+			if network == missing {
+				return nil, 0, syscall.EAFNOSUPPORT
+			}
+			return openUDPSock(network, port)
+		}
+		b := newUDPBind().(*udpBind)
+		fns, port, err := b.Open(0)
+		if err != nil {
+			t.Fatalf("%s missing: %v", missing, err)
+		}
+		if port == 0 || len(fns) != 1 {
+			t.Fatalf("%s missing: port %d, %d receive funcs", missing, port, len(fns))
+		}
+		s := b.v4
+		if s == nil {
+			s = b.v6
+		}
+		if got := s.conn.LocalAddr().(*net.UDPAddr).Port; got != int(port) {
+			t.Fatalf("%s missing: Open says port %d, socket has %d", missing, port, got)
+		}
+		b.Close()
+		fns, port2, err := b.Open(port)
+		if err != nil || port2 != port || len(fns) != 1 {
+			t.Fatalf("%s missing: reopen on %d: port %d, %d funcs, %v", missing, port, port2, len(fns), err)
+		}
+		b.Close()
+	}
+	openSock = func(string, int) (*udpSock, int, error) { return nil, 0, syscall.EAFNOSUPPORT }
+	if _, _, err := newUDPBind().Open(0); !errors.Is(err, syscall.EAFNOSUPPORT) {
+		t.Fatalf("both missing: %v", err)
+	}
 }
