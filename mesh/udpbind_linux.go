@@ -507,7 +507,8 @@ func (b *udpBind) Send(bufs [][]byte, ep conn.Endpoint) error {
 		ifidx  int32
 		sticky bool
 	)
-	if e, ok := ep.(*udpEndpoint); ok {
+	e, _ := ep.(*udpEndpoint)
+	if e != nil {
 		dst = e.dst
 		src, ifidx, sticky = e.sticky()
 	} else {
@@ -534,10 +535,16 @@ func (b *udpBind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	if sticky && src.Is4() != dst.Addr().Is4() {
 		sticky = false
 	}
-	return s.send(bufs, dst, src, ifidx, sticky)
+	return s.send(bufs, dst, src, ifidx, sticky, e)
 }
 
-func (s *udpSock) send(bufs [][]byte, dst netip.AddrPort, src netip.Addr, ifidx int32, sticky bool) error {
+// send sends bufs to dst, from src on interface ifidx when sticky. If the
+// kernel rejects that source (the address or interface went away, or its
+// route did), send clears ep's source and sends again without it, once:
+// wireguard-go clears stale sources on route changes only for its own
+// StdNetBind, so this bind does it itself, as wireguard-go's bind did
+// before it had StdNetBind.
+func (s *udpSock) send(bufs [][]byte, dst netip.AddrPort, src netip.Addr, ifidx int32, sticky bool, ep *udpEndpoint) error {
 	sb := s.sends.Get().(*sendBatch)
 	defer s.sends.Put(sb)
 	namelen := putSockaddr(&sb.name, dst)
@@ -556,6 +563,14 @@ func (s *udpSock) send(bufs [][]byte, dst netip.AddrPort, src netip.Addr, ifidx 
 				bufs = bufs[sb.first[sent]:]
 				continue
 			}
+			if sticky && staleSource(err) {
+				if ep != nil {
+					ep.ClearSrc()
+				}
+				sticky = false
+				bufs = bufs[sb.first[sent]:]
+				continue
+			}
 			runtime.KeepAlive(bufs)
 			if gsoOff {
 				return conn.ErrUDPGSODisabled{RetryErr: err}
@@ -569,6 +584,13 @@ func (s *udpSock) send(bufs [][]byte, dst netip.AddrPort, src netip.Addr, ifidx 
 		return conn.ErrUDPGSODisabled{}
 	}
 	return nil
+}
+
+// staleSource reports whether a send with packet info failed because the
+// source it names is no longer usable.
+func staleSource(err error) bool {
+	return errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EADDRNOTAVAIL) ||
+		errors.Is(err, unix.ENETUNREACH) || errors.Is(err, unix.ENODEV)
 }
 
 // build fills the batch's headers for the packets at the start of bufs,

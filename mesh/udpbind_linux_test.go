@@ -526,3 +526,36 @@ func TestUDPBindOneFamily(t *testing.T) {
 		t.Fatalf("both missing: %v", err)
 	}
 }
+
+// TestUDPBindStaleSticky: a sticky source the kernel rejects (an address
+// not on this machine, an interface that does not exist) is cleared and
+// the packets are sent again without it, GSO-batched or not.
+func TestUDPBindStaleSticky(t *testing.T) {
+	a, _, _ := openTestBind(t, true)
+	_, bfns, bport := openTestBind(t, true)
+	dst := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), bport)
+	for i, stale := range []*udpEndpoint{
+		{dst: dst, src: netip.MustParseAddr("192.0.2.1")},
+		{dst: dst, src: netip.MustParseAddr("127.0.0.1"), ifindex: 1 << 30},
+	} {
+		if _, _, ok := stale.sticky(); !ok {
+			t.Fatalf("case %d: no sticky source to start with", i)
+		}
+		var bufs [][]byte
+		for j := range 5 {
+			bufs = append(bufs, testPayload(i*10+j, 100))
+		}
+		if err := a.Send(bufs, stale); err != nil {
+			t.Fatalf("case %d: Send: %v", i, err)
+		}
+		if _, _, ok := stale.sticky(); ok || stale.SrcIP().IsValid() {
+			t.Fatalf("case %d: source %v not cleared", i, stale.SrcIP())
+		}
+		got, _ := receiveN(t, bfns[0], len(bufs), 8)
+		for j := range bufs {
+			if !bytes.Equal(got[j].data, bufs[j]) {
+				t.Fatalf("case %d: packet %d differs", i, j)
+			}
+		}
+	}
+}
