@@ -23,12 +23,12 @@ import (
 // kernel answers EIO, as wireguard-go does. Elsewhere the mesh uses
 // wireguard-go's default bind (udpbind_other.go).
 //
-// GRO stays on. Between hosts it is what coalesces; on loopback the mesh
-// TCP benchmark measured less CPU per Mbit with it than without (751 vs
-// 883 cpu-µs/Mbit, medians of 5 interleaved runs), and when a read does
-// bring coalesced datagrams the next one asks for fewer, so that what it
-// splits fits the caller's buffers; what still does not fit waits, copied,
-// for the next call.
+// GRO stays on, on kernels 5.12 and later as in wireguard-go. Between hosts
+// it is what coalesces; on loopback the mesh TCP benchmark measured less CPU
+// per Mbit with it than without (751 vs 883 cpu-µs/Mbit, medians of 5
+// interleaved runs), and when a read does bring coalesced datagrams the next
+// one asks for fewer, so that what it splits fits the caller's buffers; what
+// still does not fit waits, copied, for the next call.
 
 // udpEndpoint is a peer's UDP address as the Linux bind gives it to
 // WireGuard, with the sticky source: the local address (and interface) the

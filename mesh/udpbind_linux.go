@@ -175,12 +175,45 @@ func openUDPSock(network string, port int) (*udpSock, int, error) {
 		if _, err := unix.GetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT); err == nil {
 			s.txGSO.Store(true)
 		}
-		if udpGRO.Load() {
+		if udpGRO.Load() && kernelGRO() {
 			s.rxGRO = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil
 		}
 	})
 	s.sends.New = func() any { return newSendBatch() }
 	return s, uc.LocalAddr().(*net.UDPAddr).Port, nil
+}
+
+// kernelGRO reports whether the kernel is 5.12 or later, where wireguard-go
+// turns UDP GRO on: older kernels cannot read UDP_GRO back (98184612aca0,
+// "net: udp: Add support for getsockopt(..., ..., UDP_GRO, ..., ...)") and
+// their GRO is buggier.
+var kernelGRO = sync.OnceValue(func() bool {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return false
+	}
+	major, minor := parseKernelRelease(unix.ByteSliceToString(u.Release[:]))
+	return major > 5 || major == 5 && minor >= 12
+})
+
+// parseKernelRelease reads the major and minor version at the start of a
+// kernel release ("6.8.0-45-generic"); what it cannot read is 0.
+func parseKernelRelease(rel string) (major, minor int) {
+	var v [2]int
+	i := 0
+	for _, c := range rel {
+		if '0' <= c && c <= '9' {
+			v[i] = v[i]*10 + int(c-'0')
+			continue
+		}
+		if c != '.' {
+			break
+		}
+		if i++; i == len(v) {
+			break
+		}
+	}
+	return v[0], v[1]
 }
 
 func (b *udpBind) Close() error {

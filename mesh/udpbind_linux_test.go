@@ -559,3 +559,26 @@ func TestUDPBindStaleSticky(t *testing.T) {
 		}
 	}
 }
+
+// TestParseKernelRelease: the version gate for UDP GRO reads uname's
+// release string.
+func TestParseKernelRelease(t *testing.T) {
+	for _, c := range []struct {
+		rel          string
+		major, minor int
+	}{
+		{"6.8.0-45-generic", 6, 8},
+		{"5.12.0", 5, 12},
+		{"5.11.22-100.fc32.x86_64", 5, 11},
+		{"5.4", 5, 4},
+		{"4.19.0+", 4, 19},
+		{"6", 6, 0},
+		{"6.1-rc2", 6, 1},
+		{"", 0, 0},
+		{"x.y", 0, 0},
+	} {
+		if major, minor := parseKernelRelease(c.rel); major != c.major || minor != c.minor {
+			t.Errorf("%q: %d.%d, want %d.%d", c.rel, major, minor, c.major, c.minor)
+		}
+	}
+}
