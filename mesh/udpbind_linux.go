@@ -322,7 +322,7 @@ func (r *udpReceiver) receive(bufs [][]byte, sizes []int, eps []conn.Endpoint) (
 		return 0, nil
 	}
 	if r.s.rxGRO {
-		want = min(want, r.readMax)
+		want = groReadLimit(bufs, min(want, r.readMax))
 	}
 	for i := range want {
 		if len(bufs[i]) > 0 {
@@ -413,6 +413,25 @@ func portFromNet(p uint16) uint16 {
 	return binary.BigEndian.Uint16(b[:])
 }
 
+// maxPending bounds the bytes of GRO-coalesced datagrams a receiver keeps,
+// copied, between calls: what a remote sender can make it hold.
+const maxPending = 1 << 20
+
+// groReadLimit is how many of the first want buffers a read may fill when
+// GRO may coalesce. Any datagram read may be left over (the first too, when
+// it has more segments than there are buffers), so their buffers together
+// hold at most maxPending bytes; a read takes at least one.
+func groReadLimit(bufs [][]byte, want int) int {
+	total := 0
+	for i := range want {
+		total += len(bufs[i])
+		if total > maxPending {
+			return max(1, i)
+		}
+	}
+	return want
+}
+
 // split turns the got datagrams just read into bufs, some GRO-coalesced
 // (r.gso), into one packet per buffer, in order. Those that do not fit
 // are kept, copied, for the next call.
@@ -430,6 +449,13 @@ func (r *udpReceiver) split(bufs [][]byte, sizes []int, eps []conn.Endpoint, got
 	// Next time read about as many datagrams as this read's largest
 	// coalescing would fill.
 	r.readMax = max(1, len(r.hdrs)/most)
+	need := 0
+	for i := fit; i < got; i++ {
+		need += sizes[i]
+	}
+	if cap(r.arena) < need {
+		r.arena = make([]byte, 0, need) // no more than needed: drain keeps at most maxPending
+	}
 	r.arena = r.arena[:0]
 	r.pend = r.pend[:0]
 	for i := fit; i < got; i++ {
@@ -509,6 +535,9 @@ func (r *udpReceiver) drain(bufs [][]byte, sizes []int, eps []conn.Endpoint, at 
 	n := copy(r.pend, r.pend[k:])
 	clear(r.pend[n:])
 	r.pend = r.pend[:n]
+	if n == 0 && cap(r.arena) > maxPending {
+		r.arena = nil // drained: do not keep more than the bound
+	}
 	return at
 }
 

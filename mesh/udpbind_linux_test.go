@@ -582,3 +582,49 @@ func TestParseKernelRelease(t *testing.T) {
 		}
 	}
 }
+
+// TestUDPBindPendingBound: with GRO a read asks for no more datagrams than
+// could, all left over, be kept within maxPending bytes; the worst case (as
+// many full 64-segment datagrams as buffers) stays under it; and an arena
+// above the bound is let go once drained.
+func TestUDPBindPendingBound(t *testing.T) {
+	const bufSize = 1<<16 - 1 // what wireguard-go receives into
+	r := newUDPReceiver(&udpSock{rxGRO: true})
+	n := len(r.hdrs)
+	bufs := make([][]byte, n)
+	for i := range bufs {
+		bufs[i] = make([]byte, bufSize)
+	}
+	sizes, eps := make([]int, n), make([]conn.Endpoint, n)
+	want := groReadLimit(bufs, n)
+	if want < 1 || want*bufSize > maxPending {
+		t.Fatalf("a read of %d datagrams of up to %d bytes", want, bufSize)
+	}
+	if got := groReadLimit([][]byte{make([]byte, 2*maxPending)}, 1); got != 1 {
+		t.Fatalf("one huge buffer: read %d, want 1", got)
+	}
+	if got := groReadLimit(bufs[:4], 4); got != 4 {
+		t.Fatalf("4 buffers: read %d, want 4", got)
+	}
+	ep := &udpEndpoint{dst: netip.MustParseAddrPort("192.0.2.1:1")}
+	for i := range want {
+		sizes[i], eps[i] = bufSize, ep
+		r.gso[i] = (bufSize + gsoMaxSegments - 1) / gsoMaxSegments
+	}
+	r.split(bufs, sizes, eps, want)
+	if len(r.pend) == 0 || len(r.arena) > maxPending || cap(r.arena) > maxPending {
+		t.Fatalf("%d datagrams pending in %d bytes (cap %d)", len(r.pend), len(r.arena), cap(r.arena))
+	}
+
+	// An arena grown past the bound (as before the bound) is dropped once
+	// what it holds is handed out.
+	r.pend = r.pend[:0]
+	r.arena = append(make([]byte, 0, 4*maxPending), bytes.Repeat([]byte{7}, 300)...)
+	r.pend = append(r.pend, pendingDgram{data: r.arena[:300], gso: 100, ep: ep})
+	if k := r.drain(bufs, sizes, eps, 0); k != 3 || len(r.pend) != 0 {
+		t.Fatalf("drained %d, %d pending", k, len(r.pend))
+	}
+	if r.arena != nil {
+		t.Fatalf("arena of cap %d kept", cap(r.arena))
+	}
+}
