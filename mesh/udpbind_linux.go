@@ -635,7 +635,7 @@ func (s *udpSock) send(bufs [][]byte, dst netip.AddrPort, src netip.Addr, ifidx 
 			}
 			runtime.KeepAlive(bufs)
 			if gsoOff {
-				return conn.ErrUDPGSODisabled{RetryErr: err}
+				return gsoDisabledError{laddr: s.conn.LocalAddr().String(), retryErr: err}
 			}
 			return err
 		}
@@ -643,9 +643,35 @@ func (s *udpSock) send(bufs [][]byte, dst netip.AddrPort, src netip.Addr, ifidx 
 	}
 	runtime.KeepAlive(bufs)
 	if gsoOff {
-		return conn.ErrUDPGSODisabled{}
+		return gsoDisabledError{laddr: s.conn.LocalAddr().String()}
 	}
 	return nil
+}
+
+// gsoDisabledError is conn.ErrUDPGSODisabled (for errors.As, which is how
+// wireguard-go's device finds it and logs this error's message) naming the
+// socket's local address, which the bind cannot set in conn's own.
+type gsoDisabledError struct {
+	laddr    string
+	retryErr error // the resend's error, if it failed
+}
+
+func (e gsoDisabledError) Error() string {
+	msg := "disabled UDP GSO on " + e.laddr + ", NIC(s) may not support checksum offload"
+	if e.retryErr != nil {
+		msg += "; resending: " + e.retryErr.Error()
+	}
+	return msg
+}
+
+func (e gsoDisabledError) Unwrap() error { return e.retryErr }
+
+func (e gsoDisabledError) As(target any) bool {
+	t, ok := target.(*conn.ErrUDPGSODisabled)
+	if ok {
+		*t = conn.ErrUDPGSODisabled{RetryErr: e.retryErr}
+	}
+	return ok
 }
 
 // staleSource reports whether a send with packet info failed because the

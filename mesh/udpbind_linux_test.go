@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -626,5 +627,23 @@ func TestUDPBindPendingBound(t *testing.T) {
 	}
 	if r.arena != nil {
 		t.Fatalf("arena of cap %d kept", cap(r.arena))
+	}
+}
+
+// TestUDPBindGSODisabledError: the error for GSO turned off is found as
+// conn.ErrUDPGSODisabled, carries the resend's error and names the socket.
+func TestUDPBindGSODisabledError(t *testing.T) {
+	retry := errors.New("resend failed")
+	var err error = gsoDisabledError{laddr: "0.0.0.0:51820", retryErr: retry}
+	var gso conn.ErrUDPGSODisabled
+	if !errors.As(err, &gso) || gso.RetryErr != retry || !errors.Is(err, retry) {
+		t.Fatalf("errors.As: %v, RetryErr %v", errors.As(err, &gso), gso.RetryErr)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "0.0.0.0:51820") || !strings.Contains(msg, "resend failed") {
+		t.Fatalf("message %q", msg)
+	}
+	err = gsoDisabledError{laddr: "[::]:1"}
+	if !errors.As(err, &gso) || gso.RetryErr != nil {
+		t.Fatal("no retry error: not found")
 	}
 }
