@@ -28,10 +28,11 @@ import (
 // per Mbit with it than without (751 vs 883 cpu-µs/Mbit, medians of 5
 // interleaved runs), and when a read does bring coalesced datagrams the next
 // one asks for fewer, so that what it splits fits the caller's buffers; what
-// still does not fit waits, copied, for the next call. So that this is at
-// most 1 MiB whatever a sender does, a read with GRO on asks for no more
-// datagrams than that many bytes of the caller's buffers hold (16 of
-// wireguard-go's 64 KiB ones).
+// still does not fit waits, copied, for the next call. Whatever a sender
+// does, that is at most 8 MiB (a read with GRO on asks for no more
+// datagrams than that many bytes of the caller's buffers hold: all 128 of
+// wireguard-go's 64 KiB ones), held only until handed out; a receiver
+// keeps at most 1 MiB of it once drained.
 
 // udpEndpoint is a peer's UDP address as the Linux bind gives it to
 // WireGuard, with the sticky source: the local address (and interface) the

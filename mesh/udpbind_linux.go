@@ -414,8 +414,15 @@ func portFromNet(p uint16) uint16 {
 }
 
 // maxPending bounds the bytes of GRO-coalesced datagrams a receiver keeps,
-// copied, between calls: what a remote sender can make it hold.
-const maxPending = 1 << 20
+// copied, between calls: what a remote sender can make it hold, and only
+// until they are handed out. 8 MiB lets a read take all 128 of
+// wireguard-go's 64 KiB buffers (16 of them at 1 MiB read a batch of
+// uncoalesced packets eight times slower). keepArena is what a drained
+// receiver keeps for the next time; a larger arena is let go.
+const (
+	maxPending = 8 << 20
+	keepArena  = 1 << 20
+)
 
 // groReadLimit is how many of the first want buffers a read may fill when
 // GRO may coalesce. Any datagram read may be left over (the first too, when
@@ -535,7 +542,7 @@ func (r *udpReceiver) drain(bufs [][]byte, sizes []int, eps []conn.Endpoint, at 
 	n := copy(r.pend, r.pend[k:])
 	clear(r.pend[n:])
 	r.pend = r.pend[:n]
-	if n == 0 && cap(r.arena) > maxPending {
+	if n == 0 && cap(r.arena) > keepArena {
 		r.arena = nil // drained: do not keep more than the bound
 	}
 	return at
