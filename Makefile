@@ -160,6 +160,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReadRequestFrame -fuzztime 15s ./node/rpc/
 	$(GO) test -run '^$$' -fuzz FuzzReadDataFrame -fuzztime 15s ./node/rpc/
 	$(GO) test -run '^$$' -fuzz FuzzLinkWrite -fuzztime 30s ./mesh/
+	$(GO) test -run '^$$' -fuzz FuzzParseRxControl -fuzztime 15s ./mesh/
 	$(GO) test -run '^$$' -fuzz FuzzReadStatusFrame -fuzztime 15s ./node/rpc/
 	$(GO) test -run '^$$' -fuzz FuzzParseLiveFrame -fuzztime 15s ./node/live/
 	$(GO) test -run '^$$' -fuzz FuzzDatagrams -fuzztime 15s ./node/live/

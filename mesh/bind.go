@@ -18,11 +18,11 @@ import (
 )
 
 // RelayBind is a wireguard-go conn.Bind with two kinds of path to a peer:
-// direct UDP through an inner bind (wireguard-go's default one, so the
-// direct path keeps its batched, offloaded I/O) and DERP relays (relay.go,
-// relays.go) reached over TCP with this node's own key. It is the upstream
-// six-method interface; no fork of wireguard-go is needed because the
-// endpoints carry the peer.
+// direct UDP through an inner bind (the mesh's own batched, offloaded UDP
+// bind on Linux, udpbind.go; wireguard-go's default elsewhere) and DERP
+// relays (relay.go, relays.go) reached over TCP with this node's own key.
+// It is the upstream six-method interface; no fork of wireguard-go is
+// needed because the endpoints carry the peer.
 //
 // Relays. The node keeps a session to every relay (a federation has a few
 // datacenters, each serving one; no relay mesh is needed when every node

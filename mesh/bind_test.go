@@ -58,7 +58,7 @@ func TestRelayBindCloseOpenCycles(t *testing.T) {
 	r := startRelay(t)
 	priv := keys.NewNodePrivate()
 	r.setMember(priv.Public(), true)
-	b, err := newRelayBind(conn.NewDefaultBind(), priv, []Relay{r.relay()}, t.Logf)
+	b, err := newRelayBind(newUDPBind(), priv, []Relay{r.relay()}, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +249,7 @@ func TestDerpKeyRoundTrip(t *testing.T) {
 }
 
 func TestAmbiguousCandidateStaysKeyless(t *testing.T) {
-	b, err := newRelayBind(conn.NewDefaultBind(), keys.NewNodePrivate(), []Relay{{Name: "x", URL: "http://127.0.0.1:1/derp"}}, t.Logf)
+	b, err := newRelayBind(newUDPBind(), keys.NewNodePrivate(), []Relay{{Name: "x", URL: "http://127.0.0.1:1/derp"}}, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -89,10 +89,15 @@ func isHandshake(b []byte) bool {
 
 func endpointAddr(ep conn.Endpoint) netip.AddrPort {
 	var ap netip.AddrPort
-	if s, ok := ep.(*conn.StdNetEndpoint); ok {
-		ap = s.AddrPort
-	} else if a, err := netip.ParseAddrPort(ep.DstToString()); err == nil {
-		ap = a
+	switch e := ep.(type) {
+	case *udpEndpoint:
+		ap = e.dst
+	case *conn.StdNetEndpoint:
+		ap = e.AddrPort
+	default:
+		if a, err := netip.ParseAddrPort(ep.DstToString()); err == nil {
+			ap = a
+		}
 	}
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }

@@ -255,7 +255,7 @@ func TestBulkTCPIntact(t *testing.T) {
 	checkLeaks(t)
 	for _, permille := range []int32{0, 10} {
 		mk := func(name string) *Mesh {
-			bind := &lossyBind{Bind: conn.NewDefaultBind()}
+			bind := &lossyBind{Bind: newUDPBind()}
 			bind.permille.Store(permille)
 			m, err := New(Config{PrivateKey: keys.NewNodePrivate(), Prefix: testPrefix, Name: name, NoGossip: true, Bind: bind})
 			if err != nil {

@@ -19,7 +19,7 @@ import (
 func TestTCPRecoversAfterBlackout(t *testing.T) {
 	checkLeaks(t)
 	mk := func(name string) (*Mesh, *blockableBind) {
-		bind := &blockableBind{Bind: conn.NewDefaultBind()}
+		bind := &blockableBind{Bind: newUDPBind()}
 		m, err := New(Config{PrivateKey: keys.NewNodePrivate(), Prefix: testPrefix, Name: name, NoGossip: true, Bind: bind})
 		if err != nil {
 			t.Fatal(err)

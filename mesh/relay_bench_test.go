@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.zx2c4.com/wireguard/conn"
-
 	"github.com/custos-cctv/custos/keys"
 )
 
@@ -215,7 +213,7 @@ func BenchmarkRelayServerCPU(b *testing.B) {
 	xk, yk := keys.NewNodePrivate(), keys.NewNodePrivate()
 	rc := startRelayChild(b, xk.Public(), yk.Public())
 	mk := func(name string, priv keys.NodePrivate) *Mesh {
-		bind := &blockableBind{Bind: conn.NewDefaultBind()}
+		bind := &blockableBind{Bind: newUDPBind()}
 		bind.blocked.Store(true)
 		m, err := New(Config{PrivateKey: priv, Prefix: testPrefix, Name: name, NoGossip: true, Bind: bind,
 			Relays: []Relay{{Name: "dc", URL: rc.url}}})

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.zx2c4.com/wireguard/conn"
 	"tailscale.com/derp"
 	"tailscale.com/derp/derphttp"
 	"tailscale.com/net/netmon"
@@ -72,7 +71,7 @@ func (r *testRelay) connected(k keys.NodePublic) bool { return slices.Contains(r
 // direct UDP starts blocked if blocked is set.
 func newRelayMesh(t testing.TB, name string, r *testRelay, blocked bool) (*Mesh, *blockableBind) {
 	t.Helper()
-	bind := &blockableBind{Bind: conn.NewDefaultBind()}
+	bind := &blockableBind{Bind: newUDPBind()}
 	bind.blocked.Store(blocked)
 	priv := keys.NewNodePrivate()
 	r.setMember(priv.Public(), true)
@@ -231,7 +230,7 @@ func TestRelayRefusesNonMember(t *testing.T) {
 	echoTCP(t, a, 80)
 
 	// A node a would talk to, but which the relay does not admit.
-	bind := &blockableBind{Bind: conn.NewDefaultBind()}
+	bind := &blockableBind{Bind: newUDPBind()}
 	bind.blocked.Store(true)
 	stranger, err := New(Config{PrivateKey: keys.NewNodePrivate(), Prefix: testPrefix, NoGossip: true, Bind: bind, Relays: []Relay{r.relay()}})
 	if err != nil {

@@ -196,12 +196,12 @@ func (b *RelayBind) Stats() RelayStats {
 
 // The mesh's side of the relays.
 
-// newBind returns the device's bind: cfg.Bind or wireguard-go's default,
+// newBind returns the device's bind: cfg.Bind or newUDPBind (udpbind.go),
 // inside a RelayBind when cfg.Relay is set or relays are given.
 func (m *Mesh) newBind(cfg *Config) (conn.Bind, error) {
 	bind := cfg.Bind
 	if bind == nil {
-		bind = conn.NewDefaultBind()
+		bind = newUDPBind()
 	}
 	if !cfg.Relay && len(cfg.Relays) == 0 {
 		return bind, nil

@@ -108,7 +108,7 @@ func startRelayBehind(t testing.TB, name string, proxied bool) (*testRelay, *tcp
 // rs and uses them in that order; its direct UDP is blocked.
 func newMultiRelayMesh(t testing.TB, name string, rs ...*testRelay) *Mesh {
 	t.Helper()
-	bind := &blockableBind{Bind: conn.NewDefaultBind()}
+	bind := &blockableBind{Bind: newUDPBind()}
 	bind.blocked.Store(true)
 	priv := keys.NewNodePrivate()
 	var relays []Relay
@@ -324,7 +324,7 @@ func TestRelayReceiveUnblocksOnClose(t *testing.T) {
 	hole.hole.Store(true)
 	priv := keys.NewNodePrivate()
 	ra.setMember(priv.Public(), true)
-	b, err := newRelayBind(conn.NewDefaultBind(), priv, []Relay{ra.relay(), {Name: "dc-b", URL: "http://" + hole.ln.Addr().String() + "/derp"}}, t.Logf)
+	b, err := newRelayBind(newUDPBind(), priv, []Relay{ra.relay(), {Name: "dc-b", URL: "http://" + hole.ln.Addr().String() + "/derp"}}, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}

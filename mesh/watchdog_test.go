@@ -30,7 +30,7 @@ func (b *dropBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 
 func TestWatchdogRestartsOneWaySession(t *testing.T) {
 	checkLeaks(t)
-	bind := &dropBind{Bind: conn.NewDefaultBind()}
+	bind := &dropBind{Bind: newUDPBind()}
 	a := newTestMesh(t, "a", true)
 	b, err := New(Config{PrivateKey: keys.NewNodePrivate(), Prefix: testPrefix, Name: "b", Bind: bind,
 		Logf: func(f string, args ...any) { t.Logf("b: "+f, args...) }})
