@@ -120,8 +120,8 @@ func TestNetnsKillStore(t *testing.T) {
 }
 
 // TestNetnsLossyStoreLink puts 5 % loss and 50 ms delay (each way) on the
-// store's link: live view keeps playing and replication lags by less than
-// 30 s throughout.
+// store's link: live view keeps playing, at least 95 % of the frames, and
+// replication lags by less than 30 s throughout.
 func TestNetnsLossyStoreLink(t *testing.T) {
 	f := newNetFed(t)
 	f.waitReplicated(time.Now(), 60*time.Second, f.dcA, f.dcB)
@@ -158,7 +158,9 @@ func TestNetnsLossyStoreLink(t *testing.T) {
 		f.compareReplica(f.dcA, cutoff)
 		f.compareReplica(f.dcB, cutoff)
 	}
-	f.finishLive(live, 25*int(watch/time.Second)/2)
+	// Frames come as datagrams, repaired by NACKs: at least 95 % of the
+	// camera's 25 fps play (over a QUIC stream this link gave about 62 %).
+	f.finishLive(live, 25*int(watch/time.Second)*95/100)
 	f.lab.clearImpair(f.ns[f.store])
 	if after := f.storeSegments(); after < before+int(watch/segmentEvery)*len(netCameras) {
 		t.Errorf("the store went from %d to %d segments in %v on the impaired link", before, after, watch)
