@@ -34,6 +34,12 @@ const liveWatch = 5 * time.Second
 // synthetic camera (frames stamped with the wall clock as they are
 // emitted) and an admin node "desk" granted live view of praha-1.
 func liveFederation(b *testing.B, ctx context.Context) (st, desk *Node, cam string) {
+	return liveFederationWith(b, ctx, func(*Config) {})
+}
+
+// liveFederationWith is liveFederation with tweak applied to the store's
+// and desk's configurations.
+func liveFederationWith(b *testing.B, ctx context.Context, tweak func(*Config)) (st, desk *Node, cam string) {
 	f := foundAcme(b, ctx)
 	cam = "praha-1/entrance"
 	submit := func(c *policy.Command) {
@@ -45,8 +51,9 @@ func liveFederation(b *testing.B, ctx context.Context) (st, desk *Node, cam stri
 		Purpose: "p", LegalBasis: "b", Retention: 72 * time.Hour}})
 	st = joinAcmeWith(b, ctx, f, InviteSpec{Role: policy.RoleStore, Name: "store", Site: "praha-1"}, func(c *Config) {
 		c.Recording = recording.Config{Segment: ts.Config{Target: time.Second}, MinFree: -1}
+		tweak(c)
 	})
-	desk = joinAcme(b, ctx, f, InviteSpec{Role: policy.RoleAdminNode, Name: "desk"})
+	desk = joinAcmeWith(b, ctx, f, InviteSpec{Role: policy.RoleAdminNode, Name: "desk"}, tweak)
 	submit(&policy.Command{Kind: policy.KindAddGrant, Grant: &policy.Grant{ID: "g-desk", Subject: policy.Subject{Kind: "node", Name: "desk"},
 		Actions: []policy.Action{policy.ActLive}, Selector: "praha-1/*", Purpose: "bench"}})
 	waitTrue(b, 60*time.Second, "the store to record", func() bool {

@@ -23,10 +23,7 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/custos-cctv/custos/media/h264"
-	"github.com/custos-cctv/custos/media/ts"
 	"github.com/custos-cctv/custos/node/live"
-	"github.com/custos-cctv/custos/node/recording"
-	"github.com/custos-cctv/custos/policy"
 )
 
 // Live view on a lossy, distant link. The kernel here has no netem
@@ -347,38 +344,10 @@ func BenchmarkLiveLossy(b *testing.B) {
 // lossyFederation is liveFederation with the store's and desk's sockets
 // impairing what comes from each other.
 func lossyFederation(b *testing.B, ctx context.Context, im *impairment) (st, desk *Node, cam string) {
-	f := foundAcme(b, ctx)
-	cam = "praha-1/entrance"
-	submit := func(c *policy.Command) {
-		if res, err := SubmitVia(ctx, f.dc.cfg.Dir, signed(b, f.admin, "alice", c)); err != nil || !res.Applied {
-			b.Fatalf("%s: %+v %v", c.Kind, res, err)
-		}
-	}
-	submit(&policy.Command{Kind: policy.KindAddCamera, Camera: &policy.Camera{Site: "praha-1", Name: "entrance", Source: "synthetic:",
-		Purpose: "p", LegalBasis: "b", Retention: 72 * time.Hour}})
-	impaired := func(c *Config) {
+	st, desk, cam = liveFederationWith(b, ctx, func(c *Config) {
 		c.meshBind = &impairedBind{Bind: conn.NewDefaultBind(), im: im}
-	}
-	var stPort, deskPort netip.AddrPort
-	st = joinAcmeWith(b, ctx, f, InviteSpec{Role: policy.RoleStore, Name: "store", Site: "praha-1"}, func(c *Config) {
-		c.Recording = recording.Config{Segment: ts.Config{Target: time.Second}, MinFree: -1}
-		impaired(c)
-		stPort = c.Listen
+		im.add(c.Listen)
 	})
-	desk = joinAcmeWith(b, ctx, f, InviteSpec{Role: policy.RoleAdminNode, Name: "desk"}, func(c *Config) {
-		impaired(c)
-		deskPort = c.Listen
-	})
-	im.add(stPort)
-	im.add(deskPort)
-	submit(&policy.Command{Kind: policy.KindAddGrant, Grant: &policy.Grant{ID: "g-desk", Subject: policy.Subject{Kind: "node", Name: "desk"},
-		Actions: []policy.Action{policy.ActLive}, Selector: "praha-1/*", Purpose: "bench"}})
-	waitTrue(b, 60*time.Second, "the store to record", func() bool {
-		s, err := st.Status()
-		return err == nil && s.Recording != nil && len(s.Recording.Cameras) == 1 && s.Recording.Cameras[0].Frames > 30
-	})
-	waitTrue(b, 30*time.Second, "desk to know the store", func() bool { return hasPeer(desk, "store") })
-	waitTrue(b, 30*time.Second, "the store to apply the grant", func() bool { return st.Policy().Grants["g-desk"] != nil })
 	// Both ends' sockets impair only direct UDP, so the impairment starts
 	// once the direct path is up. (Started before, it keeps the two on the
 	// in-process relay for good: a peer moves to the direct path when a
