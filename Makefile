@@ -88,7 +88,7 @@ bench:
 	$(GO) run ./cmd/benchreport -ratio EncryptSegment=RawAESGCM -ratio DecryptSegment=RawAESGCM -ratio Muxer=MuxAstits \
 	  -ratio Release=DecryptSegment \
 	  -ratio Export/1m=DecryptSegment:MB/s -ratio Export/1h=DecryptSegment:MB/s \
-	  -ratio Partial=DecryptSegment -ratio Combine=DecryptSegment \
+	  -ratio Partial=DecryptSegment:ns/op -ratio Combine=DecryptSegment:ns/op \
 	  -ratio SealSegment=Ed25519VerifyBaseline:ns/op -ratio VerifySealedSegment=Ed25519VerifyBaseline:ns/op < bin/bench-media.out
 	@echo "(Release: p50/p99-ms from the last approval's commit to keys usable on the requester; MB/s: export, decrypt + remux, beside raw decryption;"
 	@echo " Partial: one custodian's answer for one segment; Combine: the requester's check of two answers and unwrap, both beside one segment's decryption;"
