@@ -25,9 +25,17 @@ type served struct {
 	err    error
 }
 
-// prefetcher reads the store's answer in a goroutine of its own.
+// frames is the store's answer, frame by frame (an *rpc.Reader).
+type frames interface {
+	Next() ([]byte, error)
+}
+
+// prefetcher reads the store's answer in a goroutine of its own. What it
+// holds read ahead is at most prefetchBytes, plus the one segment in hand
+// while it waits for room: a store cannot make the exporter buffer more by
+// answering fast.
 type prefetcher struct {
-	rd *rpc.Reader
+	rd frames
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -38,7 +46,7 @@ type prefetcher struct {
 	done    chan struct{}
 }
 
-func prefetch(rd *rpc.Reader) *prefetcher {
+func prefetch(rd frames) *prefetcher {
 	p := &prefetcher{rd: rd, done: make(chan struct{})}
 	p.cond = sync.NewCond(&p.mu)
 	go p.run()
