@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/custos-cctv/custos/node"
+	"github.com/custos-cctv/custos/node/metrics"
 	"github.com/custos-cctv/custos/node/replication"
 )
 
@@ -28,6 +29,7 @@ func runUp(ctx context.Context, args []string, stdout io.Writer) error {
 	noGossip := fs.Bool("no-gossip", false, "turn memberlist gossip off")
 	quiet := fs.Bool("quiet", false, "log only errors")
 	uplink := fs.Float64("uplink-mbit", 0, "a store's replication budget to the datacenters, `N` Mbit/s (0: unlimited); epoch records and audit go first")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics at http://`IP:PORT`/metrics, on loopback or this node's mesh address (off without it)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -43,6 +45,14 @@ func runUp(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if *uplink < 0 || *uplink > 1e6 {
 		return usageError{fmt.Errorf("--uplink-mbit %v: want 0 (unlimited) to 1000000", *uplink)}
+	}
+	if ap, err := netip.ParseAddrPort(*metricsAddr); *metricsAddr != "" && (err != nil || !ap.Addr().Unmap().Is6() || ap.Addr().IsUnspecified()) {
+		// Refused before anything starts: bad syntax, and any IPv4 address
+		// but loopback (the mesh is IPv6). A mesh address is checked once
+		// the node knows its prefix.
+		if _, err := metrics.CheckAddr(*metricsAddr, netip.Prefix{}); err != nil {
+			return usageError{err}
+		}
 	}
 	// Log lines carry their time with its zone, as everything custos prints.
 	logger := log.New(stderrOf(ctx), "", 0)
@@ -65,6 +75,23 @@ func runUp(ctx context.Context, args []string, stdout io.Writer) error {
 		n.Close()
 		return err
 	}
+	if *metricsAddr != "" {
+		ln, err := listenMetrics(n, st, *metricsAddr)
+		if err != nil {
+			n.Close()
+			return err
+		}
+		mctx, stopMetrics := context.WithCancel(ctx)
+		served := make(chan struct{})
+		go func() {
+			defer close(served)
+			if err := metrics.Serve(mctx, ln, metrics.New(n.Status)); err != nil {
+				logf("custos %s: metrics: %v", st.Name, err)
+			}
+		}()
+		defer func() { stopMetrics(); <-served }()
+		fmt.Fprintf(stdout, "Prometheus metrics at http://%s/metrics\n", ln.Addr())
+	}
 	fmt.Fprintf(stdout, "custos %s up: %s at %s, WireGuard on UDP %d. Stop with Ctrl-C.\n", st.Name, st.PublicKey, st.MeshAddr, st.ListenPort)
 	stopLog := context.AfterFunc(ctx, func() {
 		why := "its context ended"
@@ -77,6 +104,30 @@ func runUp(ctx context.Context, args []string, stdout io.Writer) error {
 	err = n.Run(ctx)
 	logf("custos %s: stopped", st.Name)
 	return err
+}
+
+// listenMetrics opens --metrics's listener: on loopback, or on this
+// node's own mesh address (reachable by the federation's members only).
+func listenMetrics(n *node.Node, st node.Status, addr string) (net.Listener, error) {
+	ap, err := metrics.CheckAddr(addr, st.Prefix)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	if ap.Addr().IsLoopback() {
+		ln, err := net.Listen("tcp", ap.String())
+		if err != nil {
+			return nil, fmt.Errorf("--metrics %s: %w", addr, err)
+		}
+		return ln, nil
+	}
+	if ap.Addr() != st.MeshAddr {
+		return nil, usageError{fmt.Errorf("--metrics %s: %s is not this node's mesh address (%s)", addr, ap.Addr(), st.MeshAddr)}
+	}
+	ln, err := n.Mesh().ListenTCP(ap.Port())
+	if err != nil {
+		return nil, fmt.Errorf("--metrics %s: %w", addr, err)
+	}
+	return ln, nil
 }
 
 // lookupListen resolves --listen's host name; a variable for the tests.
