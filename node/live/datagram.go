@@ -78,11 +78,16 @@ const giveUp = 400 * time.Millisecond
 const oldAfter = 250 * time.Millisecond
 
 // The store keeps what it sent for resending at most this long and this
-// much, and resends one packet at most maxResend times.
+// much, and answers at most maxResend requests for one packet (seven
+// copies: the first answer sends one, the later ones two). The viewer
+// sends each NACK twice; a request within nackEcho of the last answered
+// one is that copy, not a new request, and is ignored (the viewer asks
+// again no sooner than 30 ms later).
 const (
 	histAge   = time.Second
 	histBytes = 8 << 20
 	maxResend = 4
+	nackEcho  = 15 * time.Millisecond
 )
 
 // A token names one live view's datagrams.
@@ -176,6 +181,7 @@ type sender struct {
 	to  netip.AddrPort
 	dst net.Addr
 	tok token
+	now func() time.Time // the clock; tests run a virtual one
 
 	stopped atomic.Bool
 
@@ -189,13 +195,14 @@ type sender struct {
 }
 
 type sentPacket struct {
-	b     []byte
-	at    time.Time
-	tries int
+	b        []byte
+	at       time.Time
+	tries    int
+	answered time.Time // when the last request was answered
 }
 
 func newSender(pc net.PacketConn, to netip.AddrPort, tok token) *sender {
-	return &sender{pc: pc, to: to, dst: net.UDPAddrFromAddrPort(to), tok: tok, hist: make(map[uint32]*sentPacket)}
+	return &sender{pc: pc, to: to, dst: net.UDPAddrFromAddrPort(to), tok: tok, now: time.Now, hist: make(map[uint32]*sentPacket)}
 }
 
 // send cuts one frame into datagrams and sends them. A failed write of one
@@ -215,7 +222,7 @@ func (s *sender) send(t time.Time, key, old bool, data []byte) error {
 	if old {
 		flags |= dgOld
 	}
-	now := time.Now()
+	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	frame := s.frame
@@ -291,14 +298,16 @@ func (s *sender) serve() {
 // packet asked for again went missing twice, so it goes twice: a frame
 // then waits a round trip less often, for a packet more in a hundred.
 func (s *sender) resend(seqs []uint32) {
+	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, q := range seqs {
 		p := s.hist[q]
-		if p == nil || p.tries >= maxResend {
+		if p == nil || p.tries >= maxResend || p.tries > 0 && now.Sub(p.answered) < nackEcho {
 			continue
 		}
 		p.tries++
+		p.answered = now
 		p.b[3] |= dgResend
 		for range min(p.tries, 2) {
 			s.pc.WriteTo(p.b, s.dst)

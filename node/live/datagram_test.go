@@ -55,6 +55,8 @@ func simulate(t *testing.T, frames []simFrame, loss func(at time.Duration) float
 	var tok token
 	tok[0] = 7
 	snd := newSender(pc, netip.MustParseAddrPort("[fd00::1]:9"), tok)
+	var clock time.Duration
+	snd.now = func() time.Time { return base.Add(clock) }
 	asm := newAssembler()
 	asm.sample(2 * oneWay)
 	type inFlight struct {
@@ -75,6 +77,7 @@ func simulate(t *testing.T, frames []simFrame, loss func(at time.Duration) float
 	next := 0
 	end := frames[len(frames)-1].at + 2*time.Second
 	for now := time.Duration(0); now < end; now += time.Millisecond {
+		clock = now
 		for next < len(frames) && frames[next].at <= now {
 			f := frames[next]
 			at := base.Add(f.at)
@@ -295,16 +298,25 @@ func TestSenderResendsOnlyWhatItShould(t *testing.T) {
 	var tok token
 	tok[3] = 1
 	s := newSender(pc, netip.MustParseAddrPort("[fd00::2]:4000"), tok)
+	clock := time.Unix(1_700_000_000, 0)
+	s.now = func() time.Time { return clock }
 	if err := s.send(time.Now(), true, false, make([]byte, 3*dgPayload)); err != nil {
 		t.Fatal(err)
 	}
 	if got := len(pc.take()); got != 3 {
 		t.Fatalf("a frame of three payloads went as %d datagrams", got)
 	}
-	for range maxResend + 2 {
+	var sent [][]byte
+	for i := range maxResend + 2 {
 		s.resend([]uint32{1, 99})
+		s.resend([]uint32{1}) // the NACK's second copy: no request of its own
+		clock = clock.Add(3 * nackEcho)
+		got := pc.take()
+		if want := min(i+1, 2); i < maxResend && len(got) != want {
+			t.Fatalf("request %d (and its copy) sent %d datagrams, want %d", i+1, len(got), want)
+		}
+		sent = append(sent, got...)
 	}
-	sent := pc.take()
 	if len(sent) != 2*maxResend-1 {
 		t.Fatalf("%d resends of one packet asked for %d times, want %d: once, then twice each time (and none of an unknown one)", len(sent), maxResend+2, 2*maxResend-1)
 	}

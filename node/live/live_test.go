@@ -112,6 +112,17 @@ func TestLiveRefusesBeforeAFrame(t *testing.T) {
 	if err := s.Handle(context.Background(), keys.NodePublic{}, []byte(`{"camera":"`+cam+`","x":1}`), nil); rpcCode(t, err) != rpc.BadRequest {
 		t.Errorf("unknown field: %v, want a bad request", err)
 	}
+	for _, q := range []string{
+		`{"camera":"` + cam + `","udp":4000}`,                             // a port and no token
+		`{"camera":"` + cam + `","token":"0011223344556677"}`,             // a token and no port
+		`{"camera":"` + cam + `","udp":4000,"token":"00112233"}`,          // too short
+		`{"camera":"` + cam + `","udp":4000,"token":"zz11223344556677"}`,  // not hex
+		`{"camera":"` + cam + `","udp":70000,"token":"0011223344556677"}`, // no port
+	} {
+		if err := s.Handle(context.Background(), keys.NodePublic{}, []byte(q), nil); rpcCode(t, err) != rpc.BadRequest {
+			t.Errorf("%s: %v, want a bad request", q, err)
+		}
+	}
 	s.Hubs = nil
 	if err := s.Handle(context.Background(), keys.NodePublic{}, body, nil); rpcCode(t, err) != rpc.Denied || !strings.Contains(err.Error(), "not a store") {
 		t.Errorf("no store: %v", err)
