@@ -78,6 +78,26 @@ func TestSubmitForwardedAppliesEverywhereInOrder(t *testing.T) {
 	if ls := l.node.Status(); ls.Role != consensus.Leader || !ls.Voter || ls.CommitIndex < 70 || ls.AppliedIndex < 70 {
 		t.Errorf("leader status = %+v", ls)
 	}
+	// Every command was timed once, by the voter that led its commit.
+	var commits uint64
+	for _, m := range all {
+		h := m.node.Status().Commits
+		if !m.node.Status().Voter && h.Count != 0 {
+			t.Errorf("non-voter %s timed %d commits", m.id, h.Count)
+		}
+		if len(h.Buckets) != len(consensus.CommitBuckets()) || h.Count > 0 && h.SumSeconds <= 0 {
+			t.Errorf("%s: commit histogram %+v", m.id, h)
+		}
+		for i := 1; i < len(h.Buckets); i++ {
+			if h.Buckets[i] < h.Buckets[i-1] || h.Buckets[i] > h.Count {
+				t.Errorf("%s: buckets not cumulative: %v (count %d)", m.id, h.Buckets, h.Count)
+			}
+		}
+		commits += h.Count
+	}
+	if commits != 70 {
+		t.Errorf("the voters timed %d commits, want the 70 submitted", commits)
+	}
 }
 
 // Refusals by the state machine and by the leader's Vet reach the

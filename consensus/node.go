@@ -55,7 +55,8 @@ type Node struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	nudges nudger
+	nudges  nudger
+	commits latencyHist // commits this node led
 }
 
 // Open starts a Raft server on cfg.Addr with the state found in cfg.Dir, if

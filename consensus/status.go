@@ -74,6 +74,9 @@ type Status struct {
 	// on the leader and on a node that never heard from one.
 	LastContact time.Time `json:"last_contact,omitzero"`
 	Members     []Member  `json:"members"`
+	// Commits are the commands this node committed as leader, with how
+	// long each took (since it started).
+	Commits Latency `json:"commits"`
 }
 
 // Status reports this node's view of the cluster.
@@ -86,6 +89,7 @@ func (n *Node) Status() Status {
 		CommitIndex:  n.raft.CommitIndex(),
 		AppliedIndex: n.fsm.applied.Load(),
 		RaftApplied:  n.raft.AppliedIndex(),
+		Commits:      n.commits.read(),
 	}
 	switch n.raft.State() {
 	case raft.Follower:

@@ -142,10 +142,12 @@ func (n *Node) applyLocal(ctx context.Context, cmd []byte) ([]byte, error) {
 		// Nothing was handed to raft.
 		return nil, &retryError{fmt.Errorf("no time left to commit: %w", err)}
 	}
+	began := time.Now()
 	f := n.raft.Apply(cmd, left)
 	if err := wait(ctx, f); err != nil {
 		return nil, n.commitErr(ctx, err)
 	}
+	n.commits.observe(time.Since(began))
 	r, ok := f.Response().(applyResult)
 	if !ok {
 		return nil, fmt.Errorf("%w: unexpected apply response %T", ErrOutcomeUnknown, f.Response())

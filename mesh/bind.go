@@ -111,8 +111,17 @@ type relayPeer struct {
 	lastRelay   atomic.Pointer[relayClient]  // the session its latest relayed packet came on
 	lastRelayRx atomic.Int64                 // monotonic ns of that packet
 	sentVia     atomic.Pointer[peerEndpoint] // what WireGuard last sent with (path.go)
+	bytes       peerBytes                    // by path, for status and metrics
 
 	auto, viaRelay *peerEndpoint
+}
+
+// peerBytes counts a peer's WireGuard datagram bytes by path. Packets
+// from an address that is none of the peer's candidates (a roamed plain
+// endpoint) are counted in the bind's totals only: which peer sent them is
+// WireGuard's to know.
+type peerBytes struct {
+	directRx, directTx, relayRx, relayTx atomic.Uint64
 }
 
 // candidate is one address a peer may be reached at directly.
@@ -356,6 +365,7 @@ func (b *RelayBind) wrapDirect(fn conn.ReceiveFunc) conn.ReceiveFunc {
 			}
 			if c := t.byAddr[endpointAddr(eps[i])]; c != nil {
 				c.noteRx(eps[i], now)
+				c.via.p.bytes.directRx.Add(uint64(sizes[i]))
 				eps[i] = c.via
 			}
 		}
@@ -409,7 +419,11 @@ func (b *RelayBind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	}
 	now := nanotime()
 	if c := e.cand; c != nil && c.confirmed(now) {
-		return b.sendDirect(bufs, c.endpoint())
+		err := b.sendDirect(bufs, c.endpoint())
+		if err == nil {
+			p.bytes.directTx.Add(sizeOf(bufs))
+		}
+		return err
 	}
 	if len(bufs) > 0 && (isHandshake(bufs[0]) || p.probeDue(now)) {
 		// Best effort: these copies only test the paths; the relay carries it.
@@ -419,6 +433,7 @@ func (b *RelayBind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	}
 	if c := r.pick(p); c != nil {
 		c.send(p.dkey, bufs)
+		p.bytes.relayTx.Add(sizeOf(bufs))
 	} else {
 		b.stats.relayDropped.Add(uint64(len(bufs)))
 	}
@@ -429,12 +444,34 @@ func (b *RelayBind) sendDirect(bufs [][]byte, ep conn.Endpoint) error {
 	if err := b.inner.Send(bufs, ep); err != nil {
 		return err
 	}
+	b.stats.directTx.add(uint64(len(bufs)), sizeOf(bufs))
+	return nil
+}
+
+func sizeOf(bufs [][]byte) uint64 {
 	var n uint64
 	for _, buf := range bufs {
 		n += uint64(len(buf))
 	}
-	b.stats.directTx.add(uint64(len(bufs)), n)
-	return nil
+	return n
+}
+
+// PathBytes is what a peer's WireGuard datagrams took, by path.
+type PathBytes struct {
+	DirectRx uint64 `json:"direct_rx_bytes"`
+	DirectTx uint64 `json:"direct_tx_bytes"`
+	RelayRx  uint64 `json:"relay_rx_bytes"`
+	RelayTx  uint64 `json:"relay_tx_bytes"`
+}
+
+// peerPathBytes reads a peer's counters (zero for an unknown peer).
+func (b *RelayBind) peerPathBytes(pub keys.NodePublic) PathBytes {
+	p := b.peers.Load().byKey[derpKey(pub)]
+	if p == nil {
+		return PathBytes{}
+	}
+	return PathBytes{DirectRx: p.bytes.directRx.Load(), DirectTx: p.bytes.directTx.Load(),
+		RelayRx: p.bytes.relayRx.Load(), RelayTx: p.bytes.relayTx.Load()}
 }
 
 // candidatesOf is a peer's candidate addresses, configured first (tests,

@@ -338,6 +338,7 @@ func (r *relayRun) take(pk relayPacket, bufs [][]byte, sizes []int, eps []conn.E
 	sizes[n] = copy(bufs[n], data)
 	eps[n] = pk.peer.viaRelay
 	r.b.stats.relayRx.add(1, uint64(len(data)))
+	pk.peer.bytes.relayRx.Add(uint64(len(data)))
 	return n + 1
 }
 

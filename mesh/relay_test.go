@@ -136,6 +136,27 @@ func TestRelayCarriesMeshWhenDirectBlocked(t *testing.T) {
 	if sa.DirectRxPackets != 0 || sb.DirectRxPackets != 0 {
 		t.Fatalf("direct packets received through a blocked path: a %d, b %d", sa.DirectRxPackets, sb.DirectRxPackets)
 	}
+	// Each peer's status splits its bytes the same way.
+	pa, pb := pathBytesOf(t, a, b.PublicKey()), pathBytesOf(t, b, a.PublicKey())
+	if pa.RelayTx < n || pa.RelayRx < n || pb.RelayTx < n || pb.RelayRx < n || pa.DirectRx+pb.DirectRx != 0 {
+		t.Fatalf("per-peer path bytes: a→b %+v, b→a %+v; want ≥ %d relayed each way, none received direct", pa, pb, n)
+	}
+}
+
+// pathBytesOf is m's per-path byte counters for the peer pub, from Status.
+func pathBytesOf(t *testing.T, m *Mesh, pub keys.NodePublic) PathBytes {
+	t.Helper()
+	st, err := m.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range st {
+		if p.PublicKey == pub {
+			return p.Bytes
+		}
+	}
+	t.Fatalf("%s is not a peer", pub.ShortString())
+	return PathBytes{}
 }
 
 func TestDirectPreferredWhenAvailable(t *testing.T) {
@@ -158,10 +179,13 @@ func TestDirectPreferredWhenAvailable(t *testing.T) {
 	})
 	t.Logf("direct path confirmed after %v", time.Since(start).Round(time.Millisecond))
 
-	before := a.Relay().Stats()
+	before, pbefore := a.Relay().Stats(), pathBytesOf(t, a, b.PublicKey())
 	const n = 4 << 20
 	echoRoundTrip(t, a, b, n)
-	after := a.Relay().Stats()
+	after, pafter := a.Relay().Stats(), pathBytesOf(t, a, b.PublicKey())
+	if d, r := pafter.DirectTx-pbefore.DirectTx, pafter.RelayTx-pbefore.RelayTx; d < n || pafter.DirectRx-pbefore.DirectRx < n || r > d/100 {
+		t.Fatalf("a's status for b: %d bytes sent direct, %d relayed, %d received direct, for a %d-byte echo", d, r, pafter.DirectRx-pbefore.DirectRx, n)
+	}
 	direct := after.DirectTxBytes - before.DirectTxBytes
 	relayed := after.RelayTxBytes - before.RelayTxBytes
 	t.Logf("a sent %d bytes direct, %d over the relay", direct, relayed)

@@ -25,6 +25,9 @@ type PeerStatus struct {
 	// Path is the path packets to the peer take now: "direct IP:PORT",
 	// "relay NAME", or "none" (path.go).
 	Path string `json:"path"`
+	// Bytes splits the peer's datagrams by the path they took (with no
+	// relays configured, everything is direct).
+	Bytes PathBytes `json:"path_bytes"`
 
 	keepalive uint64 // persistent keepalive interval, seconds
 }
@@ -116,6 +119,11 @@ func (m *Mesh) Status() ([]PeerStatus, error) {
 	for _, p := range peers {
 		ps := st.peers[p.PublicKey]
 		ps.Path = m.pathOf(p.PublicKey, ps, now).String()
+		if m.relay != nil {
+			ps.Bytes = m.relay.peerPathBytes(p.PublicKey)
+		} else {
+			ps.Bytes = PathBytes{DirectRx: ps.RxBytes, DirectTx: ps.TxBytes}
+		}
 		ps.Name = p.Name
 		ps.PublicKey = p.PublicKey
 		ps.Addr = m.AddrOf(p.PublicKey)

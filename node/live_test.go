@@ -138,6 +138,12 @@ func TestLiveView(t *testing.T) {
 		t.Errorf("ffprobe decodes %d frames of the %d received", n, len(frames))
 	}
 	after, _ := st1.Status()
+	// The status counts the cut (the stalled view's too, when its recheck
+	// came first) and the revocation among the commands applied.
+	if before.Cuts.LiveViews != 0 || after.Cuts.LiveViews < 1 || after.Cuts.LiveViews > 2 || after.Commands[policy.KindRevokeGrant] != 1 {
+		t.Errorf("status: live views cut %d → %d, grant revocations applied %d; want 0 → 1 or 2, and 1",
+			before.Cuts.LiveViews, after.Cuts.LiveViews, after.Commands[policy.KindRevokeGrant])
+	}
 	if w := after.Recording.Cameras[0].SegmentsWritten; w < written+4 || after.Recording.Cameras[0].SegmentsLost != 0 {
 		t.Errorf("recording while a viewer stalled: %d → %d segments written, %d lost", written, w, after.Recording.Cameras[0].SegmentsLost)
 	}

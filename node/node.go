@@ -110,6 +110,8 @@ type Node struct {
 	// selfRevokedAt is when this node's replica applied its revocation
 	// (Unix ns; 0: never), for cutRevoked.
 	selfRevokedAt atomic.Int64
+	// cuts counts accesses this node ended because the policy did.
+	cuts struct{ peers, live atomic.Uint64 }
 
 	reloadMu  sync.Mutex // serializes ReloadPeers
 	mu        sync.Mutex // guards peersHash, peersSeen and peersErr

@@ -67,6 +67,10 @@ func TestRevokedStoreStopsAndSaysSo(t *testing.T) {
 		t.Errorf("the revoked store holds %d segments; what it recorded must stay", held)
 	}
 	checkServesNothing(t, st1, f.dc)
+	waitTrue(t, 5*time.Second, "dc-a's status to count the store's cut", func() bool {
+		s, err := f.dc.Status()
+		return err == nil && s.Cuts.Peers == 1 && s.Commands[policy.KindRevokeNode] == 1
+	})
 	if allow, _ := auditDecisions(t, f.dc, "revocation-notice"); m.Source == "notice" && allow == 0 {
 		t.Error("dc-a did not journal the notice it handed over")
 	}

@@ -52,6 +52,26 @@ type Status struct {
 	// Alerts are the alert rules' findings of the last 24 hours: on a
 	// datacenter the ones it raised, on an admin node every datacenter's.
 	Alerts []AlertSummary `json:"alerts,omitempty"`
+	// Cuts count, since the node started, the accesses it ended because
+	// the policy ended them.
+	Cuts AccessCuts `json:"access_cuts"`
+	// Requests counts the footage requests this node's replica holds, by
+	// status (pending, approved, denied, expired).
+	Requests map[string]int `json:"requests,omitempty"`
+	// Commands counts the policy commands this replica applied since it
+	// started, by kind, and Refused those it refused.
+	Commands map[string]uint64 `json:"policy_commands,omitempty"`
+	Refused  uint64            `json:"policy_refused,omitempty"`
+}
+
+// AccessCuts are accesses a node ended because the policy did.
+type AccessCuts struct {
+	// Peers dropped from this node's mesh (revoked, removed, a window
+	// over): WireGuard then refuses their packets.
+	Peers uint64 `json:"peers"`
+	// LiveViews this store ended because the viewer's grant, membership
+	// or window ended while it watched.
+	LiveViews uint64 `json:"live_views"`
 }
 
 // Liveness is what gossip says of the peer named peer ("alive",
@@ -123,5 +143,16 @@ func (n *Node) Status() (Status, error) {
 		st.Exports = ex
 	}
 	st.Alerts = n.recentAlerts(time.Now())
+	st.Cuts = AccessCuts{Peers: n.cuts.peers.Load(), LiveViews: n.cuts.live.Load()}
+	if n.policy != nil {
+		st.Commands, st.Refused = n.policy.Counts()
+		if ps := n.policy.State(); len(ps.Requests) > 0 {
+			now := time.Now()
+			st.Requests = map[string]int{}
+			for _, r := range ps.Requests {
+				st.Requests[ps.RequestStatus(r, now)]++
+			}
+		}
+	}
 	return st, nil
 }

@@ -37,7 +37,8 @@ func (s liveStores) Call(ctx context.Context, st *policy.State, target, op strin
 // liveServer serves op "live"; a node that records nothing (n.rec nil,
 // fixed before the service starts) serves no live view.
 func (n *Node) liveServer() *live.Server {
-	s := &live.Server{Policy: n.policy, Audit: liveAudit{n}, Caller: n.callerName, Sync: n.syncPolicy, Net: n.mesh}
+	s := &live.Server{Policy: n.policy, Audit: liveAudit{n}, Caller: n.callerName, Sync: n.syncPolicy, Net: n.mesh,
+		Cut: func() { n.cuts.live.Add(1) }}
 	if n.rec != nil {
 		s.Hubs = n.rec
 	}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"github.com/custos-cctv/custos/consensus"
+	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/mesh"
 	"github.com/custos-cctv/custos/node/membership"
 )
@@ -18,7 +19,20 @@ type readmitting struct {
 
 func (x readmitting) SetPeers(p []mesh.Peer) error {
 	return x.n.cutRevoked(p, func() error {
+		stay := make(map[keys.NodePublic]bool, len(p))
+		for _, q := range p {
+			stay[q.PublicKey] = true
+		}
+		var dropped uint64
+		for _, q := range x.m.PeerList() {
+			if !stay[q.PublicKey] {
+				dropped++
+			}
+		}
 		err := x.m.SetPeers(p)
+		if err == nil {
+			x.n.cuts.peers.Add(dropped)
+		}
 		x.r.Readmit()
 		return err
 	})

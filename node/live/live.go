@@ -118,6 +118,9 @@ type Server struct {
 	Sync func(ctx context.Context) (*policy.State, error)
 	// Net, if set, lets a viewer have the frames as datagrams.
 	Net Net
+	// Cut, if set, is called for each view ended because its access ended
+	// (a revoked grant or member, a window past its end).
+	Cut func()
 }
 
 // syncTimeout bounds the read a refusal waits for.
@@ -215,6 +218,9 @@ func (s *Server) Handle(ctx context.Context, peer keys.NodePublic, body []byte, 
 				ended = "access ended: " + d.Reason
 				mu.Unlock()
 				cancel()
+				if s.Cut != nil {
+					s.Cut()
+				}
 				return
 			}
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/custos-cctv/custos/consensus"
 	"github.com/custos-cctv/custos/media"
 	"github.com/custos-cctv/custos/node"
 )
@@ -46,11 +47,17 @@ var defs = []struct {
 	{"peer_tx_bytes_total", "WireGuard bytes sent to the peer.", []string{"peer"}},
 	{"peer_path", "The path packets to the peer take now (1 for the path in the label).", []string{"peer", "path"}},
 	{"peer_alive", "Whether gossip hears the peer (1) or not (0).", []string{"peer"}},
+	{"peer_path_bytes_total", "WireGuard datagram bytes to or from the peer, by the path they took (direct UDP or a datacenter's relay).", []string{"peer", "path", "direction"}},
 	{"raft_role", "This node's Raft role (1 for the role in the label).", []string{"role"}},
 	{"raft_term", "The Raft term this node knows.", nil},
 	{"raft_commit_index", "The last log index this node knows committed.", nil},
 	{"raft_applied_index", "The last command this node's policy replica applied.", nil},
 	{"raft_leader_contact_age_seconds", "Seconds since this follower last heard from the leader (0 on the leader).", nil},
+	{"raft_commit_seconds", "Commands this node committed as leader: seconds from handing each to Raft to its commit and apply.", nil},
+	{"policy_commands_total", "Policy commands this replica applied since it started, by kind (request.create, request.approve, grant.add …).", []string{"kind"}},
+	{"policy_refused_total", "Policy commands this replica refused since it started (a bad signature, a replay, a rule broken).", nil},
+	{"requests", "Footage requests the policy holds, by status.", []string{"status"}},
+	{"access_cuts_total", "Accesses this node ended because the policy ended them: peers dropped from its mesh (revoked, removed, a window over) and live views whose grant or window ended.", []string{"kind"}},
 	{"camera_frames_total", "Frames the camera delivered (this run).", []string{"camera"}},
 	{"camera_frames_dropped_total", "Frames dropped before the first keyframe or refused as malformed.", []string{"camera"}},
 	{"camera_segments_written_total", "Segments stored (this run).", []string{"camera"}},
@@ -112,6 +119,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter("peer_tx_bytes_total", float64(p.TxBytes), name)
 		gauge("peer_path", 1, name, pathKind(p.Path))
 		gauge("peer_alive", b2f(p.Liveness == "alive"), name)
+		counter("peer_path_bytes_total", float64(p.Bytes.DirectRx), name, "direct", "rx")
+		counter("peer_path_bytes_total", float64(p.Bytes.DirectTx), name, "direct", "tx")
+		counter("peer_path_bytes_total", float64(p.Bytes.RelayRx), name, "relay", "rx")
+		counter("peer_path_bytes_total", float64(p.Bytes.RelayTx), name, "relay", "tx")
 	}
 	if cs := st.Consensus; cs != nil {
 		gauge("raft_role", 1, strings.ToLower(cs.Role.String()))
@@ -123,7 +134,24 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			age = c.now().Sub(cs.LastContact).Seconds()
 		}
 		gauge("raft_leader_contact_age_seconds", age)
+		h := cs.Commits
+		if bounds := consensus.CommitBuckets(); len(h.Buckets) == len(bounds) {
+			buckets := make(map[float64]uint64, len(bounds))
+			for i, le := range bounds {
+				buckets[le] = h.Buckets[i]
+			}
+			ch <- prometheus.MustNewConstHistogram(c.descs["raft_commit_seconds"], h.Count, h.SumSeconds, buckets)
+		}
 	}
+	for kind, n := range st.Commands {
+		counter("policy_commands_total", float64(n), kind)
+	}
+	counter("policy_refused_total", float64(st.Refused))
+	for status, n := range st.Requests {
+		gauge("requests", float64(n), status)
+	}
+	counter("access_cuts_total", float64(st.Cuts.Peers), "peer")
+	counter("access_cuts_total", float64(st.Cuts.LiveViews), "live_view")
 	if rs := st.Recording; rs != nil {
 		gauge("disk_free_bytes", float64(rs.Disk.Free))
 		gauge("disk_full", b2f(rs.Disk.DiskFull))

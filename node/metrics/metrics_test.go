@@ -103,10 +103,16 @@ func TestScrapeParsesAndMoves(t *testing.T) {
 	tw := &twin{st: node.Status{
 		Name: "store-praha-1", Version: "v1", Federation: "acme",
 		Peers: []mesh.PeerStatus{
-			{Name: "dc-a", RxBytes: 100, TxBytes: 200, Liveness: "alive", Path: "direct 192.0.2.1:51820"},
+			{Name: "dc-a", RxBytes: 100, TxBytes: 200, Liveness: "alive", Path: "direct 192.0.2.1:51820",
+				Bytes: mesh.PathBytes{DirectRx: 90, DirectTx: 180, RelayRx: 10, RelayTx: 20}},
 			{Name: "dc-b", RxBytes: 5, TxBytes: 6, Liveness: "suspect", Path: "relay dc-a"},
 		},
-		Consensus: &consensus.Status{Role: consensus.Follower, Term: 3, CommitIndex: 70, AppliedIndex: 69, LastContact: now.Add(-2 * time.Second)},
+		Consensus: &consensus.Status{Role: consensus.Follower, Term: 3, CommitIndex: 70, AppliedIndex: 69, LastContact: now.Add(-2 * time.Second),
+			Commits: consensus.Latency{Count: 4, SumSeconds: 0.02, Buckets: []uint64{0, 1, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3}}},
+		Commands: map[string]uint64{"request.create": 2, "request.approve": 3},
+		Refused:  1,
+		Requests: map[string]int{"pending": 1, "approved": 1},
+		Cuts:     node.AccessCuts{Peers: 1, LiveViews: 2},
 		Recording: &recording.Status{Cameras: []recording.CameraStatus{{
 			Camera: "praha-1/entrance", State: media.StateRecording, Frames: 250, SegmentsWritten: 10, Bytes: 5e6,
 			BitrateBPS: 4e6, LastSegment: now.Add(-3 * time.Second),
@@ -152,11 +158,25 @@ func TestScrapeParsesAndMoves(t *testing.T) {
 		{"custos_raft_role", map[string]string{"role": "follower"}, 1},
 		{"custos_raft_commit_index", nil, 70},
 		{"custos_raft_leader_contact_age_seconds", nil, 2},
+		{"custos_peer_path_bytes_total", map[string]string{"peer": "dc-a", "path": "relay", "direction": "tx"}, 20},
+		{"custos_peer_path_bytes_total", map[string]string{"peer": "dc-a", "path": "direct", "direction": "rx"}, 90},
+		{"custos_policy_commands_total", map[string]string{"kind": "request.approve"}, 3},
+		{"custos_policy_refused_total", nil, 1},
+		{"custos_requests", map[string]string{"status": "pending"}, 1},
+		{"custos_access_cuts_total", map[string]string{"kind": "peer"}, 1},
+		{"custos_access_cuts_total", map[string]string{"kind": "live_view"}, 2},
 	}
 	for _, ck := range checks {
 		if got := value(t, fams, ck.name, ck.labels); got != ck.want {
 			t.Errorf("%s%v = %v, want %v", ck.name, ck.labels, got, ck.want)
 		}
+	}
+	// The commit histogram: its count, sum and cumulative buckets.
+	h := fams["custos_raft_commit_seconds"].GetMetric()[0].GetHistogram()
+	if h.GetSampleCount() != 4 || h.GetSampleSum() != 0.02 || len(h.GetBucket()) != len(consensus.CommitBuckets())+1 || // and +Inf
+
+		h.GetBucket()[1].GetUpperBound() != 0.001 || h.GetBucket()[1].GetCumulativeCount() != 1 {
+		t.Errorf("commit histogram: %v", h)
 	}
 	// Bounded labels: no address, no relay name, no segment in any value.
 	for name, f := range fams {
@@ -177,6 +197,9 @@ func TestScrapeParsesAndMoves(t *testing.T) {
 		s.Consensus.Role = consensus.Leader
 		s.Consensus.LastContact = time.Time{}
 		s.AuditFailure = "disk full since 12:00"
+		s.Commands["request.approve"]++
+		s.Cuts.LiveViews++
+		s.Peers[0].Bytes.RelayTx += 1000
 	})
 	fams = scrape(t, url)
 	if got := value(t, fams, "custos_camera_frames_total", cam); got != 500 {
@@ -193,6 +216,15 @@ func TestScrapeParsesAndMoves(t *testing.T) {
 	}
 	if got := value(t, fams, "custos_audit_failing", nil); got != 1 {
 		t.Errorf("audit failing: %v", got)
+	}
+	if got := value(t, fams, "custos_policy_commands_total", map[string]string{"kind": "request.approve"}); got != 4 {
+		t.Errorf("approvals applied: %v", got)
+	}
+	if got := value(t, fams, "custos_access_cuts_total", map[string]string{"kind": "live_view"}); got != 3 {
+		t.Errorf("live views cut: %v", got)
+	}
+	if got := value(t, fams, "custos_peer_path_bytes_total", map[string]string{"peer": "dc-a", "path": "relay", "direction": "tx"}); got != 1020 {
+		t.Errorf("relayed bytes: %v", got)
 	}
 
 	// A status that cannot be read gives a scrape that says so, not a 500.

@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"sync"
 	"sync/atomic"
 
@@ -52,6 +53,9 @@ type Store struct {
 	// restored, in order: Raft applies none of them one by one here, and
 	// every replica must journal every applied command.
 	OnRestore func(cmds []*policy.Command)
+
+	applied map[string]uint64 // by kind, since the store was made; guarded by mu
+	refused uint64            // guarded by mu
 }
 
 // New returns an empty store that accepts only the genesis anchor pins
@@ -111,8 +115,13 @@ func (p *Store) Apply(cmd []byte, index uint64) ([]byte, error) {
 	}
 	if err != nil {
 		res.Reason = err.Error()
+		p.refused++
 	} else {
 		res.Applied = true
+		if p.applied == nil {
+			p.applied = map[string]uint64{}
+		}
+		p.applied[c.Kind]++
 		p.log = append(p.log, bytes.Clone(cmd))
 		p.cur.Store(next)
 		close(p.changed)
@@ -122,6 +131,14 @@ func (p *Store) Apply(cmd []byte, index uint64) ([]byte, error) {
 		p.OnApply(c, err)
 	}
 	return json.Marshal(res)
+}
+
+// Counts are the commands Raft handed this replica one by one since it
+// was made, applied (by kind) and refused; a snapshot's are not counted.
+func (p *Store) Counts() (applied map[string]uint64, refused uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return maps.Clone(p.applied), p.refused
 }
 
 // snapshotV1 is the snapshot format: the applied envelopes, in order.
