@@ -38,6 +38,7 @@ func startAPI(path string, n *Node) (*apiServer, error) {
 	mux.HandleFunc("GET /v1/audit/verify", n.apiVerifyAudit)
 	mux.HandleFunc("POST /v1/audit/query", n.apiAuditQuery)
 	mux.HandleFunc("GET /v1/policy", n.apiPolicy)
+	mux.HandleFunc("GET /v1/versions", n.apiVersions)
 	mux.HandleFunc("POST /v1/submit", n.apiSubmit)
 	mux.HandleFunc("POST /v1/camera-secret", n.apiCameraSecret)
 	mux.HandleFunc("POST /v1/release-key", n.apiReleaseKey)

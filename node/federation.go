@@ -221,6 +221,18 @@ func (n *Node) vet(cmd []byte) error {
 	if err != nil {
 		return err
 	}
+	if s := n.policy.Stalled(); s != nil {
+		return fmt.Errorf("this leader cannot vet commands: %v", s)
+	}
+	// A command newer than this release is refused as such; one newer than
+	// the first protocol waits until every member knows it (version.go).
+	if kind, need := policy.Needs(env.Body); need > policy.Protocol {
+		return &policy.NewerError{Kind: kind, Need: need}
+	} else if need > 1 {
+		if err := n.checkGate(kind, need); err != nil {
+			return err
+		}
+	}
 	c, err := policy.DecodeCommand(env.Body)
 	if err != nil {
 		return err

@@ -112,6 +112,10 @@ type Node struct {
 	selfRevokedAt atomic.Int64
 	// cuts counts accesses this node ended because the policy did.
 	cuts struct{ peers, live atomic.Uint64 }
+	gate protocolGate // the leader's view of who knows which protocol (version.go)
+	// protocolSaid, if not 0, is the protocol op version reports instead
+	// of policy.Protocol: tests play a node of an older release with it.
+	protocolSaid atomic.Int32
 
 	reloadMu  sync.Mutex // serializes ReloadPeers
 	mu        sync.Mutex // guards peersHash, peersSeen and peersErr

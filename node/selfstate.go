@@ -133,6 +133,11 @@ func (n *Node) notServing(st *policy.State, now time.Time) error {
 	if rn := n.revoked.Load(); rn != nil {
 		return fmt.Errorf("this node was revoked at %s by %s; it no longer records or serves", rfc3339(rn.At), rn.By)
 	}
+	if n.policy != nil {
+		if s := n.policy.Stalled(); s != nil {
+			return fmt.Errorf("this node serves nothing: %v", s)
+		}
+	}
 	if st == nil {
 		return nil
 	}

@@ -57,6 +57,7 @@ func startService(n *Node, port uint16) (*service, error) {
 	s.rpc.Handle(erasure.OpReceipt, n.handleErasureReceipt)
 	s.rpc.Handle(auditquery.Op, n.handleAuditQuery)
 	s.rpc.Handle(opAuditAlerts, n.handleAuditAlerts)
+	s.rpc.Handle(opVersion, n.handleVersion)
 	go func() { s.wg <- s.rpc.Serve(ln) }()
 	return s, nil
 }

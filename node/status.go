@@ -12,6 +12,7 @@ import (
 	"github.com/custos-cctv/custos/node/recording"
 	"github.com/custos-cctv/custos/node/release"
 	"github.com/custos-cctv/custos/node/replication"
+	"github.com/custos-cctv/custos/policy"
 )
 
 // Status is what `custos status` shows.
@@ -62,6 +63,11 @@ type Status struct {
 	// started, by kind, and Refused those it refused.
 	Commands map[string]uint64 `json:"policy_commands,omitempty"`
 	Refused  uint64            `json:"policy_refused,omitempty"`
+	// Protocol is the policy protocol this release speaks; Stalled says
+	// where the replica stopped at a command of a newer one (then the
+	// node serves nothing until it is upgraded).
+	Protocol int    `json:"protocol"`
+	Stalled  string `json:"policy_stalled,omitempty"`
 }
 
 // AccessCuts are accesses a node ended because the policy did.
@@ -144,7 +150,11 @@ func (n *Node) Status() (Status, error) {
 	}
 	st.Alerts = n.recentAlerts(time.Now())
 	st.Cuts = AccessCuts{Peers: n.cuts.peers.Load(), LiveViews: n.cuts.live.Load()}
+	st.Protocol = policy.Protocol
 	if n.policy != nil {
+		if s := n.policy.Stalled(); s != nil {
+			st.Stalled = s.Error()
+		}
 		st.Commands, st.Refused = n.policy.Counts()
 		if ps := n.policy.State(); len(ps.Requests) > 0 {
 			now := time.Now()

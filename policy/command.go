@@ -71,6 +71,9 @@ type Command struct {
 	Time   time.Time `json:"time"`
 	Signer string    `json:"signer"` // user name; "" for genesis and invite.redeem
 	Kind   string    `json:"kind"`
+	// Protocol is the protocol the command needs when that is more than 1
+	// (protocol.go); EncodeCommand sets it.
+	Protocol int `json:"protocol,omitempty"`
 
 	Genesis *Genesis `json:"genesis,omitempty"`
 	User    *User    `json:"user,omitempty"`
@@ -152,6 +155,13 @@ func EncodeCommand(c *Command) ([]byte, error) {
 	b, err := json.Marshal(c)
 	if err != nil {
 		return nil, fmt.Errorf("policy: encode command: %w", err)
+	}
+	if ok, _, derived := stampOK(b); !ok {
+		c.Protocol = derived
+		if derived == 1 {
+			c.Protocol = 0
+		}
+		return EncodeCommand(c)
 	}
 	return b, nil
 }
@@ -241,6 +251,9 @@ func (s *State) Check(env Envelope) (*Command, error) {
 
 // check runs Apply's checks and returns the change to make, reading s only.
 func (s *State) check(env Envelope) (*Command, func(), error) {
+	if err := checkProtocol(env.Body); err != nil {
+		return nil, nil, err
+	}
 	c, err := DecodeCommand(env.Body)
 	if err != nil {
 		return nil, nil, &Refused{Kind: "?", Reason: err.Error()}
@@ -250,6 +263,9 @@ func (s *State) check(env Envelope) (*Command, func(), error) {
 	}
 	if err := validName(c.ID); err != nil {
 		return refuse("command id: %v", err)
+	}
+	if ok, declared, derived := stampOK(env.Body); !ok {
+		return refuse("the command declares protocol %d; a %s command needs %d", max(declared, 1), c.Kind, derived)
 	}
 	if c.Time.IsZero() {
 		return refuse("command has no time")

@@ -13,10 +13,12 @@ package policystore
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/custos-cctv/custos/policy"
 )
@@ -56,6 +58,44 @@ type Store struct {
 
 	applied map[string]uint64 // by kind, since the store was made; guarded by mu
 	refused uint64            // guarded by mu
+	stall   *Stall            // guarded by mu
+}
+
+// Stall is where a replica stopped: the first command of a protocol newer
+// than this release's. Applying it, or refusing it, would make this
+// replica's state differ from the upgraded ones', so the replica applies
+// nothing from there on and refuses to snapshot (so Raft keeps the log
+// for the upgraded release to apply after a restart). The node serves
+// nothing meanwhile: its view of who may do what has stopped.
+type Stall struct {
+	Index uint64    `json:"index"` // the Raft index; 0 in a snapshot
+	Kind  string    `json:"kind"`
+	Need  int       `json:"need"` // the protocol it needs
+	At    time.Time `json:"at"`
+}
+
+func (s *Stall) Error() string {
+	return fmt.Sprintf("the policy replica stopped at entry %d: a %s command needs protocol %d and this release speaks %d; upgrade custos on this node", s.Index, s.Kind, s.Need, policy.Protocol)
+}
+
+// Stalled is where the replica stopped, or nil.
+func (p *Store) Stalled() *Stall {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stall
+}
+
+// stallAt records where the replica stops, if err says a command is
+// newer than this release; the caller holds mu.
+func (p *Store) stallAt(index uint64, err error) bool {
+	var ne *policy.NewerError
+	if !errors.As(err, &ne) {
+		return false
+	}
+	if p.stall == nil {
+		p.stall = &Stall{Index: index, Kind: ne.Kind, Need: ne.Need, At: time.Now().UTC()}
+	}
+	return true
 }
 
 // New returns an empty store that accepts only the genesis anchor pins
@@ -97,6 +137,11 @@ func (p *Store) Changed() <-chan struct{} {
 func (p *Store) Apply(cmd []byte, index uint64) ([]byte, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.stall != nil {
+		// Nothing after the stop: the commands that follow may depend on
+		// the one this release cannot apply.
+		return json.Marshal(policy.ApplyResult{Reason: p.stall.Error()})
+	}
 	next, err := clone(p.cur.Load())
 	if err != nil {
 		return nil, err
@@ -112,6 +157,10 @@ func (p *Store) Apply(cmd []byte, index uint64) ([]byte, error) {
 	}
 	if c != nil {
 		res.ID, res.Kind = c.ID, c.Kind
+	}
+	if err != nil && p.stallAt(index, err) {
+		res.Reason = p.stall.Error()
+		return json.Marshal(res)
 	}
 	if err != nil {
 		res.Reason = err.Error()
@@ -151,6 +200,9 @@ type snapshotV1 struct {
 func (p *Store) Snapshot() ([]byte, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.stall != nil {
+		return nil, fmt.Errorf("node: no policy snapshot while %v", p.stall)
+	}
 	return json.Marshal(snapshotV1{Version: 1, Log: p.log})
 }
 
@@ -174,6 +226,12 @@ func (p *Store) Restore(b []byte) error {
 			c, err = s.Apply(env)
 		}
 		if err != nil {
+			// A newer entry stops the replica (the state stays as it was,
+			// and Raft is told the restore failed); anything else is
+			// only a bad snapshot.
+			p.mu.Lock()
+			p.stallAt(0, err)
+			p.mu.Unlock()
 			return fmt.Errorf("node: policy snapshot entry %d: %w", i, err)
 		}
 		cmds = append(cmds, c)

@@ -1,0 +1,6 @@
+//go:build !custos_protocol1
+
+package policy
+
+// Protocol is the newest policy protocol this release speaks.
+const Protocol = 2
