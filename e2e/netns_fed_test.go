@@ -37,10 +37,16 @@ type netFed struct {
 // cameras.
 func newNetFed(t *testing.T) *netFed {
 	t.Helper()
+	return newNetFedOn(t, custosBin(t))
+}
+
+// newNetFedOn is newNetFed with every node, and the CLI, running bin.
+func newNetFedOn(t *testing.T, bin string) *netFed {
+	t.Helper()
 	l := newLab(t)
 	tmp := t.TempDir()
 	f := &netFed{
-		procFed: &procFed{t: t, bin: custosBin(t), tmp: tmp, admin: filepath.Join(tmp, "alice.key")},
+		procFed: &procFed{t: t, bin: bin, tmp: tmp, admin: filepath.Join(tmp, "alice.key")},
 		lab:     l, ns: map[*custosProc]*labNode{}, began: time.Now(),
 	}
 	t.Cleanup(func() {
@@ -138,8 +144,12 @@ func (f *netFed) up(p *custosProc) {
 	if p.running() {
 		f.t.Fatalf("%s already runs", p.name)
 	}
-	fmt.Fprintf(p.stderr, "=== custos up --dir %s --listen %s (netns %s)\n", p.dir, p.listen, f.ns[p].ns)
-	f.start(p, f.ns[p].command(context.Background(), f.bin, "up", "--dir", p.dir, "--listen", p.listen))
+	bin := f.bin
+	if p.bin != "" {
+		bin = p.bin
+	}
+	fmt.Fprintf(p.stderr, "=== %s up --dir %s --listen %s (netns %s)\n", bin, p.dir, p.listen, f.ns[p].ns)
+	f.start(p, f.ns[p].command(context.Background(), bin, "up", "--dir", p.dir, "--listen", p.listen))
 }
 
 // restart starts p again on the same directory and address and waits until
@@ -411,6 +421,12 @@ type liveView struct {
 func (f *netFed) startLive(camera string, d time.Duration) *liveView {
 	f.t.Helper()
 	v := &liveView{camera: camera, out: filepath.Join(f.tmp, strings.ReplaceAll(camera, "/", "_")+".ts"), done: make(chan struct{})}
+	for i := 2; ; i++ { // a file of its own for each view
+		if _, err := os.Stat(v.out); errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		v.out = filepath.Join(f.tmp, fmt.Sprintf("%s-%d.ts", strings.ReplaceAll(camera, "/", "_"), i))
+	}
 	v.cmd = exec.Command(f.bin, "live", "--dir", f.desk.dir, "--camera", camera, "--out", v.out, "--for", d.String())
 	v.cmd.Stderr = &v.stderr
 	if err := v.cmd.Start(); err != nil {

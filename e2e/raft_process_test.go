@@ -240,6 +240,7 @@ type custosProc struct {
 	dir, listen      string
 	key              string // public key text, the node's Raft ID
 	stderr           *tailBuffer
+	bin              string // the custos binary it runs ("": the federation's)
 
 	cmd    *exec.Cmd
 	done   chan struct{} // closed when cmd has been waited for

@@ -116,7 +116,7 @@ func (n *Node) Versions(ctx context.Context, names []string) []NodeVersion {
 // need: every member of the Raft configuration must have said it knows it.
 type protocolGate struct {
 	mu    sync.Mutex
-	known map[string]knownVersion // by Raft server ID (the node's name)
+	known map[string]knownVersion // by node name
 }
 
 type knownVersion struct {
@@ -128,22 +128,29 @@ func (n *Node) checkGate(kind string, need int) error {
 	if n.raft == nil {
 		return nil
 	}
-	var ask []string
+	// Raft knows its servers by node key; the policy names them. A server
+	// the policy does not name cannot be asked, and keeps the gate shut.
+	st := n.policy.State()
+	var ask, behind []string
 	now := time.Now()
 	n.gate.mu.Lock()
 	for _, m := range n.raft.Status().Members {
-		if k, ok := n.gate.known[m.ID]; ok && k.protocol >= need && now.Sub(k.at) < versionKeep {
+		name := st.NameOfKey(m.ID)
+		if name == "" {
+			behind = append(behind, fmt.Sprintf("Raft member %s is no node of the policy", m.ID))
 			continue
 		}
-		ask = append(ask, m.ID)
+		if k, ok := n.gate.known[name]; ok && k.protocol >= need && now.Sub(k.at) < versionKeep {
+			continue
+		}
+		ask = append(ask, name)
 	}
 	n.gate.mu.Unlock()
-	if len(ask) == 0 {
+	if len(ask)+len(behind) == 0 {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), versionAsk+time.Second)
 	defer cancel()
-	var behind []string
 	for _, v := range n.Versions(ctx, ask) {
 		switch {
 		case v.Error != "":

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/custos-cctv/custos/keys"
 	"github.com/custos-cctv/custos/node"
+	"github.com/custos-cctv/custos/policy"
 )
 
 // testPassphrase is put into CUSTOS_PASSPHRASE before every runCLI: the
@@ -330,7 +332,8 @@ func TestCLIPolicyFlow(t *testing.T) {
 	if out := must("grants", "--dir", dir, "--json"); !strings.Contains(out, `"revoked":true`) {
 		t.Fatalf("grants after revoke: %s", out)
 	}
-	if out := must("members", "--dir", dir); !strings.Contains(out, "dc-a") || !strings.Contains(out, "datacenter") {
+	if out := must("members", "--dir", dir); !strings.Contains(out, "dc-a") || !strings.Contains(out, "datacenter") ||
+		!strings.Contains(out, fmt.Sprintf("(protocol %d)", policy.Protocol)) {
 		t.Fatalf("members:\n%s", out)
 	}
 	// Cameras: credentials are kept only by the site's store, never sent

@@ -390,19 +390,63 @@ func printable(s string) string {
 	}, strings.ToValidUTF8(s, "?"))
 }
 
+// runMembers lists the policy's nodes with the release each live member
+// runs now (asked over the mesh; a member that does not answer shows
+// why in JSON and "?" in the table).
 func runMembers(ctx context.Context, args []string, stdout io.Writer) error {
 	now := time.Now()
-	return listPolicy(ctx, "members", args, stdout, func(st *policy.State) map[string]*policy.Node { return st.Nodes },
-		"NODE\tROLE\tSITE\tWINDOW\tSTATE\tKEY", func(st *policy.State, n *policy.Node) string {
-			state := "member"
-			switch {
-			case n.Revoked:
-				state = "revoked"
-			case !policy.Member(st, n.Name, now):
-				state = "outside window"
-			}
-			return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", n.Name, n.Role, dash(n.Site), windowText(n.Window), state, n.PublicKey)
-		})
+	st, l, err := listingPolicy(ctx, "members", "", args)
+	if err != nil {
+		return err
+	}
+	vctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	releases := map[string]node.NodeVersion{}
+	vs, verr := node.FetchVersions(vctx, l.dir)
+	for _, v := range vs {
+		releases[v.Node] = v
+	}
+	type member struct {
+		*policy.Node
+		Release *node.NodeVersion `json:"release,omitempty"`
+	}
+	var out []member
+	for _, n := range sortedValues(st.Nodes) {
+		m := member{Node: n}
+		if v, ok := releases[n.Name]; ok {
+			m.Release = &v
+		}
+		out = append(out, m)
+	}
+	if l.asJSON {
+		return json.NewEncoder(stdout).Encode(out)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tROLE\tSITE\tWINDOW\tSTATE\tRELEASE\tKEY")
+	for _, m := range out {
+		n := m.Node
+		state := "member"
+		switch {
+		case n.Revoked:
+			state = "revoked"
+		case !policy.Member(st, n.Name, now):
+			state = "outside window"
+		}
+		release := "-"
+		if v := m.Release; v != nil && v.Error == "" {
+			release = fmt.Sprintf("%s (protocol %d)", v.Version, v.Protocol)
+		} else if v != nil {
+			release = "? (no answer)"
+		}
+		fmt.Fprintln(tw, printable(fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s", n.Name, n.Role, dash(n.Site), windowText(n.Window), state, release, n.PublicKey)))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if verr != nil {
+		fmt.Fprintf(stdout, "(releases unknown: %v)\n", verr)
+	}
+	return nil
 }
 
 func runGrants(ctx context.Context, args []string, stdout io.Writer) error {

@@ -189,7 +189,10 @@ func fetchStatus(ctx context.Context, dir string) (node.Status, error) {
 // printStatus prints st, and under the node's own alarms the subject access
 // requests overdue at now and the breaches still to notify.
 func printStatus(w io.Writer, st node.Status, name func(key string) string, overdue []*policy.SubjectAccess, breaches []*policy.Breach, now time.Time) {
-	fmt.Fprintf(w, "node       %s (custos %s, up %s)\n", st.Name, st.Version, st.Uptime)
+	fmt.Fprintf(w, "node       %s (custos %s, policy protocol %d, up %s)\n", st.Name, st.Version, st.Protocol, st.Uptime)
+	if st.Stalled != "" {
+		fmt.Fprintf(w, "POLICY STOPPED  %s\n", st.Stalled)
+	}
 	fmt.Fprintf(w, "key        %s\n", st.PublicKey)
 	if m := st.Membership; m != nil && m.State != node.StandingMember {
 		fmt.Fprintf(w, "%-10s %s\n", strings.ToUpper(m.State), m.Detail)

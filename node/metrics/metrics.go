@@ -56,6 +56,8 @@ var defs = []struct {
 	{"raft_commit_seconds", "Commands this node committed as leader: seconds from handing each to Raft to its commit and apply.", nil},
 	{"policy_commands_total", "Policy commands this replica applied since it started, by kind (request.create, request.approve, grant.add …).", []string{"kind"}},
 	{"policy_refused_total", "Policy commands this replica refused since it started (a bad signature, a replay, a rule broken).", nil},
+	{"policy_protocol", "The policy protocol this node's release speaks.", nil},
+	{"policy_stalled", "1 while this node's policy replica is stopped at a command of a newer protocol (it then serves nothing: upgrade it).", nil},
 	{"requests", "Footage requests the policy holds, by status.", []string{"status"}},
 	{"access_cuts_total", "Accesses this node ended because the policy ended them: peers dropped from its mesh (revoked, removed, a window over) and live views whose grant or window ended.", []string{"kind"}},
 	{"camera_frames_total", "Frames the camera delivered (this run).", []string{"camera"}},
@@ -147,6 +149,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter("policy_commands_total", float64(n), kind)
 	}
 	counter("policy_refused_total", float64(st.Refused))
+	gauge("policy_protocol", float64(st.Protocol))
+	gauge("policy_stalled", b2f(st.Stalled != ""))
 	for status, n := range st.Requests {
 		gauge("requests", float64(n), status)
 	}

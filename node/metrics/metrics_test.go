@@ -111,6 +111,8 @@ func TestScrapeParsesAndMoves(t *testing.T) {
 			Commits: consensus.Latency{Count: 4, SumSeconds: 0.02, Buckets: []uint64{0, 1, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3}}},
 		Commands: map[string]uint64{"request.create": 2, "request.approve": 3},
 		Refused:  1,
+		Protocol: 2,
+		Stalled:  "the policy replica stopped at entry 9",
 		Requests: map[string]int{"pending": 1, "approved": 1},
 		Cuts:     node.AccessCuts{Peers: 1, LiveViews: 2},
 		Recording: &recording.Status{Cameras: []recording.CameraStatus{{
@@ -162,6 +164,8 @@ func TestScrapeParsesAndMoves(t *testing.T) {
 		{"custos_peer_path_bytes_total", map[string]string{"peer": "dc-a", "path": "direct", "direction": "rx"}, 90},
 		{"custos_policy_commands_total", map[string]string{"kind": "request.approve"}, 3},
 		{"custos_policy_refused_total", nil, 1},
+		{"custos_policy_protocol", nil, 2},
+		{"custos_policy_stalled", nil, 1},
 		{"custos_requests", map[string]string{"status": "pending"}, 1},
 		{"custos_access_cuts_total", map[string]string{"kind": "peer"}, 1},
 		{"custos_access_cuts_total", map[string]string{"kind": "live_view"}, 2},
