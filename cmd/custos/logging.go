@@ -38,13 +38,24 @@ var prefixRE = regexp.MustCompile(`^(?s)(?:custos ([A-Za-z0-9][A-Za-z0-9._-]*)|(
 // writes what an operator must act on (AUDIT FAILURE, REVOKED, BREACH DRAFT).
 var alarmRE = regexp.MustCompile(`^[A-Z]{3,}[ :]`)
 
-// logf is node.Config.Logf. Lines are INFO, alarms WARN; --quiet keeps
-// errors only, which the node's lines never are, so it drops them all as
-// it always did.
-func (l *upLogger) logf(format string, a ...any) {
-	level := slog.LevelInfo
-	msg := fmt.Sprintf(format, a...)
-	var attrs []slog.Attr
+// hclogRE is the level hashicorp/raft's logger puts first ("[WARN]  raft: …").
+var hclogRE = regexp.MustCompile(`^\[(TRACE|DEBUG|INFO|WARN|ERROR)\]\s+`)
+
+// parseLine reads a node log line's level and component: lines are INFO;
+// alarms in capitals WARN; Raft's lines carry their own level.
+func parseLine(line string) (level slog.Level, msg string, attrs []slog.Attr) {
+	level, msg = slog.LevelInfo, line
+	if m := hclogRE.FindStringSubmatch(msg); m != nil {
+		switch m[1] {
+		case "TRACE", "DEBUG":
+			level = slog.LevelDebug
+		case "WARN":
+			level = slog.LevelWarn
+		case "ERROR":
+			level = slog.LevelError
+		}
+		msg = msg[len(m[0]):]
+	}
 	if m := prefixRE.FindStringSubmatch(msg); m != nil {
 		if m[1] != "" {
 			attrs = append(attrs, slog.String("component", "custos"), slog.String("node", m[1]))
@@ -53,10 +64,22 @@ func (l *upLogger) logf(format string, a ...any) {
 		}
 		msg = m[3]
 	}
-	if alarmRE.MatchString(msg) {
+	if level == slog.LevelInfo && alarmRE.MatchString(msg) {
 		level = slog.LevelWarn
 	}
+	return level, msg, attrs
+}
+
+// logf is node.Config.Logf. --quiet keeps errors only. The text log
+// prints the line as the node wrote it, as it always did.
+func (l *upLogger) logf(format string, a ...any) {
+	line := fmt.Sprintf(format, a...)
+	level, msg, attrs := parseLine(line)
 	if l.quiet && level < slog.LevelError {
+		return
+	}
+	if !l.json {
+		l.emit(level, line)
 		return
 	}
 	l.emit(level, msg, attrs...)
@@ -103,6 +126,7 @@ type lineHandler struct {
 	attrs []slog.Attr
 }
 
+// Enabled: Raft's debug lines were never shown.
 func (h *lineHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
 
 func (h *lineHandler) Handle(_ context.Context, r slog.Record) error {

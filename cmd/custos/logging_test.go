@@ -47,6 +47,9 @@ func TestUpLoggerJSON(t *testing.T) {
 	l.logf("mesh: added peer %s (%s)", "store-1", "fd00::1")
 	l.logf("%s", "no component here: but a colon")
 	l.errorf(errors.New("node: the port is in use"))
+	l.logf("[WARN]  raft: heartbeat timeout reached, starting election: last-leader-addr=")
+	l.logf("[ERROR] raft: failed to appendEntries to: peer=%s", "x")
+	l.logf("[DEBUG] raft: chatter")
 	recs := jsonLines(t, b.String())
 	want := []map[string]any{
 		{"level": "INFO", "msg": "stopping (interrupt signal received)", "component": "custos", "node": "dc-a"},
@@ -54,6 +57,8 @@ func TestUpLoggerJSON(t *testing.T) {
 		{"level": "INFO", "msg": "added peer store-1 (fd00::1)", "component": "mesh"},
 		{"level": "INFO", "msg": "no component here: but a colon"},
 		{"level": "ERROR", "msg": "the port is in use", "component": "custos"},
+		{"level": "WARN", "msg": "heartbeat timeout reached, starting election: last-leader-addr=", "component": "raft"},
+		{"level": "ERROR", "msg": "failed to appendEntries to: peer=x", "component": "raft"},
 	}
 	if len(recs) != len(want) {
 		t.Fatalf("%d records, want %d:\n%s", len(recs), len(want), b.String())
@@ -73,6 +78,7 @@ func TestUpLoggerJSON(t *testing.T) {
 	q := newUpLogger(&b, "json", true)
 	q.logf("node: AUDIT FAILURE: %v", "disk full")
 	q.logf("mesh: added peer %s", "x")
+	q.logf("[WARN]  raft: a warning")
 	q.errorf(errors.New("it broke"))
 	if recs := jsonLines(t, b.String()); len(recs) != 1 || recs[0]["level"] != "ERROR" {
 		t.Errorf("--quiet kept %v, want the error only", recs)
@@ -87,8 +93,9 @@ func TestUpLoggerText(t *testing.T) {
 	l.logf("custos %s: stopped", "n1")
 	l.logf("node: REVOKED: %s", "by alice")
 	l.logf("plain %d", 3)
+	l.logf("[INFO]  raft: entering leader state")
 	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
-	want := []string{"custos n1: stopped", "node: REVOKED: by alice", "plain 3"}
+	want := []string{"custos n1: stopped", "node: REVOKED: by alice", "plain 3", "[INFO]  raft: entering leader state"}
 	if len(lines) != len(want) {
 		t.Fatalf("text log:\n%s", b.String())
 	}
