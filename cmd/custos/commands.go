@@ -20,9 +20,21 @@ type command struct {
 
 var commands = map[string]command{
 	"up": {summary: "run a node until SIGINT/SIGTERM",
-		usage: "up --dir DIR --listen HOST:PORT [--peers FILE] [--name N] [--federation F] [--uapi PATH] [--no-gossip] [--quiet] [--uplink-mbit N] [--metrics IP:PORT]",
-		about: "Run a node until SIGINT or SIGTERM. On the first start it makes DIR (0700) and the node key. A founded or joined node takes the name it was founded or joined as (kept in DIR/name), so --name is for peers-file nodes; a different --name is refused. It logs one line when it is told to stop and one when it has stopped.",
+		usage: "up --dir DIR --listen HOST:PORT [--peers FILE] [--name N] [--federation F] [--uapi PATH] [--no-gossip] [--quiet] [--uplink-mbit N] [--metrics IP:PORT] [--log-format text|json] [--config FILE]",
+		about: "Run a node until SIGINT or SIGTERM. On the first start it makes DIR (0700) and the node key. A founded or joined node takes the name it was founded or joined as (kept in DIR/name), so --name is for peers-file nodes; a different --name is refused. It logs one line when it is told to stop and one when it has stopped. --config FILE reads the settings from a TOML file whose keys are these flags' names (dir = \"/var/lib/custos\", quiet = true); a flag on the command line wins over the file; an unknown key, a wrong type or a key given twice is refused with the file's line, and so is a file writable by group or others or owned by someone other than you or root (custos config example prints one). --log-format json writes one JSON object per line: time, level, msg, component and the node's name.",
 		run:   runUp},
+	"config": {summary: "config example: print a config file for custos up; config check: check one",
+		about: "Print a commented config file with every key custos up --config takes (config example), or check a config file as custos up reads it, without starting a node (config check).",
+		subs: map[string]command{
+			"example": {summary: "print a commented config file with every custos up setting",
+				usage: "config example",
+				about: "Print a TOML config file for custos up --config: every flag of custos up, as a key of the same name, with its help and its default (dir and listen, which up requires, set to example values; the rest commented out). It is made from up's own flags, so it names every one.",
+				run:   runConfigExample},
+			"check": {summary: "check a config file and print the settings custos up would run with",
+				usage: "config check --config FILE",
+				about: "Read FILE as custos up --config FILE does (its owner and mode, then every key, its type and value) and check the settings as up does before it starts, without starting a node; print the settings up would run with, each with the line it came from or default. Exit status 2 and the file's line and key when something is wrong, 1 when the file cannot be read or others could have written it.",
+				run:   runConfigCheck},
+		}},
 	"console": {summary: "serve the admins' browser console on this machine's loopback address",
 		usage: "console --dir DIR --key KEY [--listen 127.0.0.1:8080] [--idle D] [--exports DIR]",
 		about: "Serve the browser console until SIGINT or SIGTERM, through the node running in DIR, on a loopback address only (reach it from elsewhere through an SSH tunnel). A login unlocks the admin key KEY with its passphrase, typed in the browser; the key stays in the console's memory for that session only, zeroed on logout, after D without a request (15 minutes by default) and when the console stops. Pages: the federation's overview (nodes, paths, Raft, alarms, alerts, breach clocks), cameras, requests to file, approve or deny, and proposals to approve (the requester's own approved footage is exported to the node as MP4, into --exports, with its signed manifest, and played in the page), invites for installers and stores with their QR code, grants, the audit journal (this node's, or every site's through the datacenters), and the GDPR deadlines.",

@@ -69,10 +69,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		printHelp(stdout, name, cmd, h.fs)
 		return 0
 	}
-	fmt.Fprintf(stderr, "custos %s: %s\n", name, sentence(name, err))
+	// An error up already wrote to its JSON log is not printed again as
+	// text: its log holds nothing but JSON.
+	logged := errors.As(err, new(loggedError))
+	if !logged {
+		fmt.Fprintf(stderr, "custos %s: %s\n", name, sentence(name, err))
+	}
 	switch {
 	case errors.As(err, new(usageError)):
-		fmt.Fprintf(stderr, "usage: custos %s\nRun 'custos help %s' for what it does and its flags.\n", cmd.usage, name)
+		if !logged {
+			fmt.Fprintf(stderr, "usage: custos %s\nRun 'custos help %s' for what it does and its flags.\n", cmd.usage, name)
+		}
 		return exitUsage
 	case errors.Is(err, errAuditBroken):
 		return exitAuditBroken
@@ -136,6 +143,11 @@ func sentence(name string, err error) string {
 
 // usageError is a bad flag or argument: exit status 2.
 type usageError struct{ error }
+
+// loggedError is an error the command has written to its log already.
+type loggedError struct{ error }
+
+func (e loggedError) Unwrap() error { return e.error }
 
 // helpRequest is -h: run prints the command's help on stdout, exit 0.
 type helpRequest struct{ fs *flag.FlagSet }

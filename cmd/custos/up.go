@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log"
 	"net"
 	"net/netip"
 	"slices"
@@ -18,7 +17,27 @@ import (
 	"github.com/custos-cctv/custos/node/replication"
 )
 
-func runUp(ctx context.Context, args []string, stdout io.Writer) error {
+// upSettings is what custos up runs with, once its flags and --config
+// are read and checked.
+type upSettings struct {
+	fs          *flag.FlagSet
+	dir         string
+	listen      netip.AddrPort
+	peers       string
+	name        string
+	fed         string
+	uapi        string
+	noGossip    bool
+	quiet       bool
+	uplinkMbit  float64
+	metricsAddr string
+	logFormat   string
+	src         *configSource // nil without --config
+}
+
+// upFlagSet defines up's flags. --config's TOML keys are these names, so a
+// flag added here is a config key too, with nothing else to change.
+func upFlagSet() (*flag.FlagSet, func(ctx context.Context) (*upSettings, error)) {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
 	dir := fs.String("dir", "", "the data directory `DIR` (created if absent; holds node.key and custos.sock)")
 	listen := fs.String("listen", "", "the underlay UDP address `HOST:PORT` for WireGuard, told to peers (a host name is resolved once, at start)")
@@ -30,56 +49,91 @@ func runUp(ctx context.Context, args []string, stdout io.Writer) error {
 	quiet := fs.Bool("quiet", false, "log only errors")
 	uplink := fs.Float64("uplink-mbit", 0, "a store's replication budget to the datacenters, `N` Mbit/s (0: unlimited); epoch records and audit go first")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics at http://`IP:PORT`/metrics, on loopback or this node's mesh address (off without it)")
+	logFormat := fs.String("log-format", "text", "the log's format `F`: text (a time and the message per line) or json (one JSON object per line: time, level, msg, component, …)")
+	config := fs.String("config", "", "read settings from the TOML `FILE` (keys: these flags' names; a flag given here wins); it must not be writable by others")
+	check := func(ctx context.Context) (*upSettings, error) {
+		var src *configSource
+		if *config != "" {
+			var err error
+			if src, err = loadConfig(fs, *config); err != nil {
+				return nil, err
+			}
+		}
+		if *dir == "" {
+			return nil, usageError{errors.New("--dir is required")}
+		}
+		if *listen == "" {
+			return nil, usageError{errors.New("--listen is required (for example --listen 127.0.0.1:51820)")}
+		}
+		if *logFormat != "text" && *logFormat != "json" {
+			return nil, src.from("log-format", usageError{fmt.Errorf("--log-format %q: want text or json", *logFormat)})
+		}
+		ap, err := parseListen(ctx, *listen)
+		if err != nil {
+			return nil, src.from("listen", err)
+		}
+		if *uplink < 0 || *uplink > 1e6 {
+			return nil, src.from("uplink-mbit", usageError{fmt.Errorf("--uplink-mbit %v: want 0 (unlimited) to 1000000", *uplink)})
+		}
+		if ap, err := netip.ParseAddrPort(*metricsAddr); *metricsAddr != "" && (err != nil || !ap.Addr().Unmap().Is6() || ap.Addr().IsUnspecified()) {
+			// Refused before anything starts: bad syntax, and any IPv4 address
+			// but loopback (the mesh is IPv6). A mesh address is checked once
+			// the node knows its prefix.
+			if _, err := metrics.CheckAddr(*metricsAddr, netip.Prefix{}); err != nil {
+				return nil, src.from("metrics", usageError{err})
+			}
+		}
+		return &upSettings{fs: fs, dir: *dir, listen: ap, peers: *peers, name: *name, fed: *fed, uapi: *uapi,
+			noGossip: *noGossip, quiet: *quiet, uplinkMbit: *uplink, metricsAddr: *metricsAddr,
+			logFormat: *logFormat, src: src}, nil
+	}
+	return fs, check
+}
+
+// parseUp reads up's flags, then --config for the flags not given, and
+// checks them all as up does before it starts anything.
+func parseUp(ctx context.Context, args []string) (*upSettings, error) {
+	fs, check := upFlagSet()
 	if err := parseFlags(fs, args); err != nil {
-		return err
+		return nil, err
 	}
-	if *dir == "" {
-		return usageError{errors.New("--dir is required")}
-	}
-	if *listen == "" {
-		return usageError{errors.New("--listen is required (for example --listen 127.0.0.1:51820)")}
-	}
-	ap, err := parseListen(ctx, *listen)
+	return check(ctx)
+}
+
+func runUp(ctx context.Context, args []string, stdout io.Writer) error {
+	s, err := parseUp(ctx, args)
 	if err != nil {
 		return err
 	}
-	if *uplink < 0 || *uplink > 1e6 {
-		return usageError{fmt.Errorf("--uplink-mbit %v: want 0 (unlimited) to 1000000", *uplink)}
-	}
-	if ap, err := netip.ParseAddrPort(*metricsAddr); *metricsAddr != "" && (err != nil || !ap.Addr().Unmap().Is6() || ap.Addr().IsUnspecified()) {
-		// Refused before anything starts: bad syntax, and any IPv4 address
-		// but loopback (the mesh is IPv6). A mesh address is checked once
-		// the node knows its prefix.
-		if _, err := metrics.CheckAddr(*metricsAddr, netip.Prefix{}); err != nil {
-			return usageError{err}
+	lg := newUpLogger(stderrOf(ctx), s.logFormat, s.quiet)
+	logf := lg.logf
+	// In JSON a failure after this point is a log record too, so that
+	// whatever reads the log (journald, a collector) sees why up ended.
+	fail := func(err error) error {
+		if s.logFormat == "json" {
+			lg.errorf(err)
+			return loggedError{err}
 		}
-	}
-	// Log lines carry their time with its zone, as everything custos prints.
-	logger := log.New(stderrOf(ctx), "", 0)
-	logf := func(format string, a ...any) {
-		logger.Printf("%s "+format, append([]any{time.Now().Format(time.RFC3339)}, a...)...)
-	}
-	if *quiet {
-		logf = func(string, ...any) {}
+		return err
 	}
 	n, err := node.New(node.Config{
-		Dir: *dir, Name: *name, Listen: ap, Federation: *fed, PeersFile: *peers,
-		UAPISocket: *uapi, NoGossip: *noGossip, Logf: logf,
-		Replication: replication.Config{UplinkBytesPerSec: int64(*uplink * 1e6 / 8)},
+		Dir: s.dir, Name: s.name, Listen: s.listen, Federation: s.fed, PeersFile: s.peers,
+		UAPISocket: s.uapi, NoGossip: s.noGossip, Logf: logf,
+		Replication: replication.Config{UplinkBytesPerSec: int64(s.uplinkMbit * 1e6 / 8)},
 	})
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	st, err := n.Status()
 	if err != nil {
 		n.Close()
-		return err
+		return fail(err)
 	}
-	if *metricsAddr != "" {
-		ln, err := listenMetrics(n, st, *metricsAddr)
+	if s.metricsAddr != "" {
+		ln, err := listenMetrics(n, st, s.metricsAddr)
 		if err != nil {
 			n.Close()
-			return err
+			return fail(err)
 		}
 		mctx, stopMetrics := context.WithCancel(ctx)
 		served := make(chan struct{})
@@ -90,9 +144,10 @@ func runUp(ctx context.Context, args []string, stdout io.Writer) error {
 			}
 		}()
 		defer func() { stopMetrics(); <-served }()
-		fmt.Fprintf(stdout, "Prometheus metrics at http://%s/metrics\n", ln.Addr())
+		lg.say(stdout, fmt.Sprintf("Prometheus metrics at http://%s/metrics", ln.Addr()), "metrics_url", fmt.Sprintf("http://%s/metrics", ln.Addr()))
 	}
-	fmt.Fprintf(stdout, "custos %s up: %s at %s, WireGuard on UDP %d. Stop with Ctrl-C.\n", st.Name, st.PublicKey, st.MeshAddr, st.ListenPort)
+	lg.say(stdout, fmt.Sprintf("custos %s up: %s at %s, WireGuard on UDP %d. Stop with Ctrl-C.", st.Name, st.PublicKey, st.MeshAddr, st.ListenPort),
+		"node", st.Name, "public_key", st.PublicKey.String(), "mesh_addr", st.MeshAddr.String(), "listen_port", st.ListenPort)
 	stopLog := context.AfterFunc(ctx, func() {
 		why := "its context ended"
 		if c := context.Cause(ctx); c != nil && c != context.Canceled {
@@ -103,7 +158,10 @@ func runUp(ctx context.Context, args []string, stdout io.Writer) error {
 	defer stopLog()
 	err = n.Run(ctx)
 	logf("custos %s: stopped", st.Name)
-	return err
+	if err != nil {
+		return fail(err)
+	}
+	return nil
 }
 
 // listenMetrics opens --metrics's listener: on loopback, or on this
