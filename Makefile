@@ -26,6 +26,7 @@ test:
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
+	$(GO) test -count=1 -tags custos_protocol1 -run 'Protocol' ./policy/
 	$(GO) test -count=1 -timeout 10m -run '^TestDemo$$' ./node/demo/
 
 # Fault scenarios on network namespaces (DESIGN §9): nodes as separate
