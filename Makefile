@@ -173,6 +173,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseGossipMeta -fuzztime 15s ./mesh/
 	$(GO) test -run '^$$' -fuzz FuzzUAPI -fuzztime 15s ./mesh/
 	$(GO) test -run '^$$' -fuzz FuzzParseRelayEndpoint -fuzztime 15s ./mesh/
+	$(GO) test -run '^$$' -fuzz FuzzProbeMatch -fuzztime 15s ./media/onvif/
+	$(GO) test -run '^$$' -fuzz FuzzGetProfiles -fuzztime 15s ./media/onvif/
+	$(GO) test -run '^$$' -fuzz FuzzGetStreamUri -fuzztime 15s ./media/onvif/
 	$(GO) test -run '^$$' -fuzz FuzzParseAdmitRequest -fuzztime 15s ./mesh/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeEnvelope -fuzztime 15s ./policy/
 	$(GO) test -run '^$$' -fuzz FuzzVerifyRelease -fuzztime 15s ./policy/

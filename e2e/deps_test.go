@@ -50,6 +50,7 @@ func TestDeps(t *testing.T) {
 		{"policy", func(d string) bool { return in(d, "policy") }, "policy is deterministic and imports nothing of the project"},
 		{"mesh", func(d string) bool { return in(d, "mesh") || in(d, "keys") || in(d, "policy") }, "mesh never imports consensus, media or node"},
 		{"media", func(d string) bool { return in(d, "media") || in(d, "keys") || in(d, "policy") }, "media never imports consensus, mesh or node"},
+		{"media/onvif", func(d string) bool { return in(d, "media/onvif") }, "media/onvif speaks to cameras only and imports nothing else of the project"},
 		{"consensus", func(d string) bool { return in(d, "consensus") || in(d, "keys") || in(d, "policy") }, "consensus defines the transport it needs; node wires it to the mesh"},
 		{"node", func(d string) bool { return !in(d, "cmd") && !in(d, "e2e") }, "node is imported by cmd, never the reverse"},
 	}
