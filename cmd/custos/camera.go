@@ -18,13 +18,17 @@ import (
 
 // runCameraAdd puts a camera into the policy. Credentials in --source are
 // split off first and handed to the store in --dir, which alone keeps them;
-// the policy gets the URL without them.
+// the policy gets the URL without them. With --onvif the camera is asked
+// for its RTSP URL first (camera_onvif.go).
 func runCameraAdd(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("camera add", flag.ContinueOnError)
 	dir, as := commonFlags(fs)
 	site := fs.String("site", "", "the camera's site `S`")
 	name := fs.String("name", "", "the camera's name `N` within its site")
 	source := fs.String("source", "", "the camera's `URL`: rtsp://[USER:PASS@]HOST[:PORT]/PATH or synthetic:[?fps=N&scale=K]")
+	onvifURL := fs.String("onvif", "", "instead of --source, ask the camera's ONVIF device service at `URL` (http://HOST/onvif/device_service) for its RTSP URL")
+	user := fs.String("user", "", "with --onvif, the camera's user `U` (the password is read from CUSTOS_CAMERA_PASSWORD or asked for)")
+	profile := fs.String("profile", "", "with --onvif, the media profile `P` by name or token (default: the H.264/H.265 one of the highest resolution)")
 	purpose := fs.String("purpose", "", "why it records, as `TEXT` (GDPR art. 5(1)(b))")
 	basis := fs.String("basis", "legitimate interest (GDPR art. 6(1)(f))", "the legal basis, as `TEXT`")
 	retention := fs.Duration("retention", policy.DefaultRetention, "how long recordings are kept, a duration `D`")
@@ -36,11 +40,23 @@ func runCameraAdd(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := needCommon(*dir, *as); err != nil {
 		return err
 	}
-	if *site == "" || *name == "" || *source == "" || *purpose == "" {
-		return usageError{errors.New("--site, --name, --source and --purpose are required")}
+	if *site == "" || *name == "" || (*source == "") == (*onvifURL == "") || *purpose == "" {
+		return usageError{errors.New("--site, --name, --purpose and one of --source or --onvif are required")}
 	}
-	clean, secret, err := recording.SplitCredentials(*source)
-	if err != nil {
+	if *onvifURL == "" && (*user != "" || *profile != "") {
+		return usageError{errors.New("--user and --profile go with --onvif (with --source, the user is in the URL)")}
+	}
+	var (
+		clean  string
+		secret recording.CameraSecret
+		err    error
+	)
+	if *onvifURL != "" {
+		clean, secret, err = onvifSource(ctx, *onvifURL, *user, *profile, stdout)
+		if err != nil {
+			return err
+		}
+	} else if clean, secret, err = recording.SplitCredentials(*source); err != nil {
 		return usageError{fmt.Errorf("--source: %w", err)}
 	}
 	cam := &policy.Camera{Site: *site, Name: *name, Source: clean, Purpose: *purpose, LegalBasis: *basis,

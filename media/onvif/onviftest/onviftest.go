@@ -247,4 +247,6 @@ func ProbeMatches(id, endpoint, xaddrs string) []byte {
 }
 
 // String never shows the password.
-func (d *Device) String() string { return fmt.Sprintf("fake ONVIF device %s (user %s)", d.Endpoint, d.User) }
+func (d *Device) String() string {
+	return fmt.Sprintf("fake ONVIF device %s (user %s)", d.Endpoint, d.User)
+}
