@@ -2,7 +2,8 @@ package e2e
 
 // Helpers the harness runs as separate processes (this test binary with
 // CUSTOS_NETNS_HELPER set) inside a namespace: the userspace impairer, and a
-// UDP echo server and prober for the harness's self-test.
+// UDP echo server and prober for the harness's self-test, and a fake ONVIF
+// camera (netns_onvif_test.go).
 
 import (
 	"encoding/binary"
@@ -27,6 +28,8 @@ func runNetnsHelper(kind string) int {
 		err = runEcho(os.Getenv("ECHO_LISTEN"))
 	case "probe":
 		err = runProbe()
+	case "onvif":
+		err = runOnvifDevice()
 	default:
 		err = fmt.Errorf("unknown helper %q", kind)
 	}
