@@ -199,7 +199,7 @@ func TestFaultParsing(t *testing.T) {
 		t.Errorf("nested subcode fault = %#v", f)
 	}
 	// SOAP 1.1, and a reason with control characters.
-	err = decodeSOAP([]byte(`<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><s:Fault><faultcode>s:Client</faultcode><faultstring>bad‮[31m</faultstring></s:Fault></s:Body></s:Envelope>`), nil)
+	err = decodeSOAP([]byte(`<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><s:Fault><faultcode>s:Client</faultcode><faultstring>bad`+"\u202e"+`[31m</faultstring></s:Fault></s:Body></s:Envelope>`), nil)
 	if !errors.As(err, &f) || f.Code != "s:Client" || f.Reason != "bad?[31m" {
 		t.Errorf("SOAP 1.1 fault = %#v", f)
 	}
