@@ -20,6 +20,7 @@
 //     HTTP Digest (MD5 or SHA-256, qop auth) when the device answers 401.
 //
 // Not: Profile T (media2), G, M, PTZ, events, WS-Discovery Resolve.
+// An https device service must present a certificate the system trusts.
 //
 // Every byte from the network is hostile: a discovery reply is at most
 // 64 KiB and a SOAP response 1 MiB; devices, XAddrs, scopes, profiles and
