@@ -119,9 +119,15 @@ func TestNetnsOnvifDiscoverAndRecord(t *testing.T) {
 	if !strings.Contains(list, wantURL) || strings.Contains(list, onvifPassword) || strings.Contains(list, onvifUser) {
 		t.Errorf("camera list:\n%s", list)
 	}
-	fi, err := os.Stat(filepath.Join(f.store.dir, "camera-secrets.json"))
+	secrets := filepath.Join(f.store.dir, "camera-secrets.json")
+	fi, err := os.Stat(secrets)
 	if err != nil || fi.Mode().Perm() != 0o600 {
-		t.Errorf("camera-secrets.json: %v %v", fi, err)
+		t.Fatalf("camera-secrets.json: %v %v", fi, err)
+	}
+	b, _ := os.ReadFile(secrets)
+	var kept map[string]struct{ User, Password string }
+	if err := json.Unmarshal(b, &kept); err != nil || kept["praha-1/onvif-door"].User != onvifUser || kept["praha-1/onvif-door"].Password != onvifPassword {
+		t.Errorf("the store keeps for praha-1/onvif-door %v (%v), want the ONVIF login", kept["praha-1/onvif-door"].User, err)
 	}
 	f.logf("the store records praha-1/onvif-door from %s", wantURL)
 }

@@ -28,6 +28,7 @@ func runCameraAdd(ctx context.Context, args []string, stdout io.Writer) error {
 	source := fs.String("source", "", "the camera's `URL`: rtsp://[USER:PASS@]HOST[:PORT]/PATH or synthetic:[?fps=N&scale=K]")
 	onvifURL := fs.String("onvif", "", "instead of --source, ask the camera's ONVIF device service at `URL` (http://HOST/onvif/device_service) for its RTSP URL")
 	user := fs.String("user", "", "with --onvif, the camera's user `U` (the password is read from CUSTOS_CAMERA_PASSWORD or asked for)")
+	rtspUser := fs.String("rtsp-user", "", "with --onvif, a separate RTSP user `U` for recording (its password from CUSTOS_RTSP_PASSWORD or asked for); default: the ONVIF login")
 	profile := fs.String("profile", "", "with --onvif, the media profile `P` by name or token (default: the H.264/H.265 one of the highest resolution)")
 	purpose := fs.String("purpose", "", "why it records, as `TEXT` (GDPR art. 5(1)(b))")
 	basis := fs.String("basis", "legitimate interest (GDPR art. 6(1)(f))", "the legal basis, as `TEXT`")
@@ -43,8 +44,8 @@ func runCameraAdd(ctx context.Context, args []string, stdout io.Writer) error {
 	if *site == "" || *name == "" || (*source == "") == (*onvifURL == "") || *purpose == "" {
 		return usageError{errors.New("--site, --name, --purpose and one of --source or --onvif are required")}
 	}
-	if *onvifURL == "" && (*user != "" || *profile != "") {
-		return usageError{errors.New("--user and --profile go with --onvif (with --source, the user is in the URL)")}
+	if *onvifURL == "" && (*user != "" || *profile != "" || *rtspUser != "") {
+		return usageError{errors.New("--user, --rtsp-user and --profile go with --onvif (with --source, the user is in the URL)")}
 	}
 	var (
 		clean  string
@@ -55,6 +56,13 @@ func runCameraAdd(ctx context.Context, args []string, stdout io.Writer) error {
 		clean, secret, err = onvifSource(ctx, *onvifURL, *user, *profile, stdout)
 		if err != nil {
 			return err
+		}
+		if *rtspUser != "" {
+			p, err := readSecret("CUSTOS_RTSP_PASSWORD", "RTSP password of "+*rtspUser)
+			if err != nil {
+				return err
+			}
+			secret = recording.CameraSecret{User: *rtspUser, Password: p}
 		}
 	} else if clean, secret, err = recording.SplitCredentials(*source); err != nil {
 		return usageError{fmt.Errorf("--source: %w", err)}

@@ -81,7 +81,7 @@ func writeDiscovered(w io.Writer, devs []onvif.Device) {
 func onvifSource(ctx context.Context, xaddr, user, profile string, stdout io.Writer) (string, recording.CameraSecret, error) {
 	var password string
 	if user != "" {
-		p, err := readCameraPassword(user)
+		p, err := readSecret("CUSTOS_CAMERA_PASSWORD", "Password of "+user+" on the camera")
 		if err != nil {
 			return "", recording.CameraSecret{}, err
 		}
@@ -112,19 +112,19 @@ func onvifSource(ctx context.Context, xaddr, user, profile string, stdout io.Wri
 	return clean, secret, nil
 }
 
-// readCameraPassword takes CUSTOS_CAMERA_PASSWORD, or asks on the terminal.
-// Never a flag: flags show in ps and shell history. (Standard input is the
-// admin key's passphrase's when it is no terminal.)
-func readCameraPassword(user string) (string, error) {
-	if p, ok := os.LookupEnv("CUSTOS_CAMERA_PASSWORD"); ok {
-		os.Unsetenv("CUSTOS_CAMERA_PASSWORD")
+// readSecret takes the environment variable env, or asks on the terminal
+// with prompt. Never a flag: flags show in ps and shell history. (Standard
+// input is the admin key's passphrase's when it is no terminal.)
+func readSecret(env, prompt string) (string, error) {
+	if p, ok := os.LookupEnv(env); ok {
+		os.Unsetenv(env)
 		return p, nil
 	}
 	fd := int(os.Stdin.Fd())
 	if !term.IsTerminal(fd) {
-		return "", errors.New("no camera password: set CUSTOS_CAMERA_PASSWORD or run on a terminal")
+		return "", fmt.Errorf("no %s: set %s or run on a terminal", strings.ToLower(prompt[:1])+prompt[1:], env)
 	}
-	fmt.Fprintf(os.Stderr, "Password of %s on the camera: ", user)
+	fmt.Fprintf(os.Stderr, "%s: ", prompt)
 	p, err := term.ReadPassword(fd)
 	fmt.Fprintln(os.Stderr)
 	if err != nil {

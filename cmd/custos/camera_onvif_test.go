@@ -73,6 +73,7 @@ func TestCameraAddOnvifFlags(t *testing.T) {
 		{"--source", "synthetic:", "--onvif", "http://192.0.2.7/onvif/device_service"},
 		{},
 		{"--source", "synthetic:", "--user", "admin"},
+		{"--source", "synthetic:", "--rtsp-user", "recorder"},
 	} {
 		args = append([]string{"camera", "add", "--site", "s", "--name", "n", "--purpose", "p", "--dir", dir, "--as", "k"}, args...)
 		if code, _, errOut := runCLI(args...); code != 2 || !strings.Contains(errOut, "--onvif") {
