@@ -19,6 +19,7 @@ import (
 	"github.com/custos-cctv/custos/node/join"
 	"github.com/custos-cctv/custos/node/membership"
 	"github.com/custos-cctv/custos/node/policystore"
+	"github.com/custos-cctv/custos/media/store"
 	"github.com/custos-cctv/custos/node/recording"
 	"github.com/custos-cctv/custos/node/release"
 	"github.com/custos-cctv/custos/node/replication"
@@ -65,6 +66,10 @@ type Config struct {
 	// Replication tunes replication to the datacenters (zero: production
 	// defaults, no uplink limit).
 	Replication replication.Config
+	// ReplicaBlobs, if set, keeps a datacenter's replicas (segments and
+	// epoch records) in this blob store, an S3 bucket (`up --replicas`),
+	// instead of files under DIR/media; the index stays in DIR/media.
+	ReplicaBlobs store.Blobs
 
 	// meshBind replaces the mesh's UDP bind: tests and benchmarks impair
 	// the underlay with it. Unexported, so no caller outside can.

@@ -20,7 +20,7 @@ type command struct {
 
 var commands = map[string]command{
 	"up": {summary: "run a node until SIGINT/SIGTERM",
-		usage: "up --dir DIR --listen HOST:PORT [--peers FILE] [--name N] [--federation F] [--uapi PATH] [--no-gossip] [--quiet] [--uplink-mbit N] [--metrics IP:PORT]",
+		usage: "up --dir DIR --listen HOST:PORT [--peers FILE] [--name N] [--federation F] [--uapi PATH] [--no-gossip] [--quiet] [--uplink-mbit N] [--metrics IP:PORT] [--replicas s3://BUCKET/PREFIX [--replicas-credentials FILE]]",
 		about: "Run a node until SIGINT or SIGTERM. On the first start it makes DIR (0700) and the node key. A founded or joined node takes the name it was founded or joined as (kept in DIR/name), so --name is for peers-file nodes; a different --name is refused. It logs one line when it is told to stop and one when it has stopped.",
 		run:   runUp},
 	"console": {summary: "serve the admins' browser console on this machine's loopback address",

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/custos-cctv/custos/media/store"
+	"github.com/custos-cctv/custos/media/store/s3blob"
 	"github.com/custos-cctv/custos/node"
 	"github.com/custos-cctv/custos/node/metrics"
 	"github.com/custos-cctv/custos/node/replication"
@@ -30,7 +32,13 @@ func runUp(ctx context.Context, args []string, stdout io.Writer) error {
 	quiet := fs.Bool("quiet", false, "log only errors")
 	uplink := fs.Float64("uplink-mbit", 0, "a store's replication budget to the datacenters, `N` Mbit/s (0: unlimited); epoch records and audit go first")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics at http://`IP:PORT`/metrics, on loopback or this node's mesh address (off without it)")
+	replicasAt := fs.String("replicas", "", "a datacenter keeps its replicas in the S3 bucket `s3://BUCKET/PREFIX` (endpoint and keys from CUSTOS_S3_* or --replicas-credentials; default: the local disk)")
+	replicasCreds := fs.String("replicas-credentials", "", "read the S3 endpoint and keys from `FILE` (TOML, mode 0600) instead of the environment")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	blobs, err := replicaBlobs(*replicasAt, *replicasCreds)
+	if err != nil {
 		return err
 	}
 	if *dir == "" {
@@ -65,7 +73,8 @@ func runUp(ctx context.Context, args []string, stdout io.Writer) error {
 	n, err := node.New(node.Config{
 		Dir: *dir, Name: *name, Listen: ap, Federation: *fed, PeersFile: *peers,
 		UAPISocket: *uapi, NoGossip: *noGossip, Logf: logf,
-		Replication: replication.Config{UplinkBytesPerSec: int64(*uplink * 1e6 / 8)},
+		Replication:  replication.Config{UplinkBytesPerSec: int64(*uplink * 1e6 / 8)},
+		ReplicaBlobs: blobs,
 	})
 	if err != nil {
 		return err
@@ -104,6 +113,23 @@ func runUp(ctx context.Context, args []string, stdout io.Writer) error {
 	err = n.Run(ctx)
 	logf("custos %s: stopped", st.Name)
 	return err
+}
+
+// replicaBlobs is --replicas's bucket, or nil for the local disk. The
+// endpoint and keys come from the environment or the credentials file,
+// never from a flag, so no process listing shows them.
+func replicaBlobs(at, creds string) (store.Blobs, error) {
+	if at == "" {
+		if creds != "" {
+			return nil, usageError{errors.New("--replicas-credentials needs --replicas s3://BUCKET/PREFIX")}
+		}
+		return nil, nil
+	}
+	b, err := s3blob.Open(at, creds)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--replicas: %w", err)}
+	}
+	return b, nil
 }
 
 // listenMetrics opens --metrics's listener: on loopback, or on this

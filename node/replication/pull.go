@@ -47,6 +47,7 @@ func (r *Replicas) pull(ctx context.Context, p *puller) {
 			p.err = err.Error()
 		}
 		p.mu.Unlock()
+		r.noteStorage()
 		if err == nil {
 			backoff = 500 * time.Millisecond
 			continue
