@@ -28,6 +28,12 @@ import (
 // cursor from the replica's index (pullRequest), the store's answer
 // (serve), the custody checks and the store's Put (apply).
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	s3test.StopShared()
+	os.Exit(code)
+}
+
 // s3Pair is a store holding sealed footage of praha-1/entrance and a
 // datacenter keeping its replica in a bucket.
 type s3Pair struct {
@@ -241,7 +247,7 @@ func (p *s3Pair) same(t testing.TB) {
 // restart of the datacenter uploads nothing again and loses nothing, and
 // goes on from its cursor.
 func TestReplicaOnS3(t *testing.T) {
-	srv := s3test.Start(t, s3test.Options{})
+	srv := s3test.Shared(t)
 	p := newS3Pair(t, srv, "", 64<<10)
 	p.record(t, 12)
 	p.catchUp(t)
@@ -360,7 +366,7 @@ func TestReplicaOnS3Outage(t *testing.T) {
 // A slow endpoint (every request delayed at a proxy) changes nothing but
 // the time: every segment once, none lost, none uploaded twice.
 func TestReplicaOnS3Slow(t *testing.T) {
-	srv := s3test.Start(t, s3test.Options{})
+	srv := s3test.Shared(t)
 	proxy := s3test.NewProxy(t, srv.Endpoint)
 	proxy.SetDelay(40 * time.Millisecond)
 	p := newS3Pair(t, srv, proxy.Endpoint, 32<<10)
@@ -426,7 +432,7 @@ func BenchmarkReplicaCatchUp(b *testing.B) {
 		})
 	})
 	b.Run("s3", func(b *testing.B) {
-		srv := s3test.Start(b, s3test.Options{})
+		srv := s3test.Shared(b)
 		run(b, func(b *testing.B) *s3Pair { return newS3Pair(b, srv, "", 512<<10) })
 	})
 }

@@ -11,6 +11,7 @@ package s3test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -81,22 +82,79 @@ type Server struct {
 
 // Start runs weed server with its master, volume, filer and S3 API on free
 // loopback ports, waits until the S3 API answers, and stops it at the
-// end of the test.
+// end of the test. A test that stops or restarts the server needs its
+// own; others can share one (Shared), since a server's first start and
+// first volume take it some 20 s.
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
+	s, err := newServer(Binary(t), t.TempDir(), opts)
+	if s != nil {
+		t.Cleanup(s.Stop)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+var shared struct {
+	sync.Mutex
+	s   *Server
+	dir string
+	err error
+}
+
+// Shared is one anonymous server for the tests of a test binary that
+// neither stop nor restart it; each such test uses buckets of its own.
+// The package's TestMain calls StopShared.
+func Shared(t testing.TB) *Server {
+	t.Helper()
 	bin := Binary(t)
-	dir := t.TempDir()
-	ports := freePorts(t, 4)
+	shared.Lock()
+	defer shared.Unlock()
+	if shared.s == nil && shared.err == nil {
+		shared.dir, shared.err = os.MkdirTemp("", "custos-weed-")
+		if shared.err == nil {
+			shared.s, shared.err = newServer(bin, shared.dir, Options{})
+		}
+	}
+	if shared.err != nil {
+		t.Fatal(shared.err)
+	}
+	return shared.s
+}
+
+// StopShared stops the shared server, if one was started, and removes its
+// data.
+func StopShared() {
+	shared.Lock()
+	defer shared.Unlock()
+	if shared.s != nil {
+		shared.s.Stop()
+	}
+	if shared.dir != "" {
+		os.RemoveAll(shared.dir)
+	}
+}
+
+func newServer(bin, dir string, opts Options) (*Server, error) {
+	ports, err := freePorts(4)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{Endpoint: fmt.Sprintf("127.0.0.1:%d", ports[3]), opts: opts, dir: dir, bin: bin}
 	s.args = []string{"server", "-dir=" + filepath.Join(dir, "data"), "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
 		fmt.Sprint("-master.port=", ports[0]), fmt.Sprint("-volume.port=", ports[1]),
-		"-filer", fmt.Sprint("-filer.port=", ports[2]), "-s3", fmt.Sprint("-s3.port=", ports[3])}
-	if opts.VolumeSizeLimitMB > 0 {
-		s.args = append(s.args, fmt.Sprint("-master.volumeSizeLimitMB=", opts.VolumeSizeLimitMB))
-	}
-	if opts.VolumeMax > 0 {
-		s.args = append(s.args, fmt.Sprint("-volume.max=", opts.VolumeMax))
-	}
+		"-filer", fmt.Sprint("-filer.port=", ports[2]), "-s3", fmt.Sprint("-s3.port=", ports[3]),
+		// Other listeners off, and sockets in the test's directory, so that
+		// servers of tests running at once do not meet.
+		"-s3.port.iceberg=0", "-s3.port.lance=0",
+		"-filer.localSocket=" + filepath.Join(dir, "filer.sock"), "-s3.localSocket=" + filepath.Join(dir, "s3.sock")}
+	// Every bucket is a collection of volumes of its own, grown on its
+	// first upload: small volumes, and room for many, so that the tests'
+	// buckets fit (weed's default of 8 volumes holds one bucket or two).
+	s.args = append(s.args, fmt.Sprint("-master.volumeSizeLimitMB=", cmp.Or(opts.VolumeSizeLimitMB, 64)),
+		fmt.Sprint("-volume.max=", cmp.Or(opts.VolumeMax, 200)))
 	if id := opts.Identity; id != nil {
 		cfg := map[string]any{"identities": []any{map[string]any{
 			"name":        "custos",
@@ -106,18 +164,14 @@ func Start(t testing.TB, opts Options) *Server {
 		b, _ := json.Marshal(cfg)
 		p := filepath.Join(dir, "s3.json")
 		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		s.args = append(s.args, "-s3.config="+p)
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	t.Cleanup(s.Stop)
-	if err := s.start(); err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return s, s.start()
 }
 
 func (s *Server) start() error {
@@ -290,8 +344,7 @@ func (s *Server) Delete(t testing.TB, bucket, key string) {
 
 // freePorts finds n loopback TCP ports P that are free together with
 // P+10000, which weed takes for each service's gRPC.
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
+func freePorts(n int) ([]int, error) {
 	var out []int
 	var hold []net.Listener
 	defer func() {
@@ -313,9 +366,9 @@ func freePorts(t testing.TB, n int) []int {
 		out = append(out, p)
 	}
 	if len(out) < n {
-		t.Fatal("no free port pairs for weed")
+		return nil, fmt.Errorf("no %d free port pairs (P, P+10000) for weed", n)
 	}
-	return out
+	return out, nil
 }
 
 // Counter is an http.RoundTripper that counts the client's requests by
