@@ -42,8 +42,8 @@ type Status struct {
 	Replicas []replication.ReplicaStatus `json:"replicas,omitempty"`
 	// ReplicaStorage is a datacenter's: where its replicas are kept and
 	// that storage's alarms (full, unavailable, integrity, missing).
-	ReplicaStorage *store.Health `json:"replica_storage,omitempty"`
-	Exports  []release.ExportProgress    `json:"exports,omitempty"` // running exports
+	ReplicaStorage *store.Health            `json:"replica_storage,omitempty"`
+	Exports        []release.ExportProgress `json:"exports,omitempty"` // running exports
 	// CorruptSegments counts segments this node holds but could not serve
 	// intact since it started (an alarm: each is audited and logged).
 	CorruptSegments uint64 `json:"corrupt_segments,omitempty"`

@@ -69,10 +69,10 @@ type Options struct {
 // Store is the segment and epoch store of one directory. Its methods are
 // safe for concurrent use (package doc, Concurrency).
 type Store struct {
-	dir      string
-	db       *bolt.DB
-	minFree  int64
-	now      func() time.Time
+	dir     string
+	db      *bolt.DB
+	minFree int64
+	now     func() time.Time
 
 	recMu    sync.Mutex
 	recovery Recovery // guarded by recMu
