@@ -377,6 +377,9 @@ func (s *Store) readBlob(rel string, e entry) ([]byte, error) {
 	key := blobKey(rel)
 	data, err := s.blobs.Get(ctx, key, MaxSegmentBytes)
 	switch {
+	case errors.Is(err, ErrNotFound) && s.deleting(key):
+		// Retention or erasure took it after this read's index lookup.
+		return nil, fmt.Errorf("%w: %s was just removed (retention or erasure)", ErrNotFound, key)
 	case errors.Is(err, ErrNotFound):
 		err = fmt.Errorf("%w: %s is indexed but missing from %s", ErrCorrupt, key, s.blobs)
 		s.noteMissing([]string{key})
@@ -400,6 +403,12 @@ func (s *Store) readBlob(rel string, e entry) ([]byte, error) {
 func (s *Store) removeBlobs(esc string, es []entry) ([]entry, error) {
 	if len(es) == 0 {
 		return nil, nil
+	}
+	// Not before the index is reconciled: recovery re-indexes objects, and
+	// must not meet a deletion half-way.
+	if err := s.blobReady(); err != nil {
+		s.noteWrite(err)
+		return nil, err
 	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		for _, e := range es {
@@ -429,6 +438,25 @@ func (s *Store) removeBlobs(esc string, es []entry) ([]entry, error) {
 		return nil, err
 	}
 	return gone, nil
+}
+
+// deleting reports whether key is being deleted (its mark is set), or
+// is already out of the index.
+func (s *Store) deleting(key string) bool {
+	marked := false
+	s.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketDeleting); b != nil && b.Get([]byte(key)) != nil {
+			marked = true
+			return nil
+		}
+		e, cam, err := entryFromKey(key)
+		if err == nil {
+			_, ok, _ := lookup(tx, topOf(e), cam, e.start)
+			marked = !ok
+		}
+		return nil
+	})
+	return marked
 }
 
 // unmarkBlobs clears, in the index transaction tx that removes their
