@@ -349,6 +349,9 @@ func (n *Node) startRoles() (err error) {
 		}
 		n.alerts = startAlerts(n)
 	}
+	if n.replicas == nil && cfg.ReplicaBlobs != nil {
+		n.logf("node: --replicas %s is ignored: only a datacenter keeps replicas", cfg.ReplicaBlobs)
+	}
 	if me != nil && me.Role == policy.RoleStore || isStoreJoin(cfg.Dir) {
 		// Before the recorders start: their policy loop reads n.repl.
 		n.repl = newReplSource(n, cfg.Replication)
