@@ -40,6 +40,7 @@ bin/weed:
 e2e-s3: bin/weed
 	CUSTOS_WEED=$(CURDIR)/bin/weed $(GO) test -race -count=1 -timeout 20m -v ./media/store/s3blob/...
 	CUSTOS_WEED=$(CURDIR)/bin/weed $(GO) test -race -count=1 -timeout 20m -run 'OnS3' -v ./node/replication/
+	CUSTOS_WEED=$(CURDIR)/bin/weed $(GO) test -race -count=1 -timeout 20m -run 'InS3Bucket' -v ./node/
 
 # Fault scenarios on network namespaces (DESIGN §9): nodes as separate
 # processes with real partitions, loss, delay and kill -9. Needs root.

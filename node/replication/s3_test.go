@@ -28,12 +28,6 @@ import (
 // cursor from the replica's index (pullRequest), the store's answer
 // (serve), the custody checks and the store's Put (apply).
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	s3test.StopShared()
-	os.Exit(code)
-}
-
 // s3Pair is a store holding sealed footage of praha-1/entrance and a
 // datacenter keeping its replica in a bucket.
 type s3Pair struct {
@@ -89,6 +83,10 @@ func (p *s3Pair) openDC(t testing.TB) {
 		p.tr.dj.Close()
 	}
 	p.count = &s3test.Counter{}
+	if p.tr != nil {
+		// The last client's connections go with it.
+		s3test.Transport().(interface{ CloseIdleConnections() }).CloseIdleConnections()
+	}
 	cfg := p.cfg
 	cfg.Transport = p.count
 	b, err := s3blob.New(cfg)
@@ -247,7 +245,7 @@ func (p *s3Pair) same(t testing.TB) {
 // restart of the datacenter uploads nothing again and loses nothing, and
 // goes on from its cursor.
 func TestReplicaOnS3(t *testing.T) {
-	srv := s3test.Shared(t)
+	srv := s3test.Start(t, s3test.Options{})
 	p := newS3Pair(t, srv, "", 64<<10)
 	p.record(t, 12)
 	p.catchUp(t)
@@ -366,7 +364,7 @@ func TestReplicaOnS3Outage(t *testing.T) {
 // A slow endpoint (every request delayed at a proxy) changes nothing but
 // the time: every segment once, none lost, none uploaded twice.
 func TestReplicaOnS3Slow(t *testing.T) {
-	srv := s3test.Shared(t)
+	srv := s3test.Start(t, s3test.Options{})
 	proxy := s3test.NewProxy(t, srv.Endpoint)
 	proxy.SetDelay(40 * time.Millisecond)
 	p := newS3Pair(t, srv, proxy.Endpoint, 32<<10)
@@ -432,7 +430,7 @@ func BenchmarkReplicaCatchUp(b *testing.B) {
 		})
 	})
 	b.Run("s3", func(b *testing.B) {
-		srv := s3test.Shared(b)
+		srv := s3test.Start(b, s3test.Options{})
 		run(b, func(b *testing.B) *s3Pair { return newS3Pair(b, srv, "", 512<<10) })
 	})
 }

@@ -37,6 +37,14 @@ import (
 	"github.com/custos-cctv/custos/media/store/s3blob"
 )
 
+// transport carries every request to a test server: its idle
+// connections are closed when a server stops, so that no connection
+// goroutine outlives the test that made it (tests check for leaks).
+var transport = http.DefaultTransport.(*http.Transport).Clone()
+
+// Transport is the http.RoundTripper for clients of test servers.
+func Transport() http.RoundTripper { return transport }
+
 // EnvWeed names the weed binary.
 const EnvWeed = "CUSTOS_WEED"
 
@@ -91,7 +99,10 @@ func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
 	s, err := newServer(Binary(t), t.TempDir(), opts)
 	if s != nil {
-		t.Cleanup(s.Stop)
+		t.Cleanup(func() {
+			s.Stop()
+			transport.CloseIdleConnections()
+		})
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -134,6 +145,7 @@ func StopShared() {
 	if shared.s != nil {
 		shared.s.Stop()
 	}
+	transport.CloseIdleConnections()
 	if shared.dir != "" {
 		os.RemoveAll(shared.dir)
 	}
@@ -269,7 +281,7 @@ func (s *Server) client() *minio.Client {
 	if id := s.opts.Identity; id != nil {
 		creds = credentials.NewStaticV4(id.AccessKey, id.SecretKey, "")
 	}
-	c, _ := minio.New(s.Endpoint, &minio.Options{Creds: creds, BucketLookup: minio.BucketLookupPath, MaxRetries: 1})
+	c, _ := minio.New(s.Endpoint, &minio.Options{Creds: creds, BucketLookup: minio.BucketLookupPath, MaxRetries: 1, Transport: transport})
 	return c
 }
 
@@ -293,7 +305,7 @@ func (s *Server) Config(bucket, prefix, endpoint string) s3blob.Config {
 	if endpoint == "" {
 		endpoint = s.Endpoint
 	}
-	cfg := s3blob.Config{Bucket: bucket, Prefix: prefix, Endpoint: endpoint, Insecure: true, MaxRetries: 1}
+	cfg := s3blob.Config{Bucket: bucket, Prefix: prefix, Endpoint: endpoint, Insecure: true, MaxRetries: 1, Transport: transport}
 	if id := s.opts.Identity; id != nil {
 		cfg.AccessKey, cfg.SecretKey = id.AccessKey, id.SecretKey
 	}
@@ -376,7 +388,7 @@ func freePorts(n int) ([]int, error) {
 // Counter is an http.RoundTripper that counts the client's requests by
 // method (PUT is an upload) and can delay each.
 type Counter struct {
-	Next  http.RoundTripper // nil: http.DefaultTransport
+	Next  http.RoundTripper // nil: Transport()
 	Delay time.Duration
 	puts  atomic.Int64
 	all   atomic.Int64
@@ -393,7 +405,7 @@ func (c *Counter) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	next := c.Next
 	if next == nil {
-		next = http.DefaultTransport
+		next = transport
 	}
 	return next.RoundTrip(req)
 }
@@ -425,6 +437,7 @@ func NewProxy(t testing.TB, target string) *Proxy {
 	}
 	p := &Proxy{Endpoint: ln.Addr().String()}
 	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: target})
+	rp.Transport = transport
 	rp.ErrorLog = log.New(io.Discard, "", 0) // a stopped server is the point of some tests
 	p.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.mu.Lock()
@@ -447,7 +460,10 @@ func NewProxy(t testing.TB, target string) *Proxy {
 		rp.ServeHTTP(w, r)
 	})}
 	go p.srv.Serve(ln)
-	t.Cleanup(func() { p.srv.Close() })
+	t.Cleanup(func() {
+		p.srv.Close()
+		transport.CloseIdleConnections()
+	})
 	return p
 }
 
