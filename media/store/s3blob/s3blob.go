@@ -29,10 +29,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 
@@ -181,10 +179,7 @@ func (b *Blobs) wrap(op, key string, err error) error {
 	case r.StatusCode != 0:
 		return fmt.Errorf("%s: %w: %s", what, store.ErrUnavailable, codeOf(r))
 	}
-	var ne net.Error
-	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return fmt.Errorf("%s: %w: %v", what, store.ErrUnavailable, scrub(err, b.cfg))
-	}
+	// No answer (refused, reset, timed out): the endpoint is unreachable.
 	return fmt.Errorf("%s: %w: %v", what, store.ErrUnavailable, scrub(err, b.cfg))
 }
 
