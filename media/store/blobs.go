@@ -69,6 +69,30 @@ type Blobs interface {
 	String() string
 }
 
+// Prober is a Blobs that can tell cheaply whether it answers (its bucket
+// exists and takes the credentials), without moving footage.
+type Prober interface {
+	Probe(ctx context.Context) error
+}
+
+// Probe asks the blob store whether it answers now, so that a caller can
+// wait for it before fetching footage it could not store; nil for files
+// or a blob store that cannot tell (the next write tells). A failure keeps
+// the Unavailable alarm; only a successful write clears it.
+func (s *Store) Probe() error {
+	p, ok := s.blobs.(Prober)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := s.blobCtx()
+	defer cancel()
+	err := p.Probe(ctx)
+	if err != nil {
+		s.noteWrite(err)
+	}
+	return err
+}
+
 // ErrUnavailable: the blob store could not be reached, refused the
 // credentials, or lacks its bucket. Nothing was stored; the write can be
 // repeated once it answers again.

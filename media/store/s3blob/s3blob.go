@@ -29,6 +29,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -48,7 +49,10 @@ type Blobs struct {
 	prefix string // "" or ending in "/"
 }
 
-var _ store.Blobs = (*Blobs)(nil)
+var (
+	_ store.Blobs  = (*Blobs)(nil)
+	_ store.Prober = (*Blobs)(nil)
+)
 
 // metaSHA256 is the user metadata that carries an object's SHA-256, so a
 // HEAD can tell whether the bytes are already there.
@@ -149,6 +153,19 @@ func (b *Blobs) List(ctx context.Context, prefix string, fn func(key string, siz
 		}
 	}
 	return ctx.Err()
+}
+
+// Probe asks whether the bucket exists and takes the credentials: one
+// small request, where a pull would fetch footage it could not store.
+func (b *Blobs) Probe(ctx context.Context) error {
+	ok, err := b.c.BucketExists(ctx, b.bucket)
+	if err == nil && !ok {
+		err = fmt.Errorf("s3: bucket %s at %s: %w: bucket %q does not exist; create it", b.bucket, b.cfg.endpointHost(), store.ErrUnavailable, b.bucket)
+	}
+	if err != nil && !errors.Is(err, store.ErrUnavailable) {
+		err = b.wrap("probe", "", err)
+	}
+	return err
 }
 
 // name is key as errors show it.

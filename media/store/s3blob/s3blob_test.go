@@ -317,6 +317,9 @@ func TestUnavailableBucket(t *testing.T) {
 		t.Errorf("no alarm with the server stopped: %+v", h)
 	}
 	checkNoSecret("the stopped server's error", err.Error(), h.Alarm())
+	if err := f.st.Probe(); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("probe with the server stopped: %v", err)
+	}
 	if n, _, _, _, _ := f.st.Newest(cam); !n.Start.Before(m.Start) {
 		t.Errorf("the index advanced to %s with the server stopped", n.Start)
 	}
@@ -362,6 +365,15 @@ func TestUnavailableBucket(t *testing.T) {
 	}
 	if !st3.Health().Unavailable {
 		t.Error("no alarm for a missing bucket")
+	}
+	if err := st3.Probe(); !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("probe of a missing bucket: %v", err)
+	}
+	if err := st2.Probe(); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("probe with wrong credentials: %v", err)
+	}
+	if err := f.st.Probe(); err != nil {
+		t.Errorf("probe of the bucket: %v", err)
 	}
 }
 
