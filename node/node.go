@@ -13,6 +13,7 @@ import (
 
 	"github.com/custos-cctv/custos/consensus"
 	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/media/store"
 	"github.com/custos-cctv/custos/mesh"
 	"github.com/custos-cctv/custos/node/alerting"
 	"github.com/custos-cctv/custos/node/erasure"
@@ -65,6 +66,10 @@ type Config struct {
 	// Replication tunes replication to the datacenters (zero: production
 	// defaults, no uplink limit).
 	Replication replication.Config
+	// ReplicaBlobs, if set, keeps a datacenter's replicas (segments and
+	// epoch records) in this blob store, an S3 bucket (`up --replicas`),
+	// instead of files under DIR/media; the index stays in DIR/media.
+	ReplicaBlobs store.Blobs
 
 	// meshBind replaces the mesh's UDP bind: tests and benchmarks impair
 	// the underlay with it. Unexported, so no caller outside can.
@@ -349,6 +354,9 @@ func (n *Node) startRoles() (err error) {
 			return err
 		}
 		n.alerts = startAlerts(n)
+	}
+	if n.replicas == nil && cfg.ReplicaBlobs != nil {
+		n.logf("node: --replicas %s is ignored: only a datacenter keeps replicas", cfg.ReplicaBlobs)
 	}
 	if me != nil && me.Role == policy.RoleStore || isStoreJoin(cfg.Dir) {
 		// Before the recorders start: their policy loop reads n.repl.

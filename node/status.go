@@ -8,6 +8,7 @@ import (
 
 	"github.com/custos-cctv/custos/consensus"
 	"github.com/custos-cctv/custos/keys"
+	"github.com/custos-cctv/custos/media/store"
 	"github.com/custos-cctv/custos/mesh"
 	"github.com/custos-cctv/custos/node/recording"
 	"github.com/custos-cctv/custos/node/release"
@@ -40,7 +41,10 @@ type Status struct {
 	Replication []replication.Status `json:"replication,omitempty"`
 	// Replicas is a datacenter's: the stores it keeps replicas of.
 	Replicas []replication.ReplicaStatus `json:"replicas,omitempty"`
-	Exports  []release.ExportProgress    `json:"exports,omitempty"` // running exports
+	// ReplicaStorage is a datacenter's: where its replicas are kept and
+	// that storage's alarms (full, unavailable, integrity, missing).
+	ReplicaStorage *store.Health            `json:"replica_storage,omitempty"`
+	Exports        []release.ExportProgress `json:"exports,omitempty"` // running exports
 	// CorruptSegments counts segments this node holds but could not serve
 	// intact since it started (an alarm: each is audited and logged).
 	CorruptSegments uint64 `json:"corrupt_segments,omitempty"`
@@ -144,6 +148,8 @@ func (n *Node) Status() (Status, error) {
 	}
 	if n.replicas != nil {
 		st.Replicas = n.replicas.Status()
+		h := n.replicas.Health()
+		st.ReplicaStorage = &h
 	}
 	if ex := n.rel.Exports(); len(ex) > 0 {
 		st.Exports = ex

@@ -51,7 +51,7 @@ func newReplSource(n *Node, cfg replication.Config) *replication.Source {
 
 // startReplicas opens the datacenter's media store and runs its pullers.
 func startReplicas(n *Node, cfg replication.Config) (*replication.Replicas, error) {
-	st, err := openMedia(n, "replicas", store.Options{})
+	st, err := openMedia(n, "replicas", store.Options{Blobs: n.cfg.ReplicaBlobs})
 	if err != nil {
 		return nil, err
 	}

@@ -27,7 +27,8 @@ import (
 // hundred bytes.
 const maxConfigSize = 1 << 20
 
-// secretKeyRE is a key name that would hold a secret.
+// secretKeyRE is a key name that would hold a secret: the refusal of an
+// unknown key that matches it says why.
 var secretKeyRE = regexp.MustCompile(`(?i)pass|secret|token|credential|private|key`)
 
 // configSource says where each setting loaded from a file came from: the
@@ -93,7 +94,9 @@ func loadConfig(fs *flag.FlagSet, path string) (*configSource, error) {
 		}
 		f := fs.Lookup(key)
 		switch {
-		case secretKeyRE.MatchString(key):
+		case f == nil && secretKeyRE.MatchString(key):
+			// up takes no secret by flag, so none by file; a path to
+			// one (--replicas-credentials) is a flag like any other.
 			return nil, bad("secrets do not go in a config file")
 		case key == "config":
 			return nil, bad("a config file cannot name another")

@@ -243,8 +243,14 @@ func TestConfigCheck(t *testing.T) {
 // their own and in the environment.
 func TestUpFlagsHoldNoSecret(t *testing.T) {
 	fs, _ := upFlagSet()
+	// Flags that name the file a secret is in (mode 0600, checked), not
+	// the secret itself.
+	secretFiles := map[string]bool{"replicas-credentials": true}
 	fs.VisitAll(func(f *flag.Flag) {
-		if secretKeyRE.MatchString(f.Name) {
+		if name, _ := flag.UnquoteUsage(f); secretFiles[f.Name] && name != "FILE" {
+			t.Errorf("up's flag --%s should name a FILE", f.Name)
+		}
+		if secretKeyRE.MatchString(f.Name) && !secretFiles[f.Name] {
 			t.Errorf("up's flag --%s looks like a secret; a secret must not be a config key", f.Name)
 		}
 	})

@@ -60,6 +60,11 @@ func TestCLIErrors(t *testing.T) {
 		{[]string{"up", "--dir", dir, "--listen", "127.0.0.1:1", "--metrics", "0.0.0.0:9477"}, 2, "--metrics \"0.0.0.0:9477\": the metrics say what the federation records"},
 		{[]string{"up", "--dir", dir, "--listen", "127.0.0.1:1", "--metrics", "192.0.2.7:9477"}, 2, "serve them on loopback"},
 		{[]string{"up", "--dir", dir, "--listen", "127.0.0.1:1", "--metrics", "9477"}, 2, "want IP:PORT on loopback or the mesh"},
+		{[]string{"up", "--dir", dir, "--listen", "127.0.0.1:1", "--replicas", "https://s3.example.net/b"}, 2, "--replicas: replicas location \"https://s3.example.net/b\": want s3://BUCKET/PREFIX"},
+		{[]string{"up", "--dir", dir, "--listen", "127.0.0.1:1", "--replicas", "s3://Custos/x"}, 2, "may hold only lowercase letters"},
+		{[]string{"up", "--dir", dir, "--listen", "127.0.0.1:1", "--replicas", "s3://ak:sk@custos/x"}, 2, "the endpoint and credentials come from the environment or --replicas-credentials"},
+		{[]string{"up", "--dir", dir, "--listen", "127.0.0.1:1", "--replicas-credentials", filepath.Join(dir, "s3.toml")}, 2, "--replicas-credentials needs --replicas"},
+		{[]string{"up", "--dir", dir, "--listen", "127.0.0.1:1", "--replicas", "s3://custos/dc-a", "--replicas-credentials", filepath.Join(dir, "none.toml")}, 2, "replicas credentials: stat"},
 		{[]string{"invite", "--role", "datacenter", "--name", "dc-c", "--jurisdiction"}, 2, "flag needs an argument"},
 		{[]string{"invite", "--role", "store", "--name", "s", "--expires", "1ms", "--dir", dir, "--as", "x.key"}, 2, "--expires must be between 1s and 720h"},
 		{[]string{"live", "--dir", dir, "--camera", "praha-1/door", "--for", "-1s"}, 2, "--for must not be negative"},
@@ -80,6 +85,38 @@ func TestCLIErrors(t *testing.T) {
 		if code != tc.code || !strings.Contains(out+errOut, tc.want) {
 			t.Errorf("custos %q: exit %d, output %q; want exit %d mentioning %q", tc.args, code, out+errOut, tc.code, tc.want)
 		}
+	}
+}
+
+// up --replicas takes the endpoint and keys from the environment, refuses
+// what is missing or unsafe, and never repeats a secret in its error; a
+// group-readable credentials file is refused.
+func TestUpReplicasCredentials(t *testing.T) {
+	dir := t.TempDir()
+	up := []string{"up", "--dir", dir, "--listen", "127.0.0.1:1", "--replicas", "s3://custos/dc-a"}
+	for _, c := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{}, "no S3 endpoint: set CUSTOS_S3_ENDPOINT"},
+		{map[string]string{"CUSTOS_S3_ENDPOINT": "s3.example.net", "CUSTOS_S3_SECRET_KEY": "topsecret-42"}, "a secret key but no access key"},
+		{map[string]string{"CUSTOS_S3_ENDPOINT": "10.1.2.3:9000", "CUSTOS_S3_INSECURE": "1"}, "plain HTTP is allowed only to a loopback address"},
+	} {
+		for _, k := range []string{"CUSTOS_S3_ENDPOINT", "CUSTOS_S3_ACCESS_KEY", "CUSTOS_S3_SECRET_KEY", "CUSTOS_S3_REGION", "CUSTOS_S3_INSECURE"} {
+			t.Setenv(k, c.env[k])
+		}
+		code, out, errOut := runCLI(up...)
+		if code != 2 || !strings.Contains(out+errOut, c.want) || strings.Contains(out+errOut, "topsecret-42") {
+			t.Errorf("env %v: exit %d, %q; want exit 2 saying %q, without the secret", c.env, code, out+errOut, c.want)
+		}
+	}
+	creds := filepath.Join(dir, "s3.toml")
+	if err := os.WriteFile(creds, []byte("endpoint = \"s3.example.net\"\naccess_key = \"ak\"\nsecret_key = \"topsecret-42\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(append(up, "--replicas-credentials", creds)...)
+	if code != 2 || !strings.Contains(out+errOut, "mode 0644 lets group or others read or write it; chmod 600") || strings.Contains(out+errOut, "topsecret-42") {
+		t.Errorf("a 0644 credentials file: exit %d, %q", code, out+errOut)
 	}
 }
 

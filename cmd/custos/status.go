@@ -230,6 +230,14 @@ func printStatus(w io.Writer, st node.Status, name func(key string) string, over
 		fmt.Fprintf(w, "\n")
 		replication.Write(w, st.Replication, st.Replicas, "")
 	}
+	if h := st.ReplicaStorage; h != nil {
+		if h.Storage != "" {
+			fmt.Fprintf(w, "Replicas   kept in %s (index on this disk)\n", h.Storage)
+		}
+		if a := h.Alarm(); a != "" {
+			fmt.Fprintf(w, "ALARM      replica storage: %s\n", a)
+		}
+	}
 }
 
 // writeRaft says this node's part in Raft and names the leader and the

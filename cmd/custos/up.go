@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/custos-cctv/custos/media/store"
+	"github.com/custos-cctv/custos/media/store/s3blob"
 	"github.com/custos-cctv/custos/node"
 	"github.com/custos-cctv/custos/node/metrics"
 	"github.com/custos-cctv/custos/node/replication"
@@ -32,6 +34,7 @@ type upSettings struct {
 	uplinkMbit  float64
 	metricsAddr string
 	logFormat   string
+	blobs       store.Blobs   // nil: replicas on the local disk
 	src         *configSource // nil without --config
 }
 
@@ -51,6 +54,8 @@ func upFlagSet() (*flag.FlagSet, func(ctx context.Context) (*upSettings, error))
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics at http://`IP:PORT`/metrics, on loopback or this node's mesh address (off without it)")
 	logFormat := fs.String("log-format", "text", "the log's format `F`: text (a time and the message per line) or json (one JSON object per line: time, level, msg, component, …)")
 	config := fs.String("config", "", "read settings from the TOML `FILE` (keys: these flags' names; a flag given here wins); it must not be writable by others")
+	replicasAt := fs.String("replicas", "", "a datacenter keeps its replicas in the S3 bucket `s3://BUCKET/PREFIX` (endpoint and keys from CUSTOS_S3_* or --replicas-credentials; default: the local disk)")
+	replicasCreds := fs.String("replicas-credentials", "", "read the S3 endpoint and keys from `FILE` (TOML, mode 0600) instead of the environment")
 	check := func(ctx context.Context) (*upSettings, error) {
 		var src *configSource
 		if *config != "" {
@@ -58,6 +63,10 @@ func upFlagSet() (*flag.FlagSet, func(ctx context.Context) (*upSettings, error))
 			if src, err = loadConfig(fs, *config); err != nil {
 				return nil, err
 			}
+		}
+		blobs, err := replicaBlobs(*replicasAt, *replicasCreds)
+		if err != nil {
+			return nil, src.from("replicas", err)
 		}
 		if *dir == "" {
 			return nil, usageError{errors.New("--dir is required")}
@@ -85,7 +94,7 @@ func upFlagSet() (*flag.FlagSet, func(ctx context.Context) (*upSettings, error))
 		}
 		return &upSettings{fs: fs, dir: *dir, listen: ap, peers: *peers, name: *name, fed: *fed, uapi: *uapi,
 			noGossip: *noGossip, quiet: *quiet, uplinkMbit: *uplink, metricsAddr: *metricsAddr,
-			logFormat: *logFormat, src: src}, nil
+			logFormat: *logFormat, blobs: blobs, src: src}, nil
 	}
 	return fs, check
 }
@@ -119,7 +128,8 @@ func runUp(ctx context.Context, args []string, stdout io.Writer) error {
 	n, err := node.New(node.Config{
 		Dir: s.dir, Name: s.name, Listen: s.listen, Federation: s.fed, PeersFile: s.peers,
 		UAPISocket: s.uapi, NoGossip: s.noGossip, Logf: logf,
-		Replication: replication.Config{UplinkBytesPerSec: int64(s.uplinkMbit * 1e6 / 8)},
+		Replication:  replication.Config{UplinkBytesPerSec: int64(s.uplinkMbit * 1e6 / 8)},
+		ReplicaBlobs: s.blobs,
 	})
 	if err != nil {
 		return fail(err)
@@ -162,6 +172,23 @@ func runUp(ctx context.Context, args []string, stdout io.Writer) error {
 		return fail(err)
 	}
 	return nil
+}
+
+// replicaBlobs is --replicas's bucket, or nil for the local disk. The
+// endpoint and keys come from the environment or the credentials file,
+// never from a flag, so no process listing shows them.
+func replicaBlobs(at, creds string) (store.Blobs, error) {
+	if at == "" {
+		if creds != "" {
+			return nil, usageError{errors.New("--replicas-credentials needs --replicas s3://BUCKET/PREFIX")}
+		}
+		return nil, nil
+	}
+	b, err := s3blob.Open(at, creds)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--replicas: %w", err)}
+	}
+	return b, nil
 }
 
 // listenMetrics opens --metrics's listener: on loopback, or on this

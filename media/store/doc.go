@@ -72,6 +72,16 @@
 // hash indexed files (that would read every recording at every start):
 // ReadSegment and Epoch check the hash on every read.
 //
+// # Blob stores
+//
+// With Options.Blobs the files' bytes live in a blob store (an S3 bucket
+// for a datacenter's replicas, package s3blob) under the same relative
+// names, and only the index stays in the directory. The index stays
+// authoritative, every read is checked against it, and the ordering above
+// holds with an upload in place of the file write and a pending-deletion
+// mark in the index before objects are deleted; blobs.go says what Open
+// does instead of the file recovery.
+//
 // # Space
 //
 // A write that meets ENOSPC or EDQUOT removes its temporary file and

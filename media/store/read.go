@@ -148,6 +148,9 @@ func (s *Store) read(top []byte, camera string, start time.Time, want [32]byte) 
 	case want != [32]byte{} && want != e.sha:
 		return nil, fmt.Errorf("%w: a segment with another sha256 is stored there", ErrNotFound)
 	}
+	if s.blobs != nil {
+		return s.readBlob(e.rel(esc), e)
+	}
 	return readChecked(filepath.Join(s.dir, e.rel(esc)), e)
 }
 

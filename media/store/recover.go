@@ -23,19 +23,27 @@ type Recovery struct {
 	Damaged     []string // unindexed files whose bytes do not match the sha256 in their name; quarantined
 	Unknown     []string // names the store does not make; left alone
 	NoEpoch     []string // segments whose epoch record is not stored: nobody can decrypt them here
+	// Missing: indexed objects a blob store (Options.Blobs) lacks or holds
+	// with another size; kept in the index and alarmed (Health.Missing),
+	// never dropped: the index is authoritative, and this is lost footage.
+	Missing []string
 }
 
 // Empty reports whether Open found nothing to repair or report.
 func (r Recovery) Empty() bool {
-	return len(r.RemovedTemp)+len(r.Dropped)+len(r.Reindexed)+len(r.Damaged)+len(r.Unknown)+len(r.NoEpoch) == 0
+	return len(r.RemovedTemp)+len(r.Dropped)+len(r.Reindexed)+len(r.Damaged)+len(r.Unknown)+len(r.NoEpoch)+len(r.Missing) == 0
 }
 
 func (r Recovery) String() string {
 	if r.Empty() {
 		return "store recovery: nothing to repair"
 	}
-	return fmt.Sprintf("store recovery: %d temporary files removed, %d index entries dropped, %d files re-indexed, %d damaged files quarantined, %d unknown files, %d segments without epoch record",
+	out := fmt.Sprintf("store recovery: %d temporary files removed, %d index entries dropped, %d files re-indexed, %d damaged files quarantined, %d unknown files, %d segments without epoch record",
 		len(r.RemovedTemp), len(r.Dropped), len(r.Reindexed), len(r.Damaged), len(r.Unknown), len(r.NoEpoch))
+	if len(r.Missing) > 0 {
+		out += fmt.Sprintf(", %d indexed objects MISSING from the blob store", len(r.Missing))
+	}
+	return out
 }
 
 // recover makes the index and the files agree again, camera by camera

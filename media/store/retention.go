@@ -143,6 +143,9 @@ func (s *Store) deleteBefore(camera string, cutoff time.Time, held func(SegmentM
 // whose entry (as parsed from the name; size unknown) del returns true,
 // as retention or erasure would have removed them.
 func (s *Store) purgeDamaged(esc string, del func(entry) bool) (int, error) {
+	if s.blobs != nil {
+		return 0, nil // a blob store's damaged objects are deleted at recovery
+	}
 	dir := filepath.Join(s.dir, damagedDir, esc)
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -194,6 +197,9 @@ func eachBefore(tx *bolt.Tx, top []byte, camera string, cutoff time.Time, fn fun
 // removed), makes the removals durable, and removes directories they left
 // empty. It returns the entries whose files are gone.
 func (s *Store) removeFiles(esc string, es []entry) ([]entry, error) {
+	if s.blobs != nil {
+		return s.removeBlobs(esc, es)
+	}
 	var gone []entry
 	dirs := map[string]bool{}
 	var err error
@@ -240,7 +246,7 @@ func (s *Store) unindex(top []byte, camera string, es []entry) error {
 				return err
 			}
 		}
-		return nil
+		return s.unmarkBlobs(tx, camera, es)
 	})
 	if err != nil {
 		return fmt.Errorf("index: %w (Open will drop the entries of the removed files)", diskFull(err))

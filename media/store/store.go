@@ -58,16 +58,29 @@ type Options struct {
 	MinFree int64
 	// Now is the clock for Health's timestamps; nil means time.Now.
 	Now func() time.Time
+	// Blobs, if set, keeps the segments' and epoch records' bytes instead
+	// of files under the directory, which then holds only the index
+	// (blobs.go). nil: files, as always.
+	Blobs Blobs
+	// BlobTimeout bounds one operation on Blobs; 0 means 2 minutes.
+	BlobTimeout time.Duration
 }
 
 // Store is the segment and epoch store of one directory. Its methods are
 // safe for concurrent use (package doc, Concurrency).
 type Store struct {
-	dir      string
-	db       *bolt.DB
-	minFree  int64
-	now      func() time.Time
-	recovery Recovery
+	dir     string
+	db      *bolt.DB
+	minFree int64
+	now     func() time.Time
+
+	recMu    sync.Mutex
+	recovery Recovery // guarded by recMu
+
+	blobs         Blobs
+	blobTimeout   time.Duration
+	blobRecMu     sync.Mutex
+	blobRecovered bool // guarded by blobRecMu: the blob store's recovery has run
 
 	// hook, set only by tests, is called at each crashPoint; a non-nil
 	// error stops the operation there as a crash would: no cleanup.
@@ -80,7 +93,7 @@ type Store struct {
 	cams  map[string]*sync.Mutex // guarded by camMu; one writer per camera
 
 	healthMu sync.Mutex
-	alarm    Health // guarded by healthMu: DiskFull, Since, Reason
+	alarm    Health // guarded by healthMu: DiskFull, Since, Reason and the blob store's alarms
 }
 
 // Bucket names in the index.
@@ -117,18 +130,39 @@ func Open(dir string, opts Options) (*Store, error) {
 		_, err1 := tx.CreateBucketIfNotExists(bucketSegments)
 		_, err2 := tx.CreateBucketIfNotExists(bucketEpochs)
 		_, err3 := tx.CreateBucketIfNotExists(bucketTombstones)
-		return errors.Join(err1, err2, err3)
+		var err4 error
+		if opts.Blobs != nil {
+			_, err4 = tx.CreateBucketIfNotExists(bucketDeleting)
+		}
+		return errors.Join(err1, err2, err3, err4)
 	})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: open index %s: %w", filepath.Join(dir, indexName), diskFull(err))
 	}
-	s := &Store{dir: dir, db: db, minFree: opts.MinFree, now: opts.Now, cams: make(map[string]*sync.Mutex)}
+	s := &Store{dir: dir, db: db, minFree: opts.MinFree, now: opts.Now, cams: make(map[string]*sync.Mutex),
+		blobs: opts.Blobs, blobTimeout: opts.BlobTimeout}
 	if s.minFree == 0 {
 		s.minFree = DefaultMinFree
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if s.blobTimeout <= 0 {
+		s.blobTimeout = blobTimeout
+	}
+	if err := s.checkStorage(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: open %s: %w", dir, err)
+	}
+	if s.blobs != nil {
+		// A blob store that does not answer now is reconciled before the
+		// first write instead (blobReady): a datacenter starts, and its
+		// replication waits for the bucket, with the alarm raised.
+		if err := s.blobReady(); err != nil {
+			s.noteWrite(err)
+		}
+		return s, nil
 	}
 	rec, err := s.recover()
 	if err != nil {
@@ -139,8 +173,28 @@ func Open(dir string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// Recovery reports what Open repaired.
-func (s *Store) Recovery() Recovery { return s.recovery }
+// Recovery reports what Open repaired. With Options.Blobs it is what the
+// blob store's recovery repaired, once it has run (see Ready).
+func (s *Store) Recovery() Recovery {
+	s.recMu.Lock()
+	defer s.recMu.Unlock()
+	return s.recovery
+}
+
+// Ready reports whether the store can write: always for files; with
+// Options.Blobs once the index has been reconciled with the blob store,
+// which it tries now if it has not yet.
+func (s *Store) Ready() error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.closeMu.RUnlock()
+	err := s.blobReady()
+	if err != nil {
+		s.noteWrite(err)
+	}
+	return err
+}
 
 // Dir is the store's root directory.
 func (s *Store) Dir() string { return s.dir }

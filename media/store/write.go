@@ -193,6 +193,9 @@ func checkPut(camera string, data []byte, size int64, want, got [32]byte) (strin
 // cannot be written it removes the file again, so that the running store's
 // index and files agree.
 func (s *Store) store(camera, rel string, e entry, data []byte) error {
+	if s.blobs != nil {
+		return s.storeBlob(camera, rel, e, data)
+	}
 	if err := s.checkSpace(int64(len(data))); err != nil {
 		return err
 	}
@@ -222,6 +225,37 @@ func (s *Store) store(camera, rel string, e entry, data []byte) error {
 		if rmErr := os.Remove(path); rmErr == nil {
 			syncDir(filepath.Dir(path))
 		}
+		return fmt.Errorf("index: %w", diskFull(err))
+	}
+	return nil
+}
+
+// storeBlob is store for a blob store: upload (a no-op for an object
+// already there with these bytes), then index. The local disk holds only
+// the index, so only the index's space is checked.
+func (s *Store) storeBlob(camera, rel string, e entry, data []byte) error {
+	if err := s.blobReady(); err != nil {
+		return err
+	}
+	if err := s.checkSpace(0); err != nil {
+		return err
+	}
+	if err := s.putBlob(rel, data); err != nil {
+		return err
+	}
+	if err := s.at(pointBeforeIndex); err != nil {
+		return err
+	}
+	err := s.db.Batch(func(tx *bolt.Tx) error {
+		c, err := tx.Bucket(topOf(e)).CreateBucketIfNotExists([]byte(camera))
+		if err != nil {
+			return err
+		}
+		return c.Put(timeKey(e.start), e.encode())
+	})
+	if err != nil {
+		// Left unindexed, the object is re-indexed (or deleted) by the
+		// next start's recovery; the write is not acknowledged.
 		return fmt.Errorf("index: %w", diskFull(err))
 	}
 	return nil

@@ -23,13 +23,19 @@ type testReplica struct {
 
 func newTestReplica(t *testing.T, pst *policy.State) *testReplica {
 	t.Helper()
-	dir := t.TempDir()
+	return newTestReplicaWith(t, pst, t.TempDir(), store.Options{MinFree: -1})
+}
+
+// newTestReplicaWith is newTestReplica in dir with the media store opened
+// with opts (a blob store).
+func newTestReplicaWith(t testing.TB, pst *policy.State, dir string, opts store.Options) *testReplica {
+	t.Helper()
 	dj, err := audit.Open(dir, audit.Options{Node: "dc-a"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { dj.Close() })
-	st, err := store.Open(filepath.Join(dir, "media"), store.Options{MinFree: -1})
+	st, err := store.Open(filepath.Join(dir, "media"), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +58,7 @@ func (p staticPolicy) State() *policy.State { return p.st }
 
 // testDeps is a node named name under policy st: it audits into j and
 // logs into logged; it finds itself in the policy by name.
-func testDeps(t *testing.T, name string, st *policy.State, j *audit.Journal, logged *[]string) Deps {
+func testDeps(t testing.TB, name string, st *policy.State, j *audit.Journal, logged *[]string) Deps {
 	return Deps{
 		Name:   name,
 		Policy: staticPolicy{st},

@@ -31,6 +31,14 @@ func (r *Replicas) pull(ctx context.Context, p *puller) {
 	backoff := 500 * time.Millisecond
 	for ctx.Err() == nil {
 		err := func() error {
+			// While the replicas' storage does not answer, ask it (one small
+			// request) rather than the store: a pull now would fetch
+			// footage over the store's uplink only to drop it.
+			if r.st.Health().Unavailable {
+				if err := r.st.Probe(); err != nil {
+					return err
+				}
+			}
 			for len(lanes) < r.cfg.Lanes {
 				c, err := r.d.Dial(ctx, r.d.Policy.State(), p.store)
 				if err != nil {
@@ -47,6 +55,7 @@ func (r *Replicas) pull(ctx context.Context, p *puller) {
 			p.err = err.Error()
 		}
 		p.mu.Unlock()
+		r.noteStorage()
 		if err == nil {
 			backoff = 500 * time.Millisecond
 			continue

@@ -10,6 +10,7 @@ package replication
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -36,6 +37,9 @@ type Replicas struct {
 
 	mu      sync.Mutex
 	pullers map[string]*puller // by store name
+
+	alarmMu sync.Mutex
+	alarm   string // guarded by alarmMu: the storage alarm last logged ("" none)
 }
 
 type puller struct {
@@ -65,6 +69,35 @@ type puller struct {
 	lastRefusal  string                       // guarded by mu
 	epochs       map[string]*keys.SealedEpoch // the last record verified, per camera (pull goroutine only)
 }
+
+// noteStorage logs and audits the replicas' storage alarm (full,
+// unavailable, reads refused for integrity, indexed objects missing) when
+// it is raised and when it clears, once each; status shows it throughout
+// (store.Health). A pull that hit it has stored nothing past the failure,
+// so the cursor stays where the storage holds everything before it.
+func (r *Replicas) noteStorage() {
+	h := r.st.Health()
+	state := ""
+	if h.DiskFull || h.Unavailable || h.Corrupt > 0 || len(h.Missing) > 0 {
+		state = fmt.Sprint(h.DiskFull, h.Unavailable, h.Corrupt, len(h.Missing))
+	}
+	r.alarmMu.Lock()
+	prev := r.alarm
+	r.alarm = state
+	r.alarmMu.Unlock()
+	switch {
+	case state == prev:
+	case state == "":
+		r.d.Logf("node: replica storage alarm cleared: %s answers and stores again", cmp.Or(h.Storage, "the disk"))
+		r.d.Audit(audit.Event{Actor: r.d.Name, Action: "replica-storage", Object: cmp.Or(h.Storage, "disk"), Decision: audit.Allow, Reason: "storage alarm cleared"})
+	default:
+		r.d.Logf("node: REPLICA STORAGE ALARM: %s; replication waits and acknowledges nothing it has not stored", h.Alarm())
+		r.d.Audit(audit.Event{Actor: r.d.Name, Action: "replica-storage", Object: cmp.Or(h.Storage, "disk"), Decision: audit.Deny, Reason: h.Alarm()})
+	}
+}
+
+// Health is the replicas' storage and its alarms.
+func (r *Replicas) Health() store.Health { return r.st.Health() }
 
 // auditFlagged is the flag, or "".
 func (p *puller) auditFlagged() string {
