@@ -74,6 +74,9 @@ var defs = []struct {
 	{"disk_full", "1 while the segment store refuses writes for lack of space.", nil},
 	{"replication_lag_seconds", "A store's camera: seconds of footage the datacenter has not acknowledged.", []string{"camera", "datacenter"}},
 	{"replication_lag_bytes", "A store's camera: ciphertext bytes the datacenter has not acknowledged.", []string{"camera", "datacenter"}},
+	{"replica_storage_alarm", "A datacenter's replica storage: 1 while the alarm in the label holds (unavailable, full; a bucket's, or the disk's).", []string{"alarm"}},
+	{"replica_storage_corrupt_total", "Replica reads refused since start because the bytes did not match the index.", nil},
+	{"replica_storage_missing", "Indexed replica objects the bucket lacks (footage lost from it; at most 20 are listed).", nil},
 	{"corrupt_segments_total", "Segments this node holds but could not serve intact since it started.", nil},
 	{"audit_failing", "1 while the audit journal cannot record (the node then refuses access).", nil},
 	{"alerts", "Alerts of the last 24 hours, by rule.", []string{"rule"}},
@@ -183,6 +186,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge("replication_lag_seconds", r.LagSeconds, r.Camera, r.Datacenter)
 		gauge("replication_lag_bytes", float64(r.LagBytes), r.Camera, r.Datacenter)
+	}
+	if h := st.ReplicaStorage; h != nil {
+		gauge("replica_storage_alarm", b2f(h.Unavailable), "unavailable")
+		gauge("replica_storage_alarm", b2f(h.DiskFull), "full")
+		counter("replica_storage_corrupt_total", float64(h.Corrupt))
+		gauge("replica_storage_missing", float64(len(h.Missing)))
 	}
 	counter("corrupt_segments_total", float64(st.CorruptSegments))
 	gauge("audit_failing", b2f(st.AuditFailure != ""))

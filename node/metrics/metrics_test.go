@@ -18,6 +18,7 @@ import (
 
 	"github.com/custos-cctv/custos/consensus"
 	"github.com/custos-cctv/custos/media"
+	"github.com/custos-cctv/custos/media/store"
 	"github.com/custos-cctv/custos/mesh"
 	"github.com/custos-cctv/custos/node"
 	"github.com/custos-cctv/custos/node/recording"
@@ -109,12 +110,13 @@ func TestScrapeParsesAndMoves(t *testing.T) {
 		},
 		Consensus: &consensus.Status{Role: consensus.Follower, Term: 3, CommitIndex: 70, AppliedIndex: 69, LastContact: now.Add(-2 * time.Second),
 			Commits: consensus.Latency{Count: 4, SumSeconds: 0.02, Buckets: []uint64{0, 1, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3}}},
-		Commands: map[string]uint64{"request.create": 2, "request.approve": 3},
-		Refused:  1,
-		Protocol: 2,
-		Stalled:  "the policy replica stopped at entry 9",
-		Requests: map[string]int{"pending": 1, "approved": 1},
-		Cuts:     node.AccessCuts{Peers: 1, LiveViews: 2},
+		Commands:       map[string]uint64{"request.create": 2, "request.approve": 3},
+		Refused:        1,
+		Protocol:       2,
+		Stalled:        "the policy replica stopped at entry 9",
+		Requests:       map[string]int{"pending": 1, "approved": 1},
+		Cuts:           node.AccessCuts{Peers: 1, LiveViews: 2},
+		ReplicaStorage: &store.Health{Storage: "s3://replicas/dc-a", Unavailable: true, Corrupt: 2, Missing: []string{"segments/x.seg"}},
 		Recording: &recording.Status{Cameras: []recording.CameraStatus{{
 			Camera: "praha-1/entrance", State: media.StateRecording, Frames: 250, SegmentsWritten: 10, Bytes: 5e6,
 			BitrateBPS: 4e6, LastSegment: now.Add(-3 * time.Second),
@@ -165,6 +167,10 @@ func TestScrapeParsesAndMoves(t *testing.T) {
 		{"custos_policy_commands_total", map[string]string{"kind": "request.approve"}, 3},
 		{"custos_policy_refused_total", nil, 1},
 		{"custos_policy_protocol", nil, 2},
+		{"custos_replica_storage_alarm", map[string]string{"alarm": "unavailable"}, 1},
+		{"custos_replica_storage_alarm", map[string]string{"alarm": "full"}, 0},
+		{"custos_replica_storage_corrupt_total", nil, 2},
+		{"custos_replica_storage_missing", nil, 1},
 		{"custos_policy_stalled", nil, 1},
 		{"custos_requests", map[string]string{"status": "pending"}, 1},
 		{"custos_access_cuts_total", map[string]string{"kind": "peer"}, 1},
