@@ -23,10 +23,10 @@ type pesUnit struct {
 // tsReader reads a sequence of TS buffers as one stream, so continuity
 // counters are checked across segment boundaries.
 type tsReader struct {
-	cc     map[uint16]int
-	units  []pesUnit
-	cur    *pesUnit
-	buf    []byte
+	cc         map[uint16]int
+	units      []pesUnit
+	cur        *pesUnit
+	buf        []byte
 	tables     int // PAT+PMT seen since the last PES start: 0, 1 or 2
 	streamType byte
 }
