@@ -29,7 +29,7 @@ func (d *depacketizer) payload265(b []byte) {
 			d.loss() // a fragment's end never came
 			return
 		}
-		d.addNAL(b)
+		d.addNAL265(b)
 	case t == h265.NALAP:
 		d.aggregate265(b[h265.HeaderLen:])
 	case t == h265.NALFU:
@@ -64,7 +64,7 @@ func (d *depacketizer) aggregate265(b []byte) {
 			d.loss() // an AP holds only NAL units, never payload structures
 			return
 		}
-		d.addNAL(nal)
+		d.addNAL265(nal)
 		b = b[2+n:]
 	}
 }
@@ -102,8 +102,23 @@ func (d *depacketizer) fragment265(b []byte) {
 	if end {
 		nal := d.fu
 		d.fu = nil
-		d.addNAL(nal)
+		d.addNAL265(nal)
 	}
+}
+
+// addNAL265 is addNAL after dropping zero bytes at the unit's end. Those
+// are trailing_zero_8bits an Annex-B stream may carry between units, and
+// servers that cut units from one (GStreamer after ffmpeg's Matroska
+// muxer, for one) leave them on: harmless, unlike a zero inside.
+func (d *depacketizer) addNAL265(nal []byte) {
+	for len(nal) > 0 && nal[len(nal)-1] == 0 {
+		nal = nal[:len(nal)-1]
+	}
+	if len(nal) < h265.HeaderLen {
+		d.loss()
+		return
+	}
+	d.addNAL(nal)
 }
 
 // paci unwraps a PACI (RFC 7798 4.4.4): its extension (PHES) carries

@@ -341,3 +341,25 @@ func FuzzDepacketize265(f *testing.F) {
 		}
 	})
 }
+
+// TestDepacketize265TrailingZeros: zero bytes after a unit (as GStreamer
+// sends them when its input came through ffmpeg's Matroska muxer) are
+// dropped, not taken for damage, and the frames come out as the clip's.
+func TestDepacketize265TrailingZeros(t *testing.T) {
+	aus, want := clip265(t)
+	pkts := packetize265(aus[:2*clip.GOP], 1200, false)
+	padded := 0
+	for _, au := range pkts {
+		for _, p := range au {
+			t := h265.Type(p.Payload)
+			if t < h265.NALAP || t == h265.NALFU && p.Payload[2]&0x40 != 0 {
+				p.Payload = append(p.Payload, 0, 0)
+				padded++
+			}
+		}
+	}
+	got := depack265(t, newDepacketizer265(nil, nil, nil), pkts, want, nil)
+	if padded < 2*clip.GOP || len(got) != 2*clip.GOP {
+		t.Fatalf("%d frames from %d padded units, want %d", len(got), padded, 2*clip.GOP)
+	}
+}
