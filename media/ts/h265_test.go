@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -126,6 +127,16 @@ func TestFFprobeH265(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkProbeCodec(t, "concatenation", ffprobe(t, path), len(frames), "hevc")
+
+	// An export to .mp4 is this stream remuxed by ffmpeg as node/release
+	// does it: the same frames, as hevc.
+	mp4 := filepath.Join(dir, "all.mp4")
+	remux := exec.Command("ffmpeg", "-nostdin", "-y", "-v", "error", "-f", "mpegts", "-i", path,
+		"-c", "copy", "-movflags", "+faststart", "-f", "mp4", mp4)
+	if out, err := remux.CombinedOutput(); err != nil || len(out) > 0 {
+		t.Fatalf("remux to mp4: %v\n%s", err, out)
+	}
+	checkProbeCodec(t, "mp4", ffprobe(t, mp4), len(frames), "hevc")
 }
 
 // TestSegmentFormatChange: a camera that switches codec, or sends a
