@@ -160,9 +160,10 @@ func (d *depacketizer) flush265(out []accessUnit, nals [][]byte) []accessUnit {
 	case d.waitKey && !key:
 		return out
 	case key:
-		// After starting at a CRA, its RASL pictures reference pictures
-		// before it that this stream never had.
-		d.skipRASL = vcl == h265.NALCRA
+		// After starting (or resuming after loss) at a CRA, its RASL
+		// pictures reference pictures before it that this stream never
+		// had; at a CRA in an unbroken stream they decode.
+		d.skipRASL = d.waitKey && vcl == h265.NALCRA
 	case d.skipRASL && (vcl == 8 || vcl == 9):
 		return out
 	default:

@@ -363,3 +363,36 @@ func TestDepacketize265TrailingZeros(t *testing.T) {
 		t.Fatalf("%d frames from %d padded units, want %d", len(got), padded, 2*clip.GOP)
 	}
 }
+
+// TestDepacketize265RASL: RASL pictures after the CRA a stream starts at
+// are dropped (they reference pictures it never had); after a CRA in an
+// unbroken stream they are kept.
+func TestDepacketize265RASL(t *testing.T) {
+	vps, sps, pps := []byte{h265.NALVPS << 1, 1, 0xa1}, []byte{h265.NALSPS << 1, 1, 0xa2}, []byte{h265.NALPPS << 1, 1, 0xa3}
+	slice := func(typ byte, n byte) []byte { return []byte{typ << 1, 1, 0x80 | n} }
+	aus := [][][]byte{
+		{vps, sps, pps, slice(h265.NALCRA, 0)}, // 0: the start
+		{slice(8, 1)},                          // 1: RASL_N of the CRA started at: dropped
+		{slice(1, 2)},                          // 2: TRAIL_R
+		{slice(h265.NALCRA, 3)},                // 3: a CRA mid-stream
+		{slice(9, 4)},                          // 4: its RASL_R decodes: kept
+		{slice(1, 5)},
+	}
+	d := newDepacketizer265(nil, nil, nil)
+	var got []byte
+	seq := uint16(0)
+	for i, au := range aus {
+		for k, nal := range au {
+			seq++
+			p := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq,
+				Timestamp: uint32(3600 * i), Marker: k == len(au)-1}, Payload: nal}
+			for _, u := range d.push(p) {
+				nals := h264.SplitNALs(u.data)
+				got = append(got, nals[len(nals)-1][2]&0x7f)
+			}
+		}
+	}
+	if string(got) != string([]byte{0, 2, 3, 4, 5}) {
+		t.Fatalf("frames out %v, want [0 2 3 4 5]", got)
+	}
+}
