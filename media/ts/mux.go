@@ -138,16 +138,6 @@ func checkFrame(f h264.Frame) (hasAUD bool, err error) {
 	return h264.Type(f.Data[i:]) == h264.NALAUD, nil
 }
 
-// firstNAL checks that b begins with an Annex-B start code and returns the
-// H.264 type of the NAL unit after it.
-func firstNAL(b []byte) (int, error) {
-	i, err := nalStart(b)
-	if err != nil {
-		return 0, err
-	}
-	return h264.Type(b[i:]), nil
-}
-
 // nalStart checks that b begins with an Annex-B start code (any number of
 // leading zero bytes, at least two, then 01) and returns where the NAL
 // unit after it begins.

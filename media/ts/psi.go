@@ -42,7 +42,7 @@ func CodecOf(streamType byte) (h264.Codec, bool) {
 	return 0, false
 }
 
-// patSection and pmtSection are the complete sections, CRC included.
+// patSection and pmtSections are the complete sections, CRC included.
 var (
 	patSection = withCRC([]byte{
 		0x00,       // table_id: program_association_section
@@ -60,7 +60,6 @@ var (
 		h264.CodecH264: pmt(0, streamTypeH264),
 		h264.CodecH265: pmt(1, streamTypeH265),
 	}
-	pmtSection = pmtSections[h264.CodecH264]
 )
 
 func pmt(version, streamType byte) []byte {
