@@ -24,8 +24,9 @@ type track struct {
 	vps         []byte // H.265 only: from sprop-vps; nil if absent
 }
 
-// parseSDP finds the H.264 video track in a DESCRIBE body. base is the
-// URL control attributes are relative to (Content-Base, else the request).
+// parseSDP finds the H.264 or H.265 video track in a DESCRIBE body (H.264
+// if a stream offers both). base is the URL control attributes are
+// relative to (Content-Base, else the request).
 func parseSDP(body []byte, base string) (tr track, err error) {
 	var sd sdp.SessionDescription
 	// The SDP parser is not ours; a camera's bytes must not crash us.
