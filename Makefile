@@ -11,7 +11,7 @@ BENCH_TIME ?= 3s
 CAPACITY_CAMERAS ?= 100,150,200,250
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build test e2e e2e-s3 demo bench lint fuzz clean
+.PHONY: all build test e2e e2e-s3 demo bench lint fuzz clean clip-h265
 
 all: build
 
@@ -155,15 +155,20 @@ bench:
 	  -ratio ConsoleLiveDelay/browser=ConsoleLiveDelay/cli:p50-ms -ratio ConsoleLiveDelay/browser=ConsoleLiveDelay/cli:p99-ms < bin/bench-console.out
 	@echo "(ConsoleLiveDelay: ms from capture on the store to the frame presented in the browser (requestVideoFrameCallback) or handed to custos live, after a 3 s warm-up)"
 	@echo
-	@echo "How many 4 Mbit/s cameras one store sustains (paced synthetic sources, one store, fsync; behind=1 means it fell behind):"
-	CUSTOS_CAPACITY_CAMERAS=$(CAPACITY_CAMERAS) $(GO) test -run '^$$' -bench StoreCapacity -benchtime=1x -timeout 30m ./media/ | tee bin/bench-capacity.out
-	$(GO) run ./cmd/benchreport < bin/bench-capacity.out
+	@echo "How many 4 Mbit/s cameras one store sustains, H.264 (StoreCapacity) and H.265 (StoreCapacityH265) (paced synthetic sources, one store, fsync; behind=1 means it fell behind):"
+	CUSTOS_CAPACITY_CAMERAS=$(CAPACITY_CAMERAS) $(GO) test -run '^$$' -bench 'StoreCapacity(H265)?$$' -benchtime=1x -timeout 60m ./media/ | tee bin/bench-capacity.out
+	$(GO) run ./cmd/benchreport -capacity StoreCapacityH265=StoreCapacity < bin/bench-capacity.out
 
 lint:
 	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) mod tidy -diff
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+
+# Regenerates the embedded H.265 clip from the H.264 one (needs ffmpeg with
+# libx265); see media/clip/clip.go.
+clip-h265:
+	media/clip/gen.sh
 
 # A short coverage-guided run of every fuzz target.
 fuzz:
@@ -203,7 +208,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReadFrame -fuzztime 15s ./consensus/
 	$(GO) test -run '^$$' -fuzz FuzzReadMessage -fuzztime 15s ./media/source/
 	$(GO) test -run '^$$' -fuzz FuzzReadInterleaved -fuzztime 15s ./media/source/
-	$(GO) test -run '^$$' -fuzz FuzzDepacketize -fuzztime 15s -fuzzminimizetime 0 ./media/source/
+	$(GO) test -run '^$$' -fuzz 'FuzzDepacketize$$' -fuzztime 15s -fuzzminimizetime 0 ./media/source/
+	$(GO) test -run '^$$' -fuzz FuzzDepacketize265 -fuzztime 15s -fuzzminimizetime 0 ./media/source/
+	$(GO) test -run '^$$' -fuzz FuzzParseSPS -fuzztime 15s ./media/h265/
 	$(GO) test -run '^$$' -fuzz FuzzParseSDP -fuzztime 15s ./media/source/
 	$(GO) test -run '^$$' -fuzz FuzzAuthChallenge -fuzztime 15s ./media/source/
 	$(GO) test -run '^$$' -fuzz FuzzSegmenter -fuzztime 15s ./media/ts/

@@ -18,8 +18,12 @@ import (
 )
 
 // capacitySource is one 4 Mbit/s camera: the clip paced in real time,
-// each frame padded to about four times its size.
-const capacitySource = "synthetic:?scale=4"
+// each frame padded to about four times its size; capacitySourceH265 is
+// the same of the H.265 clip (about 3.8 Mbit/s).
+const (
+	capacitySource     = "synthetic:?scale=4"
+	capacitySourceH265 = "synthetic:?codec=h265&scale=4"
+)
 
 // BenchmarkStoreCapacity answers how many 4 Mbit/s cameras one store
 // sustains on this machine without falling behind, and what recording
@@ -50,7 +54,15 @@ const capacitySource = "synthetic:?scale=4"
 // CUSTOS_CAPACITY_SECONDS sets the window (default 20) and
 // CUSTOS_CAPACITY_CAMERAS the camera counts (default 25,50,100,150,200).
 // The target is at least 100 cameras per store.
-func BenchmarkStoreCapacity(b *testing.B) {
+func BenchmarkStoreCapacity(b *testing.B) { benchCapacity(b, capacitySource) }
+
+// BenchmarkStoreCapacityH265 is BenchmarkStoreCapacity with H.265
+// cameras. A store neither decodes nor re-encodes, so the codec costs
+// only its share of parsing (keyframes' parameter sets): what matters
+// is the bitrate, and cmd/benchreport -capacity compares the two.
+func BenchmarkStoreCapacityH265(b *testing.B) { benchCapacity(b, capacitySourceH265) }
+
+func benchCapacity(b *testing.B, src string) {
 	window := 20 * time.Second
 	if v := os.Getenv("CUSTOS_CAPACITY_SECONDS"); v != "" {
 		s, err := strconv.ParseFloat(v, 64)
@@ -74,7 +86,7 @@ func BenchmarkStoreCapacity(b *testing.B) {
 		b.Run(fmt.Sprintf("cameras=%d", n), func(b *testing.B) {
 			var res capacityResult
 			for b.Loop() {
-				res = runCapacity(b, n, window)
+				res = runCapacity(b, src, n, window)
 			}
 			b.ReportMetric(res.fps, "fps/camera")
 			b.ReportMetric(res.minFPS, "min-fps/camera")
@@ -127,7 +139,7 @@ type capacityCamera struct {
 
 // runCapacity records n cameras into one store for a warm-up and the
 // window and measures the window.
-func runCapacity(b *testing.B, n int, window time.Duration) capacityResult {
+func runCapacity(b *testing.B, url string, n int, window time.Duration) capacityResult {
 	b.Helper()
 	st, err := store.Open(b.TempDir(), store.Options{})
 	if err != nil {
@@ -137,7 +149,7 @@ func runCapacity(b *testing.B, n int, window time.Duration) capacityResult {
 	seg := ts.Config{} // the default ~4 s
 	cams := make([]*capacityCamera, n)
 	for i := range cams {
-		src, err := source.Open(capacitySource, source.Options{})
+		src, err := source.Open(url, source.Options{})
 		if err != nil {
 			b.Fatal(err)
 		}

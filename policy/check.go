@@ -186,9 +186,10 @@ func validSource(src string) error {
 
 // validSynthetic checks a synthetic camera's parameters as the store's
 // source reads them (media/source), within what a camera in the policy may
-// ask of a store: fps 1..120, scale 1..16, pace=real. A camera the store
-// cannot open would never appear; pace=none (a benchmark mode) would flood
-// it.
+// ask of a store: fps 1..120, scale 1..16, pace=real, codec h264 or h265.
+// A camera the store cannot open would never appear; pace=none (a
+// benchmark mode) would flood it. The codec parameter came in protocol 2
+// (sourceProtocol).
 func validSynthetic(u *url.URL) error {
 	if u.Opaque != "" || u.Host != "" || u.Path != "" || u.Fragment != "" {
 		return errors.New("a synthetic source takes only query parameters, e.g. synthetic:?fps=25")
@@ -215,8 +216,12 @@ func validSynthetic(u *url.URL) error {
 			if v != "real" {
 				return fmt.Errorf("synthetic pace=%q: a camera is paced in real time (pace=none is for benchmarks only)", v)
 			}
+		case "codec":
+			if v != "h264" && v != "h265" {
+				return fmt.Errorf("synthetic codec=%q: want h264 or h265", v)
+			}
 		default:
-			return fmt.Errorf("unknown synthetic parameter %q; known: fps, pace, scale", k)
+			return fmt.Errorf("unknown synthetic parameter %q; known: codec, fps, pace, scale", k)
 		}
 	}
 	return nil

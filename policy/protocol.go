@@ -25,6 +25,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 )
 
 // kindProtocol lists the kinds whose meaning is newer than protocol 1.
@@ -88,11 +89,17 @@ func needsAt(body []byte, depth int) (kind string, declared, derived int) {
 		Proposal *struct {
 			Body []byte `json:"body"`
 		} `json:"proposal"`
+		Camera *struct {
+			Source string `json:"source"`
+		} `json:"camera"`
 	}
 	if len(body) > MaxEnvelope || json.NewDecoder(bytes.NewReader(body)).Decode(&probe) != nil {
 		return "", 0, 1
 	}
 	derived = KindProtocol(probe.Kind)
+	if probe.Camera != nil {
+		derived = max(derived, sourceProtocol(probe.Camera.Source))
+	}
 	if probe.Proposal != nil && depth == 0 {
 		// A proposal executes its body when the quorum approves it: it
 		// needs what the body needs, from the moment it is made.
@@ -100,6 +107,20 @@ func needsAt(body []byte, depth int) (kind string, declared, derived int) {
 		derived = max(derived, d, inner)
 	}
 	return probe.Kind, probe.Protocol, derived
+}
+
+// sourceProtocol is the protocol a camera source needs: a synthetic
+// source's codec parameter (the H.265 clip) came in protocol 2, and a
+// protocol-1 replica would refuse the camera that others add.
+func sourceProtocol(src string) int {
+	u, err := url.Parse(src)
+	if err != nil || u.Scheme != "synthetic" {
+		return 1
+	}
+	if q, err := url.ParseQuery(u.RawQuery); err == nil && q.Has("codec") {
+		return 2
+	}
+	return 1
 }
 
 // stampOK tells whether a body declares exactly what it needs: nothing

@@ -9,7 +9,9 @@
 //	go test -run '^$' -bench . -count=5 ./e2e/bench/ | go run ./cmd/benchreport \
 //		-ratio 'MeshTCP=BaselineWireguardNetstackTCP' -ratio 'MeshQUIC=BaselineWireguardNetstackQUIC'
 //
-// Names may be given with or without the "Benchmark" prefix.
+// Names may be given with or without the "Benchmark" prefix. -capacity
+// flags compare the cameras per store two capacity benchmarks sustained
+// (capacity.go).
 package main
 
 import (
@@ -287,8 +289,9 @@ func formatFloat(v float64) string {
 }
 
 func main() {
-	var ratios ratioFlags
+	var ratios, caps ratioFlags
 	flag.Var(&ratios, "ratio", "`NAME=BASELINE`: print median Mbit/s of NAME divided by BASELINE (repeatable)")
+	flag.Var(&caps, "capacity", "`NAME=BASELINE`: print the cameras per store NAME/cameras=N and BASELINE/cameras=N sustained (largest N with behind 0), and their ratio (repeatable)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: go test -run '^$' -bench ... | benchreport [-ratio NAME=BASELINE]...\n")
 		flag.PrintDefaults()
@@ -303,7 +306,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, "benchreport: reading input:", err)
 		os.Exit(1)
 	}
-	if err := Report(os.Stdout, Summarize(results), ratios); err != nil {
+	sums := Summarize(results)
+	if err := Report(os.Stdout, sums, ratios); err != nil {
+		fmt.Fprintln(os.Stderr, "benchreport:", err)
+		os.Exit(1)
+	}
+	if err := ReportCapacity(os.Stdout, sums, caps); err != nil {
 		fmt.Fprintln(os.Stderr, "benchreport:", err)
 		os.Exit(1)
 	}

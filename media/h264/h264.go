@@ -1,12 +1,15 @@
-// Package h264 owns the unit every media stage passes along: one H.264
-// access unit in Annex-B form with its wall-clock time, plus the few
+// Package h264 owns the unit every media stage passes along: one access
+// unit in Annex-B form with its wall-clock time, plus the few H.264
 // bitstream facts Custos needs (NAL boundaries and types, keyframes).
-// It parses no slice data: Custos records and forwards video, it never
-// decodes it.
+// Despite the package's name, a Frame carries either codec Custos records:
+// Frame.Codec says which (the zero value is H.264, so code that predates
+// H.265 keeps working); media/h265 has the H.265 facts. It parses no slice
+// data: Custos records and forwards video, it never decodes it.
 package h264
 
 import (
 	"bytes"
+	"fmt"
 	"time"
 )
 
@@ -20,13 +23,35 @@ const (
 	NALAUD   = 9
 )
 
+// Codec is the video coding of a Frame. The zero value is H.264.
+type Codec uint8
+
+// The codecs Custos records.
+const (
+	CodecH264 Codec = iota // ITU-T H.264 / AVC
+	CodecH265              // ITU-T H.265 / HEVC
+)
+
+// String names the codec as people and ffprobe do ("h264", "hevc").
+func (c Codec) String() string {
+	switch c {
+	case CodecH264:
+		return "h264"
+	case CodecH265:
+		return "hevc"
+	}
+	return fmt.Sprintf("codec(%d)", uint8(c))
+}
+
 // Frame is one access unit. Data is Annex-B (each NAL unit preceded by a
-// 00 00 00 01 start code). A keyframe's Data starts with the SPS and PPS
-// so that any segment or live view that begins at it decodes on its own.
+// 00 00 00 01 start code). A keyframe's Data starts with the parameter sets
+// (H.264: SPS, PPS; H.265: VPS, SPS, PPS) so that any segment or live view
+// that begins at it decodes on its own.
 type Frame struct {
-	Time time.Time // wall-clock capture time; PTS derives from it
-	Key  bool      // an IDR access unit, parameter sets included
-	Data []byte
+	Time  time.Time // wall-clock capture time; PTS derives from it
+	Key   bool      // H.264: an IDR access unit; H.265: an IRAP one; parameter sets included
+	Data  []byte
+	Codec Codec // zero: H.264
 }
 
 var startCode = []byte{0, 0, 0, 1}

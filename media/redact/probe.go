@@ -12,7 +12,7 @@ import (
 
 // Clip is what ffprobe says about an MPEG-TS file's first video stream.
 type Clip struct {
-	Codec         string // "h264"
+	Codec         string // "h264" or "hevc" (H.265)
 	Width, Height int
 	FrameRate     float64 // frames per second; 0 if ffprobe cannot tell
 	Frames        int     // video packets (one per frame in an export)
@@ -22,7 +22,7 @@ type Clip struct {
 // Probe asks ffprobe (at the path given, or on PATH if "") about the
 // MPEG-TS file at path, reading it as a local MPEG-TS file and nothing
 // else (no format guessing, no protocol but file). It refuses a file
-// without an H.264 video stream.
+// without an H.264 or H.265 video stream, the codecs Custos records.
 func Probe(ctx context.Context, ffprobe, path string) (Clip, error) {
 	ffprobe, err := lookTool(ffprobe, "ffprobe")
 	if err != nil {
@@ -64,8 +64,8 @@ func parseProbe(b []byte) (Clip, error) {
 	}
 	s := p.Streams[0]
 	c := Clip{Codec: s.CodecName, Width: s.Width, Height: s.Height}
-	if c.Codec != "h264" {
-		return Clip{}, fmt.Errorf("the video is %q, not H.264", c.Codec)
+	if c.Codec != "h264" && c.Codec != "hevc" {
+		return Clip{}, fmt.Errorf("the video is %q, not H.264 or H.265", c.Codec)
 	}
 	if c.Width <= 0 || c.Height <= 0 {
 		return Clip{}, fmt.Errorf("ffprobe gives no frame size (%dx%d)", c.Width, c.Height)

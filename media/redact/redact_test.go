@@ -471,7 +471,7 @@ func TestParseProbe(t *testing.T) {
 	}
 	for _, bad := range []struct{ json, want string }{
 		{`{"streams":[],"format":{"duration":"10"}}`, "no video stream"},
-		{`{"streams":[{"codec_name":"hevc","width":640,"height":360,"nb_read_packets":"250"}],"format":{"duration":"10"}}`, "not H.264"},
+		{`{"streams":[{"codec_name":"mpeg2video","width":640,"height":360,"nb_read_packets":"250"}],"format":{"duration":"10"}}`, "not H.264 or H.265"},
 		{`{"streams":[{"codec_name":"h264","width":0,"height":360,"nb_read_packets":"250"}],"format":{"duration":"10"}}`, "no frame size"},
 		{`{"streams":[{"codec_name":"h264","width":640,"height":360,"nb_read_packets":"0"}],"format":{"duration":"10"}}`, "no video frames"},
 		{`{"streams":[{"codec_name":"h264","width":640,"height":360,"nb_read_packets":"250"}],"format":{"duration":"N/A"}}`, "duration"},

@@ -23,9 +23,10 @@ const (
 
 // accessUnit is one complete, undamaged access unit ready to emit.
 type accessUnit struct {
-	ts   uint32 // RTP timestamp
-	key  bool
-	data []byte // Annex-B; a keyframe starts with SPS and PPS
+	ts    uint32 // RTP timestamp
+	key   bool
+	data  []byte // Annex-B; a keyframe starts with SPS and PPS (H.265: VPS, SPS, PPS)
+	codec h264.Codec
 }
 
 // depacketizer rebuilds H.264 access units from RTP packets (RFC 6184
@@ -35,7 +36,10 @@ type accessUnit struct {
 // everything up to the next keyframe, since those frames reference what
 // was lost: better a short gap in a recording than a smeared one.
 type depacketizer struct {
-	ps paramSets
+	ps       paramSets
+	h265     bool // RFC 7798 payloads (depack_h265.go)
+	ps265    paramSets265
+	skipRASL bool // H.265: started at a CRA, drop its leading RASL pictures
 
 	nals    [][]byte // NALs of the unit being assembled
 	size    int
@@ -98,6 +102,10 @@ func (d *depacketizer) loss() {
 // payload unpacks one RTP payload into the current unit.
 func (d *depacketizer) payload(b []byte) {
 	if len(b) == 0 || d.broken {
+		return
+	}
+	if d.h265 {
+		d.payload265(b)
 		return
 	}
 	switch t := b[0] & 0x1f; {
@@ -198,6 +206,9 @@ func (d *depacketizer) appendFlush(out []accessUnit) []accessUnit {
 	if broken {
 		d.waitKey = true
 		return out
+	}
+	if d.h265 {
+		return d.flush265(out, nals)
 	}
 	hasPicture := false
 	for _, n := range nals {

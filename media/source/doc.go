@@ -1,6 +1,7 @@
 // Package source owns the camera side of recording: it turns a camera URL
 // into a stream of h264.Frame values (one access unit each, Annex-B, with a
-// wall-clock time; a keyframe's Data starts with SPS and PPS).
+// wall-clock time and its Codec; a keyframe's Data starts with SPS and PPS,
+// for H.265 with VPS, SPS and PPS).
 //
 // Two schemes are understood:
 //
@@ -8,13 +9,15 @@
 //	    RTSP/1.0 with RTP interleaved over the TCP connection (no UDP, so it
 //	    crosses NAT and firewalls like the control channel does), Basic or
 //	    Digest (RFC 2617, MD5) authentication, H.264 per RFC 6184
-//	    (single NAL, STAP-A, FU-A). A source reconnects by itself with
+//	    (single NAL, STAP-A, FU-A) or H.265 per RFC 7798 (single NAL, AP,
+//	    FU, PACI; without DONL, and a camera that sends it is refused;
+//	    keyframes are IRAP pictures). A source reconnects by itself with
 //	    capped exponential backoff; loss makes it drop the damaged access
 //	    unit and wait for the next keyframe rather than emit a corrupt one.
 //
-//	synthetic:[?fps=N][&pace=none][&scale=K]
-//	    The embedded fixture clip (media/clip) looped forever with fresh
-//	    timestamps, for demos, tests and benchmarks.
+//	synthetic:[?fps=N][&pace=none][&scale=K][&codec=h264|h265]
+//	    The embedded fixture clip (media/clip), in H.264 or H.265, looped
+//	    forever with fresh timestamps, for demos, tests and benchmarks.
 //
 // What it never does: decode video, write to disk, or let a camera's
 // password reach an error, a Stats value or a log line (use Redact when
@@ -22,5 +25,5 @@
 // header sizes and counts, message bodies and interleaved frames are
 // bounded, and malformed input is an error, never a panic.
 //
-// It imports nothing of Custos's but media/h264 and media/clip.
+// It imports nothing of Custos's but media/h264, media/h265 and media/clip.
 package source

@@ -9,19 +9,24 @@ import (
 	"strings"
 
 	"github.com/pion/sdp/v3"
+
+	"github.com/custos-cctv/custos/media/h264"
 )
 
-// track is the H.264 stream a camera's SDP offers.
+// track is the H.264 or H.265 stream a camera's SDP offers.
 type track struct {
 	control     string // absolute URL for SETUP
 	aggregate   string // absolute URL for PLAY and TEARDOWN
 	payloadType uint8
 	clockRate   uint32
-	sps, pps    []byte // from sprop-parameter-sets; nil if absent
+	sps, pps    []byte // from sprop-parameter-sets (H.265: sprop-sps, sprop-pps); nil if absent
+	codec       h264.Codec
+	vps         []byte // H.265 only: from sprop-vps; nil if absent
 }
 
-// parseSDP finds the H.264 video track in a DESCRIBE body. base is the
-// URL control attributes are relative to (Content-Base, else the request).
+// parseSDP finds the H.264 or H.265 video track in a DESCRIBE body (H.264
+// if a stream offers both). base is the URL control attributes are
+// relative to (Content-Base, else the request).
 func parseSDP(body []byte, base string) (tr track, err error) {
 	var sd sdp.SessionDescription
 	// The SDP parser is not ours; a camera's bytes must not crash us.
@@ -42,9 +47,9 @@ func parseSDP(body []byte, base string) (tr track, err error) {
 		if md.MediaName.Media != "video" {
 			continue
 		}
-		for _, f := range md.MediaName.Formats {
+		for _, f := range preferH264(md) {
 			name, rate := rtpmap(md, f)
-			if !strings.EqualFold(name, "H264") {
+			if !strings.EqualFold(name, "H264") && !strings.EqualFold(name, "H265") {
 				offered = append(offered, name)
 				continue
 			}
@@ -55,17 +60,21 @@ func parseSDP(body []byte, base string) (tr track, err error) {
 			tr.payloadType, tr.clockRate = uint8(pt), rate
 			ctl, _ := md.Attribute("control")
 			tr.control = resolveControl(tr.aggregate, ctl)
-			if err := tr.parseFmtp(fmtp(md, f)); err != nil {
+			parse := tr.parseFmtp
+			if strings.EqualFold(name, "H265") {
+				tr.codec, parse = h264.CodecH265, tr.parseFmtpH265
+			}
+			if err := parse(fmtp(md, f)); err != nil {
 				return track{}, err
 			}
 			return tr, nil
 		}
 	}
 	if len(offered) == 0 {
-		return track{}, fmt.Errorf("%w: camera offers no video stream; Custos records H.264", ErrUnsupportedCodec)
+		return track{}, fmt.Errorf("%w: camera offers no video stream; Custos records H.264 and H.265", ErrUnsupportedCodec)
 	}
 	slices.Sort(offered)
-	return track{}, fmt.Errorf("%w: camera offers only %s; Custos records H.264 — set the camera's stream to H.264",
+	return track{}, fmt.Errorf("%w: camera offers only %s; Custos records H.264 and H.265 — set the camera's stream to one of them",
 		ErrUnsupportedCodec, strings.Join(slices.Compact(offered), "/"))
 }
 

@@ -313,7 +313,7 @@ func (c *rtspConn) keepAlive(done <-chan struct{}, method, uri string, every tim
 
 // play reads RTP until an error or ctx ends, emitting whole frames.
 func (c *rtspConn) play(ctx context.Context, tr track, rtpCh byte, emit func(h264.Frame) error) error {
-	dp := newDepacketizer(tr.sps, tr.pps)
+	dp := tr.depacketizer()
 	wall := rtpClock{rate: tr.clockRate}
 	timeout := c.src.opt.ReadTimeout
 	// Packets that never make a whole frame (a fragment that never ends, a
@@ -351,7 +351,7 @@ func (c *rtspConn) play(ctx context.Context, tr track, rtpCh byte, emit func(h26
 		}
 		now := c.src.opt.clock.Now()
 		for _, au := range dp.push(&pkt) {
-			f := h264.Frame{Time: wall.at(au.ts, now), Key: au.key, Data: au.data}
+			f := h264.Frame{Time: wall.at(au.ts, now), Key: au.key, Data: au.data, Codec: au.codec}
 			if err := emit(f); err != nil {
 				return errEmit{err}
 			}

@@ -134,7 +134,7 @@ func TestRTSPRejectedCredentials(t *testing.T) {
 func TestRTSPUnsupportedCodec(t *testing.T) {
 	cam := &testCamera{t: t, fx: loadFixture(t), auth: "digest", user: "admin", pass: testPass,
 		sdp: "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=test\r\nt=0 0\r\n" +
-			"m=video 0 RTP/AVP 96 97\r\na=rtpmap:96 H265/90000\r\na=rtpmap:97 MP4V-ES/90000\r\na=control:trackID=1\r\n" +
+			"m=video 0 RTP/AVP 96 97\r\na=rtpmap:96 H263-1998/90000\r\na=rtpmap:97 MP4V-ES/90000\r\na=control:trackID=1\r\n" +
 			"m=audio 0 RTP/AVP 0\r\na=control:trackID=2\r\n"}
 	src, err := Open(cam.url("admin", testPass), Options{})
 	if err != nil {
@@ -145,7 +145,7 @@ func TestRTSPUnsupportedCodec(t *testing.T) {
 	if !errors.Is(err, ErrUnsupportedCodec) {
 		t.Fatalf("Run = %v, want ErrUnsupportedCodec", err)
 	}
-	for _, want := range []string{"H265/MP4V-ES", "Custos records H.264"} {
+	for _, want := range []string{"H263-1998/MP4V-ES", "Custos records H.264"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)
 		}
@@ -153,7 +153,7 @@ func TestRTSPUnsupportedCodec(t *testing.T) {
 	if strings.Contains(err.Error(), testPass) {
 		t.Errorf("error %q leaks the password", err)
 	}
-	if st := src.Stats(); st.State != StateFailed || !strings.Contains(st.LastError, "H265") {
+	if st := src.Stats(); st.State != StateFailed || !strings.Contains(st.LastError, "H263") {
 		t.Errorf("Stats = %+v, want failed with the codec error", st)
 	}
 }

@@ -33,7 +33,8 @@ type Source interface {
 var (
 	// ErrBadURL: the camera URL cannot be used; fix the configuration.
 	ErrBadURL = errors.New("bad camera URL")
-	// ErrUnsupportedCodec: the camera does not offer H.264.
+	// ErrUnsupportedCodec: the camera offers neither H.264 nor H.265
+	// in a form Custos records.
 	ErrUnsupportedCodec = errors.New("unsupported codec")
 	// ErrUnauthorized: the camera rejected (or demanded) credentials.
 	ErrUnauthorized = errors.New("camera rejected the credentials")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/custos-cctv/custos/media/clip"
 	"github.com/custos-cctv/custos/media/h264"
+	"github.com/custos-cctv/custos/media/h265"
 )
 
 // synthetic plays the embedded clip in a loop. Its query parameters:
@@ -19,9 +20,10 @@ import (
 //	pace=none  emit as fast as emit returns (benchmarks); Frame.Time still
 //	           advances by 1/N, so downstream sees a normal-looking stream
 //	pace=real  wait for each frame's time on the clock (default)
-//	scale=K    1..64: append a filler-data NAL (type 12, which decoders
-//	           skip) so each frame is about K times its size, to load the
-//	           recording path with a higher bitrate
+//	scale=K    1..64: append a filler-data NAL (which decoders skip) so
+//	           each frame is about K times its size, to load the recording
+//	           path with a higher bitrate
+//	codec=C    h264 (default) or h265: which of the clip's two encodings
 type synthetic struct {
 	frames []h264.Frame // Time unset; Data shared, copied on emit
 	period time.Duration
@@ -43,7 +45,7 @@ func newSynthetic(u *url.URL, opt Options) (*synthetic, error) {
 	if err != nil {
 		return nil, bad("cannot parse the query")
 	}
-	fps, scale, paced := clip.FPS, 1, true
+	fps, scale, paced, codec := clip.FPS, 1, true, h264.CodecH264
 	for k, vs := range q {
 		if len(vs) != 1 {
 			return nil, bad("parameter %q given %d times", k, len(vs))
@@ -58,6 +60,15 @@ func newSynthetic(u *url.URL, opt Options) (*synthetic, error) {
 			if scale, err = strconv.Atoi(v); err != nil || scale < 1 || scale > 64 {
 				return nil, bad("scale=%q: want an integer from 1 to 64", v)
 			}
+		case "codec":
+			switch v {
+			case "h264":
+				codec = h264.CodecH264
+			case "h265":
+				codec = h264.CodecH265
+			default:
+				return nil, bad("codec=%q: want h264 or h265", v)
+			}
 		case "pace":
 			switch v {
 			case "none":
@@ -68,10 +79,10 @@ func newSynthetic(u *url.URL, opt Options) (*synthetic, error) {
 				return nil, bad("pace=%q: want none or real", v)
 			}
 		default:
-			return nil, bad("unknown parameter %q; known: fps, pace, scale", k)
+			return nil, bad("unknown parameter %q; known: codec, fps, pace, scale", k)
 		}
 	}
-	frames, err := clipFrames(scale)
+	frames, err := clipFrames(codec, scale)
 	if err != nil {
 		return nil, fmt.Errorf("source: open synthetic: %w", err)
 	}
@@ -84,20 +95,31 @@ func newSynthetic(u *url.URL, opt Options) (*synthetic, error) {
 	}, nil
 }
 
-// clipFrames splits the embedded clip into frames, each keyframe led by
-// its SPS and PPS, each frame padded to scale times its size.
-func clipFrames(scale int) ([]h264.Frame, error) {
+// clipFrames splits the embedded clip of codec into frames, each keyframe
+// led by its parameter sets, each frame padded to scale times its size.
+func clipFrames(codec h264.Codec, scale int) ([]h264.Frame, error) {
 	var ps paramSets
+	var ps265 paramSets265
+	aus := splitAccessUnits(clip.H264)
+	if codec == h264.CodecH265 {
+		aus = splitAccessUnits265(clip.H265)
+	}
 	var frames []h264.Frame
-	for i, au := range splitAccessUnits(clip.H264) {
-		data, key, ok := buildFrame(au, &ps)
+	for i, au := range aus {
+		var data []byte
+		var key, ok bool
+		if codec == h264.CodecH265 {
+			data, key, ok = buildFrame265(au, &ps265)
+		} else {
+			data, key, ok = buildFrame(au, &ps)
+		}
 		if !ok {
-			return nil, fmt.Errorf("clip frame %d: keyframe without SPS/PPS", i)
+			return nil, fmt.Errorf("%s clip frame %d: keyframe without parameter sets", codec, i)
 		}
 		if scale > 1 {
-			data = slices.Concat(data, h264.JoinNALs(filler((scale-1)*len(data))))
+			data = slices.Concat(data, h264.JoinNALs(filler(codec, (scale-1)*len(data))))
 		}
-		frames = append(frames, h264.Frame{Key: key, Data: data})
+		frames = append(frames, h264.Frame{Key: key, Data: data, Codec: codec})
 	}
 	if len(frames) == 0 || !frames[0].Key {
 		return nil, fmt.Errorf("clip does not start with a keyframe")
@@ -105,11 +127,17 @@ func clipFrames(scale int) ([]h264.Frame, error) {
 	return frames, nil
 }
 
-// filler returns a filler-data NAL unit (7.3.2.7) of about n bytes.
-func filler(n int) []byte {
-	b := make([]byte, max(n, 2))
+// filler returns a filler-data NAL unit (H.264 and H.265 7.3.2.7) of
+// about n bytes.
+func filler(codec h264.Codec, n int) []byte {
+	b := make([]byte, max(n, 3))
+	hl := 1
 	b[0] = 12 // nal_ref_idc 0, type 12
-	for i := 1; i < len(b)-1; i++ {
+	if codec == h264.CodecH265 {
+		hl = h265.HeaderLen
+		b[0], b[1] = h265.NALFD<<1, 1 // type 38, layer 0, temporal id 0
+	}
+	for i := hl; i < len(b)-1; i++ {
 		b[i] = 0xff
 	}
 	b[len(b)-1] = 0x80 // rbsp_trailing_bits

@@ -1,6 +1,7 @@
 package source
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/custos-cctv/custos/media/clip"
 	"github.com/custos-cctv/custos/media/h264"
+	"github.com/custos-cctv/custos/media/h265"
 )
 
 func TestFixtureHasInBandParameterSets(t *testing.T) {
@@ -112,7 +114,7 @@ func TestSyntheticScale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plain, _ := clipFrames(1)
+	plain, _ := clipFrames(h264.CodecH264, 1)
 	c := &collector{limit: clip.GOP + 1}
 	_, result := run(t, src, c)
 	result()
@@ -131,6 +133,45 @@ func TestSyntheticScale(t *testing.T) {
 	}
 }
 
+// TestSyntheticH265: codec=h265 plays the H.265 clip: every frame says
+// H.265, an IRAP led by VPS, SPS and PPS every GOP, 640x360 by its SPS,
+// and scale pads with H.265 filler data.
+func TestSyntheticH265(t *testing.T) {
+	src, err := Open("synthetic:?codec=h265&pace=none&scale=2", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &collector{limit: clip.Frames + 1}
+	_, result := run(t, src, c)
+	result()
+	frames, _ := c.snapshot()
+	if len(frames) < clip.Frames+1 {
+		t.Fatalf("%d frames, want %d", len(frames), clip.Frames+1)
+	}
+	for i, f := range frames {
+		nals := h264.SplitNALs(f.Data)
+		if f.Codec != h264.CodecH265 || f.Key != (i%clip.GOP == 0) || f.Key != h265.IsKey(f.Data) {
+			t.Fatalf("frame %d: codec %v key %v; want hevc, a keyframe every %d", i, f.Codec, f.Key, clip.GOP)
+		}
+		if last := h265.Type(nals[len(nals)-1]); last != h265.NALFD {
+			t.Fatalf("frame %d: last NAL type %d, want filler data (%d)", i, last, h265.NALFD)
+		}
+		if !f.Key {
+			continue
+		}
+		if h265.Type(nals[0]) != h265.NALVPS || h265.Type(nals[1]) != h265.NALSPS || h265.Type(nals[2]) != h265.NALPPS {
+			t.Fatalf("keyframe %d does not start with VPS, SPS, PPS", i)
+		}
+		sps, err := h265.ParseSPS(nals[1])
+		if err != nil || sps.Width != clip.Width || sps.Height != clip.Height {
+			t.Fatalf("keyframe %d: SPS %+v, %v; want %dx%d", i, sps, err, clip.Width, clip.Height)
+		}
+	}
+	if !frames[clip.Frames].Key || !bytes.Equal(frames[clip.Frames].Data, frames[0].Data) {
+		t.Errorf("the clip does not loop to its first frame")
+	}
+}
+
 func TestOpenRejects(t *testing.T) {
 	for _, tc := range []struct {
 		url, want string
@@ -141,6 +182,7 @@ func TestOpenRejects(t *testing.T) {
 		{"synthetic:?fps=25&fps=30", "given 2 times"},
 		{"synthetic:?pace=fast", "pace"},
 		{"synthetic:?scale=1000", "scale"},
+		{"synthetic:?codec=vp8", `codec="vp8": want h264 or h265`},
 		{"synthetic:clip", "only query parameters"},
 		{"synthetic://host", "only query parameters"},
 		{"ftp://user:hunter22@cam/x", `unsupported scheme "ftp"`},

@@ -1,6 +1,7 @@
-// Package ts owns the recording format of Custos: H.264 access units
-// (h264.Frame) muxed into MPEG-TS (ISO/IEC 13818-1) and cut into GOP-aligned
-// segments of about four seconds, each of which plays on its own.
+// Package ts owns the recording format of Custos: H.264 or H.265 access
+// units (h264.Frame, whose Codec says which) muxed into MPEG-TS (ISO/IEC
+// 13818-1) and cut into GOP-aligned segments of about four seconds, each of
+// which plays on its own.
 //
 // It never decodes video, never touches files, sockets or keys, and never
 // logs: it turns frames into bytes in memory. Encryption, storage and
@@ -8,13 +9,15 @@
 //
 // # Stream layout
 //
-// One program (number 1): PAT on PID 0, PMT on PID 0x1000, H.264 (stream
-// type 0x1b) on PID 0x100, which also carries the PCR. PAT and PMT open every
-// segment and are repeated before every keyframe, so a player can join at
-// any keyframe. Each access unit is one PES packet (stream id 0xe0,
-// data_alignment_indicator set) that starts with an access unit delimiter
-// (inserted when the camera sent none, because players and ffmpeg expect one
-// in TS). The first TS packet of every PES carries a PCR, and on keyframes
+// One program (number 1): PAT on PID 0, PMT on PID 0x1000, video on PID
+// 0x100 (stream type 0x1b for H.264, 0x24 for H.265; each codec's PMT has
+// its own version number), which also carries the PCR. PAT and PMT open
+// every segment and are repeated before every keyframe (an H.264 IDR, an
+// H.265 IRAP, parameter sets first in either case) and whenever the codec
+// changes, so a player can join at any keyframe. Each access unit is one
+// PES packet (stream id 0xe0, data_alignment_indicator set) that starts
+// with an access unit delimiter of its codec (inserted when the camera sent
+// none, because players and ffmpeg expect one in TS). The first TS packet of every PES carries a PCR, and on keyframes
 // the random_access_indicator. Stuffing goes into the adaptation field.
 //
 // # Time
@@ -48,5 +51,6 @@
 // See Segmenter: cuts at the first keyframe at or after Config.Target, a
 // hard cap (Config.MaxDuration, Config.MaxBytes) for cameras that stop
 // sending keyframes, small timestamp steps backwards clamped, large ones
-// ending the segment.
+// ending the segment, and a change of codec or SPS (resolution) starting a
+// new segment at its keyframe.
 package ts

@@ -57,9 +57,14 @@ func ffprobe(tb testing.TB, path string) probe {
 // checkProbe checks codec, size and that frames decoded in order.
 func checkProbe(tb testing.TB, name string, p probe, frames int) {
 	tb.Helper()
+	checkProbeCodec(tb, name, p, frames, "h264")
+}
+
+func checkProbeCodec(tb testing.TB, name string, p probe, frames int, codec string) {
+	tb.Helper()
 	st := p.Streams[0]
-	if st.CodecName != "h264" || st.Width != 640 || st.Height != 360 {
-		tb.Errorf("%s: %s %dx%d, want h264 640x360", name, st.CodecName, st.Width, st.Height)
+	if st.CodecName != codec || st.Width != 640 || st.Height != 360 {
+		tb.Errorf("%s: %s %dx%d, want %s 640x360", name, st.CodecName, st.Width, st.Height, codec)
 	}
 	if n, _ := strconv.Atoi(st.NbReadFrames); n != frames || len(p.Frames) != frames {
 		tb.Errorf("%s: decoded %s frames (%d listed), want %d", name, st.NbReadFrames, len(p.Frames), frames)

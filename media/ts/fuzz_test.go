@@ -61,6 +61,9 @@ func FuzzSegmenter(f *testing.F) {
 			flags, step, size := ops[0], int16(binary.BigEndian.Uint16(ops[1:3])), int(ops[3])*37
 			at = at.Add(time.Duration(step) * time.Millisecond)
 			fr := synth(at, flags&1 != 0, size)
+			if flags&16 != 0 {
+				fr.Codec = h264.CodecH265 // a codec switch: the bytes need not be H.265
+			}
 			switch {
 			case flags&2 != 0:
 				fr.Data = nil
@@ -91,12 +94,18 @@ func FuzzSegmenter(f *testing.F) {
 // the TS reads back to exactly the frame (with an AUD in front if it had
 // none).
 func FuzzMuxFrame(f *testing.F) {
-	f.Add([]byte{0, 0, 0, 1, 0x65, 1, 2, 3}, true)
-	f.Add([]byte{0, 0, 1, 9, 0xf0, 0, 0, 1, 0x41}, false)
-	f.Add([]byte{0, 0, 0}, false)
-	f.Fuzz(func(t *testing.T, data []byte, key bool) {
+	f.Add([]byte{0, 0, 0, 1, 0x65, 1, 2, 3}, true, false)
+	f.Add([]byte{0, 0, 1, 9, 0xf0, 0, 0, 1, 0x41}, false, false)
+	f.Add([]byte{0, 0, 0}, false, false)
+	f.Add([]byte{0, 0, 1, 0x46, 1, 0x50, 0, 0, 1, 0x02, 1, 0xd0}, false, true)
+	f.Add([]byte{0, 0, 0, 1, 0x28, 1, 0xaf}, true, true)
+	f.Fuzz(func(t *testing.T, data []byte, key, hevc bool) {
 		var m Muxer
-		out, err := m.AppendFrame(nil, h264.Frame{Time: recordingStart, Key: key, Data: data})
+		codec := h264.CodecH264
+		if hevc {
+			codec = h264.CodecH265
+		}
+		out, err := m.AppendFrame(nil, h264.Frame{Time: recordingStart, Key: key, Data: data, Codec: codec})
 		if err != nil {
 			if len(out) != 0 {
 				t.Fatalf("refused frame left %d bytes", len(out))
@@ -112,8 +121,15 @@ func FuzzMuxFrame(f *testing.F) {
 			t.Fatalf("read %d units: %v", len(units), err)
 		}
 		want := data
-		if first, _ := firstNAL(data); first != h264.NALAUD {
+		if hasAUD, _ := checkFrame(h264.Frame{Data: data, Codec: codec}); !hasAUD && hevc {
+			want = append(bytes.Clone(aud265), data...)
+		} else if !hasAUD {
 			want = append(bytes.Clone(aud), data...)
+		}
+		// Tables come before a keyframe and a codec change (a zero Muxer
+		// starts out H.264), and say the frame's codec.
+		if units[0].tables != (key || hevc) || units[0].tables && hevc != (units[0].streamType == streamTypeH265) {
+			t.Fatalf("tables %v with stream type %#x for an H.265 frame %v", units[0].tables, units[0].streamType, hevc)
 		}
 		if !bytes.Equal(units[0].es, want) || units[0].pts != PTS(recordingStart) || units[0].rai != key {
 			t.Fatalf("round trip differs")

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/custos-cctv/custos/media/h264"
+	"github.com/custos-cctv/custos/media/h265"
 )
 
 // PacketSize is the size of every TS packet; each starts with 0x47.
@@ -27,8 +28,15 @@ const (
 	pcrDelayTicks = uint64(PCRDelay/time.Millisecond) * 90
 )
 
-// aud is an access unit delimiter, primary_pic_type 7 (any slice type).
-var aud = []byte{0, 0, 0, 1, h264.NALAUD, 0xf0}
+// aud is an H.264 access unit delimiter, primary_pic_type 7 (any slice
+// type); aud265 is H.265's, pic_type 2 (any slice type).
+var (
+	aud    = []byte{0, 0, 0, 1, h264.NALAUD, 0xf0}
+	aud265 = append([]byte{0, 0, 0, 1}, h265.AUD...)
+)
+
+// maxAUD is the longer of the two delimiters, for size bounds.
+const maxAUD = 7
 
 // stuffing is a run of 0xff bytes to copy adaptation-field stuffing from.
 var stuffing = slices.Repeat([]byte{0xff}, PacketSize)
@@ -38,6 +46,7 @@ var (
 	ErrEmptyFrame    = errors.New("empty frame")
 	ErrNotAnnexB     = errors.New("frame is not Annex-B (no start code at its beginning)")
 	ErrFrameTooLarge = errors.New("frame larger than the segment size cap (Config.MaxBytes)")
+	ErrUnknownCodec  = errors.New("frame of a codec other than H.264 and H.265")
 )
 
 // PTS returns t as a 90 kHz MPEG timestamp: ticks since the Unix epoch
@@ -52,34 +61,47 @@ func PTS(t time.Time) uint64 {
 	return ticks % ptsWrap
 }
 
-// Muxer writes one H.264 program as MPEG-TS into caller-supplied buffers.
-// It holds only the continuity counters, so the output of one Muxer,
-// split wherever the caller likes at packet boundaries, concatenates into
-// one stream without CC errors. The zero value is ready to use; a Muxer
-// is not safe for concurrent use.
+// Muxer writes one H.264 or H.265 program as MPEG-TS into caller-supplied
+// buffers. It holds only the continuity counters and the codec of the last
+// frame, so the output of one Muxer, split wherever the caller likes at
+// packet boundaries, concatenates into one stream without CC errors. The
+// zero value is ready to use and starts out H.264; a Muxer is not safe for
+// concurrent use.
 type Muxer struct {
 	ccPAT, ccPMT, ccVideo uint8
+	codec                 h264.Codec // what the PMT says
+}
+
+// SetCodec sets the codec the next AppendTables announces, for a stream
+// that starts with them before its first frame. AppendFrame sets it too.
+// A codec Custos does not mux is ignored (AppendFrame refuses its frames).
+func (m *Muxer) SetCodec(c h264.Codec) {
+	if StreamType(c) != 0 {
+		m.codec = c
+	}
 }
 
 // AppendTables appends a PAT and a PMT packet to dst. A segment must start
-// with them; AppendFrame also writes them before each keyframe.
+// with them; AppendFrame also writes them before each keyframe and when
+// the codec changes.
 func (m *Muxer) AppendTables(dst []byte) []byte {
 	dst = appendSection(dst, PIDPAT, m.ccPAT, patSection)
-	dst = appendSection(dst, PIDPMT, m.ccPMT, pmtSection)
+	dst = appendSection(dst, PIDPMT, m.ccPMT, pmtSections[m.codec])
 	m.ccPAT = (m.ccPAT + 1) & 0x0f
 	m.ccPMT = (m.ccPMT + 1) & 0x0f
 	return dst
 }
 
 // AppendFrame appends f as one PES packet (preceded by PAT and PMT when f is
-// a keyframe) and returns the extended buffer. On error dst is returned
-// unchanged.
+// a keyframe or its codec differs from the last frame's) and returns the
+// extended buffer. On error dst is returned unchanged.
 func (m *Muxer) AppendFrame(dst []byte, f h264.Frame) ([]byte, error) {
-	first, err := firstNAL(f.Data)
+	hasAUD, err := checkFrame(f)
 	if err != nil {
 		return dst, fmt.Errorf("ts: mux frame at %s: %w", f.Time.Format(time.RFC3339Nano), err)
 	}
-	if f.Key {
+	if f.Key || f.Codec != m.codec {
+		m.codec = f.Codec
 		dst = m.AppendTables(dst)
 	}
 	pts := PTS(f.Time)
@@ -87,18 +109,39 @@ func (m *Muxer) AppendFrame(dst []byte, f h264.Frame) ([]byte, error) {
 
 	// The PES header and, when missing, the AUD go first; f.Data follows
 	// without being copied into a scratch buffer.
-	var hb [pesHead + 6]byte
-	head := appendPESHeader(hb[:0], pts, len(f.Data), first != h264.NALAUD)
-	if first != h264.NALAUD {
-		head = append(head, aud...)
+	var hb [pesHead + maxAUD]byte
+	var delim []byte
+	if !hasAUD {
+		delim = aud
+		if f.Codec == h264.CodecH265 {
+			delim = aud265
+		}
 	}
+	head := appendPESHeader(hb[:0], pts, len(f.Data), len(delim))
+	head = append(head, delim...)
 	return m.appendPES(dst, head, f.Data, f.Key, pcr), nil
 }
 
-// firstNAL checks that b begins with an Annex-B start code (any number of
-// leading zero bytes, at least two, then 01) and returns the type of the
-// NAL unit after it.
-func firstNAL(b []byte) (int, error) {
+// checkFrame checks that f is of a codec Custos muxes and that its Data
+// is Annex-B, and reports whether it starts with an access unit delimiter.
+func checkFrame(f h264.Frame) (hasAUD bool, err error) {
+	if StreamType(f.Codec) == 0 {
+		return false, fmt.Errorf("%w (%v)", ErrUnknownCodec, f.Codec)
+	}
+	i, err := nalStart(f.Data)
+	if err != nil {
+		return false, err
+	}
+	if f.Codec == h264.CodecH265 {
+		return h265.Type(f.Data[i:]) == h265.NALAUD, nil
+	}
+	return h264.Type(f.Data[i:]) == h264.NALAUD, nil
+}
+
+// nalStart checks that b begins with an Annex-B start code (any number of
+// leading zero bytes, at least two, then 01) and returns where the NAL
+// unit after it begins.
+func nalStart(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, ErrEmptyFrame
 	}
@@ -109,16 +152,13 @@ func firstNAL(b []byte) (int, error) {
 	if i < 2 || i+1 >= len(b) || b[i] != 1 {
 		return 0, ErrNotAnnexB
 	}
-	return h264.Type(b[i+1:]), nil
+	return i + 1, nil
 }
 
 // appendPESHeader appends a PES header with a PTS only: DTS equals PTS in
 // a stream without B-frames, and ISO 13818-1 takes an absent DTS as equal.
-func appendPESHeader(dst []byte, pts uint64, dataLen int, withAUD bool) []byte {
-	n := 3 + 5 + dataLen // header extension, PTS, payload
-	if withAUD {
-		n += len(aud)
-	}
+func appendPESHeader(dst []byte, pts uint64, dataLen, audLen int) []byte {
+	n := 3 + 5 + dataLen + audLen // header extension, PTS, payload
 	if n > 0xffff {
 		n = 0 // unbounded, allowed for video in TS
 	}
@@ -197,6 +237,6 @@ func (m *Muxer) appendPES(dst, head, body []byte, key bool, pcr uint64) []byte {
 // maxFrameSize bounds the TS bytes AppendFrame writes for dataLen bytes of
 // access unit, tables included.
 func maxFrameSize(dataLen int) int {
-	payload := pesHead + len(aud) + dataLen
+	payload := pesHead + maxAUD + dataLen
 	return (payload/(PacketSize-tsHeader-pcrAF) + 3) * PacketSize
 }

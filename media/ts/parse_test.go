@@ -16,16 +16,19 @@ type pesUnit struct {
 	rai    bool   // random_access_indicator on its first packet
 	es     []byte // elementary stream bytes (the access unit)
 	tables bool   // PAT and PMT came right before it
+	// streamType is what the last PMT said
+	streamType byte
 }
 
 // tsReader reads a sequence of TS buffers as one stream, so continuity
 // counters are checked across segment boundaries.
 type tsReader struct {
-	cc     map[uint16]int
-	units  []pesUnit
-	cur    *pesUnit
-	buf    []byte
-	tables int // PAT+PMT seen since the last PES start: 0, 1 or 2
+	cc         map[uint16]int
+	units      []pesUnit
+	cur        *pesUnit
+	buf        []byte
+	tables     int // PAT+PMT seen since the last PES start: 0, 1 or 2
+	streamType byte
 }
 
 func newTSReader() *tsReader { return &tsReader{cc: map[uint16]int{}} }
@@ -85,7 +88,13 @@ func (r *tsReader) packet(p []byte) error {
 		}
 		r.tables = 1
 	case PIDPMT:
-		if !pusi || !bytes.Equal(payload[1:1+len(pmtSection)], pmtSection) || r.tables != 1 {
+		r.streamType = 0
+		for _, sec := range pmtSections {
+			if bytes.Equal(payload[1:1+len(sec)], sec) {
+				r.streamType = sec[12]
+			}
+		}
+		if !pusi || r.streamType == 0 || r.tables != 1 {
 			return fmt.Errorf("unexpected PMT")
 		}
 		r.tables = 2
@@ -111,7 +120,7 @@ func (r *tsReader) video(pusi bool, af, payload []byte) error {
 	if err := r.finish(); err != nil {
 		return err
 	}
-	u := pesUnit{tables: r.tables == 2}
+	u := pesUnit{tables: r.tables == 2, streamType: r.streamType}
 	r.tables = 0
 	if len(af) >= 7 && af[0]&0x10 != 0 {
 		u.hasPCR = true

@@ -1,10 +1,12 @@
 package ts
 
 import (
+	"bytes"
 	"fmt"
 	"time"
 
 	"github.com/custos-cctv/custos/media/h264"
+	"github.com/custos-cctv/custos/media/h265"
 )
 
 // Defaults for a zero Config.
@@ -73,6 +75,7 @@ type Segment struct {
 	Bytes     int       // len(Data)
 	KeyStart  bool      // starts with a keyframe; false only after a MaxDuration or MaxBytes cut
 	Data      []byte    // TS packets, PAT and PMT first; owned by the caller
+	Codec     h264.Codec
 }
 
 // Duration is End minus Start.
@@ -94,6 +97,13 @@ func (s *Segment) Duration() time.Duration { return s.End.Sub(s.Start) }
 // Config.MaxBytes, it is cut anyway so memory stays bounded; the segment
 // after such a cut has KeyStart false.
 //
+// A segment holds one codec and one sequence parameter set: a frame of
+// another codec, or a keyframe whose SPS differs byte for byte from the
+// one before (new resolution or encoder settings), ends the segment, and
+// the next starts at that keyframe (a non-keyframe of another codec is
+// dropped until one comes). A player or an export then never meets a
+// stream that changes format in the middle of a segment.
+//
 // The zero Segmenter uses the zero Config. A Segmenter is not safe for
 // concurrent use.
 type Segmenter struct {
@@ -106,6 +116,8 @@ type Segmenter struct {
 	interval time.Duration // frame interval estimated from the last closed segment
 	sizeHint int           // capacity to give the next segment: the last one's size and a margin
 	dropped  int
+	codec    h264.Codec // of the frames in cur
+	sps      []byte     // the latest keyframe's SPS, to see format changes
 }
 
 // NewSegmenter returns a Segmenter that cuts as cfg says.
@@ -117,7 +129,7 @@ func NewSegmenter(cfg Config) *Segmenter {
 // frame that is empty, not Annex-B or larger than MaxBytes is refused with
 // an error and changes nothing.
 func (s *Segmenter) Push(f h264.Frame) (*Segment, error) {
-	if _, err := firstNAL(f.Data); err != nil {
+	if _, err := checkFrame(f); err != nil {
 		return nil, fmt.Errorf("ts: push frame at %s: %w", f.Time.Format(time.RFC3339Nano), err)
 	}
 	size := maxFrameSize(len(f.Data))
@@ -133,6 +145,16 @@ func (s *Segmenter) Push(f h264.Frame) (*Segment, error) {
 		case d <= 0:
 			f.Time = s.last.Add(clampStep)
 		}
+	}
+	var sps []byte
+	if f.Key {
+		sps = findSPS(f.Codec, f.Data)
+	}
+	if s.cur != nil && (f.Codec != s.codec || sps != nil && s.sps != nil && !bytes.Equal(sps, s.sps)) {
+		done = s.Flush() // a new format starts a new segment, at a keyframe
+	}
+	if sps != nil {
+		s.sps = append(s.sps[:0], sps...)
 	}
 	forced := false
 	if s.cur != nil {
@@ -165,7 +187,8 @@ func (s *Segmenter) Push(f h264.Frame) (*Segment, error) {
 
 // open starts a segment at f. A keyframe brings its own PAT and PMT.
 func (s *Segmenter) open(f h264.Frame) {
-	s.cur = &Segment{Start: f.Time, KeyStart: f.Key}
+	s.cur = &Segment{Start: f.Time, KeyStart: f.Key, Codec: f.Codec}
+	s.codec = f.Codec
 	s.cur.Data = make([]byte, 0, min(s.sizeHint, s.cfg.maxBytes()))
 	if !f.Key {
 		s.cur.Data = s.mux.AppendTables(s.cur.Data)
@@ -209,3 +232,44 @@ func (s *Segmenter) Flush() *Segment {
 
 // Dropped returns how many frames were dropped waiting for a keyframe.
 func (s *Segmenter) Dropped() int { return s.dropped }
+
+// findSPS returns the sequence parameter set in an access unit's leading
+// non-VCL NAL units, or nil. It stops at the first slice: a keyframe puts
+// its parameter sets first, and scanning the slice data would cost a pass
+// over the whole frame.
+func findSPS(c h264.Codec, au []byte) []byte {
+	for i := 0; ; {
+		k := bytes.Index(au[i:], []byte{0, 0, 1})
+		if k < 0 {
+			return nil
+		}
+		start := i + k + 3
+		end := len(au)
+		if n := bytes.Index(au[start:], []byte{0, 0, 1}); n >= 0 {
+			end = start + n
+			for end > start && au[end-1] == 0 {
+				end-- // trailing_zero_8bits and a 4-byte start code's zero
+			}
+		}
+		nal := au[start:end]
+		if c == h264.CodecH265 {
+			switch t := h265.Type(nal); {
+			case t == h265.NALSPS:
+				return nal
+			case h265.IsVCL(t):
+				return nil
+			}
+		} else {
+			switch t := h264.Type(nal); {
+			case t == h264.NALSPS:
+				return nal
+			case t >= 1 && t <= 5:
+				return nil
+			}
+		}
+		if end == len(au) {
+			return nil
+		}
+		i = end
+	}
+}

@@ -24,8 +24,9 @@ package live
 //	magic 0xC7, version 1, type, flags, token [8]
 //	data:  seq u32, frame u32, frag u16, frags u16, time i64, payload
 //	       (flags: dgKey; dgResend; dgOld, a frame already old when sent,
-//	       from the GOP a new view starts with; one frame's fragments
-//	       have consecutive sequence numbers)
+//	       from the GOP a new view starts with; dgH265, an H.265 frame,
+//	       else H.264; one frame's fragments have consecutive sequence
+//	       numbers)
 //	nack:  count u16, seq u32 × count      (viewer → store)
 //	ping:  time i64 (viewer → store); pong: the same time (store → viewer)
 
@@ -39,6 +40,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/custos-cctv/custos/media/h264"
 )
 
 const (
@@ -53,6 +56,7 @@ const (
 	dgKey    = 1 << 0
 	dgResend = 1 << 1
 	dgOld    = 1 << 2
+	dgH265   = 1 << 3
 
 	dgCommon     = 12 // magic, version, type, flags, token
 	dgDataHeader = dgCommon + 20
@@ -123,7 +127,7 @@ func parseDatagram(b []byte) (datagram, error) {
 		if len(rest) < dgDataHeader-dgCommon {
 			return d, errors.New("short data datagram")
 		}
-		if d.flags&^(dgKey|dgResend|dgOld) != 0 {
+		if d.flags&^(dgKey|dgResend|dgOld|dgH265) != 0 {
 			return d, fmt.Errorf("unknown flags %#x", d.flags)
 		}
 		d.seq = binary.BigEndian.Uint32(rest)
@@ -207,7 +211,7 @@ func newSender(pc net.PacketConn, to netip.AddrPort, tok token) *sender {
 
 // send cuts one frame into datagrams and sends them. A failed write of one
 // datagram is for the viewer's NACK to mend; only a closed socket fails.
-func (s *sender) send(t time.Time, key, old bool, data []byte) error {
+func (s *sender) send(t time.Time, key, old bool, data []byte, codec h264.Codec) error {
 	if len(data) == 0 {
 		return nil
 	}
@@ -221,6 +225,9 @@ func (s *sender) send(t time.Time, key, old bool, data []byte) error {
 	}
 	if old {
 		flags |= dgOld
+	}
+	if codec == h264.CodecH265 {
+		flags |= dgH265
 	}
 	now := s.now()
 	s.mu.Lock()
@@ -364,6 +371,7 @@ type assembler struct {
 type partial struct {
 	time     int64
 	key, old bool
+	codec    h264.Codec
 	frags    [][]byte
 	have     int
 }
@@ -417,10 +425,10 @@ func (a *assembler) add(d datagram, now time.Time) {
 	}
 	p := a.frames[d.frame]
 	if p == nil {
-		p = &partial{time: d.time, key: d.flags&dgKey != 0, old: d.flags&dgOld != 0, frags: make([][]byte, d.frags)}
+		p = &partial{time: d.time, key: d.flags&dgKey != 0, old: d.flags&dgOld != 0, codec: dgCodec(d.flags), frags: make([][]byte, d.frags)}
 		a.frames[d.frame] = p
 	}
-	if len(p.frags) != int(d.frags) || p.time != d.time || p.key != (d.flags&dgKey != 0) || p.old != (d.flags&dgOld != 0) || p.frags[d.frag] != nil {
+	if len(p.frags) != int(d.frags) || p.time != d.time || p.key != (d.flags&dgKey != 0) || p.old != (d.flags&dgOld != 0) || p.codec != dgCodec(d.flags) || p.frags[d.frag] != nil {
 		return // inconsistent with what came before, or a duplicate
 	}
 	a.newest = max(a.newest, d.time)
@@ -447,7 +455,16 @@ type outFrame struct {
 	frame uint32
 	time  int64
 	key   bool
+	codec h264.Codec
 	data  []byte
+}
+
+// dgCodec is the codec a data datagram's flags name.
+func dgCodec(flags byte) h264.Codec {
+	if flags&dgH265 != 0 {
+		return h264.CodecH265
+	}
+	return h264.CodecH264
 }
 
 // pop hands out the frames that are whole and next in order, giving up on
@@ -465,7 +482,7 @@ func (a *assembler) pop(now time.Time) []outFrame {
 		}
 		p := a.frames[a.next]
 		if p != nil && p.have == len(p.frags) {
-			out = append(out, outFrame{frame: a.next, time: p.time, key: p.key, data: p.join()})
+			out = append(out, outFrame{frame: a.next, time: p.time, key: p.key, codec: p.codec, data: p.join()})
 			a.held -= p.size()
 			delete(a.frames, a.next)
 			a.shown, a.last, a.lastTime = true, a.next, p.time

@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/custos-cctv/custos/media/h264"
 )
 
 // capturePC is a net.PacketConn that keeps what is written to it.
@@ -82,7 +84,7 @@ func simulate(t *testing.T, frames []simFrame, loss func(at time.Duration) float
 			f := frames[next]
 			at := base.Add(f.at)
 			sentAt[at.UnixNano()] = next
-			if err := snd.send(at, f.key, false, f.data); err != nil {
+			if err := snd.send(at, f.key, false, f.data, h264.CodecH264); err != nil {
 				t.Fatal(err)
 			}
 			ship(&toViewer, now, pc.take())
@@ -300,7 +302,7 @@ func TestSenderResendsOnlyWhatItShould(t *testing.T) {
 	s := newSender(pc, netip.MustParseAddrPort("[fd00::2]:4000"), tok)
 	clock := time.Unix(1_700_000_000, 0)
 	s.now = func() time.Time { return clock }
-	if err := s.send(time.Now(), true, false, make([]byte, 3*dgPayload)); err != nil {
+	if err := s.send(time.Now(), true, false, make([]byte, 3*dgPayload), h264.CodecH264); err != nil {
 		t.Fatal(err)
 	}
 	if got := len(pc.take()); got != 3 {
@@ -378,7 +380,7 @@ func TestSenderAnswersOnlyTheViewer(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); s.serve() }()
 	defer func() { s.stop(); <-done }()
-	if err := s.send(time.Now(), true, false, []byte("frame")); err != nil {
+	if err := s.send(time.Now(), true, false, []byte("frame"), h264.CodecH264); err != nil {
 		t.Fatal(err)
 	}
 	buf := make([]byte, 2048)

@@ -11,6 +11,7 @@ import (
 func FuzzParseLiveFrame(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 1, liveKey, 0, 0, 0, 1, 0x65})
 	f.Add(append([]byte{0, 0, 0, 0, 0, 0, 0, 0, liveEnd}, "grant revoked"...))
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 1, liveKey | liveH265, 0, 0, 0, 1, 0x26, 1})
 	f.Add([]byte{1, 2, 3})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := parseLiveFrame(b)

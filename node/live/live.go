@@ -24,8 +24,9 @@ package live
 //	flags  uint8     liveKey: a keyframe; liveEnd: the store ended the
 //	                 stream, and the payload is the reason (UTF-8);
 //	                 liveUDP: the frames come as datagrams (datagram.go)
-//	                 from the store's mesh UDP port, the payload (u16)
-//	data   [...]     one H.264 access unit (Annex-B)
+//	                 from the store's mesh UDP port, the payload (u16);
+//	                 liveH265: the access unit is H.265, else H.264
+//	data   [...]     one access unit (Annex-B)
 //
 // A viewer that offers a UDP port and a token in its query gets the
 // frames as datagrams: the stream then carries liveUDP first and the end
@@ -56,7 +57,10 @@ const Op = "live"
 const (
 	liveKey = 1 << 0
 	liveUDP = 1 << 1
-	liveEnd = 1 << 7
+	// liveH265 marks an H.265 frame. A viewer that predates it refuses
+	// the flag as unknown rather than mux H.265 as H.264.
+	liveH265 = 1 << 2
+	liveEnd  = 1 << 7
 
 	liveHeader = 9
 	// liveRecheck is how often a running stream's grant is checked
@@ -237,6 +241,9 @@ func (s *Server) Handle(ctx context.Context, peer keys.NodePublic, body []byte, 
 			if f.Key {
 				buf[8] = liveKey
 			}
+			if f.Codec == h264.CodecH265 {
+				buf[8] |= liveH265
+			}
 			return w.WriteFrame(append(buf, f.Data...))
 		})
 	}
@@ -282,7 +289,7 @@ func (s *Server) datagrams(ctx context.Context, hub *media.Live, camera string, 
 		return 0, 0, 0, err
 	}
 	frames, skipped, err = s.stream(ctx, hub, camera, func(f h264.Frame) error {
-		return snd.send(f.Time, f.Key, time.Since(f.Time) > oldAfter, f.Data)
+		return snd.send(f.Time, f.Key, time.Since(f.Time) > oldAfter, f.Data, f.Codec)
 	})
 	return frames, skipped, snd.resends(), err
 }

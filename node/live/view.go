@@ -35,7 +35,8 @@ func parseLiveFrame(b []byte) (m liveMsg, err error) {
 	}
 	flags := b[8]
 	switch {
-	case flags&^(liveKey|liveEnd|liveUDP) != 0 || flags&(liveEnd|liveUDP) == liveEnd|liveUDP:
+	case flags&^(liveKey|liveEnd|liveUDP|liveH265) != 0 || flags&(liveEnd|liveUDP) == liveEnd|liveUDP,
+		flags&liveH265 != 0 && flags&(liveEnd|liveUDP) != 0:
 		return m, fmt.Errorf("unknown flags %#x", flags)
 	case flags&liveEnd != 0:
 		m.Ended = strings.ToValidUTF8(string(b[liveHeader:]), "\uFFFD")
@@ -53,6 +54,9 @@ func parseLiveFrame(b []byte) (m liveMsg, err error) {
 		return m, errors.New("an empty access unit")
 	}
 	m.Frame = h264.Frame{Time: time.Unix(0, int64(binary.BigEndian.Uint64(b))), Key: flags&liveKey != 0, Data: b[liveHeader:]}
+	if flags&liveH265 != 0 {
+		m.Frame.Codec = h264.CodecH265
+	}
 	return m, nil
 }
 
@@ -198,6 +202,7 @@ func (v *Viewer) emitter(res *Result, out io.Writer, opts Options) func(h264.Fra
 			opts.OnFrame(f)
 		}
 		if res.Frames == 0 {
+			mux.SetCodec(f.Codec)
 			buf = mux.AppendTables(buf[:0])
 		} else {
 			buf = buf[:0]
@@ -282,7 +287,7 @@ func (v *Viewer) watchDatagrams(ctx context.Context, rd *rpc.Reader, pc net.Pack
 			return *res, fmt.Errorf("live view of %s: %w", res.Camera, err)
 		}
 		for _, f := range asm.pop(now) {
-			if err := emit(h264.Frame{Time: time.Unix(0, f.time), Key: f.key, Data: f.data}); err != nil {
+			if err := emit(h264.Frame{Time: time.Unix(0, f.time), Key: f.key, Data: f.data, Codec: f.codec}); err != nil {
 				return *res, err
 			}
 		}

@@ -37,7 +37,7 @@ type output struct {
 
 func (o *output) writeFrame(f tsFrame) error {
 	var err error
-	o.buf, err = o.mux.AppendFrame(o.buf[:0], h264.Frame{Time: timeOfTicks(f.Ticks), Key: f.Key, Data: f.Data})
+	o.buf, err = o.mux.AppendFrame(o.buf[:0], h264.Frame{Time: timeOfTicks(f.Ticks), Key: f.Key, Data: f.Data, Codec: f.Codec})
 	if err != nil {
 		return err
 	}

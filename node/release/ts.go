@@ -1,11 +1,11 @@
 package release
 
 // Reading back what media/ts writes, for exports: a decrypted segment is
-// MPEG-TS with one H.264 program (video on ts.PIDVideo), one access unit per
-// PES packet, PTS only. media/ts has a writer but no reader, so this is the
-// small demuxer an export needs. It is strict about the layout (sync bytes,
-// whole packets, PES start codes) and reads only the video PID; it never
-// decodes video.
+// MPEG-TS with one H.264 or H.265 program (video on ts.PIDVideo, the PMT
+// says which codec), one access unit per PES packet, PTS only. media/ts has
+// a writer but no reader, so this is the small demuxer an export needs. It
+// is strict about the layout (sync bytes, whole packets, PES start codes)
+// and reads only the PMT and the video PID; it never decodes video.
 
 import (
 	"errors"
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/custos-cctv/custos/media/h264"
+	"github.com/custos-cctv/custos/media/h265"
 	"github.com/custos-cctv/custos/media/ts"
 )
 
@@ -23,8 +24,9 @@ const ptsWrap = 1 << 33
 type tsFrame struct {
 	Ticks int64 // 90 kHz ticks since the Unix epoch (unwrapped PTS)
 	Key   bool
-	Data  []byte // Annex-B
-	buf   []byte // the whole PES packet Data is part of
+	Codec h264.Codec // from the PMT before it; H.264 if none came
+	Data  []byte     // Annex-B
+	buf   []byte     // the whole PES packet Data is part of
 }
 
 // ticksOf is t in 90 kHz ticks since the Unix epoch, rounded down, without
@@ -62,12 +64,13 @@ func demuxTS(b []byte, ref time.Time) ([]tsFrame, error) {
 	}
 	var frames []tsFrame
 	var pes []byte // the PES being gathered
+	var codec, pesCodec h264.Codec
 	refTicks := ticksOf(ref)
 	flush := func() error {
 		if pes == nil {
 			return nil
 		}
-		f, err := parsePES(pes, refTicks)
+		f, err := parsePES(pes, refTicks, pesCodec)
 		if err != nil {
 			return err
 		}
@@ -76,6 +79,11 @@ func demuxTS(b []byte, ref time.Time) ([]tsFrame, error) {
 		return nil
 	}
 	for off := 0; off < len(b); off += ts.PacketSize {
+		if c, ok, err := pmtCodec(b[off : off+ts.PacketSize]); err != nil {
+			return nil, fmt.Errorf("ts: packet %d: %w", off/ts.PacketSize, err)
+		} else if ok {
+			codec = c
+		}
 		pusi, payload, err := videoPayload(b[off : off+ts.PacketSize])
 		if err != nil {
 			return nil, fmt.Errorf("ts: packet %d: %w", off/ts.PacketSize, err)
@@ -87,7 +95,7 @@ func demuxTS(b []byte, ref time.Time) ([]tsFrame, error) {
 			if err := flush(); err != nil {
 				return nil, err
 			}
-			pes = make([]byte, 0, 4096)
+			pes, pesCodec = make([]byte, 0, 4096), codec
 		} else if pes == nil {
 			return nil, fmt.Errorf("ts: packet %d: video payload before any PES start", off/ts.PacketSize)
 		}
@@ -125,8 +133,45 @@ func videoPayload(p []byte) (bool, []byte, error) {
 	return pusi, body, nil
 }
 
+// pmtCodec reads the video codec from p if it is a packet that starts a
+// PMT section (ok false otherwise). A PMT whose video is neither H.264 nor
+// H.265 is an error: Custos never writes one.
+func pmtCodec(p []byte) (c h264.Codec, ok bool, err error) {
+	if p[0] != 0x47 || int(p[1]&0x1f)<<8|int(p[2]) != ts.PIDPMT || p[1]&0x40 == 0 || p[3]>>4&1 == 0 {
+		return 0, false, nil
+	}
+	body := p[4:]
+	if p[3]>>4&2 != 0 {
+		if 1+int(body[0]) > len(body) {
+			return 0, false, errors.New("adaptation field longer than the packet")
+		}
+		body = body[1+int(body[0]):]
+	}
+	if len(body) < 1 || 1+int(body[0]) > len(body) {
+		return 0, false, errors.New("PMT pointer past the packet")
+	}
+	sec := body[1+int(body[0]):]
+	if len(sec) < 12 || sec[0] != 0x02 {
+		return 0, false, errors.New("not a PMT section")
+	}
+	end := min(3+(int(sec[1]&0x0f)<<8|int(sec[2]))-4, len(sec)) // before the CRC
+	i := 12 + (int(sec[10]&0x0f)<<8 | int(sec[11]))
+	for i+5 <= end {
+		st, pid, n := sec[i], int(sec[i+1]&0x1f)<<8|int(sec[i+2]), int(sec[i+3]&0x0f)<<8|int(sec[i+4])
+		if pid == ts.PIDVideo {
+			c, ok := ts.CodecOf(st)
+			if !ok {
+				return 0, false, fmt.Errorf("video stream type %#x is neither H.264 nor H.265", st)
+			}
+			return c, true, nil
+		}
+		i += 5 + n
+	}
+	return 0, false, errors.New("PMT without the video stream")
+}
+
 // parsePES reads a video PES packet with a PTS.
-func parsePES(p []byte, refTicks int64) (tsFrame, error) {
+func parsePES(p []byte, refTicks int64, codec h264.Codec) (tsFrame, error) {
 	if len(p) < 14 || p[0] != 0 || p[1] != 0 || p[2] != 1 || p[3]&0xf0 != 0xe0 {
 		return tsFrame{}, errors.New("ts: not a video PES packet")
 	}
@@ -143,7 +188,7 @@ func parsePES(p []byte, refTicks int64) (tsFrame, error) {
 	if n := int(p[4])<<8 | int(p[5]); n != 0 && 6+n < len(p) && 6+n >= 9+hl {
 		data = p[9+hl : 6+n] // a bounded PES: stuffing after it is not video
 	}
-	return tsFrame{Ticks: unwrapPTS(pts, refTicks), Key: h264.IsKey(data), Data: data, buf: p}, nil
+	return tsFrame{Ticks: unwrapPTS(pts, refTicks), Key: h265.IsKeyFrame(codec, data), Codec: codec, Data: data, buf: p}, nil
 }
 
 // clearFrames wipes the frames' plaintext.

@@ -28,6 +28,18 @@ const SystemPython = "/usr/bin/python3"
 // missing (.ci/run installs them and checks that they are there).
 func Start(t testing.TB) string {
 	t.Helper()
+	return start(t, clip.H264, "h264")
+}
+
+// StartH265 is Start with the H.265 clip (clip.H265), payloaded by
+// GStreamer's rtph265pay (RFC 7798).
+func StartH265(t testing.TB) string {
+	t.Helper()
+	return start(t, clip.H265, "h265")
+}
+
+func start(t testing.TB, es []byte, codec string) string {
+	t.Helper()
 	if _, err := os.Stat(SystemPython); err != nil {
 		t.Skipf("GStreamer RTSP test needs %s (apt install python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)", SystemPython)
 	}
@@ -42,8 +54,8 @@ func Start(t testing.TB) string {
 	// GStreamer paces a raw .h264 file but leaves its timestamps unset;
 	// remuxed with -c copy the NAL units stay byte for byte the fixture's.
 	tmp := t.TempDir()
-	raw := filepath.Join(tmp, "clip.h264")
-	if err := os.WriteFile(raw, clip.H264, 0o600); err != nil {
+	raw := filepath.Join(tmp, "clip."+codec)
+	if err := os.WriteFile(raw, es, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	mkv := filepath.Join(tmp, "clip.mkv")
@@ -55,7 +67,7 @@ func Start(t testing.TB) string {
 	_, here, _, _ := runtime.Caller(0)
 	script := filepath.Join(filepath.Dir(here), "gst_rtsp_server.py")
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, SystemPython, script, strconv.Itoa(port), mkv)
+	cmd := exec.CommandContext(ctx, SystemPython, script, strconv.Itoa(port), mkv, codec)
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
