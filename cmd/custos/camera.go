@@ -25,7 +25,7 @@ func runCameraAdd(ctx context.Context, args []string, stdout io.Writer) error {
 	dir, as := commonFlags(fs)
 	site := fs.String("site", "", "the camera's site `S`")
 	name := fs.String("name", "", "the camera's name `N` within its site")
-	source := fs.String("source", "", "the camera's `URL`: rtsp://[USER:PASS@]HOST[:PORT]/PATH or synthetic:[?fps=N&scale=K]")
+	source := fs.String("source", "", "the camera's `URL`: rtsp://[USER:PASS@]HOST[:PORT]/PATH or synthetic:[?fps=N&scale=K&codec=h265]")
 	onvifURL := fs.String("onvif", "", "instead of --source, ask the camera's ONVIF device service at `URL` (http://HOST/onvif/device_service) for its RTSP URL")
 	user := fs.String("user", "", "with --onvif, the camera's user `U` (the password is read from CUSTOS_CAMERA_PASSWORD or asked for)")
 	rtspUser := fs.String("rtsp-user", "", "with --onvif, a separate RTSP user `U` for recording (its password from CUSTOS_RTSP_PASSWORD or asked for); default: the ONVIF login")
