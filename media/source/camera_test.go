@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -43,6 +44,18 @@ type testCamera struct {
 	// endlessFU: on the first connection, after this many frames, send
 	// only middle FU-A fragments of one frame that never ends. 0 = never.
 	endlessFU int
+	// udp: "" refuses RTP over UDP (461), "ok" streams over UDP when
+	// asked, "silent" accepts UDP but never sends a datagram.
+	udp string
+	// reorderEvery: over UDP, in every frame i with i%reorderEvery == 3
+	// that has three packets or more, send the third before the second.
+	reorderEvery int
+	// foreign: over UDP, also send each packet, with a wild sequence
+	// number, from a socket that is not the camera's RTP port.
+	foreign bool
+
+	receiverReports atomic.Int32 // RTCP RRs received
+	udpSetups       atomic.Int32
 
 	conns      atomic.Int32
 	badAuth    atomic.Int32 // requests with a wrong Authorization
@@ -114,6 +127,7 @@ func (c *testCamera) serve(conn net.Conn, n int, done <-chan struct{}) {
 	defer streaming.Wait()
 	stop := make(chan struct{})
 	defer close(stop)
+	var udpSend *testUDP
 	for {
 		req, err := readMessage(br)
 		if err != nil || !req.request {
@@ -143,6 +157,21 @@ func (c *testCamera) serve(conn net.Conn, n int, done <-chan struct{}) {
 				_ = write([]byte("RTSP/1.0 404 Not Found\r\n" + hdr + "\r\n"))
 				continue
 			}
+			if tr := req.get("Transport"); strings.Contains(tr, "client_port=") {
+				if c.udp == "" {
+					_ = write([]byte("RTSP/1.0 461 Unsupported Transport\r\n" + hdr + "\r\n"))
+					continue
+				}
+				c.udpSetups.Add(1)
+				_, ports, _ := strings.Cut(tr, "client_port=")
+				first, _, _ := strings.Cut(ports, "-")
+				var port int
+				fmt.Sscan(first, &port)
+				udpSend = c.udpServer(port, stop)
+				hdr += fmt.Sprintf("Transport: RTP/AVP;unicast;client_port=%d-%d;server_port=%d-%d\r\nSession: 4711;timeout=%d\r\n",
+					port, port+1, udpSend.rtpPort, udpSend.rtcpPort, c.sessionTimeout)
+				break
+			}
 			hdr += fmt.Sprintf("Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\nSession: 4711;timeout=%d\r\n", c.sessionTimeout)
 		case "PLAY":
 			if req.get("Session") != "4711" {
@@ -151,7 +180,11 @@ func (c *testCamera) serve(conn net.Conn, n int, done <-chan struct{}) {
 			}
 			hdr += "Session: 4711\r\n"
 			_ = write([]byte("RTSP/1.0 200 OK\r\n" + hdr + "\r\n"))
-			streaming.Go(func() { c.stream(write, n, stop, done) })
+			send := func(b []byte) error { return write(append([]byte{'$', 0, byte(len(b) >> 8), byte(len(b))}, b...)) }
+			if udpSend != nil {
+				send = udpSend.send
+			}
+			streaming.Go(func() { c.stream(send, n, stop, done) })
 			continue
 		case "GET_PARAMETER":
 			c.keepAlives.Add(1)
@@ -174,7 +207,7 @@ func (c *testCamera) h264SDP() string {
 }
 
 // stream sends the fixture in a loop until stop or done.
-func (c *testCamera) stream(write func([]byte) error, conn int, stop, done <-chan struct{}) {
+func (c *testCamera) stream(send func([]byte) error, conn int, stop, done <-chan struct{}) {
 	p := rtp.NewPacketizer(1200, 96, 0x1234, &codecs.H264Payloader{}, rtp.NewRandomSequencer(), 90000)
 	tick := time.NewTicker(c.frameEvery)
 	defer tick.Stop()
@@ -195,19 +228,21 @@ func (c *testCamera) stream(write func([]byte) error, conn int, stop, done <-cha
 			pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: uint16(i), Timestamp: 1 << 20, SSRC: 0x1234},
 				Payload: append([]byte{0x7c, 0x05}, bytes.Repeat([]byte{0xaa}, 1000)...)}
 			b, _ := pkt.Marshal()
-			if write(append([]byte{'$', 0, byte(len(b) >> 8), byte(len(b))}, b...)) != nil {
+			if send(b) != nil {
 				return
 			}
 			continue
 		}
 		pkts := p.Packetize(h264.JoinNALs(c.fx.aus[i%len(c.fx.aus)]...), 3600)
+		if c.reorderEvery > 0 && i%c.reorderEvery == 3 && len(pkts) >= 3 {
+			pkts[1], pkts[2] = pkts[2], pkts[1]
+		}
 		for k, pkt := range pkts {
 			if conn == 1 && c.drop != nil && c.drop(i, k, len(pkts)) {
 				continue
 			}
 			b, _ := pkt.Marshal()
-			frame := append([]byte{'$', 0, byte(len(b) >> 8), byte(len(b))}, b...)
-			if write(frame) != nil {
+			if send(b) != nil {
 				return
 			}
 		}
@@ -261,4 +296,65 @@ func (c *testCamera) checkAuth(method, uri, got string) bool {
 	}
 	return p["qop"] == "auth" && p["opaque"] == "op4" && len(p["nc"]) == 8 && p["cnonce"] != "" &&
 		p["response"] == md5hex(ha1+":"+c.nonce+":"+p["nc"]+":"+p["cnonce"]+":auth:"+ha2)
+}
+
+// testUDP is the camera's side of one RTP-over-UDP session.
+type testUDP struct {
+	c                 *testCamera
+	rtp, rtcp, other  *net.UDPConn
+	to                *net.UDPAddr
+	rtpPort, rtcpPort int
+	silent            bool
+}
+
+// udpServer opens the camera's RTP and RTCP ports for a client at
+// 127.0.0.1:port, and counts the receiver reports that arrive.
+func (c *testCamera) udpServer(port int, stop <-chan struct{}) *testUDP {
+	listen := func() *net.UDPConn {
+		u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			c.t.Error(err)
+		}
+		return u
+	}
+	u := &testUDP{c: c, rtp: listen(), rtcp: listen(), other: listen(), silent: c.udp == "silent",
+		to: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}}
+	u.rtpPort, u.rtcpPort = u.rtp.LocalAddr().(*net.UDPAddr).Port, u.rtcp.LocalAddr().(*net.UDPAddr).Port
+	c.wg.Go(func() {
+		b := make([]byte, 1500)
+		for {
+			n, err := u.rtcp.Read(b)
+			if err != nil {
+				return
+			}
+			if n >= 32 && b[0]>>6 == 2 && b[1] == 201 {
+				c.receiverReports.Add(1)
+			}
+		}
+	})
+	c.wg.Go(func() {
+		<-stop
+		u.rtp.Close()
+		u.rtcp.Close()
+		u.other.Close()
+	})
+	return u
+}
+
+func (u *testUDP) send(b []byte) error {
+	if u.silent {
+		return nil
+	}
+	if u.c.foreign {
+		// The same packet from another port, ahead in sequence: accepted,
+		// it would look like a burst of loss and damage the stream.
+		f := append([]byte(nil), b...)
+		f[2] ^= 0x40
+		_, _ = u.other.WriteToUDP(f, u.to)
+	}
+	_, err := u.rtp.WriteToUDP(b, u.to)
+	if err != nil && errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
 }
