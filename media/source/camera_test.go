@@ -3,6 +3,7 @@ package source
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -54,6 +55,9 @@ type testCamera struct {
 	// number, from a socket that is not the camera's RTP port.
 	foreign bool
 
+	// tlsCert makes it an rtsps camera.
+	tlsCert *tls.Certificate
+
 	receiverReports atomic.Int32 // RTCP RRs received
 	udpSetups       atomic.Int32
 
@@ -72,6 +76,11 @@ func (c *testCamera) start() string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		c.t.Fatal(err)
+	}
+	scheme := "rtsp://"
+	if c.tlsCert != nil {
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{*c.tlsCert}})
+		scheme = "rtsps://"
 	}
 	c.ln = ln
 	if c.frameEvery == 0 {
@@ -100,7 +109,7 @@ func (c *testCamera) start() string {
 		open.Range(func(k, _ any) bool { k.(net.Conn).Close(); return true })
 		c.wg.Wait()
 	})
-	return "rtsp://" + ln.Addr().String() + "/stream"
+	return scheme + ln.Addr().String() + "/stream"
 }
 
 func (c *testCamera) url(user, pass string) string {
@@ -108,7 +117,8 @@ func (c *testCamera) url(user, pass string) string {
 	if user == "" {
 		return u
 	}
-	return strings.Replace(u, "rtsp://", "rtsp://"+user+":"+pass+"@", 1)
+	scheme, rest, _ := strings.Cut(u, "://")
+	return scheme + "://" + user + ":" + pass + "@" + rest
 }
 
 // serve handles one connection.
@@ -123,6 +133,9 @@ func (c *testCamera) serve(conn net.Conn, n int, done <-chan struct{}) {
 		return err
 	}
 	base := "rtsp://" + c.ln.Addr().String() + "/stream"
+	if c.tlsCert != nil {
+		base = "rtsps://" + c.ln.Addr().String() + "/stream"
+	}
 	var streaming sync.WaitGroup
 	defer streaming.Wait()
 	stop := make(chan struct{})
