@@ -29,9 +29,12 @@ test:
 	$(GO) test -count=1 -tags custos_protocol1 -run 'Protocol' ./policy/
 	$(GO) test -count=1 -timeout 10m -run '^TestDemo$$' ./node/demo/
 
-# Fault scenarios on network namespaces (DESIGN §9): nodes as separate
+# Recording from real RTSP servers (GStreamer over UDP with Digest and a
+# session timeout, over TLS; VLC), then fault scenarios on network
+# namespaces (DESIGN §9): nodes as separate
 # processes with real partitions, loss, delay and kill -9. Needs root.
 e2e:
+	CUSTOS_RTSP_E2E=1 $(GO) test -count=1 -timeout 10m -run 'RealRTSPServers' -v ./media/
 	CUSTOS_NETNS=1 $(GO) test -count=1 -timeout 40m -run 'Netns' -v ./e2e/
 
 demo: build

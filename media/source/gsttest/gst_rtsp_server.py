@@ -6,8 +6,15 @@ RTP packet gets the same timestamp. The test remuxes the fixture with
 `ffmpeg -c copy`, which leaves the NAL units untouched.) Each client gets
 its own pipeline, so it starts at frame 0.
 
-usage: gst_rtsp_server.py PORT CLIP.mkv   (prints READY when listening)
+usage: gst_rtsp_server.py PORT CLIP.mkv [--protocols tcp|udp|both]
+         [--auth basic|digest --user U --password P] [--timeout SECONDS]
+         [--tls CERT_AND_KEY.pem]   (prints READY when listening)
+
+--timeout sets each session's timeout, and expired sessions are cleaned up
+every second, so a client that does not keep its session alive loses it.
+--tls serves rtsps (every connection is TLS).
 """
+import argparse
 import sys
 
 import gi
@@ -15,9 +22,19 @@ import gi
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
 gi.require_version("GstRtsp", "1.0")
-from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
+from gi.repository import Gio, GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
-port, clip = sys.argv[1], sys.argv[2]
+ap = argparse.ArgumentParser()
+ap.add_argument("port")
+ap.add_argument("clip")
+ap.add_argument("--protocols", default="tcp", choices=["tcp", "udp", "both"])
+ap.add_argument("--auth", choices=["basic", "digest"])
+ap.add_argument("--user", default="")
+ap.add_argument("--password", default="")
+ap.add_argument("--timeout", type=int, default=0)
+ap.add_argument("--tls")
+args = ap.parse_args()
+port, clip = args.port, args.clip
 Gst.init(None)
 server = GstRtspServer.RTSPServer()
 server.set_address("127.0.0.1")
@@ -29,7 +46,55 @@ factory.set_launch(
     % clip.replace(" ", "\\ ")
 )
 factory.set_shared(False)
-factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP)
+factory.set_protocols(
+    {
+        "tcp": GstRtsp.RTSPLowerTrans.TCP,
+        "udp": GstRtsp.RTSPLowerTrans.UDP,
+        "both": GstRtsp.RTSPLowerTrans.UDP | GstRtsp.RTSPLowerTrans.TCP,
+    }[args.protocols]
+)
+if args.auth or args.tls:
+    auth = GstRtspServer.RTSPAuth()
+    if args.tls:
+        with open(args.tls) as f:
+            auth.set_tls_certificate(Gio.TlsCertificate.new_from_pem(f.read(), -1))
+    if args.auth:
+        token = GstRtspServer.RTSPToken()
+        token.set_string("media.factory.role", "user")
+        if args.auth == "basic":
+            auth.set_supported_methods(GstRtsp.RTSPAuthMethod.BASIC)
+            auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, args.password), token)
+        else:
+            auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
+            auth.add_digest(args.user, args.password, token)
+        perms = GstRtspServer.RTSPPermissions()
+        perms.add_permission_for_role("user", "media.factory.access", True)
+        perms.add_permission_for_role("user", "media.factory.construct", True)
+        factory.set_permissions(perms)
+    else:
+        # TLS only: everyone may watch, as without RTSPAuth.
+        token = GstRtspServer.RTSPToken()
+        token.set_string("media.factory.role", "anonymous")
+        auth.set_default_token(token)
+        perms = GstRtspServer.RTSPPermissions()
+        perms.add_permission_for_role("anonymous", "media.factory.access", True)
+        perms.add_permission_for_role("anonymous", "media.factory.construct", True)
+        factory.set_permissions(perms)
+    server.set_auth(auth)
+if args.timeout > 0:
+
+    def new_session(client, session):
+        session.set_timeout(args.timeout)
+
+    server.connect("client-connected", lambda srv, client: client.connect("new-session", new_session))
+
+    def cleanup():
+        n = server.get_session_pool().cleanup()
+        if n:
+            print("EXPIRED %d" % n, flush=True)
+        return True
+
+    GLib.timeout_add_seconds(1, cleanup)
 server.get_mount_points().add_factory("/clip", factory)
 if server.attach(None) == 0:
     sys.exit("gst_rtsp_server: cannot listen on port " + port)
