@@ -86,7 +86,16 @@ if args.timeout > 0:
     def new_session(client, session):
         session.set_timeout(args.timeout)
 
-    server.connect("client-connected", lambda srv, client: client.connect("new-session", new_session))
+    def keepalive(client, ctx):
+        print("KEEPALIVE", flush=True)
+
+    def connected(srv, client):
+        client.connect("new-session", new_session)
+        # GStreamer does not expire a session while its client stays
+        # connected, so the test counts the keep-alives themselves.
+        client.connect("get-parameter-request", keepalive)
+
+    server.connect("client-connected", connected)
 
     def cleanup():
         n = server.get_session_pool().cleanup()

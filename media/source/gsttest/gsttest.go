@@ -32,7 +32,8 @@ type Config struct {
 	// Auth is "", "basic" or "digest", for User and Password.
 	Auth, User, Password string
 	// SessionTimeout, if set, is each session's timeout; expired sessions
-	// are removed every second (see Server.Expired).
+	// are removed every second (see Server.Expired), and keep-alives are
+	// counted (Server.KeepAlives).
 	SessionTimeout int
 	// TLS serves rtsps with this PEM certificate and key.
 	TLS []byte
@@ -40,9 +41,14 @@ type Config struct {
 
 // Server is a running GStreamer RTSP server.
 type Server struct {
-	URL     string // rtsp:// or rtsps://127.0.0.1:PORT/clip
-	expired atomic.Int32
+	URL        string // rtsp:// or rtsps://127.0.0.1:PORT/clip
+	expired    atomic.Int32
+	keepAlives atomic.Int32
 }
+
+// KeepAlives is how many GET_PARAMETER requests the server answered
+// (counted with SessionTimeout set).
+func (s *Server) KeepAlives() int { return int(s.keepAlives.Load()) }
 
 // Expired is how many sessions the server dropped for want of keep-alive.
 func (s *Server) Expired() int { return int(s.expired.Load()) }
@@ -121,6 +127,8 @@ func StartWith(t testing.TB, cfg Config) *Server {
 			switch line := strings.TrimSpace(sc.Text()); {
 			case line == "READY":
 				ready <- true
+			case line == "KEEPALIVE":
+				srv.keepAlives.Add(1)
 			case strings.HasPrefix(line, "EXPIRED "):
 				n, _ := strconv.Atoi(strings.TrimPrefix(line, "EXPIRED "))
 				srv.expired.Add(int32(n))
