@@ -187,6 +187,11 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDepacketize -fuzztime 15s -fuzzminimizetime 0 ./media/source/
 	$(GO) test -run '^$$' -fuzz FuzzParseSDP -fuzztime 15s ./media/source/
 	$(GO) test -run '^$$' -fuzz FuzzAuthChallenge -fuzztime 15s ./media/source/
+	$(GO) test -run '^$$' -fuzz FuzzParseTransport -fuzztime 15s ./media/source/
+	$(GO) test -run '^$$' -fuzz FuzzParseSession -fuzztime 15s ./media/source/
+	$(GO) test -run '^$$' -fuzz FuzzParseRTCP -fuzztime 15s ./media/source/
+	$(GO) test -run '^$$' -fuzz FuzzReorder -fuzztime 15s ./media/source/
+	$(GO) test -run '^$$' -fuzz FuzzBaseURL -fuzztime 15s ./media/source/
 	$(GO) test -run '^$$' -fuzz FuzzSegmenter -fuzztime 15s ./media/ts/
 	$(GO) test -run '^$$' -fuzz FuzzMuxFrame -fuzztime 15s ./media/ts/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeIndexEntry -fuzztime 15s ./media/store/

@@ -267,7 +267,10 @@ func parseTransport(v string) (transportReply, error) {
 			if err != nil || pa == 0 {
 				return r, fmt.Errorf("%w: bad server_port in Transport %.60q", errMessage, v)
 			}
-			pb := pa + 1
+			pb := pa + 1 // RTCP on the next port, unless named
+			if !found && pa == 65535 {
+				return r, fmt.Errorf("%w: bad server_port in Transport %.60q", errMessage, v)
+			}
 			if found {
 				if pb, err = strconv.ParseUint(b, 10, 16); err != nil || pb == 0 {
 					return r, fmt.Errorf("%w: bad server_port in Transport %.60q", errMessage, v)
