@@ -94,6 +94,10 @@ bench:
 	  -ratio Export/1m=DecryptSegment:MB/s -ratio Export/1h=DecryptSegment:MB/s \
 	  -ratio Partial=DecryptSegment:ns/op -ratio Combine=DecryptSegment:ns/op \
 	  -ratio SealSegment=Ed25519VerifyBaseline:ns/op -ratio VerifySealedSegment=Ed25519VerifyBaseline:ns/op < bin/bench-media.out
+	@echo
+	@echo "Camera ingest: the RTSP client's CPU per camera (8 fake cameras at 25 fps in a process of their own) over RTP/UDP beside TCP interleaved:"
+	$(GO) test -run '^$$' -bench 'RTSPIngest' -benchtime=1x -count=3 -timeout 10m ./media/source/ | tee bin/bench-ingest.out
+	$(GO) run ./cmd/benchreport -ratio RTSPIngest/udp=RTSPIngest/tcp:cpu-ms/camera-s < bin/bench-ingest.out
 	@echo "(Release: p50/p99-ms from the last approval's commit to keys usable on the requester; MB/s: export, decrypt + remux, beside raw decryption;"
 	@echo " Partial: one custodian's answer for one segment; Combine: the requester's check of two answers and unwrap, both beside one segment's decryption;"
 	@echo " SealSegment, VerifySealedSegment: a store's seal on one segment and its check, beside one plain Ed25519 verification;"
