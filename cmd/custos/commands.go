@@ -125,8 +125,8 @@ var commands = map[string]command{
 		about: "Add, list or remove the policy's cameras. A camera's credentials stay on its site's store, never in the policy.",
 		subs: map[string]command{
 			"add": {summary: "add a camera",
-				usage: "camera add --site S --name N --source URL --purpose TEXT [--basis TEXT] [--retention D] [--justification TEXT] [--tags A,B] --dir DIR --as KEY",
-				about: "Add a camera to the policy (URL: rtsp://[USER:PASS@]HOST[:PORT]/PATH or synthetic:[?fps=N&scale=K]). Credentials in the URL are split off and kept only by the store in --dir, which must be that site's store; the policy gets the URL without them. A retention above 72h needs a --justification.",
+				usage: "camera add --site S --name N --source URL --purpose TEXT [--basis TEXT] [--retention D] [--justification TEXT] [--tags A,B] [--transport tcp|udp|auto] [--ca FILE | --pin sha256:HEX] --dir DIR --as KEY",
+				about: "Add a camera to the policy (URL: rtsp://[USER:PASS@]HOST[:PORT]/PATH, rtsps://… for RTSP over TLS, or synthetic:[?fps=N&scale=K]). Credentials in the URL are split off and kept only by the store in --dir, which must be that site's store, with the camera's settings: --transport (tcp interleaved by default; udp; auto tries UDP and falls back to TCP) and, for rtsps, how its certificate is trusted: --ca verifies it against a CA file, --pin pins a fingerprint, and by default the first one seen is pinned. The policy gets the URL without them. Running it again for an rtsps camera re-pins it (after a certificate change stopped its recording). A retention above 72h needs a --justification.",
 				run:   runCameraAdd},
 			"list": {summary: "list the policy's cameras",
 				usage: "camera list --dir DIR [--json]",

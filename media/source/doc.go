@@ -2,15 +2,30 @@
 // into a stream of h264.Frame values (one access unit each, Annex-B, with a
 // wall-clock time; a keyframe's Data starts with SPS and PPS).
 //
-// Two schemes are understood:
+// Three schemes are understood:
 //
 //	rtsp://[user:pass@]host[:port]/path
-//	    RTSP/1.0 with RTP interleaved over the TCP connection (no UDP, so it
-//	    crosses NAT and firewalls like the control channel does), Basic or
-//	    Digest (RFC 2617, MD5) authentication, H.264 per RFC 6184
-//	    (single NAL, STAP-A, FU-A). A source reconnects by itself with
-//	    capped exponential backoff; loss makes it drop the damaged access
-//	    unit and wait for the next keyframe rather than emit a corrupt one.
+//	    RTSP/1.0 with RTP interleaved over the TCP connection by default
+//	    (it crosses NAT and firewalls like the control channel does), or
+//	    over a UDP port pair (Options.Transport: udp, or auto with a
+//	    fallback to TCP), Basic or Digest (RFC 2617, MD5, qop=auth)
+//	    authentication, H.264 per RFC 6184 (single NAL, STAP-A, FU-A). A
+//	    source reconnects by itself with capped exponential backoff; loss
+//	    makes it drop the damaged access unit and wait for the next
+//	    keyframe rather than emit a corrupt one.
+//
+//	rtsps://[user:pass@]host[:port]/path
+//	    The same over TLS (port 322 by default), RTP always interleaved on
+//	    the TLS connection (no SRTP). The camera's key is pinned
+//	    (Fingerprint; learned on first use through Options.TLS.OnPin) or
+//	    its chain verified against Options.TLS.RootCAs; a pinned camera
+//	    that shows another key fails with ErrCertChanged and is not
+//	    retried.
+//
+// Over UDP, datagrams from anywhere but the camera's address (and the
+// server_port it named) are dropped and counted; packets pass a reorder
+// window (64 packets, 50 ms) before the depacketizer; RTCP receiver
+// reports go back every 5 s.
 //
 //	synthetic:[?fps=N][&pace=none][&scale=K]
 //	    The embedded fixture clip (media/clip) looped forever with fresh
