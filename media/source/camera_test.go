@@ -30,7 +30,7 @@ type testCamera struct {
 	fx   *fixture
 	user string
 	pass string
-	auth string // "", "basic", "digest" (qop=auth) or "digest-noqop"
+	auth string // "", "basic", "digest" (SHA-256 and MD5, qop=auth), "digest-md5" (qop=auth) or "digest-noqop"
 	sdp  string // overrides the H.264 SDP when set
 	// sessionTimeout is what the Session header advertises (seconds).
 	sessionTimeout int
@@ -268,6 +268,11 @@ func (c *testCamera) challenge() string {
 		return `WWW-Authenticate: Basic realm="` + testRealm + "\"\r\n"
 	case "digest-noqop":
 		return fmt.Sprintf("WWW-Authenticate: Digest realm=%q, nonce=%q\r\n", testRealm, c.nonce)
+	case "digest-md5":
+		// Offer a scheme we must skip first, as some cameras do.
+		return fmt.Sprintf("WWW-Authenticate: Digest realm=%q, nonce=%q, algorithm=MD5-sess, qop=\"auth\"\r\n"+
+			"WWW-Authenticate: Digest realm=%q, nonce=%q, algorithm=MD5, qop=\"auth,auth-int\", opaque=\"op4\"\r\n",
+			testRealm, c.nonce, testRealm, c.nonce)
 	}
 	// Offer a scheme we must skip first, as some cameras do.
 	return fmt.Sprintf("WWW-Authenticate: Digest realm=%q, nonce=%q, algorithm=SHA-256, qop=\"auth\"\r\n"+
@@ -302,13 +307,20 @@ func (c *testCamera) checkAuth(method, uri, got string) bool {
 	if p["username"] != c.user || p["realm"] != testRealm || p["nonce"] != c.nonce || p["uri"] != uri {
 		return false
 	}
-	ha1 := md5hex(c.user + ":" + testRealm + ":" + c.pass)
-	ha2 := md5hex(method + ":" + uri)
-	if c.auth == "digest-noqop" {
-		return p["qop"] == "" && p["response"] == md5hex(ha1+":"+c.nonce+":"+ha2)
+	h, opaque := md5hex, "op4"
+	if c.auth == "digest" { // it offered SHA-256 first: that is the one to use
+		if p["algorithm"] != "SHA-256" {
+			return false
+		}
+		h, opaque = sha256hex, ""
 	}
-	return p["qop"] == "auth" && p["opaque"] == "op4" && len(p["nc"]) == 8 && p["cnonce"] != "" &&
-		p["response"] == md5hex(ha1+":"+c.nonce+":"+p["nc"]+":"+p["cnonce"]+":auth:"+ha2)
+	ha1 := h(c.user + ":" + testRealm + ":" + c.pass)
+	ha2 := h(method + ":" + uri)
+	if c.auth == "digest-noqop" {
+		return p["qop"] == "" && p["response"] == h(ha1+":"+c.nonce+":"+ha2)
+	}
+	return p["qop"] == "auth" && p["opaque"] == opaque && len(p["nc"]) == 8 && p["cnonce"] != "" &&
+		p["response"] == h(ha1+":"+c.nonce+":"+p["nc"]+":"+p["cnonce"]+":auth:"+ha2)
 }
 
 // testUDP is the camera's side of one RTP-over-UDP session.

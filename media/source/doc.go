@@ -8,8 +8,9 @@
 //	    RTSP/1.0 with RTP interleaved over the TCP connection by default
 //	    (it crosses NAT and firewalls like the control channel does), or
 //	    over a UDP port pair (Options.Transport: udp, or auto with a
-//	    fallback to TCP), Basic or Digest (RFC 2617, MD5, qop=auth)
-//	    authentication, H.264 per RFC 6184 (single NAL, STAP-A, FU-A). A
+//	    fallback to TCP), Basic or Digest (RFC 2617/7616, SHA-256 or MD5,
+//	    qop=auth) authentication, H.264 per RFC 6184 (single NAL, STAP-A,
+//	    FU-A). A
 //	    source reconnects by itself with capped exponential backoff; loss
 //	    makes it drop the damaged access unit and wait for the next
 //	    keyframe rather than emit a corrupt one.
