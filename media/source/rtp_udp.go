@@ -177,6 +177,11 @@ func (c *rtspConn) playUDP(ctx context.Context, tr track, u *udpPair, emit func(
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		select { // the control reader's stop may predate the deadline just set
+		case cerr := <-ctrlErr:
+			return cerr
+		default:
+		}
 		n, from, err := u.rtp.ReadFromUDPAddrPort(buf)
 		now = src.opt.clock.Now()
 		if err != nil {
