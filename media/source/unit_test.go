@@ -137,3 +137,20 @@ func TestAuthChallenge(t *testing.T) {
 		t.Errorf("RFC 2617 example response = %s", got)
 	}
 }
+
+func TestCleanRTSPURL(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"rtsp://cam/live/", "rtsp://cam/live/"},
+		{"RTSPS://cam:322/a?x=1", "rtsps://cam:322/a?x=1"},
+		{"rtsp://admin:pw@cam/live", "rtsp://cam/live"}, // a camera's idea of credentials is never echoed
+		{"http://cam/live", ""},
+		{"/live/", ""},
+		{"rtsp:///nohost", ""},
+		{"", ""},
+	} {
+		got, ok := cleanRTSPURL(tc.in)
+		if got != tc.want || ok != (tc.want != "") {
+			t.Errorf("cleanRTSPURL(%q) = %q, %v; want %q", tc.in, got, ok, tc.want)
+		}
+	}
+}
