@@ -74,8 +74,9 @@ type rtpReceiver struct {
 	receivedPrior uint32
 
 	jitter      float64 // in RTP timestamp units
-	transit     int64
+	transit     uint32
 	haveTransit bool
+	base        time.Time // arrival times count from here
 
 	lsr   uint32    // middle 32 bits of the last SR's NTP timestamp
 	lsrAt time.Time // when it arrived
@@ -93,15 +94,20 @@ func (r *rtpReceiver) packet(seq uint16, ts uint32, ssrc uint32, arrival time.Ti
 		r.maxSeq = seq
 	}
 	r.received++
-	// Interarrival jitter: arrival time in RTP units against the stamp.
+	// Interarrival jitter (A.8): arrival time in RTP units against the
+	// stamp, both wrapping at 32 bits.
 	rate := int64(r.clockRate)
 	if rate == 0 {
 		rate = 90000
 	}
-	arr := arrival.UnixNano() / 1000 * rate / 1e6
-	transit := arr - int64(ts)
+	if !r.haveTransit {
+		r.base = arrival
+	}
+	since := arrival.Sub(r.base)
+	arr := uint32(int64(since/time.Second)*rate + int64(since%time.Second)*rate/int64(time.Second))
+	transit := arr - ts
 	if r.haveTransit {
-		d := transit - r.transit
+		d := int64(int32(transit - r.transit))
 		if d < 0 {
 			d = -d
 		}
