@@ -25,6 +25,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // kindProtocol lists the kinds whose meaning is newer than protocol 1.
@@ -36,6 +37,11 @@ var kindProtocol = map[string]int{
 	KindRemovePasskey:   2,
 	KindRequirePasskeys: 2,
 }
+
+// rtspsProtocol is the protocol in which a camera's source may be rtsps://
+// (RTSP over TLS): a protocol-2 replica would refuse such a camera.add
+// while upgraded ones apply it, so the command says it needs 3.
+const rtspsProtocol = 3
 
 // KindProtocol is the protocol a command of kind needs (1 for the kinds of
 // the first release and for kinds this release does not know).
@@ -88,11 +94,17 @@ func needsAt(body []byte, depth int) (kind string, declared, derived int) {
 		Proposal *struct {
 			Body []byte `json:"body"`
 		} `json:"proposal"`
+		Camera *struct {
+			Source string `json:"source"`
+		} `json:"camera"`
 	}
 	if len(body) > MaxEnvelope || json.NewDecoder(bytes.NewReader(body)).Decode(&probe) != nil {
 		return "", 0, 1
 	}
 	derived = KindProtocol(probe.Kind)
+	if probe.Kind == KindAddCamera && probe.Camera != nil && isRTSPS(probe.Camera.Source) {
+		derived = max(derived, rtspsProtocol)
+	}
 	if probe.Proposal != nil && depth == 0 {
 		// A proposal executes its body when the quorum approves it: it
 		// needs what the body needs, from the moment it is made.
@@ -110,6 +122,12 @@ func stampOK(body []byte) (ok bool, declared, derived int) {
 		return declared == 0, declared, derived
 	}
 	return declared == derived, declared, derived
+}
+
+// isRTSPS reports whether a camera source is an rtsps:// URL.
+func isRTSPS(src string) bool {
+	scheme, _, ok := strings.Cut(src, ":")
+	return ok && strings.EqualFold(scheme, "rtsps")
 }
 
 // checkProtocol is Apply's first check: a command newer than this release

@@ -3,4 +3,4 @@
 package policy
 
 // Protocol is the newest policy protocol this release speaks.
-const Protocol = 2
+const Protocol = 3
