@@ -55,6 +55,10 @@ type testCamera struct {
 	// number, from a socket that is not the camera's RTP port.
 	foreign bool
 
+	// staleEvery: every staleEvery-th GET_PARAMETER gets a 401 with a new
+	// nonce and stale=true, as cameras that rotate nonces answer.
+	staleEvery int
+	getParams  atomic.Int32
 	// tlsCert makes it an rtsps camera.
 	tlsCert *tls.Certificate
 
@@ -149,6 +153,12 @@ func (c *testCamera) serve(conn net.Conn, n int, done <-chan struct{}) {
 		method, uri, _ := strings.Cut(req.reason, " ")
 		uri = strings.TrimSuffix(uri, " RTSP/1.0")
 		hdr := "CSeq: " + req.get("CSeq") + "\r\n"
+		if method == "GET_PARAMETER" && c.staleEvery > 0 && int(c.getParams.Add(1))%c.staleEvery == 0 {
+			c.nonce = randHex(8)
+			stale := strings.ReplaceAll(c.challenge(), "\r\n", ", stale=true\r\n")
+			_ = write([]byte("RTSP/1.0 401 Unauthorized\r\n" + hdr + stale + "\r\n"))
+			continue
+		}
 		if !c.authorized(method, uri, req.get("Authorization")) {
 			hdr += c.challenge()
 			_ = write([]byte("RTSP/1.0 401 Unauthorized\r\n" + hdr + "\r\n"))

@@ -261,8 +261,8 @@ func (c *rtspConn) readControl(ctx context.Context) error {
 		if err != nil {
 			return c.readErr(ctx, "read", 0, err)
 		}
-		if m.status == 401 || m.status == 454 {
-			return &statusError{"keep-alive", m.status, limit(m.reason, 80)}
+		if err := c.keepAliveAnswer(m); err != nil {
+			return err
 		}
 	}
 }

@@ -32,6 +32,8 @@ type rtspConn struct {
 	cseq    int
 	auth    *auth // nil when the URL has no credentials
 	session string
+
+	keepMethod, keepURI string // set before play, read-only after
 }
 
 // statusError is a non-2xx answer.
@@ -104,6 +106,7 @@ func (s *rtspSource) session(ctx context.Context, emit func(h264.Frame) error) (
 	s.log.Info("camera playing", "transport", transport, "keepalive", keepMethod, "every", keepEvery)
 	start := s.opt.clock.Now()
 
+	c.keepMethod, c.keepURI = keepMethod, tr.aggregate
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() { c.keepAlive(done, keepMethod, tr.aggregate, keepEvery) })
@@ -430,6 +433,29 @@ func (c *rtspConn) keepAlive(done <-chan struct{}, method, uri string, every tim
 	}
 }
 
+// keepAliveAnswer looks at a message read while playing. A refused
+// keep-alive ends the session, unless the camera only said its nonce was
+// stale: then the new one is adopted and the keep-alive sent again at once,
+// as cameras that rotate nonces expect.
+func (c *rtspConn) keepAliveAnswer(m *message) error {
+	if m.status != 401 && m.status != 454 {
+		return nil
+	}
+	if m.status == 401 && c.auth != nil {
+		challenges := m.header[textproto.CanonicalMIMEHeaderKey("WWW-Authenticate")]
+		if strings.Contains(strings.ToLower(strings.Join(challenges, " ")), "stale=true") {
+			c.mu.Lock()
+			err := c.auth.challenge(challenges)
+			c.mu.Unlock()
+			if err == nil {
+				_, err = c.send(c.keepMethod, c.keepURI, nil)
+			}
+			return err
+		}
+	}
+	return &statusError{"keep-alive", m.status, limit(m.reason, 80)}
+}
+
 // play reads RTP until an error or ctx ends, emitting whole frames.
 func (c *rtspConn) play(ctx context.Context, tr track, rtpCh byte, emit func(h264.Frame) error) error {
 	dp := newDepacketizer(tr.sps, tr.pps)
@@ -454,8 +480,8 @@ func (c *rtspConn) play(ctx context.Context, tr track, rtpCh byte, emit func(h26
 			if err != nil {
 				return c.readErr(ctx, "read", timeout, err)
 			}
-			if m.status == 401 || m.status == 454 {
-				return &statusError{"keep-alive", m.status, limit(m.reason, 80)}
+			if err := c.keepAliveAnswer(m); err != nil {
+				return err
 			}
 			continue
 		}

@@ -11,15 +11,18 @@ import (
 // dropped and counted, and receiver reports reach the camera.
 func TestRTSPOverUDP(t *testing.T) {
 	fx := loadFixture(t)
-	cam := &testCamera{t: t, fx: fx, udp: "ok", reorderEvery: 10, foreign: true, frameEvery: 10 * time.Millisecond}
-	src, err := Open(cam.url("", ""), Options{Transport: TransportUDP, rrEvery: 200 * time.Millisecond})
+	cam := &testCamera{t: t, fx: fx, udp: "ok", reorderEvery: 10, foreign: true, frameEvery: 10 * time.Millisecond,
+		auth: "digest", user: "admin", pass: testPass, sessionTimeout: 1}
+	src, err := Open(cam.url("admin", testPass), Options{Transport: TransportUDP, rrEvery: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := &collector{}
 	run(t, src, c)
-	waitFor(t, 20*time.Second, "120 frames and 2 receiver reports", func() bool {
-		return c.len() >= 120 && cam.receiverReports.Load() >= 2
+	// Session timeout 1 s: keep-alives every 500 ms on the control
+	// connection, their answers read while RTP comes over UDP.
+	waitFor(t, 20*time.Second, "120 frames, 2 receiver reports, 2 keep-alives", func() bool {
+		return c.len() >= 120 && cam.receiverReports.Load() >= 2 && cam.keepAlives.Load() >= 2
 	})
 	frames, _ := c.snapshot()
 	checkStream(t, fx, frames[:120], [2]int{})
@@ -28,8 +31,8 @@ func TestRTSPOverUDP(t *testing.T) {
 	if st.Transport != "udp" || st.FellBack || st.PacketsLost != 0 || st.PacketsReordered == 0 || st.PacketsForeign == 0 || st.Reconnects != 0 {
 		t.Errorf("Stats = %+v, want udp, reordered and foreign packets counted, none lost", st)
 	}
-	if n := cam.udpSetups.Load(); n != 1 {
-		t.Errorf("camera saw %d UDP SETUPs, want 1", n)
+	if n := cam.udpSetups.Load(); n != 1 || cam.badAuth.Load() != 0 {
+		t.Errorf("camera saw %d UDP SETUPs (want 1), %d bad logins", n, cam.badAuth.Load())
 	}
 }
 
@@ -187,5 +190,27 @@ func TestParseTransport(t *testing.T) {
 		if (err != nil) != tc.err || (err == nil && got != tc.want) {
 			t.Errorf("parseTransport(%q) = %+v, %v; want %+v, error %v", tc.in, got, err, tc.want, tc.err)
 		}
+	}
+}
+
+// A camera that rotates its Digest nonce answers a keep-alive with 401
+// stale=true: the source adopts the new nonce and keeps its session, over
+// TCP and over UDP alike.
+func TestRTSPStaleNonceKeepAlive(t *testing.T) {
+	fx := loadFixture(t)
+	for _, tr := range []Transport{TransportTCP, TransportUDP} {
+		t.Run(string(tr), func(t *testing.T) {
+			cam := &testCamera{t: t, fx: fx, udp: "ok", auth: "digest", user: "admin", pass: testPass, sessionTimeout: 1, staleEvery: 2}
+			src, err := Open(cam.url("admin", testPass), Options{Transport: tr})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := &collector{}
+			run(t, src, c)
+			waitFor(t, 20*time.Second, "3 accepted keep-alives after stale nonces", func() bool { return cam.keepAlives.Load() >= 3 })
+			if st := src.Stats(); st.Reconnects != 0 || st.LastError != "" || cam.conns.Load() != 1 || cam.badAuth.Load() != 0 {
+				t.Errorf("Stats = %+v, %d connections, %d bad logins; want one session throughout", st, cam.conns.Load(), cam.badAuth.Load())
+			}
+		})
 	}
 }
