@@ -43,10 +43,13 @@ e2e-s3: bin/weed
 	CUSTOS_WEED=$(CURDIR)/bin/weed $(GO) test -race -count=1 -timeout 20m -run 'OnS3' -v ./node/replication/
 	CUSTOS_WEED=$(CURDIR)/bin/weed $(GO) test -race -count=1 -timeout 20m -run 'InS3Bucket' -v ./node/
 
-# Fault scenarios on network namespaces (DESIGN §9): nodes as separate
-# processes with real partitions, loss, delay and kill -9. Needs root.
-# First the replicas-on-S3 tests against a real S3 server (e2e-s3).
+# The replicas-on-S3 tests against a real S3 server (e2e-s3), recording
+# from real RTSP servers (GStreamer over UDP with Digest and a session
+# timeout, over TLS; VLC), then fault scenarios on network namespaces
+# (DESIGN §9): nodes as separate processes with real partitions, loss,
+# delay and kill -9. Needs root.
 e2e: e2e-s3
+	CUSTOS_RTSP_E2E=1 $(GO) test -count=1 -timeout 10m -run 'RealRTSPServers' -v ./media/
 	CUSTOS_NETNS=1 $(GO) test -count=1 -timeout 40m -run 'Netns' -v ./e2e/
 
 demo: build
@@ -106,6 +109,10 @@ bench:
 	  -ratio Export/1m=DecryptSegment:MB/s -ratio Export/1h=DecryptSegment:MB/s \
 	  -ratio Partial=DecryptSegment:ns/op -ratio Combine=DecryptSegment:ns/op \
 	  -ratio SealSegment=Ed25519VerifyBaseline:ns/op -ratio VerifySealedSegment=Ed25519VerifyBaseline:ns/op < bin/bench-media.out
+	@echo
+	@echo "Camera ingest: the RTSP client's CPU per camera (8 fake cameras at 25 fps in a process of their own) over RTP/UDP beside TCP interleaved:"
+	$(GO) test -run '^$$' -bench 'RTSPIngest' -benchtime=1x -count=3 -timeout 10m ./media/source/ | tee bin/bench-ingest.out
+	$(GO) run ./cmd/benchreport -ratio RTSPIngest/udp=RTSPIngest/tcp:cpu-ms/camera-s < bin/bench-ingest.out
 	@echo "(Release: p50/p99-ms from the last approval's commit to keys usable on the requester; MB/s: export, decrypt + remux, beside raw decryption;"
 	@echo " Partial: one custodian's answer for one segment; Combine: the requester's check of two answers and unwrap, both beside one segment's decryption;"
 	@echo " SealSegment, VerifySealedSegment: a store's seal on one segment and its check, beside one plain Ed25519 verification;"
@@ -213,6 +220,11 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseSPS -fuzztime 15s ./media/h265/
 	$(GO) test -run '^$$' -fuzz FuzzParseSDP -fuzztime 15s ./media/source/
 	$(GO) test -run '^$$' -fuzz FuzzAuthChallenge -fuzztime 15s ./media/source/
+	$(GO) test -run '^$$' -fuzz FuzzParseTransport -fuzztime 15s ./media/source/
+	$(GO) test -run '^$$' -fuzz FuzzParseSession -fuzztime 15s ./media/source/
+	$(GO) test -run '^$$' -fuzz FuzzParseRTCP -fuzztime 15s ./media/source/
+	$(GO) test -run '^$$' -fuzz FuzzReorder -fuzztime 15s ./media/source/
+	$(GO) test -run '^$$' -fuzz FuzzBaseURL -fuzztime 15s ./media/source/
 	$(GO) test -run '^$$' -fuzz FuzzSegmenter -fuzztime 15s ./media/ts/
 	$(GO) test -run '^$$' -fuzz FuzzMuxFrame -fuzztime 15s ./media/ts/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeIndexEntry -fuzztime 15s ./media/store/

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/custos-cctv/custos/policy"
 )
 
 // TestNetnsRollingUpgrade upgrades a running federation one node at a
@@ -115,7 +117,7 @@ func TestNetnsRollingUpgrade(t *testing.T) {
 		})
 	}
 	members := f.must(f.dcA, "members", "--dir", f.dcA.dir)
-	if strings.Count(members, "current (protocol 2)") != len(f.nodes) {
+	if strings.Count(members, fmt.Sprintf("current (protocol %d)", policy.Protocol)) != len(f.nodes) {
 		t.Errorf("custos members after the upgrade:\n%s", members)
 	}
 

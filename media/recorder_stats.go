@@ -61,6 +61,15 @@ type RecorderStats struct {
 	SourceError   string  `json:"source_error,omitempty"`   // the source's last failure
 	FramesDropped int64   `json:"frames_dropped"`           // frames before the first keyframe (undecodable)
 	FramesRefused int64   `json:"frames_refused,omitempty"` // malformed frames the segmenter refused
+	// How RTP arrives ("tcp", "udp" or "tls"), whether an auto transport
+	// fell back from UDP to TCP, UDP loss counters, and the certificate
+	// fingerprint an rtsps camera presented.
+	Transport        string `json:"transport,omitempty"`
+	FellBack         bool   `json:"transport_fell_back,omitempty"`
+	PacketsLost      uint64 `json:"packets_lost,omitempty"`
+	PacketsReordered uint64 `json:"packets_reordered,omitempty"`
+	PacketsForeign   uint64 `json:"packets_foreign,omitempty"`
+	CertFingerprint  string `json:"cert_fingerprint,omitempty"`
 
 	// From the recorder.
 	LastSegment     time.Time `json:"last_segment,omitzero"` // end of the newest segment stored by this run
@@ -177,16 +186,22 @@ func (s *recStats) noteLost(err error, now time.Time) (diskFull bool) {
 func (r *Recorder) Stats() RecorderStats {
 	src := r.cfg.Source.Stats()
 	out := RecorderStats{
-		Camera:        r.cfg.Camera,
-		SourceState:   src.State.String(),
-		FPS:           src.FPS,
-		BitrateBPS:    src.Bitrate,
-		Frames:        src.Frames,
-		Reconnects:    src.Reconnects,
-		SourceError:   src.LastError,
-		FramesDropped: r.stats.framesDropped.Load(),
-		FramesRefused: r.stats.framesRefused.Load(),
-		EpochsMade:    r.stats.epochsMade.Load(),
+		Camera:           r.cfg.Camera,
+		SourceState:      src.State.String(),
+		FPS:              src.FPS,
+		BitrateBPS:       src.Bitrate,
+		Frames:           src.Frames,
+		Reconnects:       src.Reconnects,
+		SourceError:      src.LastError,
+		Transport:        src.Transport,
+		FellBack:         src.FellBack,
+		PacketsLost:      src.PacketsLost,
+		PacketsReordered: src.PacketsReordered,
+		PacketsForeign:   src.PacketsForeign,
+		CertFingerprint:  src.CertFingerprint,
+		FramesDropped:    r.stats.framesDropped.Load(),
+		FramesRefused:    r.stats.framesRefused.Load(),
+		EpochsMade:       r.stats.epochsMade.Load(),
 	}
 	s := &r.stats
 	s.mu.Lock()

@@ -158,13 +158,14 @@ func (n *Node) apiSubmit(w http.ResponseWriter, r *http.Request) {
 // apiCameraSecret serves POST /v1/camera-secret: a camera's credentials, kept on this store only.
 func (n *Node) apiCameraSecret(w http.ResponseWriter, r *http.Request) {
 	var req cameraSecretRequest
-	dec := json.NewDecoder(io.LimitReader(r.Body, 8<<10))
+	dec := json.NewDecoder(io.LimitReader(r.Body, 80<<10)) // a CA bundle fits
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		http.Error(w, "want {camera, user, password}", http.StatusBadRequest)
+		http.Error(w, "want {camera, user, password, transport, ca, pin}", http.StatusBadRequest)
 		return
 	}
-	if err := n.SetCameraSecret(req.Camera, recording.CameraSecret{User: req.User, Password: req.Password}); err != nil {
+	sec := recording.CameraSecret{User: req.User, Password: req.Password, Transport: req.Transport, CA: req.CA, Pin: req.Pin}
+	if err := n.SetCameraSecret(req.Camera, sec); err != nil {
 		http.Error(w, err.Error(), http.StatusConflict)
 		return
 	}
@@ -259,9 +260,12 @@ func writeJSON(w http.ResponseWriter, v any) {
 }
 
 type cameraSecretRequest struct {
-	Camera   string `json:"camera"`
-	User     string `json:"user"`
-	Password string `json:"password"`
+	Camera    string `json:"camera"`
+	User      string `json:"user"`
+	Password  string `json:"password"`
+	Transport string `json:"transport,omitempty"`
+	CA        string `json:"ca,omitempty"`
+	Pin       string `json:"pin,omitempty"`
 }
 
 // releaseKeyAnswer is the answer of POST /v1/release-key: the public half

@@ -61,10 +61,12 @@ func FetchPolicy(ctx context.Context, dir string) (*policy.State, error) {
 	return &st, nil
 }
 
-// SetCameraSecretVia hands a camera's credentials to the store running in
-// dir, which keeps them in its data directory only.
+// SetCameraSecretVia hands a camera's credentials and settings (transport,
+// certificate trust) to the store running in dir, which keeps them in its
+// data directory only.
 func SetCameraSecretVia(ctx context.Context, dir, camera string, s recording.CameraSecret) error {
-	b, _ := json.Marshal(cameraSecretRequest{Camera: camera, User: s.User, Password: s.Password})
+	b, _ := json.Marshal(cameraSecretRequest{Camera: camera, User: s.User, Password: s.Password,
+		Transport: s.Transport, CA: s.CA, Pin: s.Pin})
 	defer clear(b)
 	return apiDo(ctx, dir, "POST", "/v1/camera-secret", b, nil)
 }

@@ -149,8 +149,9 @@ func (s *State) jurisdictionFor(site string) string {
 	return "EU"
 }
 
-// validSource checks a camera's source URL: rtsp://host[:port]/path or
-// synthetic:[?query], and never credentials, which would be replicated to
+// validSource checks a camera's source URL: rtsp://host[:port]/path,
+// rtsps://… (protocol 2, see sourceProtocol) or synthetic:[?query], and
+// never credentials, which would be replicated to
 // every node and kept in every log.
 func validSource(src string) error {
 	if src == "" {
@@ -167,16 +168,16 @@ func validSource(src string) error {
 		return errors.New("the source URL carries credentials; they never enter the policy: add the camera through its store's --dir, which keeps them there")
 	}
 	switch u.Scheme {
-	case "rtsp":
+	case "rtsp", "rtsps":
 		if u.Host == "" {
-			return errors.New("rtsp source without a host")
+			return fmt.Errorf("%s source without a host", u.Scheme)
 		}
 	case "synthetic":
 		if err := validSynthetic(u); err != nil {
 			return err
 		}
 	default:
-		return fmt.Errorf("source scheme %q: want rtsp or synthetic", u.Scheme)
+		return fmt.Errorf("source scheme %q: want rtsp, rtsps or synthetic", u.Scheme)
 	}
 	if strings.ContainsAny(src, "\x00\r\n") {
 		return errors.New("source URL has control characters")

@@ -91,7 +91,9 @@ func TestCameraSource(t *testing.T) {
 		{"", ""},
 		{"rtsp://admin:hunter2@10.0.0.7/stream1", "credentials"},
 		{"rtsp://admin@10.0.0.7/stream1", "credentials"},
-		{"http://10.0.0.7/video", "want rtsp or synthetic"},
+		{"http://10.0.0.7/video", "want rtsp, rtsps or synthetic"},
+		{"rtsps://10.0.0.7/stream1", ""},
+		{"rtsps:///nohost", "without a host"},
 		{"rtsp:///nohost", "without a host"},
 	} {
 		s := founded(t, alice)

@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 )
 
 // kindProtocol lists the kinds whose meaning is newer than protocol 1.
@@ -109,16 +110,22 @@ func needsAt(body []byte, depth int) (kind string, declared, derived int) {
 	return probe.Kind, probe.Protocol, derived
 }
 
-// sourceProtocol is the protocol a camera source needs: a synthetic
-// source's codec parameter (the H.265 clip) came in protocol 2, and a
-// protocol-1 replica would refuse the camera that others add.
+// sourceProtocol is the protocol a camera source needs: rtsps:// (RTSP
+// over TLS) and a synthetic source's codec parameter (the H.265 clip)
+// came in protocol 2, and a protocol-1 replica would refuse the camera
+// that upgraded ones add.
 func sourceProtocol(src string) int {
 	u, err := url.Parse(src)
-	if err != nil || u.Scheme != "synthetic" {
+	if err != nil {
 		return 1
 	}
-	if q, err := url.ParseQuery(u.RawQuery); err == nil && q.Has("codec") {
+	switch {
+	case strings.EqualFold(u.Scheme, "rtsps"):
 		return 2
+	case u.Scheme == "synthetic":
+		if q, err := url.ParseQuery(u.RawQuery); err == nil && q.Has("codec") {
+			return 2
+		}
 	}
 	return 1
 }

@@ -34,6 +34,21 @@ func TestEncodeStampsProtocol(t *testing.T) {
 	if _, need := Needs(pb); need != 2 || prop.Protocol != 2 {
 		t.Errorf("a proposal of passkey.require needs %d, stamped %d; want 2", need, prop.Protocol)
 	}
+	// A camera whose source is rtsps needs protocol 2; an rtsp one, 1.
+	for src, want := range map[string]int{"rtsps://10.0.0.7/s": 2, "RTSPS://10.0.0.7/s": 2, "rtsp://10.0.0.7/s": 1} {
+		c := cmd(KindAddCamera, t0)
+		c.Camera = &Camera{Site: "praha-1", Name: "door", Source: src}
+		b, _ := EncodeCommand(c)
+		if kind, need := Needs(b); kind != KindAddCamera || need != want || (want > 1) != (c.Protocol == want) {
+			t.Errorf("camera.add of %s: Needs = %s %d, stamped %d; want %d", src, kind, need, c.Protocol, want)
+		}
+		prop := cmd(KindPropose, t0)
+		prop.Proposal = &Proposal{ID: "p2", Body: b, Expires: t0.Add(24 * time.Hour)}
+		pb, _ := EncodeCommand(prop)
+		if _, need := Needs(pb); need != want {
+			t.Errorf("a proposal of camera.add of %s needs %d, want %d", src, need, want)
+		}
+	}
 	// Needs reads a body with fields this release does not know.
 	if kind, need := Needs([]byte(`{"kind":"camera.tilt","protocol":3,"tilt":{"deg":40}}`)); kind != "camera.tilt" || need != 3 {
 		t.Errorf("Needs of a future command = %s %d", kind, need)

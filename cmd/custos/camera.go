@@ -7,10 +7,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	mediasource "github.com/custos-cctv/custos/media/source"
 	"github.com/custos-cctv/custos/node"
 	"github.com/custos-cctv/custos/node/recording"
 	"github.com/custos-cctv/custos/policy"
@@ -25,11 +27,14 @@ func runCameraAdd(ctx context.Context, args []string, stdout io.Writer) error {
 	dir, as := commonFlags(fs)
 	site := fs.String("site", "", "the camera's site `S`")
 	name := fs.String("name", "", "the camera's name `N` within its site")
-	source := fs.String("source", "", "the camera's `URL`: rtsp://[USER:PASS@]HOST[:PORT]/PATH or synthetic:[?fps=N&scale=K&codec=h265]")
+	source := fs.String("source", "", "the camera's `URL`: rtsp://[USER:PASS@]HOST[:PORT]/PATH, rtsps://… (TLS, port 322) or synthetic:[?fps=N&scale=K&codec=h265]")
 	onvifURL := fs.String("onvif", "", "instead of --source, ask the camera's ONVIF device service at `URL` (http://HOST/onvif/device_service) for its RTSP URL")
 	user := fs.String("user", "", "with --onvif, the camera's user `U` (the password is read from CUSTOS_CAMERA_PASSWORD or asked for)")
 	rtspUser := fs.String("rtsp-user", "", "with --onvif, a separate RTSP user `U` for recording (its password from CUSTOS_RTSP_PASSWORD or asked for); default: the ONVIF login")
 	profile := fs.String("profile", "", "with --onvif, the media profile `P` by name or token (default: the H.264/H.265 one of the highest resolution)")
+	transport := fs.String("transport", "", "how RTP travels from the camera: `tcp` (interleaved, the default), udp, or auto (UDP, falling back to TCP)")
+	caFile := fs.String("ca", "", "rtsps: verify the camera's certificate against the CA certificates in PEM `FILE` instead of pinning it")
+	pin := fs.String("pin", "", "rtsps: the camera's certificate fingerprint `sha256:HEX` (as `custos cameras --json` shows it); without it, and without --ca, the first one seen is pinned")
 	purpose := fs.String("purpose", "", "why it records, as `TEXT` (GDPR art. 5(1)(b))")
 	basis := fs.String("basis", "legitimate interest (GDPR art. 6(1)(f))", "the legal basis, as `TEXT`")
 	retention := fs.Duration("retention", policy.DefaultRetention, "how long recordings are kept, a duration `D`")
@@ -67,19 +72,47 @@ func runCameraAdd(ctx context.Context, args []string, stdout io.Writer) error {
 	} else if clean, secret, err = recording.SplitCredentials(*source); err != nil {
 		return usageError{fmt.Errorf("--source: %w", err)}
 	}
+	rtsps := strings.HasPrefix(strings.ToLower(clean), "rtsps:")
+	if t, err := mediasource.ParseTransport(*transport); err != nil {
+		return usageError{fmt.Errorf("--transport: %w", err)}
+	} else if *transport != "" {
+		secret.Transport = string(t)
+	}
+	if (*caFile != "" || *pin != "") && !rtsps {
+		return usageError{errors.New("--ca and --pin are for rtsps:// sources")}
+	}
+	if *caFile != "" && *pin != "" {
+		return usageError{errors.New("give --ca or --pin, not both")}
+	}
+	if *pin != "" && !mediasource.ValidFingerprint(*pin) {
+		return usageError{errors.New("--pin: want sha256: and 64 lower-case hex digits")}
+	}
+	secret.Pin = *pin
+	if *caFile != "" {
+		b, err := readSmallFile(*caFile, 64<<10)
+		if err != nil {
+			return usageError{fmt.Errorf("--ca: %w", err)}
+		}
+		secret.CA = string(b)
+	}
 	cam := &policy.Camera{Site: *site, Name: *name, Source: clean, Purpose: *purpose, LegalBasis: *basis,
 		Retention: *retention, Justification: *justification}
 	if *tags != "" {
 		cam.Tags = strings.Split(*tags, ",")
 	}
-	if secret.User != "" {
+	// An rtsps camera always gets its settings set again: that clears a
+	// pin, so camera add is also how an operator re-pins.
+	if secret.User != "" || secret.Transport != "" || rtsps {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := node.SetCameraSecretVia(sctx, *dir, cam.Key(), secret)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("camera credentials: %w", err)
 		}
-		fmt.Fprintf(stdout, "credentials for %s kept on the store in %s only (not in the policy)\n", cam.Key(), *dir)
+		fmt.Fprintf(stdout, "credentials and settings for %s kept on the store in %s only (not in the policy)\n", cam.Key(), *dir)
+		if rtsps && secret.Pin == "" && secret.CA == "" {
+			fmt.Fprintf(stdout, "%s: its certificate will be pinned on first connection; see custos cameras --json (cert_fingerprint)\n", cam.Key())
+		}
 	}
 	return signAndSubmit(ctx, *dir, *as, &policy.Command{Kind: policy.KindAddCamera, Camera: cam}, stdout)
 }
@@ -157,4 +190,21 @@ func writeCameras(w io.Writer, r *recording.Status) {
 			stamp(c.LastSegment), c.Segments, float64(c.Bytes)/1e6, stamp(c.Oldest), dash(errs))
 	}
 	tw.Flush()
+}
+
+// readSmallFile reads a file of at most limit bytes.
+func readSmallFile(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
+	}
+	return b, nil
 }

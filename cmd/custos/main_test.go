@@ -380,6 +380,12 @@ func TestCLIPolicyFlow(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "only on the store of site") || strings.Contains(errOut, "hunter2") {
 		t.Fatalf("camera with credentials through a datacenter: exit %d %s", code, errOut)
 	}
+	// So are its transport and certificate settings.
+	code, _, errOut = runCLI("camera", "add", "--site", "praha-1", "--name", "door", "--source", "rtsps://10.0.0.7/s1", "--transport", "udp",
+		"--purpose", "protection of property", "--dir", dir, "--as", alice)
+	if code != 1 || !strings.Contains(errOut, "only on the store of site") {
+		t.Fatalf("camera settings through a datacenter: exit %d %s", code, errOut)
+	}
 	code, _, errOut = runCLI("camera", "add", "--site", "praha-1", "--name", "door", "--source", "rtsp://10.0.0.7/s1",
 		"--purpose", "protection of property", "--retention", "240h", "--dir", dir, "--as", alice)
 	if code != 4 || !strings.Contains(errOut, "justification") {

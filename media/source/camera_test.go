@@ -3,7 +3,9 @@ package source
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -28,7 +30,7 @@ type testCamera struct {
 	fx   *fixture
 	user string
 	pass string
-	auth string // "", "basic", "digest" (qop=auth) or "digest-noqop"
+	auth string // "", "basic", "digest" (SHA-256 and MD5, qop=auth), "digest-md5" (qop=auth) or "digest-noqop"
 	sdp  string // overrides the H.264 SDP when set
 	// sessionTimeout is what the Session header advertises (seconds).
 	sessionTimeout int
@@ -43,6 +45,25 @@ type testCamera struct {
 	// endlessFU: on the first connection, after this many frames, send
 	// only middle FU-A fragments of one frame that never ends. 0 = never.
 	endlessFU int
+	// udp: "" refuses RTP over UDP (461), "ok" streams over UDP when
+	// asked, "silent" accepts UDP but never sends a datagram.
+	udp string
+	// reorderEvery: over UDP, in every frame i with i%reorderEvery == 3
+	// that has three packets or more, send the third before the second.
+	reorderEvery int
+	// foreign: over UDP, also send each packet, with a wild sequence
+	// number, from a socket that is not the camera's RTP port.
+	foreign bool
+
+	// staleEvery: every staleEvery-th GET_PARAMETER gets a 401 with a new
+	// nonce and stale=true, as cameras that rotate nonces answer.
+	staleEvery int
+	getParams  atomic.Int32
+	// tlsCert makes it an rtsps camera.
+	tlsCert *tls.Certificate
+
+	receiverReports atomic.Int32 // RTCP RRs received
+	udpSetups       atomic.Int32
 
 	conns      atomic.Int32
 	badAuth    atomic.Int32 // requests with a wrong Authorization
@@ -59,6 +80,11 @@ func (c *testCamera) start() string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		c.t.Fatal(err)
+	}
+	scheme := "rtsp://"
+	if c.tlsCert != nil {
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{*c.tlsCert}})
+		scheme = "rtsps://"
 	}
 	c.ln = ln
 	if c.frameEvery == 0 {
@@ -87,7 +113,7 @@ func (c *testCamera) start() string {
 		open.Range(func(k, _ any) bool { k.(net.Conn).Close(); return true })
 		c.wg.Wait()
 	})
-	return "rtsp://" + ln.Addr().String() + "/stream"
+	return scheme + ln.Addr().String() + "/stream"
 }
 
 func (c *testCamera) url(user, pass string) string {
@@ -95,7 +121,8 @@ func (c *testCamera) url(user, pass string) string {
 	if user == "" {
 		return u
 	}
-	return strings.Replace(u, "rtsp://", "rtsp://"+user+":"+pass+"@", 1)
+	scheme, rest, _ := strings.Cut(u, "://")
+	return scheme + "://" + user + ":" + pass + "@" + rest
 }
 
 // serve handles one connection.
@@ -110,10 +137,14 @@ func (c *testCamera) serve(conn net.Conn, n int, done <-chan struct{}) {
 		return err
 	}
 	base := "rtsp://" + c.ln.Addr().String() + "/stream"
+	if c.tlsCert != nil {
+		base = "rtsps://" + c.ln.Addr().String() + "/stream"
+	}
 	var streaming sync.WaitGroup
 	defer streaming.Wait()
 	stop := make(chan struct{})
 	defer close(stop)
+	var udpSend *testUDP
 	for {
 		req, err := readMessage(br)
 		if err != nil || !req.request {
@@ -122,6 +153,12 @@ func (c *testCamera) serve(conn net.Conn, n int, done <-chan struct{}) {
 		method, uri, _ := strings.Cut(req.reason, " ")
 		uri = strings.TrimSuffix(uri, " RTSP/1.0")
 		hdr := "CSeq: " + req.get("CSeq") + "\r\n"
+		if method == "GET_PARAMETER" && c.staleEvery > 0 && int(c.getParams.Add(1))%c.staleEvery == 0 {
+			c.nonce = randHex(8)
+			stale := strings.ReplaceAll(c.challenge(), "\r\n", ", stale=true\r\n")
+			_ = write([]byte("RTSP/1.0 401 Unauthorized\r\n" + hdr + stale + "\r\n"))
+			continue
+		}
 		if !c.authorized(method, uri, req.get("Authorization")) {
 			hdr += c.challenge()
 			_ = write([]byte("RTSP/1.0 401 Unauthorized\r\n" + hdr + "\r\n"))
@@ -143,6 +180,21 @@ func (c *testCamera) serve(conn net.Conn, n int, done <-chan struct{}) {
 				_ = write([]byte("RTSP/1.0 404 Not Found\r\n" + hdr + "\r\n"))
 				continue
 			}
+			if tr := req.get("Transport"); strings.Contains(tr, "client_port=") {
+				if c.udp == "" {
+					_ = write([]byte("RTSP/1.0 461 Unsupported Transport\r\n" + hdr + "\r\n"))
+					continue
+				}
+				c.udpSetups.Add(1)
+				_, ports, _ := strings.Cut(tr, "client_port=")
+				first, _, _ := strings.Cut(ports, "-")
+				var port int
+				fmt.Sscan(first, &port)
+				udpSend = c.udpServer(port, stop)
+				hdr += fmt.Sprintf("Transport: RTP/AVP;unicast;client_port=%d-%d;server_port=%d-%d\r\nSession: 4711;timeout=%d\r\n",
+					port, port+1, udpSend.rtpPort, udpSend.rtcpPort, c.sessionTimeout)
+				break
+			}
 			hdr += fmt.Sprintf("Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\nSession: 4711;timeout=%d\r\n", c.sessionTimeout)
 		case "PLAY":
 			if req.get("Session") != "4711" {
@@ -151,7 +203,11 @@ func (c *testCamera) serve(conn net.Conn, n int, done <-chan struct{}) {
 			}
 			hdr += "Session: 4711\r\n"
 			_ = write([]byte("RTSP/1.0 200 OK\r\n" + hdr + "\r\n"))
-			streaming.Go(func() { c.stream(write, n, stop, done) })
+			send := func(b []byte) error { return write(append([]byte{'$', 0, byte(len(b) >> 8), byte(len(b))}, b...)) }
+			if udpSend != nil {
+				send = udpSend.send
+			}
+			streaming.Go(func() { c.stream(send, n, stop, done) })
 			continue
 		case "GET_PARAMETER":
 			c.keepAlives.Add(1)
@@ -174,7 +230,7 @@ func (c *testCamera) h264SDP() string {
 }
 
 // stream sends the fixture in a loop until stop or done.
-func (c *testCamera) stream(write func([]byte) error, conn int, stop, done <-chan struct{}) {
+func (c *testCamera) stream(send func([]byte) error, conn int, stop, done <-chan struct{}) {
 	p := rtp.NewPacketizer(1200, 96, 0x1234, &codecs.H264Payloader{}, rtp.NewRandomSequencer(), 90000)
 	tick := time.NewTicker(c.frameEvery)
 	defer tick.Stop()
@@ -195,19 +251,21 @@ func (c *testCamera) stream(write func([]byte) error, conn int, stop, done <-cha
 			pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: uint16(i), Timestamp: 1 << 20, SSRC: 0x1234},
 				Payload: append([]byte{0x7c, 0x05}, bytes.Repeat([]byte{0xaa}, 1000)...)}
 			b, _ := pkt.Marshal()
-			if write(append([]byte{'$', 0, byte(len(b) >> 8), byte(len(b))}, b...)) != nil {
+			if send(b) != nil {
 				return
 			}
 			continue
 		}
 		pkts := p.Packetize(h264.JoinNALs(c.fx.aus[i%len(c.fx.aus)]...), 3600)
+		if c.reorderEvery > 0 && i%c.reorderEvery == 3 && len(pkts) >= 3 {
+			pkts[1], pkts[2] = pkts[2], pkts[1]
+		}
 		for k, pkt := range pkts {
 			if conn == 1 && c.drop != nil && c.drop(i, k, len(pkts)) {
 				continue
 			}
 			b, _ := pkt.Marshal()
-			frame := append([]byte{'$', 0, byte(len(b) >> 8), byte(len(b))}, b...)
-			if write(frame) != nil {
+			if send(b) != nil {
 				return
 			}
 		}
@@ -220,6 +278,11 @@ func (c *testCamera) challenge() string {
 		return `WWW-Authenticate: Basic realm="` + testRealm + "\"\r\n"
 	case "digest-noqop":
 		return fmt.Sprintf("WWW-Authenticate: Digest realm=%q, nonce=%q\r\n", testRealm, c.nonce)
+	case "digest-md5":
+		// Offer a scheme we must skip first, as some cameras do.
+		return fmt.Sprintf("WWW-Authenticate: Digest realm=%q, nonce=%q, algorithm=MD5-sess, qop=\"auth\"\r\n"+
+			"WWW-Authenticate: Digest realm=%q, nonce=%q, algorithm=MD5, qop=\"auth,auth-int\", opaque=\"op4\"\r\n",
+			testRealm, c.nonce, testRealm, c.nonce)
 	}
 	// Offer a scheme we must skip first, as some cameras do.
 	return fmt.Sprintf("WWW-Authenticate: Digest realm=%q, nonce=%q, algorithm=SHA-256, qop=\"auth\"\r\n"+
@@ -254,11 +317,79 @@ func (c *testCamera) checkAuth(method, uri, got string) bool {
 	if p["username"] != c.user || p["realm"] != testRealm || p["nonce"] != c.nonce || p["uri"] != uri {
 		return false
 	}
-	ha1 := md5hex(c.user + ":" + testRealm + ":" + c.pass)
-	ha2 := md5hex(method + ":" + uri)
-	if c.auth == "digest-noqop" {
-		return p["qop"] == "" && p["response"] == md5hex(ha1+":"+c.nonce+":"+ha2)
+	h, opaque := md5hex, "op4"
+	if c.auth == "digest" { // it offered SHA-256 first: that is the one to use
+		if p["algorithm"] != "SHA-256" {
+			return false
+		}
+		h, opaque = sha256hex, ""
 	}
-	return p["qop"] == "auth" && p["opaque"] == "op4" && len(p["nc"]) == 8 && p["cnonce"] != "" &&
-		p["response"] == md5hex(ha1+":"+c.nonce+":"+p["nc"]+":"+p["cnonce"]+":auth:"+ha2)
+	ha1 := h(c.user + ":" + testRealm + ":" + c.pass)
+	ha2 := h(method + ":" + uri)
+	if c.auth == "digest-noqop" {
+		return p["qop"] == "" && p["response"] == h(ha1+":"+c.nonce+":"+ha2)
+	}
+	return p["qop"] == "auth" && p["opaque"] == opaque && len(p["nc"]) == 8 && p["cnonce"] != "" &&
+		p["response"] == h(ha1+":"+c.nonce+":"+p["nc"]+":"+p["cnonce"]+":auth:"+ha2)
+}
+
+// testUDP is the camera's side of one RTP-over-UDP session.
+type testUDP struct {
+	c                 *testCamera
+	rtp, rtcp, other  *net.UDPConn
+	to                *net.UDPAddr
+	rtpPort, rtcpPort int
+	silent            bool
+}
+
+// udpServer opens the camera's RTP and RTCP ports for a client at
+// 127.0.0.1:port, and counts the receiver reports that arrive.
+func (c *testCamera) udpServer(port int, stop <-chan struct{}) *testUDP {
+	listen := func() *net.UDPConn {
+		u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			c.t.Error(err)
+		}
+		return u
+	}
+	u := &testUDP{c: c, rtp: listen(), rtcp: listen(), other: listen(), silent: c.udp == "silent",
+		to: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}}
+	u.rtpPort, u.rtcpPort = u.rtp.LocalAddr().(*net.UDPAddr).Port, u.rtcp.LocalAddr().(*net.UDPAddr).Port
+	c.wg.Go(func() {
+		b := make([]byte, 1500)
+		for {
+			n, err := u.rtcp.Read(b)
+			if err != nil {
+				return
+			}
+			if n >= 32 && b[0]>>6 == 2 && b[1] == 201 {
+				c.receiverReports.Add(1)
+			}
+		}
+	})
+	c.wg.Go(func() {
+		<-stop
+		u.rtp.Close()
+		u.rtcp.Close()
+		u.other.Close()
+	})
+	return u
+}
+
+func (u *testUDP) send(b []byte) error {
+	if u.silent {
+		return nil
+	}
+	if u.c.foreign {
+		// The same packet from another port, ahead in sequence: accepted,
+		// it would look like a burst of loss and damage the stream.
+		f := append([]byte(nil), b...)
+		f[2] ^= 0x40
+		_, _ = u.other.WriteToUDP(f, u.to)
+	}
+	_, err := u.rtp.WriteToUDP(b, u.to)
+	if err != nil && errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/custos-cctv/custos/media/h264"
@@ -24,6 +25,9 @@ type rtspSource struct {
 	hostport   string
 	user, pass string
 	hasCreds   bool
+	tls        bool   // rtsps: TLS, RTP interleaved on it
+	pin        string // certificate fingerprint an rtsps camera must show; "" until learned
+	udpFailed  bool   // TransportAuto gave up on UDP: TCP from now on
 	opt        Options
 	log        *slog.Logger
 	stats      *tracker
@@ -45,13 +49,23 @@ func newRTSP(u *url.URL, opt Options) (*rtspSource, error) {
 	if host == "" {
 		return nil, bad("no host")
 	}
+	tlsOn := strings.EqualFold(u.Scheme, "rtsps")
 	if port == "" {
 		port = "554"
+		if tlsOn {
+			port = "322"
+		}
+	}
+	if _, err := ParseTransport(string(opt.Transport)); err != nil {
+		return nil, bad(err.Error())
+	}
+	if opt.TLS.Pin != "" && !ValidFingerprint(opt.TLS.Pin) {
+		return nil, bad("the certificate pin is not a sha256:HEX fingerprint")
 	}
 	if u.User != nil && opt.Credentials.set() {
 		return nil, bad("credentials both in the URL and in Options; give them once")
 	}
-	s := &rtspSource{hostport: net.JoinHostPort(host, port), opt: opt}
+	s := &rtspSource{hostport: net.JoinHostPort(host, port), opt: opt, tls: tlsOn, pin: opt.TLS.Pin}
 	s.user, s.pass, s.hasCreds = opt.Credentials.User, opt.Credentials.Password, opt.Credentials.set()
 	s.opt.Credentials = Credentials{} // kept once, in user and pass
 	if u.User != nil {
@@ -96,6 +110,18 @@ func (s *rtspSource) Run(ctx context.Context, emit func(h264.Frame) error) error
 			return e.err
 		}
 		s.stats.setError(err)
+		if errors.Is(err, errFallbackTCP) {
+			// Not a failure of the camera's: set up again at once, over TCP.
+			s.udpFailed = true
+			s.stats.setTransport("tcp", true)
+			s.log.Warn("no RTP over UDP from the camera; falling back to TCP interleaved", "after", s.opt.UDPFallback)
+			continue
+		}
+		if errors.Is(err, ErrCertChanged) {
+			s.stats.setState(StateFailed)
+			s.log.Error("ALARM: camera certificate changed; recording stopped until an operator re-pins", "err", err)
+			return fmt.Errorf("source: %s: %w", s.url, err)
+		}
 		if errors.Is(err, ErrUnsupportedCodec) || errors.Is(err, ErrBadURL) {
 			s.stats.setState(StateFailed)
 			s.log.Error("camera unusable", "err", err)

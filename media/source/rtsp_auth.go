@@ -3,6 +3,7 @@ package source
 import (
 	"crypto/md5"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
@@ -10,8 +11,9 @@ import (
 )
 
 // auth answers a camera's WWW-Authenticate challenge: Basic, or Digest per
-// RFC 2617 with MD5 and either qop=auth or no qop. It is used only after a
-// 401, so credentials never go to a camera that did not ask for them.
+// RFC 2617 / RFC 7616 with MD5 or SHA-256 (preferred when offered) and
+// either qop=auth or no qop. It is used only after a 401, so credentials
+// never go to a camera that did not ask for them.
 type auth struct {
 	user, pass string
 
@@ -24,14 +26,18 @@ type auth struct {
 // challenge adopts the best of the offered challenges (Digest over Basic).
 func (a *auth) challenge(values []string) error {
 	var basic bool
+	var best *auth
 	for _, v := range values {
 		scheme, rest, _ := strings.Cut(strings.TrimSpace(v), " ")
 		switch strings.ToLower(scheme) {
 		case "digest":
 			p := parseAuthParams(rest)
-			alg := p["algorithm"]
-			if alg != "" && !strings.EqualFold(alg, "MD5") {
-				continue // e.g. SHA-256 offered alongside MD5
+			alg := strings.ToUpper(p["algorithm"])
+			if alg != "" && alg != "MD5" && alg != "SHA-256" {
+				continue // e.g. MD5-sess, SHA-512-256
+			}
+			if best != nil && (best.algorithm == "SHA-256" || alg != "SHA-256") {
+				continue // keep the first of the strongest
 			}
 			if p["nonce"] == "" {
 				continue
@@ -45,18 +51,21 @@ func (a *auth) challenge(values []string) error {
 					continue // only auth-int offered
 				}
 			}
-			*a = auth{user: a.user, pass: a.pass, scheme: "digest",
+			best = &auth{user: a.user, pass: a.pass, scheme: "digest",
 				realm: p["realm"], nonce: p["nonce"], opaque: p["opaque"], algorithm: alg, qopAuth: qopAuth}
-			return nil
 		case "basic":
 			basic = true
 		}
+	}
+	if best != nil {
+		*a = *best
+		return nil
 	}
 	if basic {
 		a.scheme = "basic"
 		return nil
 	}
-	return fmt.Errorf("%w: camera offers no authentication scheme Custos speaks (Basic, Digest MD5)", ErrUnauthorized)
+	return fmt.Errorf("%w: camera offers no authentication scheme Custos speaks (Basic, Digest MD5 or SHA-256)", ErrUnauthorized)
 }
 
 // header returns the Authorization value for a request, "" before any
@@ -66,24 +75,28 @@ func (a *auth) header(method, uri string) string {
 	case "basic":
 		return "Basic " + base64.StdEncoding.EncodeToString([]byte(a.user+":"+a.pass))
 	case "digest":
-		ha1 := md5hex(a.user + ":" + a.realm + ":" + a.pass)
-		ha2 := md5hex(method + ":" + uri)
+		h := md5hex
+		if a.algorithm == "SHA-256" {
+			h = sha256hex
+		}
+		ha1 := h(a.user + ":" + a.realm + ":" + a.pass)
+		ha2 := h(method + ":" + uri)
 		var b strings.Builder
 		fmt.Fprintf(&b, `Digest username=%s, realm=%s, nonce=%s, uri=%s`, quote(a.user), quote(a.realm), quote(a.nonce), quote(uri))
 		if a.qopAuth {
 			a.nc++
 			nc := fmt.Sprintf("%08x", a.nc)
 			cnonce := randHex(8)
-			resp := md5hex(ha1 + ":" + a.nonce + ":" + nc + ":" + cnonce + ":auth:" + ha2)
+			resp := h(ha1 + ":" + a.nonce + ":" + nc + ":" + cnonce + ":auth:" + ha2)
 			fmt.Fprintf(&b, `, response="%s", qop=auth, nc=%s, cnonce="%s"`, resp, nc, cnonce)
 		} else {
-			fmt.Fprintf(&b, `, response="%s"`, md5hex(ha1+":"+a.nonce+":"+ha2))
+			fmt.Fprintf(&b, `, response="%s"`, h(ha1+":"+a.nonce+":"+ha2))
 		}
 		if a.opaque != "" {
 			fmt.Fprintf(&b, `, opaque=%s`, quote(a.opaque))
 		}
 		if a.algorithm != "" {
-			b.WriteString(", algorithm=MD5")
+			b.WriteString(", algorithm=" + a.algorithm)
 		}
 		return b.String()
 	}
@@ -97,6 +110,11 @@ func quote(s string) string {
 
 func md5hex(s string) string {
 	sum := md5.Sum([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+func sha256hex(s string) string {
+	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])
 }
 

@@ -32,6 +32,8 @@ type rtspConn struct {
 	cseq    int
 	auth    *auth // nil when the URL has no credentials
 	session string
+
+	keepMethod, keepURI string // set before play, read-only after
 }
 
 // statusError is a non-2xx answer.
@@ -47,13 +49,33 @@ func (e *statusError) Error() string {
 
 var aLongTimeAgo = time.Unix(1, 0)
 
-// session runs one connection: dial, negotiate, play until an error or
-// ctx ends. played is how long frames flowed, for the backoff's reset.
-func (s *rtspSource) session(ctx context.Context, emit func(h264.Frame) error) (played time.Duration, err error) {
+// errFallbackTCP ends a TransportAuto UDP session that received nothing.
+var errFallbackTCP = errors.New("rtsp: no RTP over UDP; falling back to TCP")
+
+// dial opens the control connection: TCP, or TLS for rtsps.
+func (s *rtspSource) dial(ctx context.Context) (net.Conn, error) {
+	if s.tls {
+		return s.dialTLS(ctx)
+	}
 	d := net.Dialer{Timeout: s.opt.DialTimeout}
 	conn, err := d.DialContext(ctx, "tcp", s.hostport)
 	if err != nil {
-		return 0, fmt.Errorf("rtsp: dial %s: %w", s.hostport, err)
+		return nil, fmt.Errorf("rtsp: dial %s: %w", s.hostport, err)
+	}
+	return conn, nil
+}
+
+// wantUDP reports whether this session should ask for RTP over UDP.
+func (s *rtspSource) wantUDP() bool {
+	return !s.tls && !s.udpFailed && (s.opt.Transport == TransportUDP || s.opt.Transport == TransportAuto)
+}
+
+// session runs one connection: dial, negotiate, play until an error or
+// ctx ends. played is how long frames flowed, for the backoff's reset.
+func (s *rtspSource) session(ctx context.Context, emit func(h264.Frame) error) (played time.Duration, err error) {
+	conn, err := s.dial(ctx)
+	if err != nil {
+		return 0, err
 	}
 	defer conn.Close()
 	// Unblock any read when ctx ends; readDeadline re-checks ctx after
@@ -65,30 +87,47 @@ func (s *rtspSource) session(ctx context.Context, emit func(h264.Frame) error) (
 	if s.hasCreds {
 		c.auth = &auth{user: s.user, pass: s.pass}
 	}
-	tr, keepMethod, keepEvery, rtpCh, err := c.handshake(ctx)
+	tr, keepMethod, keepEvery, rtpCh, udp, err := c.handshake(ctx)
+	if udp != nil {
+		defer udp.close()
+	}
 	if err != nil {
 		return 0, err
 	}
+	transport := "tcp"
+	switch {
+	case s.tls:
+		transport = "tls"
+	case udp != nil:
+		transport = "udp"
+	}
+	s.stats.setTransport(transport, false)
 	s.stats.setState(StatePlaying)
-	s.log.Info("camera playing", "keepalive", keepMethod, "every", keepEvery)
+	s.log.Info("camera playing", "transport", transport, "keepalive", keepMethod, "every", keepEvery)
 	start := s.opt.clock.Now()
 
+	c.keepMethod, c.keepURI = keepMethod, tr.aggregate
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() { c.keepAlive(done, keepMethod, tr.aggregate, keepEvery) })
-	err = c.play(ctx, tr, rtpCh, emit)
+	if udp != nil {
+		err = c.playUDP(ctx, tr, udp, emit)
+	} else {
+		err = c.play(ctx, tr, rtpCh, emit)
+	}
 	close(done)
 	wg.Wait()
 
-	if _, isEmit := err.(errEmit); isEmit || ctx.Err() != nil {
+	if _, isEmit := err.(errEmit); isEmit || ctx.Err() != nil || errors.Is(err, errFallbackTCP) {
 		_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
 		_, _ = c.send("TEARDOWN", tr.aggregate, nil) // best effort; we close anyway
 	}
 	return s.opt.clock.Now().Sub(start), err
 }
 
-// handshake runs OPTIONS, DESCRIBE, SETUP and PLAY.
-func (c *rtspConn) handshake(ctx context.Context) (tr track, keepMethod string, keepEvery time.Duration, rtpCh byte, err error) {
+// handshake runs OPTIONS, DESCRIBE, SETUP and PLAY. udp is non-nil when
+// RTP comes over UDP; the caller closes it.
+func (c *rtspConn) handshake(ctx context.Context) (tr track, keepMethod string, keepEvery time.Duration, rtpCh byte, udp *udpPair, err error) {
 	u := c.src.url
 	keepMethod = "OPTIONS"
 	opts, err := c.roundTrip(ctx, "OPTIONS", u, nil)
@@ -96,14 +135,14 @@ func (c *rtspConn) handshake(ctx context.Context) (tr track, keepMethod string, 
 	switch {
 	case errors.As(err, &se): // some cameras refuse OPTIONS; DESCRIBE will tell
 	case err != nil:
-		return tr, "", 0, 0, err
+		return tr, "", 0, 0, nil, err
 	case strings.Contains(strings.ToUpper(opts.get("Public")), "GET_PARAMETER"):
 		keepMethod = "GET_PARAMETER"
 	}
 
 	desc, err := c.roundTrip(ctx, "DESCRIBE", u, [][2]string{{"Accept", "application/sdp"}})
 	if err != nil {
-		return tr, "", 0, 0, err
+		return tr, "", 0, 0, nil, err
 	}
 	base := u
 	for _, h := range []string{"Content-Base", "Content-Location"} {
@@ -113,58 +152,137 @@ func (c *rtspConn) handshake(ctx context.Context) (tr track, keepMethod string, 
 		}
 	}
 	if tr, err = parseSDP(desc.body, base); err != nil {
-		return tr, "", 0, 0, fmt.Errorf("rtsp: DESCRIBE: %w", err)
+		return tr, "", 0, 0, nil, fmt.Errorf("rtsp: DESCRIBE: %w", err)
 	}
 
-	setup, err := c.roundTrip(ctx, "SETUP", tr.control,
-		[][2]string{{"Transport", "RTP/AVP/TCP;unicast;interleaved=0-1"}})
+	setup, udp, err := c.setup(ctx, tr.control)
 	if err != nil {
-		return tr, "", 0, 0, err
+		return tr, "", 0, 0, nil, err
 	}
-	if rtpCh, err = parseTransport(setup.get("Transport")); err != nil {
-		return tr, "", 0, 0, fmt.Errorf("rtsp: SETUP: %w", err)
+	reply, err := parseTransport(setup.get("Transport"))
+	if err != nil {
+		return tr, "", 0, 0, udp, fmt.Errorf("rtsp: SETUP: %w", err)
 	}
+	switch {
+	case udp == nil && !reply.tcp:
+		return tr, "", 0, 0, nil, fmt.Errorf("rtsp: SETUP: camera refused RTP over TCP (Transport %.60q); enable RTSP-over-TCP on the camera, or choose --transport udp", setup.get("Transport"))
+	case udp != nil && reply.tcp:
+		udp.close() // the camera chose interleaved after all
+		udp = nil
+	case udp != nil:
+		udp.rtpPort, udp.rtcpPort = reply.serverPort[0], reply.serverPort[1]
+	}
+	rtpCh = reply.interleaved
 	id, timeout, err := parseSession(setup.get("Session"))
 	if err != nil {
-		return tr, "", 0, 0, fmt.Errorf("rtsp: SETUP: %w", err)
+		return tr, "", 0, 0, udp, fmt.Errorf("rtsp: SETUP: %w", err)
 	}
 	c.mu.Lock()
 	c.session = id
 	c.mu.Unlock()
 
 	if _, err := c.roundTrip(ctx, "PLAY", tr.aggregate, [][2]string{{"Range", "npt=0.000-"}}); err != nil {
-		return tr, "", 0, 0, err
+		return tr, "", 0, 0, udp, err
 	}
-	return tr, keepMethod, max(timeout/2, 500*time.Millisecond), rtpCh, nil
+	return tr, keepMethod, max(timeout/2, 500*time.Millisecond), rtpCh, udp, nil
+}
+
+// setup sends SETUP for the transport the source wants. With
+// TransportAuto a camera that refuses UDP is asked again for TCP.
+func (c *rtspConn) setup(ctx context.Context, control string) (*message, *udpPair, error) {
+	tcp := [][2]string{{"Transport", "RTP/AVP/TCP;unicast;interleaved=0-1"}}
+	if !c.src.wantUDP() {
+		m, err := c.roundTrip(ctx, "SETUP", control, tcp)
+		return m, nil, err
+	}
+	udp, err := listenUDPPair(c.conn)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := c.roundTrip(ctx, "SETUP", control,
+		[][2]string{{"Transport", fmt.Sprintf("RTP/AVP;unicast;client_port=%d-%d", udp.localPort, udp.localPort+1)}})
+	if err == nil {
+		return m, udp, nil
+	}
+	udp.close()
+	var se *statusError
+	if c.src.opt.Transport != TransportAuto || !errors.As(err, &se) {
+		return nil, nil, err
+	}
+	c.src.udpFailed = true
+	c.src.stats.setTransport("tcp", true)
+	c.src.log.Warn("camera refused RTP over UDP; falling back to TCP interleaved", "err", err)
+	m, err = c.roundTrip(ctx, "SETUP", control, tcp)
+	return m, nil, err
 }
 
 // cleanRTSPURL accepts a camera-supplied base URL only if it is an
-// absolute rtsp URL, and drops any userinfo from it.
+// absolute rtsp or rtsps URL, and drops any userinfo from it.
 func cleanRTSPURL(s string) (string, bool) {
+	if s == "" || len(s) > maxLineLen {
+		return "", false
+	}
 	u, err := url.Parse(s)
-	if s == "" || err != nil || !strings.EqualFold(u.Scheme, "rtsp") || u.Host == "" {
+	if err != nil || !(strings.EqualFold(u.Scheme, "rtsp") || strings.EqualFold(u.Scheme, "rtsps")) || u.Host == "" {
 		return "", false
 	}
 	u.User = nil
 	return u.String(), true
 }
 
-// parseTransport returns the RTP channel the camera chose.
-func parseTransport(v string) (byte, error) {
-	if !strings.Contains(strings.ToUpper(v), "TCP") {
-		return 0, fmt.Errorf("camera refused RTP over TCP (Transport %.60q); enable RTSP-over-TCP on the camera", v)
+// transportReply is what a camera's SETUP answer says about transport.
+type transportReply struct {
+	tcp         bool   // RTP/AVP/TCP: interleaved on the control connection
+	interleaved byte   // its RTP channel
+	serverPort  [2]int // the camera's RTP and RTCP ports over UDP; 0 if not given
+}
+
+// maxTransportParams bounds the parameters read from a Transport header.
+const maxTransportParams = 32
+
+// parseTransport reads the Transport header of a SETUP answer. Only the
+// first transport spec counts (a server answers with the one it chose).
+func parseTransport(v string) (transportReply, error) {
+	var r transportReply
+	spec, _, _ := strings.Cut(v, ",")
+	params := strings.SplitN(spec, ";", maxTransportParams+1)
+	if len(params) > maxTransportParams {
+		return r, fmt.Errorf("%w: Transport header with more than %d parameters", errMessage, maxTransportParams)
 	}
-	for _, p := range strings.Split(v, ";") {
-		if ch, ok := strings.CutPrefix(strings.TrimSpace(p), "interleaved="); ok {
-			first, _, _ := strings.Cut(ch, "-")
+	proto := strings.ToUpper(strings.TrimSpace(params[0]))
+	if !strings.HasPrefix(proto, "RTP/AVP") {
+		return r, fmt.Errorf("%w: Transport %.60q is not RTP/AVP", errMessage, v)
+	}
+	r.tcp = strings.HasSuffix(proto, "/TCP")
+	for _, p := range params[1:] {
+		k, val, _ := strings.Cut(strings.TrimSpace(p), "=")
+		switch strings.ToLower(k) {
+		case "interleaved":
+			first, _, _ := strings.Cut(val, "-")
 			n, err := strconv.ParseUint(first, 10, 8)
 			if err != nil {
-				return 0, fmt.Errorf("bad interleaved channel in Transport %.60q", v)
+				return r, fmt.Errorf("%w: bad interleaved channel in Transport %.60q", errMessage, v)
 			}
-			return byte(n), nil
+			r.interleaved = byte(n)
+		case "server_port":
+			a, b, found := strings.Cut(val, "-")
+			pa, err := strconv.ParseUint(a, 10, 16)
+			if err != nil || pa == 0 {
+				return r, fmt.Errorf("%w: bad server_port in Transport %.60q", errMessage, v)
+			}
+			pb := pa + 1 // RTCP on the next port, unless named
+			if !found && pa == 65535 {
+				return r, fmt.Errorf("%w: bad server_port in Transport %.60q", errMessage, v)
+			}
+			if found {
+				if pb, err = strconv.ParseUint(b, 10, 16); err != nil || pb == 0 {
+					return r, fmt.Errorf("%w: bad server_port in Transport %.60q", errMessage, v)
+				}
+			}
+			r.serverPort = [2]int{int(pa), int(pb)}
 		}
 	}
-	return 0, nil // RFC 2326: the server may omit what we asked for
+	return r, nil // RFC 2326: the server may omit what we asked for
 }
 
 // parseSession splits "id;timeout=60". The timeout defaults to 60 s.
@@ -277,7 +395,11 @@ func (c *rtspConn) response(ctx context.Context, method string, cseq int) (*mess
 // readDeadline arms the read deadline, then reports whether ctx ended,
 // so a cancellation that raced with the arming is not lost.
 func (c *rtspConn) readDeadline(ctx context.Context, d time.Duration) error {
-	_ = c.conn.SetReadDeadline(time.Now().Add(d))
+	var t time.Time // none, for d == 0
+	if d > 0 {
+		t = time.Now().Add(d)
+	}
+	_ = c.conn.SetReadDeadline(t)
 	return ctx.Err()
 }
 
@@ -311,6 +433,29 @@ func (c *rtspConn) keepAlive(done <-chan struct{}, method, uri string, every tim
 	}
 }
 
+// keepAliveAnswer looks at a message read while playing. A refused
+// keep-alive ends the session, unless the camera only said its nonce was
+// stale: then the new one is adopted and the keep-alive sent again at once,
+// as cameras that rotate nonces expect.
+func (c *rtspConn) keepAliveAnswer(m *message) error {
+	if m.status != 401 && m.status != 454 {
+		return nil
+	}
+	if m.status == 401 && c.auth != nil {
+		challenges := m.header[textproto.CanonicalMIMEHeaderKey("WWW-Authenticate")]
+		if strings.Contains(strings.ToLower(strings.Join(challenges, " ")), "stale=true") {
+			c.mu.Lock()
+			err := c.auth.challenge(challenges)
+			c.mu.Unlock()
+			if err == nil {
+				_, err = c.send(c.keepMethod, c.keepURI, nil)
+			}
+			return err
+		}
+	}
+	return &statusError{"keep-alive", m.status, limit(m.reason, 80)}
+}
+
 // play reads RTP until an error or ctx ends, emitting whole frames.
 func (c *rtspConn) play(ctx context.Context, tr track, rtpCh byte, emit func(h264.Frame) error) error {
 	dp := tr.depacketizer()
@@ -335,8 +480,8 @@ func (c *rtspConn) play(ctx context.Context, tr track, rtpCh byte, emit func(h26
 			if err != nil {
 				return c.readErr(ctx, "read", timeout, err)
 			}
-			if m.status == 401 || m.status == 454 {
-				return &statusError{"keep-alive", m.status, limit(m.reason, 80)}
+			if err := c.keepAliveAnswer(m); err != nil {
+				return err
 			}
 			continue
 		}

@@ -52,7 +52,8 @@ func TestRTSPAuth(t *testing.T) {
 		name, auth string
 		user       string
 	}{
-		{"digest qop=auth", "digest", "admin"},
+		{"digest SHA-256 qop=auth", "digest", "admin"},
+		{"digest MD5 qop=auth", "digest-md5", "admin"},
 		{"digest without qop", "digest-noqop", "admin"},
 		{"basic", "basic", "admin"},
 		{"no auth", "", ""},

@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,7 +41,53 @@ var (
 	ErrUnauthorized = errors.New("camera rejected the credentials")
 	// ErrTimeout: the camera stopped answering or sending video.
 	ErrTimeout = errors.New("camera timed out")
+	// ErrCertChanged: an rtsps camera presented a certificate other than
+	// the pinned one. Recording stops until an operator re-pins; it is
+	// never retried, so a man in the middle gets no second chance.
+	ErrCertChanged = errors.New("camera certificate changed")
+	// ErrTLS: the TLS handshake with an rtsps camera failed.
+	ErrTLS = errors.New("TLS handshake with the camera failed")
 )
+
+// Transport is how RTP travels from an rtsp camera.
+type Transport string
+
+const (
+	// TransportTCP interleaves RTP on the RTSP connection (the default:
+	// it crosses NAT and firewalls like the control channel does).
+	TransportTCP Transport = "tcp"
+	// TransportUDP receives RTP and RTCP on a pair of UDP ports.
+	TransportUDP Transport = "udp"
+	// TransportAuto tries UDP and falls back to TCP when the camera
+	// refuses it or no packet arrives within Options.UDPFallback.
+	TransportAuto Transport = "auto"
+)
+
+// ParseTransport checks a transport name; "" means TransportTCP.
+func ParseTransport(s string) (Transport, error) {
+	switch t := Transport(strings.ToLower(s)); t {
+	case "":
+		return TransportTCP, nil
+	case TransportTCP, TransportUDP, TransportAuto:
+		return t, nil
+	}
+	return "", fmt.Errorf("transport %.20q: want udp, tcp or auto", s)
+}
+
+// TLSOptions secure an rtsps camera. With RootCAs set the camera's chain
+// is verified against them (and its name against the URL's host);
+// otherwise the certificate is pinned: Pin is the fingerprint it must
+// have, and when Pin is empty the first certificate seen is trusted and
+// handed to OnPin to keep (trust on first use).
+type TLSOptions struct {
+	RootCAs *x509.CertPool
+	// Pin is a Fingerprint value ("sha256:" and 64 hex digits).
+	Pin string
+	// OnPin is called (from Run's goroutine) with the fingerprint a
+	// camera without a Pin presented on first use. An error is logged;
+	// the source still holds the pin in memory for its lifetime.
+	OnPin func(fingerprint string) error
+}
 
 // Options tune a source. The zero value is usable: every field documents
 // its default.
@@ -62,8 +109,18 @@ type Options struct {
 	// headers: no URL that carries them is ever formatted, so no message
 	// can contain them.
 	Credentials Credentials
+	// Transport for RTP; default TransportTCP. rtsps always interleaves
+	// over the TLS connection (SRTP is not supported).
+	Transport Transport
+	// UDPFallback: with TransportAuto, a UDP session that delivers no
+	// packet for this long is torn down and set up again over TCP, for
+	// the rest of the source's life. Default 5 s.
+	UDPFallback time.Duration
+	// TLS secures rtsps cameras.
+	TLS TLSOptions
 
-	clock clock // tests fake time; nil means the real clock
+	clock   clock         // tests fake time; nil means the real clock
+	rrEvery time.Duration // RTCP receiver report interval; default 5 s
 }
 
 // Credentials are a camera's login. Formatting them never shows the
@@ -113,6 +170,15 @@ func (o Options) withDefaults() Options {
 	if o.Backoff.Healthy <= 0 {
 		o.Backoff.Healthy = 30 * time.Second
 	}
+	if o.UDPFallback <= 0 {
+		o.UDPFallback = 5 * time.Second
+	}
+	if o.Transport == "" {
+		o.Transport = TransportTCP
+	}
+	if o.rrEvery <= 0 {
+		o.rrEvery = rrEvery
+	}
 	if o.clock == nil {
 		o.clock = realClock{}
 	}
@@ -131,12 +197,12 @@ func Open(rawURL string, opt Options) (Source, error) {
 	switch strings.ToLower(u.Scheme) {
 	case "synthetic":
 		return newSynthetic(u, opt)
-	case "rtsp":
+	case "rtsp", "rtsps":
 		return newRTSP(u, opt)
 	case "":
-		return nil, fmt.Errorf("source: open %s: %w: no scheme; want an rtsp:// or synthetic: URL", Redact(rawURL), ErrBadURL)
+		return nil, fmt.Errorf("source: open %s: %w: no scheme; want an rtsp://, rtsps:// or synthetic: URL", Redact(rawURL), ErrBadURL)
 	default:
-		return nil, fmt.Errorf("source: open %s: %w: unsupported scheme %q; want an rtsp:// or synthetic: URL",
+		return nil, fmt.Errorf("source: open %s: %w: unsupported scheme %q; want an rtsp://, rtsps:// or synthetic: URL",
 			Redact(rawURL), ErrBadURL, u.Scheme)
 	}
 }

@@ -41,6 +41,21 @@ type Stats struct {
 	Bitrate    float64 // bits per second of Frame.Data over the last few seconds
 	LastError  string  // the most recent failure, "" if none
 	Reconnects int     // connection attempts after the first
+
+	// Transport in use: "tcp", "udp" or "tls" ("" before the first
+	// session, and for synthetic sources).
+	Transport string
+	// FellBack: a TransportAuto source gave up on UDP and uses TCP.
+	FellBack bool
+	// RTP over UDP: sequence numbers never received, packets that came
+	// out of order (put back in order, or dropped when too late), and
+	// datagrams from an address other than the camera's (dropped).
+	PacketsLost      uint64
+	PacketsReordered uint64
+	PacketsForeign   uint64
+	// CertFingerprint is what an rtsps camera presented last
+	// (see Fingerprint).
+	CertFingerprint string
 }
 
 // statsWindow is how far back FPS and Bitrate look: long enough to smooth a
@@ -66,6 +81,12 @@ type tracker struct {
 	bytes      uint64
 	lastErr    string
 	reconnects int
+	transport  string
+	fellBack   bool
+	lost       uint64
+	reordered  uint64
+	foreign    uint64
+	certFP     string
 	ring       [maxSamples]sample
 	head, n    int // ring[head] is the oldest of n samples
 }
@@ -92,6 +113,28 @@ func (t *tracker) reconnected() {
 	t.mu.Unlock()
 }
 
+func (t *tracker) setTransport(tr string, fellBack bool) {
+	t.mu.Lock()
+	t.transport = tr
+	t.fellBack = t.fellBack || fellBack
+	t.mu.Unlock()
+}
+
+func (t *tracker) setCert(fp string) {
+	t.mu.Lock()
+	t.certFP = fp
+	t.mu.Unlock()
+}
+
+// packets adds to the UDP loss counters.
+func (t *tracker) packets(lost, reordered, foreign uint64) {
+	t.mu.Lock()
+	t.lost += lost
+	t.reordered += reordered
+	t.foreign += foreign
+	t.mu.Unlock()
+}
+
 func (t *tracker) frame(size int) {
 	now := t.clock.Now()
 	t.mu.Lock()
@@ -113,6 +156,9 @@ func (t *tracker) snapshot() Stats {
 	st := Stats{
 		State: t.state, Frames: t.frames, Bytes: t.bytes,
 		LastError: t.lastErr, Reconnects: t.reconnects,
+		Transport: t.transport, FellBack: t.fellBack,
+		PacketsLost: t.lost, PacketsReordered: t.reordered, PacketsForeign: t.foreign,
+		CertFingerprint: t.certFP,
 	}
 	// Rate over the samples inside the window, measured from the oldest
 	// of them to now, so a stalled source decays towards zero.

@@ -91,7 +91,8 @@ func TestAuthChallenge(t *testing.T) {
 	}{
 		{"digest over basic", []string{`Basic realm="r"`, `Digest realm="r", nonce="n"`}, "digest", false},
 		{"basic only", []string{`Basic realm="r"`}, "basic", false},
-		{"sha-256 only", []string{`Digest realm="r", nonce="n", algorithm=SHA-256`}, "", true},
+		{"sha-256 only", []string{`Digest realm="r", nonce="n", algorithm=SHA-256`}, "digest", false},
+		{"sha-512-256 only", []string{`Digest realm="r", nonce="n", algorithm=SHA-512-256`}, "", true},
 		{"auth-int only", []string{`Digest realm="r", nonce="n", qop="auth-int"`}, "", true},
 		{"nothing", nil, "", true},
 	} {
@@ -103,6 +104,22 @@ func TestAuthChallenge(t *testing.T) {
 			}
 		})
 	}
+	// SHA-256 is preferred to MD5 wherever it is offered.
+	for _, order := range [][]string{
+		{`Digest realm="r", nonce="n1", algorithm=MD5, qop="auth"`, `Digest realm="r", nonce="n2", algorithm=SHA-256, qop="auth"`},
+		{`Digest realm="r", nonce="n2", algorithm=SHA-256, qop="auth"`, `Digest realm="r", nonce="n1", algorithm=MD5, qop="auth"`},
+	} {
+		a := &auth{user: "u", pass: "p"}
+		if err := a.challenge(order); err != nil || a.algorithm != "SHA-256" || a.nonce != "n2" {
+			t.Errorf("challenge %v: %v, algorithm %q nonce %q; want SHA-256", order, err, a.algorithm, a.nonce)
+		}
+	}
+	// RFC 7616 3.9.1's SHA-256 example, with its cnonce.
+	ha1 := sha256hex("Mufasa:http-auth@example.org:Circle of Life")
+	ha2 := sha256hex("GET:/dir/index.html")
+	if got := sha256hex(ha1 + ":7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v:00000001:f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ:auth:" + ha2); got != "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1" {
+		t.Errorf("RFC 7616 example response = %s", got)
+	}
 	// RFC 2617 3.5's worked example (its URI and method, no qop variant
 	// computed independently: MD5 of the same strings).
 	a := &auth{user: "Mufasa", pass: "Circle Of Life"}
@@ -110,7 +127,7 @@ func TestAuthChallenge(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := parseAuthParams(strings.TrimPrefix(a.header("GET", "/dir/index.html"), "Digest "))
-	ha1, ha2 := md5hex("Mufasa:testrealm@host.com:Circle Of Life"), md5hex("GET:/dir/index.html")
+	ha1, ha2 = md5hex("Mufasa:testrealm@host.com:Circle Of Life"), md5hex("GET:/dir/index.html")
 	if p["nc"] != "00000001" || p["qop"] != "auth" || p["opaque"] != "5ccc069c403ebaf9f0171e9517f40e41" ||
 		p["response"] != md5hex(ha1+":dcd98b7102dd2f0e8b11d0f600bfb0c093:00000001:"+p["cnonce"]+":auth:"+ha2) {
 		t.Errorf("digest header params %v", p)
@@ -118,5 +135,22 @@ func TestAuthChallenge(t *testing.T) {
 	// With the RFC's cnonce the RFC's response comes out.
 	if got := md5hex(ha1 + ":dcd98b7102dd2f0e8b11d0f600bfb0c093:00000001:0a4f113b:auth:" + ha2); got != "6629fae49393a05397450978507c4ef1" {
 		t.Errorf("RFC 2617 example response = %s", got)
+	}
+}
+
+func TestCleanRTSPURL(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"rtsp://cam/live/", "rtsp://cam/live/"},
+		{"RTSPS://cam:322/a?x=1", "rtsps://cam:322/a?x=1"},
+		{"rtsp://admin:pw@cam/live", "rtsp://cam/live"}, // a camera's idea of credentials is never echoed
+		{"http://cam/live", ""},
+		{"/live/", ""},
+		{"rtsp:///nohost", ""},
+		{"", ""},
+	} {
+		got, ok := cleanRTSPURL(tc.in)
+		if got != tc.want || ok != (tc.want != "") {
+			t.Errorf("cleanRTSPURL(%q) = %q, %v; want %q", tc.in, got, ok, tc.want)
+		}
 	}
 }

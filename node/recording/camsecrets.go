@@ -1,6 +1,7 @@
 package recording
 
 import (
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/custos-cctv/custos/media/source"
 	"github.com/custos-cctv/custos/policy"
@@ -23,10 +25,26 @@ import (
 
 const camSecretsFile = "camera-secrets.json"
 
-// CameraSecret is a camera's RTSP login.
+// CameraSecret is a camera's RTSP login and the store-only settings that
+// go with it: how RTP travels, and how an rtsps camera is trusted. They
+// live here rather than in the policy because they are about reaching the
+// camera from this store (and a pin or CA is nobody else's business), and
+// rather than in the URL because its query and fragment are the camera's.
 type CameraSecret struct {
 	User     string `json:"user"`
 	Password string `json:"password"`
+	// Transport: "tcp" (or ""), "udp" or "auto" (source.Transport).
+	Transport string `json:"transport,omitempty"`
+	// CA is PEM: an rtsps camera's chain must verify against it. Without
+	// it the camera's key is pinned instead.
+	CA string `json:"ca,omitempty"`
+	// Pin is the certificate fingerprint (source.Fingerprint) an rtsps
+	// camera must present: given by the operator, or learned on first use.
+	Pin string `json:"pin,omitempty"`
+	// SetAt is when `custos camera add` last set these. A new value
+	// restarts the camera's recording, which is how a re-pin takes effect
+	// on a camera stopped by a certificate change.
+	SetAt time.Time `json:"set_at,omitzero"`
 }
 
 // String never shows the password.
@@ -81,7 +99,7 @@ func saveCameraSecret(dir, camera string, s CameraSecret) error {
 	if err != nil {
 		return err
 	}
-	if s.User == "" {
+	if s == (CameraSecret{}) {
 		delete(m, camera)
 	} else {
 		m[camera] = s
@@ -150,9 +168,12 @@ func (s CameraSecret) credentials() source.Credentials {
 	return source.Credentials{User: s.User, Password: s.Password}
 }
 
-// SetCameraSecret keeps a camera's credentials on this node, which must be
-// the store of the camera's site: nowhere else records it, so nowhere else
-// may hold them. An empty user removes them. st is the node's policy (nil
+// SetCameraSecret keeps a camera's credentials and settings on this node,
+// which must be the store of the camera's site: nowhere else records it, so
+// nowhere else may hold them. They replace what was kept, except that
+// without a user the credentials kept stay (camera add without them in the
+// URL); the pin is cleared unless given, so the camera is pinned again on
+// first use. st is the node's policy (nil
 // when it runs from a static peers file); a running Recorder follows the
 // change once told (Recorder.Nudge).
 func SetCameraSecret(d Deps, st *policy.State, camera string, s CameraSecret) error {
@@ -167,9 +188,82 @@ func SetCameraSecret(d Deps, st *policy.State, camera string, s CameraSecret) er
 	if me == nil || me.Role != policy.RoleStore || me.Site != site {
 		return fmt.Errorf("camera credentials are kept only on the store of site %q, and this node is not it: run the command with that store's --dir", site)
 	}
+	if _, err := source.ParseTransport(s.Transport); err != nil {
+		return err
+	}
+	if s.Pin != "" && !source.ValidFingerprint(s.Pin) {
+		return fmt.Errorf("pin %.80q is not a sha256:HEX fingerprint as `custos cameras` shows it", s.Pin)
+	}
+	if s.CA != "" {
+		if _, err := certPool(s.CA); err != nil {
+			return err
+		}
+	}
+	camSecretsMu.Lock()
+	old, err := loadCameraSecrets(d.Dir)
+	camSecretsMu.Unlock()
+	if err != nil {
+		return err
+	}
+	if s.User == "" {
+		s.User, s.Password = old[camera].User, old[camera].Password
+	}
+	if s.SetAt.IsZero() {
+		s.SetAt = time.Now().UTC()
+	}
 	if err := saveCameraSecret(d.Dir, camera, s); err != nil {
 		return err
 	}
-	d.Audit.Event(audit.Event{Actor: "local-admin", Action: "camera-credentials", Object: camera, Decision: audit.Allow, Reason: "set on this store only"})
+	reason := "set on this store only"
+	switch {
+	case s.Pin != "":
+		reason += "; certificate pinned to " + s.Pin
+	case s.CA != "":
+		reason += "; certificate verified against a CA"
+	}
+	d.Audit.Event(audit.Event{Actor: "local-admin", Action: "camera-credentials", Object: camera, Decision: audit.Allow, Reason: reason})
 	return nil
+}
+
+// learnCameraPin keeps the fingerprint an rtsps camera presented on first
+// use, unless the settings changed since the recording started (setAt) or
+// a pin is kept already: a learned pin never replaces one.
+func learnCameraPin(dir, camera string, setAt time.Time, fp string) error {
+	camSecretsMu.Lock()
+	m, err := loadCameraSecrets(dir)
+	camSecretsMu.Unlock()
+	if err != nil {
+		return err
+	}
+	s := m[camera]
+	if !s.SetAt.Equal(setAt) || s.Pin != "" {
+		return errors.New("the camera's settings changed meanwhile; not pinned")
+	}
+	s.Pin = fp
+	return saveCameraSecret(dir, camera, s)
+}
+
+// certPool parses a PEM CA bundle.
+func certPool(pem string) (*x509.CertPool, error) {
+	p := x509.NewCertPool()
+	if !p.AppendCertsFromPEM([]byte(pem)) {
+		return nil, errors.New("the CA file holds no PEM certificate")
+	}
+	return p, nil
+}
+
+// options are s as the RTSP client takes them. onPin keeps a pin learned
+// on first use.
+func (s CameraSecret) options(onPin func(string) error) (source.Options, error) {
+	o := source.Options{Credentials: s.credentials(), Transport: source.Transport(s.Transport)}
+	if s.CA != "" {
+		p, err := certPool(s.CA)
+		if err != nil {
+			return o, err
+		}
+		o.TLS.RootCAs = p
+	} else {
+		o.TLS.Pin, o.TLS.OnPin = s.Pin, onPin
+	}
+	return o, nil
 }

@@ -8,14 +8,13 @@ import (
 	"time"
 
 	"github.com/custos-cctv/custos/keys"
-	"github.com/custos-cctv/custos/media/source"
 	"github.com/custos-cctv/custos/policy"
 )
 
 type wantRec struct {
 	key        string
-	source     string             // the policy's URL, without credentials
-	cred       source.Credentials // from camera-secrets.json
+	source     string       // the policy's URL, without credentials
+	sec        CameraSecret // from camera-secrets.json
 	custodians []keys.Custodian
 	signer     *keys.CustodySigner // this store's seal, under its policy name
 }
@@ -56,8 +55,11 @@ func (r *Recorder) desired(st *policy.State) (map[string]wantRec, string) {
 			continue
 		}
 		sec := secrets[id]
-		sum := sha256.Sum256(fmt.Appendf(nil, "%q %q %q %s", cam.Source, sec.User, sec.Password, custodianSum))
-		want[id] = wantRec{key: hex.EncodeToString(sum[:]), source: cam.Source, cred: sec.credentials(), custodians: custodians, signer: signer}
+		// Not the pin: learning it on first use must not restart the
+		// recording. An operator's re-pin changes SetAt.
+		sum := sha256.Sum256(fmt.Appendf(nil, "%q %q %q %q %q %s %s", cam.Source, sec.User, sec.Password,
+			sec.Transport, sec.CA, sec.SetAt.Format(time.RFC3339Nano), custodianSum))
+		want[id] = wantRec{key: hex.EncodeToString(sum[:]), source: cam.Source, sec: sec, custodians: custodians, signer: signer}
 	}
 	return want, ""
 }

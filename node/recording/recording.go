@@ -13,6 +13,7 @@ package recording
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sort"
 	"sync"
@@ -181,7 +182,18 @@ func (r *Recorder) reconcile() {
 }
 
 func (r *Recorder) startLocked(id string, w wantRec) error {
-	src, err := source.Open(w.source, source.Options{Logger: r.logger(), Credentials: w.cred})
+	opt, err := w.sec.options(func(fp string) error {
+		err := learnCameraPin(r.d.Dir, id, w.sec.SetAt, fp)
+		if err == nil {
+			r.d.Audit.Event(audit.Event{Actor: r.d.Name, Action: "camera-certificate-pinned", Object: id, Decision: audit.Allow, Reason: "trust on first use: " + fp})
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	opt.Logger = r.logger()
+	src, err := source.Open(w.source, opt)
 	if err != nil {
 		return err
 	}
@@ -208,6 +220,11 @@ func (r *Recorder) startLocked(id string, w wantRec) error {
 		defer live.Close()
 		if err := rec.Run(ctx); err != nil && ctx.Err() == nil {
 			r.d.Logf("node: camera %s stopped: %v", id, err)
+			if errors.Is(err, source.ErrCertChanged) {
+				// An alarm: someone may be in the middle. Recording stays
+				// stopped until an operator re-pins (camera add).
+				r.d.Audit.Event(audit.Event{Actor: r.d.Name, Action: "camera-certificate-changed", Object: id, Decision: audit.Deny, Reason: err.Error()})
+			}
 		}
 	}()
 	r.recs[id] = rr

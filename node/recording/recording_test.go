@@ -117,8 +117,28 @@ func TestDesiredFollowsPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	w1, _ := r.desired(st)
-	if w1["praha-1/entrance"].key == w0.key || w1["praha-1/entrance"].cred.User != "u" {
-		t.Errorf("new credentials: key changed %v, user %q", w1["praha-1/entrance"].key != w0.key, w1["praha-1/entrance"].cred.User)
+	if w1["praha-1/entrance"].key == w0.key || w1["praha-1/entrance"].sec.User != "u" {
+		t.Errorf("new credentials: key changed %v, user %q", w1["praha-1/entrance"].key != w0.key, w1["praha-1/entrance"].sec.User)
+	}
+	// A pin learned on first use must not restart the recording; an
+	// operator's camera add (a new SetAt) must, and clears the pin.
+	if err := learnCameraPin(r.d.Dir, "praha-1/entrance", time.Time{}, "sha256:"+strings.Repeat("ab", 32)); err != nil {
+		t.Fatal(err)
+	}
+	if w, _ := r.desired(st); w["praha-1/entrance"].key != w1["praha-1/entrance"].key || w["praha-1/entrance"].sec.Pin == "" {
+		t.Errorf("learned pin: key changed %v, pin %q; want the same key, the pin kept", w["praha-1/entrance"].key != w1["praha-1/entrance"].key, w["praha-1/entrance"].sec.Pin)
+	}
+	if err := learnCameraPin(r.d.Dir, "praha-1/entrance", time.Time{}, "sha256:"+strings.Repeat("cd", 32)); err == nil {
+		t.Error("a second learned pin replaced the first")
+	}
+	if err := saveCameraSecret(r.d.Dir, "praha-1/entrance", CameraSecret{User: "u", Password: "p", Transport: "udp", SetAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if w, _ := r.desired(st); w["praha-1/entrance"].key == w1["praha-1/entrance"].key || w["praha-1/entrance"].sec.Pin != "" {
+		t.Errorf("camera add again: key changed %v, pin %q; want a restart and no pin", w["praha-1/entrance"].key != w1["praha-1/entrance"].key, w["praha-1/entrance"].sec.Pin)
+	}
+	if err := saveCameraSecret(r.d.Dir, "praha-1/entrance", CameraSecret{User: "u", Password: "p"}); err != nil {
+		t.Fatal(err)
 	}
 
 	fewer := clone(st)
@@ -236,11 +256,25 @@ func TestSetCameraSecret(t *testing.T) {
 		t.Fatalf("secrets file: %v, %v", fi, err)
 	}
 	got, err := loadCameraSecrets(d.Dir)
-	if err != nil || got["praha-1/entrance"] != sec {
+	if g := got["praha-1/entrance"]; err != nil || g.User != sec.User || g.Password != sec.Password || g.SetAt.IsZero() {
 		t.Fatalf("loaded %v, %v", got, err)
 	}
+	// camera add again without credentials but with settings keeps the
+	// credentials, and refuses settings that make no sense.
+	if err := SetCameraSecret(d, st, "praha-1/entrance", CameraSecret{Transport: "udp", Pin: "sha256:" + strings.Repeat("0f", 32)}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = loadCameraSecrets(d.Dir)
+	if g := got["praha-1/entrance"]; g.User != "admin" || g.Password != "hunter2" || g.Transport != "udp" || g.Pin == "" {
+		t.Errorf("after settings only: %+v", g.Transport)
+	}
+	for _, bad := range []CameraSecret{{Transport: "sctp"}, {Pin: "md5:00"}, {CA: "not PEM"}} {
+		if err := SetCameraSecret(d, st, "praha-1/entrance", bad); err == nil {
+			t.Errorf("accepted %s / %q / %q", bad.Transport, bad.Pin, bad.CA)
+		}
+	}
 	es := j.Of("camera-credentials")
-	if len(es) != 1 || es[0].Object != "praha-1/entrance" || strings.Contains(es[0].Reason, "hunter2") {
+	if len(es) != 2 || es[0].Object != "praha-1/entrance" || strings.Contains(es[0].Reason, "hunter2") {
 		t.Errorf("audit %+v", es)
 	}
 	if s := sec.String() + sec.GoString(); strings.Contains(s, "hunter2") {

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,22 +24,65 @@ import (
 // python3 earlier on PATH would not).
 const SystemPython = "/usr/bin/python3"
 
+// Config varies the server. The zero value serves over TCP interleaved
+// only, without authentication or TLS.
+type Config struct {
+	// Protocols the server offers: "tcp" (default), "udp" or "both".
+	Protocols string
+	// Auth is "", "basic" or "digest", for User and Password.
+	Auth, User, Password string
+	// SessionTimeout, if set, is each session's timeout; expired sessions
+	// are removed every second (see Server.Expired), and keep-alives are
+	// counted (Server.KeepAlives).
+	SessionTimeout int
+	// TLS serves rtsps with this PEM certificate and key.
+	TLS []byte
+	// Codec is "h264" (default: the fixture) or "h265" (clip.H265,
+	// payloaded by rtph265pay, RFC 7798).
+	Codec string
+}
+
+// Server is a running GStreamer RTSP server.
+type Server struct {
+	URL        string // rtsp:// or rtsps://127.0.0.1:PORT/clip
+	expired    atomic.Int32
+	keepAlives atomic.Int32
+}
+
+// KeepAlives is how many GET_PARAMETER requests the server answered
+// (counted with SessionTimeout set).
+func (s *Server) KeepAlives() int { return int(s.keepAlives.Load()) }
+
+// Expired is how many sessions the server dropped for want of keep-alive.
+func (s *Server) Expired() int { return int(s.expired.Load()) }
+
 // Start serves the fixture at the returned rtsp:// URL until the test ends.
 // It skips only if python3, its GstRtspServer bindings or ffmpeg are
 // missing (.ci/run installs them and checks that they are there).
-func Start(t testing.TB) string {
+func Start(t testing.TB) string { return StartWith(t, Config{}).URL }
+
+// StartWith is Start with a Config.
+func StartWith(t testing.TB, cfg Config) *Server {
 	t.Helper()
-	return start(t, clip.H264, "h264")
+	es, codec := clip.H264, "h264"
+	switch cfg.Codec {
+	case "", "h264":
+	case "h265":
+		es, codec = clip.H265, "h265"
+	default:
+		t.Fatalf("gsttest: codec %q: want h264 or h265", cfg.Codec)
+	}
+	return start(t, cfg, es, codec)
 }
 
 // StartH265 is Start with the H.265 clip (clip.H265), payloaded by
 // GStreamer's rtph265pay (RFC 7798).
 func StartH265(t testing.TB) string {
 	t.Helper()
-	return start(t, clip.H265, "h265")
+	return StartWith(t, Config{Codec: "h265"}).URL
 }
 
-func start(t testing.TB, es []byte, codec string) string {
+func start(t testing.TB, cfg Config, es []byte, codec string) *Server {
 	t.Helper()
 	if _, err := os.Stat(SystemPython); err != nil {
 		t.Skipf("GStreamer RTSP test needs %s (apt install python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)", SystemPython)
@@ -66,8 +110,28 @@ func start(t testing.TB, es []byte, codec string) string {
 	port := freePort(t)
 	_, here, _, _ := runtime.Caller(0)
 	script := filepath.Join(filepath.Dir(here), "gst_rtsp_server.py")
+	args := []string{script, strconv.Itoa(port), mkv, "--codec", codec}
+	if cfg.Protocols != "" {
+		args = append(args, "--protocols", cfg.Protocols)
+	}
+	if cfg.Auth != "" {
+		args = append(args, "--auth", cfg.Auth, "--user", cfg.User, "--password", cfg.Password)
+	}
+	if cfg.SessionTimeout > 0 {
+		args = append(args, "--timeout", strconv.Itoa(cfg.SessionTimeout))
+	}
+	scheme := "rtsp://"
+	if cfg.TLS != nil {
+		pem := filepath.Join(tmp, "server.pem")
+		if err := os.WriteFile(pem, cfg.TLS, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--tls", pem)
+		scheme = "rtsps://"
+	}
+	srv := &Server{URL: scheme + "127.0.0.1:" + strconv.Itoa(port) + "/clip"}
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, SystemPython, script, strconv.Itoa(port), mkv, codec)
+	cmd := exec.CommandContext(ctx, SystemPython, args...)
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -83,12 +147,20 @@ func start(t testing.TB, es []byte, codec string) string {
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			if strings.TrimSpace(sc.Text()) == "READY" {
+			switch line := strings.TrimSpace(sc.Text()); {
+			case line == "READY":
 				ready <- true
-				return
+			case line == "KEEPALIVE":
+				srv.keepAlives.Add(1)
+			case strings.HasPrefix(line, "EXPIRED "):
+				n, _ := strconv.Atoi(strings.TrimPrefix(line, "EXPIRED "))
+				srv.expired.Add(int32(n))
 			}
 		}
-		ready <- false
+		select { // Start may have given up waiting
+		case ready <- false:
+		default:
+		}
 	}()
 	select {
 	case ok := <-ready:
@@ -98,7 +170,7 @@ func start(t testing.TB, es []byte, codec string) string {
 	case <-time.After(20 * time.Second):
 		t.Fatal("GStreamer server not ready within 20s")
 	}
-	return "rtsp://127.0.0.1:" + strconv.Itoa(port) + "/clip"
+	return srv
 }
 
 func freePort(t testing.TB) int {
