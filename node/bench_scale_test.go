@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,6 +50,9 @@ const scaleAdmins = 10
 //   - snapshots-installed: snapshot restores in any replica's policy state
 //     machine during the measured changes (must be 0: no full-state
 //     transfer per change).
+//
+// CUSTOS_SCALE_HEAPPROFILE=path writes a heap profile to path.N once the N
+// stores caught up, to see what the heap per store is made of.
 func BenchmarkFederationScale(b *testing.B) {
 	sizes := os.Getenv("CUSTOS_SCALE_STORES")
 	if sizes == "" {
@@ -258,6 +262,15 @@ func benchScale(b *testing.B, stores int) {
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	goroutines = runtime.NumGoroutine() - goroutines
+	if p := os.Getenv("CUSTOS_SCALE_HEAPPROFILE"); p != "" {
+		// What the replicas hold, once all have caught up.
+		f, err := os.Create(fmt.Sprintf("%s.%d", p, stores))
+		if err != nil {
+			b.Fatal(err)
+		}
+		pprof.WriteHeapProfile(f)
+		f.Close()
+	}
 
 	leader := func() int {
 		for {
