@@ -145,7 +145,7 @@ bench:
 	CUSTOS_CAPACITY_CAMERAS=$(CAPACITY_CAMERAS) $(GO) test -run '^$$' -bench StoreCapacity -benchtime=1x -timeout 30m ./media/ | tee bin/bench-capacity.out
 	$(GO) run ./cmd/benchreport < bin/bench-capacity.out
 	@echo
-	$(MAKE) --no-print-directory scale STORES=50,100 GOSSIP_STORES=50,100 SCALE_CHANGES=5
+	$(MAKE) --no-print-directory scale STORES=50,100 GOSSIP_STORES=50 SCALE_CHANGES=5
 
 # A federation of STORES stores (and 3 voters, 10 admin nodes) simulated in
 # one process: policy replication to every replica (node) and gossip after

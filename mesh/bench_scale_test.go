@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -177,8 +178,8 @@ func gossipScaleOnce(b *testing.B, stores int) (detect, converge time.Duration, 
 		members[i].stop()
 		members[i] = nil
 	}
-	if _, ok := waitAll(survivors, 5*time.Minute, func(m *simMember) bool { return m.seesNone(gone) }); !ok {
-		b.Skip("survivors never declared the stopped stores dead within 5 minutes")
+	if _, ok := waitAll(survivors, 2*time.Minute, func(m *simMember) bool { return m.seesNone(gone) }); !ok {
+		b.Skip("survivors did not declare the stopped stores dead within 2 minutes")
 	}
 	detect = time.Since(t0)
 	progress("detected in %v", detect)
@@ -188,8 +189,11 @@ func gossipScaleOnce(b *testing.B, stores int) (detect, converge time.Duration, 
 		start(i, true)
 		members[i].startRejoin()
 	}
-	if _, ok := waitAll(members, 5*time.Minute, func(m *simMember) bool { return m.aliveCount() == total }); !ok {
-		b.Skip("gossip did not converge within 5 minutes of the restart")
+	if _, ok := waitAll(members, 2*time.Minute, func(m *simMember) bool { return m.aliveCount() == total }); !ok {
+		// Seen at 100 stores on a busy machine: joins slower than
+		// rejoinLoop starts them pile up (tens of thousands of goroutines)
+		// and slow every member further.
+		b.Skipf("gossip did not converge within 2 minutes of the restart (%d goroutines)", runtime.NumGoroutine())
 	}
 	converge = time.Since(t0)
 	progress("converged in %v", converge)
