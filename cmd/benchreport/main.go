@@ -211,6 +211,30 @@ func (r *ratioFlags) Set(s string) error {
 	return nil
 }
 
+// resolve splits a ratio whose both names hold "=" (Scale/stores=500 over
+// Scale/stores=50): Set split at the last "=", so when that split names no
+// result, the first split that names two results is taken.
+func (r Ratio) resolve(byName map[string]Summary) Ratio {
+	_, okN := byName[r.Num]
+	_, okD := byName[r.Den]
+	if okN && okD {
+		return r
+	}
+	full := r.Num + "=" + r.Den
+	for i := range len(full) {
+		if full[i] != '=' {
+			continue
+		}
+		num, den := full[:i], full[i+1:]
+		_, okN := byName[num]
+		_, okD := byName[den]
+		if okN && okD {
+			return Ratio{num, den, r.Unit}
+		}
+	}
+	return r
+}
+
 // builtinUnits are printed in their own columns (or not at all). "Mbit/s",
 // as reported by e2e/bench, is the same figure as the Mbit/s column.
 var builtinUnits = map[string]bool{"ns/op": true, "MB/s": true, "Mbit/s": true, "B/op": true, "allocs/op": true}
@@ -253,6 +277,7 @@ func Report(w io.Writer, sums []Summary, ratios []Ratio) error {
 	}
 	var missing []string
 	for _, r := range ratios {
+		r = r.resolve(byName)
 		num, okN := byName[r.Num]
 		den, okD := byName[r.Den]
 		what, get := "MB/s", Summary.Mbits

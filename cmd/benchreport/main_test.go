@@ -163,3 +163,21 @@ func TestRatioNameWithEquals(t *testing.T) {
 		t.Error("a ratio without a baseline was accepted")
 	}
 }
+
+func TestRatioBothNamesWithEquals(t *testing.T) {
+	var ratios ratioFlags
+	if err := ratios.Set("Scale/stores=500=Scale/stores=50:cpu-ms"); err != nil {
+		t.Fatal(err)
+	}
+	sums := Summarize([]Result{
+		{Name: "Scale/stores=50", Metrics: map[string]float64{"cpu-ms": 2}},
+		{Name: "Scale/stores=500", Metrics: map[string]float64{"cpu-ms": 30}},
+	})
+	var out strings.Builder
+	if err := Report(&out, sums, ratios); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "Scale/stores=500 / Scale/stores=50 = 15.00x") {
+		t.Errorf("no 15x ratio in:\n%s", out.String())
+	}
+}
