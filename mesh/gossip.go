@@ -34,6 +34,12 @@ type gossip struct {
 	closed bool
 
 	joinSem chan struct{} // bounds concurrent joins
+	// joining holds the addresses with a join started and not yet done
+	// (guarded by mu): rejoinLoop asks every second for each peer it does
+	// not see, and a join to a peer that is down takes longer than that,
+	// so without it the waiting joins pile up for as long as it is down.
+	joining map[string]bool
+	started int // joins started and not done (guarded by mu; tests)
 
 	wg     sync.WaitGroup
 	ctx    context.Context
@@ -163,11 +169,25 @@ func (g *gossip) goJoin(peers []Peer) {
 	if g.closed {
 		return
 	}
+	if g.joining == nil {
+		g.joining = map[string]bool{}
+	}
 	for _, p := range peers {
 		addr := netip.AddrPortFrom(g.m.AddrOf(p.PublicKey), GossipPort).String()
+		if g.joining[addr] {
+			continue // the join already waiting will do
+		}
+		g.joining[addr] = true
+		g.started++
 		g.wg.Add(1)
 		go func() {
 			defer g.wg.Done()
+			defer func() {
+				g.mu.Lock()
+				delete(g.joining, addr)
+				g.started--
+				g.mu.Unlock()
+			}()
 			g.joinSem <- struct{}{}
 			defer func() { <-g.joinSem }()
 			if g.ctx.Err() == nil {
@@ -175,6 +195,13 @@ func (g *gossip) goJoin(peers []Peer) {
 			}
 		}()
 	}
+}
+
+// pendingJoins is how many joins are started and not done (tests).
+func (g *gossip) pendingJoins() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.started
 }
 
 func (g *gossip) close() {

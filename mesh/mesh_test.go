@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -384,6 +385,29 @@ func TestGossipSeesStoppedNodeDead(t *testing.T) {
 		return liveness(ms["a"], "c") == "dead" && liveness(ms["b"], "c") == "dead"
 	})
 	t.Logf("stopped node seen dead by both peers after %v", time.Since(stopped).Round(10*time.Millisecond))
+}
+
+// Peers that are down: rejoinLoop asks again every second, and each join
+// waits longer than that, so a join already waiting must not be started
+// twice (without it, goroutines pile up for as long as the peers are down).
+func TestGossipJoinsOncePerPeer(t *testing.T) {
+	checkLeaks(t)
+	a := newTestMesh(t, "a", true)
+	var down []Peer
+	for i := range 5 {
+		p := loopPeer(newTestMesh(t, fmt.Sprintf("down%d", i), false), fmt.Sprintf("down%d", i))
+		p.Endpoint = netip.MustParseAddrPort("127.0.0.1:9") // nothing answers there
+		down = append(down, p)
+	}
+	if err := a.SetPeers(down); err != nil {
+		t.Fatal(err)
+	}
+	for range 50 {
+		a.gossip.goJoin(down)
+	}
+	if n := a.gossip.pendingJoins(); n > len(down) {
+		t.Fatalf("%d joins waiting for %d peers that are down", n, len(down))
+	}
 }
 
 func TestGossipLearnsEndpointButNeverAddsPeers(t *testing.T) {
