@@ -190,9 +190,9 @@ func gossipScaleOnce(b *testing.B, stores int) (detect, converge time.Duration, 
 		members[i].startRejoin()
 	}
 	if _, ok := waitAll(members, 2*time.Minute, func(m *simMember) bool { return m.aliveCount() == total }); !ok {
-		// Seen at 100 stores on a busy machine: joins slower than
-		// rejoinLoop starts them pile up (tens of thousands of goroutines)
-		// and slow every member further.
+		// Seen at 100 stores on a busy machine before joins waiting were
+		// deduplicated: joins slower than rejoinLoop started them piled up
+		// (tens of thousands of goroutines) and slowed every member.
 		b.Skipf("gossip did not converge within 2 minutes of the restart (%d goroutines)", runtime.NumGoroutine())
 	}
 	converge = time.Since(t0)
@@ -251,6 +251,7 @@ type simMember struct {
 	others int // members other than itself in alive
 
 	joinSem chan struct{}
+	joining map[int]bool // guarded by mu: as gossip.joining
 	done    chan struct{}
 	wg      sync.WaitGroup
 	once    sync.Once
@@ -292,10 +293,24 @@ func (m *simMember) joinPeers() {
 }
 
 func (m *simMember) goJoin(peers []int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.joining == nil {
+		m.joining = map[int]bool{}
+	}
 	for _, j := range peers {
+		if m.joining[j] {
+			continue // as gossip.goJoin: one join waits per peer
+		}
+		m.joining[j] = true
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
+			defer func() {
+				m.mu.Lock()
+				delete(m.joining, j)
+				m.mu.Unlock()
+			}()
 			select {
 			case m.joinSem <- struct{}{}:
 			case <-m.done:
