@@ -249,6 +249,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz 'FuzzDepacketize$$' -fuzztime 15s -fuzzminimizetime 0 ./media/source/
 	$(GO) test -run '^$$' -fuzz FuzzDepacketize265 -fuzztime 15s -fuzzminimizetime 0 ./media/source/
 	$(GO) test -run '^$$' -fuzz FuzzParseSPS -fuzztime 15s ./media/h265/
+	$(GO) test -run '^$$' -fuzz FuzzParseSPS -fuzztime 15s ./media/h264/
 	$(GO) test -run '^$$' -fuzz FuzzParseSDP -fuzztime 15s ./media/source/
 	$(GO) test -run '^$$' -fuzz FuzzAuthChallenge -fuzztime 15s ./media/source/
 	$(GO) test -run '^$$' -fuzz FuzzParseTransport -fuzztime 15s ./media/source/

@@ -168,6 +168,9 @@ func (r *Recorder) push(seg *ts.Segmenter, f h264.Frame, queue chan<- *ts.Segmen
 	if r.cfg.Live != nil {
 		r.cfg.Live.Publish(f) // copies f.Data, so before the clear below
 	}
+	if f.Key {
+		r.stats.noteFormat(f)
+	}
 	done, err := seg.Push(f)
 	clear(f.Data) // the segmenter copied it; drop our plaintext copy now
 	r.stats.framesDropped.Store(int64(seg.Dropped()))

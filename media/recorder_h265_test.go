@@ -57,7 +57,8 @@ func TestRecordH265FromGStreamer(t *testing.T) {
 		t.Fatal("Run did not return 20 s after its context ended")
 	}
 	st := r.rec.Stats()
-	if st.SegmentsLost != 0 || st.FramesDropped != 0 || st.FramesRefused != 0 || st.SourceError != "" || st.LastError != "" {
+	if st.SegmentsLost != 0 || st.FramesDropped != 0 || st.FramesRefused != 0 || st.SourceError != "" || st.LastError != "" ||
+		st.Codec != "hevc" || st.Width != 640 || st.Height != 360 || st.Transport != "tcp" {
 		t.Errorf("Stats after recording H.265 from GStreamer: %+v", st)
 	}
 	segs := decryptDC(t, r.st)

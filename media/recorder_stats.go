@@ -1,11 +1,14 @@
 package media
 
 import (
+	"bytes"
 	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/custos-cctv/custos/media/h264"
+	"github.com/custos-cctv/custos/media/h265"
 	"github.com/custos-cctv/custos/media/store"
 	"github.com/custos-cctv/custos/media/ts"
 )
@@ -70,6 +73,11 @@ type RecorderStats struct {
 	PacketsReordered uint64 `json:"packets_reordered,omitempty"`
 	PacketsForeign   uint64 `json:"packets_foreign,omitempty"`
 	CertFingerprint  string `json:"cert_fingerprint,omitempty"`
+	// The stream as its newest keyframe's SPS says: codec ("h264",
+	// "hevc") and picture size ("" and 0 before the first keyframe).
+	Codec  string `json:"codec,omitempty"`
+	Width  int    `json:"width,omitempty"`
+	Height int    `json:"height,omitempty"`
 
 	// From the recorder.
 	LastSegment     time.Time `json:"last_segment,omitzero"` // end of the newest segment stored by this run
@@ -110,10 +118,48 @@ type recStats struct {
 	diskFullAt  time.Time
 	lastErr     string
 	lastErrAt   time.Time
+	format      streamFormat
+}
+
+// streamFormat is the stream's codec and size, and the SPS they came from
+// (parsed again only when it changes).
+type streamFormat struct {
+	codec         h264.Codec
+	sps           []byte
+	width, height int
 }
 
 func (s *recStats) init(camera string, queueCap int) {
 	s.camera, s.state, s.queueCap = camera, StateIdle, queueCap
+}
+
+// noteFormat reads a keyframe's SPS for status, when it differs from the
+// last one. An SPS that does not parse leaves the size at 0: the
+// segmenter decides what is recorded, not this.
+func (s *recStats) noteFormat(f h264.Frame) {
+	var sps []byte
+	for _, n := range h264.SplitNALs(f.Data) {
+		if f.Codec == h264.CodecH265 && h265.Type(n) == h265.NALSPS || f.Codec == h264.CodecH264 && len(n) > 0 && n[0]&0x1f == h264.NALSPS {
+			sps = n
+			break
+		}
+	}
+	if sps == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.format.codec == f.Codec && bytes.Equal(s.format.sps, sps) {
+		return
+	}
+	s.format = streamFormat{codec: f.Codec, sps: bytes.Clone(sps)}
+	if f.Codec == h264.CodecH265 {
+		if p, err := h265.ParseSPS(sps); err == nil {
+			s.format.width, s.format.height = p.Width, p.Height
+		}
+	} else if p, err := h264.ParseSPS(sps); err == nil {
+		s.format.width, s.format.height = p.Width, p.Height
+	}
 }
 
 func (s *recStats) setQueue(q chan *ts.Segment) {
@@ -214,6 +260,9 @@ func (r *Recorder) Stats() RecorderStats {
 	out.SegmentsWritten, out.SegmentsLost = s.written, s.lost
 	out.DiskFull, out.DiskFullSince = s.diskFull, s.diskFullAt
 	out.LastError, out.LastErrorAt = s.lastErr, s.lastErrAt
+	if len(s.format.sps) > 0 {
+		out.Codec, out.Width, out.Height = s.format.codec.String(), s.format.width, s.format.height
+	}
 	s.mu.Unlock()
 
 	st, err := r.cfg.Store.Stats(r.cfg.Camera)

@@ -59,7 +59,8 @@ func TestRecordDecryptsAndPlays(t *testing.T) {
 	st := r.rec.Stats()
 	if st.State != StateStopped || st.SegmentsWritten != uint64(len(segs)) || st.SegmentsLost != 0 || st.Segments != len(segs) ||
 		st.Frames != clip.Frames || st.FramesDropped != 0 || st.EpochsMade == 0 || st.Epochs == 0 || st.DiskFull ||
-		!st.LastSegment.Equal(segs[len(segs)-1].meta.End) || st.Oldest.IsZero() || st.Bytes == 0 || st.LastError != "" {
+		!st.LastSegment.Equal(segs[len(segs)-1].meta.End) || st.Oldest.IsZero() || st.Bytes == 0 || st.LastError != "" ||
+		st.Codec != "h264" || st.Width != clip.Width || st.Height != clip.Height {
 		t.Errorf("Stats after recording the clip: %+v", st)
 	}
 	js, err := json.Marshal(st)

@@ -171,7 +171,8 @@ func writeCameras(w io.Writer, r *recording.Status) {
 		fmt.Fprintf(w, "ALARM      disk full since %s: %s\n", stamp(r.Disk.Since), r.Disk.Reason)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "CAMERA\tSTATE\tSOURCE\tFPS\tKBIT/S\tLAST SEGMENT\tSEGMENTS\tMB\tOLDEST\tERRORS\n")
+	fmt.Fprintf(tw, "CAMERA\tSTATE\tSOURCE\tVIDEO\tTRANSPORT\tLOSS\tFPS\tKBIT/S\tLAST SEGMENT\tSEGMENTS\tMB\tOLDEST\tERRORS\n")
+	var certs []string
 	for _, c := range r.Cameras {
 		errs := c.LastError
 		if errs == "" {
@@ -186,10 +187,33 @@ func writeCameras(w io.Writer, r *recording.Status) {
 			// where the operator looks, not only in the alarm line.
 			state = "NOT STORING (disk full)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%.0f\t%s\t%d\t%.1f\t%s\t%s\n", c.Camera, state, c.SourceState, c.FPS, c.BitrateBPS/1000,
-			stamp(c.LastSegment), c.Segments, float64(c.Bytes)/1e6, stamp(c.Oldest), dash(errs))
+		video := c.Codec
+		if c.Width > 0 {
+			video = fmt.Sprintf("%s %dx%d", c.Codec, c.Width, c.Height)
+		}
+		transport := c.Transport
+		if c.FellBack {
+			transport += " (fell back from udp)"
+		}
+		loss := "-"
+		if c.Transport == "udp" || c.PacketsLost > 0 {
+			loss = fmt.Sprintf("%d lost, %d reordered", c.PacketsLost, c.PacketsReordered)
+			if c.PacketsForeign > 0 {
+				loss += fmt.Sprintf(", %d foreign", c.PacketsForeign)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%.1f\t%.0f\t%s\t%d\t%.1f\t%s\t%s\n", c.Camera, state, c.SourceState, dash(video), dash(transport), loss,
+			c.FPS, c.BitrateBPS/1000, stamp(c.LastSegment), c.Segments, float64(c.Bytes)/1e6, stamp(c.Oldest), dash(errs))
+		if c.CertFingerprint != "" {
+			certs = append(certs, fmt.Sprintf("certificate  %s  %s", c.Camera, c.CertFingerprint))
+		}
 	}
 	tw.Flush()
+	// Fingerprints are long: one line each under the table, as
+	// `custos camera add --pin` takes them.
+	for _, l := range certs {
+		fmt.Fprintln(w, l)
+	}
 }
 
 // readSmallFile reads a file of at most limit bytes.
