@@ -70,9 +70,10 @@ func ParseSPS(nal []byte) (SPS, error) {
 			r.SE()
 		}
 	}
-	r.UE()                                            // max_num_ref_frames
-	r.Skip(1)                                         // gaps_in_frame_num_value_allowed_flag
-	wMBs, hMaps := uint64(r.UE())+1, uint64(r.UE())+1 // 64-bit: a ue(v) may be 2^32-2
+	r.UE()    // max_num_ref_frames
+	r.Skip(1) // gaps_in_frame_num_value_allowed_flag
+	// 64-bit: a ue(v) may be 2^32-2.
+	wMBs, hMaps := uint64(r.UE())+1, uint64(r.UE())+1
 	frameMBsOnly := r.Flag()
 	if !frameMBsOnly {
 		r.Skip(1) // mb_adaptive_frame_field_flag
