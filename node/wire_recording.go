@@ -27,6 +27,7 @@ func (n *Node) recordingDeps() recording.Deps {
 		Policy:   n.policy,
 		Audit:    recordingAudit{n},
 		Logf:     n.logf,
+		Now:      n.now,
 		SelfName: n.selfName,
 		Custody:  n.custody,
 		// n.repl is set before the recorders start (node.go) and never
@@ -38,7 +39,7 @@ func (n *Node) recordingDeps() recording.Deps {
 		},
 		ReconcileWait: maxReconcileWait,
 		Halted: func() string {
-			if err := n.notServing(nil, time.Now()); err != nil {
+			if err := n.notServing(nil, n.now()); err != nil {
 				return err.Error()
 			}
 			return ""

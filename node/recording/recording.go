@@ -62,7 +62,9 @@ type Deps struct {
 	Dir    string // the node's data directory
 	Policy Policy
 	Audit  Auditor
-	Logf   func(string, ...any)
+	// Now, if set, is the node's decision clock (nil: time.Now).
+	Now  func() time.Time
+	Logf func(string, ...any)
 	// SelfName is this node's name in a policy, found by its key ("" if
 	// absent).
 	SelfName func(*policy.State) string
