@@ -58,7 +58,7 @@ func openMedia(n *Node, what string, opts store.Options) (*store.Store, error) {
 
 // followPolicy is recording.FollowPolicy on n's policy.
 func followPolicy(n *Node, stop, wake <-chan struct{}, retainEvery time.Duration, retain, reconcile func()) {
-	recording.FollowPolicy(n.policy, maxReconcileWait, stop, wake, retainEvery, retain, reconcile)
+	recording.FollowPolicy(n.policy, n.now, maxReconcileWait, stop, wake, retainEvery, retain, reconcile)
 }
 
 // retainStore applies retention to a store's recordings or a datacenter's

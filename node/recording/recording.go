@@ -152,7 +152,7 @@ func (r *Recorder) Nudge() {
 
 func (r *Recorder) loop() {
 	defer r.wg.Done()
-	FollowPolicy(r.d.Policy, r.d.ReconcileWait, r.stop, r.wake, r.cfg.RetentionEvery, r.retain, r.reconcile)
+	FollowPolicy(r.d.Policy, r.now, r.d.ReconcileWait, r.stop, r.wake, r.cfg.RetentionEvery, r.retain, r.reconcile)
 }
 
 // reconcile makes the running recorders match the policy.
