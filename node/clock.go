@@ -85,47 +85,47 @@ func newTrustedClock(dir string, wall func() time.Time) *trustedClock {
 	return c
 }
 
-// bound is the latest lower bound on the true time this node knows, and
-// whether it has heard a leader since it started.
-func (c *trustedClock) bound() (t time.Time, heard bool) {
+// estimates are the leader's time now as last heard (zero if never since
+// start) and as the persisted floor says (zero if none).
+func (c *trustedClock) estimates() (leader, floor time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.floor.IsZero() {
-		t = c.floor.Add(time.Since(c.floorAt))
+		floor = c.floor.Add(time.Since(c.floorAt))
 	}
 	if !c.leader.IsZero() {
-		heard = true
-		if l := c.leader.Add(time.Since(c.at)); l.After(t) {
-			t = l
-		}
+		leader = c.leader.Add(time.Since(c.at))
 	}
-	return t, heard
+	return leader, floor
 }
 
-// Now is the time access decisions use: never earlier than the wall clock
-// nor than what the leader's clock says now.
+// Now is the time access decisions use: never earlier than the wall clock,
+// than what the leader's clock says now, nor than the persisted floor.
 func (c *trustedClock) Now() time.Time {
-	w := c.wall()
-	if b, _ := c.bound(); b.After(w) {
-		return b
+	t := c.wall()
+	leader, floor := c.estimates()
+	for _, b := range []time.Time{leader, floor} {
+		if b.After(t) {
+			t = b
+		}
 	}
-	return w
+	return t
 }
 
 // Skew is local wall − estimated leader time (negative: behind), and
-// whether there is an estimate (a leader heard, or a persisted floor the
-// wall clock is behind).
+// whether there is an estimate: the leader's since it was heard; before,
+// only a wall clock behind the persisted floor is known to be wrong (the
+// floor says the time is at least this, not what it is).
 func (c *trustedClock) Skew() (time.Duration, bool) {
 	w := c.wall()
-	b, heard := c.bound()
-	if b.IsZero() {
-		return 0, false
+	leader, floor := c.estimates()
+	switch {
+	case !leader.IsZero():
+		return w.Sub(leader), true
+	case !floor.IsZero() && w.Before(floor):
+		return w.Sub(floor), true
 	}
-	d := w.Sub(b)
-	if !heard && d >= 0 {
-		return 0, false // a floor only says the time is at least this
-	}
-	return d, true
+	return 0, false
 }
 
 // Fresh refuses new access while the wall clock disagrees with the leader's
