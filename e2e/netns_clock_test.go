@@ -82,6 +82,8 @@ func TestNetnsClockSkew(t *testing.T) {
 	refused := exec.Command(bin, "live", "--dir", f.desk.dir, "--camera", cam, "--out", filepath.Join(f.tmp, "refused.ts"), "--for", "10s")
 	if out, err := refused.CombinedOutput(); err == nil || !strings.Contains(string(out), "this node's clock is 1h0m") || !strings.Contains(string(out), "behind the leader's") {
 		t.Errorf("a new live view from the skewed store: %v\n%s; want the skew error", err, out)
+	} else {
+		f.logf("a new live view is refused: %s", strings.TrimSpace(string(out)))
 	}
 
 	select {
