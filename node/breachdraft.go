@@ -149,7 +149,7 @@ func (n *Node) submitDraftOnce(ctx context.Context, bd *policy.BreachDraft) (App
 	if d.Object == "" {
 		d.Object = name // this node's own journal
 	}
-	c := &policy.Command{ID: policy.NewCommandID(), Time: time.Now().UTC(), Signer: policy.NodeSignerPrefix + name,
+	c := &policy.Command{ID: policy.NewCommandID(), Time: n.wallNow().UTC(), Signer: policy.NodeSignerPrefix + name,
 		Kind: policy.KindDraftBreach, BreachDraft: &d}
 	body, err := policy.EncodeCommand(c)
 	if err != nil {

@@ -186,7 +186,7 @@ func (n meshNetwork) Dial(ctx context.Context, a netip.AddrPort) (net.Conn, erro
 // name the leader.
 func (n *Node) admit(remote netip.Addr) error {
 	st := n.policy.State()
-	now := time.Now()
+	now := n.now()
 	for name, pn := range st.Nodes {
 		pub, err := keys.ParseNodePublic(pn.PublicKey)
 		if err != nil {

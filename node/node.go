@@ -74,6 +74,10 @@ type Config struct {
 	// meshBind replaces the mesh's UDP bind: tests and benchmarks impair
 	// the underlay with it. Unexported, so no caller outside can.
 	meshBind conn.Bind
+	// wall replaces the node's wall clock: tests move it. Unexported, so
+	// no caller outside can; nil: wallSource (time.Now, or in a build with
+	// the custos_testclock tag, offset by DIR/testclock-offset).
+	wall func() time.Time
 }
 
 // Node is a running Custos node.
@@ -116,8 +120,9 @@ type Node struct {
 	// (Unix ns; 0: never), for cutRevoked.
 	selfRevokedAt atomic.Int64
 	// cuts counts accesses this node ended because the policy did.
-	cuts struct{ peers, live atomic.Uint64 }
-	gate protocolGate // the leader's view of who knows which protocol (version.go)
+	cuts  struct{ peers, live atomic.Uint64 }
+	clock *trustedClock // the clock of access decisions (clock.go)
+	gate  protocolGate  // the leader's view of who knows which protocol (version.go)
 	// protocolSaid, if not 0, is the protocol op version reports instead
 	// of policy.Protocol: tests play a node of an older release with it.
 	protocolSaid atomic.Int32
@@ -207,6 +212,11 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	n := &Node{cfg: cfg, logf: cfg.Logf, started: time.Now(), stop: make(chan struct{}), peersHash: peersHash,
 		relKeys: release.NewKeys(), dirLock: dirLock, revs: newRevocations()}
+	wall := cfg.wall
+	if wall == nil {
+		wall = wallSource(cfg.Dir)
+	}
+	n.clock = newTrustedClock(cfg.Dir, wall)
 	n.rel = newRelease(n)
 	// A store seals its footage with its node key (keys/custody.go); the
 	// signer keeps the derived scalar after priv is wiped, until Close.
@@ -307,7 +317,7 @@ func (n *Node) startFederation() (err error) {
 		return err
 	}
 	n.members = membership.Start(membership.Config{Self: n.mesh.PublicKey().String(), Policy: n.policy, Mesh: readmitting{n.mesh, n.raft, n},
-		Now: time.Now, Logf: n.logf, Persist: func(p []mesh.Peer) error { return writeLastPeers(cfg.Dir, p) }, Seed: n.seed})
+		Now: n.now, Logf: n.logf, Persist: func(p []mesh.Peer) error { return writeLastPeers(cfg.Dir, p) }, Seed: n.seed})
 	// Raft listens and the first peers are set: complete at once the
 	// handshakes peers tried while this node was down (the leader's, for a
 	// node that just joined), instead of after WireGuard's 5 s retry.
@@ -327,6 +337,8 @@ func (n *Node) startFederation() (err error) {
 	}
 	n.wg.Add(1)
 	go n.sweepReleaseKeys()
+	n.wg.Add(1)
+	go n.followLeaderClock()
 	n.verifyJournalAtStart()
 	n.wg.Add(1)
 	go n.pollAlerts()

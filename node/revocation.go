@@ -218,7 +218,7 @@ func (n *Node) sendNotice(ctx context.Context, pub keys.NodePublic, env []byte) 
 func (n *Node) handleRevoked(ctx context.Context, peer keys.NodePublic, body []byte, w *rpc.Writer) error {
 	st := n.policy.State()
 	from := st.NameOfKey(peer.String())
-	if from == "" || !policy.Member(st, from, time.Now()) {
+	if from == "" || !policy.Member(st, from, n.now()) {
 		return rpc.Deny("you are not a live member of the federation")
 	}
 	self := n.selfName(st)
@@ -230,7 +230,7 @@ func (n *Node) handleRevoked(ctx context.Context, peer keys.NodePublic, body []b
 		n.auditEvent(audit.Event{Actor: "node:" + from, Action: "revocation-notice", Object: self, Decision: audit.Deny, Reason: err.Error()})
 		return rpc.Deny("%v", err)
 	}
-	rn.NodeKey, rn.Via, rn.Learned = n.mesh.PublicKey().String(), from, time.Now().UTC()
+	rn.NodeKey, rn.Via, rn.Learned = n.mesh.PublicKey().String(), from, n.wallNow().UTC()
 	n.learnRevoked(rn)
 	return nil
 }

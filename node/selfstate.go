@@ -157,7 +157,7 @@ func (n *Node) membership(raft *consensus.Status, peers []mesh.PeerStatus) *Memb
 		return nil
 	}
 	st := n.policy.State()
-	m := standing(standingInput{federation: n.cfg.Federation, st: st, self: n.selfName(st), now: time.Now(), notice: n.revoked.Load(),
+	m := standing(standingInput{federation: n.cfg.Federation, st: st, self: n.selfName(st), now: n.now(), notice: n.revoked.Load(),
 		raft: raft, peers: peers, started: n.started})
 	return &m
 }

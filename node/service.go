@@ -58,6 +58,7 @@ func startService(n *Node, port uint16) (*service, error) {
 	s.rpc.Handle(auditquery.Op, n.handleAuditQuery)
 	s.rpc.Handle(opAuditAlerts, n.handleAuditAlerts)
 	s.rpc.Handle(opVersion, n.handleVersion)
+	s.rpc.Handle(opTime, n.handleTime)
 	go func() { s.wg <- s.rpc.Serve(ln) }()
 	return s, nil
 }
@@ -88,7 +89,7 @@ func (n *Node) admitService(peer keys.NodePublic) error {
 	if name == "" {
 		return fmt.Errorf("%s is no member of the policy", peer.ShortString())
 	}
-	if !policy.Member(st, name, time.Now()) {
+	if !policy.Member(st, name, n.now()) {
 		return fmt.Errorf("node %q is not a live member", name)
 	}
 	return nil
@@ -98,11 +99,11 @@ func (n *Node) admitService(peer keys.NodePublic) error {
 // no live member itself denies everyone. Every op that serves footage, a
 // stream, a key or a replica asks it first.
 func (n *Node) callerName(st *policy.State, peer keys.NodePublic) (string, error) {
-	if err := n.notServing(st, time.Now()); err != nil {
+	if err := n.notServing(st, n.now()); err != nil {
 		return "", &rpc.Error{Code: rpc.Denied, Message: err.Error()}
 	}
 	name := st.NameOfKey(peer.String())
-	if name == "" || !policy.Member(st, name, time.Now()) {
+	if name == "" || !policy.Member(st, name, n.now()) {
 		return "", &rpc.Error{Code: rpc.Denied, Message: "you are not a live member of the federation"}
 	}
 	return name, nil
@@ -131,7 +132,7 @@ func (n *Node) syncPolicy(ctx context.Context) (*policy.State, error) {
 // dialNode opens a service connection to the live member name.
 func (n *Node) dialNode(ctx context.Context, st *policy.State, name string) (*mesh.QUICConn, error) {
 	nd := st.Nodes[name]
-	if nd == nil || !policy.Member(st, name, time.Now()) {
+	if nd == nil || !policy.Member(st, name, n.now()) {
 		return nil, fmt.Errorf("node %q is not a live member", name)
 	}
 	pub, err := keys.ParseNodePublic(nd.PublicKey)

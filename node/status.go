@@ -48,6 +48,12 @@ type Status struct {
 	// CorruptSegments counts segments this node holds but could not serve
 	// intact since it started (an alarm: each is audited and logged).
 	CorruptSegments uint64 `json:"corrupt_segments,omitempty"`
+	// ClockSkewSeconds is this node's wall clock minus the leader's, as
+	// last estimated (negative: behind; absent: no estimate yet).
+	ClockSkewSeconds *float64 `json:"clock_skew_seconds,omitempty"`
+	// ClockAlarm says the skew is past the bound: the node then refuses
+	// new access (live views, releases, exports) until its time is fixed.
+	ClockAlarm string `json:"clock_alarm,omitempty"`
 	// AuditFailure says since when and why the audit journal fails to
 	// record; the node refuses access until it records again.
 	AuditFailure string `json:"audit_failure,omitempty"`
@@ -124,6 +130,13 @@ func (n *Node) Status() (Status, error) {
 
 		CorruptSegments: n.corruptSegments.Load(),
 	}
+	if d, ok := n.clock.Skew(); ok {
+		sec := d.Seconds()
+		st.ClockSkewSeconds = &sec
+	}
+	if err := n.clock.Fresh(); err != nil {
+		st.ClockAlarm = err.Error()
+	}
 	if u := n.mesh.Underlay(); len(u.Relays) > 0 || len(u.Candidates) > 0 {
 		st.Underlay = &u
 	}
@@ -163,7 +176,7 @@ func (n *Node) Status() (Status, error) {
 		}
 		st.Commands, st.Refused = n.policy.Counts()
 		if ps := n.policy.State(); len(ps.Requests) > 0 {
-			now := time.Now()
+			now := n.now()
 			st.Requests = map[string]int{}
 			for _, r := range ps.Requests {
 				st.Requests[ps.RequestStatus(r, now)]++

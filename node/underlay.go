@@ -59,7 +59,7 @@ func (n *Node) relayAdmits(pub keys.NodePublic) bool {
 	}
 	st := n.policy.State()
 	name := st.NameOfKey(pub.String())
-	return name != "" && policy.Member(st, name, time.Now())
+	return name != "" && policy.Member(st, name, n.now())
 }
 
 // watchRelays keeps the mesh's relays equal to the policy's datacenters and
@@ -70,7 +70,7 @@ func (n *Node) watchRelays() {
 	first := true
 	for {
 		changed := n.policy.Changed()
-		rs := relaysOf(n.policy.State(), time.Now())
+		rs := relaysOf(n.policy.State(), n.now())
 		if len(rs) == 0 {
 			rs = n.seedRelays
 		}

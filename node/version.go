@@ -50,7 +50,7 @@ type versionAnswer struct {
 
 func (n *Node) handleVersion(ctx context.Context, peer keys.NodePublic, body []byte, w *rpc.Writer) error {
 	st := n.policy.State()
-	if name := st.NameOfKey(peer.String()); name == "" || !policy.Member(st, name, time.Now()) {
+	if name := st.NameOfKey(peer.String()); name == "" || !policy.Member(st, name, n.now()) {
 		return rpc.Deny("you are not a live member of the federation")
 	}
 	a := versionAnswer{Version: Version, Protocol: policy.Protocol}
@@ -183,7 +183,7 @@ func (n *Node) apiVersions(w http.ResponseWriter, r *http.Request) {
 	st := n.policy.State()
 	var names []string
 	for name := range st.Nodes {
-		if policy.Member(st, name, time.Now()) {
+		if policy.Member(st, name, n.now()) {
 			names = append(names, name)
 		}
 	}

@@ -47,7 +47,7 @@ func (n *Node) handleAuditQuery(ctx context.Context, peer keys.NodePublic, body 
 	if n.replicas == nil {
 		return &rpc.Error{Code: rpc.Failed, Message: "this node keeps no copies of the stores' journals (ask a datacenter)"}
 	}
-	q, why, err := auditquery.Verify(st, body, time.Now())
+	q, why, err := auditquery.Verify(st, body, n.now())
 	if err != nil {
 		actor := caller
 		if q != nil && q.User != "" {
@@ -149,7 +149,7 @@ func (n *Node) QueryAudit(ctx context.Context, body []byte) (AuditAnswer, error)
 	}
 	var dcs []string
 	for name, nd := range st.Nodes {
-		if nd.Role == policy.RoleDatacenter && policy.Member(st, name, time.Now()) {
+		if nd.Role == policy.RoleDatacenter && policy.Member(st, name, n.now()) {
 			dcs = append(dcs, name)
 		}
 	}

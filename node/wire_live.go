@@ -38,7 +38,7 @@ func (s liveStores) Call(ctx context.Context, st *policy.State, target, op strin
 // fixed before the service starts) serves no live view.
 func (n *Node) liveServer() *live.Server {
 	s := &live.Server{Policy: n.policy, Audit: liveAudit{n}, Caller: n.callerName, Sync: n.syncPolicy, Net: n.mesh,
-		Cut: func() { n.cuts.live.Add(1) }}
+		Cut: func() { n.cuts.live.Add(1) }, Now: n.now, Fresh: n.clockFresh}
 	if n.rec != nil {
 		s.Hubs = n.rec
 	}

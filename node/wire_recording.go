@@ -27,6 +27,7 @@ func (n *Node) recordingDeps() recording.Deps {
 		Policy:   n.policy,
 		Audit:    recordingAudit{n},
 		Logf:     n.logf,
+		Now:      n.now,
 		SelfName: n.selfName,
 		Custody:  n.custody,
 		// n.repl is set before the recorders start (node.go) and never
@@ -38,7 +39,7 @@ func (n *Node) recordingDeps() recording.Deps {
 		},
 		ReconcileWait: maxReconcileWait,
 		Halted: func() string {
-			if err := n.notServing(nil, time.Now()); err != nil {
+			if err := n.notServing(nil, n.now()); err != nil {
 				return err.Error()
 			}
 			return ""
@@ -57,7 +58,7 @@ func openMedia(n *Node, what string, opts store.Options) (*store.Store, error) {
 
 // followPolicy is recording.FollowPolicy on n's policy.
 func followPolicy(n *Node, stop, wake <-chan struct{}, retainEvery time.Duration, retain, reconcile func()) {
-	recording.FollowPolicy(n.policy, maxReconcileWait, stop, wake, retainEvery, retain, reconcile)
+	recording.FollowPolicy(n.policy, n.now, maxReconcileWait, stop, wake, retainEvery, retain, reconcile)
 }
 
 // retainStore applies retention to a store's recordings or a datacenter's

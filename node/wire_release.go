@@ -23,7 +23,7 @@ func newRelease(n *Node) *release.Service {
 	w := releaseWire{n}
 	return release.New(release.Config{Name: n.cfg.Name, CustodianKey: CustodianKeyPath(n.cfg.Dir), Logf: n.logf, Corrupt: &n.corruptSegments,
 		Exported: filepath.Join(n.cfg.Dir, exportedFile)},
-		release.Deps{Policy: w, Peers: w, Audit: w, Holdings: w, Keys: n.relKeys})
+		release.Deps{Policy: w, Peers: w, Audit: w, Holdings: w, Keys: n.relKeys, Now: n.now, Fresh: n.clockFresh})
 }
 
 // exportedFile, in the data directory, lists the exports this node made

@@ -29,6 +29,7 @@ func replicationDeps(n *Node) replication.Deps {
 		Self:   n.selfName,
 		Audit:  n.auditEvent,
 		Logf:   n.logf,
+		Now:    n.now,
 	}
 }
 

@@ -125,6 +125,19 @@ type Server struct {
 	// Cut, if set, is called for each view ended because its access ended
 	// (a revoked grant or member, a window past its end).
 	Cut func()
+	// Now, if set, is the clock of every decision (the node's trusted
+	// clock: it never runs behind the leader's); nil: time.Now.
+	Now func() time.Time
+	// Fresh, if set, refuses a new view while this node's clock cannot be
+	// trusted; views already running still end by Now.
+	Fresh func() error
+}
+
+func (s *Server) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
 }
 
 // syncTimeout bounds the read a refusal waits for.
@@ -139,7 +152,7 @@ func (s *Server) authorize(ctx context.Context, peer keys.NodePublic, camera str
 		if err != nil {
 			return "", policy.Decision{}, st, err
 		}
-		return caller, policy.Authorize(st, policy.Subject{Kind: "node", Name: caller}, policy.ActLive, camera, time.Now()), st, nil
+		return caller, policy.Authorize(st, policy.Subject{Kind: "node", Name: caller}, policy.ActLive, camera, s.now()), st, nil
 	}
 	caller, d, st, err := decide(s.Policy.State())
 	if (err == nil && d.Allow) || s.Sync == nil {
@@ -192,6 +205,12 @@ func (s *Server) Handle(ctx context.Context, peer keys.NodePublic, body []byte, 
 		s.Audit.Event(audit.Event{Actor: actor, Action: "live-view", Object: q.Camera, Decision: audit.Deny, Reason: d.Reason})
 		return rpc.Deny("live view of %s: %s", q.Camera, d.Reason)
 	}
+	if s.Fresh != nil {
+		if err := s.Fresh(); err != nil {
+			s.Audit.Event(audit.Event{Actor: actor, Action: "live-view", Object: q.Camera, Decision: audit.Deny, Reason: err.Error()})
+			return rpc.Deny("live view of %s: %v", q.Camera, err)
+		}
+	}
 	hub := s.Hubs.LiveHub(q.Camera)
 	if hub == nil {
 		return &rpc.Error{Code: rpc.Unavailable, Message: fmt.Sprintf("camera %s is not recording on this store now", q.Camera)}
@@ -217,7 +236,7 @@ func (s *Server) Handle(ctx context.Context, peer keys.NodePublic, body []byte, 
 			case <-changed:
 			case <-t.C:
 			}
-			if d := policy.Authorize(s.current(decidedOn), subj, policy.ActLive, q.Camera, time.Now()); !d.Allow {
+			if d := policy.Authorize(s.current(decidedOn), subj, policy.ActLive, q.Camera, s.now()); !d.Allow {
 				mu.Lock()
 				ended = "access ended: " + d.Reason
 				mu.Unlock()

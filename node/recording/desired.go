@@ -28,7 +28,7 @@ func (r *Recorder) desired(st *policy.State) (map[string]wantRec, string) {
 	}
 	self := r.d.SelfName(st)
 	me := st.Nodes[self]
-	if me == nil || me.Role != policy.RoleStore || !policy.Member(st, self, time.Now()) {
+	if me == nil || me.Role != policy.RoleStore || !policy.Member(st, self, r.now()) {
 		return nil, "this node is not a live store in the policy"
 	}
 	custodians, err := CustodiansOf(st)
@@ -96,4 +96,11 @@ func CustodiansOf(st *policy.State) ([]keys.Custodian, error) {
 		return nil, fmt.Errorf("waiting for custodian keys: %d known, recording needs %d (the datacenters' and the recovery key)", len(out), keys.EpochThreshold)
 	}
 	return out, nil
+}
+
+func (r *Recorder) now() time.Time {
+	if r.d.Now != nil {
+		return r.d.Now()
+	}
+	return time.Now()
 }

@@ -35,8 +35,9 @@ func OpenMedia(d Deps, what string, opts store.Options) (*store.Store, error) {
 // FollowPolicy runs retain at once and every retainEvery, and reconcile
 // on every policy change, every wake and at least every maxWait (a window
 // may open or close with no command), until stop closes. It is the life of
-// a store's recorders and of a datacenter's replicas alike.
-func FollowPolicy(p Policy, maxWait time.Duration, stop, wake <-chan struct{}, retainEvery time.Duration, retain, reconcile func()) {
+// a store's recorders and of a datacenter's replicas alike. now is the
+// node's decision clock: the next window boundary is found by it.
+func FollowPolicy(p Policy, now func() time.Time, maxWait time.Duration, stop, wake <-chan struct{}, retainEvery time.Duration, retain, reconcile func()) {
 	ret := time.NewTicker(retainEvery)
 	defer ret.Stop()
 	retain()
@@ -45,9 +46,9 @@ func FollowPolicy(p Policy, maxWait time.Duration, stop, wake <-chan struct{}, r
 		wait := maxWait
 		// A window's end (this store's own, or an installer's) is a
 		// change no command signals: look again just past it.
-		if st := p.State(); st != nil {
-			if next := policy.NextChange(st, time.Now()); !next.IsZero() {
-				wait = min(wait, time.Until(next)+5*time.Millisecond)
+		if st, t := p.State(), now(); st != nil {
+			if next := policy.NextChange(st, t); !next.IsZero() {
+				wait = min(wait, next.Sub(t)+5*time.Millisecond)
 			}
 		}
 		t := time.NewTimer(wait)

@@ -62,7 +62,9 @@ type Deps struct {
 	Dir    string // the node's data directory
 	Policy Policy
 	Audit  Auditor
-	Logf   func(string, ...any)
+	// Now, if set, is the node's decision clock (nil: time.Now).
+	Now  func() time.Time
+	Logf func(string, ...any)
 	// SelfName is this node's name in a policy, found by its key ("" if
 	// absent).
 	SelfName func(*policy.State) string
@@ -150,7 +152,7 @@ func (r *Recorder) Nudge() {
 
 func (r *Recorder) loop() {
 	defer r.wg.Done()
-	FollowPolicy(r.d.Policy, r.d.ReconcileWait, r.stop, r.wake, r.cfg.RetentionEvery, r.retain, r.reconcile)
+	FollowPolicy(r.d.Policy, r.now, r.d.ReconcileWait, r.stop, r.wake, r.cfg.RetentionEvery, r.retain, r.reconcile)
 }
 
 // reconcile makes the running recorders match the policy.

@@ -109,7 +109,10 @@ func (s *Service) releaseChecked(st *policy.State, caller string, q ReleaseQuery
 	if len(q.Segments) == 0 || len(q.Segments) > releaseBatch {
 		return nil, &rpc.Error{Code: rpc.BadRequest, Message: fmt.Sprintf("send 1 to %d segments per call", releaseBatch)}
 	}
-	r, err := st.ReleasableRequest(q.Request, time.Now())
+	if err := s.fresh(); err != nil {
+		return nil, rpc.Deny("%v", err)
+	}
+	r, err := st.ReleasableRequest(q.Request, s.now())
 	if err != nil {
 		return nil, rpc.Deny("%v", err)
 	}

@@ -93,7 +93,10 @@ func (s *Service) export(ctx context.Context, req ExportRequest, start time.Time
 	if err != nil {
 		return ExportResult{}, err
 	}
-	if err := checkExportOrder(st, req, time.Now()); err != nil {
+	if err := s.fresh(); err != nil {
+		return ExportResult{}, err
+	}
+	if err := checkExportOrder(st, req, s.now()); err != nil {
 		return ExportResult{}, err
 	}
 	if err := s.d.Audit.Ready(req.Exporter, "export", req.Request); err != nil {
@@ -134,7 +137,7 @@ func (s *Service) export(ctx context.Context, req ExportRequest, start time.Time
 // exportable checks that request id may be exported here now and returns
 // it with its release key.
 func (s *Service) exportable(st *policy.State, id string) (*policy.Request, *keys.ReleaseKey, error) {
-	r, err := st.ReleasableRequest(id, time.Now())
+	r, err := st.ReleasableRequest(id, s.now())
 	if err != nil {
 		return nil, nil, errRefused{err.Error()}
 	}

@@ -162,7 +162,7 @@ func (s *Service) SweepKeys(stop <-chan struct{}) {
 	for {
 		changed := s.d.Policy.Changed()
 		st := s.d.Policy.State()
-		s.d.Keys.Sweep(st, s.d.Peers.Self(st), time.Now())
+		s.d.Keys.Sweep(st, s.d.Peers.Self(st), s.now())
 		select {
 		case <-stop:
 			return

@@ -112,6 +112,25 @@ type Deps struct {
 	Audit    Auditor
 	Holdings Holdings
 	Keys     *Keys // one-time release keys made here
+	// Now, if set, is the node's decision clock (nil: time.Now); Fresh,
+	// if set, refuses a new release or export while that clock cannot be
+	// trusted.
+	Now   func() time.Time
+	Fresh func() error
+}
+
+func (s *Service) now() time.Time {
+	if s.d.Now != nil {
+		return s.d.Now()
+	}
+	return time.Now()
+}
+
+func (s *Service) fresh() error {
+	if s.d.Fresh != nil {
+		return s.d.Fresh()
+	}
+	return nil
 }
 
 // Service serves the store and datacenter ops and runs this node's

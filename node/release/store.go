@@ -68,7 +68,7 @@ func (s *Service) authorizeScope(ctx context.Context, peer keys.NodePublic, body
 	if err != nil {
 		return q, peer.ShortString(), err
 	}
-	r, err := st.ReleasableRequest(q.Request, time.Now())
+	r, err := st.ReleasableRequest(q.Request, s.now())
 	if err != nil {
 		return q, caller, rpc.Deny("%v", err)
 	}

@@ -82,6 +82,15 @@ type Deps struct {
 	Self   func(st *policy.State) string // this node's name in st (found by its key)
 	Audit  func(audit.Event)             // appends to the node's journal; the node logs a failure
 	Logf   func(format string, a ...any)
+	// Now, if set, is the node's decision clock (nil: time.Now).
+	Now func() time.Time
+}
+
+func (d Deps) now() time.Time {
+	if d.Now != nil {
+		return d.Now()
+	}
+	return time.Now()
 }
 
 // SourceDeps is what a store's side needs.

@@ -64,7 +64,7 @@ func (r *Source) caller(peer keys.NodePublic) (caller, site string, err error) {
 	if caller, err = r.d.Caller(st, peer); err != nil {
 		return "", "", err
 	}
-	if d := policy.Authorize(st, policy.Subject{Kind: "node", Name: caller}, policy.ActReplicate, "", time.Now()); !d.Allow {
+	if d := policy.Authorize(st, policy.Subject{Kind: "node", Name: caller}, policy.ActReplicate, "", r.d.now()); !d.Allow {
 		r.refuse(caller, errors.New(d.Reason))
 		return "", "", rpc.Deny("%s", d.Reason)
 	}

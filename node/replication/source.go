@@ -60,7 +60,7 @@ func (r *Source) refuse(dc string, why error) {
 	if due {
 		r.d.Logf("node: replication to %s refused: %v", dc, why)
 		r.d.Audit(audit.Event{Actor: dc, Action: "replicate", Object: r.d.Name, Decision: audit.Deny, Reason: why.Error()})
-		if r.d.Outside != nil && outsideJurisdiction(r.d.Policy.State(), dc, time.Now()) {
+		if r.d.Outside != nil && outsideJurisdiction(r.d.Policy.State(), dc, r.d.now()) {
 			r.d.Outside(dc, why)
 		}
 	}
@@ -87,7 +87,7 @@ func (r *Source) RefuseOutside(st *policy.State) {
 		_, seen := r.refused[name]
 		r.mu.Unlock()
 		if !seen {
-			r.refuse(name, policy.ReplicaTarget(st, name, time.Now()))
+			r.refuse(name, policy.ReplicaTarget(st, name, r.d.now()))
 		}
 	}
 }
