@@ -82,6 +82,9 @@ func TestNetnsSoak(t *testing.T) {
 	if err != nil || dur <= 0 {
 		t.Fatalf("CUSTOS_SOAK=%q: want a duration such as 5m", d)
 	}
+	if dl, ok := t.Deadline(); ok && time.Until(dl) < dur+20*time.Minute {
+		t.Fatalf("soak of %v: go test's -timeout leaves %v, want the soak plus 20m (make soak SOAK_TIMEOUT=…)", dur, time.Until(dl).Round(time.Minute))
+	}
 	needNetns(t)
 	seed := rand.Uint64()
 	if s := os.Getenv("CUSTOS_SOAK_SEED"); s != "" {
