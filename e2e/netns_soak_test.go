@@ -63,6 +63,12 @@ func (r *soakRun) event(action, fault, target, detail string) {
 	r.events = append(r.events, e)
 	r.mu.Unlock()
 	r.t.Logf("nemesis [%6.1fs] %s %s %s %s", e.At, action, fault, target, detail)
+	// Appended as it happens too: a run killed by go test's -timeout runs
+	// no cleanup, and its schedule is what replays it.
+	if fd, err := os.OpenFile(filepath.Join(r.dir, "schedule.live.txt"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+		fmt.Fprintf(fd, "%8.1fs %-6s %-9s %-24s %s\n", e.At, action, fault, target, detail)
+		fd.Close()
+	}
 }
 
 func (r *soakRun) record(op soakOp) {
@@ -98,6 +104,8 @@ func TestNetnsSoak(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := &soakRun{t: t, seed: seed, dir: dir}
+	t.Logf("soak: run directory %s (kept on failure)", dir)
+	os.WriteFile(filepath.Join(dir, "seed"), []byte(fmt.Sprintf("%d\n", seed)), 0o644)
 
 	// The binary under the test clock: with it a node reads a wall-clock
 	// offset from DIR/testclock-offset; a tree without that tag builds the
