@@ -118,6 +118,19 @@ const (
 // directly to a sealed federation.
 var ErrNeedsQuorum = errors.New("needs the quorum's approval")
 
+// ApprovalFor is the approval of exactly what s holds under id, a proposal
+// or a request, without ID, time or signer: the one definition of what an
+// approver signs, shared by the CLI and the console.
+func (s *State) ApprovalFor(id string) (*Command, error) {
+	if p := s.Proposals[id]; p != nil {
+		return &Command{Kind: KindApproveProposal, Approval: &Approval{Request: id, Digest: ProposalDigest(s.FederationID, p)}}, nil
+	}
+	if r := s.Requests[id]; r != nil {
+		return &Command{Kind: KindApproveRequest, Approval: &Approval{Request: id, Digest: RequestDigest(s.FederationID, r)}}, nil
+	}
+	return nil, fmt.Errorf("no request or proposal %q", id)
+}
+
 const proposalDomain = "custos/proposal/v1\x00"
 
 // ProposalDigest is what approvers sign: the federation, the proposal's ID,

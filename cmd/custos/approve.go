@@ -99,13 +99,17 @@ type approval struct {
 
 // approvalOf finds id among st's proposals and requests.
 func approvalOf(st *policy.State, id string, now time.Time) (approval, error) {
+	c, err := st.ApprovalFor(id)
+	if err != nil {
+		return approval{}, err
+	}
 	if p := st.Proposals[id]; p != nil {
 		row := proposalRowOf(st, p, now)
 		excluded := []string{p.Proposer}
 		if row.Command != nil && row.Command.Kind == policy.KindRevokeUser {
 			excluded = append(excluded, row.Command.Name)
 		}
-		return approval{st: st, kind: policy.KindApproveProposal, digest: row.Digest, what: "proposal", id: id,
+		return approval{st: st, kind: c.Kind, digest: c.Approval.Digest, what: "proposal", id: id,
 			rows: [][2]string{
 				{"proposer", p.Proposer},
 				{"change", row.Command.Describe()},
@@ -115,25 +119,23 @@ func approvalOf(st *policy.State, id string, now time.Time) (approval, error) {
 			approvals: p.Approvals, excluded: excluded,
 			done: fmt.Sprintf("the quorum has approved proposal %s: the change takes effect (custos proposals shows it executed)", id)}, nil
 	}
-	if r := st.Requests[id]; r != nil && r.Action != policy.ActionView {
-		return rightsApproval(st, r, now), nil
+	r := st.Requests[id]
+	if r.Action != policy.ActionView {
+		return rightsApproval(st, r, c, now), nil
 	}
-	if r := st.Requests[id]; r != nil {
-		return approval{st: st, kind: policy.KindApproveRequest, digest: policy.RequestDigest(st.FederationID, r), what: "request", id: id,
-			rows: [][2]string{
-				{"requester", r.Requester},
-				{"node", r.Node},
-				{"cameras", strings.Join(r.Cameras, ", ")},
-				{"footage", fmt.Sprintf("%s to %s (%v)", stamp(r.From), stamp(r.To), r.To.Sub(r.From))},
-				{"purpose", r.Purpose},
-				{"basis", r.Basis},
-				{"status", st.RequestStatus(r, now)},
-				{"expires", stamp(r.Expires)},
-			},
-			approvals: r.Approvals, excluded: []string{r.Requester},
-			done: fmt.Sprintf("the quorum has approved request %s: %s can export it on %s (custos export %s)", id, r.Requester, r.Node, id)}, nil
-	}
-	return approval{}, fmt.Errorf("no request or proposal %q", id)
+	return approval{st: st, kind: c.Kind, digest: c.Approval.Digest, what: "request", id: id,
+		rows: [][2]string{
+			{"requester", r.Requester},
+			{"node", r.Node},
+			{"cameras", strings.Join(r.Cameras, ", ")},
+			{"footage", fmt.Sprintf("%s to %s (%v)", stamp(r.From), stamp(r.To), r.To.Sub(r.From))},
+			{"purpose", r.Purpose},
+			{"basis", r.Basis},
+			{"status", st.RequestStatus(r, now)},
+			{"expires", stamp(r.Expires)},
+		},
+		approvals: r.Approvals, excluded: []string{r.Requester},
+		done: fmt.Sprintf("the quorum has approved request %s: %s can export it on %s (custos export %s)", id, r.Requester, r.Node, id)}, nil
 }
 
 // show prints what is approved, and the approvals so far.
@@ -174,8 +176,8 @@ func (a approval) approvedBy(user string) bool {
 
 // rightsApproval is an erase or hold request as an approver sees it: what
 // goes, or what is kept and until when.
-func rightsApproval(st *policy.State, r *policy.Request, now time.Time) approval {
-	a := approval{st: st, kind: policy.KindApproveRequest, digest: policy.RequestDigest(st.FederationID, r), id: r.ID,
+func rightsApproval(st *policy.State, r *policy.Request, c *policy.Command, now time.Time) approval {
+	a := approval{st: st, kind: c.Kind, digest: c.Approval.Digest, id: r.ID,
 		approvals: r.Approvals, excluded: []string{r.Requester}}
 	footage := fmt.Sprintf("%s to %s (%v)", stamp(r.From), stamp(r.To), r.To.Sub(r.From))
 	switch r.Action {

@@ -434,7 +434,7 @@ func (p *pages) approve(w http.ResponseWriter, r *http.Request, ss *session) {
 	if pol == nil {
 		return
 	}
-	c, err := approvalCommand(pol, id)
+	c, err := pol.ApprovalFor(id)
 	if err != nil {
 		p.fail(w, http.StatusNotFound, ss, err)
 		return

@@ -46,7 +46,7 @@ func (f *fed) submitAs(t testing.TB, ctx context.Context, user string, c *policy
 // approveAs approves request or proposal id as user, without a passkey.
 func (f *fed) approveAs(t testing.TB, ctx context.Context, user, id string) node.ApplyResult {
 	t.Helper()
-	c, err := approvalCommand(f.n.Policy(), id)
+	c, err := f.n.Policy().ApprovalFor(id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +226,7 @@ func TestConsolePasskeyInChromium(t *testing.T) {
 		}
 		return b
 	}
-	c, err := approvalCommand(f.n.Policy(), "e2")
+	c, err := f.n.Policy().ApprovalFor("e2")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -267,18 +267,6 @@ func (p *pages) removePasskey(w http.ResponseWriter, r *http.Request, ss *sessio
 	http.Redirect(w, r, "/passkeys", http.StatusSeeOther)
 }
 
-// approvalCommand is the approval of exactly what the policy holds under
-// id (a proposal or a request), without ID, time or signer.
-func approvalCommand(pol *policy.State, id string) (*policy.Command, error) {
-	switch {
-	case pol.Proposals[id] != nil:
-		return &policy.Command{Kind: policy.KindApproveProposal, Approval: &policy.Approval{Request: id, Digest: policy.ProposalDigest(pol.FederationID, pol.Proposals[id])}}, nil
-	case pol.Requests[id] != nil:
-		return &policy.Command{Kind: policy.KindApproveRequest, Approval: &policy.Approval{Request: id, Digest: policy.RequestDigest(pol.FederationID, pol.Requests[id])}}, nil
-	}
-	return nil, fmt.Errorf("no request or proposal %q", id)
-}
-
 // usesPasskey: the console approves with a passkey for a user who has one
 // or whose role requires one.
 func usesPasskey(pol *policy.State, user string) bool {
@@ -294,7 +282,7 @@ func (p *pages) approveBegin(w http.ResponseWriter, r *http.Request, ss *session
 		jsonError(w, http.StatusServiceUnavailable, err)
 		return
 	}
-	c, err := approvalCommand(pol, r.PathValue("id"))
+	c, err := pol.ApprovalFor(r.PathValue("id"))
 	if err != nil {
 		jsonError(w, http.StatusNotFound, err)
 		return
