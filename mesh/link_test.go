@@ -323,7 +323,7 @@ func TestBulkTCPIntact(t *testing.T) {
 		wg.Wait()
 		var bad uint64
 		for _, m := range []*Mesh{a, b} {
-			bad += m.tnet.ep.badChecksum.Load()
+			bad += m.BadChecksums()
 		}
 		if bad != 0 {
 			t.Errorf("loss %d‰: %d packets with a wrong checksum", permille, bad)

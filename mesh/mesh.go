@@ -228,6 +228,17 @@ func (m *Mesh) ListenPort() uint16 { return m.port }
 // MTU is the tunnel MTU.
 func (m *Mesh) MTU() int { return m.mtu }
 
+// BadChecksums counts the packets from authenticated peers dropped since
+// the mesh started because their TCP/UDP checksum was wrong: WireGuard
+// proves who sent a packet, not that its payload survived the sender's
+// offloads, so a rising count points at a faulty NIC or driver there.
+func (m *Mesh) BadChecksums() uint64 {
+	if m.tnet == nil {
+		return 0
+	}
+	return m.tnet.ep.badChecksum.Load()
+}
+
 // AddrOf returns the mesh address a key must use in this federation.
 func (m *Mesh) AddrOf(pub keys.NodePublic) netip.Addr { return keys.MeshAddr(m.prefix, pub) }
 

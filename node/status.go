@@ -48,6 +48,9 @@ type Status struct {
 	// CorruptSegments counts segments this node holds but could not serve
 	// intact since it started (an alarm: each is audited and logged).
 	CorruptSegments uint64 `json:"corrupt_segments,omitempty"`
+	// BadChecksums counts packets from peers dropped for a wrong TCP/UDP
+	// checksum since the node started (mesh.BadChecksums).
+	BadChecksums uint64 `json:"mesh_bad_checksums,omitempty"`
 	// ClockSkewSeconds is this node's wall clock minus the leader's, as
 	// last estimated (negative: behind; absent: no estimate yet).
 	ClockSkewSeconds *float64 `json:"clock_skew_seconds,omitempty"`
@@ -129,6 +132,7 @@ func (n *Node) Status() (Status, error) {
 		Peers:      peers,
 
 		CorruptSegments: n.corruptSegments.Load(),
+		BadChecksums:    n.mesh.BadChecksums(),
 	}
 	if d, ok := n.clock.Skew(); ok {
 		sec := d.Seconds()

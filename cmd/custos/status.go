@@ -206,6 +206,9 @@ func printStatus(w io.Writer, st node.Status, name func(key string) string, over
 	if st.CorruptSegments > 0 {
 		fmt.Fprintf(w, "ALARM      %d segments on this node's disk failed their SHA-256 when served (see the audit journal: corrupt-segment)\n", st.CorruptSegments)
 	}
+	if st.BadChecksums > 0 {
+		fmt.Fprintf(w, "WARNING    %d packets from peers dropped for a wrong TCP/UDP checksum since the node started (a faulty NIC or driver on a sending node)\n", st.BadChecksums)
+	}
 	writeOverdueSARs(w, overdue, now)
 	writeBreachClocks(w, breaches, now)
 	writeAlerts(w, st.Alerts)

@@ -77,6 +77,7 @@ var defs = []struct {
 	{"replica_storage_alarm", "A datacenter's replica storage: 1 while the alarm in the label holds (unavailable, full; a bucket's, or the disk's).", []string{"alarm"}},
 	{"replica_storage_corrupt_total", "Replica reads refused since start because the bytes did not match the index.", nil},
 	{"replica_storage_missing", "Indexed replica objects the bucket lacks (footage lost from it; at most 20 are listed).", nil},
+	{"mesh_bad_checksum_packets_total", "Packets from authenticated peers dropped since start for a wrong TCP/UDP checksum (a faulty NIC or driver on the sending side).", nil},
 	{"corrupt_segments_total", "Segments this node holds but could not serve intact since it started.", nil},
 	{"clock_skew_seconds", "This node's wall clock minus the leader's, as last estimated (negative: behind).", nil},
 	{"clock_alarm", "1 while the clock skew is past the bound (new access is then refused).", nil},
@@ -196,6 +197,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		gauge("replica_storage_missing", float64(len(h.Missing)))
 	}
 	counter("corrupt_segments_total", float64(st.CorruptSegments))
+	counter("mesh_bad_checksum_packets_total", float64(st.BadChecksums))
 	gauge("audit_failing", b2f(st.AuditFailure != ""))
 	if st.ClockSkewSeconds != nil {
 		gauge("clock_skew_seconds", *st.ClockSkewSeconds)

@@ -116,6 +116,7 @@ func TestScrapeParsesAndMoves(t *testing.T) {
 		Stalled:        "the policy replica stopped at entry 9",
 		Requests:       map[string]int{"pending": 1, "approved": 1},
 		Cuts:           node.AccessCuts{Peers: 1, LiveViews: 2},
+		BadChecksums:   4,
 		ReplicaStorage: &store.Health{Storage: "s3://replicas/dc-a", Unavailable: true, Corrupt: 2, Missing: []string{"segments/x.seg"}},
 		Recording: &recording.Status{Cameras: []recording.CameraStatus{{
 			Camera: "praha-1/entrance", State: media.StateRecording, Frames: 250, SegmentsWritten: 10, Bytes: 5e6,
@@ -175,6 +176,7 @@ func TestScrapeParsesAndMoves(t *testing.T) {
 		{"custos_requests", map[string]string{"status": "pending"}, 1},
 		{"custos_access_cuts_total", map[string]string{"kind": "peer"}, 1},
 		{"custos_access_cuts_total", map[string]string{"kind": "live_view"}, 2},
+		{"custos_mesh_bad_checksum_packets_total", nil, 4},
 	}
 	for _, ck := range checks {
 		if got := value(t, fams, ck.name, ck.labels); got != ck.want {
