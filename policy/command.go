@@ -251,10 +251,18 @@ func (s *State) Check(env Envelope) (*Command, error) {
 
 // check runs Apply's checks and returns the change to make, reading s only.
 func (s *State) check(env Envelope) (*Command, func(), error) {
-	if err := checkProtocol(env.Body); err != nil {
-		return nil, nil, err
+	// A newer command stops the replica, so it must first pass every
+	// check this release can make of it: who signed it, and when. Else
+	// anyone who can append to the log could stop every replica with a
+	// line of unsigned JSON.
+	newer := checkProtocol(env.Body)
+	var c *Command
+	var err error
+	if newer != nil {
+		c, err = decodeNewer(env.Body)
+	} else {
+		c, err = DecodeCommand(env.Body)
 	}
-	c, err := DecodeCommand(env.Body)
 	if err != nil {
 		return nil, nil, &Refused{Kind: "?", Reason: err.Error()}
 	}
@@ -264,8 +272,10 @@ func (s *State) check(env Envelope) (*Command, func(), error) {
 	if err := validName(c.ID); err != nil {
 		return refuse("command id: %v", err)
 	}
-	if ok, declared, derived := stampOK(env.Body); !ok {
-		return refuse("the command declares protocol %d; a %s command needs %d", max(declared, 1), c.Kind, derived)
+	if newer == nil {
+		if ok, declared, derived := stampOK(env.Body); !ok {
+			return refuse("the command declares protocol %d; a %s command needs %d", max(declared, 1), c.Kind, derived)
+		}
 	}
 	if c.Time.IsZero() {
 		return refuse("command has no time")
@@ -276,6 +286,12 @@ func (s *State) check(env Envelope) (*Command, func(), error) {
 	if !s.Clock.IsZero() && c.Time.Before(s.Clock.Add(-ReplayWindow)) {
 		return refuse("command time %s is older than the replay window (%v before %s)",
 			c.Time.UTC().Format(time.RFC3339), ReplayWindow, s.Clock.UTC().Format(time.RFC3339))
+	}
+	if newer != nil {
+		if err := s.authenticateNewer(c, env); err != nil {
+			return refuse("%v", err)
+		}
+		return nil, nil, newer
 	}
 	if err := s.authenticate(c, env); err != nil {
 		return refuse("%v", err)

@@ -67,6 +67,7 @@ func TestNewerProtocolNeitherAppliedNorRefused(t *testing.T) {
 	before, _ := s.Marshal()
 
 	future := cmd("camera.tilt", t0)
+	future.Signer = "alice"
 	body, _ := json.Marshal(future)
 	body = bytes.Replace(body, []byte(`"kind":"camera.tilt"`), []byte(`"kind":"camera.tilt","protocol":99`), 1)
 	env := alice.signBody(t, body, t0)
@@ -114,4 +115,27 @@ func (u *testUser) signBody(t fataler, body []byte, at time.Time) Envelope {
 		t.Fatal(err)
 	}
 	return Envelope{Body: body, Sig: sig.Bytes()}
+}
+
+// A command claiming a newer protocol stops a replica only once its
+// signature verifies with a key the policy holds; unsigned or forged, it
+// is refused like any bad command (a protocol-1 build reads an unstamped
+// passkey.require as newer, and refuses it too when nobody signed it).
+func TestNewerProtocolMustBeSigned(t *testing.T) {
+	alice, mallory := newTestUser(t, "alice"), newTestUser(t, "mallory")
+	s := founded(t, alice)
+	future := cmd("camera.tilt", t0)
+	future.Signer = "alice"
+	body, _ := json.Marshal(future)
+	body = bytes.Replace(body, []byte(`"kind":"camera.tilt"`), []byte(`"kind":"camera.tilt","protocol":99`), 1)
+	refused(t, s, Envelope{Body: body}, "no signature")
+	refused(t, s, mallory.signBody(t, body, t0), "signature")
+
+	req := cmd(KindRequirePasskeys, t0)
+	req.PasskeyRequirement = &PasskeyRequirement{Roles: []UserRole{UserAdmin}}
+	req.Signer = "alice"
+	body, _ = json.Marshal(req)
+	if Protocol < 2 {
+		refused(t, s, Envelope{Body: body}, "no signature")
+	}
 }
