@@ -78,7 +78,7 @@ var defs = []struct {
 	{"replica_storage_corrupt_total", "Replica reads refused since start because the bytes did not match the index.", nil},
 	{"replica_storage_missing", "Indexed replica objects the bucket lacks (footage lost from it; at most 20 are listed).", nil},
 	{"corrupt_segments_total", "Segments this node holds but could not serve intact since it started.", nil},
-	{"clock_skew_seconds", "This node's wall clock minus the leader's, as last estimated (negative: behind).", nil},
+	{"clock_skew_seconds", "This node's wall clock minus the voters' time, as last estimated (negative: behind).", nil},
 	{"clock_alarm", "1 while the clock skew is past the bound (new access is then refused).", nil},
 	{"audit_failing", "1 while the audit journal cannot record (the node then refuses access).", nil},
 	{"alerts", "Alerts of the last 24 hours, by rule.", []string{"rule"}},
