@@ -37,7 +37,7 @@ func TestTrustedClockMaxRule(t *testing.T) {
 	if err := c.Fresh(); err != nil {
 		t.Fatalf("fresh before any leader: %v", err)
 	}
-	c.heard(time.Now(), time.Now())
+	c.observe(time.Now(), time.Now(), 1)
 
 	w.set(-time.Hour)
 	if now := c.Now(); !near(now, time.Now(), time.Second) {

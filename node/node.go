@@ -338,7 +338,7 @@ func (n *Node) startFederation() (err error) {
 	n.wg.Add(1)
 	go n.sweepReleaseKeys()
 	n.wg.Add(1)
-	go n.followLeaderClock()
+	go n.followVoterClocks()
 	n.verifyJournalAtStart()
 	n.wg.Add(1)
 	go n.pollAlerts()

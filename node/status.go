@@ -51,12 +51,17 @@ type Status struct {
 	// BadChecksums counts packets from peers dropped for a wrong TCP/UDP
 	// checksum since the node started (mesh.BadChecksums).
 	BadChecksums uint64 `json:"mesh_bad_checksums,omitempty"`
-	// ClockSkewSeconds is this node's wall clock minus the leader's, as
-	// last estimated (negative: behind; absent: no estimate yet).
+	// ClockSkewSeconds is this node's wall clock minus the voters' time
+	// (their median), as last estimated (negative: behind; absent: no
+	// estimate yet).
 	ClockSkewSeconds *float64 `json:"clock_skew_seconds,omitempty"`
-	// ClockAlarm says the skew is past the bound: the node then refuses
+	// ClockAlarm says the skew is past the bound, or the voters' time was
+	// too far from this node's trusted time to follow: the node then refuses
 	// new access (live views, releases, exports) until its time is fixed.
 	ClockAlarm string `json:"clock_alarm,omitempty"`
+	// ClockWarning says what the clock saw of the voters' times without
+	// following it: a voter outvoted, or voters disagreeing.
+	ClockWarning string `json:"clock_warning,omitempty"`
 	// AuditFailure says since when and why the audit journal fails to
 	// record; the node refuses access until it records again.
 	AuditFailure string `json:"audit_failure,omitempty"`
@@ -141,6 +146,7 @@ func (n *Node) Status() (Status, error) {
 	if err := n.clock.Fresh(); err != nil {
 		st.ClockAlarm = err.Error()
 	}
+	st.ClockWarning = n.clock.Warning()
 	if u := n.mesh.Underlay(); len(u.Relays) > 0 || len(u.Candidates) > 0 {
 		st.Underlay = &u
 	}

@@ -203,6 +203,9 @@ func printStatus(w io.Writer, st node.Status, name func(key string) string, over
 	if st.ClockAlarm != "" {
 		fmt.Fprintf(w, "ALARM      %s\n", st.ClockAlarm)
 	}
+	if st.ClockWarning != "" {
+		fmt.Fprintf(w, "WARNING    clock: %s\n", st.ClockWarning)
+	}
 	if st.CorruptSegments > 0 {
 		fmt.Fprintf(w, "ALARM      %d segments on this node's disk failed their SHA-256 when served (see the audit journal: corrupt-segment)\n", st.CorruptSegments)
 	}

@@ -79,7 +79,7 @@ var defs = []struct {
 	{"replica_storage_missing", "Indexed replica objects the bucket lacks (footage lost from it; at most 20 are listed).", nil},
 	{"mesh_bad_checksum_packets_total", "Packets from authenticated peers dropped since start for a wrong TCP/UDP checksum (a faulty NIC or driver on the sending side).", nil},
 	{"corrupt_segments_total", "Segments this node holds but could not serve intact since it started.", nil},
-	{"clock_skew_seconds", "This node's wall clock minus the leader's, as last estimated (negative: behind).", nil},
+	{"clock_skew_seconds", "This node's wall clock minus the voters' time, as last estimated (negative: behind).", nil},
 	{"clock_alarm", "1 while the clock skew is past the bound (new access is then refused).", nil},
 	{"audit_failing", "1 while the audit journal cannot record (the node then refuses access).", nil},
 	{"alerts", "Alerts of the last 24 hours, by rule.", []string{"rule"}},
