@@ -121,6 +121,7 @@ func TestNetnsSoak(t *testing.T) {
 
 	r.f = newNetFedOn(t, bin)
 	f := r.f
+	acc := r.setupAccess()
 
 	r.began = time.Now()
 	ctx, stop := context.WithCancel(context.Background())
@@ -133,6 +134,8 @@ func TestNetnsSoak(t *testing.T) {
 			r.client(ctx, i, via, rand.New(rand.NewPCG(seed, uint64(i+1))), &grantN, &siteN)
 		}()
 	}
+	wg.Add(1)
+	go func() { defer wg.Done(); acc.run(ctx, seed) }()
 	r.nemesis(dur, rand.New(rand.NewPCG(seed, 0)), testClock)
 	stop()
 	wg.Wait()
@@ -142,6 +145,7 @@ func TestNetnsSoak(t *testing.T) {
 	r.finalRead()
 	r.checkLinearizable()
 	r.checkAudit()
+	acc.checkAccess()
 	cutoff := time.Now()
 	if f.waitReplicated(cutoff, 3*time.Minute, f.dcA, f.dcB) {
 		f.compareReplica(f.dcA, cutoff)
@@ -248,7 +252,7 @@ func (r *soakRun) client(ctx context.Context, id int, via *custosProc, rng *rand
 		case x < 35:
 			g := fmt.Sprintf("g-soak-%d", key(grantN, rng.IntN(2) == 0))
 			op = soakOp{Kind: opGrantAdd, Key: "grant:" + g}
-			args = []string{"grant", "--id", g, "--to", "node:desk", "--action", "live", "--cameras", "praha-1/*", "--until", "2h", "--purpose", "soak"}
+			args = []string{"grant", "--id", g, "--to", "node:dc-b", "--action", "live", "--cameras", "praha-1/*", "--until", "2h", "--purpose", "soak"}
 		case x < 60:
 			g := fmt.Sprintf("g-soak-%d", key(grantN, false))
 			op = soakOp{Kind: opGrantRevoke, Key: "grant:" + g}
