@@ -41,15 +41,13 @@ type netFed struct {
 // federation, with its timing.
 type netFedOpts struct {
 	// soak adds store-brno-1 and store-ostrava-1 (a synthetic camera each)
-	// and desk2, and puts dc-a's and dc-b's data directories on tmpfs of
-	// datacenterTmpfs each, so the nemesis can fill their disks.
+	// and desk2.
 	soak bool
+	// dcDisk, if set, is the size of a tmpfs (mount's size=, such as
+	// "1024m") that dc-a's and dc-b's data directories each live on, so a
+	// test can fill their disks.
+	dcDisk string
 }
-
-// datacenterTmpfs is the size of a datacenter's tmpfs in the soak: room
-// for a few hours of the synthetic cameras' replicas, and small enough that
-// filling it costs little memory.
-const datacenterTmpfs = "1g"
 
 // newNetFed founds the federation and waits until the store records both
 // cameras.
@@ -112,9 +110,9 @@ func newNetFedWith(t *testing.T, bin string, opts netFedOpts) *netFed {
 		}
 	}
 	f.dcA, f.dcB, f.witness, f.store, f.desk = f.nodes[0], f.nodes[1], f.nodes[2], f.nodes[3], f.nodes[4]
-	if opts.soak {
+	if opts.dcDisk != "" {
 		for _, dc := range []*custosProc{f.dcA, f.dcB} {
-			f.mountTmpfs(dc.dir, datacenterTmpfs)
+			f.mountTmpfs(dc.dir, opts.dcDisk)
 		}
 	}
 

@@ -126,7 +126,7 @@ func TestNetnsSoak(t *testing.T) {
 	testClock := exec.Command("git", "grep", "-q", "custos_testclock", "--", ":(top)*.go", ":(top,exclude)e2e").Run() == nil
 	t.Cleanup(func() { r.writeRecord(testClock) })
 
-	r.f = newNetFedWith(t, bin, netFedOpts{soak: true})
+	r.f = newNetFedWith(t, bin, netFedOpts{soak: true, dcDisk: soakDCDisk(dur)})
 	f := r.f
 	load := startLoadSampler(f)
 
@@ -170,6 +170,14 @@ func TestNetnsSoak(t *testing.T) {
 	}
 	load.report(t)
 	r.summary(testClock)
+}
+
+// soakDCDisk is the size of each datacenter's tmpfs for a soak of dur: the
+// four synthetic cameras' replicas take about 30 MiB a minute, so 40 a
+// minute over the soak, its founding and its checks leaves the disk room to
+// spare until the nemesis fills it (which then costs that much memory).
+func soakDCDisk(dur time.Duration) string {
+	return fmt.Sprintf("%dm", max(1024, 40*int((dur+25*time.Minute).Minutes())))
 }
 
 // soakFaults are the nemesis's kinds, each as likely.
