@@ -152,6 +152,7 @@ func TestNetnsSoak(t *testing.T) {
 	r.finalRead()
 	r.checkLinearizable()
 	r.checkAudit()
+	r.checkHealth()
 	cutoff := time.Now()
 	if f.waitReplicated(cutoff, 3*time.Minute, f.dcA, f.dcB) {
 		f.compareReplica(f.dcA, cutoff)
@@ -296,11 +297,100 @@ func (r *soakRun) nemesis(dur time.Duration, rng *rand.Rand, testClock bool) {
 			}
 			r.event("inject", kind, dc.name, fmt.Sprintf("tmpfs filled to 0 bytes free (%d MiB filler) for %v", n>>20, hold))
 			time.Sleep(hold)
+			seen := "while full: " + r.describeHealth(dc)
 			if err := os.Remove(filler); err != nil {
 				r.t.Fatalf("freeing %s's disk: %v", dc.name, err)
 			}
-			r.event("heal", kind, dc.name, "filler removed")
+			r.event("heal", kind, dc.name, "filler removed; "+seen)
 		}
+		r.checkAlive()
+	}
+}
+
+// checkAlive fails the test for every node whose process ended without the
+// nemesis killing it (a crash: on a full disk, say) and starts it again, so
+// the run goes on and its checks still say what else went wrong.
+func (r *soakRun) checkAlive() {
+	for _, p := range r.f.nodes {
+		if e := p.exited(); e != "" && !p.killed {
+			r.t.Errorf("soak: %s\n--- stderr tail of %s ---\n%s", e, p.name, p.stderr)
+			r.event("crash", "-", p.name, e)
+			r.f.restart(p)
+		}
+	}
+}
+
+// soakHealth is the part of `custos status --json` that says whether a
+// node's storage and audit journal are sound.
+type soakHealth struct {
+	ReplicaStorage *struct {
+		DiskFull bool
+		Reason   string
+		Corrupt  uint64
+	} `json:"replica_storage"`
+	CorruptSegments uint64 `json:"corrupt_segments"`
+	AuditFailure    string `json:"audit_failure"`
+}
+
+func (h soakHealth) problems() []string {
+	var s []string
+	if rs := h.ReplicaStorage; rs != nil && rs.DiskFull {
+		s = append(s, "replica storage full: "+rs.Reason)
+	}
+	if rs := h.ReplicaStorage; rs != nil && rs.Corrupt > 0 {
+		s = append(s, fmt.Sprintf("%d corrupt replica reads", rs.Corrupt))
+	}
+	if h.CorruptSegments > 0 {
+		s = append(s, fmt.Sprintf("%d corrupt segments", h.CorruptSegments))
+	}
+	if h.AuditFailure != "" {
+		s = append(s, "audit journal failing: "+h.AuditFailure)
+	}
+	return s
+}
+
+// describeHealth is p's storage and audit alarms, for the schedule.
+func (r *soakRun) describeHealth(p *custosProc) string {
+	var h soakHealth
+	if _, err := r.f.statusInto(p, &h); err != nil {
+		return "no status: " + err.Error()
+	}
+	if pr := h.problems(); len(pr) > 0 {
+		s := strings.Join(pr, "; ")
+		if len(s) > 300 {
+			s = s[:300] + "…"
+		}
+		return s
+	}
+	return "no alarm"
+}
+
+// checkHealth waits until no node reports its replica storage full,
+// corrupt data, or a failing audit journal: a disk that filled and was freed
+// must leave nothing behind.
+func (r *soakRun) checkHealth() {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var bad []string
+		for _, p := range r.f.nodes {
+			var h soakHealth
+			if _, err := r.f.statusInto(p, &h); err != nil {
+				bad = append(bad, p.name+": "+err.Error())
+				continue
+			}
+			for _, pr := range h.problems() {
+				bad = append(bad, p.name+": "+pr)
+			}
+		}
+		if len(bad) == 0 {
+			r.t.Logf("soak: no node reports full or corrupt storage or a failing audit journal")
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Errorf("soak: after the heal:\n%s", strings.Join(bad, "\n"))
+			return
+		}
+		time.Sleep(2 * time.Second)
 	}
 }
 
