@@ -402,9 +402,11 @@ func (r *soakRun) checkHealth() {
 func (r *soakRun) leaderSplit(rng *rand.Rand) []*custosProc {
 	f := r.f
 	voters := f.voters()
+	// As many draws whoever leads, so the faults after it replay alike.
+	fallback, withOther, other := voters[rng.IntN(len(voters))], rng.IntN(2) == 0, rng.IntN(len(voters)-1)
 	lead := r.currentLeader()
 	if lead == nil {
-		lead = voters[rng.IntN(len(voters))]
+		lead = fallback
 	}
 	var others []*custosProc
 	for _, v := range voters {
@@ -413,8 +415,8 @@ func (r *soakRun) leaderSplit(rng *rand.Rand) []*custosProc {
 		}
 	}
 	side := []*custosProc{lead}
-	if rng.IntN(2) == 0 {
-		side = append(side, others[rng.IntN(len(others))])
+	if withOther {
+		side = append(side, others[other])
 	}
 	for _, p := range f.nodes {
 		if !slices.Contains(voters, p) && rng.IntN(2) == 0 {
