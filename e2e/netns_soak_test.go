@@ -290,13 +290,28 @@ func (r *soakRun) nemesis(dur time.Duration, rng *rand.Rand, testClock bool) {
 		case "fill":
 			dc := []*custosProc{f.dcA, f.dcB}[rng.IntN(2)]
 			hold := sec(10, 40)
+			// Half the time the datacenter is also killed and restarted
+			// while its disk is full: it must come up and alarm.
+			restart := rng.IntN(2) == 0
 			filler, n, err := fillDisk(dc.dir)
 			r.t.Cleanup(func() { os.Remove(filler) })
 			if err != nil {
 				r.t.Fatalf("filling %s's disk: %v", dc.name, err)
 			}
-			r.event("inject", kind, dc.name, fmt.Sprintf("tmpfs filled to 0 bytes free (%d MiB filler) for %v", n>>20, hold))
-			time.Sleep(hold)
+			detail := fmt.Sprintf("tmpfs filled to 0 bytes free (%d MiB filler) for %v", n>>20, hold)
+			if restart {
+				detail += ", SIGKILL and restart halfway"
+			}
+			r.event("inject", kind, dc.name, detail)
+			if restart {
+				time.Sleep(hold / 2)
+				f.kill(dc)
+				f.restart(dc)
+				r.event("note", kind, dc.name, "restarted on the full disk: "+r.describeHealth(dc))
+				time.Sleep(hold - hold/2)
+			} else {
+				time.Sleep(hold)
+			}
 			seen := "while full: " + r.describeHealth(dc)
 			if err := os.Remove(filler); err != nil {
 				r.t.Fatalf("freeing %s's disk: %v", dc.name, err)
