@@ -85,7 +85,7 @@ func Open(cfg Config) (*Node, error) {
 
 	n.meta = &metadb.BoltMetaDB{}
 	undo = func() { n.meta.Close() }
-	n.log, err = wal.Open(walDir, wal.WithMetaStore(n.meta), wal.WithLogger(logger.Named("wal")), wal.WithSegmentSize(walSegmentSize))
+	n.log, err = openLog(walDir, n.meta, logger.Named("wal"))
 	if err != nil {
 		return nil, fmt.Errorf("consensus: open log in %s: %w", walDir, err)
 	}
@@ -338,6 +338,11 @@ func (n *Node) Close() error {
 
 // closeLog closes raft-wal and its metadata database, whose file lock would
 // otherwise keep the next Open on Dir waiting.
+// openLog opens the Raft log in dir with its index in meta.
+func openLog(dir string, meta *metadb.BoltMetaDB, logger hclog.Logger) (*wal.WAL, error) {
+	return wal.Open(dir, wal.WithMetaStore(meta), wal.WithLogger(logger), wal.WithSegmentSize(walSegmentSize))
+}
+
 func (n *Node) closeLog() error {
 	return errors.Join(n.log.Close(), n.meta.Close())
 }

@@ -24,13 +24,29 @@ var netCameras = []string{"praha-1/entrance", "praha-1/tills"}
 
 // netFed is procFed (raft_process_test.go) with every node in a namespace
 // of its own: dc-a, dc-b and the witness voting, store-praha-1 recording
-// netCameras, and desk, an admin node granted live view of them.
+// netCameras, and desk, an admin node granted live view of them. The soak's
+// topology (netFedOpts.soak) adds two stores of one camera each and a
+// second admin node.
 type netFed struct {
 	*procFed
 	lab                            *lab
 	ns                             map[*custosProc]*labNode
 	dcA, dcB, witness, store, desk *custosProc
+	stores, admins                 []*custosProc // store is stores[0], desk admins[0]
+	cameras                        map[*custosProc][]string
 	began                          time.Time
+}
+
+// netFedOpts chooses a topology; the zero value is every netns test's
+// federation, with its timing.
+type netFedOpts struct {
+	// soak adds store-brno-1 and store-ostrava-1 (a synthetic camera each)
+	// and desk2.
+	soak bool
+	// dcDisk, if set, is the size of a tmpfs (mount's size=, such as
+	// "1024m") that dc-a's and dc-b's data directories each live on, so a
+	// test can fill their disks.
+	dcDisk string
 }
 
 // newNetFed founds the federation and waits until the store records both
@@ -43,11 +59,17 @@ func newNetFed(t *testing.T) *netFed {
 // newNetFedOn is newNetFed with every node, and the CLI, running bin.
 func newNetFedOn(t *testing.T, bin string) *netFed {
 	t.Helper()
+	return newNetFedWith(t, bin, netFedOpts{})
+}
+
+// newNetFedWith is newNetFedOn with the topology of opts.
+func newNetFedWith(t *testing.T, bin string, opts netFedOpts) *netFed {
+	t.Helper()
 	l := newLab(t)
 	tmp := t.TempDir()
 	f := &netFed{
 		procFed: &procFed{t: t, bin: bin, tmp: tmp, admin: filepath.Join(tmp, "alice.key")},
-		lab:     l, ns: map[*custosProc]*labNode{}, began: time.Now(),
+		lab:     l, ns: map[*custosProc]*labNode{}, cameras: map[*custosProc][]string{}, began: time.Now(),
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -56,20 +78,43 @@ func newNetFedOn(t *testing.T, bin string) *netFed {
 			}
 		}
 	})
-	for _, n := range []struct{ name, role, site string }{
-		{"dc-a", "datacenter", ""},
-		{"dc-b", "datacenter", ""},
-		{"witness", "witness", ""},
-		{"store-praha-1", "store", "praha-1"},
-		{"desk", "admin", ""},
-	} {
+	type decl struct {
+		name, role, site string
+		cameras          []string
+	}
+	decls := []decl{
+		{"dc-a", "datacenter", "", nil},
+		{"dc-b", "datacenter", "", nil},
+		{"witness", "witness", "", nil},
+		{"store-praha-1", "store", "praha-1", netCameras},
+		{"desk", "admin", "", nil},
+	}
+	if opts.soak {
+		decls = append(decls,
+			decl{"store-brno-1", "store", "brno-1", []string{"brno-1/gate"}},
+			decl{"store-ostrava-1", "store", "ostrava-1", []string{"ostrava-1/yard"}},
+			decl{"desk2", "admin", "", nil})
+	}
+	for _, n := range decls {
 		nd := l.add(n.name)
 		p := &custosProc{name: n.name, role: n.role, site: n.site,
 			dir: filepath.Join(tmp, n.name), listen: nd.addr.String() + ":51820", stderr: newTailBuffer(30)}
 		f.nodes = append(f.nodes, p)
 		f.ns[p] = nd
+		switch n.role {
+		case "store":
+			f.stores = append(f.stores, p)
+			f.cameras[p] = n.cameras
+		case "admin":
+			f.admins = append(f.admins, p)
+		}
 	}
 	f.dcA, f.dcB, f.witness, f.store, f.desk = f.nodes[0], f.nodes[1], f.nodes[2], f.nodes[3], f.nodes[4]
+	if opts.dcDisk != "" {
+		for _, dc := range []*custosProc{f.dcA, f.dcB} {
+			f.mountTmpfs(dc.dir, opts.dcDisk)
+		}
+	}
 
 	f.must(nil, "admin", "keygen", "--out", f.admin, "--name", "alice")
 	recovery := filepath.Join(tmp, "recovery.key") // made apart from every node, as on the admin's machine
@@ -83,7 +128,9 @@ func newNetFedOn(t *testing.T, bin string) *netFed {
 		}
 		return st.Consensus.Role == "leader", "role " + st.Consensus.Role
 	})
-	f.submit(f.dcA, 30*time.Second, "site", "add", "--name", "praha-1")
+	for _, s := range f.stores {
+		f.submit(f.dcA, 30*time.Second, "site", "add", "--name", s.site)
+	}
 	for _, p := range f.nodes[1:] {
 		args := []string{"invite", "--role", p.role, "--name", p.name, "--expires", "1h", "--dir", f.dcA.dir, "--as", f.admin}
 		if p.site != "" {
@@ -120,20 +167,47 @@ func newNetFedOn(t *testing.T, bin string) *netFed {
 		}
 		return n == len(f.nodes) && voters == 3, f.describeMembers(st.Consensus.Members)
 	})
-	for _, cam := range netCameras {
-		site, name, _ := strings.Cut(cam, "/")
-		f.submit(f.store, 30*time.Second, "camera", "add", "--site", site, "--name", name, "--source", "synthetic:", "--purpose", "protection of property and persons")
-	}
-	f.submit(f.dcA, 30*time.Second, "grant", "--to", "node:desk", "--action", "live", "--cameras", "praha-1/*", "--until", "2h", "--purpose", "e2e live view")
-	f.waitUntil(f.store, 60*time.Second, "the store recording both cameras", func() (bool, string) {
-		st, err := f.netStatus(f.store)
-		if err != nil {
-			return false, err.Error()
+	for _, s := range f.stores {
+		for _, cam := range f.cameras[s] {
+			site, name, _ := strings.Cut(cam, "/")
+			f.submit(s, 30*time.Second, "camera", "add", "--site", site, "--name", name, "--source", "synthetic:", "--purpose", "protection of property and persons")
 		}
-		return st.segments() >= len(netCameras) && len(st.Recording.Cameras) == len(netCameras), st.describeRecording()
-	})
+	}
+	// desk's standing live grant (the soak's access workload revokes it and
+	// works with short grants of its own; the soak's policy clients grant to
+	// desk2).
+	f.submit(f.dcA, 30*time.Second, "grant", "--to", "node:desk", "--action", "live", "--cameras", "praha-1/*", "--until", "2h", "--purpose", "e2e live view")
+	for _, s := range f.stores {
+		cams := f.cameras[s]
+		f.waitUntil(s, 60*time.Second, s.name+" recording its cameras", func() (bool, string) {
+			st, err := f.netStatus(s)
+			if err != nil {
+				return false, err.Error()
+			}
+			return st.segments() >= len(cams) && len(st.Recording.Cameras) == len(cams), st.describeRecording()
+		})
+	}
 	t.Logf("federation of %d processes in namespaces recording after %v", len(f.nodes), time.Since(f.began).Round(time.Millisecond))
 	return f
+}
+
+// mountTmpfs mounts a tmpfs of size on dir (made if missing), unmounted
+// when the test ends: cleanups run last registered first, and the nodes'
+// processes, started later, are killed before it.
+func (f *netFed) mountTmpfs(dir, size string) {
+	f.t.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		f.t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size+",mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
+		f.t.Fatalf("mount a tmpfs on %s: %v: %s", dir, err, bytes.TrimSpace(out))
+	}
+	f.t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			f.t.Logf("umount %s: %v: %s; detaching it", dir, err, bytes.TrimSpace(out))
+			exec.Command("umount", "-l", dir).Run()
+		}
+	})
 }
 
 // up starts `custos up` in p's namespace; ip netns exec execs custos, so the
@@ -242,11 +316,11 @@ func (st netStatus) describeRecording() string {
 	return strings.Join(s, "; ")
 }
 
-// replicatedUpTo is how far every camera is replicated to dc, by the
+// replicatedUpTo is how far every one of cams is replicated to dc, by the
 // store's status (zero if some camera has no entry).
-func (st netStatus) replicatedUpTo(dc string) time.Time {
+func (st netStatus) replicatedUpTo(dc string, cams []string) time.Time {
 	var low time.Time
-	for _, cam := range netCameras {
+	for _, cam := range cams {
 		found := false
 		for _, r := range st.Replication {
 			if r.Camera == cam && r.Datacenter == dc {
@@ -286,21 +360,42 @@ func (f *netFed) storeSegments() int {
 	return st.segments()
 }
 
-// waitReplicated waits until the store reports every camera replicated to
-// each of dcs up to at least t; a timeout fails the test (and returns false).
+// storeList is the stores the scenario checks: every store of the
+// topology, or f.store alone in a federation built elsewhere.
+func (f *netFed) storeList() []*custosProc {
+	if len(f.stores) > 0 {
+		return f.stores
+	}
+	return []*custosProc{f.store}
+}
+
+// camerasOf is the cameras store s records.
+func (f *netFed) camerasOf(s *custosProc) []string {
+	if c, ok := f.cameras[s]; ok {
+		return c
+	}
+	return netCameras
+}
+
+// waitReplicated waits until every store reports each of its cameras
+// replicated to each of dcs up to at least t; a timeout fails the test (and
+// returns false).
 func (f *netFed) waitReplicated(t time.Time, d time.Duration, dcs ...*custosProc) bool {
 	f.t.Helper()
-	for _, dc := range dcs {
-		ok := f.poll(d, func() (bool, string) {
-			st, err := f.netStatus(f.store)
-			if err != nil {
-				return false, err.Error()
+	for _, s := range f.storeList() {
+		for _, dc := range dcs {
+			cams := f.camerasOf(s)
+			ok := f.poll(d, func() (bool, string) {
+				st, err := f.netStatus(s)
+				if err != nil {
+					return false, err.Error()
+				}
+				up := st.replicatedUpTo(dc.name, cams)
+				return !up.IsZero() && !up.Before(t), st.describeReplication()
+			}, fmt.Sprintf("%s replicating every camera to %s up to %s", s.name, dc.name, t.Format("15:04:05.000")))
+			if !ok {
+				return false
 			}
-			up := st.replicatedUpTo(dc.name)
-			return !up.IsZero() && !up.Before(t), st.describeReplication()
-		}, fmt.Sprintf("the store replicating every camera to %s up to %s", dc.name, t.Format("15:04:05.000")))
-		if !ok {
-			return false
 		}
 	}
 	return true
@@ -330,12 +425,23 @@ func (f *netFed) poll(d time.Duration, cond func() (bool, string), what string) 
 }
 
 // compareReplica checks that dc holds, byte for byte at the same relative
-// path, every segment of the store that ended by cutoff and every epoch
-// record that started by then (media/store's layout, names.go: segment
-// files are START-END-EPOCH-SHA.seg, epoch files START-END-SHA.epoch).
+// path, every segment of every store that ended by cutoff and every epoch
+// record that started by then.
 func (f *netFed) compareReplica(dc *custosProc, cutoff time.Time) {
 	f.t.Helper()
-	root := filepath.Join(f.store.dir, "media")
+	for _, s := range f.storeList() {
+		f.compareStoreReplica(s, dc, cutoff, nil)
+	}
+}
+
+// compareStoreReplica is compareReplica for store s alone (media/store's
+// layout, names.go: segment files are START-END-EPOCH-SHA.seg, epoch files
+// START-END-SHA.epoch; camera directories are unique across stores). A file
+// whose path relative to the media directory skip reports true is left out
+// (say, the range an erasure removed from both sides); skip may be nil.
+func (f *netFed) compareStoreReplica(s, dc *custosProc, cutoff time.Time, skip func(rel string) bool) {
+	f.t.Helper()
+	root := filepath.Join(s.dir, "media")
 	segs, epochs := 0, 0
 	var problems []string
 	err := filepath.WalkDir(root, func(path string, e fs.DirEntry, err error) error {
@@ -353,7 +459,7 @@ func (f *netFed) compareReplica(dc *custosProc, cutoff time.Time) {
 		default:
 			return nil
 		}
-		if t.IsZero() || t.After(cutoff) {
+		if t.IsZero() || t.After(cutoff) || (skip != nil && skip(rel)) {
 			return nil
 		}
 		want, err := os.ReadFile(path)
@@ -377,21 +483,21 @@ func (f *netFed) compareReplica(dc *custosProc, cutoff time.Time) {
 		return nil
 	})
 	if err != nil {
-		f.t.Errorf("comparing %s's replica with the store: %v", dc.name, err)
+		f.t.Errorf("comparing %s's replica with %s: %v", dc.name, s.name, err)
 		return
 	}
 	if segs == 0 {
-		f.t.Errorf("the store has no segment ending by %s to compare", cutoff.Format(time.RFC3339))
+		f.t.Errorf("%s has no segment ending by %s to compare", s.name, cutoff.Format(time.RFC3339))
 	}
 	if len(problems) > 0 {
 		if len(problems) > 10 {
 			problems = append(problems[:10], fmt.Sprintf("… and %d more", len(problems)-10))
 		}
-		f.t.Errorf("%s's replica is not the store's (%d segments and %d epoch records compared up to %s):\n%s",
-			dc.name, segs, epochs, cutoff.Format("15:04:05"), strings.Join(problems, "\n"))
+		f.t.Errorf("%s's replica is not %s's (%d segments and %d epoch records compared up to %s):\n%s",
+			dc.name, s.name, segs, epochs, cutoff.Format("15:04:05"), strings.Join(problems, "\n"))
 		return
 	}
-	f.logf("%s's replica: all %d segments and %d epoch records up to %s byte-identical to the store's", dc.name, segs, epochs, cutoff.Format("15:04:05"))
+	f.logf("%s's replica: all %d segments and %d epoch records of %s up to %s byte-identical to the store's", dc.name, segs, epochs, s.name, cutoff.Format("15:04:05"))
 }
 
 // nameTime is the i-th time field of a media file name ("" on a bad name).

@@ -397,3 +397,57 @@ func (l *lab) stopImpairer(nd *labNode) {
 	nd.impairer.Wait()
 	nd.impairer = nil
 }
+
+// labSplit is a partition of the lab's nodes into two sides by iptables
+// DROP rules inside each node's namespace: the rules that lab.split added,
+// so heal removes exactly those.
+type labSplit struct {
+	rules [][]string // ip netns exec NS iptables -A … arguments, for -D
+}
+
+// split cuts every node of a off from every node of b (and b from a), in
+// both directions, with INPUT -s and OUTPUT -d DROP rules in each node's own
+// namespace. Unlike partition, the links stay up and each side still
+// reaches itself; nodes in neither side are untouched.
+func (l *lab) split(a, b []*labNode) *labSplit {
+	l.t.Helper()
+	s := &labSplit{}
+	add := func(nd *labNode, others []*labNode) {
+		for _, o := range others {
+			for _, r := range [][]string{
+				{"INPUT", "-s", o.addr.String(), "-j", "DROP"},
+				{"OUTPUT", "-d", o.addr.String(), "-j", "DROP"},
+			} {
+				l.iptables(nd, "-A", r)
+				s.rules = append(s.rules, append([]string{nd.ns}, r...))
+			}
+		}
+	}
+	for _, nd := range a {
+		add(nd, b)
+	}
+	for _, nd := range b {
+		add(nd, a)
+	}
+	return s
+}
+
+// healSplit deletes the split's rules, one for one.
+func (l *lab) healSplit(s *labSplit) {
+	l.t.Helper()
+	for _, r := range s.rules {
+		args := append([]string{"netns", "exec", r[0], "iptables", "-D"}, r[1:]...)
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			l.t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+		}
+	}
+	s.rules = nil
+}
+
+func (l *lab) iptables(nd *labNode, op string, rule []string) {
+	l.t.Helper()
+	args := append([]string{"netns", "exec", nd.ns, "iptables", op}, rule...)
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		l.t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+}

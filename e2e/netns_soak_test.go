@@ -1,13 +1,15 @@
 package e2e
 
 // A Jepsen-style soak (make soak): the namespaces federation of
-// netns_fed_test.go under a seeded nemesis — partitions, kill -9 and
-// restart, SIGSTOP/SIGCONT, loss and delay, clock skew — while clients
-// submit policy commands through the CLI and read the policy back. The
-// history is checked for linearizability (soak_model_test.go); after the
-// run, with every fault healed, every replica must hold every acknowledged
-// command, both datacenters the store's segments byte for byte, and every
-// node's audit chain must verify.
+// netns_fed_test.go in its soak topology (three voters, three recording
+// stores, two admin nodes) under a seeded nemesis — isolated nodes, splits
+// of the nodes into two sides, kill -9 and restart, SIGSTOP/SIGCONT, loss
+// and delay, clock skew on a store, a datacenter's disk filled — while
+// clients submit policy commands through the CLI and read the policy back.
+// The history is checked for linearizability (soak_model_test.go); after
+// the run, with every fault healed, every replica must hold every
+// acknowledged command, both datacenters every store's segments byte for
+// byte, and every node's audit chain must verify.
 //
 // The nemesis's choices come from the seed (CUSTOS_SOAK_SEED, printed at the
 // start); the clients' choices too, but their timing and the processes'
@@ -18,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"net"
@@ -25,6 +28,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,6 +37,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // soakEvent is one line of the fault schedule.
@@ -119,15 +126,18 @@ func TestNetnsSoak(t *testing.T) {
 	testClock := exec.Command("git", "grep", "-q", "custos_testclock", "--", ":(top)*.go", ":(top,exclude)e2e").Run() == nil
 	t.Cleanup(func() { r.writeRecord(testClock) })
 
-	r.f = newNetFedOn(t, bin)
+	r.f = newNetFedWith(t, bin, netFedOpts{soak: true, dcDisk: soakDCDisk(dur)})
 	f := r.f
 	acc := r.setupAccess()
+	load := startLoadSampler(f)
 
 	r.began = time.Now()
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var grantN, siteN atomic.Int64
-	for i, via := range []*custosProc{f.desk, f.store} {
+	// One client through an admin node, one through a store; desk is left
+	// to the access workload's live views.
+	for i, via := range []*custosProc{f.admins[1], f.stores[2]} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -146,16 +156,37 @@ func TestNetnsSoak(t *testing.T) {
 	r.checkLinearizable()
 	r.checkAudit()
 	acc.checkAccess()
+	r.checkHealth()
 	cutoff := time.Now()
 	if f.waitReplicated(cutoff, 3*time.Minute, f.dcA, f.dcB) {
 		f.compareReplica(f.dcA, cutoff)
 		f.compareReplica(f.dcB, cutoff)
 	}
-	if st, err := f.netStatus(f.store); err == nil {
-		t.Logf("soak: store recorders dropped %d segments over the run (%s)", st.lost(), st.describeRecording())
+	for _, s := range f.stores {
+		if st, err := f.netStatus(s); err == nil {
+			t.Logf("soak: %s's recorders dropped %d segments over the run (%s)", s.name, st.lost(), st.describeRecording())
+		}
 	}
+	for _, dc := range []*custosProc{f.dcA, f.dcB} {
+		var st unix.Statfs_t
+		if err := unix.Statfs(dc.dir, &st); err == nil {
+			t.Logf("soak: %s's tmpfs: %d MiB used of %d MiB", dc.name, int64(st.Blocks-st.Bfree)*st.Bsize>>20, int64(st.Blocks)*st.Bsize>>20)
+		}
+	}
+	load.report(t)
 	r.summary(testClock)
 }
+
+// soakDCDisk is the size of each datacenter's tmpfs for a soak of dur: the
+// four synthetic cameras' replicas take about 30 MiB a minute, so 40 a
+// minute over the soak, its founding and its checks leaves the disk room to
+// spare until the nemesis fills it (which then costs that much memory).
+func soakDCDisk(dur time.Duration) string {
+	return fmt.Sprintf("%dm", max(1024, 40*int((dur+25*time.Minute).Minutes())))
+}
+
+// soakFaults are the nemesis's kinds, each as likely.
+var soakFaults = []string{"partition", "split", "split-leader", "kill", "pause", "impair", "skew", "fill"}
 
 // nemesis injects one fault at a time until dur has passed: a gap of 5–20
 // s, a fault, its duration, its heal. It runs on the test's goroutine (it
@@ -172,10 +203,10 @@ func (r *soakRun) nemesis(dur time.Duration, rng *rand.Rand, testClock bool) {
 			return
 		}
 		time.Sleep(gap)
-		switch kind := []string{"partition", "kill", "pause", "impair", "skew"}[rng.IntN(5)]; kind {
+		switch kind := soakFaults[rng.IntN(len(soakFaults))]; kind {
 		case "partition":
-			// The lab cuts each node off on its own: a subset is that many
-			// isolated nodes (two voters of three lose the quorum).
+			// Each node cut off on its own (its link dies): two voters of
+			// three lose the quorum.
 			n := 1 + rng.IntN(2)
 			perm := rng.Perm(len(f.nodes))[:n]
 			var names []string
@@ -192,6 +223,36 @@ func (r *soakRun) nemesis(dur time.Duration, rng *rand.Rand, testClock bool) {
 				f.lab.heal(f.ns[f.nodes[i]])
 			}
 			r.event("heal", kind, strings.Join(names, ","), "")
+		case "split", "split-leader":
+			var side []*custosProc
+			if kind == "split" {
+				// Any 2–4 nodes against the rest.
+				for _, i := range rng.Perm(len(f.nodes))[:2+rng.IntN(3)] {
+					side = append(side, f.nodes[i])
+				}
+			} else {
+				side = r.leaderSplit(rng)
+			}
+			in := map[*custosProc]bool{}
+			for _, p := range side {
+				in[p] = true
+			}
+			var a, b []*labNode
+			var an, bn []string
+			for _, p := range f.nodes {
+				if in[p] {
+					a, an = append(a, f.ns[p]), append(an, p.name)
+				} else {
+					b, bn = append(b, f.ns[p]), append(bn, p.name)
+				}
+			}
+			hold := sec(5, 20)
+			sides := "{" + strings.Join(an, ",") + "} | {" + strings.Join(bn, ",") + "}"
+			r.event("inject", kind, fmt.Sprintf("%d|%d nodes", len(a), len(b)), sides+" for "+hold.String())
+			sp := f.lab.split(a, b)
+			time.Sleep(hold)
+			f.lab.healSplit(sp)
+			r.event("heal", kind, fmt.Sprintf("%d|%d nodes", len(a), len(b)), "rules removed")
 		case "kill":
 			p, hold := pick(), sec(2, 15)
 			r.event("inject", kind, p.name, "SIGKILL, restart after "+hold.String())
@@ -215,26 +276,228 @@ func (r *soakRun) nemesis(dur time.Duration, rng *rand.Rand, testClock bool) {
 			f.lab.clearImpair(f.ns[p])
 			r.event("heal", kind, p.name, "")
 		case "skew":
+			s := f.stores[rng.IntN(len(f.stores))]
 			off := []string{"-1h", "-5m", "-30s", "30s", "5m", "1h"}[rng.IntN(6)]
 			hold := sec(5, 20)
 			detail := "offset " + off + " for " + hold.String()
 			if !testClock {
 				detail += " (needs the test clock: no effect in this build)"
 			}
-			r.event("inject", kind, f.store.name, detail)
-			file := filepath.Join(f.store.dir, "testclock-offset")
+			r.event("inject", kind, s.name, detail)
+			file := filepath.Join(s.dir, "testclock-offset")
 			if err := os.WriteFile(file, []byte(off+"\n"), 0o644); err != nil {
 				r.t.Fatal(err)
 			}
 			time.Sleep(hold)
 			os.Remove(file)
-			r.event("heal", kind, f.store.name, "offset removed")
+			r.event("heal", kind, s.name, "offset removed")
+		case "fill":
+			dc := []*custosProc{f.dcA, f.dcB}[rng.IntN(2)]
+			hold := sec(10, 40)
+			// Half the time the datacenter is also killed and restarted
+			// while its disk is full: it must come up and alarm.
+			restart := rng.IntN(2) == 0
+			filler, n, err := fillDisk(dc.dir)
+			r.t.Cleanup(func() { os.Remove(filler) })
+			if err != nil {
+				r.t.Fatalf("filling %s's disk: %v", dc.name, err)
+			}
+			detail := fmt.Sprintf("tmpfs filled to 0 bytes free (%d MiB filler) for %v", n>>20, hold)
+			if restart {
+				detail += ", SIGKILL and restart halfway"
+			}
+			r.event("inject", kind, dc.name, detail)
+			if restart {
+				time.Sleep(hold / 2)
+				f.kill(dc)
+				f.restart(dc)
+				r.event("note", kind, dc.name, "restarted on the full disk: "+r.describeHealth(dc))
+				time.Sleep(hold - hold/2)
+			} else {
+				time.Sleep(hold)
+			}
+			seen := "while full: " + r.describeHealth(dc)
+			if err := os.Remove(filler); err != nil {
+				r.t.Fatalf("freeing %s's disk: %v", dc.name, err)
+			}
+			r.event("heal", kind, dc.name, "filler removed; "+seen)
+		}
+		r.checkAlive()
+	}
+}
+
+// checkAlive fails the test for every node whose process ended without the
+// nemesis killing it (a crash: on a full disk, say) and starts it again, so
+// the run goes on and its checks still say what else went wrong.
+func (r *soakRun) checkAlive() {
+	for _, p := range r.f.nodes {
+		if e := p.exited(); e != "" && !p.killed {
+			r.t.Errorf("soak: %s\n--- stderr tail of %s ---\n%s", e, p.name, p.stderr)
+			r.event("crash", "-", p.name, e)
+			r.f.restart(p)
 		}
 	}
 }
 
+// soakHealth is the part of `custos status --json` that says whether a
+// node's storage and audit journal are sound.
+type soakHealth struct {
+	ReplicaStorage *struct {
+		DiskFull bool
+		Reason   string
+		Corrupt  uint64
+	} `json:"replica_storage"`
+	CorruptSegments uint64 `json:"corrupt_segments"`
+	AuditFailure    string `json:"audit_failure"`
+}
+
+func (h soakHealth) problems() []string {
+	var s []string
+	if rs := h.ReplicaStorage; rs != nil && rs.DiskFull {
+		s = append(s, "replica storage full: "+rs.Reason)
+	}
+	if rs := h.ReplicaStorage; rs != nil && rs.Corrupt > 0 {
+		s = append(s, fmt.Sprintf("%d corrupt replica reads", rs.Corrupt))
+	}
+	if h.CorruptSegments > 0 {
+		s = append(s, fmt.Sprintf("%d corrupt segments", h.CorruptSegments))
+	}
+	if h.AuditFailure != "" {
+		s = append(s, "audit journal failing: "+h.AuditFailure)
+	}
+	return s
+}
+
+// describeHealth is p's storage and audit alarms, for the schedule.
+func (r *soakRun) describeHealth(p *custosProc) string {
+	var h soakHealth
+	if _, err := r.f.statusInto(p, &h); err != nil {
+		return "no status: " + err.Error()
+	}
+	if pr := h.problems(); len(pr) > 0 {
+		s := strings.Join(pr, "; ")
+		if len(s) > 300 {
+			s = s[:300] + "…"
+		}
+		return s
+	}
+	return "no alarm"
+}
+
+// checkHealth waits until no node reports its replica storage full,
+// corrupt data, or a failing audit journal: a disk that filled and was freed
+// must leave nothing behind.
+func (r *soakRun) checkHealth() {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var bad []string
+		for _, p := range r.f.nodes {
+			var h soakHealth
+			if _, err := r.f.statusInto(p, &h); err != nil {
+				bad = append(bad, p.name+": "+err.Error())
+				continue
+			}
+			for _, pr := range h.problems() {
+				bad = append(bad, p.name+": "+pr)
+			}
+		}
+		if len(bad) == 0 {
+			r.t.Logf("soak: no node reports full or corrupt storage or a failing audit journal")
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Errorf("soak: after the heal:\n%s", strings.Join(bad, "\n"))
+			return
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
+
+// leaderSplit is one side of a split around the leader: half the time the
+// leader with a majority of voters against one other voter (a minority that
+// must not commit), half the time the leader alone among the voters (it
+// must step down while the other two elect). Each non-voter falls on either
+// side at random. Without a leader it is a random voter instead.
+func (r *soakRun) leaderSplit(rng *rand.Rand) []*custosProc {
+	f := r.f
+	voters := f.voters()
+	// As many draws whoever leads, so the faults after it replay alike.
+	fallback, withOther, other := voters[rng.IntN(len(voters))], rng.IntN(2) == 0, rng.IntN(len(voters)-1)
+	lead := r.currentLeader()
+	if lead == nil {
+		lead = fallback
+	}
+	var others []*custosProc
+	for _, v := range voters {
+		if v != lead {
+			others = append(others, v)
+		}
+	}
+	side := []*custosProc{lead}
+	if withOther {
+		side = append(side, others[other])
+	}
+	for _, p := range f.nodes {
+		if !slices.Contains(voters, p) && rng.IntN(2) == 0 {
+			side = append(side, p)
+		}
+	}
+	return side
+}
+
+// currentLeader is the voter that says it leads, or nil.
+func (r *soakRun) currentLeader() *custosProc {
+	for _, v := range r.f.voters() {
+		if st, err := r.f.status(v); err == nil && st.Consensus != nil && st.Consensus.Role == "leader" {
+			return v
+		}
+	}
+	return nil
+}
+
+// fillDisk fills the file system of dir to zero bytes free with a filler
+// file and returns its path and size. Zero, not a few KiB: then every
+// allocation fails, the small ones too (a Raft log append, an audit line, a
+// database page), which a margin would let through.
+func fillDisk(dir string) (string, int64, error) {
+	path := filepath.Join(dir, "soak-filler")
+	fd, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return path, 0, err
+	}
+	defer fd.Close()
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return path, 0, err
+	}
+	// Most of it at once, then page by page to the brim (the node writes
+	// meanwhile).
+	if free := int64(st.Bavail) * st.Bsize; free > 1<<20 {
+		if err := unix.Fallocate(int(fd.Fd()), 0, 0, free-1<<20); err != nil && !errors.Is(err, unix.ENOSPC) {
+			return path, 0, fmt.Errorf("fallocate: %w", err)
+		}
+	}
+	if _, err := fd.Seek(0, io.SeekEnd); err != nil {
+		return path, 0, err
+	}
+	page := make([]byte, 4096)
+	for {
+		if _, err := fd.Write(page); err != nil {
+			if !errors.Is(err, unix.ENOSPC) {
+				return path, 0, err
+			}
+			break
+		}
+	}
+	fi, err := fd.Stat()
+	if err != nil {
+		return path, 0, err
+	}
+	return path, fi.Size(), nil
+}
+
 // client runs policy operations through via until ctx ends: grants for
-// desk added and revoked and sites added, on small pools of names so the
+// desk2 added and revoked and sites added, on small pools of names so the
 // two clients collide, and linearizable reads of the policy.
 func (r *soakRun) client(ctx context.Context, id int, via *custosProc, rng *rand.Rand, grantN, siteN *atomic.Int64) {
 	f := r.f
@@ -252,7 +515,7 @@ func (r *soakRun) client(ctx context.Context, id int, via *custosProc, rng *rand
 		case x < 35:
 			g := fmt.Sprintf("g-soak-%d", key(grantN, rng.IntN(2) == 0))
 			op = soakOp{Kind: opGrantAdd, Key: "grant:" + g}
-			args = []string{"grant", "--id", g, "--to", "node:dc-b", "--action", "live", "--cameras", "praha-1/*", "--until", "2h", "--purpose", "soak"}
+			args = []string{"grant", "--id", g, "--to", "node:desk2", "--action", "live", "--cameras", "praha-1/*", "--until", "2h", "--purpose", "soak"}
 		case x < 60:
 			g := fmt.Sprintf("g-soak-%d", key(grantN, false))
 			op = soakOp{Kind: opGrantRevoke, Key: "grant:" + g}
@@ -486,6 +749,19 @@ func (r *soakRun) summary(testClock bool) {
 	}
 	r.t.Logf("soak: seed %d; test clock in the build: %v; faults injected: %v", r.seed, testClock, faults)
 	r.t.Logf("soak: operations by kind and outcome: %v", ops)
+	// How responsive the federation stayed: the latency of acknowledged
+	// operations.
+	var lat []time.Duration
+	for _, op := range r.hist {
+		if op.Result == outOK && op.Return != math.MaxInt64 {
+			lat = append(lat, time.Duration(op.Return-op.Call))
+		}
+	}
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		r.t.Logf("soak: acknowledged operations' latency: median %v, p90 %v, p99 %v, max %v", lat[len(lat)/2].Round(time.Millisecond),
+			lat[len(lat)*9/10].Round(time.Millisecond), lat[len(lat)*99/100].Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))
+	}
 	for _, e := range r.events {
 		r.t.Logf("soak: schedule %8.1fs %-6s %-9s %-24s %s", e.At, e.Action, e.Fault, e.Target, e.Detail)
 	}
@@ -526,4 +802,128 @@ func (r *soakRun) writeRecord(testClock bool) {
 		return
 	}
 	os.RemoveAll(r.dir)
+}
+
+// loadSampler records, every 5 s while the soak runs, the host's load
+// average and CPU use and each node's CPU time, to say whether the
+// topology's processes fit the machine.
+type loadSampler struct {
+	f     *netFed
+	stop  chan struct{}
+	done  chan struct{}
+	load  []float64         // 1-minute load average
+	busy  []float64         // host CPU busy fraction over each interval
+	ticks map[string]uint64 // per node, summed over its processes
+	last  map[int]uint64    // per pid, the ticks already counted
+}
+
+func startLoadSampler(f *netFed) *loadSampler {
+	s := &loadSampler{f: f, stop: make(chan struct{}), done: make(chan struct{}), ticks: map[string]uint64{}, last: map[int]uint64{}}
+	f.t.Cleanup(s.halt)
+	for _, p := range f.nodes { // founding's CPU is not the run's
+		if t, ok := procTicks(p.cmd.Process.Pid); ok {
+			s.last[p.cmd.Process.Pid] = t
+		}
+	}
+	go func() {
+		defer close(s.done)
+		prevBusy, prevAll := hostCPU()
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-time.After(5 * time.Second):
+			}
+			if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+				var l float64
+				fmt.Sscan(string(b), &l)
+				s.load = append(s.load, l)
+			}
+			busy, all := hostCPU()
+			if all > prevAll {
+				s.busy = append(s.busy, float64(busy-prevBusy)/float64(all-prevAll))
+			}
+			prevBusy, prevAll = busy, all
+			for _, p := range f.nodes {
+				if p.cmd == nil || p.cmd.Process == nil {
+					continue
+				}
+				pid := p.cmd.Process.Pid
+				if t, ok := procTicks(pid); ok && t >= s.last[pid] {
+					s.ticks[p.name] += t - s.last[pid]
+					s.last[pid] = t
+				}
+			}
+		}
+	}()
+	return s
+}
+
+func (s *loadSampler) halt() {
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	<-s.done
+}
+
+// report logs the figures: load average and host CPU (mean and max), and
+// each node's share of one core over the run.
+func (s *loadSampler) report(t *testing.T) {
+	s.halt()
+	stat := func(v []float64) (mean, hi float64) {
+		for _, x := range v {
+			mean += x
+			hi = max(hi, x)
+		}
+		if len(v) > 0 {
+			mean /= float64(len(v))
+		}
+		return mean, hi
+	}
+	lm, lx := stat(s.load)
+	bm, bx := stat(s.busy)
+	secs := 5 * float64(len(s.load))
+	var per []string
+	for _, p := range s.f.nodes {
+		per = append(per, fmt.Sprintf("%s %.0f%%", p.name, 100*float64(s.ticks[p.name])/100/max(secs, 1)))
+	}
+	t.Logf("soak: load over %d cores: 1-min load average mean %.2f max %.2f; host CPU busy mean %.0f%% max %.0f%%; nodes' CPU (of one core): %s",
+		runtime.NumCPU(), lm, lx, 100*bm, 100*bx, strings.Join(per, ", "))
+}
+
+// hostCPU is /proc/stat's cpu line: busy and total ticks.
+func hostCPU() (busy, all uint64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	for i, f := range strings.Fields(line)[1:] {
+		v, _ := strconv.ParseUint(f, 10, 64)
+		all += v
+		if i != 3 && i != 4 { // idle, iowait
+			busy += v
+		}
+	}
+	return busy, all
+}
+
+// procTicks is a process's user plus system CPU time in clock ticks (USER_HZ, 100).
+func procTicks(pid int) (uint64, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	// Fields after the command's closing parenthesis; utime and stime are
+	// the 14th and 15th of the line.
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b)[i+1:])
+	if len(f) < 13 {
+		return 0, false
+	}
+	u, _ := strconv.ParseUint(f[11], 10, 64)
+	st, _ := strconv.ParseUint(f[12], 10, 64)
+	return u + st, true
 }

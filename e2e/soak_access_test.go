@@ -269,6 +269,15 @@ func (r *soakRun) faultOf(names []string, from, to time.Time, kinds func(string)
 		if e.At > b || end < a {
 			continue
 		}
+		if strings.HasPrefix(e.Fault, "split") {
+			// A split stops nothing on either side: it matters when it
+			// separates names (a viewer from its store, a store from a
+			// voter), so it excuses only names found on both sides.
+			if s := splitApart(e.Detail, names); s != "" {
+				return fmt.Sprintf("%s %s at %.1fs–%.1fs", e.Fault, s, e.At, min(end, r.since()))
+			}
+			continue
+		}
 		targets := strings.FieldsFunc(e.Target, func(c rune) bool { return strings.ContainsRune(", |/+;", c) })
 		for _, n := range names {
 			if slices.Contains(targets, n) {
@@ -277,6 +286,35 @@ func (r *soakRun) faultOf(names []string, from, to time.Time, kinds func(string)
 		}
 	}
 	return ""
+}
+
+// splitApart reads a split's sides from its schedule detail ("{a,b} |
+// {c,d} for 10s") and says which of names it put apart: "a|c", or "" when
+// they all sit on one side.
+func splitApart(detail string, names []string) string {
+	left, right, ok := strings.Cut(detail, " | ")
+	if !ok {
+		return ""
+	}
+	side := func(s string) []string {
+		s = s[strings.Index(s, "{")+1:]
+		s, _, _ = strings.Cut(s, "}")
+		return strings.Split(s, ",")
+	}
+	a, b := side(left), side(right)
+	var onA, onB string
+	for _, n := range names {
+		switch {
+		case onA == "" && slices.Contains(a, n):
+			onA = n
+		case onB == "" && slices.Contains(b, n):
+			onB = n
+		}
+	}
+	if onA == "" || onB == "" {
+		return ""
+	}
+	return onA + "|" + onB
 }
 
 // viewer is one `custos live` process writing to a file, watched every

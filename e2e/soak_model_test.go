@@ -229,3 +229,24 @@ func TestSoakModel(t *testing.T) {
 		}
 	}
 }
+
+// A split excuses a check only for names it put on different sides.
+func TestSoakSplitApart(t *testing.T) {
+	detail := "{dc-a,store-praha-1} | {dc-b,witness,desk} for 12s"
+	for _, c := range []struct {
+		names []string
+		want  string
+	}{
+		{[]string{"desk", "store-praha-1"}, "store-praha-1|desk"},
+		{[]string{"dc-b", "desk"}, ""},
+		{[]string{"dc-a", "store-praha-1"}, ""},
+		{[]string{"inst-1"}, ""},
+	} {
+		if got := splitApart(detail, c.names); got != c.want {
+			t.Errorf("splitApart(%v) = %q, want %q", c.names, got, c.want)
+		}
+	}
+	if got := splitApart("rules removed", []string{"dc-a", "dc-b"}); got != "" {
+		t.Errorf("a detail without sides: %q", got)
+	}
+}

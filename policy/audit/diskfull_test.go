@@ -110,3 +110,59 @@ func TestDiskFullRecovers(t *testing.T) {
 		t.Errorf("head after reopen %d, want %d", got, e.Seq)
 	}
 }
+
+// TestOpenOnFullDiskWithHeadBehind is a node restarted while its disk is
+// full after an append whose head write failed: the journal holds one entry
+// more than the head file, and moving the head forward needs space. Open
+// must still succeed (the node comes up and alarms rather than staying
+// down), report the failure, continue the chain from the last entry, and
+// catch the head up by itself once space is freed.
+func TestOpenOnFullDiskWithHeadBehind(t *testing.T) {
+	dir := smallFS(t)
+	j := openJ(t, dir, Options{Now: newClock().Now})
+	appendN(t, j, 1, 4)
+	behind, err := os.ReadFile(auditFile(dir, headName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := appendN(t, j, 5, 1)[0]
+	j.Close()
+	// The state a failed head write leaves: entry 5 in the journal, the
+	// head file still at 4.
+	if err := os.WriteFile(auditFile(dir, headName), behind, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	files := fillUp(t, dir)
+
+	j, err = Open(dir, Options{Now: newClock().Now})
+	if err != nil {
+		t.Fatalf("Open on a full disk with the head one entry behind: %v", err)
+	}
+	defer j.Close()
+	if seq, hash := j.Head(); seq != last.Seq || hash != last.Hash {
+		t.Errorf("Head() = %d, want the journal's last entry %d", seq, last.Seq)
+	}
+	if err := j.Failure(); err == nil || !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("Failure() = %v, want the head's write failing with ENOSPC", err)
+	}
+	if _, err := j.Append(event(6)); err == nil {
+		t.Fatal("append on a full disk succeeded")
+	}
+	for _, f := range files {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e, err := j.Append(event(7))
+	if err != nil {
+		t.Fatalf("append after space was freed: %v", err)
+	}
+	if e.Seq != last.Seq+1 || e.Prev != last.Hash {
+		t.Errorf("appended entry %d after %x, want %d after the last entry %x", e.Seq, e.Prev, last.Seq+1, last.Hash)
+	}
+	if err := j.Failure(); err != nil {
+		t.Errorf("Failure after a successful append: %v", err)
+	}
+	j.Close()
+	wantOK(t, verify(t, dir))
+}

@@ -167,13 +167,11 @@ func (j *Journal) recover() error {
 	case h == nil:
 		return fmt.Errorf("%w: the head file is missing or damaged, so the journal's end is unknown; run `custos audit verify`", ErrDamaged)
 	case last != nil && last.Seq == h.Seq+1 && last.Prev == h.Hash:
-		j.recovered = append(j.recovered, fmt.Sprintf(
-			"moved the head file forward to entry %d: a crash came between writing the entry and updating the head", last.Seq))
-		return j.setHead(position{last.Seq, last.Hash})
+		return j.forwardHead(h.Seq, position{last.Seq, last.Hash},
+			"a crash (or a full disk) came between writing the entry and updating the head")
 	case last != nil && last.Seq > h.Seq && s.headBehind && s.LastSeq == last.Seq && s.LastHash == last.Hash:
-		j.recovered = append(j.recovered, fmt.Sprintf(
-			"moved the head file forward from entry %d to %d: a crash came between writing a batch and updating the head", h.Seq, last.Seq))
-		return j.setHead(position{last.Seq, last.Hash})
+		return j.forwardHead(h.Seq, position{last.Seq, last.Hash},
+			"a crash (or a full disk) came between writing a batch and updating the head")
 	case last != nil && last.Seq > h.Seq:
 		return fmt.Errorf("%w: the journal continues to entry %d past its head file (entry %d); run `custos audit verify`",
 			ErrDamaged, last.Seq, h.Seq)
@@ -181,6 +179,29 @@ func (j *Journal) recover() error {
 	// Chain on from the head even if the journal ends earlier or its last
 	// line is damaged: the gap stays visible to Verify.
 	j.seq, j.hash = h.Seq, h.Hash
+	return nil
+}
+
+// forwardHead moves the head file forward from entry from to p, the
+// journal's last entry. On a full disk the journal still opens, chained on
+// from p, with the head's write as the repair the next append retries first
+// (as after an append whose head write failed) and Failure set: a node
+// restarted while its disk is full comes up and alarms instead of staying
+// down, and the head catches up once there is space.
+func (j *Journal) forwardHead(from uint64, p position, why string) error {
+	err := j.setHead(p)
+	switch {
+	case err == nil:
+		j.recovered = append(j.recovered, fmt.Sprintf("moved the head file forward from entry %d to %d: %s", from, p.Seq, why))
+		return nil
+	case !errors.Is(err, syscall.ENOSPC) && !errors.Is(err, syscall.EDQUOT):
+		return err
+	}
+	j.seq, j.hash = p.Seq, p.Hash
+	j.broken, j.repair = err, func() error { return j.setHead(p) }
+	j.failed(fmt.Errorf("audit: open: the head file is at entry %d, the journal at %d, and moving it forward failed: %w", from, p.Seq, err))
+	j.recovered = append(j.recovered, fmt.Sprintf(
+		"the head file is at entry %d, the journal at %d (%s); no space to move it forward: appends fail until there is", from, p.Seq, why))
 	return nil
 }
 
