@@ -336,13 +336,14 @@ func (n *Node) Close() error {
 	return n.closeErr
 }
 
-// closeLog closes raft-wal and its metadata database, whose file lock would
-// otherwise keep the next Open on Dir waiting.
-// openLog opens the Raft log in dir with its index in meta.
+// openLog opens the Raft log in dir with its index in meta; Open and the
+// log's own tests share it, so the tests run the product's settings.
 func openLog(dir string, meta *metadb.BoltMetaDB, logger hclog.Logger) (*wal.WAL, error) {
 	return wal.Open(dir, wal.WithMetaStore(meta), wal.WithLogger(logger), wal.WithSegmentSize(walSegmentSize))
 }
 
+// closeLog closes raft-wal and its metadata database, whose file lock would
+// otherwise keep the next Open on Dir waiting.
 func (n *Node) closeLog() error {
 	return errors.Join(n.log.Close(), n.meta.Close())
 }
